@@ -1,0 +1,50 @@
+import { ERROR_STATUS, type ErrorCode } from '../protocol/errors.js';
+
+/** The daemon's one error class: a wire code from the closed set, a message safe to show. */
+export class TokendError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly account?: string;
+  /** Seconds after which trying again may succeed. */
+  readonly retryAfter?: number;
+  readonly login?: Record<string, unknown>;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    extra: { account?: string; retryAfter?: number; login?: Record<string, unknown> } = {},
+  ) {
+    super(message);
+    this.name = 'TokendError';
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.account = extra.account;
+    this.retryAfter = extra.retryAfter;
+    this.login = extra.login;
+  }
+}
+
+type Extra = ConstructorParameters<typeof TokendError>[2];
+const factory =
+  (code: ErrorCode) =>
+  (message: string, extra?: Extra): TokendError =>
+    new TokendError(code, message, extra);
+
+/** Factories, one per wire code (in the style of oidc-provider's `E('slow_down', …)`). */
+export const E = {
+  invalidRequest: factory('invalid_request'),
+  unauthorized: factory('unauthorized'),
+  notFound: factory('not_found'),
+  reauthRequired: factory('reauth_required'),
+  loginPending: factory('login_pending'),
+  payloadTooLarge: factory('payload_too_large'),
+  rateLimited: factory('rate_limited'),
+  upstreamUnavailable: factory('upstream_unavailable'),
+  providerRejected: factory('provider_rejected'),
+  internal: factory('internal'),
+};
+
+export function unknownAccount(name: string): TokendError {
+  return E.notFound(`no account named "${name}" (see \`tokend list\`, or add it with \`tokend add ${name} …\`)`, {
+    account: name,
+  });
+}

@@ -1,0 +1,369 @@
+/**
+ * The daemon side of `POST /v1/helpers/:tool/:action` (DESIGN.md, Helper protocols):
+ * a tool's raw stdin in, the exact bytes its helper must print and its exit status out.
+ * The helper binaries are byte pipes (bin/*-credential-tokend), so every protocol rule
+ * lives here and in src/protocol/helpers/.
+ *
+ * Never throws: every failure becomes the tool's own way of saying "no" (PROTOCOLS.md
+ * §1–4). A token never reaches `stderr`.
+ */
+import { formatBazelCredential, parseBazelRequest } from '../protocol/helpers/bazel.js';
+import {
+  DOCKER_ERR_NOT_FOUND,
+  dockerServerTarget,
+  formatDockerCredential,
+  formatDockerError,
+  formatDockerList,
+  parseDockerInput,
+} from '../protocol/helpers/docker.js';
+import { formatGitCredential, parseGitCredentialInput } from '../protocol/helpers/git.js';
+import { formatExecCredential, parseKubectlExecInfo } from '../protocol/helpers/kubectl.js';
+import { targetFromUrl, type MatchResult, type MatchTarget } from './match.js';
+
+/** What `getToken` hands a helper. */
+export interface HelperToken {
+  access_token: string;
+  token_type: string;
+  /** epoch **milliseconds** (as the broker's CachedToken), or null when unknown. */
+  expires_at: number | null;
+  /** The account's configured username, else its preset's (`x-token-auth` for Bitbucket…); absent = none. */
+  username?: string;
+}
+
+/** What the daemon gives the handlers; implemented over the real broker and config. */
+export interface HelperDeps {
+  /** Map a request's URL parts to an account (match.ts `matchAccount` over the configured accounts). */
+  findAccount(target: MatchTarget): MatchResult<{ name: string }> | Promise<MatchResult<{ name: string }>>;
+  /**
+   * A token valid for at least `minTtlSeconds` (the broker clamps that to the token's
+   * lifetime). Throws `{ code, message }` (a TokendError) when it cannot, e.g.
+   * `reauth_required`; the message must be safe to show and hold no secret.
+   */
+  getToken(account: string, minTtlSeconds: number): Promise<HelperToken>;
+  /** A tool reports a served token was refused (git `erase`): mark it stale so the next request refreshes. */
+  reject(account: string, accessToken?: string): void | Promise<void>;
+  /** docker `list`: server URL → username. Without it `list` answers `{}`. */
+  listDockerServers?(): Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>;
+}
+
+export interface HelperInput {
+  stdin: Buffer;
+  /**
+   * The helper's environment, where a protocol reads it: `KUBERNETES_EXEC_INFO` (kubectl;
+   * when absent, stdin is read as its value), `TOKEND_ACCOUNT` (kubectl, bazel: an
+   * account named on the helper's command line, skipping host matching).
+   */
+  env?: Record<string, string>;
+}
+
+export interface HelperResult {
+  exitCode: number;
+  stdout: Buffer;
+  /** One line for the user, without a trailing newline; never a secret. */
+  stderr?: string;
+}
+
+export const HELPER_TOOLS = ['git', 'docker', 'kubectl', 'bazel'] as const;
+export type HelperTool = (typeof HELPER_TOOLS)[number];
+
+export function isHelperTool(tool: string): tool is HelperTool {
+  return (HELPER_TOOLS as readonly string[]).includes(tool);
+}
+
+/**
+ * Seconds a served token must still be valid, per tool.
+ * git: git 2.39 ignores `password_expiry_utc` (PROTOCOLS.md §1.3) and keeps the
+ * credential for the whole command, so a long clone or fetch+push must not run past
+ * expiry; 5 min covers that without refusing providers whose tokens live only minutes
+ * (the broker clamps min_ttl to the token lifetime). The others re-ask on expiry or
+ * 401 (docker per operation §2, client-go and Bazel honour the expiry we send §3–4).
+ */
+export const HELPER_MIN_TTL: Readonly<Record<HelperTool, number>> = { git: 300, docker: 60, kubectl: 60, bazel: 60 };
+
+/** The default git username with an OAuth access token as password (GitLab needs `oauth2`; PROTOCOLS.md §1.6). */
+export const DEFAULT_GIT_USERNAME = 'oauth2';
+
+const EMPTY = Buffer.alloc(0);
+
+/** One printable line, at most 300 chars, with any known secret cut out. */
+function oneLine(message: string, secrets: readonly string[] = []): string {
+  let m = message;
+  for (const s of secrets) if (s.length >= 4) m = m.split(s).join('[redacted]');
+  m = m.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  return m.length > 300 ? `${m.slice(0, 297)}...` : m;
+}
+
+/** A failure's message for the user: the daemon's own message when it has one, never a stack. */
+function describeError(err: unknown): string {
+  if (err && typeof err === 'object' && typeof (err as { message?: unknown }).message === 'string') {
+    const e = err as { code?: unknown; message: string };
+    if (e.message.trim() !== '') return e.message;
+    if (typeof e.code === 'string') return e.code;
+  }
+  return 'could not get a token';
+}
+
+function describeTarget(t: MatchTarget): string {
+  const port = t.port !== undefined ? `:${t.port}` : '';
+  return `${t.protocol}://${t.host}${port}`;
+}
+
+function ambiguousMessage(accounts: [string, string], t: MatchTarget): string {
+  return (
+    `accounts "${accounts[0]}" and "${accounts[1]}" both match ${describeTarget(t)}; ` +
+    'make one of their hosts patterns more specific, or configure a username'
+  );
+}
+
+function accountName(a: { name: string } | string): string {
+  return typeof a === 'string' ? a : a.name;
+}
+
+function result(exitCode: number, stdout: Buffer = EMPTY, stderr?: string): HelperResult {
+  return stderr === undefined ? { exitCode, stdout } : { exitCode, stdout, stderr: oneLine(stderr) };
+}
+
+// ---------------------------------------------------------------- git
+
+/** A miss git moves past: nothing on stdout, exit 0 (PROTOCOLS.md §1.2 "print nothing"); a hint on stderr. */
+function gitMiss(hint?: string): HelperResult {
+  return result(0, EMPTY, hint === undefined ? undefined : `tokend: ${hint}`);
+}
+
+async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
+  // §1.2: `store` has nothing to do (tokens live in the daemon); an action a future git
+  // invents "should [be] silently ignore[d]". Both: exit 0, no output.
+  if (action !== 'get' && action !== 'erase') return result(0);
+  const parsed = parseGitCredentialInput(action, input.stdin);
+  if (!parsed.ok) {
+    // erase's output is ignored anyway; get says why it declined.
+    return action === 'get' ? gitMiss(`ignoring git credential input: ${parsed.error.message}`) : result(0);
+  }
+  const req = parsed.request;
+  const target: MatchTarget = { protocol: req.protocol, host: req.host };
+  if (req.port !== undefined) target.port = req.port;
+  if (req.path !== undefined) target.path = req.path;
+  if (req.username !== undefined) target.username = req.username;
+
+  const match = await deps.findAccount(target);
+  if (match.kind === 'none') return gitMiss(); // silent: the next helper may know this host
+  if (match.kind === 'ambiguous') return gitMiss(ambiguousMessage(match.accounts, target));
+  const account = accountName(match.account);
+
+  if (action === 'erase') {
+    // §1.2: git sends erase after a 401 with this username+password: "this token was
+    // rejected". The broker compares the password with what it served before dropping it.
+    try {
+      await deps.reject(account, req.password);
+    } catch (err) {
+      return gitMiss(`could not report the rejected token for "${account}": ${oneLine(describeError(err))}`);
+    }
+    return result(0);
+  }
+
+  let token: HelperToken;
+  try {
+    token = await deps.getToken(account, HELPER_MIN_TTL.git);
+  } catch (err) {
+    // Exit 0 with nothing on stdout: git tries its next helper or prompts (§1.4: exit status is ignored anyway).
+    return gitMiss(oneLine(describeError(err)));
+  }
+  try {
+    // The account's (or preset's) username wins; otherwise keep a username git already
+    // has, as git-credential-oauth does; otherwise `oauth2` (§1.6).
+    const username = token.username ?? (req.username === undefined ? DEFAULT_GIT_USERNAME : undefined);
+    const stdout = formatGitCredential({
+      ...(username !== undefined ? { username } : {}),
+      password: token.access_token,
+      // git ≥ 2.40 drops an expired password before use; 2.39 ignores this (§1.3).
+      ...(token.expires_at !== null ? { password_expiry_utc: Math.floor(token.expires_at / 1000) } : {}),
+    });
+    return result(0, stdout);
+  } catch (err) {
+    return gitMiss(oneLine(describeError(err), [token.access_token]));
+  }
+}
+
+// ---------------------------------------------------------------- docker
+
+/** docker errors go to stdout with exit 1 (PROTOCOLS.md §2 `fmt.Fprintln(os.Stdout, err)`). */
+function dockerError(message: string, secrets: readonly string[] = []): HelperResult {
+  return result(1, formatDockerError(oneLine(message, secrets)));
+}
+
+async function dockerHelper(action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
+  const parsed = parseDockerInput(action, input.stdin);
+  if (!parsed.ok) return dockerError(parsed.error.message);
+  const req = parsed.request;
+
+  if (req.action === 'list') {
+    const entries = deps.listDockerServers ? await deps.listDockerServers() : {};
+    return result(0, formatDockerList(entries));
+  }
+  // tokend owns the tokens: a `docker login` password is not kept ("a read-only store
+  // … should silently ignore the request", the same rule git's helpers follow).
+  if (req.action === 'store') return result(0);
+
+  const target = dockerServerTarget(req.serverUrl);
+  if (!target) return dockerError(DOCKER_ERR_NOT_FOUND);
+  const match = await deps.findAccount(target);
+  // The exact string docker reads as "no credentials" and then lets the user log in.
+  if (match.kind === 'none') return dockerError(DOCKER_ERR_NOT_FOUND);
+  if (match.kind === 'ambiguous') return dockerError(`tokend: ${ambiguousMessage(match.accounts, target)}`);
+  const account = accountName(match.account);
+
+  if (req.action === 'erase') {
+    try {
+      await deps.reject(account);
+    } catch (err) {
+      return dockerError(`tokend: ${describeError(err)}`);
+    }
+    return result(0);
+  }
+
+  let token: HelperToken;
+  try {
+    token = await deps.getToken(account, HELPER_MIN_TTL.docker);
+  } catch (err) {
+    return dockerError(`tokend: ${describeError(err)}`);
+  }
+  // No expiry field in this protocol; docker asks again per operation (§2). The
+  // username follows the same rule as git's (a registry's token auth takes any, GitLab's `oauth2`).
+  return result(
+    0,
+    formatDockerCredential({
+      ServerURL: req.serverUrl,
+      Username: token.username ?? DEFAULT_GIT_USERNAME,
+      Secret: token.access_token,
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- kubectl and bazel
+
+/** kubectl and Bazel fail with a non-zero exit and a line on stderr (PROTOCOLS.md §3, §4). */
+function toolError(message: string, secrets: readonly string[] = []): HelperResult {
+  return result(1, EMPTY, `tokend: ${oneLine(message, secrets)}`);
+}
+
+/** An account named on the helper's command line, or the one the URL matches. */
+async function resolveAccount(
+  input: HelperInput,
+  url: string | undefined,
+  deps: HelperDeps,
+  noUrlHint: string,
+): Promise<{ ok: true; account: string } | { ok: false; error: HelperResult }> {
+  const named = input.env?.TOKEND_ACCOUNT;
+  if (named) return { ok: true, account: named };
+  if (url === undefined) return { ok: false, error: toolError(noUrlHint) };
+  const target = targetFromUrl(url);
+  if (!target) return { ok: false, error: toolError('the URL to authenticate to is not a URL') };
+  const match = await deps.findAccount(target);
+  if (match.kind === 'none') {
+    return { ok: false, error: toolError(`no tokend account serves ${describeTarget(target)} (see the accounts' hosts)`) };
+  }
+  if (match.kind === 'ambiguous') return { ok: false, error: toolError(ambiguousMessage(match.accounts, target)) };
+  return { ok: true, account: accountName(match.account) };
+}
+
+async function kubectlHelper(_action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
+  // §3: input is the KUBERNETES_EXEC_INFO env var, not stdin; a byte-pipe client may send it as the body.
+  const raw = input.env?.KUBERNETES_EXEC_INFO ?? (input.stdin.length > 0 ? input.stdin : undefined);
+  const parsed = parseKubectlExecInfo(raw);
+  if (!parsed.ok) return toolError(parsed.error.message);
+  const req = parsed.request;
+  const resolved = await resolveAccount(
+    input,
+    req.server,
+    deps,
+    'name an account (tokend kubectl-credential NAME) or set provideClusterInfo: true in the kubeconfig',
+  );
+  if (!resolved.ok) return resolved.error;
+  let token: HelperToken;
+  try {
+    token = await deps.getToken(resolved.account, HELPER_MIN_TTL.kubectl);
+  } catch (err) {
+    return toolError(describeError(err));
+  }
+  return result(
+    0,
+    formatExecCredential({ apiVersion: req.apiVersion, token: token.access_token, expires_at: token.expires_at }),
+  );
+}
+
+async function bazelHelper(action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
+  // §4: argv is `<helper> get`; nothing else is defined.
+  if (action !== 'get') return toolError('unsupported credential helper action (Bazel sends only "get")');
+  const parsed = parseBazelRequest(input.stdin);
+  if (!parsed.ok) return toolError(parsed.error.message);
+  // §4: for input it does not support (a foreign domain) a helper SHOULD fail, not answer {}.
+  const resolved = await resolveAccount(input, parsed.request.uri, deps, 'no uri');
+  if (!resolved.ok) return resolved.error;
+  let token: HelperToken;
+  try {
+    token = await deps.getToken(resolved.account, HELPER_MIN_TTL.bazel);
+  } catch (err) {
+    return toolError(describeError(err));
+  }
+  return result(
+    0,
+    formatBazelCredential({ token: token.access_token, token_type: token.token_type, expires_at: token.expires_at }),
+  );
+}
+
+// ---------------------------------------------------------------- entry points
+
+const HANDLERS: Record<HelperTool, (action: string, input: HelperInput, deps: HelperDeps) => Promise<HelperResult>> = {
+  git: gitHelper,
+  docker: dockerHelper,
+  kubectl: kubectlHelper,
+  bazel: bazelHelper,
+};
+
+/**
+ * Run one helper request. Never throws: an unexpected failure is answered the tool's
+ * way (git: silent miss with a hint; docker: message on stdout, exit 1; kubectl,
+ * Bazel: exit 1 with a line on stderr).
+ */
+export async function handleHelper(
+  tool: string,
+  action: string,
+  input: HelperInput,
+  deps: HelperDeps,
+): Promise<HelperResult> {
+  if (!isHelperTool(tool)) return toolError('unknown credential helper');
+  try {
+    return await HANDLERS[tool](action, input, deps);
+  } catch {
+    // Unexpected (a bug or a failing dependency): its message may hold anything, so a fixed one.
+    const msg = 'internal error while answering the credential helper';
+    if (tool === 'git') return gitMiss(msg);
+    if (tool === 'docker') return dockerError(`tokend: ${msg}`);
+    return toolError(msg);
+  }
+}
+
+/** Response header carrying `HelperResult.stderr` (printable ASCII, one line). */
+export const HELPER_STDERR_HEADER = 'x-tokend-stderr';
+/** Response header carrying the helper's exit status. */
+export const HELPER_EXIT_HEADER = 'x-tokend-exit-code';
+
+/**
+ * The HTTP answer for a helper result; the contract bin/tokend-sh-lib relies on:
+ * status 200 = exit 0, 422 = exit 1 (`curl --fail-with-body` still prints the body, and
+ * exits 22), body = the exact stdout bytes, `x-tokend-stderr` = the line for stderr.
+ * Any other status means "ask the node client instead".
+ */
+export function helperHttpResponse(r: HelperResult): { status: 200 | 422; headers: Record<string, string>; body: Buffer } {
+  const headers: Record<string, string> = {
+    'content-type': 'application/octet-stream',
+    'cache-control': 'no-store',
+    [HELPER_EXIT_HEADER]: String(r.exitCode === 0 ? 0 : 1),
+  };
+  if (r.stderr) {
+    // Header values must be latin1 without CR/LF; keep it to printable ASCII.
+    const line = r.stderr.replace(/[^\x20-\x7e]/g, '?');
+    if (line !== '') headers[HELPER_STDERR_HEADER] = line;
+  }
+  return { status: r.exitCode === 0 ? 200 : 422, headers, body: r.stdout };
+}

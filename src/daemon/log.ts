@@ -1,0 +1,54 @@
+/**
+ * One JSON object per line on stderr (journald and launchd keep them). Any field whose
+ * name looks secret is replaced before the line is written, so a careless call site
+ * cannot leak a token (STYLE.md rule 6).
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const SECRET_KEY = /token|secret|password|authorization|cookie|code_verifier|^code$/i;
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+function redact(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (SECRET_KEY.test(k) && v !== null && v !== undefined && typeof v !== 'boolean' && typeof v !== 'number') {
+      out[k] = '[redacted]';
+    } else if (v instanceof Error) {
+      out[k] = v.message;
+    } else if (v && typeof v === 'object' && !Array.isArray(v)) {
+      out[k] = redact(v as Record<string, unknown>);
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** A logger writing JSON lines at or above `level` to `write` (default: stderr). */
+export function createLogger(
+  level: LogLevel = 'info',
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): Logger {
+  const min = ORDER[level] ?? ORDER.info;
+  const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+    if (ORDER[lvl] < min) return;
+    const rec = { time: new Date().toISOString(), level: lvl, msg, ...(fields ? redact(fields) : {}) };
+    write(JSON.stringify(rec) + '\n');
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+  };
+}
+
+export function parseLogLevel(value: string | undefined): LogLevel {
+  return value && value in ORDER ? (value as LogLevel) : 'info';
+}

@@ -1,0 +1,229 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createAdaptorServer } from '@hono/node-server';
+import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
+import { AuditLog } from './audit.js';
+import { Broker } from './broker.js';
+import { ConfigError, ConfigStore } from './config.js';
+import { getDriver } from './drivers/registry.js';
+import { EventBus } from './events.js';
+import { checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
+import { createApp } from './http/app.js';
+import { acquireDaemonLock, LockHeldError } from './lock.js';
+import { createLogger, parseLogLevel, type Logger } from './log.js';
+import { inheritedListenFd } from './socket-activation.js';
+import { openStore } from './store/sqlite-store.js';
+import { loadOrCreateKey } from './store/crypto.js';
+import { mountHelpers } from './http/helpers-route.js';
+
+const USAGE = `usage: tokend daemon [--socket PATH]
+
+Runs the tokend daemon in the foreground (systemd and launchd supervise it).
+Paths come from TOKEND_HOME, TOKEND_CONFIG_DIR, TOKEND_DATA_DIR, TOKEND_KEY_FILE,
+TOKEND_SOCKET (see README). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
+the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
+`;
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Is something answering on this Unix socket? (sock-daemon: ping before taking over.) */
+function socketAnswers(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = net.connect(socket);
+    conn.once('connect', () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once('error', () => resolve(false));
+  });
+}
+
+/** DESIGN.md: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
+function checkPlaces(paths: TokendPaths): void {
+  for (const dir of new Set([paths.configDir, paths.dataDir, paths.socketDir])) ensurePrivateDir(dir);
+  for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile]) {
+    checkPrivateFile(f);
+  }
+}
+
+/**
+ * The composition root (STYLE.md rule 3): config → store → broker → http → listen →
+ * signals. The only module that exits the process.
+ */
+export async function main(argv: string[]): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({ args: argv, options: { socket: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (err) {
+    process.stderr.write(`tokend daemon: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args.values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  if (args.values.listen) {
+    process.stderr.write('tokend daemon: --listen (the loopback TCP listener) is not available in this version\n');
+    process.exit(2);
+  }
+
+  process.umask(0o077);
+  const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL));
+  const paths = resolvePaths(process.env, args.values.socket);
+  const fail = (msg: string, code = 1): never => {
+    log.error(msg);
+    process.stderr.write(`tokend daemon: ${msg}\n`);
+    process.exit(code);
+  };
+
+  let activatedFd: number | undefined;
+  try {
+    activatedFd = inheritedListenFd();
+    checkPlaces(paths);
+  } catch (err) {
+    if (err instanceof UnsafePathError || err instanceof Error) fail(err.message);
+  }
+
+  let releaseLock: () => Promise<void>;
+  try {
+    releaseLock = await acquireDaemonLock(paths, {
+      onCompromised: (err) => {
+        log.error('the daemon lock was taken from us; stopping', { error: err });
+        void shutdown(1);
+      },
+      isAlive: (pid) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch (e) {
+          return (e as NodeJS.ErrnoException).code === 'EPERM';
+        }
+      },
+    });
+  } catch (err) {
+    if (err instanceof LockHeldError) fail(err.message);
+    fail(`cannot lock ${paths.dataDir}: ${(err as Error).message}`);
+  }
+
+  let config: ConfigStore;
+  try {
+    config = await ConfigStore.open(paths.configFile);
+  } catch (err) {
+    await releaseLock!();
+    fail(err instanceof ConfigError ? err.message : `cannot read ${paths.configFile}: ${(err as Error).message}`);
+  }
+  let store;
+  try {
+    store = openStore({ file: paths.dbFile, key: loadOrCreateKey(paths.keyFile) });
+  } catch (err) {
+    await releaseLock!();
+    fail((err as Error).message);
+  }
+
+  const events = new EventBus();
+  const broker = new Broker({ store: store!, config: config!, getDriver, events, log });
+  broker.start();
+  const audit = new AuditLog(store!, log);
+  const shutdownController = new AbortController();
+  const startedAt = Date.now();
+  const deps = {
+    config: config!,
+    store: store!,
+    broker,
+    getDriver,
+    events,
+    audit,
+    log,
+    version: packageVersion(),
+    startedAt,
+    shutdown: shutdownController.signal,
+  };
+  const helpers = mountHelpers(deps);
+  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: helpers.extend });
+
+  const server = createAdaptorServer({ fetch: app.fetch });
+  // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.
+  const listening = new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => resolve());
+  });
+  let boundSocket: string | undefined;
+  if (activatedFd !== undefined) {
+    server.listen({ fd: activatedFd, backlog: 4096 });
+  } else {
+    if (fs.existsSync(paths.socket)) {
+      if (await socketAnswers(paths.socket)) {
+        await releaseLock!();
+        fail(`another daemon answers on ${paths.socket} (it uses a different data folder); stop it or choose another --socket`);
+      }
+      fs.rmSync(paths.socket, { force: true });
+    }
+    server.listen({ path: paths.socket, backlog: 4096 });
+    boundSocket = paths.socket;
+  }
+  try {
+    await listening;
+  } catch (err) {
+    await releaseLock!();
+    fail(`cannot listen on ${paths.socket}: ${(err as Error).message}`);
+  }
+  // The socket lives in a 0700 folder and is bound under umask 077; make it 0600 exactly.
+  if (boundSocket) fs.chmodSync(boundSocket, 0o600);
+  log.info('tokend started', {
+    version: deps.version,
+    pid: process.pid,
+    socket: activatedFd !== undefined ? `fd ${activatedFd} (socket activation)` : paths.socket,
+    accounts: config!.listAccounts().length,
+  });
+
+  let stopping = false;
+  async function shutdown(code: number): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    log.info('tokend stopping');
+    shutdownController.abort();
+    broker.close();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+      // In-flight requests get a moment to finish; then the rest are cut.
+      setTimeout(() => {
+        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        resolve();
+      }, 3000).unref();
+    });
+    audit.close();
+    store!.close();
+    if (boundSocket) fs.rmSync(boundSocket, { force: true });
+    await releaseLock!().catch(() => undefined);
+    log.info('tokend stopped');
+    process.exit(code);
+  }
+  process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGHUP', () => reload(config!, broker, log));
+}
+
+function reload(config: ConfigStore, broker: Broker, log: Logger): void {
+  const before = new Map(config.listAccounts().map(([n, c]) => [n, JSON.stringify(c)]));
+  try {
+    config.reload();
+  } catch (err) {
+    log.error('config reload failed; the old config stays in force', { error: (err as Error).message });
+    return;
+  }
+  const after = new Map(config.listAccounts().map(([n, c]) => [n, JSON.stringify(c)]));
+  for (const [name, json] of before) if (after.get(name) !== json) broker.forget(name);
+  log.info('config reloaded', { accounts: after.size });
+}
+
+export { path as _path };

@@ -1,0 +1,293 @@
+/**
+ * Which account serves a request for a URL: an account's `hosts` patterns matched
+ * against protocol, host, port, path and username (issue 4, DESIGN.md Helper protocols).
+ *
+ * Pattern forms: `github.com`, `*.example.com` (subdomains at any depth, not the apex),
+ * `git.example.com/org` or `git.example.com/org/*` (path prefix on segment boundaries),
+ * `host:port`, and an explicit scheme `https://h`, `http://127.0.0.1:8080`.
+ *
+ * Security rule: a token never goes to a remote host in clear. A pattern without a scheme
+ * matches https, and http only for a loopback host; an explicit clear-text scheme
+ * (`http://`, `grpc://`, `ws://`) is honoured for loopback hosts only, too.
+ */
+import { domainToASCII } from 'node:url';
+
+/** What is being asked for; `path` with or without its leading slash. */
+export interface MatchTarget {
+  protocol: string;
+  host: string;
+  port?: number;
+  path?: string;
+  username?: string;
+}
+
+export interface MatchableAccount {
+  name: string;
+  hosts: readonly string[];
+  /** The account's configured username; a target with a different username skips it. */
+  username?: string;
+}
+
+export type MatchResult<A = MatchableAccount> =
+  | { kind: 'match'; account: A }
+  | { kind: 'none' }
+  | { kind: 'ambiguous'; accounts: [string, string] };
+
+/** A parsed `hosts` entry. */
+export interface HostPattern {
+  /** Lower-case scheme when the pattern names one. */
+  scheme?: string;
+  /** Lower-case ASCII host; for a wildcard, the part after `*.`. IPv6 in brackets. */
+  host: string;
+  wildcard: boolean;
+  port?: number;
+  /** Path prefix with a leading slash and no trailing one; absent = any path. */
+  pathPrefix?: string;
+}
+
+const SECURE_SCHEMES = new Set(['https', 'grpcs', 'wss']);
+const DEFAULT_PORTS: Record<string, number> = { https: 443, http: 80, grpcs: 443, grpc: 80, wss: 443, ws: 80 };
+
+/** True for hosts that can only be this machine: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  if (h === 'localhost' || h === '::1' || h === '[::1]') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Lower-case, no trailing dot, IDN as punycode, IPv6 canonical and bracketed; '' if unusable. */
+function normaliseHost(raw: string): string {
+  let h = raw.trim().toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.includes(':')) {
+    try {
+      return new URL(`http://[${h}]/`).hostname; // canonical IPv6, e.g. [::1]
+    } catch {
+      return '';
+    }
+  }
+  h = h.replace(/\.$/, '');
+  if (h === '' || /[\s/@?#\\]/.test(h)) return '';
+  // An internationalised name compares as punycode, as WHATWG URL spells it; '' when invalid.
+  return /^[\x21-\x7e]+$/.test(h) ? h : domainToASCII(h);
+}
+
+/** Remove `.` and resolve `..` segments so `/org/../other` cannot pass as `/org`. */
+function normalisePath(raw: string): string {
+  const out: string[] = [];
+  for (const seg of raw.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') out.pop();
+    else out.push(seg);
+  }
+  return `/${out.join('/')}`;
+}
+
+function splitAuthority(authority: string): { host: string; port?: number } | undefined {
+  let host = authority;
+  let portText: string | undefined;
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    if (end < 0) return undefined;
+    host = authority.slice(0, end + 1);
+    const rest = authority.slice(end + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) return undefined;
+      portText = rest.slice(1);
+    }
+  } else {
+    const first = authority.indexOf(':');
+    if (first >= 0 && first === authority.lastIndexOf(':')) {
+      host = authority.slice(0, first);
+      portText = authority.slice(first + 1);
+    }
+  }
+  if (portText === undefined) return { host };
+  if (!/^\d{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port < 1 || port > 65_535) return undefined;
+  return { host, port };
+}
+
+/** Parse one `hosts` entry; undefined when it is not a pattern we understand (it then matches nothing). */
+export function parseHostPattern(pattern: string): HostPattern | undefined {
+  let rest = pattern.trim();
+  let scheme: string | undefined;
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(rest);
+  if (m) {
+    scheme = m[1]!.toLowerCase();
+    rest = rest.slice(m[0].length);
+  }
+  const slash = rest.indexOf('/');
+  const authority = slash < 0 ? rest : rest.slice(0, slash);
+  let path = slash < 0 ? '' : rest.slice(slash);
+  if (authority.includes('@')) return undefined;
+  const hp = splitAuthority(authority);
+  if (!hp) return undefined;
+  let wildcard = false;
+  let hostText = hp.host;
+  if (hostText.startsWith('*.')) {
+    wildcard = true;
+    hostText = hostText.slice(2);
+  }
+  if (hostText.includes('*')) return undefined;
+  const host = normaliseHost(hostText);
+  if (host === '') return undefined;
+  // `org/*` and `org/` both mean the prefix `org`.
+  path = path.replace(/\/\*$/, '').replace(/\/+$/, '');
+  if (path.includes('*') || path.includes('?') || path.includes('#')) return undefined;
+  const out: HostPattern = { host, wildcard };
+  if (scheme) out.scheme = scheme;
+  if (hp.port !== undefined) out.port = hp.port;
+  if (path !== '') out.pathPrefix = normalisePath(path);
+  return out;
+}
+
+/**
+ * A URL as a match target. A scheme-less `host/path` is read as https. The URL's
+ * password is dropped. Undefined when it is not a URL with a host.
+ */
+export function targetFromUrl(url: string): MatchTarget | undefined {
+  const text = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) ? url : `https://${url}`;
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return undefined;
+  }
+  if (u.hostname === '') return undefined;
+  const target: MatchTarget = { protocol: u.protocol.replace(/:$/, '').toLowerCase(), host: u.hostname };
+  if (u.port !== '') target.port = Number(u.port);
+  if (u.pathname !== '' && u.pathname !== '/') {
+    try {
+      target.path = decodeURIComponent(u.pathname);
+    } catch {
+      target.path = u.pathname;
+    }
+  }
+  if (u.username !== '') {
+    try {
+      target.username = decodeURIComponent(u.username);
+    } catch {
+      target.username = u.username;
+    }
+  }
+  return target;
+}
+
+interface NormalTarget {
+  protocol: string;
+  host: string;
+  port: number | undefined;
+  path: string | undefined;
+  username: string | undefined;
+  loopback: boolean;
+}
+
+function normaliseTarget(t: MatchTarget): NormalTarget | undefined {
+  let hostText = t.host;
+  let port = t.port;
+  if (port === undefined) {
+    // Tolerate git's raw `host=example.com:8443`.
+    const hp = splitAuthority(hostText.trim());
+    if (!hp) return undefined;
+    hostText = hp.host;
+    port = hp.port;
+  }
+  const host = normaliseHost(hostText);
+  if (host === '') return undefined;
+  const protocol = t.protocol.toLowerCase();
+  return {
+    protocol,
+    host,
+    port: port ?? DEFAULT_PORTS[protocol],
+    path: t.path ? normalisePath(t.path) : undefined,
+    username: t.username || undefined,
+    loopback: isLoopbackHost(host),
+  };
+}
+
+/** Specificity, compared left to right: exact host, host length, path depth, port, scheme, username. */
+type Score = [number, number, number, number, number, number];
+
+function compare(a: Score, b: Score): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
+/** The specificity with which `p` matches `t`, or undefined when it does not. */
+function scorePattern(p: HostPattern, t: NormalTarget, usernameMatches: boolean): Score | undefined {
+  // Scheme: never clear text to a remote host, even when a pattern asks for it.
+  if (!SECURE_SCHEMES.has(t.protocol) && !t.loopback) return undefined;
+  if (p.scheme !== undefined) {
+    if (p.scheme !== t.protocol) return undefined;
+  } else if (t.protocol !== 'https' && !(t.protocol === 'http' && t.loopback)) {
+    return undefined;
+  }
+  // Host: `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+  if (p.wildcard) {
+    if (!t.host.endsWith(`.${p.host}`)) return undefined;
+  } else if (t.host !== p.host) {
+    return undefined;
+  }
+  // Port: a pattern without one matches any port of that host.
+  if (p.port !== undefined && p.port !== t.port) return undefined;
+  // Path: a prefix on segment boundaries (`/org` matches `/org/x.git`, not `/orgx`);
+  // git sends `path` only with credential.useHttpPath=true (PROTOCOLS.md §1.5).
+  let depth = 0;
+  if (p.pathPrefix !== undefined && p.pathPrefix !== '/') {
+    if (t.path === undefined) return undefined;
+    if (t.path !== p.pathPrefix && !t.path.startsWith(`${p.pathPrefix}/`)) return undefined;
+    depth = p.pathPrefix.split('/').length - 1;
+  }
+  return [
+    p.wildcard ? 0 : 1,
+    p.host.split('.').length,
+    depth,
+    p.port !== undefined ? 1 : 0,
+    p.scheme !== undefined ? 1 : 0,
+    usernameMatches ? 1 : 0,
+  ];
+}
+
+/**
+ * Pick the account for `target`: the most specific match wins (exact host over
+ * wildcard, longer wildcard suffix, deeper path prefix, explicit port, explicit
+ * scheme, matching configured username, in that order); two accounts tied at the top
+ * are `ambiguous`, naming both. An account whose configured username differs from the
+ * target's username does not match. Usernames come from `account.username`, or from
+ * `accountUsernames[name]` when the account objects do not carry one.
+ */
+export function matchAccount<A extends MatchableAccount>(
+  accounts: readonly A[],
+  target: MatchTarget,
+  accountUsernames?: Readonly<Record<string, string | undefined>>,
+): MatchResult<A> {
+  const t = normaliseTarget(target);
+  if (!t) return { kind: 'none' };
+  let best: Score | undefined;
+  let winners: A[] = [];
+  for (const account of accounts) {
+    const configured = account.username ?? accountUsernames?.[account.name];
+    if (t.username !== undefined && configured !== undefined && configured !== t.username) continue;
+    const usernameMatches = t.username !== undefined && configured === t.username;
+    let accountBest: Score | undefined;
+    for (const raw of account.hosts) {
+      const p = parseHostPattern(raw);
+      if (!p) continue;
+      const s = scorePattern(p, t, usernameMatches);
+      if (s && (!accountBest || compare(s, accountBest) > 0)) accountBest = s;
+    }
+    if (!accountBest) continue;
+    const c = best ? compare(accountBest, best) : 1;
+    if (c > 0) {
+      best = accountBest;
+      winners = [account];
+    } else if (c === 0) {
+      winners.push(account);
+    }
+  }
+  if (winners.length === 0) return { kind: 'none' };
+  if (winners.length > 1) return { kind: 'ambiguous', accounts: [winners[0]!.name, winners[1]!.name] };
+  return { kind: 'match', account: winners[0]! };
+}

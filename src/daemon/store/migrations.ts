@@ -1,0 +1,91 @@
+import type Database from 'better-sqlite3';
+
+/** One schema step: runs inside a transaction that also sets `user_version` to its position. */
+export type Migration = (db: Database.Database) => void;
+
+/**
+ * The schema, one step per release that changed it. Append only: a shipped migration is
+ * never edited, because databases in the field have already run it. `PRAGMA user_version`
+ * holds how many have run.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  function createInitialTables(db) {
+    // STRICT tables make SQLite refuse a value of the wrong type instead of storing it,
+    // so a bug cannot, say, write a token as TEXT where a sealed BLOB belongs.
+    db.exec(`
+      CREATE TABLE grants (
+        account         TEXT PRIMARY KEY,
+        refresh_token   BLOB,
+        access_token    BLOB,
+        token_type      TEXT,
+        expires_at      INTEGER,
+        obtained_at     INTEGER,
+        scope           TEXT,
+        generation      INTEGER NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('active', 'reauth_required')),
+        in_flight_since INTEGER,
+        last_error      TEXT,
+        updated_at      INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE secrets (
+        account    TEXT,
+        name       TEXT,
+        value      BLOB NOT NULL,
+        updated_at INTEGER,
+        PRIMARY KEY (account, name)
+      ) STRICT;
+
+      CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        client  TEXT NOT NULL,
+        action  TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX audit_account_at ON audit (account, at);
+
+      CREATE TABLE logins (
+        id         TEXT PRIMARY KEY,
+        account    TEXT NOT NULL,
+        flow       TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+    `);
+  },
+];
+
+/** The schema version this code writes: the number of migrations. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Bring `db` up to `SCHEMA_VERSION`, one transaction per step; refuse a database written by a newer tokend. */
+export function migrate(db: Database.Database, file: string): void {
+  for (;;) {
+    // BEGIN IMMEDIATE takes the write lock before user_version is read, so two
+    // processes opening a fresh file cannot both run the same step.
+    const ranOne = db
+      .transaction((): boolean => {
+        const version = userVersion(db);
+        if (version > SCHEMA_VERSION) {
+          throw new Error(
+            `the database ${file} has schema version ${version}, but this tokend knows only up to ${SCHEMA_VERSION}: it was written by a newer tokend; upgrade tokend`,
+          );
+        }
+        if (version === SCHEMA_VERSION) return false;
+        MIGRATIONS[version]!(db);
+        // PRAGMA cannot take a bound parameter; the value is our own integer.
+        db.pragma(`user_version = ${version + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!ranOne) return;
+  }
+}
+
+/** The schema version recorded in the file (0 for a new, empty one). */
+export function userVersion(db: Database.Database): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}

@@ -1,0 +1,409 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { open as unseal, seal } from './crypto.js';
+import { migrate } from './migrations.js';
+import type { AuditEntry, GrantRecord, Store, TokenUpdate } from './types.js';
+
+/** Where the store lives, the master key that seals its secrets, and a clock (tests inject one). */
+export interface StoreOptions {
+  file: string;
+  key: Buffer;
+  now?: () => number;
+}
+
+/** Why a store operation failed; the message names the DB file, never a value. */
+export type StoreErrorCode =
+  | 'generation_mismatch'
+  | 'no_grant'
+  | 'insecure_file'
+  | 'invalid_row'
+  | 'decrypt_failed'
+  | 'busy'
+  | 'corrupt'
+  | 'readonly'
+  | 'full'
+  | 'io'
+  | 'cannot_open'
+  | 'permission'
+  | 'constraint'
+  | 'sqlite';
+
+/** An error from the store, with a `code` callers can branch on. */
+export class StoreError extends Error {
+  override name = 'StoreError';
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    /** For `sqlite`-family codes: the SQLite extended code, e.g. `SQLITE_BUSY_SNAPSHOT`. */
+    readonly sqliteCode?: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Thrown by `commitRefresh` when the grant moved on (another refresh or a login committed,
+ * or the grant was deleted) since the caller read it. The message is exactly
+ * `generation mismatch`; the numbers are properties.
+ */
+export class GenerationMismatchError extends StoreError {
+  override name = 'GenerationMismatchError';
+  constructor(
+    readonly account: string,
+    readonly expected: number,
+    /** null when the grant no longer exists. */
+    readonly stored: number | null,
+  ) {
+    super('generation_mismatch', 'generation mismatch');
+  }
+}
+
+/** Longest `client` string kept in the audit log: it is self-declared and untrusted. */
+export const AUDIT_CLIENT_MAX = 200;
+const AUDIT_DEFAULT_LIMIT = 1000;
+const BUSY_TIMEOUT_MS = 5000;
+
+const grantAad = (account: string, column: 'refresh_token' | 'access_token') => `grant:${account}:${column}`;
+const secretAad = (account: string, name: string) => `secret:${account}:${name}`;
+
+/** Open (creating and migrating if needed) the SQLite store at `file`, sealing secrets with `key`. */
+export function openStore({ file, key, now = Date.now }: StoreOptions): Store {
+  createPrivateFile(file);
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
+    configure(db, file);
+    migrate(db, file);
+    return buildStore(db, file, key, now);
+  } catch (err) {
+    db?.close();
+    return storeError(err, file);
+  }
+}
+
+/**
+ * Make the DB file 0600 before SQLite touches it: SQLite creates -wal and -shm with the
+ * main file's mode, so they inherit it. An existing file that others can read, or that
+ * belongs to someone else, is refused (DESIGN.md, Files and places).
+ */
+function createPrivateFile(file: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const fd = fs.openSync(file, 'a', 0o600);
+  try {
+    const st = fs.fstatSync(fd);
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) {
+      throw new StoreError(
+        'insecure_file',
+        `the database ${file} is owned by uid ${st.uid}, not by this user (uid ${uid}); refusing to use it`,
+      );
+    }
+    if ((st.mode & 0o077) !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+      throw new StoreError(
+        'insecure_file',
+        `the database ${file} is accessible by group or others (mode ${mode}); run: chmod 600 ${file}`,
+      );
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function configure(db: Database.Database, file: string): void {
+  // busy_timeout first, so the journal_mode switch below waits for other connections.
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  const mode = db.pragma('journal_mode = WAL', { simple: true });
+  if (mode !== 'wal') {
+    throw new Error(`the database ${file} cannot use WAL mode (got ${String(mode)}); is it on a network filesystem?`);
+  }
+  // FULL fsyncs the WAL on every commit: a rotated refresh token and an in-flight mark
+  // must survive a power cut, because the old refresh token is dead once the provider
+  // has answered (DESIGN.md, Token serving rules, rule 5).
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+}
+
+interface Row {
+  [column: string]: unknown;
+}
+
+function buildStore(db: Database.Database, file: string, key: Buffer, now: () => number): Store {
+  // Every statement is prepared once here; the methods below only bind and run.
+  const sql = {
+    getGrant: db.prepare<[string], Row>('SELECT * FROM grants WHERE account = ?'),
+    listGrants: db.prepare<[], Row>('SELECT * FROM grants ORDER BY account'),
+    upsertGrant: db.prepare<Record<string, unknown>, Row>(`
+      INSERT INTO grants (account, refresh_token, access_token, token_type, expires_at, obtained_at, scope,
+                          generation, status, in_flight_since, last_error, updated_at)
+      VALUES (@account, @refresh_token, @access_token, @token_type, @expires_at, @obtained_at, @scope,
+              1, 'active', NULL, NULL, @updated_at)
+      ON CONFLICT (account) DO UPDATE SET
+        refresh_token = excluded.refresh_token, access_token = excluded.access_token,
+        token_type = excluded.token_type, expires_at = excluded.expires_at,
+        obtained_at = excluded.obtained_at, scope = excluded.scope,
+        generation = grants.generation + 1, status = 'active',
+        in_flight_since = NULL, last_error = NULL, updated_at = excluded.updated_at
+      RETURNING *`),
+    // A NULL @refresh_token keeps the stored one: its blob stays valid because the AAD
+    // names the row and column, which do not change.
+    commitRefresh: db.prepare<Record<string, unknown>, Row>(`
+      UPDATE grants SET
+        refresh_token = coalesce(@refresh_token, refresh_token), access_token = @access_token,
+        token_type = @token_type, expires_at = @expires_at, obtained_at = @obtained_at, scope = @scope,
+        generation = generation + 1, status = 'active', in_flight_since = NULL, last_error = NULL,
+        updated_at = @updated_at
+      WHERE account = @account AND generation = @expected
+      RETURNING *`),
+    generationOf: db.prepare<[string], number>('SELECT generation FROM grants WHERE account = ?').pluck(),
+    markInFlight: db.prepare<[number, number, string]>(
+      'UPDATE grants SET in_flight_since = ?, updated_at = ? WHERE account = ?',
+    ),
+    clearInFlight: db.prepare<[number, string]>(
+      'UPDATE grants SET in_flight_since = NULL, updated_at = ? WHERE account = ?',
+    ),
+    setStatus: db.prepare<[string, string | null, number, string]>(
+      'UPDATE grants SET status = ?, last_error = ?, updated_at = ? WHERE account = ?',
+    ),
+    deleteGrant: db.prepare<[string]>('DELETE FROM grants WHERE account = ?'),
+    getSecret: db.prepare<[string, string], Buffer>('SELECT value FROM secrets WHERE account = ? AND name = ?').pluck(),
+    putSecret: db.prepare<[string, string, Buffer, number]>(`
+      INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+    deleteSecrets: db.prepare<[string]>('DELETE FROM secrets WHERE account = ?'),
+    insertAudit: db.prepare<[number, string, string, string]>(
+      'INSERT INTO audit (at, account, client, action) VALUES (?, ?, ?, ?)',
+    ),
+    listAudit: db.prepare<[number], Row>('SELECT at, account, client, action FROM audit ORDER BY at DESC, id DESC LIMIT ?'),
+    listAuditFor: db.prepare<[string, number], Row>(
+      'SELECT at, account, client, action FROM audit WHERE account = ? ORDER BY at DESC, id DESC LIMIT ?',
+    ),
+  };
+
+  const sealOrNull = (value: string | null | undefined, aad: string): Buffer | null =>
+    value == null ? null : seal(key, value, aad);
+
+  // IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies; a deferred
+  // transaction that reads first can fail with SQLITE_BUSY_SNAPSHOT without waiting.
+  const commitRefreshTx = db.transaction((account: string, expected: number, tokens: TokenUpdate): Row => {
+    const row = sql.commitRefresh.get({
+      account,
+      expected,
+      refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
+      access_token: seal(key, tokens.access_token, grantAad(account, 'access_token')),
+      token_type: tokens.token_type,
+      expires_at: tokens.expires_at,
+      obtained_at: tokens.obtained_at,
+      scope: tokens.scope,
+      updated_at: now(),
+    });
+    if (!row) throw new GenerationMismatchError(account, expected, sql.generationOf.get(account) ?? null);
+    return row;
+  });
+  const appendAuditTx = db.transaction((entries: AuditEntry[]) => {
+    for (const e of entries) sql.insertAudit.run(e.at, e.account, truncate(e.client, AUDIT_CLIENT_MAX), e.action);
+  });
+
+  const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, file);
+
+  // Every method goes through guard(), so SQLite errors are translated in one place.
+  const guard =
+    <A extends unknown[], R>(fn: (...args: A) => R) =>
+    (...args: A): R => {
+      try {
+        return fn(...args);
+      } catch (err) {
+        return storeError(err, file);
+      }
+    };
+
+  return {
+    getGrant: guard((account: string) => {
+      const row = sql.getGrant.get(account);
+      return row ? toGrant(row) : undefined;
+    }),
+
+    listGrants: guard(() => sql.listGrants.all().map(toGrant)),
+
+    replaceGrant: guard((account: string, tokens: { refresh_token: string | null } & Partial<TokenUpdate>) => {
+      const row = sql.upsertGrant.get({
+        account,
+        refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
+        access_token: sealOrNull(tokens.access_token, grantAad(account, 'access_token')),
+        token_type: tokens.token_type ?? null,
+        expires_at: tokens.expires_at ?? null,
+        obtained_at: tokens.obtained_at ?? null,
+        scope: tokens.scope ?? null,
+        updated_at: now(),
+      })!;
+      return toGrant(row);
+    }),
+
+    commitRefresh: guard((account: string, expectedGeneration: number, tokens: TokenUpdate) =>
+      toGrant(commitRefreshTx.immediate(account, expectedGeneration, tokens)),
+    ),
+
+    markInFlight: guard((account: string, at: number) => {
+      // A single autocommit UPDATE under synchronous=FULL is on disk when run() returns.
+      const { changes } = sql.markInFlight.run(at, now(), account);
+      // Refusing here stops a refresh whose safety mark could not be recorded.
+      if (changes === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
+    }),
+
+    // Nothing to clear, or no grant to hold the status: both are no-ops.
+    clearInFlight: guard((account: string) => {
+      sql.clearInFlight.run(now(), account);
+    }),
+
+    setStatus: guard((account: string, status: GrantRecord['status'], lastError: string | null) => {
+      sql.setStatus.run(status, lastError, now(), account);
+    }),
+
+    deleteGrant: guard((account: string) => {
+      sql.deleteGrant.run(account);
+    }),
+
+    getSecret: guard((account: string, name: string) => {
+      const blob = sql.getSecret.get(account, name);
+      return blob === undefined ? undefined : decrypt(key, blob, secretAad(account, name), file);
+    }),
+
+    putSecret: guard((account: string, name: string, value: string) => {
+      sql.putSecret.run(account, name, seal(key, value, secretAad(account, name)), now());
+    }),
+
+    deleteSecrets: guard((account: string) => {
+      sql.deleteSecrets.run(account);
+    }),
+
+    appendAudit: guard((entries: AuditEntry[]) => {
+      if (entries.length > 0) appendAuditTx.immediate(entries);
+    }),
+
+    listAudit: guard((opts: { account?: string; limit?: number } = {}) => {
+      const limit = opts.limit ?? AUDIT_DEFAULT_LIMIT;
+      if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+      const rows = opts.account === undefined ? sql.listAudit.all(limit) : sql.listAuditFor.all(opts.account, limit);
+      return rows.map((row) => decodeAudit(row, file));
+    }),
+
+    close: guard(() => {
+      if (db.open) db.close();
+    }),
+  };
+}
+
+/** Cut `s` to at most `max` UTF-16 units without splitting a surrogate pair. */
+function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const code = s.charCodeAt(max - 1);
+  return s.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
+// Rows are checked on the way out (STYLE.md rule 5): STRICT tables and the CHECK on
+// status already guard the types, so this catches a file edited by hand or by a bug.
+
+function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
+  const account = row.account;
+  if (typeof account !== 'string') throw invalidRow(file, 'grants', '?', 'account');
+  const bad = (column: string) => invalidRow(file, 'grants', account, column);
+  const status = row.status;
+  if (status !== 'active' && status !== 'reauth_required') throw bad('status');
+  const blob = (column: 'refresh_token' | 'access_token'): string | null => {
+    const v = row[column];
+    if (v === null) return null;
+    if (!Buffer.isBuffer(v)) throw bad(column);
+    return decrypt(key, v, grantAad(account, column), file);
+  };
+  return {
+    account,
+    refresh_token: blob('refresh_token'),
+    access_token: blob('access_token'),
+    token_type: textOrNull(row, 'token_type', bad),
+    expires_at: intOrNull(row, 'expires_at', bad),
+    obtained_at: intOrNull(row, 'obtained_at', bad),
+    scope: textOrNull(row, 'scope', bad),
+    generation: int(row, 'generation', bad),
+    status,
+    in_flight_since: intOrNull(row, 'in_flight_since', bad),
+    last_error: textOrNull(row, 'last_error', bad),
+    updated_at: int(row, 'updated_at', bad),
+  };
+}
+
+function decodeAudit(row: Row, file: string): AuditEntry {
+  const bad = (column: string) => invalidRow(file, 'audit', String(row.account), column);
+  const text = (column: string): string => {
+    const v = row[column];
+    if (typeof v !== 'string') throw bad(column);
+    return v;
+  };
+  return { at: int(row, 'at', bad), account: text('account'), client: text('client'), action: text('action') };
+}
+
+function int(row: Row, column: string, bad: (column: string) => Error): number {
+  const v = row[column];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw bad(column);
+  return v;
+}
+
+function intOrNull(row: Row, column: string, bad: (column: string) => Error): number | null {
+  return row[column] === null ? null : int(row, column, bad);
+}
+
+function textOrNull(row: Row, column: string, bad: (column: string) => Error): string | null {
+  const v = row[column];
+  if (v !== null && typeof v !== 'string') throw bad(column);
+  return v;
+}
+
+function invalidRow(file: string, table: string, account: string, column: string): StoreError {
+  return new StoreError('invalid_row', `the database ${file} holds an invalid ${table}.${column} for account "${account}"`);
+}
+
+function decrypt(key: Buffer, blob: Buffer, aad: string, file: string): string {
+  try {
+    return unseal(key, blob, aad);
+  } catch (err) {
+    // crypto's message names the row and column and holds no plaintext.
+    throw new StoreError('decrypt_failed', `${(err as Error).message} (in ${file})`);
+  }
+}
+
+/**
+ * The one place SQLite errors become store errors: a message a person can act on, naming
+ * the file and never a bound value. Anything that is not a SqliteError passes through.
+ */
+export function storeError(err: unknown, file: string): never {
+  if (!(err instanceof Database.SqliteError)) throw err;
+  const sqliteCode = err.code;
+  // Extended codes (SQLITE_IOERR_FSYNC, SQLITE_BUSY_SNAPSHOT, …) share their primary's meaning.
+  const primary = /^SQLITE_[A-Z]+/.exec(sqliteCode)?.[0] ?? sqliteCode;
+  const [code, text] = ((): [StoreErrorCode, string] => {
+    switch (primary) {
+      case 'SQLITE_BUSY':
+      case 'SQLITE_LOCKED':
+        return ['busy', `the database ${file} stayed locked by another process for over ${BUSY_TIMEOUT_MS / 1000} s`];
+      case 'SQLITE_CORRUPT':
+      case 'SQLITE_NOTADB':
+        return ['corrupt', `the database ${file} is damaged or is not a tokend database; move it aside and log in again`];
+      case 'SQLITE_READONLY':
+        return ['readonly', `the database ${file} is read-only; check the permissions of the file and its folder`];
+      case 'SQLITE_FULL':
+        return ['full', `the disk holding the database ${file} is full`];
+      case 'SQLITE_IOERR':
+        return ['io', `an I/O error occurred on the database ${file}`];
+      case 'SQLITE_CANTOPEN':
+        return ['cannot_open', `cannot open the database ${file}; does its folder exist and is it writable?`];
+      case 'SQLITE_PERM':
+      case 'SQLITE_AUTH':
+        return ['permission', `permission denied on the database ${file}`];
+      case 'SQLITE_CONSTRAINT':
+        return ['constraint', `a write to the database ${file} broke a constraint (a bug in tokend)`];
+      default:
+        return ['sqlite', `SQLite failed on the database ${file}`];
+    }
+  })();
+  throw new StoreError(code, `${text} (${sqliteCode})`, sqliteCode);
+}

@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { AccountName } from './names.js';
+
+const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' });
+
+export const Flow = z.enum(['device', 'browser', 'client-credentials', 'password']);
+export type Flow = z.infer<typeof Flow>;
+
+export const ClientAuthMethod = z.enum(['client_secret_basic', 'client_secret_post', 'none']);
+export type ClientAuthMethod = z.infer<typeof ClientAuthMethod>;
+
+/**
+ * An account's configuration as stored in config.json: never a secret.
+ * Either `issuer` (discovery) or `token_endpoint` must be given for the oauth2 driver.
+ */
+export const AccountConfig = z
+  .object({
+    driver: z.string().min(1).default('oauth2'),
+    preset: z.string().min(1).optional(),
+    issuer: httpUrl.optional(),
+    client_id: z.string().min(1).max(512),
+    token_endpoint_auth_method: ClientAuthMethod.optional(),
+    scopes: z.array(z.string().min(1).max(256).regex(/^[^\s"\\]+$/, 'a scope has no spaces or quotes')).max(64).default([]),
+    audience: z.string().min(1).max(2048).optional(),
+    flow: Flow.optional(),
+    hosts: z.array(z.string().min(1).max(512)).max(64).default([]),
+    username: z.string().min(1).max(256).optional(),
+    api_base: httpUrl.optional(),
+    token_endpoint: httpUrl.optional(),
+    authorization_endpoint: httpUrl.optional(),
+    device_authorization_endpoint: httpUrl.optional(),
+    revocation_endpoint: httpUrl.optional(),
+  })
+  .strict();
+export type AccountConfig = z.infer<typeof AccountConfig>;
+export type AccountConfigInput = z.input<typeof AccountConfig>;
+
+/** `PUT /v1/accounts/:name`: the config plus secrets, which go to the encrypted store only. */
+export const PutAccountRequest = AccountConfig.extend({
+  client_secret: z.string().min(1).max(4096).optional(),
+}).strict();
+export type PutAccountRequest = z.input<typeof PutAccountRequest>;
+
+export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending']);
+export type AccountStatus = z.infer<typeof AccountStatus>;
+
+/** What the API shows of an account: config without secrets, plus grant state. */
+export const AccountView = z.object({
+  name: AccountName,
+  driver: z.string(),
+  preset: z.string().optional(),
+  status: AccountStatus,
+  expires_at: z.string().nullable(),
+  scopes: z.array(z.string()),
+  hosts: z.array(z.string()),
+  issuer: z.string().optional(),
+  client_id: z.string(),
+  has_client_secret: z.boolean(),
+  has_refresh_token: z.boolean(),
+  flow: Flow.optional(),
+  audience: z.string().optional(),
+  username: z.string().optional(),
+  api_base: z.string().optional(),
+  last_error: z.string().nullable(),
+  generation: z.number().int(),
+});
+export type AccountView = z.infer<typeof AccountView>;
+
+export const AccountList = z.object({ accounts: z.array(AccountView) });
+export type AccountList = z.infer<typeof AccountList>;
+
+/** `POST /v1/accounts/:name/import`: start from a known refresh token (RFC 6749 §6). */
+export const ImportRequest = z.object({ refresh_token: z.string().min(1).max(16384) }).strict();
+export type ImportRequest = z.infer<typeof ImportRequest>;
+
+/** `POST /v1/token` (DESIGN.md, Token serving rules). */
+export const TokenRequest = z
+  .object({
+    account: AccountName.optional(),
+    url: z.string().min(1).max(4096).optional(),
+    host: z.string().min(1).max(512).optional(),
+    username: z.string().max(256).optional(),
+    min_ttl: z.number().int().min(0).max(86_400).optional(),
+    scope: z.string().min(1).max(2048).optional(),
+    audience: z.string().min(1).max(2048).optional(),
+  })
+  .strict()
+  .refine((r) => r.account !== undefined || r.url !== undefined || r.host !== undefined, {
+    message: 'name an account, or give a url or host',
+  });
+export type TokenRequest = z.infer<typeof TokenRequest>;
+
+export const TokenResponse = z.object({
+  account: AccountName,
+  access_token: z.string(),
+  token_type: z.string(),
+  expires_at: z.string().nullable(),
+  expires_in: z.number().int().nullable(),
+  scope: z.string().nullable(),
+});
+export type TokenResponse = z.infer<typeof TokenResponse>;
+
+/** `POST /v1/credential/reject`: a tool reports a served token was refused. */
+export const RejectRequest = z
+  .object({
+    account: AccountName.optional(),
+    url: z.string().min(1).max(4096).optional(),
+    host: z.string().min(1).max(512).optional(),
+    access_token: z.string().min(1).max(16384).optional(),
+  })
+  .strict();
+export type RejectRequest = z.infer<typeof RejectRequest>;
+
+export const OkResponse = z.object({ ok: z.literal(true) });
+
+export const RefreshResponse = z.object({
+  account: AccountName,
+  expires_at: z.string().nullable(),
+  generation: z.number().int(),
+});
+export type RefreshResponse = z.infer<typeof RefreshResponse>;
+
+export const Health = z.object({
+  status: z.literal('ok'),
+  version: z.string(),
+  pid: z.number().int(),
+  uptime_s: z.number(),
+  accounts: z.number().int(),
+});
+export type Health = z.infer<typeof Health>;
+
+/** Events on `GET /v1/events` (Server-Sent Events). Never carry a secret. */
+export const EVENT_TYPES = [
+  'login.pending',
+  'login.succeeded',
+  'login.failed',
+  'token.refreshed',
+  'token.refresh_failed',
+  'account.reauth_required',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+export interface TokendEvent {
+  type: EventType;
+  account: string;
+  at: string;
+  [k: string]: unknown;
+}

@@ -1,0 +1,21 @@
+/** Paths of the socket API (DESIGN.md, Socket API). One place, so daemon and client cannot drift. */
+export const ROUTES = {
+  health: '/v1/health',
+  accounts: '/v1/accounts',
+  account: (name: string) => `/v1/accounts/${encodeURIComponent(name)}`,
+  accountImport: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/import`,
+  accountRefresh: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/refresh`,
+  accountLogout: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/logout`,
+  accountLogin: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/login`,
+  login: (id: string) => `/v1/logins/${encodeURIComponent(id)}`,
+  token: '/v1/token',
+  credentialReject: '/v1/credential/reject',
+  events: '/v1/events',
+  helper: (tool: string, action: string) => `/v1/helpers/${tool}/${action}`,
+} as const;
+
+/** Largest request body the daemon reads. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Header a client uses to say who it is; recorded in the audit log. */
+export const CLIENT_HEADER = 'user-agent';

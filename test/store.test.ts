@@ -1,0 +1,431 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadOrCreateKey, open, seal } from '../src/daemon/store/crypto.js';
+import { SCHEMA_VERSION } from '../src/daemon/store/migrations.js';
+import { GenerationMismatchError, StoreError, openStore } from '../src/daemon/store/sqlite-store.js';
+import type { Store, TokenUpdate } from '../src/daemon/store/types.js';
+
+let dir: string;
+let dbFile: string;
+let key: Buffer;
+let clock: number;
+const now = () => clock;
+const open_: Store[] = [];
+
+/** Open a store on this test's DB file; closed automatically after the test. */
+function store(k: Buffer = key): Store {
+  const s = openStore({ file: dbFile, key: k, now });
+  open_.push(s);
+  return s;
+}
+
+function tokens(over: Partial<TokenUpdate> = {}): TokenUpdate {
+  return {
+    access_token: 'at-1',
+    token_type: 'Bearer',
+    expires_at: clock + 3_600_000,
+    obtained_at: clock,
+    scope: 'read write',
+    ...over,
+  };
+}
+
+let oldUmask: number;
+beforeAll(() => {
+  // The daemon runs under umask 077; so do these tests.
+  oldUmask = process.umask(0o077);
+});
+afterAll(() => {
+  process.umask(oldUmask);
+});
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokend-store-'));
+  dbFile = path.join(dir, 'data', 'tokend.db');
+  key = loadOrCreateKey(path.join(dir, 'config', 'key'));
+  clock = 1_700_000_000_000;
+});
+
+afterEach(() => {
+  for (const s of open_.splice(0)) s.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('grants', () => {
+  it('round-trips a grant with every field', () => {
+    const s = store();
+    expect(s.getGrant('work')).toBeUndefined();
+    const written = s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
+    const expected = {
+      account: 'work',
+      refresh_token: 'rt-1',
+      access_token: 'at-1',
+      token_type: 'Bearer',
+      expires_at: clock + 3_600_000,
+      obtained_at: clock,
+      scope: 'read write',
+      generation: 1,
+      status: 'active',
+      in_flight_since: null,
+      last_error: null,
+      updated_at: clock,
+    };
+    expect(written).toEqual(expected);
+    expect(s.getGrant('work')).toEqual(expected);
+    s.close();
+    expect(store().getGrant('work')).toEqual(expected);
+  });
+
+  it('stores a grant that has only a refresh token (import)', () => {
+    const g = store().replaceGrant('imp', { refresh_token: 'rt-imported' });
+    expect(g).toMatchObject({ refresh_token: 'rt-imported', access_token: null, expires_at: null, scope: null, generation: 1 });
+  });
+
+  it('lists every grant, decrypted', () => {
+    const s = store();
+    s.replaceGrant('b', { refresh_token: 'rt-b' });
+    s.replaceGrant('a', { refresh_token: 'rt-a', ...tokens({ access_token: 'at-a' }) });
+    expect(s.listGrants().map((g) => [g.account, g.refresh_token, g.access_token])).toEqual([
+      ['a', 'rt-a', 'at-a'],
+      ['b', 'rt-b', null],
+    ]);
+  });
+
+  it('bumps the generation on every login and every committed refresh', () => {
+    const s = store();
+    expect(s.replaceGrant('work', { refresh_token: 'rt-1' }).generation).toBe(1);
+    expect(s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2' })).generation).toBe(2);
+    expect(s.commitRefresh('work', 2, tokens({ refresh_token: 'rt-3' })).generation).toBe(3);
+    // A new login replaces the grant but keeps counting, so an in-flight refresh from
+    // before the login cannot commit over it.
+    expect(s.replaceGrant('work', { refresh_token: 'rt-login' }).generation).toBe(4);
+    expect(s.getGrant('work')!.refresh_token).toBe('rt-login');
+  });
+
+  it('commits new tokens and clears in-flight, status and last error', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
+    s.markInFlight('work', clock);
+    s.setStatus('work', 'reauth_required', 'invalid_grant');
+    clock += 1000;
+    const g = s.commitRefresh('work', 1, tokens({ access_token: 'at-2', refresh_token: 'rt-2', scope: null, expires_at: null }));
+    expect(g).toMatchObject({
+      refresh_token: 'rt-2',
+      access_token: 'at-2',
+      scope: null,
+      expires_at: null,
+      status: 'active',
+      in_flight_since: null,
+      last_error: null,
+      updated_at: clock,
+    });
+  });
+
+  it('keeps the old refresh token when the response carries none', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-keep', ...tokens() });
+    const g = s.commitRefresh('work', 1, tokens({ access_token: 'at-2' }));
+    expect(g.refresh_token).toBe('rt-keep');
+    expect(g.access_token).toBe('at-2');
+    s.close();
+    expect(store().getGrant('work')!.refresh_token).toBe('rt-keep');
+  });
+
+  it('refuses a commit from a stale generation and leaves the grant alone', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
+    s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2', access_token: 'at-2' }));
+    let err: unknown;
+    try {
+      s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-stale', access_token: 'at-stale' }));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(GenerationMismatchError);
+    expect(err).toMatchObject({ message: 'generation mismatch', code: 'generation_mismatch', expected: 1, stored: 2 });
+    expect(s.getGrant('work')).toMatchObject({ refresh_token: 'rt-2', access_token: 'at-2', generation: 2 });
+  });
+
+  it('refuses a commit for a grant deleted meanwhile', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-1' });
+    s.deleteGrant('work');
+    expect(() => s.commitRefresh('work', 1, tokens())).toThrow(/^generation mismatch$/);
+    expect(s.getGrant('work')).toBeUndefined();
+  });
+
+  it('keeps an in-flight mark across close and reopen', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-1' });
+    s.markInFlight('work', clock + 5);
+    s.close();
+    const s2 = store();
+    expect(s2.getGrant('work')!.in_flight_since).toBe(clock + 5);
+    s2.clearInFlight('work');
+    expect(s2.getGrant('work')!.in_flight_since).toBeNull();
+  });
+
+  it('refuses to mark a refresh in flight for an account without a grant', () => {
+    expect(() => store().markInFlight('nobody', clock)).toThrow(StoreError);
+  });
+
+  it('persists reauth_required and last_error, and keeps the secrets', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-1' });
+    s.putSecret('work', 'client_secret', 'cs-1');
+    s.setStatus('work', 'reauth_required', 'the refresh token was revoked');
+    s.close();
+    const s2 = store();
+    expect(s2.getGrant('work')).toMatchObject({
+      status: 'reauth_required',
+      last_error: 'the refresh token was revoked',
+      refresh_token: 'rt-1',
+    });
+    expect(s2.getSecret('work', 'client_secret')).toBe('cs-1');
+  });
+
+  it('deletes a grant without touching other accounts', () => {
+    const s = store();
+    s.replaceGrant('a', { refresh_token: 'rt-a' });
+    s.replaceGrant('b', { refresh_token: 'rt-b' });
+    s.deleteGrant('a');
+    expect(s.getGrant('a')).toBeUndefined();
+    expect(s.getGrant('b')!.refresh_token).toBe('rt-b');
+  });
+});
+
+describe('secrets', () => {
+  it('round-trips, overwrites and deletes secrets per account', () => {
+    const s = store();
+    expect(s.getSecret('work', 'client_secret')).toBeUndefined();
+    s.putSecret('work', 'client_secret', 'cs-1');
+    s.putSecret('work', 'password', 'pw-1');
+    s.putSecret('home', 'client_secret', 'cs-home');
+    s.putSecret('work', 'client_secret', 'cs-2');
+    expect(s.getSecret('work', 'client_secret')).toBe('cs-2');
+    expect(s.getSecret('work', 'password')).toBe('pw-1');
+    s.deleteSecrets('work');
+    expect(s.getSecret('work', 'client_secret')).toBeUndefined();
+    expect(s.getSecret('work', 'password')).toBeUndefined();
+    expect(s.getSecret('home', 'client_secret')).toBe('cs-home');
+  });
+
+  it('round-trips non-ASCII and empty values', () => {
+    const s = store();
+    s.putSecret('work', 'password', 'pässwörd 🔑');
+    s.putSecret('work', 'empty', '');
+    expect(s.getSecret('work', 'password')).toBe('pässwörd 🔑');
+    expect(s.getSecret('work', 'empty')).toBe('');
+  });
+});
+
+describe('audit', () => {
+  it('appends a batch and lists it newest first, per account and limited', () => {
+    const s = store();
+    s.appendAudit([
+      { at: 1, account: 'a', client: 'git/2.39', action: 'token' },
+      { at: 3, account: 'b', client: 'curl', action: 'token' },
+      { at: 2, account: 'a', client: 'x'.repeat(500), action: 'refresh' },
+    ]);
+    s.appendAudit([]);
+    expect(s.listAudit().map((e) => e.at)).toEqual([3, 2, 1]);
+    expect(s.listAudit({ account: 'a' }).map((e) => e.at)).toEqual([2, 1]);
+    expect(s.listAudit({ limit: 1 })).toEqual([{ at: 3, account: 'b', client: 'curl', action: 'token' }]);
+    expect(s.listAudit({ account: 'a', limit: 1 })[0]!.client).toBe('x'.repeat(200));
+  });
+});
+
+describe('encryption at rest', () => {
+  it('leaves no token or secret in clear in the DB, -wal or -shm file', () => {
+    const secrets = {
+      rt: 'RT-9f1c2e7a-distinctive-refresh',
+      at: 'AT-4b8d0c3f-distinctive-access',
+      rt2: 'RT2-77aa31e0-distinctive-rotated',
+      cs: 'CS-c0ffee42-distinctive-client-secret',
+    };
+    const s = store();
+    s.replaceGrant('work', { refresh_token: secrets.rt, ...tokens({ access_token: secrets.at, scope: 'plain-scope-marker' }) });
+    s.commitRefresh('work', 1, tokens({ refresh_token: secrets.rt2, access_token: secrets.at }));
+    s.putSecret('work', 'client_secret', secrets.cs);
+
+    const scan = () => {
+      const files = fs.readdirSync(path.dirname(dbFile)).map((f) => path.join(path.dirname(dbFile), f));
+      let all = Buffer.alloc(0);
+      for (const f of files) {
+        const bytes = fs.readFileSync(f);
+        all = Buffer.concat([all, bytes]);
+        for (const [what, value] of Object.entries(secrets)) {
+          for (const enc of ['utf8', 'utf16le'] as const) {
+            expect(bytes.includes(Buffer.from(value, enc)), `${what} (${enc}) in ${path.basename(f)}`).toBe(false);
+          }
+        }
+      }
+      return { files: files.map((f) => path.basename(f)), all };
+    };
+
+    // While open, the writes sit in the WAL: make sure it is really there and scanned.
+    const whileOpen = scan();
+    expect(whileOpen.files).toEqual(expect.arrayContaining(['tokend.db', 'tokend.db-wal', 'tokend.db-shm']));
+    expect(fs.statSync(`${dbFile}-wal`).size).toBeGreaterThan(0);
+    // Non-secret columns are plain, which also proves the scan reads the data pages.
+    expect(whileOpen.all.includes(Buffer.from('plain-scope-marker'))).toBe(true);
+
+    s.close();
+    scan();
+  });
+
+  it('refuses a ciphertext moved to another account, column or secret name', () => {
+    const s = store();
+    s.replaceGrant('alice', { refresh_token: 'rt-alice', ...tokens({ access_token: 'at-alice' }) });
+    s.replaceGrant('bob', { refresh_token: 'rt-bob', ...tokens({ access_token: 'at-bob' }) });
+    s.putSecret('alice', 'client_secret', 'cs-alice');
+    s.putSecret('bob', 'client_secret', 'cs-bob');
+
+    const raw = new Database(dbFile);
+    try {
+      raw
+        .prepare("UPDATE grants SET refresh_token = (SELECT refresh_token FROM grants WHERE account = 'alice') WHERE account = 'bob'")
+        .run();
+      raw.prepare("UPDATE grants SET access_token = refresh_token WHERE account = 'alice'").run();
+      raw
+        .prepare(
+          "UPDATE secrets SET value = (SELECT value FROM secrets WHERE account = 'alice') WHERE account = 'bob' AND name = 'client_secret'",
+        )
+        .run();
+      raw
+        .prepare("INSERT INTO secrets (account, name, value) SELECT account, 'password', value FROM secrets WHERE account = 'alice'")
+        .run();
+    } finally {
+      raw.close();
+    }
+
+    const failure = (fn: () => unknown): StoreError => {
+      try {
+        fn();
+      } catch (e) {
+        return e as StoreError;
+      }
+      throw new Error('expected a decrypt failure');
+    };
+    const e1 = failure(() => s.getGrant('bob'));
+    expect(e1).toBeInstanceOf(StoreError);
+    expect(e1.code).toBe('decrypt_failed');
+    expect(e1.message).toContain('grant:bob:refresh_token');
+    expect(e1.message).toContain(dbFile);
+    expect(e1.message).not.toMatch(/rt-alice|rt-bob/);
+
+    const e2 = failure(() => s.getGrant('alice'));
+    expect(e2.message).toContain('grant:alice:access_token');
+    expect(e2.message).not.toMatch(/rt-alice|at-alice/);
+
+    expect(failure(() => s.getSecret('bob', 'client_secret')).message).toContain('secret:bob:client_secret');
+    expect(failure(() => s.getSecret('alice', 'password')).message).toContain('secret:alice:password');
+    // The rows nobody touched still read fine.
+    expect(s.getSecret('alice', 'client_secret')).toBe('cs-alice');
+  });
+
+  it('refuses to decrypt with another master key', () => {
+    store().replaceGrant('work', { refresh_token: 'rt-1' });
+    const other = loadOrCreateKey(path.join(dir, 'other-key'));
+    expect(() => store(other).getGrant('work')).toThrow(/cannot decrypt grant:work:refresh_token/);
+  });
+
+  it('seals with a fresh IV per write and the documented layout', () => {
+    const a = seal(key, 'same', 'grant:x:refresh_token');
+    const b = seal(key, 'same', 'grant:x:refresh_token');
+    expect(a.equals(b)).toBe(false);
+    expect(a[0]).toBe(1);
+    expect(a.length).toBe(1 + 12 + 16 + 4);
+    expect(open(key, a, 'grant:x:refresh_token')).toBe('same');
+    expect(() => open(key, a, 'grant:y:refresh_token')).toThrow(/grant:y:refresh_token/);
+    const tampered = Buffer.from(a);
+    tampered[tampered.length - 1]! ^= 1;
+    expect(() => open(key, tampered, 'grant:x:refresh_token')).toThrow(/cannot decrypt/);
+  });
+});
+
+describe('master key', () => {
+  it('is created with mode 0600 and 32 bytes, and reused afterwards', () => {
+    const file = path.join(dir, 'fresh', 'key');
+    const k1 = loadOrCreateKey(file);
+    const st = fs.statSync(file);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.size).toBe(32);
+    expect(k1.length).toBe(32);
+    expect(fs.readFileSync(file).equals(k1)).toBe(true);
+    expect(loadOrCreateKey(file).equals(k1)).toBe(true);
+    // No temp file is left behind.
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['key']);
+  });
+
+  it('refuses a key readable by group or others', () => {
+    const file = path.join(dir, 'config', 'key');
+    fs.chmodSync(file, 0o644);
+    expect(() => loadOrCreateKey(file)).toThrow(new RegExp(`key file ${file} .*mode 0644`));
+  });
+
+  it('refuses a key of the wrong length', () => {
+    const file = path.join(dir, 'short-key');
+    fs.writeFileSync(file, Buffer.alloc(31), { mode: 0o600 });
+    expect(() => loadOrCreateKey(file)).toThrow(new RegExp(`key file ${file} is 31 bytes, expected 32`));
+    fs.writeFileSync(file, Buffer.alloc(0), { mode: 0o600 });
+    expect(() => loadOrCreateKey(file)).toThrow(/is 0 bytes/);
+  });
+});
+
+describe('database file', () => {
+  it('is created 0600, and so are its -wal and -shm', () => {
+    const s = store();
+    s.replaceGrant('work', { refresh_token: 'rt-1' });
+    for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) {
+      expect((fs.statSync(f).mode & 0o777).toString(8), f).toBe('600');
+    }
+    expect((fs.statSync(path.dirname(dbFile)).mode & 0o777).toString(8)).toBe('700');
+  });
+
+  it('is migrated to the current schema version', () => {
+    store().close();
+    const raw = new Database(dbFile, { readonly: true });
+    try {
+      expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      const tables = raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
+      expect(tables).toEqual(['audit', 'grants', 'logins', 'secrets']);
+    } finally {
+      raw.close();
+    }
+    // Reopening an up-to-date file runs nothing and keeps the data.
+    store().close();
+  });
+
+  it('refuses a database written by a newer tokend', () => {
+    store().close();
+    const raw = new Database(dbFile);
+    raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    raw.close();
+    expect(() => store()).toThrow(new RegExp(`${dbFile} has schema version ${SCHEMA_VERSION + 1}.*newer tokend`));
+  });
+
+  it('refuses an existing database readable by others', () => {
+    store().close();
+    fs.chmodSync(dbFile, 0o644);
+    expect(() => store()).toThrow(/accessible by group or others \(mode 0644\)/);
+  });
+
+  it('names the file when it is not a database', () => {
+    fs.mkdirSync(path.dirname(dbFile), { recursive: true });
+    fs.writeFileSync(dbFile, Buffer.alloc(8192, 'this is not sqlite '), { mode: 0o600 });
+    let err: unknown;
+    try {
+      store();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(StoreError);
+    expect(err).toMatchObject({ code: 'corrupt', sqliteCode: 'SQLITE_NOTADB' });
+    expect((err as Error).message).toContain(dbFile);
+  });
+});

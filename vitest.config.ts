@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration tests start real daemons and IdPs; two cores are shared, so
+    // run files in a few forks rather than one per core-hungry worker.
+    pool: 'forks',
+    maxWorkers: 2,
+    fileParallelism: true,
+  },
+});
