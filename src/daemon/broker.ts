@@ -361,7 +361,7 @@ export class Broker {
     if (h.nextAttemptAt > now) {
       const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
       throw E.upstreamUnavailable(
-        `the provider for "${account}" is failing (${h.lastError ?? 'unknown error'}); next attempt in ${wait} s`,
+        `the provider for "${account}" is unavailable (${h.lastError ?? "unknown error"}); next attempt in ${wait} s`,
         { account, retryAfter: wait },
       );
     }

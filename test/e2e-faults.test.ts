@@ -1,0 +1,150 @@
+import http from 'node:http';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DaemonProcess, addConfAccount, sleep, tempHome, writeSettings } from './support/daemon.js';
+import { startIdp, type TestIdp } from './support/idp.js';
+
+/** Read SSE events from the daemon until `until` matches one. */
+function waitForEvent(socket: string, type: string, timeoutMs = 10_000): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: socket, path: '/v1/events', headers: { host: 'tokend' } }, (res) => {
+      let buf = '';
+      res.on('data', (c) => {
+        buf += c;
+        for (const block of buf.split('\n\n')) {
+          const ev = /^event: (.+)$/m.exec(block)?.[1];
+          const data = /^data: (.+)$/m.exec(block)?.[1];
+          if (ev === type && data) {
+            clearTimeout(timer);
+            req.destroy();
+            resolve(JSON.parse(data));
+          }
+        }
+      });
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(new Error(`no ${type} event`));
+    }, timeoutMs);
+    req.on('error', () => undefined);
+    req.end();
+  });
+}
+
+describe('provider faults', () => {
+  let idp: TestIdp;
+  let home: ReturnType<typeof tempHome>;
+  let d: DaemonProcess;
+
+  beforeAll(async () => {
+    idp = await startIdp({ accessTokenTtl: 4 });
+  });
+  afterAll(async () => {
+    await idp.close();
+  });
+  beforeEach(async () => {
+    idp.setFault(null);
+    home = tempHome();
+    writeSettings(home.home, { http_timeout_ms: 800, backoff_initial_ms: 300, backoff_max_ms: 1500, proactive_refresh: false });
+    d = new DaemonProcess(home.home, home.env);
+    await d.start();
+    await addConfAccount(d, idp.issuer);
+    const issued = await idp.issueRefreshToken('conf');
+    const imp = await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token);
+    expect(imp.code).toBe(0);
+    idp.resetStats();
+  });
+  afterEach(async () => {
+    idp.setFault(null);
+    await d.stop('SIGKILL');
+    home.cleanup();
+  });
+
+  for (const fault of [{ kind: '500' }, { kind: 'garbage' }, { kind: 'hang' }, { kind: 'reset' }] as const) {
+    it(`keeps serving the cached token through a ${fault.kind} from the token endpoint, then answers 503 upstream_unavailable`, async () => {
+      const cached = (await d.request('POST', '/v1/token', { account: 'work' })).json.access_token;
+      idp.setFault(fault);
+
+      const forced = await d.request('POST', '/v1/accounts/work/refresh');
+      expect(forced.status).toBe(503);
+      expect(forced.json.error.code).toBe('upstream_unavailable');
+      expect(idp.stats.faulted).toBe(1);
+
+      // Still valid: asking for more than it has left gets it anyway rather than an error.
+      const during = await d.request('POST', '/v1/token', { account: 'work', min_ttl: 3600 });
+      expect(during.status).toBe(200);
+      expect(during.json.access_token).toBe(cached);
+
+      await sleep(4_200); // the cached token expires
+      const expired = await d.request('POST', '/v1/token', { account: 'work' });
+      expect(expired.status).toBe(503);
+      expect(expired.json.error.code).toBe('upstream_unavailable');
+      expect(expired.json.error.message).toContain('work');
+      const cli = await d.cli(['token', 'work']);
+      expect(cli.code).toBe(1);
+      expect(cli.stdout).toBe('');
+      expect(cli.stderr).toMatch(/unavailable/);
+
+      idp.setFault(null);
+      await sleep(1_600); // past the longest backoff
+      const healed = await d.request('POST', '/v1/token', { account: 'work' });
+      expect(healed.status).toBe(200);
+      expect(healed.json.access_token).not.toBe(cached);
+      expect((await d.request('GET', '/v1/health')).status).toBe(200);
+      expect(idp.stats.replays).toBe(0);
+    });
+  }
+
+  it('honours Retry-After on 429: no request before it has passed', async () => {
+    idp.setFault({ kind: '429', retryAfter: '2' });
+    const forced = await d.request('POST', '/v1/accounts/work/refresh');
+    expect(forced.status).toBe(503);
+    expect(forced.json.error.retry_after).toBeGreaterThanOrEqual(2);
+    expect(forced.headers['retry-after']).toBeDefined();
+    const t0 = idp.lastTokenRequestAt[0];
+    // Hammer it for 3 s, asking for more than the cached token has: only the gate answers.
+    const end = Date.now() + 3_000;
+    while (Date.now() < end) {
+      await d.request('POST', '/v1/token', { account: 'work', min_ttl: 3600 });
+      await sleep(50);
+    }
+    const times = idp.lastTokenRequestAt;
+    expect(times.length).toBeGreaterThanOrEqual(2);
+    expect(times.length).toBeLessThanOrEqual(3);
+    expect(times[1] - t0).toBeGreaterThanOrEqual(1_900);
+  });
+
+  it('turns invalid_grant into reauth_required: exit 3, a 409, an event, no retry loop', async () => {
+    const eventP = waitForEvent(d.socket, 'account.reauth_required');
+    await sleep(100);
+    idp.setFault({ kind: 'invalid_grant' });
+    const cli = await d.cli(['refresh', 'work']);
+    expect(cli.code).toBe(3);
+    expect(cli.stderr).toContain('tokend login work');
+    const ev = await eventP;
+    expect(ev).toMatchObject({ type: 'account.reauth_required', account: 'work' });
+    idp.setFault(null);
+
+    const tok = await d.request('POST', '/v1/token', { account: 'work', min_ttl: 3600 });
+    expect(tok.status).toBe(409);
+    expect(tok.json.error.code).toBe('reauth_required');
+    expect((await d.cli(['token', 'work', '--min-ttl', '3600'])).code).toBe(3);
+    const status = await d.cli(['status', 'work', '--json']);
+    expect(JSON.parse(status.stdout).status).toBe('reauth_required');
+    expect(idp.stats.tokenRequests).toBe(1); // no retries against a refused grant
+  });
+
+  it('reports a grant revoked at the real provider (replayed refresh token) as reauth_required', async () => {
+    // Replaying a consumed refresh token makes oidc-provider revoke the whole grant (PROTOCOLS.md §6.5).
+    const issued = await idp.issueRefreshToken('conf');
+    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const replay = await fetch(`${idp.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('conf:conf-secret').toString('base64')}` },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: issued.refresh_token }),
+    });
+    expect(replay.status).toBe(400);
+    const r = await d.cli(['refresh', 'work']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/invalid_grant|refused/);
+  });
+});
