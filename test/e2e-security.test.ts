@@ -57,7 +57,7 @@ describe('security', () => {
     }
     served.add((await d.cli(['token', 'work'])).stdout.trim());
     await d.stop('SIGTERM');
-    const secrets = [issued.refresh_token, issued.access_token, 'conf-secret', ...served, ...((idp as any).issuedRefreshTokens?.() ?? [])];
+    const secrets = [issued.refresh_token, issued.access_token, 'conf-secret', ...served, ...idp.issuedRefreshTokens()];
     expect(secrets.length).toBeGreaterThan(6);
     const haystacks = [...allFiles(home.home).map((f) => [f, fs.readFileSync(f).toString('latin1')]), ['daemon log', d.logs]];
     for (const [name, text] of haystacks) {

@@ -1,0 +1,570 @@
+/**
+ * The standard OAuth 2.0 / OpenID Connect driver, on panva's oauth4webapi: every network
+ * step is a request/process pair, and every failure goes through `toDriverError`.
+ */
+import * as oauth from 'oauth4webapi';
+import type { ClientAuthMethod } from '../../protocol/api.js';
+import { DriverError, type Driver, type DriverContext, type RefreshOptions, type TokenSet } from './driver.js';
+
+export interface OAuth2DriverOptions {
+  /** The fetch every request goes through (tests, proxies). Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** How long discovered metadata is reused, in ms. Default 24 h. */
+  discoveryTtlMs?: number;
+  /** The clock for the discovery cache (tests). */
+  now?: () => number;
+}
+
+/** The oauth2 driver, plus what login flows built on it need. */
+export interface OAuth2Driver extends Driver {
+  readonly name: 'oauth2';
+  refresh(ctx: DriverContext, refreshToken: string, opts: RefreshOptions): Promise<TokenSet>;
+  obtainWithoutUser(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
+  revoke(ctx: DriverContext, token: string, hint: 'refresh_token' | 'access_token'): Promise<void>;
+  /** The account's authorization server metadata: discovered (cached per issuer) and/or from explicit endpoints. */
+  metadata(ctx: DriverContext): Promise<oauth.AuthorizationServer>;
+}
+
+/** Which server endpoint a step talks to; names it in messages. */
+export type Endpoint = 'token' | 'revocation' | 'discovery' | 'device_authorization';
+
+/** What `toDriverError` needs besides the error: the endpoint, and values that must never appear in a message. */
+export interface StepInfo {
+  endpoint: Endpoint;
+  url?: string;
+  secrets?: readonly (string | undefined)[];
+  /** The step's signal: once aborted, any failure counts as an abort. */
+  signal?: AbortSignal;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Metadata we built ourselves (no issuer to discover): its `issuer` is a guess. */
+const synthetic = new WeakSet<oauth.AuthorizationServer>();
+
+// Every asymmetric JWS algorithm oauth4webapi knows. With synthetic metadata there is no
+// `id_token_signing_alg_values_supported`, and oauth4webapi would insist on RS256.
+const ANY_ID_TOKEN_ALG = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'Ed25519', 'EdDSA'];
+
+/** Creates an oauth2 driver with its own discovery cache. */
+export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver {
+  const now = opts.now ?? Date.now;
+  const ttl = opts.discoveryTtlMs ?? DAY_MS;
+  const customFetch = opts.fetch;
+  /** issuer → discovered metadata. Only successes are stored, so a failed discovery is retried next time. */
+  const discovered = new Map<string, { as: oauth.AuthorizationServer; until: number }>();
+
+  function httpOptions(url: string, signal: AbortSignal) {
+    return transportOptions(url, signal, customFetch);
+  }
+
+  /** OIDC Discovery 1.0 §4, then RFC 8414 §3; either way the answer's `issuer` must equal ours (RFC 8414 §3.3). */
+  async function discover(issuer: string, signal: AbortSignal): Promise<oauth.AuthorizationServer> {
+    const hit = discovered.get(issuer);
+    if (hit && hit.until > now()) return hit.as;
+    httpOptions(issuer, signal); // refuses plain http to a non-loopback issuer up front
+    const issuerUrl = new URL(issuer);
+    const reasons: string[] = [];
+    for (const algorithm of ['oidc', 'oauth2'] as const) {
+      const step: StepInfo = { endpoint: 'discovery', url: wellKnownUrl(issuerUrl, algorithm), signal };
+      try {
+        const as = await exchange(
+          step,
+          () => oauth.discoveryRequest(issuerUrl, { algorithm, ...httpOptions(issuer, signal) }),
+          (res) => oauth.processDiscoveryResponse(issuerUrl, res),
+        );
+        discovered.set(issuer, { as, until: now() + ttl });
+        return as;
+      } catch (err) {
+        // A server that is down or unreachable is down for both paths: retry later.
+        if (!(err instanceof DriverError) || err.kind === 'transient') throw err;
+        reasons.push(`${algorithm === 'oidc' ? 'OpenID Connect discovery' : 'RFC 8414'}: ${err.message}`);
+      }
+    }
+    throw new DriverError('config', `no usable authorization server metadata for issuer ${issuer} (${reasons.join('; ')})`);
+  }
+
+  async function metadata(ctx: DriverContext): Promise<oauth.AuthorizationServer> {
+    const c = ctx.config;
+    let as: oauth.AuthorizationServer;
+    if (c.issuer) {
+      as = await discover(c.issuer, ctx.signal);
+    } else {
+      if (!c.token_endpoint) {
+        throw new DriverError('config', `account "${ctx.name}" needs an issuer or a token_endpoint`);
+      }
+      // No issuer: nothing to discover or compare against, so name the token endpoint's origin.
+      as = { issuer: new URL(c.token_endpoint).origin, id_token_signing_alg_values_supported: ANY_ID_TOKEN_ALG };
+    }
+    // Explicit endpoints in the account win over discovery.
+    const explicit = {
+      ...(c.token_endpoint ? { token_endpoint: c.token_endpoint } : {}),
+      ...(c.revocation_endpoint ? { revocation_endpoint: c.revocation_endpoint } : {}),
+      ...(c.authorization_endpoint ? { authorization_endpoint: c.authorization_endpoint } : {}),
+      ...(c.device_authorization_endpoint ? { device_authorization_endpoint: c.device_authorization_endpoint } : {}),
+    };
+    const merged: oauth.AuthorizationServer = { ...as, ...explicit };
+    if (!c.issuer) synthetic.add(merged);
+    return merged;
+  }
+
+  /** POST to the token endpoint and validate the answer into a TokenSet (RFC 6749 §5.1). */
+  async function tokenStep(
+    ctx: DriverContext,
+    secrets: readonly (string | undefined)[],
+    send: (as: oauth.AuthorizationServer, client: oauth.Client, auth: oauth.ClientAuth, http: HttpOptions) => Promise<Response>,
+    process: (as: oauth.AuthorizationServer, client: oauth.Client, res: Response) => Promise<oauth.TokenEndpointResponse>,
+  ): Promise<TokenSet> {
+    const as = await metadata(ctx);
+    const url = endpointOf(as, 'token_endpoint', ctx.name);
+    const client: oauth.Client = { client_id: ctx.config.client_id };
+    const auth = clientAuthFor(ctx, as);
+    const step: StepInfo = { endpoint: 'token', url, secrets: [...secrets, ctx.clientSecret], signal: ctx.signal };
+    const body = await exchange(
+      step,
+      () => send(as, client, auth, httpOptions(url, ctx.signal)),
+      (res) => processTokenResponse(as, client, res, process),
+    );
+    return toTokenSet(body);
+  }
+
+  return {
+    name: 'oauth2',
+    metadata,
+
+    // RFC 6749 §6; `scope` narrows (§6: no scope beyond the original grant), `resource` is RFC 8707 §2.
+    async refresh(ctx, refreshToken, o) {
+      const additionalParameters = extraParameters(o.scope, o.audience ?? ctx.config.audience);
+      return tokenStep(
+        ctx,
+        [refreshToken],
+        (as, client, auth, http) => oauth.refreshTokenGrantRequest(as, client, auth, refreshToken, { additionalParameters, ...http }),
+        oauth.processRefreshTokenResponse,
+      );
+    },
+
+    // RFC 6749 §4.4: the client acts on its own behalf; no refresh token is expected (§4.4.3).
+    async obtainWithoutUser(ctx, o) {
+      const scope = o.scope ?? (ctx.config.scopes.length ? ctx.config.scopes.join(' ') : undefined);
+      const parameters = extraParameters(scope, o.audience ?? ctx.config.audience);
+      return tokenStep(
+        ctx,
+        [],
+        (as, client, auth, http) => oauth.clientCredentialsGrantRequest(as, client, auth, parameters, http),
+        oauth.processClientCredentialsResponse,
+      );
+    },
+
+    // RFC 7009 §2.1 with `token_type_hint`; 200 means revoked or already invalid (§2.2).
+    async revoke(ctx, token, hint) {
+      const as = await metadata(ctx);
+      if (!as.revocation_endpoint) return;
+      const url = endpointOf(as, 'revocation_endpoint', ctx.name);
+      const client: oauth.Client = { client_id: ctx.config.client_id };
+      const auth = clientAuthFor(ctx, as);
+      await exchange(
+        { endpoint: 'revocation', url, secrets: [token, ctx.clientSecret], signal: ctx.signal },
+        () =>
+          oauth.revocationRequest(as, client, auth, token, {
+            additionalParameters: { token_type_hint: hint },
+            ...httpOptions(url, ctx.signal),
+          }),
+        (res) => oauth.processRevocationResponse(res),
+      );
+    },
+  };
+}
+
+/**
+ * One network step: send, refuse 5xx/429 before oauth4webapi sees them (it would call them
+ * protocol errors), process, and translate any failure in one place.
+ */
+async function exchange<T>(step: StepInfo, send: () => Promise<Response>, process: (res: Response) => Promise<T>): Promise<T> {
+  let response: Response | undefined;
+  try {
+    response = await send();
+    if (isRetryableStatus(response.status)) toDriverError(undefined, response, step);
+    return await process(response);
+  } catch (err) {
+    return toDriverError(err, response, step);
+  }
+}
+
+/**
+ * Answers about the server's state, not about our request: 5xx (RFC 9110 §15.6), 429 (RFC 6585
+ * §4) and 408 (RFC 9110 §15.5.9: the client may repeat the request). RFC 6749 §5.2 errors are 400/401.
+ */
+function isRetryableStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+/**
+ * Validates a token response. oauth4webapi also validates an id_token in it (OIDC Core §12.2),
+ * which tokend never reads; two of those checks must not cost us a working grant:
+ * - without a configured issuer, the `iss` cannot be compared with a discovered one (§3.1.3.7
+ *   step 2), so we take the one the id_token names: it came over the connection we opened to
+ *   the token endpoint (§3.1.3.7 step 6);
+ * - `exp`/`nbf` fail when our clock is off; we then measure the server's clock by the id_token's
+ *   `iat` and check again with that skew.
+ * Each adjustment validates a fresh copy of the same response; a second failure stands.
+ */
+async function processTokenResponse(
+  as: oauth.AuthorizationServer,
+  client: oauth.Client,
+  res: Response,
+  process: (as: oauth.AuthorizationServer, client: oauth.Client, res: Response) => Promise<oauth.TokenEndpointResponse>,
+): Promise<oauth.TokenEndpointResponse> {
+  if (res.status !== 200) return process(as, client, res);
+  let current = res;
+  for (let attempt = 0; ; attempt++) {
+    const spare = attempt < 2 ? current.clone() : undefined;
+    try {
+      const body = await process(as, client, current);
+      void spare?.body?.cancel().catch(() => {});
+      return body;
+    } catch (err) {
+      const adjusted = spare && idTokenAdjustment(err, as, client, synthetic.has(as));
+      if (!adjusted) {
+        void spare?.body?.cancel().catch(() => {});
+        throw err;
+      }
+      [as, client] = adjusted;
+      current = spare;
+    }
+  }
+}
+
+function idTokenAdjustment(
+  err: unknown,
+  as: oauth.AuthorizationServer,
+  client: oauth.Client,
+  issuerUnknown: boolean,
+): [oauth.AuthorizationServer, oauth.Client] | undefined {
+  if (!(err instanceof oauth.OperationProcessingError)) return undefined;
+  const cause = err.cause as { claim?: unknown; claims?: { iss?: unknown; iat?: unknown } } | undefined;
+  if (err.code === oauth.JWT_CLAIM_COMPARISON && cause?.claim === 'iss' && issuerUnknown && typeof cause.claims?.iss === 'string') {
+    return [{ ...as, issuer: cause.claims.iss }, client];
+  }
+  if (err.code === oauth.JWT_TIMESTAMP_CHECK && typeof cause?.claims?.iat === 'number' && client[oauth.clockSkew] === undefined) {
+    return [as, { ...client, [oauth.clockSkew]: cause.claims.iat - Math.floor(Date.now() / 1000) }];
+  }
+  return undefined;
+}
+
+function extraParameters(scope: string | undefined, audience: string | undefined): Record<string, string> {
+  const p: Record<string, string> = {};
+  if (scope) p.scope = scope;
+  if (audience) p.resource = audience; // RFC 8707 §2: the target service, an absolute URI
+  return p;
+}
+
+function toTokenSet(body: oauth.TokenEndpointResponse): TokenSet {
+  return {
+    access_token: body.access_token,
+    // oauth4webapi lowercases token_type; some resource servers only accept the RFC 6750 §1.1 / RFC 9449 §7.1 spelling.
+    token_type: body.token_type === 'bearer' ? 'Bearer' : body.token_type === 'dpop' ? 'DPoP' : body.token_type,
+    ...(body.expires_in !== undefined ? { expires_in: body.expires_in } : {}),
+    // RFC 6749 §6: a refresh response MAY carry a new refresh token; absent means keep the old one.
+    ...(body.refresh_token ? { refresh_token: body.refresh_token } : {}),
+    ...(body.scope !== undefined ? { scope: body.scope } : {}),
+    ...(body.id_token ? { id_token: body.id_token } : {}),
+  };
+}
+
+/** Where discoveryRequest looks, for messages: OIDC appends, RFC 8414 §3.1 inserts after the host. */
+function wellKnownUrl(issuer: URL, algorithm: 'oidc' | 'oauth2'): string {
+  const u = new URL(issuer.href);
+  const path = u.pathname === '/' ? '' : u.pathname.replace(/\/$/, '');
+  u.pathname = algorithm === 'oidc' ? `${path}/.well-known/openid-configuration` : `/.well-known/oauth-authorization-server${path}`;
+  return u.href;
+}
+
+function endpointOf(as: oauth.AuthorizationServer, key: 'token_endpoint' | 'revocation_endpoint', account: string): string {
+  const url = as[key];
+  if (typeof url !== 'string' || !url) {
+    throw new DriverError('config', `account "${account}": the authorization server has no ${key}`);
+  }
+  return url;
+}
+
+/**
+ * Client authentication, RFC 6749 §2.3 / RFC 7591 §2 `token_endpoint_auth_method`. Without a
+ * configured method: `none` for a public client; with a secret, `client_secret_basic` (the
+ * method every AS MUST support, §2.3.1) unless the metadata advertises only `client_secret_post`.
+ */
+export function clientAuthFor(ctx: DriverContext, as?: oauth.AuthorizationServer): oauth.ClientAuth {
+  const method: ClientAuthMethod = ctx.config.token_endpoint_auth_method ?? defaultAuthMethod(ctx.clientSecret, as);
+  if (method === 'none') return oauth.None();
+  if (!ctx.clientSecret) {
+    throw new DriverError('config', `account "${ctx.name}" uses ${method} but has no client secret`);
+  }
+  return method === 'client_secret_post' ? oauth.ClientSecretPost(ctx.clientSecret) : oauth.ClientSecretBasic(ctx.clientSecret);
+}
+
+function defaultAuthMethod(secret: string | undefined, as?: oauth.AuthorizationServer): ClientAuthMethod {
+  if (!secret) return 'none';
+  const supported = as?.token_endpoint_auth_methods_supported;
+  // RFC 8414 §2: when omitted, the default is client_secret_basic.
+  if (supported && !supported.includes('client_secret_basic') && supported.includes('client_secret_post')) {
+    return 'client_secret_post';
+  }
+  return 'client_secret_basic';
+}
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost']);
+
+/** True for the names RFC 8252 §7.3 / §8.3 treat as this machine. */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOSTS.has(hostname.toLowerCase());
+}
+
+type HttpOptions = {
+  signal: AbortSignal;
+  [oauth.allowInsecureRequests]?: boolean;
+  [oauth.customFetch]?: (url: string, options: oauth.CustomFetchOptions<string, unknown>) => Promise<Response>;
+};
+
+/**
+ * The oauth4webapi transport options for a request to `url`: the abort signal, the custom
+ * fetch, and plain http only to loopback (RFC 6749 §3.1 / §3.2 require TLS; a local test
+ * server is the one exception we make).
+ */
+export function transportOptions(url: string, signal: AbortSignal, customFetch?: typeof fetch): HttpOptions {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new DriverError('config', 'an endpoint is not a valid URL');
+  }
+  const options: HttpOptions = { signal };
+  if (parsed.protocol === 'http:') {
+    if (!isLoopbackHost(parsed.hostname)) {
+      throw new DriverError('config', `refusing plain http to a non-loopback host: ${parsed.origin}`);
+    }
+    options[oauth.allowInsecureRequests] = true;
+  } else if (parsed.protocol !== 'https:') {
+    throw new DriverError('config', `refusing a ${parsed.protocol} endpoint: only https (or http to loopback) is allowed`);
+  }
+  if (customFetch) options[oauth.customFetch] = (u, o) => customFetch(u, o as RequestInit);
+  return options;
+}
+
+// --- errors -------------------------------------------------------------------------------
+
+/** OAuth error codes that mean "try again later", whatever the status (RFC 6749 §4.1.2.1; some token endpoints use them). */
+const TRANSIENT_OAUTH_ERRORS = new Set(['server_error', 'temporarily_unavailable']);
+
+/** Network failures where the connection never opened, so the request cannot have been seen. */
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+const TLS_CODE = /^(ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_)/;
+
+/**
+ * Translates anything a step can throw (fetch, oauth4webapi, an unusable response) into a
+ * DriverError: the only place that does (like openid-client's `errorHandler`). Messages hold
+ * no token or secret: server-supplied text is scrubbed of `step.secrets`, and no `cause` is
+ * attached (oauth4webapi's causes can hold request or response bodies).
+ */
+export function toDriverError(err: unknown, response?: Response, step: StepInfo = { endpoint: 'token' }): never {
+  if (err instanceof DriverError) throw err;
+  const where = describe(step);
+  const clean = (text: string) => scrub(text, step.secrets);
+
+  // 5xx, 429, 408 first: a verdict on the server's state, not on our request.
+  if (response && isRetryableStatus(response.status)) {
+    void response.body?.cancel().catch(() => {});
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+    throw new DriverError(
+      'transient',
+      `the ${where} answered HTTP ${response.status}${response.status === 429 ? ' (rate limited)' : ''}`,
+      { status: response.status, retryAfterMs },
+    );
+  }
+
+  const e = err as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown } | undefined;
+  const name = typeof e?.name === 'string' ? e.name : '';
+
+  // Aborted or timed out (ctx.signal): the request may have been processed and its answer lost.
+  if (name === 'AbortError' || name === 'TimeoutError' || step.signal?.aborted) {
+    const timedOut = name === 'TimeoutError' || (step.signal?.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
+    throw new DriverError('transient', `the ${where} did not answer in time (${timedOut ? 'timed out' : 'aborted'})`, {
+      outcomeUnknown: true,
+    });
+  }
+
+  if (err instanceof oauth.ResponseBodyError) {
+    throw oauthError(err.error, err.error_description, err.status, where, clean);
+  }
+
+  // RFC 6749 §5.2: invalid_client may come as 401 with WWW-Authenticate (oidc-provider sends
+  // `Basic realm=…, error="invalid_client", error_description=…`).
+  if (err instanceof oauth.WWWAuthenticateChallengeError) {
+    throw challengeError(err, where, clean);
+  }
+
+  if (err instanceof oauth.OperationProcessingError) {
+    const status = response?.status;
+    switch (err.code) {
+      case oauth.HTTP_REQUEST_FORBIDDEN:
+      case oauth.REQUEST_PROTOCOL_FORBIDDEN:
+      case oauth.MISSING_SERVER_METADATA:
+      case oauth.INVALID_SERVER_METADATA:
+        throw new DriverError('config', `${where}: ${err.message}`);
+      case oauth.JSON_ATTRIBUTE_COMPARISON: {
+        // RFC 8414 §3.3 / OIDC Discovery §4.3: the metadata names another issuer.
+        const named = (e?.cause as { body?: { issuer?: unknown } } | undefined)?.body?.issuer;
+        throw new DriverError('config', `the ${where} names a different issuer${typeof named === 'string' ? ` (${clean(named)})` : ''}`);
+      }
+      case oauth.JWT_CLAIM_COMPARISON:
+      case oauth.JWT_TIMESTAMP_CHECK:
+        throw new DriverError('config', `the ${where} answered with an id_token that does not validate: ${err.message}`);
+    }
+    if (status === 200) {
+      if (step.endpoint === 'discovery') {
+        throw new DriverError('config', `the ${where} answered 200 with a body that is not authorization server metadata`);
+      }
+      // Not JSON, or JSON without access_token/token_type: a broken proxy or a bad deploy; try again later.
+      throw new DriverError('transient', `the ${where} answered 200 with a body that is not a valid ${step.endpoint} response`, {
+        status,
+      });
+    }
+    if (status !== undefined) {
+      // 3xx (a moved endpoint), 404, a 4xx without an OAuth error body: the configuration is wrong.
+      throw new DriverError('config', `the ${where} answered HTTP ${status} without an OAuth error`, { status });
+    }
+    throw new DriverError('config', `${where}: ${err.message}`);
+  }
+
+  if (err instanceof oauth.UnsupportedOperationError) {
+    // e.g. a token_type other than Bearer/DPoP (RFC 6749 §7.1): we would not know how to use the token.
+    throw new DriverError('config', `the ${where} answered with something tokend cannot use: ${err.message}`);
+  }
+
+  // fetch() rejects with TypeError('fetch failed', { cause }) for network errors.
+  if (err instanceof TypeError && typeof e?.code !== 'string') {
+    const code = networkCode(err);
+    const sent = !(code && (NEVER_SENT.has(code) || TLS_CODE.test(code)));
+    throw new DriverError('transient', `could not reach the ${where}${code ? `: ${code}` : ''}`, { outcomeUnknown: sent });
+  }
+
+  // oauth4webapi's argument checks (TypeError with code ERR_INVALID_ARG_*): an unusable configuration.
+  if (err instanceof TypeError) {
+    throw new DriverError('config', `${where}: ${clean(String(e?.message ?? 'invalid argument'))}`);
+  }
+
+  // Anything else is unexpected: assume the worst about whether the request went out.
+  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  throw new DriverError('transient', `unexpected failure talking to the ${where}: ${clean(what)}`, { outcomeUnknown: true });
+}
+
+function oauthError(
+  code: string,
+  description: string | undefined,
+  status: number | undefined,
+  where: string,
+  clean: (s: string) => string,
+): DriverError {
+  const detail = description ? ` (${clean(description)})` : '';
+  const safeCode = clean(code).slice(0, 64);
+  if (code === 'invalid_grant') {
+    // RFC 6749 §5.2: the refresh token is invalid, expired, revoked or was issued to another client.
+    return new DriverError('invalid_grant', `the ${where} rejected the grant: invalid_grant${detail}`, { oauthError: code, status });
+  }
+  if (TRANSIENT_OAUTH_ERRORS.has(code)) {
+    return new DriverError('transient', `the ${where} answered ${safeCode}${detail}`, { oauthError: code, status });
+  }
+  // invalid_client, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_request,
+  // invalid_target (RFC 8707 §2), unsupported_token_type (RFC 7009 §2.2.1), …: only the user can fix these.
+  return new DriverError('config', `the ${where} answered ${safeCode}${detail}`, { oauthError: code, status });
+}
+
+function challengeError(err: oauth.WWWAuthenticateChallengeError, where: string, clean: (s: string) => string): never {
+  const params = err.cause.find((c) => c.parameters.error)?.parameters;
+  // The body is unread here and toDriverError is synchronous, so the challenge speaks; servers
+  // that send a bare challenge get the code §5.2 prescribes for a 401.
+  void err.response.body?.cancel().catch(() => {});
+  const code = params?.error ?? (err.status === 401 ? 'invalid_client' : 'invalid_request');
+  throw oauthError(code, params?.error_description, err.status, where, clean);
+}
+
+function networkCode(err: TypeError): string | undefined {
+  let c: unknown = err.cause;
+  for (let depth = 0; c && depth < 4; depth++) {
+    const code = (c as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    c = (c as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function describe(step: StepInfo): string {
+  const label =
+    step.endpoint === 'discovery'
+      ? 'discovery endpoint'
+      : step.endpoint === 'device_authorization'
+        ? 'device authorization endpoint'
+        : `${step.endpoint} endpoint`;
+  if (!step.url) return label;
+  try {
+    const u = new URL(step.url);
+    return `${label} at ${u.origin}${u.pathname}`; // never the query
+  } catch {
+    return label;
+  }
+}
+
+/** Removes every known secret from server-supplied text, and control characters; bounds the length. */
+function scrub(text: string, secrets: readonly (string | undefined)[] = []): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s && s.length >= 4) out = out.split(s).join('[redacted]');
+  }
+  // eslint-disable-next-line no-control-regex
+  out = out.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  return out.length > 300 ? `${out.slice(0, 300)}…` : out;
+}
+
+// --- Retry-After ------------------------------------------------------------------------------
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const IMF_FIXDATE = /^[a-z]{3}, (\d{2}) ([a-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
+const RFC850_DATE = /^[a-z]{6,9}, (\d{2})-([a-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
+const ASCTIME_DATE = /^[a-z]{3} ([a-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/i;
+
+/**
+ * `Retry-After` in ms from `now` (RFC 9110 §10.2.3): `delay-seconds` or an `HTTP-date`,
+ * in any of the three forms a recipient must accept (§5.6.7). A date in the past gives 0;
+ * anything unparseable gives undefined.
+ */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (value == null) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) {
+    const ms = Number(v) * 1000;
+    return Number.isFinite(ms) ? ms : undefined;
+  }
+  const at = parseHttpDate(v, now);
+  return at === undefined ? undefined : Math.max(0, at - now);
+}
+
+function parseHttpDate(v: string, now: number): number | undefined {
+  let m: RegExpExecArray | null;
+  let day: number, mon: string, year: number, hh: number, mm: number, ss: number;
+  if ((m = IMF_FIXDATE.exec(v))) {
+    [day, mon, year, hh, mm, ss] = [+m[1], m[2], +m[3], +m[4], +m[5], +m[6]];
+  } else if ((m = RFC850_DATE.exec(v))) {
+    [day, mon, hh, mm, ss] = [+m[1], m[2], +m[4], +m[5], +m[6]];
+    // §5.6.7: a two-digit year more than 50 years in the future means the most recent past
+    // year with the same last two digits.
+    const thisYear = new Date(now).getUTCFullYear();
+    year = Math.floor(thisYear / 100) * 100 + +m[3];
+    if (year > thisYear + 50) year -= 100;
+  } else if ((m = ASCTIME_DATE.exec(v))) {
+    [mon, day, hh, mm, ss, year] = [m[1], +m[2].trim(), +m[3], +m[4], +m[5], +m[6]];
+  } else {
+    return undefined;
+  }
+  const month = MONTHS.indexOf(mon.toLowerCase());
+  if (month < 0 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return undefined;
+  return Date.UTC(year, month, day, hh, mm, ss);
+}
