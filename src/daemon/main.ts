@@ -148,7 +148,7 @@ export async function main(argv: string[]): Promise<void> {
     shutdown: shutdownController.signal,
   };
   const helpers = mountHelpers(deps);
-  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: helpers.extend });
+  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend] });
 
   const server = createAdaptorServer({ fetch: app.fetch });
   // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.

@@ -32,8 +32,8 @@ export interface AppDeps extends AccountDeps {
   resolveTarget?: (req: { url?: string; host?: string; username?: string }) => string | undefined;
   /** Aborted on shutdown, so long-lived SSE streams end and the server can close. */
   shutdown: AbortSignal;
-  /** Extra routes (helpers, logins) mounted by later features. */
-  extend?: (app: Hono) => void;
+  /** Extra route groups (helper protocols, logins), each mounting its routes on the app. */
+  extend?: Array<(app: Hono) => void>;
 }
 
 /** Read and validate a JSON body against a protocol schema: 400 with the field named, never a raw ZodError. */
@@ -172,7 +172,7 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
 
-  deps.extend?.(app);
+  for (const mount of deps.extend ?? []) mount(app);
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
 
