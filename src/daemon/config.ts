@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import { Low } from 'lowdb';
 import { JSONFile } from 'lowdb/node';
 import { z } from 'zod';
-import { AccountConfig } from '../protocol/api.js';
-import { AccountName } from '../protocol/names.js';
+import { AccountConfig, AccountName } from '../protocol/api.js';
 
 /** Daemon-wide settings in config.json (`settings`); every field has a default. */
 export const Settings = z
@@ -18,6 +17,12 @@ export const Settings = z
     backoff_max_ms: z.number().int().min(10).max(3_600_000).default(300_000),
     /** `min_ttl` when a request gives none (rule 1). */
     default_min_ttl: z.number().int().min(0).max(86_400).default(30),
+    /**
+     * How long one second of a device-flow polling interval lasts, in ms (RFC 8628 §3.5:
+     * default 5 s, `slow_down` +5 s). 1000 everywhere but in tests, which shrink it so a
+     * poll does not take 5 real seconds. Login lifetimes (`expires_in`) are never scaled.
+     */
+    device_poll_unit_ms: z.number().int().min(1).max(1000).default(1000),
   })
   .strict();
 export type Settings = z.infer<typeof Settings>;

@@ -1,5 +1,23 @@
 import { z } from 'zod';
-import { AccountName } from './names.js';
+import { ERROR_STATUS, type ErrorCode as ErrorCodeName } from './errors.js';
+import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
+
+export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
+export type AccountName = z.infer<typeof AccountName>;
+
+export const ErrorCode = z.enum(Object.keys(ERROR_STATUS) as [ErrorCodeName, ...ErrorCodeName[]]);
+
+/** `{"error": {"code", "message"}}`; `retry_after` (seconds) when the daemon knows when to try again. */
+export const ErrorBody = z.object({
+  error: z.object({
+    code: ErrorCode,
+    message: z.string(),
+    account: z.string().optional(),
+    retry_after: z.number().optional(),
+    login: z.record(z.string(), z.unknown()).optional(),
+  }),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
 
 const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' });
 
@@ -145,3 +163,38 @@ export interface TokendEvent {
   at: string;
   [k: string]: unknown;
 }
+
+/** The interactive login flows (RFC 8628 device grant; RFC 6749 §4.1 + RFC 7636 PKCE on a loopback redirect). */
+export const LoginFlow = z.enum(['device', 'browser']);
+export type LoginFlow = z.infer<typeof LoginFlow>;
+
+/** `POST /v1/accounts/:name/login`: without `flow`, the account's, else the daemon's guess. */
+export const LoginRequest = z.object({ flow: LoginFlow.optional() }).strict();
+export type LoginRequest = z.infer<typeof LoginRequest>;
+
+export const LoginStatus = z.enum(['pending', 'active', 'failed', 'expired']);
+export type LoginStatus = z.infer<typeof LoginStatus>;
+
+/**
+ * One interactive login (`POST /v1/accounts/:name/login`, `GET /v1/logins/:id`). Never a
+ * secret: no device_code, PKCE verifier, authorization code or token.
+ */
+export const LoginView = z.object({
+  id: z.string(),
+  account: AccountName,
+  flow: LoginFlow,
+  status: LoginStatus,
+  /** Device flow (RFC 8628 §3.2): what the user enters, and where. */
+  user_code: z.string().nullable(),
+  verification_uri: z.string().nullable(),
+  verification_uri_complete: z.string().nullable(),
+  /** Browser flow: the URL to open; its redirect is a one-shot listener on 127.0.0.1. */
+  authorization_url: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  /** After this the login is `expired` (device: the server's `expires_in`; browser: 10 min). */
+  expires_at: z.string(),
+  /** Why the login failed or expired: the provider's OAuth error code when it sent one. */
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type LoginView = z.infer<typeof LoginView>;

@@ -1,4 +1,4 @@
 export * from './api.js';
-export * from './errors.js';
+export { ERROR_STATUS, EXIT } from './errors.js';
 export * from './names.js';
 export * from './routes.js';

@@ -11,7 +11,7 @@ import {
   type Health,
   type TokenResponse,
 } from '../../protocol/api.js';
-import { isAccountName } from '../../protocol/names.js';
+import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, MAX_BODY_BYTES } from '../../protocol/routes.js';
 import { putAccount, removeAccount, viewAccount, type AccountDeps } from '../accounts.js';
 import type { AuditLog } from '../audit.js';
@@ -53,7 +53,7 @@ async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.i
 function accountParam(c: Context): string {
   const name = c.req.param('name') ?? '';
   if (!isAccountName(name)) {
-    throw E.invalidRequest('account names are 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+    throw E.invalidRequest(ACCOUNT_NAME_RULE);
   }
   return name;
 }

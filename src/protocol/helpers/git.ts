@@ -1,0 +1,243 @@
+/**
+ * The git credential-helper wire format (`git-credential(1)`, PROTOCOLS.md §1).
+ * Pure: bytes in, a typed request or a typed error out; a typed answer in, bytes out.
+ */
+
+/** PROTOCOLS.md §1.1: "A line, including its newline, may not exceed 65535 bytes" (git ≥ 2.46 doc). */
+export const GIT_MAX_LINE_BYTES = 65_535;
+/** Our own cap on a whole request; git sends a few hundred bytes. Same as the socket API's body cap. */
+export const GIT_MAX_INPUT_BYTES = 64 * 1024;
+
+/** What git asked for, with `host` split from its `:port` (PROTOCOLS.md §1.3: host includes the port). */
+export interface GitCredentialRequest {
+  /** argv's last word: `get`, `store`, `erase`, or anything a future git sends. */
+  action: string;
+  protocol: string;
+  /** Without the port; an IPv6 literal keeps its brackets (`[::1]`), as in a URL. */
+  host: string;
+  port?: number;
+  /** As git sends it: no leading slash (`org/repo.git`); only with `credential.useHttpPath` (§1.5). */
+  path?: string;
+  username?: string;
+  password?: string;
+}
+
+export type GitParseErrorCode =
+  | 'input_too_large'
+  | 'line_too_long'
+  | 'nul_byte'
+  | 'carriage_return'
+  | 'invalid_line'
+  | 'invalid_url'
+  | 'invalid_port'
+  | 'missing_protocol'
+  | 'missing_host';
+
+/** Why input was refused. `message` never repeats a value (it may be a password). */
+export interface GitParseError {
+  code: GitParseErrorCode;
+  message: string;
+}
+
+export type GitParseResult = { ok: true; request: GitCredentialRequest } | { ok: false; error: GitParseError };
+
+const LF = 0x0a;
+const CR = 0x0d;
+const NUL = 0x00;
+
+function fail(code: GitParseErrorCode, message: string): { ok: false; error: GitParseError } {
+  return { ok: false, error: { code, message } };
+}
+
+/** A key is safe to name in a message only when it looks like a git attribute name. */
+function keyLabel(key: string): string {
+  return /^[A-Za-z0-9_[\]-]{1,40}$/.test(key) ? `"${key}"` : 'an attribute';
+}
+
+/** Split `host[:port]` as git sends it (PROTOCOLS.md §1.3: "Hostname including :port"). */
+export function splitHostPort(hostport: string): { host: string; port?: number } | undefined {
+  let host = hostport;
+  let portText: string | undefined;
+  if (hostport.startsWith('[')) {
+    const end = hostport.indexOf(']');
+    if (end < 0) return undefined;
+    host = hostport.slice(0, end + 1);
+    const rest = hostport.slice(end + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) return undefined;
+      portText = rest.slice(1);
+    }
+  } else {
+    const first = hostport.indexOf(':');
+    // An unbracketed IPv6 literal (more than one colon) carries no port.
+    if (first >= 0 && first === hostport.lastIndexOf(':')) {
+      host = hostport.slice(0, first);
+      portText = hostport.slice(first + 1);
+    }
+  }
+  if (portText === undefined) return { host };
+  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port < 1 || port > 65_535) return undefined;
+  return { host, port };
+}
+
+function percentDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * `url=` splits into its parts the way git's `credential_from_url_1` does: all fields
+ * are cleared first (PROTOCOLS.md §1.3 "parsing calls credential_clear() first"), then
+ * `proto://[user[:pass]@]host[/path]`, each part percent-decoded, trailing slashes off the path.
+ */
+function applyUrl(fields: Map<string, string>, url: string): boolean {
+  const sep = url.indexOf('://');
+  if (sep <= 0) return false;
+  fields.clear();
+  fields.set('protocol', url.slice(0, sep));
+  const rest = url.slice(sep + 3);
+  const slash = rest.indexOf('/');
+  const authority = slash < 0 ? rest : rest.slice(0, slash);
+  const at = authority.lastIndexOf('@');
+  const hostPart = at < 0 ? authority : authority.slice(at + 1);
+  if (at >= 0) {
+    const userinfo = authority.slice(0, at);
+    const colon = userinfo.indexOf(':');
+    fields.set('username', percentDecode(colon < 0 ? userinfo : userinfo.slice(0, colon)));
+    if (colon >= 0) fields.set('password', percentDecode(userinfo.slice(colon + 1)));
+  }
+  fields.set('host', percentDecode(hostPart));
+  if (slash >= 0) {
+    const path = percentDecode(rest.slice(slash + 1)).replace(/\/+$/, '');
+    if (path !== '') fields.set('path', path);
+  }
+  return true;
+}
+
+/**
+ * Parse what git writes on a helper's stdin (PROTOCOLS.md §1.1): `key=value` lines up to
+ * a blank line or EOF. Unknown keys are ignored (§1.1 "Unrecognised attributes … are
+ * silently discarded"). Refused: a line without `=` (git itself stops at one), a NUL, a
+ * CR anywhere (CVE-2024-52006: a CR can smuggle a second `host=` past a lax reader), a
+ * line over 65535 bytes, or more than 64 KiB in all.
+ */
+export function parseGitCredentialInput(action: string, input: Buffer | string): GitParseResult {
+  const buf = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
+  if (buf.length > GIT_MAX_INPUT_BYTES) {
+    // Name the more precise fault when one line alone is over git's limit.
+    for (let start = 0, n = 1; start < buf.length; n++) {
+      const lf = buf.indexOf(LF, start);
+      const end = lf < 0 ? buf.length : lf + 1;
+      if (end - start > GIT_MAX_LINE_BYTES) {
+        return fail('line_too_long', `credential line ${n} is longer than ${GIT_MAX_LINE_BYTES} bytes`);
+      }
+      if (end - start <= 1 && lf >= 0) break; // the blank line ending the request
+      start = end;
+    }
+    return fail('input_too_large', `credential input is larger than ${GIT_MAX_INPUT_BYTES} bytes`);
+  }
+
+  const fields = new Map<string, string>();
+  let start = 0;
+  let lineNo = 0;
+  while (start < buf.length) {
+    let end = buf.indexOf(LF, start);
+    const hasLf = end >= 0;
+    if (!hasLf) end = buf.length;
+    lineNo += 1;
+    if (end - start + (hasLf ? 1 : 0) > GIT_MAX_LINE_BYTES) {
+      return fail('line_too_long', `credential line ${lineNo} is longer than ${GIT_MAX_LINE_BYTES} bytes`);
+    }
+    const line = buf.subarray(start, end);
+    start = end + 1;
+    // §1.1: "The list ends at a blank line or at EOF."
+    if (line.length === 0) break;
+    if (line.includes(NUL)) return fail('nul_byte', `credential line ${lineNo} contains a NUL byte`);
+    const eq = line.indexOf(0x3d /* = */);
+    if (eq < 0) {
+      // Checked before CR so a bare "\r" line reads as what it is: not an attribute.
+      return fail('invalid_line', `credential line ${lineNo} is not key=value`);
+    }
+    const key = line.subarray(0, eq).toString('utf8');
+    if (line.includes(CR)) {
+      // Same words as git's own refusal: "credential value for username contains carriage return".
+      return fail('carriage_return', `credential value for ${keyLabel(key)} contains carriage return`);
+    }
+    const value = line.subarray(eq + 1).toString('utf8');
+    if (key === 'url') {
+      if (!applyUrl(fields, value)) return fail('invalid_url', 'credential url cannot be parsed');
+    } else {
+      // Multi-valued `key[]` entries (wwwauth[], capability[]) and unknown keys are kept
+      // aside and never used; the last single value wins, as in git's credential_read.
+      fields.set(key, value);
+    }
+  }
+
+  const protocol = fields.get('protocol');
+  if (!protocol) return fail('missing_protocol', 'credential input has no protocol');
+  const hostport = fields.get('host');
+  if (!hostport) return fail('missing_host', 'credential input has no host');
+  const hp = splitHostPort(hostport);
+  if (!hp || hp.host === '') return fail('invalid_port', 'credential host has an invalid port');
+
+  const request: GitCredentialRequest = { action, protocol, host: hp.host };
+  if (hp.port !== undefined) request.port = hp.port;
+  const path = fields.get('path');
+  if (path) request.path = path;
+  const username = fields.get('username');
+  if (username) request.username = username;
+  const password = fields.get('password');
+  if (password) request.password = password;
+  return { ok: true, request };
+}
+
+/** What a helper answers to `get`. */
+export interface GitCredentialAnswer {
+  /** Omitted to keep the username git already has (git-credential-oauth does the same). */
+  username?: string;
+  password: string;
+  /** Unix seconds (UTC); git ≥ 2.40 honours it, 2.39 drops it silently (PROTOCOLS.md §1.3). */
+  password_expiry_utc?: number;
+}
+
+/** Thrown when an answer cannot be written safely; the message names the field, never its value. */
+export class GitFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GitFormatError';
+  }
+}
+
+function checkValue(field: string, value: string): void {
+  // A newline would let a value inject its own attribute (e.g. `url=`, which makes git
+  // drop every remaining helper: PROTOCOLS.md §1.3); git refuses CR and NUL (§1.1).
+  if (/[\n\r\0]/.test(value)) throw new GitFormatError(`credential ${field} contains a newline, CR or NUL`);
+}
+
+/**
+ * The bytes a helper prints for `get`: `username`, `password`, `password_expiry_utc`
+ * only, one `key=value\n` each. Never `url=` (PROTOCOLS.md §1.3 footgun). No closing
+ * blank line: git reads to EOF, and git-credential-oauth prints none either.
+ */
+export function formatGitCredential(answer: GitCredentialAnswer): Buffer {
+  let out = '';
+  if (answer.username !== undefined) {
+    checkValue('username', answer.username);
+    out += `username=${answer.username}\n`;
+  }
+  if (answer.password === '') throw new GitFormatError('credential password is empty');
+  checkValue('password', answer.password);
+  out += `password=${answer.password}\n`;
+  if (answer.password_expiry_utc !== undefined) {
+    if (!Number.isSafeInteger(answer.password_expiry_utc) || answer.password_expiry_utc < 0) {
+      throw new GitFormatError('password_expiry_utc must be whole Unix seconds');
+    }
+    out += `password_expiry_utc=${answer.password_expiry_utc}\n`;
+  }
+  return Buffer.from(out, 'utf8');
+}
