@@ -58,9 +58,15 @@ export class TokendClient {
   }
 
   /** Send one request; start the daemon first if nothing listens and autostart is on. */
-  async raw(method: string, urlPath: string, body?: Buffer | string, contentType = 'application/json'): Promise<RawResponse> {
+  async raw(
+    method: string,
+    urlPath: string,
+    body?: Buffer | string,
+    contentType = 'application/json',
+    extraHeaders?: Record<string, string>,
+  ): Promise<RawResponse> {
     try {
-      return await this.send(method, urlPath, body, contentType);
+      return await this.send(method, urlPath, body, contentType, extraHeaders);
     } catch (err) {
       if (!isNotListening(err)) throw new DaemonUnreachableError(`cannot talk to tokend at ${this.paths.socket}: ${(err as Error).message}`);
       if (!this.autostart) {
@@ -69,7 +75,7 @@ export class TokendClient {
         );
       }
       await this.startDaemon();
-      return this.send(method, urlPath, body, contentType);
+      return this.send(method, urlPath, body, contentType, extraHeaders);
     }
   }
 
@@ -87,9 +93,15 @@ export class TokendClient {
     throw new ApiError(res.status, e?.code ?? 'internal', e?.message ?? `the daemon answered ${res.status}`, parsed);
   }
 
-  private send(method: string, urlPath: string, body: Buffer | string | undefined, contentType: string): Promise<RawResponse> {
+  private send(
+    method: string,
+    urlPath: string,
+    body: Buffer | string | undefined,
+    contentType: string,
+    extraHeaders?: Record<string, string>,
+  ): Promise<RawResponse> {
     return new Promise((resolve, reject) => {
-      const headers: http.OutgoingHttpHeaders = { 'user-agent': this.userAgent, host: 'tokend' };
+      const headers: http.OutgoingHttpHeaders = { 'user-agent': this.userAgent, host: 'tokend', ...extraHeaders };
       if (body !== undefined) {
         headers['content-type'] = contentType;
         headers['content-length'] = Buffer.byteLength(body);
