@@ -12,7 +12,8 @@
  *
  * Exit 111 means "the daemon could not be reached": nothing was read from stdin and
  * nothing was printed, so the calling shim can fall back to the node client (which
- * starts the daemon) with stdin intact. Any other failure after connecting exits 112.
+ * starts the daemon) with stdin intact. An answer other than 200/422, or any failure
+ * after connecting, exits 112 having printed nothing.
  *
  * Plain C99 + POSIX, no dependencies; built by `npm install` when a C compiler exists
  * (scripts/build-native.mjs), otherwise the shims use curl or node.
@@ -149,6 +150,9 @@ int main(int argc, char **argv) {
     }
   }
   if (!hend) return BROKEN;
+  /* Only 200 and 422 are helper answers; anything else (an older daemon's 404, a 5xx)
+     is left to the node client, which explains it. Nothing has been printed yet. */
+  if (status != 200 && status != 422) return BROKEN;
   const char *payload = hend + 4;
   size_t payload_len = resp_len - (size_t)(payload - resp);
 

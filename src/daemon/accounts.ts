@@ -3,6 +3,7 @@ import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import type { Driver } from './drivers/driver.js';
 import { E, unknownAccount } from './errors.js';
+import { parseHostPattern } from './match.js';
 import type { Store } from './store/types.js';
 
 export interface AccountDeps {
@@ -20,6 +21,9 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
   if (!getDriver(cfg.driver)) throw E.invalidRequest(`driver: unknown driver "${cfg.driver}"`);
   if (cfg.driver === 'oauth2' && !cfg.issuer && !cfg.token_endpoint) {
     throw E.invalidRequest('issuer: give an issuer (for discovery) or a token_endpoint');
+  }
+  for (const h of cfg.hosts) {
+    if (!parseHostPattern(h)) throw E.invalidRequest(`hosts: "${h.slice(0, 200)}" is not a host pattern (e.g. github.com, *.example.com, git.example.com/org)`);
   }
   for (const field of ['issuer', 'token_endpoint', 'authorization_endpoint', 'device_authorization_endpoint', 'revocation_endpoint'] as const) {
     const v = cfg[field];

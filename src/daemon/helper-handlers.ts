@@ -343,27 +343,41 @@ export async function handleHelper(
   }
 }
 
-/** Response header carrying `HelperResult.stderr` (printable ASCII, one line). */
+/** Response header carrying `HelperResult.stderr`: one line, `%` and non-ASCII percent-encoded. */
 export const HELPER_STDERR_HEADER = 'x-tokend-stderr';
-/** Response header carrying the helper's exit status. */
-export const HELPER_EXIT_HEADER = 'x-tokend-exit-code';
+/** Response header carrying the helper's exit status (read by dist/client/helper-main.js and build/tokend-fast). */
+export const HELPER_EXIT_HEADER = 'x-tokend-exit';
 
 /**
- * The HTTP answer for a helper result; the contract bin/tokend-sh-lib relies on:
- * status 200 = exit 0, 422 = exit 1 (`curl --fail-with-body` still prints the body, and
- * exits 22), body = the exact stdout bytes, `x-tokend-stderr` = the line for stderr.
+ * A stderr line as a header value. Header values must be latin1 without CR/LF, so `%`
+ * and anything outside printable ASCII become %XX (UTF-8), which the node client
+ * (`decodeURIComponent`) and tokend-fast decode; plain ASCII stays readable as is, for
+ * the curl shim, which prints the value raw.
+ */
+export function encodeStderrHeader(line: string): string {
+  return line.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return '?'; // a lone surrogate
+    }
+  });
+}
+
+/**
+ * The HTTP answer for a helper result; the contract the shims (bin/tokend-sh-lib), the
+ * node client and tokend-fast rely on: status 200 = exit 0, 422 = exit 1 (`curl
+ * --fail-with-body` still prints the body, and exits 22), body = the exact stdout bytes,
+ * `x-tokend-exit` = the exit status, `x-tokend-stderr` = the line for stderr.
  * Any other status means "ask the node client instead".
  */
 export function helperHttpResponse(r: HelperResult): { status: 200 | 422; headers: Record<string, string>; body: Buffer } {
+  const exit = r.exitCode === 0 ? 0 : 1;
   const headers: Record<string, string> = {
     'content-type': 'application/octet-stream',
     'cache-control': 'no-store',
-    [HELPER_EXIT_HEADER]: String(r.exitCode === 0 ? 0 : 1),
+    [HELPER_EXIT_HEADER]: String(exit),
   };
-  if (r.stderr) {
-    // Header values must be latin1 without CR/LF; keep it to printable ASCII.
-    const line = r.stderr.replace(/[^\x20-\x7e]/g, '?');
-    if (line !== '') headers[HELPER_STDERR_HEADER] = line;
-  }
-  return { status: r.exitCode === 0 ? 200 : 422, headers, body: r.stdout };
+  if (r.stderr) headers[HELPER_STDERR_HEADER] = encodeStderrHeader(r.stderr);
+  return { status: exit === 0 ? 200 : 422, headers, body: r.stdout };
 }

@@ -37,7 +37,7 @@ export interface AppDeps extends AccountDeps {
 }
 
 /** Read and validate a JSON body against a protocol schema: 400 with the field named, never a raw ZodError. */
-async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
   const text = await c.req.text();
   let raw: unknown;
   try {
@@ -50,7 +50,7 @@ async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.i
   return parsed.data;
 }
 
-function accountParam(c: Context): string {
+export function accountParam(c: Context): string {
   const name = c.req.param('name') ?? '';
   if (!isAccountName(name)) {
     throw E.invalidRequest(ACCOUNT_NAME_RULE);
