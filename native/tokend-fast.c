@@ -135,7 +135,9 @@ int main(int argc, char **argv) {
   if (write_all(fd, head, (size_t)hl) != 0 || write_all(fd, body, body_len > MAX_BODY ? MAX_BODY : body_len) != 0) {
     /* The daemon may answer (413) before reading everything; read what it said. */
   }
-  shutdown(fd, SHUT_WR);
+  /* No shutdown(SHUT_WR) here: node's http server (httpAllowHalfOpen=false) ends a
+     half-closed connection, cutting off an answer that is still being computed (a
+     refresh). `Connection: close` makes the daemon close once it has answered. */
 
   size_t resp_len = 0;
   char *resp = read_all(fd, &resp_len, 4 * MAX_BODY);
