@@ -38,7 +38,9 @@ export function createLogger(
   const min = ORDER[level] ?? ORDER.info;
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] < min) return;
-    const rec = { time: new Date().toISOString(), level: lvl, msg, ...(fields ? redact(fields) : {}) };
+    const rec: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg };
+    // time, level and msg come first and a field of the same name cannot overwrite them.
+    if (fields) for (const [k, v] of Object.entries(redact(fields))) if (!(k in rec)) rec[k] = v;
     write(JSON.stringify(rec) + '\n');
   };
   return {
