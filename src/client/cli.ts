@@ -22,10 +22,21 @@ usage: tokend <command> [options]
 commands:
   daemon                     run the daemon in the foreground
   add NAME [options]         add or replace an account (see tokend add --help)
+  login NAME [--flow device|browser] [--no-browser] [--no-wait] [--json]
+                             sign in at the provider (device code or browser)
   import NAME --refresh-token-stdin
                              start an account from a known refresh token
   token NAME [--min-ttl S] [--scope S] [--audience A] [--json]
-                             print a valid access token
+  token --url URL            print a valid access token (by name, or for a URL's account)
+  exec NAME [--env VAR] -- COMMAND [ARG]...
+                             run COMMAND with a token in $VAR (default TOKEN)
+  git-credential get|store|erase
+                             git's credential helper (also bin/git-credential-tokend)
+  docker-credential get|store|erase|list
+                             docker's credential helper (also bin/docker-credential-tokend)
+  kubectl-credential [NAME]  a kubectl exec credential plugin (ExecCredential v1)
+  bazel-credential get       a Bazel credential helper
+  setup git [--global]       make git ask tokend first
   list [--json]              list accounts
   status [NAME] [--json]     daemon and account status
   refresh NAME               refresh an account's token now
@@ -33,6 +44,8 @@ commands:
   remove NAME                revoke, then delete the account
   service install|uninstall|status [--dry-run] [--json]
                              run tokend as a systemd / launchd user service
+  doctor [--json]            check daemon, files, config, accounts, tool setup
+                             and clocks; print the command that fixes each problem
 
 exit status: 0 ok, 1 error, 2 bad usage, 3 the account needs a login.
 environment: TOKEND_HOME, TOKEND_SOCKET, TOKEND_NO_AUTOSTART=1 (see README).
@@ -272,9 +285,30 @@ const commands: Record<string, Handler> = {
     return EXIT.ok;
   },
 
+  'git-credential': async (args) => (await import('./helper-commands.js')).gitCredential(args),
+  'docker-credential': async (args) => (await import('./helper-commands.js')).dockerCredential(args),
+  'kubectl-credential': async (args, io) => (await import('./helper-commands.js')).kubectlCredential(args, io),
+  'bazel-credential': async (args) => (await import('./helper-commands.js')).bazelCredential(args),
+  exec: async (args, io, client) => (await import('./helper-commands.js')).execWithToken(args, io, client),
+  async setup(args, io) {
+    const [what, ...rest] = args;
+    if (what !== 'git') throw new UsageError('usage: tokend setup git [--global] [--dry-run]');
+    return (await import('./helper-commands.js')).setupGit(rest, io);
+  },
+
+  async login(args, io, client) {
+    const { runLogin } = await import('./login.js');
+    return runLogin(args, io, client);
+  },
+
   async service(args, io) {
     const { runService } = await import('./service.js');
     return runService(args, { stdout: io.stdout, stderr: io.stderr, env: io.env });
+  },
+
+  async doctor(args, io) {
+    const { runDoctor } = await import('./doctor.js');
+    return runDoctor(args, { stdout: io.stdout, stderr: io.stderr, env: io.env });
   },
 };
 
@@ -303,8 +337,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   try {
     return await handler(rest, io, client);
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`tokend ${cmd}: ${err.message}\n(see tokend ${cmd} --help)\n`);
+    if (err instanceof UsageError || (err as Error)?.name === 'UsageError') {
+      io.stderr(`tokend ${cmd}: ${(err as Error).message}\n(see tokend ${cmd} --help)\n`);
       return EXIT.usage;
     }
     if (err instanceof ApiError) {

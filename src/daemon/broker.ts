@@ -1,4 +1,4 @@
-import type { AccountConfig } from '../protocol/api.js';
+import type { AccountConfig, LoginView } from '../protocol/api.js';
 import type { ConfigStore } from './config.js';
 import { DriverError, type Driver, type TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
@@ -33,6 +33,8 @@ export interface BrokerDeps {
   log: Logger;
   now?: () => number;
   random?: () => number;
+  /** The account's pending interactive login, if any: requests that need one get 409 login_pending. */
+  pendingLogin?: (account: string) => LoginView | undefined;
 }
 
 /** Per-account refresh health: backoff after failures and the attempt budget (rule 6). */
@@ -276,6 +278,8 @@ export class Broker {
     if (grant?.status === 'reauth_required') throw this.reauthError(account, grant.last_error);
     const withoutUser = !grant?.refresh_token && cfg.flow === 'client-credentials' && driver.obtainWithoutUser;
     if (!grant?.refresh_token && !withoutUser) {
+      const login = this.deps.pendingLogin?.(account);
+      if (login) throw loginPendingError(account, login);
       throw E.reauthRequired(
         `account "${account}" has no grant yet: run \`tokend login ${account}\` (or \`tokend import ${account} --refresh-token-stdin\`)`,
         { account },
@@ -434,6 +438,8 @@ export class Broker {
   }
 
   private reauthError(account: string, reason: string | null): TokendError {
+    const login = this.deps.pendingLogin?.(account);
+    if (login) return loginPendingError(account, login);
     return E.reauthRequired(
       `account "${account}" needs a new login${reason ? `: ${reason}` : ''}. Run \`tokend login ${account}\``,
       { account },
@@ -510,6 +516,13 @@ export class Broker {
       if (!(err instanceof TokendError)) this.deps.log.error('proactive refresh crashed', { account, error: err as Error });
     }
   }
+}
+
+/** 409 login_pending: say where to finish the login; `error.login` carries the whole login object. */
+function loginPendingError(account: string, login: LoginView): TokendError {
+  const where =
+    login.flow === 'device' ? `enter the code ${login.user_code} at ${login.verification_uri}` : `finish signing in at ${login.authorization_url}`;
+  return E.loginPending(`account "${account}" is waiting for a login: ${where}`, { account, login });
 }
 
 /** The cache key of (account, scope, audience); the account name alone for the base token. */

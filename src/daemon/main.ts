@@ -17,6 +17,8 @@ import { inheritedListenFd } from './socket-activation.js';
 import { openStore } from './store/sqlite-store.js';
 import { loadOrCreateKey } from './store/crypto.js';
 import { mountHelpers } from './http/helpers-route.js';
+import { mountLogins } from './http/logins-route.js';
+import { LoginManager } from './logins.js';
 
 const USAGE = `usage: tokend daemon [--socket PATH]
 
@@ -130,8 +132,10 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   const events = new EventBus();
-  const broker = new Broker({ store: store!, config: config!, getDriver, events, log });
+  const broker = new Broker({ store: store!, config: config!, getDriver, events, log, pendingLogin: (account) => logins.pendingFor(account) });
   broker.start();
+  const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver });
+  logins.expireStale();
   const audit = new AuditLog(store!, log);
   const shutdownController = new AbortController();
   const startedAt = Date.now();
@@ -148,7 +152,7 @@ export async function main(argv: string[]): Promise<void> {
     shutdown: shutdownController.signal,
   };
   const helpers = mountHelpers(deps);
-  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend] });
+  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend, mountLogins({ logins, audit })] });
 
   const server = createAdaptorServer({ fetch: app.fetch });
   // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.
@@ -192,6 +196,7 @@ export async function main(argv: string[]): Promise<void> {
     log.info('tokend stopping');
     shutdownController.abort();
     broker.close();
+    logins.close();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();

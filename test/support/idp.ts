@@ -172,6 +172,8 @@ export interface IdpOptions {
   rotate?: boolean;
   /** Refresh token lifetime in seconds; default 3600. */
   refreshTokenTtl?: number;
+  /** Device code lifetime (`expires_in` of RFC 8628 §3.2) in seconds; default 120. */
+  deviceCodeTtl?: number;
 }
 
 const Provider = ProviderModule as unknown as new (issuer: string, config: object) => OidcProvider;
@@ -254,7 +256,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
       AccessToken: accessTokenTtl,
       ClientCredentials: accessTokenTtl,
       RefreshToken: opts.refreshTokenTtl ?? 3600,
-      DeviceCode: 120,
+      DeviceCode: opts.deviceCodeTtl ?? 120,
       // Set so oidc-provider does not print a notice for each default it falls back to.
       Grant: 14 * 24 * 3600,
       IdToken: 3600,

@@ -56,6 +56,45 @@ export interface RefreshOptions {
   audience?: string;
 }
 
+/** A device authorization response (RFC 8628 §3.2). `device_code` is a secret: memory only. */
+export interface DeviceAuthorization {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete?: string;
+  /** Seconds until the codes expire. */
+  expires_in: number;
+  /** Seconds between polls, when the server says (default 5, §3.2). */
+  interval?: number;
+}
+
+/**
+ * One poll of the token endpoint with a device code (RFC 8628 §3.4, §3.5): tokens, or
+ * "not yet" (`authorization_pending`), or "not so fast" (`slow_down`, with the server's new
+ * interval when it sends one, as GitHub does). Every other answer is a DriverError.
+ */
+export type DevicePoll =
+  | { status: 'tokens'; tokens: TokenSet }
+  | { status: 'pending' }
+  | { status: 'slow_down'; interval?: number };
+
+/** What an authorization request (RFC 6749 §4.1.1) carries besides the account's config. */
+export interface AuthorizationParams {
+  /** The loopback redirect, `http://127.0.0.1:PORT/callback` (RFC 8252 §7.3). */
+  redirect_uri: string;
+  state: string;
+  /** RFC 7636 §4.2 S256 challenge of the verifier. */
+  code_challenge: string;
+}
+
+/** What the code exchange (RFC 6749 §4.1.3) must check and send. */
+export interface CodeExchangeParams {
+  redirect_uri: string;
+  /** The state we sent; the callback's must equal it (RFC 6749 §10.12). */
+  state: string;
+  code_verifier: string;
+}
+
 /** One provider family. Every step either returns a TokenSet or throws a DriverError. */
 export interface Driver {
   name: string;
@@ -65,4 +104,12 @@ export interface Driver {
   obtainWithoutUser?(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
   /** Revoke a token at the provider (RFC 7009); best effort. */
   revoke?(ctx: DriverContext, token: string, hint: 'refresh_token' | 'access_token'): Promise<void>;
+  /** Start a device login (RFC 8628 §3.1). */
+  startDeviceLogin?(ctx: DriverContext): Promise<DeviceAuthorization>;
+  /** Poll the token endpoint once for a device code (RFC 8628 §3.4). */
+  pollDeviceLogin?(ctx: DriverContext, deviceCode: string): Promise<DevicePoll>;
+  /** The authorization URL of a browser login (RFC 6749 §4.1.1, RFC 7636 §4.3). */
+  authorizationUrl?(ctx: DriverContext, params: AuthorizationParams): Promise<string>;
+  /** Check a browser login's callback (state, iss, error) and exchange its code (RFC 6749 §4.1.2–4.1.3, RFC 9207). */
+  exchangeCode?(ctx: DriverContext, callback: URL, params: CodeExchangeParams): Promise<TokenSet>;
 }

@@ -4,7 +4,17 @@
  */
 import * as oauth from 'oauth4webapi';
 import type { ClientAuthMethod } from '../../protocol/api.js';
-import { DriverError, type Driver, type DriverContext, type RefreshOptions, type TokenSet } from './driver.js';
+import {
+  DriverError,
+  type AuthorizationParams,
+  type CodeExchangeParams,
+  type DeviceAuthorization,
+  type DevicePoll,
+  type Driver,
+  type DriverContext,
+  type RefreshOptions,
+  type TokenSet,
+} from './driver.js';
 
 export interface OAuth2DriverOptions {
   /** The fetch every request goes through (tests, proxies). Default: the global fetch. */
@@ -23,10 +33,14 @@ export interface OAuth2Driver extends Driver {
   revoke(ctx: DriverContext, token: string, hint: 'refresh_token' | 'access_token'): Promise<void>;
   /** The account's authorization server metadata: discovered (cached per issuer) and/or from explicit endpoints. */
   metadata(ctx: DriverContext): Promise<oauth.AuthorizationServer>;
+  startDeviceLogin(ctx: DriverContext): Promise<DeviceAuthorization>;
+  pollDeviceLogin(ctx: DriverContext, deviceCode: string): Promise<DevicePoll>;
+  authorizationUrl(ctx: DriverContext, params: AuthorizationParams): Promise<string>;
+  exchangeCode(ctx: DriverContext, callback: URL, params: CodeExchangeParams): Promise<TokenSet>;
 }
 
 /** Which server endpoint a step talks to; names it in messages. */
-export type Endpoint = 'token' | 'revocation' | 'discovery' | 'device_authorization';
+export type Endpoint = 'token' | 'revocation' | 'discovery' | 'device_authorization' | 'authorization';
 
 /** What `toDriverError` needs besides the error: the endpoint, and values that must never appear in a message. */
 export interface StepInfo {
@@ -155,6 +169,112 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       );
     },
 
+    // RFC 8628 §3.1: client_id (or client authentication) and scope; `resource` is RFC 8707 §2.
+    async startDeviceLogin(ctx) {
+      const as = await metadata(ctx);
+      const url = endpointOf(as, 'device_authorization_endpoint', ctx.name);
+      const client: oauth.Client = { client_id: ctx.config.client_id };
+      const auth = clientAuthFor(ctx, as);
+      const parameters = extraParameters(accountScope(ctx), ctx.config.audience);
+      return exchange(
+        { endpoint: 'device_authorization', url, secrets: [ctx.clientSecret], signal: ctx.signal },
+        () => oauth.deviceAuthorizationRequest(as, client, auth, parameters, httpOptions(url, ctx.signal)),
+        async (res): Promise<DeviceAuthorization> => {
+          const r = await oauth.processDeviceAuthorizationResponse(as, client, res);
+          return {
+            device_code: r.device_code,
+            user_code: r.user_code,
+            verification_uri: r.verification_uri,
+            ...(typeof r.verification_uri_complete === 'string' ? { verification_uri_complete: r.verification_uri_complete } : {}),
+            expires_in: r.expires_in,
+            // §3.2: interval is optional (the caller then uses 5); oauth4webapi checked it is positive.
+            ...(r.interval !== undefined ? { interval: r.interval } : {}),
+          };
+        },
+      );
+    },
+
+    // RFC 8628 §3.4; §3.5: authorization_pending and slow_down are answers, not failures.
+    async pollDeviceLogin(ctx, deviceCode) {
+      let slowDownInterval: number | undefined;
+      const process = async (as: oauth.AuthorizationServer, client: oauth.Client, res: Response) => {
+        try {
+          return await oauth.processDeviceCodeResponse(as, client, res);
+        } catch (err) {
+          // GitHub's slow_down carries the new interval; RFC 8628 only says "+5 s".
+          if (err instanceof oauth.ResponseBodyError && err.error === 'slow_down') {
+            const i = err.cause.interval;
+            if (typeof i === 'number' && Number.isFinite(i) && i > 0) slowDownInterval = i;
+          }
+          throw err;
+        }
+      };
+      try {
+        const tokens = await tokenStep(
+          ctx,
+          [deviceCode],
+          (as, client, auth, http) => oauth.deviceCodeGrantRequest(as, client, auth, deviceCode, http),
+          process,
+        );
+        return { status: 'tokens', tokens };
+      } catch (err) {
+        if (err instanceof DriverError && err.oauthError === 'authorization_pending') return { status: 'pending' };
+        if (err instanceof DriverError && err.oauthError === 'slow_down') {
+          return slowDownInterval === undefined ? { status: 'slow_down' } : { status: 'slow_down', interval: slowDownInterval };
+        }
+        throw err;
+      }
+    },
+
+    // RFC 6749 §4.1.1 with RFC 7636 §4.3 (S256 only: §4.2 "MUST use S256" when able).
+    async authorizationUrl(ctx, p) {
+      const as = await metadata(ctx);
+      const endpoint = endpointOf(as, 'authorization_endpoint', ctx.name);
+      transportOptions(endpoint, ctx.signal); // refuses plain http to a non-loopback host
+      const url = new URL(endpoint);
+      const scope = accountScope(ctx);
+      const q = url.searchParams;
+      q.set('response_type', 'code');
+      q.set('client_id', ctx.config.client_id);
+      q.set('redirect_uri', p.redirect_uri);
+      if (scope) q.set('scope', scope);
+      q.set('state', p.state);
+      q.set('code_challenge', p.code_challenge);
+      q.set('code_challenge_method', 'S256');
+      if (ctx.config.audience) q.set('resource', ctx.config.audience); // RFC 8707 §2.1
+      // OIDC Core §11: offline_access is ignored unless prompt=consent (oidc-provider drops it,
+      // PROTOCOLS.md §8.1); Keycloak issues its offline token either way (§7d).
+      if (scope?.split(' ').includes('offline_access')) q.set('prompt', 'consent');
+      return url.href;
+    },
+
+    // RFC 6749 §4.1.2 (state, error), RFC 9207 §2.4 (iss), then §4.1.3 with the PKCE verifier (RFC 7636 §4.5).
+    async exchangeCode(ctx, callback, p) {
+      const as = await metadata(ctx);
+      const client: oauth.Client = { client_id: ctx.config.client_id };
+      const input = new URLSearchParams(callback.searchParams);
+      // Without a configured issuer the metadata's issuer is a guess: an `iss` cannot be compared.
+      if (synthetic.has(as)) input.delete('iss');
+      let params: URLSearchParams;
+      try {
+        params = oauth.validateAuthResponse(as, client, input, p.state);
+      } catch (err) {
+        toDriverError(err, undefined, {
+          endpoint: 'authorization',
+          url: typeof as.authorization_endpoint === 'string' ? as.authorization_endpoint : undefined,
+          secrets: [input.get('code') ?? undefined, p.code_verifier],
+        });
+      }
+      const additionalParameters = extraParameters(undefined, ctx.config.audience);
+      return tokenStep(
+        ctx,
+        [params.get('code') ?? undefined, p.code_verifier],
+        (as, client, auth, http) =>
+          oauth.authorizationCodeGrantRequest(as, client, auth, params, p.redirect_uri, p.code_verifier, { additionalParameters, ...http }),
+        oauth.processAuthorizationCodeResponse,
+      );
+    },
+
     // RFC 7009 §2.1 with `token_type_hint`; 200 means revoked or already invalid (§2.2).
     async revoke(ctx, token, hint) {
       const as = await metadata(ctx);
@@ -279,12 +399,27 @@ function wellKnownUrl(issuer: URL, algorithm: 'oidc' | 'oauth2'): string {
   return u.href;
 }
 
-function endpointOf(as: oauth.AuthorizationServer, key: 'token_endpoint' | 'revocation_endpoint', account: string): string {
+type EndpointKey = 'token_endpoint' | 'revocation_endpoint' | 'device_authorization_endpoint' | 'authorization_endpoint';
+
+/** The option of `tokend add` that sets each endpoint, for messages. */
+const ENDPOINT_FLAG: Record<EndpointKey, string> = {
+  token_endpoint: '--token-endpoint',
+  revocation_endpoint: '--revocation-endpoint',
+  device_authorization_endpoint: '--device-endpoint',
+  authorization_endpoint: '--authorization-endpoint',
+};
+
+function endpointOf(as: oauth.AuthorizationServer, key: EndpointKey, account: string): string {
   const url = as[key];
   if (typeof url !== 'string' || !url) {
-    throw new DriverError('config', `account "${account}": the authorization server has no ${key}`);
+    throw new DriverError('config', `account "${account}": the authorization server has no ${key} (set it with ${ENDPOINT_FLAG[key]})`);
   }
   return url;
+}
+
+/** The scope a login asks for: the account's scopes (RFC 6749 §3.3), or none. */
+function accountScope(ctx: DriverContext): string | undefined {
+  return ctx.config.scopes.length ? ctx.config.scopes.join(' ') : undefined;
 }
 
 /**
@@ -394,6 +529,11 @@ export function toDriverError(err: unknown, response?: Response, step: StepInfo 
 
   if (err instanceof oauth.ResponseBodyError) {
     throw oauthError(err.error, err.error_description, err.status, where, clean);
+  }
+
+  // RFC 6749 §4.1.2.1: the authorization server redirected back with `error` (e.g. access_denied).
+  if (err instanceof oauth.AuthorizationResponseError) {
+    throw oauthError(err.error, err.error_description, undefined, where, clean);
   }
 
   // RFC 6749 §5.2: invalid_client may come as 401 with WWW-Authenticate (oidc-provider sends

@@ -3,7 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { open as unseal, seal } from './crypto.js';
 import { migrate } from './migrations.js';
-import type { AuditEntry, GrantRecord, Store, TokenUpdate } from './types.js';
+import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 /** Where the store lives, the master key that seals its secrets, and a clock (tests inject one). */
 export interface StoreOptions {
@@ -175,6 +175,16 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     insertAudit: db.prepare<[number, string, string, string]>(
       'INSERT INTO audit (at, account, client, action) VALUES (?, ?, ?, ?)',
     ),
+    putLogin: db.prepare<Record<string, unknown>>(`
+      INSERT INTO logins (id, account, flow, status, data, created_at, updated_at)
+      VALUES (@id, @account, @flow, @status, @data, @created_at, @updated_at)
+      ON CONFLICT (id) DO UPDATE SET
+        account = excluded.account, flow = excluded.flow, status = excluded.status,
+        data = excluded.data, updated_at = excluded.updated_at`),
+    getLogin: db.prepare<[string], Row>('SELECT * FROM logins WHERE id = ?'),
+    listLogins: db.prepare<[], Row>('SELECT * FROM logins ORDER BY created_at DESC, id'),
+    listLoginsWith: db.prepare<[string], Row>('SELECT * FROM logins WHERE status = ? ORDER BY created_at DESC, id'),
+    pruneLogins: db.prepare<[number]>("DELETE FROM logins WHERE status <> 'pending' AND updated_at < ?"),
     listAudit: db.prepare<[number], Row>('SELECT at, account, client, action FROM audit ORDER BY at DESC, id DESC LIMIT ?'),
     listAuditFor: db.prepare<[string, number], Row>(
       'SELECT at, account, client, action FROM audit WHERE account = ? ORDER BY at DESC, id DESC LIMIT ?',
@@ -277,6 +287,21 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       sql.deleteSecrets.run(account);
     }),
 
+    putLogin: guard((login: LoginRecord) => {
+      sql.putLogin.run({ ...login, data: JSON.stringify(login.data) });
+    }),
+
+    getLogin: guard((id: string) => {
+      const row = sql.getLogin.get(id);
+      return row ? decodeLogin(row, file) : undefined;
+    }),
+
+    listLogins: guard((opts: { status?: LoginStatusValue } = {}) =>
+      (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file)),
+    ),
+
+    pruneLogins: guard((before: number) => sql.pruneLogins.run(before).changes),
+
     appendAudit: guard((entries: AuditEntry[]) => {
       if (entries.length > 0) appendAuditTx.immediate(entries);
     }),
@@ -328,6 +353,35 @@ function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
     status,
     in_flight_since: intOrNull(row, 'in_flight_since', bad),
     last_error: textOrNull(row, 'last_error', bad),
+    updated_at: int(row, 'updated_at', bad),
+  };
+}
+
+const LOGIN_STATUSES: readonly string[] = ['pending', 'active', 'failed', 'expired'] satisfies LoginStatusValue[];
+
+function decodeLogin(row: Row, file: string): LoginRecord {
+  const bad = (column: string) => invalidRow(file, 'logins', String(row.account), column);
+  const text = (column: string): string => {
+    const v = row[column];
+    if (typeof v !== 'string') throw bad(column);
+    return v;
+  };
+  const status = text('status');
+  if (!LOGIN_STATUSES.includes(status)) throw bad('status');
+  let data: unknown;
+  try {
+    data = JSON.parse(text('data'));
+  } catch {
+    throw bad('data');
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('data');
+  return {
+    id: text('id'),
+    account: text('account'),
+    flow: text('flow'),
+    status: status as LoginStatusValue,
+    data: data as Record<string, unknown>,
+    created_at: int(row, 'created_at', bad),
     updated_at: int(row, 'updated_at', bad),
   };
 }

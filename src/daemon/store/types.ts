@@ -37,7 +37,25 @@ export interface AuditEntry {
   action: string;
 }
 
-/** The persistent store: grants, client secrets, audit log. Synchronous (better-sqlite3). */
+/** The states of an interactive login; `pending` is the only one that changes. */
+export type LoginStatusValue = 'pending' | 'active' | 'failed' | 'expired';
+
+/**
+ * One interactive login as stored, so its status survives a restart. Never a secret: the
+ * device_code, PKCE verifier, authorization code and tokens live in the daemon's memory only.
+ */
+export interface LoginRecord {
+  id: string;
+  account: string;
+  flow: string;
+  status: LoginStatusValue;
+  /** What the API shows besides the columns (user code, URLs, expiry, error), as a JSON object. */
+  data: Record<string, unknown>;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The persistent store: grants, client secrets, logins, audit log. Synchronous (better-sqlite3). */
 export interface Store {
   /** One grant, decrypted, or undefined. */
   getGrant(account: string): GrantRecord | undefined;
@@ -60,6 +78,13 @@ export interface Store {
   getSecret(account: string, name: string): string | undefined;
   putSecret(account: string, name: string, value: string): void;
   deleteSecrets(account: string): void;
+  /** Insert or replace a login (by id). */
+  putLogin(login: LoginRecord): void;
+  getLogin(id: string): LoginRecord | undefined;
+  /** Logins, newest first; only those with `status` when given. */
+  listLogins(opts?: { status?: LoginStatusValue }): LoginRecord[];
+  /** Forget finished (not pending) logins last updated before `before` (epoch ms); returns how many. */
+  pruneLogins(before: number): number;
   /** Append audit entries in one transaction. */
   appendAudit(entries: AuditEntry[]): void;
   listAudit(opts?: { account?: string; limit?: number }): AuditEntry[];

@@ -1,0 +1,505 @@
+/**
+ * Interactive logins: device flow (RFC 8628) and browser flow (RFC 6749 §4.1 + RFC 7636
+ * PKCE on an RFC 8252 loopback redirect), their lifecycle (pending → active | failed |
+ * expired), persistence, joining, and events.
+ *
+ * Secrets of a login (device_code, PKCE verifier, state, authorization code, tokens) live in
+ * this process's memory only; SQLite holds what the API shows, so a status survives a
+ * restart, and a login that was pending when the daemon stopped is `expired` afterwards.
+ */
+import { randomUUID } from 'node:crypto';
+import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from '../protocol/api.js';
+import type { Broker } from './broker.js';
+import type { ConfigStore } from './config.js';
+import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
+import { E, TokendError, unknownAccount } from './errors.js';
+import type { EventBus } from './events.js';
+import { browserSecrets, openLoopback, page, stateMatches, type CallbackAnswer } from './login-browser.js';
+import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js';
+import type { Logger } from './log.js';
+import type { LoginRecord, Store } from './store/types.js';
+
+export interface LoginManagerDeps {
+  store: Store;
+  config: Pick<ConfigStore, 'getAccount' | 'settings'>;
+  broker: Pick<Broker, 'installLogin'>;
+  events: EventBus;
+  log: Logger;
+  getDriver: (name: string) => Driver | undefined;
+  now?: () => number;
+  /** The daemon's environment and platform, for the default flow when a request names none. */
+  env?: Readonly<Record<string, string | undefined>>;
+  platform?: string;
+  /** How long a browser login waits for its callback; default {@link BROWSER_LOGIN_TTL_MS}. */
+  browserTtlMs?: number;
+}
+
+/** How long a browser login waits for its callback. */
+export const BROWSER_LOGIN_TTL_MS = 10 * 60_000;
+/** Finished logins are kept this long, then pruned at start-up. */
+const KEEP_FINISHED_MS = 7 * 24 * 60 * 60_000;
+
+/** A login as the manager holds it: the API's fields, times in epoch ms. */
+interface LoginState {
+  id: string;
+  account: string;
+  flow: LoginFlow;
+  status: LoginStatus;
+  user_code: string | null;
+  verification_uri: string | null;
+  verification_uri_complete: string | null;
+  authorization_url: string | null;
+  created_at: number;
+  updated_at: number;
+  expires_at: number;
+  error: LoginError | null;
+}
+
+interface Session {
+  state: LoginState;
+  /** Aborted when the login finishes: stops polling, closes the loopback listener. */
+  stop: AbortController;
+  /** A code exchange or grant install is under way: expiry waits for it. */
+  busy: boolean;
+}
+
+/** Owns every interactive login of the daemon; at most one pending login per account. */
+export class LoginManager {
+  /** account → its pending login (or the start of one): a second request joins it. */
+  private readonly byAccount = new Map<string, Promise<Session>>();
+  private readonly live = new Map<string, Session>();
+  /** Aborted on shutdown: stops starts in progress. */
+  private readonly shutdown = new AbortController();
+  private readonly now: () => number;
+
+  constructor(private readonly deps: LoginManagerDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  /**
+   * At start-up: logins a previous daemon left pending cannot finish (their device code or
+   * verifier died with it), so they become `expired`; old finished ones are pruned.
+   */
+  expireStale(): number {
+    const now = this.now();
+    const stale = this.deps.store.listLogins({ status: 'pending' });
+    for (const rec of stale) {
+      const error: LoginError = { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' };
+      this.deps.store.putLogin({ ...rec, status: 'expired', data: { ...rec.data, error }, updated_at: now });
+      this.deps.log.info('a login left pending by the previous daemon is now expired', { account: rec.account, login_id: rec.id });
+    }
+    this.deps.store.pruneLogins(now - KEEP_FINISHED_MS);
+    return stale.length;
+  }
+
+  /** The account's pending login, if any (the broker's 409 `login_pending`). */
+  pendingFor(account: string): LoginView | undefined {
+    const s = this.live.get(account);
+    return s && s.state.status === 'pending' ? view(s.state) : undefined;
+  }
+
+  /** One login by id: live, or as stored. */
+  get(id: string): LoginView {
+    for (const s of this.live.values()) if (s.state.id === id) return view(s.state);
+    const rec = this.deps.store.getLogin(id);
+    if (!rec) throw E.notFound(`no login with id "${id.slice(0, 80)}"`);
+    return fromRecord(rec);
+  }
+
+  /**
+   * Start a login for `account`, or join the pending one (same object, no second code or
+   * browser tab). `flow`: the request's; else the account's; else the daemon's guess.
+   */
+  async start(account: string, flow?: LoginFlow): Promise<LoginView> {
+    if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
+    const cfg = this.deps.config.getAccount(account);
+    if (!cfg) throw unknownAccount(account);
+    const running = this.byAccount.get(account);
+    if (running) {
+      // A start that fails rejects every request that joined it: one provider call, one error.
+      const s = await running;
+      if (s.state.status === 'pending') return view(s.state);
+      return this.start(account, flow);
+    }
+    const chosen = this.chooseFlow(account, cfg, flow);
+    const driver = this.deps.getDriver(cfg.driver);
+    if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
+    const opening = chosen === 'device' ? this.openDevice(account, cfg, driver) : this.openBrowser(account, cfg, driver);
+    this.byAccount.set(account, opening);
+    opening.catch(() => {
+      if (this.byAccount.get(account) === opening) this.byAccount.delete(account);
+    });
+    return view((await opening).state);
+  }
+
+  /** Shutdown: stop every poller and listener; pending logins are recorded as expired. */
+  close(): void {
+    this.shutdown.abort();
+    for (const s of [...this.live.values()]) {
+      this.finish(s, 'expired', { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' }, { quiet: true });
+    }
+  }
+
+  // ---- flows ----
+
+  private chooseFlow(account: string, cfg: AccountConfig, requested: LoginFlow | undefined): LoginFlow {
+    if (requested) return requested;
+    if (cfg.flow === 'device' || cfg.flow === 'browser') return cfg.flow;
+    if (cfg.flow) {
+      throw E.invalidRequest(
+        `account "${account}" uses the ${cfg.flow} flow, which needs no interactive login; ask for a token (\`tokend token ${account}\`), or pass a flow (device or browser)`,
+        { account },
+      );
+    }
+    return defaultLoginFlow(this.deps.env ?? process.env, this.deps.platform ?? process.platform);
+  }
+
+  /** RFC 8628 §3.1–3.2: ask for codes, record the login, poll in the background. */
+  private async openDevice(account: string, cfg: AccountConfig, driver: Driver): Promise<Session> {
+    if (!driver.startDeviceLogin || !driver.pollDeviceLogin) {
+      throw E.invalidRequest(`the ${driver.name} driver cannot do device logins; try --flow browser`, { account });
+    }
+    let auth: DeviceAuthorization;
+    try {
+      auth = await this.step((signal) => driver.startDeviceLogin!(this.context(account, cfg, signal)), this.shutdown.signal);
+    } catch (err) {
+      throw this.startError(account, 'device', err);
+    }
+    const now = this.now();
+    const s = this.begin({
+      id: randomUUID(),
+      account,
+      flow: 'device',
+      status: 'pending',
+      user_code: auth.user_code,
+      verification_uri: auth.verification_uri,
+      verification_uri_complete: auth.verification_uri_complete ?? null,
+      authorization_url: null,
+      created_at: now,
+      updated_at: now,
+      expires_at: now + auth.expires_in * 1000,
+      error: null,
+    });
+    void this.runDevice(s, cfg, driver, auth);
+    return s;
+  }
+
+  private async runDevice(s: Session, cfg: AccountConfig, driver: Driver, auth: DeviceAuthorization): Promise<void> {
+    const { account } = s.state;
+    try {
+      const outcome = await pollDeviceCode({
+        poll: () => this.step((signal) => driver.pollDeviceLogin!(this.context(account, cfg, signal), auth.device_code), s.stop.signal),
+        interval: auth.interval,
+        unitMs: this.deps.config.settings.device_poll_unit_ms,
+        expiresAt: s.state.expires_at,
+        signal: s.stop.signal,
+        now: this.now,
+        onInterval: (seconds, why) => this.deps.log.info('device login: polling more slowly', { account, login_id: s.state.id, interval_s: seconds, why }),
+      });
+      switch (outcome.kind) {
+        case 'tokens':
+          s.busy = true;
+          await this.succeed(s, outcome.tokens);
+          return;
+        case 'expired':
+        case 'failed':
+          this.finish(s, outcome.kind, outcome.error);
+          return;
+        case 'stopped':
+          return;
+      }
+    } catch (err) {
+      this.deps.log.error('device login crashed', { account, login_id: s.state.id, error: err as Error });
+      this.finish(s, 'failed', loginErrorOf(err));
+    }
+  }
+
+  /** RFC 8252 §7.3: a loopback listener, PKCE S256 (RFC 7636 §4.2) and state, then the authorization URL. */
+  private async openBrowser(account: string, cfg: AccountConfig, driver: Driver): Promise<Session> {
+    if (!driver.authorizationUrl || !driver.exchangeCode) {
+      throw E.invalidRequest(`the ${driver.name} driver cannot do browser logins; try --flow device`, { account });
+    }
+    const secrets = browserSecrets();
+    let session: Session | undefined;
+    const loopback = await openLoopback((url) => this.callback(session, cfg, driver, url, redirectUri, secrets));
+    const redirectUri = loopback.redirectUri;
+    let authorizationUrl: string;
+    try {
+      authorizationUrl = await this.step(
+        (signal) =>
+          driver.authorizationUrl!(this.context(account, cfg, signal), {
+            redirect_uri: redirectUri,
+            state: secrets.state,
+            code_challenge: secrets.code_challenge,
+          }),
+        this.shutdown.signal,
+      );
+    } catch (err) {
+      loopback.close();
+      throw this.startError(account, 'browser', err);
+    }
+    const now = this.now();
+    const ttl = this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
+    const s = this.begin({
+      id: randomUUID(),
+      account,
+      flow: 'browser',
+      status: 'pending',
+      user_code: null,
+      verification_uri: null,
+      verification_uri_complete: null,
+      authorization_url: authorizationUrl,
+      created_at: now,
+      updated_at: now,
+      expires_at: now + ttl,
+      error: null,
+    });
+    session = s;
+    const expiry = setTimeout(() => this.expireBrowser(s), ttl);
+    expiry.unref();
+    s.stop.signal.addEventListener('abort', () => {
+      clearTimeout(expiry);
+      loopback.close();
+    });
+    this.deps.log.debug('browser login listening', { account, login_id: s.state.id, redirect_uri: redirectUri });
+    return s;
+  }
+
+  private expireBrowser(s: Session): void {
+    if (s.busy) {
+      // A code exchange is under way: it ends the login either way.
+      setTimeout(() => this.expireBrowser(s), 200).unref();
+      return;
+    }
+    this.finish(s, 'expired', { code: 'expired', message: 'nobody completed the sign-in in the browser in time; run the login again' });
+  }
+
+  /**
+   * The browser came back (RFC 6749 §4.1.2). A wrong or missing `state` is refused and the
+   * login stays pending: anything on this machine can reach the listener, and a stray or
+   * forged request must neither finish the login nor plant its own code (§10.12). A right
+   * state ends the login, with the provider's error or with the exchanged tokens.
+   */
+  private async callback(
+    s: Session | undefined,
+    cfg: AccountConfig,
+    driver: Driver,
+    url: URL,
+    redirectUri: string,
+    secrets: { state: string; code_verifier: string },
+  ): Promise<CallbackAnswer> {
+    if (!s || s.state.status !== 'pending') {
+      return { status: 410, html: page('This sign-in is over', 'This login has already finished. Run the login again if you still need one.'), last: false };
+    }
+    const { account } = s.state;
+    if (!stateMatches(url.searchParams.get('state'), secrets.state)) {
+      this.deps.log.warn('browser login: refused a callback whose state does not match; the login stays pending', { account, login_id: s.state.id });
+      return {
+        status: 400,
+        html: page(
+          'Sign-in refused',
+          `This answer does not belong to the sign-in to ${account} that tokend started (its state does not match), so it was ignored. Use the link tokend printed to sign in.`,
+        ),
+        last: false,
+      };
+    }
+    if (s.busy) {
+      return { status: 409, html: page('Already signing in', `The sign-in to ${account} is already being completed.`), last: false };
+    }
+    s.busy = true;
+    try {
+      const tokens = await this.step(
+        (signal) =>
+          driver.exchangeCode!(this.context(account, cfg, signal), url, {
+            redirect_uri: redirectUri,
+            state: secrets.state,
+            code_verifier: secrets.code_verifier,
+          }),
+        s.stop.signal,
+      );
+      await this.succeed(s, tokens);
+    } catch (err) {
+      this.finish(s, 'failed', loginErrorOf(err));
+    }
+    const st = s.state;
+    if (st.status === 'active') {
+      return { status: 200, html: page(`Signed in to ${account}`, 'You can close this tab and go back to the terminal.'), last: true };
+    }
+    const why = st.error?.message ?? 'the sign-in did not finish';
+    return { status: 400, html: page(`Could not sign in to ${account}`, why), last: true };
+  }
+
+  // ---- lifecycle ----
+
+  /** Record a new pending login and announce it. */
+  private begin(state: LoginState): Session {
+    const s: Session = { state, stop: new AbortController(), busy: false };
+    this.persist(state);
+    this.live.set(state.account, s);
+    this.deps.events.emit('login.pending', state.account, {
+      login_id: state.id,
+      flow: state.flow,
+      user_code: state.user_code,
+      verification_uri: state.verification_uri,
+      verification_uri_complete: state.verification_uri_complete,
+      authorization_url: state.authorization_url,
+      expires_at: new Date(state.expires_at).toISOString(),
+    });
+    this.deps.log.info('login started', { account: state.account, login_id: state.id, flow: state.flow, expires_at: new Date(state.expires_at).toISOString() });
+    return s;
+  }
+
+  /** Install the new grant (only now is the old one replaced), then mark the login active. */
+  private async succeed(s: Session, tokens: TokenSet): Promise<void> {
+    const { account } = s.state;
+    if (s.state.status !== 'pending') return;
+    if (!this.deps.config.getAccount(account)) {
+      this.finish(s, 'failed', { code: 'account_removed', message: `account "${account}" was removed during the login` });
+      return;
+    }
+    try {
+      await this.deps.broker.installLogin(account, tokens);
+    } catch (err) {
+      this.deps.log.error('could not store the grant of a login', { account, login_id: s.state.id, error: err as Error });
+      this.finish(s, 'failed', { code: 'internal', message: 'tokend could not store the new grant (see the daemon log)' });
+      return;
+    }
+    if (!tokens.refresh_token) {
+      this.deps.log.warn('the login gave no refresh token: the account works until the access token expires (ask for offline_access?)', { account });
+    }
+    this.finish(s, 'active', null);
+  }
+
+  /** End a pending login once: persist, forget, stop its work, announce. */
+  private finish(s: Session, status: Exclude<LoginStatus, 'pending'>, error: LoginError | null, opts: { quiet?: boolean } = {}): void {
+    if (s.state.status !== 'pending') return;
+    s.state = { ...s.state, status, error, updated_at: this.now() };
+    const { account, id, flow } = s.state;
+    this.persist(s.state);
+    if (this.live.get(account) === s) {
+      this.live.delete(account);
+      this.byAccount.delete(account);
+    }
+    s.stop.abort();
+    if (opts.quiet) return;
+    if (status === 'active') {
+      this.deps.log.info('login succeeded', { account, login_id: id, flow });
+      this.deps.events.emit('login.succeeded', account, { login_id: id, flow });
+    } else {
+      this.deps.log.warn('login did not succeed', { account, login_id: id, flow, status, error: error?.code, message: error?.message });
+      this.deps.events.emit('login.failed', account, { login_id: id, flow, status, error: error?.code, message: error?.message });
+    }
+  }
+
+  private persist(state: LoginState): void {
+    try {
+      this.deps.store.putLogin(toRecord(state));
+    } catch (err) {
+      // The login goes on in memory; only its survival across a restart is lost.
+      this.deps.log.error('could not record a login in the database', { account: state.account, login_id: state.id, error: err as Error });
+    }
+  }
+
+  // ---- plumbing ----
+
+  private context(account: string, cfg: AccountConfig, signal: AbortSignal): DriverContext {
+    return { name: account, config: cfg, clientSecret: this.deps.store.getSecret(account, 'client_secret'), signal };
+  }
+
+  /** One provider request, bounded by http_timeout_ms and by `stop`. */
+  private step<T>(fn: (signal: AbortSignal) => Promise<T>, stop: AbortSignal): Promise<T> {
+    const signal = AbortSignal.any([AbortSignal.timeout(this.deps.config.settings.http_timeout_ms), stop, this.shutdown.signal]);
+    return fn(signal);
+  }
+
+  /** A login that could not even start is the request's error; no login object is recorded. */
+  private startError(account: string, flow: LoginFlow, err: unknown): TokendError {
+    if (err instanceof TokendError) return err;
+    if (err instanceof DriverError) {
+      this.deps.log.warn('could not start a login', { account, flow, kind: err.kind, status: err.status, error: err.message });
+      if (err.kind === 'transient') {
+        const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;
+        return E.upstreamUnavailable(`could not start a ${flow} login for "${account}": ${err.message}`, { account, retryAfter });
+      }
+      if (err.oauthError || err.status !== undefined) {
+        return E.providerRejected(`the provider refused to start a ${flow} login for "${account}": ${err.message}`, { account });
+      }
+      return E.invalidRequest(`cannot start a ${flow} login for "${account}": ${err.message}`, { account });
+    }
+    this.deps.log.error('starting a login crashed', { account, flow, error: err as Error });
+    return E.internal(`could not start a ${flow} login for "${account}" (see the daemon log)`, { account });
+  }
+}
+
+/**
+ * The flow when neither the request nor the account names one (DESIGN.md, CLI): the browser
+ * when this session can show one (a display, or macOS) and is not an SSH session, else the
+ * device flow, which works from anywhere. The CLI applies the same rule to its own
+ * environment (src/client/login.ts) and sends the result; this one is for other callers.
+ */
+export function defaultLoginFlow(env: Readonly<Record<string, string | undefined>>, platform: string): LoginFlow {
+  const ssh = Boolean(env.SSH_CONNECTION || env.SSH_TTY || env.SSH_CLIENT);
+  const display = platform === 'darwin' || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+  return display && !ssh ? 'browser' : 'device';
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function view(s: LoginState): LoginView {
+  return {
+    id: s.id,
+    account: s.account,
+    flow: s.flow,
+    status: s.status,
+    user_code: s.user_code,
+    verification_uri: s.verification_uri,
+    verification_uri_complete: s.verification_uri_complete,
+    authorization_url: s.authorization_url,
+    created_at: iso(s.created_at),
+    updated_at: iso(s.updated_at),
+    expires_at: iso(s.expires_at),
+    error: s.error,
+  };
+}
+
+function toRecord(s: LoginState): LoginRecord {
+  return {
+    id: s.id,
+    account: s.account,
+    flow: s.flow,
+    status: s.status,
+    created_at: s.created_at,
+    updated_at: s.updated_at,
+    data: {
+      user_code: s.user_code,
+      verification_uri: s.verification_uri,
+      verification_uri_complete: s.verification_uri_complete,
+      authorization_url: s.authorization_url,
+      expires_at: s.expires_at,
+      error: s.error,
+    },
+  };
+}
+
+/** A stored login, validated on the way out (STYLE.md rule 5). */
+function fromRecord(rec: LoginRecord): LoginView {
+  const d = rec.data;
+  const parsed = LoginView.safeParse({
+    id: rec.id,
+    account: rec.account,
+    flow: rec.flow,
+    status: rec.status,
+    user_code: d.user_code ?? null,
+    verification_uri: d.verification_uri ?? null,
+    verification_uri_complete: d.verification_uri_complete ?? null,
+    authorization_url: d.authorization_url ?? null,
+    created_at: iso(rec.created_at),
+    updated_at: iso(rec.updated_at),
+    expires_at: typeof d.expires_at === 'number' ? iso(d.expires_at) : undefined,
+    error: d.error ?? null,
+  });
+  if (!parsed.success) throw E.internal(`the stored login "${rec.id}" is unreadable`);
+  return parsed.data;
+}
