@@ -11,6 +11,8 @@ export interface Io {
   stderr: (s: string) => void;
   readStdin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
+  /** Is stdout a terminal (QR codes, prompts)? */
+  isTTY?: () => boolean;
 }
 
 class UsageError extends Error {}
@@ -76,6 +78,8 @@ const COMMAND_HELP: Record<string, string> = {
   import: 'usage: tokend import NAME --refresh-token-stdin [--json]\n\nReads a refresh token from stdin, stores it encrypted, and refreshes once to check it.\n',
   token:
     'usage: tokend token NAME [--min-ttl SECONDS] [--scope S] [--audience A] [--json]\n       tokend token --url URL [...]\n\nPrints a valid access token on stdout (and nothing else).\n',
+  login:
+    'usage: tokend login NAME [--flow device|browser] [--no-browser] [--no-wait] [--json]\n\nSigns in at the provider: a device code (enter it on any device), or a browser with PKCE on a\n127.0.0.1 redirect. Waits until signed in (exit 0) or refused (exit 1). See docs/logins.md.\n',
   list: 'usage: tokend list [--json]\n',
   status: 'usage: tokend status [NAME] [--json]\n',
   refresh: 'usage: tokend refresh NAME [--json]\n\nRefreshes the account now, rotating its refresh token if the provider does.\n',
@@ -343,7 +347,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     if (err instanceof ApiError) {
       io.stderr(`tokend: ${err.message}\n`);
-      return err.code === 'reauth_required' ? EXIT.reauth : EXIT.error;
+      // 3 means "a login is needed": refused grant, no grant, or a login still in progress.
+      return err.code === 'reauth_required' || err.code === 'login_pending' ? EXIT.reauth : EXIT.error;
     }
     if (err instanceof DaemonUnreachableError) {
       io.stderr(`tokend: ${err.message}\n`);
@@ -382,6 +387,7 @@ export async function main(argv: string[]): Promise<void> {
     stderr: (s) => process.stderr.write(s),
     readStdin,
     env: process.env,
+    isTTY: () => Boolean(process.stdout.isTTY),
   });
   process.exitCode = code;
 }

@@ -112,6 +112,8 @@ async function instruct(login: LoginView, io: Io, opts: { open: boolean }): Prom
       `To sign in to "${login.account}", open ${login.verification_uri}\nand enter the code:  ${login.user_code}\n` +
         (login.verification_uri_complete ? `(or open ${login.verification_uri_complete})\n` : ''),
     );
+    // RFC 8628 §3.3.1: a QR code of the complete URI lets a phone skip typing the code.
+    if (login.qr && io.isTTY?.()) io.stderr(`\n${login.qr}\n`);
     return;
   }
   const url = login.authorization_url ?? '';

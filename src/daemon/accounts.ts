@@ -11,6 +11,8 @@ export interface AccountDeps {
   store: Store;
   broker: Broker;
   getDriver: (name: string) => Driver | undefined;
+  /** The account's pending login, if any (shown as status `login_pending`). */
+  pendingLogin?: (account: string) => unknown;
   now?: () => number;
 }
 
@@ -70,6 +72,7 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
   else if (token && (token.expires_at === null || token.expires_at > now)) status = 'active';
   else if (grant?.refresh_token || cfg.flow === 'client-credentials') status = 'active';
   else status = 'expired';
+  if (status !== 'active' && deps.pendingLogin?.(name)) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
   return {
     name,

@@ -1,3 +1,4 @@
+import { renderUnicodeCompact } from 'uqr';
 /**
  * Interactive logins: device flow (RFC 8628) and browser flow (RFC 6749 §4.1 + RFC 7636
  * PKCE on an RFC 8252 loopback redirect), their lifecycle (pending → active | failed |
@@ -457,11 +458,22 @@ function view(s: LoginState): LoginView {
     verification_uri: s.verification_uri,
     verification_uri_complete: s.verification_uri_complete,
     authorization_url: s.authorization_url,
+    qr: s.status === 'pending' ? qrOf(s.verification_uri_complete ?? s.verification_uri) : null,
     created_at: iso(s.created_at),
     updated_at: iso(s.updated_at),
     expires_at: iso(s.expires_at),
     error: s.error,
   };
+}
+
+/** The QR code a phone scans to open the verification URL; rendered here so the thin client needs no library. */
+function qrOf(url: string | null): string | null {
+  if (!url) return null;
+  try {
+    return renderUnicodeCompact(url, { border: 1 });
+  } catch {
+    return null; // too long for a QR code: the URL is printed anyway
+  }
 }
 
 function toRecord(s: LoginState): LoginRecord {

@@ -81,9 +81,9 @@ export async function main(argv: string[]): Promise<void> {
   process.umask(0o077);
   const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL));
   const paths = resolvePaths(process.env, args.values.socket);
+  // One JSON line, like every other log line (journald and launchd keep stderr).
   const fail = (msg: string, code = 1): never => {
     log.error(msg);
-    process.stderr.write(`tokend daemon: ${msg}\n`);
     process.exit(code);
   };
 
@@ -150,6 +150,7 @@ export async function main(argv: string[]): Promise<void> {
     version: packageVersion(),
     startedAt,
     shutdown: shutdownController.signal,
+    pendingLogin: (account: string) => logins.pendingFor(account),
   };
   const helpers = mountHelpers(deps);
   const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend, mountLogins({ logins, audit })] });

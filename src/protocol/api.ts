@@ -190,6 +190,8 @@ export const LoginView = z.object({
   verification_uri_complete: z.string().nullable(),
   /** Browser flow: the URL to open; its redirect is a one-shot listener on 127.0.0.1. */
   authorization_url: z.string().nullable(),
+  /** A pending device login: a QR code of the complete verification URL, as lines of Unicode half blocks. */
+  qr: z.string().nullable().optional(),
   created_at: z.string(),
   updated_at: z.string(),
   /** After this the login is `expired` (device: the server's `expires_in`; browser: 10 min). */

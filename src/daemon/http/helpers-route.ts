@@ -85,7 +85,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       return { exitCode: 0, stdout: Buffer.from(`${tok.access_token}\n`) };
     } catch (err) {
       if (!(err instanceof TokendError)) throw err;
-      return { exitCode: err.code === 'reauth_required' ? 3 : 1, stdout: Buffer.alloc(0), stderr: `tokend: ${err.message}` };
+      const needsLogin = err.code === 'reauth_required' || err.code === 'login_pending';
+      return { exitCode: needsLogin ? 3 : 1, stdout: Buffer.alloc(0), stderr: `tokend: ${err.message}` };
     }
   }
 
