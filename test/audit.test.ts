@@ -1,0 +1,35 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../src/daemon/audit.js';
+import { createLogger } from '../src/daemon/log.js';
+import { openStore } from '../src/daemon/store/sqlite-store.js';
+import { loadOrCreateKey } from '../src/daemon/store/crypto.js';
+
+describe('audit log', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it('records who asked for which account, once a minute per client and action, and never a token', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-audit-'));
+    dirs.push(dir);
+    const store = openStore({ file: path.join(dir, 'tokend.db'), key: loadOrCreateKey(path.join(dir, 'key')) });
+    const audit = new AuditLog(store, createLogger('error', () => undefined), 60_000);
+    for (let i = 0; i < 1000; i++) audit.record('work', 'curl/8.0', 'token');
+    audit.record('work', 'git-credential-tokend', 'token');
+    audit.record('work', 'curl/8.0', 'refresh');
+    audit.record('home', 'curl/8.0', 'token');
+    audit.close();
+    const rows = store.listAudit();
+    expect(rows.map((r) => [r.account, r.client, r.action]).sort()).toEqual([
+      ['home', 'curl/8.0', 'token'],
+      ['work', 'curl/8.0', 'refresh'],
+      ['work', 'curl/8.0', 'token'],
+      ['work', 'git-credential-tokend', 'token'],
+    ]);
+    store.close();
+  });
+});
