@@ -522,7 +522,7 @@ function request(socketPath: string, urlPath: string): Promise<{ status: number;
   });
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined | false, ms = 10_000): Promise<T> {
+async function waitFor<T>(what: string, probe: () => T | undefined | false, ms = 30_000): Promise<T> {
   const until = Date.now() + ms;
   for (;;) {
     const v = probe();
@@ -749,8 +749,20 @@ describe.skipIf(!linux)('under a real systemd user manager', () => {
     if (typeof um === 'string') return ctx.skip(`no user manager: ${um}`);
     expect(fs.existsSync(DIST_ACTIVATION), `${DIST_ACTIVATION} is missing: run npx tsc -p tsconfig.json first`).toBe(true);
     const { env, home, runtime } = um;
+    // PrivateTmp=yes hides /tmp from the service: a checkout under /tmp (a CI clone, say)
+    // gives the service a copy of the stand-in daemon in a place it can see.
+    let fixture = FIXTURE;
+    if (ROOT.startsWith(`${os.tmpdir()}/`) || ROOT.startsWith('/tmp/')) {
+      const pkg = path.join(path.dirname(home), 'pkg');
+      fs.mkdirSync(path.join(pkg, 'test', 'fixtures'), { recursive: true });
+      fs.mkdirSync(path.join(pkg, 'dist', 'daemon'), { recursive: true });
+      fs.writeFileSync(path.join(pkg, 'package.json'), '{"type":"module"}\n');
+      fs.copyFileSync(DIST_ACTIVATION, path.join(pkg, 'dist', 'daemon', 'socket-activation.js'));
+      fixture = path.join(pkg, 'test', 'fixtures', 'activated-echo.mjs');
+      fs.copyFileSync(FIXTURE, fixture);
+    }
     const svc = async (...args: string[]) => {
-      const { io, out } = captureIo(env, { platform: 'linux', tokendBin: FIXTURE });
+      const { io, out } = captureIo(env, { platform: 'linux', tokendBin: fixture });
       return { code: await runService(args, io), ...out };
     };
     const systemctl = (...args: string[]) => spawnSync('systemctl', ['--user', ...args], { env, encoding: 'utf8' });
