@@ -1,0 +1,45 @@
+// Reference servers for the hot-token rows: the same Map answer as baseline-server.mjs, but
+// through tokend's HTTP stack, Hono on @hono/node-server, and nothing of tokend. They show
+// what the framework alone costs, so the notes can tell framework overhead from tokend's.
+//
+// usage: node bench/hono-server.mjs SOCKET MODE   (tokens in env BENCH_TOKENS, as baseline-server.mjs)
+//   MODE text:     the body through c.req.text(), as tokend's readJson does (this makes
+//                  @hono/node-server build a full web Request with a ReadableStream body)
+//   MODE incoming: the body read from the node IncomingMessage (c.env.incoming)
+import fs from 'node:fs';
+import { Hono } from 'hono';
+import { createAdaptorServer } from '@hono/node-server';
+
+const [socket, mode = 'text'] = process.argv.slice(2);
+const tokens = new Map(JSON.parse(process.env.BENCH_TOKENS ?? '[]').map((t) => [t.account, t]));
+
+const readIncoming = (incoming) =>
+  new Promise((resolve, reject) => {
+    const chunks = [];
+    incoming.on('data', (c) => chunks.push(c));
+    incoming.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    incoming.on('error', reject);
+  });
+
+const app = new Hono();
+app.get('/v1/health', (c) => c.json({ status: 'ok', pid: process.pid }));
+app.post('/v1/token', async (c) => {
+  const text = mode === 'incoming' ? await readIncoming(c.env.incoming) : await c.req.text();
+  const t = tokens.get(JSON.parse(text).account);
+  if (!t) return c.json({ error: { code: 'not_found', message: 'no such account' } }, 404);
+  const now = Date.now();
+  return c.json({
+    account: t.account,
+    access_token: t.access_token,
+    token_type: t.token_type,
+    expires_at: new Date(t.expires_at).toISOString(),
+    expires_in: Math.max(0, Math.floor((t.expires_at - now) / 1000)),
+    scope: t.scope,
+  });
+});
+const server = createAdaptorServer({ fetch: app.fetch });
+fs.rmSync(socket, { force: true });
+server.listen({ path: socket, backlog: 4096 });
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
