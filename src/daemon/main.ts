@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createAdaptorServer } from '@hono/node-server';
+import http from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { AuditLog } from './audit.js';
 import { Broker } from './broker.js';
@@ -17,6 +18,7 @@ import { inheritedListenFd } from './socket-activation.js';
 import { openStore } from './store/sqlite-store.js';
 import { loadOrCreateKey } from './store/crypto.js';
 import { mountHelpers } from './http/helpers-route.js';
+import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { LoginManager } from './logins.js';
 
@@ -155,7 +157,13 @@ export async function main(argv: string[]): Promise<void> {
   const helpers = mountHelpers(deps);
   const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend, mountLogins({ logins, audit })] });
 
-  const server = createAdaptorServer({ fetch: app.fetch });
+  // POST /v1/token is answered in front of Hono by the same handler (http/token-route.ts):
+  // the request every script and helper makes skips the router and the web Request.
+  const honoListener = getRequestListener(app.fetch);
+  const tokenFast = tokenLane(createTokenHandler({ broker, audit, resolveTarget: helpers.resolveTarget }), log);
+  const server = http.createServer((req, res) => {
+    if (!tokenFast(req, res)) void honoListener(req, res);
+  });
   // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.
   const listening = new Promise<void>((resolve, reject) => {
     server.once('error', reject);

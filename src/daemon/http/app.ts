@@ -1,25 +1,22 @@
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { HTTPException } from 'hono/http-exception';
 import { streamSSE } from 'hono/streaming';
 import type { z } from 'zod';
 import {
   ImportRequest,
   PutAccountRequest,
   RejectRequest,
-  TokenRequest,
   type Health,
-  type TokenResponse,
 } from '../../protocol/api.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
-import { CLIENT_HEADER, MAX_BODY_BYTES } from '../../protocol/routes.js';
+import { CLIENT_HEADER } from '../../protocol/routes.js';
 import { putAccount, removeAccount, viewAccount, type AccountDeps } from '../accounts.js';
 import type { AuditLog } from '../audit.js';
-import type { Broker, CachedToken } from '../broker.js';
-import { describeIssues } from '../config.js';
-import { E, TokendError, unknownAccount } from '../errors.js';
+import type { Broker } from '../broker.js';
+import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
+import { header, readBody } from './raw-request.js';
+import { createTokenHandler, errorResponse, parseJsonBody } from './token-route.js';
 
 export interface AppDeps extends AccountDeps {
   broker: Broker;
@@ -38,16 +35,7 @@ export interface AppDeps extends AccountDeps {
 
 /** Read and validate a JSON body against a protocol schema: 400 with the field named, never a raw ZodError. */
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
-  const text = await c.req.text();
-  let raw: unknown;
-  try {
-    raw = text === '' ? {} : JSON.parse(text);
-  } catch {
-    throw E.invalidRequest('the request body is not valid JSON');
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
-  return parsed.data;
+  return parseJsonBody(await readBody(c), schema as never) as z.infer<S>;
 }
 
 export function accountParam(c: Context): string {
@@ -58,30 +46,9 @@ export function accountParam(c: Context): string {
   return name;
 }
 
-export function tokenBody(tok: CachedToken, now: number): TokenResponse {
-  return {
-    account: tok.account,
-    access_token: tok.access_token,
-    token_type: tok.token_type,
-    expires_at: tok.expires_at === null ? null : new Date(tok.expires_at).toISOString(),
-    expires_in: tok.expires_at === null ? null : Math.max(0, Math.floor((tok.expires_at - now) / 1000)),
-    scope: tok.scope,
-  };
-}
-
 /** The socket API (DESIGN.md, Socket API) as a Hono app; `app.request()` tests it without a socket. */
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
-
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw E.payloadTooLarge(`the request body is larger than ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
-  );
 
   app.get('/v1/health', (c) => {
     const body: Health = {
@@ -114,36 +81,27 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
-    deps.audit.record(name, c.req.header(CLIENT_HEADER), 'import');
+    deps.audit.record(name, header(c, CLIENT_HEADER), 'import');
     await deps.broker.importRefreshToken(name, body.refresh_token);
     return c.json(viewAccount(deps, name));
   });
   app.post('/v1/accounts/:name/refresh', async (c) => {
     const name = accountParam(c);
-    deps.audit.record(name, c.req.header(CLIENT_HEADER), 'refresh');
+    deps.audit.record(name, header(c, CLIENT_HEADER), 'refresh');
     const g = await deps.broker.forceRefresh(name);
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
   app.post('/v1/accounts/:name/logout', async (c) => {
     const name = accountParam(c);
-    deps.audit.record(name, c.req.header(CLIENT_HEADER), 'logout');
+    deps.audit.record(name, header(c, CLIENT_HEADER), 'logout');
     const res = await deps.broker.logout(name);
     deps.log.info('logged out', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });
 
-  // The hot path (rule 2): parse, look up memory, answer. No disk, no network, no log line.
-  app.post('/v1/token', async (c) => {
-    const req = await readJson(c, TokenRequest);
-    let account = req.account;
-    if (!account) {
-      account = deps.resolveTarget?.({ url: req.url, host: req.host, username: req.username });
-      if (!account) throw E.notFound(`no account serves ${req.url ?? req.host}`);
-    }
-    const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
-    deps.audit.record(account, c.req.header(CLIENT_HEADER), 'token');
-    return c.json(tokenBody(tok, Date.now()));
-  });
+  // The hot path (rule 2). main.ts serves it in front of Hono with the same handler.
+  const token = createTokenHandler(deps);
+  app.post('/v1/token', async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
 
   app.post('/v1/credential/reject', async (c) => {
     const req = await readJson(c, RejectRequest);
@@ -151,7 +109,7 @@ export function createApp(deps: AppDeps): Hono {
     if (!account) throw E.notFound('no account matches that credential');
     if (!deps.config.getAccount(account)) throw unknownAccount(account);
     const dropped = deps.broker.reject(account, req.access_token);
-    deps.audit.record(account, c.req.header(CLIENT_HEADER), 'reject');
+    deps.audit.record(account, header(c, CLIENT_HEADER), 'reject');
     return c.json({ ok: true, dropped });
   });
 
@@ -176,24 +134,9 @@ export function createApp(deps: AppDeps): Hono {
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
 
-  // One place writes error bodies (STYLE.md rule 5): our codes as they are, anything
-  // else as a plain `internal` with no detail on the wire.
   app.onError((err, c) => {
-    if (err instanceof TokendError) {
-      const body: Record<string, unknown> = { code: err.code, message: err.message };
-      if (err.account) body.account = err.account;
-      if (err.retryAfter !== undefined) {
-        body.retry_after = err.retryAfter;
-        c.header('Retry-After', String(err.retryAfter));
-      }
-      if (err.login) body.login = err.login;
-      return c.json({ error: body }, err.status as 400);
-    }
-    if (err instanceof HTTPException && err.status < 500) {
-      return c.json({ error: { code: 'invalid_request', message: err.message || 'bad request' } }, err.status);
-    }
-    deps.log.error('internal error', { error: err.message, route: c.req.path });
-    return c.json({ error: { code: 'internal', message: 'internal error (see the daemon log)' } }, 500);
+    const r = errorResponse(err, deps.log, c.req.path);
+    return c.json(r.body, r.status as 400, r.headers);
   });
 
   return app;

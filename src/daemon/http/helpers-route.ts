@@ -5,6 +5,7 @@ import { E, TokendError } from '../errors.js';
 import { handleHelper, helperHttpResponse, isHelperTool, type HelperDeps, type HelperResult } from '../helper-handlers.js';
 import { matchAccount, targetFromUrl, type MatchTarget } from '../match.js';
 import type { AppDeps } from './app.js';
+import { header, readBody } from './raw-request.js';
 
 type Deps = Omit<AppDeps, 'resolveTarget' | 'extend'>;
 
@@ -94,13 +95,13 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
     app.post('/v1/helpers/:tool/:action', async (c) => {
       const tool = c.req.param('tool');
       const action = c.req.param('action');
-      const client = c.req.header(CLIENT_HEADER);
-      const stdin = Buffer.from(await c.req.arrayBuffer());
+      const client = header(c, CLIENT_HEADER);
+      const stdin = await readBody(c);
       let result: HelperResult;
       if (tool === 'cli' && action === 'token') {
         result = await cliToken(stdin.toString('utf8'), client);
       } else if (isHelperTool(tool)) {
-        result = await handleHelper(tool, action, { stdin, env: forwardedEnv(c.req.header('x-tokend-env')) }, helperDeps(client));
+        result = await handleHelper(tool, action, { stdin, env: forwardedEnv(header(c, 'x-tokend-env')) }, helperDeps(client));
       } else {
         throw E.notFound(`no helper protocol "${tool.slice(0, 40)}"`);
       }

@@ -4,6 +4,7 @@ import { CLIENT_HEADER } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
 import type { LoginManager } from '../logins.js';
 import { accountParam, readJson } from './app.js';
+import { header } from './raw-request.js';
 
 /** `POST /v1/accounts/:name/login` (202 with the login object) and `GET /v1/logins/:id`. */
 export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (app: Hono) => void {
@@ -11,7 +12,7 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
     app.post('/v1/accounts/:name/login', async (c) => {
       const name = accountParam(c);
       const body = await readJson(c, LoginRequest);
-      deps.audit.record(name, c.req.header(CLIENT_HEADER), 'login');
+      deps.audit.record(name, header(c, CLIENT_HEADER), 'login');
       // 202 for a new login and for one joined: either way it is still in progress.
       return c.json(await deps.logins.start(name, body.flow), 202);
     });

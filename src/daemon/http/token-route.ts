@@ -1,0 +1,103 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HTTPException } from 'hono/http-exception';
+import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
+import type { CachedToken } from '../broker.js';
+import { describeIssues } from '../config.js';
+import { E, TokendError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { AppDeps } from './app.js';
+import { readIncoming } from './raw-request.js';
+
+export interface WireResponse {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+/**
+ * The wire form of any error, in one place (STYLE.md rule 5): our codes as they are,
+ * anything else as a plain `internal` with no detail on the wire (the log has it).
+ */
+export function errorResponse(err: unknown, log: Logger, route: string): WireResponse {
+  if (err instanceof TokendError) {
+    const body: Record<string, unknown> = { code: err.code, message: err.message };
+    if (err.account) body.account = err.account;
+    if (err.login) body.login = err.login;
+    let headers: Record<string, string> | undefined;
+    if (err.retryAfter !== undefined) {
+      body.retry_after = err.retryAfter;
+      headers = { 'retry-after': String(err.retryAfter) };
+    }
+    return { status: err.status, body: { error: body }, headers };
+  }
+  if (err instanceof HTTPException && err.status < 500) {
+    return { status: err.status, body: { error: { code: 'invalid_request', message: err.message || 'bad request' } } };
+  }
+  log.error('internal error', { error: (err as Error)?.message ?? String(err), route });
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error (see the daemon log)' } } };
+}
+
+/** Parse a JSON body with a protocol schema: 400 naming the field, never a raw ZodError. */
+export function parseJsonBody<T>(body: Buffer, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import('zod').ZodError } }): T {
+  let raw: unknown;
+  try {
+    raw = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
+  } catch {
+    throw E.invalidRequest('the request body is not valid JSON');
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
+  return parsed.data;
+}
+
+export function tokenBody(tok: CachedToken, now: number): TokenResponse {
+  return {
+    account: tok.account,
+    access_token: tok.access_token,
+    token_type: tok.token_type,
+    expires_at: tok.expires_at === null ? null : new Date(tok.expires_at).toISOString(),
+    expires_in: tok.expires_at === null ? null : Math.max(0, Math.floor((tok.expires_at - now) / 1000)),
+    scope: tok.scope,
+  };
+}
+
+export type TokenHandler = (body: Buffer, client: string | undefined) => Promise<TokenResponse>;
+
+/** `POST /v1/token` (DESIGN.md rules 1–2): parse, look up memory, answer. No disk, no network, no log line. */
+export function createTokenHandler(deps: Pick<AppDeps, 'broker' | 'audit' | 'resolveTarget'>): TokenHandler {
+  return async (body, client) => {
+    const req = parseJsonBody(body, TokenRequest);
+    let account = req.account;
+    if (!account) {
+      account = deps.resolveTarget?.({ url: req.url, host: req.host, username: req.username });
+      if (!account) throw E.notFound(`no account serves ${req.url ?? req.host}`);
+    }
+    const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
+    deps.audit.record(account, client, 'token');
+    return tokenBody(tok, Date.now());
+  };
+}
+
+/**
+ * The token route as a plain node:http handler, in front of Hono: the request scripts and
+ * helpers make most goes through no router and no web Request (bench/, row 1). Returns
+ * false for any other request.
+ */
+export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const send = (res: ServerResponse, r: WireResponse) => {
+    const json = JSON.stringify(r.body);
+    res.writeHead(r.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...r.headers });
+    res.end(json);
+  };
+  return (req, res) => {
+    if (req.method !== 'POST' || req.url !== '/v1/token') return false;
+    const ua = req.headers['user-agent'];
+    readIncoming(req)
+      .then((body) => handler(body, ua))
+      .then(
+        (body) => send(res, { status: 200, body }),
+        (err) => send(res, errorResponse(err, log, '/v1/token')),
+      );
+    return true;
+  };
+}
