@@ -1,4 +1,3 @@
-import { renderUnicodeCompact } from 'uqr';
 /**
  * Interactive logins: device flow (RFC 8628) and browser flow (RFC 6749 §4.1 + RFC 7636
  * PKCE on an RFC 8252 loopback redirect), their lifecycle (pending → active | failed |
@@ -54,6 +53,8 @@ interface LoginState {
   updated_at: number;
   expires_at: number;
   error: LoginError | null;
+  /** The device flow's QR code (see qrOf); memory only. */
+  qr?: string | null;
 }
 
 interface Session {
@@ -167,7 +168,9 @@ export class LoginManager {
       throw this.startError(account, 'device', err);
     }
     const now = this.now();
+    const qr = await qrOf(auth.verification_uri_complete ?? auth.verification_uri);
     const s = this.begin({
+      qr,
       id: randomUUID(),
       account,
       flow: 'device',
@@ -458,7 +461,7 @@ function view(s: LoginState): LoginView {
     verification_uri: s.verification_uri,
     verification_uri_complete: s.verification_uri_complete,
     authorization_url: s.authorization_url,
-    qr: s.status === 'pending' ? qrOf(s.verification_uri_complete ?? s.verification_uri) : null,
+    qr: s.status === 'pending' ? (s.qr ?? null) : null,
     created_at: iso(s.created_at),
     updated_at: iso(s.updated_at),
     expires_at: iso(s.expires_at),
@@ -466,10 +469,14 @@ function view(s: LoginState): LoginView {
   };
 }
 
-/** The QR code a phone scans to open the verification URL; rendered here so the thin client needs no library. */
-function qrOf(url: string | null): string | null {
+/**
+ * The QR code a phone scans to open the verification URL, rendered here so the thin client
+ * needs no library; uqr is loaded on the first device login, not at daemon start.
+ */
+async function qrOf(url: string | null): Promise<string | null> {
   if (!url) return null;
   try {
+    const { renderUnicodeCompact } = await import('uqr');
     return renderUnicodeCompact(url, { border: 1 });
   } catch {
     return null; // too long for a QR code: the URL is printed anyway

@@ -1,0 +1,135 @@
+/**
+ * The daemon's life around the token: started on demand by a client, config reloaded on
+ * SIGHUP, a bad config refused with the field named, logout and remove revoking at the IdP.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DaemonProcess, addConfAccount, runCli, sleep, socketRequest, tempHome } from './support/daemon.js';
+import { startIdp, type TestIdp } from './support/idp.js';
+
+let idp: TestIdp;
+beforeAll(async () => {
+  idp = await startIdp({ accessTokenTtl: 60 });
+});
+afterAll(async () => {
+  await idp.close();
+});
+
+function daemonPid(home: string): number | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(home, 'data', 'daemon.pid'), 'utf8')).pid;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('daemon lifecycle', () => {
+  it('is started by the first client when nothing listens, and only once', async () => {
+    const h = tempHome();
+    const env = { ...h.env, TOKEND_NO_AUTOSTART: undefined };
+    try {
+      const [a, b] = await Promise.all([runCli(['list', '--json'], { env }), runCli(['list', '--json'], { env })]);
+      expect([a.code, b.code, a.stderr, b.stderr]).toEqual([0, 0, '', '']);
+      expect(JSON.parse(a.stdout)).toEqual({ accounts: [] });
+      const pid = daemonPid(h.home);
+      expect(pid).toBeGreaterThan(0);
+      const health = await socketRequest(path.join(h.home, 'run', 'tokend.sock'), 'GET', '/v1/health');
+      expect(health.json.pid).toBe(pid);
+      // Its log went to the data dir, 0600.
+      const log = path.join(h.home, 'data', 'tokend.log');
+      expect(fs.readFileSync(log, 'utf8')).toContain('tokend started');
+      expect(fs.statSync(log).mode & 0o777).toBe(0o600);
+      process.kill(pid!, 'SIGTERM');
+      for (let i = 0; i < 100 && daemonPid(h.home); i++) await sleep(50);
+    } finally {
+      const pid = daemonPid(h.home);
+      if (pid) process.kill(pid, 'SIGKILL');
+      h.cleanup();
+    }
+  });
+
+  it('says so instead of starting one when TOKEND_NO_AUTOSTART=1', async () => {
+    const h = tempHome();
+    try {
+      const r = await runCli(['list'], { env: h.env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('not running');
+      expect(r.stderr).toContain('tokend daemon');
+    } finally {
+      h.cleanup();
+    }
+  });
+
+  it('reloads config.json on SIGHUP, and keeps the old config when the new one is invalid', async () => {
+    const h = tempHome();
+    const d = new DaemonProcess(h.home, h.env);
+    try {
+      await d.start();
+      await addConfAccount(d, idp.issuer, 'work');
+      const file = path.join(h.home, 'config', 'config.json');
+      const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+      cfg.accounts.other = { ...cfg.accounts.work, hosts: ['other.example.com'] };
+      fs.writeFileSync(file, JSON.stringify(cfg));
+      d.child!.kill('SIGHUP');
+      await sleep(300);
+      expect((await d.request('GET', '/v1/accounts/other')).status).toBe(200);
+
+      fs.writeFileSync(file, JSON.stringify({ ...cfg, accounts: { bad: { client_id: 5 } } }));
+      d.child!.kill('SIGHUP');
+      await sleep(300);
+      expect(d.logs).toContain('config reload failed');
+      expect(d.logs).toContain('accounts.bad.client_id');
+      expect((await d.request('GET', '/v1/accounts/other')).status).toBe(200); // old config in force
+      expect((await d.request('GET', '/v1/health')).status).toBe(200);
+    } finally {
+      await d.stop('SIGKILL');
+      h.cleanup();
+    }
+  });
+
+  it('refuses to start with an invalid config.json, naming the field', async () => {
+    const h = tempHome();
+    try {
+      fs.mkdirSync(path.join(h.home, 'config'), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(
+        path.join(h.home, 'config', 'config.json'),
+        JSON.stringify({ version: 1, accounts: { work: { client_id: 'x', issuer: 'not a url' } } }),
+        { mode: 0o600 },
+      );
+      const d = new DaemonProcess(h.home, h.env);
+      await expect(d.start()).rejects.toThrow(/exited with 1/);
+      expect(d.logs).toContain('accounts.work.issuer');
+    } finally {
+      h.cleanup();
+    }
+  });
+
+  it('logout revokes the grant at the IdP and keeps the account; remove deletes it', async () => {
+    const h = tempHome();
+    const d = new DaemonProcess(h.home, h.env);
+    try {
+      await d.start();
+      await addConfAccount(d, idp.issuer, 'work');
+      const issued = await idp.issueRefreshToken('conf');
+      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const token = (await d.cli(['token', 'work'])).stdout.trim();
+      expect((await idp.introspect(token)).active).toBe(true);
+
+      const out = await d.cli(['logout', 'work']);
+      expect(out.code).toBe(0);
+      expect(out.stderr).toContain('revoked');
+      expect((await idp.introspect(token)).active).toBe(false); // the whole grant is gone at the IdP
+      const status = JSON.parse((await d.cli(['status', 'work', '--json'])).stdout);
+      expect(status).toMatchObject({ status: 'no_grant', has_refresh_token: false, has_client_secret: true });
+      expect((await d.cli(['token', 'work'])).code).toBe(3);
+
+      expect((await d.cli(['remove', 'work'])).code).toBe(0);
+      expect((await d.request('GET', '/v1/accounts/work')).status).toBe(404);
+      expect(JSON.parse(fs.readFileSync(path.join(h.home, 'config', 'config.json'), 'utf8')).accounts).toEqual({});
+    } finally {
+      await d.stop('SIGKILL');
+      h.cleanup();
+    }
+  });
+});
