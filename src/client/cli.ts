@@ -69,7 +69,8 @@ const ADD_HELP = `usage: tokend add NAME [options]
   --device-endpoint URL
   --authorization-endpoint URL
   --revocation-endpoint URL
-  --preset P                   provider preset name (recorded with the account)
+  --preset P                   provider defaults: github, gitlab, bitbucket, google,
+                               microsoft, keycloak (explicit options win)
   --json                       print the account as JSON
 `;
 

@@ -4,6 +4,7 @@ import type { ConfigStore } from './config.js';
 import type { Driver } from './drivers/driver.js';
 import { E, unknownAccount } from './errors.js';
 import { parseHostPattern } from './match.js';
+import { applyPreset } from './presets.js';
 import type { Store } from './store/types.js';
 
 export interface AccountDeps {
@@ -40,7 +41,7 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
 /** Create or replace an account; its client secret goes to the encrypted store, never to config.json. */
 export async function putAccount(deps: AccountDeps, name: string, body: PutAccountRequest): Promise<AccountView> {
   const { client_secret, ...rest } = body;
-  const cfg = AccountConfig.parse(rest);
+  const cfg = AccountConfig.parse(applyPreset(rest));
   checkAccountConfig(cfg, deps.getDriver);
   const before = deps.config.getAccount(name);
   if (client_secret !== undefined) deps.store.putSecret(name, 'client_secret', client_secret);

@@ -9,9 +9,6 @@ import { header, readBody } from './raw-request.js';
 
 type Deps = Omit<AppDeps, 'resolveTarget' | 'extend'>;
 
-/** Usernames presets put in front of a token (PROTOCOLS.md §1.6); the account's own wins. */
-const PRESET_USERNAMES: Record<string, string> = { gitlab: 'oauth2', bitbucket: 'x-token-auth', 'github-app': 'x-access-token' };
-
 /** Only these environment variables of a helper process are forwarded to the daemon. */
 const FORWARDED_ENV = ['KUBERNETES_EXEC_INFO', 'TOKEND_ACCOUNT'] as const;
 
@@ -59,7 +56,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       if (!cfg) throw E.notFound(`no account named "${account}"`);
       const tok = await deps.broker.getToken({ account, min_ttl: minTtl });
       deps.audit.record(account, client, 'token');
-      const username = cfg.username ?? (cfg.preset ? PRESET_USERNAMES[cfg.preset] : undefined);
+      // A preset's username (PROTOCOLS.md §1.6) is in cfg.username already (presets.ts).
+      const username = cfg.username;
       return { access_token: tok.access_token, token_type: tok.token_type, expires_at: tok.expires_at, ...(username ? { username } : {}) };
     },
     reject(account, accessToken) {
@@ -69,7 +67,7 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
     listDockerServers() {
       const out: Record<string, string> = {};
       for (const [name, cfg] of deps.config.listAccounts()) {
-        for (const h of cfg.hosts) if (!h.includes('*')) out[h] = cfg.username ?? (cfg.preset ? PRESET_USERNAMES[cfg.preset] : undefined) ?? 'oauth2';
+        for (const h of cfg.hosts) if (!h.includes('*')) out[h] = cfg.username ?? 'oauth2';
         void name;
       }
       return out;
