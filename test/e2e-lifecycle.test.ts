@@ -105,6 +105,34 @@ describe('daemon lifecycle', () => {
     }
   });
 
+  it('on SIGTERM finishes a refresh a client is waiting for, commits it, then exits 0', async () => {
+    const h = tempHome();
+    const d = new DaemonProcess(h.home, h.env);
+    try {
+      await d.start();
+      await addConfAccount(d, idp.issuer, 'work');
+      const issued = await idp.issueRefreshToken('conf');
+      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      idp.resetStats();
+      idp.setFault({ kind: 'delay', ms: 1000, times: 1 });
+      const pending = d.request('POST', '/v1/accounts/work/refresh');
+      await sleep(300); // the refresh is at the (slow) IdP now
+      const exit = d.stop('SIGTERM');
+      const res = await pending;
+      expect(res.status).toBe(200);
+      expect(await exit).toBe(0);
+      expect(idp.stats.refreshes).toBe(1);
+
+      await d.start(); // the rotation was committed: the next refresh uses the new token
+      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+      expect(idp.stats.replays).toBe(0);
+    } finally {
+      idp.setFault(null);
+      await d.stop('SIGKILL');
+      h.cleanup();
+    }
+  });
+
   it('logout revokes the grant at the IdP and keeps the account; remove deletes it', async () => {
     const h = tempHome();
     const d = new DaemonProcess(h.home, h.env);

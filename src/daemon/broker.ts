@@ -221,11 +221,16 @@ export class Broker {
     };
   }
 
-  /** Stop timers and abort provider requests in flight (shutdown). */
-  close(): void {
+  /** Start no more proactive refreshes (first step of shutdown). */
+  stopTimers(): void {
     this.closed = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+  }
+
+  /** Stop timers and abort provider requests still in flight (last step of shutdown). */
+  close(): void {
+    this.stopTimers();
     for (const ac of this.inFlightAborts) ac.abort(new Error('tokend is shutting down'));
   }
 

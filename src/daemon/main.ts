@@ -203,18 +203,20 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('tokend stopping');
-    shutdownController.abort();
-    broker.close();
+    shutdownController.abort(); // SSE streams end
+    broker.stopTimers(); // no new proactive refreshes
     logins.close();
+    // Stop accepting; requests in flight (a refresh a client waits for) get up to 3 s to
+    // finish, and only then are provider requests aborted and connections cut.
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
-      (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-      // In-flight requests get a moment to finish; then the rest are cut.
+      server.closeIdleConnections();
       setTimeout(() => {
-        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        server.closeAllConnections();
         resolve();
       }, 3000).unref();
     });
+    broker.close();
     audit.close();
     store!.close();
     if (boundSocket) fs.rmSync(boundSocket, { force: true });

@@ -69,7 +69,9 @@ export type TokenFault =
   | { kind: 'hang'; times?: number }
   | { kind: 'reset'; times?: number }
   | { kind: 'garbage'; times?: number }
-  | { kind: 'invalid_grant'; times?: number };
+  | { kind: 'invalid_grant'; times?: number }
+  /** The provider answers for real, `ms` later (a slow provider). */
+  | { kind: 'delay'; ms: number; times?: number };
 
 export interface IdpStats {
   /** Every POST to the token endpoint from outside the fixture, faulted or not. */
@@ -331,6 +333,10 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     if (!f) return handle(req, res);
     if (--faultLeft <= 0) fault = null;
     stats.faulted++;
+    if (f.kind === 'delay') {
+      setTimeout(() => handle(req, res), f.ms);
+      return;
+    }
     // Read and discard the body, then answer as the fault says.
     req.resume();
     req.on('end', () => answerFault(f, req, res));
@@ -556,5 +562,7 @@ function answerFault(f: TokenFault, req: http.IncomingMessage, res: http.ServerR
       res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end('{"error":"invalid_grant","error_description":"test says no"}');
       return;
+    case 'delay':
+      return; // handled before the body is read
   }
 }
