@@ -224,6 +224,15 @@ describe('tokend token fast path', () => {
       const slow = await viaNode(['token', 'work']);
       expect(fast.stdout).toBe(slow.stdout);
       expect(fast.stdout).toMatch(/^\S+\n$/);
+
+      // kubectl runs its plugin on every invocation: `tokend kubectl-credential NAME` is fast too.
+      const info = JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false } });
+      const kEnv = { ...h.env, KUBERNETES_EXEC_INFO: info };
+      const kFast = await run(bin, ['kubectl-credential', 'work'], { env: kEnv });
+      const kSlow = await runCli(['kubectl-credential', 'work'], { env: kEnv });
+      expect([kFast.code, kFast.stderr]).toEqual([0, '']);
+      expect(JSON.parse(kFast.stdout)).toEqual(JSON.parse(kSlow.stdout));
+      expect(JSON.parse(kFast.stdout).status.token).toBe(fast.stdout.trim());
     } finally {
       await d.stop('SIGKILL');
       await idp.close();

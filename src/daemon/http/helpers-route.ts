@@ -99,7 +99,12 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       if (tool === 'cli' && action === 'token') {
         result = await cliToken(stdin.toString('utf8'), client);
       } else if (isHelperTool(tool)) {
-        result = await handleHelper(tool, action, { stdin, env: forwardedEnv(header(c, 'x-tokend-env')) }, helperDeps(client));
+        const env = forwardedEnv(header(c, 'x-tokend-env')) ?? {};
+        // `?account=NAME` names the account where a byte pipe cannot send headers (the
+        // kubectl fast path in bin/tokend: `tokend kubectl-credential NAME`).
+        const account = c.req.query('account');
+        if (account !== undefined && isAccountName(account)) env.TOKEND_ACCOUNT = account;
+        result = await handleHelper(tool, action, { stdin, env }, helperDeps(client));
       } else {
         throw E.notFound(`no helper protocol "${tool.slice(0, 40)}"`);
       }
