@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import http from 'node:http';
 import { getRequestListener } from '@hono/node-server';
@@ -241,5 +240,3 @@ function reload(config: ConfigStore, broker: Broker, log: Logger): void {
   for (const [name, json] of before) if (after.get(name) !== json) broker.forget(name);
   log.info('config reloaded', { accounts: after.size });
 }
-
-export { path as _path };
