@@ -131,19 +131,23 @@ export class TokendClient {
     child.once('exit', (code) => (exited = code ?? 1));
     child.unref();
     const deadline = Date.now() + AUTOSTART_WAIT_MS;
+    let lastError: unknown;
     while (Date.now() < deadline) {
       try {
-        await this.send('GET', '/v1/health', undefined, '');
-        return;
+        const res = await this.send('GET', '/v1/health', undefined, '');
+        if (res.status === 200) return;
+        lastError = new Error(`/v1/health answered ${res.status}`);
       } catch (err) {
-        if (!isNotListening(err)) throw err;
+        // Anything while it comes up (refused, reset mid-start) is "not yet".
+        lastError = err;
       }
       // A second daemon racing us exits 1 while the first comes up: keep waiting for the socket.
       if (exited !== null && exited !== 1) break;
       await new Promise((r) => setTimeout(r, 50));
     }
+    const why = lastError instanceof Error ? ` (last: ${(lastError as NodeJS.ErrnoException).code ?? lastError.message})` : '';
     throw new DaemonUnreachableError(
-      `tokend did not start within ${AUTOSTART_WAIT_MS / 1000} s; see ${this.paths.logFile}, or run \`tokend daemon\` to see why`,
+      `tokend did not start within ${AUTOSTART_WAIT_MS / 1000} s${why}; see ${this.paths.logFile}, or run \`tokend daemon\` to see why`,
     );
   }
 }

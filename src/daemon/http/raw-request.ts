@@ -16,24 +16,34 @@ function incomingOf(c: Context): IncomingMessage | undefined {
 
 const tooLarge = () => E.payloadTooLarge(`the request body is larger than ${MAX_BODY_BYTES} bytes`);
 
-/** Read a node request's body, refusing more than MAX_BODY_BYTES (413) before reading it when it says its length. */
+/**
+ * Past this a too-large body is not drained but cut (the client sees a reset): reading
+ * and discarding a few MiB lets an honest client finish sending and read its 413.
+ */
+const DRAIN_LIMIT = 16 * 1024 * 1024;
+
+/** Read a node request's body; more than MAX_BODY_BYTES is read and discarded, then refused (413). */
 export function readIncoming(req: IncomingMessage): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > MAX_BODY_BYTES) return Promise.reject(tooLarge());
+  if (declared > DRAIN_LIMIT) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let tooBig = declared > MAX_BODY_BYTES;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        req.removeAllListeners('data');
-        req.resume(); // drain the rest; the 413 goes out on the same connection
-        reject(tooLarge());
+      if (size > MAX_BODY_BYTES) tooBig = true;
+      if (!tooBig) {
+        chunks.push(chunk);
         return;
       }
-      chunks.push(chunk);
+      chunks.length = 0;
+      if (size > DRAIN_LIMIT) {
+        req.destroy();
+        reject(tooLarge());
+      }
     });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.on('end', () => (tooBig ? reject(tooLarge()) : resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))));
     req.on('error', reject);
   });
 }
