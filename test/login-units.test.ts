@@ -6,13 +6,13 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { browserCommands, defaultLoginFlow as cliDefaultFlow, splitCommand } from '../src/client/login.js';
+import { browserCommands, splitCommand } from '../src/client/login.js';
 import { DriverError, type DevicePoll, type DriverContext } from '../src/daemon/drivers/driver.js';
 import { createOAuth2Driver } from '../src/daemon/drivers/oauth2.js';
 import { browserSecrets, escapeHtml, page, stateMatches } from '../src/daemon/login-browser.js';
 import { pollDeviceCode } from '../src/daemon/login-device.js';
-import { defaultLoginFlow as daemonDefaultFlow } from '../src/daemon/logins.js';
 import { AccountConfig, type AccountConfigInput } from '../src/protocol/api.js';
+import { defaultLoginFlow } from '../src/protocol/rules.js';
 
 // ---- RFC 8628 §3.5 polling schedule ------------------------------------------------------
 
@@ -284,9 +284,9 @@ describe('choosing the flow', () => {
     [{ DISPLAY: ':0', SSH_CONNECTION: '1.2.3.4 5 6.7.8.9 22' }, 'linux', 'device'],
     [{ SSH_TTY: '/dev/pts/1' }, 'darwin', 'device'],
   ];
-  it.each(cases)('%o on %s → %s, in the CLI and in the daemon alike', (env, platform, flow) => {
-    expect(cliDefaultFlow(env, platform)).toBe(flow);
-    expect(daemonDefaultFlow(env, platform)).toBe(flow);
+  // One rule (src/protocol/rules.ts) that the CLI and the daemon both apply.
+  it.each(cases)('%o on %s → %s', (env, platform, flow) => {
+    expect(defaultLoginFlow(env, platform)).toBe(flow);
   });
 });
 

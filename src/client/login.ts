@@ -10,6 +10,7 @@ import type { AccountView, LoginFlow, LoginView } from '../protocol/api.js';
 import { EXIT } from '../protocol/errors.js';
 import { isAccountName } from '../protocol/names.js';
 import { ROUTES } from '../protocol/routes.js';
+import { defaultLoginFlow } from '../protocol/rules.js';
 import type { Io } from './cli.js';
 import type { TokendClient } from './socket-client.js';
 
@@ -139,16 +140,6 @@ function usage(io: Io, message: string): number {
   return EXIT.usage;
 }
 
-/**
- * The default flow (DESIGN.md, CLI): the browser when this session can show one (a display,
- * or macOS) and is not an SSH session, else the device flow. The daemon applies the same
- * rule to its own environment when a request names no flow (src/daemon/logins.ts).
- */
-export function defaultLoginFlow(env: Readonly<Record<string, string | undefined>>, platform: string): LoginFlow {
-  const ssh = Boolean(env.SSH_CONNECTION || env.SSH_TTY || env.SSH_CLIENT);
-  const display = platform === 'darwin' || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
-  return display && !ssh ? 'browser' : 'device';
-}
 
 /**
  * The commands that open `url`, in order: each entry of `$BROWSER` (separated like PATH, as

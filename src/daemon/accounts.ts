@@ -3,6 +3,7 @@ import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import type { Driver } from './drivers/driver.js';
 import { E, unknownAccount } from './errors.js';
+import { isLoopbackHost } from '../protocol/rules.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset } from './presets.js';
 import type { Store } from './store/types.js';
@@ -17,8 +18,6 @@ export interface AccountDeps {
   now?: () => number;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
-
 /** Refuse configs that could send a secret in clear or that no driver can serve. */
 function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDriver']): void {
   if (!getDriver(cfg.driver)) throw E.invalidRequest(`driver: unknown driver "${cfg.driver}"`);
@@ -32,7 +31,7 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
     const v = cfg[field];
     if (!v) continue;
     const u = new URL(v);
-    if (u.protocol === 'http:' && !LOOPBACK.has(u.hostname)) {
+    if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
       throw E.invalidRequest(`${field}: plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https`);
     }
   }

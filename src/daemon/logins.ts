@@ -12,6 +12,7 @@ import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from 
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
+import { defaultLoginFlow } from '../protocol/rules.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, page, stateMatches, type CallbackAnswer } from './login-browser.js';
@@ -435,17 +436,6 @@ export class LoginManager {
   }
 }
 
-/**
- * The flow when neither the request nor the account names one (DESIGN.md, CLI): the browser
- * when this session can show one (a display, or macOS) and is not an SSH session, else the
- * device flow, which works from anywhere. The CLI applies the same rule to its own
- * environment (src/client/login.ts) and sends the result; this one is for other callers.
- */
-export function defaultLoginFlow(env: Readonly<Record<string, string | undefined>>, platform: string): LoginFlow {
-  const ssh = Boolean(env.SSH_CONNECTION || env.SSH_TTY || env.SSH_CLIENT);
-  const display = platform === 'darwin' || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
-  return display && !ssh ? 'browser' : 'device';
-}
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();

@@ -1,3 +1,4 @@
+import { isLoopbackHost } from '../protocol/rules.js';
 /**
  * Which account serves a request for a URL: an account's `hosts` patterns matched
  * against protocol, host, port, path and username (issue 4, DESIGN.md Helper protocols).
@@ -49,11 +50,7 @@ const SECURE_SCHEMES = new Set(['https', 'grpcs', 'wss']);
 const DEFAULT_PORTS: Record<string, number> = { https: 443, http: 80, grpcs: 443, grpc: 80, wss: 443, ws: 80 };
 
 /** True for hosts that can only be this machine: 127.0.0.0/8, ::1, localhost. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/\.$/, '');
-  if (h === 'localhost' || h === '::1' || h === '[::1]') return true;
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
+export { isLoopbackHost };
 
 /** Lower-case, no trailing dot, IDN as punycode, IPv6 canonical and bracketed; '' if unusable. */
 function normaliseHost(raw: string): string {

@@ -3,6 +3,7 @@
  * step is a request/process pair, and every failure goes through `toDriverError`.
  */
 import * as oauth from 'oauth4webapi';
+import { isLoopbackHost } from '../../protocol/rules.js';
 import type { ClientAuthMethod } from '../../protocol/api.js';
 import {
   DriverError,
@@ -446,12 +447,7 @@ function defaultAuthMethod(secret: string | undefined, as?: oauth.AuthorizationS
   return 'client_secret_basic';
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost']);
 
-/** True for the names RFC 8252 §7.3 / §8.3 treat as this machine. */
-export function isLoopbackHost(hostname: string): boolean {
-  return LOOPBACK_HOSTS.has(hostname.toLowerCase());
-}
 
 type HttpOptions = {
   signal: AbortSignal;

@@ -1,0 +1,26 @@
+/**
+ * Small rules daemon and client must apply identically, kept free of zod so the thin
+ * client can import them.
+ */
+
+/**
+ * Loopback hosts: the only ones plain http may reach (RFC 8252 §8.3; a token never goes
+ * to a remote host in clear). Accepts a URL's `hostname` (`[::1]`) or a bare host.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  if (h === 'localhost' || h === '::1' || h === '[::1]') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * The default login flow (DESIGN.md, CLI): the browser when the session can show one (a
+ * display, or macOS) and is not an SSH session, else the device flow, which works from
+ * anywhere. The CLI applies it to its own environment and sends the result; the daemon
+ * applies it to its own when a request names no flow.
+ */
+export function defaultLoginFlow(env: Readonly<Record<string, string | undefined>>, platform: string): 'browser' | 'device' {
+  const ssh = Boolean(env.SSH_CONNECTION || env.SSH_TTY || env.SSH_CLIENT);
+  const display = platform === 'darwin' || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+  return display && !ssh ? 'browser' : 'device';
+}
