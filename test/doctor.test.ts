@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AccountView } from '../src/protocol/api.js';
 import { accountCheck, lastErrorLine } from '../src/client/doctor.js';
-import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, sleep, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, sleep, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 interface Check {
@@ -406,8 +406,7 @@ describe('daemon logs', () => {
     try {
       await d.start();
       await addConfAccount(d, idp.issuer);
-      const issued = await idp.issueRefreshToken('conf');
-      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const issued = await importConfGrant(d, idp);
       const served = new Set<string>();
       served.add((await d.cli(['token', 'work'])).stdout.trim());
       expect((await d.cli(['refresh', 'work'])).code).toBe(0);
@@ -474,8 +473,7 @@ describe('daemon logs', () => {
     try {
       await d.start();
       await addConfAccount(d, idp.issuer);
-      const issued = await idp.issueRefreshToken('conf');
-      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const issued = await importConfGrant(d, idp);
       expect((await d.cli(['refresh', 'work'])).code).toBe(0);
       idp.setFault({ kind: '500', times: 1 });
       expect((await d.cli(['refresh', 'work'])).code).toBe(1);

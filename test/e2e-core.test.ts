@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, addConfAccount, sleep, socketRequest, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 describe('tokend against a real OpenID Provider', () => {
@@ -60,8 +60,7 @@ describe('tokend against a real OpenID Provider', () => {
 
   it('rotates through many refreshes without ever replaying a refresh token, and survives SIGTERM and SIGKILL', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await idp.issueRefreshToken('conf');
-    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const issued = await importConfGrant(d, idp);
     idp.resetStats();
 
     const seen = new Set<string>();
@@ -98,8 +97,7 @@ describe('tokend against a real OpenID Provider', () => {
 
   it('narrows scope through the refresh grant and caches the narrowed token apart', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await idp.issueRefreshToken('conf');
-    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const issued = await importConfGrant(d, idp);
     const base = await d.request('POST', '/v1/token', { account: 'work' });
     const narrow = await d.request('POST', '/v1/token', { account: 'work', scope: 'openid' });
     expect(narrow.status).toBe(200);
@@ -133,8 +131,7 @@ describe('single flight', () => {
     try {
       await d.start();
       await addConfAccount(d, idp.issuer);
-      const issued = await idp.issueRefreshToken('conf');
-      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const issued = await importConfGrant(d, idp);
       const before = (await d.request('POST', '/v1/token', { account: 'work' })).json.access_token;
       await sleep(2_200); // expired, and no timer refreshed it
       idp.resetStats();

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, sleep, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, addConfAccount, sleep, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 /** Read SSE events from the daemon until `until` matches one. */
@@ -135,8 +135,7 @@ describe('provider faults', () => {
 
   it('reports a grant revoked at the real provider (replayed refresh token) as reauth_required', async () => {
     // Replaying a consumed refresh token makes oidc-provider revoke the whole grant (PROTOCOLS.md §6.5).
-    const issued = await idp.issueRefreshToken('conf');
-    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const issued = await importConfGrant(d, idp);
     const replay = await fetch(`${idp.issuer}/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('conf:conf-secret').toString('base64')}` },

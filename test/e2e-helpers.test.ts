@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, ROOT, addConfAccount, runCli, tempHome } from './support/daemon.js';
+import { DaemonProcess, ROOT, addConfAccount, runCli, tempHome, importConfGrant } from './support/daemon.js';
 import { startGitServer, type GitServer } from './support/git-server.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
@@ -52,8 +52,7 @@ describe('credential helpers through a real daemon', () => {
     d = new DaemonProcess(h.home, h.env);
     await d.start();
     await addConfAccount(d, idp.issuer, 'work', ['--host', '127.0.0.1']);
-    const issued = await idp.issueRefreshToken('conf');
-    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const issued = await importConfGrant(d, idp);
     gitEnv = {
       PATH: process.env.PATH,
       HOME: h.home,
@@ -217,8 +216,7 @@ describe('tokend token fast path', () => {
       expect(unknown.stderr).toContain('no account named "nobody"');
       expect(unknown.stdout).toBe('');
 
-      const issued = await idp.issueRefreshToken('conf');
-      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const issued = await importConfGrant(d, idp);
       const fast = await direct(['token', 'work']);
       expect(fast.code).toBe(0);
       const slow = await viaNode(['token', 'work']);

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, runCli, sleep, socketRequest, tempHome } from './support/daemon.js';
+import { DaemonProcess, addConfAccount, runCli, sleep, socketRequest, tempHome, importConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 let idp: TestIdp;
@@ -111,8 +111,7 @@ describe('daemon lifecycle', () => {
     try {
       await d.start();
       await addConfAccount(d, idp.issuer, 'work');
-      const issued = await idp.issueRefreshToken('conf');
-      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const issued = await importConfGrant(d, idp);
       idp.resetStats();
       idp.setFault({ kind: 'delay', ms: 1000, times: 1 });
       const pending = d.request('POST', '/v1/accounts/work/refresh');
@@ -139,8 +138,7 @@ describe('daemon lifecycle', () => {
     try {
       await d.start();
       await addConfAccount(d, idp.issuer, 'work');
-      const issued = await idp.issueRefreshToken('conf');
-      expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+      const issued = await importConfGrant(d, idp);
       const token = (await d.cli(['token', 'work'])).stdout.trim();
       expect((await idp.introspect(token)).active).toBe(true);
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, tempHome } from './support/daemon.js';
+import { DaemonProcess, addConfAccount, tempHome, importConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 function mode(p: string): string {
@@ -34,8 +34,7 @@ describe('security', () => {
 
   it('makes every folder 0700 and every file 0600, the socket included', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await idp.issueRefreshToken('conf');
-    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const issued = await importConfGrant(d, idp);
     for (const dir of ['config', 'data', 'run']) expect(mode(path.join(home.home, dir))).toBe('700');
     const files = allFiles(home.home);
     expect(files.map((f) => path.relative(home.home, f)).sort()).toEqual(
@@ -48,8 +47,7 @@ describe('security', () => {
 
   it('keeps tokens and secrets out of the database, config and logs', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await idp.issueRefreshToken('conf');
-    expect((await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token)).code).toBe(0);
+    const issued = await importConfGrant(d, idp);
     const served = new Set<string>();
     for (let i = 0; i < 3; i++) {
       served.add((await d.cli(['token', 'work'])).stdout.trim());

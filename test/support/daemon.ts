@@ -175,3 +175,18 @@ export async function addConfAccount(d: DaemonProcess, issuer: string, name = 'w
   );
   if (r.code !== 0) throw new Error(`tokend add failed (${r.code}): ${r.stderr}`);
 }
+
+/**
+ * Give account NAME (added with addConfAccount) a real grant: a refresh token from the
+ * IdP for client `conf`, imported through the real CLI. Returns what the IdP issued.
+ */
+export async function importConfGrant<T extends { refresh_token: string }>(
+  d: DaemonProcess,
+  idp: { issueRefreshToken(clientId: 'conf'): Promise<T> },
+  name = 'work',
+): Promise<T> {
+  const issued = await idp.issueRefreshToken('conf');
+  const r = await d.cli(['import', name, '--refresh-token-stdin'], issued.refresh_token);
+  if (r.code !== 0) throw new Error(`tokend import failed (${r.code}): ${r.stderr}`);
+  return issued;
+}
