@@ -59,8 +59,81 @@ export const PutAccountRequest = AccountConfig.extend({
 }).strict();
 export type PutAccountRequest = z.input<typeof PutAccountRequest>;
 
+/**
+ * `PATCH /v1/accounts/:name` (`tokend set`): only the fields given change. Arrays replace
+ * the whole list. The result is validated as a whole, like a PUT.
+ */
+export const PatchAccountRequest = AccountConfig.extend({
+  client_secret: z.string().min(1).max(4096).optional(),
+})
+  .partial()
+  .strict();
+export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
+
+/**
+ * The fields of an account that a grant is bound to (DESIGN.md rule 8): who issued it and
+ * where its refresh token is sent. Changing any of them moves the account to another
+ * provider or client, so its grant must not follow. `username` counts only where it names
+ * the user the grant belongs to (the password flow), not where it is just what a
+ * credential helper presents with the token.
+ */
+export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id'] as const;
+
+/**
+ * Query flags of `PUT`/`PATCH /v1/accounts/:name`:
+ * - `replace_grant=true`: the change moves the account to another provider or client
+ *   (its grant identity, see {@link GRANT_IDENTITY_FIELDS}); revoke the old grant at its
+ *   provider and drop it. Without it such a change is refused (409 `conflict`).
+ * - `check=false`: do not contact the provider to check the account (offline setup).
+ */
+export const ACCOUNT_WRITE_FLAGS = { replaceGrant: 'replace_grant', check: 'check' } as const;
+
 export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending']);
 export type AccountStatus = z.infer<typeof AccountStatus>;
+
+/** Statuses in which the account cannot serve a token until someone logs in (CLI exit 3). */
+export const NEEDS_LOGIN_STATUSES: readonly AccountStatus[] = ['expired', 'no_grant', 'reauth_required', 'login_pending'];
+
+/** The interactive login flows (RFC 8628 device grant; RFC 6749 §4.1 + RFC 7636 PKCE on a loopback redirect). */
+export const LoginFlow = z.enum(['device', 'browser']);
+export type LoginFlow = z.infer<typeof LoginFlow>;
+
+/** `POST /v1/accounts/:name/login`: without `flow`, the account's, else the daemon's guess. */
+export const LoginRequest = z.object({ flow: LoginFlow.optional() }).strict();
+export type LoginRequest = z.infer<typeof LoginRequest>;
+
+export const LoginStatus = z.enum(['pending', 'active', 'failed', 'expired']);
+export type LoginStatus = z.infer<typeof LoginStatus>;
+
+/**
+ * One interactive login (`POST /v1/accounts/:name/login`, `GET /v1/logins/:id`). Never a
+ * secret: no device_code, PKCE verifier, authorization code or token.
+ */
+export const LoginView = z.object({
+  id: z.string(),
+  account: AccountName,
+  flow: LoginFlow,
+  status: LoginStatus,
+  /** Device flow (RFC 8628 §3.2): what the user enters, and where. */
+  user_code: z.string().nullable(),
+  verification_uri: z.string().nullable(),
+  verification_uri_complete: z.string().nullable(),
+  /** Browser flow: the URL to open; its redirect is a one-shot listener on 127.0.0.1. */
+  authorization_url: z.string().nullable(),
+  /** A pending device login: a QR code of the complete verification URL, as lines of Unicode half blocks. */
+  qr: z.string().nullable().optional(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  /** After this the login is `expired` (device: the server's `expires_in`; browser: 10 min). */
+  expires_at: z.string(),
+  /** Why the login failed or expired: the provider's OAuth error code when it sent one. */
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type LoginView = z.infer<typeof LoginView>;
+
+/** The last login of an account that did not succeed, or the last one at all: what `status` shows. */
+export const LastLogin = LoginView.pick({ id: true, flow: true, status: true, updated_at: true, error: true });
+export type LastLogin = z.infer<typeof LastLogin>;
 
 /** What the API shows of an account: config without secrets, plus grant state. */
 export const AccountView = z.object({
@@ -81,6 +154,10 @@ export const AccountView = z.object({
   api_base: z.string().optional(),
   last_error: z.string().nullable(),
   generation: z.number().int(),
+  /** The pending login, if one is running: its code and URL. */
+  login: LoginView.nullable().optional(),
+  /** The account's most recent finished login (succeeded, denied, expired, failed, cancelled). */
+  last_login: LastLogin.nullable().optional(),
 });
 export type AccountView = z.infer<typeof AccountView>;
 
@@ -164,39 +241,4 @@ export interface TokendEvent {
   [k: string]: unknown;
 }
 
-/** The interactive login flows (RFC 8628 device grant; RFC 6749 §4.1 + RFC 7636 PKCE on a loopback redirect). */
-export const LoginFlow = z.enum(['device', 'browser']);
-export type LoginFlow = z.infer<typeof LoginFlow>;
 
-/** `POST /v1/accounts/:name/login`: without `flow`, the account's, else the daemon's guess. */
-export const LoginRequest = z.object({ flow: LoginFlow.optional() }).strict();
-export type LoginRequest = z.infer<typeof LoginRequest>;
-
-export const LoginStatus = z.enum(['pending', 'active', 'failed', 'expired']);
-export type LoginStatus = z.infer<typeof LoginStatus>;
-
-/**
- * One interactive login (`POST /v1/accounts/:name/login`, `GET /v1/logins/:id`). Never a
- * secret: no device_code, PKCE verifier, authorization code or token.
- */
-export const LoginView = z.object({
-  id: z.string(),
-  account: AccountName,
-  flow: LoginFlow,
-  status: LoginStatus,
-  /** Device flow (RFC 8628 §3.2): what the user enters, and where. */
-  user_code: z.string().nullable(),
-  verification_uri: z.string().nullable(),
-  verification_uri_complete: z.string().nullable(),
-  /** Browser flow: the URL to open; its redirect is a one-shot listener on 127.0.0.1. */
-  authorization_url: z.string().nullable(),
-  /** A pending device login: a QR code of the complete verification URL, as lines of Unicode half blocks. */
-  qr: z.string().nullable().optional(),
-  created_at: z.string(),
-  updated_at: z.string(),
-  /** After this the login is `expired` (device: the server's `expires_in`; browser: 10 min). */
-  expires_at: z.string(),
-  /** Why the login failed or expired: the provider's OAuth error code when it sent one. */
-  error: z.object({ code: z.string(), message: z.string() }).nullable(),
-});
-export type LoginView = z.infer<typeof LoginView>;

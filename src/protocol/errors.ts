@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   reauth_required: 409,
   login_pending: 409,
+  conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
   provider_rejected: 502,

@@ -8,6 +8,7 @@ export const ROUTES = {
   accountLogout: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/logout`,
   accountLogin: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/login`,
   login: (id: string) => `/v1/logins/${encodeURIComponent(id)}`,
+  loginCancel: (id: string) => `/v1/logins/${encodeURIComponent(id)}/cancel`,
   token: '/v1/token',
   credentialReject: '/v1/credential/reject',
   events: '/v1/events',
