@@ -131,6 +131,14 @@ describe('provider faults', () => {
     const status = await d.cli(['status', 'work', '--json']);
     expect(JSON.parse(status.stdout).status).toBe('reauth_required');
     expect(idp.stats.tokenRequests).toBe(1); // no retries against a refused grant
+
+    // The provider answered, so the refresh's outcome is known: after a clean restart there
+    // is no "interrupted refresh" warning, only the reauth_required status.
+    const logsBefore = d.logs.length;
+    expect(await d.stop()).toBe(0);
+    await d.start();
+    expect(d.logs.slice(logsBefore)).not.toContain('a refresh was interrupted');
+    expect(JSON.parse((await d.cli(['status', 'work', '--json'])).stdout).status).toBe('reauth_required');
   });
 
   it('reports a grant revoked at the real provider (replayed refresh token) as reauth_required', async () => {

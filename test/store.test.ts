@@ -58,7 +58,8 @@ describe('grants', () => {
   it('round-trips a grant with every field', () => {
     const s = store();
     expect(s.getGrant('work')).toBeUndefined();
-    const written = s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
+    const boundTo = '{"driver":"oauth2","issuer":"https://idp.example","client_id":"cli"}';
+    const written = s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: boundTo, ...tokens() });
     const expected = {
       account: 'work',
       refresh_token: 'rt-1',
@@ -72,6 +73,7 @@ describe('grants', () => {
       in_flight_since: null,
       last_error: null,
       updated_at: clock,
+      bound_to: boundTo,
     };
     expect(written).toEqual(expected);
     expect(s.getGrant('work')).toEqual(expected);

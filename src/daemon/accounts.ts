@@ -1,21 +1,45 @@
-import { AccountConfig, PutAccountRequest, type AccountStatus, type AccountView } from '../protocol/api.js';
+import {
+  AccountConfig,
+  type AccountStatus,
+  type AccountView,
+  type LoginView,
+  type PatchAccountRequest,
+  type PutAccountRequest,
+} from '../protocol/api.js';
+import { isLoopbackHost } from '../protocol/rules.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
-import type { Driver } from './drivers/driver.js';
-import { E, unknownAccount } from './errors.js';
-import { isLoopbackHost } from '../protocol/rules.js';
+import { describeIssues } from './config.js';
+import { asDriverError } from './driver-errors.js';
+import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
+import { E, TokendError, unknownAccount } from './errors.js';
+import { describeIdentity, identityChanges, identityKey, identityOf } from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset } from './presets.js';
 import type { Store } from './store/types.js';
+
+/** What account writes need of the login manager. */
+export interface AccountLogins {
+  pendingFor(account: string): LoginView | undefined;
+  lastFinished(account: string): LoginView | undefined;
+  cancelFor(account: string, why: string): void;
+}
 
 export interface AccountDeps {
   config: ConfigStore;
   store: Store;
   broker: Broker;
   getDriver: (name: string) => Driver | undefined;
-  /** The account's pending login, if any (shown as status `login_pending`). */
-  pendingLogin?: (account: string) => unknown;
+  logins?: AccountLogins;
   now?: () => number;
+}
+
+/** The flags of `PUT`/`PATCH /v1/accounts/:name` (see ACCOUNT_WRITE_FLAGS). */
+export interface WriteFlags {
+  /** The change may move the account to another provider or client: revoke and drop its grant. */
+  replaceGrant?: boolean;
+  /** Contact the provider to check the account (default true). */
+  check?: boolean;
 }
 
 /** Refuse configs that could send a secret in clear or that no driver can serve. */
@@ -24,10 +48,13 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
   if (cfg.driver === 'oauth2' && !cfg.issuer && !cfg.token_endpoint) {
     throw E.invalidRequest('issuer: give an issuer (for discovery) or a token_endpoint');
   }
+  if (cfg.flow === 'password') {
+    throw E.invalidRequest('flow: the password flow is not available in this version of tokend; use device, browser or client-credentials');
+  }
   for (const h of cfg.hosts) {
     if (!parseHostPattern(h)) throw E.invalidRequest(`hosts: "${h.slice(0, 200)}" is not a host pattern (e.g. github.com, *.example.com, git.example.com/org)`);
   }
-  for (const field of ['issuer', 'token_endpoint', 'authorization_endpoint', 'device_authorization_endpoint', 'revocation_endpoint'] as const) {
+  for (const field of ['issuer', 'token_endpoint', 'authorization_endpoint', 'device_authorization_endpoint', 'revocation_endpoint', 'api_base'] as const) {
     const v = cfg[field];
     if (!v) continue;
     const u = new URL(v);
@@ -37,26 +64,120 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
   }
 }
 
-/** Create or replace an account; its client secret goes to the encrypted store, never to config.json. */
-export async function putAccount(deps: AccountDeps, name: string, body: PutAccountRequest): Promise<AccountView> {
+/** Create or replace an account (`tokend add`); its secrets go to the encrypted store, never to config.json. */
+export async function putAccount(deps: AccountDeps, name: string, body: PutAccountRequest, flags: WriteFlags = {}): Promise<AccountView> {
   const { client_secret, ...rest } = body;
-  const cfg = AccountConfig.parse(applyPreset(rest));
-  checkAccountConfig(cfg, deps.getDriver);
+  return writeAccount(deps, name, rest, client_secret, flags);
+}
+
+/** Change only the given fields of an account (`tokend set`). */
+export async function patchAccount(deps: AccountDeps, name: string, body: PatchAccountRequest, flags: WriteFlags = {}): Promise<AccountView> {
   const before = deps.config.getAccount(name);
-  if (client_secret !== undefined) deps.store.putSecret(name, 'client_secret', client_secret);
-  await deps.config.putAccount(name, cfg);
-  // A changed provider or client makes cached tokens meaningless; an identical PUT keeps them.
-  if (before && JSON.stringify(before) !== JSON.stringify(cfg)) deps.broker.forget(name);
-  return viewAccount(deps, name);
+  if (!before) throw unknownAccount(name);
+  const { client_secret, ...rest } = body;
+  return writeAccount(deps, name, { ...before, ...rest }, client_secret, flags);
+}
+
+/**
+ * The one way an account's config changes. DESIGN.md rule 8: when the change moves the
+ * account to another provider or client (its grant identity), the grant must not follow:
+ * without `replaceGrant` the change is refused (409 `conflict`) while a grant exists; with
+ * it, the grant is revoked at the provider that issued it and dropped, a pending login is
+ * cancelled, and the old client's secrets are dropped (never sent to the new provider).
+ */
+async function writeAccount(
+  deps: AccountDeps,
+  name: string,
+  input: Record<string, unknown>,
+  clientSecret: string | undefined,
+  flags: WriteFlags,
+): Promise<AccountView> {
+  const parsed = AccountConfig.safeParse(applyPreset(input as never));
+  if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
+  const cfg = parsed.data;
+  checkAccountConfig(cfg, deps.getDriver);
+
+  const before = deps.config.getAccount(name);
+  const moved = before !== undefined && identityKey(before) !== identityKey(cfg);
+  const grant = deps.store.getGrant(name);
+  if (moved && grant && !flags.replaceGrant) {
+    const fields = identityChanges(identityOf(before), identityOf(cfg)).join(', ');
+    throw E.conflict(
+      `account "${name}" holds a grant issued by ${describeIdentity(identityOf(before))}; this change (${fields}) would move it to ${describeIdentity(identityOf(cfg))}, ` +
+        `and a grant never goes to a provider or client that did not issue it. Re-run with --replace-grant to revoke that grant and drop it (then log in again), or correct the change`,
+      { account: name },
+    );
+  }
+  const secret = clientSecret ?? (moved ? undefined : deps.store.getSecret(name, 'client_secret'));
+  if (cfg.flow === 'client-credentials' && !secret && cfg.token_endpoint_auth_method !== 'none') {
+    throw E.invalidRequest(
+      `account "${name}" uses the client-credentials flow, which needs the client secret: pass it on stdin with --client-secret-stdin`,
+      { account: name },
+    );
+  }
+  const notices: string[] = [];
+  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secret, notices);
+
+  const retired = await deps.broker.reconfigure(name, { retire: moved, why: 'the account was moved to another provider or client' }, async () => {
+    if (moved) {
+      deps.logins?.cancelFor(name, 'the account was changed to another provider or client');
+      // Secrets of the old client belong to the old provider: never send them to the new one.
+      if (clientSecret === undefined && deps.store.getSecret(name, 'client_secret') !== undefined) {
+        notices.push(`the client secret of the old client was dropped; give the new client's with --client-secret-stdin`);
+      }
+      deps.store.deleteSecrets(name);
+    }
+    if (clientSecret !== undefined) deps.store.putSecret(name, 'client_secret', clientSecret);
+    await deps.config.putAccount(name, cfg);
+  });
+  if (retired.hadGrant) {
+    notices.unshift(
+      `the grant issued by ${describeIdentity(identityOf(before!))} was ${retired.revoked ? 'revoked there and ' : ''}dropped${retired.revoked ? '' : ' (the provider could not revoke it)'}; log in again`,
+    );
+  }
+  if (obtained) await deps.broker.installLogin(name, obtained, identityKey(cfg));
+  return { ...viewAccount(deps, name), ...(notices.length ? { notices } : {}) };
+}
+
+/**
+ * `tokend add`'s check (skipped with `--no-check`): discovery and the endpoints the flow
+ * needs; for a client-credentials account, a first token (which proves the secret and is
+ * kept). Refuses what cannot work, naming the fix.
+ */
+async function checkWithProvider(
+  deps: AccountDeps,
+  name: string,
+  cfg: AccountConfig,
+  clientSecret: string | undefined,
+  notices: string[],
+): Promise<TokenSet | undefined> {
+  const driver = deps.getDriver(cfg.driver)!;
+  const timeout = deps.config.settings.http_timeout_ms;
+  const ctx = (): DriverContext => ({ name, config: cfg, clientSecret, signal: AbortSignal.timeout(timeout) });
+  try {
+    if (driver.check) notices.push(...(await driver.check(ctx())));
+    if (cfg.flow === 'client-credentials' && driver.obtainWithoutUser) return await driver.obtainWithoutUser(ctx(), {});
+  } catch (err) {
+    if (err instanceof TokendError) throw err;
+    const de = asDriverError(err);
+    const offline = 'or save it without checking with --no-check';
+    if (de.kind === 'transient') {
+      throw E.upstreamUnavailable(`cannot check account "${name}": ${de.message}; try again when the provider is reachable, ${offline}`, { account: name });
+    }
+    const fix = de.oauthError === 'invalid_client' ? 'check --client-id and the client secret' : 'check --issuer and the endpoint options';
+    throw E.invalidRequest(`account "${name}" was not saved: ${de.message}; ${fix}, ${offline}`, { account: name });
+  }
+  return undefined;
 }
 
 /** Revoke where possible, then delete grant, secrets and config. */
 export async function removeAccount(deps: AccountDeps, name: string): Promise<{ revoked: boolean }> {
   if (!deps.config.getAccount(name)) throw unknownAccount(name);
-  const { revoked } = await deps.broker.logout(name);
-  deps.store.deleteSecrets(name);
-  await deps.config.deleteAccount(name);
-  deps.broker.forget(name);
+  deps.logins?.cancelFor(name, 'the account was removed');
+  const { revoked } = await deps.broker.reconfigure(name, { retire: true, why: 'logout' }, async () => {
+    deps.store.deleteSecrets(name);
+    await deps.config.deleteAccount(name);
+  });
   return { revoked };
 }
 
@@ -66,14 +187,16 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
   if (!cfg) throw unknownAccount(name);
   const now = (deps.now ?? Date.now)();
   const { grant, token, lastError } = deps.broker.grantState(name);
+  const pending = deps.logins?.pendingFor(name);
   let status: AccountStatus;
-  if (!grant && !token) status = 'no_grant';
+  if (!grant && !token) status = cfg.flow === 'client-credentials' ? 'active' : 'no_grant';
   else if (grant?.status === 'reauth_required') status = 'reauth_required';
   else if (token && (token.expires_at === null || token.expires_at > now)) status = 'active';
   else if (grant?.refresh_token || cfg.flow === 'client-credentials') status = 'active';
   else status = 'expired';
-  if (status !== 'active' && deps.pendingLogin?.(name)) status = 'login_pending';
+  if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
+  const last = deps.logins?.lastFinished(name);
   return {
     name,
     driver: cfg.driver,
@@ -92,5 +215,7 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
     api_base: cfg.api_base,
     last_error: lastError,
     generation: grant?.generation ?? 0,
+    login: pending ?? null,
+    last_login: last ? { id: last.id, flow: last.flow, status: last.status, updated_at: last.updated_at, error: last.error } : null,
   };
 }

@@ -1,21 +1,16 @@
 import type { AccountConfig, LoginView } from '../protocol/api.js';
+import { accountOfKey, cacheKey, satisfies, splitKey, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { ConfigStore } from './config.js';
-import { DriverError, type Driver, type TokenSet } from './drivers/driver.js';
+import { asDriverError, wireErrorOf } from './driver-errors.js';
+import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import type { EventBus } from './events.js';
+import { configForIdentity, describeIdentity, identityKey, parseIdentity } from './grant-identity.js';
 import type { Logger } from './log.js';
+import { admit, backOff, freshHealth, recovered, type AccountHealth } from './refresh-health.js';
 import type { GrantRecord, Store, TokenUpdate } from './store/types.js';
 
-/** A servable access token, held in memory (DESIGN.md rule 2). */
-export interface CachedToken {
-  account: string;
-  access_token: string;
-  token_type: string;
-  /** epoch ms, or null when the provider said nothing about expiry. */
-  expires_at: number | null;
-  obtained_at: number;
-  scope: string | null;
-}
+export { cacheKey, satisfies, type CachedToken } from './cached-token.js';
 
 export interface TokenQuery {
   account: string;
@@ -25,11 +20,25 @@ export interface TokenQuery {
   audience?: string;
 }
 
+/**
+ * One refresh the broker must make: which token (account, scope, audience), and since
+ * when a token counts as fresh enough. Every waiting caller shares it (single flight).
+ */
+export interface RefreshRequest {
+  /** The cache key of (account, scope, audience). */
+  key: string;
+  account: string;
+  scope?: string;
+  audience?: string;
+  /** A token obtained at or after this time (epoch ms) satisfies the request without a new call. */
+  notBefore: number;
+}
+
 export interface BrokerDeps {
   store: Store;
-  config: ConfigStore;
+  config: Pick<ConfigStore, 'getAccount' | 'settings'>;
   getDriver: (name: string) => Driver | undefined;
-  events: EventBus;
+  events: Pick<EventBus, 'emit'>;
   log: Logger;
   now?: () => number;
   random?: () => number;
@@ -37,20 +46,11 @@ export interface BrokerDeps {
   pendingLogin?: (account: string) => LoginView | undefined;
 }
 
-/** Per-account refresh health: backoff after failures and the attempt budget (rule 6). */
-interface AccountHealth {
-  failures: number;
-  nextAttemptAt: number;
-  attempts: number[];
-  lastError: string | null;
-}
-
-const BASE = '';
-
 /**
  * The broker: serves tokens from memory, refreshes them once per (account, scope,
- * audience), rotates refresh tokens durably, and backs off when providers fail.
- * It owns every rule of DESIGN.md "Token serving rules".
+ * audience), rotates refresh tokens durably, backs off when providers fail, and keeps
+ * every grant with the provider that issued it. It owns every rule of DESIGN.md "Token
+ * serving rules"; the call to the provider is `refreshOnce`.
  */
 export class Broker {
   private readonly cache = new Map<string, CachedToken>();
@@ -75,9 +75,16 @@ export class Broker {
   /** Fill memory from the store and arm proactive refresh; called once at start-up. */
   start(): void {
     for (const g of this.deps.store.listGrants()) {
-      if (!this.deps.config.getAccount(g.account)) continue;
+      const cfg = this.deps.config.getAccount(g.account);
+      if (!cfg) continue;
+      // Rule 8: a grant whose provider or client is not the account's any more is never
+      // served or refreshed; it is revoked where it came from and dropped.
+      if (!this.adoptOrKeep(g, cfg)) {
+        void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
+        continue;
+      }
       this.grants.set(g.account, g);
-      if (g.in_flight_since) {
+      if (g.in_flight_since && g.status === 'active') {
         this.deps.log.warn('a refresh was interrupted when the daemon stopped; its refresh token may be spent', {
           account: g.account,
           since: new Date(g.in_flight_since).toISOString(),
@@ -86,7 +93,7 @@ export class Broker {
       const tok = tokenFromGrant(g);
       if (tok && g.status === 'active') {
         this.cache.set(cacheKey(g.account), tok);
-        this.schedule(g.account, BASE, tok);
+        this.schedule(g.account, cacheKey(g.account), tok);
       }
     }
   }
@@ -101,13 +108,12 @@ export class Broker {
       if (key !== q.account) this.usedKeys.add(key);
       return hit;
     }
-    const cfg = this.deps.config.getAccount(q.account);
-    if (!cfg) throw unknownAccount(q.account);
+    if (!this.deps.config.getAccount(q.account)) throw unknownAccount(q.account);
     const grant = this.grants.get(q.account);
     if (grant?.status === 'reauth_required') throw this.reauthError(q.account, grant.last_error);
     if (key !== q.account) this.usedKeys.add(key);
     try {
-      return await this.flight(key, q.account, cfg, q.scope, q.audience, now);
+      return await this.flight({ key, account: q.account, scope: q.scope, audience: q.audience, notBefore: now });
     } catch (err) {
       // Rule 6: while the provider is down, a cached token that is still valid is
       // better than an error, even if it is shorter-lived than the caller wanted.
@@ -121,10 +127,8 @@ export class Broker {
 
   /** Force a refresh of the account's base token now (`tokend refresh`). */
   async forceRefresh(account: string): Promise<GrantRecord> {
-    const cfg = this.deps.config.getAccount(account);
-    if (!cfg) throw unknownAccount(account);
-    const key = cacheKey(account);
-    await this.flight(key, account, cfg, undefined, undefined, this.now() + 1);
+    if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
+    await this.flight({ key: cacheKey(account), account, notBefore: this.now() + 1 });
     return this.grants.get(account)!;
   }
 
@@ -143,10 +147,10 @@ export class Broker {
 
   /** Start from a known refresh token (`tokend import`): replaces the grant, then refreshes once to prove it. */
   async importRefreshToken(account: string, refreshToken: string): Promise<GrantRecord> {
-    const cfg = this.deps.config.getAccount(account);
-    if (!cfg) throw unknownAccount(account);
     await this.queue(account, async () => {
-      const g = this.deps.store.replaceGrant(account, { refresh_token: refreshToken });
+      const cfg = this.accountOrThrow(account);
+      // The token is the user's word for this account as it is configured now.
+      const g = this.deps.store.replaceGrant(account, { refresh_token: refreshToken, bound_to: identityKey(cfg) });
       this.installGrant(account, g);
     });
     this.health.delete(account);
@@ -154,13 +158,26 @@ export class Broker {
     return this.grants.get(account)!;
   }
 
-  /** Install a grant obtained by a login; the old one is replaced only now (never deleted on failure). */
-  async installLogin(account: string, set: TokenSet): Promise<GrantRecord> {
+  /**
+   * Install a grant obtained by a login; the old one is replaced only now (never deleted
+   * on failure). `issuedBy` is the identity the login talked to: if the account has moved
+   * to another provider or client since the login started, the grant is refused (409
+   * `conflict`), so tokens of one provider never serve an account that names another.
+   */
+  async installLogin(account: string, set: TokenSet, issuedBy: string): Promise<GrantRecord> {
     return this.queue(account, async () => {
+      const cfg = this.accountOrThrow(account);
+      if (identityKey(cfg) !== issuedBy) {
+        throw E.conflict(
+          `account "${account}" was changed to ${describeIdentity(JSON.parse(identityKey(cfg)))} while this login with ${describeIdentity(parseIdentity(issuedBy) ?? {})} was in progress; its grant was not kept. Log in again`,
+          { account },
+        );
+      }
       const now = this.now();
       const g = this.deps.store.replaceGrant(account, {
         ...updateFromSet(set, now, undefined),
         refresh_token: set.refresh_token ?? null,
+        bound_to: issuedBy,
       });
       this.installGrant(account, g);
       this.health.delete(account);
@@ -170,30 +187,49 @@ export class Broker {
 
   /** Revoke at the provider where possible, then forget the grant (`logout`); config stays. */
   async logout(account: string): Promise<{ revoked: boolean }> {
-    const cfg = this.deps.config.getAccount(account);
-    if (!cfg) throw unknownAccount(account);
+    if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
+    return this.queue(account, () => this.revokeAndDrop(account, 'logout'));
+  }
+
+  /**
+   * Rule 8: the account no longer names the provider or client that issued its grant.
+   * Revoke the grant there (with that provider's own config, never the new one), drop it
+   * and every cached or narrowed token of it. Queued behind any refresh in flight.
+   */
+  async retire(account: string, why: string): Promise<{ revoked: boolean; hadGrant: boolean }> {
+    this.forget(account);
     return this.queue(account, async () => {
-      const grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
-      let revoked = false;
-      const driver = this.deps.getDriver(cfg.driver);
-      const token = grant?.refresh_token ?? grant?.access_token;
-      if (driver?.revoke && token) {
-        try {
-          await this.withTimeout((signal) =>
-            driver.revoke!(this.context(account, cfg, signal), token, grant?.refresh_token ? 'refresh_token' : 'access_token'),
-          );
-          revoked = true;
-        } catch (err) {
-          // RFC 7009 §2.2.1: the token may still exist; we forget it anyway, and say so.
-          this.deps.log.warn('revocation at the provider failed; the grant is forgotten locally', {
-            account,
-            error: err instanceof Error ? err.message : String(err),
-          });
-        }
+      const hadGrant = Boolean(this.deps.store.getGrant(account));
+      const { revoked } = await this.revokeAndDrop(account, why);
+      // The stored secrets were given for the old client: never send them to the new one.
+      this.deps.store.deleteSecrets(account);
+      return { revoked, hadGrant };
+    });
+  }
+
+  /**
+   * Change an account's config with nothing of the account in flight: `apply` runs inside
+   * the account's queue (after any refresh already running, before any that comes), with
+   * its cached tokens forgotten before and after, so no token obtained under the old config
+   * is served under the new one. With `retire`, the grant is first revoked at the provider
+   * that issued it and dropped (rule 8; `why: 'logout'` for a plain removal).
+   */
+  async reconfigure(
+    account: string,
+    opts: { retire: boolean; why: string },
+    apply: () => Promise<void>,
+  ): Promise<{ revoked: boolean; hadGrant: boolean }> {
+    this.forget(account);
+    return this.queue(account, async () => {
+      let result = { revoked: false, hadGrant: false };
+      if (opts.retire) {
+        const hadGrant = Boolean(this.grants.get(account) ?? this.deps.store.getGrant(account));
+        result = { ...(await this.revokeAndDrop(account, opts.why)), hadGrant };
       }
-      this.deps.store.deleteGrant(account);
       this.forget(account);
-      return { revoked };
+      await apply();
+      this.forget(account);
+      return result;
     });
   }
 
@@ -209,6 +245,12 @@ export class Broker {
       }
     }
     for (const key of [...this.usedKeys]) if (accountOfKey(key) === account) this.usedKeys.delete(key);
+  }
+
+  /** True when the stored grant (if any) belongs to the account's current identity. */
+  grantMatches(account: string, cfg: AccountConfig): boolean {
+    const g = this.grants.get(account) ?? this.deps.store.getGrant(account);
+    return !g || g.bound_to === null || g.bound_to === identityKey(cfg);
   }
 
   /** What the API shows of an account's grant. */
@@ -234,22 +276,16 @@ export class Broker {
     for (const ac of this.inFlightAborts) ac.abort(new Error('tokend is shutting down'));
   }
 
-  // ---- internals ----
+  // ---- the refresh ----
 
-  private flight(
-    key: string,
-    account: string,
-    cfg: AccountConfig,
-    scope: string | undefined,
-    audience: string | undefined,
-    requestedAt: number,
-  ): Promise<CachedToken> {
-    const running = this.flights.get(key);
+  /** Rule 3: one refresh per key at a time; every caller of that key waits for it. */
+  private flight(req: RefreshRequest): Promise<CachedToken> {
+    const running = this.flights.get(req.key);
     if (running) return running;
-    const p = this.queue(account, () => this.refreshKey(key, account, cfg, scope, audience, requestedAt)).finally(() => {
-      this.flights.delete(key);
+    const p = this.queue(req.account, () => this.refreshOnce(req)).finally(() => {
+      this.flights.delete(req.key);
     });
-    this.flights.set(key, p);
+    this.flights.set(req.key, p);
     return p;
   }
 
@@ -265,21 +301,27 @@ export class Broker {
     return next;
   }
 
-  private async refreshKey(
-    key: string,
-    account: string,
-    cfg: AccountConfig,
-    scope: string | undefined,
-    audience: string | undefined,
-    requestedAt: number,
-  ): Promise<CachedToken> {
+  /**
+   * The one place that calls the provider for a token (rules 3–6, 8): runs inside the
+   * account's queue, so the config and grant it reads are current and no other call on
+   * this account's refresh token is in flight.
+   */
+  private async refreshOnce(req: RefreshRequest): Promise<CachedToken> {
+    const { key, account, scope, audience } = req;
     // While we queued, another flight on this account may have produced this key's token.
     const cached = this.cache.get(key);
-    if (cached && cached.obtained_at >= requestedAt) return cached;
+    if (cached && cached.obtained_at >= req.notBefore) return cached;
 
+    const cfg = this.accountOrThrow(account);
     const driver = this.deps.getDriver(cfg.driver);
     if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
-    const grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
+    let grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
+    if (grant && !this.adoptOrKeep(grant, cfg)) {
+      // Rule 8, last line of defence: never send a refresh token to a provider that did not issue it.
+      await this.revokeAndDrop(account, 'the account names another provider or client than the one that issued its grant');
+      this.deps.store.deleteSecrets(account);
+      grant = undefined;
+    }
     if (grant?.status === 'reauth_required') throw this.reauthError(account, grant.last_error);
     const withoutUser = !grant?.refresh_token && cfg.flow === 'client-credentials' && driver.obtainWithoutUser;
     if (!grant?.refresh_token && !withoutUser) {
@@ -290,7 +332,7 @@ export class Broker {
         { account },
       );
     }
-    this.admit(account);
+    admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
 
     const opts = { scope, audience };
     const startedAt = this.now();
@@ -299,7 +341,7 @@ export class Broker {
       try {
         set = await this.withTimeout((signal) => driver.obtainWithoutUser!(this.context(account, cfg, signal), opts));
       } catch (err) {
-        throw this.failed(account, err, false);
+        throw this.failed(account, err);
       }
     } else {
       // Rule 5: mark the grant in flight, durably, before the request leaves.
@@ -308,16 +350,22 @@ export class Broker {
       try {
         set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal), grant!.refresh_token!, opts));
       } catch (err) {
-        throw this.failed(account, err, true, grant!);
+        throw this.failed(account, err, grant!);
       }
     }
+    return this.commit(req, cfg, set, startedAt, Boolean(withoutUser));
+  }
 
+  /**
+   * Rule 5: the rotated refresh token is committed (synchronous=FULL) before the new
+   * access token is served. A narrowed refresh keeps the base access token.
+   */
+  private commit(req: RefreshRequest, cfg: AccountConfig, set: TokenSet, startedAt: number, withoutUser: boolean): CachedToken {
+    const { key, account, scope } = req;
     const base = key === cacheKey(account);
     const update = updateFromSet(set, startedAt, scope);
     let committed: GrantRecord | undefined;
     if (!withoutUser || base) {
-      // Rule 5: the rotated refresh token is committed (synchronous=FULL) before
-      // the new access token is served. A narrowed refresh keeps the base access token.
       const current = this.grants.get(account) ?? this.deps.store.getGrant(account);
       const forStore: TokenUpdate =
         base || !current?.access_token
@@ -333,10 +381,10 @@ export class Broker {
       if (!base && !current?.access_token) forStore.expires_at = 0; // not servable as the base token
       committed = current
         ? this.deps.store.commitRefresh(account, current.generation, forStore)
-        : this.deps.store.replaceGrant(account, { ...forStore, refresh_token: set.refresh_token ?? null });
+        : this.deps.store.replaceGrant(account, { ...forStore, refresh_token: set.refresh_token ?? null, bound_to: identityKey(cfg) });
       this.grants.set(account, committed);
     }
-    this.health.set(account, { ...this.healthOf(account), failures: 0, nextAttemptAt: 0, lastError: null });
+    recovered(this.healthOf(account));
 
     const tok: CachedToken = {
       account,
@@ -349,53 +397,22 @@ export class Broker {
     this.cache.set(key, tok);
     this.usedKeys.delete(key);
     this.schedule(account, key, tok);
+    const expiresAt = tok.expires_at ? new Date(tok.expires_at).toISOString() : null;
     this.deps.log.info('token refreshed', {
       account,
       generation: committed?.generation,
-      expires_at: tok.expires_at ? new Date(tok.expires_at).toISOString() : null,
+      expires_at: expiresAt,
       rotated: Boolean(set.refresh_token),
       narrowed: !base,
     });
-    this.deps.events.emit('token.refreshed', account, {
-      generation: committed?.generation,
-      expires_at: tok.expires_at ? new Date(tok.expires_at).toISOString() : null,
-    });
+    this.deps.events.emit('token.refreshed', account, { generation: committed?.generation, expires_at: expiresAt });
     return tok;
   }
 
-  /** Rule 6: the attempt budget and the backoff gate, before any request leaves. */
-  private admit(account: string): void {
-    const h = this.healthOf(account);
-    const now = this.now();
-    if (h.nextAttemptAt > now) {
-      const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
-      throw E.upstreamUnavailable(
-        `the provider for "${account}" is unavailable (${h.lastError ?? "unknown error"}); next attempt in ${wait} s`,
-        { account, retryAfter: wait },
-      );
-    }
-    const windowStart = now - 60_000;
-    h.attempts = h.attempts.filter((t) => t > windowStart);
-    if (h.attempts.length >= this.deps.config.settings.max_refreshes_per_minute) {
-      const wait = Math.max(1, Math.ceil((h.attempts[0] + 60_000 - now) / 1000));
-      throw E.rateLimited(
-        `refresh attempts for "${account}" are limited to ${this.deps.config.settings.max_refreshes_per_minute} a minute; try again in ${wait} s`,
-        { account, retryAfter: wait },
-      );
-    }
-    h.attempts.push(now);
-    this.health.set(account, h);
-  }
-
-  private healthOf(account: string): AccountHealth {
-    return this.health.get(account) ?? { failures: 0, nextAttemptAt: 0, attempts: [], lastError: null };
-  }
-
-  /** Turn a driver failure into the wire error, updating backoff, status and events. */
-  private failed(account: string, err: unknown, usedRefreshToken: boolean, grant?: GrantRecord): TokendError {
+  /** After a failed provider call: status, in-flight mark, backoff and events; returns the wire error. */
+  private failed(account: string, err: unknown, grant?: GrantRecord): TokendError {
     if (err instanceof TokendError) return err;
-    const de =
-      err instanceof DriverError ? err : new DriverError('transient', `request failed: ${(err as Error)?.message ?? String(err)}`, { outcomeUnknown: true });
+    const de = asDriverError(err);
     const h = this.healthOf(account);
     h.lastError = de.message;
     this.deps.events.emit('token.refresh_failed', account, { error: de.oauthError ?? de.kind, message: de.message });
@@ -405,14 +422,15 @@ export class Broker {
       // earlier refresh never learnt its outcome (timeout, or the daemon was killed).
       const interrupted = grant?.in_flight_since;
       const why = interrupted
-        ? `the provider refused the refresh token (invalid_grant); a refresh interrupted at ${new Date(grant!.in_flight_since!).toISOString()} (its answer was lost: timeout or daemon stopped mid-refresh) may have spent it`
+        ? `the provider refused the refresh token (invalid_grant); a refresh interrupted at ${new Date(interrupted).toISOString()} (its answer was lost: timeout or daemon stopped mid-refresh) may have spent it`
         : `the provider refused the refresh token (${de.message})`;
-      // Stored secrets are kept (rule 6): a login replaces the grant when it succeeds.
+      // The provider answered: the outcome is known, so the in-flight mark goes (the status
+      // now says why). Stored secrets are kept (rule 6): a login replaces the grant.
+      this.deps.store.clearInFlight(account);
       this.deps.store.setStatus(account, 'reauth_required', why);
       const g = this.deps.store.getGrant(account);
       if (g) this.grants.set(account, g);
       for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);
-      this.health.set(account, h);
       this.deps.log.warn('account needs a new login', { account, reason: why });
       this.deps.events.emit('account.reauth_required', account, { reason: why });
       return this.reauthError(account, why);
@@ -421,25 +439,96 @@ export class Broker {
     // The response, if any, was read: the refresh token was not spent (unless the
     // outcome is unknown, in which case the in-flight mark stays as a witness).
     // An older mark (an earlier attempt whose outcome is unknown) stays.
-    if (usedRefreshToken && !de.outcomeUnknown && grant && !grant.in_flight_since) {
+    if (grant && !de.outcomeUnknown && !grant.in_flight_since) {
       this.deps.store.clearInFlight(account);
       this.grants.set(account, { ...grant, in_flight_since: null });
     }
-    h.failures += 1;
-    const { backoff_initial_ms, backoff_max_ms } = this.deps.config.settings;
-    const exp = Math.min(backoff_max_ms, backoff_initial_ms * 2 ** (h.failures - 1));
-    const jittered = exp * (0.8 + 0.4 * this.random());
-    const delay = Math.min(Math.max(jittered, de.retryAfterMs ?? 0), Math.max(backoff_max_ms, de.retryAfterMs ?? 0));
-    h.nextAttemptAt = this.now() + delay;
-    this.health.set(account, h);
+    const delay = backOff(h, this.now(), this.random(), this.deps.config.settings, de.retryAfterMs);
     this.deps.log.warn('refresh failed', { account, kind: de.kind, status: de.status, error: de.message, retry_in_ms: Math.round(delay) });
     const tok = this.cache.get(cacheKey(account));
-    if (tok) this.schedule(account, BASE, tok);
-    const retryAfter = Math.ceil(delay / 1000);
-    if (de.kind === 'config') {
-      return E.providerRejected(`the provider refused the request for "${account}": ${de.message}`, { account, retryAfter });
+    if (tok) this.schedule(account, cacheKey(account), tok);
+    return wireErrorOf(de, { account, doing: 'refresh the token', retryAfter: Math.ceil(delay / 1000) });
+  }
+
+  // ---- grants and identities ----
+
+  /**
+   * Is `g` the grant of the account as configured now? A grant stored before identities
+   * were recorded is adopted by the current identity (there is nothing else to go by).
+   */
+  private adoptOrKeep(g: GrantRecord, cfg: AccountConfig): boolean {
+    const id = identityKey(cfg);
+    if (g.bound_to === null) {
+      this.deps.store.setBinding(g.account, id);
+      g.bound_to = id;
+      return true;
     }
-    return E.upstreamUnavailable(`the provider for "${account}" is unavailable: ${de.message}`, { account, retryAfter });
+    return g.bound_to === id;
+  }
+
+  /**
+   * Revoke the stored grant at the provider that issued it, then delete it and forget the
+   * account's tokens. Runs inside the account's queue. Revocation is best effort (RFC 7009
+   * §2.2.1): the grant is dropped either way, and the log says whether it was revoked.
+   */
+  private async revokeAndDrop(account: string, why: string): Promise<{ revoked: boolean }> {
+    const grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
+    const current = this.deps.config.getAccount(account);
+    // The grant's own provider: from its recorded identity, else (an old grant) the account's.
+    const issuer = grant?.bound_to ? parseIdentity(grant.bound_to) : undefined;
+    const ours = current && (!grant?.bound_to || identityKey(current) === grant.bound_to);
+    const cfg = ours ? current : issuer ? configForIdentity(issuer) : undefined;
+    let revoked = false;
+    const token = grant?.refresh_token ?? grant?.access_token;
+    const driver = cfg ? this.deps.getDriver(cfg.driver) : undefined;
+    if (cfg && driver?.revoke && token) {
+      try {
+        await this.withTimeout((signal) =>
+          driver.revoke!(this.context(account, cfg, signal), token, grant?.refresh_token ? 'refresh_token' : 'access_token'),
+        );
+        revoked = true;
+      } catch (err) {
+        this.deps.log.warn('revocation at the provider failed; the grant is forgotten locally', {
+          account,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    this.deps.store.deleteGrant(account);
+    this.forget(account);
+    if (grant && why !== 'logout') {
+      this.deps.log.warn('grant dropped: it belongs to another provider or client', {
+        account,
+        issued_by: issuer ? describeIdentity(issuer) : undefined,
+        revoked,
+        reason: why,
+      });
+    }
+    return { revoked };
+  }
+
+  private installGrant(account: string, g: GrantRecord): void {
+    this.forget(account);
+    this.grants.set(account, g);
+    const tok = tokenFromGrant(g);
+    if (tok) {
+      this.cache.set(cacheKey(account), tok);
+      this.schedule(account, cacheKey(account), tok);
+    }
+  }
+
+  // ---- plumbing ----
+
+  private accountOrThrow(account: string): AccountConfig {
+    const cfg = this.deps.config.getAccount(account);
+    if (!cfg) throw unknownAccount(account);
+    return cfg;
+  }
+
+  private healthOf(account: string): AccountHealth {
+    let h = this.health.get(account);
+    if (!h) this.health.set(account, (h = freshHealth()));
+    return h;
   }
 
   private reauthError(account: string, reason: string | null): TokendError {
@@ -451,17 +540,7 @@ export class Broker {
     );
   }
 
-  private installGrant(account: string, g: GrantRecord): void {
-    this.forget(account);
-    this.grants.set(account, g);
-    const tok = tokenFromGrant(g);
-    if (tok) {
-      this.cache.set(cacheKey(account), tok);
-      this.schedule(account, BASE, tok);
-    }
-  }
-
-  private context(account: string, cfg: AccountConfig, signal: AbortSignal) {
+  private context(account: string, cfg: AccountConfig, signal: AbortSignal): DriverContext {
     return { name: account, config: cfg, clientSecret: this.deps.store.getSecret(account, 'client_secret'), signal };
   }
 
@@ -484,8 +563,7 @@ export class Broker {
    * Rule 4: refresh when less than min(5 min, ¼ of the lifetime) remains, or when the
    * backoff allows the next attempt. Narrowed keys only while someone uses them.
    */
-  private schedule(account: string, keyOrBase: string, tok: CachedToken): void {
-    const key = keyOrBase === BASE ? cacheKey(account) : keyOrBase;
+  private schedule(account: string, key: string, tok: CachedToken): void {
     const old = this.timers.get(key);
     if (old) clearTimeout(old);
     this.timers.delete(key);
@@ -506,16 +584,15 @@ export class Broker {
 
   private async proactive(account: string, key: string): Promise<void> {
     if (this.closed) return;
-    const cfg = this.deps.config.getAccount(account);
     const grant = this.grants.get(account);
-    if (!cfg || grant?.status === 'reauth_required') return;
+    if (!this.deps.config.getAccount(account) || grant?.status === 'reauth_required') return;
     if (key !== cacheKey(account) && !this.usedKeys.has(key)) {
       this.cache.delete(key); // nobody asked for it since: let it lapse
       return;
     }
     const [, scope, audience] = splitKey(key);
     try {
-      await this.flight(key, account, cfg, scope || undefined, audience || undefined, this.now());
+      await this.flight({ key, account, scope: scope || undefined, audience: audience || undefined, notBefore: this.now() });
     } catch (err) {
       // failed() already logged, backed off and rescheduled; nothing to add here.
       if (!(err instanceof TokendError)) this.deps.log.error('proactive refresh crashed', { account, error: err as Error });
@@ -528,55 +605,4 @@ function loginPendingError(account: string, login: LoginView): TokendError {
   const where =
     login.flow === 'device' ? `enter the code ${login.user_code} at ${login.verification_uri}` : `finish signing in at ${login.authorization_url}`;
   return E.loginPending(`account "${account}" is waiting for a login: ${where}`, { account, login });
-}
-
-/** The cache key of (account, scope, audience); the account name alone for the base token. */
-export function cacheKey(account: string, scope?: string, audience?: string): string {
-  if (!scope && !audience) return account;
-  return `${account}\u0000${scope ?? ''}\u0000${audience ?? ''}`;
-}
-function splitKey(key: string): [string, string, string] {
-  const [a, s = '', au = ''] = key.split('\u0000');
-  return [a, s, au];
-}
-function accountOfKey(key: string): string {
-  const i = key.indexOf('\u0000');
-  return i < 0 ? key : key.slice(0, i);
-}
-
-/**
- * Rule 1 with one guard: a token can only satisfy `min_ttl` up to half its lifetime,
- * so a provider issuing 60 s tokens to a caller asking 120 s cannot cause a refresh
- * on every request.
- */
-export function satisfies(tok: CachedToken, minTtlMs: number, now: number): boolean {
-  if (tok.expires_at === null) return true;
-  const lifetime = tok.expires_at - tok.obtained_at;
-  const need = Math.min(minTtlMs, lifetime / 2);
-  return tok.expires_at - now >= need && tok.expires_at > now;
-}
-
-function updateFromSet(set: TokenSet, obtainedAt: number, requestedScope: string | undefined): TokenUpdate {
-  return {
-    access_token: set.access_token,
-    token_type: set.token_type || 'Bearer',
-    // RFC 6749 §5.1: expires_in is only RECOMMENDED; without it we cannot know, and
-    // serve the token until a tool reports it refused.
-    expires_at: typeof set.expires_in === 'number' ? obtainedAt + set.expires_in * 1000 : null,
-    obtained_at: obtainedAt,
-    scope: set.scope ?? requestedScope ?? null,
-    refresh_token: set.refresh_token,
-  };
-}
-
-function tokenFromGrant(g: GrantRecord): CachedToken | undefined {
-  if (!g.access_token) return undefined;
-  return {
-    account: g.account,
-    access_token: g.access_token,
-    token_type: g.token_type ?? 'Bearer',
-    expires_at: g.expires_at,
-    obtained_at: g.obtained_at ?? g.updated_at,
-    scope: g.scope,
-  };
 }

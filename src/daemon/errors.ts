@@ -36,6 +36,7 @@ export const E = {
   notFound: factory('not_found'),
   reauthRequired: factory('reauth_required'),
   loginPending: factory('login_pending'),
+  conflict: factory('conflict'),
   payloadTooLarge: factory('payload_too_large'),
   rateLimited: factory('rate_limited'),
   upstreamUnavailable: factory('upstream_unavailable'),

@@ -5,7 +5,11 @@ import type { TokendPaths } from '../protocol/paths.js';
 
 /** Another daemon holds the lock; the message names its pid and socket. */
 export class LockHeldError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The running daemon's pid, when known. */
+    readonly pid?: number,
+  ) {
     super(message);
     this.name = 'LockHeldError';
   }
@@ -46,7 +50,7 @@ export async function acquireDaemonLock(
     if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
     const owner = readOwner(ownerFile);
     if (owner && opts.isAlive(owner.pid) && owner.pid !== process.pid) {
-      throw new LockHeldError(`another tokend daemon is running (pid ${owner.pid}, socket ${owner.socket})`);
+      throw new LockHeldError(`another tokend daemon is running (pid ${owner.pid}, socket ${owner.socket})`, owner.pid);
     }
     if (!owner) {
       throw new LockHeldError(`another tokend daemon is starting or running (lock ${lockfilePath}); try again in a moment`);

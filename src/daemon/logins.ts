@@ -13,7 +13,9 @@ import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
 import { defaultLoginFlow } from '../protocol/rules.js';
+import { wireErrorOf } from './driver-errors.js';
 import { E, TokendError, unknownAccount } from './errors.js';
+import { identityKey } from './grant-identity.js';
 import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, page, stateMatches, type CallbackAnswer } from './login-browser.js';
 import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js';
@@ -58,8 +60,21 @@ interface LoginState {
   qr?: string | null;
 }
 
+/**
+ * What a login talks to, fixed when it starts: the account's config, its client secret and
+ * the identity of the provider and client (grant-identity.ts). A login that finishes after
+ * the account moved elsewhere cannot install its grant, and never uses the new secret.
+ */
+interface LoginTarget {
+  account: string;
+  cfg: AccountConfig;
+  clientSecret: string | undefined;
+  identity: string;
+}
+
 interface Session {
   state: LoginState;
+  target: LoginTarget;
   /** Aborted when the login finishes: stops polling, closes the loopback listener. */
   stop: AbortController;
   /** A code exchange or grant install is under way: expiry waits for it. */
@@ -127,12 +142,39 @@ export class LoginManager {
     const chosen = this.chooseFlow(account, cfg, flow);
     const driver = this.deps.getDriver(cfg.driver);
     if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
-    const opening = chosen === 'device' ? this.openDevice(account, cfg, driver) : this.openBrowser(account, cfg, driver);
+    const target: LoginTarget = { account, cfg, clientSecret: this.deps.store.getSecret(account, 'client_secret'), identity: identityKey(cfg) };
+    const opening = chosen === 'device' ? this.openDevice(target, driver) : this.openBrowser(target, driver);
     this.byAccount.set(account, opening);
     opening.catch(() => {
       if (this.byAccount.get(account) === opening) this.byAccount.delete(account);
     });
     return view((await opening).state);
+  }
+
+  /**
+   * Stop a pending login (`tokend login NAME --cancel`, or the account changed): it ends
+   * `failed` with code `cancelled`, polling stops, the loopback listener closes. A login
+   * that already finished is returned as it is.
+   */
+  cancel(id: string, why = 'the login was cancelled'): LoginView {
+    for (const s of this.live.values()) {
+      if (s.state.id !== id) continue;
+      this.finish(s, 'failed', { code: 'cancelled', message: why });
+      return view(s.state);
+    }
+    return this.get(id);
+  }
+
+  /** Cancel the account's pending login, if any (its config changed under it). */
+  cancelFor(account: string, why: string): void {
+    const s = this.live.get(account);
+    if (s) this.cancel(s.state.id, why);
+  }
+
+  /** The account's last finished login (what `tokend status` shows of it), or undefined. */
+  lastFinished(account: string): LoginView | undefined {
+    const rec = this.deps.store.lastFinishedLogin(account);
+    return rec ? fromRecord(rec) : undefined;
   }
 
   /** Shutdown: stop every poller and listener; pending logins are recorded as expired. */
@@ -158,19 +200,20 @@ export class LoginManager {
   }
 
   /** RFC 8628 §3.1–3.2: ask for codes, record the login, poll in the background. */
-  private async openDevice(account: string, cfg: AccountConfig, driver: Driver): Promise<Session> {
+  private async openDevice(target: LoginTarget, driver: Driver): Promise<Session> {
+    const { account } = target;
     if (!driver.startDeviceLogin || !driver.pollDeviceLogin) {
       throw E.invalidRequest(`the ${driver.name} driver cannot do device logins; try --flow browser`, { account });
     }
     let auth: DeviceAuthorization;
     try {
-      auth = await this.step((signal) => driver.startDeviceLogin!(this.context(account, cfg, signal)), this.shutdown.signal);
+      auth = await this.step((signal) => driver.startDeviceLogin!(this.context(target, signal)), this.shutdown.signal);
     } catch (err) {
       throw this.startError(account, 'device', err);
     }
     const now = this.now();
     const qr = await qrOf(auth.verification_uri_complete ?? auth.verification_uri);
-    const s = this.begin({
+    const s = this.begin(target, {
       qr,
       id: randomUUID(),
       account,
@@ -185,15 +228,15 @@ export class LoginManager {
       expires_at: now + auth.expires_in * 1000,
       error: null,
     });
-    void this.runDevice(s, cfg, driver, auth);
+    void this.runDevice(s, driver, auth);
     return s;
   }
 
-  private async runDevice(s: Session, cfg: AccountConfig, driver: Driver, auth: DeviceAuthorization): Promise<void> {
+  private async runDevice(s: Session, driver: Driver, auth: DeviceAuthorization): Promise<void> {
     const { account } = s.state;
     try {
       const outcome = await pollDeviceCode({
-        poll: () => this.step((signal) => driver.pollDeviceLogin!(this.context(account, cfg, signal), auth.device_code), s.stop.signal),
+        poll: () => this.step((signal) => driver.pollDeviceLogin!(this.context(s.target, signal), auth.device_code), s.stop.signal),
         interval: auth.interval,
         unitMs: this.deps.config.settings.device_poll_unit_ms,
         expiresAt: s.state.expires_at,
@@ -220,19 +263,20 @@ export class LoginManager {
   }
 
   /** RFC 8252 §7.3: a loopback listener, PKCE S256 (RFC 7636 §4.2) and state, then the authorization URL. */
-  private async openBrowser(account: string, cfg: AccountConfig, driver: Driver): Promise<Session> {
+  private async openBrowser(target: LoginTarget, driver: Driver): Promise<Session> {
+    const { account } = target;
     if (!driver.authorizationUrl || !driver.exchangeCode) {
       throw E.invalidRequest(`the ${driver.name} driver cannot do browser logins; try --flow device`, { account });
     }
     const secrets = browserSecrets();
     let session: Session | undefined;
-    const loopback = await openLoopback((url) => this.callback(session, cfg, driver, url, redirectUri, secrets));
+    const loopback = await openLoopback((url) => this.callback(session, driver, url, redirectUri, secrets));
     const redirectUri = loopback.redirectUri;
     let authorizationUrl: string;
     try {
       authorizationUrl = await this.step(
         (signal) =>
-          driver.authorizationUrl!(this.context(account, cfg, signal), {
+          driver.authorizationUrl!(this.context(target, signal), {
             redirect_uri: redirectUri,
             state: secrets.state,
             code_challenge: secrets.code_challenge,
@@ -245,7 +289,7 @@ export class LoginManager {
     }
     const now = this.now();
     const ttl = this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
-    const s = this.begin({
+    const s = this.begin(target, {
       id: randomUUID(),
       account,
       flow: 'browser',
@@ -287,7 +331,6 @@ export class LoginManager {
    */
   private async callback(
     s: Session | undefined,
-    cfg: AccountConfig,
     driver: Driver,
     url: URL,
     redirectUri: string,
@@ -315,7 +358,7 @@ export class LoginManager {
     try {
       const tokens = await this.step(
         (signal) =>
-          driver.exchangeCode!(this.context(account, cfg, signal), url, {
+          driver.exchangeCode!(this.context(s.target, signal), url, {
             redirect_uri: redirectUri,
             state: secrets.state,
             code_verifier: secrets.code_verifier,
@@ -337,8 +380,8 @@ export class LoginManager {
   // ---- lifecycle ----
 
   /** Record a new pending login and announce it. */
-  private begin(state: LoginState): Session {
-    const s: Session = { state, stop: new AbortController(), busy: false };
+  private begin(target: LoginTarget, state: LoginState): Session {
+    const s: Session = { state, target, stop: new AbortController(), busy: false };
     this.persist(state);
     this.live.set(state.account, s);
     this.deps.events.emit('login.pending', state.account, {
@@ -357,14 +400,25 @@ export class LoginManager {
   /** Install the new grant (only now is the old one replaced), then mark the login active. */
   private async succeed(s: Session, tokens: TokenSet): Promise<void> {
     const { account } = s.state;
-    if (s.state.status !== 'pending') return;
+    if (s.state.status !== 'pending') {
+      // Cancelled while the code was being exchanged: these tokens have no home.
+      await this.revokeAbandoned(s.target, tokens);
+      return;
+    }
     if (!this.deps.config.getAccount(account)) {
       this.finish(s, 'failed', { code: 'account_removed', message: `account "${account}" was removed during the login` });
       return;
     }
     try {
-      await this.deps.broker.installLogin(account, tokens);
+      await this.deps.broker.installLogin(account, tokens, s.target.identity);
     } catch (err) {
+      if (err instanceof TokendError && err.code === 'conflict') {
+        // The account moved to another provider or client during the login: these tokens
+        // belong to the one the login talked to; give them back there (best effort).
+        this.finish(s, 'failed', { code: 'account_changed', message: err.message });
+        await this.revokeAbandoned(s.target, tokens);
+        return;
+      }
       this.deps.log.error('could not store the grant of a login', { account, login_id: s.state.id, error: err as Error });
       this.finish(s, 'failed', { code: 'internal', message: 'tokend could not store the new grant (see the daemon log)' });
       return;
@@ -407,8 +461,20 @@ export class LoginManager {
 
   // ---- plumbing ----
 
-  private context(account: string, cfg: AccountConfig, signal: AbortSignal): DriverContext {
-    return { name: account, config: cfg, clientSecret: this.deps.store.getSecret(account, 'client_secret'), signal };
+  private context(t: LoginTarget, signal: AbortSignal): DriverContext {
+    return { name: t.account, config: t.cfg, clientSecret: t.clientSecret, signal };
+  }
+
+  /** Revoke tokens a login obtained but could not keep, at the provider that issued them. */
+  private async revokeAbandoned(t: LoginTarget, tokens: TokenSet): Promise<void> {
+    const driver = this.deps.getDriver(t.cfg.driver);
+    const token = tokens.refresh_token ?? tokens.access_token;
+    if (!driver?.revoke) return;
+    try {
+      await this.step((signal) => driver.revoke!(this.context(t, signal), token, tokens.refresh_token ? 'refresh_token' : 'access_token'), this.shutdown.signal);
+    } catch (err) {
+      this.deps.log.warn('could not revoke the grant of an abandoned login', { account: t.account, error: (err as Error).message });
+    }
   }
 
   /** One provider request, bounded by http_timeout_ms and by `stop`. */
@@ -419,21 +485,14 @@ export class LoginManager {
 
   /** A login that could not even start is the request's error; no login object is recorded. */
   private startError(account: string, flow: LoginFlow, err: unknown): TokendError {
-    if (err instanceof TokendError) return err;
     if (err instanceof DriverError) {
       this.deps.log.warn('could not start a login', { account, flow, kind: err.kind, status: err.status, error: err.message });
-      if (err.kind === 'transient') {
-        const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;
-        return E.upstreamUnavailable(`could not start a ${flow} login for "${account}": ${err.message}`, { account, retryAfter });
-      }
-      if (err.oauthError || err.status !== undefined) {
-        return E.providerRejected(`the provider refused to start a ${flow} login for "${account}": ${err.message}`, { account });
-      }
-      return E.invalidRequest(`cannot start a ${flow} login for "${account}": ${err.message}`, { account });
+    } else if (!(err instanceof TokendError)) {
+      this.deps.log.error('starting a login crashed', { account, flow, error: err as Error });
     }
-    this.deps.log.error('starting a login crashed', { account, flow, error: err as Error });
-    return E.internal(`could not start a ${flow} login for "${account}" (see the daemon log)`, { account });
+    return wireErrorOf(err, { account, doing: `start a ${flow} login` });
   }
+
 }
 
 

@@ -8,6 +8,7 @@ import { AuditLog } from './audit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
 import { getDriver } from './drivers/registry.js';
+import { describeIdentity, identityKey, identityOf } from './grant-identity.js';
 import { EventBus } from './events.js';
 import { checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
 import { createApp } from './http/app.js';
@@ -83,8 +84,10 @@ export async function main(argv: string[]): Promise<void> {
   const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL));
   const paths = resolvePaths(process.env, args.values.socket);
   // One JSON line, like every other log line (journald and launchd keep stderr).
-  const fail = (msg: string, code = 1): never => {
-    log.error(msg);
+  // At a terminal, a sentence; under a supervisor, one JSON log line like any other.
+  const fail = (msg: string, code = 1, hint?: string): never => {
+    if (process.stderr.isTTY) process.stderr.write(`tokend daemon: ${msg}${hint ? `\n${hint}` : ''}\n`);
+    else log.error(msg);
     process.exit(code);
   };
 
@@ -113,7 +116,15 @@ export async function main(argv: string[]): Promise<void> {
       },
     });
   } catch (err) {
-    if (err instanceof LockHeldError) fail(err.message);
+    if (err instanceof LockHeldError) {
+      fail(
+        err.message,
+        1,
+        err.pid
+          ? `It already serves your tokens (\`tokend status\` shows it). To restart it, stop it first: kill ${err.pid} (or \`systemctl --user stop tokend\` when it runs as a service).`
+          : undefined,
+      );
+    }
     fail(`cannot lock ${paths.dataDir}: ${(err as Error).message}`);
   }
 
@@ -151,7 +162,7 @@ export async function main(argv: string[]): Promise<void> {
     version: packageVersion(),
     startedAt,
     shutdown: shutdownController.signal,
-    pendingLogin: (account: string) => logins.pendingFor(account),
+    logins,
   };
   const helpers = mountHelpers(deps);
   const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend, mountLogins({ logins, audit })] });
@@ -225,18 +236,36 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGHUP', () => reload(config!, broker, log));
+  process.on('SIGHUP', () => reload(config!, broker, logins, log));
 }
 
-function reload(config: ConfigStore, broker: Broker, log: Logger): void {
-  const before = new Map(config.listAccounts().map(([n, c]) => [n, JSON.stringify(c)]));
+/**
+ * SIGHUP: re-read config.json. An account whose provider or client changed in the file
+ * (DESIGN.md rule 8) loses its grant: revoked at the provider that issued it, dropped, its
+ * pending login cancelled; the log says so. Any other change only forgets cached tokens.
+ */
+function reload(config: ConfigStore, broker: Broker, logins: LoginManager, log: Logger): void {
+  const before = new Map(config.listAccounts());
   try {
     config.reload();
   } catch (err) {
     log.error('config reload failed; the old config stays in force', { error: (err as Error).message });
     return;
   }
-  const after = new Map(config.listAccounts().map(([n, c]) => [n, JSON.stringify(c)]));
-  for (const [name, json] of before) if (after.get(name) !== json) broker.forget(name);
-  log.info('config reloaded', { accounts: after.size });
+  for (const [name, old] of before) {
+    const now = config.getAccount(name);
+    if (now && JSON.stringify(now) === JSON.stringify(old)) continue;
+    if (now && identityKey(now) !== identityKey(old)) {
+      log.warn('an account now names another provider or client: its grant is revoked where it came from and dropped; log in again', {
+        account: name,
+        was: describeIdentity(identityOf(old)),
+        now: describeIdentity(identityOf(now)),
+      });
+      logins.cancelFor(name, 'the account was changed to another provider or client');
+      void broker.retire(name, 'config.json names another provider or client');
+    } else {
+      broker.forget(name);
+    }
+  }
+  log.info('config reloaded', { accounts: config.listAccounts().length });
 }

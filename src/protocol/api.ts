@@ -158,6 +158,8 @@ export const AccountView = z.object({
   login: LoginView.nullable().optional(),
   /** The account's most recent finished login (succeeded, denied, expired, failed, cancelled). */
   last_login: LastLogin.nullable().optional(),
+  /** Only in the answer to `PUT`/`PATCH`: what the change did besides saving (a grant dropped, a secret dropped…). */
+  notices: z.array(z.string()).optional(),
 });
 export type AccountView = z.infer<typeof AccountView>;
 

@@ -102,6 +102,12 @@ export interface Driver {
   refresh(ctx: DriverContext, refreshToken: string, opts: RefreshOptions): Promise<TokenSet>;
   /** Obtain tokens without a refresh token (client credentials, RFC 6749 §4.4), where the account allows it. */
   obtainWithoutUser?(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
+  /**
+   * What can be checked of an account before anyone logs in (`tokend add`): discovery,
+   * the endpoints its flow needs. Throws a DriverError for what cannot work; returns notes
+   * for what may not (e.g. no interactive login is possible).
+   */
+  check?(ctx: DriverContext): Promise<string[]>;
   /** Revoke a token at the provider (RFC 7009); best effort. */
   revoke?(ctx: DriverContext, token: string, hint: 'refresh_token' | 'access_token'): Promise<void>;
   /** Start a device login (RFC 8628 §3.1). */

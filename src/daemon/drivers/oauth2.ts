@@ -147,6 +147,22 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     name: 'oauth2',
     metadata,
 
+    // Discovery (or the explicit endpoints), and the endpoints the account's flow needs.
+    async check(ctx) {
+      const as = await metadata(ctx);
+      endpointOf(as, 'token_endpoint', ctx.name);
+      const flow = ctx.config.flow;
+      if (flow === 'device') endpointOf(as, 'device_authorization_endpoint', ctx.name);
+      if (flow === 'browser') endpointOf(as, 'authorization_endpoint', ctx.name);
+      const notes: string[] = [];
+      if (!flow && !as.device_authorization_endpoint && !as.authorization_endpoint) {
+        notes.push(
+          'the provider names neither a device authorization nor an authorization endpoint: no interactive login is possible (import a refresh token, or set --device-endpoint / --authorization-endpoint)',
+        );
+      }
+      return notes;
+    },
+
     // RFC 6749 §6; `scope` narrows (§6: no scope beyond the original grant), `resource` is RFC 8707 §2.
     async refresh(ctx, refreshToken, o) {
       const additionalParameters = extraParameters(o.scope, o.audience ?? ctx.config.audience);

@@ -2,14 +2,16 @@ import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { z } from 'zod';
 import {
+  ACCOUNT_WRITE_FLAGS,
   ImportRequest,
+  PatchAccountRequest,
   PutAccountRequest,
   RejectRequest,
   type Health,
 } from '../../protocol/api.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER } from '../../protocol/routes.js';
-import { putAccount, removeAccount, viewAccount, type AccountDeps } from '../accounts.js';
+import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import type { AuditLog } from '../audit.js';
 import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
@@ -46,6 +48,18 @@ export function accountParam(c: Context): string {
   return name;
 }
 
+/** `?replace_grant=true`, `?check=false` on an account write; anything else is the default. */
+function writeFlags(c: Context): WriteFlags {
+  const flag = (name: string) => {
+    const v = c.req.query(name);
+    if (v === undefined) return undefined;
+    if (v === 'true' || v === '1' || v === '') return true;
+    if (v === 'false' || v === '0') return false;
+    throw E.invalidRequest(`${name}: expected true or false`);
+  };
+  return { replaceGrant: flag(ACCOUNT_WRITE_FLAGS.replaceGrant), check: flag(ACCOUNT_WRITE_FLAGS.check) };
+}
+
 /** The socket API (DESIGN.md, Socket API) as a Hono app; `app.request()` tests it without a socket. */
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
@@ -67,9 +81,16 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, PutAccountRequest);
     const existed = deps.config.getAccount(name) !== undefined;
-    const view = await putAccount(deps, name, body);
+    const view = await putAccount(deps, name, body, writeFlags(c));
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
     return c.json(view, existed ? 200 : 201);
+  });
+  app.patch('/v1/accounts/:name', async (c) => {
+    const name = accountParam(c);
+    const body = await readJson(c, PatchAccountRequest);
+    const view = await patchAccount(deps, name, body, writeFlags(c));
+    deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
+    return c.json(view);
   });
   app.delete('/v1/accounts/:name', async (c) => {
     const name = accountParam(c);

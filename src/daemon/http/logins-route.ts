@@ -17,5 +17,10 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
       return c.json(await deps.logins.start(name, body.flow), 202);
     });
     app.get('/v1/logins/:id', (c) => c.json(deps.logins.get(c.req.param('id'))));
+    app.post('/v1/logins/:id/cancel', (c) => {
+      const login = deps.logins.cancel(c.req.param('id'));
+      deps.audit.record(login.account, header(c, CLIENT_HEADER), 'login_cancel');
+      return c.json(login);
+    });
   };
 }

@@ -56,6 +56,17 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `);
   },
+
+  function bindGrantsToTheirIssuer(db) {
+    // DESIGN.md rule 8: a grant belongs to the provider and client that issued it. The
+    // identity (driver, issuer, endpoints, client id) is recorded with the grant, so a
+    // config edited while the daemon was stopped cannot send it to another provider.
+    // Grants from before this step get the account's current identity at start-up.
+    db.exec(`
+      ALTER TABLE grants ADD COLUMN bound_to TEXT;
+      CREATE INDEX logins_account_updated ON logins (account, updated_at);
+    `);
+  },
 ];
 
 /** The schema version this code writes: the number of migrations. */

@@ -136,16 +136,17 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     listGrants: db.prepare<[], Row>('SELECT * FROM grants ORDER BY account'),
     upsertGrant: db.prepare<Record<string, unknown>, Row>(`
       INSERT INTO grants (account, refresh_token, access_token, token_type, expires_at, obtained_at, scope,
-                          generation, status, in_flight_since, last_error, updated_at)
+                          generation, status, in_flight_since, last_error, updated_at, bound_to)
       VALUES (@account, @refresh_token, @access_token, @token_type, @expires_at, @obtained_at, @scope,
-              1, 'active', NULL, NULL, @updated_at)
+              1, 'active', NULL, NULL, @updated_at, @bound_to)
       ON CONFLICT (account) DO UPDATE SET
         refresh_token = excluded.refresh_token, access_token = excluded.access_token,
         token_type = excluded.token_type, expires_at = excluded.expires_at,
         obtained_at = excluded.obtained_at, scope = excluded.scope,
         generation = grants.generation + 1, status = 'active',
-        in_flight_since = NULL, last_error = NULL, updated_at = excluded.updated_at
+        in_flight_since = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to
       RETURNING *`),
+    setBinding: db.prepare<[string, number, string]>('UPDATE grants SET bound_to = ?, updated_at = ? WHERE account = ?'),
     // A NULL @refresh_token keeps the stored one: its blob stays valid because the AAD
     // names the row and column, which do not change.
     commitRefresh: db.prepare<Record<string, unknown>, Row>(`
@@ -184,6 +185,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     getLogin: db.prepare<[string], Row>('SELECT * FROM logins WHERE id = ?'),
     listLogins: db.prepare<[], Row>('SELECT * FROM logins ORDER BY created_at DESC, id'),
     listLoginsWith: db.prepare<[string], Row>('SELECT * FROM logins WHERE status = ? ORDER BY created_at DESC, id'),
+    lastFinishedLogin: db.prepare<[string], Row>(
+      "SELECT * FROM logins WHERE account = ? AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1",
+    ),
     pruneLogins: db.prepare<[number]>("DELETE FROM logins WHERE status <> 'pending' AND updated_at < ?"),
     listAudit: db.prepare<[number], Row>('SELECT at, account, client, action FROM audit ORDER BY at DESC, id DESC LIMIT ?'),
     listAuditFor: db.prepare<[string, number], Row>(
@@ -236,7 +240,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
 
     listGrants: guard(() => sql.listGrants.all().map((row) => decodeGrant(row, key, file, true))),
 
-    replaceGrant: guard((account: string, tokens: { refresh_token: string | null } & Partial<TokenUpdate>) => {
+    replaceGrant: guard((account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>) => {
       const row = sql.upsertGrant.get({
         account,
         refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
@@ -246,8 +250,13 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
         obtained_at: tokens.obtained_at ?? null,
         scope: tokens.scope ?? null,
         updated_at: now(),
+        bound_to: tokens.bound_to,
       })!;
       return toGrant(row);
+    }),
+
+    setBinding: guard((account: string, boundTo: string) => {
+      sql.setBinding.run(boundTo, now(), account);
     }),
 
     commitRefresh: guard((account: string, expectedGeneration: number, tokens: TokenUpdate) =>
@@ -299,6 +308,11 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     listLogins: guard((opts: { status?: LoginStatusValue } = {}) =>
       (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file)),
     ),
+
+    lastFinishedLogin: guard((account: string) => {
+      const row = sql.lastFinishedLogin.get(account);
+      return row ? decodeLogin(row, file) : undefined;
+    }),
 
     pruneLogins: guard((before: number) => sql.pruneLogins.run(before).changes),
 
@@ -354,6 +368,7 @@ function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToken = fal
     in_flight_since: intOrNull(row, 'in_flight_since', bad),
     last_error: textOrNull(row, 'last_error', bad),
     updated_at: int(row, 'updated_at', bad),
+    bound_to: textOrNull(row, 'bound_to', bad),
   };
   if (!lazyRefreshToken) {
     grant.refresh_token = blob('refresh_token');

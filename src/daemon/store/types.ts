@@ -16,6 +16,11 @@ export interface GrantRecord {
   in_flight_since: number | null;
   last_error: string | null;
   updated_at: number;
+  /**
+   * The identity of the provider and client that issued the grant (grant-identity.ts), or
+   * null for a grant stored before identities were recorded. Not a secret.
+   */
+  bound_to: string | null;
 }
 
 /** The tokens a successful refresh or login produced. */
@@ -62,7 +67,12 @@ export interface Store {
   /** Every grant, decrypted (used once at start-up to fill the memory cache). */
   listGrants(): GrantRecord[];
   /** Replace the whole grant of an account (login, import); generation becomes previous+1 (or 1). */
-  replaceGrant(account: string, tokens: { refresh_token: string | null } & Partial<Omit<TokenUpdate, 'refresh_token'>>): GrantRecord;
+  replaceGrant(
+    account: string,
+    tokens: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
+  ): GrantRecord;
+  /** Record the identity a grant belongs to (adopting a grant stored before identities were). */
+  setBinding(account: string, boundTo: string): void;
   /**
    * Commit a refresh's result atomically (synchronous=FULL): new tokens, generation+1,
    * in-flight cleared, status active. Throws if the stored generation is not `expectedGeneration`.
@@ -83,6 +93,8 @@ export interface Store {
   getLogin(id: string): LoginRecord | undefined;
   /** Logins, newest first; only those with `status` when given. */
   listLogins(opts?: { status?: LoginStatusValue }): LoginRecord[];
+  /** The account's most recent login that is no longer pending. */
+  lastFinishedLogin(account: string): LoginRecord | undefined;
   /** Forget finished (not pending) logins last updated before `before` (epoch ms); returns how many. */
   pruneLogins(before: number): number;
   /** Append audit entries in one transaction. */

@@ -1,0 +1,73 @@
+/**
+ * Access tokens as the broker holds them in memory (DESIGN.md rule 2), their cache keys,
+ * and the rule that says whether one still serves a request.
+ */
+import type { TokenSet } from './drivers/driver.js';
+import type { GrantRecord, TokenUpdate } from './store/types.js';
+
+/** A servable access token, held in memory. */
+export interface CachedToken {
+  account: string;
+  access_token: string;
+  token_type: string;
+  /** epoch ms, or null when the provider said nothing about expiry. */
+  expires_at: number | null;
+  obtained_at: number;
+  scope: string | null;
+}
+
+/** The cache key of (account, scope, audience); the account name alone for the base token. */
+export function cacheKey(account: string, scope?: string, audience?: string): string {
+  if (!scope && !audience) return account;
+  return `${account}\u0000${scope ?? ''}\u0000${audience ?? ''}`;
+}
+
+/** The (account, scope, audience) of a cache key; '' where absent. */
+export function splitKey(key: string): [string, string, string] {
+  const [a, s = '', au = ''] = key.split('\u0000');
+  return [a, s, au];
+}
+
+export function accountOfKey(key: string): string {
+  const i = key.indexOf('\u0000');
+  return i < 0 ? key : key.slice(0, i);
+}
+
+/**
+ * Rule 1 with one guard: a token can only satisfy `min_ttl` up to half its lifetime,
+ * so a provider issuing 60 s tokens to a caller asking 120 s cannot cause a refresh
+ * on every request.
+ */
+export function satisfies(tok: CachedToken, minTtlMs: number, now: number): boolean {
+  if (tok.expires_at === null) return true;
+  const lifetime = tok.expires_at - tok.obtained_at;
+  const need = Math.min(minTtlMs, lifetime / 2);
+  return tok.expires_at - now >= need && tok.expires_at > now;
+}
+
+/** What a provider's answer changes in the stored grant. */
+export function updateFromSet(set: TokenSet, obtainedAt: number, requestedScope: string | undefined): TokenUpdate {
+  return {
+    access_token: set.access_token,
+    token_type: set.token_type || 'Bearer',
+    // RFC 6749 §5.1: expires_in is only RECOMMENDED; without it we cannot know, and
+    // serve the token until a tool reports it refused.
+    expires_at: typeof set.expires_in === 'number' ? obtainedAt + set.expires_in * 1000 : null,
+    obtained_at: obtainedAt,
+    scope: set.scope ?? requestedScope ?? null,
+    refresh_token: set.refresh_token,
+  };
+}
+
+/** The base token a stored grant holds, if any. */
+export function tokenFromGrant(g: GrantRecord): CachedToken | undefined {
+  if (!g.access_token) return undefined;
+  return {
+    account: g.account,
+    access_token: g.access_token,
+    token_type: g.token_type ?? 'Bearer',
+    expires_at: g.expires_at,
+    obtained_at: g.obtained_at ?? g.updated_at,
+    scope: g.scope,
+  };
+}

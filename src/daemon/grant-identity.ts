@@ -1,0 +1,72 @@
+/**
+ * Who a grant belongs to (DESIGN.md rule 8): the driver, provider and client that issued
+ * it, and every endpoint its tokens are sent to. A refresh token, an access token or a
+ * client secret is only ever sent where this identity says; when an account's identity
+ * changes, its grant and secrets do not follow it.
+ */
+import { GRANT_IDENTITY_FIELDS, type AccountConfig } from '../protocol/api.js';
+
+/** The identity fields of an account, in a fixed order; absent fields are left out. */
+export type GrantIdentity = Partial<Record<(typeof GRANT_IDENTITY_FIELDS)[number] | 'username', string>>;
+
+/**
+ * The identity of the grants an account's config would obtain. `username` belongs to it
+ * only where it names the user whose password obtains the grant; elsewhere it is just what
+ * a credential helper presents.
+ */
+export function identityOf(cfg: AccountConfig): GrantIdentity {
+  const id: GrantIdentity = {};
+  for (const field of GRANT_IDENTITY_FIELDS) {
+    const v = cfg[field];
+    if (typeof v === 'string' && v) id[field] = v;
+  }
+  if (cfg.flow === 'password' && cfg.username) id.username = cfg.username;
+  return id;
+}
+
+/** The identity as the canonical string stored with a grant (`grants.bound_to`). */
+export function identityKey(cfg: AccountConfig): string {
+  return JSON.stringify(identityOf(cfg));
+}
+
+/** Parse a stored identity; undefined when it is not one. */
+export function parseIdentity(key: string): GrantIdentity | undefined {
+  try {
+    const v = JSON.parse(key) as unknown;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    const out: GrantIdentity = {};
+    for (const [k, val] of Object.entries(v)) if (typeof val === 'string') out[k as keyof GrantIdentity] = val;
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The identity fields that differ between two identities, for messages. */
+export function identityChanges(before: GrantIdentity, after: GrantIdentity): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)] as Array<keyof GrantIdentity>);
+  return [...keys].filter((k) => before[k] !== after[k]);
+}
+
+/** "issuer https://a.example, client cli": who issued a grant, for messages (never a secret). */
+export function describeIdentity(id: GrantIdentity): string {
+  const where = id.issuer ? `issuer ${id.issuer}` : id.token_endpoint ? `token endpoint ${id.token_endpoint}` : `driver ${id.driver ?? 'oauth2'}`;
+  return `${where}, client ${id.client_id ?? '?'}`;
+}
+
+/**
+ * The smallest account config that reaches the provider of `id` again: used to revoke a
+ * grant at the provider that issued it after the account has moved elsewhere.
+ */
+export function configForIdentity(id: GrantIdentity): AccountConfig {
+  return {
+    driver: id.driver ?? 'oauth2',
+    client_id: id.client_id ?? '',
+    scopes: [],
+    hosts: [],
+    ...(id.issuer ? { issuer: id.issuer } : {}),
+    ...(id.token_endpoint ? { token_endpoint: id.token_endpoint } : {}),
+    ...(id.revocation_endpoint ? { revocation_endpoint: id.revocation_endpoint } : {}),
+    ...(id.username ? { username: id.username, flow: 'password' as const } : {}),
+  };
+}

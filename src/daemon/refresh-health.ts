@@ -1,0 +1,70 @@
+/**
+ * Per-account refresh health (DESIGN.md rule 6): exponential backoff with jitter after a
+ * failure, `Retry-After` honoured, and an attempt budget per minute so that no refresh
+ * loop is possible, whatever a provider answers. Pure bookkeeping: the clock and the
+ * random source are the caller's.
+ */
+import { E } from './errors.js';
+
+export interface HealthSettings {
+  max_refreshes_per_minute: number;
+  backoff_initial_ms: number;
+  backoff_max_ms: number;
+}
+
+export interface AccountHealth {
+  failures: number;
+  /** No provider call for this account before this time (epoch ms). */
+  nextAttemptAt: number;
+  /** When each provider call of the last minute started. */
+  attempts: number[];
+  lastError: string | null;
+}
+
+export function freshHealth(): AccountHealth {
+  return { failures: 0, nextAttemptAt: 0, attempts: [], lastError: null };
+}
+
+/**
+ * The gate before any provider call: refuses while backing off (503 with the wait) or when
+ * the minute's budget is spent (429); otherwise counts the attempt.
+ */
+export function admit(h: AccountHealth, account: string, now: number, settings: HealthSettings): void {
+  if (h.nextAttemptAt > now) {
+    const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
+    throw E.upstreamUnavailable(
+      `the provider for "${account}" is unavailable (${h.lastError ?? 'unknown error'}); next attempt in ${wait} s`,
+      { account, retryAfter: wait },
+    );
+  }
+  const windowStart = now - 60_000;
+  h.attempts = h.attempts.filter((t) => t > windowStart);
+  if (h.attempts.length >= settings.max_refreshes_per_minute) {
+    const wait = Math.max(1, Math.ceil((h.attempts[0] + 60_000 - now) / 1000));
+    throw E.rateLimited(
+      `refresh attempts for "${account}" are limited to ${settings.max_refreshes_per_minute} a minute; try again in ${wait} s`,
+      { account, retryAfter: wait },
+    );
+  }
+  h.attempts.push(now);
+}
+
+/**
+ * After a failed attempt: the next one waits `initial · 2^(failures-1)` ms, ±20 % jitter,
+ * at most `backoff_max_ms`, and never less than the provider's `Retry-After`. Returns the delay.
+ */
+export function backOff(h: AccountHealth, now: number, random: number, settings: HealthSettings, retryAfterMs?: number): number {
+  h.failures += 1;
+  const exp = Math.min(settings.backoff_max_ms, settings.backoff_initial_ms * 2 ** (h.failures - 1));
+  const jittered = exp * (0.8 + 0.4 * random);
+  const delay = Math.min(Math.max(jittered, retryAfterMs ?? 0), Math.max(settings.backoff_max_ms, retryAfterMs ?? 0));
+  h.nextAttemptAt = now + delay;
+  return delay;
+}
+
+/** After a success: no backoff, no error (the attempt budget keeps counting). */
+export function recovered(h: AccountHealth): void {
+  h.failures = 0;
+  h.nextAttemptAt = 0;
+  h.lastError = null;
+}
