@@ -27,29 +27,37 @@ export type Flow = z.infer<typeof Flow>;
 export const ClientAuthMethod = z.enum(['client_secret_basic', 'client_secret_post', 'none']);
 export type ClientAuthMethod = z.infer<typeof ClientAuthMethod>;
 
+const Scopes = z.array(z.string().min(1).max(256).regex(/^[^\s"\\]+$/, 'a scope has no spaces or quotes')).max(64);
+const Hosts = z.array(z.string().min(1).max(512)).max(64);
+
+/** An account's fields as they are written, without defaults (a patch names only what changes). */
+const AccountFields = z.object({
+  driver: z.string().min(1),
+  preset: z.string().min(1).optional(),
+  issuer: httpUrl.optional(),
+  client_id: z.string().min(1).max(512),
+  token_endpoint_auth_method: ClientAuthMethod.optional(),
+  scopes: Scopes,
+  audience: z.string().min(1).max(2048).optional(),
+  flow: Flow.optional(),
+  hosts: Hosts,
+  username: z.string().min(1).max(256).optional(),
+  api_base: httpUrl.optional(),
+  token_endpoint: httpUrl.optional(),
+  authorization_endpoint: httpUrl.optional(),
+  device_authorization_endpoint: httpUrl.optional(),
+  revocation_endpoint: httpUrl.optional(),
+});
+
 /**
  * An account's configuration as stored in config.json: never a secret.
  * Either `issuer` (discovery) or `token_endpoint` must be given for the oauth2 driver.
  */
-export const AccountConfig = z
-  .object({
-    driver: z.string().min(1).default('oauth2'),
-    preset: z.string().min(1).optional(),
-    issuer: httpUrl.optional(),
-    client_id: z.string().min(1).max(512),
-    token_endpoint_auth_method: ClientAuthMethod.optional(),
-    scopes: z.array(z.string().min(1).max(256).regex(/^[^\s"\\]+$/, 'a scope has no spaces or quotes')).max(64).default([]),
-    audience: z.string().min(1).max(2048).optional(),
-    flow: Flow.optional(),
-    hosts: z.array(z.string().min(1).max(512)).max(64).default([]),
-    username: z.string().min(1).max(256).optional(),
-    api_base: httpUrl.optional(),
-    token_endpoint: httpUrl.optional(),
-    authorization_endpoint: httpUrl.optional(),
-    device_authorization_endpoint: httpUrl.optional(),
-    revocation_endpoint: httpUrl.optional(),
-  })
-  .strict();
+export const AccountConfig = AccountFields.extend({
+  driver: AccountFields.shape.driver.default('oauth2'),
+  scopes: Scopes.default([]),
+  hosts: Hosts.default([]),
+}).strict();
 export type AccountConfig = z.infer<typeof AccountConfig>;
 export type AccountConfigInput = z.input<typeof AccountConfig>;
 
@@ -63,8 +71,8 @@ export type PutAccountRequest = z.input<typeof PutAccountRequest>;
  * `PATCH /v1/accounts/:name` (`tokend set`): only the fields given change. Arrays replace
  * the whole list. The result is validated as a whole, like a PUT.
  */
-export const PatchAccountRequest = AccountConfig.extend({
-  client_secret: z.string().min(1).max(4096).optional(),
+export const PatchAccountRequest = AccountFields.extend({
+  client_secret: z.string().min(1).max(4096),
 })
   .partial()
   .strict();

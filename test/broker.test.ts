@@ -1,0 +1,212 @@
+/**
+ * The Broker alone (DESIGN.md, Token serving rules) with a fake store, a fake driver and a
+ * fake clock: single flight, commit order, the in-flight mark, backoff and the attempt
+ * budget, Retry-After, the cached token through an outage, and the grant identity rule.
+ */
+import { describe, expect, it } from 'vitest';
+import type { AccountConfig } from '../src/protocol/api.js';
+import { Broker } from '../src/daemon/broker.js';
+import { Settings } from '../src/daemon/config.js';
+import { DriverError, type Driver, type DriverContext, type TokenSet } from '../src/daemon/drivers/driver.js';
+import { TokendError } from '../src/daemon/errors.js';
+import { identityKey } from '../src/daemon/grant-identity.js';
+import type { Logger } from '../src/daemon/log.js';
+import { MemoryStore } from './support/memory-store.js';
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+const A: AccountConfig = { driver: 'oauth2', issuer: 'https://a.example', client_id: 'cli', scopes: [], hosts: [] };
+
+/** A driver whose refresh answers come from a script; it records what it was sent, and when. */
+class FakeDriver implements Driver {
+  name = 'oauth2';
+  calls: Array<{ kind: 'refresh' | 'revoke'; token: string; config: AccountConfig; at: number }> = [];
+  answers: Array<(rt: string) => Promise<TokenSet> | TokenSet> = [];
+  /** Runs at the moment of each refresh call (to look at the store then). */
+  onCall?: () => void;
+  private n = 0;
+  constructor(private readonly clock: { t: number }) {}
+  async refresh(ctx: DriverContext, rt: string): Promise<TokenSet> {
+    this.calls.push({ kind: 'refresh', token: rt, config: ctx.config, at: this.clock.t });
+    this.onCall?.();
+    const answer = this.answers.shift();
+    if (answer) return answer(rt);
+    this.n++;
+    return { access_token: `at-${this.n}`, token_type: 'Bearer', expires_in: 3600, refresh_token: `rt-${this.n}` };
+  }
+  async revoke(ctx: DriverContext, token: string): Promise<void> {
+    this.calls.push({ kind: 'revoke', token, config: ctx.config, at: this.clock.t });
+  }
+}
+
+function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig } = {}) {
+  const clock = { t: 1_000_000 };
+  const store = new MemoryStore(() => clock.t);
+  const driver = new FakeDriver(clock);
+  const accounts = new Map<string, AccountConfig>([['w', opts.config ?? A]]);
+  const settings = Settings.parse({ proactive_refresh: false, ...opts.settings });
+  const events: Array<{ type: string; account: string }> = [];
+  const broker = new Broker({
+    store,
+    config: { getAccount: (n) => accounts.get(n), settings },
+    getDriver: (n) => (n === 'oauth2' ? driver : undefined),
+    events: { emit: (type, account) => void events.push({ type, account }) },
+    log: quiet,
+    now: () => clock.t,
+    random: () => 0.5,
+  });
+  const grant = (rt = 'rt-0', extra: { access_token?: string; expires_at?: number; bound_to?: string } = {}) =>
+    store.replaceGrant('w', { refresh_token: rt, bound_to: identityKey(A), token_type: 'Bearer', obtained_at: clock.t, ...extra });
+  return { clock, store, driver, accounts, broker, events, grant };
+}
+
+describe('Broker', () => {
+  it('serves one refresh to 1000 concurrent callers', async () => {
+    const { broker, driver, grant } = setup();
+    grant();
+    broker.start();
+    const toks = await Promise.all(Array.from({ length: 1000 }, () => broker.getToken({ account: 'w' })));
+    expect(driver.calls).toHaveLength(1);
+    expect(new Set(toks.map((t) => t.access_token))).toEqual(new Set(['at-1']));
+  });
+
+  it('serves from memory while the token satisfies min_ttl, with no driver call', async () => {
+    const { broker, driver, grant, clock } = setup();
+    grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    broker.start();
+    expect((await broker.getToken({ account: 'w', min_ttl: 60 })).access_token).toBe('at-0');
+    expect(driver.calls).toHaveLength(0);
+    clock.t += 3_600_000 - 10_000; // 10 s left: less than min_ttl 30
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+    expect(driver.calls).toHaveLength(1);
+  });
+
+  it('marks the grant in flight before the driver call and commits the rotated refresh token before returning', async () => {
+    const { broker, driver, grant, store } = setup();
+    grant('rt-0');
+    broker.start();
+    let atCall: string[] = [];
+    driver.onCall = () => (atCall = store.journal.map((j) => j.op));
+    const tok = await broker.getToken({ account: 'w' });
+    expect(atCall.at(-1)).toBe('markInFlight');
+    expect(store.journal.at(-1)).toEqual({ op: 'commitRefresh', account: 'w', refresh_token: 'rt-1', access_token: 'at-1' });
+    expect(tok.access_token).toBe('at-1');
+    expect(store.getGrant('w')).toMatchObject({ refresh_token: 'rt-1', in_flight_since: null, generation: 2 });
+    // The next refresh sends the rotated token, never the old one.
+    await broker.forceRefresh('w');
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-0', 'rt-1']);
+  });
+
+  it('keeps the in-flight mark when the outcome is unknown (timeout), clears it on a definite answer', async () => {
+    const { broker, driver, grant, store } = setup();
+    grant('rt-0');
+    broker.start();
+    driver.answers.push(() => Promise.reject(new DriverError('transient', 'timed out', { outcomeUnknown: true })));
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    expect(store.getGrant('w')!.in_flight_since).not.toBeNull();
+
+    const s2 = setup();
+    s2.grant('rt-0');
+    s2.broker.start();
+    s2.driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
+    await expect(s2.broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    expect(s2.store.getGrant('w')!.in_flight_since).toBeNull();
+  });
+
+  it('turns invalid_grant into reauth_required once: cleared mark, an event, no further calls', async () => {
+    const { broker, driver, grant, store, events } = setup();
+    grant('rt-0');
+    broker.start();
+    driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant', status: 400 })));
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'reauth_required' });
+    expect(store.getGrant('w')).toMatchObject({ status: 'reauth_required', in_flight_since: null });
+    expect(events.map((e) => e.type)).toContain('account.reauth_required');
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'reauth_required' });
+    expect(driver.calls).toHaveLength(1);
+  });
+
+  it('backs off exponentially after failures and honours Retry-After', async () => {
+    const { broker, driver, grant, clock } = setup({ settings: { backoff_initial_ms: 1000, backoff_max_ms: 60_000 } });
+    grant('rt-0');
+    broker.start();
+    const fail = () => Promise.reject(new DriverError('transient', 'HTTP 503', { status: 503 }));
+    driver.answers.push(fail, fail, () => Promise.reject(new DriverError('transient', 'HTTP 429', { status: 429, retryAfterMs: 30_000 })));
+    const err1 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    expect(err1.retryAfter).toBe(1); // 1 s (jitter 0.5 → ×1.0)
+    const early = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    expect(early.code).toBe('upstream_unavailable');
+    expect(driver.calls).toHaveLength(1); // refused before any call while backing off
+    clock.t += 1000;
+    const err2 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    expect(err2.retryAfter).toBe(2);
+    clock.t += 2000;
+    const err3 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    expect(err3.retryAfter).toBe(30); // Retry-After beats the 4 s backoff
+    clock.t += 29_000;
+    await broker.getToken({ account: 'w' }).catch(() => undefined);
+    expect(driver.calls).toHaveLength(3);
+    clock.t += 1000;
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+  });
+
+  it('spends at most the attempt budget a minute, whatever the provider answers', async () => {
+    const { broker, driver, grant, clock } = setup({ settings: { max_refreshes_per_minute: 5, backoff_initial_ms: 10, backoff_max_ms: 10 } });
+    grant('rt-0');
+    broker.start();
+    for (let i = 0; i < 100; i++) driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
+    const codes = new Set<string>();
+    for (let i = 0; i < 100; i++) {
+      clock.t += 100;
+      const e = await broker.forceRefresh('w').catch((err: TokendError) => err);
+      codes.add((e as TokendError).code);
+    }
+    // 10 s of hammering: within one minute, five calls and no more.
+    expect(driver.calls).toHaveLength(5);
+    expect(codes).toContain('rate_limited');
+  });
+
+  it('serves the cached token while the provider fails, as long as it is valid', async () => {
+    const { broker, driver, grant, clock } = setup();
+    grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 20_000 });
+    broker.start();
+    driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
+    // Asked for 60 s it cannot give; the provider is down: the 20 s token is better than nothing.
+    expect((await broker.getToken({ account: 'w', min_ttl: 60 })).access_token).toBe('at-0');
+    clock.t += 21_000;
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'upstream_unavailable' });
+  });
+
+  it('never sends a grant to a provider that did not issue it: revokes it at its issuer instead', async () => {
+    const { broker, driver, grant, accounts, store } = setup();
+    grant('rt-0', { access_token: 'at-0', expires_at: 1e15 });
+    accounts.set('w', { ...A, issuer: 'https://b.example' }); // changed while the daemon was stopped
+    store.putSecret('w', 'client_secret', 'old-secret');
+    broker.start();
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'reauth_required' });
+    expect(driver.calls.filter((c) => c.kind === 'refresh')).toHaveLength(0);
+    const revoke = driver.calls.find((c) => c.kind === 'revoke');
+    expect(revoke).toMatchObject({ token: 'rt-0', config: { issuer: 'https://a.example', client_id: 'cli' } });
+    expect(store.getGrant('w')).toBeUndefined();
+    expect(store.getSecret('w', 'client_secret')).toBeUndefined();
+  });
+
+  it('adopts a grant stored before identities were recorded', async () => {
+    const { broker, driver, grant, store } = setup();
+    grant('rt-0');
+    store.grants.get('w')!.bound_to = null;
+    broker.start();
+    expect(store.getGrant('w')!.bound_to).toBe(identityKey(A));
+    await broker.getToken({ account: 'w' });
+    expect(driver.calls).toHaveLength(1);
+  });
+
+  it('refuses a login that finishes after the account moved to another provider', async () => {
+    const { broker, accounts, store } = setup();
+    broker.start();
+    const startedWith = identityKey(A);
+    accounts.set('w', { ...A, client_id: 'other' });
+    const set: TokenSet = { access_token: 'at-x', token_type: 'Bearer', refresh_token: 'rt-x', expires_in: 60 };
+    await expect(broker.installLogin('w', set, startedWith)).rejects.toMatchObject({ code: 'conflict' });
+    expect(store.getGrant('w')).toBeUndefined();
+  });
+});
