@@ -47,6 +47,14 @@ const AccountFields = z.object({
   authorization_endpoint: httpUrl.optional(),
   device_authorization_endpoint: httpUrl.optional(),
   revocation_endpoint: httpUrl.optional(),
+  /**
+   * A browser login's redirect that is not tokend's loopback listener: a private-use URI
+   * scheme (RFC 8252 §7.1, `com.example.app:/oauth2redirect`) or an app's own https URL.
+   * The app hands the callback URL to `POST /v1/logins/:id/callback`.
+   */
+  redirect_uri: z.url({ message: 'must be a URL' }).max(2048).optional(),
+  /** What a `reauth_required` grant does: nothing (`fail`, default), or start its interactive login (`login`). */
+  on_reauth: z.enum(['fail', 'login']).optional(),
 });
 
 /**
@@ -107,7 +115,13 @@ export const LoginFlow = z.enum(['device', 'browser']);
 export type LoginFlow = z.infer<typeof LoginFlow>;
 
 /** `POST /v1/accounts/:name/login`: without `flow`, the account's, else the daemon's guess. */
-export const LoginRequest = z.object({ flow: LoginFlow.optional() }).strict();
+export const LoginRequest = z
+  .object({
+    flow: LoginFlow.optional(),
+    /** The caller's own label for this login (a task id, a user id), returned with it and searchable. */
+    task: z.string().min(1).max(200).optional(),
+  })
+  .strict();
 export type LoginRequest = z.infer<typeof LoginRequest>;
 
 export const LoginStatus = z.enum(['pending', 'active', 'failed', 'expired']);
@@ -121,6 +135,8 @@ export const LoginView = z.object({
   id: z.string(),
   account: AccountName,
   flow: LoginFlow,
+  /** The caller's label given when the login started, if any. */
+  task: z.string().nullable().optional(),
   status: LoginStatus,
   /** Device flow (RFC 8628 §3.2): what the user enters, and where. */
   user_code: z.string().nullable(),
@@ -138,6 +154,22 @@ export const LoginView = z.object({
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
 });
 export type LoginView = z.infer<typeof LoginView>;
+
+/** `GET /v1/logins?account=&status=&task=`: logins, newest first. */
+export const LoginListQuery = z
+  .object({ account: AccountName.optional(), status: LoginStatus.optional(), task: z.string().min(1).max(200).optional() })
+  .strict();
+export type LoginListQuery = z.infer<typeof LoginListQuery>;
+export const LoginList = z.object({ logins: z.array(LoginView) });
+export type LoginList = z.infer<typeof LoginList>;
+
+/**
+ * `POST /v1/logins/:id/callback`: the full redirect URL an app's OS-level handler received
+ * for a login whose `redirect_uri` is not a loopback listener (RFC 8252 §7.1 private-use
+ * scheme, e.g. `com.example.app:/oauth2redirect?code=…&state=…`).
+ */
+export const LoginCallbackRequest = z.object({ url: z.string().min(1).max(8192) }).strict();
+export type LoginCallbackRequest = z.infer<typeof LoginCallbackRequest>;
 
 /** The last login of an account that did not succeed, or the last one at all: what `status` shows. */
 export const LastLogin = LoginView.pick({ id: true, flow: true, status: true, updated_at: true, error: true });
@@ -242,6 +274,8 @@ export const EVENT_TYPES = [
   'token.refreshed',
   'token.refresh_failed',
   'account.reauth_required',
+  'token.recovered',
+  'account.reauth_soon',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 export interface TokendEvent {

@@ -9,6 +9,11 @@ export const ROUTES = {
   accountLogin: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/login`,
   login: (id: string) => `/v1/logins/${encodeURIComponent(id)}`,
   loginCancel: (id: string) => `/v1/logins/${encodeURIComponent(id)}/cancel`,
+  loginCallback: (id: string) => `/v1/logins/${encodeURIComponent(id)}/callback`,
+  logins: '/v1/logins',
+  /** The account's API through the daemon: `rest` is the path under its `api_base` (with any query). */
+  proxy: (name: string, rest: string) => `/v1/proxy/${encodeURIComponent(name)}/${rest.replace(/^\//, '')}`,
+  openapi: '/v1/openapi.json',
   token: '/v1/token',
   credentialReject: '/v1/credential/reject',
   events: '/v1/events',
