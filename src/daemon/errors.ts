@@ -41,6 +41,8 @@ export const E = {
   rateLimited: factory('rate_limited'),
   upstreamUnavailable: factory('upstream_unavailable'),
   providerRejected: factory('provider_rejected'),
+  upstreamFailed: factory('upstream_failed'),
+  upstreamTimeout: factory('upstream_timeout'),
   internal: factory('internal'),
 };
 

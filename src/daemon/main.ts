@@ -20,6 +20,7 @@ import { loadOrCreateKey } from './store/crypto.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
+import { proxyLane } from './http/proxy-lane.js';
 import { LoginManager } from './logins.js';
 
 const USAGE = `usage: tokend daemon [--socket PATH]
@@ -171,8 +172,9 @@ export async function main(argv: string[]): Promise<void> {
   // the request every script and helper makes skips the router and the web Request.
   const honoListener = getRequestListener(app.fetch);
   const tokenFast = tokenLane(createTokenHandler({ broker, audit, resolveTarget: helpers.resolveTarget }), log);
+  const proxy = proxyLane({ config: config!, broker, getDriver, audit, log });
   const server = http.createServer((req, res) => {
-    if (!tokenFast(req, res)) void honoListener(req, res);
+    if (!tokenFast(req, res) && !proxy(req, res)) void honoListener(req, res);
   });
   // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.
   const listening = new Promise<void>((resolve, reject) => {

@@ -13,6 +13,8 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   rate_limited: 429,
   provider_rejected: 502,
+  upstream_failed: 502,
+  upstream_timeout: 504,
   upstream_unavailable: 503,
   internal: 500,
 } as const;

@@ -98,6 +98,11 @@ export interface CodeExchangeParams {
 /** One provider family. Every step either returns a TokenSet or throws a DriverError. */
 export interface Driver {
   name: string;
+  /**
+   * Statuses an API answers when the access token is no longer good, besides 401 (the
+   * proxy refreshes once and retries on them): Cal.com answers 498 for an expired token.
+   */
+  staleStatuses?: readonly number[];
   /** Exchange a refresh token for new tokens (RFC 6749 §6). */
   refresh(ctx: DriverContext, refreshToken: string, opts: RefreshOptions): Promise<TokenSet>;
   /** Obtain tokens without a refresh token (client credentials, RFC 6749 §4.4), where the account allows it. */

@@ -1,0 +1,277 @@
+/**
+ * The API proxy, `ANY /v1/proxy/:name/*` (DESIGN.md, Apps): the request goes to the
+ * account's `api_base` with the account's current token injected, so an app never holds a
+ * token. Served by node:http in front of Hono, like the token route, so bodies stream both
+ * ways with backpressure and nothing is buffered but a small request body kept for one
+ * retry.
+ *
+ * - The caller's Authorization and Cookie, and hop-by-hop headers (RFC 9110 §7.6.1), never
+ *   go upstream; the token goes only to `api_base` (proxy-path.ts keeps the path under it).
+ * - 401 (or a status the driver names, Cal.com's 498) marks the token stale; when the
+ *   request body was small enough to keep, one refresh (shared with every other caller)
+ *   and one retry follow. Otherwise the 401 goes back and the next call gets a fresh
+ *   token. A 403 (insufficient_scope, RFC 6750 §3.1) refreshes nothing.
+ * - Redirects are not followed: a Location under `api_base` is rewritten to the proxy
+ *   path; any other passes as it is, and the token never follows it.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import { isAccountName } from '../../protocol/names.js';
+import { isLoopbackHost } from '../../protocol/rules.js';
+import type { AuditLog } from '../audit.js';
+import type { Broker, CachedToken } from '../broker.js';
+import type { ConfigStore } from '../config.js';
+import type { Driver } from '../drivers/driver.js';
+import { E, TokendError, unknownAccount } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
+import { errorResponse } from './token-route.js';
+
+export interface ProxyDeps {
+  config: Pick<ConfigStore, 'getAccount' | 'settings'>;
+  broker: Pick<Broker, 'getToken' | 'reject'>;
+  getDriver: (name: string) => Driver | undefined;
+  audit: Pick<AuditLog, 'record'>;
+  log: Logger;
+}
+
+/** A request body up to this size is kept, so a request refused for a stale token can be sent again. */
+export const RETRY_BODY_LIMIT = 1024 * 1024;
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus what we set ourselves or never forward. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect']);
+
+/** The proxy as a node:http handler; returns false for any request that is not for it. */
+export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const agents = {
+    'http:': new http.Agent({ keepAlive: true, maxSockets: 256 }),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: 256 }),
+  };
+  return (req, res) => {
+    const target = splitProxyTarget(req.url ?? '');
+    if (!target) return false;
+    proxy(deps, agents, req, res, target).catch((err) => failRequest(deps.log, req, res, err));
+    return true;
+  };
+}
+
+type Agents = Record<'http:' | 'https:', http.Agent>;
+type Body = { kept: Buffer | undefined; head: Buffer[]; streamRest: boolean };
+
+async function proxy(
+  deps: ProxyDeps,
+  agents: Agents,
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: { name: string; rest: string; query: string },
+): Promise<void> {
+  const { name } = target;
+  if (!isAccountName(name)) throw E.invalidRequest('the proxy path must start with an account name: /v1/proxy/NAME/PATH');
+  const cfg = deps.config.getAccount(name);
+  if (!cfg) throw unknownAccount(name);
+  if (!cfg.api_base) {
+    throw E.invalidRequest(`account "${name}" has no api_base to proxy to; set it with \`tokend set ${name} --api-base URL\``, { account: name });
+  }
+  let url: URL;
+  try {
+    url = resolveProxyUrl(cfg.api_base, target.rest, target.query);
+  } catch (err) {
+    if (err instanceof ProxyPathError) throw E.invalidRequest(`refused: ${err.message}`, { account: name });
+    throw err;
+  }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    throw E.invalidRequest(`account "${name}": plain http is allowed only to loopback hosts; the api_base must be https`, { account: name });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
+
+  const body = await readBody(req);
+  const driver = deps.getDriver(cfg.driver);
+  const stale = new Set([401, ...(driver?.staleStatuses ?? [])]);
+  deps.audit.record(name, req.headers['user-agent'], 'proxy');
+
+  let token = await deps.broker.getToken({ account: name });
+  let upstream = await send(deps, agents, req, res, url, token, body);
+  if (stale.has(upstream.statusCode ?? 0)) {
+    // The token was refused: whoever asks next gets a fresh one (rule 6, like git's erase).
+    deps.broker.reject(name, token.access_token);
+    if (body.kept !== undefined) {
+      upstream.resume(); // this answer is not the caller's: discard it, keep the connection
+      token = await deps.broker.getToken({ account: name });
+      upstream = await send(deps, agents, req, res, url, token, body);
+      if (stale.has(upstream.statusCode ?? 0)) deps.broker.reject(name, token.access_token);
+    }
+  }
+  respond(res, upstream, url, cfg.api_base, name);
+}
+
+/**
+ * Read the body up to RETRY_BODY_LIMIT: a body that ends within it is kept (a retry can
+ * send it again); a longer one is streamed to the first upstream request only.
+ */
+function readBody(req: IncomingMessage): Promise<Body> {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  if (!hasBody) return Promise.resolve({ kept: Buffer.alloc(0), head: [], streamRest: false });
+  if (Number(req.headers['content-length']) > RETRY_BODY_LIMIT) return Promise.resolve({ kept: undefined, head: [], streamRest: true });
+  return new Promise((resolve, reject) => {
+    const head: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      head.push(chunk);
+      size += chunk.length;
+      if (size > RETRY_BODY_LIMIT) {
+        cleanup();
+        req.pause();
+        resolve({ kept: undefined, head, streamRest: true });
+      }
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve({ kept: Buffer.concat(head), head: [], streamRest: false });
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+/** One upstream request; resolves with its response headers in, rejects as a wire error. */
+function send(
+  deps: ProxyDeps,
+  agents: Agents,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  token: CachedToken,
+  body: Body,
+): Promise<IncomingMessage> {
+  const headers: Array<[string, string]> = [];
+  const connectionNamed = new Set(
+    String(req.headers.connection ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const k = req.rawHeaders[i];
+    const lower = k.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || NEVER_UPSTREAM.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
+    if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
+    headers.push([k, req.rawHeaders[i + 1]]);
+  }
+  headers.push(['Host', url.host]);
+  headers.push(['Authorization', `${authScheme(token.token_type)} ${token.access_token}`]);
+  if (body.kept !== undefined && body.kept.length > 0) headers.push(['Content-Length', String(body.kept.length)]);
+
+  const timeoutMs = deps.config.settings.http_timeout_ms;
+  const lib = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const up = lib.request(url, {
+      method: req.method,
+      headers: headers.flat(),
+      agent: agents[url.protocol as 'http:' | 'https:'],
+    });
+    // Until the answer's headers arrive the upstream has http_timeout_ms; after that a
+    // body may take as long as it takes (a download, a stream of server-sent events).
+    const timer = setTimeout(() => up.destroy(new UpstreamTimeout()), timeoutMs);
+    // The caller went away before the answer came: stop the upstream request too.
+    const callerGone = () => up.destroy();
+    res.once('close', callerGone);
+    up.on('response', (r) => {
+      clearTimeout(timer);
+      res.off('close', callerGone);
+      resolve(r);
+    });
+    up.on('error', (err) => {
+      clearTimeout(timer);
+      res.off('close', callerGone);
+      reject(
+        err instanceof UpstreamTimeout
+          ? E.upstreamTimeout(`the API of "${accountOf(req)}" at ${url.origin} did not answer within ${timeoutMs} ms`)
+          : E.upstreamFailed(`could not reach the API of "${accountOf(req)}" at ${url.origin}: ${(err as NodeJS.ErrnoException).code ?? 'connection failed'}`),
+      );
+    });
+    if (body.kept !== undefined) {
+      up.end(body.kept);
+    } else {
+      for (const chunk of body.head) up.write(chunk);
+      req.pipe(up);
+      req.resume();
+    }
+  });
+}
+
+class UpstreamTimeout extends Error {}
+
+function accountOf(req: IncomingMessage): string {
+  return splitProxyTarget(req.url ?? '')?.name ?? '?';
+}
+
+/** RFC 6750 §2.1 spells the scheme `Bearer`; providers often answer `bearer`. Others (AMP's `token`) pass as they are. */
+function authScheme(tokenType: string): string {
+  return tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType;
+}
+
+/** Copy the upstream answer to the caller: status, end-to-end headers, and the body as it streams. */
+function respond(res: ServerResponse, up: IncomingMessage, url: URL, apiBase: string, account: string): void {
+  const connectionNamed = new Set(
+    String(up.headers.connection ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase()),
+  );
+  const headers: string[] = [];
+  for (let i = 0; i < up.rawHeaders.length; i += 2) {
+    const k = up.rawHeaders[i];
+    const lower = k.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || connectionNamed.has(lower)) continue;
+    const v = lower === 'location' ? rewriteLocation(up.rawHeaders[i + 1], url, apiBase, account) : up.rawHeaders[i + 1];
+    headers.push(k, v);
+  }
+  res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
+  // Server-sent events and other streams: every chunk goes out as it arrives.
+  res.flushHeaders();
+  up.pipe(res);
+  up.on('error', () => res.destroy());
+  res.on('close', () => {
+    if (!up.complete) up.destroy();
+  });
+}
+
+/** Any failure before the answer started: the wire error shape; a body we did not read closes the connection. */
+function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  const r = errorResponse(err, log, '/v1/proxy');
+  if (!(err instanceof TokendError)) log.error('proxy failed', { error: (err as Error)?.message });
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const json = JSON.stringify(r.body);
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...r.headers };
+  // A request body left unread would be parsed as the next request on a keep-alive
+  // connection: close it after this answer, and let node discard the rest.
+  if (!req.complete) {
+    headers.connection = 'close';
+    req.resume();
+  }
+  res.writeHead(r.status, headers);
+  res.end(json);
+}

@@ -1,0 +1,101 @@
+/**
+ * A real HTTP API behind tokend's proxy in tests: it accepts only access tokens the real
+ * test IdP introspects as active (RFC 7662), as a resource server would, and records every
+ * request it sees. Routes under `/api`:
+ *
+ * - `ANY /api/echo…`: `{method, path, query, headers, body}` (headers without authorization);
+ * - `GET /api/download?bytes=N`: N bytes, streamed with backpressure;
+ * - `POST|PUT /api/upload`: counts the bytes it is sent, `{bytes}`;
+ * - `GET /api/events`: three server-sent events 300 ms apart;
+ * - `GET /api/redirect?to=URL`: 302 to URL; `GET /api/slow`: never answers.
+ */
+import http from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TestIdp } from './idp.js';
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+export interface TestApi {
+  /** `http://127.0.0.1:PORT/api`: what an account's api_base names. */
+  base: string;
+  seen: SeenRequest[];
+  /** Tokens the API refused (introspection said inactive). */
+  refused: number;
+  close(): Promise<void>;
+}
+
+export async function startApi(idp: TestIdp): Promise<TestApi> {
+  const sockets = new Set<Socket>();
+  const api: TestApi = { base: '', seen: [], refused: 0, close: async () => undefined };
+  const server = http.createServer(async (req, res) => {
+    api.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    const url = new URL(req.url ?? '/', 'http://api.test');
+    const auth = req.headers.authorization ?? '';
+    const token = /^Bearer (.+)$/.exec(auth)?.[1];
+    const active = token ? (await idp.introspect(token)).active : false;
+    if (!active) {
+      api.refused++;
+      req.resume();
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="api", error="invalid_token"', 'content-type': 'application/json' });
+      res.end('{"message":"bad token"}');
+      return;
+    }
+    const path = url.pathname;
+    if (path.startsWith('/api/echo')) {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const { authorization: _a, ...headers } = req.headers;
+      res.writeHead(200, { 'content-type': 'application/json', 'x-api': 'yes', 'set-cookie': ['a=1', 'b=2'] });
+      res.end(JSON.stringify({ method: req.method, path, query: Object.fromEntries(url.searchParams), headers, body: Buffer.concat(chunks).toString('utf8') }));
+    } else if (path === '/api/download') {
+      let left = Number(url.searchParams.get('bytes') ?? 0);
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    } else if (path === '/api/upload') {
+      let bytes = 0;
+      for await (const c of req) bytes += (c as Buffer).length;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ bytes }));
+    } else if (path === '/api/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      for (let i = 1; i <= 3; i++) {
+        res.write(`event: tick\ndata: ${i}\n\n`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      res.end();
+    } else if (path === '/api/redirect') {
+      res.writeHead(302, { location: url.searchParams.get('to') ?? '/' });
+      res.end();
+    } else if (path === '/api/slow') {
+      // never answers
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  api.base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
+  api.close = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  return api;
+}
