@@ -23,6 +23,10 @@ export const Settings = z
      * poll does not take 5 real seconds. Login lifetimes (`expires_in`) are never scaled.
      */
     device_poll_unit_ms: z.number().int().min(1).max(1000).default(1000),
+    /** The loopback TCP listener, `127.0.0.1:PORT` (as `tokend daemon --listen`); off when absent. */
+    listen: z.string().min(1).max(64).optional(),
+    /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
+    login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
   })
   .strict();
 export type Settings = z.infer<typeof Settings>;

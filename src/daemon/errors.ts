@@ -33,6 +33,7 @@ const factory =
 export const E = {
   invalidRequest: factory('invalid_request'),
   unauthorized: factory('unauthorized'),
+  forbidden: factory('forbidden'),
   notFound: factory('not_found'),
   reauthRequired: factory('reauth_required'),
   loginPending: factory('login_pending'),

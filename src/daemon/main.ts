@@ -21,14 +21,23 @@ import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { proxyLane } from './http/proxy-lane.js';
+import { listenerGuard, listenKeyFile, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
 import { LoginManager } from './logins.js';
 
-const USAGE = `usage: tokend daemon [--socket PATH]
+const USAGE = `usage: tokend daemon [--socket PATH] [--listen 127.0.0.1:PORT]
 
 Runs the tokend daemon in the foreground (systemd and launchd supervise it).
 Paths come from TOKEND_HOME, TOKEND_CONFIG_DIR, TOKEND_DATA_DIR, TOKEND_KEY_FILE,
 TOKEND_SOCKET (see README). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
 the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
+
+  --socket PATH                the Unix socket to listen on (default: see \`tokend status\`)
+  --listen 127.0.0.1:PORT      also serve the API on a loopback TCP port, only to requests with
+                               \`Authorization: Bearer <daemon key>\` (\`tokend listen-key\` prints it);
+                               non-loopback addresses are refused (also settings.listen in config.json)
+
+exit status: 0 stopped cleanly, 1 could not start (another daemon runs, unsafe files, bad config),
+2 bad usage.
 `;
 
 function packageVersion(): string {
@@ -55,7 +64,7 @@ function socketAnswers(socket: string): Promise<boolean> {
 /** DESIGN.md: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
 function checkPlaces(paths: TokendPaths): void {
   for (const dir of new Set([paths.configDir, paths.dataDir, paths.socketDir])) ensurePrivateDir(dir);
-  for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile]) {
+  for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, listenKeyFile(paths.configDir)]) {
     checkPrivateFile(f);
   }
 }
@@ -75,10 +84,6 @@ export async function main(argv: string[]): Promise<void> {
   if (args.values.help) {
     process.stdout.write(USAGE);
     process.exit(0);
-  }
-  if (args.values.listen) {
-    process.stderr.write('tokend daemon: --listen (the loopback TCP listener) is not available in this version\n');
-    process.exit(2);
   }
 
   process.umask(0o077);
@@ -136,6 +141,17 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(err instanceof ConfigError ? err.message : `cannot read ${paths.configFile}: ${(err as Error).message}`);
   }
+  // The loopback TCP listener: refused at start unless it is a loopback address.
+  const listenSpec = args.values.listen ?? config!.settings.listen;
+  let listenAt: ListenAddress | undefined;
+  if (listenSpec) {
+    try {
+      listenAt = parseListenAddress(listenSpec);
+    } catch (err) {
+      await releaseLock!();
+      fail((err as Error).message, 2);
+    }
+  }
   let store;
   try {
     store = openStore({ file: paths.dbFile, key: loadOrCreateKey(paths.keyFile) });
@@ -173,9 +189,10 @@ export async function main(argv: string[]): Promise<void> {
   const honoListener = getRequestListener(app.fetch);
   const tokenFast = tokenLane(createTokenHandler({ broker, audit, resolveTarget: helpers.resolveTarget }), log);
   const proxy = proxyLane({ config: config!, broker, getDriver, audit, log });
-  const server = http.createServer((req, res) => {
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (!tokenFast(req, res) && !proxy(req, res)) void honoListener(req, res);
-  });
+  };
+  const server = http.createServer(handle);
   // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.
   const listening = new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -203,10 +220,31 @@ export async function main(argv: string[]): Promise<void> {
   }
   // The socket lives in a 0700 folder and is bound under umask 077; make it 0600 exactly.
   if (boundSocket) fs.chmodSync(boundSocket, 0o600);
+  let tcp: http.Server | undefined;
+  if (listenAt) {
+    const keyFile = listenKeyFile(paths.configDir);
+    loadOrCreateListenKey(keyFile);
+    const guard = listenerGuard({ keyFile, port: listenAt.port });
+    tcp = http.createServer((req, res) => {
+      if (!guard(req, res)) handle(req, res);
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp!.once('error', reject);
+        tcp!.listen({ host: listenAt!.host, port: listenAt!.port }, () => resolve());
+      });
+    } catch (err) {
+      server.close();
+      if (boundSocket) fs.rmSync(boundSocket, { force: true });
+      await releaseLock!();
+      fail(`cannot listen on ${listenSpec}: ${(err as Error).message}`);
+    }
+  }
   log.info('tokend started', {
     version: deps.version,
     pid: process.pid,
     socket: activatedFd !== undefined ? `fd ${activatedFd} (socket activation)` : paths.socket,
+    ...(listenAt ? { listen: listenSpec } : {}),
     accounts: config!.listAccounts().length,
   });
 
@@ -220,10 +258,13 @@ export async function main(argv: string[]): Promise<void> {
     logins.close();
     // Stop accepting; requests in flight (a refresh a client waits for) get up to 3 s to
     // finish, and only then are provider requests aborted and connections cut.
+    tcp?.close();
+    tcp?.closeIdleConnections();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
       setTimeout(() => {
+        tcp?.closeAllConnections();
         server.closeAllConnections();
         resolve();
       }, 3000).unref();

@@ -6,6 +6,7 @@
 export const ERROR_STATUS = {
   invalid_request: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   reauth_required: 409,
   login_pending: 409,
