@@ -158,4 +158,33 @@ describe('login manager', () => {
     await expect(m.start('work', 'device')).rejects.toMatchObject({ code: 'invalid_request' });
     await expect(m.start('work', 'browser')).rejects.toMatchObject({ code: 'invalid_request' });
   });
+
+  it('forgets finished logins after the retention while running; keeps pending ones', async () => {
+    let clock = Date.now();
+    const m = manager({ now: () => clock });
+    m.expireStale();
+    const old = await m.start('work', 'device');
+    m.cancel(old.id);
+    const pending = await m.start('work', 'device');
+    clock += 7 * 24 * 3_600_000 + 1000; // the default retention is a week
+    expect(m.prune()).toBe(1);
+    expect(() => m.get(old.id)).toThrow();
+    expect(m.get(pending.id).status).toBe('pending');
+    expect(m.list({ status: 'pending' }).map((l) => l.id)).toEqual([pending.id]);
+    m.close();
+  });
+
+  it('cancels a pending login: failed with code cancelled, polling stops', async () => {
+    const m = manager();
+    const login = await m.start('work', 'device', { task: 't-1' });
+    expect(login.task).toBe('t-1');
+    const cancelled = m.cancel(login.id);
+    expect(cancelled).toMatchObject({ status: 'failed', error: { code: 'cancelled' }, task: 't-1' });
+    const seen = polls;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(polls).toBe(seen);
+    expect(m.lastFinished('work')).toMatchObject({ id: login.id, status: 'failed' });
+    expect(() => m.cancel('nope')).toThrow(TokendError);
+    m.close();
+  });
 });

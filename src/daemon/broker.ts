@@ -44,6 +44,8 @@ export interface BrokerDeps {
   random?: () => number;
   /** The account's pending interactive login, if any: requests that need one get 409 login_pending. */
   pendingLogin?: (account: string) => LoginView | undefined;
+  /** Called when a grant has just become reauth_required (an account's `on_reauth: login` starts its login). */
+  onReauthRequired?: (account: string) => void;
 }
 
 /**
@@ -433,6 +435,7 @@ export class Broker {
       for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);
       this.deps.log.warn('account needs a new login', { account, reason: why });
       this.deps.events.emit('account.reauth_required', account, { reason: why });
+      this.deps.onReauthRequired?.(account);
       return this.reauthError(account, why);
     }
 

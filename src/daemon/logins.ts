@@ -39,14 +39,13 @@ export interface LoginManagerDeps {
 
 /** How long a browser login waits for its callback. */
 export const BROWSER_LOGIN_TTL_MS = 10 * 60_000;
-/** Finished logins are kept this long, then pruned at start-up. */
-const KEEP_FINISHED_MS = 7 * 24 * 60 * 60_000;
 
 /** A login as the manager holds it: the API's fields, times in epoch ms. */
 interface LoginState {
   id: string;
   account: string;
   flow: LoginFlow;
+  task: string | null;
   status: LoginStatus;
   user_code: string | null;
   verification_uri: string | null;
@@ -70,11 +69,25 @@ interface LoginTarget {
   cfg: AccountConfig;
   clientSecret: string | undefined;
   identity: string;
+  /** The caller's label for the login. */
+  task?: string;
 }
+
+/** What a browser login needs to receive its callback; memory only. */
+interface BrowserWait {
+  driver: Driver;
+  redirectUri: string;
+  secrets: { state: string; code_verifier: string };
+}
+
+/** What became of one callback request. */
+type CallbackOutcome = { kind: 'over' } | { kind: 'refused' } | { kind: 'busy' } | { kind: 'done'; login: LoginView };
 
 interface Session {
   state: LoginState;
   target: LoginTarget;
+  /** A browser login waiting for its callback. */
+  browser?: BrowserWait;
   /** Aborted when the login finishes: stops polling, closes the loopback listener. */
   stop: AbortController;
   /** A code exchange or grant install is under way: expiry waits for it. */
@@ -89,6 +102,7 @@ export class LoginManager {
   /** Aborted on shutdown: stops starts in progress. */
   private readonly shutdown = new AbortController();
   private readonly now: () => number;
+  private pruneTimer?: NodeJS.Timeout;
 
   constructor(private readonly deps: LoginManagerDeps) {
     this.now = deps.now ?? Date.now;
@@ -106,7 +120,9 @@ export class LoginManager {
       this.deps.store.putLogin({ ...rec, status: 'expired', data: { ...rec.data, error }, updated_at: now });
       this.deps.log.info('a login left pending by the previous daemon is now expired', { account: rec.account, login_id: rec.id });
     }
-    this.deps.store.pruneLogins(now - KEEP_FINISHED_MS);
+    this.prune();
+    this.pruneTimer = setInterval(() => this.prune(), 3_600_000);
+    this.pruneTimer.unref();
     return stale.length;
   }
 
@@ -128,7 +144,7 @@ export class LoginManager {
    * Start a login for `account`, or join the pending one (same object, no second code or
    * browser tab). `flow`: the request's; else the account's; else the daemon's guess.
    */
-  async start(account: string, flow?: LoginFlow): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: { task?: string } = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
@@ -137,12 +153,18 @@ export class LoginManager {
       // A start that fails rejects every request that joined it: one provider call, one error.
       const s = await running;
       if (s.state.status === 'pending') return view(s.state);
-      return this.start(account, flow);
+      return this.start(account, flow, opts);
     }
     const chosen = this.chooseFlow(account, cfg, flow);
     const driver = this.deps.getDriver(cfg.driver);
     if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
-    const target: LoginTarget = { account, cfg, clientSecret: this.deps.store.getSecret(account, 'client_secret'), identity: identityKey(cfg) };
+    const target: LoginTarget = {
+      account,
+      cfg,
+      clientSecret: this.deps.store.getSecret(account, 'client_secret'),
+      identity: identityKey(cfg),
+      ...(opts.task ? { task: opts.task } : {}),
+    };
     const opening = chosen === 'device' ? this.openDevice(target, driver) : this.openBrowser(target, driver);
     this.byAccount.set(account, opening);
     opening.catch(() => {
@@ -171,6 +193,29 @@ export class LoginManager {
     if (s) this.cancel(s.state.id, why);
   }
 
+  /** Logins, newest first: the live ones as they are now, the others as stored. */
+  list(q: { account?: string; status?: LoginStatus; task?: string } = {}): LoginView[] {
+    const live = new Map([...this.live.values()].map((s) => [s.state.id, view(s.state)]));
+    const out: LoginView[] = [];
+    for (const rec of this.deps.store.listLogins(q.status ? { status: q.status } : {})) {
+      const v = live.get(rec.id) ?? fromRecord(rec);
+      if (q.account && v.account !== q.account) continue;
+      if (q.task && v.task !== q.task) continue;
+      if (q.status && v.status !== q.status) continue;
+      out.push(v);
+    }
+    return out;
+  }
+
+  /**
+   * Forget finished logins older than the retention setting; runs at start-up and every
+   * hour while the daemon runs, so a vault that starts many logins does not grow the DB.
+   */
+  prune(): number {
+    const keepMs = this.deps.config.settings.login_retention_hours * 3_600_000;
+    return this.deps.store.pruneLogins(this.now() - keepMs);
+  }
+
   /** The account's last finished login (what `tokend status` shows of it), or undefined. */
   lastFinished(account: string): LoginView | undefined {
     const rec = this.deps.store.lastFinishedLogin(account);
@@ -180,6 +225,7 @@ export class LoginManager {
   /** Shutdown: stop every poller and listener; pending logins are recorded as expired. */
   close(): void {
     this.shutdown.abort();
+    clearInterval(this.pruneTimer);
     for (const s of [...this.live.values()]) {
       this.finish(s, 'expired', { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' }, { quiet: true });
     }
@@ -218,6 +264,7 @@ export class LoginManager {
       id: randomUUID(),
       account,
       flow: 'device',
+      task: target.task ?? null,
       status: 'pending',
       user_code: auth.user_code,
       verification_uri: auth.verification_uri,
@@ -270,8 +317,12 @@ export class LoginManager {
     }
     const secrets = browserSecrets();
     let session: Session | undefined;
-    const loopback = await openLoopback((url) => this.callback(session, driver, url, redirectUri, secrets));
-    const redirectUri = loopback.redirectUri;
+    // RFC 8252 §7.3 loopback listener, unless the account names its own redirect (§7.1
+    // private-use scheme, §7.2 claimed https): then the app hands the callback over.
+    const loopback = target.cfg.redirect_uri
+      ? undefined
+      : await openLoopback(async (url) => pageFor(account, await this.receive(session, url)));
+    const redirectUri = target.cfg.redirect_uri ?? loopback!.redirectUri;
     let authorizationUrl: string;
     try {
       authorizationUrl = await this.step(
@@ -284,7 +335,7 @@ export class LoginManager {
         this.shutdown.signal,
       );
     } catch (err) {
-      loopback.close();
+      loopback?.close();
       throw this.startError(account, 'browser', err);
     }
     const now = this.now();
@@ -293,6 +344,7 @@ export class LoginManager {
       id: randomUUID(),
       account,
       flow: 'browser',
+      task: target.task ?? null,
       status: 'pending',
       user_code: null,
       verification_uri: null,
@@ -303,12 +355,13 @@ export class LoginManager {
       expires_at: now + ttl,
       error: null,
     });
+    s.browser = { driver, redirectUri, secrets };
     session = s;
     const expiry = setTimeout(() => this.expireBrowser(s), ttl);
     expiry.unref();
     s.stop.signal.addEventListener('abort', () => {
       clearTimeout(expiry);
-      loopback.close();
+      loopback?.close();
     });
     this.deps.log.debug('browser login listening', { account, login_id: s.state.id, redirect_uri: redirectUri });
     return s;
@@ -324,36 +377,21 @@ export class LoginManager {
   }
 
   /**
-   * The browser came back (RFC 6749 §4.1.2). A wrong or missing `state` is refused and the
-   * login stays pending: anything on this machine can reach the listener, and a stray or
-   * forged request must neither finish the login nor plant its own code (§10.12). A right
-   * state ends the login, with the provider's error or with the exchanged tokens.
+   * The browser came back (RFC 6749 §4.1.2), to the loopback listener or through the app
+   * (`POST /v1/logins/:id/callback`). A wrong or missing `state` is refused and the login
+   * stays pending: anything on this machine can reach the listener or the API, and a stray
+   * or forged request must neither finish the login nor plant its own code (§10.12). A
+   * right state ends the login, with the provider's error or with the exchanged tokens.
    */
-  private async callback(
-    s: Session | undefined,
-    driver: Driver,
-    url: URL,
-    redirectUri: string,
-    secrets: { state: string; code_verifier: string },
-  ): Promise<CallbackAnswer> {
-    if (!s || s.state.status !== 'pending') {
-      return { status: 410, html: page('This sign-in is over', 'This login has already finished. Run the login again if you still need one.'), last: false };
-    }
+  private async receive(s: Session | undefined, url: URL): Promise<CallbackOutcome> {
+    if (!s || s.state.status !== 'pending' || !s.browser) return { kind: 'over' };
     const { account } = s.state;
+    const { driver, redirectUri, secrets } = s.browser;
     if (!stateMatches(url.searchParams.get('state'), secrets.state)) {
       this.deps.log.warn('browser login: refused a callback whose state does not match; the login stays pending', { account, login_id: s.state.id });
-      return {
-        status: 400,
-        html: page(
-          'Sign-in refused',
-          `This answer does not belong to the sign-in to ${account} that tokend started (its state does not match), so it was ignored. Use the link tokend printed to sign in.`,
-        ),
-        last: false,
-      };
+      return { kind: 'refused' };
     }
-    if (s.busy) {
-      return { status: 409, html: page('Already signing in', `The sign-in to ${account} is already being completed.`), last: false };
-    }
+    if (s.busy) return { kind: 'busy' };
     s.busy = true;
     try {
       const tokens = await this.step(
@@ -369,12 +407,44 @@ export class LoginManager {
     } catch (err) {
       this.finish(s, 'failed', loginErrorOf(err));
     }
-    const st = s.state;
-    if (st.status === 'active') {
-      return { status: 200, html: page(`Signed in to ${account}`, 'You can close this tab and go back to the terminal.'), last: true };
+    return { kind: 'done', login: view(s.state) };
+  }
+
+  /**
+   * `POST /v1/logins/:id/callback`: the callback URL an app's OS-level handler received for
+   * a login whose account names its own `redirect_uri` (a deep link). It must be that
+   * redirect (scheme, host and path), with our `state`.
+   */
+  async completeCallback(id: string, callbackUrl: string): Promise<LoginView> {
+    const s = [...this.live.values()].find((x) => x.state.id === id);
+    if (!s) {
+      const done = this.get(id); // 404 when there is no such login
+      throw E.conflict(`login "${id.slice(0, 80)}" is ${done.status}, not waiting for a callback`, { account: done.account });
     }
-    const why = st.error?.message ?? 'the sign-in did not finish';
-    return { status: 400, html: page(`Could not sign in to ${account}`, why), last: true };
+    const redirect = s.target.cfg.redirect_uri;
+    if (!s.browser || !redirect) {
+      throw E.invalidRequest(`login "${id}" receives its callback on tokend's own loopback listener, not through the API`, { account: s.state.account });
+    }
+    let url: URL;
+    try {
+      url = new URL(callbackUrl);
+    } catch {
+      throw E.invalidRequest('url: not a URL');
+    }
+    if (!sameRedirect(url, new URL(redirect))) {
+      throw E.invalidRequest(`url: not the account's redirect_uri (${redirect}); the login stays pending`, { account: s.state.account });
+    }
+    const outcome = await this.receive(s, url);
+    switch (outcome.kind) {
+      case 'refused':
+        throw E.invalidRequest('url: its state does not belong to this login; it was ignored and the login stays pending', { account: s.state.account });
+      case 'busy':
+        throw E.conflict('this login is already being completed', { account: s.state.account });
+      case 'over':
+        return this.get(id);
+      case 'done':
+        return outcome.login;
+    }
   }
 
   // ---- lifecycle ----
@@ -505,6 +575,7 @@ function view(s: LoginState): LoginView {
     id: s.id,
     account: s.account,
     flow: s.flow,
+    task: s.task,
     status: s.status,
     user_code: s.user_code,
     verification_uri: s.verification_uri,
@@ -541,6 +612,7 @@ function toRecord(s: LoginState): LoginRecord {
     created_at: s.created_at,
     updated_at: s.updated_at,
     data: {
+      task: s.task,
       user_code: s.user_code,
       verification_uri: s.verification_uri,
       verification_uri_complete: s.verification_uri_complete,
@@ -558,6 +630,7 @@ function fromRecord(rec: LoginRecord): LoginView {
     id: rec.id,
     account: rec.account,
     flow: rec.flow,
+    task: d.task ?? null,
     status: rec.status,
     user_code: d.user_code ?? null,
     verification_uri: d.verification_uri ?? null,
@@ -570,4 +643,33 @@ function fromRecord(rec: LoginRecord): LoginView {
   });
   if (!parsed.success) throw E.internal(`the stored login "${rec.id}" is unreadable`);
   return parsed.data;
+}
+
+/** The loopback listener's page for a callback outcome. */
+function pageFor(account: string, o: CallbackOutcome): CallbackAnswer {
+  switch (o.kind) {
+    case 'over':
+      return { status: 410, html: page('This sign-in is over', 'This login has already finished. Run the login again if you still need one.'), last: false };
+    case 'refused':
+      return {
+        status: 400,
+        html: page(
+          'Sign-in refused',
+          `This answer does not belong to the sign-in to ${account} that tokend started (its state does not match), so it was ignored. Use the link tokend printed to sign in.`,
+        ),
+        last: false,
+      };
+    case 'busy':
+      return { status: 409, html: page('Already signing in', `The sign-in to ${account} is already being completed.`), last: false };
+    case 'done':
+      if (o.login.status === 'active') {
+        return { status: 200, html: page(`Signed in to ${account}`, 'You can close this tab and go back to the terminal.'), last: true };
+      }
+      return { status: 400, html: page(`Could not sign in to ${account}`, o.login.error?.message ?? 'the sign-in did not finish'), last: true };
+  }
+}
+
+/** RFC 6749 §3.1.2: the callback must be our redirect URI: same scheme, authority and path (the query is the answer). */
+function sameRedirect(got: URL, expected: URL): boolean {
+  return got.protocol === expected.protocol && got.host === expected.host && got.pathname === expected.pathname;
 }

@@ -161,7 +161,20 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   const events = new EventBus();
-  const broker = new Broker({ store: store!, config: config!, getDriver, events, log, pendingLogin: (account) => logins.pendingFor(account) });
+  const broker = new Broker({
+    store: store!,
+    config: config!,
+    getDriver,
+    events,
+    log,
+    pendingLogin: (account) => logins.pendingFor(account),
+    // `on_reauth: "login"`: a refused grant starts its interactive login at once, so an
+    // app's UI only has to show the code (the login.pending event carries it).
+    onReauthRequired: (account) => {
+      if (config!.getAccount(account)?.on_reauth !== 'login') return;
+      logins.start(account).catch((err) => log.warn('could not start the login on_reauth asks for', { account, error: (err as Error).message }));
+    },
+  });
   broker.start();
   const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver });
   logins.expireStale();

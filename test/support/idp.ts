@@ -43,6 +43,8 @@ export const TEST_RESOURCE = 'https://api.example.test';
 export const DEFAULT_SCOPE = 'openid offline_access api';
 /** A redirect URI registered for the interactive clients; any port is accepted (native + loopback). */
 export const TEST_REDIRECT_URI = 'http://127.0.0.1/callback';
+/** A private-use URI scheme redirect (RFC 8252 §7.1) registered for the interactive clients: a desktop app's deep link. */
+export const TEST_APP_REDIRECT_URI = 'com.example.tokend:/oauth2redirect';
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
@@ -207,7 +209,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
   const interactive = {
     application_type: 'native',
     response_types: ['code'],
-    redirect_uris: [TEST_REDIRECT_URI],
+    redirect_uris: [TEST_REDIRECT_URI, TEST_APP_REDIRECT_URI],
   };
   const provider = new Provider(issuer, {
     clients: [
