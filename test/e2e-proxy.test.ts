@@ -222,9 +222,9 @@ describe('API proxy single flight', () => {
   it('serves 1000 concurrent proxied calls on a token it must refresh with exactly one refresh', async () => {
     // Long enough a token that 1000 introspections at the IdP finish before it expires.
     const idp2 = await startIdp({ accessTokenTtl: 60 });
-    const api2 = await startApi(idp2);
+    const api2 = await startApi(idp2, { rememberActive: true });
     const h = tempHome();
-    writeSettings(h.home, { proactive_refresh: false });
+    writeSettings(h.home, { proactive_refresh: false, http_timeout_ms: 30_000 });
     const d2 = new DaemonProcess(h.home, h.env);
     try {
       await d2.start();

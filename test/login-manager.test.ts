@@ -82,11 +82,11 @@ describe('login manager', () => {
   });
 
   it('expires a browser login nobody finishes, and closes its listener', async () => {
-    const m = manager({ browserTtlMs: 200 });
+    const m = manager({ browserTtlMs: 1000 });
     const login = await m.start('work', 'browser');
     const redirect = new URL(new URL(login.authorization_url!).searchParams.get('redirect_uri')!);
     expect((await fetch(new URL('/callback?state=wrong', redirect))).status).toBe(400); // listening meanwhile
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 1500));
     expect(m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' } });
     expect(m.pendingFor('work')).toBeUndefined();
     expect(events.map((e) => [e.type, e.status])).toEqual([

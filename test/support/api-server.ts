@@ -29,15 +29,31 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function startApi(idp: TestIdp): Promise<TestApi> {
+/**
+ * `rememberActive`: introspect each token once and trust it afterwards (a resource server
+ * caching introspection), for load tests where 1000 introspections would be the bottleneck;
+ * off by default, so a revoked token is refused at once.
+ */
+export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } = {}): Promise<TestApi> {
   const sockets = new Set<Socket>();
   const api: TestApi = { base: '', seen: [], refused: 0, close: async () => undefined };
-  const server = http.createServer(async (req, res) => {
+  const known = new Map<string, Promise<boolean>>();
+  const isActive = (token: string) => {
+    if (!opts.rememberActive) return idp.introspect(token).then((r) => r.active);
+    let p = known.get(token);
+    if (!p) known.set(token, (p = idp.introspect(token).then((r) => r.active)));
+    return p;
+  };
+  const server = http.createServer((req, res) => {
+    // A caller (the proxy) may go away mid-request: that is not the API's failure.
+    handle(req, res).catch(() => res.destroy());
+  });
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     api.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     const url = new URL(req.url ?? '/', 'http://api.test');
     const auth = req.headers.authorization ?? '';
     const token = /^Bearer (.+)$/.exec(auth)?.[1];
-    const active = token ? (await idp.introspect(token)).active : false;
+    const active = token ? await isActive(token) : false;
     if (!active) {
       api.refused++;
       req.resume();
@@ -85,7 +101,7 @@ export async function startApi(idp: TestIdp): Promise<TestApi> {
     } else {
       res.writeHead(404).end();
     }
-  });
+  }
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

@@ -190,9 +190,13 @@ function send(
       headers: headers.flat(),
       agent: agents[url.protocol as 'http:' | 'https:'],
     });
-    // Until the answer's headers arrive the upstream has http_timeout_ms; after that a
-    // body may take as long as it takes (a download, a stream of server-sent events).
-    const timer = setTimeout(() => up.destroy(new UpstreamTimeout()), timeoutMs);
+    // Once the request is sent the upstream has http_timeout_ms to start answering; an
+    // upload takes as long as it takes before that, and so does the answer's body after
+    // it (a download, a stream of server-sent events).
+    let timer: NodeJS.Timeout | undefined;
+    up.once('finish', () => {
+      timer = setTimeout(() => up.destroy(new UpstreamTimeout()), timeoutMs);
+    });
     // The caller went away before the answer came: stop the upstream request too.
     const callerGone = () => up.destroy();
     res.once('close', callerGone);
