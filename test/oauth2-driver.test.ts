@@ -24,7 +24,7 @@ beforeEach(() => {
 });
 
 function ctx(config: Partial<AccountConfigInput>, clientSecret?: string, signal: AbortSignal = AbortSignal.timeout(10_000)): DriverContext {
-  return { name: 'work', config: AccountConfig.parse({ client_id: 'conf', ...config }), clientSecret, signal };
+  return { name: 'work', config: AccountConfig.parse({ client_id: 'conf', ...config }), clientSecret, secret: () => undefined, signal };
 }
 
 /** The account config of a client registered at the test IdP, with its secret. */
@@ -191,13 +191,13 @@ describe('oauth2 driver against a real IdP', () => {
 
   it('obtains a token with client_credentials (RFC 6749 §4.4)', async () => {
     const driver = createOAuth2Driver();
-    const set = remember(await driver.obtainWithoutUser(client('svc', { scopes: ['api'] }), {}));
+    const set = remember(await driver.recover(client('svc', { scopes: ['api'] }), {}));
     expect(set.refresh_token).toBeUndefined();
     expect(set.scope).toBe('api');
     expect(set.token_type).toBe('Bearer');
     expect(await idp.introspect(set.access_token)).toMatchObject({ active: true, client_id: 'svc' });
 
-    const bound = remember(await driver.obtainWithoutUser(client('svc'), { scope: 'api', audience: TEST_RESOURCE }));
+    const bound = remember(await driver.recover(client('svc'), { scope: 'api', audience: TEST_RESOURCE }));
     expect((await idp.introspect(bound.access_token)).aud).toBe(TEST_RESOURCE);
     expect(idp.stats.grants.client_credentials).toBe(2);
   });
@@ -215,7 +215,7 @@ describe('oauth2 driver against a real IdP', () => {
       expect(err.status).toBe(401);
       expect(err.message).toContain('invalid_client');
     }
-    const cc = await failure(driver.obtainWithoutUser(ctx({ issuer: idp.issuer, client_id: 'svc' }, wrong), {}));
+    const cc = await failure(driver.recover(ctx({ issuer: idp.issuer, client_id: 'svc' }, wrong), {}));
     expect(cc.kind).toBe('config');
     // The refresh token was never spent.
     remember(await driver.refresh(client('conf'), t.refresh_token, {}));

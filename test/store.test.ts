@@ -74,6 +74,7 @@ describe('grants', () => {
       last_error: null,
       updated_at: clock,
       bound_to: boundTo,
+      refresh_expires_at: null,
     };
     expect(written).toEqual(expected);
     expect(s.getGrant('work')).toEqual(expected);

@@ -15,7 +15,7 @@ import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { describeIdentity, identityChanges, identityKey, identityOf } from './grant-identity.js';
 import { parseHostPattern } from './match.js';
-import { applyPreset } from './presets.js';
+import { applyPreset, withoutDerived } from './presets.js';
 import type { Store } from './store/types.js';
 
 /** What account writes need of the login manager. */
@@ -44,17 +44,14 @@ export interface WriteFlags {
 
 /** Refuse configs that could send a secret in clear or that no driver can serve. */
 function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDriver']): void {
-  if (!getDriver(cfg.driver)) throw E.invalidRequest(`driver: unknown driver "${cfg.driver}"`);
-  if (cfg.driver === 'oauth2' && !cfg.issuer && !cfg.token_endpoint) {
-    throw E.invalidRequest('issuer: give an issuer (for discovery) or a token_endpoint');
-  }
-  if (cfg.flow === 'password') {
-    throw E.invalidRequest('flow: the password flow is not available in this version of tokend; use device, browser or client-credentials');
-  }
+  const driver = getDriver(cfg.driver);
+  if (!driver) throw E.invalidRequest(`driver: unknown driver "${cfg.driver}"`);
+  const problem = driver.validate?.(cfg);
+  if (problem) throw E.invalidRequest(problem);
   for (const h of cfg.hosts) {
     if (!parseHostPattern(h)) throw E.invalidRequest(`hosts: "${h.slice(0, 200)}" is not a host pattern (e.g. github.com, *.example.com, git.example.com/org)`);
   }
-  for (const field of ['issuer', 'token_endpoint', 'authorization_endpoint', 'device_authorization_endpoint', 'revocation_endpoint', 'api_base'] as const) {
+  for (const field of ['issuer', 'token_endpoint', 'authorization_endpoint', 'device_authorization_endpoint', 'revocation_endpoint', 'api_base', 'base_url'] as const) {
     const v = cfg[field];
     if (!v) continue;
     const u = new URL(v);
@@ -66,17 +63,20 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
 
 /** Create or replace an account (`tokend add`); its secrets go to the encrypted store, never to config.json. */
 export async function putAccount(deps: AccountDeps, name: string, body: PutAccountRequest, flags: WriteFlags = {}): Promise<AccountView> {
-  const { client_secret, ...rest } = body;
-  return writeAccount(deps, name, rest, client_secret, flags);
+  const { client_secret, password, ...rest } = body;
+  return writeAccount(deps, name, rest, { client_secret, password }, flags);
 }
 
 /** Change only the given fields of an account (`tokend set`). */
 export async function patchAccount(deps: AccountDeps, name: string, body: PatchAccountRequest, flags: WriteFlags = {}): Promise<AccountView> {
   const before = deps.config.getAccount(name);
   if (!before) throw unknownAccount(name);
-  const { client_secret, ...rest } = body;
-  return writeAccount(deps, name, { ...before, ...rest }, client_secret, flags);
+  const { client_secret, password, ...rest } = body;
+  return writeAccount(deps, name, { ...withoutDerived(before), ...rest }, { client_secret, password }, flags);
 }
+
+/** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
+type GivenSecrets = { client_secret?: string; password?: string };
 
 /**
  * The one way an account's config changes. DESIGN.md rule 8: when the change moves the
@@ -89,7 +89,7 @@ async function writeAccount(
   deps: AccountDeps,
   name: string,
   input: Record<string, unknown>,
-  clientSecret: string | undefined,
+  given: GivenSecrets,
   flags: WriteFlags,
 ): Promise<AccountView> {
   const parsed = AccountConfig.safeParse(applyPreset(input as never));
@@ -108,26 +108,30 @@ async function writeAccount(
       { account: name },
     );
   }
-  const secret = clientSecret ?? (moved ? undefined : deps.store.getSecret(name, 'client_secret'));
-  if (cfg.flow === 'client-credentials' && !secret && cfg.token_endpoint_auth_method !== 'none') {
+  // The secrets the account will hold: the given ones, else (same identity) the stored ones.
+  const secretOf = (n: keyof GivenSecrets): string | undefined => given[n] ?? (moved ? undefined : deps.store.getSecret(name, n));
+  if (cfg.flow === 'client-credentials' && !secretOf('client_secret') && cfg.token_endpoint_auth_method !== 'none') {
     throw E.invalidRequest(
       `account "${name}" uses the client-credentials flow, which needs the client secret: pass it on stdin with --client-secret-stdin`,
       { account: name },
     );
   }
   const notices: string[] = [];
-  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secret, notices);
+  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secretOf, notices);
 
   const retired = await deps.broker.reconfigure(name, { retire: moved, why: 'the account was moved to another provider or client' }, async () => {
     if (moved) {
       deps.logins?.cancelFor(name, 'the account was changed to another provider or client');
       // Secrets of the old client belong to the old provider: never send them to the new one.
-      if (clientSecret === undefined && deps.store.getSecret(name, 'client_secret') !== undefined) {
+      if (given.client_secret === undefined && deps.store.getSecret(name, 'client_secret') !== undefined) {
         notices.push(`the client secret of the old client was dropped; give the new client's with --client-secret-stdin`);
+      }
+      if (given.password === undefined && deps.store.getSecret(name, 'password') !== undefined) {
+        notices.push('the stored password was dropped (it was for the old provider); give it again with --password-stdin');
       }
       deps.store.deleteSecrets(name);
     }
-    if (clientSecret !== undefined) deps.store.putSecret(name, 'client_secret', clientSecret);
+    for (const [k, v] of Object.entries(given)) if (v !== undefined) deps.store.putSecret(name, k, v);
     await deps.config.putAccount(name, cfg);
   });
   if (retired.hadGrant) {
@@ -148,15 +152,23 @@ async function checkWithProvider(
   deps: AccountDeps,
   name: string,
   cfg: AccountConfig,
-  clientSecret: string | undefined,
+  secretOf: (n: keyof GivenSecrets) => string | undefined,
   notices: string[],
 ): Promise<TokenSet | undefined> {
   const driver = deps.getDriver(cfg.driver)!;
   const timeout = deps.config.settings.http_timeout_ms;
-  const ctx = (): DriverContext => ({ name, config: cfg, clientSecret, signal: AbortSignal.timeout(timeout) });
+  const ctx = (): DriverContext => ({
+    name,
+    config: cfg,
+    clientSecret: secretOf('client_secret'),
+    secret: (n) => (n === 'client_secret' || n === 'password' ? secretOf(n) : undefined),
+    signal: AbortSignal.timeout(timeout),
+  });
   try {
     if (driver.check) notices.push(...(await driver.check(ctx())));
-    if (cfg.flow === 'client-credentials' && driver.obtainWithoutUser) return await driver.obtainWithoutUser(ctx(), {});
+    // An account that needs no user (client credentials, a stored password): its first
+    // grant proves the secrets, and is kept.
+    if (driver.recover && driver.canRecover?.(ctx())) return await driver.recover(ctx(), {});
   } catch (err) {
     if (err instanceof TokendError) throw err;
     const de = asDriverError(err);
@@ -164,7 +176,12 @@ async function checkWithProvider(
     if (de.kind === 'transient') {
       throw E.upstreamUnavailable(`cannot check account "${name}": ${de.message}; try again when the provider is reachable, ${offline}`, { account: name });
     }
-    const fix = de.oauthError === 'invalid_client' ? 'check --client-id and the client secret' : 'check --issuer and the endpoint options';
+    const fix =
+      de.oauthError === 'invalid_client'
+        ? 'check --client-id and the client secret'
+        : de.oauthError === 'invalid_grant'
+          ? 'check --username and the password'
+          : 'check --issuer and the endpoint options';
     throw E.invalidRequest(`account "${name}" was not saved: ${de.message}; ${fix}, ${offline}`, { account: name });
   }
   return undefined;
@@ -208,6 +225,8 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
     issuer: cfg.issuer,
     client_id: cfg.client_id,
     has_client_secret: deps.store.getSecret(name, 'client_secret') !== undefined,
+    has_password: deps.store.getSecret(name, 'password') !== undefined,
+    refresh_expires_at: grant?.refresh_expires_at ? new Date(grant.refresh_expires_at).toISOString() : null,
     has_refresh_token: Boolean(grant?.refresh_token),
     flow: cfg.flow,
     audience: cfg.audience,

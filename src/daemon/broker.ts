@@ -2,12 +2,12 @@ import type { AccountConfig, LoginView } from '../protocol/api.js';
 import { accountOfKey, cacheKey, satisfies, splitKey, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { ConfigStore } from './config.js';
 import { asDriverError, wireErrorOf } from './driver-errors.js';
-import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
+import { DriverError, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import type { EventBus } from './events.js';
 import { configForIdentity, describeIdentity, identityKey, parseIdentity } from './grant-identity.js';
 import type { Logger } from './log.js';
-import { admit, backOff, freshHealth, recovered, type AccountHealth } from './refresh-health.js';
+import { admit, backOff, freshHealth, healthy, type AccountHealth } from './refresh-health.js';
 import type { GrantRecord, Store, TokenUpdate } from './store/types.js';
 
 export { cacheKey, satisfies, type CachedToken } from './cached-token.js';
@@ -110,9 +110,13 @@ export class Broker {
       if (key !== q.account) this.usedKeys.add(key);
       return hit;
     }
-    if (!this.deps.config.getAccount(q.account)) throw unknownAccount(q.account);
+    const cfg = this.deps.config.getAccount(q.account);
+    if (!cfg) throw unknownAccount(q.account);
     const grant = this.grants.get(q.account);
-    if (grant?.status === 'reauth_required') throw this.reauthError(q.account, grant.last_error);
+    if (grant?.status === 'reauth_required') {
+      const driver = this.deps.getDriver(cfg.driver);
+      if (!driver || !this.recoverable(q.account, cfg, driver)) throw this.reauthError(q.account, grant.last_error);
+    }
     if (key !== q.account) this.usedKeys.add(key);
     try {
       return await this.flight({ key, account: q.account, scope: q.scope, audience: q.audience, notBefore: now });
@@ -147,16 +151,27 @@ export class Broker {
     return dropped;
   }
 
-  /** Start from a known refresh token (`tokend import`): replaces the grant, then refreshes once to prove it. */
-  async importRefreshToken(account: string, refreshToken: string): Promise<GrantRecord> {
-    await this.queue(account, async () => {
+  /**
+   * Start from tokens the user already holds (`tokend import`): a refresh token, and maybe
+   * the access token issued with it (Cal.com hands both to a platform). Replaces the grant;
+   * then, unless a still-valid access token came along, refreshes once to prove it.
+   */
+  async importTokens(account: string, t: { refresh_token?: string; access_token?: string; expires_at?: number }): Promise<GrantRecord> {
+    const g = await this.queue(account, async () => {
       const cfg = this.accountOrThrow(account);
-      // The token is the user's word for this account as it is configured now.
-      const g = this.deps.store.replaceGrant(account, { refresh_token: refreshToken, bound_to: identityKey(cfg) });
-      this.installGrant(account, g);
+      // The tokens are the user's word for this account as it is configured now.
+      const now = this.now();
+      const grant = this.deps.store.replaceGrant(account, {
+        refresh_token: t.refresh_token ?? null,
+        bound_to: identityKey(cfg),
+        ...(t.access_token ? { access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null } : {}),
+      });
+      this.installGrant(account, grant);
+      return grant;
     });
     this.health.delete(account);
-    await this.forceRefresh(account);
+    const usable = g.access_token && (g.expires_at === null || g.expires_at > this.now() + 60_000);
+    if (!usable) await this.forceRefresh(account);
     return this.grants.get(account)!;
   }
 
@@ -324,50 +339,104 @@ export class Broker {
       this.deps.store.deleteSecrets(account);
       grant = undefined;
     }
-    if (grant?.status === 'reauth_required') throw this.reauthError(account, grant.last_error);
-    const withoutUser = !grant?.refresh_token && cfg.flow === 'client-credentials' && driver.obtainWithoutUser;
-    if (!grant?.refresh_token && !withoutUser) {
-      const login = this.deps.pendingLogin?.(account);
-      if (login) throw loginPendingError(account, login);
-      throw E.reauthRequired(
-        `account "${account}" has no grant yet: run \`tokend login ${account}\` (or \`tokend import ${account} --refresh-token-stdin\`)`,
-        { account },
-      );
+    const recoverable = this.recoverable(account, cfg, driver);
+    const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
+    if (!refreshToken) {
+      // No refresh token (none yet, or the provider refused it): only the recover step can help.
+      if (!recoverable) {
+        if (grant?.status === 'reauth_required') throw this.reauthError(account, grant.last_error);
+        const login = this.deps.pendingLogin?.(account);
+        if (login) throw loginPendingError(account, login);
+        throw E.reauthRequired(
+          `account "${account}" has no grant yet: run \`tokend login ${account}\` (or \`tokend import ${account} --refresh-token-stdin\`)`,
+          { account },
+        );
+      }
+      admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
+      return this.recoverOnce(req, cfg, driver, grant?.status === 'reauth_required' ? grant.last_error : null);
     }
     admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
 
-    const opts = { scope, audience };
+    const startedAt = this.now();
+    // Rule 5: mark the grant in flight, durably, before the request leaves.
+    this.deps.store.markInFlight(account, startedAt);
+    this.grants.set(account, { ...grant!, in_flight_since: startedAt });
+    let set: TokenSet;
+    try {
+      set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal), refreshToken, { scope, audience }));
+    } catch (err) {
+      const de = asDriverError(err);
+      if (de.kind !== 'invalid_grant' || !recoverable) throw this.failed(account, err, grant!);
+      // Rule 6: the refresh token is refused (or was spent by an interrupted refresh); the
+      // provider allows another way in. It is one more attempt of the minute's budget.
+      const why = this.refusalReason(de.message, grant!);
+      this.deps.store.clearInFlight(account);
+      this.deps.store.setStatus(account, 'reauth_required', why);
+      this.grants.set(account, { ...grant!, in_flight_since: null, status: 'reauth_required', last_error: why });
+      this.deps.log.warn('the provider refused the refresh token; trying the recover step', { account, reason: why });
+      admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
+      return this.recoverOnce(req, cfg, driver, why);
+    }
+    return this.commit(req, cfg, set, startedAt, false);
+  }
+
+  /**
+   * The recover step (rule 6): a new grant without the refresh token (client credentials,
+   * the stored password, a provider's force-refresh). `refused` says why the refresh token
+   * was given up, when it was; then success is announced as `token.recovered`.
+   */
+  private async recoverOnce(req: RefreshRequest, cfg: AccountConfig, driver: Driver, refused: string | null): Promise<CachedToken> {
+    const { account, scope, audience } = req;
     const startedAt = this.now();
     let set: TokenSet;
-    if (withoutUser) {
-      try {
-        set = await this.withTimeout((signal) => driver.obtainWithoutUser!(this.context(account, cfg, signal), opts));
-      } catch (err) {
-        throw this.failed(account, err);
+    try {
+      set = await this.withTimeout((signal) => driver.recover!(this.context(account, cfg, signal), { scope, audience }));
+    } catch (err) {
+      const de = asDriverError(err);
+      if (refused && de.kind !== 'transient') {
+        // Neither the refresh token nor the recover step works: only the user can help now.
+        return Promise.reject(this.failed(account, new DriverError('invalid_grant', `${refused}; the recover step failed too: ${de.message}`, { oauthError: de.oauthError })));
       }
-    } else {
-      // Rule 5: mark the grant in flight, durably, before the request leaves.
-      this.deps.store.markInFlight(account, startedAt);
-      this.grants.set(account, { ...grant!, in_flight_since: startedAt });
-      try {
-        set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal), grant!.refresh_token!, opts));
-      } catch (err) {
-        throw this.failed(account, err, grant!);
-      }
+      throw this.failed(account, err);
     }
-    return this.commit(req, cfg, set, startedAt, Boolean(withoutUser));
+    const tok = this.commit(req, cfg, set, startedAt, true);
+    if (refused) {
+      this.deps.log.info('recovered the grant without the user', { account });
+      this.deps.events.emit('token.recovered', account, { reason: refused });
+    }
+    return tok;
+  }
+
+  /** Can this account's driver obtain a grant without the user (rule 6's recover step)? */
+  private recoverable(account: string, cfg: AccountConfig, driver: Driver): boolean {
+    if (!driver.recover || !driver.canRecover) return false;
+    return driver.canRecover(this.context(account, cfg, AbortSignal.abort()));
+  }
+
+  /** Why a refresh token is refused, for the user: an interrupted refresh may have spent it. */
+  private refusalReason(message: string, grant: GrantRecord): string {
+    const interrupted = grant.in_flight_since;
+    return interrupted
+      ? `the provider refused the refresh token (invalid_grant); a refresh interrupted at ${new Date(interrupted).toISOString()} (its answer was lost: timeout or daemon stopped mid-refresh) may have spent it`
+      : `the provider refused the refresh token (${message})`;
   }
 
   /**
    * Rule 5: the rotated refresh token is committed (synchronous=FULL) before the new
    * access token is served. A narrowed refresh keeps the base access token.
    */
-  private commit(req: RefreshRequest, cfg: AccountConfig, set: TokenSet, startedAt: number, withoutUser: boolean): CachedToken {
+  private commit(req: RefreshRequest, cfg: AccountConfig, set: TokenSet, startedAt: number, obtainedAnew: boolean): CachedToken {
     const { key, account, scope } = req;
     const base = key === cacheKey(account);
     const update = updateFromSet(set, startedAt, scope);
+    // Secrets that came with the grant (Real-Debrid's per-user client) are stored with it.
+    for (const [name, value] of Object.entries(set.secrets ?? {})) this.deps.store.putSecret(account, name, value);
     let committed: GrantRecord | undefined;
-    if (!withoutUser || base) {
+    if (obtainedAnew && base) {
+      // A grant obtained anew replaces the old one whole (its refresh token, if any, is dead).
+      committed = this.deps.store.replaceGrant(account, { ...update, refresh_token: set.refresh_token ?? null, bound_to: identityKey(cfg) });
+      this.grants.set(account, committed);
+    } else if (!obtainedAnew) {
       const current = this.grants.get(account) ?? this.deps.store.getGrant(account);
       const forStore: TokenUpdate =
         base || !current?.access_token
@@ -381,12 +450,10 @@ export class Broker {
               refresh_token: set.refresh_token,
             };
       if (!base && !current?.access_token) forStore.expires_at = 0; // not servable as the base token
-      committed = current
-        ? this.deps.store.commitRefresh(account, current.generation, forStore)
-        : this.deps.store.replaceGrant(account, { ...forStore, refresh_token: set.refresh_token ?? null, bound_to: identityKey(cfg) });
+      committed = this.deps.store.commitRefresh(account, current!.generation, forStore);
       this.grants.set(account, committed);
     }
-    recovered(this.healthOf(account));
+    healthy(this.healthOf(account));
 
     const tok: CachedToken = {
       account,
@@ -422,10 +489,7 @@ export class Broker {
     if (de.kind === 'invalid_grant') {
       // `grant` is the record from before this attempt: an in-flight mark on it means an
       // earlier refresh never learnt its outcome (timeout, or the daemon was killed).
-      const interrupted = grant?.in_flight_since;
-      const why = interrupted
-        ? `the provider refused the refresh token (invalid_grant); a refresh interrupted at ${new Date(interrupted).toISOString()} (its answer was lost: timeout or daemon stopped mid-refresh) may have spent it`
-        : `the provider refused the refresh token (${de.message})`;
+      const why = grant ? this.refusalReason(de.message, grant) : de.message;
       // The provider answered: the outcome is known, so the in-flight mark goes (the status
       // now says why). Stored secrets are kept (rule 6): a login replaces the grant.
       this.deps.store.clearInFlight(account);
@@ -544,7 +608,15 @@ export class Broker {
   }
 
   private context(account: string, cfg: AccountConfig, signal: AbortSignal): DriverContext {
-    return { name: account, config: cfg, clientSecret: this.deps.store.getSecret(account, 'client_secret'), signal };
+    const store = this.deps.store;
+    return {
+      name: account,
+      config: cfg,
+      clientSecret: store.getSecret(account, 'client_secret'),
+      secret: (name) => store.getSecret(account, name),
+      currentAccessToken: this.cache.get(cacheKey(account))?.access_token ?? this.grants.get(account)?.access_token ?? undefined,
+      signal,
+    };
   }
 
   private async withTimeout<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {

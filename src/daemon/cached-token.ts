@@ -51,11 +51,12 @@ export function updateFromSet(set: TokenSet, obtainedAt: number, requestedScope:
     access_token: set.access_token,
     token_type: set.token_type || 'Bearer',
     // RFC 6749 §5.1: expires_in is only RECOMMENDED; without it we cannot know, and
-    // serve the token until a tool reports it refused.
-    expires_at: typeof set.expires_in === 'number' ? obtainedAt + set.expires_in * 1000 : null,
+    // serve the token until a tool reports it refused. Some providers give the time itself.
+    expires_at: typeof set.expires_in === 'number' ? obtainedAt + set.expires_in * 1000 : (set.expires_at ?? null),
     obtained_at: obtainedAt,
     scope: set.scope ?? requestedScope ?? null,
     refresh_token: set.refresh_token,
+    ...(set.refresh_expires_at !== undefined ? { refresh_expires_at: set.refresh_expires_at } : {}),
   };
 }
 

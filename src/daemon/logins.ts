@@ -532,7 +532,7 @@ export class LoginManager {
   // ---- plumbing ----
 
   private context(t: LoginTarget, signal: AbortSignal): DriverContext {
-    return { name: t.account, config: t.cfg, clientSecret: t.clientSecret, signal };
+    return { name: t.account, config: t.cfg, clientSecret: t.clientSecret, secret: (n) => this.deps.store.getSecret(t.account, n), signal };
   }
 
   /** Revoke tokens a login obtained but could not keep, at the provider that issued them. */

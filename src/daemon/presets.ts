@@ -9,9 +9,17 @@ import { E } from './errors.js';
  */
 interface Preset {
   defaults: Partial<AccountConfigInput>;
+  /**
+   * Defaults computed from the merged config, for what hangs off `base_url` (a sandbox or
+   * self-hosted instance moves every endpoint and the API at once); explicit options win.
+   */
+  derive?: (cfg: Partial<AccountConfigInput>) => Partial<AccountConfigInput>;
   /** What the user must still give, and how to say it. */
-  requires?: { field: keyof AccountConfigInput; hint: string };
+  requires?: Array<{ field: keyof AccountConfigInput; hint: string }>;
 }
+
+/** `base_url` without a trailing slash, to append paths to. */
+const root = (cfg: Partial<AccountConfigInput>) => (cfg.base_url ?? '').replace(/\/+$/, '');
 
 export const PRESETS: Record<string, Preset> = {
   github: {
@@ -52,9 +60,32 @@ export const PRESETS: Record<string, Preset> = {
     },
   },
   keycloak: {
-    // offline_access asks for an offline token (PROTOCOLS.md §7d): it outlives SSO sessions.
-    defaults: { scopes: ['openid', 'offline_access'] },
-    requires: { field: 'issuer', hint: '--issuer https://HOST/realms/REALM' },
+    // offline_access asks for an offline token: it outlives SSO sessions, but Keycloak
+    // forgets one nobody used for Offline Session Idle (30 days by default), so a
+    // keep-alive refresh runs before that.
+    defaults: { scopes: ['openid', 'offline_access'], refresh_idle_days: 30 },
+    requires: [{ field: 'issuer', hint: '--issuer https://HOST/realms/REALM' }],
+  },
+  'real-debrid': {
+    // The "opensource apps" device workflow: a public client id that mints per-user credentials.
+    defaults: { driver: 'real-debrid', client_id: 'X245A4XAIBGVM', base_url: 'https://api.real-debrid.com', flow: 'device' },
+    derive: (c) => ({ api_base: `${root(c)}/rest/1.0` }),
+  },
+  'cal-com': {
+    // Cal.com Platform managed users: tokens come from the platform (`tokend import`), the
+    // OAuth client's secret refreshes them and force-refreshes them when refused.
+    defaults: { driver: 'cal-com', base_url: 'https://api.cal.com' },
+    derive: (c) => ({ api_base: `${root(c)}/v2` }),
+    requires: [
+      { field: 'client_id', hint: "--client-id CLIENT_ID (the platform OAuth client's id)" },
+      { field: 'managed_user_id', hint: '--managed-user-id N' },
+    ],
+  },
+  amp: {
+    // Blockstream AMP: a username and password obtain a token (`Authorization: token …`).
+    defaults: { driver: 'amp', base_url: 'https://amp.blockstream.com/api' },
+    derive: (c) => ({ api_base: root(c) }),
+    requires: [{ field: 'username', hint: '--username U (and the password on stdin with --password-stdin)' }],
   },
 };
 
@@ -67,12 +98,25 @@ export function applyPreset<T extends Partial<AccountConfigInput>>(cfg: T): T {
   }
   const merged = { ...preset.defaults } as T;
   // An empty list is what the schema defaults an omitted --scope/--host to: not a choice.
-  for (const [k, v] of Object.entries(cfg)) {
-    if (v === undefined || (Array.isArray(v) && v.length === 0)) continue;
-    (merged as Record<string, unknown>)[k] = v;
+  const explicit = (k: string, v: unknown) => !(v === undefined || (Array.isArray(v) && v.length === 0));
+  for (const [k, v] of Object.entries(cfg)) if (explicit(k, v)) (merged as Record<string, unknown>)[k] = v;
+  for (const [k, v] of Object.entries(preset.derive?.(merged) ?? {})) {
+    if (!explicit(k, (cfg as Record<string, unknown>)[k])) (merged as Record<string, unknown>)[k] = v;
   }
-  if (preset.requires && merged[preset.requires.field] === undefined) {
-    throw E.invalidRequest(`${preset.requires.field}: preset "${cfg.preset}" needs it (${preset.requires.hint})`);
+  for (const r of preset.requires ?? []) {
+    if (merged[r.field] === undefined) throw E.invalidRequest(`${r.field}: preset "${cfg.preset}" needs it (${r.hint})`);
   }
   return merged;
+}
+
+/**
+ * A stored config with the values its preset derived taken out again (where they are still
+ * what was derived), so a patch that moves `base_url` moves what hangs off it too.
+ */
+export function withoutDerived<T extends Partial<AccountConfigInput>>(cfg: T): T {
+  const preset = cfg.preset && Object.hasOwn(PRESETS, cfg.preset) ? PRESETS[cfg.preset] : undefined;
+  if (!preset?.derive) return cfg;
+  const out = { ...cfg } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(preset.derive(cfg))) if (out[k] === v) delete out[k];
+  return out as T;
 }

@@ -63,7 +63,7 @@ export function backOff(h: AccountHealth, now: number, random: number, settings:
 }
 
 /** After a success: no backoff, no error (the attempt budget keeps counting). */
-export function recovered(h: AccountHealth): void {
+export function healthy(h: AccountHealth): void {
   h.failures = 0;
   h.nextAttemptAt = 0;
   h.lastError = null;

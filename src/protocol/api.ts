@@ -35,7 +35,8 @@ const AccountFields = z.object({
   driver: z.string().min(1),
   preset: z.string().min(1).optional(),
   issuer: httpUrl.optional(),
-  client_id: z.string().min(1).max(512),
+  /** The OAuth client id; every driver but AMP's needs one. */
+  client_id: z.string().min(1).max(512).optional(),
   token_endpoint_auth_method: ClientAuthMethod.optional(),
   scopes: Scopes,
   audience: z.string().min(1).max(2048).optional(),
@@ -55,6 +56,21 @@ const AccountFields = z.object({
   redirect_uri: z.url({ message: 'must be a URL' }).max(2048).optional(),
   /** What a `reauth_required` grant does: nothing (`fail`, default), or start its interactive login (`login`). */
   on_reauth: z.enum(['fail', 'login']).optional(),
+  /**
+   * A provider's service root, from which its driver derives its endpoints and `api_base`
+   * (Real-Debrid `https://api.real-debrid.com`, Cal.com `https://api.cal.com`, AMP
+   * `https://amp.blockstream.com/api`): moved for a sandbox, a self-hosted instance, tests.
+   */
+  base_url: httpUrl.optional(),
+  /** Cal.com Platform: the managed user whose tokens this account holds. */
+  managed_user_id: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * Days after which the provider forgets a refresh token nobody used (Keycloak's Offline
+   * Session Idle, 30 by default): a keep-alive refresh runs before that, even with no client asking.
+   */
+  refresh_idle_days: z.number().int().min(1).max(3650).optional(),
+  /** AMP: refresh by presenting the current token (`/user/refresh_token`) before obtaining a new one. */
+  refresh_with_token: z.boolean().optional(),
 });
 
 /**
@@ -72,6 +88,8 @@ export type AccountConfigInput = z.input<typeof AccountConfig>;
 /** `PUT /v1/accounts/:name`: the config plus secrets, which go to the encrypted store only. */
 export const PutAccountRequest = AccountConfig.extend({
   client_secret: z.string().min(1).max(4096).optional(),
+  /** The user's password where the grant is obtained with one (the password flow, AMP): encrypted, never in config.json. */
+  password: z.string().min(1).max(4096).optional(),
 }).strict();
 export type PutAccountRequest = z.input<typeof PutAccountRequest>;
 
@@ -81,6 +99,7 @@ export type PutAccountRequest = z.input<typeof PutAccountRequest>;
  */
 export const PatchAccountRequest = AccountFields.extend({
   client_secret: z.string().min(1).max(4096),
+  password: z.string().min(1).max(4096),
 })
   .partial()
   .strict();
@@ -93,7 +112,7 @@ export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
  * the user the grant belongs to (the password flow), not where it is just what a
  * credential helper presents with the token.
  */
-export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id'] as const;
+export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id', 'base_url', 'managed_user_id'] as const;
 
 /**
  * Query flags of `PUT`/`PATCH /v1/accounts/:name`:
@@ -185,8 +204,12 @@ export const AccountView = z.object({
   scopes: z.array(z.string()),
   hosts: z.array(z.string()),
   issuer: z.string().optional(),
-  client_id: z.string(),
+  client_id: z.string().optional(),
   has_client_secret: z.boolean(),
+  /** A password is stored for the account (the password flow, AMP). */
+  has_password: z.boolean().optional(),
+  /** When the refresh token itself stops working, when the provider said (ISO time). */
+  refresh_expires_at: z.string().nullable().optional(),
   has_refresh_token: z.boolean(),
   flow: Flow.optional(),
   audience: z.string().optional(),
@@ -207,7 +230,16 @@ export const AccountList = z.object({ accounts: z.array(AccountView) });
 export type AccountList = z.infer<typeof AccountList>;
 
 /** `POST /v1/accounts/:name/import`: start from a known refresh token (RFC 6749 §6). */
-export const ImportRequest = z.object({ refresh_token: z.string().min(1).max(16384) }).strict();
+export const ImportRequest = z
+  .object({
+    refresh_token: z.string().min(1).max(16384).optional(),
+    /** An access token the provider already issued with it (Cal.com's managed-user tokens), and when it expires. */
+    access_token: z.string().min(1).max(16384).optional(),
+    /** Epoch ms or an ISO time. */
+    expires_at: z.union([z.number().int().min(0), z.iso.datetime({ offset: true })]).optional(),
+  })
+  .strict()
+  .refine((r) => r.refresh_token !== undefined || r.access_token !== undefined, { message: 'give a refresh_token, an access_token, or both' });
 export type ImportRequest = z.infer<typeof ImportRequest>;
 
 /** `POST /v1/token` (DESIGN.md, Token serving rules). */

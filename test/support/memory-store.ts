@@ -44,6 +44,7 @@ export class MemoryStore implements Store {
       last_error: null,
       updated_at: this.now(),
       bound_to: t.bound_to,
+      refresh_expires_at: t.refresh_expires_at ?? null,
     };
     this.grants.set(account, g);
     this.journal.push({ op: 'replaceGrant', account, refresh_token: t.refresh_token });
@@ -58,6 +59,7 @@ export class MemoryStore implements Store {
     const g = this.grants.get(account);
     if (!g || g.generation !== expectedGeneration) throw new Error('generation mismatch');
     Object.assign(g, {
+      refresh_expires_at: t.refresh_token === undefined ? (t.refresh_expires_at ?? g.refresh_expires_at) : (t.refresh_expires_at ?? null),
       refresh_token: t.refresh_token ?? g.refresh_token,
       access_token: t.access_token,
       token_type: t.token_type,

@@ -8,6 +8,18 @@ export interface TokenSet {
   refresh_token?: string;
   scope?: string;
   id_token?: string;
+  /** Absolute expiry of the access token (epoch ms), where a provider says it so (Cal.com's `accessTokenExpiresAt`). */
+  expires_at?: number;
+  /**
+   * When the refresh token itself stops working (epoch ms), where the provider says so:
+   * `refresh_token_expires_in` (GitHub), Cal.com's `refreshTokenExpiresAt`, a JWT's `exp`.
+   */
+  refresh_expires_at?: number;
+  /**
+   * Secrets the provider handed over with this grant that later steps need (Real-Debrid's
+   * per-user client id and secret): stored encrypted with the account, never shown.
+   */
+  secrets?: Record<string, string>;
 }
 
 /** What a driver step gets: the account, its secrets, and the limits of this attempt. */
@@ -15,6 +27,10 @@ export interface DriverContext {
   name: string;
   config: AccountConfig;
   clientSecret?: string;
+  /** Another stored secret of the account: `password`, or what a login stored (TokenSet.secrets). */
+  secret(name: string): string | undefined;
+  /** The access token held now, for providers that refresh by presenting it (AMP). */
+  currentAccessToken?: string;
   /** Aborts the request (timeout, shutdown). */
   signal: AbortSignal;
 }
@@ -105,8 +121,21 @@ export interface Driver {
   staleStatuses?: readonly number[];
   /** Exchange a refresh token for new tokens (RFC 6749 §6). */
   refresh(ctx: DriverContext, refreshToken: string, opts: RefreshOptions): Promise<TokenSet>;
-  /** Obtain tokens without a refresh token (client credentials, RFC 6749 §4.4), where the account allows it. */
-  obtainWithoutUser?(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
+  /**
+   * A config mistake only this driver knows of (a field it needs), as a message naming the
+   * option that fixes it; undefined when the config is fine.
+   */
+  validate?(cfg: AccountConfig): string | undefined;
+  /**
+   * The recover step (DESIGN.md rule 6): a new grant without a refresh token and without
+   * the user, where the account allows it (`canRecover`): client credentials (RFC 6749
+   * §4.4), the password grant with the stored password (§4.3), Cal.com's force-refresh,
+   * AMP's obtain_token. The broker uses it when there is no refresh token, and when a
+   * refresh is refused (`invalid_grant`) before asking the user to log in again.
+   */
+  recover?(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
+  /** Can `recover` work for this account (its flow, its stored secrets)? */
+  canRecover?(ctx: DriverContext): boolean;
   /**
    * What can be checked of an account before anyone logs in (`tokend add`): discovery,
    * the endpoints its flow needs. Throws a DriverError for what cannot work; returns notes

@@ -30,7 +30,8 @@ export interface OAuth2DriverOptions {
 export interface OAuth2Driver extends Driver {
   readonly name: 'oauth2';
   refresh(ctx: DriverContext, refreshToken: string, opts: RefreshOptions): Promise<TokenSet>;
-  obtainWithoutUser(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
+  recover(ctx: DriverContext, opts: RefreshOptions): Promise<TokenSet>;
+  canRecover(ctx: DriverContext): boolean;
   revoke(ctx: DriverContext, token: string, hint: 'refresh_token' | 'access_token'): Promise<void>;
   /** The account's authorization server metadata: discovered (cached per issuer) and/or from explicit endpoints. */
   metadata(ctx: DriverContext): Promise<oauth.AuthorizationServer>;
@@ -132,7 +133,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
   ): Promise<TokenSet> {
     const as = await metadata(ctx);
     const url = endpointOf(as, 'token_endpoint', ctx.name);
-    const client: oauth.Client = { client_id: ctx.config.client_id };
+    const client = clientOf(ctx);
     const auth = clientAuthFor(ctx, as);
     const step: StepInfo = { endpoint: 'token', url, secrets: [...secrets, ctx.clientSecret], signal: ctx.signal };
     const body = await exchange(
@@ -148,6 +149,13 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     metadata,
 
     // Discovery (or the explicit endpoints), and the endpoints the account's flow needs.
+    validate(cfg) {
+      if (!cfg.client_id) return 'client_id: the oauth2 driver needs a client id (--client-id)';
+      if (!cfg.issuer && !cfg.token_endpoint) return 'issuer: give an issuer (for discovery) or a token_endpoint';
+      if (cfg.flow === 'password' && !cfg.username) return 'username: the password flow needs --username (and the password on stdin with --password-stdin)';
+      return undefined;
+    },
+
     async check(ctx) {
       const as = await metadata(ctx);
       endpointOf(as, 'token_endpoint', ctx.name);
@@ -174,10 +182,30 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       );
     },
 
-    // RFC 6749 §4.4: the client acts on its own behalf; no refresh token is expected (§4.4.3).
-    async obtainWithoutUser(ctx, o) {
+    // A grant without the user: client credentials (RFC 6749 §4.4: the client acts on its
+    // own behalf; no refresh token is expected, §4.4.3), or the password grant with the
+    // stored password (§4.3; Keycloak's direct access grants, oidc-agent).
+    canRecover(ctx) {
+      if (ctx.config.flow === 'client-credentials') return true;
+      return ctx.config.flow === 'password' && Boolean(ctx.config.username && ctx.secret('password'));
+    },
+
+    async recover(ctx, o) {
       const scope = o.scope ?? (ctx.config.scopes.length ? ctx.config.scopes.join(' ') : undefined);
       const parameters = extraParameters(scope, o.audience ?? ctx.config.audience);
+      if (ctx.config.flow === 'password') {
+        const password = ctx.secret('password');
+        if (!ctx.config.username || !password) {
+          throw new DriverError('config', `account "${ctx.name}" uses the password flow but has no username or password (set them with --username and --password-stdin)`);
+        }
+        const params = new URLSearchParams({ ...parameters, username: ctx.config.username, password });
+        return tokenStep(
+          ctx,
+          [password],
+          (as, client, auth, http) => oauth.genericTokenEndpointRequest(as, client, auth, 'password', params, http),
+          oauth.processGenericTokenEndpointResponse,
+        );
+      }
       return tokenStep(
         ctx,
         [],
@@ -190,7 +218,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     async startDeviceLogin(ctx) {
       const as = await metadata(ctx);
       const url = endpointOf(as, 'device_authorization_endpoint', ctx.name);
-      const client: oauth.Client = { client_id: ctx.config.client_id };
+      const client = clientOf(ctx);
       const auth = clientAuthFor(ctx, as);
       const parameters = extraParameters(accountScope(ctx), ctx.config.audience);
       return exchange(
@@ -252,7 +280,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       const scope = accountScope(ctx);
       const q = url.searchParams;
       q.set('response_type', 'code');
-      q.set('client_id', ctx.config.client_id);
+      q.set('client_id', clientOf(ctx).client_id);
       q.set('redirect_uri', p.redirect_uri);
       if (scope) q.set('scope', scope);
       q.set('state', p.state);
@@ -268,7 +296,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     // RFC 6749 §4.1.2 (state, error), RFC 9207 §2.4 (iss), then §4.1.3 with the PKCE verifier (RFC 7636 §4.5).
     async exchangeCode(ctx, callback, p) {
       const as = await metadata(ctx);
-      const client: oauth.Client = { client_id: ctx.config.client_id };
+      const client = clientOf(ctx);
       const input = new URLSearchParams(callback.searchParams);
       // Without a configured issuer the metadata's issuer is a guess: an `iss` cannot be compared.
       if (synthetic.has(as)) input.delete('iss');
@@ -297,7 +325,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       const as = await metadata(ctx);
       if (!as.revocation_endpoint) return;
       const url = endpointOf(as, 'revocation_endpoint', ctx.name);
-      const client: oauth.Client = { client_id: ctx.config.client_id };
+      const client = clientOf(ctx);
       const auth = clientAuthFor(ctx, as);
       await exchange(
         { endpoint: 'revocation', url, secrets: [token, ctx.clientSecret], signal: ctx.signal },
@@ -405,6 +433,8 @@ function toTokenSet(body: oauth.TokenEndpointResponse): TokenSet {
     ...(body.refresh_token ? { refresh_token: body.refresh_token } : {}),
     ...(body.scope !== undefined ? { scope: body.scope } : {}),
     ...(body.id_token ? { id_token: body.id_token } : {}),
+    // Not in RFC 6749, but GitHub (and others) say how long the refresh token lives.
+    ...(typeof body.refresh_token_expires_in === 'number' ? { refresh_expires_at: Date.now() + body.refresh_token_expires_in * 1000 } : {}),
   };
 }
 
@@ -432,6 +462,12 @@ function endpointOf(as: oauth.AuthorizationServer, key: EndpointKey, account: st
     throw new DriverError('config', `account "${account}": the authorization server has no ${key} (set it with ${ENDPOINT_FLAG[key]})`);
   }
   return url;
+}
+
+/** The OAuth client of the account (RFC 6749 §2.2): every oauth2 step needs its id. */
+function clientOf(ctx: DriverContext): oauth.Client {
+  if (!ctx.config.client_id) throw new DriverError('config', `account "${ctx.name}" has no client id (set it with --client-id)`);
+  return { client_id: ctx.config.client_id };
 }
 
 /** The scope a login asks for: the account's scopes (RFC 6749 §3.3), or none. */

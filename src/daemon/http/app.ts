@@ -103,7 +103,8 @@ export function createApp(deps: AppDeps): Hono {
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
     deps.audit.record(name, header(c, CLIENT_HEADER), 'import');
-    await deps.broker.importRefreshToken(name, body.refresh_token);
+    const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
+    await deps.broker.importTokens(name, { refresh_token: body.refresh_token, access_token: body.access_token, expires_at: expiresAt });
     return c.json(viewAccount(deps, name));
   });
   app.post('/v1/accounts/:name/refresh', async (c) => {

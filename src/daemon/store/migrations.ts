@@ -64,6 +64,8 @@ export const MIGRATIONS: readonly Migration[] = [
     // Grants from before this step get the account's current identity at start-up.
     db.exec(`
       ALTER TABLE grants ADD COLUMN bound_to TEXT;
+      -- When the refresh token itself stops working, where the provider says (epoch ms).
+      ALTER TABLE grants ADD COLUMN refresh_expires_at INTEGER;
       CREATE INDEX logins_account_updated ON logins (account, updated_at);
     `);
   },

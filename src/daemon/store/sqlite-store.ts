@@ -136,15 +136,16 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     listGrants: db.prepare<[], Row>('SELECT * FROM grants ORDER BY account'),
     upsertGrant: db.prepare<Record<string, unknown>, Row>(`
       INSERT INTO grants (account, refresh_token, access_token, token_type, expires_at, obtained_at, scope,
-                          generation, status, in_flight_since, last_error, updated_at, bound_to)
+                          generation, status, in_flight_since, last_error, updated_at, bound_to, refresh_expires_at)
       VALUES (@account, @refresh_token, @access_token, @token_type, @expires_at, @obtained_at, @scope,
-              1, 'active', NULL, NULL, @updated_at, @bound_to)
+              1, 'active', NULL, NULL, @updated_at, @bound_to, @refresh_expires_at)
       ON CONFLICT (account) DO UPDATE SET
         refresh_token = excluded.refresh_token, access_token = excluded.access_token,
         token_type = excluded.token_type, expires_at = excluded.expires_at,
         obtained_at = excluded.obtained_at, scope = excluded.scope,
         generation = grants.generation + 1, status = 'active',
-        in_flight_since = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to
+        in_flight_since = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
+        refresh_expires_at = excluded.refresh_expires_at
       RETURNING *`),
     setBinding: db.prepare<[string, number, string]>('UPDATE grants SET bound_to = ?, updated_at = ? WHERE account = ?'),
     // A NULL @refresh_token keeps the stored one: its blob stays valid because the AAD
@@ -152,6 +153,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     commitRefresh: db.prepare<Record<string, unknown>, Row>(`
       UPDATE grants SET
         refresh_token = coalesce(@refresh_token, refresh_token), access_token = @access_token,
+        refresh_expires_at = CASE WHEN @refresh_token IS NULL THEN coalesce(@refresh_expires_at, refresh_expires_at) ELSE @refresh_expires_at END,
         token_type = @token_type, expires_at = @expires_at, obtained_at = @obtained_at, scope = @scope,
         generation = generation + 1, status = 'active', in_flight_since = NULL, last_error = NULL,
         updated_at = @updated_at
@@ -210,6 +212,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       expires_at: tokens.expires_at,
       obtained_at: tokens.obtained_at,
       scope: tokens.scope,
+      refresh_expires_at: tokens.refresh_expires_at ?? null,
       updated_at: now(),
     });
     if (!row) throw new GenerationMismatchError(account, expected, sql.generationOf.get(account) ?? null);
@@ -251,6 +254,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
         scope: tokens.scope ?? null,
         updated_at: now(),
         bound_to: tokens.bound_to,
+        refresh_expires_at: tokens.refresh_expires_at ?? null,
       })!;
       return toGrant(row);
     }),
@@ -369,6 +373,7 @@ function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToken = fal
     last_error: textOrNull(row, 'last_error', bad),
     updated_at: int(row, 'updated_at', bad),
     bound_to: textOrNull(row, 'bound_to', bad),
+    refresh_expires_at: intOrNull(row, 'refresh_expires_at', bad),
   };
   if (!lazyRefreshToken) {
     grant.refresh_token = blob('refresh_token');

@@ -21,6 +21,8 @@ export interface GrantRecord {
    * null for a grant stored before identities were recorded. Not a secret.
    */
   bound_to: string | null;
+  /** When the refresh token itself stops working (epoch ms), where the provider said; else null. */
+  refresh_expires_at: number | null;
 }
 
 /** The tokens a successful refresh or login produced. */
@@ -32,6 +34,8 @@ export interface TokenUpdate {
   scope: string | null;
   /** A new refresh token; undefined keeps the old one (RFC 6749 §6: servers may not rotate). */
   refresh_token?: string;
+  /** The refresh token's own expiry (epoch ms), where the provider said; kept with the old token when there is no new one. */
+  refresh_expires_at?: number | null;
 }
 
 export interface AuditEntry {
