@@ -23,10 +23,17 @@ import { LoginManager } from './logins.js';
 
 const USAGE = `usage: tokend daemon [--socket PATH]
 
-Runs the tokend daemon in the foreground (systemd and launchd supervise it).
+Runs the tokend daemon in the foreground (systemd and launchd supervise it; clients
+start it on demand otherwise). One per user: a second one exits, naming the first.
+
+  --socket PATH   listen here instead of the default socket
+
 Paths come from TOKEND_HOME, TOKEND_CONFIG_DIR, TOKEND_DATA_DIR, TOKEND_KEY_FILE,
 TOKEND_SOCKET (see README). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
 the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
+
+Exit status: 0 stopped by SIGTERM/SIGINT, 1 could not start (another daemon runs,
+a folder or file others can read, an invalid config.json), 2 bad usage.
 `;
 
 function packageVersion(): string {
@@ -67,7 +74,14 @@ export async function main(argv: string[]): Promise<void> {
   try {
     args = parseArgs({ args: argv, options: { socket: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   } catch (err) {
-    process.stderr.write(`tokend daemon: ${(err as Error).message}\n${USAGE}`);
+    // One line naming the option, not parseArgs' paragraph (and never an option's value).
+    const e = err as Error & { code?: string };
+    const option = /'(-[^' ]{1,60})/.exec(e.message)?.[1] ?? 'an option';
+    const what =
+      e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option "${option}"`
+      : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? `${option} ${/does not take/.test(e.message) ? 'takes no value' : 'needs a value'}`
+      : 'takes no arguments, only options';
+    process.stderr.write(`tokend daemon: ${what} (see \`tokend daemon --help\`)\n`);
     process.exit(2);
   }
   if (args.values.help) {
