@@ -3,31 +3,14 @@
  * bin/tokend run as a program (its sh part first, as a user's shell runs it), and every
  * mistake on the command line is one clean line and exit 2.
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, TOKEND_BIN, tempHome } from './support/daemon.js';
+import { run } from './support/run.js';
 import { startStandInDaemon, type StandInDaemon } from './support/stand-in-daemon.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runBin(bin: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
-}
+const runBin = (bin: string, args: string[], env: NodeJS.ProcessEnv, stdin = '') => run(bin, args, { env, stdin });
 
 const PACKAGE_VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string;
 
