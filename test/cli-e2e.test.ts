@@ -13,24 +13,18 @@ import { startIdp, type TestIdp } from './support/idp.js';
 import { run } from './support/run.js';
 
 describe('the CLI against a real daemon', () => {
+  // One IdP and one daemon for all; each test has accounts of its own.
   let idp: TestIdp;
   let t: TestDaemon;
-
   beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 60 });
+    [idp, t] = await Promise.all([startIdp({ accessTokenTtl: 60 }), startDaemon()]);
   });
   afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    t = await startDaemon();
-    await addConfAccount(t.d, idp.issuer);
-  });
-  afterEach(async () => {
-    await t.cleanup();
+    await Promise.all([t.cleanup(), idp.close()]);
   });
 
   it('status NAME exits 3 for an account without a grant (no_grant), and says what to run', async () => {
+    await addConfAccount(t.d, idp.issuer);
     const r = await t.d.cli(['status', 'work']);
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/^status: +no_grant$/m);
@@ -44,7 +38,7 @@ describe('the CLI against a real daemon', () => {
   });
 
   describe('output into a closed pipe ends quietly', () => {
-    beforeEach(async () => {
+    beforeAll(async () => {
       // Several accounts, so status and list have more than a line to write.
       for (const name of ['a', 'b', 'c']) await addConfAccount(t.d, idp.issuer, name);
     });
@@ -69,7 +63,8 @@ describe('the CLI against a real daemon', () => {
   });
 
   it('Ctrl-C while waiting for a device login exits 130, says how to follow and stop it, and the login goes on', async () => {
-    const cli = spawnCli(['login', 'work', '--flow', 'device'], t.env);
+    await addConfAccount(t.d, idp.issuer, 'dev');
+    const cli = spawnCli(['login', 'dev', '--flow', 'device'], t.env);
     const code = await waitFor(() => /enter the code:\s+(\S+)\n/.exec(cli.stderr())?.[1], 'the user code on stderr');
     await waitFor(() => cli.stderr().includes('Waiting for the sign-in'), 'the waiting message');
     cli.child.kill('SIGINT');
@@ -78,24 +73,25 @@ describe('the CLI against a real daemon', () => {
     expect(r.stdout).toBe('');
     const said = r.stderr.slice(r.stderr.indexOf('Waiting for the sign-in'));
     expect(said).toMatch(/goes on in the background/);
-    expect(said).toContain('`tokend status work` shows it');
-    expect(said).toContain('`tokend login work --cancel` stops it');
+    expect(said).toContain('`tokend status dev` shows it');
+    expect(said).toContain('`tokend login dev --cancel` stops it');
 
     // Still pending in the daemon: approving the code now signs the account in.
-    expect((await t.d.cli(['status', 'work'])).code).toBe(3);
+    expect((await t.d.cli(['status', 'dev'])).code).toBe(3);
     await idp.approveDevice(code);
-    await waitFor(async () => (await t.d.cli(['token', 'work'])).code === 0, 'a token after the approval');
+    await waitFor(async () => (await t.d.cli(['token', 'dev'])).code === 0, 'a token after the approval');
   });
 
   it('--min-ttl beyond half the token lifetime: the token on stdout, one line on stderr saying so', async () => {
-    await importConfGrant(t.d, idp);
-    const r = await t.d.cli(['token', 'work', '--min-ttl', '300']);
+    await addConfAccount(t.d, idp.issuer, 'short');
+    await importConfGrant(t.d, idp, 'short');
+    const r = await t.d.cli(['token', 'short', '--min-ttl', '300']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^\S+\n$/);
     expect((await idp.introspect(r.stdout.trim())).active).toBe(true);
-    expect(r.stderr).toMatch(/^tokend: this token of "work" is valid for \d+ s, less than --min-ttl 300: .*clamped\n$/);
+    expect(r.stderr).toMatch(/^tokend: this token of "short" is valid for \d+ s, less than --min-ttl 300: .*clamped\n$/);
 
-    const short = await t.d.cli(['token', 'work', '--min-ttl', '10']);
+    const short = await t.d.cli(['token', 'short', '--min-ttl', '10']);
     expect(short).toMatchObject({ code: 0, stderr: '' });
   });
 });
