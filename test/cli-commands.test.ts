@@ -199,6 +199,13 @@ describe('tokend status NAME', () => {
     }
   });
 
+  it('a client-credentials account without a token yet is pointed at `tokend token`, not at a login', async () => {
+    standIn.answer = () => json(200, view({ name: 'ci', status: 'no_grant', flow: 'client-credentials' }));
+    const r = await cli(['status', 'ci']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe('tokend: "ci" has no token yet (no_grant); next: `tokend token ci`\n');
+  });
+
   it('shows the pending login\'s code and URL, and how to stop it', async () => {
     standIn.answer = () => json(200, view({ status: 'login_pending', has_refresh_token: false, expires_at: null, login: pendingLogin() }));
     const r = await cli(['status', 'work']);

@@ -57,5 +57,7 @@ export function needsLoginNote(a: AccountView): string | undefined {
   if (a.login?.status === 'pending') {
     return `tokend: a login to "${a.name}" is in progress: finish it as shown above, or stop it with \`tokend login ${a.name} --cancel\``;
   }
+  // A client-credentials account needs no person: its first token request gets the first token.
+  if (a.flow === 'client-credentials') return `tokend: "${a.name}" has no token yet (${a.status}); next: ${nextStep(a)}`;
   return `tokend: "${a.name}" cannot serve a token until someone logs in; next: ${nextStep(a)}`;
 }
