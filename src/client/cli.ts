@@ -45,7 +45,7 @@ running:
   daemon                      run the daemon in the foreground
   service install|uninstall|status
                               run tokend as a systemd / launchd user service
-  doctor                      check everything, print the command that fixes each problem
+  doctor [--json]             check everything; print the command that fixes each problem
   version                     print the version (also --version, -v)
 
 exit status: 0 ok, 1 error, 2 bad usage, 3 the account needs a login.
