@@ -64,6 +64,12 @@ Sets a tool up to use tokend; git is the one it knows (\`tokend setup git --help
 Exit status: 0 done, 1 error, 2 bad usage.
 `;
 
+/** A command loaded on first use: the common path (token, status) starts without it. */
+const lazy =
+  (load: () => Promise<Command>): Command =>
+  async (args, io, client) =>
+    (await load())(args, io, client);
+
 const commands: Record<string, Command> = {
   ...ACCOUNT_COMMANDS,
   token: tokenCommand,
@@ -72,11 +78,11 @@ const commands: Record<string, Command> = {
     io.stdout(values.help ? VERSION_HELP : `${packageVersion()}\n`);
     return EXIT.ok;
   },
-  'git-credential': async (args, io, client) => (await import('./helper-commands.js')).gitCredential(args, io, client),
-  'docker-credential': async (args, io, client) => (await import('./helper-commands.js')).dockerCredential(args, io, client),
-  'kubectl-credential': async (args, io, client) => (await import('./helper-commands.js')).kubectlCredential(args, io, client),
-  'bazel-credential': async (args, io, client) => (await import('./helper-commands.js')).bazelCredential(args, io, client),
-  exec: async (args, io, client) => (await import('./exec.js')).execWithToken(args, io, client),
+  'git-credential': lazy(async () => (await import('./helper-commands.js')).gitCredential),
+  'docker-credential': lazy(async () => (await import('./helper-commands.js')).dockerCredential),
+  'kubectl-credential': lazy(async () => (await import('./helper-commands.js')).kubectlCredential),
+  'bazel-credential': lazy(async () => (await import('./helper-commands.js')).bazelCredential),
+  exec: lazy(async () => (await import('./exec.js')).execWithToken),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);
@@ -86,8 +92,8 @@ const commands: Record<string, Command> = {
     }
     throw new UsageError(what === undefined ? 'say what to set up: git' : `cannot set up "${clip(what, 40)}"; only git`, 'setup');
   },
-  login: async (args, io, client) => (await import('./login.js')).runLogin(args, io, client),
-  service: async (args, io) => (await import('./service.js')).runService(args, io),
+  login: lazy(async () => (await import('./login.js')).runLogin),
+  service: lazy(async () => (await import('./service.js')).runService),
   doctor: async (args, io) => (await import('./doctor.js')).runDoctor(args, { stdout: io.stdout, stderr: io.stderr, env: io.env }),
   // bin/tokend runs `tokend daemon` itself; this is for `tokend help daemon`, whose text lives with the daemon.
   daemon: (args) =>
