@@ -3,37 +3,17 @@
  * only access tokens the real IdP calls active, plus docker, kubectl, Bazel, exec and
  * `setup git`, all through a real daemon.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, ROOT, addConfAccount, runCli, tempHome, importConfGrant } from './support/daemon.js';
 import { startGitServer, type GitServer } from './support/git-server.js';
 import { startIdp, type TestIdp } from './support/idp.js';
+import { run } from './support/run.js';
 
 const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
 const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
 const FALLBACK_PASSWORD = 'fallback-password';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; stdin?: string }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on('error', () => undefined); // a program that never reads stdin closes it: EPIPE is fine
-    child.stdin.end(opts.stdin ?? '');
-  });
-}
 
 describe('credential helpers through a real daemon', () => {
   let idp: TestIdp;

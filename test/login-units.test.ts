@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { browserCommands, splitCommand } from '../src/client/login.js';
+import { browserCommands, splitCommand } from '../src/client/browser.js';
 import { DriverError, type DevicePoll, type DriverContext } from '../src/daemon/drivers/driver.js';
 import { createOAuth2Driver } from '../src/daemon/drivers/oauth2.js';
 import { browserSecrets, escapeHtml, page, stateMatches } from '../src/daemon/login-browser.js';

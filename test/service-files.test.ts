@@ -320,6 +320,20 @@ describe('tokend service install --dry-run', () => {
     expect(fs.readdirSync(home)).toEqual([]);
   });
 
+  it("does not warn about this install's bin/tokend (a sh / ES-module polyglot), but does about a plain sh script", async () => {
+    const home = tempDir();
+    const env = { HOME: home, XDG_RUNTIME_DIR: '/run/user/4242' };
+    const real = captureIo(env, { tokendBin: path.join(ROOT, 'bin', 'tokend') });
+    expect(await runService(['install', '--dry-run', '--platform', 'linux'], real.io)).toBe(0);
+    expect(real.out.stderr).not.toContain('not a node script');
+
+    const plain = path.join(tempDir(), 'tokend');
+    fs.writeFileSync(plain, '#!/bin/sh\nexec tokend-real "$@"\n', { mode: 0o755 });
+    const other = captureIo(env, { tokendBin: plain });
+    expect(await runService(['install', '--dry-run', '--platform', 'linux'], other.io)).toBe(0);
+    expect(other.out.stderr).toContain(`warning: ${plain} starts with "#!/bin/sh", not a node script`);
+  });
+
   it('--help, and bad usage exits 2', async () => {
     const help = captureIo({});
     expect(await runService(['--help'], help.io)).toBe(0);

@@ -1,5 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { helperInfo } from './helper-help.js';
 import { DaemonUnreachableError, TokendClient } from './socket-client.js';
 
 /**
@@ -45,6 +46,12 @@ export async function runHelper(tool: string, args: string[], io: HelperIo, extr
   if (!TOOLS.has(tool)) {
     io.stderr(`tokend: unknown helper "${tool.slice(0, 40)}"\n`);
     return 2;
+  }
+  // A person asking (--help, docker's --version); no tool ever does.
+  const info = helperInfo(tool, args);
+  if (info !== undefined) {
+    io.stdout(info);
+    return 0;
   }
   const { socket, action } = parseHelperArgs(args);
   if (!/^[a-z-]{1,32}$/.test(action)) {

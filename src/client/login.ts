@@ -1,22 +1,23 @@
 /**
  * `tokend login NAME`: asks the daemon to start (or join) an interactive login, tells the
  * person what to do, opens the browser for the browser flow, and waits for the outcome.
- * The flow itself (polling, the loopback listener, the code exchange) runs in the daemon.
+ * The flow itself (polling, the loopback listener, the code exchange) runs in the daemon,
+ * so Ctrl-C stops only the waiting; `tokend login NAME --cancel` stops the login.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { AccountView, LoginFlow, LoginView } from '../protocol/api.js';
-import { EXIT } from '../protocol/errors.js';
-import { isAccountName } from '../protocol/names.js';
 import { ROUTES } from '../protocol/routes.js';
 import { defaultLoginFlow } from '../protocol/rules.js';
-import type { Io } from './cli.js';
-import type { TokendClient } from './socket-client.js';
+import { parseOptions, requireName } from './args.js';
+import { openBrowser } from './browser.js';
+import { EXIT, UsageError, type Command, type Io } from './io.js';
+import { ApiError, type TokendClient } from './socket-client.js';
+import { relative } from './when.js';
 
 export const LOGIN_HELP = `usage: tokend login NAME [--flow device|browser] [--no-browser] [--no-wait] [--json]
+       tokend login NAME --cancel
 
-Signs in to account NAME at its provider and stores the new grant in the daemon.
+Signs in to account NAME at its provider and stores the new grant in the daemon. A
+login that fails never deletes a grant that works.
 
   --flow F       device: enter a code on any device (RFC 8628); browser: sign in in a
                  browser on this machine, which returns to a one-shot listener on
@@ -25,46 +26,46 @@ Signs in to account NAME at its provider and stores the new grant in the daemon.
   --no-browser   print the URL instead of opening a browser
   --no-wait      return once the login has started (the daemon finishes it)
   --json         print the login object on stdout (with --no-wait: at once)
+  --cancel       stop NAME's login in progress, started from here or anywhere else
 
 A second \`tokend login NAME\` while one is in progress joins it. The browser is
-$BROWSER (a command; %s stands for the URL), else xdg-open / open.
-Exit status: 0 signed in (or started, with --no-wait), 1 the login failed or expired,
-2 bad usage.
+$BROWSER (a command; %s stands for the URL), else xdg-open / open. Ctrl-C stops the
+waiting, not the login: it goes on in the daemon until it ends or expires;
+\`tokend status NAME\` shows it and \`tokend login NAME --cancel\` stops it.
+
+Exit status: 0 signed in (with --no-wait: started; with --cancel: stopped, or no login
+was in progress), 1 the login failed or expired, or could not start, 2 bad usage,
+130 Ctrl-C while waiting.
 `;
 
 /** How often the CLI asks the daemon how the login is going. */
 const WAIT_POLL_MS = 1000;
+/** 128 + SIGINT: what a shell reports for a command ended by Ctrl-C. */
+const EXIT_INTERRUPTED = 130;
+
+const LOGIN_OPTIONS = {
+  flow: { type: 'string' },
+  'no-browser': { type: 'boolean' },
+  'no-wait': { type: 'boolean' },
+  json: { type: 'boolean' },
+  cancel: { type: 'boolean' },
+} as const;
 
 /** Run `tokend login`; returns the exit status. API errors propagate to cli.ts, which prints them. */
-export async function runLogin(args: string[], io: Io, client: () => TokendClient): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        flow: { type: 'string' },
-        'no-browser': { type: 'boolean' },
-        'no-wait': { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    return usage(io, (err as Error).message);
-  }
-  const { values, positionals } = parsed;
+export const runLogin: Command = async (args, io, client) => {
+  const { values, positionals } = parseOptions('login', args, LOGIN_OPTIONS);
   if (values.help) {
     io.stdout(LOGIN_HELP);
     return EXIT.ok;
   }
-  const name = positionals[0];
-  if (!name) return usage(io, 'login needs an account NAME');
-  if (positionals.length > 1) return usage(io, `unexpected argument "${positionals[1]!.slice(0, 80)}"`);
-  if (!isAccountName(name)) return usage(io, `"${name.slice(0, 80)}" is not a valid account name (1-64 letters, digits, ".", "_" or "-")`);
+  const name = requireName(positionals[0], 'login');
+  if (values.cancel) {
+    const others = (['flow', 'no-browser', 'no-wait', 'json'] as const).filter((k) => values[k] !== undefined);
+    if (others.length) throw new UsageError(`--cancel takes no other options (got --${others[0]})`, 'login');
+    return cancelLogin(name, io, client());
+  }
   if (values.flow !== undefined && values.flow !== 'device' && values.flow !== 'browser') {
-    return usage(io, `--flow is device or browser, not "${values.flow.slice(0, 40)}"`);
+    throw new UsageError(`--flow is device or browser, not "${values.flow.slice(0, 40)}"`, 'login');
   }
 
   const c = client();
@@ -84,26 +85,101 @@ export async function runLogin(args: string[], io: Io, client: () => TokendClien
     io.stdout(JSON.stringify(login, null, 2) + '\n');
     return EXIT.ok;
   }
-  if (joined) io.stderr(`tokend: a login to "${name}" is already in progress; joining it.\n`);
-  await instruct(login, io, { open: !values['no-browser'] && !joined });
-  if (values['no-wait']) {
-    io.stderr(`tokend: the login continues in the daemon until ${login.expires_at}; check it with \`tokend status ${name}\`.\n`);
-    return EXIT.ok;
-  }
-
-  io.stderr(`Waiting for the sign-in to finish (the ${login.flow === 'device' ? 'code' : 'link'} expires ${until(login.expires_at)})…\n`);
-  while (login.status === 'pending') {
-    await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
-    login = await c.json<LoginView>('GET', ROUTES.login(login.id));
+  const ctrlC = watchCtrlC();
+  try {
+    if (joined) io.stderr(`tokend: a login to "${name}" is already in progress; joining it.\n`);
+    await instruct(login, io, { open: !values['no-browser'] && !joined });
+    if (!values['no-wait'] && !ctrlC.pressed()) {
+      io.stderr(`Waiting for the sign-in to finish (the ${login.flow === 'device' ? 'code' : 'link'} expires ${relative(login.expires_at, Date.now())})…\n`);
+      while (login.status === 'pending' && !ctrlC.pressed()) {
+        await ctrlC.sleep(WAIT_POLL_MS);
+        if (!ctrlC.pressed()) login = await c.json<LoginView>('GET', ROUTES.login(login.id));
+      }
+    }
+    if (login.status === 'pending') {
+      if (!ctrlC.pressed()) {
+        io.stderr(`${inBackground(login)}\n`);
+        return EXIT.ok;
+      }
+      io.stderr(`\ntokend: stopped waiting. ${inBackground(login)}\n`);
+      return EXIT_INTERRUPTED;
+    }
+  } finally {
+    ctrlC.dispose();
   }
   if (values.json) io.stdout(JSON.stringify(login, null, 2) + '\n');
   if (login.status === 'active') {
     io.stderr(`Signed in to "${name}".\n`);
     return EXIT.ok;
   }
-  const why = login.error ? `${login.error.message}${login.error.message.includes(login.error.code) ? '' : ` (${login.error.code})`}` : 'no reason given';
-  io.stderr(`tokend: the login to "${name}" ${login.status === 'expired' ? 'expired' : 'failed'}: ${why}\n`);
+  io.stderr(`tokend: the login to "${name}" ${login.status === 'expired' ? 'expired' : 'failed'}: ${reason(login)}\n`);
   return EXIT.error;
+};
+
+/** What a pending login does when nobody waits for it, and how to see or stop it. */
+function inBackground(login: LoginView): string {
+  const name = login.account;
+  return (
+    `The login to "${name}" goes on in the background until it ends or expires (${relative(login.expires_at, Date.now())}): ` +
+    `\`tokend status ${name}\` shows it, \`tokend login ${name} --cancel\` stops it.`
+  );
+}
+
+function reason(login: Pick<LoginView, 'error'>): string {
+  const e = login.error;
+  if (!e) return 'no reason given';
+  return e.message.includes(e.code) ? e.message : `${e.message} (${e.code})`;
+}
+
+/**
+ * `tokend login NAME --cancel`: find the account's pending login and stop it. Nothing
+ * pending is not an error (exit 0): afterwards no login runs, as asked.
+ */
+async function cancelLogin(name: string, io: Io, c: TokendClient): Promise<number> {
+  const account = await c.json<AccountView>('GET', ROUTES.account(name));
+  const pending = account.login?.status === 'pending' ? account.login : undefined;
+  if (!pending) {
+    io.stderr(`tokend: no login to "${name}" is in progress; nothing to cancel\n`);
+    return EXIT.ok;
+  }
+  let ended: LoginView;
+  try {
+    ended = await c.json<LoginView>('POST', ROUTES.loginCancel(pending.id));
+  } catch (err) {
+    // 404: it ended (succeeded, failed, expired) between our two requests.
+    if (err instanceof ApiError && err.status === 404) {
+      io.stderr(`tokend: the login to "${name}" ended before it could be cancelled; see \`tokend status ${name}\`\n`);
+      return EXIT.ok;
+    }
+    throw err;
+  }
+  if (ended.status === 'active') io.stderr(`tokend: the login to "${name}" had already succeeded; nothing was cancelled\n`);
+  else if (ended.error?.code === 'cancelled') io.stderr(`tokend: cancelled the login to "${name}"\n`);
+  else io.stderr(`tokend: the login to "${name}" had already ended: ${ended.status}, ${reason(ended)}\n`);
+  return EXIT.ok;
+}
+
+/** Ctrl-C while a login runs in the daemon: note it instead of dying, so we can say what goes on. */
+function watchCtrlC(): { pressed: () => boolean; sleep: (ms: number) => Promise<void>; dispose: () => void } {
+  let pressed = false;
+  let wake = () => {};
+  const onSigint = () => {
+    pressed = true;
+    wake();
+  };
+  process.on('SIGINT', onSigint);
+  return {
+    pressed: () => pressed,
+    sleep: (ms) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
+    dispose: () => process.off('SIGINT', onSigint),
+  };
 }
 
 /** What the person has to do, on stderr; opens the browser for the browser flow. */
@@ -127,100 +203,4 @@ async function instruct(login: LoginView, io: Io, opts: { open: boolean }): Prom
     io.stderr('Could not open a browser.\n');
   }
   io.stderr(`To sign in to "${login.account}", open this URL in a browser on this machine:\n  ${url}\n`);
-}
-
-function until(iso: string): string {
-  const s = Math.round((Date.parse(iso) - Date.now()) / 1000);
-  if (s >= 120) return `in ${Math.round(s / 60)} min`;
-  return s > 0 ? `in ${s} s` : 'now';
-}
-
-function usage(io: Io, message: string): number {
-  io.stderr(`tokend login: ${message}\n(see tokend login --help)\n`);
-  return EXIT.usage;
-}
-
-
-/**
- * The commands that open `url`, in order: each entry of `$BROWSER` (separated like PATH, as
- * Python's webbrowser reads it; a command line where `%s` stands for the URL, else the URL
- * is the last argument, as gh does), then the platform's opener.
- */
-export function browserCommands(url: string, env: Readonly<Record<string, string | undefined>>, platform: string): string[][] {
-  const out: string[][] = [];
-  for (const entry of (env.BROWSER ?? '').split(path.delimiter)) {
-    const argv = splitCommand(entry);
-    if (argv.length === 0) continue;
-    const hasPlaceholder = argv.some((a) => a.includes('%s'));
-    out.push(hasPlaceholder ? argv.map((a) => a.replace(/%(%|s)/g, (_, c: string) => (c === 's' ? url : '%'))) : [...argv, url]);
-  }
-  if (platform === 'darwin') out.push(['open', url]);
-  else if (platform === 'win32') out.push(['rundll32', 'url.dll,FileProtocolHandler', url]);
-  else out.push(['xdg-open', url]);
-  return out;
-}
-
-/** Split a command line into words: blanks separate, '…' and "…" quote, \ escapes (outside '…'). No shell runs. */
-export function splitCommand(line: string): string[] {
-  const words: string[] = [];
-  let word = '';
-  let inWord = false;
-  let quote: "'" | '"' | null = null;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]!;
-    if (quote) {
-      if (ch === quote) quote = null;
-      else if (ch === '\\' && quote === '"' && i + 1 < line.length) word += line[++i];
-      else word += ch;
-    } else if (ch === "'" || ch === '"') {
-      quote = ch;
-      inWord = true;
-    } else if (ch === '\\' && i + 1 < line.length) {
-      word += line[++i];
-      inWord = true;
-    } else if (/\s/.test(ch)) {
-      if (inWord) words.push(word);
-      word = '';
-      inWord = false;
-    } else {
-      word += ch;
-      inWord = true;
-    }
-  }
-  if (inWord) words.push(word);
-  return words;
-}
-
-/** Try each browser command; true once one started and did not fail at once. The URL never passes through a shell. */
-export async function openBrowser(url: string, env: NodeJS.ProcessEnv, platform: string): Promise<boolean> {
-  for (const argv of browserCommands(url, env, platform)) {
-    if (await launch(argv, env)) return true;
-  }
-  return false;
-}
-
-/** Start `argv` detached; it counts as opened unless it cannot start or exits non-zero within a second. */
-function launch(argv: string[], env: NodeJS.ProcessEnv): Promise<boolean> {
-  return new Promise((resolve) => {
-    let child: ChildProcess;
-    try {
-      child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: 'ignore', env });
-    } catch {
-      resolve(false);
-      return;
-    }
-    const timer = setTimeout(() => {
-      child.unref();
-      resolve(true);
-    }, 1000);
-    child.once('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      child.unref();
-      resolve(code === 0);
-    });
-  });
 }

@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { resolvePaths } from '../protocol/paths.js';
+import { parseOptions } from './args.js';
+import { EXIT, reportUsage, UsageError, type Io } from './io.js';
 
 // `tokend service install|uninstall|status`: run tokend as a systemd user service (with
 // socket activation) or a launchd agent. The templates live in service-files/; this file
@@ -18,10 +19,7 @@ export interface RunResult {
 }
 export type Runner = (cmd: string, args: string[]) => Promise<RunResult>;
 
-export interface ServiceIo {
-  stdout: (s: string) => void;
-  stderr: (s: string) => void;
-  env: NodeJS.ProcessEnv;
+export interface ServiceIo extends Pick<Io, 'stdout' | 'stderr' | 'env'> {
   platform?: NodeJS.Platform;
   /** Runs systemctl / launchctl; tests pass a fake. Default: execFile with `env`. */
   run?: Runner;
@@ -140,9 +138,9 @@ Runs tokend as a per-user service, started at login and restarted on failure.
 
 Where neither systemd (systemctl --user) nor launchd is available, install says so
 and shows how to run \`tokend daemon\` by hand.
-`;
 
-class UsageError extends Error {}
+Exit status: 0 ok, 1 error (including: no service manager here), 2 bad usage.
+`;
 
 interface Options {
   json: boolean;
@@ -180,28 +178,23 @@ export async function runService(args: string[], io: ServiceIo): Promise<number>
   let sub: string;
   let opts: Options;
   try {
-    const parsed = parseArgs({
+    const parsed = parseOptions(
+      'service',
       args,
-      options: {
-        json: { type: 'boolean' },
-        'dry-run': { type: 'boolean' },
-        platform: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+      { json: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, platform: { type: 'string' } },
+      Number.POSITIVE_INFINITY,
+    );
     if (parsed.values.help) {
       io.stdout(HELP);
-      return 0;
+      return EXIT.ok;
     }
     if (parsed.positionals.length !== 1) throw new UsageError('say one of: install, uninstall, status');
     sub = parsed.positionals[0];
-    if (!['install', 'uninstall', 'status'].includes(sub)) throw new UsageError(`unknown subcommand "${sub}"`);
+    if (!['install', 'uninstall', 'status'].includes(sub)) throw new UsageError(`unknown subcommand "${sub.slice(0, 40)}"`);
     if (parsed.values['dry-run'] && sub === 'status') throw new UsageError('--dry-run applies to install and uninstall');
     const platform = parsed.values.platform;
     if (platform !== undefined && platform !== 'linux' && platform !== 'darwin') {
-      throw new UsageError(`--platform must be linux or darwin, not "${platform}"`);
+      throw new UsageError(`--platform must be linux or darwin, not "${platform.slice(0, 40)}"`);
     }
     opts = {
       json: parsed.values.json === true,
@@ -209,8 +202,8 @@ export async function runService(args: string[], io: ServiceIo): Promise<number>
       platform: platform ?? io.platform ?? process.platform,
     };
   } catch (err) {
-    io.stderr(`tokend service: ${(err as Error).message}\n${HELP}`);
-    return 2;
+    if (err instanceof UsageError) return reportUsage(io, 'service', err.message);
+    throw err;
   }
 
   const run = io.run ?? defaultRunner(io.env);
@@ -397,9 +390,9 @@ async function runStep(cmd: string[], run: Runner, out: Reporter): Promise<boole
 function installWarnings(plan: Plan, env: NodeJS.ProcessEnv, onThisPlatform: boolean): string[] {
   const warnings: string[] = [];
   if (!fs.existsSync(plan.tokend)) warnings.push(`${plan.tokend} does not exist (yet): the service would have nothing to start`);
-  const first = readFirstLine(plan.tokend);
-  if (first !== undefined && first.startsWith('#!') && !/\bnode\b/.test(first)) {
-    warnings.push(`${plan.tokend} starts with "${first}", not a node script; the service runs it as: ${plan.node} ${plan.tokend} daemon`);
+  const lines = readHead(plan.tokend)?.split('\n');
+  if (lines && lines[0].startsWith('#!') && !nodeCanRun(lines)) {
+    warnings.push(`${plan.tokend} starts with "${lines[0]}", not a node script; the service runs it as: ${plan.node} ${plan.tokend} daemon`);
   }
   if (onThisPlatform) {
     // Clients find the daemon with resolvePaths(); the service's daemon listens where the
@@ -415,13 +408,24 @@ function installWarnings(plan: Plan, env: NodeJS.ProcessEnv, onThisPlatform: boo
   return warnings;
 }
 
-function readFirstLine(file: string): string | undefined {
+/**
+ * Does `node FILE` run this script (the service starts bin/tokend that way)? Yes when its
+ * #! line names node, or when it is a sh / ES-module polyglot like bin/tokend: a second
+ * line \`':' /*\` is a no-op to sh and, to node (which skips the #! line), a string and
+ * the start of a comment that hides the shell part.
+ */
+function nodeCanRun(lines: string[]): boolean {
+  return /\bnode\b/.test(lines[0]) || /^':' \/\*/.test(lines[1] ?? '');
+}
+
+/** The first 200 bytes of `file`, or undefined when it cannot be read. */
+function readHead(file: string): string | undefined {
   try {
     const fd = fs.openSync(file, 'r');
     try {
       const buf = Buffer.alloc(200);
       const n = fs.readSync(fd, buf, 0, buf.length, 0);
-      return buf.subarray(0, n).toString('utf8').split('\n')[0];
+      return buf.subarray(0, n).toString('utf8');
     } finally {
       fs.closeSync(fd);
     }

@@ -26,18 +26,20 @@ import { LoginManager } from './logins.js';
 
 const USAGE = `usage: tokend daemon [--socket PATH] [--listen 127.0.0.1:PORT]
 
-Runs the tokend daemon in the foreground (systemd and launchd supervise it).
-Paths come from TOKEND_HOME, TOKEND_CONFIG_DIR, TOKEND_DATA_DIR, TOKEND_KEY_FILE,
-TOKEND_SOCKET (see README). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
-the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
+Runs the tokend daemon in the foreground (systemd and launchd supervise it; clients
+start it on demand otherwise). One per user: a second one exits, naming the first.
 
-  --socket PATH                the Unix socket to listen on (default: see \`tokend status\`)
+  --socket PATH                listen here instead of the default socket (\`tokend status\` shows it)
   --listen 127.0.0.1:PORT      also serve the API on a loopback TCP port, only to requests with
                                \`Authorization: Bearer <daemon key>\` (\`tokend listen-key\` prints it);
                                non-loopback addresses are refused (also settings.listen in config.json)
 
-exit status: 0 stopped cleanly, 1 could not start (another daemon runs, unsafe files, bad config),
-2 bad usage.
+Paths come from TOKEND_HOME, TOKEND_CONFIG_DIR, TOKEND_DATA_DIR, TOKEND_KEY_FILE,
+TOKEND_SOCKET (see README). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
+the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
+
+Exit status: 0 stopped by SIGTERM/SIGINT, 1 could not start (another daemon runs,
+a folder or file others can read, an invalid config.json), 2 bad usage.
 `;
 
 function packageVersion(): string {
@@ -78,7 +80,14 @@ export async function main(argv: string[]): Promise<void> {
   try {
     args = parseArgs({ args: argv, options: { socket: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   } catch (err) {
-    process.stderr.write(`tokend daemon: ${(err as Error).message}\n${USAGE}`);
+    // One line naming the option, not parseArgs' paragraph (and never an option's value).
+    const e = err as Error & { code?: string };
+    const option = /'(-[^' ]{1,60})/.exec(e.message)?.[1] ?? 'an option';
+    const what =
+      e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option "${option}"`
+      : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? `${option} ${/does not take/.test(e.message) ? 'takes no value' : 'needs a value'}`
+      : 'takes no arguments, only options';
+    process.stderr.write(`tokend daemon: ${what} (see \`tokend daemon --help\`)\n`);
     process.exit(2);
   }
   if (args.values.help) {

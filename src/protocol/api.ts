@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERROR_STATUS, type ErrorCode as ErrorCodeName } from './errors.js';
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
+import { NEEDS_LOGIN_STATUSES } from './rules.js';
 
 export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
 export type AccountName = z.infer<typeof AccountName>;
@@ -114,20 +115,16 @@ export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
  */
 export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id', 'base_url', 'managed_user_id'] as const;
 
-/**
- * Query flags of `PUT`/`PATCH /v1/accounts/:name`:
- * - `replace_grant=true`: the change moves the account to another provider or client
- *   (its grant identity, see {@link GRANT_IDENTITY_FIELDS}); revoke the old grant at its
- *   provider and drop it. Without it such a change is refused (409 `conflict`).
- * - `check=false`: do not contact the provider to check the account (offline setup).
- */
-export const ACCOUNT_WRITE_FLAGS = { replaceGrant: 'replace_grant', check: 'check' } as const;
+// The query flags of `PUT`/`PATCH /v1/accounts/:name` live with the routes (zod-free, for the thin client).
+export { ACCOUNT_WRITE_FLAGS } from './routes.js';
 
 export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending']);
 export type AccountStatus = z.infer<typeof AccountStatus>;
 
-/** Statuses in which the account cannot serve a token until someone logs in (CLI exit 3). */
-export const NEEDS_LOGIN_STATUSES: readonly AccountStatus[] = ['expired', 'no_grant', 'reauth_required', 'login_pending'];
+// Statuses in which the account cannot serve a token until someone logs in (CLI exit 3):
+// in rules.ts, which the thin client can import; checked against AccountStatus here.
+export { NEEDS_LOGIN_STATUSES };
+NEEDS_LOGIN_STATUSES satisfies readonly AccountStatus[];
 
 /** The interactive login flows (RFC 8628 device grant; RFC 6749 §4.1 + RFC 7636 PKCE on a loopback redirect). */
 export const LoginFlow = z.enum(['device', 'browser']);

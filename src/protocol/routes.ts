@@ -25,3 +25,12 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 /** Header a client uses to say who it is; recorded in the audit log. */
 export const CLIENT_HEADER = 'user-agent';
+
+/**
+ * Query flags of `PUT`/`PATCH /v1/accounts/:name`:
+ * - `replace_grant=true`: the change moves the account to another provider or client
+ *   (its grant identity, see `GRANT_IDENTITY_FIELDS` in api.ts); revoke the old grant at its
+ *   provider and drop it. Without it such a change is refused (409 `conflict`).
+ * - `check=false`: do not contact the provider to check the account (offline setup).
+ */
+export const ACCOUNT_WRITE_FLAGS = { replaceGrant: 'replace_grant', check: 'check' } as const;

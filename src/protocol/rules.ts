@@ -24,3 +24,11 @@ export function defaultLoginFlow(env: Readonly<Record<string, string | undefined
   const display = platform === 'darwin' || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
   return display && !ssh ? 'browser' : 'device';
 }
+
+/** Account statuses in which no token can be served until someone logs in (CLI exit 3). */
+export const NEEDS_LOGIN_STATUSES = ['expired', 'no_grant', 'reauth_required', 'login_pending'] as const;
+
+/** True when an account in `status` needs a login before it can serve a token. */
+export function needsLogin(status: string): boolean {
+  return (NEEDS_LOGIN_STATUSES as readonly string[]).includes(status);
+}

@@ -1,0 +1,206 @@
+/** The commands that manage accounts: add, set, import, list, status, refresh, logout, remove. */
+import type { AccountList, AccountView, Health, RefreshResponse } from '../protocol/api.js';
+import { ROUTES } from '../protocol/routes.js';
+import { needsLogin } from '../protocol/rules.js';
+import { ACCOUNT_OPTIONS, ACCOUNT_OPTIONS_HELP, accountBody, writeQuery } from './account-options.js';
+import { accountLines, needsLoginNote, nextStep } from './account-view.js';
+import { parseOptions, requireName } from './args.js';
+import { EXIT, UsageError, type Command, type Io } from './io.js';
+import { stamp } from './when.js';
+
+export const ACCOUNT_HELP: Record<string, string> = {
+  add: `usage: tokend add NAME --client-id ID [options]
+
+Adds account NAME. On an existing NAME it replaces the whole configuration (options
+not given go back to their defaults); \`tokend set\` changes only the options given.
+Unless --no-check, the daemon checks the account at the provider first (discovery,
+required secrets).
+
+${ACCOUNT_OPTIONS_HELP}
+Exit status: 0 saved, 1 the daemon refused it (a change of provider or client without
+--replace-grant, a provider that does not answer, an invalid setting), 2 bad usage.
+`,
+  set: `usage: tokend set NAME [options]
+
+Changes only the options given of account NAME; a repeatable option (--scope, --host)
+replaces the whole list. To fix only the client secret:
+  printf %s "$SECRET" | tokend set NAME --client-secret-stdin
+
+${ACCOUNT_OPTIONS_HELP}
+Exit status: 0 saved, 1 the daemon refused it (a change of provider or client without
+--replace-grant, a provider that does not answer, an invalid setting, no such
+account), 2 bad usage.
+`,
+  import: `usage: tokend import NAME --refresh-token-stdin [--json]
+
+Starts account NAME from a refresh token you already hold: reads it from stdin (never
+from argv), stores it encrypted, and refreshes once to prove it works.
+
+  --refresh-token-stdin   read the refresh token from stdin (required)
+  --json                  print the account as JSON on stdout
+
+Exit status: 0 imported, 1 error, 2 bad usage, 3 the provider refused the token.
+`,
+  list: `usage: tokend list [--json]
+
+Lists the accounts: name, status, when the current token expires, and the hosts each
+serves. An account whose status is expired, no_grant, reauth_required or
+login_pending needs \`tokend login NAME\` (\`tokend status NAME\` says more).
+
+  --json   print {"accounts": [...]}, each as \`tokend status NAME --json\` shows it
+
+Exit status: 0 ok, 1 the daemon could not be reached, 2 bad usage.
+`,
+  status: `usage: tokend status [NAME] [--json]
+
+Without NAME: the daemon (pid, version, uptime, socket) and every account. With NAME:
+that account: status, token expiry, provider, client, scopes, hosts, the last error,
+the login in progress (its code and URL) and how the last login ended.
+
+  --json   print it as JSON on stdout
+
+Exit status: 0 ok, 1 error (the daemon unreachable, no such account), 2 bad usage,
+3 account NAME cannot serve a token until someone logs in (status expired, no_grant,
+reauth_required or login_pending).
+`,
+  refresh: `usage: tokend refresh NAME [--json]
+
+Refreshes account NAME's token now (rotating its refresh token when the provider
+does), instead of when the daemon's timer would.
+
+  --json   print {account, expires_at, generation} on stdout
+
+Exit status: 0 ok, 1 error (the provider unreachable or refusing the client), 2 bad
+usage, 3 the provider refused the grant: the account needs a login.
+`,
+  logout: `usage: tokend logout NAME
+
+Revokes account NAME's grant at the provider (RFC 7009, where it has a revocation
+endpoint) and forgets it. The account's configuration and client secret stay, so
+\`tokend login NAME\` signs in again.
+
+Exit status: 0 ok, 1 error (no such account, the daemon unreachable), 2 bad usage.
+`,
+  remove: `usage: tokend remove NAME
+
+Revokes account NAME's grant where possible, then deletes the account: its
+configuration, its secrets and its tokens.
+
+Exit status: 0 ok, 1 error (no such account, the daemon unreachable), 2 bad usage.
+`,
+};
+
+function help(io: Io, command: string): number {
+  io.stdout(ACCOUNT_HELP[command]);
+  return EXIT.ok;
+}
+
+function printJson(io: Io, value: unknown): void {
+  io.stdout(JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * add (PUT: the whole account) and set (PATCH: only the options given), with the same
+ * options; the query carries --replace-grant and --no-check.
+ */
+function writing(command: 'add' | 'set'): Command {
+  return async (args, io, client) => {
+    const { values, positionals } = parseOptions(command, args, ACCOUNT_OPTIONS);
+    if (values.help) return help(io, command);
+    const name = requireName(positionals[0], command);
+    if (command === 'add' && !values['client-id']) throw new UsageError('needs --client-id', command);
+    const body = await accountBody(values, io, command);
+    if (command === 'set' && Object.keys(body).length === 0) throw new UsageError('name at least one setting to change', command);
+    const method = command === 'add' ? 'PUT' : 'PATCH';
+    const view = await client().json<AccountView>(method, ROUTES.account(name) + writeQuery(values), body);
+    if (values.json) printJson(io, view);
+    else if (command === 'add') io.stderr(`tokend: account "${name}" saved. Next: ${nextStep(view)}\n`);
+    else io.stderr(`tokend: account "${name}" updated.${needsLogin(view.status) ? ` Next: ${nextStep(view)}` : ''}\n`);
+    return EXIT.ok;
+  };
+}
+
+const add = writing('add');
+const set = writing('set');
+
+const importCommand: Command = async (args, io, client) => {
+  const { values, positionals } = parseOptions('import', args, { 'refresh-token-stdin': { type: 'boolean' }, json: { type: 'boolean' } });
+  if (values.help) return help(io, 'import');
+  const name = requireName(positionals[0], 'import');
+  if (!values['refresh-token-stdin']) throw new UsageError('needs --refresh-token-stdin (a token never goes in argv)', 'import');
+  const token = (await io.readStdin()).trim();
+  if (!token) throw new UsageError('--refresh-token-stdin: stdin was empty', 'import');
+  if (/\s/.test(token)) throw new UsageError('--refresh-token-stdin: expected one token on stdin, got several words', 'import');
+  const view = await client().json<AccountView>('POST', ROUTES.accountImport(name), { refresh_token: token });
+  if (values.json) printJson(io, view);
+  else io.stderr(`tokend: imported; "${name}" is ${view.status}, token expires ${stamp(view.expires_at, Date.now())}\n`);
+  return EXIT.ok;
+};
+
+const list: Command = async (args, io, client) => {
+  const { values } = parseOptions('list', args, { json: { type: 'boolean' } }, 0);
+  if (values.help) return help(io, 'list');
+  const { accounts } = await client().json<AccountList>('GET', ROUTES.accounts);
+  if (values.json) {
+    printJson(io, { accounts });
+    return EXIT.ok;
+  }
+  if (accounts.length === 0) {
+    io.stderr('tokend: no accounts yet; add one with `tokend add NAME --issuer URL --client-id ID`\n');
+    return EXIT.ok;
+  }
+  const rows = [['NAME', 'STATUS', 'EXPIRES', 'HOSTS'], ...accounts.map((a) => [a.name, a.status, a.expires_at ?? '-', a.hosts.join(',') || '-'])];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  io.stdout(rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
+  return EXIT.ok;
+};
+
+const status: Command = async (args, io, client) => {
+  const { values, positionals } = parseOptions('status', args, { json: { type: 'boolean' } });
+  if (values.help) return help(io, 'status');
+  const c = client();
+  if (positionals[0] !== undefined) {
+    const view = await c.json<AccountView>('GET', ROUTES.account(requireName(positionals[0], 'status')));
+    if (values.json) printJson(io, view);
+    else io.stdout(accountLines(view) + '\n');
+    const note = needsLoginNote(view);
+    if (note && !values.json) io.stderr(note + '\n');
+    return note ? EXIT.reauth : EXIT.ok;
+  }
+  const health = await c.json<Health>('GET', ROUTES.health);
+  const { accounts } = await c.json<AccountList>('GET', ROUTES.accounts);
+  if (values.json) {
+    printJson(io, { daemon: { ...health, socket: c.paths.socket }, accounts });
+    return EXIT.ok;
+  }
+  io.stdout(`daemon:     running, pid ${health.pid}, version ${health.version}, up ${health.uptime_s}s\nsocket:     ${c.paths.socket}\n`);
+  for (const a of accounts) io.stdout('\n' + accountLines(a) + '\n');
+  return EXIT.ok;
+};
+
+const refresh: Command = async (args, io, client) => {
+  const { values, positionals } = parseOptions('refresh', args, { json: { type: 'boolean' } });
+  if (values.help) return help(io, 'refresh');
+  const name = requireName(positionals[0], 'refresh');
+  const res = await client().json<RefreshResponse>('POST', ROUTES.accountRefresh(name));
+  if (values.json) printJson(io, res);
+  else io.stderr(`tokend: refreshed "${name}"; expires ${stamp(res.expires_at, Date.now())}\n`);
+  return EXIT.ok;
+};
+
+/** logout and remove: revoke the grant, then forget it (logout) or the whole account (remove). */
+function revoking(command: 'logout' | 'remove', method: string, route: (name: string) => string, done: string): Command {
+  return async (args, io, client) => {
+    const { values, positionals } = parseOptions(command, args, {});
+    if (values.help) return help(io, command);
+    const name = requireName(positionals[0], command);
+    const res = await client().json<{ revoked: boolean }>(method, route(name));
+    io.stderr(`tokend: ${done} "${name}"${res.revoked ? ' (revoked at the provider)' : ''}\n`);
+    return EXIT.ok;
+  };
+}
+
+const logout = revoking('logout', 'POST', ROUTES.accountLogout, 'logged out of');
+const remove = revoking('remove', 'DELETE', ROUTES.account, 'removed');
+
+export const ACCOUNT_COMMANDS: Record<string, Command> = { add, set, import: importCommand, list, status, refresh, logout, remove };

@@ -1,0 +1,63 @@
+/**
+ * How `tokend status` shows an account: its config, its grant, the login in progress
+ * (the code and URL to finish it) and how the last login ended.
+ */
+import type { AccountView, LastLogin, LoginView } from '../protocol/api.js';
+import { needsLogin } from '../protocol/rules.js';
+import { relative, stamp } from './when.js';
+
+const row = (label: string, value: string) => `${`${label}:`.padEnd(12)}${value}`;
+
+/** The account as lines of `label: value`, without a trailing newline. */
+export function accountLines(a: AccountView, now = Date.now()): string {
+  return [
+    row('account', a.name),
+    row('status', a.status),
+    row('expires', stamp(a.expires_at, now)),
+    row('driver', `${a.driver}${a.preset ? ` (preset ${a.preset})` : ''}`),
+    a.issuer ? row('issuer', a.issuer) : undefined,
+    row('client_id', `${a.client_id}${a.has_client_secret ? ' (with secret)' : ''}`),
+    a.flow ? row('flow', a.flow) : undefined,
+    a.scopes.length ? row('scopes', a.scopes.join(' ')) : undefined,
+    a.hosts.length ? row('hosts', a.hosts.join(' ')) : undefined,
+    a.last_error ? row('error', a.last_error) : undefined,
+    a.login ? row('login', pendingLogin(a.login, now)) : undefined,
+    a.last_login ? row('last login', lastLogin(a.last_login, now)) : undefined,
+  ]
+    .filter((l) => l !== undefined)
+    .join('\n');
+}
+
+/** A login in progress: what to do to finish it, and until when. */
+export function pendingLogin(l: LoginView, now: number): string {
+  const todo =
+    l.flow === 'device'
+      ? `enter the code ${l.user_code ?? '?'} at ${l.verification_uri ?? '?'}`
+      : `open ${l.authorization_url ?? '?'} in a browser on this machine`;
+  return `${l.status} (${l.flow}): ${todo}; expires ${relative(l.expires_at, now)}`;
+}
+
+/** How the last login ended: its status, the error code and message, its flow and when. */
+export function lastLogin(l: LastLogin, now: number): string {
+  const outcome = l.status === 'active' ? 'succeeded' : l.status;
+  const why = l.error ? `, ${l.error.code}${l.error.message && l.error.message !== l.error.code ? `: ${l.error.message}` : ''}` : '';
+  return `${outcome}${why} (${l.flow}, ${relative(l.updated_at, now)})`;
+}
+
+/** The command that gets the account a token: a login, or (client credentials) just asking for one. */
+export function nextStep(a: Pick<AccountView, 'name' | 'flow'>): string {
+  return a.flow === 'client-credentials'
+    ? `\`tokend token ${a.name}\``
+    : `\`tokend login ${a.name}\` (or \`tokend import ${a.name} --refresh-token-stdin\`)`;
+}
+
+/** For `tokend status NAME`: why it exits 3, on stderr; undefined when the account can serve a token. */
+export function needsLoginNote(a: AccountView): string | undefined {
+  if (!needsLogin(a.status)) return undefined;
+  if (a.login?.status === 'pending') {
+    return `tokend: a login to "${a.name}" is in progress: finish it as shown above, or stop it with \`tokend login ${a.name} --cancel\``;
+  }
+  // A client-credentials account needs no person: its first token request gets the first token.
+  if (a.flow === 'client-credentials') return `tokend: "${a.name}" has no token yet (${a.status}); next: ${nextStep(a)}`;
+  return `tokend: "${a.name}" cannot serve a token until someone logs in; next: ${nextStep(a)}`;
+}

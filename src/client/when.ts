@@ -1,0 +1,16 @@
+/** Times as people read them: "in 9 min", "40 s ago". */
+
+/** `iso` relative to `now` (ms): "in 9 min", "40 s ago", "now". */
+export function relative(iso: string, now: number): string {
+  const s = Math.round((Date.parse(iso) - now) / 1000);
+  if (Number.isNaN(s)) return iso;
+  if (s === 0) return 'now';
+  const a = Math.abs(s);
+  const span = a < 120 ? `${a} s` : a < 120 * 60 ? `${Math.round(a / 60)} min` : a < 48 * 3600 ? `${Math.round(a / 3600)} h` : `${Math.round(a / 86400)} d`;
+  return s > 0 ? `in ${span}` : `${span} ago`;
+}
+
+/** `iso` with its distance from now: "2030-01-02T03:04:05.000Z (in 9 min)"; "-" for none. */
+export function stamp(iso: string | null | undefined, now: number): string {
+  return iso ? `${iso} (${relative(iso, now)})` : '-';
+}
