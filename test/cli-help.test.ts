@@ -16,10 +16,12 @@ const PACKAGE_VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json
 
 /** Each command, and what its help must say beyond usage and exit status. */
 const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
-  { cmd: ['add'], says: [/--client-id ID/, /--client-secret-stdin/, /--replace-grant/, /--no-check/, /device \| browser \| client-credentials\n/] },
+  { cmd: ['add'], says: [/--client-id ID/, /--client-secret-stdin/, /--replace-grant/, /--no-check/, /device \| browser \| client-credentials \| password\n/] },
   { cmd: ['set'], says: [/only the options given/, /tokend set NAME --client-secret-stdin/, /--replace-grant/, /--no-check/] },
   { cmd: ['login'], says: [/--flow F/, /--no-wait/, /tokend login NAME --cancel/, /Ctrl-C/, /130/] },
-  { cmd: ['import'], says: [/--refresh-token-stdin/, /never\s+from argv/] },
+  { cmd: ['import'], says: [/--refresh-token-stdin/, /--tokens-stdin/, /accessTokenExpiresAt/, /never\s+from argv/] },
+  { cmd: ['api'], says: [/-X, --method/, /-H, --header/, /@FILE/, /never sees it/, /3 the account needs a login/] },
+  { cmd: ['listen-key'], says: [/--rotate/, /Authorization: Bearer KEY/, /0600/] },
   { cmd: ['token'], says: [/--min-ttl S/, /half its own lifetime/, /clamped/, /--url URL/, /3 the account needs a login/] },
   { cmd: ['list'], says: [/--json/, /login_pending/] },
   { cmd: ['status'], says: [/--json/, /the login in progress/, /3 account NAME cannot serve a token/, /no_grant/, /login_pending/] },
@@ -51,7 +53,6 @@ describe('tokend COMMAND --help', () => {
     expect(r).toMatchObject({ code: 0, stderr: '' });
     for (const { cmd } of HELP) expect(r.stdout).toMatch(new RegExp(`^  ${cmd.join(' ')}\\b`, 'm'));
     expect(r.stdout).toContain('exit status: 0 ok, 1 error, 2 bad usage, 3 the account needs a login');
-    expect(r.stdout).not.toContain('password');
   });
 
   for (const { cmd, says } of HELP) {
@@ -69,12 +70,6 @@ describe('tokend COMMAND --help', () => {
       if (cmd.length === 1) expect((await runBin(TOKEND_BIN, [...cmd, '-h'], home.env)).stdout).toBe(r.stdout);
     });
   }
-
-  it('offers only the login flows that exist', async () => {
-    for (const cmd of ['add', 'set']) {
-      expect((await runBin(TOKEND_BIN, [cmd, '--help'], home.env)).stdout).not.toMatch(/password/);
-    }
-  });
 
   it('tokend version, --version and -v print the version', async () => {
     for (const args of [['version'], ['--version'], ['-v']]) {

@@ -9,7 +9,7 @@ import { EXIT, UsageError, type Command, type Io } from './io.js';
 import { stamp } from './when.js';
 
 export const ACCOUNT_HELP: Record<string, string> = {
-  add: `usage: tokend add NAME --client-id ID [options]
+  add: `usage: tokend add NAME [--preset P] [--client-id ID] [options]
 
 Adds account NAME. On an existing NAME it replaces the whole configuration (options
 not given go back to their defaults); \`tokend set\` changes only the options given.
@@ -31,12 +31,17 @@ Exit status: 0 saved, 1 the daemon refused it (a change of provider or client wi
 --replace-grant, a provider that does not answer, an invalid setting, no such
 account), 2 bad usage.
 `,
-  import: `usage: tokend import NAME --refresh-token-stdin [--json]
+  import: `usage: tokend import NAME (--refresh-token-stdin | --tokens-stdin) [--json]
 
-Starts account NAME from a refresh token you already hold: reads it from stdin (never
-from argv), stores it encrypted, and refreshes once to prove it works.
+Starts account NAME from tokens you already hold: reads them from stdin (never
+from argv), stores them encrypted, and, unless a still-valid access token came with
+them, refreshes once to prove they work.
 
-  --refresh-token-stdin   read the refresh token from stdin (required)
+  --refresh-token-stdin   stdin is one refresh token
+  --tokens-stdin          stdin is JSON with the tokens a platform handed over:
+                          {"accessToken","refreshToken","accessTokenExpiresAt"} (Cal.com,
+                          expiry in ms) or {"access_token","refresh_token","expires_at"};
+                          either token may be missing, not both
   --json                  print the account as JSON on stdout
 
 Exit status: 0 imported, 1 error, 2 bad usage, 3 the provider refused the token.
@@ -108,11 +113,12 @@ function writing(command: 'add' | 'set'): Command {
     const { values, positionals } = parseOptions(command, args, ACCOUNT_OPTIONS);
     if (values.help) return help(io, command);
     const name = requireName(positionals[0], command);
-    if (command === 'add' && !values['client-id']) throw new UsageError('needs --client-id', command);
     const body = await accountBody(values, io, command);
     if (command === 'set' && Object.keys(body).length === 0) throw new UsageError('name at least one setting to change', command);
     const method = command === 'add' ? 'PUT' : 'PATCH';
     const view = await client().json<AccountView>(method, ROUTES.account(name) + writeQuery(values), body);
+    // What the change did besides saving (a grant revoked and dropped, a secret dropped).
+    for (const notice of view.notices ?? []) io.stderr(`tokend: ${notice}\n`);
     if (values.json) printJson(io, view);
     else if (command === 'add') io.stderr(`tokend: account "${name}" saved. Next: ${nextStep(view)}\n`);
     else io.stderr(`tokend: account "${name}" updated.${needsLogin(view.status) ? ` Next: ${nextStep(view)}` : ''}\n`);
@@ -124,18 +130,50 @@ const add = writing('add');
 const set = writing('set');
 
 const importCommand: Command = async (args, io, client) => {
-  const { values, positionals } = parseOptions('import', args, { 'refresh-token-stdin': { type: 'boolean' }, json: { type: 'boolean' } });
+  const { values, positionals } = parseOptions('import', args, {
+    'refresh-token-stdin': { type: 'boolean' },
+    'tokens-stdin': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
   if (values.help) return help(io, 'import');
   const name = requireName(positionals[0], 'import');
-  if (!values['refresh-token-stdin']) throw new UsageError('needs --refresh-token-stdin (a token never goes in argv)', 'import');
-  const token = (await io.readStdin()).trim();
-  if (!token) throw new UsageError('--refresh-token-stdin: stdin was empty', 'import');
-  if (/\s/.test(token)) throw new UsageError('--refresh-token-stdin: expected one token on stdin, got several words', 'import');
-  const view = await client().json<AccountView>('POST', ROUTES.accountImport(name), { refresh_token: token });
+  if (!values['refresh-token-stdin'] && !values['tokens-stdin']) {
+    throw new UsageError('needs --refresh-token-stdin or --tokens-stdin (a token never goes in argv)', 'import');
+  }
+  const text = (await io.readStdin()).trim();
+  if (!text) throw new UsageError('stdin was empty', 'import');
+  let body: Record<string, unknown>;
+  if (values['tokens-stdin']) {
+    body = tokensFromJson(text);
+  } else {
+    if (/\s/.test(text)) throw new UsageError('--refresh-token-stdin: expected one token on stdin, got several words', 'import');
+    body = { refresh_token: text };
+  }
+  const view = await client().json<AccountView>('POST', ROUTES.accountImport(name), body);
   if (values.json) printJson(io, view);
   else io.stderr(`tokend: imported; "${name}" is ${view.status}, token expires ${stamp(view.expires_at, Date.now())}\n`);
   return EXIT.ok;
 };
+
+/** `--tokens-stdin`: Cal.com's camelCase token object, or the OAuth names. */
+function tokensFromJson(text: string): Record<string, unknown> {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new UsageError('--tokens-stdin: stdin is not JSON', 'import');
+  }
+  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new UsageError('--tokens-stdin: expected a JSON object', 'import');
+  const pick = (...keys: string[]) => keys.map((k) => o[k]).find((v) => v !== undefined && v !== null);
+  const body: Record<string, unknown> = {
+    refresh_token: pick('refresh_token', 'refreshToken'),
+    access_token: pick('access_token', 'accessToken'),
+    expires_at: pick('expires_at', 'accessTokenExpiresAt'),
+  };
+  for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+  if (!body.refresh_token && !body.access_token) throw new UsageError('--tokens-stdin: no refresh token and no access token in it', 'import');
+  return body;
+}
 
 const list: Command = async (args, io, client) => {
   const { values } = parseOptions('list', args, { json: { type: 'boolean' } }, 0);

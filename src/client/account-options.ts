@@ -24,6 +24,13 @@ export const ACCOUNT_OPTIONS = {
   'device-endpoint': { type: 'string' },
   'authorization-endpoint': { type: 'string' },
   'revocation-endpoint': { type: 'string' },
+  'password-stdin': { type: 'boolean' },
+  'base-url': { type: 'string' },
+  'managed-user-id': { type: 'string' },
+  'redirect-uri': { type: 'string' },
+  'on-reauth': { type: 'string' },
+  'refresh-idle-days': { type: 'string' },
+  'refresh-with-token': { type: 'boolean' },
   'replace-grant': { type: 'boolean' },
   'no-check': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -33,17 +40,34 @@ export const ACCOUNT_OPTIONS = {
 export type AccountValues = ReturnType<typeof parseOptions<typeof ACCOUNT_OPTIONS>>['values'];
 
 export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider defaults: github, gitlab, bitbucket, google,
-                               microsoft, keycloak (explicit options win)
+                               microsoft, keycloak, real-debrid, cal-com, amp
+                               (explicit options win; see docs/providers.md)
   --issuer URL                 OpenID / OAuth issuer (discovery: OIDC, then RFC 8414)
   --client-id ID               OAuth client id
   --client-secret-stdin        read the client secret from stdin (never from argv)
+  --password-stdin             read the user's password from stdin (the password flow,
+                               AMP); with --client-secret-stdin too, the secret is the
+                               first line of stdin and the password the second
   --auth-method M              client_secret_basic | client_secret_post | none
   --scope S                    a scope (repeatable; "a b" counts as two)
   --audience A                 resource / audience (RFC 8707)
-  --flow F                     device | browser | client-credentials
+  --flow F                     device | browser | client-credentials | password
   --host HOST                  a host pattern this account serves (repeatable)
-  --username U                 username helpers present with the token
-  --api-base URL               base URL for the proxy
+  --username U                 username helpers present with the token; the user whose
+                               password obtains the grant (password flow, AMP)
+  --api-base URL               base URL of the account's API: \`tokend api\` and the proxy
+                               (/v1/proxy/NAME/...) send requests under it, with the token
+  --base-url URL               a preset's service root (a sandbox, a self-hosted instance):
+                               its endpoints and api_base move with it
+  --managed-user-id N          Cal.com Platform: the managed user's id
+  --redirect-uri URI           a browser login's redirect owned by an app (a deep link such
+                               as com.example.app:/oauth2redirect); the app hands the
+                               callback to the daemon (POST /v1/logins/ID/callback)
+  --on-reauth fail|login       when the grant is refused: just say so (fail, default), or
+                               start the interactive login at once (login)
+  --refresh-idle-days N        the provider forgets an unused refresh token after N days
+                               (Keycloak offline sessions: 30): refresh before that
+  --refresh-with-token         AMP: refresh by presenting the current token first
   --token-endpoint URL         explicit endpoints, instead of or on top of discovery
   --device-endpoint URL
   --authorization-endpoint URL
@@ -75,14 +99,35 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     device_authorization_endpoint: values['device-endpoint'],
     authorization_endpoint: values['authorization-endpoint'],
     revocation_endpoint: values['revocation-endpoint'],
+    base_url: values['base-url'],
+    managed_user_id: wholeNumber(values['managed-user-id'], '--managed-user-id', command),
+    redirect_uri: values['redirect-uri'],
+    on_reauth: values['on-reauth'],
+    refresh_idle_days: wholeNumber(values['refresh-idle-days'], '--refresh-idle-days', command),
+    refresh_with_token: values['refresh-with-token'],
   };
-  if (values['client-secret-stdin']) {
-    const secret = (await io.readStdin()).replace(/\r?\n$/, '');
-    if (!secret) throw new UsageError('--client-secret-stdin: stdin was empty', command);
-    body.client_secret = secret;
+  const wantSecret = Boolean(values['client-secret-stdin']);
+  const wantPassword = Boolean(values['password-stdin']);
+  if (wantSecret || wantPassword) {
+    // One stdin: the secret, or the password, or both on two lines (secret first).
+    const lines = (await io.readStdin()).split(/\r?\n/);
+    const take = (what: string) => {
+      const v = lines.shift() ?? '';
+      if (!v) throw new UsageError(`${what}: stdin had no value for it`, command);
+      return v;
+    };
+    if (wantSecret) body.client_secret = take('--client-secret-stdin');
+    if (wantPassword) body.password = take('--password-stdin');
   }
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
   return body as PatchAccountRequest;
+}
+
+function wholeNumber(v: string | undefined, option: string, command: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${option} takes a whole number`, command);
+  return n;
 }
 
 /** The query string of the write: `?replace_grant=true`, `?check=false`, or both, or nothing. */

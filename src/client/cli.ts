@@ -22,8 +22,8 @@ accounts:
   set NAME [options]          change some of an account's settings
   login NAME                  sign in at the provider (device code or browser)
   login NAME --cancel         stop a login in progress
-  import NAME --refresh-token-stdin
-                              start an account from a refresh token you hold
+  import NAME --refresh-token-stdin | --tokens-stdin
+                              start an account from tokens you hold
   list                        accounts with status and expiry
   status [NAME]               the daemon, or one account (exit 3: it needs a login)
   refresh NAME                refresh an account's token now
@@ -33,6 +33,7 @@ accounts:
 tokens:
   token NAME                  print a valid access token (token --url URL: by URL)
   exec NAME -- COMMAND...     run COMMAND with a token in $TOKEN, never in argv
+  api NAME PATH               call the account's API through the daemon (it adds the token)
 
 tools:
   git-credential ACTION       git's credential helper (also git-credential-tokend)
@@ -43,6 +44,7 @@ tools:
 
 running:
   daemon                      run the daemon in the foreground
+  listen-key [--rotate]       the key apps send to the loopback listener (daemon --listen)
   service install|uninstall|status
                               run tokend as a systemd / launchd user service
   doctor [--json]             check everything; print the command that fixes each problem
@@ -83,6 +85,8 @@ const commands: Record<string, Command> = {
   'kubectl-credential': lazy(async () => (await import('./helper-commands.js')).kubectlCredential),
   'bazel-credential': lazy(async () => (await import('./helper-commands.js')).bazelCredential),
   exec: lazy(async () => (await import('./exec.js')).execWithToken),
+  api: lazy(async () => (await import('./api-command.js')).apiCommand),
+  'listen-key': lazy(async () => (await import('./listen-key.js')).listenKeyCommand),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);

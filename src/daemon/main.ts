@@ -21,7 +21,7 @@ import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { proxyLane } from './http/proxy-lane.js';
-import { listenerGuard, listenKeyFile, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
+import { listenerGuard, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
 import { LoginManager } from './logins.js';
 
 const USAGE = `usage: tokend daemon [--socket PATH] [--listen 127.0.0.1:PORT]
@@ -66,7 +66,7 @@ function socketAnswers(socket: string): Promise<boolean> {
 /** DESIGN.md: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
 function checkPlaces(paths: TokendPaths): void {
   for (const dir of new Set([paths.configDir, paths.dataDir, paths.socketDir])) ensurePrivateDir(dir);
-  for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, listenKeyFile(paths.configDir)]) {
+  for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, paths.listenKeyFile]) {
     checkPrivateFile(f);
   }
 }
@@ -244,7 +244,7 @@ export async function main(argv: string[]): Promise<void> {
   if (boundSocket) fs.chmodSync(boundSocket, 0o600);
   let tcp: http.Server | undefined;
   if (listenAt) {
-    const keyFile = listenKeyFile(paths.configDir);
+    const keyFile = paths.listenKeyFile;
     loadOrCreateListenKey(keyFile);
     const guard = listenerGuard({ keyFile, port: listenAt.port });
     tcp = http.createServer((req, res) => {

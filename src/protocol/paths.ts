@@ -8,6 +8,8 @@ export interface TokendPaths {
   dataDir: string;
   dbFile: string;
   keyFile: string;
+  /** The loopback listener's daemon key (`tokend listen-key`). */
+  listenKeyFile: string;
   lockTarget: string;
   socket: string;
   /** The folder the socket lives in; made 0700 before the socket is bound. */
@@ -38,6 +40,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
     dataDir,
     dbFile: path.join(dataDir, 'tokend.db'),
     keyFile: path.resolve(env.TOKEND_KEY_FILE || path.join(configDir, 'key')),
+    listenKeyFile: path.join(configDir, 'listen.key'),
     lockTarget: dataDir,
     socket,
     socketDir: path.dirname(socket),

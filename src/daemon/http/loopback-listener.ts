@@ -39,12 +39,7 @@ export function parseListenAddress(value: string): ListenAddress {
   return { host, port };
 }
 
-/** The daemon key file: 32 random bytes, base64url, 0600. */
-export function listenKeyFile(configDir: string): string {
-  return path.join(configDir, 'listen.key');
-}
-
-/** Read the daemon key, creating it (0600) the first time. */
+/** Read the daemon key (32 random bytes, base64url, in a 0600 file), creating it the first time. */
 export function loadOrCreateListenKey(file: string): string {
   try {
     return readKey(file);

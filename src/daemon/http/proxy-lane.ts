@@ -269,7 +269,14 @@ function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err
     return;
   }
   const json = JSON.stringify(r.body);
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...r.headers };
+  // x-tokend-error tells the daemon's own refusals from whatever the upstream answers.
+  const code = (r.body as { error?: { code?: string } }).error?.code ?? 'internal';
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(json),
+    'x-tokend-error': code,
+    ...r.headers,
+  };
   // A request body left unread would be parsed as the next request on a keep-alive
   // connection: close it after this answer, and let node discard the rest.
   if (!req.complete) {
