@@ -45,15 +45,18 @@ static int write_all(int fd, const char *buf, size_t len) {
   return 0;
 }
 
-/* Read all of fd into a growing buffer, up to `limit` bytes (limit+1 means "too big"). */
+/*
+ * Read fd to EOF into a growing buffer, but never more than limit+1 bytes: *out_len is
+ * then limit+1, which means "too big". Exactly the bytes read are sent, and declared in
+ * Content-Length: the daemon waits for every declared byte before it answers 413.
+ */
 static char *read_all(int fd, size_t *out_len, size_t limit) {
   size_t cap = 8192, len = 0;
   char *buf = malloc(cap);
   if (!buf) return NULL;
-  for (;;) {
+  while (len <= limit) {
     if (len == cap) {
-      if (cap > limit) break;
-      cap *= 2;
+      cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
       char *nb = realloc(buf, cap);
       if (!nb) {
         free(buf);
@@ -120,9 +123,9 @@ int main(int argc, char **argv) {
     body_len = strlen(argv[3]);
     body = argv[3];
   } else {
+    /* Past MAX_BODY, MAX_BODY+1 bytes go out: enough for the daemon to answer 413. */
     body = read_all(STDIN_FILENO, &body_len, MAX_BODY);
     if (!body) return BROKEN;
-    if (body_len > MAX_BODY) body_len = MAX_BODY + 1; /* the daemon answers 413 */
   }
 
   char head[512];
@@ -130,9 +133,9 @@ int main(int argc, char **argv) {
                     "POST %s HTTP/1.1\r\nHost: tokend\r\nUser-Agent: tokend-fast\r\n"
                     "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n"
                     "Connection: close\r\n\r\n",
-                    url_path, body_len > MAX_BODY ? (size_t)MAX_BODY + 1 : body_len);
+                    url_path, body_len);
   if (hl <= 0 || (size_t)hl >= sizeof head) return 2;
-  if (write_all(fd, head, (size_t)hl) != 0 || write_all(fd, body, body_len > MAX_BODY ? MAX_BODY : body_len) != 0) {
+  if (write_all(fd, head, (size_t)hl) != 0 || write_all(fd, body, body_len) != 0) {
     /* The daemon may answer (413) before reading everything; read what it said. */
   }
   /* No shutdown(SHUT_WR) here: node's http server (httpAllowHalfOpen=false) ends a
