@@ -19,7 +19,7 @@ export interface HelperIo {
 const TOOLS = new Set(['git', 'docker', 'kubectl', 'bazel', 'cli']);
 
 /** Parse `[--socket=PATH | --socket PATH] ACTION` as git and docker pass them. */
-function parseHelperArgs(args: string[]): { socket?: string; action: string } {
+export function parseHelperArgs(args: string[]): { socket?: string; action: string } {
   let socket: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
