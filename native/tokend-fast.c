@@ -8,7 +8,9 @@
  *
  * Body: ARG when given (e.g. an account name), else all of stdin (at most 1 MiB).
  * Answer: the body goes to stdout; the `X-Tokend-Stderr` header (one line) to stderr;
- * the exit status is `X-Tokend-Exit` (else 0 for 2xx, 1 otherwise).
+ * the exit status is `X-Tokend-Exit` (else 0 for 2xx, 1 otherwise). That contract is
+ * defined in src/protocol/helper-http.ts (HELPER_STATUS, HELPER_EXIT_HEADER,
+ * HELPER_STDERR_HEADER); this file mirrors it, so a change there changes this too.
  *
  * Exit 111 means "the daemon could not be reached": nothing was read from stdin and
  * nothing was printed, so the calling shim can fall back to the node client (which
@@ -30,6 +32,8 @@
 
 #define UNREACHABLE 111
 #define BROKEN 112
+/* At least the daemon's MAX_BODY_BYTES (src/protocol/routes.ts), so a valid input is
+   never cut (test/fast-client.test.ts checks it). */
 #define MAX_BODY (1024 * 1024)
 
 static int write_all(int fd, const char *buf, size_t len) {

@@ -8,7 +8,7 @@ import {
   type Health,
 } from '../../protocol/api.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
-import { CLIENT_HEADER } from '../../protocol/routes.js';
+import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { putAccount, removeAccount, viewAccount, type AccountDeps } from '../accounts.js';
 import type { AuditLog } from '../audit.js';
 import type { Broker } from '../broker.js';
@@ -50,7 +50,7 @@ export function accountParam(c: Context): string {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
-  app.get('/v1/health', (c) => {
+  app.get(ROUTE_PATTERNS.health, (c) => {
     const body: Health = {
       status: 'ok',
       version: deps.version,
@@ -61,9 +61,9 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(body);
   });
 
-  app.get('/v1/accounts', (c) => c.json({ accounts: deps.config.listAccounts().map(([name]) => viewAccount(deps, name)) }));
-  app.get('/v1/accounts/:name', (c) => c.json(viewAccount(deps, accountParam(c))));
-  app.put('/v1/accounts/:name', async (c) => {
+  app.get(ROUTE_PATTERNS.accounts, (c) => c.json({ accounts: deps.config.listAccounts().map(([name]) => viewAccount(deps, name)) }));
+  app.get(ROUTE_PATTERNS.account, (c) => c.json(viewAccount(deps, accountParam(c))));
+  app.put(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, PutAccountRequest);
     const existed = deps.config.getAccount(name) !== undefined;
@@ -71,13 +71,13 @@ export function createApp(deps: AppDeps): Hono {
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
     return c.json(view, existed ? 200 : 201);
   });
-  app.delete('/v1/accounts/:name', async (c) => {
+  app.delete(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const res = await removeAccount(deps, name);
     deps.log.info('account removed', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });
-  app.post('/v1/accounts/:name/import', async (c) => {
+  app.post(ROUTE_PATTERNS.accountImport, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
@@ -85,13 +85,13 @@ export function createApp(deps: AppDeps): Hono {
     await deps.broker.importRefreshToken(name, body.refresh_token);
     return c.json(viewAccount(deps, name));
   });
-  app.post('/v1/accounts/:name/refresh', async (c) => {
+  app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);
     deps.audit.record(name, header(c, CLIENT_HEADER), 'refresh');
     const g = await deps.broker.forceRefresh(name);
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
-  app.post('/v1/accounts/:name/logout', async (c) => {
+  app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
     const name = accountParam(c);
     deps.audit.record(name, header(c, CLIENT_HEADER), 'logout');
     const res = await deps.broker.logout(name);
@@ -101,9 +101,9 @@ export function createApp(deps: AppDeps): Hono {
 
   // The hot path (rule 2). main.ts serves it in front of Hono with the same handler.
   const token = createTokenHandler(deps);
-  app.post('/v1/token', async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
+  app.post(ROUTE_PATTERNS.token, async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
 
-  app.post('/v1/credential/reject', async (c) => {
+  app.post(ROUTE_PATTERNS.credentialReject, async (c) => {
     const req = await readJson(c, RejectRequest);
     const account = req.account ?? deps.resolveTarget?.({ url: req.url, host: req.host });
     if (!account) throw E.notFound('no account matches that credential');
@@ -113,7 +113,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, dropped });
   });
 
-  app.get('/v1/events', (c) =>
+  app.get(ROUTE_PATTERNS.events, (c) =>
     streamSSE(c, async (stream) => {
       let wake: () => void = () => {};
       const done = new Promise<void>((resolve) => (wake = resolve));
