@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HTTPException } from 'hono/http-exception';
 import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
+import { describeIssues } from '../../protocol/issues.js';
 import { ROUTES } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
 import type { Broker, CachedToken } from '../broker.js';
-import { describeIssues } from '../config.js';
 import { E, TokendError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TargetRequest } from '../match.js';
