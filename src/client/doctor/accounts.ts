@@ -1,4 +1,4 @@
-import { NEEDS_LOGIN_STATUSES, type AccountView } from '../../protocol/api.js';
+import type { AccountView } from '../../protocol/api.js';
 import { inSeconds, type Check, type DoctorContext } from './check.js';
 
 /** "expires soon" for an account that has nothing to refresh with. */
@@ -42,8 +42,8 @@ export function accountCheck(a: AccountView, now: number): Check {
 
   // A login cannot fix the configuration it would run with: while a token is still served
   // this is a warning, otherwise a failure, and the fix changes the account.
-  const needsLogin = NEEDS_LOGIN_STATUSES.includes(a.status);
-  const failure = a.last_error ?? (needsLogin ? (a.last_login?.error?.message ?? null) : null);
+  // A failed login matters only while the account still waits for one (any status but active).
+  const failure = a.last_error ?? (a.status !== 'active' ? (a.last_login?.error?.message ?? null) : null);
   const cause = configurationCause(failure);
   const severity = serving ? 'warn' : 'fail';
   if (cause === 'issuer') {
