@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createApp, type AppDeps } from '../src/daemon/http/app.js';
 import { mountHelpers } from '../src/daemon/http/helpers-route.js';
 import { mountLogins } from '../src/daemon/http/logins-route.js';
-import { ROUTE_PATTERNS, ROUTES } from '../src/protocol/routes.js';
+import { ROUTE_PATTERNS, ROUTES, routePath } from '../src/protocol/routes.js';
 import { daemonForSuite } from './support/fixtures.js';
 
 /** The daemon's answer to one request: its status and body, without waiting for a stream to end. */
@@ -28,8 +28,10 @@ function firstAnswer(socket: string, method: string, urlPath: string): Promise<{
   });
 }
 
-const SAMPLE: Record<string, string> = { name: 'nobody', id: 'no-such-login', tool: 'git', action: 'get' };
-const fill = (pattern: string) => pattern.replace(/:([A-Za-z]+)/g, (_, p: string) => SAMPLE[p] ?? 'x');
+const SAMPLE: Record<string, string> = { name: 'nobody', id: 'no-such-login', tool: 'git', action: 'get', '*': 'rest/of/path' };
+/** A pattern's parameters, in order: `:name`, or `*` for a trailing wildcard. */
+const params = (pattern: string) => [...pattern.matchAll(/:([A-Za-z]+)|\/(\*)$/g)].map((m) => m[1] ?? m[2]!);
+const fill = (pattern: string) => pattern.replace(/:([A-Za-z]+)|\*$/g, (_, p: string | undefined) => SAMPLE[p ?? '*'] ?? 'x');
 
 describe('the route table', () => {
   const suite = daemonForSuite();
@@ -46,6 +48,11 @@ describe('the route table', () => {
     expect(app.routes.map((r) => r.path).filter((p) => !patterns.has(p))).toEqual([]);
   });
 
+  it('a trailing wildcard takes the rest of a path as it is (a proxied API path with its query)', () => {
+    expect(routePath('/v1/proxy/:name/*', 'my api', '/v2/bookings?from=a%20b')).toBe('/v1/proxy/my%20api/v2/bookings?from=a%20b');
+    expect(routePath('/v1/proxy/:name/*', 'cal', 'v2/x')).toBe('/v1/proxy/cal/v2/x');
+  });
+
   it('the client builds its URLs from the same patterns, each value encoded as one segment', () => {
     expect(ROUTES.health).toBe('/v1/health');
     expect(ROUTES.account('work')).toBe('/v1/accounts/work');
@@ -53,7 +60,7 @@ describe('the route table', () => {
     expect(ROUTES.helper('git', 'get')).toBe('/v1/helpers/git/get');
     for (const [key, pattern] of Object.entries(ROUTE_PATTERNS)) {
       const build = ROUTES[key as keyof typeof ROUTES] as string | ((...v: string[]) => string);
-      const values = [...pattern.matchAll(/:([A-Za-z]+)/g)].map((m) => SAMPLE[m[1]!] ?? 'x');
+      const values = params(pattern).map((p) => SAMPLE[p] ?? 'x');
       expect(typeof build === 'string' ? build : build(...values)).toBe(fill(pattern));
     }
   });

@@ -21,12 +21,14 @@ export const ROUTE_PATTERNS = {
 
 type Patterns = typeof ROUTE_PATTERNS;
 
-/** The `:param` names of a pattern, in order. */
-type Params<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
-  ? [Name, ...Params<Rest>]
-  : P extends `${string}:${infer Name}`
-    ? [Name]
-    : [];
+/** The parameters of a pattern, in order: each `:name`, and `*` for a trailing wildcard. */
+type Params<P extends string> = P extends `${infer Head}/*`
+  ? [...Params<Head>, '*']
+  : P extends `${string}:${infer Name}/${infer Rest}`
+    ? [Name, ...Params<Rest>]
+    : P extends `${string}:${infer Name}`
+      ? [Name]
+      : [];
 
 /** One string per parameter (a generic alias, so the mapping keeps the tuple's shape). */
 type Values<T extends string[]> = { [K in keyof T]: string };
@@ -34,12 +36,20 @@ type Values<T extends string[]> = { [K in keyof T]: string };
 /** A pattern without parameters is its own URL; one with parameters takes their values in order. */
 type Builder<P extends string> = Params<P> extends [] ? P : (...values: Values<Params<P>>) => string;
 
+const PARAM = /:[A-Za-z]+|\/\*$/g;
+
+/**
+ * The URL of `pattern` with `values` in its parameters' places: each `:name` gets one
+ * value, encoded as one path segment; a trailing `*` gets the rest of a path (with any
+ * query) as it is, without its leading slash.
+ */
+export function routePath(pattern: string, ...values: string[]): string {
+  let i = 0;
+  return pattern.replace(PARAM, (p) => (p === '/*' ? `/${(values[i++] ?? '').replace(/^\/+/, '')}` : encodeURIComponent(values[i++] ?? '')));
+}
+
 function builder(pattern: string): string | ((...values: string[]) => string) {
-  if (!pattern.includes(':')) return pattern;
-  return (...values) => {
-    let i = 0;
-    return pattern.replace(/:[A-Za-z]+/g, () => encodeURIComponent(values[i++] ?? ''));
-  };
+  return pattern.includes(':') || pattern.endsWith('/*') ? (...values) => routePath(pattern, ...values) : pattern;
 }
 
 /** URLs of the socket API for the client: `ROUTES.health`, `ROUTES.account(name)`, `ROUTES.helper(tool, action)`. */
