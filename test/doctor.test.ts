@@ -74,6 +74,14 @@ async function importFor(d: DaemonProcess, idp: TestIdp, name = 'work'): Promise
   if (r.code !== 0) throw new Error(`import failed: ${r.stderr}`);
 }
 
+/**
+ * Add an account as it is, broken on purpose: `check=false` keeps a daemon that checks new
+ * accounts against their provider from refusing it (and from contacting the provider).
+ */
+function putUnchecked(d: DaemonProcess, name: string, body: object) {
+  return d.request('PUT', `/v1/accounts/${name}?check=false`, body);
+}
+
 /** A port nothing listens on (bound, then closed). */
 async function closedPort(): Promise<number> {
   const s = net.createServer();
@@ -226,14 +234,21 @@ describe('tokend doctor', () => {
   it('accounts a login cannot fix get the fix they need: a missing or refused client secret, an issuer whose discovery fails', async () => {
     // `svc` is the IdP's client-credentials client (secret svc-secret): no interactive login exists for it.
     const addService = (name: string, issuer: string, secret?: string) =>
-      d.cli(
-        ['add', name, '--issuer', issuer, '--client-id', 'svc', '--flow', 'client-credentials', '--scope', 'api', ...(secret ? ['--client-secret-stdin'] : [])],
-        secret,
-      );
-    expect((await addService('nosecret', idp.issuer)).code).toBe(0);
-    expect((await addService('wrongsecret', idp.issuer, 'not-the-secret\n')).code).toBe(0);
-    expect((await addService('badissuer', `${idp.issuer}/wrong`, 'svc-secret\n')).code).toBe(0);
-    expect((await addService('fine', idp.issuer, 'svc-secret\n')).code).toBe(0);
+      putUnchecked(d, name, { issuer, client_id: 'svc', flow: 'client-credentials', scopes: ['api'], ...(secret ? { client_secret: secret } : {}) });
+    expect((await addService('wrongsecret', idp.issuer, 'not-the-secret')).status).toBe(201);
+    expect((await addService('badissuer', `${idp.issuer}/wrong`, 'svc-secret')).status).toBe(201);
+    expect((await addService('fine', idp.issuer, 'svc-secret')).status).toBe(201);
+    // The daemon may refuse to save a client-credentials account without its secret, but
+    // config.json can be edited by hand: reloaded (SIGHUP), it serves such an account.
+    const cfgFile = path.join(home.home, 'config', 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+    cfg.accounts.nosecret = { issuer: idp.issuer, client_id: 'svc', flow: 'client-credentials', scopes: ['api'] };
+    fs.writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+    d.child!.kill('SIGHUP');
+    for (let i = 0; (await d.request('GET', '/v1/accounts/nosecret')).status !== 200; i++) {
+      if (i > 100) throw new Error('the daemon did not reload config.json');
+      await sleep(50);
+    }
     // The first use fails and leaves its reason on the account.
     expect((await d.cli(['token', 'wrongsecret'])).code).not.toBe(0);
     expect((await d.cli(['token', 'badissuer'])).code).not.toBe(0);
@@ -345,9 +360,8 @@ describe('tokend doctor', () => {
     const origin = `http://127.0.0.1:${port}`;
     const gone = `http://127.0.0.1:${await closedPort()}`;
     try {
-      const add = await d.cli(['add', 'skewed', '--issuer', origin, '--token-endpoint', `${origin}/token`, '--client-id', 'x']);
-      expect(add.code).toBe(0);
-      expect((await d.cli(['add', 'gone', '--issuer', gone, '--client-id', 'y'])).code).toBe(0);
+      expect((await putUnchecked(d, 'skewed', { issuer: origin, token_endpoint: `${origin}/token`, client_id: 'x' })).status).toBe(201);
+      expect((await putUnchecked(d, 'gone', { issuer: gone, client_id: 'y' })).status).toBe(201);
       expect(seen).toEqual([]); // adding does not contact the provider
 
       const { code, report } = await doctor(env);

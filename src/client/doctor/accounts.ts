@@ -36,7 +36,8 @@ export function accountCheck(a: AccountView, now: number): Check {
   const setSecret = `printf %s "$SECRET" | tokend set ${a.name} --client-secret-stdin`;
   const err = a.last_error ? `: ${a.last_error}` : '';
   const left = a.expires_at ? Date.parse(a.expires_at) - now : undefined;
-  const serving = a.status === 'active' && (left === undefined || left > 0);
+  // A token that is known to be valid still: a failure then only warns.
+  const serving = a.status === 'active' && left !== undefined && left > 0;
   // Without an interactive login (RFC 6749 §4.4) the client's own credentials are all there is.
   const clientCredentials = a.flow === 'client-credentials';
 
