@@ -8,7 +8,9 @@
  *
  * Body: ARG when given (e.g. an account name), else all of stdin (at most 1 MiB).
  * Answer: the body goes to stdout; the `X-Tokend-Stderr` header (one line) to stderr;
- * the exit status is `X-Tokend-Exit` (else 0 for 2xx, 1 otherwise).
+ * the exit status is `X-Tokend-Exit` (else 0 for 2xx, 1 otherwise). That contract is
+ * defined in src/protocol/helper-http.ts (HELPER_STATUS, HELPER_EXIT_HEADER,
+ * HELPER_STDERR_HEADER); this file mirrors it, so a change there changes this too.
  *
  * Exit 111 means "the daemon could not be reached": nothing was read from stdin and
  * nothing was printed, so the calling shim can fall back to the node client (which
@@ -30,6 +32,8 @@
 
 #define UNREACHABLE 111
 #define BROKEN 112
+/* At least the daemon's MAX_BODY_BYTES (src/protocol/routes.ts), so a valid input is
+   never cut (test/fast-client.test.ts checks it). */
 #define MAX_BODY (1024 * 1024)
 
 static int write_all(int fd, const char *buf, size_t len) {
@@ -45,15 +49,18 @@ static int write_all(int fd, const char *buf, size_t len) {
   return 0;
 }
 
-/* Read all of fd into a growing buffer, up to `limit` bytes (limit+1 means "too big"). */
+/*
+ * Read fd to EOF into a growing buffer, but never more than limit+1 bytes: *out_len is
+ * then limit+1, which means "too big". Exactly the bytes read are sent, and declared in
+ * Content-Length: the daemon waits for every declared byte before it answers 413.
+ */
 static char *read_all(int fd, size_t *out_len, size_t limit) {
   size_t cap = 8192, len = 0;
   char *buf = malloc(cap);
   if (!buf) return NULL;
-  for (;;) {
+  while (len <= limit) {
     if (len == cap) {
-      if (cap > limit) break;
-      cap *= 2;
+      cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
       char *nb = realloc(buf, cap);
       if (!nb) {
         free(buf);
@@ -120,9 +127,9 @@ int main(int argc, char **argv) {
     body_len = strlen(argv[3]);
     body = argv[3];
   } else {
+    /* Past MAX_BODY, MAX_BODY+1 bytes go out: enough for the daemon to answer 413. */
     body = read_all(STDIN_FILENO, &body_len, MAX_BODY);
     if (!body) return BROKEN;
-    if (body_len > MAX_BODY) body_len = MAX_BODY + 1; /* the daemon answers 413 */
   }
 
   char head[512];
@@ -130,9 +137,9 @@ int main(int argc, char **argv) {
                     "POST %s HTTP/1.1\r\nHost: tokend\r\nUser-Agent: tokend-fast\r\n"
                     "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n"
                     "Connection: close\r\n\r\n",
-                    url_path, body_len > MAX_BODY ? (size_t)MAX_BODY + 1 : body_len);
+                    url_path, body_len);
   if (hl <= 0 || (size_t)hl >= sizeof head) return 2;
-  if (write_all(fd, head, (size_t)hl) != 0 || write_all(fd, body, body_len > MAX_BODY ? MAX_BODY : body_len) != 0) {
+  if (write_all(fd, head, (size_t)hl) != 0 || write_all(fd, body, body_len) != 0) {
     /* The daemon may answer (413) before reading everything; read what it said. */
   }
   /* No shutdown(SHUT_WR) here: node's http server (httpAllowHalfOpen=false) ends a

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AccountConfig } from '../src/protocol/api.js';
 import { Broker } from '../src/daemon/broker.js';
-import { Settings } from '../src/daemon/config.js';
+import { Settings } from '../src/protocol/config-file.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../src/daemon/drivers/driver.js';
 import { TokendError } from '../src/daemon/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';

@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AccountView } from '../src/protocol/api.js';
-import { accountCheck, lastErrorLine } from '../src/client/doctor.js';
+import { accountCheck } from '../src/client/doctor/accounts.js';
+import { lastErrorLine } from '../src/client/doctor/log.js';
 import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, sleep, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
@@ -71,6 +72,14 @@ async function importFor(d: DaemonProcess, idp: TestIdp, name = 'work'): Promise
   const issued = await idp.issueRefreshToken('conf');
   const r = await d.cli(['import', name, '--refresh-token-stdin'], issued.refresh_token);
   if (r.code !== 0) throw new Error(`import failed: ${r.stderr}`);
+}
+
+/**
+ * Add an account as it is, broken on purpose: `check=false` keeps a daemon that checks new
+ * accounts against their provider from refusing it (and from contacting the provider).
+ */
+function putUnchecked(d: DaemonProcess, name: string, body: object) {
+  return d.request('PUT', `/v1/accounts/${name}?check=false`, body);
 }
 
 /** A port nothing listens on (bound, then closed). */
@@ -192,11 +201,12 @@ describe('tokend doctor', () => {
     expect(check(report, 'daemon').status).toBe('fail');
     const config = check(report, 'config');
     expect(config.status).toBe('fail');
-    expect(config.message).toContain('accounts.work.client_id: required');
+    expect(config.message.startsWith(`${cfg} is invalid: accounts.work.client_id: `), config.message).toBe(true);
     expect(config.fix).toContain(cfg);
     const log = check(report, 'log');
     expect(log.message).toContain(logFile);
-    expect(log.message).toContain('client_id');
+    // The doctor reads the file with the daemon's own schema: it names the problem in the daemon's words.
+    expect(log.message).toContain(config.message);
   });
 
   it('an account needing a login: exit 1 with `tokend login NAME`; one never logged in: login or import', async () => {
@@ -219,6 +229,40 @@ describe('tokend doctor', () => {
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/^fail {2}account:work: needs a new login/m);
     expect(text.stdout).toContain('fix: tokend login work');
+  });
+
+  it('accounts a login cannot fix get the fix they need: a missing or refused client secret, an issuer whose discovery fails', async () => {
+    // `svc` is the IdP's client-credentials client (secret svc-secret): no interactive login exists for it.
+    const addService = (name: string, issuer: string, secret?: string) =>
+      putUnchecked(d, name, { issuer, client_id: 'svc', flow: 'client-credentials', scopes: ['api'], ...(secret ? { client_secret: secret } : {}) });
+    expect((await addService('wrongsecret', idp.issuer, 'not-the-secret')).status).toBe(201);
+    expect((await addService('badissuer', `${idp.issuer}/wrong`, 'svc-secret')).status).toBe(201);
+    expect((await addService('fine', idp.issuer, 'svc-secret')).status).toBe(201);
+    // The daemon may refuse to save a client-credentials account without its secret, but
+    // config.json can be edited by hand: reloaded (SIGHUP), it serves such an account.
+    const cfgFile = path.join(home.home, 'config', 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+    cfg.accounts.nosecret = { issuer: idp.issuer, client_id: 'svc', flow: 'client-credentials', scopes: ['api'] };
+    fs.writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+    d.child!.kill('SIGHUP');
+    for (let i = 0; (await d.request('GET', '/v1/accounts/nosecret')).status !== 200; i++) {
+      if (i > 100) throw new Error('the daemon did not reload config.json');
+      await sleep(50);
+    }
+    // The first use fails and leaves its reason on the account.
+    expect((await d.cli(['token', 'wrongsecret'])).code).not.toBe(0);
+    expect((await d.cli(['token', 'badissuer'])).code).not.toBe(0);
+    expect((await d.cli(['token', 'fine'])).code).toBe(0);
+
+    const { code, report } = await doctor(env);
+    expect(code).toBe(1);
+    const setSecret = (name: string) => `printf %s "$SECRET" | tokend set ${name} --client-secret-stdin`;
+    expect(check(report, 'account:nosecret')).toMatchObject({ status: 'fail', message: expect.stringContaining('no client secret'), fix: setSecret('nosecret') });
+    expect(check(report, 'account:wrongsecret')).toMatchObject({ status: 'fail', message: expect.stringContaining('invalid_client'), fix: setSecret('wrongsecret') });
+    expect(check(report, 'account:badissuer')).toMatchObject({ status: 'fail', message: expect.stringContaining(`${idp.issuer}/wrong`) });
+    expect(check(report, 'account:badissuer').fix).toMatch(/^tokend set badissuer --issuer URL/);
+    expect(check(report, 'account:fine').status).toBe('ok');
+    for (const name of ['nosecret', 'wrongsecret', 'badissuer']) expect(check(report, `account:${name}`).fix).not.toContain('tokend login');
   });
 
   it('a loosened permission while the daemon runs: exit 1, each path named with its chmod', async () => {
@@ -316,9 +360,8 @@ describe('tokend doctor', () => {
     const origin = `http://127.0.0.1:${port}`;
     const gone = `http://127.0.0.1:${await closedPort()}`;
     try {
-      const add = await d.cli(['add', 'skewed', '--issuer', origin, '--token-endpoint', `${origin}/token`, '--client-id', 'x']);
-      expect(add.code).toBe(0);
-      expect((await d.cli(['add', 'gone', '--issuer', gone, '--client-id', 'y'])).code).toBe(0);
+      expect((await putUnchecked(d, 'skewed', { issuer: origin, token_endpoint: `${origin}/token`, client_id: 'x' })).status).toBe(201);
+      expect((await putUnchecked(d, 'gone', { issuer: gone, client_id: 'y' })).status).toBe(201);
       expect(seen).toEqual([]); // adding does not contact the provider
 
       const { code, report } = await doctor(env);
@@ -508,18 +551,51 @@ describe('doctor verdicts (unit)', () => {
   };
   const now = Date.parse('2030-01-01T00:00:00Z');
   const at = (ms: number) => new Date(now + ms).toISOString();
+  const SET_SECRET = 'printf %s "$SECRET" | tokend set work --client-secret-stdin';
+  const FIX_ISSUER = expect.stringMatching(/^tokend set work --issuer URL/);
+  const INVALID_CLIENT = 'the token endpoint at https://sso.example.com/token answered invalid_client (client authentication failed)';
+  const NO_DISCOVERY =
+    'no usable authorization server metadata for issuer https://sso.example.com/wrong (OpenID Connect discovery: the discovery endpoint at https://sso.example.com/wrong/.well-known/openid-configuration answered HTTP 404 without an OAuth error)';
 
   it.each([
     ['active with a refresh token', { expires_at: at(60_000) }, 'ok', undefined],
     ['active, no refresh token, 10 min left', { expires_at: at(600_000), has_refresh_token: false }, 'ok', undefined],
     ['expires soon with nothing to renew it', { expires_at: at(120_000), has_refresh_token: false }, 'warn', 'tokend login work'],
-    ['client credentials expiring soon', { expires_at: at(60_000), has_refresh_token: false, flow: 'client-credentials' as const }, 'ok', undefined],
+    ['client credentials expiring soon', { expires_at: at(60_000), has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true }, 'ok', undefined],
     ['active but the last refresh failed', { expires_at: at(600_000), last_error: 'provider down' }, 'warn', 'tokend refresh work'],
     ['reauth_required', { status: 'reauth_required' as const, last_error: 'invalid_grant' }, 'fail', 'tokend login work'],
     ['login_pending', { status: 'login_pending' as const }, 'warn', 'tokend login work'],
     ['expired', { status: 'expired' as const, has_refresh_token: false }, 'fail', expect.stringContaining('tokend import work --refresh-token-stdin')],
     ['no_grant', { status: 'no_grant' as const, has_refresh_token: false }, 'fail', expect.stringMatching(/^tokend login work/)],
-    ['no_grant, client credentials', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const }, 'ok', undefined],
+    ['no_grant, client credentials', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true }, 'ok', undefined],
+    // Where a login cannot help, the fix changes the account instead.
+    ['client credentials without a secret', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const }, 'fail', SET_SECRET],
+    [
+      'client credentials refused by the provider',
+      { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true, last_error: INVALID_CLIENT },
+      'fail',
+      SET_SECRET,
+    ],
+    [
+      'client credentials failing for another reason: try again',
+      { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true, last_error: 'could not reach the token endpoint at https://sso.example.com/token: ECONNREFUSED' },
+      'warn',
+      'tokend refresh work',
+    ],
+    ['client credentials whose grant was refused', { status: 'reauth_required' as const, flow: 'client-credentials' as const, has_client_secret: true, last_error: 'invalid_grant' }, 'fail', 'tokend logout work'],
+    ['a refresh refused as invalid_client while the token still serves', { expires_at: at(600_000), last_error: INVALID_CLIENT }, 'warn', SET_SECRET],
+    ['issuer discovery failing while the token still serves', { expires_at: at(600_000), issuer: 'https://sso.example.com/wrong', last_error: NO_DISCOVERY }, 'warn', FIX_ISSUER],
+    ['issuer discovery failing with nothing to serve', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true, last_error: NO_DISCOVERY }, 'fail', FIX_ISSUER],
+    [
+      'never logged in because the login hit a broken issuer',
+      {
+        status: 'no_grant' as const,
+        has_refresh_token: false,
+        last_login: { id: 'l1', flow: 'device' as const, status: 'failed' as const, updated_at: at(-60_000), error: { code: 'discovery', message: NO_DISCOVERY } },
+      },
+      'fail',
+      FIX_ISSUER,
+    ],
   ])('%s', (_name, patch, status, fix) => {
     const c = accountCheck({ ...base, ...patch }, now);
     expect(c).toMatchObject({ id: 'account:work', status });

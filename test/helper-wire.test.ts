@@ -26,14 +26,8 @@ import {
 } from '../src/protocol/helpers/docker.js';
 import { formatExecCredential, parseKubectlExecInfo } from '../src/protocol/helpers/kubectl.js';
 import { formatBazelCredential, parseBazelRequest, rfc3339Seconds } from '../src/protocol/helpers/bazel.js';
-import {
-  handleHelper,
-  encodeStderrHeader,
-  helperHttpResponse,
-  HELPER_STDERR_HEADER,
-  type HelperDeps,
-  type HelperToken,
-} from '../src/daemon/helper-handlers.js';
+import { handleHelper, type HelperDeps, type HelperToken } from '../src/daemon/helper-handlers.js';
+import { encodeStderrHeader, helperHttpResponse, HELPER_STDERR_HEADER } from '../src/protocol/helper-http.js';
 import { matchAccount, type MatchTarget } from '../src/daemon/match.js';
 
 const TOKEN = 'at-SECRET-0123456789abcdef';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Settings } from '../src/daemon/config.js';
+import { Settings } from '../src/protocol/config-file.js';
 import type { DevicePoll, Driver } from '../src/daemon/drivers/driver.js';
 import { TokendError } from '../src/daemon/errors.js';
 import { EventBus } from '../src/daemon/events.js';

@@ -3,9 +3,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  ambiguousMessage,
   isLoopbackHost,
   matchAccount,
   parseHostPattern,
+  resolveTarget,
   targetFromUrl,
   type MatchableAccount,
   type MatchResult,
@@ -110,6 +112,72 @@ describe('most specific wins', () => {
   ];
   it.each(rows)('%s', (_why, accounts, url, expected) => {
     expect(matchUrl(accounts, url)).toBe(expected);
+  });
+});
+
+/**
+ * The precedence docs/helpers.md states, one step at a time: each rule outranks every rule
+ * after it, so the account with the earlier advantage wins even when the other has all the
+ * later ones. Order: exact host, longer wildcard suffix, deeper path, port, scheme, username.
+ */
+describe('the documented precedence, in order', () => {
+  const rows: Array<[why: string, accounts: MatchableAccount[], url: string, expected: string]> = [
+    [
+      'an exact host outranks a wildcard with path, port and scheme',
+      [acct('wild', ['https://*.example.com:443/org']), acct('exact', ['git.example.com'])],
+      'https://git.example.com/org/x',
+      'exact',
+    ],
+    [
+      'a longer wildcard suffix outranks a shorter one with path, port and scheme',
+      [acct('short', ['https://*.example.com:443/org']), acct('long', ['*.corp.example.com'])],
+      'https://git.corp.example.com/org/x',
+      'long',
+    ],
+    [
+      'a deeper path outranks port and scheme',
+      [acct('portscheme', ['https://git.example.com:443']), acct('path', ['git.example.com/org'])],
+      'https://git.example.com/org/x',
+      'path',
+    ],
+    ['a port outranks a scheme', [acct('scheme', ['https://example.com']), acct('port', ['example.com:443'])], 'https://example.com/x', 'port'],
+    [
+      'a scheme outranks a matching username',
+      [acct('user', ['example.com'], 'bob'), acct('scheme', ['https://example.com'])],
+      'https://bob@example.com/x',
+      'scheme',
+    ],
+    // The case users trip over: both name the same host, the one spelling out https:// wins.
+    ['a scheme beats the same host without one', [acct('plain', ['git.example.com']), acct('https', ['https://git.example.com'])], 'https://git.example.com/x', 'https'],
+    ['a matching username beats none', [acct('any', ['example.com']), acct('bob', ['example.com'], 'bob')], 'https://bob@example.com/x', 'bob'],
+    ['equal on every rule: a tie', [acct('one', ['https://example.com']), acct('two', ['https://example.com'])], 'https://example.com/x', 'ambiguous:one,two'],
+  ];
+  it.each(rows)('%s', (_why, accounts, url, expected) => {
+    expect(matchUrl(accounts, url)).toBe(expected);
+    expect(matchUrl([...accounts].reverse(), url)).toBe(expected.replace('one,two', 'two,one'));
+  });
+});
+
+describe('resolveTarget: a url or host instead of an account', () => {
+  const accounts = [acct('gh', ['github.com']), acct('dup1', ['dup.example.com']), acct('dup2', ['dup.example.com'])];
+
+  it('reads a bare host as https and a URL as it is', () => {
+    expect(resolveTarget(accounts, { host: 'github.com' })).toBe('gh');
+    expect(resolveTarget(accounts, { url: 'https://github.com/org/repo' })).toBe('gh');
+    expect(resolveTarget(accounts, { url: 'http://github.com/org/repo' })).toBeUndefined();
+    expect(resolveTarget(accounts, { host: 'gitlab.com' })).toBeUndefined();
+  });
+
+  it('a tie is an invalid request with the same message the helpers print', () => {
+    const target = targetFromUrl('https://dup.example.com:8443/x')!;
+    expect(() => resolveTarget(accounts, { url: 'https://dup.example.com:8443/x' })).toThrow(ambiguousMessage(['dup1', 'dup2'], target));
+    expect(ambiguousMessage(['dup1', 'dup2'], target)).toBe(
+      'accounts "dup1" and "dup2" both match https://dup.example.com:8443; make one of their hosts patterns more specific, or configure a username',
+    );
+  });
+
+  it('something that is not a URL is an invalid request naming it', () => {
+    expect(() => resolveTarget(accounts, { url: 'not a url' })).toThrow(/url: "not a url" is not a URL tokend can match/);
   });
 });
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { renderServiceFiles, renderTemplate, runService, type ServiceIo } from '../src/client/service.js';
-import { SD_LISTEN_FDS_START, inheritedListenFd, isSocketFd } from '../src/daemon/socket-activation.js';
+import { SD_LISTEN_FDS_START, inheritedListenFd } from '../src/daemon/socket-activation.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'activated-echo.mjs');
@@ -512,13 +512,6 @@ describe('inheritedListenFd (sd_listen_fds)', () => {
     expect(() => inheritedListenFd({ LISTEN_PID: '7', LISTEN_FDS: '2' }, 7)).toThrow(/exactly one/);
     expect(() => inheritedListenFd({ LISTEN_PID: '7', LISTEN_FDS: 'one' }, 7)).toThrow(/LISTEN_FDS/);
     expect(() => inheritedListenFd({ LISTEN_PID: '7x', LISTEN_FDS: '1' }, 7)).toThrow(/LISTEN_PID/);
-  });
-
-  it('isSocketFd tells a socket from a file and a closed fd', async () => {
-    const file = fs.openSync(path.join(tempDir(), 'f'), 'w');
-    expect(isSocketFd(file)).toBe(false);
-    fs.closeSync(file);
-    expect(isSocketFd(file)).toBe(false);
   });
 });
 

@@ -1,6 +1,18 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { helperInfo } from './helper-help.js';
+import {
+  CLI_TOKEN,
+  decodeStderrHeader,
+  HELPER_ACTION_RE,
+  HELPER_ENV_HEADER,
+  HELPER_STDERR_HEADER,
+  HELPER_EXIT_HEADER,
+  HELPER_TOOLS,
+  helperExitStatus,
+  type HelperEnv,
+} from '../protocol/helper-http.js';
+import { ROUTES } from '../protocol/routes.js';
 import { DaemonUnreachableError, TokendClient } from './socket-client.js';
 
 /**
@@ -17,10 +29,10 @@ export interface HelperIo {
   env: NodeJS.ProcessEnv;
 }
 
-const TOOLS = new Set(['git', 'docker', 'kubectl', 'bazel', 'cli']);
+const TOOLS = new Set<string>([...HELPER_TOOLS, CLI_TOKEN.tool]);
 
 /** Parse `[--socket=PATH | --socket PATH] ACTION` as git and docker pass them. */
-function parseHelperArgs(args: string[]): { socket?: string; action: string } {
+export function parseHelperArgs(args: string[]): { socket?: string; action: string } {
   let socket: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -42,7 +54,7 @@ function unreachable(tool: string, message: string, io: HelperIo): number {
 }
 
 /** Run one helper call; returns the exit status. */
-export async function runHelper(tool: string, args: string[], io: HelperIo, extraEnvBody?: Record<string, string>): Promise<number> {
+export async function runHelper(tool: string, args: string[], io: HelperIo, forwardEnv?: HelperEnv): Promise<number> {
   if (!TOOLS.has(tool)) {
     io.stderr(`tokend: unknown helper "${tool.slice(0, 40)}"\n`);
     return 2;
@@ -54,7 +66,7 @@ export async function runHelper(tool: string, args: string[], io: HelperIo, extr
     return 0;
   }
   const { socket, action } = parseHelperArgs(args);
-  if (!/^[a-z-]{1,32}$/.test(action)) {
+  if (!HELPER_ACTION_RE.test(action)) {
     // git: an action we do not know is silently ignored (gitcredentials: CUSTOM HELPERS).
     if (tool === 'git') return 0;
     io.stderr(`tokend: usage: ${tool}-credential-tokend ACTION\n`);
@@ -62,16 +74,16 @@ export async function runHelper(tool: string, args: string[], io: HelperIo, extr
   }
   const stdin = await io.stdin();
   const client = new TokendClient({ env: io.env, socket, userAgent: `tokend-helper/${tool}` });
-  const path = `/v1/helpers/${tool}/${action}`;
   let res;
   try {
-    const headers = extraEnvBody ? { 'x-tokend-env': JSON.stringify(extraEnvBody) } : undefined;
-    res = await client.raw('POST', path, stdin, 'application/octet-stream', headers);
+    const headers = forwardEnv ? { [HELPER_ENV_HEADER]: JSON.stringify(forwardEnv) } : undefined;
+    res = await client.raw('POST', ROUTES.helper(tool, action), stdin, 'application/octet-stream', headers);
   } catch (err) {
     const msg = err instanceof DaemonUnreachableError ? err.message : `cannot reach tokend: ${(err as Error).message}`;
     return unreachable(tool, msg, io);
   }
-  if (res.status !== 200 && res.status !== 422) {
+  const exit = helperExitStatus(res.status, res.headers[HELPER_EXIT_HEADER]);
+  if (exit === undefined) {
     let msg = `the daemon answered ${res.status}`;
     try {
       msg = (JSON.parse(res.body.toString('utf8')) as { error: { message: string } }).error.message;
@@ -81,10 +93,9 @@ export async function runHelper(tool: string, args: string[], io: HelperIo, extr
     return unreachable(tool, msg, io);
   }
   io.stdout(res.body);
-  const line = res.headers['x-tokend-stderr'];
-  if (typeof line === 'string' && line) io.stderr(`${decodeURIComponent(line)}\n`);
-  const exit = Number(res.headers['x-tokend-exit']);
-  return Number.isInteger(exit) ? exit : res.status === 200 ? 0 : 1;
+  const line = res.headers[HELPER_STDERR_HEADER];
+  if (typeof line === 'string' && line) io.stderr(`${decodeStderrHeader(line)}\n`);
+  return exit;
 }
 
 function readStdin(max = 1024 * 1024 + 1): Promise<Buffer> {

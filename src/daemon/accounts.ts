@@ -9,7 +9,7 @@ import {
 import { isLoopbackHost } from '../protocol/rules.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
-import { describeIssues } from './config.js';
+import { describeIssues } from '../protocol/issues.js';
 import { asDriverError } from './driver-errors.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';

@@ -1,44 +1,8 @@
 import fs from 'node:fs';
 import { Low } from 'lowdb';
 import { JSONFile } from 'lowdb/node';
-import { z } from 'zod';
-import { AccountConfig, AccountName } from '../protocol/api.js';
-
-/** Daemon-wide settings in config.json (`settings`); every field has a default. */
-export const Settings = z
-  .object({
-    /** Timeout of one request to a provider. */
-    http_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
-    /** Refresh grants before they expire (DESIGN.md rule 4). */
-    proactive_refresh: z.boolean().default(true),
-    /** Upper bound on refresh attempts per account per minute: no refresh loop is possible (rule 6). */
-    max_refreshes_per_minute: z.number().int().min(1).max(100_000).default(30),
-    backoff_initial_ms: z.number().int().min(10).max(600_000).default(1_000),
-    backoff_max_ms: z.number().int().min(10).max(3_600_000).default(300_000),
-    /** `min_ttl` when a request gives none (rule 1). */
-    default_min_ttl: z.number().int().min(0).max(86_400).default(30),
-    /**
-     * How long one second of a device-flow polling interval lasts, in ms (RFC 8628 §3.5:
-     * default 5 s, `slow_down` +5 s). 1000 everywhere but in tests, which shrink it so a
-     * poll does not take 5 real seconds. Login lifetimes (`expires_in`) are never scaled.
-     */
-    device_poll_unit_ms: z.number().int().min(1).max(1000).default(1000),
-    /** The loopback TCP listener, `127.0.0.1:PORT` (as `tokend daemon --listen`); off when absent. */
-    listen: z.string().min(1).max(64).optional(),
-    /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
-    login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
-  })
-  .strict();
-export type Settings = z.infer<typeof Settings>;
-
-export const ConfigFile = z
-  .object({
-    version: z.literal(1).default(1),
-    settings: Settings.prefault({}),
-    accounts: z.record(AccountName, AccountConfig).default({}),
-  })
-  .strict();
-export type ConfigFile = z.infer<typeof ConfigFile>;
+import type { AccountConfig } from '../protocol/api.js';
+import { ConfigFile, parseConfigFile, type Settings } from '../protocol/config-file.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -47,27 +11,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** Turn zod issues into one line per field, e.g. `accounts.work.client_id: expected string`. */
-export function describeIssues(err: z.ZodError, prefix = ''): string {
-  return err.issues
-    .map((i) => {
-      const where = [prefix, ...i.path.map(String)].filter(Boolean).join('.');
-      return `${where || '(top level)'}: ${i.message}`;
-    })
-    .join('; ');
-}
-
 /** Parse config.json's text, or throw a ConfigError naming the file and each bad field. */
-export function parseConfig(text: string, file: string): ConfigFile {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  const parsed = ConfigFile.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(`${file} is invalid: ${describeIssues(parsed.error)}`);
-  return parsed.data;
+function parseConfig(text: string, file: string): ConfigFile {
+  const r = parseConfigFile(text);
+  if (!r.ok) throw new ConfigError(`${file} ${r.error}`);
+  return r.config;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
- * The daemon side of `POST /v1/helpers/:tool/:action` (DESIGN.md, Helper protocols):
- * a tool's raw stdin in, the exact bytes its helper must print and its exit status out.
- * The helper binaries are byte pipes (bin/*-credential-tokend), so every protocol rule
- * lives here and in src/protocol/helpers/.
+ * The daemon side of `POST /v1/helpers/:tool/:action` (docs/helpers.md): a tool's raw
+ * stdin in, the exact bytes its helper must print and its exit status out. The helper
+ * binaries are byte pipes (bin/*-credential-tokend), so every protocol rule lives here
+ * and in src/protocol/helpers/; how the result travels over HTTP is
+ * src/protocol/helper-http.ts.
  *
  * Never throws: every failure becomes the tool's own way of saying "no" (PROTOCOLS.md
  * §1–4). A token never reaches `stderr`.
@@ -18,7 +19,8 @@ import {
 } from '../protocol/helpers/docker.js';
 import { formatGitCredential, parseGitCredentialInput } from '../protocol/helpers/git.js';
 import { formatExecCredential, parseKubectlExecInfo } from '../protocol/helpers/kubectl.js';
-import { targetFromUrl, type MatchResult, type MatchTarget } from './match.js';
+import { isHelperTool, type HelperEnv, type HelperResult, type HelperTool } from '../protocol/helper-http.js';
+import { ambiguousMessage, describeTarget, targetFromUrl, type MatchResult, type MatchTarget } from './match.js';
 
 /** What `getToken` hands a helper. */
 export interface HelperToken {
@@ -53,21 +55,7 @@ export interface HelperInput {
    * when absent, stdin is read as its value), `TOKEND_ACCOUNT` (kubectl, bazel: an
    * account named on the helper's command line, skipping host matching).
    */
-  env?: Record<string, string>;
-}
-
-export interface HelperResult {
-  exitCode: number;
-  stdout: Buffer;
-  /** One line for the user, without a trailing newline; never a secret. */
-  stderr?: string;
-}
-
-export const HELPER_TOOLS = ['git', 'docker', 'kubectl', 'bazel'] as const;
-export type HelperTool = (typeof HELPER_TOOLS)[number];
-
-export function isHelperTool(tool: string): tool is HelperTool {
-  return (HELPER_TOOLS as readonly string[]).includes(tool);
+  env?: HelperEnv;
 }
 
 /**
@@ -101,18 +89,6 @@ function describeError(err: unknown): string {
     if (typeof e.code === 'string') return e.code;
   }
   return 'could not get a token';
-}
-
-function describeTarget(t: MatchTarget): string {
-  const port = t.port !== undefined ? `:${t.port}` : '';
-  return `${t.protocol}://${t.host}${port}`;
-}
-
-function ambiguousMessage(accounts: [string, string], t: MatchTarget): string {
-  return (
-    `accounts "${accounts[0]}" and "${accounts[1]}" both match ${describeTarget(t)}; ` +
-    'make one of their hosts patterns more specific, or configure a username'
-  );
 }
 
 function accountName(a: { name: string } | string): string {
@@ -341,43 +317,4 @@ export async function handleHelper(
     if (tool === 'docker') return dockerError(`tokend: ${msg}`);
     return toolError(msg);
   }
-}
-
-/** Response header carrying `HelperResult.stderr`: one line, `%` and non-ASCII percent-encoded. */
-export const HELPER_STDERR_HEADER = 'x-tokend-stderr';
-/** Response header carrying the helper's exit status (read by dist/client/helper-main.js and build/tokend-fast). */
-export const HELPER_EXIT_HEADER = 'x-tokend-exit';
-
-/**
- * A stderr line as a header value. Header values must be latin1 without CR/LF, so `%`
- * and anything outside printable ASCII become %XX (UTF-8), which the node client
- * (`decodeURIComponent`) and tokend-fast decode; plain ASCII stays readable as is, for
- * the curl shim, which prints the value raw.
- */
-export function encodeStderrHeader(line: string): string {
-  return line.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
-    try {
-      return encodeURIComponent(c);
-    } catch {
-      return '?'; // a lone surrogate
-    }
-  });
-}
-
-/**
- * The HTTP answer for a helper result; the contract the shims (bin/tokend-sh-lib), the
- * node client and tokend-fast rely on: status 200 = exit 0, 422 = exit 1 (`curl
- * --fail-with-body` still prints the body, and exits 22), body = the exact stdout bytes,
- * `x-tokend-exit` = the exit status, `x-tokend-stderr` = the line for stderr.
- * Any other status means "ask the node client instead".
- */
-export function helperHttpResponse(r: HelperResult): { status: 200 | 422; headers: Record<string, string>; body: Buffer } {
-  const exit = r.exitCode === 0 ? 0 : 1;
-  const headers: Record<string, string> = {
-    'content-type': 'application/octet-stream',
-    'cache-control': 'no-store',
-    [HELPER_EXIT_HEADER]: String(exit),
-  };
-  if (r.stderr) headers[HELPER_STDERR_HEADER] = encodeStderrHeader(r.stderr);
-  return { status: exit === 0 ? 200 : 422, headers, body: r.stdout };
 }

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import type { TokendPaths } from '../protocol/paths.js';
+import { parseDaemonOwner, type DaemonOwner, type TokendPaths } from '../protocol/paths.js';
 
 /** Another daemon holds the lock; the message names its pid and socket. */
 export class LockHeldError extends Error {
@@ -15,12 +14,6 @@ export class LockHeldError extends Error {
   }
 }
 
-interface Owner {
-  pid: number;
-  socket: string;
-  started_at: string;
-}
-
 /**
  * One daemon per user (DESIGN.md, Processes): proper-lockfile on the data dir, plus a
  * pid file beside it. proper-lockfile alone only sees a lock as stale after its mtime
@@ -31,8 +24,8 @@ export async function acquireDaemonLock(
   paths: TokendPaths,
   opts: { onCompromised: (err: Error) => void; isAlive: (pid: number) => boolean },
 ): Promise<() => Promise<void>> {
-  const lockfilePath = path.join(paths.dataDir, 'daemon.lock');
-  const ownerFile = path.join(paths.dataDir, 'daemon.pid');
+  const lockfilePath = paths.lockFile;
+  const ownerFile = paths.pidFile;
   const take = () =>
     lockfile.lock(paths.dataDir, {
       lockfilePath,
@@ -66,7 +59,7 @@ export async function acquireDaemonLock(
       throw again;
     }
   }
-  const owner: Owner = { pid: process.pid, socket: paths.socket, started_at: new Date().toISOString() };
+  const owner: DaemonOwner = { pid: process.pid, socket: paths.socket, started_at: new Date().toISOString() };
   fs.writeFileSync(ownerFile, JSON.stringify(owner) + '\n', { mode: 0o600 });
   return async () => {
     const current = readOwner(ownerFile);
@@ -75,10 +68,9 @@ export async function acquireDaemonLock(
   };
 }
 
-function readOwner(file: string): Owner | undefined {
+function readOwner(file: string): DaemonOwner | undefined {
   try {
-    const o = JSON.parse(fs.readFileSync(file, 'utf8')) as Owner;
-    return typeof o.pid === 'number' ? o : undefined;
+    return parseDaemonOwner(fs.readFileSync(file, 'utf8'));
   } catch {
     return undefined;
   }

@@ -1,7 +1,11 @@
+import { domainToASCII } from 'node:url';
 import { isLoopbackHost } from '../protocol/rules.js';
+import { E } from './errors.js';
+
 /**
  * Which account serves a request for a URL: an account's `hosts` patterns matched
- * against protocol, host, port, path and username (issue 4, DESIGN.md Helper protocols).
+ * against protocol, host, port, path and username (docs/helpers.md, "Which account
+ * answers", documents the same rules and their precedence for users).
  *
  * Pattern forms: `github.com`, `*.example.com` (subdomains at any depth, not the apex),
  * `git.example.com/org` or `git.example.com/org/*` (path prefix on segment boundaries),
@@ -11,7 +15,6 @@ import { isLoopbackHost } from '../protocol/rules.js';
  * matches https, and http only for a loopback host; an explicit clear-text scheme
  * (`http://`, `grpc://`, `ws://`) is honoured for loopback hosts only, too.
  */
-import { domainToASCII } from 'node:url';
 
 /** What is being asked for; `path` with or without its leading slash. */
 export interface MatchTarget {
@@ -287,4 +290,39 @@ export function matchAccount<A extends MatchableAccount>(
   if (winners.length === 0) return { kind: 'none' };
   if (winners.length > 1) return { kind: 'ambiguous', accounts: [winners[0]!.name, winners[1]!.name] };
   return { kind: 'match', account: winners[0]! };
+}
+
+/** A target as messages name it: scheme, host and port, never a path or username. */
+export function describeTarget(t: MatchTarget): string {
+  const port = t.port !== undefined ? `:${t.port}` : '';
+  return `${t.protocol}://${t.host}${port}`;
+}
+
+/** The one message for two accounts tied on a target, whoever asked (a helper, `tokend token --url`). */
+export function ambiguousMessage(accounts: [string, string], t: MatchTarget): string {
+  return (
+    `accounts "${accounts[0]}" and "${accounts[1]}" both match ${describeTarget(t)}; ` +
+    'make one of their hosts patterns more specific, or configure a username'
+  );
+}
+
+/** A request naming a URL (or a bare host, read as https) instead of an account: `POST /v1/token`, `credential/reject`. */
+export interface TargetRequest {
+  url?: string;
+  host?: string;
+  username?: string;
+}
+
+/**
+ * The account that serves `req.url` (or `https://req.host`), or undefined when none does.
+ * Throws `invalid_request` when it is not a URL, or when two accounts tie on it.
+ */
+export function resolveTarget(accounts: readonly MatchableAccount[], req: TargetRequest): string | undefined {
+  const url = req.url ?? (req.host ? `https://${req.host}` : undefined);
+  const target = url ? targetFromUrl(url) : undefined;
+  if (!target) throw E.invalidRequest(`url: "${(req.url ?? req.host ?? '').slice(0, 200)}" is not a URL tokend can match`);
+  if (req.username !== undefined) target.username = req.username;
+  const m = matchAccount(accounts, target);
+  if (m.kind === 'ambiguous') throw E.invalidRequest(ambiguousMessage(m.accounts, target));
+  return m.kind === 'match' ? m.account.name : undefined;
 }

@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-
 /** sd_listen_fds(3): the first passed file descriptor is always 3. */
 export const SD_LISTEN_FDS_START = 3;
 
@@ -30,18 +28,6 @@ export function inheritedListenFd(env: NodeJS.ProcessEnv = process.env, pid: num
     );
   }
   return SD_LISTEN_FDS_START;
-}
-
-/**
- * Whether `fd` is an open socket (fstat S_IFSOCK). fstat cannot tell a Unix socket from
- * a TCP one; it catches the common mistakes (fd 3 closed, or a regular file or pipe).
- */
-export function isSocketFd(fd: number): boolean {
-  try {
-    return fs.fstatSync(fd).isSocket();
-  } catch {
-    return false;
-  }
 }
 
 function parseCount(name: string, value: string): number {

@@ -277,8 +277,6 @@ export const RejectRequest = z
   .strict();
 export type RejectRequest = z.infer<typeof RejectRequest>;
 
-export const OkResponse = z.object({ ok: z.literal(true) });
-
 export const RefreshResponse = z.object({
   account: AccountName,
   expires_at: z.string().nullable(),

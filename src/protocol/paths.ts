@@ -1,7 +1,10 @@
 import path from 'node:path';
 import envPaths from 'env-paths';
 
-/** Where tokend keeps things (DESIGN.md, Files and places). Shared by daemon and client. */
+/** The master key (`keyFile`) is this many random bytes: an AES-256 key. */
+export const MASTER_KEY_BYTES = 32;
+
+/** Where tokend keeps things (README, Files and places). Shared by daemon and client. */
 export interface TokendPaths {
   configDir: string;
   configFile: string;
@@ -10,7 +13,10 @@ export interface TokendPaths {
   keyFile: string;
   /** The loopback listener's daemon key (`tokend listen-key`). */
   listenKeyFile: string;
-  lockTarget: string;
+  /** Held by the running daemon (one per data folder). */
+  lockFile: string;
+  /** The lock holder's {@link DaemonOwner} record, for messages and `tokend doctor`. */
+  pidFile: string;
   socket: string;
   /** The folder the socket lives in; made 0700 before the socket is bound. */
   socketDir: string;
@@ -41,9 +47,28 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
     dbFile: path.join(dataDir, 'tokend.db'),
     keyFile: path.resolve(env.TOKEND_KEY_FILE || path.join(configDir, 'key')),
     listenKeyFile: path.join(configDir, 'listen.key'),
-    lockTarget: dataDir,
+    lockFile: path.join(dataDir, 'daemon.lock'),
+    pidFile: path.join(dataDir, 'daemon.pid'),
     socket,
     socketDir: path.dirname(socket),
     logFile: path.join(dataDir, 'tokend.log'),
   };
+}
+
+/** What the running daemon writes to `pidFile`: who holds the lock, and where it listens. */
+export interface DaemonOwner {
+  pid: number;
+  socket: string;
+  started_at: string;
+}
+
+/** A `pidFile`'s text as a DaemonOwner; undefined when it is torn or not one. */
+export function parseDaemonOwner(text: string): DaemonOwner | undefined {
+  try {
+    const o = JSON.parse(text) as Partial<DaemonOwner>;
+    if (typeof o.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0) return undefined;
+    return { pid: o.pid, socket: typeof o.socket === 'string' ? o.socket : '', started_at: typeof o.started_at === 'string' ? o.started_at : '' };
+  } catch {
+    return undefined;
+  }
 }

@@ -1,24 +1,66 @@
-/** Paths of the socket API (DESIGN.md, Socket API). One place, so daemon and client cannot drift. */
-export const ROUTES = {
+/**
+ * Every path of the socket API, once. The daemon registers these patterns with its router
+ * (`:name` matches one path segment); the client builds its URLs from the same entries
+ * through {@link ROUTES}, so the two sides cannot name a route differently. A new route is
+ * one line here.
+ */
+export const ROUTE_PATTERNS = {
   health: '/v1/health',
   accounts: '/v1/accounts',
-  account: (name: string) => `/v1/accounts/${encodeURIComponent(name)}`,
-  accountImport: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/import`,
-  accountRefresh: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/refresh`,
-  accountLogout: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/logout`,
-  accountLogin: (name: string) => `/v1/accounts/${encodeURIComponent(name)}/login`,
-  login: (id: string) => `/v1/logins/${encodeURIComponent(id)}`,
-  loginCancel: (id: string) => `/v1/logins/${encodeURIComponent(id)}/cancel`,
-  loginCallback: (id: string) => `/v1/logins/${encodeURIComponent(id)}/callback`,
+  account: '/v1/accounts/:name',
+  accountImport: '/v1/accounts/:name/import',
+  accountRefresh: '/v1/accounts/:name/refresh',
+  accountLogout: '/v1/accounts/:name/logout',
+  accountLogin: '/v1/accounts/:name/login',
+  login: '/v1/logins/:id',
+  loginCancel: '/v1/logins/:id/cancel',
+  loginCallback: '/v1/logins/:id/callback',
   logins: '/v1/logins',
-  /** The account's API through the daemon: `rest` is the path under its `api_base` (with any query). */
-  proxy: (name: string, rest: string) => `/v1/proxy/${encodeURIComponent(name)}/${rest.replace(/^\//, '')}`,
-  openapi: '/v1/openapi.json',
+  /** The account's API through the daemon: the rest of the path (and query) goes below its `api_base`. */
+  proxy: '/v1/proxy/:name/*',
   token: '/v1/token',
   credentialReject: '/v1/credential/reject',
   events: '/v1/events',
-  helper: (tool: string, action: string) => `/v1/helpers/${tool}/${action}`,
+  helper: '/v1/helpers/:tool/:action',
 } as const;
+
+type Patterns = typeof ROUTE_PATTERNS;
+
+/** The parameters of a pattern, in order: each `:name`, and `*` for a trailing wildcard. */
+type Params<P extends string> = P extends `${infer Head}/*`
+  ? [...Params<Head>, '*']
+  : P extends `${string}:${infer Name}/${infer Rest}`
+    ? [Name, ...Params<Rest>]
+    : P extends `${string}:${infer Name}`
+      ? [Name]
+      : [];
+
+/** One string per parameter (a generic alias, so the mapping keeps the tuple's shape). */
+type Values<T extends string[]> = { [K in keyof T]: string };
+
+/** A pattern without parameters is its own URL; one with parameters takes their values in order. */
+type Builder<P extends string> = Params<P> extends [] ? P : (...values: Values<Params<P>>) => string;
+
+const PARAM = /:[A-Za-z]+|\/\*$/g;
+
+/**
+ * The URL of `pattern` with `values` in its parameters' places: each `:name` gets one
+ * value, encoded as one path segment; a trailing `*` gets the rest of a path (with any
+ * query) as it is, without its leading slash.
+ */
+export function routePath(pattern: string, ...values: string[]): string {
+  let i = 0;
+  return pattern.replace(PARAM, (p) => (p === '/*' ? `/${(values[i++] ?? '').replace(/^\/+/, '')}` : encodeURIComponent(values[i++] ?? '')));
+}
+
+function builder(pattern: string): string | ((...values: string[]) => string) {
+  return pattern.includes(':') || pattern.endsWith('/*') ? (...values) => routePath(pattern, ...values) : pattern;
+}
+
+/** URLs of the socket API for the client: `ROUTES.health`, `ROUTES.account(name)`, `ROUTES.helper(tool, action)`. */
+export const ROUTES = Object.fromEntries(Object.entries(ROUTE_PATTERNS).map(([k, p]) => [k, builder(p)])) as {
+  readonly [K in keyof Patterns]: Builder<Patterns[K]>;
+};
 
 /** Largest request body the daemon reads. */
 export const MAX_BODY_BYTES = 64 * 1024;

@@ -2,7 +2,7 @@ import type { Driver } from './driver.js';
 import { createOAuth2Driver } from './oauth2.js';
 
 /** Every driver tokend ships, fresh instances; a new provider family adds one line here. */
-export function builtinDrivers(): Driver[] {
+function builtinDrivers(): Driver[] {
   return [createOAuth2Driver()];
 }
 
@@ -11,9 +11,4 @@ let defaults: readonly Driver[] | undefined;
 /** The driver called `name` (an account's `driver`), or undefined when there is none. */
 export function getDriver(name: string, drivers: readonly Driver[] = (defaults ??= builtinDrivers())): Driver | undefined {
   return drivers.find((d) => d.name === name);
-}
-
-/** The names of the available drivers, for messages and config validation. */
-export function driverNames(drivers: readonly Driver[] = (defaults ??= builtinDrivers())): string[] {
-  return drivers.map((d) => d.name);
 }

@@ -10,7 +10,7 @@ import {
   type Health,
 } from '../../protocol/api.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
-import { CLIENT_HEADER } from '../../protocol/routes.js';
+import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import type { AuditLog } from '../audit.js';
 import type { Broker } from '../broker.js';
@@ -64,7 +64,7 @@ function writeFlags(c: Context): WriteFlags {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
-  app.get('/v1/health', (c) => {
+  app.get(ROUTE_PATTERNS.health, (c) => {
     const body: Health = {
       status: 'ok',
       version: deps.version,
@@ -75,9 +75,9 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(body);
   });
 
-  app.get('/v1/accounts', (c) => c.json({ accounts: deps.config.listAccounts().map(([name]) => viewAccount(deps, name)) }));
-  app.get('/v1/accounts/:name', (c) => c.json(viewAccount(deps, accountParam(c))));
-  app.put('/v1/accounts/:name', async (c) => {
+  app.get(ROUTE_PATTERNS.accounts, (c) => c.json({ accounts: deps.config.listAccounts().map(([name]) => viewAccount(deps, name)) }));
+  app.get(ROUTE_PATTERNS.account, (c) => c.json(viewAccount(deps, accountParam(c))));
+  app.put(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, PutAccountRequest);
     const existed = deps.config.getAccount(name) !== undefined;
@@ -85,20 +85,20 @@ export function createApp(deps: AppDeps): Hono {
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
     return c.json(view, existed ? 200 : 201);
   });
-  app.patch('/v1/accounts/:name', async (c) => {
+  app.patch(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, PatchAccountRequest);
     const view = await patchAccount(deps, name, body, writeFlags(c));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
     return c.json(view);
   });
-  app.delete('/v1/accounts/:name', async (c) => {
+  app.delete(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const res = await removeAccount(deps, name);
     deps.log.info('account removed', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });
-  app.post('/v1/accounts/:name/import', async (c) => {
+  app.post(ROUTE_PATTERNS.accountImport, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
@@ -107,13 +107,13 @@ export function createApp(deps: AppDeps): Hono {
     await deps.broker.importTokens(name, { refresh_token: body.refresh_token, access_token: body.access_token, expires_at: expiresAt });
     return c.json(viewAccount(deps, name));
   });
-  app.post('/v1/accounts/:name/refresh', async (c) => {
+  app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);
     deps.audit.record(name, header(c, CLIENT_HEADER), 'refresh');
     const g = await deps.broker.forceRefresh(name);
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
-  app.post('/v1/accounts/:name/logout', async (c) => {
+  app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
     const name = accountParam(c);
     deps.audit.record(name, header(c, CLIENT_HEADER), 'logout');
     const res = await deps.broker.logout(name);
@@ -123,9 +123,9 @@ export function createApp(deps: AppDeps): Hono {
 
   // The hot path (rule 2). main.ts serves it in front of Hono with the same handler.
   const token = createTokenHandler(deps);
-  app.post('/v1/token', async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
+  app.post(ROUTE_PATTERNS.token, async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
 
-  app.post('/v1/credential/reject', async (c) => {
+  app.post(ROUTE_PATTERNS.credentialReject, async (c) => {
     const req = await readJson(c, RejectRequest);
     const account = req.account ?? deps.resolveTarget?.({ url: req.url, host: req.host });
     if (!account) throw E.notFound('no account matches that credential');
@@ -135,7 +135,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, dropped });
   });
 
-  app.get('/v1/events', (c) =>
+  app.get(ROUTE_PATTERNS.events, (c) =>
     streamSSE(c, async (stream) => {
       let wake: () => void = () => {};
       const done = new Promise<void>((resolve) => (wake = resolve));

@@ -1,8 +1,8 @@
 import type { Hono } from 'hono';
 import { LoginCallbackRequest, LoginListQuery, LoginRequest } from '../../protocol/api.js';
-import { CLIENT_HEADER } from '../../protocol/routes.js';
+import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
-import { describeIssues } from '../config.js';
+import { describeIssues } from '../../protocol/issues.js';
 import { E } from '../errors.js';
 import type { LoginManager } from '../logins.js';
 import { accountParam, readJson } from './app.js';
@@ -14,25 +14,25 @@ import { header } from './raw-request.js';
  */
 export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (app: Hono) => void {
   return function loginRoutes(app) {
-    app.post('/v1/accounts/:name/login', async (c) => {
+    app.post(ROUTE_PATTERNS.accountLogin, async (c) => {
       const name = accountParam(c);
       const body = await readJson(c, LoginRequest);
       deps.audit.record(name, header(c, CLIENT_HEADER), 'login');
       // 202 for a new login and for one joined: either way it is still in progress.
       return c.json(await deps.logins.start(name, body.flow, { task: body.task }), 202);
     });
-    app.get('/v1/logins', (c) => {
+    app.get(ROUTE_PATTERNS.logins, (c) => {
       const parsed = LoginListQuery.safeParse(c.req.query());
       if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
       return c.json({ logins: deps.logins.list(parsed.data) });
     });
-    app.get('/v1/logins/:id', (c) => c.json(deps.logins.get(c.req.param('id'))));
-    app.post('/v1/logins/:id/cancel', (c) => {
+    app.get(ROUTE_PATTERNS.login, (c) => c.json(deps.logins.get(c.req.param('id'))));
+    app.post(ROUTE_PATTERNS.loginCancel, (c) => {
       const login = deps.logins.cancel(c.req.param('id'));
       deps.audit.record(login.account, header(c, CLIENT_HEADER), 'login_cancel');
       return c.json(login);
     });
-    app.post('/v1/logins/:id/callback', async (c) => {
+    app.post(ROUTE_PATTERNS.loginCallback, async (c) => {
       const body = await readJson(c, LoginCallbackRequest);
       return c.json(await deps.logins.completeCallback(c.req.param('id'), body.url));
     });

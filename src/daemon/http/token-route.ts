@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HTTPException } from 'hono/http-exception';
 import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
-import type { CachedToken } from '../broker.js';
-import { describeIssues } from '../config.js';
+import { describeIssues } from '../../protocol/issues.js';
+import { ROUTES } from '../../protocol/routes.js';
+import type { AuditLog } from '../audit.js';
+import type { Broker, CachedToken } from '../broker.js';
 import { E, TokendError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { AppDeps } from './app.js';
+import type { TargetRequest } from '../match.js';
 import { readIncoming } from './raw-request.js';
 
 export interface WireResponse {
@@ -63,8 +65,16 @@ export function tokenBody(tok: CachedToken, now: number): TokenResponse {
 
 export type TokenHandler = (body: Buffer, client: string | undefined) => Promise<TokenResponse>;
 
+/** What the token route needs; app.ts's AppDeps has it (declared here so the two modules do not import each other). */
+export interface TokenRouteDeps {
+  broker: Broker;
+  audit: AuditLog;
+  /** Resolve a url/host to an account name; undefined when none matches. */
+  resolveTarget?: (req: TargetRequest) => string | undefined;
+}
+
 /** `POST /v1/token` (DESIGN.md rules 1–2): parse, look up memory, answer. No disk, no network, no log line. */
-export function createTokenHandler(deps: Pick<AppDeps, 'broker' | 'audit' | 'resolveTarget'>): TokenHandler {
+export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
   return async (body, client) => {
     const req = parseJsonBody(body, TokenRequest);
     let account = req.account;
@@ -90,13 +100,13 @@ export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMes
     res.end(json);
   };
   return (req, res) => {
-    if (req.method !== 'POST' || req.url !== '/v1/token') return false;
+    if (req.method !== 'POST' || req.url !== ROUTES.token) return false;
     const ua = req.headers['user-agent'];
     readIncoming(req)
       .then((body) => handler(body, ua))
       .then(
         (body) => send(res, { status: 200, body }),
-        (err) => send(res, errorResponse(err, log, '/v1/token')),
+        (err) => send(res, errorResponse(err, log, ROUTES.token)),
       );
     return true;
   };

@@ -1,9 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-
-/** AES-256 wants exactly 32 bytes of key. */
-export const KEY_BYTES = 32;
+import { MASTER_KEY_BYTES as KEY_BYTES } from '../../protocol/paths.js';
 
 // Sealed blob: version (1 byte) || IV (12) || GCM tag (16) || ciphertext.
 // The version byte lets a later release change the scheme and still read old rows.

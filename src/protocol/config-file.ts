@@ -1,0 +1,60 @@
+/**
+ * config.json (accounts and settings, never a secret): its schema, and the one parser the
+ * daemon and `tokend doctor` both use, so the doctor calls a file invalid exactly when
+ * the daemon would refuse it. The client imports this only lazily: zod stays off its fast path.
+ */
+import { z } from 'zod';
+import { AccountConfig, AccountName } from './api.js';
+import { describeIssues } from './issues.js';
+
+/** Daemon-wide settings in config.json (`settings`); every field has a default. */
+export const Settings = z
+  .object({
+    /** Timeout of one request to a provider. */
+    http_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
+    /** Refresh grants before they expire (before less than min(5 min, ¼ of the lifetime) remains). */
+    proactive_refresh: z.boolean().default(true),
+    /** Upper bound on refresh attempts per account per minute: no refresh loop is possible. */
+    max_refreshes_per_minute: z.number().int().min(1).max(100_000).default(30),
+    backoff_initial_ms: z.number().int().min(10).max(600_000).default(1_000),
+    backoff_max_ms: z.number().int().min(10).max(3_600_000).default(300_000),
+    /** `min_ttl` when a token request gives none. */
+    default_min_ttl: z.number().int().min(0).max(86_400).default(30),
+    /**
+     * How long one second of a device-flow polling interval lasts, in ms (RFC 8628 §3.5:
+     * default 5 s, `slow_down` +5 s). 1000 everywhere but in tests, which shrink it so a
+     * poll does not take 5 real seconds. Login lifetimes (`expires_in`) are never scaled.
+     */
+    device_poll_unit_ms: z.number().int().min(1).max(1000).default(1000),
+    /** The loopback TCP listener, `127.0.0.1:PORT` (as `tokend daemon --listen`); off when absent. */
+    listen: z.string().min(1).max(64).optional(),
+    /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
+    login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
+  })
+  .strict();
+export type Settings = z.infer<typeof Settings>;
+
+export const ConfigFile = z
+  .object({
+    version: z.literal(1).default(1),
+    settings: Settings.prefault({}),
+    accounts: z.record(AccountName, AccountConfig).default({}),
+  })
+  .strict();
+export type ConfigFile = z.infer<typeof ConfigFile>;
+
+/**
+ * config.json's text as a ConfigFile, or why it is not one, worded to follow the file's
+ * name: `is not valid JSON: …`, or `is invalid: ` and one `field: problem` per issue.
+ */
+export function parseConfigFile(text: string): { ok: true; config: ConfigFile } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `is not valid JSON: ${(err as Error).message}` };
+  }
+  const parsed = ConfigFile.safeParse(raw);
+  if (!parsed.success) return { ok: false, error: `is invalid: ${describeIssues(parsed.error)}` };
+  return { ok: true, config: parsed.data };
+}
