@@ -187,7 +187,7 @@ describe('tokend doctor', () => {
   it('a daemon that refused to start: the config is named invalid and its last log error is shown', async () => {
     await d.stop('SIGTERM');
     const cfg = path.join(home.home, 'config', 'config.json');
-    fs.writeFileSync(cfg, JSON.stringify({ version: 1, accounts: { work: { issuer: 'https://sso.example.com' } } }), { mode: 0o600 });
+    fs.writeFileSync(cfg, JSON.stringify({ version: 1, accounts: { work: { issuer: 'https://sso.example.com', client_id: 5 } } }), { mode: 0o600 });
     // Start it the way a client's autostart does: stderr appended to data/tokend.log.
     const logFile = path.join(home.home, 'data', 'tokend.log');
     const fd = fs.openSync(logFile, 'a', 0o600);
