@@ -209,4 +209,70 @@ describe('Broker', () => {
     await expect(broker.installLogin('w', set, startedWith)).rejects.toMatchObject({ code: 'conflict' });
     expect(store.getGrant('w')).toBeUndefined();
   });
+
+  it('runs a keep-alive refresh before a provider forgets an idle refresh token, with no client asking', async () => {
+    const { broker, driver, grant, clock, accounts } = setup();
+    accounts.set('w', { ...A, refresh_idle_days: 30 });
+    grant('rt-0', { access_token: 'at-0', expires_at: null as never });
+    const g = (broker as unknown as { deps: { store: MemoryStore } }).deps.store.grants.get('w')!;
+    g.obtained_at = clock.t - 28 * 86_400_000; // unused for 28 of 30 days: due (3 days of margin)
+    broker.start();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-0']);
+
+    const fresh = setup();
+    fresh.accounts.set('w', { ...A, refresh_idle_days: 30 });
+    fresh.grant('rt-0', { access_token: 'at-0', expires_at: null as never });
+    fresh.broker.start();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fresh.driver.calls).toHaveLength(0); // used just now: nothing to do for 27 days
+    fresh.broker.close();
+    broker.close();
+  });
+
+  it('announces a refresh token that expires within a week, once', async () => {
+    const { broker, grant, clock, events, store } = setup();
+    grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    store.grants.get('w')!.refresh_expires_at = clock.t + 3 * 86_400_000;
+    broker.start();
+    expect(events.filter((e) => e.type === 'account.reauth_soon')).toEqual([{ type: 'account.reauth_soon', account: 'w' }]);
+    await broker.forceRefresh('w'); // the new refresh token says nothing of its expiry: nothing more
+    expect(events.filter((e) => e.type === 'account.reauth_soon')).toHaveLength(1);
+    broker.close();
+  });
+
+  it('falls back to the recover step when the refresh token is refused, and says so', async () => {
+    const { broker, driver, grant, events, store } = setup({ config: { ...A, flow: 'client-credentials' } });
+    grant('rt-0');
+    broker.start();
+    let recovers = 0;
+    (driver as unknown as Driver).recover = async () => {
+      recovers++;
+      return { access_token: 'at-cc', token_type: 'Bearer', expires_in: 600 };
+    };
+    (driver as unknown as Driver).canRecover = () => true;
+    driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant' })));
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-cc');
+    expect(recovers).toBe(1);
+    expect(events.map((e) => e.type)).toContain('token.recovered');
+    expect(store.getGrant('w')).toMatchObject({ status: 'active', refresh_token: null, access_token: 'at-cc' });
+  });
+
+  it('costs at most the attempt budget when both the refresh and the recover step always fail', async () => {
+    const { broker, driver, grant, clock } = setup({ config: { ...A, flow: 'client-credentials' }, settings: { max_refreshes_per_minute: 4, backoff_initial_ms: 10, backoff_max_ms: 10 } });
+    grant('rt-0');
+    broker.start();
+    let recovers = 0;
+    (driver as unknown as Driver).recover = async () => {
+      recovers++;
+      throw new DriverError('transient', 'HTTP 503', { status: 503 });
+    };
+    (driver as unknown as Driver).canRecover = () => true;
+    for (let i = 0; i < 50; i++) driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant' })));
+    for (let i = 0; i < 100; i++) {
+      clock.t += 200;
+      await broker.getToken({ account: 'w' }).catch(() => undefined);
+    }
+    expect(driver.calls.filter((c) => c.kind === 'refresh').length + recovers).toBe(4);
+  });
 });

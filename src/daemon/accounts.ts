@@ -205,11 +205,18 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
   const now = (deps.now ?? Date.now)();
   const { grant, token, lastError } = deps.broker.grantState(name);
   const pending = deps.logins?.pendingFor(name);
+  // An account whose driver obtains grants without the user (client credentials, a stored
+  // password, a provider's force-refresh) can always serve: it is active, grant or not.
+  const driver = deps.getDriver(cfg.driver);
+  const recoverable = Boolean(
+    driver?.recover &&
+      driver.canRecover?.({ name, config: cfg, clientSecret: deps.store.getSecret(name, 'client_secret'), secret: (n) => deps.store.getSecret(name, n), signal: AbortSignal.abort() }),
+  );
   let status: AccountStatus;
-  if (!grant && !token) status = cfg.flow === 'client-credentials' ? 'active' : 'no_grant';
-  else if (grant?.status === 'reauth_required') status = 'reauth_required';
+  if (!grant && !token) status = recoverable ? 'active' : 'no_grant';
+  else if (grant?.status === 'reauth_required') status = recoverable ? 'active' : 'reauth_required';
   else if (token && (token.expires_at === null || token.expires_at > now)) status = 'active';
-  else if (grant?.refresh_token || cfg.flow === 'client-credentials') status = 'active';
+  else if (grant?.refresh_token || recoverable) status = 'active';
   else status = 'expired';
   if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;

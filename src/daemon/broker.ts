@@ -62,6 +62,10 @@ export class Broker {
   private readonly grants = new Map<string, GrantRecord>();
   private readonly health = new Map<string, AccountHealth>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Keep-alive refreshes of grants a provider forgets when unused (account → timer). */
+  private readonly keepAlives = new Map<string, NodeJS.Timeout>();
+  /** Accounts whose coming refresh-token expiry was announced (account → that expiry), once each. */
+  private readonly reauthSoonSent = new Map<string, number>();
   /** Keys other than the base key that were asked for since their last refresh. */
   private readonly usedKeys = new Set<string>();
   private readonly now: () => number;
@@ -97,6 +101,7 @@ export class Broker {
         this.cache.set(cacheKey(g.account), tok);
         this.schedule(g.account, cacheKey(g.account), tok);
       }
+      if (g.status === 'active') this.watchGrant(g.account, cfg, g);
     }
   }
 
@@ -167,6 +172,7 @@ export class Broker {
         ...(t.access_token ? { access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null } : {}),
       });
       this.installGrant(account, grant);
+      this.watchGrant(account, cfg, grant);
       return grant;
     });
     this.health.delete(account);
@@ -197,6 +203,7 @@ export class Broker {
         bound_to: issuedBy,
       });
       this.installGrant(account, g);
+      this.watchGrant(account, cfg, g);
       this.health.delete(account);
       return g;
     });
@@ -262,6 +269,9 @@ export class Broker {
       }
     }
     for (const key of [...this.usedKeys]) if (accountOfKey(key) === account) this.usedKeys.delete(key);
+    clearTimeout(this.keepAlives.get(account));
+    this.keepAlives.delete(account);
+    this.reauthSoonSent.delete(account);
   }
 
   /** True when the stored grant (if any) belongs to the account's current identity. */
@@ -285,6 +295,8 @@ export class Broker {
     this.closed = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    for (const t of this.keepAlives.values()) clearTimeout(t);
+    this.keepAlives.clear();
   }
 
   /** Stop timers and abort provider requests still in flight (last step of shutdown). */
@@ -466,6 +478,7 @@ export class Broker {
     this.cache.set(key, tok);
     this.usedKeys.delete(key);
     this.schedule(account, key, tok);
+    if (committed) this.watchGrant(account, cfg, committed);
     const expiresAt = tok.expires_at ? new Date(tok.expires_at).toISOString() : null;
     this.deps.log.info('token refreshed', {
       account,
@@ -657,6 +670,44 @@ export class Broker {
     this.timers.set(key, timer);
   }
 
+  /**
+   * What a grant's own lifetime asks for, after every commit and at start-up:
+   * - `refresh_idle_days` (Keycloak's Offline Session Idle): a provider forgets a refresh
+   *   token nobody used for that long, so a keep-alive refresh runs before it, a margin of a
+   *   tenth (at least a day) ahead, even when no client asks and proactive refresh is off;
+   * - a known refresh-token expiry (`refresh_token_expires_in`, a JWT's `exp`): the user is
+   *   told ahead (`account.reauth_soon`, and `tokend status`/`doctor` show it) instead of
+   *   finding out on the day.
+   */
+  private watchGrant(account: string, cfg: AccountConfig, g: GrantRecord): void {
+    clearTimeout(this.keepAlives.get(account));
+    this.keepAlives.delete(account);
+    if (this.closed) return;
+    const now = this.now();
+    if (g.refresh_expires_at !== null && g.refresh_token) {
+      const warnFrom = g.refresh_expires_at - REAUTH_SOON_MS;
+      if (now >= warnFrom && this.reauthSoonSent.get(account) !== g.refresh_expires_at) {
+        this.reauthSoonSent.set(account, g.refresh_expires_at);
+        const at = new Date(g.refresh_expires_at).toISOString();
+        this.deps.log.warn('the refresh token expires soon: log in again before then', { account, refresh_expires_at: at });
+        this.deps.events.emit('account.reauth_soon', account, { refresh_expires_at: at });
+      }
+    }
+    if (!cfg.refresh_idle_days || !g.refresh_token) return;
+    const idleMs = cfg.refresh_idle_days * DAY_MS;
+    const lastUse = g.obtained_at ?? g.updated_at;
+    const due = lastUse + idleMs - Math.max(DAY_MS, idleMs / 10);
+    // setTimeout holds at most ~24.8 days: a longer wait re-arms itself and checks again.
+    const timer = setTimeout(() => {
+      this.keepAlives.delete(account);
+      if (this.now() < due) return this.watchGrant(account, cfg, this.grants.get(account) ?? g);
+      this.deps.log.info('keep-alive refresh: the provider forgets unused refresh tokens', { account, idle_days: cfg.refresh_idle_days });
+      void this.flight({ key: cacheKey(account), account, notBefore: this.now() }).catch(() => undefined);
+    }, Math.max(0, Math.min(due - now, 2 ** 31 - 1)));
+    timer.unref();
+    this.keepAlives.set(account, timer);
+  }
+
   private async proactive(account: string, key: string): Promise<void> {
     if (this.closed) return;
     const grant = this.grants.get(account);
@@ -674,6 +725,10 @@ export class Broker {
     }
   }
 }
+
+const DAY_MS = 24 * 3_600_000;
+/** How long before a refresh token's own expiry the user is told to log in again. */
+export const REAUTH_SOON_MS = 7 * DAY_MS;
 
 /** 409 login_pending: say where to finish the login; `error.login` carries the whole login object. */
 function loginPendingError(account: string, login: LoginView): TokendError {

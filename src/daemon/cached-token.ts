@@ -56,8 +56,30 @@ export function updateFromSet(set: TokenSet, obtainedAt: number, requestedScope:
     obtained_at: obtainedAt,
     scope: set.scope ?? requestedScope ?? null,
     refresh_token: set.refresh_token,
-    ...(set.refresh_expires_at !== undefined ? { refresh_expires_at: set.refresh_expires_at } : {}),
+    ...refreshExpiry(set),
   };
+}
+
+/**
+ * The refresh token's own expiry: what the provider said, else a JWT refresh token's `exp`
+ * (Keycloak's are JWTs; its offline tokens carry none), else unknown (nothing to record).
+ */
+function refreshExpiry(set: TokenSet): { refresh_expires_at?: number } {
+  if (set.refresh_expires_at !== undefined) return { refresh_expires_at: set.refresh_expires_at };
+  const exp = set.refresh_token ? jwtExp(set.refresh_token) : undefined;
+  return exp ? { refresh_expires_at: exp * 1000 } : {};
+}
+
+/** A JWT's `exp` (seconds), read without verifying: only to warn ahead, never to trust. */
+export function jwtExp(token: string): number | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) && exp > 0 ? exp : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The base token a stored grant holds, if any. */
