@@ -47,6 +47,8 @@ export const TEST_REDIRECT_URI = 'http://127.0.0.1/callback';
 export const TEST_APP_REDIRECT_URI = 'com.example.tokend:/oauth2redirect';
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+/** The password {@link TEST_ACCOUNT} signs in with through the password grant (RFC 6749 §4.3). */
+export const TEST_PASSWORD = 'test-password';
 
 /** The registered clients and how each authenticates at the token endpoint (RFC 6749 §2.3). */
 export const CLIENTS = {
@@ -181,7 +183,7 @@ export interface IdpOptions {
 }
 
 const Provider = ProviderModule as unknown as new (issuer: string, config: object) => OidcProvider;
-const providerErrors = providerErrorsModule as Record<'InvalidTarget' | 'InvalidRequest', new (description?: string) => Error>;
+const providerErrors = providerErrorsModule as Record<'InvalidTarget' | 'InvalidRequest' | 'InvalidGrant', new (description?: string) => Error>;
 
 // One signing key per test process: 2048-bit RSA costs ~100 ms, and oidc-provider otherwise
 // uses its dev keystore with a warning. RS256 is what clients expect by default.
@@ -218,7 +220,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
         client_id: id,
         client_secret: CLIENTS[id].secret,
         token_endpoint_auth_method: CLIENTS[id].method,
-        grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT, 'client_credentials'],
+        grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT, 'client_credentials', 'password'],
         ...interactive,
       })),
       { client_id: 'svc', client_secret: CLIENTS.svc.secret, token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
@@ -288,6 +290,27 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     ctx.status = 303;
     ctx.redirect(await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
   });
+
+  // The resource owner password credentials grant (RFC 6749 §4.3), which oidc-provider does
+  // not ship (OAuth 2.1 drops it) but lets one register, as Keycloak's direct access grants
+  // still offer it: TEST_ACCOUNT with TEST_PASSWORD gets a real grant (issued through the
+  // device flow inside), refreshable like any other.
+  provider.registerGrantType(
+    'password',
+    async (ctx: any) => {
+      const { username, password, scope } = ctx.oidc.params as Record<string, string | undefined>;
+      if (username !== TEST_ACCOUNT || password !== TEST_PASSWORD) throw new providerErrors.InvalidGrant('invalid username or password');
+      const tokens = await issueRefreshToken(ctx.oidc.client.clientId, scope ?? DEFAULT_SCOPE);
+      ctx.body = {
+        access_token: tokens.access_token,
+        token_type: tokens.token_type,
+        expires_in: tokens.expires_in,
+        refresh_token: tokens.refresh_token,
+        scope: tokens.scope,
+      };
+    },
+    new Set(['username', 'password', 'scope']),
+  );
 
   const stats: IdpStats = { tokenRequests: 0, faulted: 0, refreshes: 0, refreshErrors: [], replays: 0, grants: {} };
   const lastTokenRequestAt: number[] = [];
