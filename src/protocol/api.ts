@@ -277,6 +277,14 @@ export const RejectRequest = z
   .strict();
 export type RejectRequest = z.infer<typeof RejectRequest>;
 
+/** `DELETE /v1/accounts/:name`, `POST /v1/accounts/:name/logout`: whether the provider revoked the grant. */
+export const RevokeResponse = z.object({ ok: z.literal(true), revoked: z.boolean() });
+export type RevokeResponse = z.infer<typeof RevokeResponse>;
+
+/** `POST /v1/credential/reject`: how many cached tokens were dropped. */
+export const RejectResponse = z.object({ ok: z.literal(true), dropped: z.number().int() });
+export type RejectResponse = z.infer<typeof RejectResponse>;
+
 export const RefreshResponse = z.object({
   account: AccountName,
   expires_at: z.string().nullable(),

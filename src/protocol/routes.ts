@@ -18,6 +18,7 @@ export const ROUTE_PATTERNS = {
   logins: '/v1/logins',
   /** The account's API through the daemon: the rest of the path (and query) goes below its `api_base`. */
   proxy: '/v1/proxy/:name/*',
+  openapi: '/v1/openapi.json',
   token: '/v1/token',
   credentialReject: '/v1/credential/reject',
   events: '/v1/events',

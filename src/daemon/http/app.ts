@@ -75,6 +75,13 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(body);
   });
 
+  // Generated from the protocol's schemas on first use (as `npm run build` writes dist/openapi.json).
+  let openapi: Record<string, unknown> | undefined;
+  app.get(ROUTE_PATTERNS.openapi, async (c) => {
+    openapi ??= (await import('../../protocol/openapi.js')).buildOpenApi(deps.version);
+    return c.json(openapi);
+  });
+
   app.get(ROUTE_PATTERNS.accounts, (c) => c.json({ accounts: deps.config.listAccounts().map(([name]) => viewAccount(deps, name)) }));
   app.get(ROUTE_PATTERNS.account, (c) => c.json(viewAccount(deps, accountParam(c))));
   app.put(ROUTE_PATTERNS.account, async (c) => {
