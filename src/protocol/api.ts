@@ -95,14 +95,8 @@ export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
  */
 export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id'] as const;
 
-/**
- * Query flags of `PUT`/`PATCH /v1/accounts/:name`:
- * - `replace_grant=true`: the change moves the account to another provider or client
- *   (its grant identity, see {@link GRANT_IDENTITY_FIELDS}); revoke the old grant at its
- *   provider and drop it. Without it such a change is refused (409 `conflict`).
- * - `check=false`: do not contact the provider to check the account (offline setup).
- */
-export const ACCOUNT_WRITE_FLAGS = { replaceGrant: 'replace_grant', check: 'check' } as const;
+// Query flags of `PUT`/`PATCH /v1/accounts/:name`; zod-free, so the SDK can use them too.
+export { ACCOUNT_WRITE_FLAGS } from './routes.js';
 
 export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending']);
 export type AccountStatus = z.infer<typeof AccountStatus>;
