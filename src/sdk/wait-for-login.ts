@@ -6,7 +6,7 @@
  * `GET /v1/logins/:id` shows it, never the event alone.
  */
 import type { LoginView, TokendEvent } from '../protocol/api.js';
-import { loginError } from './errors.js';
+import { loginError, TokendError } from './errors.js';
 import type { EventsOptions, EventSubscription } from './event-subscription.js';
 
 export interface WaitForLoginOptions {
@@ -54,34 +54,48 @@ export async function waitForLogin(source: LoginSource, id: string, opts: WaitFo
       })();
     }
 
+    let expiresAt = -Infinity; // until the daemon has shown the login once
     for (;;) {
       changed = false;
-      const login = await source.getLogin(id);
-      if (login.status === 'active') return login;
-      if (login.status !== 'pending') throw loginError(login);
-      if (changed) continue;
-      const untilExpiry = Date.parse(login.expires_at) - Date.now() + 1000;
-      const ms = streaming ? Math.max(pollMs, Math.min(untilExpiry, SAFETY_CHECK_MS)) : pollMs;
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', aborted);
-          wake = () => {};
-          resolve();
-        };
-        const aborted = () => {
-          done();
-          reject(signal!.reason);
-        };
-        const timer = setTimeout(done, ms);
-        signal?.addEventListener('abort', aborted, { once: true });
-        wake = done;
-        if (signal?.aborted) aborted();
-      });
+      let login: LoginView | undefined;
+      try {
+        login = await source.getLogin(id);
+      } catch (err) {
+        // A daemon restarting (an upgrade, a service restart) is not the end of a login
+        // that has time left: ask again until it answers or the login is past its expiry.
+        if (!(err instanceof TokendError && err.code === 'daemon_unreachable' && Date.now() < expiresAt)) throw err;
+      }
+      if (login) {
+        if (login.status === 'active') return login;
+        if (login.status !== 'pending') throw loginError(login);
+        expiresAt = Date.parse(login.expires_at);
+        if (changed) continue;
+      }
+      const untilExpiry = expiresAt - Date.now() + 1000;
+      const ms = streaming && login ? Math.max(pollMs, Math.min(untilExpiry, SAFETY_CHECK_MS)) : pollMs;
+      await pause(ms, signal, (w) => (wake = w));
     }
   } finally {
     events.close();
   }
+}
+
+/** Wait `ms`, or until the waker `onWaker` receives is called; rejects when `signal` fires. */
+function pause(ms: number, signal: AbortSignal | undefined, onWaker: (wake: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const settle = (err?: unknown) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+      onWaker(() => {});
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const aborted = () => settle(signal!.reason);
+    const timer = setTimeout(() => settle(), ms);
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted, { once: true });
+    onWaker(() => settle());
+  });
 }
 
 function endsLogin(ev: TokendEvent, id: string): boolean {
