@@ -45,6 +45,7 @@ class Subscription implements EventSubscription {
   private ended = false;
   private failure?: unknown;
   private readonly stop = new AbortController();
+  private readonly forgetSignal: () => void = () => {};
 
   constructor(transport: SocketTransport, opts: EventsOptions) {
     this.ready = new Promise<void>((resolve, reject) => {
@@ -53,8 +54,13 @@ class Subscription implements EventSubscription {
     });
     // Whoever iterates sees the failure too; `ready` need not be awaited.
     this.ready.catch(() => undefined);
-    if (opts.signal?.aborted) this.close();
-    else opts.signal?.addEventListener('abort', () => this.close(), { once: true });
+    const signal = opts.signal;
+    const onAbort = () => this.close();
+    if (signal?.aborted) this.close();
+    else if (signal) {
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.forgetSignal = () => signal.removeEventListener('abort', onAbort);
+    }
     this.run(transport, opts.reconnect ?? true).then(
       () => this.finish(),
       (err) => this.finish(err),
@@ -129,6 +135,7 @@ class Subscription implements EventSubscription {
     if (this.ended) return;
     this.ended = true;
     this.stop.abort();
+    this.forgetSignal();
     const why = err ?? new TokendError('daemon_unreachable', 'the event stream ended before the daemon confirmed the subscription');
     this.failReady(why);
     if (err !== undefined) this.failure = err;
