@@ -120,6 +120,10 @@ describe('tokend/client from the packed tarball', () => {
         ]),
       });
       expect((await idp.introspect(served.json.access_token)).active).toBe(true);
+      // The package's commands still install and run beside the SDK.
+      const list = await run(path.join(project, 'node_modules', '.bin', 'tokend'), ['list', '--json'], { env: t.env });
+      expect(JSON.parse(list.stdout)).toMatchObject({ accounts: [{ name: 'work', status: 'active' }] });
+      expect(fs.existsSync(path.join(project, 'node_modules', '.bin', 'git-credential-tokend'))).toBe(true);
       // No token in the daemon's log.
       expect(t.d.logs).not.toContain(served.json.access_token);
     } finally {
