@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
-import { withAutostart } from '../sdk/autostart.js';
+import { withAutostart } from '../protocol/autostart.js';
 
 /** The daemon answered with an error body `{error:{code,message}}`. */
 export class ApiError extends Error {
@@ -37,7 +37,7 @@ export interface ClientOptions {
   userAgent?: string;
 }
 
-/** A thin HTTP-over-Unix-socket client of the daemon; imports only node built-ins, protocol and the shared autostart. */
+/** A thin HTTP-over-Unix-socket client of the daemon; imports only node built-ins and protocol. */
 export class TokendClient {
   readonly paths: TokendPaths;
   private readonly env: NodeJS.ProcessEnv;

@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { pipeline, type Readable } from 'node:stream';
 import { CLIENT_HEADER } from '../protocol/routes.js';
-import { withAutostart } from './autostart.js';
+import { withAutostart } from '../protocol/autostart.js';
 import { daemonUnreachable, errorFromAnswer, TokendError } from './errors.js';
 
 export interface TransportOptions {

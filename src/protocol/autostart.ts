@@ -1,20 +1,20 @@
 /**
- * Starting the daemon on demand, shared by the CLI's socket client and the SDK: when
- * nothing listens on the socket, spawn `bin/tokend daemon` detached and wait for it.
- * Node built-ins and zod-free protocol modules only (the SDK runs without the daemon's
- * dependencies installed).
+ * How every client reaches a daemon that is not running yet (the CLI's socket client and
+ * the SDK alike): when nothing listens on the socket, spawn `bin/tokend daemon` detached,
+ * its stderr appended to the log file, and wait for it. Zod-free and node built-ins only,
+ * like the rest of what clients import from here.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROUTES } from '../protocol/routes.js';
+import { ROUTES } from './routes.js';
 
 /** How long a client waits for an autostarted daemon to answer. */
 export const AUTOSTART_WAIT_MS = 5000;
 
-// dist/sdk/autostart.js → the package root, where bin/tokend lives.
+// dist/protocol/autostart.js → the package root, where bin/tokend lives.
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface AutostartOptions {
