@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import { Readable } from 'node:stream';
-import { ROUTES } from '../protocol/routes.js';
+import { PROXY_ERROR_HEADER, ROUTES } from '../protocol/routes.js';
 import { parseOptions, requireName } from './args.js';
 import { EXIT, UsageError, type Command } from './io.js';
 
@@ -67,7 +67,7 @@ export const apiCommand: Command = async (args, io, client) => {
     else req.end();
   });
   const status = res.statusCode ?? 0;
-  const daemonError = res.headers['x-tokend-error'];
+  const daemonError = res.headers[PROXY_ERROR_HEADER];
   if (daemonError !== undefined) {
     const text = await readAll(res);
     const message = safeMessage(text) ?? `the daemon answered ${status}`;

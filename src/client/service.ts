@@ -256,7 +256,7 @@ function makePlan(platform: ServicePlatform, env: NodeJS.ProcessEnv, tokend: str
     node,
     tokend,
     // A launchd agent has no XDG_RUNTIME_DIR: resolvePaths() puts the socket under the
-    // env-paths data folder, ~/Library/Application Support/tokend.
+    // platform data folder, ~/Library/Application Support/tokend.
     socket: path.join(home, 'Library', 'Application Support', 'tokend', 'run', 'tokend.sock'),
     files: rendered.map((f) => planFile(path.join(home, 'Library', 'LaunchAgents', f.name), f.contents)),
     privateDirs: [logDir],

@@ -1,9 +1,6 @@
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
+import { withAutostart } from '../protocol/autostart.js';
 
 /** The daemon answered with an error body `{error:{code,message}}`. */
 export class ApiError extends Error {
@@ -40,9 +37,6 @@ export interface ClientOptions {
   userAgent?: string;
 }
 
-const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const AUTOSTART_WAIT_MS = 5000;
-
 /** A thin HTTP-over-Unix-socket client of the daemon; imports only node built-ins and protocol. */
 export class TokendClient {
   readonly paths: TokendPaths;
@@ -65,18 +59,12 @@ export class TokendClient {
     contentType = 'application/json',
     extraHeaders?: Record<string, string>,
   ): Promise<RawResponse> {
-    try {
-      return await this.send(method, urlPath, body, contentType, extraHeaders);
-    } catch (err) {
-      if (!isNotListening(err)) throw new DaemonUnreachableError(`cannot talk to tokend at ${this.paths.socket}: ${(err as Error).message}`);
-      if (!this.autostart) {
-        throw new DaemonUnreachableError(
-          `tokend is not running (nothing listens on ${this.paths.socket}); start it with \`tokend daemon\` or unset TOKEND_NO_AUTOSTART`,
-        );
-      }
-      await this.startDaemon();
-      return this.send(method, urlPath, body, contentType, extraHeaders);
-    }
+    return withAutostart(() => this.send(method, urlPath, body, contentType, extraHeaders), {
+      paths: this.paths,
+      env: this.env,
+      autostart: this.autostart,
+      unreachable: (message) => new DaemonUnreachableError(message),
+    });
   }
 
   /** JSON request; a non-2xx answer throws ApiError with the daemon's code and message. */
@@ -116,43 +104,4 @@ export class TokendClient {
       req.end(body);
     });
   }
-
-  /** Start `tokend daemon` detached, its stderr appended to the log file, and wait until it answers. */
-  private async startDaemon(): Promise<void> {
-    fs.mkdirSync(this.paths.dataDir, { recursive: true, mode: 0o700 });
-    const logFd = fs.openSync(this.paths.logFile, 'a', 0o600);
-    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'tokend'), 'daemon'], {
-      detached: true,
-      stdio: ['ignore', 'ignore', logFd],
-      env: { ...this.env, TOKEND_SOCKET: this.paths.socket },
-    });
-    fs.closeSync(logFd);
-    let exited: number | null = null;
-    child.once('exit', (code) => (exited = code ?? 1));
-    child.unref();
-    const deadline = Date.now() + AUTOSTART_WAIT_MS;
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      try {
-        const res = await this.send('GET', '/v1/health', undefined, '');
-        if (res.status === 200) return;
-        lastError = new Error(`/v1/health answered ${res.status}`);
-      } catch (err) {
-        // Anything while it comes up (refused, reset mid-start) is "not yet".
-        lastError = err;
-      }
-      // A second daemon racing us exits 1 while the first comes up: keep waiting for the socket.
-      if (exited !== null && exited !== 1) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const why = lastError instanceof Error ? ` (last: ${(lastError as NodeJS.ErrnoException).code ?? lastError.message})` : '';
-    throw new DaemonUnreachableError(
-      `tokend did not start within ${AUTOSTART_WAIT_MS / 1000} s${why}; see ${this.paths.logFile}, or run \`tokend daemon\` to see why`,
-    );
-  }
-}
-
-function isNotListening(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  return code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTDIR';
 }

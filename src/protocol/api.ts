@@ -115,7 +115,7 @@ export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
  */
 export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id', 'base_url', 'managed_user_id'] as const;
 
-// The query flags of `PUT`/`PATCH /v1/accounts/:name` live with the routes (zod-free, for the thin client).
+// Query flags of `PUT`/`PATCH /v1/accounts/:name`: with the routes, zod-free, for the CLI and the SDK.
 export { ACCOUNT_WRITE_FLAGS } from './routes.js';
 
 export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending']);

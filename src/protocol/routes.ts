@@ -63,6 +63,14 @@ export const ROUTES = Object.fromEntries(Object.entries(ROUTE_PATTERNS).map(([k,
   readonly [K in keyof Patterns]: Builder<Patterns[K]>;
 };
 
+/**
+ * Set by the daemon on an answer of `/v1/proxy/…` that it wrote itself (an error in the
+ * wire shape: unknown account, no token, the upstream unreachable), with the error code as
+ * its value; never passed through from an upstream, whose answers (any status) go to the
+ * caller as they are. This is how a client tells "tokend could not" from "the API said".
+ */
+export const PROXY_ERROR_HEADER = 'x-tokend-error';
+
 /** Largest request body the daemon reads. */
 export const MAX_BODY_BYTES = 64 * 1024;
 

@@ -17,6 +17,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { isAccountName } from '../../protocol/names.js';
+import { PROXY_ERROR_HEADER } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
 import type { Broker, CachedToken } from '../broker.js';
@@ -246,7 +247,8 @@ function respond(res: ServerResponse, up: IncomingMessage, url: URL, apiBase: st
   for (let i = 0; i < up.rawHeaders.length; i += 2) {
     const k = up.rawHeaders[i];
     const lower = k.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || connectionNamed.has(lower)) continue;
+    // x-tokend-* belong to the daemon: an upstream must not be able to fake a daemon error.
+    if (HOP_BY_HOP.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
     const v = lower === 'location' ? rewriteLocation(up.rawHeaders[i + 1], url, apiBase, account) : up.rawHeaders[i + 1];
     headers.push(k, v);
   }
@@ -269,12 +271,12 @@ function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err
     return;
   }
   const json = JSON.stringify(r.body);
-  // x-tokend-error tells the daemon's own refusals from whatever the upstream answers.
+  // PROXY_ERROR_HEADER tells the daemon's own refusals from whatever the upstream answers.
   const code = (r.body as { error?: { code?: string } }).error?.code ?? 'internal';
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(json),
-    'x-tokend-error': code,
+    [PROXY_ERROR_HEADER]: code,
     ...r.headers,
   };
   // A request body left unread would be parsed as the next request on a keep-alive

@@ -1,0 +1,106 @@
+/**
+ * How every client reaches a daemon that is not running yet (the CLI's socket client and
+ * the SDK alike): when nothing listens on the socket, spawn `bin/tokend daemon` detached,
+ * its stderr appended to the log file, and wait for it. Zod-free and node built-ins only,
+ * like the rest of what clients import from here.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ROUTES } from './routes.js';
+
+/** How long a client waits for an autostarted daemon to answer. */
+export const AUTOSTART_WAIT_MS = 5000;
+
+// dist/protocol/autostart.js → the package root, where bin/tokend lives.
+const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface AutostartOptions {
+  /** The socket, the data dir (made if missing) and the log file the daemon's stderr goes to. */
+  paths: { socket: string; dataDir: string; logFile: string };
+  env: Readonly<Record<string, string | undefined>>;
+  /** False: never start the daemon, say how to. */
+  autostart: boolean;
+  /** The caller's error for "the daemon cannot be reached". */
+  unreachable: (message: string) => Error;
+}
+
+/**
+ * Run `attempt` (which connects to the socket); when it fails because nothing listens,
+ * start the daemon (if allowed) and run it once more. Any other failure to connect is
+ * reported through `unreachable`. `attempt` must not have sent anything when it fails
+ * that way, so running it again is safe.
+ */
+export async function withAutostart<T>(attempt: () => Promise<T>, o: AutostartOptions): Promise<T> {
+  try {
+    return await attempt();
+  } catch (err) {
+    if (!isNotListening(err)) throw o.unreachable(`cannot talk to tokend at ${o.paths.socket}: ${(err as Error).message}`);
+    if (!o.autostart) {
+      throw o.unreachable(
+        `tokend is not running (nothing listens on ${o.paths.socket}); start it with \`tokend daemon\` or unset TOKEND_NO_AUTOSTART`,
+      );
+    }
+  }
+  await startDaemon(o);
+  try {
+    return await attempt();
+  } catch (err) {
+    throw o.unreachable(`cannot talk to tokend at ${o.paths.socket}: ${(err as Error).message}`);
+  }
+}
+
+/** True for the errors that mean "no daemon here" (as opposed to one that misbehaves). */
+export function isNotListening(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTDIR';
+}
+
+/** Start `tokend daemon` detached, its stderr appended to the log file, and wait until it answers. */
+async function startDaemon(o: AutostartOptions): Promise<void> {
+  const { paths } = o;
+  fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+  const logFd = fs.openSync(paths.logFile, 'a', 0o600);
+  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'tokend'), 'daemon'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', logFd],
+    env: { ...o.env, TOKEND_SOCKET: paths.socket },
+  });
+  fs.closeSync(logFd);
+  let exited: number | null = null;
+  child.once('exit', (code) => (exited = code ?? 1));
+  child.unref();
+  const deadline = Date.now() + AUTOSTART_WAIT_MS;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const status = await healthStatus(paths.socket);
+      if (status === 200) return;
+      lastError = new Error(`${ROUTES.health} answered ${status}`);
+    } catch (err) {
+      // Anything while it comes up (refused, reset mid-start) is "not yet".
+      lastError = err;
+    }
+    // A second daemon racing us exits 1 while the first comes up: keep waiting for the socket.
+    if (exited !== null && exited !== 1) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const why = lastError instanceof Error ? ` (last: ${(lastError as NodeJS.ErrnoException).code ?? lastError.message})` : '';
+  throw o.unreachable(
+    `tokend did not start within ${AUTOSTART_WAIT_MS / 1000} s${why}; see ${paths.logFile}, or run \`tokend daemon\` to see why`,
+  );
+}
+
+function healthStatus(socket: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: socket, method: 'GET', path: ROUTES.health, headers: { host: 'tokend' }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

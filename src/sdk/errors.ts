@@ -1,0 +1,77 @@
+import type { LoginView } from '../protocol/api.js';
+import type { ErrorCode } from '../protocol/errors.js';
+
+/**
+ * What went wrong, as a code a program can switch on:
+ * - the daemon's wire codes (`reauth_required`, `login_pending`, `not_found`, `conflict`,
+ *   `upstream_unavailable`, …; docs/api.md);
+ * - `daemon_unreachable`: nothing answered on the socket and the daemon could not be started;
+ * - a failed login's own code (`access_denied`, `expired_token`, `cancelled`, …) from
+ *   `waitForLogin`.
+ */
+export type TokendErrorCode = ErrorCode | 'daemon_unreachable' | (string & {});
+
+export interface TokendErrorFields {
+  /** The HTTP status of the daemon's answer; 0 when there was none. */
+  status?: number;
+  account?: string;
+  /** Seconds until trying again makes sense (`rate_limited`, `upstream_unavailable`). */
+  retryAfter?: number;
+  /** `login_pending`: the login in progress (its code and URL); a failed `waitForLogin`: the login as it ended. */
+  login?: LoginView;
+}
+
+/** The one error the SDK throws (besides an AbortError when the caller's signal fires). */
+export class TokendError extends Error {
+  readonly code: TokendErrorCode;
+  readonly status: number;
+  readonly account?: string;
+  readonly retryAfter?: number;
+  readonly login?: LoginView;
+
+  constructor(code: TokendErrorCode, message: string, fields: TokendErrorFields = {}) {
+    super(message);
+    this.name = 'TokendError';
+    this.code = code;
+    this.status = fields.status ?? 0;
+    if (fields.account !== undefined) this.account = fields.account;
+    if (fields.retryAfter !== undefined) this.retryAfter = fields.retryAfter;
+    if (fields.login !== undefined) this.login = fields.login;
+  }
+}
+
+/** The daemon could not be reached, nor started. */
+export function daemonUnreachable(message: string): TokendError {
+  return new TokendError('daemon_unreachable', message);
+}
+
+/**
+ * The error for a non-2xx answer of the daemon: its wire body
+ * `{"error": {"code", "message", "account"?, "retry_after"?, "login"?}}` when it sent one.
+ */
+export function errorFromAnswer(status: number, text: string, retryAfterHeader?: string): TokendError {
+  let e: { code?: unknown; message?: unknown; account?: unknown; retry_after?: unknown; login?: unknown } | undefined;
+  try {
+    e = (JSON.parse(text) as { error?: typeof e })?.error;
+  } catch {
+    e = undefined;
+  }
+  const headerSeconds = retryAfterHeader !== undefined && /^\d+$/.test(retryAfterHeader) ? Number(retryAfterHeader) : undefined;
+  return new TokendError(
+    typeof e?.code === 'string' ? e.code : status >= 500 ? 'internal' : 'invalid_request',
+    typeof e?.message === 'string' ? e.message : `the daemon answered ${status} without an error body`,
+    {
+      status,
+      account: typeof e?.account === 'string' ? e.account : undefined,
+      retryAfter: typeof e?.retry_after === 'number' ? e.retry_after : headerSeconds,
+      login: e?.login && typeof e.login === 'object' ? (e.login as LoginView) : undefined,
+    },
+  );
+}
+
+/** The error a finished login that did not succeed becomes (`waitForLogin`). */
+export function loginError(login: LoginView): TokendError {
+  const code = login.error?.code ?? (login.status === 'expired' ? 'expired_token' : 'login_failed');
+  const why = login.error?.message ?? `the login ${login.status === 'expired' ? 'expired' : 'failed'}`;
+  return new TokendError(code, `login to "${login.account}" ${login.status}: ${why}`, { account: login.account, login });
+}

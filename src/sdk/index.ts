@@ -1,0 +1,29 @@
+/**
+ * `tokend/client`: the SDK for apps (docs/sdk.md). No runtime dependencies: node
+ * built-ins and tokend's zod-free protocol modules only; the wire types are imported as
+ * types and erased.
+ */
+export { Tokend } from './tokend.js';
+export type { AccountWriteOptions, LoginOptions, LoginQuery, RevokeResult, TokendOptions, TokenOptions } from './tokend.js';
+export { TokendError } from './errors.js';
+export type { TokendErrorCode } from './errors.js';
+export type { EventsOptions, EventSubscription } from './event-subscription.js';
+export type { TokendBody, TokendFetchInit } from './proxy-fetch.js';
+export type { WaitForLoginOptions } from './wait-for-login.js';
+export type {
+  AccountStatus,
+  AccountView,
+  EventType,
+  Flow,
+  Health,
+  LastLogin,
+  LoginFlow,
+  LoginStatus,
+  LoginView,
+  PatchAccountRequest,
+  PutAccountRequest,
+  RefreshResponse,
+  TokendEvent,
+  TokenResponse,
+} from '../protocol/api.js';
+export type { ErrorCode } from '../protocol/errors.js';

@@ -1,0 +1,138 @@
+/**
+ * HTTP/1.1 over the daemon's Unix socket, streaming both ways: a request body may be a
+ * Node stream, and the response comes back with its body unread. The socket is connected
+ * before anything is written, so "nothing listens" (start the daemon, try again) is told
+ * apart from a failure halfway through a request, which is never retried.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { pipeline, type Readable } from 'node:stream';
+import { CLIENT_HEADER } from '../protocol/routes.js';
+import { withAutostart } from '../protocol/autostart.js';
+import { daemonUnreachable, errorFromAnswer, TokendError } from './errors.js';
+
+export interface TransportOptions {
+  socket: string;
+  /** Where an autostarted daemon keeps its data and its log. */
+  dataDir: string;
+  logFile: string;
+  env: Readonly<Record<string, string | undefined>>;
+  autostart: boolean;
+  userAgent: string;
+}
+
+export interface SocketRequest {
+  method: string;
+  path: string;
+  headers?: http.OutgoingHttpHeaders;
+  /** Bytes (sent with a Content-Length) or a stream (sent chunked unless `headers` give a length). */
+  body?: Uint8Array | Readable;
+  /** Aborts the request, or the response body while it is being read. */
+  signal?: AbortSignal;
+}
+
+/** Largest answer `json()` reads: the daemon's JSON answers are small. */
+const MAX_JSON_ANSWER = 16 * 1024 * 1024;
+
+export class SocketTransport {
+  constructor(readonly o: TransportOptions) {}
+
+  /** Send one request; resolves with the response, its body still to be read. */
+  async request(r: SocketRequest): Promise<http.IncomingMessage> {
+    r.signal?.throwIfAborted();
+    const socket = await withAutostart(() => connect(this.o.socket), {
+      paths: this.o,
+      env: this.o.env,
+      autostart: this.o.autostart,
+      unreachable: daemonUnreachable,
+    });
+    if (r.signal?.aborted) {
+      socket.destroy();
+      r.signal.throwIfAborted();
+    }
+    return send(socket, r, this.o.userAgent);
+  }
+
+  /** A JSON exchange: the parsed 2xx answer, or the daemon's error as a TokendError. */
+  async json<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const res = await this.request({
+      method,
+      path,
+      headers: payload ? { 'content-type': 'application/json', accept: 'application/json' } : { accept: 'application/json' },
+      body: payload,
+      signal,
+    });
+    const status = res.statusCode ?? 0;
+    const text = await readText(res, MAX_JSON_ANSWER);
+    if (status < 200 || status >= 300) throw errorFromAnswer(status, text, header(res, 'retry-after'));
+    try {
+      return (text ? JSON.parse(text) : undefined) as T;
+    } catch {
+      throw new TokendError('internal', `the daemon answered ${status} with a body that is not JSON`, { status });
+    }
+  }
+}
+
+/** One response header as a string (the first, if repeated). */
+export function header(res: http.IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Read a whole (small) body as UTF-8; past `limit` bytes the rest is dropped. */
+export async function readText(res: http.IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    if (size < limit) chunks.push(chunk);
+    size += chunk.length;
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+}
+
+function connect(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ path: socketPath });
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+  });
+}
+
+function send(socket: net.Socket, r: SocketRequest, userAgent: string): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const headers: http.OutgoingHttpHeaders = { [CLIENT_HEADER]: userAgent, ...r.headers, host: 'tokend' };
+    if (r.body instanceof Uint8Array) headers['content-length'] = r.body.byteLength;
+    // No agent: this request owns the connection it was given, and closes it when done.
+    const req = http.request({ createConnection: () => socket, method: r.method, path: r.path, headers });
+    let response: http.IncomingMessage | undefined;
+    const signal = r.signal;
+    const onAbort = () => {
+      response?.destroy(signal!.reason);
+      req.destroy(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const forget = () => signal?.removeEventListener('abort', onAbort);
+    req.once('response', (res) => {
+      response = res;
+      res.once('close', forget);
+      resolve(res);
+    });
+    req.once('error', (err) => {
+      forget();
+      reject(err);
+    });
+    if (r.body === undefined || r.body instanceof Uint8Array) {
+      req.end(r.body);
+    } else {
+      // An answer that comes before the body is all sent (an error, say) ends the upload;
+      // the failure it causes here is then not the caller's concern.
+      pipeline(r.body, req, (err) => {
+        if (err && !response) req.destroy(err);
+      });
+    }
+  });
+}

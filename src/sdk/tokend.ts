@@ -1,0 +1,210 @@
+import type {
+  AccountList,
+  AccountView,
+  Health,
+  LoginFlow,
+  LoginList,
+  LoginStatus,
+  LoginView,
+  PatchAccountRequest,
+  PutAccountRequest,
+  RefreshResponse,
+  TokenResponse,
+} from '../protocol/api.js';
+import { resolvePaths } from '../protocol/paths.js';
+import { ACCOUNT_WRITE_FLAGS, ROUTES } from '../protocol/routes.js';
+import { subscribe, type EventsOptions, type EventSubscription } from './event-subscription.js';
+import { isAbsoluteUrl, pathUnderApiBase, proxyFetch, type TokendFetchInit } from './proxy-fetch.js';
+import { SocketTransport } from './socket-transport.js';
+import { waitForLogin, type WaitForLoginOptions } from './wait-for-login.js';
+
+export interface TokendOptions {
+  /** The daemon's socket. Default: where the CLI finds it (`TOKEND_SOCKET`, `TOKEND_HOME`, `$XDG_RUNTIME_DIR/tokend/tokend.sock`, …). */
+  socket?: string;
+  /** The environment the socket location and an autostarted daemon come from; default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Start the daemon when nothing listens, as the CLI does (default true; `TOKEND_NO_AUTOSTART=1` turns it off too). */
+  autostart?: boolean;
+  /** Who is asking, recorded in the daemon's audit log; default `tokend-sdk`. */
+  userAgent?: string;
+}
+
+export interface TokenOptions {
+  /** Seconds the token must stay valid (default: the daemon's, 30). */
+  minTtl?: number;
+  /** A narrower scope (space-separated), cached apart. */
+  scope?: string;
+  /** A resource / audience (RFC 8707), cached apart. */
+  audience?: string;
+  signal?: AbortSignal;
+}
+
+export interface AccountWriteOptions {
+  /** The change moves the account to another provider or client: revoke and drop its grant instead of refusing (409 `conflict`). */
+  replaceGrant?: boolean;
+  /** False: do not contact the provider to check the account (offline setup). */
+  check?: boolean;
+}
+
+export interface LoginOptions {
+  /** Default: the account's flow, else the daemon's guess. */
+  flow?: LoginFlow;
+  /** Your own label for this login (a task id, a user id): returned with it, and `logins({ task })` finds it. */
+  task?: string;
+}
+
+export interface LoginQuery {
+  account?: string;
+  status?: LoginStatus;
+  task?: string;
+}
+
+/** What `logout` and `removeAccount` answer. */
+export interface RevokeResult {
+  ok: true;
+  /** The provider confirmed the revocation (RFC 7009); false when it has no endpoint or could not be reached. */
+  revoked: boolean;
+}
+
+/**
+ * The tokend daemon, from an app: tokens, accounts, logins, events, and a `fetch` that
+ * calls an account's API without the app ever holding its token. Every method throws
+ * a {@link TokendError} when the daemon says no or cannot be reached.
+ */
+export class Tokend {
+  /** The socket this client talks to. */
+  readonly socket: string;
+  private readonly transport: SocketTransport;
+
+  constructor(opts: TokendOptions = {}) {
+    const env = opts.env ?? process.env;
+    const paths = resolvePaths(env, opts.socket);
+    this.socket = paths.socket;
+    this.transport = new SocketTransport({
+      socket: paths.socket,
+      dataDir: paths.dataDir,
+      logFile: paths.logFile,
+      env,
+      autostart: (opts.autostart ?? true) && env.TOKEND_NO_AUTOSTART !== '1',
+      userAgent: opts.userAgent ?? 'tokend-sdk',
+    });
+  }
+
+  /** A valid access token for `account` (`POST /v1/token`). Prefer {@link Tokend.fetch} where it fits: the token then never enters the app. */
+  token(account: string, opts: TokenOptions = {}): Promise<TokenResponse> {
+    const body = { account, min_ttl: opts.minTtl, scope: opts.scope, audience: opts.audience };
+    return this.transport.json('POST', ROUTES.token, body, opts.signal);
+  }
+
+  /** One account: status, expiry, scopes, the pending login (`login`) and how the last one ended (`last_login`). */
+  info(account: string): Promise<AccountView> {
+    return this.transport.json('GET', ROUTES.account(account));
+  }
+
+  async accounts(): Promise<AccountView[]> {
+    return (await this.transport.json<AccountList>('GET', ROUTES.accounts)).accounts;
+  }
+
+  /** Refresh now, whatever the cached token's expiry. */
+  refresh(account: string): Promise<RefreshResponse> {
+    return this.transport.json('POST', ROUTES.accountRefresh(account));
+  }
+
+  /** Revoke the grant at the provider and forget it; the account's config stays. */
+  logout(account: string): Promise<RevokeResult> {
+    return this.transport.json('POST', ROUTES.accountLogout(account));
+  }
+
+  /** Add or replace an account (`PUT`); `client_secret` goes to the daemon's encrypted store only. */
+  addAccount(name: string, config: PutAccountRequest, opts: AccountWriteOptions = {}): Promise<AccountView> {
+    return this.transport.json('PUT', withQuery(ROUTES.account(name), writeFlags(opts)), config);
+  }
+
+  /** Change the fields given and only those (`PATCH`); arrays replace the whole list. */
+  updateAccount(name: string, patch: PatchAccountRequest, opts: AccountWriteOptions = {}): Promise<AccountView> {
+    return this.transport.json('PATCH', withQuery(ROUTES.account(name), writeFlags(opts)), patch);
+  }
+
+  /** Revoke, then delete the account, its grant, its secrets and its config. */
+  removeAccount(name: string): Promise<RevokeResult> {
+    return this.transport.json('DELETE', ROUTES.account(name));
+  }
+
+  health(): Promise<Health> {
+    return this.transport.json('GET', ROUTES.health);
+  }
+
+  /**
+   * Start an interactive login, or join the one in progress. Show the person
+   * `user_code` + `verification_uri` (device flow) or open `authorization_url` (browser
+   * flow), then {@link Tokend.waitForLogin}.
+   */
+  login(account: string, opts: LoginOptions = {}): Promise<LoginView> {
+    return this.transport.json('POST', ROUTES.accountLogin(account), { flow: opts.flow, task: opts.task });
+  }
+
+  getLogin(id: string): Promise<LoginView> {
+    return this.transport.json('GET', ROUTES.login(id));
+  }
+
+  /** Logins, newest first, filtered by account, status and your `task` label. */
+  async logins(query: LoginQuery = {}): Promise<LoginView[]> {
+    return (await this.transport.json<LoginList>('GET', withQuery(ROUTES.logins, query))).logins;
+  }
+
+  /** Stop a pending login; it ends `failed` with code `cancelled`. */
+  cancelLogin(id: string): Promise<LoginView> {
+    return this.transport.json('POST', ROUTES.loginCancel(id));
+  }
+
+  /**
+   * Hand over the redirect your app received for a browser login whose `redirect_uri` is
+   * the app's own (a deep link such as `com.example.app:/oauth2redirect?code=…&state=…`).
+   */
+  completeLogin(id: string, callbackUrl: string | URL): Promise<LoginView> {
+    return this.transport.json('POST', ROUTES.loginCallback(id), { url: String(callbackUrl) });
+  }
+
+  /**
+   * Wait until the login finishes: resolves with it once `active`, rejects with a
+   * TokendError carrying the login's error code (`access_denied`, `expired_token`,
+   * `cancelled`, …) and the login itself when it failed or expired.
+   */
+  waitForLogin(id: string, opts: WaitForLoginOptions = {}): Promise<LoginView> {
+    return waitForLogin({ getLogin: (i) => this.getLogin(i), events: (o) => this.events(o) }, id, opts);
+  }
+
+  /**
+   * The daemon's events (`account.reauth_required`, `token.refreshed`, `login.*`, …) as
+   * they happen: `for await (const ev of tokend.events({ signal }))`. Never a secret.
+   */
+  events(opts: EventsOptions = {}): EventSubscription {
+    return subscribe(this.transport, opts);
+  }
+
+  /**
+   * `fetch`, as the account: the daemon sends the request to the account's `api_base` with
+   * its token, so the app never holds it. `pathOrUrl` is a path under `api_base` (`/user`)
+   * or an absolute URL under it. Resolves with the API's answer, whatever its status;
+   * throws a TokendError when tokend itself could not (no token: `reauth_required`, an
+   * unknown account, the API unreachable).
+   */
+  async fetch(account: string, pathOrUrl: string | URL, init?: TokendFetchInit): Promise<Response> {
+    const apiBase = isAbsoluteUrl(pathOrUrl) ? (await this.info(account)).api_base : undefined;
+    return proxyFetch(this.transport, account, pathUnderApiBase(account, pathOrUrl, apiBase), init);
+  }
+}
+
+function writeFlags(opts: AccountWriteOptions): Record<string, string | undefined> {
+  return {
+    [ACCOUNT_WRITE_FLAGS.replaceGrant]: opts.replaceGrant === undefined ? undefined : String(opts.replaceGrant),
+    [ACCOUNT_WRITE_FLAGS.check]: opts.check === undefined ? undefined : String(opts.check),
+  };
+}
+
+function withQuery(path: string, params: object): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
