@@ -1,5 +1,5 @@
 /**
- * The Broker alone (DESIGN.md, Token serving rules) with a fake store, a fake driver and a
+ * The Broker alone (docs/architecture.md, token serving rules) with a fake store, a fake driver and a
  * fake clock: single flight, commit order, the in-flight mark, backoff and the attempt
  * budget, Retry-After, the cached token through an outage, and the grant identity rule.
  */

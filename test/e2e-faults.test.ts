@@ -142,7 +142,7 @@ describe('provider faults', () => {
   });
 
   it('reports a grant revoked at the real provider (replayed refresh token) as reauth_required', async () => {
-    // Replaying a consumed refresh token makes oidc-provider revoke the whole grant (PROTOCOLS.md §6.5).
+    // Replaying a consumed refresh token makes oidc-provider revoke the whole grant (RFC 9700 §4.14.2).
     const issued = await importConfGrant(d, idp);
     const replay = await fetch(`${idp.issuer}/token`, {
       method: 'POST',

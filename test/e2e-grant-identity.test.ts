@@ -1,5 +1,5 @@
 /**
- * DESIGN.md rule 8: a grant belongs to the provider and client that issued it. When an
+ * rule 8, docs/architecture.md: a grant belongs to the provider and client that issued it. When an
  * account is changed to name another provider (a typo, a moved IdP), no token, refresh
  * token or secret issued by or for the first ever reaches the second: not through a
  * refresh, a helper, a SIGHUP reload, a restart, or a login that finishes late.

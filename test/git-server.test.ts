@@ -47,7 +47,7 @@ function git(args: string[], cwd?: string): Promise<Run> {
   });
 }
 
-/** `-c credential.helper=` resets the list (PROTOCOLS.md §1.5), then a helper that prints fixed credentials. */
+/** `-c credential.helper=` resets the list (gitcredentials(7)), then a helper that prints fixed credentials. */
 function withPassword(password: string): string[] {
   return ['-c', 'credential.helper=', '-c', `credential.helper=!f() { echo username=x; echo password=${password}; }; f`];
 }

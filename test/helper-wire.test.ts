@@ -1,5 +1,5 @@
 /**
- * Helper wire formats (PROTOCOLS.md §1–4) and the daemon's helper handlers: round trips,
+ * Helper wire formats (git-credential(1), docker's helper protocol, client-go, the EngFlow spec) and the daemon's helper handlers: round trips,
  * garbage on stdin, and the sh shims' HTTP contract, with fake deps in place of the broker.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

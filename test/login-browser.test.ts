@@ -41,7 +41,7 @@ describe('browser login against a real OpenID Provider', () => {
       client_id: 'conf',
       scope: 'openid offline_access api',
       code_challenge_method: 'S256',
-      prompt: 'consent', // or oidc-provider drops offline_access (PROTOCOLS.md §8.1)
+      prompt: 'consent', // or oidc-provider drops offline_access (OIDC Core §11)
     });
     expect(q.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(q.get('state')!.length).toBeGreaterThanOrEqual(32);

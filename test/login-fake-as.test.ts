@@ -1,6 +1,6 @@
 /**
  * Device-flow polling against a small fake authorization server, for what oidc-provider
- * never does (PROTOCOLS.md §6.1): slow_down, 429, 5xx, hanging endpoints. The daemon runs
+ * never does (RFC 8628 §3.5; oidc-provider never sends slow_down): slow_down, 429, 5xx, hanging endpoints. The daemon runs
  * with `device_poll_unit_ms: 100`, so one RFC 8628 "second" of interval lasts 100 ms:
  * the default 5 s is 500 ms, slow_down's +5 s is +500 ms. Timeouts and Retry-After are real.
  */

@@ -79,7 +79,7 @@ export async function patchAccount(deps: AccountDeps, name: string, body: PatchA
 type GivenSecrets = { client_secret?: string; password?: string };
 
 /**
- * The one way an account's config changes. DESIGN.md rule 8: when the change moves the
+ * The one way an account's config changes. Rule 8 (docs/architecture.md): when the change moves the
  * account to another provider or client (its grant identity), the grant must not follow:
  * without `replaceGrant` the change is refused (409 `conflict`) while a grant exists; with
  * it, the grant is revoked at the provider that issued it and dropped, a pending login is

@@ -51,8 +51,8 @@ export interface BrokerDeps {
 /**
  * The broker: serves tokens from memory, refreshes them once per (account, scope,
  * audience), rotates refresh tokens durably, backs off when providers fail, and keeps
- * every grant with the provider that issued it. It owns every rule of DESIGN.md "Token
- * serving rules"; the call to the provider is `refreshOnce`.
+ * every grant with the provider that issued it. It owns every token serving rule
+ * (docs/architecture.md); the call to the provider is `refreshOnce`.
  */
 export class Broker {
   private readonly cache = new Map<string, CachedToken>();
@@ -105,7 +105,7 @@ export class Broker {
     }
   }
 
-  /** DESIGN.md rules 1–3: memory first, else one refresh shared by every waiting caller. */
+  /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
   async getToken(q: TokenQuery): Promise<CachedToken> {
     const key = cacheKey(q.account, q.scope, q.audience);
     const hit = this.cache.get(key);

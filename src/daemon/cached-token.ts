@@ -1,5 +1,5 @@
 /**
- * Access tokens as the broker holds them in memory (DESIGN.md rule 2), their cache keys,
+ * Access tokens as the broker holds them in memory (rule 2, docs/architecture.md), their cache keys,
  * and the rule that says whether one still serves a request.
  */
 import type { TokenSet } from './drivers/driver.js';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 
 /**
- * DESIGN.md, Files and places: every folder 0700 and every file 0600, owned by us.
+ * README, Files and places: every folder 0700 and every file 0600, owned by us.
  * The daemon refuses to start otherwise and names the offending path and the fix.
  */
 export class UnsafePathError extends Error {

@@ -1,5 +1,5 @@
 /**
- * Who a grant belongs to (DESIGN.md rule 8): the driver, provider and client that issued
+ * Who a grant belongs to (rule 8, docs/architecture.md): the driver, provider and client that issued
  * it, and every endpoint its tokens are sent to. A refresh token, an access token or a
  * client secret is only ever sent where this identity says; when an account's identity
  * changes, its grant and secrets do not follow it.

@@ -5,8 +5,8 @@
  * and in src/protocol/helpers/; how the result travels over HTTP is
  * src/protocol/helper-http.ts.
  *
- * Never throws: every failure becomes the tool's own way of saying "no" (PROTOCOLS.md
- * §1–4). A token never reaches `stderr`.
+ * Never throws: every failure becomes the tool's own way of saying "no" (git-credential(1), docker's
+ * credential-helper protocol, client-go's exec plugins, the EngFlow spec). A token never reaches `stderr`.
  */
 import { formatBazelCredential, parseBazelRequest } from '../protocol/helpers/bazel.js';
 import {
@@ -60,15 +60,15 @@ export interface HelperInput {
 
 /**
  * Seconds a served token must still be valid, per tool.
- * git: git 2.39 ignores `password_expiry_utc` (PROTOCOLS.md §1.3) and keeps the
+ * git: git 2.39 ignores `password_expiry_utc` (git-credential(1)) and keeps the
  * credential for the whole command, so a long clone or fetch+push must not run past
  * expiry; 5 min covers that without refusing providers whose tokens live only minutes
  * (the broker clamps min_ttl to the token lifetime). The others re-ask on expiry or
- * 401 (docker per operation §2, client-go and Bazel honour the expiry we send §3–4).
+ * 401 (docker asks per operation; client-go and Bazel honour the expiry we send).
  */
 export const HELPER_MIN_TTL: Readonly<Record<HelperTool, number>> = { git: 300, docker: 60, kubectl: 60, bazel: 60 };
 
-/** The default git username with an OAuth access token as password (GitLab needs `oauth2`; PROTOCOLS.md §1.6). */
+/** The default git username with an OAuth access token as password (GitLab needs `oauth2`; docs/helpers.md). */
 export const DEFAULT_GIT_USERNAME = 'oauth2';
 
 const EMPTY = Buffer.alloc(0);
@@ -101,13 +101,13 @@ function result(exitCode: number, stdout: Buffer = EMPTY, stderr?: string): Help
 
 // ---------------------------------------------------------------- git
 
-/** A miss git moves past: nothing on stdout, exit 0 (PROTOCOLS.md §1.2 "print nothing"); a hint on stderr. */
+/** A miss git moves past: nothing on stdout, exit 0 (gitcredentials(7), CUSTOM HELPERS "print nothing"); a hint on stderr. */
 function gitMiss(hint?: string): HelperResult {
   return result(0, EMPTY, hint === undefined ? undefined : `tokend: ${hint}`);
 }
 
 async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
-  // §1.2: `store` has nothing to do (tokens live in the daemon); an action a future git
+  // gitcredentials(7), CUSTOM HELPERS: `store` has nothing to do (tokens live in the daemon); an action a future git
   // invents "should [be] silently ignore[d]". Both: exit 0, no output.
   if (action !== 'get' && action !== 'erase') return result(0);
   const parsed = parseGitCredentialInput(action, input.stdin);
@@ -127,7 +127,7 @@ async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): 
   const account = accountName(match.account);
 
   if (action === 'erase') {
-    // §1.2: git sends erase after a 401 with this username+password: "this token was
+    // gitcredentials(7): git sends erase after a 401 with this username+password: "this token was
     // rejected". The broker compares the password with what it served before dropping it.
     try {
       await deps.reject(account, req.password);
@@ -141,17 +141,17 @@ async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): 
   try {
     token = await deps.getToken(account, HELPER_MIN_TTL.git);
   } catch (err) {
-    // Exit 0 with nothing on stdout: git tries its next helper or prompts (§1.4: exit status is ignored anyway).
+    // Exit 0 with nothing on stdout: git tries its next helper or prompts (git ignores a helper's exit status anyway).
     return gitMiss(oneLine(describeError(err)));
   }
   try {
     // The account's (or preset's) username wins; otherwise keep a username git already
-    // has, as git-credential-oauth does; otherwise `oauth2` (§1.6).
+    // has, as git-credential-oauth does; otherwise `oauth2` (docs/helpers.md).
     const username = token.username ?? (req.username === undefined ? DEFAULT_GIT_USERNAME : undefined);
     const stdout = formatGitCredential({
       ...(username !== undefined ? { username } : {}),
       password: token.access_token,
-      // git ≥ 2.40 drops an expired password before use; 2.39 ignores this (§1.3).
+      // git ≥ 2.40 drops an expired password before use; 2.39 ignores this (git-credential(1)).
       ...(token.expires_at !== null ? { password_expiry_utc: Math.floor(token.expires_at / 1000) } : {}),
     });
     return result(0, stdout);
@@ -162,7 +162,7 @@ async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): 
 
 // ---------------------------------------------------------------- docker
 
-/** docker errors go to stdout with exit 1 (PROTOCOLS.md §2 `fmt.Fprintln(os.Stdout, err)`). */
+/** docker errors go to stdout with exit 1 (docker-credential-helpers' `fmt.Fprintln(os.Stdout, err)`). */
 function dockerError(message: string, secrets: readonly string[] = []): HelperResult {
   return result(1, formatDockerError(oneLine(message, secrets)));
 }
@@ -203,7 +203,7 @@ async function dockerHelper(action: string, input: HelperInput, deps: HelperDeps
   } catch (err) {
     return dockerError(`tokend: ${describeError(err)}`);
   }
-  // No expiry field in this protocol; docker asks again per operation (§2). The
+  // No expiry field in this protocol; docker asks again per operation. The
   // username follows the same rule as git's (a registry's token auth takes any, GitLab's `oauth2`).
   return result(
     0,
@@ -217,7 +217,7 @@ async function dockerHelper(action: string, input: HelperInput, deps: HelperDeps
 
 // ---------------------------------------------------------------- kubectl and bazel
 
-/** kubectl and Bazel fail with a non-zero exit and a line on stderr (PROTOCOLS.md §3, §4). */
+/** kubectl and Bazel fail with a non-zero exit and a line on stderr (client-go exec plugins; the EngFlow credential-helper spec). */
 function toolError(message: string, secrets: readonly string[] = []): HelperResult {
   return result(1, EMPTY, `tokend: ${oneLine(message, secrets)}`);
 }
@@ -243,7 +243,7 @@ async function resolveAccount(
 }
 
 async function kubectlHelper(_action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
-  // §3: input is the KUBERNETES_EXEC_INFO env var, not stdin; a byte-pipe client may send it as the body.
+  // client-go: input is the KUBERNETES_EXEC_INFO env var, not stdin; a byte-pipe client may send it as the body.
   const raw = input.env?.KUBERNETES_EXEC_INFO ?? (input.stdin.length > 0 ? input.stdin : undefined);
   const parsed = parseKubectlExecInfo(raw);
   if (!parsed.ok) return toolError(parsed.error.message);
@@ -268,11 +268,11 @@ async function kubectlHelper(_action: string, input: HelperInput, deps: HelperDe
 }
 
 async function bazelHelper(action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
-  // §4: argv is `<helper> get`; nothing else is defined.
+  // EngFlow spec: argv is `<helper> get`; nothing else is defined.
   if (action !== 'get') return toolError('unsupported credential helper action (Bazel sends only "get")');
   const parsed = parseBazelRequest(input.stdin);
   if (!parsed.ok) return toolError(parsed.error.message);
-  // §4: for input it does not support (a foreign domain) a helper SHOULD fail, not answer {}.
+  // EngFlow spec: for input it does not support (a foreign domain) a helper SHOULD fail, not answer {}.
   const resolved = await resolveAccount(input, parsed.request.uri, deps, 'no uri');
   if (!resolved.ok) return resolved.error;
   let token: HelperToken;

@@ -15,7 +15,7 @@ export class LockHeldError extends Error {
 }
 
 /**
- * One daemon per user (DESIGN.md, Processes): proper-lockfile on the data dir, plus a
+ * One daemon per user (docs/architecture.md): proper-lockfile on the data dir, plus a
  * pid file beside it. proper-lockfile alone only sees a lock as stale after its mtime
  * ages (10 s); a daemon killed with SIGKILL should be replaced at once, so when the
  * recorded owner is not alive the lock is taken over. Taken over once, never in a loop.

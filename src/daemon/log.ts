@@ -1,7 +1,7 @@
 /**
  * One JSON object per line on stderr (journald and launchd keep them). Any field whose
  * name looks secret is replaced before the line is written, so a careless call site
- * cannot leak a token (STYLE.md rule 6).
+ * cannot leak a token.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };

@@ -623,7 +623,7 @@ function toRecord(s: LoginState): LoginRecord {
   };
 }
 
-/** A stored login, validated on the way out (STYLE.md rule 5). */
+/** A stored login, validated on the way out. */
 function fromRecord(rec: LoginRecord): LoginView {
   const d = rec.data;
   const parsed = LoginView.safeParse({

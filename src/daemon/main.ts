@@ -63,7 +63,7 @@ function socketAnswers(socket: string): Promise<boolean> {
   });
 }
 
-/** DESIGN.md: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
+/** README, Files and places: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
 function checkPlaces(paths: TokendPaths): void {
   for (const dir of new Set([paths.configDir, paths.dataDir, paths.socketDir])) ensurePrivateDir(dir);
   for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, paths.listenKeyFile]) {
@@ -72,7 +72,7 @@ function checkPlaces(paths: TokendPaths): void {
 }
 
 /**
- * The composition root (STYLE.md rule 3): config → store → broker → http → listen →
+ * The composition root: config → store → broker → http → listen →
  * signals. The only module that exits the process.
  */
 export async function main(argv: string[]): Promise<void> {
@@ -306,7 +306,7 @@ export async function main(argv: string[]): Promise<void> {
 
 /**
  * SIGHUP: re-read config.json. An account whose provider or client changed in the file
- * (DESIGN.md rule 8) loses its grant: revoked at the provider that issued it, dropped, its
+ * (rule 8, docs/architecture.md) loses its grant: revoked at the provider that issued it, dropped, its
  * pending login cancelled; the log says so. Any other change only forgets cached tokens.
  */
 function reload(config: ConfigStore, broker: Broker, logins: LoginManager, log: Logger): void {

@@ -233,7 +233,7 @@ function scorePattern(p: HostPattern, t: NormalTarget, usernameMatches: boolean)
   // Port: a pattern without one matches any port of that host.
   if (p.port !== undefined && p.port !== t.port) return undefined;
   // Path: a prefix on segment boundaries (`/org` matches `/org/x.git`, not `/orgx`);
-  // git sends `path` only with credential.useHttpPath=true (PROTOCOLS.md §1.5).
+  // git sends `path` only with credential.useHttpPath=true (gitcredentials(7)).
   let depth = 0;
   if (p.pathPrefix !== undefined && p.pathPrefix !== '/') {
     if (t.path === undefined) return undefined;

@@ -5,7 +5,7 @@ import { E } from './errors.js';
  * Provider presets: defaults an account gets from `--preset`, written into its config
  * (so config.json shows what is in force); anything given explicitly wins. Endpoints
  * are each provider's documented ones; usernames are what each forge expects in front
- * of an OAuth token (PROTOCOLS.md §1.6).
+ * of an OAuth token (docs/helpers.md).
  */
 interface Preset {
   defaults: Partial<AccountConfigInput>;

@@ -1,5 +1,5 @@
 /**
- * Per-account refresh health (DESIGN.md rule 6): exponential backoff with jitter after a
+ * Per-account refresh health (rule 6, docs/architecture.md): exponential backoff with jitter after a
  * failure, `Retry-After` honoured, and an attempt budget per minute so that no refresh
  * loop is possible, whatever a provider answers. Pure bookkeeping: the clock and the
  * random source are the caller's.

@@ -107,7 +107,7 @@ export const PatchAccountRequest = AccountFields.extend({
 export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
 
 /**
- * The fields of an account that a grant is bound to (DESIGN.md rule 8): who issued it and
+ * The fields of an account that a grant is bound to (rule 8, docs/architecture.md): who issued it and
  * where its refresh token is sent. Changing any of them moves the account to another
  * provider or client, so its grant must not follow. `username` counts only where it names
  * the user the grant belongs to (the password flow), not where it is just what a
@@ -239,7 +239,7 @@ export const ImportRequest = z
   .refine((r) => r.refresh_token !== undefined || r.access_token !== undefined, { message: 'give a refresh_token, an access_token, or both' });
 export type ImportRequest = z.infer<typeof ImportRequest>;
 
-/** `POST /v1/token` (DESIGN.md, Token serving rules). */
+/** `POST /v1/token` (docs/architecture.md, token serving rules). */
 export const TokenRequest = z
   .object({
     account: AccountName.optional(),

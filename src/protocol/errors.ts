@@ -1,6 +1,6 @@
 /**
  * The closed set of error codes on the wire, with the HTTP status each goes out with
- * (DESIGN.md, Socket API; docs/api.md for the two we added). No zod here: the client
+ * (docs/api.md). No zod here: the client
  * imports this on its fast path.
  */
 export const ERROR_STATUS = {
@@ -22,5 +22,5 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
-/** CLI exit statuses (DESIGN.md, CLI). */
+/** CLI exit statuses (README, CLI reference). */
 export const EXIT = { ok: 0, error: 1, usage: 2, reauth: 3 } as const;

@@ -14,7 +14,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /**
- * The default login flow (DESIGN.md, CLI): the browser when the session can show one (a
+ * The default login flow (README, CLI reference): the browser when the session can show one (a
  * display, or macOS) and is not an SSH session, else the device flow, which works from
  * anywhere. The CLI applies it to its own environment and sends the result; the daemon
  * applies it to its own when a request names no flow.

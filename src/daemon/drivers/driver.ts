@@ -37,7 +37,7 @@ export interface DriverContext {
 
 /**
  * How a provider call failed, in the three ways the broker treats differently
- * (DESIGN.md rule 6): `transient` retries with backoff, `invalid_grant` needs
+ * (rule 6, docs/architecture.md): `transient` retries with backoff, `invalid_grant` needs
  * recovery or a login, `config` is a mistake only the user can fix.
  */
 export type DriverErrorKind = 'transient' | 'invalid_grant' | 'config';
@@ -127,7 +127,7 @@ export interface Driver {
    */
   validate?(cfg: AccountConfig): string | undefined;
   /**
-   * The recover step (DESIGN.md rule 6): a new grant without a refresh token and without
+   * The recover step (rule 6, docs/architecture.md): a new grant without a refresh token and without
    * the user, where the account allows it (`canRecover`): client credentials (RFC 6749
    * §4.4), the password grant with the stored password (§4.3), Cal.com's force-refresh,
    * AMP's obtain_token. The broker uses it when there is no refresh token, and when a

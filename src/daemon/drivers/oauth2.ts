@@ -288,7 +288,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       q.set('code_challenge_method', 'S256');
       if (ctx.config.audience) q.set('resource', ctx.config.audience); // RFC 8707 §2.1
       // OIDC Core §11: offline_access is ignored unless prompt=consent (oidc-provider drops it,
-      // PROTOCOLS.md §8.1); Keycloak issues its offline token either way (§7d).
+      // OIDC Core §11); Keycloak issues its offline token either way.
       if (scope?.split(' ').includes('offline_access')) q.set('prompt', 'consent');
       return url.href;
     },

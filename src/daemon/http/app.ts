@@ -60,7 +60,7 @@ function writeFlags(c: Context): WriteFlags {
   return { replaceGrant: flag(ACCOUNT_WRITE_FLAGS.replaceGrant), check: flag(ACCOUNT_WRITE_FLAGS.check) };
 }
 
-/** The socket API (DESIGN.md, Socket API) as a Hono app; `app.request()` tests it without a socket. */
+/** The socket API (docs/api.md) as a Hono app; `app.request()` tests it without a socket. */
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 

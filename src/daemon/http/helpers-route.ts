@@ -35,7 +35,7 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       if (!cfg) throw E.notFound(`no account named "${account}"`);
       const tok = await deps.broker.getToken({ account, min_ttl: minTtl });
       deps.audit.record(account, client, 'token');
-      // A preset's username (PROTOCOLS.md §1.6) is in cfg.username already (presets.ts).
+      // A preset's username (docs/helpers.md) is in cfg.username already (presets.ts).
       const username = cfg.username;
       return { access_token: tok.access_token, token_type: tok.token_type, expires_at: tok.expires_at, ...(username ? { username } : {}) };
     },

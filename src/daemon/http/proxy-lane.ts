@@ -1,5 +1,5 @@
 /**
- * The API proxy, `ANY /v1/proxy/:name/*` (DESIGN.md, Apps): the request goes to the
+ * The API proxy, `ANY /v1/proxy/:name/*` (docs/api.md, the API proxy): the request goes to the
  * account's `api_base` with the account's current token injected, so an app never holds a
  * token. Served by node:http in front of Hono, like the token route, so bodies stream both
  * ways with backpressure and nothing is buffered but a small request body kept for one

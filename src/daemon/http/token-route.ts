@@ -17,7 +17,7 @@ export interface WireResponse {
 }
 
 /**
- * The wire form of any error, in one place (STYLE.md rule 5): our codes as they are,
+ * The wire form of any error, in one place: our codes as they are,
  * anything else as a plain `internal` with no detail on the wire (the log has it).
  */
 export function errorResponse(err: unknown, log: Logger, route: string): WireResponse {
@@ -73,7 +73,7 @@ export interface TokenRouteDeps {
   resolveTarget?: (req: TargetRequest) => string | undefined;
 }
 
-/** `POST /v1/token` (DESIGN.md rules 1–2): parse, look up memory, answer. No disk, no network, no log line. */
+/** `POST /v1/token` (rules 1–2, docs/architecture.md): parse, look up memory, answer. No disk, no network, no log line. */
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
   return async (body, client) => {
     const req = parseJsonBody(body, TokenRequest);

@@ -58,7 +58,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 
   function bindGrantsToTheirIssuer(db) {
-    // DESIGN.md rule 8: a grant belongs to the provider and client that issued it. The
+    // Rule 8 (docs/architecture.md): a grant belongs to the provider and client that issued it. The
     // identity (driver, issuer, endpoints, client id) is recorded with the grant, so a
     // config edited while the daemon was stopped cannot send it to another provider.
     // Grants from before this step get the account's current identity at start-up.

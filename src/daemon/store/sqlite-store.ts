@@ -85,7 +85,7 @@ export function openStore({ file, key, now = Date.now }: StoreOptions): Store {
 /**
  * Make the DB file 0600 before SQLite touches it: SQLite creates -wal and -shm with the
  * main file's mode, so they inherit it. An existing file that others can read, or that
- * belongs to someone else, is refused (DESIGN.md, Files and places).
+ * belongs to someone else, is refused (README, Files and places).
  */
 function createPrivateFile(file: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -120,7 +120,7 @@ function configure(db: Database.Database, file: string): void {
   }
   // FULL fsyncs the WAL on every commit: a rotated refresh token and an in-flight mark
   // must survive a power cut, because the old refresh token is dead once the provider
-  // has answered (DESIGN.md, Token serving rules, rule 5).
+  // has answered (rule 5, docs/architecture.md).
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
 }
@@ -344,7 +344,7 @@ function truncate(s: string, max: number): string {
   return s.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
 }
 
-// Rows are checked on the way out (STYLE.md rule 5): STRICT tables and the CHECK on
+// Rows are checked on the way out: STRICT tables and the CHECK on
 // status already guard the types, so this catches a file edited by hand or by a bug.
 
 function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToken = false): GrantRecord {

@@ -12,7 +12,7 @@ export interface GrantRecord {
   /** Bumped on every committed refresh or login: one generation per refresh token. */
   generation: number;
   status: 'active' | 'reauth_required';
-  /** Set just before a refresh request leaves; cleared when its outcome is known (DESIGN.md rule 5). */
+  /** Set just before a refresh request leaves; cleared when its outcome is known (rule 5, docs/architecture.md). */
   in_flight_since: number | null;
   last_error: string | null;
   updated_at: number;

@@ -1,12 +1,12 @@
 /**
- * The Bazel / EngFlow credential-helper wire format (PROTOCOLS.md §4; EngFlow
+ * The Bazel / EngFlow credential-helper wire format (EngFlow
  * credential-helper-spec `spec.md`, `schemas/*.json`). Pure: bytes in, typed out.
  */
 import { z } from 'zod';
 
 export const BAZEL_MAX_INPUT_BYTES = 64 * 1024;
 
-/** §4: `{"uri": …}` is required; the request "may contain extra properties". */
+/** The EngFlow spec: `{"uri": …}` is required; the request "may contain extra properties". */
 export const BazelGetRequest = z.looseObject({ uri: z.string().min(1).max(8192) });
 export type BazelGetRequest = z.infer<typeof BazelGetRequest>;
 
@@ -41,7 +41,7 @@ export function parseBazelRequest(input: Buffer | string): BazelParseResult {
 }
 
 /**
- * RFC 3339 in whole seconds, `Z`. PROTOCOLS.md §4 [verified with Java 17]: Bazel parses
+ * RFC 3339 in whole seconds, `Z`. Checked with Java 17: Bazel parses
  * `expires` with `yyyy-MM-dd'T'HH:mm:ssXXX`, so `toISOString()`'s `.000Z` fails the whole
  * response ("could not be parsed at index 19"). Rounds down: never claim a later expiry.
  */

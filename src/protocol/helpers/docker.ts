@@ -1,9 +1,9 @@
 /**
- * The docker credential-helper wire format (PROTOCOLS.md §2; docker-credential-helpers
+ * The docker credential-helper wire format (docker-credential-helpers
  * `credentials/credentials.go`). Pure: bytes in, a typed request or error; data in, bytes out.
  */
 
-/** PROTOCOLS.md §2: the client matches these exact strings (after TrimSpace). */
+/** docker's credential store: the client matches these exact strings (after TrimSpace). */
 export const DOCKER_ERR_NOT_FOUND = 'credentials not found in native keychain';
 export const DOCKER_ERR_NO_SERVER_URL = 'no credentials server URL';
 export const DOCKER_ERR_NO_USERNAME = 'no credentials username';

@@ -1,14 +1,14 @@
 /**
- * The git credential-helper wire format (`git-credential(1)`, PROTOCOLS.md §1).
+ * The git credential-helper wire format (`git-credential(1)`).
  * Pure: bytes in, a typed request or a typed error out; a typed answer in, bytes out.
  */
 
-/** PROTOCOLS.md §1.1: "A line, including its newline, may not exceed 65535 bytes" (git ≥ 2.46 doc). */
+/** git-credential(1), INPUT/OUTPUT FORMAT: "A line, including its newline, may not exceed 65535 bytes" (git ≥ 2.46 doc). */
 export const GIT_MAX_LINE_BYTES = 65_535;
 /** Our own cap on a whole request; git sends a few hundred bytes. Same as the socket API's body cap. */
 export const GIT_MAX_INPUT_BYTES = 64 * 1024;
 
-/** What git asked for, with `host` split from its `:port` (PROTOCOLS.md §1.3: host includes the port). */
+/** What git asked for, with `host` split from its `:port` (git-credential(1): host includes the port). */
 export interface GitCredentialRequest {
   /** argv's last word: `get`, `store`, `erase`, or anything a future git sends. */
   action: string;
@@ -16,7 +16,7 @@ export interface GitCredentialRequest {
   /** Without the port; an IPv6 literal keeps its brackets (`[::1]`), as in a URL. */
   host: string;
   port?: number;
-  /** As git sends it: no leading slash (`org/repo.git`); only with `credential.useHttpPath` (§1.5). */
+  /** As git sends it: no leading slash (`org/repo.git`); only with `credential.useHttpPath` (gitcredentials(7)). */
   path?: string;
   username?: string;
   password?: string;
@@ -54,7 +54,7 @@ function keyLabel(key: string): string {
   return /^[A-Za-z0-9_[\]-]{1,40}$/.test(key) ? `"${key}"` : 'an attribute';
 }
 
-/** Split `host[:port]` as git sends it (PROTOCOLS.md §1.3: "Hostname including :port"). */
+/** Split `host[:port]` as git sends it (git-credential(1): "Hostname including :port"). */
 export function splitHostPort(hostport: string): { host: string; port?: number } | undefined {
   let host = hostport;
   let portText: string | undefined;
@@ -92,7 +92,7 @@ function percentDecode(s: string): string {
 
 /**
  * `url=` splits into its parts the way git's `credential_from_url_1` does: all fields
- * are cleared first (PROTOCOLS.md §1.3 "parsing calls credential_clear() first"), then
+ * are cleared first (git-credential(1) "parsing calls credential_clear() first"), then
  * `proto://[user[:pass]@]host[/path]`, each part percent-decoded, trailing slashes off the path.
  */
 function applyUrl(fields: Map<string, string>, url: string): boolean {
@@ -120,8 +120,8 @@ function applyUrl(fields: Map<string, string>, url: string): boolean {
 }
 
 /**
- * Parse what git writes on a helper's stdin (PROTOCOLS.md §1.1): `key=value` lines up to
- * a blank line or EOF. Unknown keys are ignored (§1.1 "Unrecognised attributes … are
+ * Parse what git writes on a helper's stdin (git-credential(1), INPUT/OUTPUT FORMAT): `key=value` lines up to
+ * a blank line or EOF. Unknown keys are ignored (git-credential(1): "Unrecognised attributes … are
  * silently discarded"). Refused: a line without `=` (git itself stops at one), a NUL, a
  * CR anywhere (CVE-2024-52006: a CR can smuggle a second `host=` past a lax reader), a
  * line over 65535 bytes, or more than 64 KiB in all.
@@ -155,7 +155,7 @@ export function parseGitCredentialInput(action: string, input: Buffer | string):
     }
     const line = buf.subarray(start, end);
     start = end + 1;
-    // §1.1: "The list ends at a blank line or at EOF."
+    // git-credential(1): "The list ends at a blank line or at EOF."
     if (line.length === 0) break;
     if (line.includes(NUL)) return fail('nul_byte', `credential line ${lineNo} contains a NUL byte`);
     const eq = line.indexOf(0x3d /* = */);
@@ -201,7 +201,7 @@ export interface GitCredentialAnswer {
   /** Omitted to keep the username git already has (git-credential-oauth does the same). */
   username?: string;
   password: string;
-  /** Unix seconds (UTC); git ≥ 2.40 honours it, 2.39 drops it silently (PROTOCOLS.md §1.3). */
+  /** Unix seconds (UTC); git ≥ 2.40 honours it, 2.39 drops it silently (git-credential(1)). */
   password_expiry_utc?: number;
 }
 
@@ -215,13 +215,13 @@ export class GitFormatError extends Error {
 
 function checkValue(field: string, value: string): void {
   // A newline would let a value inject its own attribute (e.g. `url=`, which makes git
-  // drop every remaining helper: PROTOCOLS.md §1.3); git refuses CR and NUL (§1.1).
+  // drop every remaining helper: git-credential(1)); git refuses CR and NUL.
   if (/[\n\r\0]/.test(value)) throw new GitFormatError(`credential ${field} contains a newline, CR or NUL`);
 }
 
 /**
  * The bytes a helper prints for `get`: `username`, `password`, `password_expiry_utc`
- * only, one `key=value\n` each. Never `url=` (PROTOCOLS.md §1.3 footgun). No closing
+ * only, one `key=value\n` each. Never `url=` (git-credential(1): parsing `url` clears every attribute). No closing
  * blank line: git reads to EOF, and git-credential-oauth prints none either.
  */
 export function formatGitCredential(answer: GitCredentialAnswer): Buffer {

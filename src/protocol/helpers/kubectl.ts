@@ -1,5 +1,5 @@
 /**
- * The kubectl / client-go exec credential plugin format (PROTOCOLS.md §3;
+ * The kubectl / client-go exec credential plugin format (client-go's credential plugin documentation;
  * client-go `pkg/apis/clientauthentication/v1/types.go`). Pure: text in, typed out.
  */
 import { z } from 'zod';
@@ -7,7 +7,7 @@ import { rfc3339Seconds } from './bazel.js';
 
 export const KUBE_API_V1 = 'client.authentication.k8s.io/v1';
 export const KUBE_API_V1BETA1 = 'client.authentication.k8s.io/v1beta1';
-/** §3: "Accepted apiVersions are only …/v1beta1 and v1 (v1alpha1 was removed)". */
+/** client-go accepts only …/v1beta1 and v1 (v1alpha1 was removed). */
 export const KubeApiVersion = z.enum([KUBE_API_V1, KUBE_API_V1BETA1]);
 export type KubeApiVersion = z.infer<typeof KubeApiVersion>;
 
@@ -27,7 +27,7 @@ export const KubeExecInfo = z.looseObject({
 });
 
 export interface KubectlRequest {
-  /** The version to answer in: client-go fails if it differs from the kubeconfig's (§3). */
+  /** The version to answer in: client-go fails if it differs from the kubeconfig's. */
   apiVersion: KubeApiVersion;
   /** The API server URL, when the kubeconfig sets `provideClusterInfo: true`. */
   server?: string;
@@ -49,7 +49,7 @@ function fail(code: KubectlParseErrorCode, message: string): { ok: false; error:
 }
 
 /**
- * Parse the `KUBERNETES_EXEC_INFO` env var (§3: input arrives there, not on stdin).
+ * Parse the `KUBERNETES_EXEC_INFO` env var (client-go: input arrives there, not on stdin).
  * Absent or empty (the plugin run by hand) means v1 with no cluster info.
  */
 export function parseKubectlExecInfo(raw: string | Buffer | undefined): KubectlParseResult {
@@ -87,7 +87,7 @@ export function parseKubectlExecInfo(raw: string | Buffer | undefined): KubectlP
 export interface KubeCredential {
   apiVersion: KubeApiVersion;
   token: string;
-  /** epoch ms, or null: client-go then caches the token until a 401 or process exit (§3). */
+  /** epoch ms, or null: client-go then caches the token until a 401 or process exit. */
   expires_at: number | null;
 }
 
