@@ -188,8 +188,8 @@ describe('tokend doctor', () => {
     await d.stop('SIGTERM');
     const cfg = path.join(home.home, 'config', 'config.json');
     fs.writeFileSync(cfg, JSON.stringify({ version: 1, accounts: { work: { issuer: 'https://sso.example.com', client_id: 5 } } }), { mode: 0o600 });
-    // Start it the way a client's autostart does: stderr appended to data/tokend.log.
-    const logFile = path.join(home.home, 'data', 'tokend.log');
+    // Start it the way a client's autostart does: stderr appended to state/tokend.log.
+    const logFile = path.join(home.home, 'state', 'tokend.log');
     const fd = fs.openSync(logFile, 'a', 0o600);
     const child = spawn(process.execPath, [TOKEND_BIN, 'daemon'], { env: home.env, stdio: ['ignore', 'ignore', fd] });
     fs.closeSync(fd);

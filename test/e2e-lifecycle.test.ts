@@ -2,10 +2,12 @@
  * The daemon's life around the token: started on demand by a client, config reloaded on
  * SIGHUP, a bad config refused with the field named, logout and remove revoking at the IdP.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, runCli, sleep, socketRequest, tempHome, importConfGrant } from './support/daemon.js';
+import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, runCli, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 let idp: TestIdp;
@@ -37,7 +39,7 @@ describe('daemon lifecycle', () => {
       const health = await socketRequest(path.join(h.home, 'run', 'tokend.sock'), 'GET', '/v1/health');
       expect(health.json.pid).toBe(pid);
       // Its log went to the data dir, 0600.
-      const log = path.join(h.home, 'data', 'tokend.log');
+      const log = path.join(h.home, 'state', 'tokend.log');
       expect(fs.readFileSync(log, 'utf8')).toContain('tokend started');
       expect(fs.statSync(log).mode & 0o777).toBe(0o600);
       process.kill(pid!, 'SIGTERM');
@@ -155,6 +157,66 @@ describe('daemon lifecycle', () => {
       expect(JSON.parse(fs.readFileSync(path.join(h.home, 'config', 'config.json'), 'utf8')).accounts).toEqual({});
     } finally {
       await d.stop('SIGKILL');
+      h.cleanup();
+    }
+  });
+});
+
+describe('logs', () => {
+  function spawnWithStderrTo(file: string, env: NodeJS.ProcessEnv) {
+    const fd = fs.openSync(file, 'a', 0o600);
+    const child = spawn(process.execPath, [TOKEND_BIN, 'daemon'], { env, stdio: ['ignore', 'ignore', fd] });
+    fs.closeSync(fd);
+    return child;
+  }
+  async function waitForLine(file: string, text: string): Promise<string> {
+    for (let i = 0; i < 200; i++) {
+      const content = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      if (content.includes(text)) return content;
+      await sleep(50);
+    }
+    throw new Error(`no "${text}" in ${file}`);
+  }
+
+  it('prefixes each line with its syslog priority when stderr is the journal (JOURNAL_STREAM), and only then', async () => {
+    const h = tempHome();
+    try {
+      const file = path.join(h.home, 'journal.log');
+      fs.writeFileSync(file, '', { mode: 0o600 });
+      const st = fs.statSync(file, { bigint: true });
+      const child = spawnWithStderrTo(file, { ...h.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` });
+      const text = await waitForLine(file, 'tokend started');
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      expect(text.split('\n').find((l) => l.includes('tokend started'))).toMatch(/^<6>\{/);
+      // A JOURNAL_STREAM naming another stream (inherited, not ours) changes nothing.
+      const other = path.join(h.home, 'other.log');
+      const child2 = spawnWithStderrTo(other, { ...h.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` });
+      const text2 = await waitForLine(other, 'tokend started');
+      child2.kill('SIGTERM');
+      await once(child2, 'exit');
+      expect(text2.split('\n').find((l) => l.includes('tokend started'))).toMatch(/^\{/);
+    } finally {
+      h.cleanup();
+    }
+  });
+
+  it('caps the log file: past log_max_bytes it keeps the old one as tokend.log.1 and starts afresh', async () => {
+    const h = tempHome();
+    try {
+      writeSettings(h.home, { log_max_bytes: 65536 });
+      const file = path.join(h.home, 'state', 'tokend.log');
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(file, 'x'.repeat(100_000) + '\n', { mode: 0o600 });
+      const child = spawnWithStderrTo(file, h.env);
+      const text = await waitForLine(file, 'tokend started');
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      expect(text).not.toContain('xxxx');
+      expect(fs.statSync(file).size).toBeLessThan(65536);
+      expect(fs.readFileSync(`${file}.1`, 'utf8').startsWith('x'.repeat(1000))).toBe(true);
+      expect(fs.statSync(`${file}.1`).mode & 0o777).toBe(0o600);
+    } finally {
       h.cleanup();
     }
   });

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 /**
  * One JSON object per line on stderr (journald and launchd keep them). Any field whose
  * name looks secret is replaced before the line is written, so a careless call site
@@ -30,10 +31,19 @@ function redact(fields: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** A logger writing JSON lines at or above `level` to `write` (default: stderr). */
+/** syslog priorities (RFC 5424 §6.2.1) of our levels, for journald's `<N>` line prefix. */
+const SYSLOG_PRIORITY: Record<LogLevel, number> = { debug: 7, info: 6, warn: 4, error: 3 };
+
+/**
+ * A logger writing JSON lines at or above `level` to `write` (default: stderr). With
+ * `journald`, each line starts with its syslog priority (`<3>` for errors): journald reads
+ * that prefix from a service's stderr (SyslogLevelPrefix=, on by default), so `journalctl
+ * -p err` finds tokend's errors.
+ */
 export function createLogger(
   level: LogLevel = 'info',
   write: (line: string) => void = (line) => process.stderr.write(line),
+  opts: { journald?: boolean } = {},
 ): Logger {
   const min = ORDER[level] ?? ORDER.info;
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
@@ -41,7 +51,7 @@ export function createLogger(
     const rec: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg };
     // time, level and msg come first and a field of the same name cannot overwrite them.
     if (fields) for (const [k, v] of Object.entries(redact(fields))) if (!(k in rec)) rec[k] = v;
-    write(JSON.stringify(rec) + '\n');
+    write(`${opts.journald ? `<${SYSLOG_PRIORITY[lvl]}>` : ''}${JSON.stringify(rec)}\n`);
   };
   return {
     debug: (m, f) => emit('debug', m, f),
@@ -53,4 +63,20 @@ export function createLogger(
 
 export function parseLogLevel(value: string | undefined): LogLevel {
   return value && value in ORDER ? (value as LogLevel) : 'info';
+}
+
+/**
+ * Is stderr the journal? systemd sets `JOURNAL_STREAM=<device>:<inode>` for a service whose
+ * stderr goes to journald; it is ours only if our fd 2 is that very stream (a child that
+ * inherited the variable but writes elsewhere must not prefix).
+ */
+export function stderrIsJournal(env: NodeJS.ProcessEnv, fd = 2): boolean {
+  const m = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '');
+  if (!m) return false;
+  try {
+    const st = fs.fstatSync(fd, { bigint: true });
+    return st.dev === BigInt(m[1]) && st.ino === BigInt(m[2]);
+  } catch {
+    return false;
+  }
 }

@@ -13,7 +13,8 @@ import { EventBus } from './events.js';
 import { checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
 import { createApp } from './http/app.js';
 import { acquireDaemonLock, LockHeldError } from './lock.js';
-import { createLogger, parseLogLevel, type Logger } from './log.js';
+import { createLogger, parseLogLevel, stderrIsJournal, type Logger } from './log.js';
+import { capLogFile } from './log-rotation.js';
 import { inheritedListenFd } from './socket-activation.js';
 import { openStore } from './store/sqlite-store.js';
 import { loadOrCreateKey } from './store/crypto.js';
@@ -65,7 +66,7 @@ function socketAnswers(socket: string): Promise<boolean> {
 
 /** README, Files and places: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
 function checkPlaces(paths: TokendPaths): void {
-  for (const dir of new Set([paths.configDir, paths.dataDir, paths.socketDir])) ensurePrivateDir(dir);
+  for (const dir of new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir])) ensurePrivateDir(dir);
   for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, paths.listenKeyFile]) {
     checkPrivateFile(f);
   }
@@ -96,7 +97,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   process.umask(0o077);
-  const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL));
+  const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL), undefined, { journald: stderrIsJournal(process.env) });
   const paths = resolvePaths(process.env, args.values.socket);
   // One JSON line, like every other log line (journald and launchd keep stderr).
   // At a terminal, a sentence; under a supervisor, one JSON log line like any other.
@@ -169,6 +170,7 @@ export async function main(argv: string[]): Promise<void> {
     fail((err as Error).message);
   }
 
+  capLogFile(paths.logFile, config!.settings.log_max_bytes, { onRotate: () => log.info('log file rotated', { file: paths.logFile }) });
   const events = new EventBus();
   const broker = new Broker({
     store: store!,

@@ -62,6 +62,7 @@ export function isNotListening(err: unknown): boolean {
 async function startDaemon(o: AutostartOptions): Promise<void> {
   const { paths } = o;
   fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.dirname(paths.logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(paths.logFile, 'a', 0o600);
   const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'tokend'), 'daemon'], {
     detached: true,

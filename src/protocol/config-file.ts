@@ -28,6 +28,8 @@ export const Settings = z
     device_poll_unit_ms: z.number().int().min(1).max(1000).default(1000),
     /** The loopback TCP listener, `127.0.0.1:PORT` (as `tokend daemon --listen`); off when absent. */
     listen: z.string().min(1).max(64).optional(),
+    /** The log file (an autostarted or launchd daemon's stderr) is cut back past this size; the previous one is kept as `.1`. */
+    log_max_bytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
     /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
     login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
   })

@@ -20,7 +20,9 @@ export interface TokendPaths {
   socket: string;
   /** The folder the socket lives in; made 0700 before the socket is bound. */
   socketDir: string;
-  /** Where an autostarted daemon writes its stderr. */
+  /** Where logs live: the platform's state folder (XDG_STATE_HOME, ~/Library/Logs). */
+  stateDir: string;
+  /** Where an autostarted daemon writes its stderr (size-capped by the daemon). */
   logFile: string;
 }
 
@@ -40,6 +42,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
       ? path.join(env.XDG_RUNTIME_DIR, 'tokend', 'tokend.sock')
       : path.join(dataDir, 'run', 'tokend.sock');
   const socket = path.resolve(socketOverride || env.TOKEND_SOCKET || runtimeDefault);
+  const stateDir = path.resolve(home ? path.join(home, 'state') : std!.state);
   return {
     configDir,
     configFile: path.join(configDir, 'config.json'),
@@ -51,7 +54,8 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
     pidFile: path.join(dataDir, 'daemon.pid'),
     socket,
     socketDir: path.dirname(socket),
-    logFile: path.join(dataDir, 'tokend.log'),
+    stateDir,
+    logFile: path.join(stateDir, 'tokend.log'),
   };
 }
 
@@ -61,20 +65,30 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
  * computes them, written out here so that this module, which the thin client and the SDK
  * load, depends on nothing but node, and reads `env` rather than the process's.
  */
-export function platformDirs(env: NodeJS.ProcessEnv, platform: string): { config: string; data: string } {
+export function platformDirs(env: NodeJS.ProcessEnv, platform: string): { config: string; data: string; state: string } {
   const homedir = env.HOME || os.homedir();
   if (platform === 'darwin') {
     const library = path.join(homedir, 'Library');
-    return { config: path.join(library, 'Preferences', 'tokend'), data: path.join(library, 'Application Support', 'tokend') };
+    return {
+      config: path.join(library, 'Preferences', 'tokend'),
+      data: path.join(library, 'Application Support', 'tokend'),
+      state: path.join(library, 'Logs', 'tokend'),
+    };
   }
   if (platform === 'win32') {
     const appData = env.APPDATA || path.join(homedir, 'AppData', 'Roaming');
     const localAppData = env.LOCALAPPDATA || path.join(homedir, 'AppData', 'Local');
-    return { config: path.join(appData, 'tokend', 'Config'), data: path.join(localAppData, 'tokend', 'Data') };
+    return {
+      config: path.join(appData, 'tokend', 'Config'),
+      data: path.join(localAppData, 'tokend', 'Data'),
+      state: path.join(localAppData, 'tokend', 'Log'),
+    };
   }
+  // XDG base directories: logs are state (XDG_STATE_HOME), not data.
   return {
     config: path.join(env.XDG_CONFIG_HOME || path.join(homedir, '.config'), 'tokend'),
     data: path.join(env.XDG_DATA_HOME || path.join(homedir, '.local', 'share'), 'tokend'),
+    state: path.join(env.XDG_STATE_HOME || path.join(homedir, '.local', 'state'), 'tokend'),
   };
 }
 

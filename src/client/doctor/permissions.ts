@@ -12,7 +12,7 @@ export async function permissionChecks(ctx: DoctorContext): Promise<Check[]> {
   let files = 0;
   const bad = (p: string, message: string, fix?: string) => problems.push({ id: `permissions:${p}`, status: 'fail', message, ...(fix ? { fix } : {}) });
 
-  for (const dir of new Set([paths.configDir, paths.dataDir, paths.socketDir])) {
+  for (const dir of new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir])) {
     let st: fs.Stats;
     try {
       st = fs.statSync(dir);
