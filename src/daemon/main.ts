@@ -21,6 +21,7 @@ import { loadOrCreateKey } from './store/crypto.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
+import { closeIfBodyUnread } from './http/keep-alive.js';
 import { proxyLane } from './http/proxy-lane.js';
 import { listenerGuard, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
 import { LoginManager } from './logins.js';
@@ -214,6 +215,7 @@ export async function main(argv: string[]): Promise<void> {
   const tokenFast = tokenLane(createTokenHandler({ broker, audit, resolveTarget: helpers.resolveTarget }), log);
   const proxy = proxyLane({ config: config!, broker, getDriver, audit, log });
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    closeIfBodyUnread(req, res);
     if (!tokenFast(req, res) && !proxy(req, res)) void honoListener(req, res);
   };
   const server = http.createServer(handle);
