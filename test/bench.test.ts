@@ -5,26 +5,15 @@
  * measured by the bench, not asserted here.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT } from './support/daemon.js';
+import { ROOT, runProcess } from './support/daemon.js';
 
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-bench-'));
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'run.mjs'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const bench = (args: string[]) => runProcess(process.execPath, [path.join(ROOT, 'bench', 'run.mjs'), ...args], { cwd: ROOT, timeoutMs: 5 * 60_000 });
 
 describe('npm run bench', () => {
   it('runs the git helper (IdP, git server, main daemon, credential cache) and durable-refresh scenarios into one table and --json', async () => {
