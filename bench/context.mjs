@@ -59,7 +59,7 @@ class BenchDaemon extends DaemonProcess {
  * `readyMs` can time a cold start). Its log goes to a file in `home`, not through a pipe this
  * process would have to drain while it measures.
  */
-export async function startDaemon(home, { nodeArgs = [], env = {}, timeoutMs = 20_000 } = {}) {
+async function startDaemon(home, { nodeArgs = [], env = {}, timeoutMs = 20_000 } = {}) {
   const d = new BenchDaemon(home, benchEnv(home, env));
   const started = d.start([], { nodeArgs, timeoutMs, pollMs: 2, logFile: path.join(home, `daemon-${Date.now()}.log`) });
   track(d.child); // start() spawns before its first await: killed at exit even if it never comes up
@@ -71,7 +71,7 @@ export async function startDaemon(home, { nodeArgs = [], env = {}, timeoutMs = 2
  * Run bench/loadgen.mjs in its own process (so it has a core of its own and this process's
  * event loop does not skew it) and return its JSON result. See loadgen.mjs for `spec`.
  */
-export function runLoad(spec) {
+function runLoad(spec) {
   return new Promise((resolve, reject) => {
     const child = spawnTracked(process.execPath, [path.join(BENCH, 'loadgen.mjs')], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
@@ -92,7 +92,7 @@ export function runLoad(spec) {
 }
 
 /** Start a server script of bench/ on a Unix socket in its own process, answering `tokens`; resolves {socket, child}. */
-export async function startSideServer(script, args, tokens) {
+async function startSideServer(script, args, tokens) {
   const socket = path.join(tempDir('tkb-srv-'), 's.sock');
   const child = spawnTracked(process.execPath, [path.join(BENCH, script), socket, ...args], {
     cwd: ROOT,
@@ -120,7 +120,7 @@ export async function dist() {
  * (no fsync cost per row) and copied into place: 10 000 FULL-sync commits would take ~15 s.
  * accounts: [{name, config, secret?, grant?}]
  */
-export async function seedHome(home, settings, accounts, { fast = false } = {}) {
+async function seedHome(home, settings, accounts, { fast = false } = {}) {
   const { store: S, crypto: C, paths: P } = await dist();
   const paths = P.resolvePaths({ TOKEND_HOME: home });
   for (const d of [paths.configDir, paths.dataDir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });

@@ -16,5 +16,5 @@ register('./typescript-hooks.mjs', import.meta.url);
 /** Import a module of test/support/ by name, e.g. `await supportModule('idp')`. */
 export const supportModule = (name) => import(new URL(`../../test/support/${name}.ts`, import.meta.url).href);
 
-export const { DaemonProcess, socketRequest, tokendEnv, waitForHealth, writeSettings } = await supportModule('daemon');
+export const { DaemonProcess, tokendEnv, waitForHealth, writeSettings } = await supportModule('daemon');
 export const { isolatedGitEnv, startGitServer } = await supportModule('git-server');

@@ -8,7 +8,7 @@ export const fmtMs = (v) => {
   return `${v < 0 ? '−' : ''}${a < 10 ? a.toFixed(2) : a < 100 ? a.toFixed(1) : Math.round(a)} ms`;
 };
 export const fmtRps = (v) => (Number.isFinite(v) ? `${Math.round(v).toLocaleString('en-US')} req/s` : '–');
-export const fmtMb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} MB` : '–');
+const fmtMb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} MB` : '–');
 export const fmtRatio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
 const FMT = { ms: fmtMs, rps: fmtRps, mb: fmtMb, count: (v) => String(v) };
 
