@@ -5,21 +5,23 @@
  * measured by the bench, not asserted here.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, runProcess } from './support/daemon.js';
+import { promisify } from 'node:util';
+import { ROOT } from './support/daemon.js';
 
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-bench-'));
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
-const bench = (args: string[]) => runProcess(process.execPath, [path.join(ROOT, 'bench', 'run.mjs'), ...args], { cwd: ROOT, timeoutMs: 5 * 60_000 });
+/** `node bench/run.mjs ARGS`; rejects, with `code` and `stderr`, when it exits non-zero. */
+const bench = (args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, 'bench', 'run.mjs'), ...args], { cwd: ROOT, timeout: 5 * 60_000 });
 
 describe('npm run bench', () => {
   it('runs the git helper (IdP, git server, main daemon, credential cache) and durable-refresh scenarios into one table and --json', async () => {
     const json = path.join(out, 'bench.json');
     const r = await bench(['--quick', '--only', '3,9', '--json', json]);
-    expect(r.code, r.stderr).toBe(0);
     const tableRows = r.stdout.split('\n').filter((l) => /^\| \d\./.test(l));
     expect(tableRows.map((l) => l.split(' | ')[0])).toEqual(['| 3. `git-credential-tokend get`', '| 9. durable refresh (`store.commitRefresh`)']);
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
@@ -34,8 +36,6 @@ describe('npm run bench', () => {
   });
 
   it('refuses a scenario that does not exist, with exit status 2', async () => {
-    const r = await bench(['--only', '42']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('there is no scenario 42');
+    await expect(bench(['--only', '42'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('there is no scenario 42') });
   });
 });

@@ -108,14 +108,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run a program to completion, stdin given, stdout and stderr collected; killed after `timeoutMs` (default 30 s). */
-export function runProcess(
-  cmd: string,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdin?: string; timeoutMs?: number } = {},
-): Promise<CliResult> {
+/** Run `bin/tokend ARGS` as a real process. */
+export function runCli(args: string[], opts: { env: NodeJS.ProcessEnv; stdin?: string; bin?: string; timeoutMs?: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [opts.bin ?? TOKEND_BIN, ...args], { env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
@@ -126,14 +122,8 @@ export function runProcess(
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
-    child.stdin.on('error', () => undefined); // a program that never reads stdin may close it first (EPIPE)
     child.stdin.end(opts.stdin ?? '');
   });
-}
-
-/** Run `bin/tokend ARGS` as a real process. */
-export function runCli(args: string[], opts: { env: NodeJS.ProcessEnv; stdin?: string; bin?: string; timeoutMs?: number }): Promise<CliResult> {
-  return runProcess(process.execPath, [opts.bin ?? TOKEND_BIN, ...args], opts);
 }
 
 export interface DaemonStartOptions {
