@@ -4,11 +4,11 @@
 //
 // usage: node bench/baseline-server.mjs SOCKET   (tokens as JSON in env BENCH_TOKENS:
 //        [{account, access_token, token_type, expires_at (epoch ms), scope}])
-import fs from 'node:fs';
 import http from 'node:http';
+import { listenOnSocket, tokenAnswer, tokensFromEnv } from './lib/side-server.mjs';
 
 const socket = process.argv[2];
-const tokens = new Map(JSON.parse(process.env.BENCH_TOKENS ?? '[]').map((t) => [t.account, t]));
+const tokens = tokensFromEnv();
 
 const server = http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/v1/health') {
@@ -31,21 +31,9 @@ const server = http.createServer((req, res) => {
       res.end('{"error":{"code":"not_found","message":"no such account"}}');
       return;
     }
-    const now = Date.now();
-    const body = JSON.stringify({
-      account: t.account,
-      access_token: t.access_token,
-      token_type: t.token_type,
-      expires_at: new Date(t.expires_at).toISOString(),
-      expires_in: Math.max(0, Math.floor((t.expires_at - now) / 1000)),
-      scope: t.scope,
-    });
+    const body = JSON.stringify(tokenAnswer(t));
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
 });
-fs.rmSync(socket, { force: true });
-server.listen({ path: socket, backlog: 4096 });
-const stop = () => server.close(() => process.exit(0));
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+listenOnSocket(server, socket);

@@ -6,12 +6,12 @@
 //   MODE text:     the body through c.req.text(), as tokend's readJson does (this makes
 //                  @hono/node-server build a full web Request with a ReadableStream body)
 //   MODE incoming: the body read from the node IncomingMessage (c.env.incoming)
-import fs from 'node:fs';
 import { Hono } from 'hono';
 import { createAdaptorServer } from '@hono/node-server';
+import { listenOnSocket, tokenAnswer, tokensFromEnv } from './lib/side-server.mjs';
 
 const [socket, mode = 'text'] = process.argv.slice(2);
-const tokens = new Map(JSON.parse(process.env.BENCH_TOKENS ?? '[]').map((t) => [t.account, t]));
+const tokens = tokensFromEnv();
 
 const readIncoming = (incoming) =>
   new Promise((resolve, reject) => {
@@ -27,19 +27,7 @@ app.post('/v1/token', async (c) => {
   const text = mode === 'incoming' ? await readIncoming(c.env.incoming) : await c.req.text();
   const t = tokens.get(JSON.parse(text).account);
   if (!t) return c.json({ error: { code: 'not_found', message: 'no such account' } }, 404);
-  const now = Date.now();
-  return c.json({
-    account: t.account,
-    access_token: t.access_token,
-    token_type: t.token_type,
-    expires_at: new Date(t.expires_at).toISOString(),
-    expires_in: Math.max(0, Math.floor((t.expires_at - now) / 1000)),
-    scope: t.scope,
-  });
+  return c.json(tokenAnswer(t));
 });
 const server = createAdaptorServer({ fetch: app.fetch });
-fs.rmSync(socket, { force: true });
-server.listen({ path: socket, backlog: 4096 });
-const stop = () => server.close(() => process.exit(0));
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+listenOnSocket(server, socket);

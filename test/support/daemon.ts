@@ -8,20 +8,20 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const TOKEND_BIN = path.join(ROOT, 'bin', 'tokend');
 
+/**
+ * Environment for a daemon or CLI under `home`: the user's own TOKEND_* places never leak in,
+ * clients never autostart a daemon, logs at debug unless `extra` says otherwise.
+ */
+export function tokendEnv(home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, TOKEND_HOME: home, TOKEND_NO_AUTOSTART: '1', TOKEND_LOG_LEVEL: 'debug', ...extra };
+  for (const k of ['TOKEND_SOCKET', 'TOKEND_CONFIG_DIR', 'TOKEND_DATA_DIR', 'TOKEND_KEY_FILE']) delete env[k];
+  return env;
+}
+
 /** A temporary TOKEND_HOME; `cleanup()` removes it. Short path: Unix socket paths max out at 108 bytes. */
 export function tempHome(): { home: string; env: NodeJS.ProcessEnv; cleanup: () => void } {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-'));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    TOKEND_HOME: home,
-    TOKEND_NO_AUTOSTART: '1',
-    TOKEND_LOG_LEVEL: 'debug',
-  };
-  delete env.TOKEND_SOCKET;
-  delete env.TOKEND_CONFIG_DIR;
-  delete env.TOKEND_DATA_DIR;
-  delete env.TOKEND_KEY_FILE;
-  return { home, env, cleanup: () => fs.rmSync(home, { recursive: true, force: true }) };
+  return { home, env: tokendEnv(home), cleanup: () => fs.rmSync(home, { recursive: true, force: true }) };
 }
 
 export interface HttpResult {
@@ -74,6 +74,33 @@ export function socketRequest(
   });
 }
 
+export interface HealthWaitOptions {
+  /** Only an answer from this pid counts (a stale daemon on the same socket does not). */
+  pid?: number;
+  /** Default 15 s. */
+  timeoutMs?: number;
+  /** How often to ask; default 50 ms (the bench polls every 2 ms to time a cold start). */
+  pollMs?: number;
+  /** Stop waiting, with an error, once this says the process has exited. */
+  exited?: () => boolean;
+}
+
+/** Poll `GET /v1/health` on `socket` until it answers 200; resolves the health body. */
+export async function waitForHealth(socket: string, opts: HealthWaitOptions = {}): Promise<any> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  for (;;) {
+    if (opts.exited?.()) throw new Error(`the process exited before ${socket} answered /v1/health`);
+    try {
+      const r = await socketRequest(socket, 'GET', '/v1/health');
+      if (r.status === 200 && (opts.pid === undefined || r.json?.pid === opts.pid)) return r.json;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`nothing answered /v1/health on ${socket} within ${opts.timeoutMs ?? 15_000} ms`);
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 50));
+  }
+}
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -99,11 +126,27 @@ export function runCli(args: string[], opts: { env: NodeJS.ProcessEnv; stdin?: s
   });
 }
 
+export interface DaemonStartOptions {
+  /** Options for node itself, before bin/tokend (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
+  /** How long start-up may take; default 15 s. */
+  timeoutMs?: number;
+  /** How often to ask /v1/health while it starts; default 50 ms. */
+  pollMs?: number;
+  /**
+   * Send stdout and stderr straight to this file instead of collecting them in `logs`: a
+   * daemon under load then never waits for this process to drain a pipe (the bench).
+   */
+  logFile?: string;
+}
+
 /** A real `tokend daemon` child process under a temporary TOKEND_HOME. */
 export class DaemonProcess {
   child?: ChildProcess;
-  /** Everything the daemon wrote to stderr (its JSON log lines), across restarts. */
+  /** Everything the daemon wrote to stderr (its JSON log lines), across restarts; empty with `logFile`. */
   logs = '';
+  /** Milliseconds from spawn to the first /v1/health answer, of the last successful start(). */
+  readyMs?: number;
   readonly socket: string;
   constructor(
     readonly home: string,
@@ -112,39 +155,50 @@ export class DaemonProcess {
     this.socket = path.join(home, 'run', 'tokend.sock');
   }
 
-  /** Spawn and wait until /v1/health answers. */
-  async start(extraArgs: string[] = []): Promise<void> {
-    const child = spawn(process.execPath, [TOKEND_BIN, 'daemon', ...extraArgs], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    child.stdout!.on('data', (c) => (this.logs += c));
-    child.stderr!.on('data', (c) => (this.logs += c));
-    const exited = new Promise<never>((_, reject) =>
-      child.once('exit', (code) => reject(new Error(`daemon exited with ${code} during start-up:\n${this.logs}`))),
-    );
-    const deadline = Date.now() + 15_000;
-    const ready = (async () => {
-      for (;;) {
-        try {
-          const r = await socketRequest(this.socket, 'GET', '/v1/health');
-          if (r.status === 200 && r.json?.pid === child.pid) return;
-        } catch {
-          /* not yet */
-        }
-        if (Date.now() > deadline) throw new Error(`daemon did not become ready:\n${this.logs}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
-    await Promise.race([ready, exited]);
-    exited.catch(() => undefined);
+  get pid(): number | undefined {
+    return this.child?.pid;
   }
 
-  /** Send a signal and wait for the process to exit; returns its exit code. */
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  /** Spawn and wait until /v1/health answers; a daemon that does not come up is killed. */
+  async start(extraArgs: string[] = [], opts: DaemonStartOptions = {}): Promise<void> {
+    const t0 = performance.now();
+    const logFd = opts.logFile === undefined ? undefined : fs.openSync(opts.logFile, 'a', 0o600);
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), TOKEND_BIN, 'daemon', ...extraArgs], {
+      env: this.env,
+      stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
+    });
+    if (logFd !== undefined) fs.closeSync(logFd);
+    this.child = child;
+    child.stdout?.on('data', (c) => (this.logs += c));
+    child.stderr?.on('data', (c) => (this.logs += c));
+    const logText = () => (opts.logFile === undefined ? this.logs : fs.readFileSync(opts.logFile, 'utf8').slice(-3000));
+    let hasExited = false;
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => {
+        hasExited = true;
+        reject(new Error(`daemon exited with ${code} during start-up:\n${logText()}`));
+      }),
+    );
+    exited.catch(() => undefined); // an exit after start-up is not an error here
+    const ready = waitForHealth(this.socket, { pid: child.pid, timeoutMs: opts.timeoutMs, pollMs: opts.pollMs, exited: () => hasExited });
+    try {
+      await Promise.race([ready.catch(() => Promise.reject(new Error(`daemon did not become ready:\n${logText()}`))), exited]);
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw err;
+    }
+    this.readyMs = performance.now() - t0;
+  }
+
+  /** Send a signal and wait for the process to exit (SIGKILL after `killAfterMs`, when given); returns its exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', killAfterMs?: number): Promise<number | null> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
     const done = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill(signal);
+    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     const code = await done;
+    clearTimeout(timer);
     this.child = undefined;
     return code;
   }
@@ -158,11 +212,14 @@ export class DaemonProcess {
   }
 }
 
-/** Write config.json's `settings` before the daemon starts (timeouts, backoff, rate limits for tests). */
-export function writeSettings(home: string, settings: Record<string, unknown>): void {
+/**
+ * Write config.json's `settings` (timeouts, backoff, rate limits for tests), and `accounts`
+ * when given, before the daemon starts.
+ */
+export function writeSettings(home: string, settings: Record<string, unknown>, accounts: Record<string, unknown> = {}): void {
   const dir = path.join(home, 'config');
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ version: 1, settings, accounts: {} }, null, 2), { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ version: 1, settings, accounts }, null, 2), { mode: 0o600 });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

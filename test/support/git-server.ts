@@ -42,6 +42,7 @@ export interface GitServerStats {
 export interface GitServer {
   /** `http://127.0.0.1:PORT`; a repo `name` is at `${url}/${name}.git`. */
   url: string;
+  port: number;
   /** Make a bare repo `<root>/<name>.git` (one commit on `main` unless `empty`); returns its path. */
   createRepo(name: string, opts?: { empty?: boolean }): Promise<string>;
   close(): Promise<void>;
@@ -49,7 +50,7 @@ export interface GitServer {
 }
 
 /** An environment for git that reads no user or system config. */
-function isolatedGitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+export function isolatedGitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     GIT_CONFIG_NOSYSTEM: '1',
@@ -225,6 +226,7 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
 
   return {
     url: `http://127.0.0.1:${port}`,
+    port,
     stats,
     async createRepo(name, createOpts = {}) {
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`bad repo name: ${name}`);

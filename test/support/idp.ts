@@ -139,6 +139,8 @@ export interface TestIdp {
   stats: IdpStats;
   /** Date.now() of every outside token request, in arrival order. */
   lastTokenRequestAt: number[];
+  /** Server-side milliseconds of every answered outside token request (arrival → response finished), in the order they finished. */
+  tokenRequestMs: number[];
   resetStats(): void;
   /** Every refresh token the token endpoint handed out so far (fixture's own included), oldest first; for leak checks. */
   issuedRefreshTokens(): string[];
@@ -314,6 +316,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
 
   const stats: IdpStats = { tokenRequests: 0, faulted: 0, refreshes: 0, refreshErrors: [], replays: 0, grants: {} };
   const lastTokenRequestAt: number[] = [];
+  const tokenRequestMs: number[] = [];
 
   const issuedRefresh: string[] = [];
   const issuedAccess: string[] = [];
@@ -354,6 +357,8 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     }
     stats.tokenRequests++;
     lastTokenRequestAt.push(Date.now());
+    const arrived = performance.now();
+    res.once('finish', () => tokenRequestMs.push(performance.now() - arrived));
     const f = fault;
     if (!f) return handle(req, res);
     if (--faultLeft <= 0) fault = null;
@@ -477,10 +482,12 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     provider,
     stats,
     lastTokenRequestAt,
+    tokenRequestMs,
     resetStats() {
       Object.assign(stats, { tokenRequests: 0, faulted: 0, refreshes: 0, replays: 0, grants: {} });
       stats.refreshErrors.length = 0;
       lastTokenRequestAt.length = 0;
+      tokenRequestMs.length = 0;
     },
     issuedRefreshTokens: () => [...issuedRefresh],
     issuedAccessTokens: () => [...issuedAccess],
