@@ -5,7 +5,7 @@
 // than node:http's client and the server, not the generator, is the bottleneck.
 //
 // spec: {
-//   socket, method = 'POST', path, bodies: string[] (cycled over requests), headers: {},
+//   socket | port (TCP on 127.0.0.1), method = 'POST', path, bodies: string[] (cycled over requests), headers: {},
 //   mode: 'duration' | 'burst',
 //   connections,                         // duration: concurrent keep-alive connections; burst: requests
 //   warmupMs = 500, durationMs = 2000,   // duration mode only
@@ -97,7 +97,7 @@ class Conn {
 
 function connect(socketPath) {
   return new Promise((resolve, reject) => {
-    const s = net.connect(socketPath);
+    const s = spec.port ? net.connect(spec.port, '127.0.0.1') : net.connect(socketPath);
     s.setNoDelay(true);
     s.once('connect', () => resolve(s));
     s.once('error', reject);

@@ -54,8 +54,8 @@ const selected = SCENARIOS.filter((s) => !only || only.has(s.id));
 
 // Rounds: medians over several rounds, alternating which side goes first.
 const ROUNDS = opts.quick
-  ? { loadRounds: 3, warmupMs: 300, durationMs: 1000, cliRuns: 20, gitRuns: 8, refreshRuns: 20, stormRounds: 3, bigStarts: 2, coldRuns: 5, commitRuns: 100 }
-  : { loadRounds: 5, warmupMs: 500, durationMs: 1500, cliRuns: 30, gitRuns: 15, refreshRuns: 40, stormRounds: 5, bigStarts: 3, coldRuns: 10, commitRuns: 300 };
+  ? { loadRounds: 3, warmupMs: 300, durationMs: 1000, cliRuns: 20, gitRuns: 8, refreshRuns: 20, stormRounds: 3, bigStarts: 2, coldRuns: 5, commitRuns: 100, streamMb: 256 }
+  : { loadRounds: 5, warmupMs: 500, durationMs: 1500, cliRuns: 30, gitRuns: 15, refreshRuns: 40, stormRounds: 5, bigStarts: 3, coldRuns: 10, commitRuns: 300, streamMb: 1024 };
 
 installSignalHandlers();
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`);

@@ -10,7 +10,8 @@ export const fmtMs = (v) => {
 export const fmtRps = (v) => (Number.isFinite(v) ? `${Math.round(v).toLocaleString('en-US')} req/s` : '–');
 const fmtMb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} MB` : '–');
 export const fmtRatio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
-const FMT = { ms: fmtMs, rps: fmtRps, mb: fmtMb, count: (v) => String(v) };
+const fmtMbps = (v) => (Number.isFinite(v) ? `${v.toFixed(0)} MB/s` : '–');
+const FMT = { ms: fmtMs, rps: fmtRps, mb: fmtMb, mbps: fmtMbps, count: (v) => String(v) };
 
 const signed = (fmt, d) => `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`;
 

@@ -15,6 +15,7 @@ const NAMES = [
   'cold-start', // 8, before 7: its 1-account daemon is 7's baseline
   'many-accounts', // 7
   'durable-refresh', // 9
+  'proxy', // 10
 ];
 
 export const SCENARIOS = await Promise.all(NAMES.map(async (name) => (await import(`./${name}.mjs`)).default));

@@ -56,8 +56,8 @@ const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect']);
 /** The proxy as a node:http handler; returns false for any request that is not for it. */
 export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
   const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: 256 }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: 256 }),
+    'http:': new http.Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as http.AgentOptions),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as https.AgentOptions),
   };
   return (req, res) => {
     const target = splitProxyTarget(req.url ?? '');

@@ -1,0 +1,44 @@
+// The upstream API of the proxy rows: a plain node:http server on 127.0.0.1 that accepts
+// one bearer token (as a resource server would, without the introspection round trip that
+// would dominate), answering GET /api/item with 1 KiB of JSON, streaming N bytes on
+// GET /api/download?bytes=N, and counting what PUT /api/upload sends. Run as its own process.
+//
+// usage: node bench/api-server.mjs PORT TOKEN
+import http from 'node:http';
+
+const [port, token] = [Number(process.argv[2]), process.argv[3]];
+const item = JSON.stringify({ id: 1, name: 'x'.repeat(980) });
+const chunk = Buffer.alloc(64 * 1024, 0x61);
+
+http
+  .createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401).end();
+      return;
+    }
+    const url = new URL(req.url, 'http://api');
+    if (url.pathname === '/api/item') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(item) });
+      res.end(item);
+    } else if (url.pathname === '/api/download') {
+      let left = Number(url.searchParams.get('bytes'));
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    } else if (url.pathname === '/api/upload') {
+      let bytes = 0;
+      req.on('data', (c) => (bytes += c.length));
+      req.on('end', () => res.end(JSON.stringify({ bytes })));
+    } else {
+      res.writeHead(404).end();
+    }
+  })
+  .listen(port, '127.0.0.1', () => process.send?.({ ready: true }));
+process.on('SIGTERM', () => process.exit(0));
