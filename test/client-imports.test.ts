@@ -30,9 +30,9 @@ function staticGraph(entry: string): { files: string[]; packages: string[] } {
 }
 
 describe('what the client loads at start-up', () => {
-  it.each(['client/helper-main.js', 'client/cli.js', 'client/doctor.js'])('%s: node built-ins, src/protocol and env-paths only', (entry) => {
+  it.each(['client/helper-main.js', 'client/cli.js', 'client/doctor.js'])('%s: node built-ins and src/protocol only', (entry) => {
     const { files, packages } = staticGraph(path.join(DIST, entry));
-    expect(packages).toEqual(['env-paths']);
+    expect(packages).toEqual([]);
     expect(files.filter((f) => !f.startsWith('client/') && !f.startsWith('protocol/'))).toEqual([]);
     // The config schema (zod) is imported by `tokend doctor` only when it reads config.json.
     expect(files).not.toContain('protocol/config-file.js');

@@ -1,5 +1,5 @@
+import os from 'node:os';
 import path from 'node:path';
-import envPaths from 'env-paths';
 
 /** The master key (`keyFile`) is this many random bytes: an AES-256 key. */
 export const MASTER_KEY_BYTES = 32;
@@ -31,7 +31,7 @@ export interface TokendPaths {
  */
 export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverride?: string): TokendPaths {
   const home = env.TOKEND_HOME ? path.resolve(env.TOKEND_HOME) : undefined;
-  const std = home ? undefined : envPaths('tokend', { suffix: '' });
+  const std = home ? undefined : platformDirs(env, process.platform);
   const configDir = path.resolve(env.TOKEND_CONFIG_DIR || (home ? path.join(home, 'config') : std!.config));
   const dataDir = path.resolve(env.TOKEND_DATA_DIR || (home ? path.join(home, 'data') : std!.data));
   const runtimeDefault = home
@@ -52,6 +52,29 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
     socket,
     socketDir: path.dirname(socket),
     logFile: path.join(dataDir, 'tokend.log'),
+  };
+}
+
+/**
+ * The platform's own places for an app's config and data (the XDG base directories on
+ * Linux and the BSDs, ~/Library on macOS, %APPDATA% on Windows), as the env-paths package
+ * computes them, written out here so that this module, which the thin client and the SDK
+ * load, depends on nothing but node, and reads `env` rather than the process's.
+ */
+export function platformDirs(env: NodeJS.ProcessEnv, platform: string): { config: string; data: string } {
+  const homedir = env.HOME || os.homedir();
+  if (platform === 'darwin') {
+    const library = path.join(homedir, 'Library');
+    return { config: path.join(library, 'Preferences', 'tokend'), data: path.join(library, 'Application Support', 'tokend') };
+  }
+  if (platform === 'win32') {
+    const appData = env.APPDATA || path.join(homedir, 'AppData', 'Roaming');
+    const localAppData = env.LOCALAPPDATA || path.join(homedir, 'AppData', 'Local');
+    return { config: path.join(appData, 'tokend', 'Config'), data: path.join(localAppData, 'tokend', 'Data') };
+  }
+  return {
+    config: path.join(env.XDG_CONFIG_HOME || path.join(homedir, '.config'), 'tokend'),
+    data: path.join(env.XDG_DATA_HOME || path.join(homedir, '.local', 'share'), 'tokend'),
   };
 }
 
