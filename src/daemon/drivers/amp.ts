@@ -91,7 +91,7 @@ function credentials(ctx: DriverContext): { username: string; password: string }
   const password = ctx.secret('password');
   if (!username) throw new DriverError('config', `account "${ctx.name}" has no username (set it with --username)`);
   if (!password) {
-    throw new DriverError('config', `account "${ctx.name}" has no password: pass it on stdin with \`tokend set ${ctx.name} --password-stdin\``);
+    throw new DriverError('config', `account "${ctx.name}" has no password (give it on stdin with --password-stdin)`);
   }
   return { username, password };
 }

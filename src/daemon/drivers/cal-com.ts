@@ -97,7 +97,7 @@ function clientHeaders(client: PlatformClient): Record<string, string> {
 function platformClient(ctx: DriverContext): PlatformClient {
   if (!ctx.config.client_id) throw new DriverError('config', `account "${ctx.name}" has no platform OAuth client id (set it with --client-id)`);
   if (!ctx.clientSecret) {
-    throw new DriverError('config', `account "${ctx.name}" has no platform OAuth client secret: pass it on stdin with \`tokend set ${ctx.name} --client-secret-stdin\``);
+    throw new DriverError('config', `account "${ctx.name}" has no platform OAuth client secret (give it on stdin with --client-secret-stdin)`);
   }
   return { id: ctx.config.client_id, secret: ctx.clientSecret };
 }
