@@ -49,6 +49,9 @@ describe('Cal.com managed users', () => {
     expect(add.code, add.stderr).toBe(0);
     expect(add.stderr).toContain('Next: `tokend import cal --tokens-stdin`');
     expect(cal.stats).toMatchObject({ userLookups: 1, tokenCalls: 0 }); // checked, and no token was made or spent
+    const login = await t.d.cli(['login', 'cal', '--flow', 'device']);
+    expect(login.code).not.toBe(0);
+    expect(login.stderr).toContain('has no interactive login; run `tokend import cal --tokens-stdin`');
 
     const platform = cal.createUserTokens();
     await importTokens(platform);
