@@ -44,11 +44,15 @@ export function lastLogin(l: LastLogin, now: number): string {
   return `${outcome}${why} (${l.flow}, ${relative(l.updated_at, now)})`;
 }
 
-/** The command that gets the account a token: a login, or (client credentials) just asking for one. */
-export function nextStep(a: Pick<AccountView, 'name' | 'flow'>): string {
-  return a.flow === 'client-credentials'
-    ? `\`tokend token ${a.name}\``
-    : `\`tokend login ${a.name}\` (or \`tokend import ${a.name} --refresh-token-stdin\`)`;
+/**
+ * The command that gets the account a token: a login; or just asking for one where no person
+ * is needed (client credentials, a stored password, a grant already there); or, for Cal.com
+ * managed users, importing the tokens the platform got when it created the user.
+ */
+export function nextStep(a: Pick<AccountView, 'name' | 'flow' | 'driver' | 'status' | 'has_refresh_token'>): string {
+  if (a.driver === 'cal-com' && !a.has_refresh_token) return `\`tokend import ${a.name} --tokens-stdin\` (the managed user's tokens from the platform)`;
+  if (a.flow === 'client-credentials' || a.flow === 'password' || a.status === 'active') return `\`tokend token ${a.name}\``;
+  return `\`tokend login ${a.name}\` (or \`tokend import ${a.name} --refresh-token-stdin\`)`;
 }
 
 /** For `tokend status NAME`: why it exits 3, on stderr; undefined when the account can serve a token. */

@@ -167,8 +167,9 @@ async function checkWithProvider(
   try {
     if (driver.check) notices.push(...(await driver.check(ctx())));
     // An account that needs no user (client credentials, a stored password): its first
-    // grant proves the secrets, and is kept.
-    if (driver.recover && driver.canRecover?.(ctx())) return await driver.recover(ctx(), {});
+    // grant proves the secrets, and is kept; unless the driver's recover step reaches
+    // beyond this account (Cal.com's force-refresh).
+    if (driver.recover && driver.recoverOnAdd !== false && driver.canRecover?.(ctx())) return await driver.recover(ctx(), {});
   } catch (err) {
     if (err instanceof TokendError) throw err;
     const de = asDriverError(err);
@@ -181,7 +182,9 @@ async function checkWithProvider(
         ? 'check --client-id and the client secret'
         : de.oauthError === 'invalid_grant'
           ? 'check --username and the password'
-          : 'check --issuer and the endpoint options';
+          : cfg.base_url
+            ? 'check --base-url'
+            : 'check --issuer and the endpoint options';
     throw E.invalidRequest(`account "${name}" was not saved: ${de.message}; ${fix}, ${offline}`, { account: name });
   }
   return undefined;

@@ -196,6 +196,7 @@ export class Broker {
           { account },
         );
       }
+      this.keepSecrets(account, set);
       const now = this.now();
       const g = this.deps.store.replaceGrant(account, {
         ...updateFromSet(set, now, undefined),
@@ -359,10 +360,8 @@ export class Broker {
         if (grant?.status === 'reauth_required') throw this.reauthError(account, grant.last_error);
         const login = this.deps.pendingLogin?.(account);
         if (login) throw loginPendingError(account, login);
-        throw E.reauthRequired(
-          `account "${account}" has no grant yet: run \`tokend login ${account}\` (or \`tokend import ${account} --refresh-token-stdin\`)`,
-          { account },
-        );
+        const next = driver.reauthHint?.(account) ?? `\`tokend login ${account}\` (or \`tokend import ${account} --refresh-token-stdin\`)`;
+        throw E.reauthRequired(`account "${account}" has no grant yet: run ${next}`, { account });
       }
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
       return this.recoverOnce(req, cfg, driver, grant?.status === 'reauth_required' ? grant.last_error : null);
@@ -441,8 +440,7 @@ export class Broker {
     const { key, account, scope } = req;
     const base = key === cacheKey(account);
     const update = updateFromSet(set, startedAt, scope);
-    // Secrets that came with the grant (Real-Debrid's per-user client) are stored with it.
-    for (const [name, value] of Object.entries(set.secrets ?? {})) this.deps.store.putSecret(account, name, value);
+    this.keepSecrets(account, set);
     let committed: GrantRecord | undefined;
     if (obtainedAnew && base) {
       // A grant obtained anew replaces the old one whole (its refresh token, if any, is dead).
@@ -587,6 +585,11 @@ export class Broker {
     return { revoked };
   }
 
+  /** Secrets that came with a grant (Real-Debrid's per-user client id and secret): stored encrypted with the account. */
+  private keepSecrets(account: string, set: TokenSet): void {
+    for (const [name, value] of Object.entries(set.secrets ?? {})) this.deps.store.putSecret(account, name, value);
+  }
+
   private installGrant(account: string, g: GrantRecord): void {
     this.forget(account);
     this.grants.set(account, g);
@@ -614,10 +617,10 @@ export class Broker {
   private reauthError(account: string, reason: string | null): TokendError {
     const login = this.deps.pendingLogin?.(account);
     if (login) return loginPendingError(account, login);
-    return E.reauthRequired(
-      `account "${account}" needs a new login${reason ? `: ${reason}` : ''}. Run \`tokend login ${account}\``,
-      { account },
-    );
+    // Where the driver has another way back than a login (AMP: the password; Cal.com: an import), it says so.
+    const cfg = this.deps.config.getAccount(account);
+    const next = (cfg && this.deps.getDriver(cfg.driver)?.reauthHint?.(account)) ?? `\`tokend login ${account}\``;
+    return E.reauthRequired(`account "${account}" needs a new login${reason ? `: ${reason}` : ''}. Run ${next}`, { account });
   }
 
   private context(account: string, cfg: AccountConfig, signal: AbortSignal): DriverContext {

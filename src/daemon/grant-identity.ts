@@ -19,6 +19,8 @@ export function identityOf(cfg: AccountConfig): GrantIdentity {
   for (const field of GRANT_IDENTITY_FIELDS) {
     const v = cfg[field];
     if (typeof v === 'string' && v) id[field] = v;
+    // managed_user_id is a number: another managed user is another grant.
+    else if (typeof v === 'number') id[field] = String(v);
   }
   if (cfg.flow === 'password' && cfg.username) id.username = cfg.username;
   return id;
@@ -67,6 +69,8 @@ export function configForIdentity(id: GrantIdentity): AccountConfig {
     ...(id.issuer ? { issuer: id.issuer } : {}),
     ...(id.token_endpoint ? { token_endpoint: id.token_endpoint } : {}),
     ...(id.revocation_endpoint ? { revocation_endpoint: id.revocation_endpoint } : {}),
+    ...(id.base_url ? { base_url: id.base_url } : {}),
+    ...(id.managed_user_id ? { managed_user_id: Number(id.managed_user_id) } : {}),
     ...(id.username ? { username: id.username, flow: 'password' as const } : {}),
   };
 }

@@ -248,9 +248,7 @@ export class LoginManager {
   /** RFC 8628 §3.1–3.2: ask for codes, record the login, poll in the background. */
   private async openDevice(target: LoginTarget, driver: Driver): Promise<Session> {
     const { account } = target;
-    if (!driver.startDeviceLogin || !driver.pollDeviceLogin) {
-      throw E.invalidRequest(`the ${driver.name} driver cannot do device logins; try --flow browser`, { account });
-    }
+    if (!driver.startDeviceLogin || !driver.pollDeviceLogin) throw noSuchLogin(driver, account, 'device');
     let auth: DeviceAuthorization;
     try {
       auth = await this.step((signal) => driver.startDeviceLogin!(this.context(target, signal)), this.shutdown.signal);
@@ -312,9 +310,7 @@ export class LoginManager {
   /** RFC 8252 §7.3: a loopback listener, PKCE S256 (RFC 7636 §4.2) and state, then the authorization URL. */
   private async openBrowser(target: LoginTarget, driver: Driver): Promise<Session> {
     const { account } = target;
-    if (!driver.authorizationUrl || !driver.exchangeCode) {
-      throw E.invalidRequest(`the ${driver.name} driver cannot do browser logins; try --flow device`, { account });
-    }
+    if (!driver.authorizationUrl || !driver.exchangeCode) throw noSuchLogin(driver, account, 'browser');
     const secrets = browserSecrets();
     let session: Session | undefined;
     // RFC 8252 §7.3 loopback listener, unless the account names its own redirect (§7.1
@@ -565,6 +561,15 @@ export class LoginManager {
 
 }
 
+
+/** The driver cannot do this login flow: the other flow when it can, else its own way to a grant (Cal.com: an import). */
+function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): TokendError {
+  const other: LoginFlow = flow === 'device' ? 'browser' : 'device';
+  const canOther = other === 'device' ? driver.startDeviceLogin && driver.pollDeviceLogin : driver.authorizationUrl && driver.exchangeCode;
+  if (canOther) return E.invalidRequest(`the ${driver.name} driver cannot do ${flow} logins; try --flow ${other}`, { account });
+  const next = driver.reauthHint?.(account) ?? `\`tokend import ${account} --refresh-token-stdin\``;
+  return E.invalidRequest(`the ${driver.name} driver has no interactive login; run ${next}`, { account });
+}
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();

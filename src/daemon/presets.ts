@@ -82,8 +82,9 @@ export const PRESETS: Record<string, Preset> = {
     ],
   },
   amp: {
-    // Blockstream AMP: a username and password obtain a token (`Authorization: token …`).
-    defaults: { driver: 'amp', base_url: 'https://amp.blockstream.com/api' },
+    // Blockstream AMP: a username and password obtain a token (`Authorization: token …`);
+    // the password flow makes the username part of the grant's identity.
+    defaults: { driver: 'amp', base_url: 'https://amp.blockstream.com/api', flow: 'password' },
     derive: (c) => ({ api_base: root(c) }),
     requires: [{ field: 'username', hint: '--username U (and the password on stdin with --password-stdin)' }],
   },
@@ -97,8 +98,9 @@ export function applyPreset<T extends Partial<AccountConfigInput>>(cfg: T): T {
     throw E.invalidRequest(`preset: unknown preset "${cfg.preset.slice(0, 40)}" (known: ${Object.keys(PRESETS).join(', ')})`);
   }
   const merged = { ...preset.defaults } as T;
-  // An empty list is what the schema defaults an omitted --scope/--host to: not a choice.
-  const explicit = (k: string, v: unknown) => !(v === undefined || (Array.isArray(v) && v.length === 0));
+  // An empty list is what the schema defaults an omitted --scope/--host to, and `oauth2` an
+  // omitted driver: not a choice, so a preset's own driver (real-debrid, cal-com, amp) stands.
+  const explicit = (k: string, v: unknown) => !(v === undefined || (Array.isArray(v) && v.length === 0) || (k === 'driver' && v === 'oauth2'));
   for (const [k, v] of Object.entries(cfg)) if (explicit(k, v)) (merged as Record<string, unknown>)[k] = v;
   for (const [k, v] of Object.entries(preset.derive?.(merged) ?? {})) {
     if (!explicit(k, (cfg as Record<string, unknown>)[k])) (merged as Record<string, unknown>)[k] = v;

@@ -137,6 +137,17 @@ export interface Driver {
   /** Can `recover` work for this account (its flow, its stored secrets)? */
   canRecover?(ctx: DriverContext): boolean;
   /**
+   * May `tokend add` obtain the account's first grant with `recover` (default true)? Not
+   * where the recover step reaches beyond this account: Cal.com's force-refresh ends every
+   * token the platform holds for the managed user, so it waits until tokend has no other way.
+   */
+  recoverOnAdd?: boolean;
+  /**
+   * The command that gives an account of this driver a grant again, for `reauth_required`
+   * messages, where it is not `tokend login NAME` (AMP: set the password; Cal.com: import).
+   */
+  reauthHint?(account: string): string;
+  /**
    * What can be checked of an account before anyone logs in (`tokend add`): discovery,
    * the endpoints its flow needs. Throws a DriverError for what cannot work; returns notes
    * for what may not (e.g. no interactive login is possible).

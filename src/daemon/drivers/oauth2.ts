@@ -3,7 +3,6 @@
  * step is a request/process pair, and every failure goes through `toDriverError`.
  */
 import * as oauth from 'oauth4webapi';
-import { isLoopbackHost } from '../../protocol/rules.js';
 import type { ClientAuthMethod } from '../../protocol/api.js';
 import {
   DriverError,
@@ -16,6 +15,10 @@ import {
   type RefreshOptions,
   type TokenSet,
 } from './driver.js';
+import { checkTransport, isRetryableStatus, placeOf, retryableFailure, scrub, transportFailure } from './http-failure.js';
+
+// Moved to http-failure.ts (every driver parses Retry-After); still importable from here.
+export { parseRetryAfter } from './http-failure.js';
 
 export interface OAuth2DriverOptions {
   /** The fetch every request goes through (tests, proxies). Default: the global fetch. */
@@ -356,14 +359,6 @@ async function exchange<T>(step: StepInfo, send: () => Promise<Response>, proces
 }
 
 /**
- * Answers about the server's state, not about our request: 5xx (RFC 9110 §15.6), 429 (RFC 6585
- * §4) and 408 (RFC 9110 §15.5.9: the client may repeat the request). RFC 6749 §5.2 errors are 400/401.
- */
-function isRetryableStatus(status: number): boolean {
-  return status >= 500 || status === 429 || status === 408;
-}
-
-/**
  * Validates a token response. oauth4webapi also validates an id_token in it (OIDC Core §12.2),
  * which tokend never reads; two of those checks must not cost us a working grant:
  * - without a configured issuer, the `iss` cannot be compared with a discovered one (§3.1.3.7
@@ -513,21 +508,9 @@ type HttpOptions = {
  * server is the one exception we make).
  */
 export function transportOptions(url: string, signal: AbortSignal, customFetch?: typeof fetch): HttpOptions {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new DriverError('config', 'an endpoint is not a valid URL');
-  }
+  const parsed = checkTransport(url);
   const options: HttpOptions = { signal };
-  if (parsed.protocol === 'http:') {
-    if (!isLoopbackHost(parsed.hostname)) {
-      throw new DriverError('config', `refusing plain http to a non-loopback host: ${parsed.origin}`);
-    }
-    options[oauth.allowInsecureRequests] = true;
-  } else if (parsed.protocol !== 'https:') {
-    throw new DriverError('config', `refusing a ${parsed.protocol} endpoint: only https (or http to loopback) is allowed`);
-  }
+  if (parsed.protocol === 'http:') options[oauth.allowInsecureRequests] = true;
   if (customFetch) options[oauth.customFetch] = (u, o) => customFetch(u, o as RequestInit);
   return options;
 }
@@ -536,11 +519,6 @@ export function transportOptions(url: string, signal: AbortSignal, customFetch?:
 
 /** OAuth error codes that mean "try again later", whatever the status (RFC 6749 §4.1.2.1; some token endpoints use them). */
 const TRANSIENT_OAUTH_ERRORS = new Set(['server_error', 'temporarily_unavailable']);
-
-/** Network failures where the connection never opened, so the request cannot have been seen. */
-const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
-
-const TLS_CODE = /^(ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_)/;
 
 /**
  * Translates anything a step can throw (fetch, oauth4webapi, an unusable response) into a
@@ -554,26 +532,12 @@ export function toDriverError(err: unknown, response?: Response, step: StepInfo 
   const clean = (text: string) => scrub(text, step.secrets);
 
   // 5xx, 429, 408 first: a verdict on the server's state, not on our request.
-  if (response && isRetryableStatus(response.status)) {
-    void response.body?.cancel().catch(() => {});
-    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
-    throw new DriverError(
-      'transient',
-      `the ${where} answered HTTP ${response.status}${response.status === 429 ? ' (rate limited)' : ''}`,
-      { status: response.status, retryAfterMs },
-    );
-  }
+  if (response && isRetryableStatus(response.status)) throw retryableFailure(response, where);
 
-  const e = err as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown } | undefined;
-  const name = typeof e?.name === 'string' ? e.name : '';
-
-  // Aborted or timed out (ctx.signal): the request may have been processed and its answer lost.
-  if (name === 'AbortError' || name === 'TimeoutError' || step.signal?.aborted) {
-    const timedOut = name === 'TimeoutError' || (step.signal?.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
-    throw new DriverError('transient', `the ${where} did not answer in time (${timedOut ? 'timed out' : 'aborted'})`, {
-      outcomeUnknown: true,
-    });
-  }
+  // Aborted or timed out (ctx.signal), or the network: the request may have been processed and its answer lost.
+  const transport = transportFailure(err, where, step.signal);
+  if (transport) throw transport;
+  const e = err as { message?: unknown; cause?: unknown } | undefined;
 
   if (err instanceof oauth.ResponseBodyError) {
     throw oauthError(err.error, err.error_description, err.status, where, clean);
@@ -628,14 +592,7 @@ export function toDriverError(err: unknown, response?: Response, step: StepInfo 
     throw new DriverError('config', `the ${where} answered with something tokend cannot use: ${err.message}`);
   }
 
-  // fetch() rejects with TypeError('fetch failed', { cause }) for network errors.
-  if (err instanceof TypeError && typeof e?.code !== 'string') {
-    const code = networkCode(err);
-    const sent = !(code && (NEVER_SENT.has(code) || TLS_CODE.test(code)));
-    throw new DriverError('transient', `could not reach the ${where}${code ? `: ${code}` : ''}`, { outcomeUnknown: sent });
-  }
-
-  // oauth4webapi's argument checks (TypeError with code ERR_INVALID_ARG_*): an unusable configuration.
+  // oauth4webapi's argument checks (TypeError with code ERR_INVALID_ARG_*; network TypeErrors were handled above).
   if (err instanceof TypeError) {
     throw new DriverError('config', `${where}: ${clean(String(e?.message ?? 'invalid argument'))}`);
   }
@@ -675,16 +632,6 @@ function challengeError(err: oauth.WWWAuthenticateChallengeError, where: string,
   throw oauthError(code, params?.error_description, err.status, where, clean);
 }
 
-function networkCode(err: TypeError): string | undefined {
-  let c: unknown = err.cause;
-  for (let depth = 0; c && depth < 4; depth++) {
-    const code = (c as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    c = (c as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 function describe(step: StepInfo): string {
   const label =
     step.endpoint === 'discovery'
@@ -692,67 +639,5 @@ function describe(step: StepInfo): string {
       : step.endpoint === 'device_authorization'
         ? 'device authorization endpoint'
         : `${step.endpoint} endpoint`;
-  if (!step.url) return label;
-  try {
-    const u = new URL(step.url);
-    return `${label} at ${u.origin}${u.pathname}`; // never the query
-  } catch {
-    return label;
-  }
-}
-
-/** Removes every known secret from server-supplied text, and control characters; bounds the length. */
-function scrub(text: string, secrets: readonly (string | undefined)[] = []): string {
-  let out = text;
-  for (const s of secrets) {
-    if (s && s.length >= 4) out = out.split(s).join('[redacted]');
-  }
-  // eslint-disable-next-line no-control-regex
-  out = out.replace(/[\u0000-\u001f\u007f]+/g, ' ');
-  return out.length > 300 ? `${out.slice(0, 300)}…` : out;
-}
-
-// --- Retry-After ------------------------------------------------------------------------------
-
-const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
-const IMF_FIXDATE = /^[a-z]{3}, (\d{2}) ([a-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
-const RFC850_DATE = /^[a-z]{6,9}, (\d{2})-([a-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
-const ASCTIME_DATE = /^[a-z]{3} ([a-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/i;
-
-/**
- * `Retry-After` in ms from `now` (RFC 9110 §10.2.3): `delay-seconds` or an `HTTP-date`,
- * in any of the three forms a recipient must accept (§5.6.7). A date in the past gives 0;
- * anything unparseable gives undefined.
- */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (value == null) return undefined;
-  const v = value.trim();
-  if (/^\d+$/.test(v)) {
-    const ms = Number(v) * 1000;
-    return Number.isFinite(ms) ? ms : undefined;
-  }
-  const at = parseHttpDate(v, now);
-  return at === undefined ? undefined : Math.max(0, at - now);
-}
-
-function parseHttpDate(v: string, now: number): number | undefined {
-  let m: RegExpExecArray | null;
-  let day: number, mon: string, year: number, hh: number, mm: number, ss: number;
-  if ((m = IMF_FIXDATE.exec(v))) {
-    [day, mon, year, hh, mm, ss] = [+m[1], m[2], +m[3], +m[4], +m[5], +m[6]];
-  } else if ((m = RFC850_DATE.exec(v))) {
-    [day, mon, hh, mm, ss] = [+m[1], m[2], +m[4], +m[5], +m[6]];
-    // §5.6.7: a two-digit year more than 50 years in the future means the most recent past
-    // year with the same last two digits.
-    const thisYear = new Date(now).getUTCFullYear();
-    year = Math.floor(thisYear / 100) * 100 + +m[3];
-    if (year > thisYear + 50) year -= 100;
-  } else if ((m = ASCTIME_DATE.exec(v))) {
-    [mon, day, hh, mm, ss, year] = [m[1], +m[2].trim(), +m[3], +m[4], +m[5], +m[6]];
-  } else {
-    return undefined;
-  }
-  const month = MONTHS.indexOf(mon.toLowerCase());
-  if (month < 0 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return undefined;
-  return Date.UTC(year, month, day, hh, mm, ss);
+  return placeOf(label, step.url);
 }

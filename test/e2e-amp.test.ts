@@ -1,0 +1,150 @@
+/**
+ * Blockstream AMP end to end: the real daemon and CLI against a fake AMP API that keeps the
+ * documented obtain_token and `Authorization: token …` (test/support/fake-amp.ts). AMP has
+ * no refresh token: every new token is obtained again with the stored password.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sleep, startDaemon, type TestDaemon } from './support/fake-as.js';
+import { AMP_PASSWORD, AMP_USER, startFakeAmp, type FakeAmp } from './support/fake-amp.js';
+import { leaks } from './support/leaks.js';
+
+let amp: FakeAmp;
+let t: TestDaemon;
+
+beforeEach(async () => {
+  amp = await startFakeAmp();
+});
+afterEach(async () => {
+  await t?.cleanup();
+  await amp.close();
+});
+
+async function startTokend(settings: Record<string, unknown> = {}): Promise<void> {
+  t = await startDaemon({ proactive_refresh: false, backoff_initial_ms: 50, ...settings });
+}
+
+function addAmp(password = AMP_PASSWORD, extra: string[] = []) {
+  return t.d.cli(['add', 'amp', '--preset', 'amp', '--base-url', amp.url, '--username', AMP_USER, '--password-stdin', ...extra], password);
+}
+
+async function tokenOf(): Promise<string> {
+  const r = await t.d.cli(['token', 'amp']);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+}
+
+describe('AMP', () => {
+  it('obtains the first token at add, serves it with the `token` scheme and its JWT expiry, and obtains again at expiry', async () => {
+    amp.tokenTtl = 3;
+    await startTokend();
+    const add = await addAmp();
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stderr).toContain('Next: `tokend token amp`');
+    expect(amp.stats).toMatchObject({ obtains: 1, obtainRefused: 0 });
+
+    const first = JSON.parse((await t.d.cli(['token', 'amp', '--json'])).stdout);
+    expect(first.token_type).toBe('token');
+    expect(first.expires_in).toBeGreaterThan(0);
+    expect(first.expires_in).toBeLessThanOrEqual(3); // from the JWT's exp − iat
+    expect(amp.isLive(first.access_token)).toBe(true);
+    expect(amp.stats.obtains).toBe(1); // served from what add obtained
+
+    const api = await t.d.cli(['api', 'amp', '/assets']);
+    expect(api.code, api.stderr).toBe(0);
+    expect(JSON.parse(api.stdout)[0]).toMatchObject({ ticker: 'FAKE' });
+    expect(amp.stats.authorizations.at(-1)).toBe(`token ${first.access_token}`);
+    expect(amp.stats.apiRefused).toBe(0);
+
+    await sleep(1_700); // less than half of the 3 s lifetime left: the next request obtains anew
+    const second = await tokenOf();
+    expect(second).not.toBe(first.access_token);
+    expect(amp.isLive(second)).toBe(true);
+    expect(amp.stats).toMatchObject({ obtains: 2, refreshCalls: 0 });
+    const view = JSON.parse((await t.d.cli(['status', 'amp', '--json'])).stdout);
+    expect(view).toMatchObject({ status: 'active', has_password: true, has_refresh_token: false, username: AMP_USER });
+  });
+
+  it('with --refresh-with-token presents the current token first, and obtains with the password when AMP refuses that', async () => {
+    amp.tokenTtl = 3;
+    amp.refreshEndpoint = true;
+    await startTokend();
+    expect((await addAmp(AMP_PASSWORD, ['--refresh-with-token'])).code).toBe(0);
+    const first = await tokenOf();
+    await sleep(1_700);
+    const second = await tokenOf();
+    expect(second).not.toBe(first);
+    expect(amp.stats).toMatchObject({ obtains: 1, refreshCalls: 1, refreshes: 1 });
+
+    amp.refreshEndpoint = false; // the unconfirmed endpoint is not there (404)
+    await sleep(1_700);
+    const third = await tokenOf();
+    expect(amp.isLive(third)).toBe(true);
+    expect(amp.stats).toMatchObject({ obtains: 2, refreshCalls: 2, refreshes: 1 });
+  });
+
+  it('refuses a wrong password at add; when the password changes at AMP, says how to fix it until `tokend set --password-stdin`', async () => {
+    amp.tokenTtl = 2;
+    await startTokend();
+    const wrong = await addAmp('not-the-password');
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('check --username and the password');
+    expect(wrong.stderr).not.toContain('not-the-password');
+    expect(JSON.parse((await t.d.cli(['list', '--json'])).stdout).accounts).toEqual([]);
+
+    expect((await addAmp()).code).toBe(0);
+    amp.setPassword('a new password');
+    await sleep(1_200);
+    const refused = await t.d.cli(['token', 'amp']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('tokend set amp --password-stdin');
+    expect(refused.stderr).toContain('Unable to log in with provided credentials');
+    expect(refused.stderr).not.toContain(AMP_PASSWORD);
+
+    const set = await t.d.cli(['set', 'amp', '--password-stdin'], 'a new password');
+    expect(set.code, set.stderr).toBe(0);
+    expect(amp.isLive(await tokenOf())).toBe(true);
+  });
+
+  it('takes a 429 with Retry-After from obtain_token as a wait, not a wrong password', async () => {
+    await startTokend();
+    expect((await addAmp()).code).toBe(0);
+    amp.faults.add('obtain_token', { status: 429, body: { detail: 'Request was throttled.' }, headers: { 'retry-after': '6' } });
+    const r = await t.d.request('POST', '/v1/accounts/amp/refresh');
+    expect(r.status).toBe(503);
+    expect(r.json.error.code).toBe('upstream_unavailable');
+    expect(r.json.error.retry_after).toBeGreaterThanOrEqual(6);
+  });
+
+  it('costs at most the attempt budget a minute when AMP keeps refusing the password', async () => {
+    amp.tokenTtl = 2;
+    await startTokend({ max_refreshes_per_minute: 4, backoff_initial_ms: 10 });
+    expect((await addAmp()).code).toBe(0);
+    amp.setPassword('changed elsewhere');
+    await sleep(1_200);
+    const before = amp.stats.obtainCalls;
+    const answers = [];
+    for (let i = 0; i < 30; i++) {
+      answers.push(await t.d.request('POST', '/v1/token', { account: 'amp' }));
+      await sleep(20);
+    }
+    expect(answers.filter((a) => a.status === 200)).toEqual([]);
+    expect(answers.some((a) => a.json.error.code === 'rate_limited')).toBe(true);
+    expect(amp.stats.obtainCalls - before).toBeLessThanOrEqual(4);
+    expect(amp.stats.obtainCalls - before).toBeGreaterThanOrEqual(2);
+  });
+
+  it('never writes the password or a token in clear to the database, config.json or the log', async () => {
+    amp.tokenTtl = 2;
+    await startTokend();
+    expect((await addAmp()).code).toBe(0);
+    await sleep(1_200);
+    await tokenOf();
+    amp.setPassword('changed elsewhere');
+    expect((await t.d.cli(['refresh', 'amp'])).code).toBe(1); // an error message that could have leaked
+    await t.d.stop('SIGTERM');
+    const secrets = [AMP_PASSWORD, ...amp.issued];
+    expect(secrets.length).toBeGreaterThanOrEqual(3);
+    expect(leaks(t.home, t.d.logs, secrets)).toEqual([]);
+    expect(t.d.logs).toContain('token refreshed');
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * Cal.com Platform managed users end to end: the real daemon and CLI against a fake Cal.com
+ * API v2 that keeps the documented refresh and force-refresh, rotation and replay rules, and
+ * the 498 of an expired token (test/support/fake-calcom.ts). The test plays the platform: it
+ * hands over the tokens it got when it created the managed user.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sleep, startDaemon, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
+import { CAL_CLIENT_ID, CAL_CLIENT_SECRET, CAL_USER_ID, calError, startFakeCalCom, type CalTokens, type FakeCalCom } from './support/fake-calcom.js';
+import { leaks } from './support/leaks.js';
+
+let cal: FakeCalCom;
+let t: TestDaemon;
+
+beforeEach(async () => {
+  cal = await startFakeCalCom();
+});
+afterEach(async () => {
+  await t?.cleanup();
+  await cal.close();
+});
+
+async function startTokend(settings: Record<string, unknown> = {}): Promise<void> {
+  t = await startDaemon({ proactive_refresh: false, backoff_initial_ms: 50, ...settings });
+}
+
+function addCal(opts: { secret?: string; user?: number } = {}) {
+  const args = ['add', 'cal', '--preset', 'cal-com', '--base-url', cal.url, '--client-id', CAL_CLIENT_ID, '--managed-user-id', String(opts.user ?? CAL_USER_ID)];
+  return opts.secret === '' ? t.d.cli(args) : t.d.cli([...args, '--client-secret-stdin'], opts.secret ?? CAL_CLIENT_SECRET);
+}
+
+/** The platform hands the managed user's tokens over. */
+async function importTokens(tokens: CalTokens): Promise<void> {
+  const { accessToken, refreshToken, accessTokenExpiresAt } = tokens;
+  const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken, refreshToken, accessTokenExpiresAt }));
+  expect(r.code, r.stderr).toBe(0);
+}
+
+async function tokenOf(): Promise<string> {
+  const r = await t.d.cli(['token', 'cal']);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+}
+
+describe('Cal.com managed users', () => {
+  it('checks the OAuth client at add without touching tokens, serves the imported tokens, and refreshes with rotation at expiry', async () => {
+    await startTokend();
+    const add = await addCal();
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stderr).toContain('Next: `tokend import cal --tokens-stdin`');
+    expect(cal.stats).toMatchObject({ userLookups: 1, tokenCalls: 0 }); // checked, and no token was made or spent
+    const login = await t.d.cli(['login', 'cal', '--flow', 'device']);
+    expect(login.code).not.toBe(0);
+    expect(login.stderr).toContain('has no interactive login; run `tokend import cal --tokens-stdin`');
+
+    const platform = cal.createUserTokens();
+    await importTokens(platform);
+    expect(cal.stats.tokenCalls).toBe(0); // the access token still had 60 minutes: nothing to refresh
+    expect(await tokenOf()).toBe(platform.accessToken);
+    const json = JSON.parse((await t.d.cli(['token', 'cal', '--json'])).stdout);
+    expect(json).toMatchObject({ token_type: 'Bearer', expires_at: new Date(platform.accessTokenExpiresAt).toISOString() });
+
+    cal.accessTtlMs = 3_000;
+    expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0);
+    const second = await tokenOf();
+    expect(cal.isLive(second)).toBe(true);
+    expect(cal.stats).toMatchObject({ refreshes: 1, refreshRefused: 0, forceRefreshes: 0 });
+    // The refresh token's own expiry (a year) is recorded.
+    const view = JSON.parse((await t.d.cli(['status', 'cal', '--json'])).stdout);
+    expect(Date.parse(view.refresh_expires_at) - Date.now()).toBeGreaterThan(364 * 24 * 3_600_000);
+
+    await sleep(1_700); // less than half of the 3 s lifetime left: the next request refreshes
+    const third = await tokenOf();
+    expect(third).not.toBe(second);
+    expect(cal.isLive(third)).toBe(true);
+    // Each refresh sent the newest refresh token: none was refused, none replayed.
+    expect(cal.stats).toMatchObject({ refreshes: 2, refreshRefused: 0, replays: 0, forceRefreshes: 0, tokenCalls: 2 });
+  });
+
+  it('answers a 498 from the API with one refresh and one retry through the proxy', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    await importTokens(cal.createUserTokens());
+    cal.expire(await tokenOf()); // Cal.com's clock says it expired; tokend's does not yet
+    const r = await t.d.cli(['api', 'cal', '/me']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'success', data: { id: CAL_USER_ID } });
+    expect(cal.stats).toMatchObject({ me: 2, me498: 1, refreshes: 1, forceRefreshes: 0 });
+  });
+
+  it('recovers a refused refresh token with force-refresh, and a replay of the platform’s old copy changes nothing for tokend', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    const platform = cal.createUserTokens();
+    await importTokens(platform);
+    expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0); // rotated: the platform's copy is dead
+
+    // The platform replays its copy: refused (400), and nothing else is revoked.
+    const replay = await fetch(`${cal.url}/v2/oauth/${CAL_CLIENT_ID}/refresh`, {
+      method: 'POST',
+      headers: { 'x-cal-secret-key': CAL_CLIENT_SECRET, 'content-type': 'application/json' },
+      body: JSON.stringify({ refreshToken: platform.refreshToken }),
+    });
+    expect(replay.status).toBe(400);
+    expect((await replay.json()).error.message).toBe('Invalid refresh token');
+    expect(cal.stats.replays).toBe(1);
+    expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0);
+    expect(cal.stats).toMatchObject({ refreshes: 2, forceRefreshes: 0 });
+
+    // Someone force-refreshed the user elsewhere: tokend's refresh token is gone.
+    const tap = await tapEvents(t.d.socket);
+    cal.dropUserTokens();
+    const r = await t.d.cli(['refresh', 'cal']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(cal.stats).toMatchObject({ refreshes: 2, forceRefreshes: 1 });
+    const recovered = await waitFor(() => tap.events.find((e) => e.type === 'token.recovered'), 'token.recovered');
+    tap.close();
+    expect(String(recovered.reason)).toContain('Invalid refresh token');
+    expect(cal.isLive(await tokenOf())).toBe(true);
+    expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0); // with the refresh token the force-refresh gave
+    expect(cal.stats).toMatchObject({ refreshes: 3, forceRefreshes: 1 });
+  });
+
+  it('needs the platform’s tokens again when refresh and force-refresh both fail (exit 3), within the attempt budget', async () => {
+    await startTokend({ max_refreshes_per_minute: 4, backoff_initial_ms: 10 });
+    expect((await addCal()).code).toBe(0);
+    await importTokens(cal.createUserTokens());
+    cal.dropUserTokens();
+    cal.faults.add('force-refresh', calError(404, 'NotFoundException', `User with ID ${CAL_USER_ID} is not part of this OAuth client.`), Infinity);
+    const r = await t.d.cli(['refresh', 'cal']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('tokend import cal --tokens-stdin');
+    expect(r.stderr).toContain('is not part of this OAuth client');
+    const answers = await Promise.all(Array.from({ length: 20 }, () => t.d.request('POST', '/v1/token', { account: 'cal' })));
+    for (let i = 0; i < 20; i++) answers.push(await t.d.request('POST', '/v1/token', { account: 'cal' }));
+    expect(answers.filter((a) => a.status === 200)).toEqual([]);
+    expect(new Set(answers.map((a) => a.json.error.code))).toEqual(new Set(['reauth_required', 'rate_limited']));
+    // One refresh and one force-refresh for `tokend refresh`, then force-refreshes up to the budget of 4 a minute.
+    expect(cal.stats.tokenCalls).toBe(4);
+  });
+
+  it('does not force-refresh when the refresh fails for a while (500, 429): the grant is kept', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    const platform = cal.createUserTokens();
+    await importTokens(platform);
+    cal.faults.add('refresh', { status: 500, body: { status: 'error', error: { code: 'InternalServerErrorException', message: 'boom' } } });
+    const down = await t.d.cli(['refresh', 'cal']);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain('HTTP 500');
+    await sleep(150);
+    cal.faults.add('refresh', calError(429, 'ThrottlerException', 'Too Many Requests', '/', { 'retry-after': '5' }));
+    const limited = await t.d.request('POST', '/v1/accounts/cal/refresh');
+    expect(limited.status).toBe(503);
+    expect(limited.json.error.retry_after).toBeGreaterThanOrEqual(5);
+    expect(cal.stats).toMatchObject({ refreshes: 0, forceRefreshes: 0 });
+    expect(await tokenOf()).toBe(platform.accessToken); // still served while valid
+  });
+
+  it('refuses at add a wrong client secret, a managed user that is not the client’s, and a missing secret; saves nothing', async () => {
+    await startTokend();
+    const wrong = await addCal({ secret: 'not-the-secret' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('check --client-id and the client secret');
+    expect(wrong.stderr).not.toContain('not-the-secret');
+    const stranger = await addCal({ user: 999 });
+    expect(stranger.code).toBe(1);
+    expect(stranger.stderr).toContain('User with ID 999 is not part of this OAuth client');
+    const none = await addCal({ secret: '' });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('--client-secret-stdin');
+    expect(JSON.parse((await t.d.cli(['list', '--json'])).stdout).accounts).toEqual([]);
+    expect(cal.stats.tokenCalls).toBe(0);
+  });
+
+  it('never writes the client secret or a token in clear to the database, config.json or the log', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    await importTokens(cal.createUserTokens());
+    for (let i = 0; i < 2; i++) expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0);
+    cal.dropUserTokens();
+    expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0); // refused, then force-refreshed
+    await t.d.stop('SIGTERM');
+    const secrets = [CAL_CLIENT_SECRET, ...cal.issued];
+    expect(secrets.length).toBeGreaterThanOrEqual(9);
+    expect(leaks(t.home, t.d.logs, secrets)).toEqual([]);
+    expect(t.d.logs).toContain('recovered the grant without the user');
+  });
+});

@@ -1,0 +1,176 @@
+/**
+ * Real-Debrid end to end: the real daemon and CLI against a fake Real-Debrid that keeps the
+ * documented "Workflow for opensource apps" (test/support/fake-real-debrid.ts). The test plays
+ * the user by approving the code at the fake.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { settled, sleep, spawnCli, startDaemon, startLogin, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
+import { rdError, startFakeRealDebrid, type FakeRealDebrid } from './support/fake-real-debrid.js';
+import { leaks } from './support/leaks.js';
+
+let rd: FakeRealDebrid;
+let t: TestDaemon;
+
+beforeEach(async () => {
+  rd = await startFakeRealDebrid();
+});
+afterEach(async () => {
+  await t?.cleanup();
+  await rd.close();
+});
+
+async function addRd(settings: Record<string, unknown> = {}): Promise<void> {
+  t = await startDaemon({ proactive_refresh: false, backoff_initial_ms: 50, ...settings });
+  const r = await t.d.cli(['add', 'rd', '--preset', 'real-debrid', '--base-url', rd.url]);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+/** A device login approved at the fake, through the API. */
+async function loggedIn(): Promise<void> {
+  const login = await startLogin(t.d, 'rd', 'device');
+  rd.approve(login.user_code);
+  expect((await settled(t.d, login.id)).status).toBe('active');
+}
+
+describe('Real-Debrid', () => {
+  it('logs in with a device code approved at Real-Debrid, serves the token, refreshes it with the per-user client, and calls the API with Bearer', async () => {
+    rd.accessTtl = 3;
+    await addRd();
+    expect(rd.stats.time).toBe(1); // add checked that base_url reaches the API, and made no device code
+    expect(rd.stats.deviceCodes).toBe(0);
+
+    const cli = spawnCli(['login', 'rd'], t.env);
+    const code = await waitFor(() => /enter the code:\s+(\S+)\n/.exec(cli.stderr())?.[1], 'the user code on stderr');
+    expect(cli.stderr()).toContain(`${rd.url}/device`);
+    await waitFor(() => rd.stats.pendingAnswers >= 2, 'two "not yet" answers (a 403)');
+    rd.approve(code);
+    const done = await cli.done;
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stderr).toContain('Signed in to "rd"');
+    // One device code, polled every `interval` (5 units), one token exchange with the new credentials.
+    expect(rd.stats).toMatchObject({ deviceCodes: 1, exchanges: 1, refreshes: 0, refused: 0 });
+    const gaps = rd.stats.pollTimes.slice(1).map((at, i) => at - rd.stats.pollTimes[i]);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(450);
+
+    const first = JSON.parse((await t.d.cli(['token', 'rd', '--json'])).stdout);
+    expect(first.token_type).toBe('Bearer');
+    expect(rd.isLive(first.access_token)).toBe(true);
+    // The per-user credentials are the account's secrets: never shown.
+    const status = (await t.d.cli(['status', 'rd', '--json'])).stdout;
+    for (const s of rd.issued) expect(status).not.toContain(s);
+
+    await sleep(1_700); // less than half of the 3 s lifetime is left: the next request refreshes
+    const second = (await t.d.cli(['token', 'rd'])).stdout.trim();
+    expect(second).not.toBe(first.access_token);
+    expect(rd.isLive(second)).toBe(true);
+    expect(rd.stats).toMatchObject({ exchanges: 1, refreshes: 1, refused: 0, replays: 0, tokenRequests: 2 });
+
+    const api = await t.d.cli(['api', 'rd', '/user']);
+    expect(api.code, api.stderr).toBe(0);
+    expect(JSON.parse(api.stdout)).toMatchObject({ username: 'fake-user' });
+    const sent = rd.stats.authorizations.at(-1)!;
+    expect(sent).toMatch(/^Bearer rdat-/);
+    expect(rd.isLive(sent.slice('Bearer '.length))).toBe(true);
+  });
+
+  it('sends the newest refresh token every time when Real-Debrid rotates, and keeps the one it has when it does not', async () => {
+    await addRd();
+    await loggedIn();
+    for (let i = 0; i < 3; i++) expect((await t.d.cli(['refresh', 'rd'])).code).toBe(0);
+    expect(rd.stats).toMatchObject({ refreshes: 3, replays: 0, refused: 0 });
+
+    rd.rotate = false;
+    for (let i = 0; i < 3; i++) expect((await t.d.cli(['refresh', 'rd'])).code).toBe(0);
+    expect(rd.stats).toMatchObject({ refreshes: 6, replays: 0, refused: 0 });
+    expect(rd.isLive((await t.d.cli(['token', 'rd'])).stdout.trim())).toBe(true);
+  });
+
+  it('needs the device login again when Real-Debrid refuses the grant (exit 3), and stops asking', async () => {
+    await addRd();
+    await loggedIn();
+    const tap = await tapEvents(t.d.socket);
+    rd.revokeApp(); // the user revoked the app's rights at Real-Debrid
+    const r = await t.d.cli(['refresh', 'rd']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('tokend login rd');
+    expect(r.stderr).toMatch(/bad_token|permission_denied/);
+    const asked = rd.stats.tokenRequests;
+    for (let i = 0; i < 10; i++) {
+      const tok = await t.d.request('POST', '/v1/token', { account: 'rd' });
+      expect(tok.status).toBe(409);
+      expect(tok.json.error.code).toBe('reauth_required');
+    }
+    expect(rd.stats.tokenRequests).toBe(asked); // no recover step: no more calls
+    expect((await t.d.cli(['token', 'rd'])).code).toBe(3);
+    await waitFor(() => tap.events.some((e) => e.type === 'account.reauth_required'), 'account.reauth_required');
+    tap.close();
+    expect(tap.events.some((e) => e.type === 'token.recovered')).toBe(false);
+    // A new login makes it work again.
+    await loggedIn();
+    expect((await t.d.cli(['token', 'rd'])).code).toBe(0);
+  });
+
+  it('polls through slow_down (error_code 5), too many requests (34, Retry-After) and the documented error shape, then signs in', async () => {
+    await addRd();
+    rd.pending = rdError(400, 'bad_token', 8); // "not yet" as the documented error shape, not a 403
+    rd.faults.add('device/credentials', rdError(400, 'slow_down', 5));
+    rd.faults.add('device/credentials', rdError(429, 'too_many_requests', 34, { 'retry-after': '2' }));
+    const login = await startLogin(t.d, 'rd', 'device');
+    await waitFor(() => rd.stats.pendingAnswers >= 1, 'a poll after the faults');
+    rd.approve(login.user_code);
+    expect((await settled(t.d, login.id)).status).toBe('active');
+    const at = rd.stats.pollTimes;
+    // slow_down: 5 more units (500 ms) for good, so ≥ 1 s; then Retry-After 2 s; then a doubled interval.
+    expect(at[1] - at[0]).toBeGreaterThanOrEqual(950);
+    expect(at[2] - at[1]).toBeGreaterThanOrEqual(1_950);
+    expect(at[3] - at[2]).toBeGreaterThanOrEqual(1_950);
+    expect(rd.stats).toMatchObject({ deviceCodes: 1, exchanges: 1 });
+  });
+
+  it('keeps the grant through a 503 and a 429 with Retry-After, and says when to try again', async () => {
+    await addRd();
+    await loggedIn();
+    const before = (await t.d.cli(['token', 'rd'])).stdout.trim();
+    rd.faults.add('token', { status: 503, body: 'maintenance' });
+    const down = await t.d.cli(['refresh', 'rd']);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/unavailable.*HTTP 503/);
+    rd.faults.add('token', rdError(429, 'too_many_requests', 34, { 'retry-after': '7' }));
+    await sleep(150); // past the 50 ms backoff
+    const limited = await t.d.request('POST', '/v1/accounts/rd/refresh');
+    expect(limited.status).toBe(503);
+    expect(limited.json.error.retry_after).toBeGreaterThanOrEqual(7);
+    // The cached token is still served, and the grant is intact.
+    expect((await t.d.cli(['token', 'rd'])).stdout.trim()).toBe(before);
+    expect(rd.stats).toMatchObject({ refused: 0, replays: 0 });
+  });
+
+  it('refuses to refresh a refresh token imported without the per-user client: only a login obtains one', async () => {
+    await addRd();
+    const r = await t.d.cli(['import', 'rd', '--refresh-token-stdin'], 'rdrt-from-somewhere-else');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('tokend login rd');
+    expect(rd.stats.tokenRequests).toBe(0); // nothing was sent without the credentials
+  });
+
+  it('disables the access token at Real-Debrid on logout', async () => {
+    await addRd();
+    await loggedIn();
+    const token = (await t.d.cli(['token', 'rd'])).stdout.trim();
+    expect((await t.d.cli(['logout', 'rd'])).code).toBe(0);
+    expect(rd.stats.disabled).toBe(1);
+    expect(rd.isLive(token)).toBe(false);
+  });
+
+  it('never writes a device code, the per-user credentials or a token in clear to the database, config.json or the log', async () => {
+    await addRd();
+    await loggedIn();
+    for (let i = 0; i < 2; i++) expect((await t.d.cli(['refresh', 'rd'])).code).toBe(0);
+    rd.revokeApp();
+    expect((await t.d.cli(['refresh', 'rd'])).code).toBe(3); // an error message that could have leaked
+    await t.d.stop('SIGTERM');
+    expect(rd.issued.length).toBeGreaterThanOrEqual(9);
+    expect(leaks(t.home, t.d.logs, rd.issued)).toEqual([]);
+    expect(t.d.logs).toContain('token refreshed');
+  });
+});
