@@ -3,6 +3,7 @@
  * and the rule that says whether one still serves a request.
  */
 import type { TokenSet } from './drivers/driver.js';
+import { jwtClaims } from './drivers/jwt-lifetime.js';
 import type { GrantRecord, TokenUpdate } from './store/types.js';
 
 /** A servable access token, held in memory. */
@@ -72,14 +73,8 @@ function refreshExpiry(set: TokenSet): { refresh_expires_at?: number } {
 
 /** A JWT's `exp` (seconds), read without verifying: only to warn ahead, never to trust. */
 export function jwtExp(token: string): number | undefined {
-  const parts = token.split('.');
-  if (parts.length !== 3) return undefined;
-  try {
-    const exp = (JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as { exp?: unknown }).exp;
-    return typeof exp === 'number' && Number.isFinite(exp) && exp > 0 ? exp : undefined;
-  } catch {
-    return undefined;
-  }
+  const exp = jwtClaims(token)?.exp;
+  return typeof exp === 'number' && Number.isFinite(exp) && exp > 0 ? exp : undefined;
 }
 
 /** The base token a stored grant holds, if any. */

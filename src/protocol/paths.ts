@@ -92,29 +92,6 @@ export function platformDirs(env: NodeJS.ProcessEnv, platform: string): { config
   };
 }
 
-/**
- * The platform's own places for an app's config and data (the XDG base directories on
- * Linux and the BSDs, ~/Library on macOS, %APPDATA% on Windows), as the env-paths package
- * computes them, written out here so that this module, which the thin client and the SDK
- * load, depends on nothing but node, and reads `env` rather than the process's.
- */
-export function platformDirs(env: NodeJS.ProcessEnv, platform: string): { config: string; data: string } {
-  const homedir = env.HOME || os.homedir();
-  if (platform === 'darwin') {
-    const library = path.join(homedir, 'Library');
-    return { config: path.join(library, 'Preferences', 'tokend'), data: path.join(library, 'Application Support', 'tokend') };
-  }
-  if (platform === 'win32') {
-    const appData = env.APPDATA || path.join(homedir, 'AppData', 'Roaming');
-    const localAppData = env.LOCALAPPDATA || path.join(homedir, 'AppData', 'Local');
-    return { config: path.join(appData, 'tokend', 'Config'), data: path.join(localAppData, 'tokend', 'Data') };
-  }
-  return {
-    config: path.join(env.XDG_CONFIG_HOME || path.join(homedir, '.config'), 'tokend'),
-    data: path.join(env.XDG_DATA_HOME || path.join(homedir, '.local', 'share'), 'tokend'),
-  };
-}
-
 /** What the running daemon writes to `pidFile`: who holds the lock, and where it listens. */
 export interface DaemonOwner {
   pid: number;

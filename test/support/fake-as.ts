@@ -1,6 +1,6 @@
 /**
  * A tiny fake OAuth authorization server on 127.0.0.1 for what oidc-provider never does
- * (PROTOCOLS.md §6.1): `slow_down` (with or without a new `interval`), 429, 5xx, and
+ * (RFC 8628 §3.5; oidc-provider never sends slow_down): `slow_down` (with or without a new `interval`), 429, 5xx, and
  * endpoints that hang. It speaks RFC 8628 §3.1–3.5 and the refresh grant; no discovery,
  * so accounts use it through explicit endpoints.
  *

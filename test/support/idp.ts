@@ -1,6 +1,6 @@
 /**
  * A real OpenID Provider for tokend's tests: npm `oidc-provider` (v9) on 127.0.0.1, a random
- * port, in memory. Follows the verified config of PROTOCOLS.md §8.2.
+ * port, in memory. Configured as oidc-provider 9 documents it, checked end to end.
  *
  * ```ts
  * const idp = await startIdp();                       // issuer http://127.0.0.1:PORT
@@ -17,14 +17,14 @@
  * - `svc`: client_credentials only, `client_secret_basic`, secret `svc-secret`.
  * All interactive clients are `native` with redirect `http://127.0.0.1/callback` (any port, RFC 8252 §7.3).
  *
- * Behaviour worth knowing (PROTOCOLS.md §6.5, §8):
+ * Behaviour worth knowing (RFC 9700 §4.14.2, §8):
  * - `rotateRefreshToken: true`: every refresh returns a new refresh token; presenting a used
  *   one answers `invalid_grant` and revokes the whole grant (the newest token dies too).
  * - Scopes `openid offline_access api`; a refresh token is issued only with `offline_access`.
  * - Resource indicators (RFC 8707): only {@link TEST_RESOURCE} is a known resource server
  *   (scope `api`, opaque access tokens whose introspection shows `aud`). Refresh tokens from
  *   {@link TestIdp.issueRefreshToken} are granted that resource unless `resource: null`.
- * - No `interval` in device authorization responses, never `slow_down` (§6.1).
+ * - No `interval` in device authorization responses, never `slow_down` (RFC 8628 §3.5 allows both).
  * - The token endpoint's faults and counters live in the node http layer, before the provider.
  */
 import http from 'node:http';
@@ -176,7 +176,7 @@ export interface TestIdp {
 export interface IdpOptions {
   /** Access token (and client credentials) lifetime in seconds; default 60. */
   accessTokenTtl?: number;
-  /** Refresh token rotation (PROTOCOLS.md §6.5); default true. */
+  /** Refresh token rotation (RFC 9700 §4.14.2); default true. */
   rotate?: boolean;
   /** Refresh token lifetime in seconds; default 3600. */
   refreshTokenTtl?: number;
@@ -278,7 +278,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     interactions: { url: (_ctx: unknown, i: { uid: string }) => `/interaction/${i.uid}` },
   });
 
-  // Auto-finishing interaction (PROTOCOLS.md §8.2): logs in TEST_ACCOUNT, consents to everything asked.
+  // Auto-finishing interaction: logs in TEST_ACCOUNT, consents to everything asked.
   provider.use(async (ctx, next) => {
     if (!/^\/interaction\/[^/]+$/.test(ctx.path)) return next();
     const d = await provider.interactionDetails(ctx.req, ctx.res);

@@ -20,7 +20,8 @@ export function jwtLifetime(token: string): Pick<TokenSet, 'expires_in' | 'expir
   return { expires_at: exp * 1000 };
 }
 
-function jwtClaims(token: string): Record<string, unknown> | undefined {
+/** A JWT's claims, decoded without verifying (only for scheduling and warnings), or undefined. */
+export function jwtClaims(token: string): Record<string, unknown> | undefined {
   const parts = token.split('.');
   if (parts.length !== 3) return undefined;
   try {
