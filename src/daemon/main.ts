@@ -22,6 +22,7 @@ import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { closeIfBodyUnread } from './http/keep-alive.js';
+import { readBeforeRouting } from './http/raw-request.js';
 import { proxyLane } from './http/proxy-lane.js';
 import { listenerGuard, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
 import { LoginManager } from './logins.js';
@@ -216,7 +217,11 @@ export async function main(argv: string[]): Promise<void> {
   const proxy = proxyLane({ config: config!, broker, getDriver, audit, log });
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     closeIfBodyUnread(req, res);
-    if (!tokenFast(req, res) && !proxy(req, res)) void honoListener(req, res);
+    if (tokenFast(req, res) || proxy(req, res)) return;
+    // The router's routes get their bodies read before routing (http/raw-request.ts).
+    void readBeforeRouting(req).then(() => {
+      if (!req.socket.destroyed) void honoListener(req, res);
+    });
   };
   const server = http.createServer(handle);
   // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.

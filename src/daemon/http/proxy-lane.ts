@@ -26,6 +26,7 @@ import type { Driver } from '../drivers/driver.js';
 import { E, TokendError, unknownAccount } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
+import { readIncoming } from './raw-request.js';
 import { errorResponse } from './token-route.js';
 
 export interface ProxyDeps {
@@ -262,8 +263,20 @@ function respond(res: ServerResponse, up: IncomingMessage, url: URL, apiBase: st
   });
 }
 
-/** Any failure before the answer started: the wire error shape; a body we did not read closes the connection. */
+/**
+ * Any failure before the answer started: the wire error shape. A body not read yet is read
+ * and discarded first (as far as 16 MiB), so the connection stays usable and a client still
+ * sending does not see it cut.
+ */
 function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  if (req.complete || req.readableFlowing) return answerFailure(log, req, res, err);
+  readIncoming(req).then(
+    () => answerFailure(log, req, res, err),
+    () => answerFailure(log, req, res, err),
+  );
+}
+
+function answerFailure(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const r = errorResponse(err, log, '/v1/proxy');
   if (!(err instanceof TokendError)) log.error('proxy failed', { error: (err as Error)?.message });
   if (res.headersSent) {

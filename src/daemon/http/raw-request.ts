@@ -22,8 +22,33 @@ const tooLarge = () => E.payloadTooLarge(`the request body is larger than ${MAX_
  */
 const DRAIN_LIMIT = 16 * 1024 * 1024;
 
+/** A body read before routing (see `readBeforeRouting`): the bytes, or why they were refused. */
+const READ_AHEAD = Symbol('tokend.readAhead');
+type ReadAhead = Promise<Buffer>;
+
+/**
+ * Read a request's body before the router sees the request, so a route that never reads
+ * it (a GET or DELETE that carries one, an unknown route) cannot leave bytes on a
+ * keep-alive connection, and the answer never has to cut the connection (which a client
+ * still sending would see as EPIPE). Routes then get the same bytes from `readIncoming`.
+ * Only requests that carry a body pay for it; their bodies are small JSON.
+ */
+export function readBeforeRouting(req: IncomingMessage): Promise<void> {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  if (!hasBody) return Promise.resolve();
+  const ahead = readIncoming(req);
+  ahead.catch(() => undefined); // the route that reads it gets the error; one that does not, does not care
+  (req as IncomingMessage & { [READ_AHEAD]?: ReadAhead })[READ_AHEAD] = ahead;
+  return ahead.then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
 /** Read a node request's body; more than MAX_BODY_BYTES is read and discarded, then refused (413). */
 export function readIncoming(req: IncomingMessage): Promise<Buffer> {
+  const ahead = (req as IncomingMessage & { [READ_AHEAD]?: ReadAhead })[READ_AHEAD];
+  if (ahead) return ahead;
   const declared = Number(req.headers['content-length']);
   if (declared > DRAIN_LIMIT) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
