@@ -7,7 +7,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -782,5 +782,26 @@ describe.each([
   it.skipIf(native)('curl: a status other than 200/422 falls back to node', async () => {
     const r = await sh(gitShim(), ['crash'], 'protocol=https\nhost=github.com\n');
     expect(r).toEqual({ code: 0, stdout: '', stderr: NO_DAEMON });
+  });
+
+  it.runIf(native)('a build/tokend-fast that does not run as itself (exit 126, killed) falls back to node, which answers the tool its way', async () => {
+    const fast = path.join(dir, 'build', 'tokend-fast');
+    const real = `${fast}.real`;
+    await copyFile(fast, real);
+    const broken = (status: number) => `tokend: ${dir}/build/tokend-fast cannot run here (exit ${status}); answering through node. Rebuild it: node "${dir}/scripts/build-native.mjs"\n`;
+    try {
+      for (const [body, status] of [['exit 126', 126], ['kill -9 $$', 137]] as const) {
+        await writeFile(fast, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+        // (Before our line, the shell may say what happened to its child: dash prints "Killed".)
+        const git = await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n');
+        expect([git.code, git.stdout, git.stderr.endsWith(broken(status) + NO_DAEMON)], git.stderr).toEqual([0, '', true]);
+        const docker = await sh(dockerShim(), ['get'], 'registry.example.com');
+        expect([docker.code, docker.stdout, docker.stderr.endsWith(broken(status))], docker.stderr).toEqual([1, NO_DAEMON, true]);
+      }
+    } finally {
+      await copyFile(real, fast);
+    }
+    // The real one answers again, at once.
+    expect((await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n')).stdout).toContain(`password=${TOKEN}\n`);
   });
 });
