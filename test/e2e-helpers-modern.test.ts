@@ -184,4 +184,16 @@ describe('git and docker helpers, the modern way', () => {
     expect(other.stdout).not.toContain(secret);
     expect(d.logs).not.toContain(secret);
   });
+
+  it('tokend doctor: docker with credsStore tokend (every registry) is a warning pointing to credHelpers; credHelpers is ok', async () => {
+    const home = newHome();
+    const env = { ...gitEnv(home), PATH: `${path.join(ROOT, 'bin')}${path.delimiter}${process.env.PATH}` };
+    fs.mkdirSync(path.join(home, '.docker'));
+    const write = (cfg: object) => fs.writeFileSync(path.join(home, '.docker', 'config.json'), JSON.stringify(cfg));
+    const docker = async () => JSON.parse((await runCli(['doctor', '--json'], { env })).stdout).checks.find((c: { id: string }) => c.id === 'docker');
+    write({ credsStore: 'tokend' });
+    expect(await docker()).toMatchObject({ status: 'warn', message: expect.stringContaining('credsStore'), fix: expect.stringContaining('credHelpers') });
+    write({ credHelpers: { 'registry.example.com': 'tokend' } });
+    expect(await docker()).toMatchObject({ status: 'ok', message: 'docker uses tokend for registry.example.com (credHelpers)' });
+  });
 });
