@@ -64,7 +64,7 @@ Prints this install's version on stdout (also: tokend --version, tokend -v).
 Exit status: 0, 2 bad usage.
 `;
 
-const SETUP_HELP = `usage: tokend setup git [--global] [--dry-run]
+const SETUP_HELP = `usage: tokend setup git [--global] [--dry-run] [--json]
 
 Sets a tool up to use tokend; git is the one it knows (\`tokend setup git --help\`).
 Exit status: 0 done, 1 error, 2 bad usage.
