@@ -17,8 +17,13 @@
  * starts the daemon) with stdin intact. An answer other than 200/422, or any failure
  * after connecting, exits 112 having printed nothing.
  *
- * Plain C99 + POSIX, no dependencies; built by `npm install` when a C compiler exists
- * (scripts/build-native.mjs), otherwise the shims use curl or node.
+ * Its statuses are the answer's (0 to 3), 2 for bad usage, 111 and 112; the shims take any
+ * other (126 from a shell that cannot execute it, 128+N after a signal) as "it did not run"
+ * and ask node instead.
+ *
+ * Plain C99 + POSIX, no dependencies; built on the installing machine by the package's
+ * install script when a C compiler exists (scripts/build-native.mjs, which never ships a
+ * binary), otherwise the shims use curl or node.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>

@@ -26,15 +26,16 @@ const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
   { cmd: ['list'], says: [/--json/, /login_pending/] },
   { cmd: ['status'], says: [/--json/, /the login in progress/, /3 account NAME cannot serve a token/, /no_grant/, /login_pending/] },
   { cmd: ['refresh'], says: [/--json/, /3 the provider refused the grant/] },
-  { cmd: ['logout'], says: [/RFC 7009/, /configuration and client secret stay/] },
-  { cmd: ['remove'], says: [/deletes the account/] },
+  { cmd: ['logout'], says: [/RFC 7009/, /configuration and client secret stay/, /--json/] },
+  { cmd: ['remove'], says: [/deletes the account/, /--json/] },
   { cmd: ['exec'], says: [/--env VAR/, /-- COMMAND/, /never appears in argv/, /127/] },
   { cmd: ['setup'], says: [/setup git/] },
-  { cmd: ['setup', 'git'], says: [/--global/, /--dry-run/, /\.git\/config/, /~\/\.gitconfig/, /not in a\s+repository/] },
+  { cmd: ['setup', 'git'], says: [/--global/, /--dry-run/, /--json/, /useHttpPath/, /\.git\/config/, /~\/\.gitconfig/, /not in a\s+repository/] },
   { cmd: ['service'], says: [/install\|uninstall\|status/, /--dry-run/, /systemd/, /launchd/] },
   { cmd: ['doctor'], says: [/--json/] },
   { cmd: ['daemon'], says: [/--socket PATH/, /SIGHUP/] },
-  { cmd: ['version'], says: [/--version/, /-v/] },
+  { cmd: ['version'], says: [/--version/, /-v/, /--json/] },
+  { cmd: ['completion'], says: [/bash\|zsh\|fish/, /source <\(tokend completion bash\)/, /account names/] },
   { cmd: ['git-credential'], says: [/get\|store\|erase/, /git-credential-tokend/, /tokend setup git/] },
   { cmd: ['docker-credential'], says: [/get\|store\|erase\|list/, /credHelpers/, /credentials not found in native keychain/] },
   { cmd: ['kubectl-credential'], says: [/ExecCredential/, /KUBERNETES_EXEC_INFO/, /interactiveMode/] },
@@ -89,7 +90,7 @@ describe('mistakes on the command line', () => {
   const STRICT: string[][] = [
     ['add', 'work'], ['set', 'work'], ['login', 'work'], ['import', 'work'], ['token', 'work'], ['list'], ['status'],
     ['refresh', 'work'], ['logout', 'work'], ['remove', 'work'], ['exec', 'work'], ['setup', 'git'], ['service', 'status'],
-    ['daemon'], ['version'], ['kubectl-credential', 'work'],
+    ['daemon'], ['version'], ['kubectl-credential', 'work'], ['completion', 'bash'],
   ];
   for (const cmd of STRICT) {
     const name = cmd[0] === 'setup' ? 'setup git' : cmd[0];

@@ -7,7 +7,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,12 +98,26 @@ describe('git wire format', () => {
     });
   });
 
-  it('ignores unknown and multi-valued keys, and reads to EOF without a blank line', () => {
+  it('ignores unknown and other multi-valued keys, keeps capabilities, and reads to EOF without a blank line', () => {
     const r = parseGitCredentialInput(
       'get',
-      'capability[]=authtype\nprotocol=https\nwwwauth[]=Basic realm="x"\nfuture_thing=1\nhost=github.com',
+      'capability[]=authtype\nprotocol=https\nwwwauth[]=Basic realm="x"\nstate[]=x:y\nfuture_thing=1\nhost=github.com',
     );
-    expect(r).toEqual({ ok: true, request: { action: 'get', protocol: 'https', host: 'github.com' } });
+    expect(r).toEqual({ ok: true, request: { action: 'get', protocol: 'https', host: 'github.com', capabilities: ['authtype'] } });
+  });
+
+  it('reads what git 2.46+ sends: capability[] in order (an empty one clears the list), authtype and credential', () => {
+    const r = parseGitCredentialInput(
+      'erase',
+      `capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=github.com\nauthtype=Bearer\ncredential=${TOKEN}\nephemeral=1\n` +
+        `password_expiry_utc=${EXPIRES_S}\nwwwauth[]=Bearer realm="x"\nstate[]=tokend:1\n`,
+    );
+    expect(r).toEqual({
+      ok: true,
+      request: { action: 'erase', protocol: 'https', host: 'github.com', capabilities: ['authtype', 'state'], authtype: 'Bearer', credential: TOKEN },
+    });
+    const cleared = parseGitCredentialInput('get', 'capability[]=authtype\ncapability[]=\ncapability[]=state\nprotocol=https\nhost=a.test\n');
+    expect(cleared.ok && cleared.request.capabilities).toEqual(['state']);
   });
 
   it('stops at the first blank line', () => {
@@ -159,6 +173,14 @@ describe('git wire format', () => {
     expect(formatGitCredential({ password: 'p' }).toString()).toBe('password=p\n');
   });
 
+  it('formats a Bearer answer with capability[]=authtype first, then authtype, credential, ephemeral and the expiry', () => {
+    const out = formatGitCredential({ authtype: 'Bearer', credential: TOKEN, ephemeral: true, password_expiry_utc: EXPIRES_S });
+    expect(out.toString()).toBe(`capability[]=authtype\nauthtype=Bearer\ncredential=${TOKEN}\nephemeral=1\npassword_expiry_utc=${EXPIRES_S}\n`);
+    expect(() => formatGitCredential({ authtype: 'Bearer', credential: `${TOKEN}\nurl=https://evil.test` })).toThrow(/credential contains/);
+    expect(() => formatGitCredential({ authtype: 'Bearer x', credential: TOKEN })).toThrow(/one word/);
+    expect(() => formatGitCredential({ authtype: 'Bearer', credential: '' })).toThrow(GitFormatError);
+  });
+
   it('refuses to format a value that could inject an attribute', () => {
     expect(() => formatGitCredential({ password: 'x\nurl=https://evil.test' })).toThrow(GitFormatError);
     expect(() => formatGitCredential({ username: 'a\rb', password: 'x' })).toThrow(/username/);
@@ -181,6 +203,50 @@ describe('git helper', () => {
     expect(r.out).not.toContain('url=');
     expect(r.stderr).toBeUndefined();
     expect(deps.calls.getToken).toEqual([['gh', 300]]);
+  });
+
+  // What git 2.46+ writes on a helper's stdin (git-credential(1); credential.c credential_write):
+  // capability[] lines first, then protocol, host, path, username; wwwauth[] after a 401.
+  const GIT_246_GET = 'capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=github.com\nwwwauth[]=Bearer realm="GitHub"\n\n';
+
+  it('get from git 2.46+ (capability[]=authtype): a Bearer credential, ephemeral, with its expiry; no username or password', async () => {
+    const deps = fakeDeps();
+    const r = await run('git', 'get', GIT_246_GET, deps);
+    expect(r).toMatchObject({ exitCode: 0 });
+    expect(r.out).toBe(`capability[]=authtype\nauthtype=Bearer\ncredential=${TOKEN}\nephemeral=1\npassword_expiry_utc=${EXPIRES_S}\n`);
+    expect(r.out).not.toMatch(/^(username|password|state\[\])=/m);
+    expect(deps.calls.getToken).toEqual([['gh', 300]]);
+  });
+
+  it('get from git 2.46+ for an account with a username: still Bearer (the username is for Basic only)', async () => {
+    const r = await run('git', 'get', GIT_246_GET.replace('github.com', 'gitlab.example.com'), fakeDeps());
+    expect(r.out.split('\n').slice(0, 3)).toEqual(['capability[]=authtype', 'authtype=Bearer', `credential=${TOKEN}`]);
+  });
+
+  it('get from git 2.46+ with a token that is not a bearer token (DPoP): the Basic answer', async () => {
+    const deps = fakeDeps({ tokenFor: () => ({ access_token: TOKEN, token_type: 'DPoP', expires_at: null }) });
+    const r = await run('git', 'get', GIT_246_GET, deps);
+    expect(r.out).toBe(`username=oauth2\npassword=${TOKEN}\n`);
+  });
+
+  it('get from git 2.46+ announcing only state: the Basic answer', async () => {
+    const r = await run('git', 'get', 'capability[]=state\nprotocol=https\nhost=github.com\n', fakeDeps());
+    expect(r.out).toBe(`username=oauth2\npassword=${TOKEN}\npassword_expiry_utc=${EXPIRES_S}\n`);
+  });
+
+  it('erase from git 2.46+ reports the refused Bearer credential, which it sends instead of a password', async () => {
+    const deps = fakeDeps();
+    const r = await run(
+      'git',
+      'erase',
+      `capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=github.com\nauthtype=Bearer\ncredential=${TOKEN}\nephemeral=1\npassword_expiry_utc=${EXPIRES_S}\nwwwauth[]=Bearer error="invalid_token"\n\n`,
+      deps,
+    );
+    expect(r).toMatchObject({ exitCode: 0, out: '' });
+    expect(deps.calls.reject).toEqual([['gh', TOKEN]]);
+    // A credential of another scheme is not one of ours to compare.
+    await run('git', 'erase', `capability[]=authtype\nprotocol=https\nhost=github.com\nauthtype=Digest\ncredential=xyz\n`, deps);
+    expect(deps.calls.reject.at(-1)).toEqual(['gh', undefined]);
   });
 
   it("get: the account's configured username wins", async () => {
@@ -326,11 +392,25 @@ describe('docker wire format and helper', () => {
     expect(r).toMatchObject({ exitCode: 1, out: `${DOCKER_ERR_NOT_FOUND}\n` });
   });
 
-  it('store: valid JSON is accepted and dropped (tokend owns the tokens)', async () => {
+  it('store for a registry an account serves: accepted, nothing kept (tokend owns the tokens)', async () => {
     const deps = fakeDeps();
     const r = await run('docker', 'store', `{"ServerURL":"registry.example.com","Username":"u","Secret":"${TOKEN}"}`, deps);
     expect(r).toMatchObject({ exitCode: 0, out: '' });
     expect(deps.calls.getToken).toEqual([]);
+  });
+
+  it('store for a registry no account serves: exit 1 and why on stdout, so docker login does not claim a saved login', async () => {
+    const deps = fakeDeps();
+    const r = await run('docker', 'store', `{"ServerURL":"https://other.example.com/v2/","Username":"u","Secret":"${TOKEN}"}`, deps);
+    expect(r.exitCode).toBe(1);
+    expect(r.out).toBe(
+      'tokend: no tokend account serves https://other.example.com, and tokend keeps no registry passwords: this login is not saved ' +
+        '(add an account with --host for this registry, or set another credential helper for it in credHelpers)\n',
+    );
+    expect(r.out).not.toContain(TOKEN);
+    expect(deps.calls.getToken).toEqual([]);
+    const tied = await run('docker', 'store', `{"ServerURL":"dup.example.com","Username":"u","Secret":"${TOKEN}"}`, deps);
+    expect(tied).toMatchObject({ exitCode: 1, out: expect.stringMatching(/"dup1" and "dup2"/) });
   });
 
   it.each<[string, string, string]>([
@@ -702,5 +782,26 @@ describe.each([
   it.skipIf(native)('curl: a status other than 200/422 falls back to node', async () => {
     const r = await sh(gitShim(), ['crash'], 'protocol=https\nhost=github.com\n');
     expect(r).toEqual({ code: 0, stdout: '', stderr: NO_DAEMON });
+  });
+
+  it.runIf(native)('a build/tokend-fast that does not run as itself (exit 126, killed) falls back to node, which answers the tool its way', async () => {
+    const fast = path.join(dir, 'build', 'tokend-fast');
+    const real = `${fast}.real`;
+    await copyFile(fast, real);
+    const broken = (status: number) => `tokend: ${dir}/build/tokend-fast cannot run here (exit ${status}); answering through node. Rebuild it: node "${dir}/scripts/build-native.mjs"\n`;
+    try {
+      for (const [body, status] of [['exit 126', 126], ['kill -9 $$', 137]] as const) {
+        await writeFile(fast, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+        // (Before our line, the shell may say what happened to its child: dash prints "Killed".)
+        const git = await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n');
+        expect([git.code, git.stdout, git.stderr.endsWith(broken(status) + NO_DAEMON)], git.stderr).toEqual([0, '', true]);
+        const docker = await sh(dockerShim(), ['get'], 'registry.example.com');
+        expect([docker.code, docker.stdout, docker.stderr.endsWith(broken(status))], docker.stderr).toEqual([1, NO_DAEMON, true]);
+      }
+    } finally {
+      await copyFile(real, fast);
+    }
+    // The real one answers again, at once.
+    expect((await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n')).stdout).toContain(`password=${TOKEN}\n`);
   });
 });

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { browserCommands, splitCommand } from '../src/client/browser.js';
+import { browserCommands, canOpenBrowser, splitCommand } from '../src/client/browser.js';
 import { DriverError, type DevicePoll, type DriverContext } from '../src/daemon/drivers/driver.js';
 import { createOAuth2Driver } from '../src/daemon/drivers/oauth2.js';
 import { browserSecrets, escapeHtml, page, stateMatches } from '../src/daemon/login-browser.js';
@@ -304,6 +304,19 @@ describe('opening the browser', () => {
     ]);
     expect(browserCommands(url, { BROWSER: ['w3m', 'lynx'].join(path.delimiter) }, 'darwin')).toEqual([['w3m', url], ['lynx', url], ['open', url]]);
     expect(browserCommands(url, {}, 'linux')).toEqual([['xdg-open', url]]);
+    // WSL: the Windows browser through wslview first, as gh does.
+    expect(browserCommands(url, { WSL_DISTRO_NAME: 'Debian' }, 'linux')).toEqual([['wslview', url], ['xdg-open', url]]);
+  });
+
+  it('opens one only where a browser can show: $BROWSER, a display, macOS, Windows or WSL', () => {
+    expect(canOpenBrowser({}, 'linux')).toBe(false);
+    expect(canOpenBrowser({ SSH_CONNECTION: '1.2.3.4 5 6.7.8.9 22' }, 'linux')).toBe(false);
+    expect(canOpenBrowser({ BROWSER: 'w3m' }, 'linux')).toBe(true);
+    expect(canOpenBrowser({ DISPLAY: ':0' }, 'linux')).toBe(true);
+    expect(canOpenBrowser({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux')).toBe(true);
+    expect(canOpenBrowser({ WSL_INTEROP: '/run/WSL/1_interop' }, 'linux')).toBe(true);
+    expect(canOpenBrowser({}, 'darwin')).toBe(true);
+    expect(canOpenBrowser({}, 'win32')).toBe(true);
   });
 
   it('splits a command line like a shell would, without running one', () => {

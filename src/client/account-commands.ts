@@ -78,18 +78,22 @@ does), instead of when the daemon's timer would.
 Exit status: 0 ok, 1 error (the provider unreachable or refusing the client), 2 bad
 usage, 3 the provider refused the grant: the account needs a login.
 `,
-  logout: `usage: tokend logout NAME
+  logout: `usage: tokend logout NAME [--json]
 
 Revokes account NAME's grant at the provider (RFC 7009, where it has a revocation
 endpoint) and forgets it. The account's configuration and client secret stay, so
 \`tokend login NAME\` signs in again.
 
+  --json   print {"account", "revoked"} on stdout (revoked: the provider confirmed it)
+
 Exit status: 0 ok, 1 error (no such account, the daemon unreachable), 2 bad usage.
 `,
-  remove: `usage: tokend remove NAME
+  remove: `usage: tokend remove NAME [--json]
 
 Revokes account NAME's grant where possible, then deletes the account: its
 configuration, its secrets and its tokens.
+
+  --json   print {"account", "revoked"} on stdout (revoked: the provider confirmed it)
 
 Exit status: 0 ok, 1 error (no such account, the daemon unreachable), 2 bad usage.
 `,
@@ -229,10 +233,11 @@ const refresh: Command = async (args, io, client) => {
 /** logout and remove: revoke the grant, then forget it (logout) or the whole account (remove). */
 function revoking(command: 'logout' | 'remove', method: string, route: (name: string) => string, done: string): Command {
   return async (args, io, client) => {
-    const { values, positionals } = parseOptions(command, args, {});
+    const { values, positionals } = parseOptions(command, args, { json: { type: 'boolean' } });
     if (values.help) return help(io, command);
     const name = requireName(positionals[0], command);
     const res = await client().json<{ revoked: boolean }>(method, route(name));
+    if (values.json) printJson(io, { account: name, revoked: res.revoked });
     io.stderr(`tokend: ${done} "${name}"${res.revoked ? ' (revoked at the provider)' : ''}\n`);
     return EXIT.ok;
   };

@@ -1,6 +1,7 @@
 /**
- * Opening a URL in the person's browser for the browser login flow: `$BROWSER`, then the
- * platform's opener. The URL is an argument, never passed through a shell.
+ * Opening a URL in the person's browser for a login (the browser flow's authorization URL,
+ * the device flow's verification page): `$BROWSER`, then the platform's opener. The URL is
+ * an argument, never passed through a shell.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -20,8 +21,28 @@ export function browserCommands(url: string, env: Readonly<Record<string, string
   }
   if (platform === 'darwin') out.push(['open', url]);
   else if (platform === 'win32') out.push(['rundll32', 'url.dll,FileProtocolHandler', url]);
-  else out.push(['xdg-open', url]);
+  else {
+    // WSL: the Windows browser, through wslu's opener (as gh does), before xdg-open.
+    if (isWsl(env)) out.push(['wslview', url]);
+    out.push(['xdg-open', url]);
+  }
   return out;
+}
+
+/** Windows Subsystem for Linux: its init sets these in every session. */
+function isWsl(env: Readonly<Record<string, string | undefined>>): boolean {
+  return Boolean(env.WSL_DISTRO_NAME || env.WSL_INTEROP);
+}
+
+/**
+ * Can a browser open where the person sits: `$BROWSER` is set, or the session has a
+ * display (macOS, Windows, WSL, or X11 / Wayland). Otherwise (a console, SSH without X
+ * forwarding) trying would only fail or start a text browser on our terminal.
+ */
+export function canOpenBrowser(env: Readonly<Record<string, string | undefined>>, platform: string): boolean {
+  if (env.BROWSER) return true;
+  if (platform === 'darwin' || platform === 'win32' || isWsl(env)) return true;
+  return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
 }
 
 /** Split a command line into words: blanks separate, '…' and "…" quote, \ escapes (outside '…'). No shell runs. */

@@ -48,19 +48,23 @@ running:
   service install|uninstall|status
                               run tokend as a systemd / launchd user service
   doctor [--json]             check everything; print the command that fixes each problem
+  completion bash|zsh|fish    a shell completion script (commands, options, account names)
   version                     print the version (also --version, -v)
 
 exit status: 0 ok, 1 error, 2 bad usage, 3 the account needs a login.
 environment: TOKEND_HOME, TOKEND_SOCKET, TOKEND_NO_AUTOSTART=1 (see README).
 `;
 
-const VERSION_HELP = `usage: tokend version
+const VERSION_HELP = `usage: tokend version [--json]
 
 Prints this install's version on stdout (also: tokend --version, tokend -v).
-Exit status: 0.
+
+  --json   print {"version"} on stdout
+
+Exit status: 0, 2 bad usage.
 `;
 
-const SETUP_HELP = `usage: tokend setup git [--global] [--dry-run]
+const SETUP_HELP = `usage: tokend setup git [--global] [--dry-run] [--json]
 
 Sets a tool up to use tokend; git is the one it knows (\`tokend setup git --help\`).
 Exit status: 0 done, 1 error, 2 bad usage.
@@ -76,8 +80,9 @@ const commands: Record<string, Command> = {
   ...ACCOUNT_COMMANDS,
   token: tokenCommand,
   async version(args, io) {
-    const { values } = parseOptions('version', args, {}, 0);
-    io.stdout(values.help ? VERSION_HELP : `${packageVersion()}\n`);
+    const { values } = parseOptions('version', args, { json: { type: 'boolean' } }, 0);
+    if (values.help) io.stdout(VERSION_HELP);
+    else io.stdout(values.json ? `${JSON.stringify({ version: packageVersion() }, null, 2)}\n` : `${packageVersion()}\n`);
     return EXIT.ok;
   },
   'git-credential': lazy(async () => (await import('./helper-commands.js')).gitCredential),
@@ -98,6 +103,7 @@ const commands: Record<string, Command> = {
   },
   login: lazy(async () => (await import('./login.js')).runLogin),
   service: lazy(async () => (await import('./service.js')).runService),
+  completion: lazy(async () => (await import('./completion.js')).completionCommand),
   doctor: async (args, io) => (await import('./doctor.js')).runDoctor(args, { stdout: io.stdout, stderr: io.stderr, env: io.env }),
   // bin/tokend runs `tokend daemon` itself; this is for `tokend help daemon`, whose text lives with the daemon.
   daemon: (args) =>

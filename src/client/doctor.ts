@@ -49,7 +49,8 @@ Checks that tokend can work and says how to fix what is wrong:
   - config.json is valid, the key is there and 32 bytes
   - every account: active, expiring with nothing to refresh it, needing a login, or
     needing its issuer or client secret fixed (where a login cannot help)
-  - whether git, docker and kubectl are set up to use tokend (optional)
+  - whether git, docker and kubectl are set up to use tokend (optional), and whether
+    a storage helper after tokend gets a copy of every token git is given
   - each provider's clock against ours (30 s: warning, 5 min: failure)
 
 Each line is ok, info, warn or fail; a fix follows as a command to run.

@@ -13,11 +13,14 @@ export const HELPER_HELP: Record<HelperTool, string> = {
        tokend git-credential [--socket=PATH] get|store|erase
 
 git's credential helper (git-credential(1)): git runs it, with key=value lines on
-stdin describing the URL. \`get\` answers username and password (a valid access
-token) from the account whose --host patterns match; a host no account serves gets
-no answer, so git asks its next helper.
+stdin describing the URL. \`get\` answers a valid access token of the account whose
+--host patterns match: to git 2.46 or later (capability[]=authtype) as an ephemeral
+Bearer credential, to older git as username and password; a host no account serves
+gets no answer, so git asks its next helper.
 
-  get             print username=, password= and password_expiry_utc=
+  get             print capability[]=authtype, authtype=Bearer, credential=,
+                  ephemeral=1 (git 2.46+), or username= and password= (older git);
+                  and password_expiry_utc=
   store           nothing to do: the tokens live in the daemon
   erase           git saw the token refused (401): drop it, so the next get refreshes
   --socket=PATH   the daemon's socket, when not the default
@@ -33,12 +36,14 @@ the registry on stdin. \`get\` answers {"ServerURL","Username","Secret"}, the se
 being a valid access token of the account whose --host patterns match the registry.
 
   get       print the credential for the registry URL on stdin
-  store     nothing to do: the tokens live in the daemon
+  store     nothing to keep for a registry an account serves (its tokens live in the
+            daemon); an error for any other, as tokend keeps no passwords
   erase     drop the token of the registry on stdin, so the next get refreshes
   list      the registries tokend serves, as {"URL": "username"}
   version   print the version (also --version, -v)
 
-In ~/.docker/config.json: {"credHelpers": {"registry.example.com": "tokend"}}.
+In ~/.docker/config.json, per registry an account serves (not credsStore, which
+would send every docker login here): {"credHelpers": {"registry.example.com": "tokend"}}.
 Exit status: 0 ok; 1 error, with the message on stdout as docker expects
 ("credentials not found in native keychain" when no account serves the registry).
 `,

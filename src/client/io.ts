@@ -14,8 +14,13 @@ export interface Io {
   stderr: (s: string) => void;
   readStdin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
-  /** Is stdout a terminal (QR codes, prompts)? */
-  isTTY?: () => boolean;
+  /** Is stderr, where the person reads what to do (QR codes, prompts), a terminal? */
+  stderrIsTTY?: () => boolean;
+  /**
+   * Call `fn` each time the person presses Enter, when stdin is a terminal; returns what
+   * stops listening. Absent, or stdin not a terminal: undefined.
+   */
+  onEnter?: (fn: () => void) => (() => void) | undefined;
 }
 
 /** Bad usage: exit 2. `command` names whose --help to point at when it is not the command that ran (`setup git`). */

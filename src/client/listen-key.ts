@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parseOptions } from './args.js';
 import { EXIT, type Command } from './io.js';
 
-export const LISTEN_KEY_HELP = `usage: tokend listen-key [--rotate]
+export const LISTEN_KEY_HELP = `usage: tokend listen-key [--rotate] [--json]
 
 Prints the daemon key of the loopback TCP listener (tokend daemon --listen 127.0.0.1:PORT)
 on stdout: apps that cannot open the Unix socket send it as \`Authorization: Bearer KEY\`.
@@ -18,26 +18,28 @@ with --listen.
 
   --rotate     replace the key with a new random one (and print it); the old one stops
                working at once
+  --json       print {"key", "file", "rotated"} on stdout
 
 Exit status: 0 printed, 1 there is no key yet (start the daemon with --listen, or --rotate),
 2 bad usage.
 `;
 
 export const listenKeyCommand: Command = async (args, io, client) => {
-  const { values } = parseOptions('listen-key', args, { rotate: { type: 'boolean' } }, 0);
+  const { values } = parseOptions('listen-key', args, { rotate: { type: 'boolean' }, json: { type: 'boolean' } }, 0);
   if (values.help) {
     io.stdout(LISTEN_KEY_HELP);
     return EXIT.ok;
   }
   // Only the paths: no daemon is needed to read or replace a file of this user's.
   const file = client().paths.listenKeyFile;
+  const print = (key: string) => io.stdout(values.json ? `${JSON.stringify({ key, file, rotated: values.rotate === true }, null, 2)}\n` : `${key}\n`);
   if (values.rotate) {
     const key = randomBytes(32).toString('base64url');
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, `${key}\n`, { mode: 0o600 });
     fs.renameSync(tmp, file);
-    io.stdout(`${key}\n`);
+    print(key);
     io.stderr('tokend: the daemon key was replaced; the old one no longer works\n');
     return EXIT.ok;
   }
@@ -48,6 +50,6 @@ export const listenKeyCommand: Command = async (args, io, client) => {
     io.stderr(`tokend: no daemon key yet (${file}); start the daemon with --listen 127.0.0.1:PORT, or run \`tokend listen-key --rotate\`\n`);
     return EXIT.error;
   }
-  io.stdout(`${key}\n`);
+  print(key);
   return EXIT.ok;
 };

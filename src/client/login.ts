@@ -8,7 +8,7 @@ import type { AccountView, LoginFlow, LoginView } from '../protocol/api.js';
 import { ROUTES } from '../protocol/routes.js';
 import { defaultLoginFlow } from '../protocol/rules.js';
 import { parseOptions, requireName } from './args.js';
-import { openBrowser } from './browser.js';
+import { canOpenBrowser, openBrowser } from './browser.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
 import { ApiError, type TokendClient } from './socket-client.js';
 import { relative } from './when.js';
@@ -23,15 +23,24 @@ login that fails never deletes a grant that works.
                  browser on this machine, which returns to a one-shot listener on
                  127.0.0.1 (PKCE). Default: the account's flow, else browser when this
                  session has a display and is not over SSH, else device.
-  --no-browser   print the URL instead of opening a browser
+  --no-browser   never open a browser: print the URL (browser flow) or the page and
+                 code (device flow) only
   --no-wait      return once the login has started (the daemon finishes it)
-  --json         print the login object on stdout (with --no-wait: at once)
+  --json         print the login object on stdout (with --no-wait: at once, and
+                 nothing else happens: no browser, no QR code)
   --cancel       stop NAME's login in progress, started from here or anywhere else
 
+The device flow shows its page and code on stderr, with a QR code of the page when
+stderr is a terminal (so \`tokend login NAME | cat\` still shows it), and offers to
+open the page, code included, in a browser where one can open ($BROWSER is set, or
+there is a display): press Enter while it waits on a terminal; without a terminal it
+opens at once. The browser flow opens its URL at once.
+
 A second \`tokend login NAME\` while one is in progress joins it. The browser is
-$BROWSER (a command; %s stands for the URL), else xdg-open / open. Ctrl-C stops the
-waiting, not the login: it goes on in the daemon until it ends or expires;
-\`tokend status NAME\` shows it and \`tokend login NAME --cancel\` stops it.
+$BROWSER (a command; %s stands for the URL), else open (macOS), wslview (WSL) or
+xdg-open. Ctrl-C stops the waiting, not the login: it goes on in the daemon until it
+ends or expires; \`tokend status NAME\` shows it and \`tokend login NAME --cancel\`
+stops it.
 
 Exit status: 0 signed in (with --no-wait: started; with --cancel: stopped, or no login
 was in progress), 1 the login failed or expired, or could not start, 2 bad usage,
@@ -86,9 +95,10 @@ export const runLogin: Command = async (args, io, client) => {
     return EXIT.ok;
   }
   const ctrlC = watchCtrlC();
+  let stopOffer: () => void = () => {};
   try {
     if (joined) io.stderr(`tokend: a login to "${name}" is already in progress; joining it.\n`);
-    await instruct(login, io, { open: !values['no-browser'] && !joined });
+    stopOffer = await instruct(login, io, { open: !values['no-browser'] && !joined, wait: !values['no-wait'] });
     if (!values['no-wait'] && !ctrlC.pressed()) {
       io.stderr(`Waiting for the sign-in to finish (the ${login.flow === 'device' ? 'code' : 'link'} expires ${relative(login.expires_at, Date.now())})…\n`);
       while (login.status === 'pending' && !ctrlC.pressed()) {
@@ -105,6 +115,7 @@ export const runLogin: Command = async (args, io, client) => {
       return EXIT_INTERRUPTED;
     }
   } finally {
+    stopOffer();
     ctrlC.dispose();
   }
   if (values.json) io.stdout(JSON.stringify(login, null, 2) + '\n');
@@ -182,25 +193,49 @@ function watchCtrlC(): { pressed: () => boolean; sleep: (ms: number) => Promise<
   };
 }
 
-/** What the person has to do, on stderr; opens the browser for the browser flow. */
-async function instruct(login: LoginView, io: Io, opts: { open: boolean }): Promise<void> {
+/**
+ * What the person has to do, on stderr. The browser flow opens the browser; the device
+ * flow offers to open its verification page (the complete URI, code included, RFC 8628
+ * §3.3.1) where a browser can open, as gh does: "Press Enter" while we wait on a terminal,
+ * else at once. Returns what stops listening for Enter.
+ */
+async function instruct(login: LoginView, io: Io, opts: { open: boolean; wait: boolean }): Promise<() => void> {
   if (login.flow === 'device') {
     io.stderr(
       `To sign in to "${login.account}", open ${login.verification_uri}\nand enter the code:  ${login.user_code}\n` +
         (login.verification_uri_complete ? `(or open ${login.verification_uri_complete})\n` : ''),
     );
-    // RFC 8628 §3.3.1: a QR code of the complete URI lets a phone skip typing the code.
-    if (login.qr && io.isTTY?.()) io.stderr(`\n${login.qr}\n`);
-    return;
+    // RFC 8628 §3.3.1: a QR code of the complete URI lets a phone skip typing the code. It
+    // goes where the person reads, stderr: `tokend login x | cat` still shows it.
+    if (login.qr && io.stderrIsTTY?.()) io.stderr(`\n${login.qr}\n`);
+    const page = login.verification_uri_complete ?? login.verification_uri;
+    if (!opts.open || !page || !canOpenBrowser(io.env, process.platform)) return () => {};
+    const stop = opts.wait ? io.onEnter?.(() => {
+      stop?.();
+      void openPage(page, io);
+    }) : undefined;
+    if (stop) {
+      io.stderr(`Press Enter to open ${page} in your browser.\n`);
+      return stop;
+    }
+    await openPage(page, io);
+    return () => {};
   }
   const url = login.authorization_url ?? '';
   if (opts.open) {
     io.stderr(`Opening a browser to sign in to "${login.account}"…\n`);
     if (await openBrowser(url, io.env, process.platform)) {
       io.stderr(`If it did not open, visit this URL in a browser on this machine:\n  ${url}\n`);
-      return;
+      return () => {};
     }
     io.stderr('Could not open a browser.\n');
   }
   io.stderr(`To sign in to "${login.account}", open this URL in a browser on this machine:\n  ${url}\n`);
+  return () => {};
+}
+
+/** Open the device flow's page; say so, or that it did not work. */
+async function openPage(url: string, io: Io): Promise<void> {
+  io.stderr(`Opening ${url} in your browser…\n`);
+  if (!(await openBrowser(url, io.env, process.platform))) io.stderr('Could not open a browser; open the URL above yourself.\n');
 }

@@ -14,7 +14,22 @@ export function processIo(): Io {
     stderr: quietWhenClosed(process.stderr),
     readStdin,
     env: process.env,
-    isTTY: () => Boolean(process.stdout.isTTY),
+    stderrIsTTY: () => Boolean(process.stderr.isTTY),
+    onEnter,
+  };
+}
+
+/** Enter on a terminal's stdin (cooked mode: one chunk per line). Stops reading, and lets the process exit, when told. */
+function onEnter(fn: () => void): (() => void) | undefined {
+  if (!process.stdin.isTTY) return undefined;
+  const onData = (chunk: Buffer) => {
+    if (chunk.includes(0x0a) || chunk.includes(0x0d)) fn();
+  };
+  process.stdin.on('data', onData);
+  process.stdin.resume();
+  return () => {
+    process.stdin.off('data', onData);
+    process.stdin.pause();
   };
 }
 

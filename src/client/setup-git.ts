@@ -1,21 +1,30 @@
 /**
- * `tokend setup git [--global] [--dry-run]`: put git-credential-tokend first in git's
- * helper list and keep the others after it, so hosts tokend does not serve fall through
- * to them (a miss prints nothing; gitcredentials(7): helpers are asked in order). Idempotent.
+ * `tokend setup git [--global] [--dry-run] [--json]`: put git-credential-tokend first in
+ * git's helper list and keep the others after it, so hosts tokend does not serve fall
+ * through to them (a miss prints nothing; gitcredentials(7): helpers are asked in order);
+ * and, for accounts whose hosts patterns have a path, make git send the path
+ * (`credential.<url>.useHttpPath`), without which those patterns never match. Idempotent.
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AccountList } from '../protocol/api.js';
+import { parseHostPattern } from '../protocol/host-pattern.js';
+import { gitConfigUrls } from '../protocol/helpers/git.js';
+import { ROUTES } from '../protocol/routes.js';
 import { parseOptions } from './args.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
+import type { TokendClient } from './socket-client.js';
 
 const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin');
 
-export const SETUP_GIT_HELP = `usage: tokend setup git [--global] [--dry-run]
+export const SETUP_GIT_HELP = `usage: tokend setup git [--global] [--dry-run] [--json]
 
 Makes git ask tokend first for credentials (credential.helper), keeping the helpers
-you already have after it, for the hosts no tokend account serves. Running it again
-changes nothing.
+you already have after it, for the hosts no tokend account serves. For an account
+whose --host pattern has a path (git.example.com/org), it also sets
+credential.<url>.useHttpPath=true for that URL: git sends no path otherwise, and such
+a pattern would never match. Running it again changes nothing.
 
 Without --global it writes the repository's .git/config, and must run inside a
 repository. git asks globally configured helpers before a repository's, so the
@@ -25,6 +34,11 @@ then tokend, then the helpers that were in effect.
   --global    write your global git config instead (~/.gitconfig, or
               $XDG_CONFIG_HOME/git/config when only that exists): every repository
   --dry-run   print the git config commands instead of running them
+  --json      print what it did (or, with --dry-run, would do) as JSON on stdout:
+              {"scope", "helpers", "use_http_path", "commands", "dry_run"}
+
+git matches credential.<url> on the exact port: a pattern without a port covers the
+scheme's default port only, and "*." one level of subdomain.
 
 Exit status: 0 done (or already so), 1 git failed, 2 bad usage (including: not in a
 repository without --global).
@@ -40,8 +54,35 @@ function inEffect(values: string[]): string[] {
   return values.slice(values.lastIndexOf('') + 1);
 }
 
-export const setupGit: Command = async (args, io) => {
-  const { values } = parseOptions('setup git', args, { global: { type: 'boolean' }, 'dry-run': { type: 'boolean' } }, 0);
+/** A git command line as a person would type it. */
+function shellLine(args: string[]): string {
+  return `git ${args.map((w) => (/^[\w./:=@-]+$/.test(w) ? w : JSON.stringify(w))).join(' ')}`;
+}
+
+/**
+ * The git config URLs that need `useHttpPath`: those of every account's hosts patterns
+ * with a path, deduplicated, in account order; or why the accounts could not be read.
+ */
+async function pathScopedUrls(client: () => TokendClient): Promise<{ urls: string[] } | { error: string }> {
+  let accounts: AccountList['accounts'];
+  try {
+    accounts = (await client().json<AccountList>('GET', ROUTES.accounts)).accounts;
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+  const urls: string[] = [];
+  for (const a of accounts) {
+    for (const raw of a.hosts) {
+      const p = parseHostPattern(raw);
+      if (!p?.pathPrefix || p.pathPrefix === '/') continue;
+      for (const u of gitConfigUrls(p)) if (!urls.includes(u)) urls.push(u);
+    }
+  }
+  return { urls };
+}
+
+export const setupGit: Command = async (args, io, client) => {
+  const { values } = parseOptions('setup git', args, { global: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }, 0);
   if (values.help) {
     io.stdout(SETUP_GIT_HELP);
     return EXIT.ok;
@@ -71,35 +112,58 @@ export const setupGit: Command = async (args, io) => {
   if (own instanceof Error) return cannotRunGit(io, own);
   if (effective instanceof Error) return cannotRunGit(io, effective);
 
+  // 1. The helper list: tokend first, the others after it.
   const current = inEffect(effective);
-  if (current.length > 0 && ours(current[0])) {
-    io.stderr(`tokend: git already asks tokend first (${where})\n`);
-    return EXIT.ok;
-  }
   const helper = path.join(BIN_DIR, 'git-credential-tokend');
+  const helperDone = current.length > 0 && ours(current[0]);
   const others = current.filter((h) => !ours(h));
   // A repository's list comes after the global one, so it starts with a reset; --global keeps its own reset, if it has one.
   const reset = !values.global || own.includes('') ? [''] : [];
-  const wanted = [...reset, helper, ...others];
-  const commands = [
-    ...(own.length ? [[scope, '--unset-all', 'credential.helper']] : []),
-    ...wanted.map((h) => [scope, '--add', 'credential.helper', h]),
-  ];
+  const wanted = helperDone ? own : [...reset, helper, ...others];
+  const commands: string[][] = helperDone
+    ? []
+    : [...(own.length ? [['config', scope, '--unset-all', 'credential.helper']] : []), ...wanted.map((h) => ['config', scope, '--add', 'credential.helper', h])];
+
+  // 2. useHttpPath for the URLs of path-scoped patterns (gitcredentials(7): git drops the
+  // path of an http(s) URL before asking helpers unless useHttpPath is set).
+  const scoped = await pathScopedUrls(client);
+  const useHttpPath = 'urls' in scoped ? scoped.urls : null;
+  const httpPathNew = (useHttpPath ?? []).filter((url) => git('config', scope, '--type=bool', '--get', `credential.${url}.useHttpPath`).stdout.trim() !== 'true');
+  for (const url of httpPathNew) commands.push(['config', scope, `credential.${url}.useHttpPath`, 'true']);
+
   if (values['dry-run']) {
-    io.stdout(commands.map((c) => `git config ${c.map((w) => (/^[\w./:=-]+$/.test(w) ? w : JSON.stringify(w))).join(' ')}`).join('\n') + '\n');
+    if (values.json) printJson(io, { scope: scope.slice(2), helpers: wanted, use_http_path: useHttpPath, commands: commands.map(shellLine), dry_run: true });
+    else if (commands.length) io.stdout(commands.map(shellLine).join('\n') + '\n');
+    if ('error' in scoped) accountsNote(io, scoped.error);
     return EXIT.ok;
   }
   for (const c of commands) {
-    const r = git('config', ...c);
+    const r = git(...c);
     // --unset-all exits 5 when there was nothing to unset.
-    if (r.status !== 0 && !(c[1] === '--unset-all' && r.status === 5)) {
-      io.stderr(`tokend setup git: ${r.stderr.trim() || `git config ${c.join(' ')} failed`}\n`);
+    if (r.status !== 0 && !(c[2] === '--unset-all' && r.status === 5)) {
+      io.stderr(`tokend setup git: ${r.stderr.trim() || `${shellLine(c)} failed`}\n`);
       return EXIT.error;
     }
   }
-  io.stderr(`tokend: git now asks ${helper} first (${where})${others.length ? `, then ${others.join(', ')}` : ''}\n`);
+  if (values.json) printJson(io, { scope: scope.slice(2), helpers: wanted, use_http_path: useHttpPath, commands: commands.map(shellLine), dry_run: false });
+  if (helperDone) io.stderr(`tokend: git already asks tokend first (${where})\n`);
+  else io.stderr(`tokend: git now asks ${helper} first (${where})${others.length ? `, then ${others.join(', ')}` : ''}\n`);
+  if (httpPathNew.length) io.stderr(`tokend: git now sends the repository path to helpers for ${httpPathNew.join(', ')} (useHttpPath)\n`);
+  if ('error' in scoped) accountsNote(io, scoped.error);
   return EXIT.ok;
 };
+
+function printJson(io: Io, value: unknown): void {
+  io.stdout(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** The accounts could not be read: the helper list is set, but path-scoped patterns are unchecked. */
+function accountsNote(io: Io, error: string): void {
+  io.stderr(
+    `tokend: could not read the accounts (${error}), so hosts patterns with a path were not checked: ` +
+      'run `tokend setup git` again once the daemon runs, or set `git config credential.<url>.useHttpPath true` for them\n',
+  );
+}
 
 function cannotRunGit(io: Io, err: Error): number {
   io.stderr(`tokend setup git: cannot run git: ${err.message}\n`);

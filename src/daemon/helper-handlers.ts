@@ -17,7 +17,8 @@ import {
   formatDockerList,
   parseDockerInput,
 } from '../protocol/helpers/docker.js';
-import { formatGitCredential, parseGitCredentialInput } from '../protocol/helpers/git.js';
+import { authScheme } from '../protocol/helpers/auth-scheme.js';
+import { acceptsAuthtype, formatGitCredential, parseGitCredentialInput, rejectedToken } from '../protocol/helpers/git.js';
 import { formatExecCredential, parseKubectlExecInfo } from '../protocol/helpers/kubectl.js';
 import { isHelperTool, type HelperEnv, type HelperResult, type HelperTool } from '../protocol/helper-http.js';
 import { ambiguousMessage, describeTarget, targetFromUrl, type MatchResult, type MatchTarget } from './match.js';
@@ -127,10 +128,10 @@ async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): 
   const account = accountName(match.account);
 
   if (action === 'erase') {
-    // gitcredentials(7): git sends erase after a 401 with this username+password: "this token was
-    // rejected". The broker compares the password with what it served before dropping it.
+    // gitcredentials(7): git sends erase after a 401 with the credential it used: "this token was
+    // rejected". The broker compares it with what it served before dropping it.
     try {
-      await deps.reject(account, req.password);
+      await deps.reject(account, rejectedToken(req));
     } catch (err) {
       return gitMiss(`could not report the rejected token for "${account}": ${oneLine(describeError(err))}`);
     }
@@ -145,22 +146,33 @@ async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): 
     return gitMiss(oneLine(describeError(err)));
   }
   try {
-    // The account's (or preset's) username wins; otherwise keep a username git already
-    // has, as git-credential-oauth does; otherwise `oauth2` (docs/helpers.md).
+    const expiry = token.expires_at !== null ? { password_expiry_utc: Math.floor(token.expires_at / 1000) } : {};
+    // git ≥ 2.46 announced `capability[]=authtype`: hand it the token as what it is, a
+    // Bearer credential (git-credential(1) `authtype`, `credential`), marked `ephemeral` so no
+    // storage helper after us keeps a copy. A token of another type (DPoP needs a proof
+    // per request) goes the old way.
+    if (acceptsAuthtype(req) && authScheme(token.token_type) === 'Bearer') {
+      return result(0, formatGitCredential({ authtype: 'Bearer', credential: token.access_token, ephemeral: true, ...expiry }));
+    }
+    // Basic: the account's (or preset's) username wins; otherwise keep a username git
+    // already has, as git-credential-oauth does; otherwise `oauth2` (docs/helpers.md).
     const username = token.username ?? (req.username === undefined ? DEFAULT_GIT_USERNAME : undefined);
-    const stdout = formatGitCredential({
-      ...(username !== undefined ? { username } : {}),
-      password: token.access_token,
-      // git ≥ 2.40 drops an expired password before use; 2.39 ignores this (git-credential(1)).
-      ...(token.expires_at !== null ? { password_expiry_utc: Math.floor(token.expires_at / 1000) } : {}),
-    });
-    return result(0, stdout);
+    // git ≥ 2.40 drops an expired password before use; 2.39 ignores the expiry (git-credential(1)).
+    return result(0, formatGitCredential({ ...(username !== undefined ? { username } : {}), password: token.access_token, ...expiry }));
   } catch (err) {
     return gitMiss(oneLine(describeError(err), [token.access_token]));
   }
 }
 
 // ---------------------------------------------------------------- docker
+
+/** `store` for a registry no account serves: tokend keeps no passwords, so the login would be lost. */
+function dockerStoreUnserved(registry: string): HelperResult {
+  return dockerError(
+    `tokend: no tokend account serves ${registry}, and tokend keeps no registry passwords: this login is not saved ` +
+      '(add an account with --host for this registry, or set another credential helper for it in credHelpers)',
+  );
+}
 
 /** docker errors go to stdout with exit 1 (docker-credential-helpers' `fmt.Fprintln(os.Stdout, err)`). */
 function dockerError(message: string, secrets: readonly string[] = []): HelperResult {
@@ -176,13 +188,18 @@ async function dockerHelper(action: string, input: HelperInput, deps: HelperDeps
     const entries = deps.listDockerServers ? await deps.listDockerServers() : {};
     return result(0, formatDockerList(entries));
   }
-  // tokend owns the tokens: a `docker login` password is not kept ("a read-only store
-  // … should silently ignore the request", the same rule git's helpers follow).
-  if (req.action === 'store') return result(0);
-
   const target = dockerServerTarget(req.serverUrl);
-  if (!target) return dockerError(DOCKER_ERR_NOT_FOUND);
+  if (!target) return req.action === 'store' ? dockerStoreUnserved('this registry') : dockerError(DOCKER_ERR_NOT_FOUND);
   const match = await deps.findAccount(target);
+  if (req.action === 'store') {
+    // tokend owns the tokens of the registries its accounts serve: `docker login` there
+    // needs nothing kept (the next `get` brings a fresh token). Elsewhere nothing would keep
+    // the password either, so say so: exit 1 makes `docker login` fail instead of
+    // reporting a login that the next pull would not have.
+    if (match.kind === 'match') return result(0);
+    if (match.kind === 'ambiguous') return dockerError(`tokend: ${ambiguousMessage(match.accounts, target)}`);
+    return dockerStoreUnserved(describeTarget(target));
+  }
   // The exact string docker reads as "no credentials" and then lets the user log in.
   if (match.kind === 'none') return dockerError(DOCKER_ERR_NOT_FOUND);
   if (match.kind === 'ambiguous') return dockerError(`tokend: ${ambiguousMessage(match.accounts, target)}`);

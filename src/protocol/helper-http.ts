@@ -41,7 +41,11 @@ export type HelperEnv = Partial<Record<(typeof HELPER_FORWARDED_ENV)[number], st
 /** Query parameter naming the account where a byte pipe cannot send headers: `?account=NAME`. */
 export const HELPER_ACCOUNT_QUERY = 'account';
 
-/** Response header: the helper's exit status. */
+/**
+ * Response header: the helper's exit status, 0 to 3 (a helper's 0 or 1; `tokend token`'s
+ * CLI statuses 0-3). The shims read any other status of build/tokend-fast, besides its own
+ * 111 and 112, as "it did not run as itself" (126: it cannot execute here) and ask node.
+ */
 export const HELPER_EXIT_HEADER = 'x-tokend-exit';
 
 /** Response header: one line for the helper's stderr, `%` and non-ASCII percent-encoded. */

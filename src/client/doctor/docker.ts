@@ -7,7 +7,7 @@ import { onPath, pathFix } from './shell.js';
 export async function dockerChecks(ctx: DoctorContext): Promise<Check[]> {
   const { env, home } = ctx;
   const file = path.join(env.DOCKER_CONFIG ? path.resolve(env.DOCKER_CONFIG) : path.join(home, '.docker'), 'config.json');
-  const snippet = `add to ${file}: {"credHelpers": {"REGISTRY-HOST": "tokend"}}   # or {"credsStore": "tokend"} for every registry`;
+  const snippet = `add to ${file}: {"credHelpers": {"REGISTRY-HOST": "tokend"}}   # one entry per registry an account serves`;
   let cfg: { credsStore?: unknown; credHelpers?: unknown };
   try {
     cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof cfg;
@@ -33,6 +33,17 @@ export async function dockerChecks(ctx: DoctorContext): Promise<Check[]> {
         status: 'warn',
         message: `docker is set up to use tokend for ${what}, but docker-credential-tokend is not on PATH, so docker cannot run it`,
         fix: pathFix(),
+      },
+    ];
+  }
+  if (store) {
+    // tokend keeps no passwords: `docker login` to a registry no account serves fails (docs/helpers.md).
+    return [
+      {
+        id: 'docker',
+        status: 'warn',
+        message: `docker uses tokend for every registry (credsStore), so \`docker login\` to a registry no tokend account serves has nowhere to keep its password and fails`,
+        fix: `in ${file}, replace "credsStore": "tokend" with {"credHelpers": {"REGISTRY-HOST": "tokend"}} for the registries your accounts serve`,
       },
     ];
   }

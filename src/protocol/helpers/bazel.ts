@@ -3,6 +3,7 @@
  * credential-helper-spec `spec.md`, `schemas/*.json`). Pure: bytes in, typed out.
  */
 import { z } from 'zod';
+import { authScheme } from './auth-scheme.js';
 
 export const BAZEL_MAX_INPUT_BYTES = 64 * 1024;
 
@@ -47,11 +48,6 @@ export function parseBazelRequest(input: Buffer | string): BazelParseResult {
  */
 export function rfc3339Seconds(epochMs: number): string {
   return new Date(Math.floor(epochMs / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-/** The auth scheme for a token_type: `Bearer` for any spelling of bearer (RFC 6750), else as given. */
-export function authScheme(tokenType: string | undefined): string {
-  return !tokenType || tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType;
 }
 
 export interface BazelCredential {

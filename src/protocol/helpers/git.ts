@@ -2,6 +2,9 @@
  * The git credential-helper wire format (`git-credential(1)`).
  * Pure: bytes in, a typed request or a typed error out; a typed answer in, bytes out.
  */
+import { splitAuthority, type HostPattern } from '../host-pattern.js';
+import { isLoopbackHost } from '../rules.js';
+import { authScheme } from './auth-scheme.js';
 
 /** git-credential(1), INPUT/OUTPUT FORMAT: "A line, including its newline, may not exceed 65535 bytes" (git ≥ 2.46 doc). */
 export const GIT_MAX_LINE_BYTES = 65_535;
@@ -20,6 +23,14 @@ export interface GitCredentialRequest {
   path?: string;
   username?: string;
   password?: string;
+  /**
+   * `capability[]` values, in order (git ≥ 2.46 announces `authtype` and `state` first);
+   * absent when git announced none, as every git before 2.46 does.
+   */
+  capabilities?: string[];
+  /** `authtype` and `credential` (git ≥ 2.46): what `erase` and `store` carry back instead of a password. */
+  authtype?: string;
+  credential?: string;
 }
 
 export type GitParseErrorCode =
@@ -52,34 +63,6 @@ function fail(code: GitParseErrorCode, message: string): { ok: false; error: Git
 /** A key is safe to name in a message only when it looks like a git attribute name. */
 function keyLabel(key: string): string {
   return /^[A-Za-z0-9_[\]-]{1,40}$/.test(key) ? `"${key}"` : 'an attribute';
-}
-
-/** Split `host[:port]` as git sends it (git-credential(1): "Hostname including :port"). */
-export function splitHostPort(hostport: string): { host: string; port?: number } | undefined {
-  let host = hostport;
-  let portText: string | undefined;
-  if (hostport.startsWith('[')) {
-    const end = hostport.indexOf(']');
-    if (end < 0) return undefined;
-    host = hostport.slice(0, end + 1);
-    const rest = hostport.slice(end + 1);
-    if (rest !== '') {
-      if (!rest.startsWith(':')) return undefined;
-      portText = rest.slice(1);
-    }
-  } else {
-    const first = hostport.indexOf(':');
-    // An unbracketed IPv6 literal (more than one colon) carries no port.
-    if (first >= 0 && first === hostport.lastIndexOf(':')) {
-      host = hostport.slice(0, first);
-      portText = hostport.slice(first + 1);
-    }
-  }
-  if (portText === undefined) return { host };
-  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
-  const port = Number(portText);
-  if (port < 1 || port > 65_535) return undefined;
-  return { host, port };
 }
 
 function percentDecode(s: string): string {
@@ -143,6 +126,7 @@ export function parseGitCredentialInput(action: string, input: Buffer | string):
   }
 
   const fields = new Map<string, string>();
+  const capabilities: string[] = [];
   let start = 0;
   let lineNo = 0;
   while (start < buf.length) {
@@ -171,8 +155,12 @@ export function parseGitCredentialInput(action: string, input: Buffer | string):
     const value = line.subarray(eq + 1).toString('utf8');
     if (key === 'url') {
       if (!applyUrl(fields, value)) return fail('invalid_url', 'credential url cannot be parsed');
+    } else if (key === 'capability[]') {
+      // git-credential(1): "If the value is empty, the list is cleared" (multi-valued keys, git ≥ 2.41).
+      if (value === '') capabilities.length = 0;
+      else capabilities.push(value);
     } else {
-      // Multi-valued `key[]` entries (wwwauth[], capability[]) and unknown keys are kept
+      // Other multi-valued `key[]` entries (wwwauth[], state[]) and unknown keys are kept
       // aside and never used; the last single value wins, as in git's credential_read.
       fields.set(key, value);
     }
@@ -182,7 +170,8 @@ export function parseGitCredentialInput(action: string, input: Buffer | string):
   if (!protocol) return fail('missing_protocol', 'credential input has no protocol');
   const hostport = fields.get('host');
   if (!hostport) return fail('missing_host', 'credential input has no host');
-  const hp = splitHostPort(hostport);
+  // git-credential(1): host is "Hostname including :port"; an unbracketed IPv6 literal carries no port.
+  const hp = splitAuthority(hostport);
   if (!hp || hp.host === '') return fail('invalid_port', 'credential host has an invalid port');
 
   const request: GitCredentialRequest = { action, protocol, host: hp.host };
@@ -193,15 +182,54 @@ export function parseGitCredentialInput(action: string, input: Buffer | string):
   if (username) request.username = username;
   const password = fields.get('password');
   if (password) request.password = password;
+  if (capabilities.length > 0) request.capabilities = capabilities;
+  const authtype = fields.get('authtype');
+  if (authtype) request.authtype = authtype;
+  const credential = fields.get('credential');
+  if (credential) request.credential = credential;
   return { ok: true, request };
 }
 
-/** What a helper answers to `get`. */
-export interface GitCredentialAnswer {
+/** git-credential(1): `authtype`, `credential` and `ephemeral` may be sent only to a git that announced this capability. */
+export const GIT_CAPABILITY_AUTHTYPE = 'authtype';
+
+/** Did git announce `capability[]=authtype` (git ≥ 2.46)? */
+export function acceptsAuthtype(request: Pick<GitCredentialRequest, 'capabilities'>): boolean {
+  return request.capabilities?.includes(GIT_CAPABILITY_AUTHTYPE) ?? false;
+}
+
+/**
+ * The token git reports as refused in `erase`: the `password` a git before 2.46 sends, or
+ * the `credential` of a Bearer answer a git ≥ 2.46 sends back.
+ */
+export function rejectedToken(request: GitCredentialRequest): string | undefined {
+  if (request.password !== undefined) return request.password;
+  if (request.credential !== undefined && authScheme(request.authtype) === 'Bearer') return request.credential;
+  return undefined;
+}
+
+/**
+ * What a helper answers to `get`: a username and password (HTTP Basic; every git), or,
+ * for a git that announced `capability[]=authtype`, the token itself as a pre-encoded
+ * credential that git sends as `Authorization: <authtype> <credential>`.
+ */
+export type GitCredentialAnswer = GitPasswordAnswer | GitBearerAnswer;
+
+export interface GitPasswordAnswer {
   /** Omitted to keep the username git already has (git-credential-oauth does the same). */
   username?: string;
   password: string;
   /** Unix seconds (UTC); git ≥ 2.40 honours it, 2.39 drops it silently (git-credential(1)). */
+  password_expiry_utc?: number;
+}
+
+export interface GitBearerAnswer {
+  /** The scheme, e.g. `Bearer`; only for a git that announced `capability[]=authtype`. */
+  authtype: string;
+  credential: string;
+  /** git-credential(1) `ephemeral`: storage helpers must not keep the credential. */
+  ephemeral?: boolean;
+  /** Unix seconds (UTC); git drops the credential once it is past. */
   password_expiry_utc?: number;
 }
 
@@ -219,13 +247,33 @@ function checkValue(field: string, value: string): void {
   if (/[\n\r\0]/.test(value)) throw new GitFormatError(`credential ${field} contains a newline, CR or NUL`);
 }
 
+function expiryLine(expiry: number | undefined): string {
+  if (expiry === undefined) return '';
+  if (!Number.isSafeInteger(expiry) || expiry < 0) throw new GitFormatError('password_expiry_utc must be whole Unix seconds');
+  return `password_expiry_utc=${expiry}\n`;
+}
+
 /**
- * The bytes a helper prints for `get`: `username`, `password`, `password_expiry_utc`
- * only, one `key=value\n` each. Never `url=` (git-credential(1): parsing `url` clears every attribute). No closing
- * blank line: git reads to EOF, and git-credential-oauth prints none either.
+ * The bytes a helper prints for `get`, one `key=value\n` each. Never `url=`
+ * (git-credential(1): parsing `url` clears every attribute). No closing blank line: git
+ * reads to EOF, and git-credential-oauth prints none either.
+ *
+ * Basic: `username`, `password`, `password_expiry_utc`. Bearer: `capability[]=authtype`
+ * first (git-credential(1): "A capability[] directive must precede any value depending on
+ * it"), then `authtype`, `credential`, `ephemeral`, `password_expiry_utc`.
  */
 export function formatGitCredential(answer: GitCredentialAnswer): Buffer {
   let out = '';
+  if ('credential' in answer) {
+    checkValue('authtype', answer.authtype);
+    if (answer.authtype === '' || /\s/.test(answer.authtype)) throw new GitFormatError('credential authtype must be one word');
+    if (answer.credential === '') throw new GitFormatError('credential is empty');
+    checkValue('credential', answer.credential);
+    out += `capability[]=${GIT_CAPABILITY_AUTHTYPE}\nauthtype=${answer.authtype}\ncredential=${answer.credential}\n`;
+    if (answer.ephemeral) out += 'ephemeral=1\n';
+    out += expiryLine(answer.password_expiry_utc);
+    return Buffer.from(out, 'utf8');
+  }
   if (answer.username !== undefined) {
     checkValue('username', answer.username);
     out += `username=${answer.username}\n`;
@@ -233,11 +281,21 @@ export function formatGitCredential(answer: GitCredentialAnswer): Buffer {
   if (answer.password === '') throw new GitFormatError('credential password is empty');
   checkValue('password', answer.password);
   out += `password=${answer.password}\n`;
-  if (answer.password_expiry_utc !== undefined) {
-    if (!Number.isSafeInteger(answer.password_expiry_utc) || answer.password_expiry_utc < 0) {
-      throw new GitFormatError('password_expiry_utc must be whole Unix seconds');
-    }
-    out += `password_expiry_utc=${answer.password_expiry_utc}\n`;
-  }
+  out += expiryLine(answer.password_expiry_utc);
   return Buffer.from(out, 'utf8');
+}
+
+/**
+ * The URLs of git's `credential.<url>.*` config that cover an account's hosts pattern
+ * (git-config(1), `http.<url>.*`, which `credential.<url>` follows: scheme and host must
+ * match, `*` in a host stands for one label, an omitted port is the scheme's default, and
+ * the path matches as a prefix of whole segments). A pattern without a scheme serves
+ * https, and http too on a loopback host, as the daemon matches it. Only http(s): git asks
+ * helpers for nothing else.
+ */
+export function gitConfigUrls(pattern: HostPattern): string[] {
+  const schemes = pattern.scheme !== undefined ? [pattern.scheme] : isLoopbackHost(pattern.host) ? ['https', 'http'] : ['https'];
+  const host = pattern.wildcard ? `*.${pattern.host}` : pattern.host;
+  const port = pattern.port !== undefined ? `:${pattern.port}` : '';
+  return schemes.filter((s) => s === 'https' || s === 'http').map((s) => `${s}://${host}${port}${pattern.pathPrefix ?? ''}`);
 }
