@@ -229,6 +229,12 @@ describe('git helper', () => {
     expect(r.out).toBe(`username=oauth2\npassword=${TOKEN}\n`);
   });
 
+  it('get from git 2.46+ for an account set to Basic (--git-auth basic, the github and gitlab presets): the Basic answer', async () => {
+    const deps = fakeDeps({ tokenFor: () => ({ access_token: TOKEN, token_type: 'Bearer', expires_at: null, gitAuth: 'basic' }) });
+    const r = await run('git', 'get', GIT_246_GET, deps);
+    expect(r.out).toBe(`username=oauth2\npassword=${TOKEN}\n`);
+  });
+
   it('get from git 2.46+ announcing only state: the Basic answer', async () => {
     const r = await run('git', 'get', 'capability[]=state\nprotocol=https\nhost=github.com\n', fakeDeps());
     expect(r.out).toBe(`username=oauth2\npassword=${TOKEN}\npassword_expiry_utc=${EXPIRES_S}\n`);

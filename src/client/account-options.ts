@@ -31,6 +31,7 @@ export const ACCOUNT_OPTIONS = {
   'on-reauth': { type: 'string' },
   'refresh-idle-days': { type: 'string' },
   'refresh-with-token': { type: 'boolean' },
+  'git-auth': { type: 'string' },
   'replace-grant': { type: 'boolean' },
   'no-check': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -68,6 +69,8 @@ export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider def
   --refresh-idle-days N        the provider forgets an unused refresh token after N days
                                (Keycloak offline sessions: 30): refresh before that
   --refresh-with-token         AMP: refresh by presenting the current token first
+  --git-auth bearer|basic      how git 2.46+ gets the token: a Bearer credential (default)
+                               or Basic username/password (the github, gitlab presets)
   --token-endpoint URL         explicit endpoints, instead of or on top of discovery
   --device-endpoint URL
   --authorization-endpoint URL
@@ -105,6 +108,7 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     on_reauth: values['on-reauth'],
     refresh_idle_days: wholeNumber(values['refresh-idle-days'], '--refresh-idle-days', command),
     refresh_with_token: values['refresh-with-token'],
+    git_auth: values['git-auth'],
   };
   const wantSecret = Boolean(values['client-secret-stdin']);
   const wantPassword = Boolean(values['password-stdin']);

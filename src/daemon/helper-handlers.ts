@@ -31,6 +31,8 @@ export interface HelperToken {
   expires_at: number | null;
   /** The account's configured username, else its preset's (`x-token-auth` for Bitbucket…); absent = none. */
   username?: string;
+  /** `basic`: never hand git a Bearer credential, even when it can take one (a forge whose git endpoints want Basic). */
+  gitAuth?: 'bearer' | 'basic';
 }
 
 /** What the daemon gives the handlers; implemented over the real broker and config. */
@@ -151,7 +153,7 @@ async function gitHelper(action: string, input: HelperInput, deps: HelperDeps): 
     // Bearer credential (git-credential(1) `authtype`, `credential`), marked `ephemeral` so no
     // storage helper after us keeps a copy. A token of another type (DPoP needs a proof
     // per request) goes the old way.
-    if (acceptsAuthtype(req) && authScheme(token.token_type) === 'Bearer') {
+    if (acceptsAuthtype(req) && authScheme(token.token_type) === 'Bearer' && token.gitAuth !== 'basic') {
       return result(0, formatGitCredential({ authtype: 'Bearer', credential: token.access_token, ephemeral: true, ...expiry }));
     }
     // Basic: the account's (or preset's) username wins; otherwise keep a username git

@@ -23,7 +23,10 @@ const root = (cfg: Partial<AccountConfigInput>) => (cfg.base_url ?? '').replace(
 
 export const PRESETS: Record<string, Preset> = {
   github: {
+    // git over https to GitHub takes an OAuth token as a Basic password; git-credential-oauth
+    // sends Bearer only to forges known to take it (Bitbucket, Gitea, Codeberg, Gerrit).
     defaults: {
+      git_auth: 'basic',
       authorization_endpoint: 'https://github.com/login/oauth/authorize',
       token_endpoint: 'https://github.com/login/oauth/access_token',
       device_authorization_endpoint: 'https://github.com/login/device/code',
@@ -35,7 +38,13 @@ export const PRESETS: Record<string, Preset> = {
   gitlab: {
     // GitLab long required the magic username `oauth2` (gitlab issue 349461); older
     // self-managed instances still do.
-    defaults: { issuer: 'https://gitlab.com', hosts: ['gitlab.com'], scopes: ['read_repository', 'write_repository'], username: 'oauth2' },
+    defaults: {
+      issuer: 'https://gitlab.com',
+      hosts: ['gitlab.com'],
+      scopes: ['read_repository', 'write_repository'],
+      username: 'oauth2',
+      git_auth: 'basic',
+    },
   },
   bitbucket: {
     defaults: {

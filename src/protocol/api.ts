@@ -70,6 +70,11 @@ const AccountFields = z.object({
    * Session Idle, 30 by default): a keep-alive refresh runs before that, even with no client asking.
    */
   refresh_idle_days: z.number().int().min(1).max(3650).optional(),
+  /**
+   * How git ≥ 2.46 gets the token: `bearer` (the default: `authtype=Bearer`, ephemeral) or
+   * `basic` (username and password, as older git), for a forge whose git endpoints take Basic only.
+   */
+  git_auth: z.enum(['bearer', 'basic']).optional(),
   /** AMP: refresh by presenting the current token (`/user/refresh_token`) before obtaining a new one. */
   refresh_with_token: z.boolean().optional(),
 });

@@ -37,7 +37,13 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       deps.audit.record(account, client, 'token');
       // A preset's username (docs/helpers.md) is in cfg.username already (presets.ts).
       const username = cfg.username;
-      return { access_token: tok.access_token, token_type: tok.token_type, expires_at: tok.expires_at, ...(username ? { username } : {}) };
+      return {
+        access_token: tok.access_token,
+        token_type: tok.token_type,
+        expires_at: tok.expires_at,
+        ...(username ? { username } : {}),
+        ...(cfg.git_auth ? { gitAuth: cfg.git_auth } : {}),
+      };
     },
     reject(account, accessToken) {
       deps.broker.reject(account, accessToken);
