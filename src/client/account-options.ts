@@ -2,6 +2,7 @@
  * The options `tokend add` and `tokend set` share: one table, one help text, one
  * translation into the request body and query (PUT and PATCH /v1/accounts/:name).
  */
+import path from 'node:path';
 import type { PatchAccountRequest } from '../protocol/api.js';
 import { ACCOUNT_WRITE_FLAGS } from '../protocol/routes.js';
 import type { parseOptions } from './args.js';
@@ -32,6 +33,7 @@ export const ACCOUNT_OPTIONS = {
   'refresh-idle-days': { type: 'string' },
   'refresh-with-token': { type: 'boolean' },
   'git-auth': { type: 'string' },
+  'ca-file': { type: 'string' },
   'replace-grant': { type: 'boolean' },
   'no-check': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -69,6 +71,8 @@ export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider def
   --refresh-idle-days N        the provider forgets an unused refresh token after N days
                                (Keycloak offline sessions: 30): refresh before that
   --refresh-with-token         AMP: refresh by presenting the current token first
+  --ca-file FILE               PEM CA certificates to trust for this account's provider
+                               and API, besides the system's (a private CA)
   --git-auth bearer|basic      how git 2.46+ gets the token: a Bearer credential (default)
                                or Basic username/password (the github, gitlab presets)
   --token-endpoint URL         explicit endpoints, instead of or on top of discovery
@@ -109,6 +113,8 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     refresh_idle_days: wholeNumber(values['refresh-idle-days'], '--refresh-idle-days', command),
     refresh_with_token: values['refresh-with-token'],
     git_auth: values['git-auth'],
+    // The daemon may run elsewhere (a service): it gets the file's absolute path.
+    ca_file: values['ca-file'] === undefined ? undefined : path.resolve(values['ca-file']),
   };
   const wantSecret = Boolean(values['client-secret-stdin']);
   const wantPassword = Boolean(values['password-stdin']);

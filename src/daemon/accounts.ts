@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import {
   AccountConfig,
   type AccountStatus,
@@ -48,6 +49,15 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
   if (!driver) throw E.invalidRequest(`driver: unknown driver "${cfg.driver}"`);
   const problem = driver.validate?.(cfg);
   if (problem) throw E.invalidRequest(problem);
+  if (cfg.ca_file) {
+    let pem = '';
+    try {
+      pem = fs.readFileSync(cfg.ca_file, 'utf8');
+    } catch (err) {
+      throw E.invalidRequest(`ca_file: cannot read ${cfg.ca_file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw E.invalidRequest(`ca_file: ${cfg.ca_file} holds no PEM certificate`);
+  }
   for (const h of cfg.hosts) {
     if (!parseHostPattern(h)) throw E.invalidRequest(`hosts: "${h.slice(0, 200)}" is not a host pattern (e.g. github.com, *.example.com, git.example.com/org)`);
   }

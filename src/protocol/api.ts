@@ -71,6 +71,11 @@ const AccountFields = z.object({
    */
   refresh_idle_days: z.number().int().min(1).max(3650).optional(),
   /**
+   * A PEM file of CA certificates to trust besides the system's (and NODE_EXTRA_CA_CERTS),
+   * for a provider or API behind a private CA.
+   */
+  ca_file: z.string().min(1).max(4096).optional(),
+  /**
    * How git ≥ 2.46 gets the token: `bearer` (the default: `authtype=Bearer`, ephemeral) or
    * `basic` (username and password, as older git), for a forge whose git endpoints take Basic only.
    */

@@ -28,6 +28,8 @@
  * - The token endpoint's faults and counters live in the node http layer, before the provider.
  */
 import http from 'node:http';
+import https from 'node:https';
+import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { once } from 'node:events';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
@@ -182,6 +184,11 @@ export interface IdpOptions {
   refreshTokenTtl?: number;
   /** Device code lifetime (`expires_in` of RFC 8628 §3.2) in seconds; default 120. */
   deviceCodeTtl?: number;
+  /**
+   * Serve https with this certificate (a test CA's, see tls.ts): the issuer is then
+   * `https://localhost:PORT`, and the fixture's own requests trust `ca`.
+   */
+  tls?: { key: string; cert: string; ca: string };
 }
 
 const Provider = ProviderModule as unknown as new (issuer: string, config: object) => OidcProvider;
@@ -203,11 +210,16 @@ function jwks(): { keys: object[] } {
 /** Starts a test IdP; see the module comment. Always `close()` it. */
 export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
   const accessTokenTtl = opts.accessTokenTtl ?? 60;
-  const server = http.createServer();
+  const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }) : http.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = opts.tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
+  // The fixture's own requests (issuing, introspecting) trust the test CA too.
+  const tlsAgent = opts.tls ? new UndiciAgent({ connect: { ca: opts.tls.ca } }) : undefined;
+  const fetch = (tlsAgent
+    ? (url: string | URL, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: tlsAgent } as never)
+    : globalThis.fetch) as typeof globalThis.fetch;
   const internalKey = randomBytes(16).toString('hex');
 
   const interactive = {

@@ -9,6 +9,7 @@
  * (seen only in the third-party amp-rust client, not in Blockstream's documentation),
  * falling back to obtain_token on any failure.
  */
+import { outboundFetch } from '../outbound.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './driver.js';
 import { jwtLifetime } from './jwt-lifetime.js';
 import { field, needsBaseUrl, providerStep, sendRequest, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
@@ -17,7 +18,7 @@ import { field, needsBaseUrl, providerStep, sendRequest, serviceRoot, stringFiel
 export const AMP_TOKEN_TYPE = 'token';
 
 export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
-  const fetchImpl = opts.fetch ?? fetch;
+  const fetchFor = (ctx: DriverContext) => opts.fetch ?? outboundFetch(ctx.config);
 
   /** POST /user/obtain_token with the username and the stored password. */
   function obtain(ctx: DriverContext): Promise<TokenSet> {
@@ -25,7 +26,7 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
     const url = `${serviceRoot(ctx)}/user/obtain_token`;
     return providerStep(
       { label: 'AMP obtain_token endpoint', url, secrets: [password], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) }, ctx.signal, fetchImpl),
+      () => sendRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) }, ctx.signal, fetchFor(ctx)),
       toTokenSet,
       (r) => credentialsRefusal(r, ctx, username),
     );
@@ -36,7 +37,7 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
     const url = `${serviceRoot(ctx)}/user/refresh_token`;
     return providerStep(
       { label: 'AMP refresh_token endpoint', url, secrets: [current], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers: { authorization: `${AMP_TOKEN_TYPE} ${current}` } }, ctx.signal, fetchImpl),
+      () => sendRequest(url, { method: 'POST', headers: { authorization: `${AMP_TOKEN_TYPE} ${current}` } }, ctx.signal, fetchFor(ctx)),
       toTokenSet,
       () => undefined,
     );

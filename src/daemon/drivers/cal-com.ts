@@ -6,6 +6,7 @@
  * the recover step. Access tokens live 60 minutes, refresh tokens a year; an API answers 498
  * for an expired access token.
  */
+import { outboundFetch } from '../outbound.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './driver.js';
 import {
   field,
@@ -28,14 +29,14 @@ interface PlatformClient {
 }
 
 export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
-  const fetchImpl = opts.fetch ?? fetch;
+  const fetchFor = (ctx: DriverContext) => opts.fetch ?? outboundFetch(ctx.config);
 
   /** A POST that answers `{"status":"success","data":{accessToken, accessTokenExpiresAt, refreshToken, refreshTokenExpiresAt}}`. */
   function keysStep(ctx: DriverContext, label: string, url: string, client: PlatformClient, body: Record<string, string> | undefined, sent: string[]): Promise<TokenSet> {
     const headers: Record<string, string> = { ...clientHeaders(client), ...(body ? { 'content-type': 'application/json' } : {}) };
     return providerStep(
       { label, url, secrets: [client.secret, ...sent], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers, body: body ? JSON.stringify(body) : undefined }, ctx.signal, fetchImpl),
+      () => sendRequest(url, { method: 'POST', headers, body: body ? JSON.stringify(body) : undefined }, ctx.signal, fetchFor(ctx)),
       toTokenSet,
       (r) => calRefusal(r, ctx),
     );
@@ -62,7 +63,7 @@ export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
       const url = `${serviceRoot(ctx)}/v2/oauth-clients/${encodeURIComponent(client.id)}/users/${userIdOf(ctx)}`;
       await providerStep(
         { label: 'Cal.com managed users endpoint', url, secrets: [client.secret], signal: ctx.signal },
-        () => sendRequest(url, { method: 'GET', headers: clientHeaders(client) }, ctx.signal, fetchImpl),
+        () => sendRequest(url, { method: 'GET', headers: clientHeaders(client) }, ctx.signal, fetchFor(ctx)),
         (json) => (field(json, 'status') === 'success' ? true : undefined),
         (r) => calRefusal(r, ctx),
       );

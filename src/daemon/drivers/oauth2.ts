@@ -16,6 +16,7 @@ import {
   type TokenSet,
 } from './driver.js';
 import { checkTransport, isRetryableStatus, placeOf, retryableFailure, scrub, transportFailure } from './http-failure.js';
+import { outboundFetch, type OutboundConfig } from '../outbound.js';
 
 // Moved to http-failure.ts (every driver parses Retry-After); still importable from here.
 export { parseRetryAfter } from './http-failure.js';
@@ -73,15 +74,16 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
   /** issuer → discovered metadata. Only successes are stored, so a failed discovery is retried next time. */
   const discovered = new Map<string, { as: oauth.AuthorizationServer; until: number }>();
 
-  function httpOptions(url: string, signal: AbortSignal) {
-    return transportOptions(url, signal, customFetch);
+  /** The transport of one request: its signal, plain http only to loopback, and the account's way out (proxy, CA). */
+  function httpOptions(url: string, signal: AbortSignal, cfg: OutboundConfig) {
+    return transportOptions(url, signal, customFetch ?? outboundFetch(cfg));
   }
 
   /** OIDC Discovery 1.0 §4, then RFC 8414 §3; either way the answer's `issuer` must equal ours (RFC 8414 §3.3). */
-  async function discover(issuer: string, signal: AbortSignal): Promise<oauth.AuthorizationServer> {
+  async function discover(issuer: string, signal: AbortSignal, cfg: OutboundConfig): Promise<oauth.AuthorizationServer> {
     const hit = discovered.get(issuer);
     if (hit && hit.until > now()) return hit.as;
-    httpOptions(issuer, signal); // refuses plain http to a non-loopback issuer up front
+    httpOptions(issuer, signal, cfg); // refuses plain http to a non-loopback issuer up front
     const issuerUrl = new URL(issuer);
     const reasons: string[] = [];
     for (const algorithm of ['oidc', 'oauth2'] as const) {
@@ -89,7 +91,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       try {
         const as = await exchange(
           step,
-          () => oauth.discoveryRequest(issuerUrl, { algorithm, ...httpOptions(issuer, signal) }),
+          () => oauth.discoveryRequest(issuerUrl, { algorithm, ...httpOptions(issuer, signal, cfg) }),
           (res) => oauth.processDiscoveryResponse(issuerUrl, res),
         );
         discovered.set(issuer, { as, until: now() + ttl });
@@ -107,7 +109,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     const c = ctx.config;
     let as: oauth.AuthorizationServer;
     if (c.issuer) {
-      as = await discover(c.issuer, ctx.signal);
+      as = await discover(c.issuer, ctx.signal, c);
     } else {
       if (!c.token_endpoint) {
         throw new DriverError('config', `account "${ctx.name}" needs an issuer or a token_endpoint`);
@@ -141,7 +143,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     const step: StepInfo = { endpoint: 'token', url, secrets: [...secrets, ctx.clientSecret], signal: ctx.signal };
     const body = await exchange(
       step,
-      () => send(as, client, auth, httpOptions(url, ctx.signal)),
+      () => send(as, client, auth, httpOptions(url, ctx.signal, ctx.config)),
       (res) => processTokenResponse(as, client, res, process),
     );
     return toTokenSet(body);
@@ -226,7 +228,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       const parameters = extraParameters(accountScope(ctx), ctx.config.audience);
       return exchange(
         { endpoint: 'device_authorization', url, secrets: [ctx.clientSecret], signal: ctx.signal },
-        () => oauth.deviceAuthorizationRequest(as, client, auth, parameters, httpOptions(url, ctx.signal)),
+        () => oauth.deviceAuthorizationRequest(as, client, auth, parameters, httpOptions(url, ctx.signal, ctx.config)),
         async (res): Promise<DeviceAuthorization> => {
           const r = await oauth.processDeviceAuthorizationResponse(as, client, res);
           return {
@@ -335,7 +337,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
         () =>
           oauth.revocationRequest(as, client, auth, token, {
             additionalParameters: { token_type_hint: hint },
-            ...httpOptions(url, ctx.signal),
+            ...httpOptions(url, ctx.signal, ctx.config),
           }),
         (res) => oauth.processRevocationResponse(res),
       );

@@ -7,6 +7,7 @@
  *
  * No recover step: a grant Real-Debrid refuses needs the device login again.
  */
+import { outboundFetch } from '../outbound.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './driver.js';
 import {
   field,
@@ -51,7 +52,7 @@ interface UserClient {
 }
 
 export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver {
-  const fetchImpl = opts.fetch ?? fetch;
+  const fetchFor = (ctx: DriverContext) => opts.fetch ?? outboundFetch(ctx.config);
   const now = opts.now ?? Date.now;
   /**
    * device code → the per-user credentials it was approved with, until the token exchange
@@ -69,7 +70,7 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     const form = new URLSearchParams({ client_id: client.id, client_secret: client.secret, code, grant_type: DEVICE_GRANT });
     return providerStep(
       { label: 'Real-Debrid token endpoint', url, secrets: [client.secret, client.id, code], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() }, ctx.signal, fetchImpl),
+      () => sendRequest(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() }, ctx.signal, fetchFor(ctx)),
       toTokenSet,
       tokenRefusal,
     );
@@ -80,7 +81,7 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     const url = `${oauthUrl(ctx, 'device/credentials')}?${new URLSearchParams({ client_id: publicClientId(ctx), code: deviceCode })}`;
     return providerStep(
       { label: 'Real-Debrid device credentials endpoint', url, secrets: [deviceCode], signal: ctx.signal },
-      () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchImpl),
+      () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchFor(ctx)),
       (json) => {
         const id = stringField(json, 'client_id');
         const secret = stringField(json, 'client_secret');
@@ -109,7 +110,7 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
       const url = restUrl(ctx, 'time');
       await providerStep(
         { label: 'Real-Debrid API', url, secrets: [], signal: ctx.signal },
-        () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchImpl),
+        () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchFor(ctx)),
         () => true,
         rdRefusal,
       );
@@ -121,7 +122,7 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
       const url = `${oauthUrl(ctx, 'device/code')}?${new URLSearchParams({ client_id: publicClientId(ctx), new_credentials: 'yes' })}`;
       return providerStep(
         { label: 'Real-Debrid device code endpoint', url, secrets: [], signal: ctx.signal },
-        () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchImpl),
+        () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchFor(ctx)),
         toDeviceAuthorization,
         rdRefusal,
       );
@@ -166,7 +167,7 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
       try {
         await providerStep(
           { label: 'Real-Debrid API', url, secrets: [access], signal: ctx.signal },
-          () => sendRequest(url, { method: 'GET', headers: { authorization: `Bearer ${access}` } }, ctx.signal, fetchImpl),
+          () => sendRequest(url, { method: 'GET', headers: { authorization: `Bearer ${access}` } }, ctx.signal, fetchFor(ctx)),
           () => true,
           rdRefusal,
         );

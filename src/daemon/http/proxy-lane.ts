@@ -14,8 +14,9 @@
  * - Redirects are not followed: a Location under `api_base` is rewritten to the proxy
  *   path; any other passes as it is, and the token never follows it.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
 import { PROXY_ERROR_HEADER } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
@@ -25,6 +26,7 @@ import type { ConfigStore } from '../config.js';
 import type { Driver } from '../drivers/driver.js';
 import { E, TokendError, unknownAccount } from '../errors.js';
 import type { Logger } from '../log.js';
+import { dispatcherFor } from '../outbound.js';
 import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
 import { readIncoming } from './raw-request.js';
 import { errorResponse } from './token-route.js';
@@ -56,24 +58,20 @@ const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect']);
 
 /** The proxy as a node:http handler; returns false for any request that is not for it. */
 export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as http.AgentOptions),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as https.AgentOptions),
-  };
   return (req, res) => {
     const target = splitProxyTarget(req.url ?? '');
     if (!target) return false;
-    proxy(deps, agents, req, res, target).catch((err) => failRequest(deps.log, req, res, err));
+    proxy(deps, req, res, target).catch((err) => failRequest(deps.log, req, res, err));
     return true;
   };
 }
 
-type Agents = Record<'http:' | 'https:', http.Agent>;
+/** The upstream's answer: its status and headers, and the body still streaming. */
+type Upstream = Dispatcher.ResponseData;
 type Body = { kept: Buffer | undefined; head: Buffer[]; streamRest: boolean };
 
 async function proxy(
   deps: ProxyDeps,
-  agents: Agents,
   req: IncomingMessage,
   res: ServerResponse,
   target: { name: string; rest: string; query: string },
@@ -103,15 +101,16 @@ async function proxy(
   deps.audit.record(name, req.headers['user-agent'], 'proxy');
 
   let token = await deps.broker.getToken({ account: name });
-  let upstream = await send(deps, agents, req, res, url, token, body);
-  if (stale.has(upstream.statusCode ?? 0)) {
+  const dispatcher = dispatcherFor(cfg);
+  let upstream = await send(deps, dispatcher, req, res, url, token, body);
+  if (stale.has(upstream.statusCode)) {
     // The token was refused: whoever asks next gets a fresh one (rule 6, like git's erase).
     deps.broker.reject(name, token.access_token);
     if (body.kept !== undefined) {
-      upstream.resume(); // this answer is not the caller's: discard it, keep the connection
+      await upstream.body.dump(); // this answer is not the caller's: discard it, keep the connection
       token = await deps.broker.getToken({ account: name });
-      upstream = await send(deps, agents, req, res, url, token, body);
-      if (stale.has(upstream.statusCode ?? 0)) deps.broker.reject(name, token.access_token);
+      upstream = await send(deps, dispatcher, req, res, url, token, body);
+      if (stale.has(upstream.statusCode)) deps.broker.reject(name, token.access_token);
     }
   }
   respond(res, upstream, url, cfg.api_base, name);
@@ -156,17 +155,20 @@ function readBody(req: IncomingMessage): Promise<Body> {
   });
 }
 
-/** One upstream request; resolves with its response headers in, rejects as a wire error. */
-function send(
+/**
+ * One upstream request, through the account's dispatcher (outbound.ts: the environment's
+ * proxy, the account's CA); resolves once the answer's headers are in, rejects as a wire error.
+ */
+async function send(
   deps: ProxyDeps,
-  agents: Agents,
+  dispatcher: Dispatcher,
   req: IncomingMessage,
   res: ServerResponse,
   url: URL,
   token: CachedToken,
   body: Body,
-): Promise<IncomingMessage> {
-  const headers: Array<[string, string]> = [];
+): Promise<Upstream> {
+  const headers: string[] = [];
   const connectionNamed = new Set(
     String(req.headers.connection ?? '')
       .split(',')
@@ -178,52 +180,63 @@ function send(
     const lower = k.toLowerCase();
     if (HOP_BY_HOP.has(lower) || NEVER_UPSTREAM.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
     if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
-    headers.push([k, req.rawHeaders[i + 1]]);
+    headers.push(k, req.rawHeaders[i + 1]);
   }
-  headers.push(['Host', url.host]);
-  headers.push(['Authorization', `${authScheme(token.token_type)} ${token.access_token}`]);
-  if (body.kept !== undefined && body.kept.length > 0) headers.push(['Content-Length', String(body.kept.length)]);
+  headers.push('Authorization', `${authScheme(token.token_type)} ${token.access_token}`);
+  if (body.kept !== undefined && body.kept.length > 0) headers.push('Content-Length', String(body.kept.length));
 
+  // Once the request is sent the upstream has http_timeout_ms to start answering; an
+  // upload takes as long as it takes before that, and so does the answer's body after
+  // it (a download, a stream of server-sent events).
   const timeoutMs = deps.config.settings.http_timeout_ms;
-  const lib = url.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const up = lib.request(url, {
-      method: req.method,
-      headers: headers.flat(),
-      agent: agents[url.protocol as 'http:' | 'https:'],
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const sent = () => (timer = setTimeout(() => abort.abort(new UpstreamTimeout()), timeoutMs));
+  // The caller went away before the answer came: stop the upstream request too.
+  const callerGone = () => abort.abort(new Error('the caller went away'));
+  res.once('close', callerGone);
+  let upload: Buffer | Readable | undefined;
+  if (body.kept !== undefined) {
+    upload = body.kept.length > 0 ? body.kept : undefined;
+    sent();
+  } else {
+    const pass = new PassThrough();
+    for (const chunk of body.head) pass.write(chunk);
+    req.pipe(pass);
+    req.resume();
+    pass.once('end', sent);
+    upload = pass;
+  }
+  try {
+    return await dispatcher.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers,
+      body: upload,
+      signal: abort.signal,
+      headersTimeout: 0, // ours, from the end of the upload (above)
+      bodyTimeout: 0, // a stream may be quiet for a long time
     });
-    // Once the request is sent the upstream has http_timeout_ms to start answering; an
-    // upload takes as long as it takes before that, and so does the answer's body after
-    // it (a download, a stream of server-sent events).
-    let timer: NodeJS.Timeout | undefined;
-    up.once('finish', () => {
-      timer = setTimeout(() => up.destroy(new UpstreamTimeout()), timeoutMs);
-    });
-    // The caller went away before the answer came: stop the upstream request too.
-    const callerGone = () => up.destroy();
-    res.once('close', callerGone);
-    up.on('response', (r) => {
-      clearTimeout(timer);
-      res.off('close', callerGone);
-      resolve(r);
-    });
-    up.on('error', (err) => {
-      clearTimeout(timer);
-      res.off('close', callerGone);
-      reject(
-        err instanceof UpstreamTimeout
-          ? E.upstreamTimeout(`the API of "${accountOf(req)}" at ${url.origin} did not answer within ${timeoutMs} ms`)
-          : E.upstreamFailed(`could not reach the API of "${accountOf(req)}" at ${url.origin}: ${(err as NodeJS.ErrnoException).code ?? 'connection failed'}`),
-      );
-    });
-    if (body.kept !== undefined) {
-      up.end(body.kept);
-    } else {
-      for (const chunk of body.head) up.write(chunk);
-      req.pipe(up);
-      req.resume();
+  } catch (err) {
+    if (abort.signal.reason instanceof UpstreamTimeout) {
+      throw E.upstreamTimeout(`the API of "${accountOf(req)}" at ${url.origin} did not answer within ${timeoutMs} ms`);
     }
-  });
+    throw E.upstreamFailed(`could not reach the API of "${accountOf(req)}" at ${url.origin}: ${networkCodeOf(err) ?? 'connection failed'}`);
+  } finally {
+    clearTimeout(timer);
+    res.off('close', callerGone);
+  }
+}
+
+/** The system's name for a network failure (ECONNREFUSED, a TLS code, undici's own), never its text. */
+function networkCodeOf(err: unknown): string | undefined {
+  let e = err as { code?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 4; depth++) {
+    if (typeof e.code === 'string') return e.code;
+    e = e.cause as typeof e;
+  }
+  return undefined;
 }
 
 class UpstreamTimeout extends Error {}
@@ -238,28 +251,27 @@ function authScheme(tokenType: string): string {
 }
 
 /** Copy the upstream answer to the caller: status, end-to-end headers, and the body as it streams. */
-function respond(res: ServerResponse, up: IncomingMessage, url: URL, apiBase: string, account: string): void {
+function respond(res: ServerResponse, up: Upstream, url: URL, apiBase: string, account: string): void {
   const connectionNamed = new Set(
     String(up.headers.connection ?? '')
       .split(',')
       .map((s) => s.trim().toLowerCase()),
   );
   const headers: string[] = [];
-  for (let i = 0; i < up.rawHeaders.length; i += 2) {
-    const k = up.rawHeaders[i];
+  for (const [k, value] of Object.entries(up.headers)) {
+    if (value === undefined) continue;
     const lower = k.toLowerCase();
     // x-tokend-* belong to the daemon: an upstream must not be able to fake a daemon error.
     if (HOP_BY_HOP.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
-    const v = lower === 'location' ? rewriteLocation(up.rawHeaders[i + 1], url, apiBase, account) : up.rawHeaders[i + 1];
-    headers.push(k, v);
+    for (const v of Array.isArray(value) ? value : [value]) headers.push(k, lower === 'location' ? rewriteLocation(v, url, apiBase, account) : v);
   }
-  res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
+  res.writeHead(up.statusCode, headers);
   // Server-sent events and other streams: every chunk goes out as it arrives.
   res.flushHeaders();
-  up.pipe(res);
-  up.on('error', () => res.destroy());
+  up.body.pipe(res);
+  up.body.on('error', () => res.destroy());
   res.on('close', () => {
-    if (!up.complete) up.destroy();
+    if (!up.body.readableEnded) up.body.destroy();
   });
 }
 

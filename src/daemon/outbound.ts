@@ -1,0 +1,63 @@
+/**
+ * How tokend reaches providers and APIs on a corporate network: through the proxy the
+ * environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, as curl and most tools read
+ * them; Node 20's own fetch ignores them), trusting the system's CAs, `NODE_EXTRA_CA_CERTS`,
+ * and an account's own `ca_file` (a private IdP's CA). Provider calls (every driver) and the
+ * API proxy's upstream requests go through the dispatcher given here.
+ */
+import fs from 'node:fs';
+import tls from 'node:tls';
+import { Agent, EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
+
+/** What of an account decides how its requests go out. */
+export interface OutboundConfig {
+  ca_file?: string;
+}
+
+const PROXY_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'];
+
+/** One dispatcher per CA file (and one for none): connections are pooled across requests. */
+const dispatchers = new Map<string, { dispatcher: Dispatcher; mtimeMs: number }>();
+
+/** The CA certificates a connection trusts: the system's, NODE_EXTRA_CA_CERTS, and the account's file. */
+function caBundle(caFile: string | undefined): string[] | undefined {
+  if (!caFile) return undefined; // node's defaults (which include NODE_EXTRA_CA_CERTS)
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  return [...tls.rootCertificates, ...(extra && fs.existsSync(extra) ? [fs.readFileSync(extra, 'utf8')] : []), fs.readFileSync(caFile, 'utf8')];
+}
+
+/**
+ * The dispatcher for an account's outbound requests: a proxy-aware one when the environment
+ * names a proxy, with the account's CA when it has one. Read again when the CA file changes.
+ */
+export function dispatcherFor(cfg: OutboundConfig, env: NodeJS.ProcessEnv = process.env): Dispatcher {
+  const key = cfg.ca_file ?? '';
+  const mtimeMs = cfg.ca_file ? statMtime(cfg.ca_file) : 0;
+  const hit = dispatchers.get(key);
+  if (hit && hit.mtimeMs === mtimeMs) return hit.dispatcher;
+  const ca = caBundle(cfg.ca_file);
+  const tlsOptions = ca ? { ca } : {};
+  const dispatcher: Dispatcher = PROXY_VARS.some((v) => env[v])
+    ? // Direct connections (NO_PROXY) and tunnels to the target both check the target's certificate against `ca`.
+      new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions })
+    : new Agent({ connect: tlsOptions, keepAliveTimeout: 30_000 });
+  if (hit) void hit.dispatcher.close().catch(() => undefined);
+  dispatchers.set(key, { dispatcher, mtimeMs });
+  return dispatcher;
+}
+
+function statMtime(file: string): number {
+  try {
+    return fs.statSync(file).mtimeMs;
+  } catch {
+    return -1;
+  }
+}
+
+/** A fetch for an account's provider calls, through `dispatcherFor`. */
+export function outboundFetch(cfg: OutboundConfig): typeof fetch {
+  if (!cfg.ca_file && !PROXY_VARS.some((v) => process.env[v])) return fetch; // nothing to change: node's own
+  const dispatcher = dispatcherFor(cfg);
+  return ((input: string | URL | Request, init?: RequestInit) =>
+    undiciFetch(input as never, { ...(init as object), dispatcher } as never) as unknown as Promise<Response>) as typeof fetch;
+}
