@@ -16,7 +16,7 @@ export class AuditLog {
     private readonly log: Logger,
     flushMs = 1000,
   ) {
-    this.timer = setInterval(() => this.flush(), flushMs);
+    this.timer = setInterval(() => void this.flush(), flushMs);
     this.timer.unref();
   }
   record(account: string, client: string | undefined, action: string): void {
@@ -27,21 +27,22 @@ export class AuditLog {
     if (last !== undefined && now - last < 60_000) return;
     this.lastRecorded.set(key, now);
     this.buffer.push({ at: now, account, client: who, action });
-    if (this.buffer.length >= 10_000) this.flush();
+    if (this.buffer.length >= 10_000) void this.flush();
   }
-  flush(): void {
+  /** Write what is buffered; never rejects (a failed batch is logged and dropped). */
+  async flush(): Promise<void> {
     if (this.lastRecorded.size > 100_000) this.lastRecorded.clear(); // bounded memory; worst case a few extra rows
     if (this.buffer.length === 0) return;
     const batch = this.buffer;
     this.buffer = [];
     try {
-      this.store.appendAudit(batch);
+      await this.store.appendAudit(batch);
     } catch (err) {
       this.log.error('could not write the audit log', { error: err as Error, entries: batch.length });
     }
   }
-  close(): void {
+  close(): Promise<void> {
     clearInterval(this.timer);
-    this.flush();
+    return this.flush();
   }
 }

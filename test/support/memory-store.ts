@@ -1,7 +1,8 @@
 /**
  * An in-memory Store for unit tests of the broker: the same contract as the SQLite store
  * (generations, in-flight marks, secrets), and a journal of every write in order, so a
- * test can check what was committed before what.
+ * test can check what was committed before what. Like the SQLite store, each method does
+ * its work when called; the promise it returns is already settled.
  */
 import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from '../../src/daemon/store/types.js';
 
@@ -21,14 +22,14 @@ export class MemoryStore implements Store {
   readonly journal: StoreOp[] = [];
   constructor(private readonly now: () => number = Date.now) {}
 
-  getGrant(account: string): GrantRecord | undefined {
+  async getGrant(account: string): Promise<GrantRecord | undefined> {
     const g = this.grants.get(account);
     return g && { ...g };
   }
-  listGrants(): GrantRecord[] {
+  async listGrants(): Promise<GrantRecord[]> {
     return [...this.grants.values()].map((g) => ({ ...g }));
   }
-  replaceGrant(account: string, t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>): GrantRecord {
+  async replaceGrant(account: string, t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>): Promise<GrantRecord> {
     const old = this.grants.get(account);
     const g: GrantRecord = {
       account,
@@ -50,12 +51,12 @@ export class MemoryStore implements Store {
     this.journal.push({ op: 'replaceGrant', account, refresh_token: t.refresh_token });
     return { ...g };
   }
-  setBinding(account: string, boundTo: string): void {
+  async setBinding(account: string, boundTo: string): Promise<void> {
     const g = this.grants.get(account);
     if (g) g.bound_to = boundTo;
     this.journal.push({ op: 'setBinding', account, bound_to: boundTo });
   }
-  commitRefresh(account: string, expectedGeneration: number, t: TokenUpdate): GrantRecord {
+  async commitRefresh(account: string, expectedGeneration: number, t: TokenUpdate): Promise<GrantRecord> {
     const g = this.grants.get(account);
     if (!g || g.generation !== expectedGeneration) throw new Error('generation mismatch');
     Object.assign(g, {
@@ -75,58 +76,67 @@ export class MemoryStore implements Store {
     this.journal.push({ op: 'commitRefresh', account, refresh_token: t.refresh_token, access_token: t.access_token });
     return { ...g };
   }
-  markInFlight(account: string, at: number): void {
+  async markInFlight(account: string, at: number): Promise<void> {
     const g = this.grants.get(account);
     if (!g) throw new Error('no grant');
     g.in_flight_since = at;
     this.journal.push({ op: 'markInFlight', account });
   }
-  clearInFlight(account: string): void {
+  async clearInFlight(account: string): Promise<void> {
     const g = this.grants.get(account);
     if (g) g.in_flight_since = null;
     this.journal.push({ op: 'clearInFlight', account });
   }
-  setStatus(account: string, status: GrantRecord['status'], lastError: string | null): void {
+  async setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void> {
     const g = this.grants.get(account);
     if (g) Object.assign(g, { status, last_error: lastError });
     this.journal.push({ op: 'setStatus', account, status });
   }
-  deleteGrant(account: string): void {
+  async deleteGrant(account: string): Promise<void> {
     this.grants.delete(account);
     this.journal.push({ op: 'deleteGrant', account });
   }
-  getSecret(account: string, name: string): string | undefined {
+  async getSecret(account: string, name: string): Promise<string | undefined> {
     return this.secrets.get(`${account}/${name}`);
   }
-  putSecret(account: string, name: string, value: string): void {
+  async putSecret(account: string, name: string, value: string): Promise<void> {
     this.secrets.set(`${account}/${name}`, value);
   }
-  deleteSecrets(account: string): void {
+  async deleteSecrets(account: string): Promise<void> {
     for (const k of [...this.secrets.keys()]) if (k.startsWith(`${account}/`)) this.secrets.delete(k);
     this.journal.push({ op: 'deleteSecrets', account });
   }
-  putLogin(login: LoginRecord): void {
+  async putLogin(login: LoginRecord): Promise<void> {
     this.logins.set(login.id, { ...login });
   }
-  getLogin(id: string): LoginRecord | undefined {
+  async getLogin(id: string): Promise<LoginRecord | undefined> {
     return this.logins.get(id);
   }
-  listLogins(opts: { status?: LoginStatusValue } = {}): LoginRecord[] {
+  async listLogins(opts: { status?: LoginStatusValue } = {}): Promise<LoginRecord[]> {
     return [...this.logins.values()].filter((l) => !opts.status || l.status === opts.status).sort((a, b) => b.created_at - a.created_at);
   }
-  lastFinishedLogin(account: string): LoginRecord | undefined {
+  async lastFinishedLogin(account: string): Promise<LoginRecord | undefined> {
     return [...this.logins.values()].filter((l) => l.account === account && l.status !== 'pending').sort((a, b) => b.updated_at - a.updated_at)[0];
   }
-  pruneLogins(before: number): number {
+  async pruneLogins(before: number): Promise<number> {
     let n = 0;
     for (const [id, l] of this.logins) if (l.status !== 'pending' && l.updated_at < before && this.logins.delete(id)) n++;
     return n;
   }
-  appendAudit(entries: AuditEntry[]): void {
+  async appendAudit(entries: AuditEntry[]): Promise<void> {
     this.audit.push(...entries);
   }
-  listAudit(): AuditEntry[] {
+  async listAudit(): Promise<AuditEntry[]> {
     return [...this.audit].reverse();
   }
-  close(): void {}
+  async getSecrets(account: string): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const [k, v] of this.secrets) if (k.startsWith(`${account}/`)) out.set(k.slice(account.length + 1), v);
+    return out;
+  }
+  async abandonInFlight(): Promise<void> {}
+  withGrantLock<T>(_account: string, fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+  async close(): Promise<void> {}
 }
