@@ -688,7 +688,7 @@ export class Broker {
         this.pendingTimers.delete(account);
         this.queue(account, () => this.locked(account, async () => undefined)).catch(() => this.armPendingFlush(account));
       },
-      Math.min(10_000, 500 * 2 ** Math.min(p.retries, 5)),
+      Math.min(5_000, 500 * 2 ** Math.min(p.retries, 4)),
     );
     timer.unref();
     this.pendingTimers.set(account, timer);
@@ -884,8 +884,17 @@ export class Broker {
     this.adoptStored(g, cfg);
   }
 
-  /** After (re)connecting to the fleet: notifications may have been missed, so compare generations and reload what moved. */
+  /**
+   * After (re)connecting to the fleet: first commit the rotations held in memory through the
+   * outage, then, since notifications may have been missed, compare generations and reload
+   * what moved.
+   */
   private async resync(): Promise<void> {
+    for (const account of this.pendingCommits.keys()) {
+      clearTimeout(this.pendingTimers.get(account));
+      this.pendingTimers.delete(account);
+      this.queue(account, () => this.locked(account, async () => undefined)).catch(() => this.armPendingFlush(account));
+    }
     const stored = await this.deps.store.fleet!.generations();
     for (const account of new Set([...stored.keys(), ...this.seen.keys()])) {
       const s = stored.get(account);

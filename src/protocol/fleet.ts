@@ -38,8 +38,9 @@ export function isPostgresUrl(url: string): boolean {
 }
 
 /**
- * The URL as messages and logs show it: scheme, user, host, port and database, and the
- * socket folder when given as `?host=`; never the password or any other parameter.
+ * The URL as messages and logs show it, and as `pg_isready -d` takes it: scheme, user, host,
+ * port and database, and the socket folder when given as `?host=`; never the password or
+ * any other parameter.
  */
 export function describeDatabase(url: string): string {
   let u: URL;
@@ -48,7 +49,7 @@ export function describeDatabase(url: string): string {
   } catch {
     return 'the fleet database (its URL does not parse)';
   }
-  const user = u.username ? `${decodeURIComponent(u.username)}@` : '';
+  const user = u.username ? `${u.username}@` : '';
   const socket = u.searchParams.get('host');
-  return `${u.protocol}//${user}${u.host}${u.pathname}${socket ? ` (socket ${socket})` : ''}`;
+  return `${u.protocol}//${user}${u.host}${u.pathname}${socket ? `?host=${encodeURIComponent(socket)}` : ''}`;
 }

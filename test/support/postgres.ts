@@ -35,8 +35,10 @@ export interface TestPostgres {
   stop(): Promise<void>;
   /** Start it again on the same port. */
   start(): Promise<void>;
-  /** Run SQL as the superuser in the fleet database; returns psql's unaligned output. */
-  sql(query: string): Promise<string>;
+  /** Run SQL as the superuser in the fleet database (or `db`); returns psql's unaligned output. */
+  sql(query: string, db?: string): Promise<string>;
+  /** Another database owned by `fleet` in the same cluster (a second fleet); returns its URL. */
+  createDatabase(name: string): Promise<string>;
   /** pg_dump of the fleet database (schema and data), as text. */
   dump(): Promise<string>;
   /** Stop the server and remove its folder. */
@@ -172,7 +174,11 @@ export async function startPostgres(): Promise<TestPostgres> {
       await start();
       running = true;
     },
-    sql: (query) => psql('fleet', query),
+    sql: (query, db = 'fleet') => psql(db, query),
+    async createDatabase(name) {
+      await psql('postgres', `CREATE DATABASE ${name} OWNER fleet;`);
+      return `postgresql://fleet@127.0.0.1:${port}/${name}`;
+    },
     async dump() {
       const r = await exec('pg_dump', ['-h', sockets, '-p', String(port), '-U', SUPERUSER, '--no-owner', 'fleet'], { env: process.env });
       if (r.code !== 0) throw new Error(`pg_dump failed: ${r.stderr}`);

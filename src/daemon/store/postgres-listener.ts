@@ -21,8 +21,10 @@ export interface GrantListenerOptions {
 }
 
 export interface GrantListener {
-  /** When the listener last (re)connected (epoch ms); undefined while it is away. */
-  connectedAt(): number | undefined;
+  /** Whether the listener is connected now. */
+  connected(): boolean;
+  /** When it last came back after losing its connection (epoch ms); undefined if it never lost one. */
+  reconnectedAt(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -33,7 +35,9 @@ const RETRY_MAX_MS = 5_000;
 export function listenForGrants(opts: GrantListenerOptions): GrantListener {
   const now = opts.now ?? Date.now;
   let closed = false;
-  let since: number | undefined;
+  let up = false;
+  let everUp = false;
+  let backAt: number | undefined;
   let current: Client | undefined;
   let wake: () => void = () => undefined;
 
@@ -53,8 +57,12 @@ export function listenForGrants(opts: GrantListenerOptions): GrantListener {
         await client.connect();
         // The channel is our own constant, not input: LISTEN takes no parameter.
         await client.query(`LISTEN ${opts.channel}`);
-        since = now();
-        if (attempt > 0) opts.log.info('listening to the fleet again', { database: opts.where });
+        up = true;
+        if (everUp) {
+          backAt = now();
+          opts.log.info('listening to the fleet again', { database: opts.where });
+        }
+        everUp = true;
         attempt = 0;
         opts.onConnected();
         heartbeat = setInterval(() => {
@@ -69,7 +77,7 @@ export function listenForGrants(opts: GrantListenerOptions): GrantListener {
         }
       } finally {
         clearInterval(heartbeat);
-        since = undefined;
+        up = false;
         client.end().catch(() => undefined);
       }
       if (closed) break;
@@ -86,7 +94,8 @@ export function listenForGrants(opts: GrantListenerOptions): GrantListener {
   const done = run();
 
   return {
-    connectedAt: () => since,
+    connected: () => up,
+    reconnectedAt: () => backAt,
     async close() {
       closed = true;
       wake();

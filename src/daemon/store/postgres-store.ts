@@ -136,8 +136,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return new Map(rows.map((r) => [String(r.account), { generation: Number(r.generation), status: r.status as GrantRecord['status'] }]));
     },
     async holderAlive(holder) {
-      const since = listener?.connectedAt();
-      if (since === undefined || now() - since < graceMs) return true;
+      // Just back from an outage: the holder may not have reconnected yet. Without a listener
+      // we cannot know either. Both count as alive: waiting costs a retry, a replay costs the grant.
+      const back = listener?.reconnectedAt();
+      if (!listener?.connected() || (back !== undefined && now() - back < graceMs)) return true;
       const rows = await q('SELECT 1 FROM pg_stat_activity WHERE application_name = $1 LIMIT 1', [applicationName(holder)]);
       return rows.length > 0;
     },
