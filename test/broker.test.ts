@@ -9,6 +9,7 @@ import { Broker } from '../src/daemon/broker.js';
 import { Settings } from '../src/protocol/config-file.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../src/daemon/drivers/driver.js';
 import { TokendError } from '../src/daemon/errors.js';
+import { StoreError } from '../src/daemon/store/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import type { Logger } from '../src/daemon/log.js';
 import { MemoryStore } from './support/memory-store.js';
@@ -39,9 +40,9 @@ class FakeDriver implements Driver {
   }
 }
 
-function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig } = {}) {
+function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig; fleet?: boolean } = {}) {
   const clock = { t: 1_000_000 };
-  const store = new MemoryStore(() => clock.t);
+  const store = new MemoryStore(() => clock.t, opts.fleet ? { fleet: { instance: 'host-a#1:100:aaaa' } } : {});
   const driver = new FakeDriver(clock);
   const accounts = new Map<string, AccountConfig>([['w', opts.config ?? A]]);
   const settings = Settings.parse({ proactive_refresh: false, ...opts.settings });
@@ -274,5 +275,96 @@ describe('Broker', () => {
       await broker.getToken({ account: 'w' }).catch(() => undefined);
     }
     expect(driver.calls.filter((c) => c.kind === 'refresh').length + recovers).toBe(4);
+  });
+});
+
+/**
+ * The broker as one daemon of a fleet (docs/fleet.md): the store stands for the shared
+ * database, and the test plays the other daemons by writing to it.
+ */
+describe('Broker in a fleet', () => {
+  const other = (store: MemoryStore, rt: string, at: string, expiresAt: number) =>
+    store.commitRefresh('w', store.grants.get('w')!.generation, { refresh_token: rt, access_token: at, token_type: 'Bearer', expires_at: expiresAt, obtained_at: expiresAt - 3_600_000, scope: null });
+
+  it('uses the rotation another daemon committed, found under the lock, and calls nobody', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 10_000 });
+    await broker.start();
+    clock.t += 20_000; // expired here; meanwhile another daemon rotated (its notification not seen yet)
+    await other(store, 'rt-b', 'at-b', clock.t + 3_600_000);
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-b');
+    expect(driver.calls).toHaveLength(0);
+    // The next refresh sends the rotated refresh token, never the spent one.
+    await broker.forceRefresh('w');
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-b']);
+  });
+
+  it('takes a notified rotation into memory, so the next request is served without the store', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
+    await other(store, 'rt-b', 'at-b', clock.t + 3_600_000);
+    store.fleet!.handlers!.grantChanged('w', 2);
+    await new Promise((r) => setTimeout(r, 10));
+    store.down = true; // the token comes from memory
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-b');
+    expect(driver.calls).toHaveLength(0);
+  });
+
+  it('waits while the daemon that marked the grant in flight may still commit, then refreshes and names it when refused', async () => {
+    const { broker, driver, grant, store } = setup({ fleet: true });
+    await grant('rt-0');
+    await broker.start();
+    Object.assign(store.grants.get('w')!, { in_flight_since: 999_000, in_flight_by: 'host-b#2:200:bbbb' });
+    store.fleet!.alive.add('host-b#2:200:bbbb');
+    await expect(broker.forceRefresh('w')).rejects.toMatchObject({ code: 'upstream_unavailable', retryAfter: 2 });
+    expect(driver.calls).toHaveLength(0);
+    store.fleet!.alive.clear(); // it died: its connection is gone
+    driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant', status: 400 })));
+    const err = await broker.forceRefresh('w').catch((e: TokendError) => e);
+    expect(err).toMatchObject({ code: 'reauth_required' });
+    expect((err as TokendError).message).toMatch(/a refresh by another daemon of the fleet \(host-b#2:200:bbbb\) interrupted at 1970-01-01T00:16:39.000Z/);
+  });
+
+  it('does not call the provider when the in-flight mark cannot be written (the database is down)', async () => {
+    const { broker, driver, grant, store } = setup({ fleet: true });
+    await grant('rt-0');
+    await broker.start();
+    store.markInFlight = async () => {
+      throw new StoreError('unavailable', 'cannot reach the test database');
+    };
+    await expect(broker.forceRefresh('w')).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    expect(driver.calls).toHaveLength(0);
+  });
+
+  it('serves a rotation the database could not take, and commits it before the next refresh', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
+    driver.answers.push((rt) => {
+      store.down = true; // the database goes while the provider answers
+      return { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: `${rt}-next` };
+    });
+    await broker.forceRefresh('w');
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+    expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-0', generation: 1 });
+    await expect(broker.forceRefresh('w')).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    store.down = false;
+    clock.t += 60_000; // past the backoff
+    await broker.forceRefresh('w');
+    // The held rotation went in first; the refresh after it sent its refresh token.
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-0', 'rt-0-next']);
+    expect(store.grants.get('w')).toMatchObject({ generation: 3 });
+  });
+
+  it('leaves the fleet\'s grant alone when this daemon\'s config names another client', async () => {
+    const { broker, driver, grant, store, accounts } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: 1e15 });
+    accounts.set('w', { ...A, client_id: 'other' });
+    await broker.start();
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'conflict' });
+    await expect(broker.installLogin('w', { access_token: 'x', token_type: 'Bearer', refresh_token: 'y' }, identityKey({ ...A, client_id: 'other' }))).rejects.toMatchObject({ code: 'conflict' });
+    expect(driver.calls).toHaveLength(0); // no refresh, no revocation
+    expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-0', generation: 1 });
   });
 });

@@ -424,9 +424,10 @@ export class Broker {
    */
   private async refreshOnce(req: RefreshRequest): Promise<CachedToken> {
     const { key, account } = req;
-    // While we queued, another flight on this account may have produced this key's token.
+    // While we queued, another flight on this account may have produced this key's token
+    // (or, in a fleet, a reload brought in another daemon's).
     const cached = this.cache.get(key);
-    if (cached && cached.obtained_at >= req.notBefore) return cached;
+    if (cached && this.serves(cached, req)) return cached;
 
     const cfg = this.accountOrThrow(account);
     const driver = this.deps.getDriver(cfg.driver);
@@ -457,8 +458,7 @@ export class Broker {
       // tokens are as good as a refresh of our own, and its refresh token is the live one.
       this.adoptStored(grant, cfg);
       const tok = this.cache.get(key);
-      const fresh = tok && (tok.obtained_at >= req.notBefore || (req.minTtlMs !== undefined && satisfies(tok, req.minTtlMs, this.now())));
-      if (fresh) return tok;
+      if (tok && this.serves(tok, req)) return tok;
     } else if (grant) {
       this.grants.set(account, grant);
     }
@@ -549,6 +549,15 @@ export class Broker {
       this.deps.events.emit('token.recovered', account, { reason: refused });
     }
     return tok;
+  }
+
+  /**
+   * Does a token that appeared while the request waited answer it? One obtained after it was
+   * asked for always does; another (a fleet daemon's rotation, a login) when it is valid for
+   * the request's min_ttl. A forced refresh has none: it wants a new token.
+   */
+  private serves(tok: CachedToken, req: RefreshRequest): boolean {
+    return tok.obtained_at >= req.notBefore || (req.minTtlMs !== undefined && satisfies(tok, req.minTtlMs, this.now()));
   }
 
   /** Can this account's driver obtain a grant without the user (rule 6's recover step)? */
@@ -1103,8 +1112,8 @@ export class Broker {
       this.keepAlives.delete(account);
       if (this.now() < due) return this.watchGrant(account, cfg, this.grants.get(account) ?? g);
       this.deps.log.info('keep-alive refresh: the provider forgets unused refresh tokens', { account, idle_days: cfg.refresh_idle_days });
-      // In a fleet, another daemon's rotation since then used the refresh token just as well.
-      void this.flight({ key: cacheKey(account), account, notBefore: this.now(), minTtlMs: 0 }).catch(() => undefined);
+      // The refresh token must be used: a valid access token does not answer this refresh.
+      void this.flight({ key: cacheKey(account), account, notBefore: this.now() }).catch(() => undefined);
     }, Math.max(0, Math.min(due - now, 2 ** 31 - 1)));
     timer.unref();
     this.keepAlives.set(account, timer);
