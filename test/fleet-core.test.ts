@@ -82,11 +82,16 @@ describe('a fleet of three daemons on one grant', () => {
     try {
       const keyFile = path.join(h.home, 'other.key');
       fs.writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
-      const env = { ...ctx.fleet.env(0), TOKEND_HOME: h.home, TOKEND_KEY_FILE: keyFile };
+      // This one has the password in its URL: it must not show anywhere either.
+      const withPassword = pg.url.replace('fleet@', `fleet:${pg.password}@`);
+      const env = { ...ctx.fleet.env(0), TOKEND_HOME: h.home, TOKEND_KEY_FILE: keyFile, TOKEND_DATABASE_URL: withPassword, PGPASSWORD: '' };
       const wrong = new DaemonProcess(h.home, env);
-      await expect(wrong.start()).rejects.toThrow(/the key .*other\.key does not open the fleet database postgresql:\/\/fleet@127\.0\.0\.1:\d+\/fleet/);
+      const refused = await wrong.start().catch((e: Error) => e.message);
+      expect(refused).toMatch(/the key .*other\.key does not open the fleet database postgresql:\/\/fleet@127\.0\.0\.1:\d+\/fleet/);
+      expect(refused).not.toContain(pg.password);
       const doctor = await runCli(['doctor', '--json'], { env });
       expect(doctor.code).toBe(1);
+      expect(doctor.stdout + doctor.stderr).not.toContain(pg.password);
       const checks = JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; message: string }>;
       expect(checks.find((c) => c.id === 'database')).toMatchObject({ status: 'ok' });
       expect(checks.find((c) => c.id === 'database-key')).toMatchObject({ status: 'fail' });

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importConfGrant, sleep, type DaemonProcess, type HttpResult } from './support/daemon.js';
+import { DaemonProcess, importConfGrant, sleep, tempHome, type HttpResult } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
 import { startFleet, useFleet } from './support/fleet.js';
 import { startIdp, type TestIdp } from './support/idp.js';
@@ -131,6 +131,17 @@ describe('PostgreSQL stopped under load', () => {
     expect(down.json.error.retry_after).toBeGreaterThan(0);
     expect(down.json.error.message).toContain('postgresql://fleet@127.0.0.1');
     expect(down.text).not.toContain(db.password);
+    // The accounts still show, from memory; a daemon that starts now cannot, and says why.
+    const listed = await d2.cli(['list', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"active"');
+    const lateHome = tempHome();
+    try {
+      const late = new DaemonProcess(lateHome.home, { ...ctx.fleet.env(2), TOKEND_HOME: lateHome.home });
+      await expect(late.start()).rejects.toThrow(/cannot reach the fleet database postgresql:\/\/fleet@127\.0\.0\.1:\d+\/outage/);
+    } finally {
+      lateHome.cleanup();
+    }
     const doctor = await d1.cli(['doctor', '--json']);
     const check = (JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; fix?: string }>).find((c) => c.id === 'database');
     expect(check).toMatchObject({ status: 'fail', fix: expect.stringMatching(/^pg_isready -d 'postgresql:\/\/fleet@127\.0\.0\.1:\d+\/outage'$/) });

@@ -213,7 +213,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   const now = (deps.now ?? Date.now)();
   const { grant, token, lastError } = await deps.broker.grantState(name);
   const pending = deps.logins?.pendingFor(name);
-  const secrets = await secretsForView(deps, name);
+  const secrets = await unlessDown(deps.store.getSecrets(name), new Map<string, string>());
   // An account whose driver obtains grants without the user (client credentials, a stored
   // password, a provider's force-refresh) can always serve: it is active, grant or not.
   const driver = deps.getDriver(cfg.driver);
@@ -229,7 +229,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   else status = 'expired';
   if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
-  const last = await deps.logins?.lastFinished(name);
+  const last = deps.logins && (await unlessDown(deps.logins.lastFinished(name), undefined));
   return {
     name,
     driver: cfg.driver,
@@ -256,14 +256,14 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
 }
 
 /**
- * The account's secrets, for what a view says of them (never their values). A fleet's
- * database that is down leaves them unknown: the view still shows what memory holds.
+ * What a view reads from the store, or `fallback` while a fleet's database is down: the view
+ * still shows what memory holds (the grant, the token), and `tokend list` keeps working.
  */
-async function secretsForView(deps: AccountDeps, name: string): Promise<Map<string, string>> {
+async function unlessDown<T>(read: Promise<T>, fallback: T): Promise<T> {
   try {
-    return await deps.store.getSecrets(name);
+    return await read;
   } catch (err) {
-    if (isStoreUnavailable(err)) return new Map();
+    if (isStoreUnavailable(err)) return fallback;
     throw err;
   }
 }

@@ -1,5 +1,9 @@
 import type { Logger } from './log.js';
+import { isStoreUnavailable } from './store/errors.js';
 import type { AuditEntry, Store } from './store/types.js';
+
+/** Audit rows held while a fleet's database is down; past this, a batch is dropped (and logged). */
+const MAX_WAITING = 100_000;
 
 /**
  * Who got which account's token, when. Entries are buffered and written in one
@@ -11,6 +15,8 @@ export class AuditLog {
   private buffer: AuditEntry[] = [];
   private readonly lastRecorded = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
+  /** A fleet's database is down: batches wait (bounded) and the outage is logged once. */
+  private waiting = false;
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
@@ -27,7 +33,7 @@ export class AuditLog {
     if (last !== undefined && now - last < 60_000) return;
     this.lastRecorded.set(key, now);
     this.buffer.push({ at: now, account, client: who, action });
-    if (this.buffer.length >= 10_000) void this.flush();
+    if (this.buffer.length >= 10_000 && !this.waiting) void this.flush();
   }
   /** Write what is buffered; never rejects (a failed batch is logged and dropped). */
   async flush(): Promise<void> {
@@ -37,7 +43,16 @@ export class AuditLog {
     this.buffer = [];
     try {
       await this.store.appendAudit(batch);
+      if (this.waiting) this.log.info('the audit log is written again');
+      this.waiting = false;
     } catch (err) {
+      if (isStoreUnavailable(err) && this.buffer.length + batch.length <= MAX_WAITING) {
+        // The database comes back by itself: keep the rows for the next flush.
+        this.buffer = [...batch, ...this.buffer];
+        if (!this.waiting) this.log.warn('the audit log waits for the database', { error: err.message, entries: batch.length });
+        this.waiting = true;
+        return;
+      }
       this.log.error('could not write the audit log', { error: err as Error, entries: batch.length });
     }
   }

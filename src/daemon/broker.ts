@@ -389,6 +389,12 @@ export class Broker {
   /** Stop timers and abort provider requests still in flight (last step of shutdown). */
   close(): void {
     this.stopTimers();
+    for (const [account, p] of this.pendingCommits) {
+      this.deps.log.error('stopping with a rotated grant the database never took: its refresh token is lost', {
+        account,
+        held_ms: this.now() - p.since,
+      });
+    }
     for (const ac of this.inFlightAborts) ac.abort(new Error('tokend is shutting down'));
   }
 
