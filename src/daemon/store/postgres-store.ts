@@ -66,9 +66,11 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     connectionTimeoutMillis: 5_000,
     types,
   };
-  const pool = new pg.Pool({ ...base, max: 8, idleTimeoutMillis: 30_000, query_timeout: 15_000 });
+  // One connection of each pool stays open once made (`min`): a reload after a notification,
+  // or a refresh after a quiet hour, does not pay for a new connection and its authentication.
+  const pool = new pg.Pool({ ...base, min: 1, max: 8, idleTimeoutMillis: 30_000, query_timeout: 15_000 });
   // Lock holders: one connection per grant being refreshed, held for the provider call.
-  const lockPool = new pg.Pool({ ...base, max: 16, idleTimeoutMillis: 30_000 });
+  const lockPool = new pg.Pool({ ...base, min: 1, max: 16, idleTimeoutMillis: 30_000 });
   // An idle pooled connection the server ends (a restart) errors here; the pool replaces it.
   const onIdleError = (err: Error) => opts.log.debug('a pooled connection to the fleet database ended', { database: where, error: err.message });
   pool.on('error', onIdleError);
