@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, runCli, sleep, tempHome, writeSettings } from './support/daemon.js';
+import { waitFor } from './support/fake-as.js';
 import { burst, useFleet } from './support/fleet.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 
@@ -19,7 +20,7 @@ describe('a fleet of three daemons on one grant', () => {
   afterAll(async () => {
     await pg?.close();
   });
-  const ctx = useFleet({ db: () => pg, n: 3, idp: { accessTokenTtl: 3 } });
+  const ctx = useFleet({ db: () => pg, n: 3, idp: { accessTokenTtl: 3 }, settings: { device_poll_unit_ms: 10 } });
 
   it('serves 1000 concurrent requests over the three sockets on an expired grant with exactly one refresh', async () => {
     const before = await ctx.fleet.tokensAgree();
@@ -63,7 +64,23 @@ describe('a fleet of three daemons on one grant', () => {
     expect((await ctx.idp.introspect(fresh)).active).toBe(true);
   });
 
+  it('installs a login finished on one daemon for the whole fleet; the login itself is that daemon\'s', async () => {
+    const [d0, d1] = ctx.fleet.daemons;
+    const started = await d0!.request('POST', '/v1/accounts/work/login', { flow: 'device' });
+    expect(started.status, started.text).toBe(202);
+    await ctx.idp.approveDevice(started.json.user_code);
+    await waitFor(async () => (await d0!.request('GET', `/v1/logins/${started.json.id}`)).json?.status === 'active', 'the login to finish');
+    const token = (await d0!.request('POST', '/v1/token', { account: 'work' })).json.access_token;
+    expect(await ctx.fleet.tokensAgree()).toBe(token);
+    // Its record (user code, status) is kept in the database, filed under the daemon that ran it.
+    expect((await d0!.request('GET', '/v1/logins')).json.logins.map((l: { id: string }) => l.id)).toContain(started.json.id);
+    expect((await d1!.request('GET', '/v1/logins')).json.logins).toEqual([]);
+    expect((await d1!.request('GET', `/v1/logins/${started.json.id}`)).status).toBe(404);
+  });
+
   it('keeps no token or secret in clear in the database, nor in any log', async () => {
+    // The fleet's audit log: every daemon's rows, each saying which daemon served.
+    expect(Number(await pg.sql('SELECT count(DISTINCT node) FROM tokend.audit'))).toBe(3);
     const dump = await pg.dump();
     expect(dump).toContain('COPY tokend.grants');
     // The grant's row: sealed bytes (format version 1, in COPY's escaped hex) where the tokens are.

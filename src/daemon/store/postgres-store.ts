@@ -120,7 +120,8 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     where,
     watch(handlers) {
       listener = listenForGrants({
-        newClient: () => new pg.Client(base),
+        // query_timeout: a heartbeat on a connection that died silently fails instead of hanging.
+        newClient: () => new pg.Client({ ...base, query_timeout: 10_000 }),
         channel: FLEET_CHANNEL,
         log: opts.log,
         where,
