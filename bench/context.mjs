@@ -131,11 +131,11 @@ async function seedHome(home, settings, accounts, { fast = false } = {}) {
   const store = S.openStore({ file, key });
   try {
     for (const a of accounts) {
-      if (a.secret) store.putSecret(a.name, 'client_secret', a.secret);
-      if (a.grant) store.replaceGrant(a.name, a.grant);
+      if (a.secret) await store.putSecret(a.name, 'client_secret', a.secret);
+      if (a.grant) await store.replaceGrant(a.name, a.grant);
     }
   } finally {
-    store.close();
+    await store.close();
   }
   if (shm) {
     fs.copyFileSync(file, paths.dbFile);

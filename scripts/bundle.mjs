@@ -1,7 +1,8 @@
 // Bundles the daemon into one file (dist/daemon/main.bundle.js). Node's ESM loader pays
 // per module, and zod alone is hundreds of them: the bundle starts in ~140 ms where the
 // tsc output takes ~390 ms (bench/, row 8). better-sqlite3 stays outside (native addon).
-// bin/tokend falls back to dist/daemon/main.js when the bundle is missing.
+// bin/tokend falls back to dist/daemon/main.js when the bundle is missing. pg stays outside
+// too: a fleet's store imports it when it opens, so a daemon of its own never loads it.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -14,7 +15,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['better-sqlite3'],
+  external: ['better-sqlite3', 'pg'],
   // CommonJS dependencies (proper-lockfile) call require(): give the ES module one.
   banner: { js: "import { createRequire as __tokendRequire } from 'node:module'; const require = __tokendRequire(import.meta.url);" },
   sourcemap: 'linked',

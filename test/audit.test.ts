@@ -13,7 +13,7 @@ describe('audit log', () => {
     for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   });
 
-  it('records who asked for which account, once a minute per client and action, and never a token', () => {
+  it('records who asked for which account, once a minute per client and action, and never a token', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-audit-'));
     dirs.push(dir);
     const store = openStore({ file: path.join(dir, 'tokend.db'), key: loadOrCreateKey(path.join(dir, 'key')) });
@@ -22,14 +22,14 @@ describe('audit log', () => {
     audit.record('work', 'git-credential-tokend', 'token');
     audit.record('work', 'curl/8.0', 'refresh');
     audit.record('home', 'curl/8.0', 'token');
-    audit.close();
-    const rows = store.listAudit();
+    await audit.close();
+    const rows = await store.listAudit();
     expect(rows.map((r) => [r.account, r.client, r.action]).sort()).toEqual([
       ['home', 'curl/8.0', 'token'],
       ['work', 'curl/8.0', 'refresh'],
       ['work', 'curl/8.0', 'token'],
       ['work', 'git-credential-tokend', 'token'],
     ]);
-    store.close();
+    await store.close();
   });
 });

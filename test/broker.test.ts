@@ -9,6 +9,7 @@ import { Broker } from '../src/daemon/broker.js';
 import { Settings } from '../src/protocol/config-file.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../src/daemon/drivers/driver.js';
 import { TokendError } from '../src/daemon/errors.js';
+import { StoreError } from '../src/daemon/store/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import type { Logger } from '../src/daemon/log.js';
 import { MemoryStore } from './support/memory-store.js';
@@ -39,9 +40,9 @@ class FakeDriver implements Driver {
   }
 }
 
-function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig } = {}) {
+function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig; fleet?: boolean } = {}) {
   const clock = { t: 1_000_000 };
-  const store = new MemoryStore(() => clock.t);
+  const store = new MemoryStore(() => clock.t, opts.fleet ? { fleet: { instance: 'host-a#1:100:aaaa' } } : {});
   const driver = new FakeDriver(clock);
   const accounts = new Map<string, AccountConfig>([['w', opts.config ?? A]]);
   const settings = Settings.parse({ proactive_refresh: false, ...opts.settings });
@@ -63,8 +64,8 @@ function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig } = 
 describe('Broker', () => {
   it('serves one refresh to 1000 concurrent callers', async () => {
     const { broker, driver, grant } = setup();
-    grant();
-    broker.start();
+    await grant();
+    await broker.start();
     const toks = await Promise.all(Array.from({ length: 1000 }, () => broker.getToken({ account: 'w' })));
     expect(driver.calls).toHaveLength(1);
     expect(new Set(toks.map((t) => t.access_token))).toEqual(new Set(['at-1']));
@@ -72,8 +73,8 @@ describe('Broker', () => {
 
   it('serves from memory while the token satisfies min_ttl, with no driver call', async () => {
     const { broker, driver, grant, clock } = setup();
-    grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
-    broker.start();
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
     expect((await broker.getToken({ account: 'w', min_ttl: 60 })).access_token).toBe('at-0');
     expect(driver.calls).toHaveLength(0);
     clock.t += 3_600_000 - 10_000; // 10 s left: less than min_ttl 30
@@ -83,15 +84,15 @@ describe('Broker', () => {
 
   it('marks the grant in flight before the driver call and commits the rotated refresh token before returning', async () => {
     const { broker, driver, grant, store } = setup();
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     let atCall: string[] = [];
     driver.onCall = () => (atCall = store.journal.map((j) => j.op));
     const tok = await broker.getToken({ account: 'w' });
     expect(atCall.at(-1)).toBe('markInFlight');
     expect(store.journal.at(-1)).toEqual({ op: 'commitRefresh', account: 'w', refresh_token: 'rt-1', access_token: 'at-1' });
     expect(tok.access_token).toBe('at-1');
-    expect(store.getGrant('w')).toMatchObject({ refresh_token: 'rt-1', in_flight_since: null, generation: 2 });
+    expect(await store.getGrant('w')).toMatchObject({ refresh_token: 'rt-1', in_flight_since: null, generation: 2 });
     // The next refresh sends the rotated token, never the old one.
     await broker.forceRefresh('w');
     expect(driver.calls.map((c) => c.token)).toEqual(['rt-0', 'rt-1']);
@@ -99,27 +100,27 @@ describe('Broker', () => {
 
   it('keeps the in-flight mark when the outcome is unknown (timeout), clears it on a definite answer', async () => {
     const { broker, driver, grant, store } = setup();
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     driver.answers.push(() => Promise.reject(new DriverError('transient', 'timed out', { outcomeUnknown: true })));
     await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'upstream_unavailable' });
-    expect(store.getGrant('w')!.in_flight_since).not.toBeNull();
+    expect((await store.getGrant('w'))!.in_flight_since).not.toBeNull();
 
     const s2 = setup();
-    s2.grant('rt-0');
-    s2.broker.start();
+    await s2.grant('rt-0');
+    await s2.broker.start();
     s2.driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
     await expect(s2.broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'upstream_unavailable' });
-    expect(s2.store.getGrant('w')!.in_flight_since).toBeNull();
+    expect((await s2.store.getGrant('w'))!.in_flight_since).toBeNull();
   });
 
   it('turns invalid_grant into reauth_required once: cleared mark, an event, no further calls', async () => {
     const { broker, driver, grant, store, events } = setup();
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant', status: 400 })));
     await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'reauth_required' });
-    expect(store.getGrant('w')).toMatchObject({ status: 'reauth_required', in_flight_since: null });
+    expect(await store.getGrant('w')).toMatchObject({ status: 'reauth_required', in_flight_since: null });
     expect(events.map((e) => e.type)).toContain('account.reauth_required');
     await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'reauth_required' });
     expect(driver.calls).toHaveLength(1);
@@ -127,8 +128,8 @@ describe('Broker', () => {
 
   it('backs off exponentially after failures and honours Retry-After', async () => {
     const { broker, driver, grant, clock } = setup({ settings: { backoff_initial_ms: 1000, backoff_max_ms: 60_000 } });
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     const fail = () => Promise.reject(new DriverError('transient', 'HTTP 503', { status: 503 }));
     driver.answers.push(fail, fail, () => Promise.reject(new DriverError('transient', 'HTTP 429', { status: 429, retryAfterMs: 30_000 })));
     const err1 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
@@ -151,8 +152,8 @@ describe('Broker', () => {
 
   it('spends at most the attempt budget a minute, whatever the provider answers', async () => {
     const { broker, driver, grant, clock } = setup({ settings: { max_refreshes_per_minute: 5, backoff_initial_ms: 10, backoff_max_ms: 10 } });
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     for (let i = 0; i < 100; i++) driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
     const codes = new Set<string>();
     for (let i = 0; i < 100; i++) {
@@ -167,8 +168,8 @@ describe('Broker', () => {
 
   it('serves the cached token while the provider fails, as long as it is valid', async () => {
     const { broker, driver, grant, clock } = setup();
-    grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 20_000 });
-    broker.start();
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 20_000 });
+    await broker.start();
     driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
     // Asked for 60 s it cannot give; the provider is down: the 20 s token is better than nothing.
     expect((await broker.getToken({ account: 'w', min_ttl: 60 })).access_token).toBe('at-0');
@@ -178,52 +179,52 @@ describe('Broker', () => {
 
   it('never sends a grant to a provider that did not issue it: revokes it at its issuer instead', async () => {
     const { broker, driver, grant, accounts, store } = setup();
-    grant('rt-0', { access_token: 'at-0', expires_at: 1e15 });
+    await grant('rt-0', { access_token: 'at-0', expires_at: 1e15 });
     accounts.set('w', { ...A, issuer: 'https://b.example' }); // changed while the daemon was stopped
-    store.putSecret('w', 'client_secret', 'old-secret');
-    broker.start();
+    await store.putSecret('w', 'client_secret', 'old-secret');
+    await broker.start();
     await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'reauth_required' });
     expect(driver.calls.filter((c) => c.kind === 'refresh')).toHaveLength(0);
     const revoke = driver.calls.find((c) => c.kind === 'revoke');
     expect(revoke).toMatchObject({ token: 'rt-0', config: { issuer: 'https://a.example', client_id: 'cli' } });
-    expect(store.getGrant('w')).toBeUndefined();
-    expect(store.getSecret('w', 'client_secret')).toBeUndefined();
+    expect(await store.getGrant('w')).toBeUndefined();
+    expect(await store.getSecret('w', 'client_secret')).toBeUndefined();
   });
 
   it('adopts a grant stored before identities were recorded', async () => {
     const { broker, driver, grant, store } = setup();
-    grant('rt-0');
+    await grant('rt-0');
     store.grants.get('w')!.bound_to = null;
-    broker.start();
-    expect(store.getGrant('w')!.bound_to).toBe(identityKey(A));
+    await broker.start();
+    expect((await store.getGrant('w'))!.bound_to).toBe(identityKey(A));
     await broker.getToken({ account: 'w' });
     expect(driver.calls).toHaveLength(1);
   });
 
   it('refuses a login that finishes after the account moved to another provider', async () => {
     const { broker, accounts, store } = setup();
-    broker.start();
+    await broker.start();
     const startedWith = identityKey(A);
     accounts.set('w', { ...A, client_id: 'other' });
     const set: TokenSet = { access_token: 'at-x', token_type: 'Bearer', refresh_token: 'rt-x', expires_in: 60 };
     await expect(broker.installLogin('w', set, startedWith)).rejects.toMatchObject({ code: 'conflict' });
-    expect(store.getGrant('w')).toBeUndefined();
+    expect(await store.getGrant('w')).toBeUndefined();
   });
 
   it('runs a keep-alive refresh before a provider forgets an idle refresh token, with no client asking', async () => {
     const { broker, driver, grant, clock, accounts } = setup();
     accounts.set('w', { ...A, refresh_idle_days: 30 });
-    grant('rt-0', { access_token: 'at-0', expires_at: null as never });
+    await grant('rt-0', { access_token: 'at-0', expires_at: null as never });
     const g = (broker as unknown as { deps: { store: MemoryStore } }).deps.store.grants.get('w')!;
     g.obtained_at = clock.t - 28 * 86_400_000; // unused for 28 of 30 days: due (3 days of margin)
-    broker.start();
+    await broker.start();
     await new Promise((r) => setTimeout(r, 50));
     expect(driver.calls.map((c) => c.token)).toEqual(['rt-0']);
 
     const fresh = setup();
     fresh.accounts.set('w', { ...A, refresh_idle_days: 30 });
-    fresh.grant('rt-0', { access_token: 'at-0', expires_at: null as never });
-    fresh.broker.start();
+    await fresh.grant('rt-0', { access_token: 'at-0', expires_at: null as never });
+    await fresh.broker.start();
     await new Promise((r) => setTimeout(r, 50));
     expect(fresh.driver.calls).toHaveLength(0); // used just now: nothing to do for 27 days
     fresh.broker.close();
@@ -232,9 +233,9 @@ describe('Broker', () => {
 
   it('announces a refresh token that expires within a week, once', async () => {
     const { broker, grant, clock, events, store } = setup();
-    grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
     store.grants.get('w')!.refresh_expires_at = clock.t + 3 * 86_400_000;
-    broker.start();
+    await broker.start();
     expect(events.filter((e) => e.type === 'account.reauth_soon')).toEqual([{ type: 'account.reauth_soon', account: 'w' }]);
     await broker.forceRefresh('w'); // the new refresh token says nothing of its expiry: nothing more
     expect(events.filter((e) => e.type === 'account.reauth_soon')).toHaveLength(1);
@@ -243,8 +244,8 @@ describe('Broker', () => {
 
   it('falls back to the recover step when the refresh token is refused, and says so', async () => {
     const { broker, driver, grant, events, store } = setup({ config: { ...A, flow: 'client-credentials' } });
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     let recovers = 0;
     (driver as unknown as Driver).recover = async () => {
       recovers++;
@@ -255,13 +256,13 @@ describe('Broker', () => {
     expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-cc');
     expect(recovers).toBe(1);
     expect(events.map((e) => e.type)).toContain('token.recovered');
-    expect(store.getGrant('w')).toMatchObject({ status: 'active', refresh_token: null, access_token: 'at-cc' });
+    expect(await store.getGrant('w')).toMatchObject({ status: 'active', refresh_token: null, access_token: 'at-cc' });
   });
 
   it('costs at most the attempt budget when both the refresh and the recover step always fail', async () => {
     const { broker, driver, grant, clock } = setup({ config: { ...A, flow: 'client-credentials' }, settings: { max_refreshes_per_minute: 4, backoff_initial_ms: 10, backoff_max_ms: 10 } });
-    grant('rt-0');
-    broker.start();
+    await grant('rt-0');
+    await broker.start();
     let recovers = 0;
     (driver as unknown as Driver).recover = async () => {
       recovers++;
@@ -274,5 +275,96 @@ describe('Broker', () => {
       await broker.getToken({ account: 'w' }).catch(() => undefined);
     }
     expect(driver.calls.filter((c) => c.kind === 'refresh').length + recovers).toBe(4);
+  });
+});
+
+/**
+ * The broker as one daemon of a fleet (docs/fleet.md): the store stands for the shared
+ * database, and the test plays the other daemons by writing to it.
+ */
+describe('Broker in a fleet', () => {
+  const other = (store: MemoryStore, rt: string, at: string, expiresAt: number) =>
+    store.commitRefresh('w', store.grants.get('w')!.generation, { refresh_token: rt, access_token: at, token_type: 'Bearer', expires_at: expiresAt, obtained_at: expiresAt - 3_600_000, scope: null });
+
+  it('uses the rotation another daemon committed, found under the lock, and calls nobody', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 10_000 });
+    await broker.start();
+    clock.t += 20_000; // expired here; meanwhile another daemon rotated (its notification not seen yet)
+    await other(store, 'rt-b', 'at-b', clock.t + 3_600_000);
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-b');
+    expect(driver.calls).toHaveLength(0);
+    // The next refresh sends the rotated refresh token, never the spent one.
+    await broker.forceRefresh('w');
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-b']);
+  });
+
+  it('takes a notified rotation into memory, so the next request is served without the store', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
+    await other(store, 'rt-b', 'at-b', clock.t + 3_600_000);
+    store.fleet!.handlers!.grantChanged('w', 2);
+    await new Promise((r) => setTimeout(r, 10));
+    store.down = true; // the token comes from memory
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-b');
+    expect(driver.calls).toHaveLength(0);
+  });
+
+  it('waits while the daemon that marked the grant in flight may still commit, then refreshes and names it when refused', async () => {
+    const { broker, driver, grant, store } = setup({ fleet: true });
+    await grant('rt-0');
+    await broker.start();
+    Object.assign(store.grants.get('w')!, { in_flight_since: 999_000, in_flight_by: 'host-b#2:200:bbbb' });
+    store.fleet!.alive.add('host-b#2:200:bbbb');
+    await expect(broker.forceRefresh('w')).rejects.toMatchObject({ code: 'upstream_unavailable', retryAfter: 2 });
+    expect(driver.calls).toHaveLength(0);
+    store.fleet!.alive.clear(); // it died: its connection is gone
+    driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant', status: 400 })));
+    const err = await broker.forceRefresh('w').catch((e: TokendError) => e);
+    expect(err).toMatchObject({ code: 'reauth_required' });
+    expect((err as TokendError).message).toMatch(/a refresh by another daemon of the fleet \(host-b#2:200:bbbb\) interrupted at 1970-01-01T00:16:39.000Z/);
+  });
+
+  it('does not call the provider when the in-flight mark cannot be written (the database is down)', async () => {
+    const { broker, driver, grant, store } = setup({ fleet: true });
+    await grant('rt-0');
+    await broker.start();
+    store.markInFlight = async () => {
+      throw new StoreError('unavailable', 'cannot reach the test database');
+    };
+    await expect(broker.forceRefresh('w')).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    expect(driver.calls).toHaveLength(0);
+  });
+
+  it('serves a rotation the database could not take, and commits it before the next refresh', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
+    driver.answers.push((rt) => {
+      store.down = true; // the database goes while the provider answers
+      return { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: `${rt}-next` };
+    });
+    await broker.forceRefresh('w');
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+    expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-0', generation: 1 });
+    await expect(broker.forceRefresh('w')).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    store.down = false;
+    clock.t += 60_000; // past the backoff
+    await broker.forceRefresh('w');
+    // The held rotation went in first; the refresh after it sent its refresh token.
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-0', 'rt-0-next']);
+    expect(store.grants.get('w')).toMatchObject({ generation: 3 });
+  });
+
+  it('leaves the fleet\'s grant alone when this daemon\'s config names another client', async () => {
+    const { broker, driver, grant, store, accounts } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: 1e15 });
+    accounts.set('w', { ...A, client_id: 'other' });
+    await broker.start();
+    await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'conflict' });
+    await expect(broker.installLogin('w', { access_token: 'x', token_type: 'Bearer', refresh_token: 'y' }, identityKey({ ...A, client_id: 'other' }))).rejects.toMatchObject({ code: 'conflict' });
+    expect(driver.calls).toHaveLength(0); // no refresh, no revocation
+    expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-0', generation: 1 });
   });
 });

@@ -37,7 +37,7 @@ beforeAll(async () => {
   const events = new EventBus();
   const getDriver = (n: string) => (n === 'oauth2' ? driver : undefined);
   const broker = new Broker({ store, config, getDriver, events, log: quiet });
-  broker.start();
+  await broker.start();
   app = createApp({
     config,
     store,

@@ -76,8 +76,8 @@ describe('login manager', () => {
     installed = [];
     accounts = { work: account() };
   });
-  afterEach(() => {
-    store.close();
+  afterEach(async () => {
+    await store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -87,7 +87,7 @@ describe('login manager', () => {
     const redirect = new URL(new URL(login.authorization_url!).searchParams.get('redirect_uri')!);
     expect((await fetch(new URL('/callback?state=wrong', redirect))).status).toBe(400); // listening meanwhile
     await new Promise((r) => setTimeout(r, 1500));
-    expect(m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' } });
+    expect(await m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' } });
     expect(m.pendingFor('work')).toBeUndefined();
     expect(events.map((e) => [e.type, e.status])).toEqual([
       ['login.pending', undefined],
@@ -105,21 +105,21 @@ describe('login manager', () => {
     const seen = polls;
     await new Promise((r) => setTimeout(r, 30));
     expect(polls).toBe(seen);
-    expect(store.getLogin(login.id)).toMatchObject({ status: 'expired', data: { error: { code: 'daemon_stopped' } } });
+    expect(await store.getLogin(login.id)).toMatchObject({ status: 'expired', data: { error: { code: 'daemon_stopped' } } });
     await expect(m.start('work', 'device')).rejects.toMatchObject({ code: 'upstream_unavailable' });
   });
 
   it('at start-up, expires what a previous daemon left pending and prunes old finished logins', async () => {
     const week = 7 * 24 * 3600_000;
     const base = { account: 'work', flow: 'device', data: { expires_at: Date.now() + 60_000, user_code: 'X', error: null } };
-    store.putLogin({ ...base, id: 'left-pending', status: 'pending', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
-    store.putLogin({ ...base, id: 'old-done', status: 'active', created_at: Date.now() - 2 * week, updated_at: Date.now() - 2 * week });
-    store.putLogin({ ...base, id: 'recent-done', status: 'failed', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
+    await store.putLogin({ ...base, id: 'left-pending', status: 'pending', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
+    await store.putLogin({ ...base, id: 'old-done', status: 'active', created_at: Date.now() - 2 * week, updated_at: Date.now() - 2 * week });
+    await store.putLogin({ ...base, id: 'recent-done', status: 'failed', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
     const m = manager();
-    expect(m.expireStale()).toBe(1);
-    expect(m.get('left-pending')).toMatchObject({ status: 'expired', error: { code: 'daemon_stopped' }, user_code: 'X' });
-    expect(() => m.get('old-done')).toThrow(TokendError);
-    expect(m.get('recent-done').status).toBe('failed');
+    expect(await m.expireStale()).toBe(1);
+    expect(await m.get('left-pending')).toMatchObject({ status: 'expired', error: { code: 'daemon_stopped' }, user_code: 'X' });
+    await expect(m.get('old-done')).rejects.toThrow(TokendError);
+    expect((await m.get('recent-done')).status).toBe('failed');
   });
 
   it('fails the login, and keeps whatever grant there was, when the new grant cannot be stored', async () => {
@@ -133,8 +133,8 @@ describe('login manager', () => {
     pollAnswer = async () => ({ status: 'tokens', tokens: { access_token: 'at', token_type: 'Bearer', refresh_token: 'rt' } });
     const login = await m.start('work', 'device');
     await new Promise((r) => setTimeout(r, 50));
-    expect(m.get(login.id)).toMatchObject({ status: 'failed', error: { code: 'internal' } });
-    expect(JSON.stringify(m.get(login.id))).not.toContain('disk full');
+    expect(await m.get(login.id)).toMatchObject({ status: 'failed', error: { code: 'internal' } });
+    expect(JSON.stringify(await m.get(login.id))).not.toContain('disk full');
   });
 
   it('picks the flow: the request’s, else the account’s, else the daemon’s environment; refuses non-interactive accounts', async () => {
@@ -162,15 +162,15 @@ describe('login manager', () => {
   it('forgets finished logins after the retention while running; keeps pending ones', async () => {
     let clock = Date.now();
     const m = manager({ now: () => clock });
-    m.expireStale();
+    await m.expireStale();
     const old = await m.start('work', 'device');
-    m.cancel(old.id);
+    await m.cancel(old.id);
     const pending = await m.start('work', 'device');
     clock += 7 * 24 * 3_600_000 + 1000; // the default retention is a week
-    expect(m.prune()).toBe(1);
-    expect(() => m.get(old.id)).toThrow();
-    expect(m.get(pending.id).status).toBe('pending');
-    expect(m.list({ status: 'pending' }).map((l) => l.id)).toEqual([pending.id]);
+    expect(await m.prune()).toBe(1);
+    await expect(m.get(old.id)).rejects.toThrow();
+    expect((await m.get(pending.id)).status).toBe('pending');
+    expect((await m.list({ status: 'pending' })).map((l) => l.id)).toEqual([pending.id]);
     m.close();
   });
 
@@ -178,13 +178,13 @@ describe('login manager', () => {
     const m = manager();
     const login = await m.start('work', 'device', { task: 't-1' });
     expect(login.task).toBe('t-1');
-    const cancelled = m.cancel(login.id);
+    const cancelled = await m.cancel(login.id);
     expect(cancelled).toMatchObject({ status: 'failed', error: { code: 'cancelled' }, task: 't-1' });
     const seen = polls;
     await new Promise((r) => setTimeout(r, 30));
     expect(polls).toBe(seen);
-    expect(m.lastFinished('work')).toMatchObject({ id: login.id, status: 'failed' });
-    expect(() => m.cancel('nope')).toThrow(TokendError);
+    expect(await m.lastFinished('work')).toMatchObject({ id: login.id, status: 'failed' });
+    await expect(m.cancel('nope')).rejects.toThrow(TokendError);
     m.close();
   });
 });

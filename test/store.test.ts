@@ -49,17 +49,17 @@ beforeEach(() => {
   clock = 1_700_000_000_000;
 });
 
-afterEach(() => {
-  for (const s of open_.splice(0)) s.close();
+afterEach(async () => {
+  for (const s of open_.splice(0)) await s.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('grants', () => {
-  it('round-trips a grant with every field', () => {
+  it('round-trips a grant with every field', async () => {
     const s = store();
-    expect(s.getGrant('work')).toBeUndefined();
+    expect(await s.getGrant('work')).toBeUndefined();
     const boundTo = '{"driver":"oauth2","issuer":"https://idp.example","client_id":"cli"}';
-    const written = s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: boundTo, ...tokens() });
+    const written = await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: boundTo, ...tokens() });
     const expected = {
       account: 'work',
       refresh_token: 'rt-1',
@@ -77,44 +77,44 @@ describe('grants', () => {
       refresh_expires_at: null,
     };
     expect(written).toEqual(expected);
-    expect(s.getGrant('work')).toEqual(expected);
-    s.close();
-    expect(store().getGrant('work')).toEqual(expected);
+    expect(await s.getGrant('work')).toEqual(expected);
+    await s.close();
+    expect(await store().getGrant('work')).toEqual(expected);
   });
 
-  it('stores a grant that has only a refresh token (import)', () => {
-    const g = store().replaceGrant('imp', { refresh_token: 'rt-imported' });
+  it('stores a grant that has only a refresh token (import)', async () => {
+    const g = await store().replaceGrant('imp', { refresh_token: 'rt-imported' });
     expect(g).toMatchObject({ refresh_token: 'rt-imported', access_token: null, expires_at: null, scope: null, generation: 1 });
   });
 
-  it('lists every grant, decrypted', () => {
+  it('lists every grant, decrypted', async () => {
     const s = store();
-    s.replaceGrant('b', { refresh_token: 'rt-b' });
-    s.replaceGrant('a', { refresh_token: 'rt-a', ...tokens({ access_token: 'at-a' }) });
-    expect(s.listGrants().map((g) => [g.account, g.refresh_token, g.access_token])).toEqual([
+    await s.replaceGrant('b', { refresh_token: 'rt-b' });
+    await s.replaceGrant('a', { refresh_token: 'rt-a', ...tokens({ access_token: 'at-a' }) });
+    expect((await s.listGrants()).map((g) => [g.account, g.refresh_token, g.access_token])).toEqual([
       ['a', 'rt-a', 'at-a'],
       ['b', 'rt-b', null],
     ]);
   });
 
-  it('bumps the generation on every login and every committed refresh', () => {
+  it('bumps the generation on every login and every committed refresh', async () => {
     const s = store();
-    expect(s.replaceGrant('work', { refresh_token: 'rt-1' }).generation).toBe(1);
-    expect(s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2' })).generation).toBe(2);
-    expect(s.commitRefresh('work', 2, tokens({ refresh_token: 'rt-3' })).generation).toBe(3);
+    expect((await s.replaceGrant('work', { refresh_token: 'rt-1' })).generation).toBe(1);
+    expect((await s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2' }))).generation).toBe(2);
+    expect((await s.commitRefresh('work', 2, tokens({ refresh_token: 'rt-3' }))).generation).toBe(3);
     // A new login replaces the grant but keeps counting, so an in-flight refresh from
     // before the login cannot commit over it.
-    expect(s.replaceGrant('work', { refresh_token: 'rt-login' }).generation).toBe(4);
-    expect(s.getGrant('work')!.refresh_token).toBe('rt-login');
+    expect((await s.replaceGrant('work', { refresh_token: 'rt-login' })).generation).toBe(4);
+    expect((await s.getGrant('work'))!.refresh_token).toBe('rt-login');
   });
 
-  it('commits new tokens and clears in-flight, status and last error', () => {
+  it('commits new tokens and clears in-flight, status and last error', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
-    s.markInFlight('work', clock);
-    s.setStatus('work', 'reauth_required', 'invalid_grant');
+    await s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
+    await s.markInFlight('work', clock);
+    await s.setStatus('work', 'reauth_required', 'invalid_grant');
     clock += 1000;
-    const g = s.commitRefresh('work', 1, tokens({ access_token: 'at-2', refresh_token: 'rt-2', scope: null, expires_at: null }));
+    const g = await s.commitRefresh('work', 1, tokens({ access_token: 'at-2', refresh_token: 'rt-2', scope: null, expires_at: null }));
     expect(g).toMatchObject({
       refresh_token: 'rt-2',
       access_token: 'at-2',
@@ -127,122 +127,122 @@ describe('grants', () => {
     });
   });
 
-  it('keeps the old refresh token when the response carries none', () => {
+  it('keeps the old refresh token when the response carries none', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-keep', ...tokens() });
-    const g = s.commitRefresh('work', 1, tokens({ access_token: 'at-2' }));
+    await s.replaceGrant('work', { refresh_token: 'rt-keep', ...tokens() });
+    const g = await s.commitRefresh('work', 1, tokens({ access_token: 'at-2' }));
     expect(g.refresh_token).toBe('rt-keep');
     expect(g.access_token).toBe('at-2');
-    s.close();
-    expect(store().getGrant('work')!.refresh_token).toBe('rt-keep');
+    await s.close();
+    expect((await store().getGrant('work'))!.refresh_token).toBe('rt-keep');
   });
 
-  it('refuses a commit from a stale generation and leaves the grant alone', () => {
+  it('refuses a commit from a stale generation and leaves the grant alone', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
-    s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2', access_token: 'at-2' }));
+    await s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
+    await s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2', access_token: 'at-2' }));
     let err: unknown;
     try {
-      s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-stale', access_token: 'at-stale' }));
+      await s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-stale', access_token: 'at-stale' }));
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(GenerationMismatchError);
     expect(err).toMatchObject({ message: 'generation mismatch', code: 'generation_mismatch', expected: 1, stored: 2 });
-    expect(s.getGrant('work')).toMatchObject({ refresh_token: 'rt-2', access_token: 'at-2', generation: 2 });
+    expect(await s.getGrant('work')).toMatchObject({ refresh_token: 'rt-2', access_token: 'at-2', generation: 2 });
   });
 
-  it('refuses a commit for a grant deleted meanwhile', () => {
+  it('refuses a commit for a grant deleted meanwhile', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-1' });
-    s.deleteGrant('work');
-    expect(() => s.commitRefresh('work', 1, tokens())).toThrow(/^generation mismatch$/);
-    expect(s.getGrant('work')).toBeUndefined();
+    await s.replaceGrant('work', { refresh_token: 'rt-1' });
+    await s.deleteGrant('work');
+    await expect(s.commitRefresh('work', 1, tokens())).rejects.toThrow(/^generation mismatch$/);
+    expect(await s.getGrant('work')).toBeUndefined();
   });
 
-  it('keeps an in-flight mark across close and reopen', () => {
+  it('keeps an in-flight mark across close and reopen', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-1' });
-    s.markInFlight('work', clock + 5);
-    s.close();
+    await s.replaceGrant('work', { refresh_token: 'rt-1' });
+    await s.markInFlight('work', clock + 5);
+    await s.close();
     const s2 = store();
-    expect(s2.getGrant('work')!.in_flight_since).toBe(clock + 5);
-    s2.clearInFlight('work');
-    expect(s2.getGrant('work')!.in_flight_since).toBeNull();
+    expect((await s2.getGrant('work'))!.in_flight_since).toBe(clock + 5);
+    await s2.clearInFlight('work');
+    expect((await s2.getGrant('work'))!.in_flight_since).toBeNull();
   });
 
-  it('refuses to mark a refresh in flight for an account without a grant', () => {
-    expect(() => store().markInFlight('nobody', clock)).toThrow(StoreError);
+  it('refuses to mark a refresh in flight for an account without a grant', async () => {
+    await expect(store().markInFlight('nobody', clock)).rejects.toThrow(StoreError);
   });
 
-  it('persists reauth_required and last_error, and keeps the secrets', () => {
+  it('persists reauth_required and last_error, and keeps the secrets', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-1' });
-    s.putSecret('work', 'client_secret', 'cs-1');
-    s.setStatus('work', 'reauth_required', 'the refresh token was revoked');
-    s.close();
+    await s.replaceGrant('work', { refresh_token: 'rt-1' });
+    await s.putSecret('work', 'client_secret', 'cs-1');
+    await s.setStatus('work', 'reauth_required', 'the refresh token was revoked');
+    await s.close();
     const s2 = store();
-    expect(s2.getGrant('work')).toMatchObject({
+    expect(await s2.getGrant('work')).toMatchObject({
       status: 'reauth_required',
       last_error: 'the refresh token was revoked',
       refresh_token: 'rt-1',
     });
-    expect(s2.getSecret('work', 'client_secret')).toBe('cs-1');
+    expect(await s2.getSecret('work', 'client_secret')).toBe('cs-1');
   });
 
-  it('deletes a grant without touching other accounts', () => {
+  it('deletes a grant without touching other accounts', async () => {
     const s = store();
-    s.replaceGrant('a', { refresh_token: 'rt-a' });
-    s.replaceGrant('b', { refresh_token: 'rt-b' });
-    s.deleteGrant('a');
-    expect(s.getGrant('a')).toBeUndefined();
-    expect(s.getGrant('b')!.refresh_token).toBe('rt-b');
+    await s.replaceGrant('a', { refresh_token: 'rt-a' });
+    await s.replaceGrant('b', { refresh_token: 'rt-b' });
+    await s.deleteGrant('a');
+    expect(await s.getGrant('a')).toBeUndefined();
+    expect((await s.getGrant('b'))!.refresh_token).toBe('rt-b');
   });
 });
 
 describe('secrets', () => {
-  it('round-trips, overwrites and deletes secrets per account', () => {
+  it('round-trips, overwrites and deletes secrets per account', async () => {
     const s = store();
-    expect(s.getSecret('work', 'client_secret')).toBeUndefined();
-    s.putSecret('work', 'client_secret', 'cs-1');
-    s.putSecret('work', 'password', 'pw-1');
-    s.putSecret('home', 'client_secret', 'cs-home');
-    s.putSecret('work', 'client_secret', 'cs-2');
-    expect(s.getSecret('work', 'client_secret')).toBe('cs-2');
-    expect(s.getSecret('work', 'password')).toBe('pw-1');
-    s.deleteSecrets('work');
-    expect(s.getSecret('work', 'client_secret')).toBeUndefined();
-    expect(s.getSecret('work', 'password')).toBeUndefined();
-    expect(s.getSecret('home', 'client_secret')).toBe('cs-home');
+    expect(await s.getSecret('work', 'client_secret')).toBeUndefined();
+    await s.putSecret('work', 'client_secret', 'cs-1');
+    await s.putSecret('work', 'password', 'pw-1');
+    await s.putSecret('home', 'client_secret', 'cs-home');
+    await s.putSecret('work', 'client_secret', 'cs-2');
+    expect(await s.getSecret('work', 'client_secret')).toBe('cs-2');
+    expect(await s.getSecret('work', 'password')).toBe('pw-1');
+    await s.deleteSecrets('work');
+    expect(await s.getSecret('work', 'client_secret')).toBeUndefined();
+    expect(await s.getSecret('work', 'password')).toBeUndefined();
+    expect(await s.getSecret('home', 'client_secret')).toBe('cs-home');
   });
 
-  it('round-trips non-ASCII and empty values', () => {
+  it('round-trips non-ASCII and empty values', async () => {
     const s = store();
-    s.putSecret('work', 'password', 'pässwörd 🔑');
-    s.putSecret('work', 'empty', '');
-    expect(s.getSecret('work', 'password')).toBe('pässwörd 🔑');
-    expect(s.getSecret('work', 'empty')).toBe('');
+    await s.putSecret('work', 'password', 'pässwörd 🔑');
+    await s.putSecret('work', 'empty', '');
+    expect(await s.getSecret('work', 'password')).toBe('pässwörd 🔑');
+    expect(await s.getSecret('work', 'empty')).toBe('');
   });
 });
 
 describe('audit', () => {
-  it('appends a batch and lists it newest first, per account and limited', () => {
+  it('appends a batch and lists it newest first, per account and limited', async () => {
     const s = store();
-    s.appendAudit([
+    await s.appendAudit([
       { at: 1, account: 'a', client: 'git/2.39', action: 'token' },
       { at: 3, account: 'b', client: 'curl', action: 'token' },
       { at: 2, account: 'a', client: 'x'.repeat(500), action: 'refresh' },
     ]);
-    s.appendAudit([]);
-    expect(s.listAudit().map((e) => e.at)).toEqual([3, 2, 1]);
-    expect(s.listAudit({ account: 'a' }).map((e) => e.at)).toEqual([2, 1]);
-    expect(s.listAudit({ limit: 1 })).toEqual([{ at: 3, account: 'b', client: 'curl', action: 'token' }]);
-    expect(s.listAudit({ account: 'a', limit: 1 })[0]!.client).toBe('x'.repeat(200));
+    await s.appendAudit([]);
+    expect((await s.listAudit()).map((e) => e.at)).toEqual([3, 2, 1]);
+    expect((await s.listAudit({ account: 'a' })).map((e) => e.at)).toEqual([2, 1]);
+    expect(await s.listAudit({ limit: 1 })).toEqual([{ at: 3, account: 'b', client: 'curl', action: 'token' }]);
+    expect((await s.listAudit({ account: 'a', limit: 1 }))[0]!.client).toBe('x'.repeat(200));
   });
 });
 
 describe('encryption at rest', () => {
-  it('leaves no token or secret in clear in the DB, -wal or -shm file', () => {
+  it('leaves no token or secret in clear in the DB, -wal or -shm file', async () => {
     const secrets = {
       rt: 'RT-9f1c2e7a-distinctive-refresh',
       at: 'AT-4b8d0c3f-distinctive-access',
@@ -250,9 +250,9 @@ describe('encryption at rest', () => {
       cs: 'CS-c0ffee42-distinctive-client-secret',
     };
     const s = store();
-    s.replaceGrant('work', { refresh_token: secrets.rt, ...tokens({ access_token: secrets.at, scope: 'plain-scope-marker' }) });
-    s.commitRefresh('work', 1, tokens({ refresh_token: secrets.rt2, access_token: secrets.at }));
-    s.putSecret('work', 'client_secret', secrets.cs);
+    await s.replaceGrant('work', { refresh_token: secrets.rt, ...tokens({ access_token: secrets.at, scope: 'plain-scope-marker' }) });
+    await s.commitRefresh('work', 1, tokens({ refresh_token: secrets.rt2, access_token: secrets.at }));
+    await s.putSecret('work', 'client_secret', secrets.cs);
 
     const scan = () => {
       const files = fs.readdirSync(path.dirname(dbFile)).map((f) => path.join(path.dirname(dbFile), f));
@@ -276,16 +276,16 @@ describe('encryption at rest', () => {
     // Non-secret columns are plain, which also proves the scan reads the data pages.
     expect(whileOpen.all.includes(Buffer.from('plain-scope-marker'))).toBe(true);
 
-    s.close();
+    await s.close();
     scan();
   });
 
-  it('refuses a ciphertext moved to another account, column or secret name', () => {
+  it('refuses a ciphertext moved to another account, column or secret name', async () => {
     const s = store();
-    s.replaceGrant('alice', { refresh_token: 'rt-alice', ...tokens({ access_token: 'at-alice' }) });
-    s.replaceGrant('bob', { refresh_token: 'rt-bob', ...tokens({ access_token: 'at-bob' }) });
-    s.putSecret('alice', 'client_secret', 'cs-alice');
-    s.putSecret('bob', 'client_secret', 'cs-bob');
+    await s.replaceGrant('alice', { refresh_token: 'rt-alice', ...tokens({ access_token: 'at-alice' }) });
+    await s.replaceGrant('bob', { refresh_token: 'rt-bob', ...tokens({ access_token: 'at-bob' }) });
+    await s.putSecret('alice', 'client_secret', 'cs-alice');
+    await s.putSecret('bob', 'client_secret', 'cs-bob');
 
     const raw = new Database(dbFile);
     try {
@@ -305,38 +305,38 @@ describe('encryption at rest', () => {
       raw.close();
     }
 
-    const failure = (fn: () => unknown): StoreError => {
+    const failure = async (fn: () => Promise<unknown>): Promise<StoreError> => {
       try {
-        fn();
+        await fn();
       } catch (e) {
         return e as StoreError;
       }
       throw new Error('expected a decrypt failure');
     };
-    const e1 = failure(() => s.getGrant('bob'));
+    const e1 = await failure(() => s.getGrant('bob'));
     expect(e1).toBeInstanceOf(StoreError);
     expect(e1.code).toBe('decrypt_failed');
     expect(e1.message).toContain('grant:bob:refresh_token');
     expect(e1.message).toContain(dbFile);
     expect(e1.message).not.toMatch(/rt-alice|rt-bob/);
 
-    const e2 = failure(() => s.getGrant('alice'));
+    const e2 = await failure(() => s.getGrant('alice'));
     expect(e2.message).toContain('grant:alice:access_token');
     expect(e2.message).not.toMatch(/rt-alice|at-alice/);
 
-    expect(failure(() => s.getSecret('bob', 'client_secret')).message).toContain('secret:bob:client_secret');
-    expect(failure(() => s.getSecret('alice', 'password')).message).toContain('secret:alice:password');
+    expect((await failure(() => s.getSecret('bob', 'client_secret'))).message).toContain('secret:bob:client_secret');
+    expect((await failure(() => s.getSecret('alice', 'password'))).message).toContain('secret:alice:password');
     // The rows nobody touched still read fine.
-    expect(s.getSecret('alice', 'client_secret')).toBe('cs-alice');
+    expect(await s.getSecret('alice', 'client_secret')).toBe('cs-alice');
   });
 
-  it('refuses to decrypt with another master key', () => {
-    store().replaceGrant('work', { refresh_token: 'rt-1' });
+  it('refuses to decrypt with another master key', async () => {
+    await store().replaceGrant('work', { refresh_token: 'rt-1' });
     const other = loadOrCreateKey(path.join(dir, 'other-key'));
-    expect(() => store(other).getGrant('work')).toThrow(/cannot decrypt grant:work:refresh_token/);
+    await expect(store(other).getGrant('work')).rejects.toThrow(/cannot decrypt grant:work:refresh_token/);
   });
 
-  it('seals with a fresh IV per write and the documented layout', () => {
+  it('seals with a fresh IV per write and the documented layout', async () => {
     const a = seal(key, 'same', 'grant:x:refresh_token');
     const b = seal(key, 'same', 'grant:x:refresh_token');
     expect(a.equals(b)).toBe(false);
@@ -351,7 +351,7 @@ describe('encryption at rest', () => {
 });
 
 describe('master key', () => {
-  it('is created with mode 0600 and 32 bytes, and reused afterwards', () => {
+  it('is created with mode 0600 and 32 bytes, and reused afterwards', async () => {
     const file = path.join(dir, 'fresh', 'key');
     const k1 = loadOrCreateKey(file);
     const st = fs.statSync(file);
@@ -364,13 +364,13 @@ describe('master key', () => {
     expect(fs.readdirSync(path.dirname(file))).toEqual(['key']);
   });
 
-  it('refuses a key readable by group or others', () => {
+  it('refuses a key readable by group or others', async () => {
     const file = path.join(dir, 'config', 'key');
     fs.chmodSync(file, 0o644);
     expect(() => loadOrCreateKey(file)).toThrow(new RegExp(`key file ${file} .*mode 0644`));
   });
 
-  it('refuses a key of the wrong length', () => {
+  it('refuses a key of the wrong length', async () => {
     const file = path.join(dir, 'short-key');
     fs.writeFileSync(file, Buffer.alloc(31), { mode: 0o600 });
     expect(() => loadOrCreateKey(file)).toThrow(new RegExp(`key file ${file} is 31 bytes, expected 32`));
@@ -380,17 +380,17 @@ describe('master key', () => {
 });
 
 describe('database file', () => {
-  it('is created 0600, and so are its -wal and -shm', () => {
+  it('is created 0600, and so are its -wal and -shm', async () => {
     const s = store();
-    s.replaceGrant('work', { refresh_token: 'rt-1' });
+    await s.replaceGrant('work', { refresh_token: 'rt-1' });
     for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) {
       expect((fs.statSync(f).mode & 0o777).toString(8), f).toBe('600');
     }
     expect((fs.statSync(path.dirname(dbFile)).mode & 0o777).toString(8)).toBe('700');
   });
 
-  it('is migrated to the current schema version', () => {
-    store().close();
+  it('is migrated to the current schema version', async () => {
+    await store().close();
     const raw = new Database(dbFile, { readonly: true });
     try {
       expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
@@ -401,24 +401,24 @@ describe('database file', () => {
       raw.close();
     }
     // Reopening an up-to-date file runs nothing and keeps the data.
-    store().close();
+    await store().close();
   });
 
-  it('refuses a database written by a newer tokend', () => {
-    store().close();
+  it('refuses a database written by a newer tokend', async () => {
+    await store().close();
     const raw = new Database(dbFile);
     raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     raw.close();
     expect(() => store()).toThrow(new RegExp(`${dbFile} has schema version ${SCHEMA_VERSION + 1}.*newer tokend`));
   });
 
-  it('refuses an existing database readable by others', () => {
-    store().close();
+  it('refuses an existing database readable by others', async () => {
+    await store().close();
     fs.chmodSync(dbFile, 0o644);
     expect(() => store()).toThrow(/accessible by group or others \(mode 0644\)/);
   });
 
-  it('names the file when it is not a database', () => {
+  it('names the file when it is not a database', async () => {
     fs.mkdirSync(path.dirname(dbFile), { recursive: true });
     fs.writeFileSync(dbFile, Buffer.alloc(8192, 'this is not sqlite '), { mode: 0o600 });
     let err: unknown;

@@ -12,17 +12,18 @@ export function quantile(values, q) {
 export const median = (values) => quantile(values, 0.5);
 
 /**
- * Run the named synchronous measurements `runs` times each, rotating which goes first so
- * machine noise falls on all of them alike; returns name → results.
+ * Run the named measurements (each returns its figure, or a promise of it) `runs` times
+ * each, rotating which goes first so machine noise falls on all of them alike; returns
+ * name → results.
  */
-export function interleave(runs, cmds, warmup = 3) {
+export async function interleave(runs, cmds, warmup = 3) {
   const names = Object.keys(cmds);
-  for (let i = 0; i < warmup; i++) for (const n of names) cmds[n]();
+  for (let i = 0; i < warmup; i++) for (const n of names) await cmds[n]();
   const out = Object.fromEntries(names.map((n) => [n, []]));
   for (let i = 0; i < runs; i++) {
     for (let j = 0; j < names.length; j++) {
       const n = names[(i + j) % names.length];
-      out[n].push(cmds[n]());
+      out[n].push(await cmds[n]());
     }
   }
   return out;

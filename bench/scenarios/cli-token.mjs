@@ -14,7 +14,7 @@ export default {
     const { get } = await ctx.credentialCache();
     const env = benchEnv(home);
     const runs = ctx.rounds.cliRuns;
-    const t = interleave(runs, {
+    const t = await interleave(runs, {
       tokend: () => timeSync(TOKEND_BIN, ['token', 'work'], { env, check: (o) => o === `${token.access_token}\n` }),
       cc: get,
       node: () => timeSync(process.execPath, ['-e', '0']),

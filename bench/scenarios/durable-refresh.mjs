@@ -21,23 +21,23 @@ export default {
     const runs = ctx.rounds.commitRuns;
     try {
       const hour = () => Date.now() + 3_600_000;
-      let gen = store.replaceGrant('work', randomGrant({ expiresAt: hour() })).generation;
+      let gen = (await store.replaceGrant('work', randomGrant({ expiresAt: hour() }))).generation;
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); INSERT INTO t VALUES (1, 0);');
       const bump = db.prepare('UPDATE t SET n = n + 1 WHERE id = 1');
       const tx = db.transaction(() => bump.run());
-      const timed = (fn) => {
+      const timed = async (fn) => {
         const s = nowMs();
-        fn();
+        await fn();
         return nowMs() - s;
       };
-      const t = interleave(
+      const t = await interleave(
         runs,
         {
           tokend: () => {
             const tokens = randomGrant({ expiresAt: hour() });
-            return timed(() => (gen = store.commitRefresh('work', gen, tokens).generation));
+            return timed(async () => (gen = (await store.commitRefresh('work', gen, tokens)).generation));
           },
           plain: () => timed(() => tx.immediate()),
         },
@@ -59,7 +59,7 @@ export default {
         raw: { durable: t },
       };
     } finally {
-      store.close();
+      await store.close();
       db.close();
     }
   },

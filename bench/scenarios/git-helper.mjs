@@ -32,7 +32,7 @@ export default {
     if (fs.existsSync(NATIVE_BIN)) {
       cmds.native = () => timeSync(NATIVE_BIN, [daemon.socket, '/v1/helpers/git/get'], { input, check: (o) => o.includes('password=') });
     }
-    const t = interleave(ctx.rounds.cliRuns, cmds);
+    const t = await interleave(ctx.rounds.cliRuns, cmds);
     // The daemon's share: one connection, back to back, helper route against the token route.
     const load = (p, body, contentType) =>
       ctx.runLoad({ socket: daemon.socket, path: p, bodies: [body], contentType, mode: 'duration', connections: 1, warmupMs: 200, durationMs: 800 });

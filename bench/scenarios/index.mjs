@@ -16,6 +16,7 @@ const NAMES = [
   'many-accounts', // 7
   'durable-refresh', // 9
   'proxy', // 10
+  'fleet', // 11
 ];
 
 export const SCENARIOS = await Promise.all(NAMES.map(async (name) => (await import(`./${name}.mjs`)).default));

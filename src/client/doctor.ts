@@ -3,6 +3,7 @@ import { accountChecks } from './doctor/accounts.js';
 import type { Check, CheckFamily } from './doctor/check.js';
 import { clockChecks } from './doctor/clock.js';
 import { configChecks } from './doctor/config.js';
+import { databaseChecks } from './doctor/database.js';
 import { doctorContext, type DoctorIo } from './doctor/context.js';
 import { daemonChecks } from './doctor/daemon.js';
 import { dockerChecks } from './doctor/docker.js';
@@ -26,6 +27,7 @@ const FAMILIES: readonly CheckFamily[] = [
   permissionChecks,
   configChecks,
   keyChecks,
+  databaseChecks,
   accountChecks,
   clockChecks,
   gitChecks,
@@ -47,6 +49,8 @@ Checks that tokend can work and says how to fix what is wrong:
   - folders are 0700 and files 0600 and yours (config, data and socket folders;
     config.json, key, tokend.db, tokend.log)
   - config.json is valid, the key is there and 32 bytes
+  - in a fleet (TOKEND_DATABASE_URL): the database answers, its schema is one this
+    tokend can use, and the key here is the fleet's
   - every account: active, expiring with nothing to refresh it, needing a login, or
     needing its issuer or client secret fixed (where a login cannot help)
   - whether git, docker and kubectl are set up to use tokend (optional), and whether

@@ -14,15 +14,16 @@ import { describeIssues } from '../protocol/issues.js';
 import { asDriverError } from './driver-errors.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
-import { describeIdentity, identityChanges, identityKey, identityOf } from './grant-identity.js';
+import { describeIdentity, identityChanges, identityKey, identityOf, parseIdentity } from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset, withoutDerived } from './presets.js';
+import { isStoreUnavailable } from './store/errors.js';
 import type { Store } from './store/types.js';
 
 /** What account writes need of the login manager. */
 export interface AccountLogins {
   pendingFor(account: string): LoginView | undefined;
-  lastFinished(account: string): LoginView | undefined;
+  lastFinished(account: string): Promise<LoginView | undefined>;
   cancelFor(account: string, why: string): void;
 }
 
@@ -108,18 +109,24 @@ async function writeAccount(
   checkAccountConfig(cfg, deps.getDriver);
 
   const before = deps.config.getAccount(name);
-  const moved = before !== undefined && identityKey(before) !== identityKey(cfg);
-  const grant = deps.store.getGrant(name);
+  const grant = await deps.store.getGrant(name);
+  // The grant moves when the identity that holds it is not the new config's: the old
+  // config's identity, or in a fleet the one the fleet's grant records (this host's config
+  // may have disagreed with it: a change that makes it agree moves nothing).
+  const heldBy = deps.store.fleet && grant?.bound_to ? grant.bound_to : before && identityKey(before);
+  const moved = heldBy !== undefined && heldBy !== identityKey(cfg);
+  const holder = heldBy === undefined ? {} : (parseIdentity(heldBy) ?? {});
   if (moved && grant && !flags.replaceGrant) {
-    const fields = identityChanges(identityOf(before), identityOf(cfg)).join(', ');
+    const fields = identityChanges(holder, identityOf(cfg)).join(', ');
     throw E.conflict(
-      `account "${name}" holds a grant issued by ${describeIdentity(identityOf(before))}; this change (${fields}) would move it to ${describeIdentity(identityOf(cfg))}, ` +
+      `account "${name}" holds a grant issued by ${describeIdentity(holder)}; this change (${fields}) would move it to ${describeIdentity(identityOf(cfg))}, ` +
         `and a grant never goes to a provider or client that did not issue it. Re-run with --replace-grant to revoke that grant and drop it (then log in again), or correct the change`,
       { account: name },
     );
   }
   // The secrets the account will hold: the given ones, else (same identity) the stored ones.
-  const secretOf = (n: keyof GivenSecrets): string | undefined => given[n] ?? (moved ? undefined : deps.store.getSecret(name, n));
+  const stored = moved ? new Map<string, string>() : await deps.store.getSecrets(name);
+  const secretOf = (n: keyof GivenSecrets): string | undefined => given[n] ?? stored.get(n);
   if (cfg.flow === 'client-credentials' && !secretOf('client_secret') && cfg.token_endpoint_auth_method !== 'none') {
     throw E.invalidRequest(
       `account "${name}" uses the client-credentials flow, which needs the client secret: pass it on stdin with --client-secret-stdin`,
@@ -133,24 +140,25 @@ async function writeAccount(
     if (moved) {
       deps.logins?.cancelFor(name, 'the account was changed to another provider or client');
       // Secrets of the old client belong to the old provider: never send them to the new one.
-      if (given.client_secret === undefined && deps.store.getSecret(name, 'client_secret') !== undefined) {
+      const old = await deps.store.getSecrets(name);
+      if (given.client_secret === undefined && old.has('client_secret')) {
         notices.push(`the client secret of the old client was dropped; give the new client's with --client-secret-stdin`);
       }
-      if (given.password === undefined && deps.store.getSecret(name, 'password') !== undefined) {
+      if (given.password === undefined && old.has('password')) {
         notices.push('the stored password was dropped (it was for the old provider); give it again with --password-stdin');
       }
-      deps.store.deleteSecrets(name);
+      await deps.store.deleteSecrets(name);
     }
-    for (const [k, v] of Object.entries(given)) if (v !== undefined) deps.store.putSecret(name, k, v);
+    for (const [k, v] of Object.entries(given)) if (v !== undefined) await deps.store.putSecret(name, k, v);
     await deps.config.putAccount(name, cfg);
   });
   if (retired.hadGrant) {
     notices.unshift(
-      `the grant issued by ${describeIdentity(identityOf(before!))} was ${retired.revoked ? 'revoked there and ' : ''}dropped${retired.revoked ? '' : ' (the provider could not revoke it)'}; log in again`,
+      `the grant issued by ${describeIdentity(holder)} was ${retired.revoked ? 'revoked there and ' : ''}dropped${retired.revoked ? '' : ' (the provider could not revoke it)'}; log in again`,
     );
   }
   if (obtained) await deps.broker.installLogin(name, obtained, identityKey(cfg));
-  return { ...viewAccount(deps, name), ...(notices.length ? { notices } : {}) };
+  return { ...(await viewAccount(deps, name)), ...(notices.length ? { notices } : {}) };
 }
 
 /**
@@ -205,25 +213,26 @@ export async function removeAccount(deps: AccountDeps, name: string): Promise<{ 
   if (!deps.config.getAccount(name)) throw unknownAccount(name);
   deps.logins?.cancelFor(name, 'the account was removed');
   const { revoked } = await deps.broker.reconfigure(name, { retire: true, why: 'logout' }, async () => {
-    deps.store.deleteSecrets(name);
+    await deps.store.deleteSecrets(name);
     await deps.config.deleteAccount(name);
   });
   return { revoked };
 }
 
 /** What the API shows of one account: never a secret. */
-export function viewAccount(deps: AccountDeps, name: string): AccountView {
+export async function viewAccount(deps: AccountDeps, name: string): Promise<AccountView> {
   const cfg = deps.config.getAccount(name);
   if (!cfg) throw unknownAccount(name);
   const now = (deps.now ?? Date.now)();
-  const { grant, token, lastError } = deps.broker.grantState(name);
+  const { grant, token, lastError } = await deps.broker.grantState(name);
   const pending = deps.logins?.pendingFor(name);
+  const secrets = await unlessDown(deps.store.getSecrets(name), new Map<string, string>());
   // An account whose driver obtains grants without the user (client credentials, a stored
   // password, a provider's force-refresh) can always serve: it is active, grant or not.
   const driver = deps.getDriver(cfg.driver);
   const recoverable = Boolean(
     driver?.recover &&
-      driver.canRecover?.({ name, config: cfg, clientSecret: deps.store.getSecret(name, 'client_secret'), secret: (n) => deps.store.getSecret(name, n), signal: AbortSignal.abort() }),
+      driver.canRecover?.({ name, config: cfg, clientSecret: secrets.get('client_secret'), secret: (n) => secrets.get(n), signal: AbortSignal.abort() }),
   );
   let status: AccountStatus;
   if (!grant && !token) status = recoverable ? 'active' : 'no_grant';
@@ -233,7 +242,7 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
   else status = 'expired';
   if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
-  const last = deps.logins?.lastFinished(name);
+  const last = deps.logins && (await unlessDown(deps.logins.lastFinished(name), undefined));
   return {
     name,
     driver: cfg.driver,
@@ -244,8 +253,8 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
     hosts: cfg.hosts,
     issuer: cfg.issuer,
     client_id: cfg.client_id,
-    has_client_secret: deps.store.getSecret(name, 'client_secret') !== undefined,
-    has_password: deps.store.getSecret(name, 'password') !== undefined,
+    has_client_secret: secrets.has('client_secret'),
+    has_password: secrets.has('password'),
     refresh_expires_at: grant?.refresh_expires_at ? new Date(grant.refresh_expires_at).toISOString() : null,
     has_refresh_token: Boolean(grant?.refresh_token),
     flow: cfg.flow,
@@ -257,4 +266,17 @@ export function viewAccount(deps: AccountDeps, name: string): AccountView {
     login: pending ?? null,
     last_login: last ? { id: last.id, flow: last.flow, status: last.status, updated_at: last.updated_at, error: last.error } : null,
   };
+}
+
+/**
+ * What a view reads from the store, or `fallback` while a fleet's database is down: the view
+ * still shows what memory holds (the grant, the token), and `tokend list` keeps working.
+ */
+async function unlessDown<T>(read: Promise<T>, fallback: T): Promise<T> {
+  try {
+    return await read;
+  } catch (err) {
+    if (isStoreUnavailable(err)) return fallback;
+    throw err;
+  }
 }

@@ -5,9 +5,10 @@ import { asDriverError, wireErrorOf } from './driver-errors.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import type { EventBus } from './events.js';
-import { configForIdentity, describeIdentity, identityKey, parseIdentity } from './grant-identity.js';
+import { configForIdentity, describeIdentity, identityKey, identityOf, parseIdentity } from './grant-identity.js';
 import type { Logger } from './log.js';
-import { admit, backOff, freshHealth, healthy, type AccountHealth } from './refresh-health.js';
+import { admit, backOff, freshHealth, healthy, waitOut, type AccountHealth } from './refresh-health.js';
+import { GenerationMismatchError, isStoreUnavailable } from './store/errors.js';
 import type { GrantRecord, Store, TokenUpdate } from './store/types.js';
 
 export { cacheKey, satisfies, type CachedToken } from './cached-token.js';
@@ -32,6 +33,20 @@ export interface RefreshRequest {
   audience?: string;
   /** A token obtained at or after this time (epoch ms) satisfies the request without a new call. */
   notBefore: number;
+  /**
+   * In a fleet, another daemon's fresh result also satisfies the request when it is valid this
+   * long (the caller's min_ttl; a proactive refresh's lead). Absent for a forced refresh, which
+   * wants a token obtained after it was asked for.
+   */
+  minTtlMs?: number;
+}
+
+/** A rotated grant the provider issued but the fleet's database could not take: committed before any other use of the grant. */
+interface PendingCommit {
+  expectedGeneration: number;
+  update: TokenUpdate;
+  since: number;
+  retries: number;
 }
 
 export interface BrokerDeps {
@@ -68,6 +83,18 @@ export class Broker {
   private readonly reauthSoonSent = new Map<string, number>();
   /** Keys other than the base key that were asked for since their last refresh. */
   private readonly usedKeys = new Set<string>();
+  /**
+   * The generation of each grant this daemon last read or wrote. In a fleet, a stored grant
+   * with another generation was committed by another daemon: its tokens are used as they are.
+   */
+  private readonly seen = new Map<string, number>();
+  /** Rotations the provider answered whose commit failed because the fleet's database was down. */
+  private readonly pendingCommits = new Map<string, PendingCommit>();
+  private readonly pendingTimers = new Map<string, NodeJS.Timeout>();
+  /** Accounts with a reload from the fleet's database queued (notifications coalesce). */
+  private readonly reloads = new Set<string>();
+  /** Accounts whose fleet grant belongs to another identity, already logged (once each). */
+  private readonly mismatchLogged = new Set<string>();
   private readonly now: () => number;
   private readonly random: () => number;
   private closed = false;
@@ -78,19 +105,25 @@ export class Broker {
     this.random = deps.random ?? Math.random;
   }
 
-  /** Fill memory from the store and arm proactive refresh; called once at start-up. */
-  start(): void {
-    for (const g of this.deps.store.listGrants()) {
+  /**
+   * Fill memory from the store and arm proactive refresh; called once at start-up. In a fleet,
+   * then listen for the grants other daemons commit.
+   */
+  async start(): Promise<void> {
+    for (const g of await this.deps.store.listGrants()) {
       const cfg = this.deps.config.getAccount(g.account);
       if (!cfg) continue;
+      this.seen.set(g.account, g.generation);
       // Rule 8: a grant whose provider or client is not the account's any more is never
-      // served or refreshed; it is revoked where it came from and dropped.
-      if (!this.adoptOrKeep(g, cfg)) {
-        void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
+      // served or refreshed; it is revoked where it came from and dropped. A fleet's grant
+      // is left alone: it is the other daemons' too, and this host's config is the odd one.
+      if (!(await this.adoptOrKeep(g, cfg))) {
+        if (this.deps.store.fleet) this.logMismatch(g.account, g, cfg);
+        else void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
         continue;
       }
       this.grants.set(g.account, g);
-      if (g.in_flight_since && g.status === 'active') {
+      if (g.in_flight_since && g.status === 'active' && !g.in_flight_by) {
         this.deps.log.warn('a refresh was interrupted when the daemon stopped; its refresh token may be spent', {
           account: g.account,
           since: new Date(g.in_flight_since).toISOString(),
@@ -103,6 +136,12 @@ export class Broker {
       }
       if (g.status === 'active') this.watchGrant(g.account, cfg, g);
     }
+    this.deps.store.fleet?.watch({
+      grantChanged: (account) => this.onFleetChange(account),
+      resync: () => {
+        this.resync().catch((err) => this.deps.log.warn('could not reconcile with the fleet database', { error: (err as Error).message }));
+      },
+    });
   }
 
   /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
@@ -118,13 +157,13 @@ export class Broker {
     const cfg = this.deps.config.getAccount(q.account);
     if (!cfg) throw unknownAccount(q.account);
     const grant = this.grants.get(q.account);
-    if (grant?.status === 'reauth_required') {
-      const driver = this.deps.getDriver(cfg.driver);
-      if (!driver || !this.recoverable(q.account, cfg, driver)) throw this.reauthError(q.account, grant.last_error);
-    }
-    if (key !== q.account) this.usedKeys.add(key);
     try {
-      return await this.flight({ key, account: q.account, scope: q.scope, audience: q.audience, notBefore: now });
+      if (grant?.status === 'reauth_required') {
+        const driver = this.deps.getDriver(cfg.driver);
+        if (!driver || !(await this.recoverable(q.account, cfg, driver))) throw this.reauthError(q.account, grant.last_error);
+      }
+      if (key !== q.account) this.usedKeys.add(key);
+      return await this.flight({ key, account: q.account, scope: q.scope, audience: q.audience, notBefore: now, minTtlMs });
     } catch (err) {
       // Rule 6: while the provider is down, a cached token that is still valid is
       // better than an error, even if it is shorter-lived than the caller wanted.
@@ -162,19 +201,22 @@ export class Broker {
    * then, unless a still-valid access token came along, refreshes once to prove it.
    */
   async importTokens(account: string, t: { refresh_token?: string; access_token?: string; expires_at?: number }): Promise<GrantRecord> {
-    const g = await this.queue(account, async () => {
-      const cfg = this.accountOrThrow(account);
-      // The tokens are the user's word for this account as it is configured now.
-      const now = this.now();
-      const grant = this.deps.store.replaceGrant(account, {
-        refresh_token: t.refresh_token ?? null,
-        bound_to: identityKey(cfg),
-        ...(t.access_token ? { access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null } : {}),
-      });
-      this.installGrant(account, grant);
-      this.watchGrant(account, cfg, grant);
-      return grant;
-    });
+    const g = await this.queue(account, () =>
+      this.locked(account, async () => {
+        const cfg = this.accountOrThrow(account);
+        await this.refuseForeignGrant(account, identityKey(cfg));
+        // The tokens are the user's word for this account as it is configured now.
+        const now = this.now();
+        const grant = await this.deps.store.replaceGrant(account, {
+          refresh_token: t.refresh_token ?? null,
+          bound_to: identityKey(cfg),
+          ...(t.access_token ? { access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null } : {}),
+        });
+        this.installGrant(account, grant);
+        this.watchGrant(account, cfg, grant);
+        return grant;
+      }),
+    );
     this.health.delete(account);
     const usable = g.access_token && (g.expires_at === null || g.expires_at > this.now() + 60_000);
     if (!usable) await this.forceRefresh(account);
@@ -188,32 +230,45 @@ export class Broker {
    * `conflict`), so tokens of one provider never serve an account that names another.
    */
   async installLogin(account: string, set: TokenSet, issuedBy: string): Promise<GrantRecord> {
-    return this.queue(account, async () => {
-      const cfg = this.accountOrThrow(account);
-      if (identityKey(cfg) !== issuedBy) {
-        throw E.conflict(
-          `account "${account}" was changed to ${describeIdentity(JSON.parse(identityKey(cfg)))} while this login with ${describeIdentity(parseIdentity(issuedBy) ?? {})} was in progress; its grant was not kept. Log in again`,
-          { account },
-        );
-      }
-      this.keepSecrets(account, set);
-      const now = this.now();
-      const g = this.deps.store.replaceGrant(account, {
-        ...updateFromSet(set, now, undefined),
-        refresh_token: set.refresh_token ?? null,
-        bound_to: issuedBy,
-      });
-      this.installGrant(account, g);
-      this.watchGrant(account, cfg, g);
-      this.health.delete(account);
-      return g;
-    });
+    return this.queue(account, () =>
+      this.locked(account, async () => {
+        const cfg = this.accountOrThrow(account);
+        if (identityKey(cfg) !== issuedBy) {
+          throw E.conflict(
+            `account "${account}" was changed to ${describeIdentity(JSON.parse(identityKey(cfg)))} while this login with ${describeIdentity(parseIdentity(issuedBy) ?? {})} was in progress; its grant was not kept. Log in again`,
+            { account },
+          );
+        }
+        await this.refuseForeignGrant(account, issuedBy);
+        await this.keepSecrets(account, set);
+        const now = this.now();
+        const g = await this.deps.store.replaceGrant(account, {
+          ...updateFromSet(set, now, undefined),
+          refresh_token: set.refresh_token ?? null,
+          bound_to: issuedBy,
+        });
+        this.installGrant(account, g);
+        this.watchGrant(account, cfg, g);
+        this.health.delete(account);
+        return g;
+      }),
+    );
+  }
+
+  /**
+   * In a fleet, before a login starts: refuse when the fleet's grant of the account belongs
+   * to another provider or client than this host's config names (rule 8), so neither the
+   * stored secrets nor a new grant go anywhere the fleet's grant does not come from.
+   */
+  async checkLoginTarget(account: string, identity: string): Promise<void> {
+    if (!this.deps.store.fleet) return;
+    await this.refuseForeignGrant(account, identity);
   }
 
   /** Revoke at the provider where possible, then forget the grant (`logout`); config stays. */
   async logout(account: string): Promise<{ revoked: boolean }> {
     if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
-    return this.queue(account, () => this.revokeAndDrop(account, 'logout'));
+    return this.queue(account, () => this.locked(account, () => this.revokeAndDrop(account, 'logout')));
   }
 
   /**
@@ -223,13 +278,33 @@ export class Broker {
    */
   async retire(account: string, why: string): Promise<{ revoked: boolean; hadGrant: boolean }> {
     this.forget(account);
-    return this.queue(account, async () => {
-      const hadGrant = Boolean(this.deps.store.getGrant(account));
-      const { revoked } = await this.revokeAndDrop(account, why);
-      // The stored secrets were given for the old client: never send them to the new one.
-      this.deps.store.deleteSecrets(account);
-      return { revoked, hadGrant };
-    });
+    return this.queue(account, () =>
+      this.locked(account, async () => {
+        const hadGrant = Boolean(await this.deps.store.getGrant(account));
+        const { revoked } = await this.revokeAndDrop(account, why);
+        // The stored secrets were given for the old client: never send them to the new one.
+        await this.deps.store.deleteSecrets(account);
+        return { revoked, hadGrant };
+      }),
+    );
+  }
+
+  /**
+   * config.json now names another provider or client for the account (SIGHUP). A daemon of
+   * its own retires the grant (rule 8). A fleet's grant is the other daemons' too: this
+   * daemon only stops using it, and says so; replacing it takes an explicit
+   * `--replace-grant`.
+   */
+  async identityChanged(account: string, why: string): Promise<void> {
+    if (!this.deps.store.fleet) {
+      await this.retire(account, why);
+      return;
+    }
+    this.forget(account);
+    this.mismatchLogged.delete(account);
+    const g = await this.deps.store.getGrant(account).catch(() => undefined);
+    const cfg = this.deps.config.getAccount(account);
+    if (g && cfg && g.bound_to && g.bound_to !== identityKey(cfg)) this.logMismatch(account, g, cfg);
   }
 
   /**
@@ -248,8 +323,10 @@ export class Broker {
     return this.queue(account, async () => {
       let result = { revoked: false, hadGrant: false };
       if (opts.retire) {
-        const hadGrant = Boolean(this.grants.get(account) ?? this.deps.store.getGrant(account));
-        result = { ...(await this.revokeAndDrop(account, opts.why)), hadGrant };
+        result = await this.locked(account, async () => {
+          const hadGrant = Boolean(this.grants.get(account) ?? (await this.deps.store.getGrant(account)));
+          return { ...(await this.revokeAndDrop(account, opts.why)), hadGrant };
+        });
       }
       this.forget(account);
       await apply();
@@ -275,15 +352,23 @@ export class Broker {
     this.reauthSoonSent.delete(account);
   }
 
-  /** True when the stored grant (if any) belongs to the account's current identity. */
-  grantMatches(account: string, cfg: AccountConfig): boolean {
-    const g = this.grants.get(account) ?? this.deps.store.getGrant(account);
-    return !g || g.bound_to === null || g.bound_to === identityKey(cfg);
-  }
-
-  /** What the API shows of an account's grant. */
-  grantState(account: string): { grant?: GrantRecord; token?: CachedToken; lastError: string | null } {
-    const grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
+  /**
+   * What the API shows of an account's grant. A fleet's grant that another identity holds
+   * is not this daemon's to show as usable: none, and the reason as the last error.
+   */
+  async grantState(account: string): Promise<{ grant?: GrantRecord; token?: CachedToken; lastError: string | null }> {
+    let grant = this.grants.get(account);
+    if (!grant) {
+      try {
+        grant = await this.deps.store.getGrant(account);
+      } catch (err) {
+        if (!isStoreUnavailable(err)) throw err;
+      }
+    }
+    const cfg = this.deps.config.getAccount(account);
+    if (grant && cfg && this.deps.store.fleet && grant.bound_to && grant.bound_to !== identityKey(cfg)) {
+      return { lastError: mismatchMessage(account, grant, cfg) };
+    }
     return {
       grant,
       token: this.cache.get(cacheKey(account)),
@@ -298,11 +383,19 @@ export class Broker {
     this.timers.clear();
     for (const t of this.keepAlives.values()) clearTimeout(t);
     this.keepAlives.clear();
+    for (const t of this.pendingTimers.values()) clearTimeout(t);
+    this.pendingTimers.clear();
   }
 
   /** Stop timers and abort provider requests still in flight (last step of shutdown). */
   close(): void {
     this.stopTimers();
+    for (const [account, p] of this.pendingCommits) {
+      this.deps.log.error('stopping with a rotated grant the database never took: its refresh token is lost', {
+        account,
+        held_ms: this.now() - p.since,
+      });
+    }
     for (const ac of this.inFlightAborts) ac.abort(new Error('tokend is shutting down'));
   }
 
@@ -333,26 +426,61 @@ export class Broker {
 
   /**
    * The one place that calls the provider for a token (rules 3–6, 8): runs inside the
-   * account's queue, so the config and grant it reads are current and no other call on
-   * this account's refresh token is in flight.
+   * account's queue, so no other call of this daemon on the account's refresh token is in
+   * flight, and under the grant's lock in the store, so no other daemon of a fleet's either.
    */
   private async refreshOnce(req: RefreshRequest): Promise<CachedToken> {
-    const { key, account, scope, audience } = req;
-    // While we queued, another flight on this account may have produced this key's token.
+    const { key, account } = req;
+    // While we queued, another flight on this account may have produced this key's token
+    // (or, in a fleet, a reload brought in another daemon's).
     const cached = this.cache.get(key);
-    if (cached && cached.obtained_at >= req.notBefore) return cached;
+    if (cached && this.serves(cached, req)) return cached;
 
     const cfg = this.accountOrThrow(account);
     const driver = this.deps.getDriver(cfg.driver);
     if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
-    let grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
-    if (grant && !this.adoptOrKeep(grant, cfg)) {
-      // Rule 8, last line of defence: never send a refresh token to a provider that did not issue it.
+    // While backing off, fail before taking the grant's lock: an outage (of the provider, or
+    // of a fleet's database) costs one attempt per backoff period, not one per request.
+    waitOut(this.healthOf(account), account, this.now());
+    return this.locked(account, () => this.refreshLocked(req, cfg, driver), { backOff: true });
+  }
+
+  /**
+   * refreshOnce, holding the grant's lock: read the grant as stored, then either use what
+   * another daemon of the fleet committed meanwhile (nobody is called) or refresh it.
+   */
+  private async refreshLocked(req: RefreshRequest, cfg: AccountConfig, driver: Driver): Promise<CachedToken> {
+    const { key, account, scope, audience } = req;
+    let grant = await this.deps.store.getGrant(account);
+    if (grant && !(await this.adoptOrKeep(grant, cfg))) {
+      // Rule 8, last line of defence: never send a refresh token to a provider that did not
+      // issue it. A fleet's grant is the other daemons' too: refused here, left alone there.
+      if (this.deps.store.fleet) throw E.conflict(mismatchMessage(account, grant, cfg), { account });
       await this.revokeAndDrop(account, 'the account names another provider or client than the one that issued its grant');
-      this.deps.store.deleteSecrets(account);
+      await this.deps.store.deleteSecrets(account);
       grant = undefined;
     }
-    const recoverable = this.recoverable(account, cfg, driver);
+    if (grant && this.movedOn(grant)) {
+      // Another daemon of the fleet committed this grant since this one last read it: its
+      // tokens are as good as a refresh of our own, and its refresh token is the live one.
+      this.adoptStored(grant, cfg);
+      const tok = this.cache.get(key);
+      if (tok && this.serves(tok, req)) return tok;
+    } else if (grant) {
+      this.grants.set(account, grant);
+    }
+    const fleet = this.deps.store.fleet;
+    const markedBy = grant?.status === 'active' && grant.in_flight_since ? grant.in_flight_by : null;
+    if (fleet && markedBy && markedBy !== fleet.instance && (await fleet.holderAlive(markedBy))) {
+      // The daemon that marked it lost the lock (its database connection dropped) but lives:
+      // the rotation it may hold is committed before anyone sends this refresh token again.
+      throw E.upstreamUnavailable(
+        `another daemon of the fleet (${markedBy}) is refreshing "${account}" and has not committed its result yet; try again in a few seconds`,
+        { account, retryAfter: 2 },
+      );
+    }
+    const secrets = await this.secretsOf(account);
+    const recoverable = this.recoverableWith(account, cfg, driver, secrets);
     const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
     if (!refreshToken) {
       // No refresh token (none yet, or the provider refused it): only the recover step can help.
@@ -364,29 +492,33 @@ export class Broker {
         throw E.reauthRequired(`account "${account}" has no grant yet: run ${next}`, { account });
       }
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
-      return this.recoverOnce(req, cfg, driver, grant?.status === 'reauth_required' ? grant.last_error : null);
+      return this.recoverOnce(req, cfg, driver, secrets, grant?.status === 'reauth_required' ? grant.last_error : null);
     }
     admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
 
     const startedAt = this.now();
-    // Rule 5: mark the grant in flight, durably, before the request leaves.
-    this.deps.store.markInFlight(account, startedAt);
-    this.grants.set(account, { ...grant!, in_flight_since: startedAt });
+    // Rule 5: mark the grant in flight, durably, before the request leaves. A mark that
+    // cannot be written stops the refresh here: a result that could not be committed must
+    // not be asked for.
+    await this.deps.store.markInFlight(account, startedAt);
+    this.grants.set(account, { ...grant!, in_flight_since: startedAt, ...(fleet ? { in_flight_by: fleet.instance } : {}) });
     let set: TokenSet;
     try {
-      set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal), refreshToken, { scope, audience }));
+      set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal, secrets), refreshToken, { scope, audience }));
     } catch (err) {
       const de = asDriverError(err);
-      if (de.kind !== 'invalid_grant' || !recoverable) throw this.failed(account, err, grant!);
+      if (de.kind !== 'invalid_grant' || !recoverable) throw await this.failed(account, err, grant!);
       // Rule 6: the refresh token is refused (or was spent by an interrupted refresh); the
       // provider allows another way in. It is one more attempt of the minute's budget.
       const why = this.refusalReason(de.message, grant!);
-      this.deps.store.clearInFlight(account);
-      this.deps.store.setStatus(account, 'reauth_required', why);
-      this.grants.set(account, { ...grant!, in_flight_since: null, status: 'reauth_required', last_error: why });
+      await this.bestEffort(account, async () => {
+        await this.deps.store.clearInFlight(account);
+        await this.deps.store.setStatus(account, 'reauth_required', why);
+      });
+      this.grants.set(account, { ...withoutMark(grant!), status: 'reauth_required', last_error: why });
       this.deps.log.warn('the provider refused the refresh token; trying the recover step', { account, reason: why });
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
-      return this.recoverOnce(req, cfg, driver, why);
+      return this.recoverOnce(req, cfg, driver, secrets, why);
     }
     return this.commit(req, cfg, set, startedAt, false);
   }
@@ -396,21 +528,27 @@ export class Broker {
    * the stored password, a provider's force-refresh). `refused` says why the refresh token
    * was given up, when it was; then success is announced as `token.recovered`.
    */
-  private async recoverOnce(req: RefreshRequest, cfg: AccountConfig, driver: Driver, refused: string | null): Promise<CachedToken> {
+  private async recoverOnce(
+    req: RefreshRequest,
+    cfg: AccountConfig,
+    driver: Driver,
+    secrets: Map<string, string>,
+    refused: string | null,
+  ): Promise<CachedToken> {
     const { account, scope, audience } = req;
     const startedAt = this.now();
     let set: TokenSet;
     try {
-      set = await this.withTimeout((signal) => driver.recover!(this.context(account, cfg, signal), { scope, audience }));
+      set = await this.withTimeout((signal) => driver.recover!(this.context(account, cfg, signal, secrets), { scope, audience }));
     } catch (err) {
       const de = asDriverError(err);
       if (refused && de.kind !== 'transient') {
         // Neither the refresh token nor the recover step works: only the user can help now.
-        return Promise.reject(this.failed(account, new DriverError('invalid_grant', `${refused}; the recover step failed too: ${de.message}`, { oauthError: de.oauthError })));
+        throw await this.failed(account, new DriverError('invalid_grant', `${refused}; the recover step failed too: ${de.message}`, { oauthError: de.oauthError }));
       }
-      throw this.failed(account, err);
+      throw await this.failed(account, err);
     }
-    const tok = this.commit(req, cfg, set, startedAt, true);
+    const tok = await this.commit(req, cfg, set, startedAt, true);
     if (refused) {
       this.deps.log.info('recovered the grant without the user', { account });
       this.deps.events.emit('token.recovered', account, { reason: refused });
@@ -418,51 +556,47 @@ export class Broker {
     return tok;
   }
 
+  /**
+   * Does a token that appeared while the request waited answer it? One obtained after it was
+   * asked for always does; another (a fleet daemon's rotation, a login) when it is valid for
+   * the request's min_ttl. A forced refresh has none: it wants a new token.
+   */
+  private serves(tok: CachedToken, req: RefreshRequest): boolean {
+    return tok.obtained_at >= req.notBefore || (req.minTtlMs !== undefined && satisfies(tok, req.minTtlMs, this.now()));
+  }
+
   /** Can this account's driver obtain a grant without the user (rule 6's recover step)? */
-  private recoverable(account: string, cfg: AccountConfig, driver: Driver): boolean {
+  private async recoverable(account: string, cfg: AccountConfig, driver: Driver): Promise<boolean> {
     if (!driver.recover || !driver.canRecover) return false;
-    return driver.canRecover(this.context(account, cfg, AbortSignal.abort()));
+    return this.recoverableWith(account, cfg, driver, await this.secretsOf(account));
+  }
+
+  private recoverableWith(account: string, cfg: AccountConfig, driver: Driver, secrets: Map<string, string>): boolean {
+    if (!driver.recover || !driver.canRecover) return false;
+    return driver.canRecover(this.context(account, cfg, AbortSignal.abort(), secrets));
   }
 
   /** Why a refresh token is refused, for the user: an interrupted refresh may have spent it. */
   private refusalReason(message: string, grant: GrantRecord): string {
     const interrupted = grant.in_flight_since;
-    return interrupted
-      ? `the provider refused the refresh token (invalid_grant); a refresh interrupted at ${new Date(interrupted).toISOString()} (its answer was lost: timeout or daemon stopped mid-refresh) may have spent it`
-      : `the provider refused the refresh token (${message})`;
+    if (!interrupted) return `the provider refused the refresh token (${message})`;
+    const at = new Date(interrupted).toISOString();
+    const by = grant.in_flight_by;
+    if (by && by !== this.deps.store.fleet?.instance) {
+      return `the provider refused the refresh token (invalid_grant); a refresh by another daemon of the fleet (${by}) interrupted at ${at} (that daemon stopped, or lost the database, before it could commit the rotated token) may have spent it`;
+    }
+    return `the provider refused the refresh token (invalid_grant); a refresh interrupted at ${at} (its answer was lost: timeout or daemon stopped mid-refresh) may have spent it`;
   }
 
   /**
-   * Rule 5: the rotated refresh token is committed (synchronous=FULL) before the new
-   * access token is served. A narrowed refresh keeps the base access token.
+   * Rule 5: the rotated refresh token is committed (durably) before the new access token is
+   * served. A narrowed refresh keeps the base access token.
    */
-  private commit(req: RefreshRequest, cfg: AccountConfig, set: TokenSet, startedAt: number, obtainedAnew: boolean): CachedToken {
+  private async commit(req: RefreshRequest, cfg: AccountConfig, set: TokenSet, startedAt: number, obtainedAnew: boolean): Promise<CachedToken> {
     const { key, account, scope } = req;
     const base = key === cacheKey(account);
     const update = updateFromSet(set, startedAt, scope);
-    this.keepSecrets(account, set);
-    let committed: GrantRecord | undefined;
-    if (obtainedAnew && base) {
-      // A grant obtained anew replaces the old one whole (its refresh token, if any, is dead).
-      committed = this.deps.store.replaceGrant(account, { ...update, refresh_token: set.refresh_token ?? null, bound_to: identityKey(cfg) });
-      this.grants.set(account, committed);
-    } else if (!obtainedAnew) {
-      const current = this.grants.get(account) ?? this.deps.store.getGrant(account);
-      const forStore: TokenUpdate =
-        base || !current?.access_token
-          ? { ...update }
-          : {
-              access_token: current.access_token,
-              token_type: current.token_type ?? 'Bearer',
-              expires_at: current.expires_at,
-              obtained_at: current.obtained_at ?? startedAt,
-              scope: current.scope,
-              refresh_token: set.refresh_token,
-            };
-      if (!base && !current?.access_token) forStore.expires_at = 0; // not servable as the base token
-      committed = this.deps.store.commitRefresh(account, current!.generation, forStore);
-      this.grants.set(account, committed);
-    }
+    const committed = await this.persist(account, cfg, set, update, { base, obtainedAnew, startedAt });
     healthy(this.healthOf(account));
 
     const tok: CachedToken = {
@@ -489,8 +623,114 @@ export class Broker {
     return tok;
   }
 
+  /**
+   * The store's part of a commit. When a fleet's database is down at this moment, a rotation
+   * the provider has answered is kept in memory and committed as soon as the database is back,
+   * before any other use of the grant (its old refresh token is spent; the new one lives only
+   * here). A grant obtained anew without the user is just obtained again next time.
+   */
+  private async persist(
+    account: string,
+    cfg: AccountConfig,
+    set: TokenSet,
+    update: TokenUpdate,
+    opts: { base: boolean; obtainedAnew: boolean; startedAt: number },
+  ): Promise<GrantRecord | undefined> {
+    const current = this.grants.get(account);
+    let forStore: TokenUpdate | undefined;
+    try {
+      await this.keepSecrets(account, set);
+      if (opts.obtainedAnew) {
+        if (!opts.base) return undefined;
+        // A grant obtained anew replaces the old one whole (its refresh token, if any, is dead).
+        const g = await this.deps.store.replaceGrant(account, { ...update, refresh_token: set.refresh_token ?? null, bound_to: identityKey(cfg) });
+        this.remember(account, g);
+        return g;
+      }
+      forStore =
+        opts.base || !current?.access_token
+          ? { ...update }
+          : {
+              access_token: current.access_token,
+              token_type: current.token_type ?? 'Bearer',
+              expires_at: current.expires_at,
+              obtained_at: current.obtained_at ?? opts.startedAt,
+              scope: current.scope,
+              refresh_token: set.refresh_token,
+            };
+      if (!opts.base && !current?.access_token) forStore.expires_at = 0; // not servable as the base token
+      const g = await this.deps.store.commitRefresh(account, current!.generation, forStore);
+      this.remember(account, g);
+      return g;
+    } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
+      if (!forStore || !current) {
+        this.deps.log.warn('could not store a grant obtained without the user (the database is unavailable); it serves from memory and is obtained again next time', {
+          account,
+          error: err.message,
+        });
+        return undefined;
+      }
+      this.keepPending(account, current, forStore, err);
+      return undefined;
+    }
+  }
+
+  /** The provider rotated, the database could not take it: hold the rotation in memory and commit it when the database is back. */
+  private keepPending(account: string, current: GrantRecord, update: TokenUpdate, err: Error): void {
+    this.pendingCommits.set(account, { expectedGeneration: current.generation, update, since: this.now(), retries: 0 });
+    this.grants.set(account, {
+      ...withoutMark(current),
+      ...update,
+      refresh_token: update.refresh_token ?? current.refresh_token,
+      refresh_expires_at: update.refresh_expires_at ?? current.refresh_expires_at,
+    });
+    this.deps.log.error('the rotated grant could not be committed (the database is unavailable): it is kept in memory and committed as soon as the database is back', {
+      account,
+      error: err.message,
+    });
+    this.armPendingFlush(account);
+  }
+
+  /** Retry a pending commit after a while (the lock's first step commits it: see `locked`). */
+  private armPendingFlush(account: string): void {
+    const p = this.pendingCommits.get(account);
+    if (!p || this.closed || this.pendingTimers.has(account)) return;
+    const timer = setTimeout(
+      () => {
+        this.pendingTimers.delete(account);
+        this.queue(account, () => this.locked(account, async () => undefined)).catch(() => this.armPendingFlush(account));
+      },
+      Math.min(5_000, 500 * 2 ** Math.min(p.retries, 4)),
+    );
+    timer.unref();
+    this.pendingTimers.set(account, timer);
+  }
+
+  /** Commit the rotation held in memory; runs under the grant's lock, before anything else touches the grant. */
+  private async flushPending(account: string): Promise<void> {
+    const p = this.pendingCommits.get(account)!;
+    p.retries++;
+    try {
+      const g = await this.deps.store.commitRefresh(account, p.expectedGeneration, p.update);
+      this.pendingCommits.delete(account);
+      this.remember(account, g);
+      this.deps.log.info('the rotated grant held in memory is committed', { account, generation: g.generation, held_ms: this.now() - p.since });
+    } catch (err) {
+      if (!(err instanceof GenerationMismatchError)) throw err;
+      // Someone replaced the grant meanwhile (a login, or another daemon that judged this one
+      // dead): the stored grant wins, and the refresh token held here is lost.
+      this.pendingCommits.delete(account);
+      this.deps.log.error('the rotated grant held in memory could not be committed: the stored grant moved on meanwhile, so its refresh token is lost', {
+        account,
+        expected_generation: p.expectedGeneration,
+        stored_generation: err.stored,
+      });
+    }
+  }
+
   /** After a failed provider call: status, in-flight mark, backoff and events; returns the wire error. */
-  private failed(account: string, err: unknown, grant?: GrantRecord): TokendError {
+  private async failed(account: string, err: unknown, grant?: GrantRecord): Promise<TokendError> {
     if (err instanceof TokendError) return err;
     const de = asDriverError(err);
     const h = this.healthOf(account);
@@ -503,9 +743,11 @@ export class Broker {
       const why = grant ? this.refusalReason(de.message, grant) : de.message;
       // The provider answered: the outcome is known, so the in-flight mark goes (the status
       // now says why). Stored secrets are kept (rule 6): a login replaces the grant.
-      this.deps.store.clearInFlight(account);
-      this.deps.store.setStatus(account, 'reauth_required', why);
-      const g = this.deps.store.getGrant(account);
+      await this.bestEffort(account, async () => {
+        await this.deps.store.clearInFlight(account);
+        await this.deps.store.setStatus(account, 'reauth_required', why);
+      });
+      const g = (await this.bestEffort(account, () => this.deps.store.getGrant(account))) ?? (grant && { ...withoutMark(grant), status: 'reauth_required' as const, last_error: why });
       if (g) this.grants.set(account, g);
       for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);
       this.deps.log.warn('account needs a new login', { account, reason: why });
@@ -518,8 +760,11 @@ export class Broker {
     // outcome is unknown, in which case the in-flight mark stays as a witness).
     // An older mark (an earlier attempt whose outcome is unknown) stays.
     if (grant && !de.outcomeUnknown && !grant.in_flight_since) {
-      this.deps.store.clearInFlight(account);
-      this.grants.set(account, { ...grant, in_flight_since: null });
+      await this.bestEffort(account, () => this.deps.store.clearInFlight(account));
+      this.grants.set(account, withoutMark(grant));
+    } else if (grant) {
+      // The witness stays, but no daemon will commit that attempt any more.
+      await this.bestEffort(account, () => this.deps.store.abandonInFlight(account));
     }
     const delay = backOff(h, this.now(), this.random(), this.deps.config.settings, de.retryAfterMs);
     this.deps.log.warn('refresh failed', { account, kind: de.kind, status: de.status, error: de.message, retry_in_ms: Math.round(delay) });
@@ -528,16 +773,177 @@ export class Broker {
     return wireErrorOf(de, { account, doing: 'refresh the token', retryAfter: Math.ceil(delay / 1000) });
   }
 
+  // ---- the grant's lock, and the database behind it ----
+
+  /**
+   * Run `fn` under the grant's lock (Store.withGrantLock), first committing a rotation the
+   * database could not take earlier: it comes before any other use of the grant. A database
+   * that cannot be reached is a 503, transient (with `backOff`, it delays this account's
+   * next refresh like a provider outage would).
+   */
+  private async locked<T>(account: string, fn: () => Promise<T>, opts: { backOff?: boolean } = {}): Promise<T> {
+    try {
+      return await this.deps.store.withGrantLock(account, async () => {
+        if (this.pendingCommits.has(account)) await this.flushPending(account);
+        return fn();
+      });
+    } catch (err) {
+      if (isStoreUnavailable(err)) throw this.storeDown(account, err, opts.backOff ?? false);
+      throw err;
+    }
+  }
+
+  /** 503 for a store that cannot answer now; the cached token keeps being served while valid (getToken). */
+  private storeDown(account: string, err: Error, withBackOff: boolean): TokendError {
+    let retryAfter = 5;
+    if (withBackOff) {
+      const h = this.healthOf(account);
+      h.lastError = err.message;
+      retryAfter = Math.max(1, Math.ceil(backOff(h, this.now(), this.random(), this.deps.config.settings) / 1000));
+      const tok = this.cache.get(cacheKey(account));
+      if (tok) this.schedule(account, cacheKey(account), tok);
+    }
+    this.deps.log.warn('the database is unavailable; the account cannot be refreshed now', { account, error: err.message, retry_after_s: retryAfter });
+    return E.upstreamUnavailable(`account "${account}" cannot be refreshed now: ${err.message}; try again in ${retryAfter} s`, { account, retryAfter });
+  }
+
+  /** A store write whose failure must not hide the provider's answer: a database that is down is logged, anything else thrown. */
+  private async bestEffort<T>(account: string, fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
+      this.deps.log.warn('could not record the outcome of a refresh: the database is unavailable', { account, error: err.message });
+      return undefined;
+    }
+  }
+
+  private async secretsOf(account: string): Promise<Map<string, string>> {
+    try {
+      return await this.deps.store.getSecrets(account);
+    } catch (err) {
+      if (isStoreUnavailable(err)) throw this.storeDown(account, err, false);
+      throw err;
+    }
+  }
+
+  // ---- a fleet: grants other daemons commit ----
+
+  /** Did another daemon of the fleet commit this grant since this daemon last read or wrote it? */
+  private movedOn(g: GrantRecord): boolean {
+    return Boolean(this.deps.store.fleet) && this.seen.get(g.account) !== g.generation;
+  }
+
+  /**
+   * Take a grant another daemon of the fleet committed: its access token becomes this
+   * daemon's cached token, timers follow it, and a refused grant stops being served. Tokens
+   * narrowed from the grant stay cached: they are still valid, and dropping them would make
+   * each daemon refresh its own after every rotation by another.
+   */
+  private adoptStored(g: GrantRecord, cfg: AccountConfig): void {
+    const account = g.account;
+    const wasActive = this.grants.get(account)?.status !== 'reauth_required';
+    this.remember(account, g);
+    if (g.status === 'reauth_required') {
+      for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);
+      if (wasActive) {
+        this.deps.log.warn('another daemon of the fleet found that the account needs a new login', { account, reason: g.last_error });
+        this.deps.events.emit('account.reauth_required', account, { reason: g.last_error });
+      }
+      return;
+    }
+    healthy(this.healthOf(account));
+    const tok = tokenFromGrant(g);
+    if (tok) {
+      this.cache.set(cacheKey(account), tok);
+      this.schedule(account, cacheKey(account), tok);
+    }
+    this.watchGrant(account, cfg, g);
+    const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
+    this.deps.log.debug('grant reloaded: another daemon of the fleet committed it', { account, generation: g.generation, expires_at: expiresAt });
+    this.deps.events.emit('token.refreshed', account, { generation: g.generation, expires_at: expiresAt, by: 'fleet' });
+  }
+
+  /** A notification from the fleet: reload the grant into memory (coalesced, in the account's queue). */
+  private onFleetChange(account: string): void {
+    if (this.closed || this.reloads.has(account) || !this.deps.config.getAccount(account)) return;
+    this.reloads.add(account);
+    this.queue(account, () => {
+      this.reloads.delete(account);
+      return this.reloadFromStore(account);
+    }).catch((err) => this.deps.log.warn('could not reload a grant another daemon of the fleet changed', { account, error: (err as Error).message }));
+  }
+
+  private async reloadFromStore(account: string): Promise<void> {
+    const cfg = this.deps.config.getAccount(account);
+    // A rotation held in memory is committed first, under the lock: nothing to take before that.
+    if (!cfg || this.pendingCommits.has(account)) return;
+    const g = await this.deps.store.getGrant(account);
+    if (!g) {
+      if (!this.seen.has(account) && !this.grants.has(account)) return;
+      this.seen.delete(account);
+      this.forget(account);
+      this.deps.log.info('another daemon of the fleet dropped the grant (logout, or the account moved)', { account });
+      return;
+    }
+    const mem = this.grants.get(account);
+    if (this.seen.get(account) === g.generation && (!mem || mem.status === g.status)) return;
+    if (g.bound_to && g.bound_to !== identityKey(cfg)) {
+      this.forget(account);
+      this.seen.set(account, g.generation);
+      this.logMismatch(account, g, cfg);
+      return;
+    }
+    this.adoptStored(g, cfg);
+  }
+
+  /**
+   * After (re)connecting to the fleet: first commit the rotations held in memory through the
+   * outage, then, since notifications may have been missed, compare generations and reload
+   * what moved.
+   */
+  private async resync(): Promise<void> {
+    for (const account of this.pendingCommits.keys()) {
+      clearTimeout(this.pendingTimers.get(account));
+      this.pendingTimers.delete(account);
+      this.queue(account, () => this.locked(account, async () => undefined)).catch(() => this.armPendingFlush(account));
+    }
+    const stored = await this.deps.store.fleet!.generations();
+    for (const account of new Set([...stored.keys(), ...this.seen.keys()])) {
+      const s = stored.get(account);
+      const mem = this.grants.get(account);
+      if (s && this.seen.get(account) === s.generation && (!mem || mem.status === s.status)) continue;
+      this.onFleetChange(account);
+    }
+  }
+
+  private logMismatch(account: string, g: GrantRecord, cfg: AccountConfig): void {
+    if (this.mismatchLogged.has(account)) return;
+    this.mismatchLogged.add(account);
+    this.deps.log.warn('this daemon does not use the fleet grant: the account names another provider or client here', {
+      account,
+      reason: mismatchMessage(account, g, cfg),
+    });
+  }
+
+  /** In a fleet, refuse to replace a grant that another identity holds (rule 8: a login or import here would overwrite it). */
+  private async refuseForeignGrant(account: string, identity: string): Promise<void> {
+    if (!this.deps.store.fleet) return;
+    const g = await this.deps.store.getGrant(account);
+    const cfg = this.deps.config.getAccount(account);
+    if (g?.bound_to && g.bound_to !== identity && cfg) throw E.conflict(mismatchMessage(account, g, cfg), { account });
+  }
+
   // ---- grants and identities ----
 
   /**
    * Is `g` the grant of the account as configured now? A grant stored before identities
    * were recorded is adopted by the current identity (there is nothing else to go by).
    */
-  private adoptOrKeep(g: GrantRecord, cfg: AccountConfig): boolean {
+  private async adoptOrKeep(g: GrantRecord, cfg: AccountConfig): Promise<boolean> {
     const id = identityKey(cfg);
     if (g.bound_to === null) {
-      this.deps.store.setBinding(g.account, id);
+      await this.deps.store.setBinding(g.account, id);
       g.bound_to = id;
       return true;
     }
@@ -546,11 +952,12 @@ export class Broker {
 
   /**
    * Revoke the stored grant at the provider that issued it, then delete it and forget the
-   * account's tokens. Runs inside the account's queue. Revocation is best effort (RFC 7009
-   * §2.2.1): the grant is dropped either way, and the log says whether it was revoked.
+   * account's tokens. Runs inside the account's queue and the grant's lock. Revocation is
+   * best effort (RFC 7009 §2.2.1): the grant is dropped either way, and the log says whether
+   * it was revoked.
    */
   private async revokeAndDrop(account: string, why: string): Promise<{ revoked: boolean }> {
-    const grant = this.grants.get(account) ?? this.deps.store.getGrant(account);
+    const grant = (await this.deps.store.getGrant(account)) ?? this.grants.get(account);
     const current = this.deps.config.getAccount(account);
     // The grant's own provider: from its recorded identity, else (an old grant) the account's.
     const issuer = grant?.bound_to ? parseIdentity(grant.bound_to) : undefined;
@@ -561,8 +968,9 @@ export class Broker {
     const driver = cfg ? this.deps.getDriver(cfg.driver) : undefined;
     if (cfg && driver?.revoke && token) {
       try {
+        const secrets = await this.deps.store.getSecrets(account);
         await this.withTimeout((signal) =>
-          driver.revoke!(this.context(account, cfg, signal), token, grant?.refresh_token ? 'refresh_token' : 'access_token'),
+          driver.revoke!(this.context(account, cfg, signal, secrets), token, grant?.refresh_token ? 'refresh_token' : 'access_token'),
         );
         revoked = true;
       } catch (err) {
@@ -572,7 +980,9 @@ export class Broker {
         });
       }
     }
-    this.deps.store.deleteGrant(account);
+    await this.deps.store.deleteGrant(account);
+    this.seen.delete(account);
+    this.pendingCommits.delete(account);
     this.forget(account);
     if (grant && why !== 'logout') {
       this.deps.log.warn('grant dropped: it belongs to another provider or client', {
@@ -586,18 +996,25 @@ export class Broker {
   }
 
   /** Secrets that came with a grant (Real-Debrid's per-user client id and secret): stored encrypted with the account. */
-  private keepSecrets(account: string, set: TokenSet): void {
-    for (const [name, value] of Object.entries(set.secrets ?? {})) this.deps.store.putSecret(account, name, value);
+  private async keepSecrets(account: string, set: TokenSet): Promise<void> {
+    for (const [name, value] of Object.entries(set.secrets ?? {})) await this.deps.store.putSecret(account, name, value);
   }
+
 
   private installGrant(account: string, g: GrantRecord): void {
     this.forget(account);
-    this.grants.set(account, g);
+    this.remember(account, g);
     const tok = tokenFromGrant(g);
     if (tok) {
       this.cache.set(cacheKey(account), tok);
       this.schedule(account, cacheKey(account), tok);
     }
+  }
+
+  /** The grant as this daemon last read or wrote it. */
+  private remember(account: string, g: GrantRecord): void {
+    this.grants.set(account, g);
+    this.seen.set(account, g.generation);
   }
 
   // ---- plumbing ----
@@ -623,13 +1040,13 @@ export class Broker {
     return E.reauthRequired(`account "${account}" needs a new login${reason ? `: ${reason}` : ''}. Run ${next}`, { account });
   }
 
-  private context(account: string, cfg: AccountConfig, signal: AbortSignal): DriverContext {
-    const store = this.deps.store;
+  /** What a driver step gets; the account's secrets were read once for the whole attempt. */
+  private context(account: string, cfg: AccountConfig, signal: AbortSignal, secrets: Map<string, string>): DriverContext {
     return {
       name: account,
       config: cfg,
-      clientSecret: store.getSecret(account, 'client_secret'),
-      secret: (name) => store.getSecret(account, name),
+      clientSecret: secrets.get('client_secret'),
+      secret: (name) => secrets.get(name),
       currentAccessToken: this.cache.get(cacheKey(account))?.access_token ?? this.grants.get(account)?.access_token ?? undefined,
       signal,
     };
@@ -660,7 +1077,7 @@ export class Broker {
     this.timers.delete(key);
     if (this.closed || !this.deps.config.settings.proactive_refresh || tok.expires_at === null) return;
     const lifetime = Math.max(0, tok.expires_at - tok.obtained_at);
-    const lead = Math.min(5 * 60_000, lifetime / 4);
+    const lead = Math.min(PROACTIVE_LEAD_MAX_MS, lifetime / 4);
     let at = tok.expires_at - lead;
     const h = this.health.get(account);
     if (h && h.nextAttemptAt > at) at = h.nextAttemptAt;
@@ -705,6 +1122,7 @@ export class Broker {
       this.keepAlives.delete(account);
       if (this.now() < due) return this.watchGrant(account, cfg, this.grants.get(account) ?? g);
       this.deps.log.info('keep-alive refresh: the provider forgets unused refresh tokens', { account, idle_days: cfg.refresh_idle_days });
+      // The refresh token must be used: a valid access token does not answer this refresh.
       void this.flight({ key: cacheKey(account), account, notBefore: this.now() }).catch(() => undefined);
     }, Math.max(0, Math.min(due - now, 2 ** 31 - 1)));
     timer.unref();
@@ -721,7 +1139,8 @@ export class Broker {
     }
     const [, scope, audience] = splitKey(key);
     try {
-      await this.flight({ key, account, scope: scope || undefined, audience: audience || undefined, notBefore: this.now() });
+      // In a fleet, a token another daemon obtained that is not due itself makes this refresh moot.
+      await this.flight({ key, account, scope: scope || undefined, audience: audience || undefined, notBefore: this.now(), minTtlMs: PROACTIVE_LEAD_MAX_MS });
     } catch (err) {
       // failed() already logged, backed off and rescheduled; nothing to add here.
       if (!(err instanceof TokendError)) this.deps.log.error('proactive refresh crashed', { account, error: err as Error });
@@ -730,8 +1149,25 @@ export class Broker {
 }
 
 const DAY_MS = 24 * 3_600_000;
+/** Rule 4's lead: a grant is refreshed when less than min(5 min, ¼ of its lifetime) remains. */
+const PROACTIVE_LEAD_MAX_MS = 5 * 60_000;
 /** How long before a refresh token's own expiry the user is told to log in again. */
 export const REAUTH_SOON_MS = 7 * DAY_MS;
+
+/** The grant without its in-flight mark (and, in a fleet, without the daemon that set it). */
+function withoutMark(g: GrantRecord): GrantRecord {
+  return { ...g, in_flight_since: null, ...('in_flight_by' in g ? { in_flight_by: null } : {}) };
+}
+
+/** Why a daemon of a fleet does not touch the fleet's grant of an account (rule 8), and the fixes. */
+function mismatchMessage(account: string, g: GrantRecord, cfg: AccountConfig): string {
+  const issuer = describeIdentity(parseIdentity(g.bound_to ?? '') ?? {});
+  return (
+    `the fleet's grant of account "${account}" was issued by ${issuer}, but this daemon's config names ${describeIdentity(identityOf(cfg))}: ` +
+    `this daemon does not use, refresh or replace it. Make this host's config.json agree with the fleet's (docs/fleet.md), ` +
+    `or replace the fleet's grant with \`tokend set ${account} … --replace-grant\``
+  );
+}
 
 /** 409 login_pending: say where to finish the login; `error.login` carries the whole login object. */
 function loginPendingError(account: string, login: LoginView): TokendError {

@@ -4,7 +4,7 @@
  * expired), persistence, joining, and events.
  *
  * Secrets of a login (device_code, PKCE verifier, state, authorization code, tokens) live in
- * this process's memory only; SQLite holds what the API shows, so a status survives a
+ * this process's memory only; the store holds what the API shows, so a status survives a
  * restart, and a login that was pending when the daemon stopped is `expired` afterwards.
  */
 import { randomUUID } from 'node:crypto';
@@ -25,7 +25,7 @@ import type { LoginRecord, Store } from './store/types.js';
 export interface LoginManagerDeps {
   store: Store;
   config: Pick<ConfigStore, 'getAccount' | 'settings'>;
-  broker: Pick<Broker, 'installLogin'>;
+  broker: Pick<Broker, 'installLogin'> & Partial<Pick<Broker, 'checkLoginTarget'>>;
   events: EventBus;
   log: Logger;
   getDriver: (name: string) => Driver | undefined;
@@ -68,6 +68,8 @@ interface LoginTarget {
   account: string;
   cfg: AccountConfig;
   clientSecret: string | undefined;
+  /** Every stored secret of the account, read when the login started. */
+  secrets: Map<string, string>;
   identity: string;
   /** The caller's label for the login. */
   task?: string;
@@ -112,16 +114,18 @@ export class LoginManager {
    * At start-up: logins a previous daemon left pending cannot finish (their device code or
    * verifier died with it), so they become `expired`; old finished ones are pruned.
    */
-  expireStale(): number {
+  async expireStale(): Promise<number> {
     const now = this.now();
-    const stale = this.deps.store.listLogins({ status: 'pending' });
+    const stale = await this.deps.store.listLogins({ status: 'pending' });
     for (const rec of stale) {
       const error: LoginError = { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' };
-      this.deps.store.putLogin({ ...rec, status: 'expired', data: { ...rec.data, error }, updated_at: now });
+      await this.deps.store.putLogin({ ...rec, status: 'expired', data: { ...rec.data, error }, updated_at: now });
       this.deps.log.info('a login left pending by the previous daemon is now expired', { account: rec.account, login_id: rec.id });
     }
-    this.prune();
-    this.pruneTimer = setInterval(() => this.prune(), 3_600_000);
+    await this.prune();
+    this.pruneTimer = setInterval(() => {
+      this.prune().catch((err) => this.deps.log.warn('could not prune finished logins', { error: (err as Error).message }));
+    }, 3_600_000);
     this.pruneTimer.unref();
     return stale.length;
   }
@@ -133,9 +137,9 @@ export class LoginManager {
   }
 
   /** One login by id: live, or as stored. */
-  get(id: string): LoginView {
+  async get(id: string): Promise<LoginView> {
     for (const s of this.live.values()) if (s.state.id === id) return view(s.state);
-    const rec = this.deps.store.getLogin(id);
+    const rec = await this.deps.store.getLogin(id);
     if (!rec) throw E.notFound(`no login with id "${id.slice(0, 80)}"`);
     return fromRecord(rec);
   }
@@ -158,14 +162,20 @@ export class LoginManager {
     const chosen = this.chooseFlow(account, cfg, flow);
     const driver = this.deps.getDriver(cfg.driver);
     if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
-    const target: LoginTarget = {
-      account,
-      cfg,
-      clientSecret: this.deps.store.getSecret(account, 'client_secret'),
-      identity: identityKey(cfg),
-      ...(opts.task ? { task: opts.task } : {}),
-    };
-    const opening = chosen === 'device' ? this.openDevice(target, driver) : this.openBrowser(target, driver);
+    const opening = (async () => {
+      // Rule 8 in a fleet: no login (and no stored secret) for an identity the fleet's grant does not belong to.
+      await this.deps.broker.checkLoginTarget?.(account, identityKey(cfg));
+      const secrets = await this.deps.store.getSecrets(account);
+      const target: LoginTarget = {
+        account,
+        cfg,
+        clientSecret: secrets.get('client_secret'),
+        secrets,
+        identity: identityKey(cfg),
+        ...(opts.task ? { task: opts.task } : {}),
+      };
+      return chosen === 'device' ? this.openDevice(target, driver) : this.openBrowser(target, driver);
+    })();
     this.byAccount.set(account, opening);
     opening.catch(() => {
       if (this.byAccount.get(account) === opening) this.byAccount.delete(account);
@@ -178,7 +188,7 @@ export class LoginManager {
    * `failed` with code `cancelled`, polling stops, the loopback listener closes. A login
    * that already finished is returned as it is.
    */
-  cancel(id: string, why = 'the login was cancelled'): LoginView {
+  async cancel(id: string, why = 'the login was cancelled'): Promise<LoginView> {
     for (const s of this.live.values()) {
       if (s.state.id !== id) continue;
       this.finish(s, 'failed', { code: 'cancelled', message: why });
@@ -190,14 +200,15 @@ export class LoginManager {
   /** Cancel the account's pending login, if any (its config changed under it). */
   cancelFor(account: string, why: string): void {
     const s = this.live.get(account);
-    if (s) this.cancel(s.state.id, why);
+    if (s) this.finish(s, 'failed', { code: 'cancelled', message: why });
   }
 
   /** Logins, newest first: the live ones as they are now, the others as stored. */
-  list(q: { account?: string; status?: LoginStatus; task?: string } = {}): LoginView[] {
+  async list(q: { account?: string; status?: LoginStatus; task?: string } = {}): Promise<LoginView[]> {
+    const stored = await this.deps.store.listLogins(q.status ? { status: q.status } : {});
     const live = new Map([...this.live.values()].map((s) => [s.state.id, view(s.state)]));
     const out: LoginView[] = [];
-    for (const rec of this.deps.store.listLogins(q.status ? { status: q.status } : {})) {
+    for (const rec of stored) {
       const v = live.get(rec.id) ?? fromRecord(rec);
       if (q.account && v.account !== q.account) continue;
       if (q.task && v.task !== q.task) continue;
@@ -211,16 +222,17 @@ export class LoginManager {
    * Forget finished logins older than the retention setting; runs at start-up and every
    * hour while the daemon runs, so a vault that starts many logins does not grow the DB.
    */
-  prune(): number {
+  prune(): Promise<number> {
     const keepMs = this.deps.config.settings.login_retention_hours * 3_600_000;
     return this.deps.store.pruneLogins(this.now() - keepMs);
   }
 
   /** The account's last finished login (what `tokend status` shows of it), or undefined. */
-  lastFinished(account: string): LoginView | undefined {
-    const rec = this.deps.store.lastFinishedLogin(account);
+  async lastFinished(account: string): Promise<LoginView | undefined> {
+    const rec = await this.deps.store.lastFinishedLogin(account);
     return rec ? fromRecord(rec) : undefined;
   }
+
 
   /** Shutdown: stop every poller and listener; pending logins are recorded as expired. */
   close(): void {
@@ -414,7 +426,7 @@ export class LoginManager {
   async completeCallback(id: string, callbackUrl: string): Promise<LoginView> {
     const s = [...this.live.values()].find((x) => x.state.id === id);
     if (!s) {
-      const done = this.get(id); // 404 when there is no such login
+      const done = await this.get(id); // 404 when there is no such login
       throw E.conflict(`login "${id.slice(0, 80)}" is ${done.status}, not waiting for a callback`, { account: done.account });
     }
     const redirect = s.target.cfg.redirect_uri;
@@ -437,7 +449,7 @@ export class LoginManager {
       case 'busy':
         throw E.conflict('this login is already being completed', { account: s.state.account });
       case 'over':
-        return this.get(id);
+        return await this.get(id);
       case 'done':
         return outcome.login;
     }
@@ -516,19 +528,18 @@ export class LoginManager {
     }
   }
 
+  /** Record the login as it is now (the store keeps the order of writes to one login); a failure never stops the login. */
   private persist(state: LoginState): void {
-    try {
-      this.deps.store.putLogin(toRecord(state));
-    } catch (err) {
+    this.deps.store.putLogin(toRecord(state)).catch((err) => {
       // The login goes on in memory; only its survival across a restart is lost.
       this.deps.log.error('could not record a login in the database', { account: state.account, login_id: state.id, error: err as Error });
-    }
+    });
   }
 
   // ---- plumbing ----
 
   private context(t: LoginTarget, signal: AbortSignal): DriverContext {
-    return { name: t.account, config: t.cfg, clientSecret: t.clientSecret, secret: (n) => this.deps.store.getSecret(t.account, n), signal };
+    return { name: t.account, config: t.cfg, clientSecret: t.clientSecret, secret: (n) => t.secrets.get(n), signal };
   }
 
   /** Revoke tokens a login obtained but could not keep, at the provider that issued them. */

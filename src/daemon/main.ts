@@ -16,8 +16,8 @@ import { acquireDaemonLock, LockHeldError } from './lock.js';
 import { createLogger, parseLogLevel, stderrIsJournal, type Logger } from './log.js';
 import { capLogFile } from './log-rotation.js';
 import { inheritedListenFd } from './socket-activation.js';
-import { openStore } from './store/sqlite-store.js';
-import { loadOrCreateKey } from './store/crypto.js';
+import { openConfiguredStore } from './store/open.js';
+import type { Store } from './store/types.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { mountLogins } from './http/logins-route.js';
@@ -38,7 +38,8 @@ start it on demand otherwise). One per user: a second one exits, naming the firs
                                non-loopback addresses are refused (also settings.listen in config.json)
 
 Paths come from TOKEND_HOME, TOKEND_CONFIG_DIR, TOKEND_DATA_DIR, TOKEND_KEY_FILE,
-TOKEND_SOCKET (see README). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
+TOKEND_SOCKET (see README). TOKEND_DATABASE_URL (or settings.database_url) shares
+grants with a fleet of daemons through PostgreSQL (docs/fleet.md). Logs are JSON lines on stderr; TOKEND_LOG_LEVEL sets
 the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
 
 Exit status: 0 stopped by SIGTERM/SIGINT, 1 could not start (another daemon runs,
@@ -164,9 +165,9 @@ export async function main(argv: string[]): Promise<void> {
       fail((err as Error).message, 2);
     }
   }
-  let store;
+  let store: Store;
   try {
-    store = openStore({ file: paths.dbFile, key: loadOrCreateKey(paths.keyFile) });
+    store = await openConfiguredStore({ paths, env: process.env, config: config!, log });
   } catch (err) {
     await releaseLock!();
     fail((err as Error).message);
@@ -188,9 +189,15 @@ export async function main(argv: string[]): Promise<void> {
       logins.start(account).catch((err) => log.warn('could not start the login on_reauth asks for', { account, error: (err as Error).message }));
     },
   });
-  broker.start();
   const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver });
-  logins.expireStale();
+  try {
+    await broker.start();
+    await logins.expireStale();
+  } catch (err) {
+    await store!.close().catch(() => undefined);
+    await releaseLock!();
+    fail(`cannot read the store: ${(err as Error).message}`);
+  }
   const audit = new AuditLog(store!, log);
   const shutdownController = new AbortController();
   const startedAt = Date.now();
@@ -301,8 +308,8 @@ export async function main(argv: string[]): Promise<void> {
       }, 3000).unref();
     });
     broker.close();
-    audit.close();
-    store!.close();
+    await audit.close();
+    await store!.close().catch((err) => log.warn('could not close the store cleanly', { error: (err as Error).message }));
     if (boundSocket) fs.rmSync(boundSocket, { force: true });
     await releaseLock!().catch(() => undefined);
     log.info('tokend stopped');
@@ -310,7 +317,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGHUP', () => reload(config!, broker, logins, log));
+  process.on('SIGHUP', () => reload(config!, broker, logins, log, Boolean(store!.fleet)));
 }
 
 /**
@@ -318,8 +325,9 @@ export async function main(argv: string[]): Promise<void> {
  * (rule 8, docs/architecture.md) loses its grant: revoked at the provider that issued it, dropped, its
  * pending login cancelled; the log says so. Any other change only forgets cached tokens.
  */
-function reload(config: ConfigStore, broker: Broker, logins: LoginManager, log: Logger): void {
+function reload(config: ConfigStore, broker: Broker, logins: LoginManager, log: Logger, fleet: boolean): void {
   const before = new Map(config.listAccounts());
+  const databaseUrl = config.settings.database_url;
   try {
     config.reload();
   } catch (err) {
@@ -330,16 +338,22 @@ function reload(config: ConfigStore, broker: Broker, logins: LoginManager, log: 
     const now = config.getAccount(name);
     if (now && JSON.stringify(now) === JSON.stringify(old)) continue;
     if (now && identityKey(now) !== identityKey(old)) {
-      log.warn('an account now names another provider or client: its grant is revoked where it came from and dropped; log in again', {
+      const what = fleet
+        ? 'an account now names another provider or client: this daemon stops using the fleet grant (other daemons keep it)'
+        : 'an account now names another provider or client: its grant is revoked where it came from and dropped; log in again';
+      log.warn(what, {
         account: name,
         was: describeIdentity(identityOf(old)),
         now: describeIdentity(identityOf(now)),
       });
       logins.cancelFor(name, 'the account was changed to another provider or client');
-      void broker.retire(name, 'config.json names another provider or client');
+      broker
+        .identityChanged(name, 'config.json names another provider or client')
+        .catch((err) => log.warn('could not act on the changed account', { account: name, error: (err as Error).message }));
     } else {
       broker.forget(name);
     }
   }
+  if (config.settings.database_url !== databaseUrl) log.warn('settings.database_url changed: the daemon keeps its store until it restarts');
   log.info('config reloaded', { accounts: config.listAccounts().length });
 }

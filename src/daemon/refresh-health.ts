@@ -25,11 +25,8 @@ export function freshHealth(): AccountHealth {
   return { failures: 0, nextAttemptAt: 0, attempts: [], lastError: null };
 }
 
-/**
- * The gate before any provider call: refuses while backing off (503 with the wait) or when
- * the minute's budget is spent (429); otherwise counts the attempt.
- */
-export function admit(h: AccountHealth, account: string, now: number, settings: HealthSettings): void {
+/** Refuses while backing off (503 with the wait); checked before the grant's lock is even asked for. */
+export function waitOut(h: AccountHealth, account: string, now: number): void {
   if (h.nextAttemptAt > now) {
     const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
     throw E.upstreamUnavailable(
@@ -37,6 +34,14 @@ export function admit(h: AccountHealth, account: string, now: number, settings: 
       { account, retryAfter: wait },
     );
   }
+}
+
+/**
+ * The gate before any provider call: refuses while backing off (503 with the wait) or when
+ * the minute's budget is spent (429); otherwise counts the attempt.
+ */
+export function admit(h: AccountHealth, account: string, now: number, settings: HealthSettings): void {
+  waitOut(h, account, now);
   const windowStart = now - 60_000;
   h.attempts = h.attempts.filter((t) => t > windowStart);
   if (h.attempts.length >= settings.max_refreshes_per_minute) {

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { AccountConfig, AccountName } from './api.js';
+import { isPostgresUrl } from './fleet.js';
 import { describeIssues } from './issues.js';
 
 /** Daemon-wide settings in config.json (`settings`); every field has a default. */
@@ -32,6 +33,16 @@ export const Settings = z
     log_max_bytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
     /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
     login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
+    /**
+     * A fleet's PostgreSQL (`postgresql://user@host:port/db`), shared with other daemons
+     * (docs/fleet.md); `TOKEND_DATABASE_URL` wins. Prefer the password in PGPASSWORD or a
+     * passfile: config.json is 0600, but a URL is easily copied around.
+     */
+    database_url: z
+      .string()
+      .max(2048)
+      .refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL')
+      .optional(),
   })
   .strict();
 export type Settings = z.infer<typeof Settings>;

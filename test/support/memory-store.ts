@@ -1,9 +1,15 @@
 /**
  * An in-memory Store for unit tests of the broker: the same contract as the SQLite store
  * (generations, in-flight marks, secrets), and a journal of every write in order, so a
- * test can check what was committed before what.
+ * test can check what was committed before what. Like the SQLite store, each method does
+ * its work when called; the promise it returns is already settled.
+ *
+ * With `fleet`, it plays a fleet's shared database for one daemon: other daemons' writes are
+ * the test's own calls on it, in-flight marks name this daemon, `holderAlive` answers what
+ * the test says, and `down = true` makes every call fail as an unreachable database does.
  */
-import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from '../../src/daemon/store/types.js';
+import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
+import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from '../../src/daemon/store/types.js';
 
 export type StoreOp =
   | { op: 'replaceGrant'; account: string; refresh_token: string | null }
@@ -19,16 +25,41 @@ export class MemoryStore implements Store {
   readonly audit: AuditEntry[] = [];
   /** Every write, in order. */
   readonly journal: StoreOp[] = [];
-  constructor(private readonly now: () => number = Date.now) {}
+  /** Every call fails as an unreachable database does (a fleet's PostgreSQL down). */
+  down = false;
+  readonly fleet?: FleetLink & { alive: Set<string>; handlers?: Parameters<FleetLink['watch']>[0] };
+  constructor(
+    private readonly now: () => number = Date.now,
+    opts: { fleet?: { instance: string } } = {},
+  ) {
+    if (opts.fleet) {
+      const grants = this.grants;
+      const fleet: NonNullable<MemoryStore['fleet']> = {
+        instance: opts.fleet.instance,
+        where: 'the test fleet',
+        alive: new Set(),
+        watch: (handlers) => void (fleet.handlers = handlers),
+        generations: async () => new Map([...grants.values()].map((g) => [g.account, { generation: g.generation, status: g.status }])),
+        holderAlive: async (instance) => fleet.alive.has(instance),
+      };
+      this.fleet = fleet;
+    }
+  }
+  private reachable(): void {
+    if (this.down) throw new StoreError('unavailable', 'cannot reach the test database');
+  }
 
-  getGrant(account: string): GrantRecord | undefined {
+  async getGrant(account: string): Promise<GrantRecord | undefined> {
+    this.reachable();
     const g = this.grants.get(account);
     return g && { ...g };
   }
-  listGrants(): GrantRecord[] {
+  async listGrants(): Promise<GrantRecord[]> {
+    this.reachable();
     return [...this.grants.values()].map((g) => ({ ...g }));
   }
-  replaceGrant(account: string, t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>): GrantRecord {
+  async replaceGrant(account: string, t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>): Promise<GrantRecord> {
+    this.reachable();
     const old = this.grants.get(account);
     const g: GrantRecord = {
       account,
@@ -45,19 +76,22 @@ export class MemoryStore implements Store {
       updated_at: this.now(),
       bound_to: t.bound_to,
       refresh_expires_at: t.refresh_expires_at ?? null,
+      ...(this.fleet ? { in_flight_by: null } : {}),
     };
     this.grants.set(account, g);
     this.journal.push({ op: 'replaceGrant', account, refresh_token: t.refresh_token });
     return { ...g };
   }
-  setBinding(account: string, boundTo: string): void {
+  async setBinding(account: string, boundTo: string): Promise<void> {
+    this.reachable();
     const g = this.grants.get(account);
     if (g) g.bound_to = boundTo;
     this.journal.push({ op: 'setBinding', account, bound_to: boundTo });
   }
-  commitRefresh(account: string, expectedGeneration: number, t: TokenUpdate): GrantRecord {
+  async commitRefresh(account: string, expectedGeneration: number, t: TokenUpdate): Promise<GrantRecord> {
+    this.reachable();
     const g = this.grants.get(account);
-    if (!g || g.generation !== expectedGeneration) throw new Error('generation mismatch');
+    if (!g || g.generation !== expectedGeneration) throw new GenerationMismatchError(account, expectedGeneration, g?.generation ?? null);
     Object.assign(g, {
       refresh_expires_at: t.refresh_token === undefined ? (t.refresh_expires_at ?? g.refresh_expires_at) : (t.refresh_expires_at ?? null),
       refresh_token: t.refresh_token ?? g.refresh_token,
@@ -69,64 +103,95 @@ export class MemoryStore implements Store {
       generation: g.generation + 1,
       status: 'active',
       in_flight_since: null,
+      ...(this.fleet ? { in_flight_by: null } : {}),
       last_error: null,
       updated_at: this.now(),
     });
     this.journal.push({ op: 'commitRefresh', account, refresh_token: t.refresh_token, access_token: t.access_token });
     return { ...g };
   }
-  markInFlight(account: string, at: number): void {
+  async markInFlight(account: string, at: number): Promise<void> {
+    this.reachable();
     const g = this.grants.get(account);
     if (!g) throw new Error('no grant');
     g.in_flight_since = at;
+    if (this.fleet) g.in_flight_by = this.fleet.instance;
     this.journal.push({ op: 'markInFlight', account });
   }
-  clearInFlight(account: string): void {
+  async clearInFlight(account: string): Promise<void> {
+    this.reachable();
     const g = this.grants.get(account);
     if (g) g.in_flight_since = null;
+    if (g && this.fleet) g.in_flight_by = null;
     this.journal.push({ op: 'clearInFlight', account });
   }
-  setStatus(account: string, status: GrantRecord['status'], lastError: string | null): void {
+  async setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void> {
+    this.reachable();
     const g = this.grants.get(account);
     if (g) Object.assign(g, { status, last_error: lastError });
     this.journal.push({ op: 'setStatus', account, status });
   }
-  deleteGrant(account: string): void {
+  async deleteGrant(account: string): Promise<void> {
+    this.reachable();
     this.grants.delete(account);
     this.journal.push({ op: 'deleteGrant', account });
   }
-  getSecret(account: string, name: string): string | undefined {
+  async getSecret(account: string, name: string): Promise<string | undefined> {
+    this.reachable();
     return this.secrets.get(`${account}/${name}`);
   }
-  putSecret(account: string, name: string, value: string): void {
+  async putSecret(account: string, name: string, value: string): Promise<void> {
+    this.reachable();
     this.secrets.set(`${account}/${name}`, value);
   }
-  deleteSecrets(account: string): void {
+  async deleteSecrets(account: string): Promise<void> {
+    this.reachable();
     for (const k of [...this.secrets.keys()]) if (k.startsWith(`${account}/`)) this.secrets.delete(k);
     this.journal.push({ op: 'deleteSecrets', account });
   }
-  putLogin(login: LoginRecord): void {
+  async putLogin(login: LoginRecord): Promise<void> {
+    this.reachable();
     this.logins.set(login.id, { ...login });
   }
-  getLogin(id: string): LoginRecord | undefined {
+  async getLogin(id: string): Promise<LoginRecord | undefined> {
+    this.reachable();
     return this.logins.get(id);
   }
-  listLogins(opts: { status?: LoginStatusValue } = {}): LoginRecord[] {
+  async listLogins(opts: { status?: LoginStatusValue } = {}): Promise<LoginRecord[]> {
+    this.reachable();
     return [...this.logins.values()].filter((l) => !opts.status || l.status === opts.status).sort((a, b) => b.created_at - a.created_at);
   }
-  lastFinishedLogin(account: string): LoginRecord | undefined {
+  async lastFinishedLogin(account: string): Promise<LoginRecord | undefined> {
+    this.reachable();
     return [...this.logins.values()].filter((l) => l.account === account && l.status !== 'pending').sort((a, b) => b.updated_at - a.updated_at)[0];
   }
-  pruneLogins(before: number): number {
+  async pruneLogins(before: number): Promise<number> {
+    this.reachable();
     let n = 0;
     for (const [id, l] of this.logins) if (l.status !== 'pending' && l.updated_at < before && this.logins.delete(id)) n++;
     return n;
   }
-  appendAudit(entries: AuditEntry[]): void {
+  async appendAudit(entries: AuditEntry[]): Promise<void> {
+    this.reachable();
     this.audit.push(...entries);
   }
-  listAudit(): AuditEntry[] {
+  async listAudit(): Promise<AuditEntry[]> {
+    this.reachable();
     return [...this.audit].reverse();
   }
-  close(): void {}
+  async getSecrets(account: string): Promise<Map<string, string>> {
+    this.reachable();
+    const out = new Map<string, string>();
+    for (const [k, v] of this.secrets) if (k.startsWith(`${account}/`)) out.set(k.slice(account.length + 1), v);
+    return out;
+  }
+  async abandonInFlight(account: string): Promise<void> {
+    const g = this.grants.get(account);
+    if (g && this.fleet && g.in_flight_by === this.fleet.instance) g.in_flight_by = null;
+  }
+  async withGrantLock<T>(_account: string, fn: () => Promise<T>): Promise<T> {
+    this.reachable();
+    return fn();
+  }
+  async close(): Promise<void> {}
 }

@@ -7,6 +7,8 @@ export interface ConfigRead {
   error?: string;
   /** Account name → the fields the doctor uses. */
   accounts: Map<string, { issuer?: string; token_endpoint?: string }>;
+  /** `settings.database_url`, when the file names a fleet's database. */
+  databaseUrl?: string;
 }
 
 /** Read config.json with the daemon's own parser: the doctor calls it invalid exactly when the daemon would. */
@@ -26,5 +28,5 @@ export async function readConfig(file: string): Promise<ConfigRead> {
   for (const [name, cfg] of Object.entries(parsed.config.accounts)) {
     accounts.set(name, { issuer: cfg.issuer, token_endpoint: cfg.token_endpoint });
   }
-  return { state: 'ok', accounts };
+  return { state: 'ok', accounts, databaseUrl: parsed.config.settings.database_url };
 }

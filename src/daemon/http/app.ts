@@ -82,8 +82,10 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(openapi);
   });
 
-  app.get(ROUTE_PATTERNS.accounts, (c) => c.json({ accounts: deps.config.listAccounts().map(([name]) => viewAccount(deps, name)) }));
-  app.get(ROUTE_PATTERNS.account, (c) => c.json(viewAccount(deps, accountParam(c))));
+  app.get(ROUTE_PATTERNS.accounts, async (c) =>
+    c.json({ accounts: await Promise.all(deps.config.listAccounts().map(([name]) => viewAccount(deps, name))) }),
+  );
+  app.get(ROUTE_PATTERNS.account, async (c) => c.json(await viewAccount(deps, accountParam(c))));
   app.put(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, PutAccountRequest);
@@ -112,7 +114,7 @@ export function createApp(deps: AppDeps): Hono {
     deps.audit.record(name, header(c, CLIENT_HEADER), 'import');
     const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
     await deps.broker.importTokens(name, { refresh_token: body.refresh_token, access_token: body.access_token, expires_at: expiresAt });
-    return c.json(viewAccount(deps, name));
+    return c.json(await viewAccount(deps, name));
   });
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);

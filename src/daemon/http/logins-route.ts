@@ -21,14 +21,14 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
       // 202 for a new login and for one joined: either way it is still in progress.
       return c.json(await deps.logins.start(name, body.flow, { task: body.task }), 202);
     });
-    app.get(ROUTE_PATTERNS.logins, (c) => {
+    app.get(ROUTE_PATTERNS.logins, async (c) => {
       const parsed = LoginListQuery.safeParse(c.req.query());
       if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
-      return c.json({ logins: deps.logins.list(parsed.data) });
+      return c.json({ logins: await deps.logins.list(parsed.data) });
     });
-    app.get(ROUTE_PATTERNS.login, (c) => c.json(deps.logins.get(c.req.param('id'))));
-    app.post(ROUTE_PATTERNS.loginCancel, (c) => {
-      const login = deps.logins.cancel(c.req.param('id'));
+    app.get(ROUTE_PATTERNS.login, async (c) => c.json(await deps.logins.get(c.req.param('id'))));
+    app.post(ROUTE_PATTERNS.loginCancel, async (c) => {
+      const login = await deps.logins.cancel(c.req.param('id'));
       deps.audit.record(login.account, header(c, CLIENT_HEADER), 'login_cancel');
       return c.json(login);
     });

@@ -8,6 +8,7 @@ import type { Broker, CachedToken } from '../broker.js';
 import { E, TokendError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TargetRequest } from '../match.js';
+import { isStoreUnavailable } from '../store/errors.js';
 import { readIncoming } from './raw-request.js';
 
 export interface WireResponse {
@@ -16,11 +17,17 @@ export interface WireResponse {
   headers?: Record<string, string>;
 }
 
+/** What a 503 for a fleet database that cannot answer suggests waiting (its pools reconnect by themselves). */
+const STORE_RETRY_AFTER_S = 5;
+
 /**
- * The wire form of any error, in one place: our codes as they are,
- * anything else as a plain `internal` with no detail on the wire (the log has it).
+ * The wire form of any error, in one place: our codes as they are, a fleet database that
+ * cannot answer as a 503, anything else as a plain `internal` with no detail on the wire
+ * (the log has it).
  */
 export function errorResponse(err: unknown, log: Logger, route: string): WireResponse {
+  // A fleet's database that cannot answer now is an outage, not a bug: 503, try again later.
+  if (isStoreUnavailable(err)) err = E.upstreamUnavailable(`${err.message}; try again in a few seconds`, { retryAfter: STORE_RETRY_AFTER_S });
   if (err instanceof TokendError) {
     const body: Record<string, unknown> = { code: err.code, message: err.message };
     if (err.account) body.account = err.account;

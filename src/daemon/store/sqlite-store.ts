@@ -1,9 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { open as unseal, seal } from './crypto.js';
+import { seal } from './crypto.js';
+import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { migrate } from './migrations.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, decodeAudit, decodeGrant, decodeLogin, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
 import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+
+export { AUDIT_CLIENT_MAX } from './rows.js';
+export { GenerationMismatchError, StoreError, type StoreErrorCode } from './errors.js';
 
 /** Where the store lives, the master key that seals its secrets, and a clock (tests inject one). */
 export interface StoreOptions {
@@ -12,60 +17,7 @@ export interface StoreOptions {
   now?: () => number;
 }
 
-/** Why a store operation failed; the message names the DB file, never a value. */
-export type StoreErrorCode =
-  | 'generation_mismatch'
-  | 'no_grant'
-  | 'insecure_file'
-  | 'invalid_row'
-  | 'decrypt_failed'
-  | 'busy'
-  | 'corrupt'
-  | 'readonly'
-  | 'full'
-  | 'io'
-  | 'cannot_open'
-  | 'permission'
-  | 'constraint'
-  | 'sqlite';
-
-/** An error from the store, with a `code` callers can branch on. */
-export class StoreError extends Error {
-  override name = 'StoreError';
-  constructor(
-    readonly code: StoreErrorCode,
-    message: string,
-    /** For `sqlite`-family codes: the SQLite extended code, e.g. `SQLITE_BUSY_SNAPSHOT`. */
-    readonly sqliteCode?: string,
-  ) {
-    super(message);
-  }
-}
-
-/**
- * Thrown by `commitRefresh` when the grant moved on (another refresh or a login committed,
- * or the grant was deleted) since the caller read it. The message is exactly
- * `generation mismatch`; the numbers are properties.
- */
-export class GenerationMismatchError extends StoreError {
-  override name = 'GenerationMismatchError';
-  constructor(
-    readonly account: string,
-    readonly expected: number,
-    /** null when the grant no longer exists. */
-    readonly stored: number | null,
-  ) {
-    super('generation_mismatch', 'generation mismatch');
-  }
-}
-
-/** Longest `client` string kept in the audit log: it is self-declared and untrusted. */
-export const AUDIT_CLIENT_MAX = 200;
-const AUDIT_DEFAULT_LIMIT = 1000;
 const BUSY_TIMEOUT_MS = 5000;
-
-const grantAad = (account: string, column: 'refresh_token' | 'access_token') => `grant:${account}:${column}`;
-const secretAad = (account: string, name: string) => `secret:${account}:${name}`;
 
 /** Open (creating and migrating if needed) the SQLite store at `file`, sealing secrets with `key`. */
 export function openStore({ file, key, now = Date.now }: StoreOptions): Store {
@@ -125,10 +77,6 @@ function configure(db: Database.Database, file: string): void {
   db.pragma('foreign_keys = ON');
 }
 
-interface Row {
-  [column: string]: unknown;
-}
-
 function buildStore(db: Database.Database, file: string, key: Buffer, now: () => number): Store {
   // Every statement is prepared once here; the methods below only bind and run.
   const sql = {
@@ -171,6 +119,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     ),
     deleteGrant: db.prepare<[string]>('DELETE FROM grants WHERE account = ?'),
     getSecret: db.prepare<[string, string], Buffer>('SELECT value FROM secrets WHERE account = ? AND name = ?').pluck(),
+    getSecrets: db.prepare<[string], { name: string; value: Buffer }>('SELECT name, value FROM secrets WHERE account = ?'),
     putSecret: db.prepare<[string, string, Buffer, number]>(`
       INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
@@ -224,10 +173,11 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
 
   const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, file);
 
-  // Every method goes through guard(), so SQLite errors are translated in one place.
+  // Every method goes through guard(), so SQLite errors are translated in one place. The
+  // calls are synchronous (better-sqlite3): the promise is settled when the method returns.
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => R) =>
-    (...args: A): R => {
+    async (...args: A): Promise<R> => {
       try {
         return fn(...args);
       } catch (err) {
@@ -279,6 +229,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       sql.clearInFlight.run(now(), account);
     }),
 
+    // One daemon owns this file: its mark stays as the witness, and names nobody to wait for.
+    abandonInFlight: guard((_account: string) => undefined),
+
     setStatus: guard((account: string, status: GrantRecord['status'], lastError: string | null) => {
       sql.setStatus.run(status, lastError, now(), account);
     }),
@@ -290,6 +243,12 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     getSecret: guard((account: string, name: string) => {
       const blob = sql.getSecret.get(account, name);
       return blob === undefined ? undefined : decrypt(key, blob, secretAad(account, name), file);
+    }),
+
+    getSecrets: guard((account: string) => {
+      const out = new Map<string, string>();
+      for (const { name, value } of sql.getSecrets.all(account)) out.set(name, decrypt(key, value, secretAad(account, name), file));
+      return out;
     }),
 
     putSecret: guard((account: string, name: string, value: string) => {
@@ -331,135 +290,13 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       return rows.map((row) => decodeAudit(row, file));
     }),
 
+    // One daemon per data folder (lock.ts): no one else can refresh this file's grants.
+    withGrantLock: <T>(_account: string, fn: () => Promise<T>): Promise<T> => fn(),
+
     close: guard(() => {
       if (db.open) db.close();
     }),
   };
-}
-
-/** Cut `s` to at most `max` UTF-16 units without splitting a surrogate pair. */
-function truncate(s: string, max: number): string {
-  if (s.length <= max) return s;
-  const code = s.charCodeAt(max - 1);
-  return s.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
-}
-
-// Rows are checked on the way out: STRICT tables and the CHECK on
-// status already guard the types, so this catches a file edited by hand or by a bug.
-
-function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToken = false): GrantRecord {
-  const account = row.account;
-  if (typeof account !== 'string') throw invalidRow(file, 'grants', '?', 'account');
-  const bad = (column: string) => invalidRow(file, 'grants', account, column);
-  const status = row.status;
-  if (status !== 'active' && status !== 'reauth_required') throw bad('status');
-  const blob = (column: 'refresh_token' | 'access_token'): string | null => {
-    const v = row[column];
-    if (v === null) return null;
-    if (!Buffer.isBuffer(v)) throw bad(column);
-    return decrypt(key, v, grantAad(account, column), file);
-  };
-  const grant: GrantRecord = {
-    account,
-    refresh_token: null,
-    access_token: blob('access_token'),
-    token_type: textOrNull(row, 'token_type', bad),
-    expires_at: intOrNull(row, 'expires_at', bad),
-    obtained_at: intOrNull(row, 'obtained_at', bad),
-    scope: textOrNull(row, 'scope', bad),
-    generation: int(row, 'generation', bad),
-    status,
-    in_flight_since: intOrNull(row, 'in_flight_since', bad),
-    last_error: textOrNull(row, 'last_error', bad),
-    updated_at: int(row, 'updated_at', bad),
-    bound_to: textOrNull(row, 'bound_to', bad),
-    refresh_expires_at: intOrNull(row, 'refresh_expires_at', bad),
-  };
-  if (!lazyRefreshToken) {
-    grant.refresh_token = blob('refresh_token');
-    return grant;
-  }
-  // listGrants (start-up) decrypts refresh tokens on first use: serving needs only access
-  // tokens, and 10 000 grants would otherwise cost ~0.3 s of decrypting refresh tokens
-  // nobody may touch for an hour (bench/, row 7). Spreading the record reads it.
-  let refresh: string | null | undefined;
-  if (row.refresh_token === null) refresh = null;
-  else if (!Buffer.isBuffer(row.refresh_token)) throw bad('refresh_token');
-  Object.defineProperty(grant, 'refresh_token', {
-    enumerable: true,
-    configurable: true,
-    get: () => (refresh === undefined ? (refresh = blob('refresh_token')) : refresh),
-    set: (v: string | null) => (refresh = v),
-  });
-  return grant;
-}
-
-const LOGIN_STATUSES: readonly string[] = ['pending', 'active', 'failed', 'expired'] satisfies LoginStatusValue[];
-
-function decodeLogin(row: Row, file: string): LoginRecord {
-  const bad = (column: string) => invalidRow(file, 'logins', String(row.account), column);
-  const text = (column: string): string => {
-    const v = row[column];
-    if (typeof v !== 'string') throw bad(column);
-    return v;
-  };
-  const status = text('status');
-  if (!LOGIN_STATUSES.includes(status)) throw bad('status');
-  let data: unknown;
-  try {
-    data = JSON.parse(text('data'));
-  } catch {
-    throw bad('data');
-  }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('data');
-  return {
-    id: text('id'),
-    account: text('account'),
-    flow: text('flow'),
-    status: status as LoginStatusValue,
-    data: data as Record<string, unknown>,
-    created_at: int(row, 'created_at', bad),
-    updated_at: int(row, 'updated_at', bad),
-  };
-}
-
-function decodeAudit(row: Row, file: string): AuditEntry {
-  const bad = (column: string) => invalidRow(file, 'audit', String(row.account), column);
-  const text = (column: string): string => {
-    const v = row[column];
-    if (typeof v !== 'string') throw bad(column);
-    return v;
-  };
-  return { at: int(row, 'at', bad), account: text('account'), client: text('client'), action: text('action') };
-}
-
-function int(row: Row, column: string, bad: (column: string) => Error): number {
-  const v = row[column];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw bad(column);
-  return v;
-}
-
-function intOrNull(row: Row, column: string, bad: (column: string) => Error): number | null {
-  return row[column] === null ? null : int(row, column, bad);
-}
-
-function textOrNull(row: Row, column: string, bad: (column: string) => Error): string | null {
-  const v = row[column];
-  if (v !== null && typeof v !== 'string') throw bad(column);
-  return v;
-}
-
-function invalidRow(file: string, table: string, account: string, column: string): StoreError {
-  return new StoreError('invalid_row', `the database ${file} holds an invalid ${table}.${column} for account "${account}"`);
-}
-
-function decrypt(key: Buffer, blob: Buffer, aad: string, file: string): string {
-  try {
-    return unseal(key, blob, aad);
-  } catch (err) {
-    // crypto's message names the row and column and holds no plaintext.
-    throw new StoreError('decrypt_failed', `${(err as Error).message} (in ${file})`);
-  }
 }
 
 /**

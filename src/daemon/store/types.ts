@@ -14,6 +14,12 @@ export interface GrantRecord {
   status: 'active' | 'reauth_required';
   /** Set just before a refresh request leaves; cleared when its outcome is known (rule 5, docs/architecture.md). */
   in_flight_since: number | null;
+  /**
+   * In a fleet only: the daemon whose refresh is in flight ({@link FleetLink.instance}), while
+   * it may still commit its result; null once that daemon gave the attempt up with its
+   * outcome unknown. Absent from the SQLite store, which one daemon owns.
+   */
+  in_flight_by?: string | null;
   last_error: string | null;
   updated_at: number;
   /**
@@ -64,45 +70,88 @@ export interface LoginRecord {
   updated_at: number;
 }
 
-/** The persistent store: grants, client secrets, logins, audit log. Synchronous (better-sqlite3). */
+/**
+ * The persistent store: grants, client secrets, logins, audit log. Every method returns a
+ * promise, because a fleet's store is a PostgreSQL database across the network; the embedded
+ * SQLite store answers at once. Nothing on the token hot path calls it (rule 2): the broker
+ * serves from memory and touches the store only to refresh, commit and reload.
+ */
 export interface Store {
   /** One grant, decrypted, or undefined. */
-  getGrant(account: string): GrantRecord | undefined;
+  getGrant(account: string): Promise<GrantRecord | undefined>;
   /** Every grant, decrypted (used once at start-up to fill the memory cache). */
-  listGrants(): GrantRecord[];
+  listGrants(): Promise<GrantRecord[]>;
   /** Replace the whole grant of an account (login, import); generation becomes previous+1 (or 1). */
   replaceGrant(
     account: string,
     tokens: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
-  ): GrantRecord;
+  ): Promise<GrantRecord>;
   /** Record the identity a grant belongs to (adopting a grant stored before identities were). */
-  setBinding(account: string, boundTo: string): void;
+  setBinding(account: string, boundTo: string): Promise<void>;
   /**
-   * Commit a refresh's result atomically (synchronous=FULL): new tokens, generation+1,
-   * in-flight cleared, status active. Throws if the stored generation is not `expectedGeneration`.
+   * Commit a refresh's result atomically and durably: new tokens, generation+1, in-flight
+   * cleared, status active. Rejects if the stored generation is not `expectedGeneration`.
    */
-  commitRefresh(account: string, expectedGeneration: number, tokens: TokenUpdate): GrantRecord;
+  commitRefresh(account: string, expectedGeneration: number, tokens: TokenUpdate): Promise<GrantRecord>;
   /** Mark a refresh as in flight, durably, before the request leaves. */
-  markInFlight(account: string, at: number): void;
+  markInFlight(account: string, at: number): Promise<void>;
   /** Clear the in-flight mark when a refresh failed with a definite answer that did not spend the token. */
-  clearInFlight(account: string): void;
+  clearInFlight(account: string): Promise<void>;
+  /**
+   * A refresh whose outcome is unknown (timeout, reset) was given up: the in-flight mark stays
+   * as the witness that its refresh token may be spent, but no daemon will commit it any more.
+   * The SQLite store has nothing to record (its marks name no daemon).
+   */
+  abandonInFlight(account: string): Promise<void>;
   /** Set status and last error (e.g. reauth_required); secrets stay. */
-  setStatus(account: string, status: GrantRecord['status'], lastError: string | null): void;
-  deleteGrant(account: string): void;
-  getSecret(account: string, name: string): string | undefined;
-  putSecret(account: string, name: string, value: string): void;
-  deleteSecrets(account: string): void;
-  /** Insert or replace a login (by id). */
-  putLogin(login: LoginRecord): void;
-  getLogin(id: string): LoginRecord | undefined;
+  setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void>;
+  deleteGrant(account: string): Promise<void>;
+  getSecret(account: string, name: string): Promise<string | undefined>;
+  /** Every secret of an account, by name (what a provider call may ask for, read once). */
+  getSecrets(account: string): Promise<Map<string, string>>;
+  putSecret(account: string, name: string, value: string): Promise<void>;
+  deleteSecrets(account: string): Promise<void>;
+  /** Insert or replace a login (by id); writes to one login land in the order they were made. */
+  putLogin(login: LoginRecord): Promise<void>;
+  getLogin(id: string): Promise<LoginRecord | undefined>;
   /** Logins, newest first; only those with `status` when given. */
-  listLogins(opts?: { status?: LoginStatusValue }): LoginRecord[];
+  listLogins(opts?: { status?: LoginStatusValue }): Promise<LoginRecord[]>;
   /** The account's most recent login that is no longer pending. */
-  lastFinishedLogin(account: string): LoginRecord | undefined;
+  lastFinishedLogin(account: string): Promise<LoginRecord | undefined>;
   /** Forget finished (not pending) logins last updated before `before` (epoch ms); returns how many. */
-  pruneLogins(before: number): number;
+  pruneLogins(before: number): Promise<number>;
   /** Append audit entries in one transaction. */
-  appendAudit(entries: AuditEntry[]): void;
-  listAudit(opts?: { account?: string; limit?: number }): AuditEntry[];
-  close(): void;
+  appendAudit(entries: AuditEntry[]): Promise<void>;
+  listAudit(opts?: { account?: string; limit?: number }): Promise<AuditEntry[]>;
+  /**
+   * Run `fn` holding the account's grant lock, so one refresh of a grant runs at a time in
+   * every daemon that shares this store (rule 3). The SQLite store just calls `fn`: one daemon
+   * per data folder is guaranteed already. A fleet's lock is released when `fn` settles, or
+   * when the holder's connection drops (it died).
+   */
+  withGrantLock<T>(account: string, fn: () => Promise<T>): Promise<T>;
+  /** The other daemons sharing this store, when it is a fleet's; undefined for SQLite. */
+  readonly fleet?: FleetLink;
+  close(): Promise<void>;
+}
+
+/** What a daemon of a fleet learns from, and tells, the others through the shared database. */
+export interface FleetLink {
+  /** This daemon process in the fleet (host, data folder, pid): what its in-flight marks name. */
+  readonly instance: string;
+  /** The database as messages show it (no password). */
+  readonly where: string;
+  /**
+   * Be told of grants other daemons change (`grantChanged`, once per notification), and when
+   * notifications may have been missed (`resync`: after each (re)connection of the listener).
+   */
+  watch(handlers: { grantChanged(account: string, generation: number): void; resync(): void }): void;
+  /** The generation and status of every stored grant, without decrypting anything (to reconcile after a resync). */
+  generations(): Promise<Map<string, { generation: number; status: GrantRecord['status'] }>>;
+  /**
+   * Could the daemon that marked a refresh in flight still commit it? True while any of its
+   * connections is open, and for a grace period after this daemon reconnected (the other may
+   * not have reconnected yet).
+   */
+  holderAlive(instance: string): Promise<boolean>;
 }

@@ -1,0 +1,393 @@
+/**
+ * A fleet's store: the grants, secrets, logins and audit log of several daemons in one
+ * PostgreSQL database (docs/fleet.md), sealed exactly as the SQLite store seals them (the
+ * same key on every daemon, the row and column as associated data), so the database never
+ * holds a token or secret in clear.
+ *
+ * - One refresh per grant in the whole fleet: `withGrantLock` holds a transaction-scoped
+ *   advisory lock on a connection of its own while the broker re-reads, marks, calls the
+ *   provider and commits (each of those an autocommit statement on the pool, so the
+ *   in-flight mark is durable before the request leaves). The lock goes when the holder
+ *   commits, or when its connection drops: a daemon killed mid-refresh frees it at once.
+ * - Every write that changes a grant announces it in the same statement
+ *   (`pg_notify('tokend_grants', '<account>:<generation>')`, delivered on commit); the
+ *   listener hands other daemons' announcements to the broker.
+ * - Logins belong to the daemon that runs them (their secrets live in its memory): each
+ *   daemon sees its own (`node`). The audit log is the fleet's.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Notification, Pool, PoolClient, PoolConfig } from 'pg';
+import { describeDatabase, FLEET_CHANNEL, FLEET_SCHEMA as S } from '../../protocol/fleet.js';
+import type { Logger } from '../log.js';
+import { seal } from './crypto.js';
+import { GenerationMismatchError, StoreError } from './errors.js';
+import { listenForGrants, type GrantListener } from './postgres-listener.js';
+import { postgresError } from './postgres-errors.js';
+import { prepareFleet } from './postgres-schema.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, decodeAudit, decodeGrant, decodeLogin, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
+import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+
+export interface PostgresStoreOptions {
+  url: string;
+  keyFile: string;
+  /** This daemon's lasting name in the fleet (host and data folder): its logins and audit rows are filed under it. */
+  node: string;
+  log: Logger;
+  /**
+   * How long to wait for another daemon's grant lock, and how long a holder may sit on it
+   * without a word to the database before the server ends its session (ms); read at each lock.
+   */
+  lockTimeouts: () => { waitMs: number; holdMs: number };
+  now?: () => number;
+  /** After this daemon (re)connects, another daemon's in-flight mark counts as live this long (it may be reconnecting too). */
+  reconnectGraceMs?: number;
+}
+
+const GRANT_COLUMNS = `account, refresh_token, access_token, token_type, expires_at, obtained_at, scope, generation, status,
+  in_flight_since, in_flight_by, last_error, updated_at, bound_to, refresh_expires_at`;
+/** Appended to a grant write: the announcement, sent only if the statement commits. */
+const NOTIFY = `pg_notify('${FLEET_CHANNEL}', account || ':' || generation)`;
+
+/** Connect to the fleet's database, migrate it if this daemon is the first, check the key, and return the store. */
+export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Store> {
+  // Loaded here, not at the top: a daemon of its own never pays for pg.
+  const pg = (await import('pg')).default;
+  const now = opts.now ?? Date.now;
+  const where = describeDatabase(opts.url);
+  const instance = `${opts.node}:${process.pid}:${randomBytes(2).toString('hex')}`;
+  // int8 columns hold epoch ms and generations, well inside Number's exact range.
+  const types = { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as never };
+  const base: PoolConfig = {
+    connectionString: opts.url,
+    // How other daemons see whether the holder of an in-flight mark is still connected.
+    application_name: applicationName(instance),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    connectionTimeoutMillis: 5_000,
+    types,
+  };
+  // One connection of each pool stays open once made (`min`): a reload after a notification,
+  // or a refresh after a quiet hour, does not pay for a new connection and its authentication.
+  const pool = new pg.Pool({ ...base, min: 1, max: 8, idleTimeoutMillis: 30_000, query_timeout: 15_000 });
+  // Lock holders: one connection per grant being refreshed, held for the provider call.
+  const lockPool = new pg.Pool({ ...base, min: 1, max: 16, idleTimeoutMillis: 30_000 });
+  // An idle pooled connection the server ends (a restart) errors here; the pool replaces it.
+  const onIdleError = (err: Error) => opts.log.debug('a pooled connection to the fleet database ended', { database: where, error: err.message });
+  pool.on('error', onIdleError);
+  lockPool.on('error', onIdleError);
+  // Our own pool's backends: a notification they sent is our own commit, already in memory.
+  const ownBackends = new Set<number>();
+  const backendOf = (c: PoolClient) => (c as unknown as { processID: number | null }).processID;
+  pool.on('connect', (c) => {
+    const pid = backendOf(c);
+    if (pid !== null) ownBackends.add(pid);
+  });
+  pool.on('remove', (c) => {
+    const pid = backendOf(c);
+    if (pid !== null) ownBackends.delete(pid);
+  });
+
+  let key: Buffer;
+  try {
+    const client = await pool.connect().catch((err) => Promise.reject(postgresError(err, where)));
+    try {
+      key = await prepareFleet(client, { keyFile: opts.keyFile, where, now: now() });
+    } finally {
+      client.release();
+    }
+  } catch (err) {
+    await Promise.allSettled([pool.end(), lockPool.end()]);
+    throw err instanceof StoreError ? err : postgresError(err, where);
+  }
+
+  const q = async (text: string, values: unknown[] = []): Promise<Row[]> => {
+    try {
+      return (await pool.query(text, values)).rows as Row[];
+    } catch (err) {
+      throw postgresError(err, where);
+    }
+  };
+  const sealOrNull = (value: string | null | undefined, aad: string): Buffer | null => (value == null ? null : seal(key, value, aad));
+  const toGrant = (row: Row, lazy = false): GrantRecord => decodeGrant(row, key, where, lazy);
+  // Writes to logins keep their order (a login's pending → active may follow within a tick).
+  let loginWrites: Promise<unknown> = Promise.resolve();
+
+  let listener: GrantListener | undefined;
+  const graceMs = opts.reconnectGraceMs ?? 10_000;
+
+  const fleet: FleetLink = {
+    instance,
+    where,
+    watch(handlers) {
+      listener = listenForGrants({
+        // query_timeout: a heartbeat on a connection that died silently fails instead of hanging.
+        newClient: () => new pg.Client({ ...base, query_timeout: 10_000 }),
+        channel: FLEET_CHANNEL,
+        log: opts.log,
+        where,
+        onConnected: handlers.resync,
+        onNotification: (n: Notification) => {
+          if (ownBackends.has(n.processId) || !n.payload) return;
+          const at = n.payload.lastIndexOf(':');
+          const generation = Number(n.payload.slice(at + 1));
+          if (at > 0 && Number.isSafeInteger(generation)) handlers.grantChanged(n.payload.slice(0, at), generation);
+        },
+      });
+    },
+    async generations() {
+      const rows = await q(`SELECT account, generation, status FROM ${S}.grants`);
+      return new Map(rows.map((r) => [String(r.account), { generation: Number(r.generation), status: r.status as GrantRecord['status'] }]));
+    },
+    async holderAlive(holder) {
+      // Just back from an outage: the holder may not have reconnected yet. Without a listener
+      // we cannot know either. Both count as alive: waiting costs a retry, a replay costs the grant.
+      const back = listener?.reconnectedAt();
+      if (!listener?.connected() || (back !== undefined && now() - back < graceMs)) return true;
+      const rows = await q('SELECT 1 FROM pg_stat_activity WHERE application_name = $1 LIMIT 1', [applicationName(holder)]);
+      return rows.length > 0;
+    },
+  };
+
+  const store: Store = {
+    fleet,
+
+    async getGrant(account) {
+      const [row] = await q(`SELECT * FROM ${S}.grants WHERE account = $1`, [account]);
+      return row ? toGrant(row) : undefined;
+    },
+
+    async listGrants() {
+      return (await q(`SELECT * FROM ${S}.grants ORDER BY account`)).map((row) => toGrant(row, true));
+    },
+
+    async replaceGrant(account, t) {
+      const [row] = await q(
+        `WITH g AS (
+           INSERT INTO ${S}.grants AS o (${GRANT_COLUMNS})
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 'active', NULL, NULL, NULL, $8, $9, $10)
+           ON CONFLICT (account) DO UPDATE SET
+             refresh_token = excluded.refresh_token, access_token = excluded.access_token,
+             token_type = excluded.token_type, expires_at = excluded.expires_at,
+             obtained_at = excluded.obtained_at, scope = excluded.scope,
+             generation = o.generation + 1, status = 'active', in_flight_since = NULL, in_flight_by = NULL,
+             last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
+             refresh_expires_at = excluded.refresh_expires_at
+           RETURNING *)
+         SELECT g.*, ${NOTIFY} FROM g`,
+        [
+          account,
+          sealOrNull(t.refresh_token, grantAad(account, 'refresh_token')),
+          sealOrNull(t.access_token, grantAad(account, 'access_token')),
+          t.token_type ?? null,
+          t.expires_at ?? null,
+          t.obtained_at ?? null,
+          t.scope ?? null,
+          now(),
+          t.bound_to,
+          t.refresh_expires_at ?? null,
+        ],
+      );
+      return toGrant(row!);
+    },
+
+    async setBinding(account, boundTo) {
+      await q(`UPDATE ${S}.grants SET bound_to = $1, updated_at = $2 WHERE account = $3`, [boundTo, now(), account]);
+    },
+
+    async commitRefresh(account, expected, t: TokenUpdate) {
+      // A NULL refresh token keeps the stored one: its sealed value names the row and column, which do not change.
+      const rows = await q(
+        `WITH g AS (
+           UPDATE ${S}.grants SET
+             refresh_token = coalesce($3, refresh_token), access_token = $4,
+             refresh_expires_at = CASE WHEN $3::bytea IS NULL THEN coalesce($9, refresh_expires_at) ELSE $9 END,
+             token_type = $5, expires_at = $6, obtained_at = $7, scope = $8,
+             generation = generation + 1, status = 'active', in_flight_since = NULL, in_flight_by = NULL,
+             last_error = NULL, updated_at = $10
+           WHERE account = $1 AND generation = $2
+           RETURNING *)
+         SELECT g.*, ${NOTIFY} FROM g`,
+        [
+          account,
+          expected,
+          sealOrNull(t.refresh_token, grantAad(account, 'refresh_token')),
+          seal(key, t.access_token, grantAad(account, 'access_token')),
+          t.token_type,
+          t.expires_at,
+          t.obtained_at,
+          t.scope,
+          t.refresh_expires_at ?? null,
+          now(),
+        ],
+      );
+      if (rows[0]) return toGrant(rows[0]);
+      const [g] = await q(`SELECT generation FROM ${S}.grants WHERE account = $1`, [account]);
+      throw new GenerationMismatchError(account, expected, g ? Number(g.generation) : null);
+    },
+
+    async markInFlight(account, at) {
+      const rows = await q(`UPDATE ${S}.grants SET in_flight_since = $1, in_flight_by = $2, updated_at = $3 WHERE account = $4 RETURNING 1`, [
+        at,
+        instance,
+        now(),
+        account,
+      ]);
+      // Refusing here stops a refresh whose safety mark could not be recorded.
+      if (rows.length === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
+    },
+
+    async clearInFlight(account) {
+      await q(`UPDATE ${S}.grants SET in_flight_since = NULL, in_flight_by = NULL, updated_at = $1 WHERE account = $2`, [now(), account]);
+    },
+
+    async abandonInFlight(account) {
+      await q(`UPDATE ${S}.grants SET in_flight_by = NULL WHERE account = $1 AND in_flight_by = $2`, [account, instance]);
+    },
+
+    async setStatus(account, status, lastError) {
+      await q(`WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`, [
+        status,
+        lastError,
+        now(),
+        account,
+      ]);
+    },
+
+    async deleteGrant(account) {
+      // Generation 0: the grant is gone (the other daemons forget it).
+      await q(`WITH d AS (DELETE FROM ${S}.grants WHERE account = $1 RETURNING account) SELECT pg_notify('${FLEET_CHANNEL}', account || ':0') FROM d`, [account]);
+    },
+
+    async getSecret(account, name) {
+      const [row] = await q(`SELECT value FROM ${S}.secrets WHERE account = $1 AND name = $2`, [account, name]);
+      return row ? decrypt(key, row.value as Buffer, secretAad(account, name), where) : undefined;
+    },
+
+    async getSecrets(account) {
+      const out = new Map<string, string>();
+      for (const row of await q(`SELECT name, value FROM ${S}.secrets WHERE account = $1`, [account])) {
+        const name = String(row.name);
+        out.set(name, decrypt(key, row.value as Buffer, secretAad(account, name), where));
+      }
+      return out;
+    },
+
+    async putSecret(account, name, value) {
+      await q(
+        `INSERT INTO ${S}.secrets (account, name, value, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+        [account, name, seal(key, value, secretAad(account, name)), now()],
+      );
+    },
+
+    async deleteSecrets(account) {
+      await q(`DELETE FROM ${S}.secrets WHERE account = $1`, [account]);
+    },
+
+    putLogin(login: LoginRecord) {
+      const write = loginWrites.then(() =>
+        q(
+          `INSERT INTO ${S}.logins (id, node, account, flow, status, data, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (id) DO UPDATE SET account = excluded.account, flow = excluded.flow, status = excluded.status,
+             data = excluded.data, updated_at = excluded.updated_at`,
+          [login.id, opts.node, login.account, login.flow, login.status, JSON.stringify(login.data), login.created_at, login.updated_at],
+        ),
+      );
+      loginWrites = write.catch(() => undefined);
+      return write.then(() => undefined);
+    },
+
+    async getLogin(id) {
+      await loginWrites;
+      const [row] = await q(`SELECT * FROM ${S}.logins WHERE id = $1 AND node = $2`, [id, opts.node]);
+      return row ? decodeLogin(row, where) : undefined;
+    },
+
+    async listLogins(o: { status?: LoginStatusValue } = {}) {
+      await loginWrites;
+      const rows =
+        o.status === undefined
+          ? await q(`SELECT * FROM ${S}.logins WHERE node = $1 ORDER BY created_at DESC, id`, [opts.node])
+          : await q(`SELECT * FROM ${S}.logins WHERE node = $1 AND status = $2 ORDER BY created_at DESC, id`, [opts.node, o.status]);
+      return rows.map((row) => decodeLogin(row, where));
+    },
+
+    async lastFinishedLogin(account) {
+      await loginWrites;
+      const [row] = await q(
+        `SELECT * FROM ${S}.logins WHERE node = $1 AND account = $2 AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1`,
+        [opts.node, account],
+      );
+      return row ? decodeLogin(row, where) : undefined;
+    },
+
+    async pruneLogins(before) {
+      const rows = await q(`DELETE FROM ${S}.logins WHERE node = $1 AND status <> 'pending' AND updated_at < $2 RETURNING 1`, [opts.node, before]);
+      return rows.length;
+    },
+
+    async appendAudit(entries: AuditEntry[]) {
+      if (entries.length === 0) return;
+      // One statement for the batch: arrays in, one row per entry out.
+      await q(
+        `INSERT INTO ${S}.audit (at, account, client, action, node)
+         SELECT e.at, e.account, e.client, e.action, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS e(at, account, client, action)`,
+        [entries.map((e) => e.at), entries.map((e) => e.account), entries.map((e) => truncate(e.client, AUDIT_CLIENT_MAX)), entries.map((e) => e.action), opts.node],
+      );
+    },
+
+    async listAudit(o: { account?: string; limit?: number } = {}) {
+      const limit = o.limit ?? AUDIT_DEFAULT_LIMIT;
+      if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+      const rows =
+        o.account === undefined
+          ? await q(`SELECT at, account, client, action FROM ${S}.audit ORDER BY at DESC, id DESC LIMIT $1`, [limit])
+          : await q(`SELECT at, account, client, action FROM ${S}.audit WHERE account = $1 ORDER BY at DESC, id DESC LIMIT $2`, [o.account, limit]);
+      return rows.map((row) => decodeAudit(row, where));
+    },
+
+    async withGrantLock<T>(account: string, fn: () => Promise<T>): Promise<T> {
+      const { waitMs, holdMs } = opts.lockTimeouts();
+      let client: PoolClient;
+      try {
+        client = await lockPool.connect();
+      } catch (err) {
+        throw postgresError(err, where);
+      }
+      // The server may end the session while fn runs (a restart, or the hold limit): an
+      // error event then, which must not crash the daemon; the lock is gone with it.
+      let broken = false;
+      const onError = () => (broken = true);
+      client.on('error', onError);
+      try {
+        // Values are our own integers: SET takes no parameters.
+        await client.query(`BEGIN; SET LOCAL lock_timeout = ${Math.round(waitMs)}; SET LOCAL idle_in_transaction_session_timeout = ${Math.round(holdMs)}`);
+        await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${S}.grant:${account}`]);
+      } catch (err) {
+        client.off('error', onError);
+        client.release(true);
+        throw postgresError(err, where);
+      }
+      try {
+        return await fn();
+      } finally {
+        if (!broken) await client.query('COMMIT').catch(() => (broken = true));
+        client.off('error', onError);
+        client.release(broken);
+      }
+    },
+
+    async close() {
+      await listener?.close();
+      await loginWrites;
+      await Promise.allSettled([pool.end(), lockPool.end()]);
+    },
+  };
+  return store;
+}
+
+/** What a daemon's connections call themselves (PostgreSQL keeps 63 bytes of it). */
+function applicationName(instance: string): string {
+  return `tokend ${instance}`.slice(0, 63);
+}
