@@ -265,7 +265,7 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
             expect(err).toBeInstanceOf(TokendError);
             expect((err as TokendError).status).toBeLessThan(500);
           }
-          expect(logins.get(loginId).status).toBe('pending');
+          expect((await logins.get(loginId)).status).toBe('pending');
         }),
         budget(3000, 300),
       );

@@ -21,7 +21,7 @@ export function tokendEnv(home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.P
 /** A temporary TOKEND_HOME; `cleanup()` removes it. Short path: Unix socket paths max out at 108 bytes. */
 export function tempHome(): { home: string; env: NodeJS.ProcessEnv; cleanup: () => void } {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-'));
-  return { home, env: tokendEnv(home), cleanup: () => fs.rmSync(home, { recursive: true, force: true }) };
+  return { home, env: tokendEnv(home), cleanup: () => fs.rmSync(home, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }) };
 }
 
 export interface HttpResult {
