@@ -163,12 +163,13 @@ export function createApp(deps: AppDeps): Hono {
 
   for (const mount of deps.extend ?? []) mount(app);
 
-  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404));
-
-  app.onError((err, c) => {
+  // One writer for every error on the wire, unknown routes included.
+  const writeError = (err: unknown, c: Context) => {
     const r = errorResponse(err, deps.log, c.req.path);
     return c.json(r.body, r.status as 400, r.headers);
-  });
+  };
+  app.notFound((c) => writeError(E.notFound(`no route ${c.req.method} ${c.req.path}`), c));
+  app.onError(writeError);
 
   return app;
 }
