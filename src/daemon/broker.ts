@@ -56,6 +56,8 @@ export interface BrokerDeps {
   events: Pick<EventBus, 'emit'>;
   log: Logger;
   now?: () => number;
+  /** A clock that does not jump (tests move `now` alone to play a suspend). */
+  monotonic?: () => number;
   random?: () => number;
   /** The account's pending interactive login, if any: requests that need one get 409 login_pending. */
   pendingLogin?: (account: string) => LoginView | undefined;
@@ -96,12 +98,16 @@ export class Broker {
   /** Accounts whose fleet grant belongs to another identity, already logged (once each). */
   private readonly mismatchLogged = new Set<string>();
   private readonly now: () => number;
+  private readonly monotonic: () => number;
+  private clockWatch?: NodeJS.Timeout;
+  private clockMark = { wall: 0, mono: 0 };
   private readonly random: () => number;
   private closed = false;
   private readonly inFlightAborts = new Set<AbortController>();
 
   constructor(private readonly deps: BrokerDeps) {
     this.now = deps.now ?? Date.now;
+    this.monotonic = deps.monotonic ?? (() => performance.now());
     this.random = deps.random ?? Math.random;
   }
 
@@ -136,12 +142,45 @@ export class Broker {
       }
       if (g.status === 'active') this.watchGrant(g.account, cfg, g);
     }
+    this.watchClock();
     this.deps.store.fleet?.watch({
       grantChanged: (account) => this.onFleetChange(account),
       resync: () => {
         this.resync().catch((err) => this.deps.log.warn('could not reconcile with the fleet database', { error: (err as Error).message }));
       },
     });
+  }
+
+  /**
+   * Timers run on a monotonic clock, which stops while a laptop sleeps: a refresh due "in 10
+   * minutes" would fire 10 minutes after waking, and a clock set back would fire early. So
+   * every `clock_check_ms` the wall clock's progress is compared with the monotonic clock's;
+   * when they part by more than a few seconds (a suspend, a jump either way), every timer is
+   * re-armed from the wall-clock expiries. (Serving never depends on timers: a token is
+   * checked against the wall clock on every request, so none is served expired meanwhile.)
+   */
+  private watchClock(): void {
+    clearInterval(this.clockWatch);
+    this.clockMark = { wall: this.now(), mono: this.monotonic() };
+    this.clockWatch = setInterval(() => this.checkClock(), this.deps.config.settings.clock_check_ms);
+    this.clockWatch.unref();
+  }
+
+  /** One comparison of the two clocks (see watchClock); true when the timers were re-armed. */
+  checkClock(): boolean {
+    const now = { wall: this.now(), mono: this.monotonic() };
+    const drift = now.wall - this.clockMark.wall - (now.mono - this.clockMark.mono);
+    this.clockMark = now;
+    if (Math.abs(drift) < CLOCK_JUMP_MS || this.closed) return false;
+    this.deps.log.info('the wall clock moved apart from the monotonic clock (a suspend or a clock change); timers re-armed', {
+      drift_ms: Math.round(drift),
+    });
+    for (const [key, tok] of this.cache) this.schedule(accountOfKey(key), key, tok);
+    for (const [account, g] of this.grants) {
+      const cfg = this.deps.config.getAccount(account);
+      if (cfg && g.status === 'active') this.watchGrant(account, cfg, g);
+    }
+    return true;
   }
 
   /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
@@ -379,6 +418,7 @@ export class Broker {
   /** Start no more proactive refreshes (first step of shutdown). */
   stopTimers(): void {
     this.closed = true;
+    clearInterval(this.clockWatch);
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     for (const t of this.keepAlives.values()) clearTimeout(t);
@@ -1149,6 +1189,8 @@ export class Broker {
 }
 
 const DAY_MS = 24 * 3_600_000;
+/** How far the wall clock may part from the monotonic one between two checks before timers are re-armed. */
+const CLOCK_JUMP_MS = 5_000;
 /** Rule 4's lead: a grant is refreshed when less than min(5 min, ¼ of its lifetime) remains. */
 const PROACTIVE_LEAD_MAX_MS = 5 * 60_000;
 /** How long before a refresh token's own expiry the user is told to log in again. */

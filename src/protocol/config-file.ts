@@ -31,6 +31,8 @@ export const Settings = z
     listen: z.string().min(1).max(64).optional(),
     /** The log file (an autostarted or launchd daemon's stderr) is cut back past this size; the previous one is kept as `.1`. */
     log_max_bytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
+    /** How often the wall clock is compared with the monotonic one (a suspend or a clock change re-arms the timers). */
+    clock_check_ms: z.number().int().min(50).max(3_600_000).default(30_000),
     /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
     login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
     /**
