@@ -17,6 +17,7 @@ import { createLogger, parseLogLevel, stderrIsJournal, type Logger } from './log
 import { capLogFile } from './log-rotation.js';
 import { inheritedListenFd } from './socket-activation.js';
 import { openConfiguredStore } from './store/open.js';
+import { watchDisk } from './disk-watch.js';
 import type { Store } from './store/types.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
@@ -26,6 +27,9 @@ import { readBeforeRouting } from './http/raw-request.js';
 import { proxyLane } from './http/proxy-lane.js';
 import { listenerGuard, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
 import { LoginManager } from './logins.js';
+
+/** How often the daemon looks at its files and disk (http/app.ts's health looks at once too). */
+const DISK_CHECK_MS = 30_000;
 
 const USAGE = `usage: tokend daemon [--socket PATH] [--listen 127.0.0.1:PORT]
 
@@ -173,6 +177,7 @@ export async function main(argv: string[]): Promise<void> {
     fail((err as Error).message);
   }
 
+  const disk = watchDisk({ dbFile: paths.dbFile, keyFile: paths.keyFile, log, everyMs: DISK_CHECK_MS, fleet: Boolean(store!.fleet) });
   capLogFile(paths.logFile, config!.settings.log_max_bytes, { onRotate: () => log.info('log file rotated', { file: paths.logFile }) });
   const events = new EventBus();
   const broker = new Broker({
@@ -213,6 +218,7 @@ export async function main(argv: string[]): Promise<void> {
     startedAt,
     shutdown: shutdownController.signal,
     logins,
+    warnings: disk.warnings,
   };
   const helpers = mountHelpers(deps);
   const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend, mountLogins({ logins, audit })] });
@@ -293,6 +299,7 @@ export async function main(argv: string[]): Promise<void> {
     log.info('tokend stopping');
     shutdownController.abort(); // SSE streams end
     broker.stopTimers(); // no new proactive refreshes
+    disk.stop();
     logins.close();
     // Stop accepting; requests in flight (a refresh a client waits for) get up to 3 s to
     // finish, and only then are provider requests aborted and connections cut.

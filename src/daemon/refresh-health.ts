@@ -30,7 +30,8 @@ export function waitOut(h: AccountHealth, account: string, now: number): void {
   if (h.nextAttemptAt > now) {
     const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
     throw E.upstreamUnavailable(
-      `the provider for "${account}" is unavailable (${h.lastError ?? 'unknown error'}); next attempt in ${wait} s`,
+      // The last failure says whose: the provider's, or the store's (a full disk, a fleet's database).
+      `account "${account}" cannot be refreshed now (last attempt: ${h.lastError ?? 'unknown error'}); next attempt in ${wait} s`,
       { account, retryAfter: wait },
     );
   }

@@ -308,6 +308,8 @@ export const Health = z.object({
   pid: z.number().int(),
   uptime_s: z.number(),
   accounts: z.number().int(),
+  /** Problems the daemon sees while it runs (a database file deleted, a key file changed, a full disk), with their fix. */
+  warnings: z.array(z.string()).optional(),
 });
 export type Health = z.infer<typeof Health>;
 

@@ -42,6 +42,9 @@ export async function daemonChecks(ctx: DoctorContext): Promise<Check[]> {
     const checks: Check[] = [
       { id: 'daemon', status: 'ok', message: `running: pid ${h.pid}, version ${h.version}, up ${h.uptime_s} s, socket ${paths.socket}` },
     ];
+    // What the daemon sees wrong with its own files (a deleted database, a changed key file,
+    // a full disk): each sentence carries its fix.
+    for (const warning of h.warnings ?? []) checks.push({ id: 'daemon-files', status: 'fail', message: warning });
     const mine = clientVersion();
     if (mine && h.version !== mine) {
       checks.push({

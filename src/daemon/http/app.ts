@@ -29,6 +29,8 @@ export interface AppDeps extends AccountDeps {
   startedAt: number;
   /** Resolve a url/host to an account name (helpers, `--url`); undefined when none matches. */
   resolveTarget?: (req: { url?: string; host?: string; username?: string }) => string | undefined;
+  /** What is wrong while the daemon runs (disk-watch.ts), for `GET /v1/health`. */
+  warnings?: () => string[];
   /** Aborted on shutdown, so long-lived SSE streams end and the server can close. */
   shutdown: AbortSignal;
   /** Extra route groups (helper protocols, logins), each mounting its routes on the app. */
@@ -71,6 +73,7 @@ export function createApp(deps: AppDeps): Hono {
       pid: process.pid,
       uptime_s: Math.round((Date.now() - deps.startedAt) / 1000),
       accounts: deps.config.listAccounts().length,
+      ...(deps.warnings ? { warnings: deps.warnings() } : {}),
     };
     return c.json(body);
   });

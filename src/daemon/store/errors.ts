@@ -14,6 +14,8 @@ export type StoreErrorCode =
   | 'permission'
   | 'constraint'
   | 'sqlite'
+  /** The database file was deleted or replaced while the daemon runs: writes would be lost. */
+  | 'replaced'
   /** PostgreSQL cannot be reached, or dropped the connection: try again later (nothing was written). */
   | 'unavailable'
   /** Another daemon of the fleet held the grant's lock past the lock timeout. */
@@ -61,5 +63,13 @@ export class GenerationMismatchError extends StoreError {
  * outage, and try again later.
  */
 export function isStoreUnavailable(err: unknown): err is StoreError {
-  return err instanceof StoreError && (err.code === 'unavailable' || err.code === 'lock_timeout');
+  return err instanceof StoreError && STORE_CANNOT_WRITE.has(err.code);
 }
+
+/**
+ * The codes that mean "nothing can be written now": a fleet's database down or its lock
+ * held too long, and a local disk that is full, read-only, failing, or whose database file
+ * was deleted or replaced. No refresh is sent then (its result could not be committed), the
+ * cached token is served while it is valid, and a rotation already answered waits in memory.
+ */
+const STORE_CANNOT_WRITE = new Set<StoreErrorCode>(['unavailable', 'lock_timeout', 'full', 'readonly', 'io', 'cannot_open', 'busy', 'permission', 'replaced']);

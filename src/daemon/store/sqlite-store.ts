@@ -175,10 +175,26 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
 
   // Every method goes through guard(), so SQLite errors are translated in one place. The
   // calls are synchronous (better-sqlite3): the promise is settled when the method returns.
+  // The file this store opened: if it is deleted or replaced while the daemon runs, every
+  // write would go to a file nobody opens again (a rotated refresh token lost at the next
+  // start), so the store refuses to write, which stops refreshes before they are sent.
+  const opened = fs.statSync(file);
+  const stillOurs = () => {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(file);
+    } catch {
+      st = undefined;
+    }
+    if (!st || st.ino !== opened.ino || st.dev !== opened.dev) {
+      throw new StoreError('replaced', `the database ${file} was ${st ? 'replaced' : 'deleted'} while tokend runs; nothing is written until tokend restarts`);
+    }
+  };
   const guard =
-    <A extends unknown[], R>(fn: (...args: A) => R) =>
+    <A extends unknown[], R>(fn: (...args: A) => R, opts: { writes?: boolean } = { writes: true }) =>
     async (...args: A): Promise<R> => {
       try {
+        if (opts.writes) stillOurs();
         return fn(...args);
       } catch (err) {
         return storeError(err, file);
@@ -189,9 +205,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     getGrant: guard((account: string) => {
       const row = sql.getGrant.get(account);
       return row ? toGrant(row) : undefined;
-    }),
+    }, { writes: false }),
 
-    listGrants: guard(() => sql.listGrants.all().map((row) => decodeGrant(row, key, file, true))),
+    listGrants: guard(() => sql.listGrants.all().map((row) => decodeGrant(row, key, file, true)), { writes: false }),
 
     replaceGrant: guard((account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>) => {
       const row = sql.upsertGrant.get({
@@ -230,7 +246,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     }),
 
     // One daemon owns this file: its mark stays as the witness, and names nobody to wait for.
-    abandonInFlight: guard((_account: string) => undefined),
+    abandonInFlight: guard((_account: string) => undefined, { writes: false }),
 
     setStatus: guard((account: string, status: GrantRecord['status'], lastError: string | null) => {
       sql.setStatus.run(status, lastError, now(), account);
@@ -243,13 +259,13 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     getSecret: guard((account: string, name: string) => {
       const blob = sql.getSecret.get(account, name);
       return blob === undefined ? undefined : decrypt(key, blob, secretAad(account, name), file);
-    }),
+    }, { writes: false }),
 
     getSecrets: guard((account: string) => {
       const out = new Map<string, string>();
       for (const { name, value } of sql.getSecrets.all(account)) out.set(name, decrypt(key, value, secretAad(account, name), file));
       return out;
-    }),
+    }, { writes: false }),
 
     putSecret: guard((account: string, name: string, value: string) => {
       sql.putSecret.run(account, name, seal(key, value, secretAad(account, name)), now());
@@ -266,16 +282,17 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     getLogin: guard((id: string) => {
       const row = sql.getLogin.get(id);
       return row ? decodeLogin(row, file) : undefined;
-    }),
+    }, { writes: false }),
 
     listLogins: guard((opts: { status?: LoginStatusValue } = {}) =>
       (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file)),
+      { writes: false },
     ),
 
     lastFinishedLogin: guard((account: string) => {
       const row = sql.lastFinishedLogin.get(account);
       return row ? decodeLogin(row, file) : undefined;
-    }),
+    }, { writes: false }),
 
     pruneLogins: guard((before: number) => sql.pruneLogins.run(before).changes),
 
@@ -288,14 +305,14 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
       const rows = opts.account === undefined ? sql.listAudit.all(limit) : sql.listAuditFor.all(opts.account, limit);
       return rows.map((row) => decodeAudit(row, file));
-    }),
+    }, { writes: false }),
 
     // One daemon per data folder (lock.ts): no one else can refresh this file's grants.
     withGrantLock: <T>(_account: string, fn: () => Promise<T>): Promise<T> => fn(),
 
     close: guard(() => {
       if (db.open) db.close();
-    }),
+    }, { writes: false }),
   };
 }
 
