@@ -5,7 +5,7 @@
 // TOKEND_HOMEs, a git HTTP server, a git credential-cache daemon, the load generator), then
 // prints one markdown table (and --json FILE). See docs/performance.md.
 //
-//   node bench/run.mjs [--quick] [--json FILE] [--profile] [--only 1,2,...]
+//   node bench/run.mjs [--quick] [--json FILE] [--profile] [--only 1,2,...] [--soak MINUTES]
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,13 +16,15 @@ import { textRow } from './lib/table.mjs';
 import { createContext } from './context.mjs';
 import { SCENARIOS } from './scenarios/index.mjs';
 
-const USAGE = `usage: npm run bench -- [--quick] [--json FILE] [--profile] [--only 1,2,...]
+const USAGE = `usage: npm run bench -- [--quick] [--json FILE] [--profile] [--only 1,2,...] [--soak MINUTES]
 
   --quick       fewer and shorter rounds (about a minute)
   --json FILE   also write the table, notes and raw figures as JSON
   --profile     afterwards, run the daemon and the CLI under node --cpu-prof and print
                 the top frames (profiles are kept in .bench-out/profiles/)
   --only LIST   run only these scenarios (numbers of the table in docs/performance.md)
+  --soak MIN    run the soak (scenario 12, not in the default run) for MIN minutes: mixed
+                load with the daemon's RSS and open descriptors sampled (30 for a verdict)
 `;
 
 const usageError = (msg) => {
@@ -38,6 +40,7 @@ try {
       json: { type: 'string' },
       profile: { type: 'boolean', default: false },
       only: { type: 'string' },
+      soak: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   }).values;
@@ -50,7 +53,10 @@ if (opts.help) {
 }
 const only = opts.only ? new Set(opts.only.split(',').map((s) => Number(s.trim()))) : undefined;
 for (const id of only ?? []) if (!SCENARIOS.some((s) => s.id === id)) usageError(`--only: there is no scenario ${id}`);
-const selected = SCENARIOS.filter((s) => !only || only.has(s.id));
+const soakMinutes = opts.soak === undefined ? undefined : Number(opts.soak);
+if (soakMinutes !== undefined && !(soakMinutes > 0)) usageError(`--soak: minutes must be a positive number, got ${opts.soak}`);
+// The soak runs only when asked; --soak alone runs only the soak.
+const selected = SCENARIOS.filter((s) => (only ? only.has(s.id) : soakMinutes !== undefined ? s.optIn : !s.optIn) && (!s.optIn || soakMinutes !== undefined));
 
 // Rounds: medians over several rounds, alternating which side goes first.
 const ROUNDS = opts.quick
@@ -62,6 +68,7 @@ const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
 const t0 = Date.now();
 const env = machine();
 const ctx = createContext({ rounds: ROUNDS, log });
+ctx.soakMinutes = soakMinutes;
 const results = []; // {scenario, rows}, in run order
 const notes = [];
 const references = [];

@@ -17,6 +17,7 @@ const NAMES = [
   'durable-refresh', // 9
   'proxy', // 10
   'fleet', // 11
+  'soak', // 12, only with --soak MINUTES
 ];
 
 export const SCENARIOS = await Promise.all(NAMES.map(async (name) => (await import(`./${name}.mjs`)).default));
