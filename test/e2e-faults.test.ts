@@ -82,7 +82,8 @@ describe('provider faults', () => {
       const cli = await d.cli(['token', 'work']);
       expect(cli.code).toBe(1);
       expect(cli.stdout).toBe('');
-      expect(cli.stderr).toMatch(/unavailable/);
+      // The reason (the provider's answer, or a store's fault) and when it tries again.
+      expect(cli.stderr).toMatch(/cannot be refreshed now \(last attempt: .+\); next attempt in \d+ s/);
 
       idp.setFault(null);
       await sleep(1_600); // past the longest backoff
