@@ -16,10 +16,9 @@
  * device polling, SSE capture, waiting, and a CLI whose output can be read while it runs.
  */
 import http from 'node:http';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 import { DaemonProcess, TOKEND_BIN, tempHome, writeSettings, type CliResult } from './daemon.js';
 
 /** What `POST /device` answers. */
@@ -71,14 +70,7 @@ const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 export async function startFakeAs(): Promise<FakeAs> {
   const server = http.createServer();
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, close } = await listenOnLoopback(server);
 
   let answers: TokenAnswer[] = ['pending'];
   let next = 0;
@@ -97,12 +89,7 @@ export async function startFakeAs(): Promise<FakeAs> {
     deviceRequests: 0,
     polls: [],
     issued: [],
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-      }),
+    close,
   };
 
   const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
