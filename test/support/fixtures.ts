@@ -99,8 +99,8 @@ export function useServer<T extends { close(): Promise<unknown> }>(start: () => 
 }
 
 /** The real test IdP (test/support/idp.ts) for the enclosing describe. */
-export function useIdp(opts: IdpOptions = {}, timing: FixtureTiming = {}): TestIdp {
-  return useServer(() => startIdp(opts), { ...timing, what: 'the IdP' });
+export function useIdp(opts: IdpOptions = {}): TestIdp {
+  return useServer(() => startIdp(opts), { what: 'the IdP' });
 }
 
 /** An account for the test IdP's confidential client `conf` (addConfAccount), added once the daemon runs. */
