@@ -3,12 +3,15 @@
 // would dominate), answering GET /api/item with 1 KiB of JSON, streaming N bytes on
 // GET /api/download?bytes=N, and counting what PUT /api/upload sends. Run as its own process.
 //
+// The download is the tests' own (test/support/api-server.ts), so both stream the same way.
+//
 // usage: node bench/api-server.mjs PORT TOKEN
 import http from 'node:http';
+import { supportModule } from './lib/support.mjs';
 
+const { sendBytes } = await supportModule('api-server');
 const [port, token] = [Number(process.argv[2]), process.argv[3]];
 const item = JSON.stringify({ id: 1, name: 'x'.repeat(980) });
-const chunk = Buffer.alloc(64 * 1024, 0x61);
 
 http
   .createServer((req, res) => {
@@ -22,17 +25,7 @@ http
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(item) });
       res.end(item);
     } else if (url.pathname === '/api/download') {
-      let left = Number(url.searchParams.get('bytes'));
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
-      const pump = () => {
-        while (left > 0) {
-          const n = Math.min(left, chunk.length);
-          left -= n;
-          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
-        }
-        res.end();
-      };
-      pump();
+      sendBytes(res, Number(url.searchParams.get('bytes')));
     } else if (url.pathname === '/api/upload') {
       let bytes = 0;
       req.on('data', (c) => (bytes += c.length));

@@ -6,22 +6,16 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ROOT, TOKEND_BIN, addConfAccount, importConfGrant, tempHome } from './support/daemon.js';
-import { spawnCli, startDaemon, waitFor, type TestDaemon } from './support/fake-as.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { spawnCli, startDaemon, waitFor } from './support/fake-as.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
 import { run } from './support/run.js';
 
 describe('the CLI against a real daemon', () => {
   // One IdP and one daemon for all; each test has accounts of its own.
-  let idp: TestIdp;
-  let t: TestDaemon;
-  beforeAll(async () => {
-    [idp, t] = await Promise.all([startIdp({ accessTokenTtl: 60 }), startDaemon()]);
-  });
-  afterAll(async () => {
-    await Promise.all([t.cleanup(), idp.close()]);
-  });
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const { t } = useDaemon({ launch: startDaemon });
 
   it('status NAME exits 3 for an account without a grant (no_grant), and says what to run', async () => {
     await addConfAccount(t.d, idp.issuer);

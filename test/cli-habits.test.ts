@@ -10,37 +10,28 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, tempHome } from './support/daemon.js';
-import { settled, spawnCli, startDaemon, waitFor, type TestDaemon } from './support/fake-as.js';
-import { startIdp, type TestIdp } from './support/idp.js';
-import { daemonForSuite } from './support/fixtures.js';
+import { ROOT, TOKEND_BIN, runCli, tempHome } from './support/daemon.js';
+import { settled, spawnCli, startDaemon, waitFor } from './support/fake-as.js';
+import { daemonForSuite, useDaemon, useIdp } from './support/fixtures.js';
 import { run } from './support/run.js';
 
 const BIN_DIR = path.join(ROOT, 'bin');
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 describe('tokend completion', () => {
-  let h: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
+  const { d, t: h } = useDaemon();
   let idle: ReturnType<typeof tempHome>;
   /** tokend on PATH, as a shell finds it, with this daemon's home. */
-  const shellEnv = (home: ReturnType<typeof tempHome>): NodeJS.ProcessEnv => ({ ...home.env, PATH: `${BIN_DIR}${path.delimiter}${process.env.PATH}` });
+  const shellEnv = (home: { env: NodeJS.ProcessEnv }): NodeJS.ProcessEnv => ({ ...home.env, PATH: `${BIN_DIR}${path.delimiter}${process.env.PATH}` });
 
   beforeAll(async () => {
-    h = tempHome();
-    d = new DaemonProcess(h.home, h.env);
-    await d.start();
     for (const name of ['work', 'play.2']) {
       const r = await d.cli(['add', name, '--issuer', 'https://idp.example.test', '--client-id', 'c', '--no-check']);
       expect(r.code, r.stderr).toBe(0);
     }
     idle = tempHome();
   });
-  afterAll(async () => {
-    await d?.stop('SIGKILL');
-    h?.cleanup();
-    idle?.cleanup();
-  });
+  afterAll(() => idle?.cleanup());
 
   /** Run bash's completion for `line` (the cursor at its end) through the function `complete -p tokend` names. */
   async function bashComplete(line: string, env: NodeJS.ProcessEnv): Promise<{ words: string[]; stderr: string }> {
@@ -199,22 +190,15 @@ describe('--json on the commands that print data', () => {
 });
 
 describe('tokend login, device flow: QR code and browser, for the person at the terminal', () => {
-  let idp: TestIdp;
-  let t: TestDaemon;
+  const idp = useIdp();
+  const { t } = useDaemon({ launch: startDaemon, account: { idp } });
   let urlFile: string;
   let browser: string;
 
-  beforeAll(async () => {
-    idp = await startIdp();
-    t = await startDaemon();
-    await addConfAccount(t.d, idp.issuer);
+  beforeAll(() => {
     urlFile = path.join(t.home, 'opened.txt');
     browser = path.join(t.home, 'fake-browser.sh');
     fs.writeFileSync(browser, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${urlFile}'\n`, { mode: 0o755 });
-  });
-  afterAll(async () => {
-    await t?.cleanup();
-    await idp?.close();
   });
 
   /** `tokend ARGS`, its stdin, stdout and stderr on a pseudo-terminal (script(1)), `| cat` making stdout a pipe. */

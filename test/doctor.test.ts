@@ -10,12 +10,13 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AccountView } from '../src/protocol/api.js';
 import { accountCheck } from '../src/client/doctor/accounts.js';
 import { lastErrorLine } from '../src/client/doctor/log.js';
-import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, sleep, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, sleep, importConfGrant } from './support/daemon.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
+import type { TestIdp } from './support/idp.js';
 
 interface Check {
   id: string;
@@ -93,30 +94,15 @@ async function closedPort(): Promise<number> {
 }
 
 describe('tokend doctor', () => {
-  let idp: TestIdp;
-  let home: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
+  const idp = useIdp({ accessTokenTtl: 600 });
+  beforeEach(() => idp.setFault(null));
+  const { d, t: home } = useDaemon({ lifetime: 'test' });
   let userHome: string;
   let env: NodeJS.ProcessEnv;
-
-  beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 600 });
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    idp.setFault(null);
-    home = tempHome();
+  beforeEach(() => {
     userHome = path.join(home.home, 'user');
     fs.mkdirSync(userHome, { mode: 0o700 });
     env = userEnv(home.env, userHome);
-    d = new DaemonProcess(home.home, home.env);
-    await d.start();
-  });
-  afterEach(async () => {
-    await d.stop('SIGKILL');
-    home.cleanup();
   });
 
   it('a healthy daemon with an active account: exit 0, every check ok or info', async () => {
@@ -408,13 +394,9 @@ describe('tokend doctor', () => {
 });
 
 describe('daemon logs', () => {
-  let idp: TestIdp;
-  beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 600 });
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
+  const idp = useIdp({ accessTokenTtl: 600 });
+  const { d, start } = useDaemon({ lifetime: 'manual', settings: { backoff_initial_ms: 10, backoff_max_ms: 50 } });
+  afterEach(() => idp.setFault(null));
 
   function parseLines(logs: string): { time: string; level: string; msg: string; [k: string]: unknown }[] {
     const lines = logs.split('\n').filter((l) => l !== '');
@@ -443,95 +425,77 @@ describe('daemon logs', () => {
   }
 
   it('one JSON object per line with time, level, msg: start, refresh, failure, login, reauth, stop; never a secret', async () => {
-    const home = tempHome(); // TOKEND_LOG_LEVEL=debug
-    writeSettings(home.home, { backoff_initial_ms: 10, backoff_max_ms: 50, device_poll_unit_ms: 10 });
-    const d = new DaemonProcess(home.home, home.env);
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer);
-      const issued = await importConfGrant(d, idp);
-      const served = new Set<string>();
-      served.add((await d.cli(['token', 'work'])).stdout.trim());
-      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+    await start({ settings: { device_poll_unit_ms: 10 } }); // TOKEND_LOG_LEVEL=debug
+    await addConfAccount(d, idp.issuer);
+    const issued = await importConfGrant(d, idp);
+    const served = new Set<string>();
+    served.add((await d.cli(['token', 'work'])).stdout.trim());
+    expect((await d.cli(['refresh', 'work'])).code).toBe(0);
 
-      // A failed refresh (the provider answers 500), then a good one once the backoff passed.
-      idp.setFault({ kind: '500', times: 1 });
-      expect((await d.cli(['refresh', 'work'])).code).toBe(1);
-      await sleep(200);
-      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
-      served.add((await d.cli(['token', 'work'])).stdout.trim());
+    // A failed refresh (the provider answers 500), then a good one once the backoff passed.
+    idp.setFault({ kind: '500', times: 1 });
+    expect((await d.cli(['refresh', 'work'])).code).toBe(1);
+    await sleep(200);
+    expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+    served.add((await d.cli(['token', 'work'])).stdout.trim());
 
-      // A device login, approved at the IdP.
-      const started = await d.request('POST', '/v1/accounts/work/login', { flow: 'device' });
-      expect(started.status).toBeLessThan(300);
-      await idp.approveDevice(started.json.user_code);
-      expect(await waitLogin(d, started.json.id)).toBe('active');
-      served.add((await d.cli(['token', 'work', '--min-ttl', '0'])).stdout.trim());
+    // A device login, approved at the IdP.
+    const started = await d.request('POST', '/v1/accounts/work/login', { flow: 'device' });
+    expect(started.status).toBeLessThan(300);
+    await idp.approveDevice(started.json.user_code);
+    expect(await waitLogin(d, started.json.id)).toBe('active');
+    served.add((await d.cli(['token', 'work', '--min-ttl', '0'])).stdout.trim());
 
-      // The provider refuses the grant: the account needs a login.
-      idp.setFault({ kind: 'invalid_grant', times: 1 });
-      expect((await d.cli(['refresh', 'work'])).code).toBe(3);
-      expect(await d.stop('SIGTERM')).toBe(0);
+    // The provider refuses the grant: the account needs a login.
+    idp.setFault({ kind: 'invalid_grant', times: 1 });
+    expect((await d.cli(['refresh', 'work'])).code).toBe(3);
+    expect(await d.stop('SIGTERM')).toBe(0);
 
-      const recs = parseLines(d.logs);
-      const msgs = recs.map((r) => r.msg);
-      for (const m of [
-        'tokend started',
-        'account added',
-        'token refreshed',
-        'refresh failed',
-        'login started',
-        'login succeeded',
-        'account needs a new login',
-        'tokend stopping',
-        'tokend stopped',
-      ]) {
-        expect(msgs).toContain(m);
-      }
-      expect(recs.filter((r) => r.msg === 'token refreshed').length).toBeGreaterThanOrEqual(3);
-      expect(recs.every((r) => r.msg !== 'refresh failed' || r.level === 'warn')).toBe(true);
-      expect(recs.find((r) => r.msg === 'tokend started')).toMatchObject({ level: 'info', pid: d.child?.pid ?? expect.any(Number) });
-
-      const secrets = [
-        'conf-secret',
-        issued.refresh_token,
-        issued.access_token,
-        ...served,
-        ...idp.issuedRefreshTokens(),
-        ...idp.issuedAccessTokens(),
-      ].filter((s) => s.length >= 8);
-      expect(idp.issuedRefreshTokens().length).toBeGreaterThanOrEqual(4);
-      for (const s of secrets) expect({ secret: s.slice(0, 6), leaked: d.logs.includes(s) }).toEqual({ secret: s.slice(0, 6), leaked: false });
-    } finally {
-      idp.setFault(null);
-      await d.stop('SIGKILL');
-      home.cleanup();
+    const recs = parseLines(d.logs);
+    const msgs = recs.map((r) => r.msg);
+    for (const m of [
+      'tokend started',
+      'account added',
+      'token refreshed',
+      'refresh failed',
+      'login started',
+      'login succeeded',
+      'account needs a new login',
+      'tokend stopping',
+      'tokend stopped',
+    ]) {
+      expect(msgs).toContain(m);
     }
+    expect(recs.filter((r) => r.msg === 'token refreshed').length).toBeGreaterThanOrEqual(3);
+    expect(recs.every((r) => r.msg !== 'refresh failed' || r.level === 'warn')).toBe(true);
+    expect(recs.find((r) => r.msg === 'tokend started')).toMatchObject({ level: 'info', pid: d.child?.pid ?? expect.any(Number) });
+
+    const secrets = [
+      'conf-secret',
+      issued.refresh_token,
+      issued.access_token,
+      ...served,
+      ...idp.issuedRefreshTokens(),
+      ...idp.issuedAccessTokens(),
+    ].filter((s) => s.length >= 8);
+    expect(idp.issuedRefreshTokens().length).toBeGreaterThanOrEqual(4);
+    for (const s of secrets) expect({ secret: s.slice(0, 6), leaked: d.logs.includes(s) }).toEqual({ secret: s.slice(0, 6), leaked: false });
   });
 
   it('TOKEND_LOG_LEVEL=warn keeps warnings and errors and drops info lines', async () => {
-    const home = tempHome();
-    writeSettings(home.home, { backoff_initial_ms: 10, backoff_max_ms: 50 });
-    const d = new DaemonProcess(home.home, { ...home.env, TOKEND_LOG_LEVEL: 'warn' });
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer);
-      const issued = await importConfGrant(d, idp);
-      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
-      idp.setFault({ kind: '500', times: 1 });
-      expect((await d.cli(['refresh', 'work'])).code).toBe(1);
-      expect(await d.stop('SIGTERM')).toBe(0);
+    await start({ env: { TOKEND_LOG_LEVEL: 'warn' } });
+    await addConfAccount(d, idp.issuer);
+    const issued = await importConfGrant(d, idp);
+    expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+    idp.setFault({ kind: '500', times: 1 });
+    expect((await d.cli(['refresh', 'work'])).code).toBe(1);
+    expect(await d.stop('SIGTERM')).toBe(0);
 
-      const recs = parseLines(d.logs);
-      expect(recs.map((r) => r.msg)).toContain('refresh failed');
-      expect(recs.filter((r) => r.level !== 'warn' && r.level !== 'error')).toEqual([]);
-      expect(d.logs).not.toContain('tokend started');
-      expect(d.logs).not.toContain('token refreshed');
-    } finally {
-      idp.setFault(null);
-      await d.stop('SIGKILL');
-      home.cleanup();
-    }
+    const recs = parseLines(d.logs);
+    expect(recs.map((r) => r.msg)).toContain('refresh failed');
+    expect(recs.filter((r) => r.level !== 'warn' && r.level !== 'error')).toEqual([]);
+    expect(d.logs).not.toContain('tokend started');
+    expect(d.logs).not.toContain('token refreshed');
   });
 });
 

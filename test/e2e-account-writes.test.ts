@@ -4,41 +4,20 @@
  * with a wrong one are refused with the fix named; `check=false` saves offline.
  */
 import http from 'node:http';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, importConfGrant, tempHome } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
+import { listenOnLoopback } from './support/loopback.js';
 
-let idp: TestIdp;
-let d: DaemonProcess;
-let cleanup: () => void;
-let notFound: http.Server;
+const idp = useIdp();
+/** An issuer URL whose discovery answers 404: a typo in the realm. */
+const notFound = useServer(() => listenOnLoopback(http.createServer((_req, res) => res.writeHead(404).end('not here'))));
 let notFoundUrl: string;
-
-beforeAll(async () => {
-  idp = await startIdp();
-  notFound = http.createServer((_req, res) => res.writeHead(404).end('not here'));
-  notFound.listen(0, '127.0.0.1');
-  await once(notFound, 'listening');
-  notFoundUrl = `http://127.0.0.1:${(notFound.address() as AddressInfo).port}/realms/typo`;
+beforeAll(() => {
+  notFoundUrl = `${notFound.url}/realms/typo`;
 });
-afterAll(async () => {
-  await new Promise((r) => notFound.close(r));
-  await idp.close();
-});
-afterEach(async () => {
-  await d?.stop('SIGKILL');
-  cleanup?.();
-});
-
-async function daemon(): Promise<DaemonProcess> {
-  const h = tempHome();
-  cleanup = h.cleanup;
-  d = new DaemonProcess(h.home, h.env);
-  await d.start();
-  return d;
-}
+// Each test starts its daemon.
+const { d, start: daemon } = useDaemon({ lifetime: 'manual' });
 
 describe('account writes', () => {
   it('refuses an issuer whose discovery answers 404, naming the fix; saves it with check=false', async () => {

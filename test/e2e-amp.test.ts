@@ -3,25 +3,16 @@
  * documented obtain_token and `Authorization: token …` (test/support/fake-amp.ts). AMP has
  * no refresh token: every new token is obtained again with the stored password.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sleep, startDaemon, type TestDaemon } from './support/fake-as.js';
-import { AMP_PASSWORD, AMP_USER, startFakeAmp, type FakeAmp } from './support/fake-amp.js';
+import { describe, expect, it } from 'vitest';
+import { sleep, startDaemon } from './support/fake-as.js';
+import { AMP_PASSWORD, AMP_USER, startFakeAmp } from './support/fake-amp.js';
+import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
 
-let amp: FakeAmp;
-let t: TestDaemon;
-
-beforeEach(async () => {
-  amp = await startFakeAmp();
-});
-afterEach(async () => {
-  await t?.cleanup();
-  await amp.close();
-});
-
-async function startTokend(settings: Record<string, unknown> = {}): Promise<void> {
-  t = await startDaemon({ proactive_refresh: false, backoff_initial_ms: 50, ...settings });
-}
+const amp = useServer(startFakeAmp, { each: true, what: 'the fake AMP' });
+// Each test starts tokend when its fake is set up, with its own settings.
+const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settings: { proactive_refresh: false, backoff_initial_ms: 50 } });
+const startTokend = (settings: Record<string, unknown> = {}) => start({ settings });
 
 function addAmp(password = AMP_PASSWORD, extra: string[] = []) {
   return t.d.cli(['add', 'amp', '--preset', 'amp', '--base-url', amp.url, '--username', AMP_USER, '--password-stdin', ...extra], password);

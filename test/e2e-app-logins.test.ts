@@ -5,25 +5,14 @@
  * daemon, state checked, code exchanged with the daemon's own PKCE verifier and secret;
  * `on_reauth: "login"` starting the login by itself when a grant is refused.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { addConfAccount, importConfGrant } from './support/daemon.js';
-import { startDaemon, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
-import { TEST_APP_REDIRECT_URI, startIdp, type TestIdp } from './support/idp.js';
+import { startDaemon, tapEvents, waitFor } from './support/fake-as.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
+import { TEST_APP_REDIRECT_URI } from './support/idp.js';
 
-let idp: TestIdp;
-let t: TestDaemon;
-beforeAll(async () => {
-  idp = await startIdp();
-});
-afterAll(async () => {
-  await idp.close();
-});
-beforeEach(async () => {
-  t = await startDaemon();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const idp = useIdp();
+const { t } = useDaemon({ lifetime: 'test', launch: startDaemon });
 
 const account = (extra: Record<string, unknown> = {}) => ({ issuer: idp.issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'], ...extra });
 

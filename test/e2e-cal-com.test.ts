@@ -4,25 +4,16 @@
  * the 498 of an expired token (test/support/fake-calcom.ts). The test plays the platform: it
  * hands over the tokens it got when it created the managed user.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sleep, startDaemon, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
-import { CAL_CLIENT_ID, CAL_CLIENT_SECRET, CAL_USER_ID, calError, startFakeCalCom, type CalTokens, type FakeCalCom } from './support/fake-calcom.js';
+import { describe, expect, it } from 'vitest';
+import { sleep, startDaemon, tapEvents, waitFor } from './support/fake-as.js';
+import { CAL_CLIENT_ID, CAL_CLIENT_SECRET, CAL_USER_ID, calError, startFakeCalCom, type CalTokens } from './support/fake-calcom.js';
+import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
 
-let cal: FakeCalCom;
-let t: TestDaemon;
-
-beforeEach(async () => {
-  cal = await startFakeCalCom();
-});
-afterEach(async () => {
-  await t?.cleanup();
-  await cal.close();
-});
-
-async function startTokend(settings: Record<string, unknown> = {}): Promise<void> {
-  t = await startDaemon({ proactive_refresh: false, backoff_initial_ms: 50, ...settings });
-}
+const cal = useServer(startFakeCalCom, { each: true, what: 'the fake Cal.com' });
+// Each test starts tokend when its fake is set up, with its own settings.
+const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settings: { proactive_refresh: false, backoff_initial_ms: 50 } });
+const startTokend = (settings: Record<string, unknown> = {}) => start({ settings });
 
 function addCal(opts: { secret?: string; user?: number } = {}) {
   const args = ['add', 'cal', '--preset', 'cal-com', '--base-url', cal.url, '--client-id', CAL_CLIENT_ID, '--managed-user-id', String(opts.user ?? CAL_USER_ID)];

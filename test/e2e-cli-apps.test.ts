@@ -3,29 +3,15 @@
  * login, a denied login in `status`, `set` changing one thing, a move refused then done
  * with --replace-grant, --no-check, and `tokend api` through the proxy.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { addConfAccount, importConfGrant } from './support/daemon.js';
-import { startApi, type TestApi } from './support/api-server.js';
-import { settled, startDaemon, type TestDaemon } from './support/fake-as.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { startApi } from './support/api-server.js';
+import { settled, startDaemon } from './support/fake-as.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 
-let idp: TestIdp;
-let api: TestApi;
-let t: TestDaemon;
-beforeAll(async () => {
-  idp = await startIdp();
-  api = await startApi(idp);
-});
-afterAll(async () => {
-  await api.close();
-  await idp.close();
-});
-beforeEach(async () => {
-  t = await startDaemon();
-});
-afterEach(async () => {
-  await t.cleanup();
-});
+const idp = useIdp();
+const api = useServer(() => startApi(idp), { what: 'the API' });
+const { t } = useDaemon({ lifetime: 'test', launch: startDaemon });
 
 describe('CLI of logins', () => {
   it('login --cancel stops a real pending login; approving it later changes nothing; status says cancelled', async () => {

@@ -1,29 +1,11 @@
 import http from 'node:http';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, sleep, socketRequest, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { addConfAccount, sleep, socketRequest, importConfGrant } from './support/daemon.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
 
 describe('tokend against a real OpenID Provider', () => {
-  let idp: TestIdp;
-  let home: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
-
-  beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 8 });
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    home = tempHome();
-    writeSettings(home.home, { max_refreshes_per_minute: 1000 });
-    d = new DaemonProcess(home.home, home.env);
-    await d.start();
-  });
-  afterEach(async () => {
-    await d.stop('SIGKILL');
-    home.cleanup();
-  });
+  const idp = useIdp({ accessTokenTtl: 8 });
+  const { d } = useDaemon({ lifetime: 'test', settings: { max_refreshes_per_minute: 1000 } });
 
   it('serves an imported grant through the CLI and the socket, and a new token after the TTL with exactly one refresh', async () => {
     await addConfAccount(d, idp.issuer);
@@ -123,34 +105,24 @@ describe('tokend against a real OpenID Provider', () => {
 });
 
 describe('single flight', () => {
-  it('serves 1000 concurrent socket requests for an expired grant with exactly one refresh', async () => {
-    const idp = await startIdp({ accessTokenTtl: 2 });
-    const home = tempHome();
-    writeSettings(home.home, { proactive_refresh: false });
-    const d = new DaemonProcess(home.home, home.env);
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer);
-      const issued = await importConfGrant(d, idp);
-      const before = (await d.request('POST', '/v1/token', { account: 'work' })).json.access_token;
-      await sleep(2_200); // expired, and no timer refreshed it
-      idp.resetStats();
+  const idp = useIdp({ accessTokenTtl: 2 });
+  const { d } = useDaemon({ settings: { proactive_refresh: false }, account: { idp, grant: true } });
 
-      const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
-      const results = await Promise.all(
-        Array.from({ length: 1000 }, () => socketRequest(d.socket, 'POST', '/v1/token', { account: 'work' }, {}, agent)),
-      );
-      agent.destroy();
-      expect(results.filter((r) => r.status !== 200).map((r) => r.text)).toEqual([]);
-      const tokens = new Set(results.map((r) => r.json.access_token));
-      expect(tokens.size).toBe(1);
-      expect(tokens.has(before)).toBe(false);
-      expect(idp.stats.tokenRequests).toBe(1);
-      expect(idp.stats.refreshes).toBe(1);
-    } finally {
-      await d.stop('SIGKILL');
-      home.cleanup();
-      await idp.close();
-    }
+  it('serves 1000 concurrent socket requests for an expired grant with exactly one refresh', async () => {
+    const before = (await d.request('POST', '/v1/token', { account: 'work' })).json.access_token;
+    await sleep(2_200); // expired, and no timer refreshed it
+    idp.resetStats();
+
+    const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, () => socketRequest(d.socket, 'POST', '/v1/token', { account: 'work' }, {}, agent)),
+    );
+    agent.destroy();
+    expect(results.filter((r) => r.status !== 200).map((r) => r.text)).toEqual([]);
+    const tokens = new Set(results.map((r) => r.json.access_token));
+    expect(tokens.size).toBe(1);
+    expect(tokens.has(before)).toBe(false);
+    expect(idp.stats.tokenRequests).toBe(1);
+    expect(idp.stats.refreshes).toBe(1);
   });
 });

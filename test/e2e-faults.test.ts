@@ -1,7 +1,7 @@
 import http from 'node:http';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, sleep, tempHome, writeSettings, importConfGrant } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { addConfAccount, sleep, importConfGrant } from './support/daemon.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
 
 /** Read SSE events from the daemon until `until` matches one. */
 function waitForEvent(socket: string, type: string, timeoutMs = 10_000): Promise<any> {
@@ -31,33 +31,17 @@ function waitForEvent(socket: string, type: string, timeoutMs = 10_000): Promise
 }
 
 describe('provider faults', () => {
-  let idp: TestIdp;
-  let home: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
-
-  beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 4 });
+  const idp = useIdp({ accessTokenTtl: 4 });
+  // Every test starts without a fault (set before its daemon imports the grant) and leaves none behind.
+  beforeEach(() => idp.setFault(null));
+  afterEach(() => idp.setFault(null));
+  const { d } = useDaemon({
+    lifetime: 'test',
+    settings: { http_timeout_ms: 800, backoff_initial_ms: 300, backoff_max_ms: 1500, proactive_refresh: false },
+    account: { idp, grant: true },
   });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    idp.setFault(null);
-    home = tempHome();
-    writeSettings(home.home, { http_timeout_ms: 800, backoff_initial_ms: 300, backoff_max_ms: 1500, proactive_refresh: false });
-    d = new DaemonProcess(home.home, home.env);
-    await d.start();
-    await addConfAccount(d, idp.issuer);
-    const issued = await idp.issueRefreshToken('conf');
-    const imp = await d.cli(['import', 'work', '--refresh-token-stdin'], issued.refresh_token);
-    expect(imp.code).toBe(0);
-    idp.resetStats();
-  });
-  afterEach(async () => {
-    idp.setFault(null);
-    await d.stop('SIGKILL');
-    home.cleanup();
-  });
+  // The counters count the test's own calls, not the import's.
+  beforeEach(() => idp.resetStats());
 
   for (const fault of [{ kind: '500' }, { kind: 'garbage' }, { kind: 'hang' }, { kind: 'reset' }] as const) {
     it(`keeps serving the cached token through a ${fault.kind} from the token endpoint, then answers 503 upstream_unavailable`, async () => {

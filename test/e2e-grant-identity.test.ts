@@ -10,11 +10,10 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, importConfGrant, sleep, tempHome } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { addConfAccount, importConfGrant, sleep, type DaemonProcess } from './support/daemon.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
+import { listenOnLoopback } from './support/loopback.js';
 
 interface Recorded {
   method: string;
@@ -49,45 +48,25 @@ async function startRecorder(): Promise<{ issuer: string; seen: Recorded[]; clos
       res.end('{"error":"invalid_grant"}');
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    issuer,
-    seen,
-    close: () => new Promise((r) => server.close(() => r())),
-  };
+  const { url: issuer, close } = await listenOnLoopback(server);
+  return { issuer, seen, close };
 }
 
-let idp: TestIdp;
-let b: Awaited<ReturnType<typeof startRecorder>>;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-beforeAll(async () => {
-  idp = await startIdp({ accessTokenTtl: 60 });
-  b = await startRecorder();
-});
-afterAll(async () => {
-  await b.close();
-  await idp.close();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const idp = useIdp({ accessTokenTtl: 60 });
+const b = useServer(startRecorder, { what: 'provider B' });
+// A test starts its daemons; they are stopped and their homes removed after it.
+const { start } = useDaemon({ lifetime: 'manual' });
 
 /** How many refresh tokens A had issued before the current test's grant. */
 let issuedBefore = 0;
 
 async function daemonWithGrantAtA(): Promise<{ d: DaemonProcess; home: string }> {
   issuedBefore = idp.issuedRefreshTokens().length;
-  const h = tempHome();
-  const d = new DaemonProcess(h.home, h.env);
-  cleanups.push(h.cleanup, () => void d.stop('SIGKILL'));
-  await d.start();
+  const { d, home } = await start();
   await addConfAccount(d, idp.issuer, 'w', ['--host', 'git.a.test']);
   await importConfGrant(d, idp, 'w');
   expect((await d.cli(['token', 'w'])).code).toBe(0);
-  return { d, home: h.home };
+  return { d, home };
 }
 
 /** Nothing A issued, and not A's client secret, ever reached B; and B was never asked for a token. */
@@ -195,10 +174,7 @@ describe('a grant stays with the provider that issued it', () => {
   });
 
   it('cancels a pending login when the account moves, so it cannot install A\u2019s tokens under B', async () => {
-    const h = tempHome();
-    const d = new DaemonProcess(h.home, h.env);
-    cleanups.push(h.cleanup, () => void d.stop('SIGKILL'));
-    await d.start();
+    const { d } = await start();
     await addConfAccount(d, idp.issuer, 'w');
     const login = await d.request('POST', '/v1/accounts/w/login', { flow: 'device' });
     expect(login.status).toBe(202);

@@ -9,21 +9,24 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, ROOT, addConfAccount, importConfGrant, runCli, tempHome } from './support/daemon.js';
-import { startGitServer, type GitServer } from './support/git-server.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, addConfAccount, importConfGrant, runCli } from './support/daemon.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
+import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
 
 const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
 const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
 
 describe('git and docker helpers, the modern way', () => {
-  let idp: TestIdp;
-  let server: GitServer;
-  let h: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
+  const idp = useIdp({ accessTokenTtl: 600 });
+  const server = useServer(() => startGitServer({ authorize: async (_user, password) => (await idp.introspect(password)).active }), { what: 'the git server' });
   let port: number;
+  beforeAll(() => {
+    port = server.port;
+  });
+  // `work` serves the git server's whole origin; `scoped` only its repository `scoped.git`.
+  const { d, t: h } = useDaemon({ account: { idp, args: () => ['--host', `127.0.0.1:${port}`, '--host', 'registry.example.com'], grant: true } });
   /** A fresh HOME for git (its own ~/.gitconfig) for each test that configures git. */
   const gitEnv = (home: string): NodeJS.ProcessEnv => ({
     PATH: process.env.PATH,
@@ -38,23 +41,8 @@ describe('git and docker helpers, the modern way', () => {
   const newHome = () => fs.mkdtempSync(path.join(h.home, 'user-'));
 
   beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 600 });
-    server = await startGitServer({ authorize: async (_user, password) => (await idp.introspect(password)).active });
-    port = Number(new URL(server.url).port);
-    h = tempHome();
-    d = new DaemonProcess(h.home, h.env);
-    await d.start();
-    // `work` serves the git server's whole origin; `scoped` only its repository `scoped.git`.
-    await addConfAccount(d, idp.issuer, 'work', ['--host', `127.0.0.1:${port}`, '--host', 'registry.example.com']);
-    await importConfGrant(d, idp, 'work');
     await server.createRepo('app');
     await server.createRepo('scoped');
-  });
-  afterAll(async () => {
-    await d?.stop('SIGKILL');
-    await server?.close();
-    await idp?.close();
-    h?.cleanup();
   });
 
   it('git 2.46+ (capability[]=authtype): the shim answers an ephemeral Bearer credential that the IdP calls active', async () => {

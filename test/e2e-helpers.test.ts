@@ -5,10 +5,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, ROOT, addConfAccount, runCli, tempHome, importConfGrant } from './support/daemon.js';
-import { startGitServer, type GitServer } from './support/git-server.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, runCli, importConfGrant } from './support/daemon.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
+import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
 
 const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
@@ -16,23 +16,16 @@ const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
 const FALLBACK_PASSWORD = 'fallback-password';
 
 describe('credential helpers through a real daemon', () => {
-  let idp: TestIdp;
-  let server: GitServer;
-  let h: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
+  const idp = useIdp({ accessTokenTtl: 120 });
+  const server = useServer(
+    () => startGitServer({ authorize: async (_user, password) => password === FALLBACK_PASSWORD || (await idp.introspect(password)).active }),
+    { what: 'the git server' },
+  );
+  const { d, t: h } = useDaemon({ account: { idp, args: ['--host', '127.0.0.1'], grant: true } });
   let gitEnv: NodeJS.ProcessEnv;
   const git = (args: string[], cwd?: string) => run('git', args, { env: gitEnv, cwd: cwd ?? h.home });
 
   beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 120 });
-    server = await startGitServer({
-      authorize: async (_user, password) => password === FALLBACK_PASSWORD || (await idp.introspect(password)).active,
-    });
-    h = tempHome();
-    d = new DaemonProcess(h.home, h.env);
-    await d.start();
-    await addConfAccount(d, idp.issuer, 'work', ['--host', '127.0.0.1']);
-    const issued = await importConfGrant(d, idp);
     gitEnv = {
       PATH: process.env.PATH,
       HOME: h.home,
@@ -49,12 +42,6 @@ describe('credential helpers through a real daemon', () => {
     // Our helper first; a fixed-password helper after it for hosts tokend does not serve.
     await git(['config', '--global', '--add', 'credential.helper', GIT_HELPER]);
     await git(['config', '--global', '--add', 'credential.helper', `!f() { echo username=fallback; echo password=${FALLBACK_PASSWORD}; }; f`]);
-  });
-  afterAll(async () => {
-    await d?.stop('SIGKILL');
-    await server?.close();
-    await idp?.close();
-    h?.cleanup();
   });
 
   it('clones and pushes with a token from tokend', async () => {
@@ -173,48 +160,40 @@ describe('credential helpers through a real daemon', () => {
 });
 
 describe('tokend token fast path', () => {
+  const idp = useIdp();
+  const { d, t: h } = useDaemon({ account: { idp } });
+
   it('gives the same answers as the node client: the token, exit 1 for an unknown account, exit 3 for a login', async () => {
-    const h = tempHome();
-    const d = new DaemonProcess(h.home, h.env);
-    const idp = await startIdp();
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer);
-      expect(fs.existsSync(path.join(ROOT, 'build', 'tokend-fast'))).toBe(true);
-      const bin = path.join(ROOT, 'bin', 'tokend');
-      // bin/tokend run as a program takes the sh fast path; `node bin/tokend` never does.
-      const direct = (args: string[]) => run(bin, args, { env: h.env });
-      const viaNode = (args: string[]) => d.cli(args);
+    expect(fs.existsSync(path.join(ROOT, 'build', 'tokend-fast'))).toBe(true);
+    const bin = path.join(ROOT, 'bin', 'tokend');
+    // bin/tokend run as a program takes the sh fast path; `node bin/tokend` never does.
+    const direct = (args: string[]) => run(bin, args, { env: h.env });
+    const viaNode = (args: string[]) => d.cli(args);
 
-      const noGrant = await direct(['token', 'work']);
-      expect(noGrant.code).toBe(3);
-      expect(noGrant.stderr).toContain('tokend login work');
-      expect((await viaNode(['token', 'work'])).code).toBe(3);
+    const noGrant = await direct(['token', 'work']);
+    expect(noGrant.code).toBe(3);
+    expect(noGrant.stderr).toContain('tokend login work');
+    expect((await viaNode(['token', 'work'])).code).toBe(3);
 
-      const unknown = await direct(['token', 'nobody']);
-      expect(unknown.code).toBe(1);
-      expect(unknown.stderr).toContain('no account named "nobody"');
-      expect(unknown.stdout).toBe('');
+    const unknown = await direct(['token', 'nobody']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no account named "nobody"');
+    expect(unknown.stdout).toBe('');
 
-      const issued = await importConfGrant(d, idp);
-      const fast = await direct(['token', 'work']);
-      expect(fast.code).toBe(0);
-      const slow = await viaNode(['token', 'work']);
-      expect(fast.stdout).toBe(slow.stdout);
-      expect(fast.stdout).toMatch(/^\S+\n$/);
+    const issued = await importConfGrant(d, idp);
+    const fast = await direct(['token', 'work']);
+    expect(fast.code).toBe(0);
+    const slow = await viaNode(['token', 'work']);
+    expect(fast.stdout).toBe(slow.stdout);
+    expect(fast.stdout).toMatch(/^\S+\n$/);
 
-      // kubectl runs its plugin on every invocation: `tokend kubectl-credential NAME` is fast too.
-      const info = JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false } });
-      const kEnv = { ...h.env, KUBERNETES_EXEC_INFO: info };
-      const kFast = await run(bin, ['kubectl-credential', 'work'], { env: kEnv });
-      const kSlow = await runCli(['kubectl-credential', 'work'], { env: kEnv });
-      expect([kFast.code, kFast.stderr]).toEqual([0, '']);
-      expect(JSON.parse(kFast.stdout)).toEqual(JSON.parse(kSlow.stdout));
-      expect(JSON.parse(kFast.stdout).status.token).toBe(fast.stdout.trim());
-    } finally {
-      await d.stop('SIGKILL');
-      await idp.close();
-      h.cleanup();
-    }
+    // kubectl runs its plugin on every invocation: `tokend kubectl-credential NAME` is fast too.
+    const info = JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false } });
+    const kEnv = { ...h.env, KUBERNETES_EXEC_INFO: info };
+    const kFast = await run(bin, ['kubectl-credential', 'work'], { env: kEnv });
+    const kSlow = await runCli(['kubectl-credential', 'work'], { env: kEnv });
+    expect([kFast.code, kFast.stderr]).toEqual([0, '']);
+    expect(JSON.parse(kFast.stdout)).toEqual(JSON.parse(kSlow.stdout));
+    expect(JSON.parse(kFast.stdout).status.token).toBe(fast.stdout.trim());
   });
 });

@@ -5,21 +5,10 @@
  * before it answers (and when an answer must start first, it says `Connection: close`).
  */
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, tempHome } from './support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { useDaemon } from './support/fixtures.js';
 
-let d: DaemonProcess;
-let cleanup: () => void;
-beforeAll(async () => {
-  const h = tempHome();
-  cleanup = h.cleanup;
-  d = new DaemonProcess(h.home, h.env);
-  await d.start();
-});
-afterAll(async () => {
-  await d.stop('SIGKILL');
-  cleanup();
-});
+const { d } = useDaemon();
 
 /** A request whose body arrives in two parts, `gapMs` apart. */
 function slowBody(agent: http.Agent, method: string, path: string, body: string, gapMs: number): Promise<{ status?: number; connection?: string; error?: string }> {

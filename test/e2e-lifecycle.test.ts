@@ -6,17 +6,11 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, runCli, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
 
-let idp: TestIdp;
-beforeAll(async () => {
-  idp = await startIdp({ accessTokenTtl: 60 });
-});
-afterAll(async () => {
-  await idp.close();
-});
+const idp = useIdp({ accessTokenTtl: 60 });
 
 function daemonPid(home: string): number | undefined {
   try {
@@ -27,6 +21,10 @@ function daemonPid(home: string): number | undefined {
 }
 
 describe('daemon lifecycle', () => {
+  // A test that needs a daemon starts it; it is stopped and its home removed after the test.
+  const { d, t, start } = useDaemon({ lifetime: 'manual' });
+  afterEach(() => idp.setFault(null));
+
   it('is started by the first client when nothing listens, and only once', async () => {
     const h = tempHome();
     const env = { ...h.env, TOKEND_NO_AUTOSTART: undefined };
@@ -64,30 +62,23 @@ describe('daemon lifecycle', () => {
   });
 
   it('reloads config.json on SIGHUP, and keeps the old config when the new one is invalid', async () => {
-    const h = tempHome();
-    const d = new DaemonProcess(h.home, h.env);
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer, 'work');
-      const file = path.join(h.home, 'config', 'config.json');
-      const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
-      cfg.accounts.other = { ...cfg.accounts.work, hosts: ['other.example.com'] };
-      fs.writeFileSync(file, JSON.stringify(cfg));
-      d.child!.kill('SIGHUP');
-      await sleep(300);
-      expect((await d.request('GET', '/v1/accounts/other')).status).toBe(200);
+    await start();
+    await addConfAccount(d, idp.issuer, 'work');
+    const file = path.join(t.home, 'config', 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+    cfg.accounts.other = { ...cfg.accounts.work, hosts: ['other.example.com'] };
+    fs.writeFileSync(file, JSON.stringify(cfg));
+    d.child!.kill('SIGHUP');
+    await sleep(300);
+    expect((await d.request('GET', '/v1/accounts/other')).status).toBe(200);
 
-      fs.writeFileSync(file, JSON.stringify({ ...cfg, accounts: { bad: { client_id: 5 } } }));
-      d.child!.kill('SIGHUP');
-      await sleep(300);
-      expect(d.logs).toContain('config reload failed');
-      expect(d.logs).toContain('accounts.bad.client_id');
-      expect((await d.request('GET', '/v1/accounts/other')).status).toBe(200); // old config in force
-      expect((await d.request('GET', '/v1/health')).status).toBe(200);
-    } finally {
-      await d.stop('SIGKILL');
-      h.cleanup();
-    }
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, accounts: { bad: { client_id: 5 } } }));
+    d.child!.kill('SIGHUP');
+    await sleep(300);
+    expect(d.logs).toContain('config reload failed');
+    expect(d.logs).toContain('accounts.bad.client_id');
+    expect((await d.request('GET', '/v1/accounts/other')).status).toBe(200); // old config in force
+    expect((await d.request('GET', '/v1/health')).status).toBe(200);
   });
 
   it('refuses to start with an invalid config.json, naming the field', async () => {
@@ -108,57 +99,42 @@ describe('daemon lifecycle', () => {
   });
 
   it('on SIGTERM finishes a refresh a client is waiting for, commits it, then exits 0', async () => {
-    const h = tempHome();
-    const d = new DaemonProcess(h.home, h.env);
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer, 'work');
-      const issued = await importConfGrant(d, idp);
-      idp.resetStats();
-      idp.setFault({ kind: 'delay', ms: 1000, times: 1 });
-      const pending = d.request('POST', '/v1/accounts/work/refresh');
-      await sleep(300); // the refresh is at the (slow) IdP now
-      const exit = d.stop('SIGTERM');
-      const res = await pending;
-      expect(res.status).toBe(200);
-      expect(await exit).toBe(0);
-      expect(idp.stats.refreshes).toBe(1);
+    await start();
+    await addConfAccount(d, idp.issuer, 'work');
+    const issued = await importConfGrant(d, idp);
+    idp.resetStats();
+    idp.setFault({ kind: 'delay', ms: 1000, times: 1 });
+    const pending = d.request('POST', '/v1/accounts/work/refresh');
+    await sleep(300); // the refresh is at the (slow) IdP now
+    const exit = d.stop('SIGTERM');
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(await exit).toBe(0);
+    expect(idp.stats.refreshes).toBe(1);
 
-      await d.start(); // the rotation was committed: the next refresh uses the new token
-      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
-      expect(idp.stats.replays).toBe(0);
-    } finally {
-      idp.setFault(null);
-      await d.stop('SIGKILL');
-      h.cleanup();
-    }
+    await d.start(); // the rotation was committed: the next refresh uses the new token
+    expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+    expect(idp.stats.replays).toBe(0);
   });
 
   it('logout revokes the grant at the IdP and keeps the account; remove deletes it', async () => {
-    const h = tempHome();
-    const d = new DaemonProcess(h.home, h.env);
-    try {
-      await d.start();
-      await addConfAccount(d, idp.issuer, 'work');
-      const issued = await importConfGrant(d, idp);
-      const token = (await d.cli(['token', 'work'])).stdout.trim();
-      expect((await idp.introspect(token)).active).toBe(true);
+    await start();
+    await addConfAccount(d, idp.issuer, 'work');
+    const issued = await importConfGrant(d, idp);
+    const token = (await d.cli(['token', 'work'])).stdout.trim();
+    expect((await idp.introspect(token)).active).toBe(true);
 
-      const out = await d.cli(['logout', 'work']);
-      expect(out.code).toBe(0);
-      expect(out.stderr).toContain('revoked');
-      expect((await idp.introspect(token)).active).toBe(false); // the whole grant is gone at the IdP
-      const status = JSON.parse((await d.cli(['status', 'work', '--json'])).stdout);
-      expect(status).toMatchObject({ status: 'no_grant', has_refresh_token: false, has_client_secret: true });
-      expect((await d.cli(['token', 'work'])).code).toBe(3);
+    const out = await d.cli(['logout', 'work']);
+    expect(out.code).toBe(0);
+    expect(out.stderr).toContain('revoked');
+    expect((await idp.introspect(token)).active).toBe(false); // the whole grant is gone at the IdP
+    const status = JSON.parse((await d.cli(['status', 'work', '--json'])).stdout);
+    expect(status).toMatchObject({ status: 'no_grant', has_refresh_token: false, has_client_secret: true });
+    expect((await d.cli(['token', 'work'])).code).toBe(3);
 
-      expect((await d.cli(['remove', 'work'])).code).toBe(0);
-      expect((await d.request('GET', '/v1/accounts/work')).status).toBe(404);
-      expect(JSON.parse(fs.readFileSync(path.join(h.home, 'config', 'config.json'), 'utf8')).accounts).toEqual({});
-    } finally {
-      await d.stop('SIGKILL');
-      h.cleanup();
-    }
+    expect((await d.cli(['remove', 'work'])).code).toBe(0);
+    expect((await d.request('GET', '/v1/accounts/work')).status).toBe(404);
+    expect(JSON.parse(fs.readFileSync(path.join(t.home, 'config', 'config.json'), 'utf8')).accounts).toEqual({});
   });
 });
 

@@ -6,33 +6,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, tempHome, writeSettings } from './support/daemon.js';
-import { startIdp, TEST_PASSWORD, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { useDaemon, useIdp } from './support/fixtures.js';
+import { TEST_PASSWORD } from './support/idp.js';
 
-let idp: TestIdp;
-let d: DaemonProcess;
+const idp = useIdp();
+// Each test starts its daemon.
+const { d, start } = useDaemon({ lifetime: 'manual', settings: { max_refreshes_per_minute: 1000 } });
 let home: string;
-let cleanup: () => void;
-
-beforeAll(async () => {
-  idp = await startIdp();
-});
-afterAll(async () => {
-  await idp.close();
-});
-afterEach(async () => {
-  await d?.stop('SIGKILL');
-  cleanup?.();
-});
 
 async function daemon(): Promise<void> {
-  const h = tempHome();
-  home = h.home;
-  cleanup = h.cleanup;
-  writeSettings(h.home, { max_refreshes_per_minute: 1000 });
-  d = new DaemonProcess(h.home, h.env);
-  await d.start();
+  home = (await start()).home;
 }
 
 describe('the password grant', () => {

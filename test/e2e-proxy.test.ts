@@ -9,33 +9,14 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, importConfGrant, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
-import { startApi, type TestApi } from './support/api-server.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { sleep, socketRequest } from './support/daemon.js';
+import { startApi } from './support/api-server.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 
-let idp: TestIdp;
-let api: TestApi;
-let d: DaemonProcess;
-let cleanup: () => void;
-
-beforeAll(async () => {
-  idp = await startIdp({ accessTokenTtl: 120 });
-  api = await startApi(idp);
-  const h = tempHome();
-  cleanup = h.cleanup;
-  writeSettings(h.home, { http_timeout_ms: 1500 });
-  d = new DaemonProcess(h.home, h.env);
-  await d.start();
-  await addConfAccount(d, idp.issuer, 'w', ['--api-base', api.base]);
-  await importConfGrant(d, idp, 'w');
-});
-afterAll(async () => {
-  await d.stop('SIGKILL');
-  cleanup();
-  await api.close();
-  await idp.close();
-});
+const idp = useIdp({ accessTokenTtl: 120 });
+const api = useServer(() => startApi(idp), { what: 'the API' });
+const { d } = useDaemon({ settings: { http_timeout_ms: 1500 }, account: { idp, name: 'w', args: () => ['--api-base', api.base], grant: true } });
 
 /** A request with a raw, unnormalised target, written straight to the daemon's socket. */
 function rawRequest(target: string): Promise<{ status: number; text: string }> {
@@ -219,31 +200,23 @@ describe('API proxy', () => {
 });
 
 describe('API proxy single flight', () => {
+  // Long enough a token that 1000 introspections at the IdP finish before it expires.
+  const idp2 = useIdp({ accessTokenTtl: 60 });
+  const api2 = useServer(() => startApi(idp2, { rememberActive: true }), { what: 'the API' });
+  const { d: d2 } = useDaemon({
+    settings: { proactive_refresh: false, http_timeout_ms: 30_000 },
+    account: { idp: idp2, name: 'w', args: () => ['--api-base', api2.base], grant: true },
+  });
+
   it('serves 1000 concurrent proxied calls on a token it must refresh with exactly one refresh', async () => {
-    // Long enough a token that 1000 introspections at the IdP finish before it expires.
-    const idp2 = await startIdp({ accessTokenTtl: 60 });
-    const api2 = await startApi(idp2, { rememberActive: true });
-    const h = tempHome();
-    writeSettings(h.home, { proactive_refresh: false, http_timeout_ms: 30_000 });
-    const d2 = new DaemonProcess(h.home, h.env);
-    try {
-      await d2.start();
-      await addConfAccount(d2, idp2.issuer, 'w', ['--api-base', api2.base]);
-      await importConfGrant(d2, idp2, 'w');
-      // The daemon no longer holds a usable token (a tool reported it refused): every call must wait for one refresh.
-      expect((await d2.request('POST', '/v1/credential/reject', { account: 'w' })).status).toBe(200);
-      idp2.resetStats();
-      const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
-      const results = await Promise.all(Array.from({ length: 1000 }, () => socketRequest(d2.socket, 'GET', '/v1/proxy/w/echo', undefined, {}, agent)));
-      agent.destroy();
-      expect(results.filter((r) => r.status !== 200).map((r) => r.text.slice(0, 200))).toEqual([]);
-      expect(idp2.stats.refreshes).toBe(1);
-      expect(api2.refused).toBe(0);
-    } finally {
-      await d2.stop('SIGKILL');
-      h.cleanup();
-      await api2.close();
-      await idp2.close();
-    }
+    // The daemon no longer holds a usable token (a tool reported it refused): every call must wait for one refresh.
+    expect((await d2.request('POST', '/v1/credential/reject', { account: 'w' })).status).toBe(200);
+    idp2.resetStats();
+    const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+    const results = await Promise.all(Array.from({ length: 1000 }, () => socketRequest(d2.socket, 'GET', '/v1/proxy/w/echo', undefined, {}, agent)));
+    agent.destroy();
+    expect(results.filter((r) => r.status !== 200).map((r) => r.text.slice(0, 200))).toEqual([]);
+    expect(idp2.stats.refreshes).toBe(1);
+    expect(api2.refused).toBe(0);
   });
 });

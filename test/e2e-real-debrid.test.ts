@@ -3,24 +3,18 @@
  * documented "Workflow for opensource apps" (test/support/fake-real-debrid.ts). The test plays
  * the user by approving the code at the fake.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { settled, sleep, spawnCli, startDaemon, startLogin, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
-import { rdError, startFakeRealDebrid, type FakeRealDebrid } from './support/fake-real-debrid.js';
+import { describe, expect, it } from 'vitest';
+import { settled, sleep, spawnCli, startDaemon, startLogin, tapEvents, waitFor } from './support/fake-as.js';
+import { rdError, startFakeRealDebrid } from './support/fake-real-debrid.js';
+import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
 
-let rd: FakeRealDebrid;
-let t: TestDaemon;
-
-beforeEach(async () => {
-  rd = await startFakeRealDebrid();
-});
-afterEach(async () => {
-  await t?.cleanup();
-  await rd.close();
-});
+const rd = useServer(startFakeRealDebrid, { each: true, what: 'the fake Real-Debrid' });
+// Each test starts tokend when its fake is set up, with its own settings.
+const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settings: { proactive_refresh: false, backoff_initial_ms: 50 } });
 
 async function addRd(settings: Record<string, unknown> = {}): Promise<void> {
-  t = await startDaemon({ proactive_refresh: false, backoff_initial_ms: 50, ...settings });
+  await start({ settings });
   const r = await t.d.cli(['add', 'rd', '--preset', 'real-debrid', '--base-url', rd.url]);
   expect(r.code, r.stderr).toBe(0);
 }

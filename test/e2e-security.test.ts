@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, tempHome, importConfGrant } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { DaemonProcess, addConfAccount, importConfGrant } from './support/daemon.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
 
 function mode(p: string): string {
   return (fs.statSync(p).mode & 0o777).toString(8);
@@ -13,24 +13,8 @@ function allFiles(dir: string): string[] {
 }
 
 describe('security', () => {
-  let idp: TestIdp;
-  let home: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
-  beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 60 });
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    home = tempHome();
-    d = new DaemonProcess(home.home, home.env);
-    await d.start();
-  });
-  afterEach(async () => {
-    await d.stop('SIGKILL');
-    home.cleanup();
-  });
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const { d, t: home } = useDaemon({ lifetime: 'test' });
 
   it('makes every folder 0700 and every file 0600, the socket included', async () => {
     await addConfAccount(d, idp.issuer);
@@ -94,17 +78,7 @@ describe('security', () => {
 });
 
 describe('bad input', () => {
-  let home: ReturnType<typeof tempHome>;
-  let d: DaemonProcess;
-  beforeAll(async () => {
-    home = tempHome();
-    d = new DaemonProcess(home.home, home.env);
-    await d.start();
-  });
-  afterAll(async () => {
-    await d.stop('SIGKILL');
-    home.cleanup();
-  });
+  const { d } = useDaemon();
 
   const cases: Array<[string, string, string, string | Buffer | object | undefined, number, string]> = [
     ['malformed JSON', 'POST', '/v1/token', '{"account": ', 400, 'invalid_request'],

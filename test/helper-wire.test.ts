@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { once } from 'node:events';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,7 @@ import { formatBazelCredential, parseBazelRequest, rfc3339Seconds } from '../src
 import { handleHelper, type HelperDeps, type HelperToken } from '../src/daemon/helper-handlers.js';
 import { encodeStderrHeader, helperHttpResponse, HELPER_STDERR_HEADER } from '../src/protocol/helper-http.js';
 import { matchAccount, type MatchTarget } from '../src/daemon/match.js';
+import { run as runProgram } from './support/run.js';
 
 const TOKEN = 'at-SECRET-0123456789abcdef';
 const EXPIRES_MS = Date.UTC(2030, 0, 2, 3, 4, 5, 678);
@@ -701,26 +702,17 @@ describe.each([
   });
 
   function sh(cmd: string, args: string[], stdin: string, env: Record<string, string> = {}) {
-    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(cmd, args, {
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: dir,
-          TOKEND_SOCKET: sock,
-          TOKEND_NO_AUTOSTART: '1',
-          GIT_CONFIG_NOSYSTEM: '1',
-          GIT_TERMINAL_PROMPT: '0',
-          ...env,
-        },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.on('error', () => {});
-      child.stdin.end(stdin);
+    return runProgram(cmd, args, {
+      stdin,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: dir,
+        TOKEND_SOCKET: sock,
+        TOKEND_NO_AUTOSTART: '1',
+        GIT_CONFIG_NOSYSTEM: '1',
+        GIT_TERMINAL_PROMPT: '0',
+        ...env,
+      },
     });
   }
 

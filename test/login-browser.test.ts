@@ -6,28 +6,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { addConfAccount } from './support/daemon.js';
-import { settled, spawnCli, startDaemon, startLogin, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
-import { CLIENTS, startIdp, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { settled, spawnCli, startDaemon, startLogin, tapEvents, waitFor } from './support/fake-as.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
+import { CLIENTS } from './support/idp.js';
 
 describe('browser login against a real OpenID Provider', () => {
-  let idp: TestIdp;
-  let t: TestDaemon;
-
-  beforeAll(async () => {
-    idp = await startIdp();
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    t = await startDaemon();
-    await addConfAccount(t.d, idp.issuer);
-  });
-  afterEach(async () => {
-    await t.cleanup();
-  });
+  const idp = useIdp();
+  const { t } = useDaemon({ lifetime: 'test', launch: startDaemon, account: { idp } });
 
   it('signs in through a one-shot loopback listener with PKCE S256 and state, answers the browser, then serves tokens', async () => {
     const tap = await tapEvents(t.d.socket);

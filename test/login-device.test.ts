@@ -4,28 +4,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { addConfAccount } from './support/daemon.js';
-import { settled, spawnCli, startDaemon, startLogin, tapEvents, waitFor, type TestDaemon } from './support/fake-as.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { describe, expect, it } from 'vitest';
+import { settled, spawnCli, startDaemon, startLogin, tapEvents, waitFor } from './support/fake-as.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
 
 describe('device login against a real OpenID Provider', () => {
-  let idp: TestIdp;
-  let t: TestDaemon;
-
-  beforeAll(async () => {
-    idp = await startIdp();
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    t = await startDaemon();
-    await addConfAccount(t.d, idp.issuer);
-  });
-  afterEach(async () => {
-    await t.cleanup();
-  });
+  const idp = useIdp();
+  const { t } = useDaemon({ lifetime: 'test', launch: startDaemon, account: { idp } });
 
   it('starts with --no-wait --json, becomes active once the code is approved, and then serves tokens', async () => {
     const tap = await tapEvents(t.d.socket);
@@ -173,21 +158,8 @@ describe('device login against a real OpenID Provider', () => {
 });
 
 describe('device login expiry', () => {
-  let idp: TestIdp;
-  let t: TestDaemon;
-  beforeAll(async () => {
-    idp = await startIdp({ deviceCodeTtl: 2 });
-  });
-  afterAll(async () => {
-    await idp.close();
-  });
-  beforeEach(async () => {
-    t = await startDaemon();
-    await addConfAccount(t.d, idp.issuer);
-  });
-  afterEach(async () => {
-    await t.cleanup();
-  });
+  const idp = useIdp({ deviceCodeTtl: 2 });
+  const { t } = useDaemon({ lifetime: 'test', launch: startDaemon, account: { idp } });
 
   it('becomes expired when nobody approves the code within expires_in, and the waiting CLI exits 1', async () => {
     const tap = await tapEvents(t.d.socket);

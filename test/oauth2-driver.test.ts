@@ -7,6 +7,7 @@ import { createOAuth2Driver, parseRetryAfter, toDriverError } from '../src/daemo
 import { getDriver } from '../src/daemon/drivers/registry.js';
 import { DriverError, type DriverContext } from '../src/daemon/drivers/driver.js';
 import { AccountConfig, type AccountConfigInput } from '../src/protocol/api.js';
+import { rejectionOf } from './support/rejection.js';
 
 let idp: TestIdp;
 /** Every token and secret the tests handle: no error message may contain any of them. */
@@ -45,14 +46,7 @@ function remember<T extends { access_token: string; refresh_token?: string; id_t
 
 /** Runs `p`, expects a DriverError, and checks that it carries no secret anywhere. */
 async function failure(p: Promise<unknown>): Promise<DriverError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a DriverError, got success');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DriverError);
-  const d = err as DriverError;
+  const d = await rejectionOf(p, DriverError);
   const text = `${d.message} ${String(d.stack)} ${JSON.stringify(d)} ${String((d as { cause?: unknown }).cause ?? '')}`;
   for (const s of secrets) expect(text).not.toContain(s);
   return d;

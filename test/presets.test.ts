@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { applyPreset, PRESETS } from '../src/daemon/presets.js';
-import { DaemonProcess, tempHome } from './support/daemon.js';
+import { useDaemon } from './support/fixtures.js';
 
 describe('presets', () => {
   it('fill defaults under what the user gave', () => {
@@ -24,13 +24,7 @@ describe('presets', () => {
 });
 
 describe('tokend add --preset, through the daemon', () => {
-  const h = tempHome();
-  const d = new DaemonProcess(h.home, h.env);
-  beforeAll(() => d.start());
-  afterAll(async () => {
-    await d.stop('SIGKILL');
-    h.cleanup();
-  });
+  const { d } = useDaemon();
 
   it('stores the preset defaults in the account, explicit options winning', async () => {
     const r = await d.cli(['add', 'gh', '--preset', 'github', '--client-id', 'Iv1.abc', '--scope', 'read:user', '--json']);

@@ -12,6 +12,7 @@ import { DriverError, type DriverContext } from '../src/daemon/drivers/driver.js
 import { jwtLifetime } from '../src/daemon/drivers/jwt-lifetime.js';
 import { RD_SECRETS, createRealDebridDriver } from '../src/daemon/drivers/real-debrid.js';
 import { getDriver } from '../src/daemon/drivers/registry.js';
+import { rejectionOf } from './support/rejection.js';
 
 const BASE = 'https://provider.example';
 
@@ -42,14 +43,7 @@ function ctx(config: Partial<AccountConfigInput>, secrets: Record<string, string
   };
 }
 
-async function failure(p: Promise<unknown>): Promise<DriverError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DriverError);
-  return err as DriverError;
-}
+const failure = (p: Promise<unknown>) => rejectionOf(p, DriverError);
 
 describe('the registry', () => {
   it('has the three provider drivers besides oauth2', () => {

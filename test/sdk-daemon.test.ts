@@ -9,17 +9,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { Tokend, TokendError, type EventSubscription, type TokendEvent } from '../src/sdk/index.js';
 import { addConfAccount, importConfGrant, socketRequest } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
+import { rejectionOf } from './support/rejection.js';
 import { useStack } from './support/stack.js';
 
 /** The promise's rejection, which must be a TokendError. */
-async function tokendError(p: Promise<unknown>): Promise<TokendError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TokendError);
-  return err as TokendError;
-}
+const tokendError = (p: Promise<unknown>) => rejectionOf(p, TokendError);
 
 /** Everything the subscription yields, until it ends (`done`). */
 function collect(events: EventSubscription): { seen: TokendEvent[]; done: Promise<void> } {

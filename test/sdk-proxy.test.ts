@@ -3,36 +3,18 @@
  * at the real IdP: what an app sees, and that it never holds a token.
  */
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Tokend, TokendError } from '../src/sdk/index.js';
-import { startApi, type TestApi } from './support/api-server.js';
-import { DaemonProcess, addConfAccount, importConfGrant, tempHome, writeSettings } from './support/daemon.js';
-import { startIdp, type TestIdp } from './support/idp.js';
+import { startApi } from './support/api-server.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 
 describe('fetch through the daemon, as an app', () => {
-  let idp: TestIdp;
-  let api: TestApi;
-  let d: DaemonProcess;
-  let cleanup: () => void;
+  const idp = useIdp({ accessTokenTtl: 120 });
+  const api = useServer(() => startApi(idp), { what: 'the API' });
+  const { d, t } = useDaemon({ settings: { http_timeout_ms: 1500 }, account: { idp, name: 'w', args: () => ['--api-base', api.base], grant: true } });
   let tokend: Tokend;
-
-  beforeAll(async () => {
-    idp = await startIdp({ accessTokenTtl: 120 });
-    api = await startApi(idp);
-    const h = tempHome();
-    cleanup = h.cleanup;
-    writeSettings(h.home, { http_timeout_ms: 1500 });
-    d = new DaemonProcess(h.home, h.env);
-    await d.start();
-    await addConfAccount(d, idp.issuer, 'w', ['--api-base', api.base]);
-    await importConfGrant(d, idp, 'w');
-    tokend = new Tokend({ env: h.env, userAgent: 'sdk-proxy-test' });
-  });
-  afterAll(async () => {
-    await d.stop('SIGKILL');
-    cleanup();
-    await api.close();
-    await idp.close();
+  beforeAll(() => {
+    tokend = new Tokend({ env: t.env, userAgent: 'sdk-proxy-test' });
   });
 
   it("calls the API as the account: method, path, query, headers and body pass; the app's Authorization and Cookie do not", async () => {

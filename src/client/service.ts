@@ -206,7 +206,7 @@ export async function runService(args: string[], io: ServiceIo): Promise<number>
     throw err;
   }
 
-  const run = io.run ?? defaultRunner(io.env);
+  const run = io.run ?? commandRunner(io.env, 30_000);
   const tokend = io.tokendBin ?? path.join(packageRoot(), 'bin', 'tokend');
   const out = new Reporter(io, opts.json, sub);
   try {
@@ -613,11 +613,15 @@ function filesReport(files: PlannedFile[]): { path: string; changed: boolean }[]
   return files.map((f) => ({ path: f.path, changed: f.state !== 'same' }));
 }
 
-function defaultRunner(env: NodeJS.ProcessEnv): Runner {
+/**
+ * Runs programs with `env`, each stopped after `timeoutMs`; a missing program is exit 127, as
+ * in a shell. `tokend service` runs systemctl and launchctl with it, `tokend doctor` its checks.
+ */
+export function commandRunner(env: NodeJS.ProcessEnv, timeoutMs: number): Runner {
   return (cmd, args) =>
     new Promise((resolve) => {
       // execFile looks `cmd` up in env.PATH (child_process: "options.env.PATH").
-      execFile(cmd, args, { env, timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      execFile(cmd, args, { env, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, stdout, stderr });
         const e = err as NodeJS.ErrnoException & { code?: number | string };
         if (e.code === 'ENOENT') return resolve({ code: 127, stdout: '', stderr: `${cmd}: not found` });

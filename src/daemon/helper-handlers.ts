@@ -261,29 +261,38 @@ async function resolveAccount(
   return { ok: true, account: accountName(match.account) };
 }
 
+/** kubectl's and Bazel's token: of the account named on the command line or the one the URL matches, at the tool's min TTL. */
+async function toolToken(
+  input: HelperInput,
+  url: string | undefined,
+  deps: HelperDeps,
+  noUrlHint: string,
+  minTtl: number,
+): Promise<{ ok: true; token: HelperToken } | { ok: false; error: HelperResult }> {
+  const resolved = await resolveAccount(input, url, deps, noUrlHint);
+  if (!resolved.ok) return resolved;
+  try {
+    return { ok: true, token: await deps.getToken(resolved.account, minTtl) };
+  } catch (err) {
+    return { ok: false, error: toolError(describeError(err)) };
+  }
+}
+
 async function kubectlHelper(_action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
   // client-go: input is the KUBERNETES_EXEC_INFO env var, not stdin; a byte-pipe client may send it as the body.
   const raw = input.env?.KUBERNETES_EXEC_INFO ?? (input.stdin.length > 0 ? input.stdin : undefined);
   const parsed = parseKubectlExecInfo(raw);
   if (!parsed.ok) return toolError(parsed.error.message);
   const req = parsed.request;
-  const resolved = await resolveAccount(
+  const got = await toolToken(
     input,
     req.server,
     deps,
     'name an account (tokend kubectl-credential NAME) or set provideClusterInfo: true in the kubeconfig',
+    HELPER_MIN_TTL.kubectl,
   );
-  if (!resolved.ok) return resolved.error;
-  let token: HelperToken;
-  try {
-    token = await deps.getToken(resolved.account, HELPER_MIN_TTL.kubectl);
-  } catch (err) {
-    return toolError(describeError(err));
-  }
-  return result(
-    0,
-    formatExecCredential({ apiVersion: req.apiVersion, token: token.access_token, expires_at: token.expires_at }),
-  );
+  if (!got.ok) return got.error;
+  return result(0, formatExecCredential({ apiVersion: req.apiVersion, token: got.token.access_token, expires_at: got.token.expires_at }));
 }
 
 async function bazelHelper(action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
@@ -292,18 +301,9 @@ async function bazelHelper(action: string, input: HelperInput, deps: HelperDeps)
   const parsed = parseBazelRequest(input.stdin);
   if (!parsed.ok) return toolError(parsed.error.message);
   // EngFlow spec: for input it does not support (a foreign domain) a helper SHOULD fail, not answer {}.
-  const resolved = await resolveAccount(input, parsed.request.uri, deps, 'no uri');
-  if (!resolved.ok) return resolved.error;
-  let token: HelperToken;
-  try {
-    token = await deps.getToken(resolved.account, HELPER_MIN_TTL.bazel);
-  } catch (err) {
-    return toolError(describeError(err));
-  }
-  return result(
-    0,
-    formatBazelCredential({ token: token.access_token, token_type: token.token_type, expires_at: token.expires_at }),
-  );
+  const got = await toolToken(input, parsed.request.uri, deps, 'no uri', HELPER_MIN_TTL.bazel);
+  if (!got.ok) return got.error;
+  return result(0, formatBazelCredential({ token: got.token.access_token, token_type: got.token.token_type, expires_at: got.token.expires_at }));
 }
 
 // ---------------------------------------------------------------- entry points

@@ -1,4 +1,4 @@
-import { normaliseHost, normalisePath, parseHostPattern, splitAuthority, type HostPattern } from '../protocol/host-pattern.js';
+import { normaliseHost, normalisePath, parseHostPattern, parseTargetUrl, splitAuthority, type HostPattern } from '../protocol/host-pattern.js';
 import { isLoopbackHost } from '../protocol/rules.js';
 import { E } from './errors.js';
 
@@ -51,14 +51,8 @@ export { parseHostPattern, type HostPattern };
  * password is dropped. Undefined when it is not a URL with a host.
  */
 export function targetFromUrl(url: string): MatchTarget | undefined {
-  const text = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) ? url : `https://${url}`;
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    return undefined;
-  }
-  if (u.hostname === '') return undefined;
+  const u = parseTargetUrl(url);
+  if (!u) return undefined;
   const target: MatchTarget = { protocol: u.protocol.replace(/:$/, '').toLowerCase(), host: u.hostname };
   if (u.port !== '') target.port = Number(u.port);
   if (u.pathname !== '' && u.pathname !== '/') {

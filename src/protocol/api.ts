@@ -249,12 +249,20 @@ export const ImportRequest = z
   .refine((r) => r.refresh_token !== undefined || r.access_token !== undefined, { message: 'give a refresh_token, an access_token, or both' });
 export type ImportRequest = z.infer<typeof ImportRequest>;
 
+/**
+ * How a token request or a rejection names its account: by name, or by a URL or host that
+ * one account's `hosts` serve (docs/helpers.md, "Which account answers").
+ */
+const AccountTarget = {
+  account: AccountName.optional(),
+  url: z.string().min(1).max(4096).optional(),
+  host: z.string().min(1).max(512).optional(),
+};
+
 /** `POST /v1/token` (docs/architecture.md, token serving rules). */
 export const TokenRequest = z
   .object({
-    account: AccountName.optional(),
-    url: z.string().min(1).max(4096).optional(),
-    host: z.string().min(1).max(512).optional(),
+    ...AccountTarget,
     username: z.string().max(256).optional(),
     min_ttl: z.number().int().min(0).max(86_400).optional(),
     scope: z.string().min(1).max(2048).optional(),
@@ -279,9 +287,7 @@ export type TokenResponse = z.infer<typeof TokenResponse>;
 /** `POST /v1/credential/reject`: a tool reports a served token was refused. */
 export const RejectRequest = z
   .object({
-    account: AccountName.optional(),
-    url: z.string().min(1).max(4096).optional(),
-    host: z.string().min(1).max(512).optional(),
+    ...AccountTarget,
     access_token: z.string().min(1).max(16384).optional(),
   })
   .strict();

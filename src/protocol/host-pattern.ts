@@ -74,6 +74,22 @@ export function splitAuthority(authority: string): { host: string; port?: number
   return { host, port };
 }
 
+/**
+ * A URL a credential is asked for, as tools give it: a bare `host[:port][/path]` means https
+ * (docker assumes so of a registry; `tokend token --url` and the helpers take the same).
+ * Undefined unless it parses with a host.
+ */
+export function parseTargetUrl(text: string): URL | undefined {
+  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text) ? text : `https://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    return undefined;
+  }
+  return url.hostname === '' ? undefined : url;
+}
+
 /** Parse one `hosts` entry; undefined when it is not a pattern we understand (it then matches nothing). */
 export function parseHostPattern(pattern: string): HostPattern | undefined {
   let rest = pattern.trim();

@@ -10,9 +10,8 @@
  * - `GET /api/redirect?to=URL`: 302 to URL; `GET /api/slow`: never answers.
  */
 import http from 'node:http';
-import { once } from 'node:events';
-import type { AddressInfo, Socket } from 'node:net';
 import type { TestIdp } from './idp.js';
+import { listenOnLoopback } from './loopback.js';
 
 export interface SeenRequest {
   method: string;
@@ -29,13 +28,32 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
+const CHUNK = Buffer.alloc(64 * 1024, 0x61);
+
+/**
+ * Answer `bytes` bytes of `a` in 64 KiB writes that wait for `drain`, so a download never sits
+ * in memory whole: what the proxy's streaming tests and the bench's download rows measure.
+ */
+export function sendBytes(res: http.ServerResponse, bytes: number): void {
+  let left = bytes;
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(left, CHUNK.length);
+      left -= n;
+      if (!res.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void res.once('drain', pump);
+    }
+    res.end();
+  };
+  pump();
+}
+
 /**
  * `rememberActive`: introspect each token once and trust it afterwards (a resource server
  * caching introspection), for load tests where 1000 introspections would be the bottleneck;
  * off by default, so a revoked token is refused at once.
  */
 export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } = {}): Promise<TestApi> {
-  const sockets = new Set<Socket>();
   const api: TestApi = { base: '', seen: [], refused: 0, close: async () => undefined };
   const known = new Map<string, Promise<boolean>>();
   const isActive = (token: string) => {
@@ -69,18 +87,7 @@ export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } 
       res.writeHead(200, { 'content-type': 'application/json', 'x-api': 'yes', 'set-cookie': ['a=1', 'b=2'] });
       res.end(JSON.stringify({ method: req.method, path, query: Object.fromEntries(url.searchParams), headers, body: Buffer.concat(chunks).toString('utf8') }));
     } else if (path === '/api/download') {
-      let left = Number(url.searchParams.get('bytes') ?? 0);
-      const chunk = Buffer.alloc(64 * 1024, 0x61);
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
-      const pump = () => {
-        while (left > 0) {
-          const n = Math.min(left, chunk.length);
-          left -= n;
-          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
-        }
-        res.end();
-      };
-      pump();
+      sendBytes(res, Number(url.searchParams.get('bytes') ?? 0));
     } else if (path === '/api/upload') {
       let bytes = 0;
       for await (const c of req) bytes += (c as Buffer).length;
@@ -102,16 +109,8 @@ export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } 
       res.writeHead(404).end();
     }
   }
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  api.base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
-  api.close = async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-  };
+  const listener = await listenOnLoopback(server);
+  api.base = `${listener.url}/api`;
+  api.close = listener.close;
   return api;
 }

@@ -222,6 +222,43 @@ export function writeSettings(home: string, settings: Record<string, unknown>, a
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ version: 1, settings, accounts }, null, 2), { mode: 0o600 });
 }
 
+/** A daemon started under its own temporary TOKEND_HOME. */
+export interface TestDaemon {
+  d: DaemonProcess;
+  home: string;
+  /** What it runs with: for the CLIs, helpers and SDK clients that talk to it. */
+  env: NodeJS.ProcessEnv;
+  /** Kill it and remove its home. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Start a daemon under a fresh temporary home: config.json's `settings` written first when
+ * given, `env` over the home's environment (a variable given as undefined is removed).
+ */
+export async function startTestDaemon(settings?: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<TestDaemon> {
+  const h = tempHome();
+  if (settings) writeSettings(h.home, settings);
+  const fullEnv: NodeJS.ProcessEnv = { ...h.env, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete fullEnv[k];
+  const d = new DaemonProcess(h.home, fullEnv);
+  try {
+    await d.start();
+  } catch (err) {
+    h.cleanup();
+    throw err;
+  }
+  return {
+    d,
+    home: h.home,
+    env: fullEnv,
+    async cleanup() {
+      await d.stop('SIGKILL');
+      h.cleanup();
+    },
+  };
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Add account NAME for the test IdP's confidential client `conf` through the real CLI. */

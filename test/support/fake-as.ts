@@ -16,11 +16,10 @@
  * device polling, SSE capture, waiting, and a CLI whose output can be read while it runs.
  */
 import http from 'node:http';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { AddressInfo, Socket } from 'node:net';
-import { DaemonProcess, TOKEND_BIN, tempHome, writeSettings, type CliResult } from './daemon.js';
+import { listenOnLoopback } from './loopback.js';
+import { startTestDaemon, TOKEND_BIN, type CliResult, type DaemonProcess, type TestDaemon } from './daemon.js';
 
 /** What `POST /device` answers. */
 export type DeviceAnswer =
@@ -71,14 +70,7 @@ const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 export async function startFakeAs(): Promise<FakeAs> {
   const server = http.createServer();
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, close } = await listenOnLoopback(server);
 
   let answers: TokenAnswer[] = ['pending'];
   let next = 0;
@@ -97,12 +89,7 @@ export async function startFakeAs(): Promise<FakeAs> {
     deviceRequests: 0,
     polls: [],
     issued: [],
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-      }),
+    close,
   };
 
   const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -179,31 +166,14 @@ export async function startFakeAs(): Promise<FakeAs> {
 /** The test interval unit: 5 s of RFC 8628 polling becomes 500 ms. */
 export const UNIT_MS = 100;
 
-export interface TestDaemon {
-  d: DaemonProcess;
-  home: string;
-  env: NodeJS.ProcessEnv;
-  cleanup(): Promise<void>;
-}
+export type { TestDaemon };
 
-/** A started daemon under a fresh TOKEND_HOME with fast device polling. */
-export async function startDaemon(settings: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<TestDaemon> {
-  const h = tempHome();
-  writeSettings(h.home, { max_refreshes_per_minute: 1000, device_poll_unit_ms: UNIT_MS, ...settings });
-  const fullEnv = { ...h.env, ...env };
-  // The tests pick flows explicitly; a display or an SSH session of the machine running them must not matter.
-  for (const k of ['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_CONNECTION', 'SSH_TTY', 'SSH_CLIENT', 'BROWSER']) if (!(k in env)) delete fullEnv[k];
-  const d = new DaemonProcess(h.home, fullEnv);
-  await d.start();
-  return {
-    d,
-    home: h.home,
-    env: fullEnv,
-    async cleanup() {
-      await d.stop('SIGKILL');
-      h.cleanup();
-    },
-  };
+/** The tests pick flows explicitly; a display or an SSH session of the machine running them must not matter. */
+const NO_DISPLAY: NodeJS.ProcessEnv = Object.fromEntries(['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_CONNECTION', 'SSH_TTY', 'SSH_CLIENT', 'BROWSER'].map((k) => [k, undefined]));
+
+/** A started daemon under a fresh TOKEND_HOME with fast device polling, and no display unless `env` gives one. */
+export function startDaemon(settings: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<TestDaemon> {
+  return startTestDaemon({ max_refreshes_per_minute: 1000, device_poll_unit_ms: UNIT_MS, ...settings }, { ...NO_DISPLAY, ...env });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

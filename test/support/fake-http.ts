@@ -6,9 +6,8 @@
  * Each fake keeps the protocol of its provider; this file keeps none.
  */
 import http from 'node:http';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 
 /** One request as a fake sees it: the body read whole. */
 export interface FakeRequest {
@@ -58,7 +57,6 @@ export interface FakeServer {
 
 /** Starts a server whose handler gets each request read whole; a handler that throws answers 500. */
 export async function startFakeServer(handle: (req: FakeRequest, res: http.ServerResponse) => void): Promise<FakeServer> {
-  const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
@@ -72,21 +70,8 @@ export async function startFakeServer(handle: (req: FakeRequest, res: http.Serve
       }
     });
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-      }),
-  };
+  const { url, close } = await listenOnLoopback(server);
+  return { url, close };
 }
 
 /** Write an answer (or, for 'hang', nothing: the request waits until the client gives up). */

@@ -1,6 +1,19 @@
+/**
+ * The vitest fixtures of the integration tests: a call at the top of a file or a `describe`
+ * registers the hooks that start what the tests need and stop it after them, and returns a
+ * stand-in the tests use as the thing itself.
+ *
+ * ```ts
+ * const idp = useIdp({ accessTokenTtl: 8 });                       // one IdP for the describe
+ * const { d } = useDaemon({ lifetime: 'test', settings: { max_refreshes_per_minute: 1000 },
+ *   account: { idp, grant: true } });                              // a daemon per test, account `work` with a grant
+ * it('…', async () => { await d.cli(['token', 'work']); … });
+ * ```
+ */
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll } from 'vitest';
-import { DaemonProcess, tempHome } from './daemon.js';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { addConfAccount, importConfGrant, startTestDaemon, type DaemonProcess, type TestDaemon } from './daemon.js';
+import { startIdp, type IdpOptions, type TestIdp } from './idp.js';
 
 export interface ProcessResult {
   code: number | null;
@@ -44,27 +57,134 @@ export function runProcess(
 }
 
 /**
- * One daemon under a fresh TOKEND_HOME for the enclosing `describe`: started before its
- * tests, killed and its folder removed after them.
+ * A stand-in for what a hook makes later. vitest runs beforeAll and beforeEach after a
+ * describe's body has defined its tests, so a fixture cannot hand them the IdP or the daemon
+ * itself: it hands this, which reads and writes through to the current one (`idp.issuer`,
+ * `d.request(…)`, `amp.tokenTtl = 3`), and says so when a test uses it before the hook ran.
  */
-export function daemonForSuite(): { readonly daemon: DaemonProcess; readonly env: NodeJS.ProcessEnv } {
-  let home: ReturnType<typeof tempHome> | undefined;
-  let daemon: DaemonProcess | undefined;
-  beforeAll(async () => {
-    home = tempHome();
-    daemon = new DaemonProcess(home.home, home.env);
-    await daemon.start();
-  });
-  afterAll(async () => {
-    await daemon?.stop('SIGKILL');
-    home?.cleanup();
-  });
-  return {
-    get daemon() {
-      return daemon!;
+function standIn<T extends object>(what: string, current: () => T | undefined): T {
+  const target = (): T => {
+    const t = current();
+    if (t === undefined) throw new Error(`${what} is not started here: use it in a test or in a hook registered after the fixture`);
+    return t;
+  };
+  return new Proxy({} as T, {
+    get(_, key) {
+      const t = target();
+      const v = Reflect.get(t, key, t);
+      return typeof v === 'function' ? v.bind(t) : v;
     },
+    set: (_, key, value) => Reflect.set(target(), key, value),
+    has: (_, key) => Reflect.has(target(), key),
+  });
+}
+
+export interface FixtureTiming {
+  /** A fresh one for each test (beforeEach / afterEach) instead of one for the describe. */
+  each?: boolean;
+}
+
+/** A server (anything with `close()`) started before the tests of the enclosing describe and closed after them. */
+export function useServer<T extends { close(): Promise<unknown> }>(start: () => Promise<T>, opts: FixtureTiming & { what?: string } = {}): T {
+  let current: T | undefined;
+  const [before, after] = opts.each ? [beforeEach, afterEach] : [beforeAll, afterAll];
+  before(async () => {
+    current = await start();
+  });
+  after(async () => {
+    await current?.close();
+    current = undefined;
+  });
+  return standIn(opts.what ?? 'the server', () => current);
+}
+
+/** The real test IdP (test/support/idp.ts) for the enclosing describe. */
+export function useIdp(opts: IdpOptions = {}): TestIdp {
+  return useServer(() => startIdp(opts), { what: 'the IdP' });
+}
+
+/** An account for the test IdP's confidential client `conf` (addConfAccount), added once the daemon runs. */
+export interface AccountSetup {
+  idp: TestIdp;
+  /** Default `work`. */
+  name?: string;
+  /** More `tokend add` options; a function when they name what a hook makes (a server's port). */
+  args?: string[] | (() => string[]);
+  /** Also import a grant the IdP issued (importConfGrant). */
+  grant?: boolean;
+}
+
+export interface DaemonFixtureOptions {
+  /** config.json's settings, written before it starts; none: no config.json until the daemon writes one. */
+  settings?: Record<string, unknown>;
+  /** Over the temporary home's environment. */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * 'describe' (the default): one daemon for the describe's tests. 'test': a fresh one before
+   * each test. 'manual': each test starts its own with `start()` (its settings differ from
+   * test to test). A daemon is stopped and its home removed after the describe or the test.
+   */
+  lifetime?: 'describe' | 'test' | 'manual';
+  /** How one is started; default startTestDaemon. The login tests use fake-as.ts's startDaemon (fast device polling, no display). */
+  launch?: (settings: Record<string, unknown> | undefined, env: NodeJS.ProcessEnv) => Promise<TestDaemon>;
+  account?: AccountSetup;
+}
+
+export interface DaemonFixture {
+  /** The current daemon. */
+  readonly d: DaemonProcess;
+  /** The current daemon with its home and environment (`t.home`, `t.env`, `t.d`). */
+  readonly t: TestDaemon;
+  /** Start a daemon now (the 'manual' lifetime): `settings` over the fixture's, `env` over its. */
+  start(more?: { settings?: Record<string, unknown>; env?: NodeJS.ProcessEnv }): Promise<TestDaemon>;
+}
+
+/** Real `tokend daemon` processes for the tests of the enclosing describe, each under a temporary TOKEND_HOME. */
+export function useDaemon(opts: DaemonFixtureOptions = {}): DaemonFixture {
+  const launch = opts.launch ?? startTestDaemon;
+  const lifetime = opts.lifetime ?? 'describe';
+  const started: TestDaemon[] = [];
+  const current = () => started.at(-1);
+
+  async function start(more: { settings?: Record<string, unknown>; env?: NodeJS.ProcessEnv } = {}): Promise<TestDaemon> {
+    const settings = opts.settings || more.settings ? { ...opts.settings, ...more.settings } : undefined;
+    const t = await launch(settings, { ...opts.env, ...more.env });
+    started.push(t);
+    const account = opts.account;
+    if (account) {
+      const name = account.name ?? 'work';
+      await addConfAccount(t.d, account.idp.issuer, name, typeof account.args === 'function' ? account.args() : account.args);
+      if (account.grant) await importConfGrant(t.d, account.idp, name);
+    }
+    return t;
+  }
+  async function stopAll(): Promise<void> {
+    for (let t = started.pop(); t; t = started.pop()) await t.cleanup();
+  }
+
+  if (lifetime === 'describe') {
+    beforeAll(async () => {
+      await start();
+    });
+    afterAll(stopAll);
+  } else {
+    if (lifetime === 'test') {
+      beforeEach(async () => {
+        await start();
+      });
+    }
+    afterEach(stopAll);
+  }
+  return { d: standIn('the daemon', () => current()?.d), t: standIn('the daemon', current), start };
+}
+
+/** One daemon under a fresh TOKEND_HOME for the enclosing `describe`, as `suite.daemon` and `suite.env`. */
+export function daemonForSuite(): { readonly daemon: DaemonProcess; readonly env: NodeJS.ProcessEnv } {
+  const { d, t } = useDaemon();
+  return {
+    daemon: d,
     get env() {
-      return home!.env;
+      return t.env;
     },
   };
 }

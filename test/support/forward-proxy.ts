@@ -5,8 +5,7 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 
 export interface ForwardProxy {
   url: string;
@@ -17,7 +16,6 @@ export interface ForwardProxy {
 
 export async function startForwardProxy(): Promise<ForwardProxy> {
   const seen: string[] = [];
-  const sockets = new Set<net.Socket>();
   const server = http.createServer((req, res) => {
     seen.push(`${req.method} ${req.url}`);
     const target = new URL(req.url ?? '');
@@ -40,18 +38,6 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     up.on('error', () => client.destroy());
     client.on('error', () => up.destroy());
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
+  const { url, close } = await listenOnLoopback(server);
+  return { url, seen, close };
 }

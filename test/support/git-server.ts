@@ -14,12 +14,11 @@
  * Pushing is enabled (`http.receivepack true` in each bare repo's config).
  */
 import http from 'node:http';
-import { once } from 'node:events';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 
 export interface GitServerOptions {
   /** Folder holding the bare repos; a temporary one (removed on close) when absent. */
@@ -120,7 +119,6 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
   await mkdir(root, { recursive: true });
   const stats: GitServerStats = { requests: 0, unauthorized: 0, authorized: 0 };
   const children = new Set<ChildProcess>();
-  const sockets = new Set<Socket>();
 
   const runCgi = (req: http.IncomingMessage, res: http.ServerResponse, username: string): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -216,17 +214,11 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
       },
     );
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
+  const listener = await listenOnLoopback(server);
 
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: listener.url,
+    port: listener.port,
     stats,
     async createRepo(name, createOpts = {}) {
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`bad repo name: ${name}`);
@@ -251,10 +243,7 @@ export async function startGitServer(opts: GitServerOptions): Promise<GitServer>
     },
     async close() {
       for (const c of children) c.kill('SIGKILL');
-      const closed = once(server, 'close');
-      server.close();
-      for (const s of sockets) s.destroy();
-      await closed;
+      await listener.close();
       if (ownRoot) await rm(root, { recursive: true, force: true });
     },
   };

@@ -30,12 +30,11 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
-import { once } from 'node:events';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
 // oidc-provider ships no type declarations; OidcProvider below types what tests use.
 // @ts-ignore
 import ProviderModule, { errors as providerErrorsModule } from 'oidc-provider';
+import { listenOnLoopback } from './loopback.js';
 
 /** The subject every approved login belongs to. */
 export const TEST_ACCOUNT = 'test-user';
@@ -211,9 +210,8 @@ function jwks(): { keys: object[] } {
 export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
   const accessTokenTtl = opts.accessTokenTtl ?? 60;
   const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }) : http.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
+  const listener = await listenOnLoopback(server);
+  const port = listener.port;
   const issuer = opts.tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
   // The fixture's own requests (issuing, introspecting) trust the test CA too.
   const tlsAgent = opts.tls ? new UndiciAgent({ connect: { ca: opts.tls.ca } }) : undefined;
@@ -353,12 +351,6 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
 
   let fault: TokenFault | null = null;
   let faultLeft = Infinity;
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-
   const handle = provider.callback();
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = (req.url ?? '').split('?')[0];
@@ -487,7 +479,6 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     if (!res.ok) throw new Error(`test IdP: revocation answered ${res.status}`);
   }
 
-  let closed: Promise<void> | undefined;
   return {
     issuer,
     port,
@@ -513,14 +504,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     authorize,
     introspect,
     revokeAtIdp,
-    close() {
-      closed ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-      });
-      return closed;
-    },
+    close: listener.close,
   };
 }
 

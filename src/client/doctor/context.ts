@@ -1,12 +1,11 @@
 import os from 'node:os';
 import path from 'node:path';
 import { TokendClient } from '../socket-client.js';
-import type { Runner } from '../service.js';
+import { commandRunner, type Runner } from '../service.js';
 import type { DoctorContext } from './check.js';
 import { readConfig } from './config-read.js';
 import { daemonAccounts, probeDaemon } from './probe.js';
 import { serviceState } from './service-state.js';
-import { defaultRunner } from './shell.js';
 
 export interface DoctorIo {
   stdout: (s: string) => void;
@@ -26,7 +25,8 @@ export interface DoctorIo {
 export function doctorContext(io: DoctorIo): DoctorContext {
   const env = io.env;
   const platform = io.platform ?? process.platform;
-  const run = io.run ?? defaultRunner(env);
+  // A check waits 10 s at most for git, systemctl or launchctl: doctor answers even when one hangs.
+  const run = io.run ?? commandRunner(env, 10_000);
   const client = new TokendClient({ env, autostart: false, userAgent: 'tokend-cli/doctor' });
   const paths = client.paths;
   const probe = probeDaemon(paths.socket);

@@ -1,9 +1,7 @@
-// Small shell-facing pieces the checks share: quoting in suggested commands, PATH lookup,
-// running the tools they ask.
-import { execFile } from 'node:child_process';
+// Small shell-facing pieces the checks share: quoting in suggested commands, PATH lookup.
 import fs from 'node:fs';
 import path from 'node:path';
-import { packageRoot, type Runner } from '../service.js';
+import { packageRoot } from '../service.js';
 
 /** `p` quoted for use inside single quotes in a suggested shell command. */
 export function shq(p: string): string {
@@ -37,17 +35,4 @@ export function binDir(): string {
 /** The fix for a tool that cannot find one of tokend's executables on PATH. */
 export function pathFix(): string {
   return `export PATH="${binDir()}:$PATH"   # or: npm link (in ${packageRoot()})`;
-}
-
-/** Runs git, systemctl and launchctl with `env`; a missing program is exit 127, as in a shell. */
-export function defaultRunner(env: NodeJS.ProcessEnv): Runner {
-  return (cmd, args) =>
-    new Promise((resolve) => {
-      execFile(cmd, args, { env, timeout: 10_000, encoding: 'utf8' }, (err, stdout, stderr) => {
-        if (!err) return resolve({ code: 0, stdout, stderr });
-        const e = err as NodeJS.ErrnoException & { code?: number | string };
-        if (e.code === 'ENOENT') return resolve({ code: 127, stdout: '', stderr: `${cmd}: not found` });
-        resolve({ code: typeof e.code === 'number' ? e.code : 1, stdout: stdout ?? '', stderr: stderr || e.message });
-      });
-    });
 }

@@ -9,24 +9,23 @@
  * (seen only in the third-party amp-rust client, not in Blockstream's documentation),
  * falling back to obtain_token on any failure.
  */
-import { outboundFetch } from '../outbound.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './driver.js';
 import { jwtLifetime } from './jwt-lifetime.js';
-import { field, needsBaseUrl, providerStep, sendRequest, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
+import { field, needsBaseUrl, providerSteps, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
 
 /** The Authorization scheme AMP wants, carried as the token type (the proxy and `tokend token --json` use it). */
 export const AMP_TOKEN_TYPE = 'token';
 
 export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
-  const fetchFor = (ctx: DriverContext) => opts.fetch ?? outboundFetch(ctx.config);
+  const step = providerSteps(opts);
 
   /** POST /user/obtain_token with the username and the stored password. */
   function obtain(ctx: DriverContext): Promise<TokenSet> {
     const { username, password } = credentials(ctx);
     const url = `${serviceRoot(ctx)}/user/obtain_token`;
-    return providerStep(
-      { label: 'AMP obtain_token endpoint', url, secrets: [password], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) }, ctx.signal, fetchFor(ctx)),
+    return step(
+      ctx,
+      { label: 'AMP obtain_token endpoint', url, secrets: [password], method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) },
       toTokenSet,
       (r) => credentialsRefusal(r, ctx, username),
     );
@@ -35,9 +34,9 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
   /** POST /user/refresh_token presenting the current token (unconfirmed endpoint). */
   function refreshWithToken(ctx: DriverContext, current: string): Promise<TokenSet> {
     const url = `${serviceRoot(ctx)}/user/refresh_token`;
-    return providerStep(
-      { label: 'AMP refresh_token endpoint', url, secrets: [current], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers: { authorization: `${AMP_TOKEN_TYPE} ${current}` } }, ctx.signal, fetchFor(ctx)),
+    return step(
+      ctx,
+      { label: 'AMP refresh_token endpoint', url, secrets: [current], method: 'POST', headers: { authorization: `${AMP_TOKEN_TYPE} ${current}` } },
       toTokenSet,
       () => undefined,
     );

@@ -6,19 +6,8 @@
  * the recover step. Access tokens live 60 minutes, refresh tokens a year; an API answers 498
  * for an expired access token.
  */
-import { outboundFetch } from '../outbound.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './driver.js';
-import {
-  field,
-  needsBaseUrl,
-  positiveField,
-  providerStep,
-  sendRequest,
-  serviceRoot,
-  stringField,
-  type ProviderDriverOptions,
-  type Refusal,
-} from './provider-http.js';
+import { field, needsBaseUrl, positiveField, providerSteps, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
 
 /** The HTTP status Cal.com's API answers for an expired access token (platform-constants HTTP_CODE_TOKEN_EXPIRED). */
 export const CAL_TOKEN_EXPIRED = 498;
@@ -29,14 +18,14 @@ interface PlatformClient {
 }
 
 export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
-  const fetchFor = (ctx: DriverContext) => opts.fetch ?? outboundFetch(ctx.config);
+  const step = providerSteps(opts);
 
   /** A POST that answers `{"status":"success","data":{accessToken, accessTokenExpiresAt, refreshToken, refreshTokenExpiresAt}}`. */
   function keysStep(ctx: DriverContext, label: string, url: string, client: PlatformClient, body: Record<string, string> | undefined, sent: string[]): Promise<TokenSet> {
     const headers: Record<string, string> = { ...clientHeaders(client), ...(body ? { 'content-type': 'application/json' } : {}) };
-    return providerStep(
-      { label, url, secrets: [client.secret, ...sent], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers, body: body ? JSON.stringify(body) : undefined }, ctx.signal, fetchFor(ctx)),
+    return step(
+      ctx,
+      { label, url, secrets: [client.secret, ...sent], method: 'POST', headers, body: body ? JSON.stringify(body) : undefined },
       toTokenSet,
       (r) => calRefusal(r, ctx),
     );
@@ -61,9 +50,9 @@ export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
     async check(ctx) {
       const client = platformClient(ctx);
       const url = `${serviceRoot(ctx)}/v2/oauth-clients/${encodeURIComponent(client.id)}/users/${userIdOf(ctx)}`;
-      await providerStep(
-        { label: 'Cal.com managed users endpoint', url, secrets: [client.secret], signal: ctx.signal },
-        () => sendRequest(url, { method: 'GET', headers: clientHeaders(client) }, ctx.signal, fetchFor(ctx)),
+      await step(
+        ctx,
+        { label: 'Cal.com managed users endpoint', url, secrets: [client.secret], method: 'GET', headers: clientHeaders(client) },
         (json) => (field(json, 'status') === 'success' ? true : undefined),
         (r) => calRefusal(r, ctx),
       );

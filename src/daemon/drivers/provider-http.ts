@@ -6,6 +6,7 @@
  * what a refusal means is each provider's (`ReadRefusal`).
  */
 import type { AccountConfig } from '../../protocol/api.js';
+import { outboundFetch } from '../outbound.js';
 import { DriverError, type DriverContext } from './driver.js';
 import { checkTransport, isRetryableStatus, parseRetryAfter, placeOf, retryableFailure, scrub, transportFailure } from './http-failure.js';
 
@@ -48,11 +49,31 @@ export interface RequestInit {
   body?: string;
 }
 
+/** One request of a driver's step: the request itself, and for messages whom it asks and what it sends that is secret. */
+export interface ProviderCall extends RequestInit, Omit<ProviderStep, 'signal'> {}
+
+/**
+ * The step runner of one driver: every call goes out with the account's signal, through
+ * `opts.fetch` when given (tests), else the account's outbound client (its proxy and CA file).
+ */
+export function providerSteps(opts: ProviderDriverOptions) {
+  return function step<T>(ctx: DriverContext, call: ProviderCall, process: (json: unknown) => T | undefined, readRefusal: ReadRefusal): Promise<T> {
+    const { label, url, secrets, ...init } = call;
+    return providerStep(
+      { label, url, secrets, signal: ctx.signal },
+      // Chosen inside the send: trouble making the account's client (an unreadable CA file) is then the step's failure like any other.
+      () => sendRequest(url, init, ctx.signal, opts.fetch ?? outboundFetch(ctx.config)),
+      process,
+      readRefusal,
+    );
+  };
+}
+
 /**
  * Send one request: only to https (or http on loopback), and never following a redirect, so
  * a secret header or body cannot follow a Location somewhere else.
  */
-export function sendRequest(url: string, init: RequestInit, signal: AbortSignal, fetchImpl: typeof fetch = fetch): Promise<Response> {
+function sendRequest(url: string, init: RequestInit, signal: AbortSignal, fetchImpl: typeof fetch = fetch): Promise<Response> {
   checkTransport(url);
   return fetchImpl(url, { method: init.method, headers: { accept: 'application/json', ...init.headers }, body: init.body, redirect: 'manual', signal });
 }
@@ -62,7 +83,7 @@ export function sendRequest(url: string, init: RequestInit, signal: AbortSignal,
  * the answer the provider documents). Network failures, timeouts, 5xx, 429 and 408 are
  * transient; a refusal is what `readRefusal` says, else a config error naming the status.
  */
-export async function providerStep<T>(
+async function providerStep<T>(
   step: ProviderStep,
   send: () => Promise<Response>,
   process: (json: unknown) => T | undefined,

@@ -7,19 +7,8 @@
  *
  * No recover step: a grant Real-Debrid refuses needs the device login again.
  */
-import { outboundFetch } from '../outbound.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './driver.js';
-import {
-  field,
-  needsBaseUrl,
-  positiveField,
-  providerStep,
-  sendRequest,
-  serviceRoot,
-  stringField,
-  type ProviderDriverOptions,
-  type Refusal,
-} from './provider-http.js';
+import { field, needsBaseUrl, positiveField, providerSteps, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
 
 /** The grant type of both the device-code exchange and the refresh (the doc's steps 4 and "Refresh"). */
 const DEVICE_GRANT = 'http://oauth.net/grant_type/device/1.0';
@@ -52,7 +41,7 @@ interface UserClient {
 }
 
 export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver {
-  const fetchFor = (ctx: DriverContext) => opts.fetch ?? outboundFetch(ctx.config);
+  const step = providerSteps(opts);
   const now = opts.now ?? Date.now;
   /**
    * device code → the per-user credentials it was approved with, until the token exchange
@@ -68,9 +57,9 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
   function tokenStep(ctx: DriverContext, client: UserClient, code: string): Promise<TokenSet> {
     const url = oauthUrl(ctx, 'token');
     const form = new URLSearchParams({ client_id: client.id, client_secret: client.secret, code, grant_type: DEVICE_GRANT });
-    return providerStep(
-      { label: 'Real-Debrid token endpoint', url, secrets: [client.secret, client.id, code], signal: ctx.signal },
-      () => sendRequest(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() }, ctx.signal, fetchFor(ctx)),
+    return step(
+      ctx,
+      { label: 'Real-Debrid token endpoint', url, secrets: [client.secret, client.id, code], method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() },
       toTokenSet,
       tokenRefusal,
     );
@@ -79,9 +68,9 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
   /** Step 3: GET /oauth/v2/device/credentials; the per-user credentials once the user approved the code. */
   function credentialsStep(ctx: DriverContext, deviceCode: string): Promise<UserClient> {
     const url = `${oauthUrl(ctx, 'device/credentials')}?${new URLSearchParams({ client_id: publicClientId(ctx), code: deviceCode })}`;
-    return providerStep(
-      { label: 'Real-Debrid device credentials endpoint', url, secrets: [deviceCode], signal: ctx.signal },
-      () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchFor(ctx)),
+    return step(
+      ctx,
+      { label: 'Real-Debrid device credentials endpoint', url, secrets: [deviceCode], method: 'GET' },
       (json) => {
         const id = stringField(json, 'client_id');
         const secret = stringField(json, 'client_secret');
@@ -108,24 +97,14 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     // creating anything (a device code made only to check would count against the limits).
     async check(ctx) {
       const url = restUrl(ctx, 'time');
-      await providerStep(
-        { label: 'Real-Debrid API', url, secrets: [], signal: ctx.signal },
-        () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchFor(ctx)),
-        () => true,
-        rdRefusal,
-      );
+      await step(ctx, { label: 'Real-Debrid API', url, secrets: [], method: 'GET' }, () => true, rdRefusal);
       return [];
     },
 
     // Step 1: the public client id with new_credentials=yes asks for per-user credentials.
     async startDeviceLogin(ctx) {
       const url = `${oauthUrl(ctx, 'device/code')}?${new URLSearchParams({ client_id: publicClientId(ctx), new_credentials: 'yes' })}`;
-      return providerStep(
-        { label: 'Real-Debrid device code endpoint', url, secrets: [], signal: ctx.signal },
-        () => sendRequest(url, { method: 'GET' }, ctx.signal, fetchFor(ctx)),
-        toDeviceAuthorization,
-        rdRefusal,
-      );
+      return step(ctx, { label: 'Real-Debrid device code endpoint', url, secrets: [], method: 'GET' }, toDeviceAuthorization, rdRefusal);
     },
 
     // Steps 3 and 4 in one poll: once the credentials come, the tokens are asked for at once.
@@ -165,9 +144,9 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
       if (!access) return;
       const url = restUrl(ctx, 'disable_access_token');
       try {
-        await providerStep(
-          { label: 'Real-Debrid API', url, secrets: [access], signal: ctx.signal },
-          () => sendRequest(url, { method: 'GET', headers: { authorization: `Bearer ${access}` } }, ctx.signal, fetchFor(ctx)),
+        await step(
+          ctx,
+          { label: 'Real-Debrid API', url, secrets: [access], method: 'GET', headers: { authorization: `Bearer ${access}` } },
           () => true,
           rdRefusal,
         );

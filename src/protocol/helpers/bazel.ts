@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { authScheme } from './auth-scheme.js';
+import { parseFailure, type HelperParseError, type HelperParseResult } from './parse-result.js';
 
 export const BAZEL_MAX_INPUT_BYTES = 64 * 1024;
 
@@ -13,17 +14,12 @@ export type BazelGetRequest = z.infer<typeof BazelGetRequest>;
 
 export type BazelParseErrorCode = 'input_too_large' | 'invalid_json' | 'missing_uri' | 'invalid_uri';
 
-/** `message` is one line for stderr; it never repeats input. */
-export interface BazelParseError {
-  code: BazelParseErrorCode;
-  message: string;
-}
+/** `message` is one line for stderr. */
+export type BazelParseError = HelperParseError<BazelParseErrorCode>;
 
-export type BazelParseResult = { ok: true; request: { uri: string } } | { ok: false; error: BazelParseError };
+export type BazelParseResult = HelperParseResult<{ uri: string }, BazelParseErrorCode>;
 
-function fail(code: BazelParseErrorCode, message: string): { ok: false; error: BazelParseError } {
-  return { ok: false, error: { code, message } };
-}
+const fail = parseFailure<BazelParseErrorCode>;
 
 /** Parse `<helper> get`'s stdin. */
 export function parseBazelRequest(input: Buffer | string): BazelParseResult {

@@ -2,6 +2,8 @@
  * The docker credential-helper wire format (docker-credential-helpers
  * `credentials/credentials.go`). Pure: bytes in, a typed request or error; data in, bytes out.
  */
+import { parseTargetUrl } from '../host-pattern.js';
+import { parseFailure, type HelperParseError, type HelperParseResult } from './parse-result.js';
 
 /** docker's credential store: the client matches these exact strings (after TrimSpace). */
 export const DOCKER_ERR_NOT_FOUND = 'credentials not found in native keychain';
@@ -18,17 +20,12 @@ export type DockerRequest =
 
 export type DockerParseErrorCode = 'no_server_url' | 'no_username' | 'invalid_json' | 'input_too_large' | 'unknown_action';
 
-/** `message` is the exact line to print on stdout (with exit 1); it never repeats input. */
-export interface DockerParseError {
-  code: DockerParseErrorCode;
-  message: string;
-}
+/** `message` is the exact line to print on stdout (with exit 1). */
+export type DockerParseError = HelperParseError<DockerParseErrorCode>;
 
-export type DockerParseResult = { ok: true; request: DockerRequest } | { ok: false; error: DockerParseError };
+export type DockerParseResult = HelperParseResult<DockerRequest, DockerParseErrorCode>;
 
-function fail(code: DockerParseErrorCode, message: string): { ok: false; error: DockerParseError } {
-  return { ok: false, error: { code, message } };
-}
+const fail = parseFailure<DockerParseErrorCode>;
 
 /** Go's encoding/json matches struct fields case-insensitively; so do we. */
 function field(obj: Record<string, unknown>, name: string): unknown {
@@ -92,14 +89,8 @@ export function parseDockerInput(action: string, input: Buffer | string): Docker
 export function dockerServerTarget(
   serverUrl: string,
 ): { protocol: string; host: string; port?: number; path?: string } | undefined {
-  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(serverUrl) ? serverUrl : `https://${serverUrl}`;
-  let url: URL;
-  try {
-    url = new URL(withScheme);
-  } catch {
-    return undefined;
-  }
-  if (url.hostname === '') return undefined;
+  const url = parseTargetUrl(serverUrl);
+  if (!url) return undefined;
   const target: { protocol: string; host: string; port?: number; path?: string } = {
     protocol: url.protocol.replace(/:$/, ''),
     host: url.hostname,

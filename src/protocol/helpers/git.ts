@@ -5,6 +5,7 @@
 import { splitAuthority, type HostPattern } from '../host-pattern.js';
 import { isLoopbackHost } from '../rules.js';
 import { authScheme } from './auth-scheme.js';
+import { parseFailure, type HelperParseError, type HelperParseResult } from './parse-result.js';
 
 /** git-credential(1), INPUT/OUTPUT FORMAT: "A line, including its newline, may not exceed 65535 bytes" (git ≥ 2.46 doc). */
 export const GIT_MAX_LINE_BYTES = 65_535;
@@ -44,21 +45,15 @@ export type GitParseErrorCode =
   | 'missing_protocol'
   | 'missing_host';
 
-/** Why input was refused. `message` never repeats a value (it may be a password). */
-export interface GitParseError {
-  code: GitParseErrorCode;
-  message: string;
-}
+export type GitParseError = HelperParseError<GitParseErrorCode>;
 
-export type GitParseResult = { ok: true; request: GitCredentialRequest } | { ok: false; error: GitParseError };
+export type GitParseResult = HelperParseResult<GitCredentialRequest, GitParseErrorCode>;
 
 const LF = 0x0a;
 const CR = 0x0d;
 const NUL = 0x00;
 
-function fail(code: GitParseErrorCode, message: string): { ok: false; error: GitParseError } {
-  return { ok: false, error: { code, message } };
-}
+const fail = parseFailure<GitParseErrorCode>;
 
 /** A key is safe to name in a message only when it looks like a git attribute name. */
 function keyLabel(key: string): string {

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { rfc3339Seconds } from './bazel.js';
+import { parseFailure, type HelperParseError, type HelperParseResult } from './parse-result.js';
 
 export const KUBE_API_V1 = 'client.authentication.k8s.io/v1';
 export const KUBE_API_V1BETA1 = 'client.authentication.k8s.io/v1beta1';
@@ -36,17 +37,12 @@ export interface KubectlRequest {
 
 export type KubectlParseErrorCode = 'input_too_large' | 'invalid_json' | 'invalid_exec_info' | 'unsupported_api_version';
 
-/** `message` is one line for stderr; it never repeats input. */
-export interface KubectlParseError {
-  code: KubectlParseErrorCode;
-  message: string;
-}
+/** `message` is one line for stderr. */
+export type KubectlParseError = HelperParseError<KubectlParseErrorCode>;
 
-export type KubectlParseResult = { ok: true; request: KubectlRequest } | { ok: false; error: KubectlParseError };
+export type KubectlParseResult = HelperParseResult<KubectlRequest, KubectlParseErrorCode>;
 
-function fail(code: KubectlParseErrorCode, message: string): { ok: false; error: KubectlParseError } {
-  return { ok: false, error: { code, message } };
-}
+const fail = parseFailure<KubectlParseErrorCode>;
 
 /**
  * Parse the `KUBERNETES_EXEC_INFO` env var (client-go: input arrives there, not on stdin).
