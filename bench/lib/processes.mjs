@@ -2,6 +2,7 @@
 // when the bench exits, however it exits (processes by pid, nothing else); plus timing a
 // process from outside and reading its memory.
 import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,16 @@ export function spawnTracked(cmd, args, opts = {}) {
 }
 
 /** A short temp dir (Unix socket paths are limited to 107 bytes), removed at exit. */
+/** A free TCP port on 127.0.0.1 (the bench's API servers listen there). */
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 export function tempDir(prefix = 'tkb-', base = os.tmpdir()) {
   const dir = fs.mkdtempSync(path.join(base, prefix));
   tempDirs.add(dir);

@@ -3,21 +3,11 @@
 // large download and upload streamed through the daemon against the same transfer direct,
 // with the daemon's RSS sampled all along (nothing may be buffered).
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BENCH, memoryOf, spawnTracked, stopChild } from '../lib/processes.mjs';
+import { BENCH, freePort, memoryOf, spawnTracked, stopChild } from '../lib/processes.mjs';
 import { median, nowMs } from '../lib/stats.mjs';
 import { row } from '../lib/table.mjs';
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Stream `bytes` down (GET) or up (PUT) through `target` ({socketPath} or {host, port}); resolves MB/s. */
 function transfer(target, urlPath, direction, bytes, headers = {}) {

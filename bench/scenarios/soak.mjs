@@ -3,25 +3,15 @@
 // RSS and open file descriptors sampled every 10 s. A leak shows as a trend: the rows
 // compare the last quarter of the samples with the second (the first is the warm-up).
 // Not in the default run, and not in CI: `npm run bench -- --soak 30`.
-import net from 'node:net';
 import path from 'node:path';
 import fs from 'node:fs';
-import { BENCH, GIT_HELPER_BIN, memoryOf, spawnTracked, stopChild, timeSync } from '../lib/processes.mjs';
+import { BENCH, freePort, GIT_HELPER_BIN, memoryOf, spawnTracked, stopChild, timeSync } from '../lib/processes.mjs';
 import { median } from '../lib/stats.mjs';
 import { row } from '../lib/table.mjs';
 import { benchEnv } from '../context.mjs';
 
 const SCENARIO = '12. soak, mixed load';
 const SAMPLE_MS = 10_000;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const openFds = (pid) => {
   try {
