@@ -31,8 +31,7 @@ function rng(seed: number): () => number {
 }
 
 describe('crash loop', () => {
-  // Skipped until the unexplained invalid_grant without an in-flight mark is found (see the closing note).
-  it.skip(`survives ${KILLS} SIGKILLs during refreshes: no corruption, no account lost, every lost grant explained by a replay`, async () => {
+  it(`survives ${KILLS} SIGKILLs during refreshes: no corruption, no account lost, every lost grant explained by a replay`, async () => {
     const seed = process.env.CRASH_SEED ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 31);
     const random = rng(seed);
     const h = tempHome();

@@ -113,6 +113,9 @@ describe('grants', () => {
     await s.replaceGrant('work', { refresh_token: 'rt-1', ...tokens() });
     await s.markInFlight('work', clock);
     await s.setStatus('work', 'reauth_required', 'invalid_grant');
+    // The refusal and the end of the mark are one commit: a kill between two writes must not
+    // leave a spent refresh token neither marked nor refused.
+    expect(await s.getGrant('work')).toMatchObject({ status: 'reauth_required', last_error: 'invalid_grant', in_flight_since: null });
     clock += 1000;
     const g = await s.commitRefresh('work', 1, tokens({ access_token: 'at-2', refresh_token: 'rt-2', scope: null, expires_at: null }));
     expect(g).toMatchObject({

@@ -551,10 +551,8 @@ export class Broker {
       // Rule 6: the refresh token is refused (or was spent by an interrupted refresh); the
       // provider allows another way in. It is one more attempt of the minute's budget.
       const why = this.refusalReason(de.message, grant!);
-      await this.bestEffort(account, async () => {
-        await this.deps.store.clearInFlight(account);
-        await this.deps.store.setStatus(account, 'reauth_required', why);
-      });
+      // One commit clears the mark and records the refusal (Store.setStatus).
+      await this.bestEffort(account, () => this.deps.store.setStatus(account, 'reauth_required', why));
       this.grants.set(account, { ...withoutMark(grant!), status: 'reauth_required', last_error: why });
       this.deps.log.warn('the provider refused the refresh token; trying the recover step', { account, reason: why });
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
@@ -782,11 +780,8 @@ export class Broker {
       // earlier refresh never learnt its outcome (timeout, or the daemon was killed).
       const why = grant ? this.refusalReason(de.message, grant) : de.message;
       // The provider answered: the outcome is known, so the in-flight mark goes (the status
-      // now says why). Stored secrets are kept (rule 6): a login replaces the grant.
-      await this.bestEffort(account, async () => {
-        await this.deps.store.clearInFlight(account);
-        await this.deps.store.setStatus(account, 'reauth_required', why);
-      });
+      // now says why), in the same commit. Stored secrets are kept (rule 6): a login replaces the grant.
+      await this.bestEffort(account, () => this.deps.store.setStatus(account, 'reauth_required', why));
       const g = (await this.bestEffort(account, () => this.deps.store.getGrant(account))) ?? (grant && { ...withoutMark(grant), status: 'reauth_required' as const, last_error: why });
       if (g) this.grants.set(account, g);
       for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);

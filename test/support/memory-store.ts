@@ -128,7 +128,7 @@ export class MemoryStore implements Store {
   async setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (g) Object.assign(g, { status, last_error: lastError });
+    if (g) Object.assign(g, { status, last_error: lastError, in_flight_since: null }, this.fleet ? { in_flight_by: null } : {});
     this.journal.push({ op: 'setStatus', account, status });
   }
   async deleteGrant(account: string): Promise<void> {

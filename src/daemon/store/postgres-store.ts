@@ -245,7 +245,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async setStatus(account, status, lastError) {
-      await q(`WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`, [
+      await q(`WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, in_flight_since = NULL, in_flight_by = NULL, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`, [
         status,
         lastError,
         now(),

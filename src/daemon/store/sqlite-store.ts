@@ -117,7 +117,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       'UPDATE grants SET in_flight_since = NULL, updated_at = ? WHERE account = ?',
     ),
     setStatus: db.prepare<[string, string | null, number, string]>(
-      'UPDATE grants SET status = ?, last_error = ?, updated_at = ? WHERE account = ?',
+      'UPDATE grants SET status = ?, last_error = ?, in_flight_since = NULL, updated_at = ? WHERE account = ?',
     ),
     deleteGrant: db.prepare<[string]>('DELETE FROM grants WHERE account = ?'),
     getSecret: db.prepare<[string, string], Buffer>('SELECT value FROM secrets WHERE account = ? AND name = ?').pluck(),

@@ -103,7 +103,12 @@ export interface Store {
    * The SQLite store has nothing to record (its marks name no daemon).
    */
   abandonInFlight(account: string): Promise<void>;
-  /** Set status and last error (e.g. reauth_required); secrets stay. */
+  /**
+   * Set status and last error (e.g. reauth_required) and clear the in-flight mark, in one
+   * commit: a status is set when the provider's answer is known, and a daemon killed between
+   * two writes must not leave a spent refresh token that is neither marked nor refused.
+   * Secrets stay.
+   */
   setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void>;
   deleteGrant(account: string): Promise<void>;
   getSecret(account: string, name: string): Promise<string | undefined>;
