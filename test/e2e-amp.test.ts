@@ -56,18 +56,21 @@ describe('AMP', () => {
   });
 
   it('with --refresh-with-token presents the current token first, and obtains with the password when AMP refuses that', async () => {
-    amp.tokenTtl = 3;
+    // The token must still be live when it is presented: its JWT iat is in whole seconds,
+    // so it really lives between 7 and 8 s; past half its lifetime (4 s) tokend renews it,
+    // which leaves a loaded machine almost 3 s to present it.
+    amp.tokenTtl = 8;
     amp.refreshEndpoint = true;
     await startTokend();
     expect((await addAmp(AMP_PASSWORD, ['--refresh-with-token'])).code).toBe(0);
     const first = await tokenOf();
-    await sleep(1_700);
+    await sleep(4_200);
     const second = await tokenOf();
     expect(second).not.toBe(first);
     expect(amp.stats).toMatchObject({ obtains: 1, refreshCalls: 1, refreshes: 1 });
 
     amp.refreshEndpoint = false; // the unconfirmed endpoint is not there (404)
-    await sleep(1_700);
+    await sleep(4_200);
     const third = await tokenOf();
     expect(amp.isLive(third)).toBe(true);
     expect(amp.stats).toMatchObject({ obtains: 2, refreshCalls: 2, refreshes: 1 });
