@@ -37,7 +37,8 @@ describe('provider faults', () => {
   afterEach(() => idp.setFault(null));
   const { d } = useDaemon({
     lifetime: 'test',
-    settings: { http_timeout_ms: 800, backoff_initial_ms: 300, backoff_max_ms: 1500, proactive_refresh: false },
+    // Backoffs long enough that a CLI started on a loaded machine still meets the one in force.
+    settings: { http_timeout_ms: 800, backoff_initial_ms: 1000, backoff_max_ms: 2000, proactive_refresh: false },
     account: { idp, grant: true },
   });
   // The counters count the test's own calls, not the import's.
@@ -70,7 +71,7 @@ describe('provider faults', () => {
       expect(cli.stderr).toMatch(/cannot be refreshed now \(last attempt: .+\); next attempt in \d+ s/);
 
       idp.setFault(null);
-      await sleep(1_600); // past the longest backoff
+      await sleep(2_100); // past the longest backoff
       const healed = await d.request('POST', '/v1/token', { account: 'work' });
       expect(healed.status).toBe(200);
       expect(healed.json.access_token).not.toBe(cached);

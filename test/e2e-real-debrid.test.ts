@@ -28,7 +28,9 @@ async function loggedIn(): Promise<void> {
 
 describe('Real-Debrid', () => {
   it('logs in with a device code approved at Real-Debrid, serves the token, refreshes it with the per-user client, and calls the API with Bearer', async () => {
-    rd.accessTtl = 3;
+    // Long enough that a loaded machine does not see the login's token age past half its life
+    // before the first `token`; the sleep below takes it past that half.
+    rd.accessTtl = 8;
     await addRd();
     expect(rd.stats.time).toBe(1); // add checked that base_url reaches the API, and made no device code
     expect(rd.stats.deviceCodes).toBe(0);
@@ -53,7 +55,7 @@ describe('Real-Debrid', () => {
     const status = (await t.d.cli(['status', 'rd', '--json'])).stdout;
     for (const s of rd.issued) expect(status).not.toContain(s);
 
-    await sleep(1_700); // less than half of the 3 s lifetime is left: the next request refreshes
+    await sleep(4_200); // less than half of the 8 s lifetime is left: the next request refreshes
     const second = (await t.d.cli(['token', 'rd'])).stdout.trim();
     expect(second).not.toBe(first.access_token);
     expect(rd.isLive(second)).toBe(true);

@@ -117,6 +117,11 @@ describe('a fleet of three daemons on one grant', () => {
       const none = new DaemonProcess(h.home, { ...env, TOKEND_KEY_FILE: missing });
       await expect(none.start()).rejects.toThrow(/there is no key at .*no\.key/);
       expect(fs.existsSync(missing)).toBe(false); // a fleet's key is copied, never invented
+
+      // Every daemon of a fleet reads the one key file: the OS keyring is refused, by name.
+      writeSettings(h.home, { key_store: 'keyring' });
+      const keyring = new DaemonProcess(h.home, env);
+      await expect(keyring.start()).rejects.toThrow(/settings\.key_store \\?"keyring\\?" is for a daemon of its own/);
     } finally {
       h.cleanup();
     }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApp, type AppDeps } from '../src/daemon/http/app.js';
 import { mountHelpers } from '../src/daemon/http/helpers-route.js';
+import { mountKey } from '../src/daemon/http/key-route.js';
 import { mountLogins } from '../src/daemon/http/logins-route.js';
 import { OPERATIONS, openApiPath } from '../src/protocol/openapi.js';
 import { ROUTE_PATTERNS } from '../src/protocol/routes.js';
@@ -28,7 +29,7 @@ describe('OpenAPI', () => {
   });
 
   it('documents every route the daemon registers, with its method, and nothing it does not', () => {
-    const app = createApp({ extend: [mountHelpers({} as never).extend, mountLogins({} as never)] } as unknown as AppDeps);
+    const app = createApp({ extend: [mountHelpers({} as never).extend, mountLogins({} as never), mountKey({} as never)] } as unknown as AppDeps);
     const registered = new Set(app.routes.map((r) => `${r.method.toLowerCase()} ${openApiPath(r.path)}`));
     // Served in front of the router by node:http lanes: the token route (also in the router) and the proxy.
     for (const m of ['get', 'post', 'put', 'patch', 'delete']) registered.add(`${m} ${openApiPath(ROUTE_PATTERNS.proxy)}`);

@@ -45,6 +45,8 @@ tools:
 running:
   daemon                      run the daemon in the foreground
   listen-key [--rotate]       the key apps send to the loopback listener (daemon --listen)
+  key [move --to keyring|file]
+                              where the master key lives (key file or OS keyring); move it
   service install|uninstall|status
                               run tokend as a systemd / launchd user service
   doctor [--json]             check everything; print the command that fixes each problem
@@ -92,6 +94,7 @@ const commands: Record<string, Command> = {
   exec: lazy(async () => (await import('./exec.js')).execWithToken),
   api: lazy(async () => (await import('./api-command.js')).apiCommand),
   'listen-key': lazy(async () => (await import('./listen-key.js')).listenKeyCommand),
+  key: lazy(async () => (await import('./key-command.js')).keyCommand),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);

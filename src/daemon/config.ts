@@ -70,6 +70,11 @@ export class ConfigStore {
     this.db.data.accounts[name] = cfg;
     await this.db.write();
   }
+  /** Where the master key lives now (`tokend key move`). */
+  async setKeyStore(kind: Settings['key_store']): Promise<void> {
+    this.db.data.settings.key_store = kind;
+    await this.db.write();
+  }
   async deleteAccount(name: string): Promise<void> {
     delete this.db.data.accounts[name];
     await this.db.write();

@@ -11,6 +11,8 @@ import type { Logger } from './log.js';
 export interface DiskWatch {
   /** What is wrong now, one sentence each with its fix; empty when nothing is. */
   warnings(): string[];
+  /** The master key moved (to or from the key file): watch the file as it is now. */
+  keyMoved(): void;
   stop(): void;
 }
 
@@ -25,8 +27,9 @@ export function watchDisk(o: { dbFile: string; keyFile: string; log: Logger; eve
       return undefined;
     }
   };
-  // The store has just opened with this key (it is read only once, at the start).
-  const keyAtStart = readKey();
+  // The store has just opened with this key (it is read only once, at the start); none when
+  // it lives in the OS keyring.
+  let keyAtStart = readKey();
   const identity = (f: string) => {
     try {
       const st = fs.statSync(f);
@@ -67,5 +70,13 @@ export function watchDisk(o: { dbFile: string; keyFile: string; log: Logger; eve
   check();
   const timer = setInterval(check, o.everyMs);
   timer.unref();
-  return { warnings: () => (check(), current), stop: () => clearInterval(timer) };
+  return {
+    warnings: () => (check(), current),
+    // `tokend key move`: the file is now the key's place, or not any more.
+    keyMoved: () => {
+      keyAtStart = readKey();
+      check();
+    },
+    stop: () => clearInterval(timer),
+  };
 }

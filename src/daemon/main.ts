@@ -16,11 +16,13 @@ import { acquireDaemonLock, LockHeldError } from './lock.js';
 import { createLogger, parseLogLevel, stderrIsJournal, type Logger } from './log.js';
 import { capLogFile } from './log-rotation.js';
 import { inheritedListenFd } from './socket-activation.js';
+import type { MasterKey } from './store/master-key.js';
 import { openConfiguredStore } from './store/open.js';
 import { watchDisk } from './disk-watch.js';
 import type { Store } from './store/types.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
+import { mountKey } from './http/key-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { closeIfBodyUnread } from './http/keep-alive.js';
 import { readBeforeRouting } from './http/raw-request.js';
@@ -170,8 +172,9 @@ export async function main(argv: string[]): Promise<void> {
     }
   }
   let store: Store;
+  let masterKey: MasterKey | undefined;
   try {
-    store = await openConfiguredStore({ paths, env: process.env, config: config!, log });
+    ({ store, masterKey } = await openConfiguredStore({ paths, env: process.env, config: config!, log }));
   } catch (err) {
     await releaseLock!();
     fail((err as Error).message);
@@ -221,7 +224,12 @@ export async function main(argv: string[]): Promise<void> {
     warnings: disk.warnings,
   };
   const helpers = mountHelpers(deps);
-  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [helpers.extend, mountLogins({ logins, audit })] });
+  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [
+      helpers.extend,
+      mountLogins({ logins, audit }),
+      mountKey({ masterKey, paths, saveKind: (kind) => config!.setKeyStore(kind), moved: () => disk.keyMoved(), log }),
+    ],
+  });
 
   // POST /v1/token is answered in front of Hono by the same handler (http/token-route.ts):
   // the request every script and helper makes skips the router and the web Request.

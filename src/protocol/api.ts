@@ -308,6 +308,24 @@ export const RefreshResponse = z.object({
 });
 export type RefreshResponse = z.infer<typeof RefreshResponse>;
 
+/** Where the master key lives: the 0600 key file, or the OS keyring (macOS Keychain, Linux Secret Service). */
+export const KeyStore = z.enum(['file', 'keyring']);
+export type KeyStore = z.infer<typeof KeyStore>;
+
+/** `POST /v1/key/move`: move the master key to the other place. */
+export const KeyMoveRequest = z.object({ to: KeyStore }).strict();
+export type KeyMoveRequest = z.infer<typeof KeyMoveRequest>;
+
+/** `GET /v1/key`, `POST /v1/key/move`: where the key is now (never the key). */
+export const KeyView = z.object({
+  key_store: KeyStore,
+  /** The file's path, or the keyring entry (service and account) holding it. */
+  where: z.string(),
+  /** On a move: false when it was already there. */
+  moved: z.boolean().optional(),
+});
+export type KeyView = z.infer<typeof KeyView>;
+
 export const Health = z.object({
   status: z.literal('ok'),
   version: z.string(),

@@ -4,7 +4,7 @@
  * the daemon would refuse it. The client imports this only lazily: zod stays off its fast path.
  */
 import { z } from 'zod';
-import { AccountConfig, AccountName } from './api.js';
+import { AccountConfig, AccountName, KeyStore } from './api.js';
 import { isPostgresUrl } from './fleet.js';
 import { describeIssues } from './issues.js';
 
@@ -35,6 +35,12 @@ export const Settings = z
     clock_check_ms: z.number().int().min(50).max(3_600_000).default(30_000),
     /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
     login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
+    /**
+     * Where the master key lives: "file" (the 0600 key file, the default) or "keyring" (the
+     * macOS Keychain or the Linux Secret Service). Read once at start; `tokend key move`
+     * moves the key and sets this. A fleet's daemons share one key file.
+     */
+    key_store: KeyStore.default('file'),
     /**
      * A fleet's PostgreSQL (`postgresql://user@host:port/db`), shared with other daemons
      * (docs/fleet.md); `TOKEND_DATABASE_URL` wins. Prefer the password in PGPASSWORD or a

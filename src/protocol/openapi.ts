@@ -12,6 +12,8 @@ import {
   ErrorBody,
   Health,
   ImportRequest,
+  KeyMoveRequest,
+  KeyView,
   LoginCallbackRequest,
   LoginList,
   LoginListQuery,
@@ -70,6 +72,8 @@ export const OPERATIONS: readonly Operation[] = [
   { route: 'credentialReject', method: 'post', summary: 'A served token was refused: stop serving it', body: RejectRequest, answer: RejectResponse },
   { route: 'events', method: 'get', summary: 'Server-sent events: logins, refreshes, accounts needing a login (never a secret)', answer: 'events' },
   { route: 'helper', method: 'post', summary: "A credential helper's protocol: its stdin in, its stdout out", answer: 'bytes' },
+  { route: 'key', method: 'get', summary: 'Where the master key lives (the key file or the OS keyring); never the key', answer: KeyView },
+  { route: 'keyMove', method: 'post', summary: 'Move the master key to the key file or the OS keyring, and set settings.key_store', body: KeyMoveRequest, answer: KeyView },
   { route: 'proxy', method: 'all', summary: "A request to the account's api_base with its token added; streams both ways", answer: 'any' },
 ];
 

@@ -23,6 +23,9 @@ export const ROUTE_PATTERNS = {
   credentialReject: '/v1/credential/reject',
   events: '/v1/events',
   helper: '/v1/helpers/:tool/:action',
+  /** The master key's place (file or OS keyring): where it is, and moving it. */
+  key: '/v1/key',
+  keyMove: '/v1/key/move',
 } as const;
 
 type Patterns = typeof ROUTE_PATTERNS;

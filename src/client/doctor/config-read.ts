@@ -9,6 +9,8 @@ export interface ConfigRead {
   accounts: Map<string, { issuer?: string; token_endpoint?: string }>;
   /** `settings.database_url`, when the file names a fleet's database. */
   databaseUrl?: string;
+  /** `settings.key_store`: where the master key lives. */
+  keyStore?: 'file' | 'keyring';
 }
 
 /** Read config.json with the daemon's own parser: the doctor calls it invalid exactly when the daemon would. */
@@ -28,5 +30,5 @@ export async function readConfig(file: string): Promise<ConfigRead> {
   for (const [name, cfg] of Object.entries(parsed.config.accounts)) {
     accounts.set(name, { issuer: cfg.issuer, token_endpoint: cfg.token_endpoint });
   }
-  return { state: 'ok', accounts, databaseUrl: parsed.config.settings.database_url };
+  return { state: 'ok', accounts, databaseUrl: parsed.config.settings.database_url, keyStore: parsed.config.settings.key_store };
 }

@@ -4,7 +4,20 @@ import type { Check, DoctorContext } from './check.js';
 
 /** The master key: there, a regular file, exactly the daemon's key length; never missing beside a database it sealed. */
 export async function keyChecks(ctx: DoctorContext): Promise<Check[]> {
+  if ((await ctx.config).keyStore === 'keyring') return [keyringCheck(ctx.paths)];
   return [keyCheck(ctx.paths, (await ctx.probe).up)];
+}
+
+/** The key in the OS keyring: the daemon reads it there at start and says so when it cannot (doctor does not load the keyring). */
+function keyringCheck(paths: TokendPaths): Check {
+  if (fs.existsSync(paths.keyFile)) {
+    return {
+      id: 'key',
+      status: 'warn',
+      message: `settings.key_store is "keyring", yet a key file ${paths.keyFile} exists (a move that did not finish?); \`tokend key\` says where the running daemon's key is: if that is the keyring, move the file away`,
+    };
+  }
+  return { id: 'key', status: 'info', message: 'the key is in the OS keyring (settings.key_store "keyring"); `tokend key` shows the entry' };
 }
 
 function keyCheck(paths: TokendPaths, daemonUp: boolean): Check {

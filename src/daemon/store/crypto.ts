@@ -13,7 +13,7 @@ export function loadOrCreateKey(keyFile: string): Buffer {
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') throw err;
   }
-  createKey(keyFile);
+  writeKeyFile(keyFile, randomBytes(KEY_BYTES));
   // Read back through the same checks, whether this process or a racing one wrote it.
   return readKey(keyFile);
 }
@@ -63,16 +63,16 @@ function readKey(keyFile: string): Buffer {
 }
 
 /**
- * Write a new key without ever exposing a partial or readable one. The bytes go to a
- * private temp file (opened 'wx', 0600) that is then hard-linked into place: link(2)
- * fails with EEXIST if another process got there first, so two racing daemons agree on
- * one key, and a reader never sees a half-written file. Where hard links are not
+ * Write `key` as the key file without ever exposing a partial or readable one, unless a
+ * key file is already there (then that one stays: read it back to know which won). The
+ * bytes go to a private temp file (opened 'wx', 0600) that is then hard-linked into place:
+ * link(2) fails with EEXIST if another process got there first, so two racing daemons
+ * agree on one key, and a reader never sees a half-written file. Where hard links are not
  * supported we fall back to 'wx' on the key file itself.
  */
-function createKey(keyFile: string): void {
+export function writeKeyFile(keyFile: string, key: Buffer): void {
   const dir = path.dirname(keyFile);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(KEY_BYTES);
   const tmp = `${keyFile}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   writeExclusive(tmp, key);
   try {
@@ -101,6 +101,12 @@ function writeExclusive(file: string, data: Buffer): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Remove the key file (its key now lives elsewhere), durably. */
+export function removeKeyFile(keyFile: string): void {
+  fs.rmSync(keyFile, { force: true });
+  fsyncDir(path.dirname(keyFile));
 }
 
 function fsyncDir(dir: string): void {

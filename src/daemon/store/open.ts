@@ -4,7 +4,7 @@ import type { Settings } from '../../protocol/config-file.js';
 import { fleetDatabaseUrl } from '../../protocol/fleet.js';
 import type { TokendPaths } from '../../protocol/paths.js';
 import type { Logger } from '../log.js';
-import { loadOrCreateKey } from './crypto.js';
+import { loadMasterKey, type MasterKey } from './master-key.js';
 import { openStore } from './sqlite-store.js';
 import type { Store } from './types.js';
 
@@ -20,11 +20,20 @@ export async function openConfiguredStore(opts: {
   paths: TokendPaths;
   env: NodeJS.ProcessEnv;
   /** Read at each use: a SIGHUP may change the timeouts. */
-  config: { readonly settings: Pick<Settings, 'http_timeout_ms' | 'database_url'> };
+  config: { readonly settings: Pick<Settings, 'http_timeout_ms' | 'database_url' | 'key_store'> };
   log: Logger;
-}): Promise<Store> {
+}): Promise<{ store: Store; masterKey?: MasterKey }> {
   const url = fleetDatabaseUrl(opts.env, opts.config.settings);
-  if (!url) return openStore({ file: opts.paths.dbFile, key: loadOrCreateKey(opts.paths.keyFile) });
+  if (!url) {
+    const masterKey = await loadMasterKey(opts.config.settings.key_store, opts.paths);
+    return { store: openStore({ file: opts.paths.dbFile, key: masterKey.bytes }), masterKey };
+  }
+  if (opts.config.settings.key_store === 'keyring') {
+    // Every daemon of a fleet needs the same key: a file copied to each host (docs/fleet.md).
+    throw new Error(
+      'settings.key_store "keyring" is for a daemon of its own: the daemons of a fleet share one key file (TOKEND_KEY_FILE can name it); set key_store to "file"',
+    );
+  }
   // Loaded only for a fleet: a daemon of its own never loads pg.
   const { openPostgresStore } = await import('./postgres-store.js');
   const store = await openPostgresStore({
@@ -40,7 +49,7 @@ export async function openConfiguredStore(opts: {
     }),
   });
   opts.log.info('sharing grants with a fleet', { database: store.fleet!.where, instance: store.fleet!.instance });
-  return store;
+  return { store };
 }
 
 /**

@@ -1,0 +1,50 @@
+import type { Hono } from 'hono';
+import { KeyMoveRequest, type KeyStore, type KeyView } from '../../protocol/api.js';
+import type { TokendPaths } from '../../protocol/paths.js';
+import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
+import { E } from '../errors.js';
+import type { Logger } from '../log.js';
+import { KeyringError } from '../store/keyring.js';
+import { KeyMoveConflict, moveMasterKey, type MasterKey } from '../store/master-key.js';
+import { readJson } from './app.js';
+import { header } from './raw-request.js';
+
+/**
+ * Where the master key lives, and moving it (`tokend key move`). The daemon does the move:
+ * it holds the key, and it is config.json's only writer. A fleet's key is a shared file
+ * and stays one.
+ */
+export function mountKey(deps: {
+  masterKey: MasterKey | undefined;
+  paths: Pick<TokendPaths, 'dataDir' | 'keyFile'>;
+  saveKind: (kind: KeyStore) => Promise<void>;
+  /** After a move: the disk watch stops (or starts) watching the key file. */
+  moved: () => void;
+  log: Logger;
+}): (app: Hono) => void {
+  const fleetKey = () => E.conflict('this daemon shares a fleet database: its key is the fleet\'s key file, which every daemon of the fleet reads, and stays one');
+  return function keyRoutes(app) {
+    app.get(ROUTE_PATTERNS.key, (c) => {
+      if (!deps.masterKey) throw fleetKey();
+      const view: KeyView = { key_store: deps.masterKey.kind, where: deps.masterKey.where };
+      return c.json(view);
+    });
+    app.post(ROUTE_PATTERNS.keyMove, async (c) => {
+      const { to } = await readJson(c, KeyMoveRequest);
+      if (!deps.masterKey) throw fleetKey();
+      const from = deps.masterKey.where;
+      try {
+        const view = await moveMasterKey(deps.masterKey, to, deps.paths, deps.saveKind);
+        if (view.moved) {
+          deps.moved();
+          deps.log.info('master key moved', { from, to: view.where, client: header(c, CLIENT_HEADER) });
+        }
+        return c.json(view);
+      } catch (err) {
+        if (err instanceof KeyMoveConflict) throw E.conflict(err.message);
+        if (err instanceof KeyringError) throw E.upstreamUnavailable(err.message);
+        throw err;
+      }
+    });
+  };
+}
