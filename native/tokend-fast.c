@@ -26,12 +26,14 @@
  * binary), otherwise the shims use curl or node.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -106,12 +108,9 @@ static const char *header(const char *start, const char *end, const char *name, 
   return NULL;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 3 || argc > 4) {
-    fputs("usage: tokend-fast SOCKET PATH [ARG]\n", stderr);
-    return 2;
-  }
-  const char *sock_path = argv[1], *url_path = argv[2];
+/* POST `arg` (or, when NULL, all of stdin) to url_path on the socket and relay the answer;
+   returns the exit status described at the top. */
+static int pipe_request(const char *sock_path, const char *url_path, const char *arg) {
   if (strlen(sock_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) return UNREACHABLE;
   /* A path with spaces or CR/LF would break the request line: refuse rather than inject. */
   for (const char *c = url_path; *c; c++)
@@ -128,9 +127,9 @@ int main(int argc, char **argv) {
 
   size_t body_len = 0;
   char *body;
-  if (argc == 4) {
-    body_len = strlen(argv[3]);
-    body = argv[3];
+  if (arg) {
+    body_len = strlen(arg);
+    body = (char *)arg;
   } else {
     /* Past MAX_BODY, MAX_BODY+1 bytes go out: enough for the daemon to answer 413. */
     body = read_all(STDIN_FILENO, &body_len, MAX_BODY);
@@ -217,3 +216,151 @@ int main(int argc, char **argv) {
   if (ex) return atoi(ex);
   return status >= 200 && status < 300 ? 0 : 1;
 }
+
+/* ---- As a credential helper: build/git-credential-tokend (a symlink to this file) ----
+ *
+ * tokend setup git names build/git-credential-tokend when it exists, so git starts this
+ * binary alone, without the sh shim in front (one process instead of two). It does what the
+ * shim's fast path does (bin/tokend-sh-lib: tokend_parse_args, tokend_resolve_socket, the
+ * `store` shortcut) and, for everything else (an option only node knows, a daemon that does
+ * not answer), runs the shim itself, bin/<tool>-credential-tokend, with stdin untouched:
+ * the shim then tries curl and node, which explains and autostarts. A change to the shim's
+ * rules changes these too (test/fast-client.test.ts runs both on the same inputs).
+ */
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The socket as src/protocol/paths.ts resolvePaths() finds it; 0 when only node can tell. */
+static int resolve_socket(const char *opt, char *out, size_t cap) {
+  const char *v;
+  int n;
+#define SET(v) (v && *v)
+  if (SET(opt)) n = snprintf(out, cap, "%s", opt);
+  else if (v = getenv("TOKEND_SOCKET"), SET(v)) n = snprintf(out, cap, "%s", v);
+  else if (v = getenv("TOKEND_HOME"), SET(v)) n = snprintf(out, cap, "%s/run/tokend.sock", v);
+  else if (v = getenv("XDG_RUNTIME_DIR"), SET(v)) n = snprintf(out, cap, "%s/tokend/tokend.sock", v);
+  else if (v = getenv("TOKEND_DATA_DIR"), SET(v)) n = snprintf(out, cap, "%s/run/tokend.sock", v);
+  else {
+    const char *home = getenv("HOME");
+    if (!SET(home)) return 0;
+#ifdef __APPLE__
+    n = snprintf(out, cap, "%s/Library/Application Support/tokend/run/tokend.sock", home);
+#else
+    const char *xdg = getenv("XDG_DATA_HOME");
+    n = SET(xdg) ? snprintf(out, cap, "%s/tokend/run/tokend.sock", xdg) : snprintf(out, cap, "%s/.local/share/tokend/run/tokend.sock", home);
+#endif
+  }
+#undef SET
+  return n > 0 && (size_t)n < cap;
+}
+
+/* Nothing could answer: say so the tool's way (bin/tokend-sh-lib, tokend_fail). */
+static int tool_fail(const char *tool, const char *msg) {
+  if (strcmp(tool, "docker") == 0) {
+    printf("%s\n", msg);
+    return 1; /* docker: errors on stdout, exit 1 */
+  }
+  fprintf(stderr, "%s\n", msg);
+  return 0; /* git: a hint, exit 0, git moves on */
+}
+
+/* Run the sh shim beside this install (<root>/bin/<tool>-credential-tokend) in our place. */
+static int run_shim(const char *tool, char **argv) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = 0;
+  } else if (!strchr(argv[0], '/') || !realpath(argv[0], self)) {
+    return tool_fail(tool, "tokend: cannot tell which folder this helper is in; configure it by its full path (tokend setup git)");
+  }
+  /* <root>/build/tokend-fast -> <root> */
+  for (int i = 0; i < 2; i++) {
+    char *slash = strrchr(self, '/');
+    if (!slash) return tool_fail(tool, "tokend: cannot tell which folder this helper is in");
+    *slash = 0;
+  }
+  char shim[4200];
+  snprintf(shim, sizeof shim, "%s/bin/%s-credential-tokend", self, tool);
+  argv[0] = shim;
+  execv(shim, argv);
+  return tool_fail(tool, "tokend: cannot run its helper script bin/*-credential-tokend beside build/ (is the install complete?)");
+}
+
+/* tokend_parse_args: `[--socket=PATH | --socket PATH] ACTION`; 0 when anything else is there (node's). */
+static int parse_helper_args(int argc, char **argv, const char **sock_opt_out, const char **action_out) {
+  const char *sock_opt = NULL;
+  int fast = 1;
+  for (int i = 1; i < argc - 1 && fast; i++) {
+    if (strncmp(argv[i], "--socket=", 9) == 0) {
+      if (argv[i][9]) sock_opt = argv[i] + 9;
+    } else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc - 1) {
+      i++;
+      if (argv[i][0]) sock_opt = argv[i];
+    } else {
+      fast = 0;
+    }
+  }
+  const char *action = argc > 1 ? argv[argc - 1] : "";
+  if (!*action || strlen(action) > 32) fast = 0;
+  for (const char *c = action; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || *c == '-') || (c == action && *c == '-')) fast = 0;
+  *sock_opt_out = sock_opt;
+  *action_out = action;
+  return fast;
+}
+
+static int helper_main(const char *tool, int argc, char **argv) {
+  const char *sock_opt, *action;
+  int fast = parse_helper_args(argc, argv, &sock_opt, &action);
+  /* docker-credential-helpers answer `version` themselves; here node does. */
+  if (strcmp(tool, "docker") == 0 && strcmp(action, "version") == 0) fast = 0;
+  if (!fast) return run_shim(tool, argv);
+
+  /* git sends `store` after every command that worked; tokend keeps nothing a tool gives it. */
+  if (strcmp(tool, "git") == 0 && strcmp(action, "store") == 0) {
+    char buf[4096];
+    while (read(STDIN_FILENO, buf, sizeof buf) > 0) {
+    }
+    return 0;
+  }
+  char sock[4096];
+  struct stat st;
+  if (!resolve_socket(sock_opt, sock, sizeof sock) || stat(sock, &st) != 0 || !S_ISSOCK(st.st_mode)) return run_shim(tool, argv);
+  char url[96];
+  snprintf(url, sizeof url, "/v1/helpers/%s/%s", tool, action);
+  int rc = pipe_request(sock, url, NULL);
+  if (rc >= 0 && rc <= 3) return rc;
+  if (rc == BROKEN) return tool_fail(tool, "tokend: the daemon broke off the answer");
+  return run_shim(tool, argv); /* not reachable: stdin is untouched */
+}
+
+#ifdef TOKEND_SOCKET_PROBE
+/* Built only by test/socket-paths.test.ts: prints the socket a helper call with these
+   arguments would use, or exits 7 when it would leave the answer to the shim. */
+int main(int argc, char **argv) {
+  const char *sock_opt, *action;
+  char sock[4096];
+  if (!parse_helper_args(argc, argv, &sock_opt, &action) || !resolve_socket(sock_opt, sock, sizeof sock)) return 7;
+  fputs(sock, stdout);
+  return 0;
+}
+#else
+int main(int argc, char **argv) {
+  const char *me = strrchr(argv[0], '/');
+  me = me ? me + 1 : argv[0];
+  if (ends_with(me, "-credential-tokend")) {
+    size_t n = strlen(me) - strlen("-credential-tokend");
+    if (n == 3 && strncmp(me, "git", 3) == 0) return helper_main("git", argc, argv);
+    if (n == 6 && strncmp(me, "docker", 6) == 0) return helper_main("docker", argc, argv);
+    if (n == 5 && strncmp(me, "bazel", 5) == 0) return helper_main("bazel", argc, argv);
+  }
+  if (argc < 3 || argc > 4) {
+    fputs("usage: tokend-fast SOCKET PATH [ARG]\n", stderr);
+    return 2;
+  }
+  return pipe_request(argv[1], argv[2], argc == 4 ? argv[3] : NULL);
+}
+#endif

@@ -13,6 +13,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'native', 'tokend-fast.c');
 const out = path.join(root, 'build', 'tokend-fast');
 const tmp = `${out}.${process.pid}.tmp`;
+// The same binary under the helpers' names (a multi-call binary: it looks at its argv[0]).
+// `tokend setup git` names build/git-credential-tokend, so git starts one process per call
+// instead of the sh shim and then this; anything it cannot answer goes to the shim in bin/.
+const HELPER_LINKS = ['git-credential-tokend', 'docker-credential-tokend', 'bazel-credential-tokend'].map((n) => path.join(root, 'build', n));
 
 /** One line on stderr: npm shows an install script's output only when asked (--foreground-scripts). */
 const say = (line) => process.stderr.write(`tokend: ${line}\n`);
@@ -27,6 +31,7 @@ function build() {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   // A client left by an earlier build (or copied from another machine) must not outlive a failed one.
   fs.rmSync(out, { force: true });
+  for (const link of HELPER_LINKS) fs.rmSync(link, { force: true });
   for (const cc of [process.env.CC, 'cc', 'gcc', 'clang'].filter(Boolean)) {
     const r = spawnSync(cc, ['-O2', '-std=c99', '-Wall', '-Wextra', '-o', tmp, src], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (r.error?.code === 'ENOENT') continue;
@@ -39,6 +44,7 @@ function build() {
       return;
     }
     fs.renameSync(tmp, out);
+    for (const link of HELPER_LINKS) fs.symlinkSync('tokend-fast', link);
     return;
   }
   say('no C compiler found; the helpers will use curl or node instead of build/tokend-fast');

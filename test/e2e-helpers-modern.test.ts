@@ -14,8 +14,10 @@ import { ROOT, addConfAccount, importConfGrant, runCli } from './support/daemon.
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
+import { gitHelperPath } from '../src/client/setup-git.js';
 
-const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
+// What `tokend setup git` names: the native helper when it was built here, else the sh shim.
+const GIT_HELPER = gitHelperPath();
 const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
 
 describe('git and docker helpers, the modern way', () => {

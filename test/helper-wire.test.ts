@@ -640,12 +640,16 @@ const nativeBuilt = existsSync(path.join(repoRoot, 'build', 'tokend-fast'));
 
 /**
  * Each variant is a copy of bin/ in a temp folder: `curl` alone, or with build/tokend-fast
- * beside it. Neither has dist/, so a fallback to node shows as the shim's own hint.
+ * beside it, or that binary run under the helpers' names (build/git-credential-tokend, what
+ * `tokend setup git` names when it was built), which hands what it cannot answer to the shim.
+ * None has dist/, so a fallback to node shows as the shim's own hint: every variant must
+ * give the tool the same bytes.
  */
 describe.each([
-  { variant: 'curl', native: false },
-  ...(nativeBuilt ? [{ variant: 'tokend-fast', native: true }] : []),
-])('sh shims ($variant) against a daemon on a Unix socket', ({ native }) => {
+  { variant: 'curl', native: false, entry: false },
+  ...(nativeBuilt ? [{ variant: 'tokend-fast', native: true, entry: false }] : []),
+  ...(nativeBuilt ? [{ variant: 'build/git-credential-tokend', native: true, entry: true }] : []),
+])('helpers ($variant) against a daemon on a Unix socket', ({ native, entry }) => {
   let dir: string;
   let binDir: string;
   let sock: string;
@@ -665,6 +669,7 @@ describe.each([
       await mkdir(path.join(dir, 'build'));
       await copyFile(path.join(repoRoot, 'build', 'tokend-fast'), path.join(dir, 'build', 'tokend-fast'));
       await chmod(path.join(dir, 'build', 'tokend-fast'), 0o755);
+      for (const tool of ['git', 'docker']) await symlink('tokend-fast', path.join(dir, 'build', `${tool}-credential-tokend`));
     }
     sock = path.join(dir, 'tokend.sock');
     deps = fakeDeps();
@@ -690,7 +695,7 @@ describe.each([
     });
     server.listen(sock);
     await once(server, 'listening');
-    await symlink(path.join(binDir, 'git-credential-tokend'), path.join(dir, 'git-credential-tokend'));
+    await symlink(gitShim(), path.join(dir, 'git-credential-tokend'));
     // A socket file nobody listens on: what a killed daemon leaves behind.
     staleSock = path.join(dir, 'stale.sock');
     spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(staleSock)}, () => process.kill(process.pid, 'SIGKILL'))`]);
@@ -716,8 +721,8 @@ describe.each([
     });
   }
 
-  const gitShim = () => path.join(binDir, 'git-credential-tokend');
-  const dockerShim = () => path.join(binDir, 'docker-credential-tokend');
+  const gitShim = () => path.join(dir, entry ? 'build' : 'bin', 'git-credential-tokend');
+  const dockerShim = () => path.join(dir, entry ? 'build' : 'bin', 'docker-credential-tokend');
   const NO_DAEMON = 'tokend: daemon not reachable, and node or dist/client/helper-main.js is missing (run npm run build)\n';
 
   it('git-credential-tokend get: the exact bytes, exit 0', async () => {
@@ -782,7 +787,7 @@ describe.each([
     expect(r).toEqual({ code: 0, stdout: '', stderr: NO_DAEMON });
   });
 
-  it.runIf(native)('a build/tokend-fast that does not run as itself (exit 126, killed) falls back to node, which answers the tool its way', async () => {
+  it.runIf(native && !entry)('a build/tokend-fast that does not run as itself (exit 126, killed) falls back to node, which answers the tool its way', async () => {
     const fast = path.join(dir, 'build', 'tokend-fast');
     const real = `${fast}.real`;
     await copyFile(fast, real);

@@ -1,8 +1,9 @@
 /**
  * The sh shims find the daemon's socket without node (`tokend_resolve_socket` in
- * bin/tokend-sh-lib); the node client uses `resolvePaths` (src/protocol/paths.ts). Both
- * run here on the same environments, each as a real process the way the helpers run them,
- * and must name the same socket, or the shim must leave the answer to node.
+ * bin/tokend-sh-lib), and so does the native helper (build/git-credential-tokend,
+ * `resolve_socket` in native/tokend-fast.c); the node client uses `resolvePaths`
+ * (src/protocol/paths.ts). All three run here on the same environments, each as a real
+ * process, and must name the same socket, or leave the answer to node.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,6 +18,21 @@ const PATHS_JS = path.join(ROOT, 'dist', 'protocol', 'paths.js');
 const HELPER_MAIN_JS = path.join(ROOT, 'dist', 'client', 'helper-main.js');
 
 type Env = Record<string, string>;
+
+/** native/tokend-fast.c built with its socket probe (a main that prints what the helper would connect to). */
+function buildProbe(dir: string): string | undefined {
+  const out = path.join(dir, 'socket-probe');
+  const r = spawnSync('cc', ['-std=c99', '-w', '-DTOKEND_SOCKET_PROBE', '-o', out, path.join(ROOT, 'native', 'tokend-fast.c')], { encoding: 'utf8' });
+  return r.status === 0 ? out : undefined;
+}
+
+/** What the native helper would connect to, or 'defer' when it would hand the call to the shim. */
+function cSocket(probe: string, env: Env, args: string[], cwd: string): string {
+  const r = spawnSync(probe, [...args, 'get'], { env, cwd, encoding: 'utf8' });
+  if (r.status === 7) return 'defer';
+  if (r.status !== 0) throw new Error(`the probe failed (${r.status}): ${r.stderr}`);
+  return path.resolve(cwd, r.stdout);
+}
 
 /** What `tokend_resolve_socket` sets after the shim read its arguments, or 'defer' when it says only node can tell. */
 function shSocket(env: Env, args: string[], cwd: string): string {
@@ -46,8 +62,12 @@ function nodeSocket(env: Env, args: string[], cwd: string): string {
 
 describe.skipIf(process.platform === 'win32')('the sh shims and resolvePaths find the same socket', () => {
   let cwd: string;
+  let probe: string | undefined;
   beforeAll(() => {
     cwd = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-paths-')));
+    // Where the helpers' native client is built (a C compiler is there), it is checked too.
+    probe = buildProbe(cwd);
+    if (!probe && fs.existsSync(path.join(ROOT, 'build', 'tokend-fast'))) throw new Error('build/tokend-fast exists but cc could not build the socket probe');
   });
   afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
 
@@ -91,11 +111,12 @@ describe.skipIf(process.platform === 'win32')('the sh shims and resolvePaths fin
   it.each(rows)('%s', (_why, env, expected, args = []) => {
     const node = nodeSocket(env, args, cwd);
     const sh = shSocket(env, args, cwd);
+    const c = probe ? cSocket(probe, env, args, cwd) : undefined;
     if (expected === 'defer') {
-      expect(sh).toBe('defer');
+      expect({ sh, c }).toEqual({ sh: 'defer', c: probe ? 'defer' : undefined });
       return;
     }
     const want = expected.replace('<cwd>', cwd);
-    expect({ sh, node }).toEqual({ sh: want, node: want });
+    expect({ sh, node, c }).toEqual({ sh: want, node: want, c: probe ? want : undefined });
   });
 });

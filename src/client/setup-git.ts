@@ -6,6 +6,7 @@
  * (`credential.<url>.useHttpPath`), without which those patterns never match. Idempotent.
  */
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AccountList } from '../protocol/api.js';
@@ -16,7 +17,21 @@ import { parseOptions } from './args.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
 import type { TokendClient } from './socket-client.js';
 
-const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * The helper git should run: build/git-credential-tokend (the native client under the
+ * helper's name, one process per call) when it was built here and runs, else the sh shim
+ * in bin/, which finds the fastest way itself. The native one hands anything it cannot
+ * answer to the shim, so both answer the same.
+ */
+export function gitHelperPath(root = ROOT): string {
+  const native = path.join(root, 'build', 'git-credential-tokend');
+  // Built for this machine? It prints its usage and exits 2 as tokend-fast (scripts/build-native.mjs).
+  const probe = spawnSync(path.join(root, 'build', 'tokend-fast'), [], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 });
+  if (fs.existsSync(native) && probe.status === 2 && String(probe.stderr).startsWith('usage: tokend-fast')) return native;
+  return path.join(root, 'bin', 'git-credential-tokend');
+}
 
 export const SETUP_GIT_HELP = `usage: tokend setup git [--global] [--dry-run] [--json]
 
@@ -114,7 +129,7 @@ export const setupGit: Command = async (args, io, client) => {
 
   // 1. The helper list: tokend first, the others after it.
   const current = inEffect(effective);
-  const helper = path.join(BIN_DIR, 'git-credential-tokend');
+  const helper = gitHelperPath();
   const helperDone = current.length > 0 && ours(current[0]);
   const others = current.filter((h) => !ours(h));
   // A repository's list comes after the global one, so it starts with a reset; --global keeps its own reset, if it has one.
