@@ -116,14 +116,21 @@ export class Broker {
    * then listen for the grants other daemons commit.
    */
   async start(): Promise<void> {
+    // Grants from before bindings were recorded take the account's identity, all in one commit.
+    const unbound: Array<{ account: string; boundTo: string }> = [];
     for (const g of await this.deps.store.listGrants()) {
       const cfg = this.deps.config.getAccount(g.account);
       if (!cfg) continue;
       this.seen.set(g.account, g.generation);
+      const id = identityKey(cfg);
+      if (g.bound_to === null) {
+        g.bound_to = id;
+        unbound.push({ account: g.account, boundTo: id });
+      }
       // Rule 8: a grant whose provider or client is not the account's any more is never
       // served or refreshed; it is revoked where it came from and dropped. A fleet's grant
       // is left alone: it is the other daemons' too, and this host's config is the odd one.
-      if (!(await this.adoptOrKeep(g, cfg))) {
+      if (g.bound_to !== id) {
         if (this.deps.store.fleet) this.logMismatch(g.account, g, cfg);
         else void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
         continue;
@@ -142,6 +149,7 @@ export class Broker {
       }
       if (g.status === 'active') this.watchGrant(g.account, cfg, g);
     }
+    if (unbound.length > 0) await this.deps.store.setBindings(unbound);
     this.watchClock();
     this.deps.store.fleet?.watch({
       grantChanged: (account) => this.onFleetChange(account),
@@ -978,7 +986,7 @@ export class Broker {
   private async adoptOrKeep(g: GrantRecord, cfg: AccountConfig): Promise<boolean> {
     const id = identityKey(cfg);
     if (g.bound_to === null) {
-      await this.deps.store.setBinding(g.account, id);
+      await this.deps.store.setBindings([{ account: g.account, boundTo: id }]);
       g.bound_to = id;
       return true;
     }

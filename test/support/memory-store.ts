@@ -82,11 +82,13 @@ export class MemoryStore implements Store {
     this.journal.push({ op: 'replaceGrant', account, refresh_token: t.refresh_token });
     return { ...g };
   }
-  async setBinding(account: string, boundTo: string): Promise<void> {
+  async setBindings(bindings: ReadonlyArray<{ account: string; boundTo: string }>): Promise<void> {
     this.reachable();
-    const g = this.grants.get(account);
-    if (g) g.bound_to = boundTo;
-    this.journal.push({ op: 'setBinding', account, bound_to: boundTo });
+    for (const { account, boundTo } of bindings) {
+      const g = this.grants.get(account);
+      if (g) g.bound_to = boundTo;
+      this.journal.push({ op: 'setBinding', account, bound_to: boundTo });
+    }
   }
   async commitRefresh(account: string, expectedGeneration: number, t: TokenUpdate): Promise<GrantRecord> {
     this.reachable();

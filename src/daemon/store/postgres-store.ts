@@ -190,8 +190,13 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return toGrant(row!);
     },
 
-    async setBinding(account, boundTo) {
-      await q(`UPDATE ${S}.grants SET bound_to = $1, updated_at = $2 WHERE account = $3`, [boundTo, now(), account]);
+    async setBindings(bindings) {
+      if (bindings.length === 0) return;
+      await q(`UPDATE ${S}.grants AS g SET bound_to = b.bound_to, updated_at = $3 FROM unnest($1::text[], $2::text[]) AS b(account, bound_to) WHERE g.account = b.account`, [
+        bindings.map((b) => b.account),
+        bindings.map((b) => b.boundTo),
+        now(),
+      ]);
     },
 
     async commitRefresh(account, expected, t: TokenUpdate) {

@@ -66,16 +66,24 @@ export function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToke
   // listGrants (start-up) decrypts refresh tokens on first use: serving needs only access
   // tokens, and 10 000 grants would otherwise cost ~0.3 s of decrypting refresh tokens
   // nobody may touch for an hour (bench/, row 7). Spreading the record reads it.
-  let refresh: string | null | undefined;
-  if (row.refresh_token === null) refresh = null;
-  else if (!Buffer.isBuffer(row.refresh_token)) throw bad('refresh_token');
+  const sealed = row.refresh_token;
+  if (sealed !== null && !Buffer.isBuffer(sealed)) throw bad('refresh_token');
+  lazyRefreshTokenOf(grant, sealed, key, file);
+  return grant;
+}
+
+/**
+ * The refresh token as a property decrypted on first read. Built outside decodeGrant so the
+ * getter keeps only the sealed bytes alive, not the whole row (10 000 rows at start-up).
+ */
+function lazyRefreshTokenOf(grant: GrantRecord, sealed: Buffer | null, key: Buffer, file: string): void {
+  let refresh: string | null | undefined = sealed === null ? null : undefined;
   Object.defineProperty(grant, 'refresh_token', {
     enumerable: true,
     configurable: true,
-    get: () => (refresh === undefined ? (refresh = blob('refresh_token')) : refresh),
+    get: () => (refresh === undefined ? (refresh = decrypt(key, sealed!, grantAad(grant.account, 'refresh_token'), file)) : refresh),
     set: (v: string | null) => (refresh = v),
   });
-  return grant;
 }
 
 const LOGIN_STATUSES: readonly string[] = ['pending', 'active', 'failed', 'expired'] satisfies LoginStatusValue[];

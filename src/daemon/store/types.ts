@@ -87,7 +87,8 @@ export interface Store {
     tokens: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
   ): Promise<GrantRecord>;
   /** Record the identity a grant belongs to (adopting a grant stored before identities were). */
-  setBinding(account: string, boundTo: string): Promise<void>;
+  /** Record which provider and client issued these grants (one commit for all: a start-up binds every old grant at once). */
+  setBindings(bindings: ReadonlyArray<{ account: string; boundTo: string }>): Promise<void>;
   /**
    * Commit a refresh's result atomically and durably: new tokens, generation+1, in-flight
    * cleared, status active. Rejects if the stored generation is not `expectedGeneration`.
