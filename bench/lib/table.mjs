@@ -11,7 +11,8 @@ export const fmtRps = (v) => (Number.isFinite(v) ? `${Math.round(v).toLocaleStri
 const fmtMb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} MB` : '–');
 export const fmtRatio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
 const fmtMbps = (v) => (Number.isFinite(v) ? `${v.toFixed(0)} MB/s` : '–');
-const FMT = { ms: fmtMs, rps: fmtRps, mb: fmtMb, mbps: fmtMbps, count: (v) => String(v) };
+const fmtKb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} KB` : '–');
+const FMT = { ms: fmtMs, rps: fmtRps, mb: fmtMb, kb: fmtKb, mbps: fmtMbps, count: (v) => String(v) };
 
 const signed = (fmt, d) => `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`;
 

@@ -14,6 +14,7 @@ const NAMES = [
   'refresh-storm', // 6, after 5: uses its bare-refresh figure
   'cold-start', // 8, before 7: its 1-account daemon is 7's baseline
   'many-accounts', // 7
+  'many-accounts-100k', // 13, after 8 like 7
   'durable-refresh', // 9
   'proxy', // 10
   'fleet', // 11
