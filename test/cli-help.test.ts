@@ -22,6 +22,7 @@ const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
   { cmd: ['import'], says: [/--refresh-token-stdin/, /--tokens-stdin/, /accessTokenExpiresAt/, /never\s+from argv/] },
   { cmd: ['api'], says: [/-X, --method/, /-H, --header/, /@FILE/, /never sees it/, /3 the account needs a login/] },
   { cmd: ['listen-key'], says: [/--rotate/, /Authorization: Bearer KEY/, /0600/] },
+  { cmd: ['key'], says: [/move --to keyring\|file/, /Secret Service/, /kernel keyring/, /settings\.key_store/, /--json/] },
   { cmd: ['token'], says: [/--min-ttl S/, /half its own lifetime/, /clamped/, /--url URL/, /3 the account needs a login/] },
   { cmd: ['list'], says: [/--json/, /login_pending/] },
   { cmd: ['status'], says: [/--json/, /the login in progress/, /3 account NAME cannot serve a token/, /no_grant/, /login_pending/] },
