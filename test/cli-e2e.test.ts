@@ -11,7 +11,6 @@ import { ROOT, TOKEND_BIN, addConfAccount, importConfGrant, tempHome } from './s
 import { spawnCli, startDaemon, waitFor } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 import { run } from './support/run.js';
-import { gitHelperPath } from '../src/client/setup-git.js';
 
 describe('the CLI against a real daemon', () => {
   // One IdP and one daemon for all; each test has accounts of its own.
@@ -94,7 +93,7 @@ describe('the CLI against a real daemon', () => {
 describe('tokend setup git with real git', () => {
   let h: ReturnType<typeof tempHome>;
   let env: NodeJS.ProcessEnv;
-  const GIT_HELPER = gitHelperPath();
+  const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
   const git = (args: string[], cwd: string, stdin?: string) => run('git', args, { env, cwd, stdin });
   const setup = (args: string[], cwd: string) => run(TOKEND_BIN, ['setup', 'git', ...args], { env, cwd });
 

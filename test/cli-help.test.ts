@@ -31,7 +31,7 @@ const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
   { cmd: ['remove'], says: [/deletes the account/, /--json/] },
   { cmd: ['exec'], says: [/--env VAR/, /-- COMMAND/, /never appears in argv/, /127/] },
   { cmd: ['setup'], says: [/setup git/] },
-  { cmd: ['setup', 'git'], says: [/--global/, /--dry-run/, /--json/, /useHttpPath/, /\.git\/config/, /~\/\.gitconfig/, /not in a\s+repository/] },
+  { cmd: ['setup', 'git'], says: [/--global/, /--native/, /no fallback/, /--dry-run/, /--json/, /useHttpPath/, /\.git\/config/, /~\/\.gitconfig/, /not in a\s+repository/] },
   { cmd: ['service'], says: [/install\|uninstall\|status/, /--dry-run/, /systemd/, /launchd/] },
   { cmd: ['doctor'], says: [/--json/] },
   { cmd: ['daemon'], says: [/--socket PATH/, /SIGHUP/] },

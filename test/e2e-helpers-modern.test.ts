@@ -14,10 +14,8 @@ import { ROOT, addConfAccount, importConfGrant, runCli } from './support/daemon.
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
-import { gitHelperPath } from '../src/client/setup-git.js';
 
-// What `tokend setup git` names: the native helper when it was built here, else the sh shim.
-const GIT_HELPER = gitHelperPath();
+const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
 const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
 
 describe('git and docker helpers, the modern way', () => {

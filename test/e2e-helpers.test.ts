@@ -10,11 +10,10 @@ import { ROOT, runCli, importConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
-import { gitHelperPath } from '../src/client/setup-git.js';
 
-// What `tokend setup git` names: the native helper when it was built here, else the sh shim.
-const GIT_HELPER = gitHelperPath();
+const GIT_HELPER = path.join(ROOT, 'bin', 'git-credential-tokend');
 const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
+const NATIVE_HELPER = path.join(ROOT, 'build', 'git-credential-tokend');
 const FALLBACK_PASSWORD = 'fallback-password';
 
 describe('credential helpers through a real daemon', () => {
@@ -158,6 +157,22 @@ describe('credential helpers through a real daemon', () => {
     expect(again.stderr).toContain('already');
     const helpers = (await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout.trim().split('\n');
     expect(helpers).toEqual([GIT_HELPER, 'cache']);
+  });
+
+  it.runIf(fs.existsSync(NATIVE_HELPER))('tokend setup git --native names build/git-credential-tokend, which real git clones through; plain setup goes back to the sh helper', async () => {
+    const home = fs.mkdtempSync(path.join(h.home, 'sgn-'));
+    const env = { ...gitEnv, HOME: home };
+    await run('git', ['config', '--global', 'credential.helper', 'cache'], { env });
+    const setup = await runCli(['setup', 'git', '--global', '--native', '--json'], { env });
+    expect(setup.code, setup.stderr).toBe(0);
+    expect(JSON.parse(setup.stdout).helpers).toEqual([NATIVE_HELPER, 'cache']);
+    await server.createRepo('native.git');
+    const clone = await run('git', ['clone', `${server.url}/native.git`, path.join(home, 'native')], { env });
+    expect(clone.code, clone.stderr).toBe(0);
+    expect(server.stats.lastUsername).toBe('oauth2');
+    const back = await runCli(['setup', 'git', '--global'], { env });
+    expect(back.code, back.stderr).toBe(0);
+    expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout.trim().split('\n')).toEqual([GIT_HELPER, 'cache']);
   });
 });
 

@@ -30,7 +30,6 @@ import { ROOT, socketRequest } from './support/daemon.js';
 import { startGitServer, type GitServer } from './support/git-server.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 import { run } from './support/run.js';
-import { gitHelperPath } from '../src/client/setup-git.js';
 
 const exec = promisify(execFile);
 const REAL = process.env.TOKEND_TEST_REAL_INSTALL === '1';
@@ -151,7 +150,7 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
   it('the git helper through real git: tokend setup git --global, then a clone', async () => {
     const setup = await tokend(['setup', 'git', '--global']);
     expect(setup.code, setup.stderr).toBe(0);
-    expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout).toBe(`${gitHelperPath(pkg)}\n`);
+    expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout).toBe(`${path.join(pkg, 'bin', 'git-credential-tokend')}\n`);
     await server.createRepo('app');
     const clone = await run('git', ['clone', `${server.url}/app.git`, path.join(work, 'app')], { env });
     expect(clone.stderr).not.toMatch(/fatal/);

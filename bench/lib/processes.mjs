@@ -13,7 +13,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const BENCH = path.join(ROOT, 'bench');
 export const TOKEND_BIN = path.join(ROOT, 'bin', 'tokend');
 export const GIT_SHIM_BIN = path.join(ROOT, 'bin', 'git-credential-tokend');
-/** What `tokend setup git` names: the native helper when it was built here, else the sh shim. */
+/** What `tokend setup git --native` names: the native helper when it was built here, else the sh shim (plain `setup git`'s). */
 export const GIT_HELPER_BIN = fs.existsSync(path.join(ROOT, 'build', 'git-credential-tokend')) ? path.join(ROOT, 'build', 'git-credential-tokend') : GIT_SHIM_BIN;
 export const NATIVE_BIN = path.join(ROOT, 'build', 'tokend-fast');
 

@@ -1,6 +1,7 @@
 // 3. `git-credential-tokend get`: wall time of one helper run for the git server's host, as
-// `tokend setup git` configures it (build/git-credential-tokend, the native client under the
-// helper's name, when it was built; else the sh shim), against `git credential-cache get`.
+// `tokend setup git --native` configures it (build/git-credential-tokend, the native client
+// under the helper's name, when it was built; else the sh shim, which plain `setup git` names
+// and the references time too), against `git credential-cache get`.
 // The references split its time: `store`, the sh shim in bin/, the native client alone, a
 // bare sh, and the daemon's share of the round trip.
 import fs from 'node:fs';

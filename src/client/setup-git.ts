@@ -20,20 +20,24 @@ import type { TokendClient } from './socket-client.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
- * The helper git should run: build/git-credential-tokend (the native client under the
- * helper's name, one process per call) when it was built here and runs, else the sh shim
- * in bin/, which finds the fastest way itself. The native one hands anything it cannot
- * answer to the shim, so both answer the same.
+ * The helper git should run. By default the sh shim in bin/, which finds the fastest way
+ * itself and falls back to node when the native client cannot run (a tree copied to another
+ * architecture, a home shared by machines of two). With `native`, build/git-credential-tokend
+ * (the native client under the helper's name: one process per call instead of two) when it
+ * was built here and runs; it hands anything it cannot answer to the shim, but if it cannot
+ * execute at all, git gets no answer: the price of the speed.
  */
-export function gitHelperPath(root = ROOT): string {
+export function gitHelperPath(opts: { native?: boolean; root?: string } = {}): string {
+  const root = opts.root ?? ROOT;
+  const shim = path.join(root, 'bin', 'git-credential-tokend');
+  if (!opts.native) return shim;
   const native = path.join(root, 'build', 'git-credential-tokend');
   // Built for this machine? It prints its usage and exits 2 as tokend-fast (scripts/build-native.mjs).
   const probe = spawnSync(path.join(root, 'build', 'tokend-fast'), [], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 });
-  if (fs.existsSync(native) && probe.status === 2 && String(probe.stderr).startsWith('usage: tokend-fast')) return native;
-  return path.join(root, 'bin', 'git-credential-tokend');
+  return fs.existsSync(native) && probe.status === 2 && String(probe.stderr).startsWith('usage: tokend-fast') ? native : shim;
 }
 
-export const SETUP_GIT_HELP = `usage: tokend setup git [--global] [--dry-run] [--json]
+export const SETUP_GIT_HELP = `usage: tokend setup git [--global] [--native] [--dry-run] [--json]
 
 Makes git ask tokend first for credentials (credential.helper), keeping the helpers
 you already have after it, for the hosts no tokend account serves. For an account
@@ -48,6 +52,10 @@ then tokend, then the helpers that were in effect.
 
   --global    write your global git config instead (~/.gitconfig, or
               $XDG_CONFIG_HOME/git/config when only that exists): every repository
+  --native    name build/git-credential-tokend, the C client built at install, instead
+              of the sh helper in bin/: one process per call instead of two (about 1 ms
+              here), but no fallback if that binary cannot run (run setup again after
+              copying the install to another architecture); without a build, the sh one
   --dry-run   print the git config commands instead of running them
   --json      print what it did (or, with --dry-run, would do) as JSON on stdout:
               {"scope", "helpers", "use_http_path", "commands", "dry_run"}
@@ -97,7 +105,7 @@ async function pathScopedUrls(client: () => TokendClient): Promise<{ urls: strin
 }
 
 export const setupGit: Command = async (args, io, client) => {
-  const { values } = parseOptions('setup git', args, { global: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }, 0);
+  const { values } = parseOptions('setup git', args, { global: { type: 'boolean' }, native: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }, 0);
   if (values.help) {
     io.stdout(SETUP_GIT_HELP);
     return EXIT.ok;
@@ -129,8 +137,12 @@ export const setupGit: Command = async (args, io, client) => {
 
   // 1. The helper list: tokend first, the others after it.
   const current = inEffect(effective);
-  const helper = gitHelperPath();
-  const helperDone = current.length > 0 && ours(current[0]);
+  const helper = gitHelperPath({ native: values.native });
+  if (values.native && helper.endsWith(path.join('bin', 'git-credential-tokend'))) {
+    io.stderr('tokend: build/git-credential-tokend is not built for this machine (no C compiler at install?); naming the sh helper\n');
+  }
+  // Done when tokend is first already, and is the helper asked for (the shim, or --native's).
+  const helperDone = current.length > 0 && (current[0] === helper || (!values.native && ours(current[0]) && !current[0].endsWith(path.join('build', 'git-credential-tokend'))));
   const others = current.filter((h) => !ours(h));
   // A repository's list comes after the global one, so it starts with a reset; --global keeps its own reset, if it has one.
   const reset = !values.global || own.includes('') ? [''] : [];
