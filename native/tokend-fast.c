@@ -219,13 +219,14 @@ static int pipe_request(const char *sock_path, const char *url_path, const char 
 
 /* ---- As a credential helper: build/git-credential-tokend (a symlink to this file) ----
  *
- * tokend setup git names build/git-credential-tokend when it exists, so git starts this
- * binary alone, without the sh shim in front (one process instead of two). It does what the
+ * `tokend setup git --native` names build/git-credential-tokend, so git starts this binary
+ * alone, without the sh shim in front (one process instead of two). It does what the
  * shim's fast path does (bin/tokend-sh-lib: tokend_parse_args, tokend_resolve_socket, the
  * `store` shortcut) and, for everything else (an option only node knows, a daemon that does
  * not answer), runs the shim itself, bin/<tool>-credential-tokend, with stdin untouched:
  * the shim then tries curl and node, which explains and autostarts. A change to the shim's
- * rules changes these too (test/fast-client.test.ts runs both on the same inputs).
+ * rules changes these too (test/helper-wire.test.ts runs both on the same inputs,
+ * test/socket-paths.test.ts both resolvers on the same environments).
  */
 
 static int ends_with(const char *s, const char *suffix) {

@@ -63,6 +63,16 @@ describe('master key in the OS keyring', () => {
       const refreshed = await t.d.cli(['refresh', 'work']);
       expect(refreshed.code, refreshed.stderr).toBe(0);
 
+      // A different key where the move would go is never overwritten: 409, nothing changes.
+      fs.writeFileSync(keyFile, Buffer.alloc(32, 7), { mode: 0o600 });
+      const blocked = await t.d.cli(['key', 'move', '--to', 'file']);
+      expect(blocked.code).toBe(1);
+      expect(blocked.stderr).toContain('already holds a different tokend key');
+      expect(fs.readFileSync(keyFile).equals(Buffer.alloc(32, 7))).toBe(true);
+      expect(ss.lookup(entry)).toBe(stored);
+      expect(t.config().settings.key_store).toBe('keyring');
+      fs.rmSync(keyFile);
+
       // To a file, while the daemon runs: the file holds the very key, the entry is gone.
       const toFile = await t.d.cli(['key', 'move', '--to', 'file', '--json']);
       expect(toFile.code, toFile.stderr).toBe(0);

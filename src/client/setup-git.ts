@@ -22,19 +22,18 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 /**
  * The helper git should run. By default the sh shim in bin/, which finds the fastest way
  * itself and falls back to node when the native client cannot run (a tree copied to another
- * architecture, a home shared by machines of two). With `native`, build/git-credential-tokend
+ * architecture, a home shared by machines of two). With `--native`, build/git-credential-tokend
  * (the native client under the helper's name: one process per call instead of two) when it
  * was built here and runs; it hands anything it cannot answer to the shim, but if it cannot
  * execute at all, git gets no answer: the price of the speed.
  */
-export function gitHelperPath(opts: { native?: boolean; root?: string } = {}): string {
-  const root = opts.root ?? ROOT;
-  const shim = path.join(root, 'bin', 'git-credential-tokend');
-  if (!opts.native) return shim;
-  const native = path.join(root, 'build', 'git-credential-tokend');
+function gitHelperPath(native: boolean): string {
+  const shim = path.join(ROOT, 'bin', 'git-credential-tokend');
+  if (!native) return shim;
+  const nativeHelper = path.join(ROOT, 'build', 'git-credential-tokend');
   // Built for this machine? It prints its usage and exits 2 as tokend-fast (scripts/build-native.mjs).
-  const probe = spawnSync(path.join(root, 'build', 'tokend-fast'), [], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 });
-  return fs.existsSync(native) && probe.status === 2 && String(probe.stderr).startsWith('usage: tokend-fast') ? native : shim;
+  const probe = spawnSync(path.join(ROOT, 'build', 'tokend-fast'), [], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 });
+  return fs.existsSync(nativeHelper) && probe.status === 2 && String(probe.stderr).startsWith('usage: tokend-fast') ? nativeHelper : shim;
 }
 
 export const SETUP_GIT_HELP = `usage: tokend setup git [--global] [--native] [--dry-run] [--json]
@@ -66,6 +65,11 @@ scheme's default port only, and "*." one level of subdomain.
 Exit status: 0 done (or already so), 1 git failed, 2 bad usage (including: not in a
 repository without --global).
 `;
+
+/** Is `helper` (a credential.helper value) the native one `--native` names? */
+function isNative(helper: string): boolean {
+  return helper.trim().endsWith(path.join('build', 'git-credential-tokend'));
+}
 
 /** Is `helper` (a credential.helper value) tokend's? */
 function ours(helper: string): boolean {
@@ -137,12 +141,12 @@ export const setupGit: Command = async (args, io, client) => {
 
   // 1. The helper list: tokend first, the others after it.
   const current = inEffect(effective);
-  const helper = gitHelperPath({ native: values.native });
-  if (values.native && helper.endsWith(path.join('bin', 'git-credential-tokend'))) {
+  const helper = gitHelperPath(values.native === true);
+  if (values.native && !isNative(helper)) {
     io.stderr('tokend: build/git-credential-tokend is not built for this machine (no C compiler at install?); naming the sh helper\n');
   }
-  // Done when tokend is first already, and is the helper asked for (the shim, or --native's).
-  const helperDone = current.length > 0 && (current[0] === helper || (!values.native && ours(current[0]) && !current[0].endsWith(path.join('build', 'git-credential-tokend'))));
+  // Done when tokend is first already, and of the kind asked for (the shim, or --native's).
+  const helperDone = current.length > 0 && ours(current[0]) && isNative(current[0]) === isNative(helper);
   const others = current.filter((h) => !ours(h));
   // A repository's list comes after the global one, so it starts with a reset; --global keeps its own reset, if it has one.
   const reset = !values.global || own.includes('') ? [''] : [];

@@ -84,7 +84,6 @@ export async function keyringEntry(dataDir: string): Promise<KeyringEntry> {
 
 /** The first line of an error, without a stack: the library's messages name the store and the cause. */
 function firstLine(err: unknown): string {
-  const e = err as Error & { cause?: unknown };
-  const msg = (e?.message ?? String(err)).split('\n')[0];
+  const msg = ((err as Error)?.message ?? String(err)).split('\n')[0]!;
   return msg.length > 200 ? `${msg.slice(0, 200)}…` : msg;
 }

@@ -42,7 +42,8 @@ export async function loadMasterKey(kind: KeyStore, paths: Pick<TokendPaths, 'da
 /**
  * Move the running daemon's key to `to`: write it there, read it back, record the new place
  * (`saveKind`, config.json's key_store), and only then remove it from the old place. A
- * crash in between leaves two copies of one key, never none. Refuses (KeyMoveConflict) to
+ * crash in between leaves two copies of one key, never none; so does a removal that fails
+ * (its error is the answer, and the key already counts as moved). Refuses (KeyMoveConflict) to
  * overwrite a different key already at the destination.
  */
 export async function moveMasterKey(
@@ -60,8 +61,8 @@ export async function moveMasterKey(
     }
     if (!there) await writeVerified(entry, key.bytes);
     await saveKind('keyring');
-    removeKeyFile(paths.keyFile);
     Object.assign(key, { kind: 'keyring', where: entry.where });
+    removeKeyFile(paths.keyFile);
   } else {
     const entry = await keyringEntry(paths.dataDir);
     let there: Buffer | undefined;
@@ -78,8 +79,8 @@ export async function moveMasterKey(
       if (!loadKey(paths.keyFile).equals(key.bytes)) throw new KeyMoveConflict(`${paths.keyFile} appeared with another key while tokend wrote it; nothing was moved`);
     }
     await saveKind('file');
-    await entry.remove();
     Object.assign(key, { kind: 'file', where: paths.keyFile });
+    await entry.remove();
   }
   return { key_store: key.kind, where: key.where, moved: true };
 }
