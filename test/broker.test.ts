@@ -82,6 +82,46 @@ describe('Broker', () => {
     expect(driver.calls).toHaveLength(1);
   });
 
+  it('reads a stored access token on its first use, not at start-up, and serves it from memory after', async () => {
+    const { broker, driver, grant, store, clock } = setup();
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    let reads = 0;
+    const read = store.getAccessToken.bind(store);
+    store.getAccessToken = (account) => (reads++, read(account));
+    await broker.start();
+    expect(reads).toBe(0);
+    // What status shows before the first use comes from the grant's own record.
+    expect((await broker.grantState('w')).token?.expires_at).toBe(clock.t + 3_600_000);
+    const toks = await Promise.all(Array.from({ length: 20 }, () => broker.getToken({ account: 'w' })));
+    expect(new Set(toks.map((t) => t.access_token))).toEqual(new Set(['at-0']));
+    expect(reads).toBeGreaterThan(0);
+    const after = reads;
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-0');
+    expect(reads).toBe(after); // from memory now
+    expect(driver.calls).toHaveLength(0);
+  });
+
+  it('never serves a first read of a stored token that a refresh made stale meanwhile', async () => {
+    const { broker, driver, grant, store, clock } = setup();
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
+    // The first read is slow; a forced refresh commits generation 2 while it waits.
+    const read = store.getAccessToken.bind(store);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    store.getAccessToken = async (account) => {
+      const t = await read(account);
+      await gate;
+      return t;
+    };
+    const first = broker.getToken({ account: 'w' });
+    await broker.forceRefresh('w');
+    release();
+    expect((await first).access_token).toBe('at-1');
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+    expect(driver.calls).toHaveLength(1);
+  });
+
   it('marks the grant in flight before the driver call and commits the rotated refresh token before returning', async () => {
     const { broker, driver, grant, store } = setup();
     await grant('rt-0');
@@ -297,6 +337,15 @@ describe('Broker in a fleet', () => {
     // The next refresh sends the rotated refresh token, never the spent one.
     await broker.forceRefresh('w');
     expect(driver.calls.map((c) => c.token)).toEqual(['rt-b']);
+  });
+
+  it('a stored token read for the first time after another daemon rotated the grant is not served: the rotation is', async () => {
+    const { broker, driver, grant, store, clock } = setup({ fleet: true });
+    await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
+    await broker.start();
+    await other(store, 'rt-b', 'at-b', clock.t + 3_600_000); // before this daemon read at-0
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-b');
+    expect(driver.calls).toHaveLength(0);
   });
 
   it('takes a notified rotation into memory, so the next request is served without the store', async () => {

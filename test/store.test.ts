@@ -87,14 +87,25 @@ describe('grants', () => {
     expect(g).toMatchObject({ refresh_token: 'rt-imported', access_token: null, expires_at: null, scope: null, generation: 1 });
   });
 
-  it('lists every grant, decrypted', async () => {
+  it('lists every grant without decrypting a token: whether each exists, and the times', async () => {
     const s = store();
     await s.replaceGrant('b', { refresh_token: 'rt-b' });
     await s.replaceGrant('a', { refresh_token: 'rt-a', ...tokens({ access_token: 'at-a' }) });
-    expect((await s.listGrants()).map((g) => [g.account, g.refresh_token, g.access_token])).toEqual([
-      ['a', 'rt-a', 'at-a'],
-      ['b', 'rt-b', null],
+    const listed = await s.listGrants();
+    expect(listed.map((g) => [g.account, g.has_refresh_token, g.has_access_token, g.generation])).toEqual([
+      ['a', true, true, 1],
+      ['b', true, false, 1],
     ]);
+    expect(JSON.stringify(listed)).not.toMatch(/rt-|at-a/);
+  });
+
+  it("reads one grant's access token without its refresh token", async () => {
+    const s = store();
+    await s.replaceGrant('a', { refresh_token: 'rt-a', ...tokens({ access_token: 'at-a' }) });
+    const t = await s.getAccessToken('a');
+    expect(t).toMatchObject({ account: 'a', access_token: 'at-a', generation: 1, status: 'active' });
+    expect(t).not.toHaveProperty('refresh_token');
+    expect(await s.getAccessToken('nobody')).toBeUndefined();
   });
 
   it('bumps the generation on every login and every committed refresh', async () => {

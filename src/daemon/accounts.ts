@@ -238,7 +238,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   if (!grant && !token) status = recoverable ? 'active' : 'no_grant';
   else if (grant?.status === 'reauth_required') status = recoverable ? 'active' : 'reauth_required';
   else if (token && (token.expires_at === null || token.expires_at > now)) status = 'active';
-  else if (grant?.refresh_token || recoverable) status = 'active';
+  else if (grant?.has_refresh_token || recoverable) status = 'active';
   else status = 'expired';
   if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
@@ -256,7 +256,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     has_client_secret: secrets.has('client_secret'),
     has_password: secrets.has('password'),
     refresh_expires_at: grant?.refresh_expires_at ? new Date(grant.refresh_expires_at).toISOString() : null,
-    has_refresh_token: Boolean(grant?.refresh_token),
+    has_refresh_token: Boolean(grant?.has_refresh_token),
     flow: cfg.flow,
     audience: cfg.audience,
     username: cfg.username,

@@ -9,7 +9,8 @@ import { configForIdentity, describeIdentity, identityKey, identityOf, parseIden
 import type { Logger } from './log.js';
 import { admit, backOff, freshHealth, healthy, waitOut, type AccountHealth } from './refresh-health.js';
 import { GenerationMismatchError, isStoreUnavailable } from './store/errors.js';
-import type { GrantRecord, Store, TokenUpdate } from './store/types.js';
+import { summarize, type GrantRecord, type GrantSummary, type Store, type TokenUpdate } from './store/types.js';
+import { DueQueue } from './due-queue.js';
 
 export { cacheKey, satisfies, type CachedToken } from './cached-token.js';
 
@@ -76,11 +77,18 @@ export class Broker {
   private readonly flights = new Map<string, Promise<CachedToken>>();
   /** One upstream call per account at a time: two keys refreshing with one refresh token would be a replay. */
   private readonly accountQueues = new Map<string, Promise<unknown>>();
-  private readonly grants = new Map<string, GrantRecord>();
+  /** Each grant as memory holds it: no token in it (GrantSummary). */
+  private readonly grants = new Map<string, GrantSummary>();
+  /**
+   * Accounts whose access token is in the store and not read yet: read and decrypted on its
+   * first use (readStoredToken), not all at start-up.
+   */
+  private readonly storedTokens = new Set<string>();
   private readonly health = new Map<string, AccountHealth>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  /** Keep-alive refreshes of grants a provider forgets when unused (account → timer). */
-  private readonly keepAlives = new Map<string, NodeJS.Timeout>();
+  /** Proactive refreshes (cache key → when), rule 4. */
+  private readonly timers = new DueQueue((key) => void this.proactive(accountOfKey(key), key), () => this.now());
+  /** Keep-alive refreshes of grants a provider forgets when unused (account → when). */
+  private readonly keepAlives = new DueQueue((account) => this.keepAliveDue(account), () => this.now());
   /** Accounts whose coming refresh-token expiry was announced (account → that expiry), once each. */
   private readonly reauthSoonSent = new Map<string, number>();
   /** Keys other than the base key that were asked for since their last refresh. */
@@ -135,6 +143,7 @@ export class Broker {
         else void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
         continue;
       }
+      g.bound_to = id; // one string for all the grants of an identity, not a copy per row
       this.grants.set(g.account, g);
       if (g.in_flight_since && g.status === 'active' && !g.in_flight_by) {
         this.deps.log.warn('a refresh was interrupted when the daemon stopped; its refresh token may be spent', {
@@ -142,10 +151,9 @@ export class Broker {
           since: new Date(g.in_flight_since).toISOString(),
         });
       }
-      const tok = tokenFromGrant(g);
-      if (tok && g.status === 'active') {
-        this.cache.set(cacheKey(g.account), tok);
-        this.schedule(g.account, cacheKey(g.account), tok);
+      if (g.has_access_token && g.status === 'active') {
+        this.storedTokens.add(g.account);
+        this.schedule(g.account, cacheKey(g.account), storedTimes(g));
       }
       if (g.status === 'active') this.watchGrant(g.account, cfg, g);
     }
@@ -184,6 +192,10 @@ export class Broker {
       drift_ms: Math.round(drift),
     });
     for (const [key, tok] of this.cache) this.schedule(accountOfKey(key), key, tok);
+    for (const account of this.storedTokens) {
+      const g = this.grants.get(account);
+      if (g) this.schedule(account, cacheKey(account), storedTimes(g));
+    }
     for (const [account, g] of this.grants) {
       const cfg = this.deps.config.getAccount(account);
       if (cfg && g.status === 'active') this.watchGrant(account, cfg, g);
@@ -194,7 +206,8 @@ export class Broker {
   /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
   async getToken(q: TokenQuery): Promise<CachedToken> {
     const key = cacheKey(q.account, q.scope, q.audience);
-    const hit = this.cache.get(key);
+    let hit = this.cache.get(key);
+    if (!hit && key === q.account && this.storedTokens.has(key)) hit = await this.readStoredToken(key);
     const now = this.now();
     const minTtlMs = (q.min_ttl ?? this.deps.config.settings.default_min_ttl) * 1000;
     if (hit && satisfies(hit, minTtlMs, now)) {
@@ -215,15 +228,38 @@ export class Broker {
       // Rule 6: while the provider is down, a cached token that is still valid is
       // better than an error, even if it is shorter-lived than the caller wanted.
       const stillValid = hit && (hit.expires_at === null || hit.expires_at - this.now() > 1000);
-      if (stillValid && err instanceof TokendError && (err.code === 'upstream_unavailable' || err.code === 'rate_limited')) {
+      if (hit && stillValid && err instanceof TokendError && (err.code === 'upstream_unavailable' || err.code === 'rate_limited')) {
         return hit;
       }
       throw err;
     }
   }
 
+  /**
+   * A stored access token's first use since start-up: read and decrypted now, then served
+   * from memory. Whatever changed the grant meanwhile (a refresh, a fleet's reload, a
+   * logout) wins over this read. While a fleet's database is down, nothing is read: the
+   * request goes the refresh's way, which says so.
+   */
+  private async readStoredToken(account: string): Promise<CachedToken | undefined> {
+    const held = this.grants.get(account);
+    let stored;
+    try {
+      stored = await this.deps.store.getAccessToken(account);
+    } catch (err) {
+      if (isStoreUnavailable(err)) return undefined;
+      throw err;
+    }
+    const current = this.cache.get(account);
+    if (current || !this.storedTokens.delete(account)) return current;
+    if (!held || this.grants.get(account) !== held || stored?.generation !== held.generation || stored.status !== 'active') return undefined;
+    const tok = tokenFromGrant(stored);
+    if (tok) this.cache.set(account, tok);
+    return tok;
+  }
+
   /** Force a refresh of the account's base token now (`tokend refresh`). */
-  async forceRefresh(account: string): Promise<GrantRecord> {
+  async forceRefresh(account: string): Promise<GrantSummary> {
     if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
     await this.flight({ key: cacheKey(account), account, notBefore: this.now() + 1 });
     return this.grants.get(account)!;
@@ -247,7 +283,7 @@ export class Broker {
    * the access token issued with it (Cal.com hands both to a platform). Replaces the grant;
    * then, unless a still-valid access token came along, refreshes once to prove it.
    */
-  async importTokens(account: string, t: { refresh_token?: string; access_token?: string; expires_at?: number }): Promise<GrantRecord> {
+  async importTokens(account: string, t: { refresh_token?: string; access_token?: string; expires_at?: number }): Promise<GrantSummary> {
     const g = await this.queue(account, () =>
       this.locked(account, async () => {
         const cfg = this.accountOrThrow(account);
@@ -260,7 +296,7 @@ export class Broker {
           ...(t.access_token ? { access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null } : {}),
         });
         this.installGrant(account, grant);
-        this.watchGrant(account, cfg, grant);
+        this.watchGrant(account, cfg, summarize(grant));
         return grant;
       }),
     );
@@ -295,7 +331,7 @@ export class Broker {
           bound_to: issuedBy,
         });
         this.installGrant(account, g);
-        this.watchGrant(account, cfg, g);
+        this.watchGrant(account, cfg, summarize(g));
         this.health.delete(account);
         return g;
       }),
@@ -385,16 +421,11 @@ export class Broker {
   /** Drop everything in memory about an account (after logout/remove/config change). */
   forget(account: string): void {
     this.grants.delete(account);
+    this.storedTokens.delete(account);
     this.health.delete(account);
     for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);
-    for (const [key, t] of this.timers) {
-      if (accountOfKey(key) === account) {
-        clearTimeout(t);
-        this.timers.delete(key);
-      }
-    }
+    for (const key of [...this.timers.keys()]) if (accountOfKey(key) === account) this.timers.delete(key);
     for (const key of [...this.usedKeys]) if (accountOfKey(key) === account) this.usedKeys.delete(key);
-    clearTimeout(this.keepAlives.get(account));
     this.keepAlives.delete(account);
     this.reauthSoonSent.delete(account);
   }
@@ -403,11 +434,12 @@ export class Broker {
    * What the API shows of an account's grant. A fleet's grant that another identity holds
    * is not this daemon's to show as usable: none, and the reason as the last error.
    */
-  async grantState(account: string): Promise<{ grant?: GrantRecord; token?: CachedToken; lastError: string | null }> {
+  async grantState(account: string): Promise<{ grant?: GrantSummary; token?: TokenTimes; lastError: string | null }> {
     let grant = this.grants.get(account);
     if (!grant) {
       try {
-        grant = await this.deps.store.getGrant(account);
+        const stored = await this.deps.store.getGrant(account);
+        grant = stored && summarize(stored);
       } catch (err) {
         if (!isStoreUnavailable(err)) throw err;
       }
@@ -418,7 +450,7 @@ export class Broker {
     }
     return {
       grant,
-      token: this.cache.get(cacheKey(account)),
+      token: this.cache.get(cacheKey(account)) ?? (grant && this.storedTokens.has(account) ? storedTimes(grant) : undefined),
       lastError: this.health.get(account)?.lastError ?? grant?.last_error ?? null,
     };
   }
@@ -427,9 +459,7 @@ export class Broker {
   stopTimers(): void {
     this.closed = true;
     clearInterval(this.clockWatch);
-    for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
-    for (const t of this.keepAlives.values()) clearTimeout(t);
     this.keepAlives.clear();
     for (const t of this.pendingTimers.values()) clearTimeout(t);
     this.pendingTimers.clear();
@@ -515,7 +545,7 @@ export class Broker {
       const tok = this.cache.get(key);
       if (tok && this.serves(tok, req)) return tok;
     } else if (grant) {
-      this.grants.set(account, grant);
+      this.grants.set(account, summarize(grant));
     }
     const fleet = this.deps.store.fleet;
     const markedBy = grant?.status === 'active' && grant.in_flight_since ? grant.in_flight_by : null;
@@ -540,7 +570,7 @@ export class Broker {
         throw E.reauthRequired(`account "${account}" has no grant yet: run ${next}`, { account });
       }
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
-      return this.recoverOnce(req, cfg, driver, secrets, grant?.status === 'reauth_required' ? grant.last_error : null);
+      return this.recoverOnce(req, cfg, driver, secrets, grant?.status === 'reauth_required' ? grant.last_error : null, grant);
     }
     admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
 
@@ -549,10 +579,10 @@ export class Broker {
     // cannot be written stops the refresh here: a result that could not be committed must
     // not be asked for.
     await this.deps.store.markInFlight(account, startedAt);
-    this.grants.set(account, { ...grant!, in_flight_since: startedAt, ...(fleet ? { in_flight_by: fleet.instance } : {}) });
+    this.grants.set(account, { ...summarize(grant!), in_flight_since: startedAt, ...(fleet ? { in_flight_by: fleet.instance } : {}) });
     let set: TokenSet;
     try {
-      set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal, secrets), refreshToken, { scope, audience }));
+      set = await this.withTimeout((signal) => driver.refresh(this.context(account, cfg, signal, secrets, grant), refreshToken, { scope, audience }));
     } catch (err) {
       const de = asDriverError(err);
       if (de.kind !== 'invalid_grant' || !recoverable) throw await this.failed(account, err, grant!);
@@ -561,12 +591,12 @@ export class Broker {
       const why = this.refusalReason(de.message, grant!);
       // One commit clears the mark and records the refusal (Store.setStatus).
       await this.bestEffort(account, () => this.deps.store.setStatus(account, 'reauth_required', why));
-      this.grants.set(account, { ...withoutMark(grant!), status: 'reauth_required', last_error: why });
+      this.grants.set(account, { ...withoutMark(summarize(grant!)), status: 'reauth_required', last_error: why });
       this.deps.log.warn('the provider refused the refresh token; trying the recover step', { account, reason: why });
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
-      return this.recoverOnce(req, cfg, driver, secrets, why);
+      return this.recoverOnce(req, cfg, driver, secrets, why, grant);
     }
-    return this.commit(req, cfg, set, startedAt, false);
+    return this.commit(req, cfg, set, startedAt, false, grant);
   }
 
   /**
@@ -580,12 +610,13 @@ export class Broker {
     driver: Driver,
     secrets: Map<string, string>,
     refused: string | null,
+    stored: GrantRecord | undefined,
   ): Promise<CachedToken> {
     const { account, scope, audience } = req;
     const startedAt = this.now();
     let set: TokenSet;
     try {
-      set = await this.withTimeout((signal) => driver.recover!(this.context(account, cfg, signal, secrets), { scope, audience }));
+      set = await this.withTimeout((signal) => driver.recover!(this.context(account, cfg, signal, secrets, stored), { scope, audience }));
     } catch (err) {
       const de = asDriverError(err);
       if (refused && de.kind !== 'transient') {
@@ -623,7 +654,7 @@ export class Broker {
   }
 
   /** Why a refresh token is refused, for the user: an interrupted refresh may have spent it. */
-  private refusalReason(message: string, grant: GrantRecord): string {
+  private refusalReason(message: string, grant: InFlightMark): string {
     const interrupted = grant.in_flight_since;
     if (!interrupted) return `the provider refused the refresh token (${message})`;
     const at = new Date(interrupted).toISOString();
@@ -638,11 +669,18 @@ export class Broker {
    * Rule 5: the rotated refresh token is committed (durably) before the new access token is
    * served. A narrowed refresh keeps the base access token.
    */
-  private async commit(req: RefreshRequest, cfg: AccountConfig, set: TokenSet, startedAt: number, obtainedAnew: boolean): Promise<CachedToken> {
+  private async commit(
+    req: RefreshRequest,
+    cfg: AccountConfig,
+    set: TokenSet,
+    startedAt: number,
+    obtainedAnew: boolean,
+    stored?: GrantRecord,
+  ): Promise<CachedToken> {
     const { key, account, scope } = req;
     const base = key === cacheKey(account);
     const update = updateFromSet(set, startedAt, scope);
-    const committed = await this.persist(account, cfg, set, update, { base, obtainedAnew, startedAt });
+    const committed = await this.persist(account, cfg, set, update, { base, obtainedAnew, startedAt, stored });
     healthy(this.healthOf(account));
 
     const tok: CachedToken = {
@@ -654,9 +692,10 @@ export class Broker {
       scope: update.scope,
     };
     this.cache.set(key, tok);
+    if (base) this.storedTokens.delete(account);
     this.usedKeys.delete(key);
     this.schedule(account, key, tok);
-    if (committed) this.watchGrant(account, cfg, committed);
+    if (committed) this.watchGrant(account, cfg, summarize(committed));
     const expiresAt = tok.expires_at ? new Date(tok.expires_at).toISOString() : null;
     this.deps.log.info('token refreshed', {
       account,
@@ -680,7 +719,7 @@ export class Broker {
     cfg: AccountConfig,
     set: TokenSet,
     update: TokenUpdate,
-    opts: { base: boolean; obtainedAnew: boolean; startedAt: number },
+    opts: { base: boolean; obtainedAnew: boolean; startedAt: number; stored?: GrantRecord },
   ): Promise<GrantRecord | undefined> {
     const current = this.grants.get(account);
     let forStore: TokenUpdate | undefined;
@@ -693,18 +732,20 @@ export class Broker {
         this.remember(account, g);
         return g;
       }
+      // A narrowed refresh keeps the base access token as stored (read with the refresh token).
+      const kept = opts.stored?.access_token ? opts.stored : undefined;
       forStore =
-        opts.base || !current?.access_token
+        opts.base || !kept
           ? { ...update }
           : {
-              access_token: current.access_token,
-              token_type: current.token_type ?? 'Bearer',
-              expires_at: current.expires_at,
-              obtained_at: current.obtained_at ?? opts.startedAt,
-              scope: current.scope,
+              access_token: kept.access_token!,
+              token_type: kept.token_type ?? 'Bearer',
+              expires_at: kept.expires_at,
+              obtained_at: kept.obtained_at ?? opts.startedAt,
+              scope: kept.scope,
               refresh_token: set.refresh_token,
             };
-      if (!opts.base && !current?.access_token) forStore.expires_at = 0; // not servable as the base token
+      if (!opts.base && !kept) forStore.expires_at = 0; // not servable as the base token
       const g = await this.deps.store.commitRefresh(account, current!.generation, forStore);
       this.remember(account, g);
       return g;
@@ -723,12 +764,16 @@ export class Broker {
   }
 
   /** The provider rotated, the database could not take it: hold the rotation in memory and commit it when the database is back. */
-  private keepPending(account: string, current: GrantRecord, update: TokenUpdate, err: Error): void {
+  private keepPending(account: string, current: GrantSummary, update: TokenUpdate, err: Error): void {
     this.pendingCommits.set(account, { expectedGeneration: current.generation, update, since: this.now(), retries: 0 });
     this.grants.set(account, {
       ...withoutMark(current),
-      ...update,
-      refresh_token: update.refresh_token ?? current.refresh_token,
+      token_type: update.token_type,
+      expires_at: update.expires_at,
+      obtained_at: update.obtained_at,
+      scope: update.scope,
+      has_access_token: true,
+      has_refresh_token: update.refresh_token !== undefined || current.has_refresh_token,
       refresh_expires_at: update.refresh_expires_at ?? current.refresh_expires_at,
     });
     this.deps.log.error('the rotated grant could not be committed (the database is unavailable): it is kept in memory and committed as soon as the database is back', {
@@ -776,7 +821,7 @@ export class Broker {
   }
 
   /** After a failed provider call: status, in-flight mark, backoff and events; returns the wire error. */
-  private async failed(account: string, err: unknown, grant?: GrantRecord): Promise<TokendError> {
+  private async failed(account: string, err: unknown, grant?: GrantRecord | GrantSummary): Promise<TokendError> {
     if (err instanceof TokendError) return err;
     const de = asDriverError(err);
     const h = this.healthOf(account);
@@ -790,9 +835,10 @@ export class Broker {
       // The provider answered: the outcome is known, so the in-flight mark goes (the status
       // now says why), in the same commit. Stored secrets are kept (rule 6): a login replaces the grant.
       await this.bestEffort(account, () => this.deps.store.setStatus(account, 'reauth_required', why));
-      const g = (await this.bestEffort(account, () => this.deps.store.getGrant(account))) ?? (grant && { ...withoutMark(grant), status: 'reauth_required' as const, last_error: why });
-      if (g) this.grants.set(account, g);
+      const g = (await this.bestEffort(account, () => this.deps.store.getGrant(account))) ?? (grant && { ...withoutMark(summarize(grant)), status: 'reauth_required' as const, last_error: why });
+      if (g) this.grants.set(account, summarize(g));
       for (const key of [...this.cache.keys()]) if (accountOfKey(key) === account) this.cache.delete(key);
+      this.storedTokens.delete(account);
       this.deps.log.warn('account needs a new login', { account, reason: why });
       this.deps.events.emit('account.reauth_required', account, { reason: why });
       this.deps.onReauthRequired?.(account);
@@ -804,15 +850,14 @@ export class Broker {
     // An older mark (an earlier attempt whose outcome is unknown) stays.
     if (grant && !de.outcomeUnknown && !grant.in_flight_since) {
       await this.bestEffort(account, () => this.deps.store.clearInFlight(account));
-      this.grants.set(account, withoutMark(grant));
+      this.grants.set(account, withoutMark(summarize(grant)));
     } else if (grant) {
       // The witness stays, but no daemon will commit that attempt any more.
       await this.bestEffort(account, () => this.deps.store.abandonInFlight(account));
     }
     const delay = backOff(h, this.now(), this.random(), this.deps.config.settings, de.retryAfterMs);
     this.deps.log.warn('refresh failed', { account, kind: de.kind, status: de.status, error: de.message, retry_in_ms: Math.round(delay) });
-    const tok = this.cache.get(cacheKey(account));
-    if (tok) this.schedule(account, cacheKey(account), tok);
+    this.rescheduleBase(account);
     return wireErrorOf(de, { account, doing: 'refresh the token', retryAfter: Math.ceil(delay / 1000) });
   }
 
@@ -843,8 +888,7 @@ export class Broker {
       const h = this.healthOf(account);
       h.lastError = err.message;
       retryAfter = Math.max(1, Math.ceil(backOff(h, this.now(), this.random(), this.deps.config.settings) / 1000));
-      const tok = this.cache.get(cacheKey(account));
-      if (tok) this.schedule(account, cacheKey(account), tok);
+      this.rescheduleBase(account);
     }
     this.deps.log.warn('the database is unavailable; the account cannot be refreshed now', { account, error: err.message, retry_after_s: retryAfter });
     return E.upstreamUnavailable(`account "${account}" cannot be refreshed now: ${err.message}; try again in ${retryAfter} s`, { account, retryAfter });
@@ -873,7 +917,7 @@ export class Broker {
   // ---- a fleet: grants other daemons commit ----
 
   /** Did another daemon of the fleet commit this grant since this daemon last read or wrote it? */
-  private movedOn(g: GrantRecord): boolean {
+  private movedOn(g: GrantRecord | GrantSummary): boolean {
     return Boolean(this.deps.store.fleet) && this.seen.get(g.account) !== g.generation;
   }
 
@@ -899,9 +943,10 @@ export class Broker {
     const tok = tokenFromGrant(g);
     if (tok) {
       this.cache.set(cacheKey(account), tok);
+      this.storedTokens.delete(account);
       this.schedule(account, cacheKey(account), tok);
     }
-    this.watchGrant(account, cfg, g);
+    this.watchGrant(account, cfg, summarize(g));
     const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
     this.deps.log.debug('grant reloaded: another daemon of the fleet committed it', { account, generation: g.generation, expires_at: expiresAt });
     this.deps.events.emit('token.refreshed', account, { generation: g.generation, expires_at: expiresAt, by: 'fleet' });
@@ -960,7 +1005,7 @@ export class Broker {
     }
   }
 
-  private logMismatch(account: string, g: GrantRecord, cfg: AccountConfig): void {
+  private logMismatch(account: string, g: GrantRecord | GrantSummary, cfg: AccountConfig): void {
     if (this.mismatchLogged.has(account)) return;
     this.mismatchLogged.add(account);
     this.deps.log.warn('this daemon does not use the fleet grant: the account names another provider or client here', {
@@ -983,7 +1028,7 @@ export class Broker {
    * Is `g` the grant of the account as configured now? A grant stored before identities
    * were recorded is adopted by the current identity (there is nothing else to go by).
    */
-  private async adoptOrKeep(g: GrantRecord, cfg: AccountConfig): Promise<boolean> {
+  private async adoptOrKeep(g: GrantRecord | GrantSummary, cfg: AccountConfig): Promise<boolean> {
     const id = identityKey(cfg);
     if (g.bound_to === null) {
       await this.deps.store.setBindings([{ account: g.account, boundTo: id }]);
@@ -1000,20 +1045,22 @@ export class Broker {
    * it was revoked.
    */
   private async revokeAndDrop(account: string, why: string): Promise<{ revoked: boolean }> {
-    const grant = (await this.deps.store.getGrant(account)) ?? this.grants.get(account);
+    const stored = await this.deps.store.getGrant(account);
+    const grant = stored ?? this.grants.get(account);
     const current = this.deps.config.getAccount(account);
     // The grant's own provider: from its recorded identity, else (an old grant) the account's.
     const issuer = grant?.bound_to ? parseIdentity(grant.bound_to) : undefined;
     const ours = current && (!grant?.bound_to || identityKey(current) === grant.bound_to);
     const cfg = ours ? current : issuer ? configForIdentity(issuer) : undefined;
     let revoked = false;
-    const token = grant?.refresh_token ?? grant?.access_token;
+    // Memory holds no token: only a grant still in the store can be revoked.
+    const token = stored?.refresh_token ?? stored?.access_token ?? this.cache.get(cacheKey(account))?.access_token;
     const driver = cfg ? this.deps.getDriver(cfg.driver) : undefined;
     if (cfg && driver?.revoke && token) {
       try {
         const secrets = await this.deps.store.getSecrets(account);
         await this.withTimeout((signal) =>
-          driver.revoke!(this.context(account, cfg, signal, secrets), token, grant?.refresh_token ? 'refresh_token' : 'access_token'),
+          driver.revoke!(this.context(account, cfg, signal, secrets, stored), token, stored?.refresh_token ? 'refresh_token' : 'access_token'),
         );
         revoked = true;
       } catch (err) {
@@ -1055,8 +1102,8 @@ export class Broker {
   }
 
   /** The grant as this daemon last read or wrote it. */
-  private remember(account: string, g: GrantRecord): void {
-    this.grants.set(account, g);
+  private remember(account: string, g: GrantRecord | GrantSummary): void {
+    this.grants.set(account, summarize(g));
     this.seen.set(account, g.generation);
   }
 
@@ -1084,13 +1131,14 @@ export class Broker {
   }
 
   /** What a driver step gets; the account's secrets were read once for the whole attempt. */
-  private context(account: string, cfg: AccountConfig, signal: AbortSignal, secrets: Map<string, string>): DriverContext {
+  private context(account: string, cfg: AccountConfig, signal: AbortSignal, secrets: Map<string, string>, stored?: GrantRecord): DriverContext {
     return {
       name: account,
       config: cfg,
       clientSecret: secrets.get('client_secret'),
       secret: (name) => secrets.get(name),
-      currentAccessToken: this.cache.get(cacheKey(account))?.access_token ?? this.grants.get(account)?.access_token ?? undefined,
+      // Memory holds no token but its cache: the grant as the store holds it, where the caller read it.
+      currentAccessToken: this.cache.get(cacheKey(account))?.access_token ?? stored?.access_token ?? undefined,
       signal,
     };
   }
@@ -1114,9 +1162,7 @@ export class Broker {
    * Rule 4: refresh when less than min(5 min, ¼ of the lifetime) remains, or when the
    * backoff allows the next attempt. Narrowed keys only while someone uses them.
    */
-  private schedule(account: string, key: string, tok: CachedToken): void {
-    const old = this.timers.get(key);
-    if (old) clearTimeout(old);
+  private schedule(account: string, key: string, tok: TokenTimes): void {
     this.timers.delete(key);
     if (this.closed || !this.deps.config.settings.proactive_refresh || tok.expires_at === null) return;
     const lifetime = Math.max(0, tok.expires_at - tok.obtained_at);
@@ -1124,13 +1170,16 @@ export class Broker {
     let at = tok.expires_at - lead;
     const h = this.health.get(account);
     if (h && h.nextAttemptAt > at) at = h.nextAttemptAt;
-    const delay = Math.max(0, Math.min(at - this.now(), 2 ** 31 - 1));
-    const timer = setTimeout(() => {
-      this.timers.delete(key);
-      void this.proactive(account, key);
-    }, delay);
-    timer.unref();
-    this.timers.set(key, timer);
+    this.timers.set(key, at);
+  }
+
+  /** Re-arm the base token's proactive refresh (after a failure moved the next attempt). */
+  private rescheduleBase(account: string): void {
+    const key = cacheKey(account);
+    const tok = this.cache.get(key);
+    const g = this.grants.get(account);
+    if (tok) this.schedule(account, key, tok);
+    else if (g && this.storedTokens.has(account)) this.schedule(account, key, storedTimes(g));
   }
 
   /**
@@ -1142,12 +1191,11 @@ export class Broker {
    *   told ahead (`account.reauth_soon`, and `tokend status`/`doctor` show it) instead of
    *   finding out on the day.
    */
-  private watchGrant(account: string, cfg: AccountConfig, g: GrantRecord): void {
-    clearTimeout(this.keepAlives.get(account));
+  private watchGrant(account: string, cfg: AccountConfig, g: GrantSummary): void {
     this.keepAlives.delete(account);
     if (this.closed) return;
     const now = this.now();
-    if (g.refresh_expires_at !== null && g.refresh_token) {
+    if (g.refresh_expires_at !== null && g.has_refresh_token) {
       const warnFrom = g.refresh_expires_at - REAUTH_SOON_MS;
       if (now >= warnFrom && this.reauthSoonSent.get(account) !== g.refresh_expires_at) {
         this.reauthSoonSent.set(account, g.refresh_expires_at);
@@ -1156,20 +1204,21 @@ export class Broker {
         this.deps.events.emit('account.reauth_soon', account, { refresh_expires_at: at });
       }
     }
-    if (!cfg.refresh_idle_days || !g.refresh_token) return;
-    const idleMs = cfg.refresh_idle_days * DAY_MS;
-    const lastUse = g.obtained_at ?? g.updated_at;
-    const due = lastUse + idleMs - Math.max(DAY_MS, idleMs / 10);
-    // setTimeout holds at most ~24.8 days: a longer wait re-arms itself and checks again.
-    const timer = setTimeout(() => {
-      this.keepAlives.delete(account);
-      if (this.now() < due) return this.watchGrant(account, cfg, this.grants.get(account) ?? g);
-      this.deps.log.info('keep-alive refresh: the provider forgets unused refresh tokens', { account, idle_days: cfg.refresh_idle_days });
-      // The refresh token must be used: a valid access token does not answer this refresh.
-      void this.flight({ key: cacheKey(account), account, notBefore: this.now() }).catch(() => undefined);
-    }, Math.max(0, Math.min(due - now, 2 ** 31 - 1)));
-    timer.unref();
-    this.keepAlives.set(account, timer);
+    const due = keepAliveDue(cfg, g);
+    if (due !== undefined) this.keepAlives.set(account, due);
+  }
+
+  /** A keep-alive refresh came due (watchGrant): the refresh token must be used before the provider forgets it. */
+  private keepAliveDue(account: string): void {
+    const cfg = this.deps.config.getAccount(account);
+    const g = this.grants.get(account);
+    if (this.closed || !cfg || !g || g.status !== 'active') return;
+    const due = keepAliveDue(cfg, g);
+    if (due === undefined) return;
+    if (this.now() < due) return this.watchGrant(account, cfg, g); // a clock that moved back, or a grant refreshed meanwhile
+    this.deps.log.info('keep-alive refresh: the provider forgets unused refresh tokens', { account, idle_days: cfg.refresh_idle_days });
+    // The refresh token must be used: a valid access token does not answer this refresh.
+    void this.flight({ key: cacheKey(account), account, notBefore: this.now() }).catch(() => undefined);
   }
 
   private async proactive(account: string, key: string): Promise<void> {
@@ -1199,13 +1248,32 @@ const PROACTIVE_LEAD_MAX_MS = 5 * 60_000;
 /** How long before a refresh token's own expiry the user is told to log in again. */
 export const REAUTH_SOON_MS = 7 * DAY_MS;
 
+/** When a grant's keep-alive refresh is due (`refresh_idle_days`, a margin of a tenth and at least a day ahead); undefined when it needs none. */
+function keepAliveDue(cfg: AccountConfig, g: GrantSummary): number | undefined {
+  if (!cfg.refresh_idle_days || !g.has_refresh_token) return undefined;
+  const idleMs = cfg.refresh_idle_days * DAY_MS;
+  const lastUse = g.obtained_at ?? g.updated_at;
+  return lastUse + idleMs - Math.max(DAY_MS, idleMs / 10);
+}
+
+/** When a token expires and when it was obtained: what its proactive refresh is scheduled from. */
+type TokenTimes = Pick<CachedToken, 'expires_at' | 'obtained_at'>;
+
+/** The times of a stored access token memory has not read (a grant's own). */
+function storedTimes(g: GrantSummary): TokenTimes {
+  return { expires_at: g.expires_at, obtained_at: g.obtained_at ?? g.updated_at };
+}
+
+/** A grant's in-flight mark (rule 5). */
+type InFlightMark = Pick<GrantRecord, 'in_flight_since' | 'in_flight_by'>;
+
 /** The grant without its in-flight mark (and, in a fleet, without the daemon that set it). */
-function withoutMark(g: GrantRecord): GrantRecord {
+function withoutMark<G extends InFlightMark>(g: G): G {
   return { ...g, in_flight_since: null, ...('in_flight_by' in g ? { in_flight_by: null } : {}) };
 }
 
 /** Why a daemon of a fleet does not touch the fleet's grant of an account (rule 8), and the fixes. */
-function mismatchMessage(account: string, g: GrantRecord, cfg: AccountConfig): string {
+function mismatchMessage(account: string, g: Pick<GrantRecord, 'bound_to'>, cfg: AccountConfig): string {
   const issuer = describeIdentity(parseIdentity(g.bound_to ?? '') ?? {});
   return (
     `the fleet's grant of account "${account}" was issued by ${issuer}, but this daemon's config names ${describeIdentity(identityOf(cfg))}: ` +

@@ -4,7 +4,7 @@
  */
 import type { TokenSet } from './drivers/driver.js';
 import { jwtClaims } from './drivers/jwt-lifetime.js';
-import type { GrantRecord, TokenUpdate } from './store/types.js';
+import type { StoredAccessToken, TokenUpdate } from './store/types.js';
 
 /** A servable access token, held in memory. */
 export interface CachedToken {
@@ -78,7 +78,7 @@ export function jwtExp(token: string): number | undefined {
 }
 
 /** The base token a stored grant holds, if any. */
-export function tokenFromGrant(g: GrantRecord): CachedToken | undefined {
+export function tokenFromGrant(g: StoredAccessToken): CachedToken | undefined {
   if (!g.access_token) return undefined;
   return {
     account: g.account,

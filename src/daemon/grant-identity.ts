@@ -28,8 +28,14 @@ export function identityOf(cfg: AccountConfig): GrantIdentity {
 
 /** The identity as the canonical string stored with a grant (`grants.bound_to`). */
 export function identityKey(cfg: AccountConfig): string {
-  return JSON.stringify(identityOf(cfg));
+  if (!Object.isFrozen(cfg)) return JSON.stringify(identityOf(cfg));
+  // config.json's accounts are frozen and shared by accounts written alike (config-file.ts):
+  // one key, computed once, for the thousands of grants of one identity.
+  let key = frozenKeys.get(cfg);
+  if (key === undefined) frozenKeys.set(cfg, (key = JSON.stringify(identityOf(cfg))));
+  return key;
 }
+const frozenKeys = new WeakMap<AccountConfig, string>();
 
 /** Parse a stored identity; undefined when it is not one. */
 export function parseIdentity(key: string): GrantIdentity | undefined {

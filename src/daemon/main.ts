@@ -1,3 +1,5 @@
+// First: it holds the young generation's growth while the rest loads (start-up-heap.ts).
+import { releaseYoungGeneration } from './start-up-heap.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -297,8 +299,9 @@ export async function main(argv: string[]): Promise<void> {
     pid: process.pid,
     socket: activatedFd !== undefined ? `fd ${activatedFd} (socket activation)` : paths.socket,
     ...(listenAt ? { listen: listenSpec } : {}),
-    accounts: config!.listAccounts().length,
+    accounts: config!.accountCount(),
   });
+  releaseYoungGeneration();
 
   let stopping = false;
   async function shutdown(code: number): Promise<void> {
@@ -370,5 +373,5 @@ function reload(config: ConfigStore, broker: Broker, logins: LoginManager, log: 
     }
   }
   if (config.settings.database_url !== databaseUrl) log.warn('settings.database_url changed: the daemon keeps its store until it restarts');
-  log.info('config reloaded', { accounts: config.listAccounts().length });
+  log.info('config reloaded', { accounts: config.accountCount() });
 }

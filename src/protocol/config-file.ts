@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { AccountConfig, AccountName, KeyStore } from './api.js';
+import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { isPostgresUrl } from './fleet.js';
 import { describeIssues } from './issues.js';
 
@@ -64,6 +65,9 @@ export const ConfigFile = z
   .strict();
 export type ConfigFile = z.infer<typeof ConfigFile>;
 
+/** The file's outer shape; each account is checked apart (parseAccounts). */
+const ConfigShell = ConfigFile.extend({ accounts: z.record(z.string(), z.unknown()).default({}) });
+
 /**
  * config.json's text as a ConfigFile, or why it is not one, worded to follow the file's
  * name: `is not valid JSON: …`, or `is invalid: ` and one `field: problem` per issue.
@@ -75,7 +79,48 @@ export function parseConfigFile(text: string): { ok: true; config: ConfigFile } 
   } catch (err) {
     return { ok: false, error: `is not valid JSON: ${(err as Error).message}` };
   }
-  const parsed = ConfigFile.safeParse(raw);
-  if (!parsed.success) return { ok: false, error: `is invalid: ${describeIssues(parsed.error)}` };
-  return { ok: true, config: parsed.data };
+  const shell = ConfigShell.safeParse(raw);
+  if (!shell.success) return { ok: false, error: `is invalid: ${describeIssues(shell.error)}` };
+  const accounts = parseAccounts(shell.data.accounts);
+  if (!accounts.ok) return { ok: false, error: `is invalid: ${accounts.error}` };
+  return { ok: true, config: { ...shell.data, accounts: accounts.accounts } };
+}
+
+/**
+ * Every account checked against AccountConfig, where accounts written the same way share one
+ * checked, frozen config. A vault of tokens keyed by task holds thousands of accounts that
+ * differ only in their names: checking each with zod took 16 µs (160 ms for 10 000 at
+ * start-up, bench/ row 7), and each parsed copy kept its own strings. Frozen, because one
+ * object serves many accounts: a change to an account replaces its object, never edits it.
+ */
+function parseAccounts(raw: Record<string, unknown>): { ok: true; accounts: Record<string, AccountConfig> } | { ok: false; error: string } {
+  const checked = new Map<string, AccountConfig>();
+  const accounts: Record<string, AccountConfig> = {};
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(raw)) {
+    if (!ACCOUNT_NAME_RE.test(name)) {
+      problems.push(`accounts.${name.slice(0, 80)}: ${ACCOUNT_NAME_RULE}`);
+      continue;
+    }
+    const text = JSON.stringify(value);
+    let cfg = checked.get(text);
+    if (!cfg) {
+      const r = AccountConfig.safeParse(value);
+      if (!r.success) {
+        problems.push(describeIssues(r.error, `accounts.${name}`));
+        continue;
+      }
+      checked.set(text, (cfg = deepFreeze(r.data)));
+    }
+    accounts[name] = cfg;
+  }
+  return problems.length ? { ok: false, error: problems.join('; ') } : { ok: true, accounts };
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    for (const inner of Object.values(v)) deepFreeze(inner);
+    Object.freeze(v);
+  }
+  return v;
 }

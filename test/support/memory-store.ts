@@ -9,7 +9,7 @@
  * the test says, and `down = true` makes every call fail as an unreachable database does.
  */
 import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
-import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from '../../src/daemon/store/types.js';
+import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type GrantSummary, type LoginRecord, type LoginStatusValue, type Store, type StoredAccessToken, type TokenUpdate } from '../../src/daemon/store/types.js';
 
 export type StoreOp =
   | { op: 'replaceGrant'; account: string; refresh_token: string | null }
@@ -54,9 +54,16 @@ export class MemoryStore implements Store {
     const g = this.grants.get(account);
     return g && { ...g };
   }
-  async listGrants(): Promise<GrantRecord[]> {
+  async listGrants(): Promise<GrantSummary[]> {
     this.reachable();
-    return [...this.grants.values()].map((g) => ({ ...g }));
+    return [...this.grants.values()].map((g) => summarize(g));
+  }
+  async getAccessToken(account: string): Promise<StoredAccessToken | undefined> {
+    this.reachable();
+    const g = this.grants.get(account);
+    if (!g) return undefined;
+    const { refresh_token: _, ...rest } = g;
+    return rest;
   }
   async replaceGrant(account: string, t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>): Promise<GrantRecord> {
     this.reachable();

@@ -72,7 +72,7 @@ export function createApp(deps: AppDeps): Hono {
       version: deps.version,
       pid: process.pid,
       uptime_s: Math.round((Date.now() - deps.startedAt) / 1000),
-      accounts: deps.config.listAccounts().length,
+      accounts: deps.config.accountCount(),
       ...(deps.warnings ? { warnings: deps.warnings() } : {}),
     };
     return c.json(body);

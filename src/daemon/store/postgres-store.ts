@@ -24,7 +24,7 @@ import { GenerationMismatchError, StoreError } from './errors.js';
 import { listenForGrants, type GrantListener } from './postgres-listener.js';
 import { postgresError } from './postgres-errors.js';
 import { prepareFleet } from './postgres-schema.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, decodeAudit, decodeGrant, decodeLogin, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
 import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export interface PostgresStoreOptions {
@@ -108,7 +108,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     }
   };
   const sealOrNull = (value: string | null | undefined, aad: string): Buffer | null => (value == null ? null : seal(key, value, aad));
-  const toGrant = (row: Row, lazy = false): GrantRecord => decodeGrant(row, key, where, lazy);
+  const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, where);
   // Writes to logins keep their order (a login's pending → active may follow within a tick).
   let loginWrites: Promise<unknown> = Promise.resolve();
 
@@ -157,7 +157,13 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async listGrants() {
-      return (await q(`SELECT * FROM ${S}.grants ORDER BY account`)).map((row) => toGrant(row, true));
+      const shared = new Map<string, string>();
+      return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM ${S}.grants ORDER BY account`)).map((row) => decodeGrantSummary(row, where, shared));
+    },
+
+    async getAccessToken(account) {
+      const [row] = await q(`SELECT * FROM ${S}.grants WHERE account = $1`, [account]);
+      return row ? decodeAccessToken(row, key, where) : undefined;
     },
 
     async replaceGrant(account, t) {

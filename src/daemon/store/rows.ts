@@ -5,7 +5,7 @@
  */
 import { open as unseal } from './crypto.js';
 import { StoreError } from './errors.js';
-import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue } from './types.js';
+import type { AuditEntry, GrantRecord, GrantSummary, LoginRecord, LoginStatusValue, StoredAccessToken } from './types.js';
 
 export interface Row {
   [column: string]: unknown;
@@ -28,23 +28,71 @@ export function truncate(s: string, max: number): string {
 // Rows are checked on the way out: STRICT tables and the CHECK on
 // status already guard the types, so this catches a file edited by hand or by a bug.
 
-/** A grant row, decrypted and checked; `lazyRefreshToken` decrypts the refresh token on first read. */
-export function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToken = false): GrantRecord {
+/** A grant row, decrypted and checked. */
+export function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
+  const grant = decodeAccessToken(row, key, file) as GrantRecord;
+  grant.refresh_token = sealedColumn(row, 'refresh_token', key, file);
+  return grant;
+}
+
+/** A grant row without its refresh token (not even read): what serving a stored access token needs. */
+export function decodeAccessToken(row: Row, key: Buffer, file: string): StoredAccessToken {
+  const { has_access_token: _a, has_refresh_token: _r, ...fields } = decodeGrantFields(row, file);
+  return { ...fields, access_token: sealedColumn(row, 'access_token', key, file) };
+}
+
+/**
+ * A grant row as memory holds it (GrantSummary): nothing decrypted. `has_refresh_token` and
+ * `has_access_token` are selected as such (GRANT_SUMMARY_COLUMNS), so the sealed tokens are
+ * not even read: at start-up, 10 000 grants cost 140 ms of decrypting access tokens most of
+ * which nobody asks for soon (bench/, row 7). `shared` makes rows with equal text share one
+ * string (a scope, a token type): one list holds thousands of rows that differ in little.
+ */
+export function decodeGrantSummary(row: Row, file: string, shared?: Map<string, string>): GrantSummary {
+  const g = decodeGrantFields(row, file);
+  if (shared) {
+    g.scope = g.scope === null ? null : share(shared, g.scope);
+    g.token_type = g.token_type === null ? null : share(shared, g.token_type);
+    g.bound_to = g.bound_to === null ? null : share(shared, g.bound_to);
+  }
+  return g;
+}
+
+function share(shared: Map<string, string>, s: string): string {
+  const known = shared.get(s);
+  if (known !== undefined) return known;
+  shared.set(s, s);
+  return s;
+}
+
+/** The columns of a grant row but its sealed tokens, and whether each token is there (for decodeGrantSummary). */
+const SUMMARY_COLUMNS = [
+  'account', 'token_type', 'expires_at', 'obtained_at', 'scope', 'generation', 'status', 'in_flight_since',
+  'last_error', 'updated_at', 'bound_to', 'refresh_expires_at', 'has_refresh_token', 'has_access_token',
+] as const;
+export const GRANT_SUMMARY_COLUMNS = SUMMARY_COLUMNS.map((c) =>
+  c === 'has_refresh_token' ? 'refresh_token IS NOT NULL AS has_refresh_token' : c === 'has_access_token' ? 'access_token IS NOT NULL AS has_access_token' : c,
+).join(', ');
+
+/**
+ * A row of GRANT_SUMMARY_COLUMNS selected as an array (better-sqlite3's `raw()`: building
+ * 10 000 row objects in C++ took as long again as reading them) as a Row.
+ */
+export function summaryRow(v: unknown[]): Row {
+  const row: Row = {};
+  for (let i = 0; i < SUMMARY_COLUMNS.length; i++) row[SUMMARY_COLUMNS[i]!] = v[i];
+  return row;
+}
+
+function decodeGrantFields(row: Row, file: string): GrantSummary {
   const account = row.account;
   if (typeof account !== 'string') throw invalidRow(file, 'grants', '?', 'account');
   const bad = (column: string) => invalidRow(file, 'grants', account, column);
-  const status = row.status;
-  if (status !== 'active' && status !== 'reauth_required') throw bad('status');
-  const blob = (column: 'refresh_token' | 'access_token'): string | null => {
-    const v = row[column];
-    if (v === null) return null;
-    if (!Buffer.isBuffer(v)) throw bad(column);
-    return decrypt(key, v, grantAad(account, column), file);
-  };
-  const grant: GrantRecord = {
+  // The literal, not the row's copy: one string for every grant.
+  const status = row.status === 'active' ? 'active' : row.status === 'reauth_required' ? 'reauth_required' : undefined;
+  if (!status) throw bad('status');
+  const grant: GrantSummary = {
     account,
-    refresh_token: null,
-    access_token: blob('access_token'),
     token_type: textOrNull(row, 'token_type', bad),
     expires_at: intOrNull(row, 'expires_at', bad),
     obtained_at: intOrNull(row, 'obtained_at', bad),
@@ -56,34 +104,28 @@ export function decodeGrant(row: Row, key: Buffer, file: string, lazyRefreshToke
     updated_at: int(row, 'updated_at', bad),
     bound_to: textOrNull(row, 'bound_to', bad),
     refresh_expires_at: intOrNull(row, 'refresh_expires_at', bad),
+    has_refresh_token: present(row, 'refresh_token', bad),
+    has_access_token: present(row, 'access_token', bad),
   };
   // Only a fleet's rows say which daemon marked a refresh in flight.
   if ('in_flight_by' in row) grant.in_flight_by = textOrNull(row, 'in_flight_by', bad);
-  if (!lazyRefreshToken) {
-    grant.refresh_token = blob('refresh_token');
-    return grant;
-  }
-  // listGrants (start-up) decrypts refresh tokens on first use: serving needs only access
-  // tokens, and 10 000 grants would otherwise cost ~0.3 s of decrypting refresh tokens
-  // nobody may touch for an hour (bench/, row 7). Spreading the record reads it.
-  const sealed = row.refresh_token;
-  if (sealed !== null && !Buffer.isBuffer(sealed)) throw bad('refresh_token');
-  lazyRefreshTokenOf(grant, sealed, key, file);
   return grant;
 }
 
-/**
- * The refresh token as a property decrypted on first read. Built outside decodeGrant so the
- * getter keeps only the sealed bytes alive, not the whole row (10 000 rows at start-up).
- */
-function lazyRefreshTokenOf(grant: GrantRecord, sealed: Buffer | null, key: Buffer, file: string): void {
-  let refresh: string | null | undefined = sealed === null ? null : undefined;
-  Object.defineProperty(grant, 'refresh_token', {
-    enumerable: true,
-    configurable: true,
-    get: () => (refresh === undefined ? (refresh = decrypt(key, sealed!, grantAad(grant.account, 'refresh_token'), file)) : refresh),
-    set: (v: string | null) => (refresh = v),
-  });
+/** Is the sealed column set? From the column itself, or from `has_<column>` where only that was selected. */
+function present(row: Row, column: 'refresh_token' | 'access_token', bad: (column: string) => Error): boolean {
+  if (column in row) return row[column] !== null;
+  const v = row[`has_${column}`];
+  if (v === true || v === 1) return true;
+  if (v === false || v === 0) return false;
+  throw bad(`has_${column}`);
+}
+
+function sealedColumn(row: Row, column: 'refresh_token' | 'access_token', key: Buffer, file: string): string | null {
+  const v = row[column];
+  if (v === null) return null;
+  if (!Buffer.isBuffer(v)) throw invalidRow(file, 'grants', String(row.account), column);
+  return decrypt(key, v, grantAad(String(row.account), column), file);
 }
 
 const LOGIN_STATUSES: readonly string[] = ['pending', 'active', 'failed', 'expired'] satisfies LoginStatusValue[];

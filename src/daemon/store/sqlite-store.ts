@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { seal } from './crypto.js';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { migrate } from './migrations.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, decodeAudit, decodeGrant, decodeLogin, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, summaryRow, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
 import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
@@ -85,7 +85,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
   // Every statement is prepared once here; the methods below only bind and run.
   const sql = {
     getGrant: db.prepare<[string], Row>('SELECT * FROM grants WHERE account = ?'),
-    listGrants: db.prepare<[], Row>('SELECT * FROM grants ORDER BY account'),
+    listGrants: db.prepare<[], unknown[]>(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM grants ORDER BY account`).raw(),
     upsertGrant: db.prepare<Record<string, unknown>, Row>(`
       INSERT INTO grants (account, refresh_token, access_token, token_type, expires_at, obtained_at, scope,
                           generation, status, in_flight_since, last_error, updated_at, bound_to, refresh_expires_at)
@@ -217,7 +217,15 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       return row ? toGrant(row) : undefined;
     }, { writes: false }),
 
-    listGrants: guard(() => sql.listGrants.all().map((row) => decodeGrant(row, key, file, true)), { writes: false }),
+    listGrants: guard(() => {
+      const shared = new Map<string, string>();
+      return sql.listGrants.all().map((values) => decodeGrantSummary(summaryRow(values), file, shared));
+    }, { writes: false }),
+
+    getAccessToken: guard((account: string) => {
+      const row = sql.getGrant.get(account);
+      return row ? decodeAccessToken(row, key, file) : undefined;
+    }, { writes: false }),
 
     replaceGrant: guard((account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>) => {
       const row = sql.upsertGrant.get({

@@ -31,6 +31,28 @@ export interface GrantRecord {
   refresh_expires_at: number | null;
 }
 
+/**
+ * A grant as the broker's memory holds it: no token in it. Access tokens are served from the
+ * broker's cache, and one still in the store is read on its first use; the refresh token is
+ * read only to refresh or revoke. Memory knows whether each exists, and its times (to
+ * schedule refreshes and answer status). 10 000 accounts' decrypted tokens and lazy
+ * accessors were most of a big daemon's start-up and memory (bench/, rows 7 and 13).
+ */
+export type GrantSummary = Omit<GrantRecord, 'refresh_token' | 'access_token'> & {
+  has_refresh_token: boolean;
+  has_access_token: boolean;
+};
+
+/** A stored grant with its access token decrypted, without its refresh token. */
+export type StoredAccessToken = Omit<GrantRecord, 'refresh_token'>;
+
+/** What memory keeps of a grant read whole. */
+export function summarize(g: GrantRecord | GrantSummary): GrantSummary {
+  if (!('refresh_token' in g)) return g;
+  const { refresh_token, access_token, ...rest } = g;
+  return { ...rest, has_refresh_token: refresh_token !== null, has_access_token: access_token !== null };
+}
+
 /** The tokens a successful refresh or login produced. */
 export interface TokenUpdate {
   access_token: string;
@@ -79,8 +101,10 @@ export interface LoginRecord {
 export interface Store {
   /** One grant, decrypted, or undefined. */
   getGrant(account: string): Promise<GrantRecord | undefined>;
-  /** Every grant, decrypted (used once at start-up to fill the memory cache). */
-  listGrants(): Promise<GrantRecord[]>;
+  /** Every grant, nothing decrypted (start-up; see GrantSummary). */
+  listGrants(): Promise<GrantSummary[]>;
+  /** One grant's access token, decrypted, without its refresh token (a stored token's first use). */
+  getAccessToken(account: string): Promise<StoredAccessToken | undefined>;
   /** Replace the whole grant of an account (login, import); generation becomes previous+1 (or 1). */
   replaceGrant(
     account: string,
