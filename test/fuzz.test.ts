@@ -28,7 +28,7 @@ import { LoginManager } from '../src/daemon/logins.js';
 import { ProxyPathError, resolveProxyUrl, splitProxyTarget } from '../src/daemon/proxy-path.js';
 import { open, seal } from '../src/daemon/store/crypto.js';
 import { AccountConfig } from '../src/protocol/api.js';
-import { parseConfigFile, Settings } from '../src/protocol/config-file.js';
+import { ConfigFile, parseConfigFile, Settings } from '../src/protocol/config-file.js';
 import { parseBazelRequest, rfc3339Seconds } from '../src/protocol/helpers/bazel.js';
 import { parseDockerInput } from '../src/protocol/helpers/docker.js';
 import { formatGitCredential, parseGitCredentialInput } from '../src/protocol/helpers/git.js';
@@ -130,6 +130,30 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
         }),
         budget(),
       );
+    });
+  });
+
+  describe('config.json accounts', () => {
+    const A = { driver: 'oauth2', issuer: 'https://idp.example', client_id: 'c', scopes: ['openid'] };
+    it('are checked as zod checks them one by one, whether written alike or not (shared, frozen configs)', () => {
+      const account = fc.oneof(
+        fc.constantFrom(A, { ...A }, { ...A, hosts: ['git.example'] }, { ...A, scopes: ['openid', 'x'] }, { scopes: ['openid'], ...A }),
+        fc.record({ driver: fc.constantFrom('oauth2', 'nope'), issuer: fc.constantFrom('https://i.example', 'ftp://x', 5) }),
+        fc.jsonValue({ maxDepth: 2 }),
+      );
+      // "__proto__" apart: zod's record skips it silently; it is refused by name (below).
+      const name = fc.oneof(fc.constantFrom('a', 'b', 'c', 'work', 'bad name', 'constructor', 'toString'), fc.string({ maxLength: 8 })).filter((n) => n !== '__proto__');
+      fc.assert(
+        fc.property(fc.dictionary(name, account, { maxKeys: 12 }), (accounts) => {
+          const text = JSON.stringify({ accounts });
+          const ours = parseConfigFile(text);
+          const zods = ConfigFile.safeParse(JSON.parse(text));
+          expect(ours.ok).toBe(zods.success);
+          if (ours.ok && zods.success) expect(ours.config).toEqual(zods.data);
+        }),
+        budget(),
+      );
+      expect(parseConfigFile('{"accounts":{"__proto__":{}}}')).toEqual({ ok: false, error: expect.stringMatching(/^is invalid: accounts\.__proto__: account names are/) });
     });
   });
 

@@ -107,6 +107,19 @@ export function stopChild(child, signal = 'SIGTERM', graceMs = 3000) {
   });
 }
 
+/**
+ * How long a daemon is left alone after it answers before its idle RSS is read: it collects
+ * what start-up left behind just after it starts listening, and the kernel gets the freed
+ * pages back a moment later. What a user sees in `ps` a few seconds after start.
+ */
+export const IDLE_SETTLE_MS = 2000;
+
+/** The VmRSS and VmHWM of a daemon left idle for IDLE_SETTLE_MS. */
+export async function idleMemoryOf(pid) {
+  await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+  return memoryOf(pid);
+}
+
 /** VmRSS and VmHWM of a process in MB (Linux /proc). */
 export function memoryOf(pid) {
   try {

@@ -1,7 +1,7 @@
 // 8. Daemon cold start: `node bin/tokend daemon` spawn → GET /v1/health answers (polled every
 // 2 ms), 1 account with a grant, against `node -e 0`. Publishes figures.oneAccount (ready
 // time, idle RSS) for row 7, which therefore runs after this one.
-import { memoryOf, tempDir, timeAsync, timeSync, ROOT } from '../lib/processes.mjs';
+import { idleMemoryOf, tempDir, timeAsync, timeSync, ROOT } from '../lib/processes.mjs';
 import { median } from '../lib/stats.mjs';
 import { fmtMs, row } from '../lib/table.mjs';
 import { CLIENT_SECRET, accountConfig, randomGrant } from '../context.mjs';
@@ -44,7 +44,8 @@ export default {
       if (i % 2) await nodeRun();
       const d = await ctx.startDaemon(home);
       t.tokend.push(d.readyMs);
-      t.rss.push(memoryOf(d.pid).rssMb);
+      // Idle RSS from the first start only (it waits IDLE_SETTLE_MS): the baseline of rows 7 and 13.
+      if (i === 0) t.rss.push((await idleMemoryOf(d.pid)).rssMb);
       await d.stop();
       if (i % 2 === 0) await nodeRun();
     }

@@ -3,7 +3,7 @@
 // and hot-token p99 and throughput with requests spread over all accounts, against the
 // 1-account daemons (row 8's cold start for ready time and idle RSS, so row 8 runs first;
 // the main daemon for load). Row 13 also states the memory each extra account costs.
-import { memoryOf, tempDir } from '../lib/processes.mjs';
+import { idleMemoryOf, memoryOf, tempDir } from '../lib/processes.mjs';
 import { median } from '../lib/stats.mjs';
 import { row } from '../lib/table.mjs';
 import { CLIENT_SECRET, accountConfig, randomGrant } from '../context.mjs';
@@ -42,7 +42,7 @@ export function manyAccounts({ id, count, rssMb, readyMs, perAccount = false }) 
       if (i < bigStarts - 1) await d.stop();
     }
     try {
-      const idle = memoryOf(d.pid);
+      const idle = await idleMemoryOf(d.pid);
       // Hot token p99: requests spread over all 10 000 accounts vs the 1-account daemon.
       const shuffled = names.map((n) => [Math.random(), n]).sort((a, b) => a[0] - b[0]).map(([, n]) => JSON.stringify({ account: n }));
       const res = { big: [], one: [] };
@@ -65,7 +65,9 @@ export function manyAccounts({ id, count, rssMb, readyMs, perAccount = false }) 
       return {
         rows: [
           row({ scenario, measure: 'daemon RSS when ready, idle (VmRSS)', t: idle.rssMb, b: one.idleRssMb, unit: 'mb', kind: 'abs', limit: rssMb, baselineLabel: '1 account' }),
-          row({ scenario, measure: `daemon RSS after ${loadRounds} hot-token runs (VmRSS)`, t: loaded.rssMb, b: oneMem.rssMb, unit: 'mb', kind: 'abs', limit: rssMb, baselineLabel: '1 account, the main daemon' }),
+          // No target: the issue's limit is the idle daemon's, and the 1-account daemon's young
+          // generation alone grows past 100 MB under this load.
+          row({ scenario, measure: `daemon RSS after ${loadRounds} hot-token runs over every account (VmRSS)`, t: loaded.rssMb, b: oneMem.rssMb, unit: 'mb', baselineLabel: '1 account, the main daemon' }),
           row({ scenario, measure: `start → ready, median of ${ready.length}`, t: median(ready), b: one.readyMs, unit: 'ms', kind: 'abs', limit: readyMs, baselineLabel: '1 account' }),
           row({
             scenario,

@@ -50,8 +50,7 @@ export class DueQueue {
   }
 
   delete(key: string): void {
-    this.due.delete(key);
-    if (this.due.size === 0) this.clear();
+    if (this.due.delete(key) && this.due.size === 0) this.clear();
   }
 
   clear(): void {

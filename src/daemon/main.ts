@@ -301,7 +301,7 @@ export async function main(argv: string[]): Promise<void> {
     ...(listenAt ? { listen: listenSpec } : {}),
     accounts: config!.accountCount(),
   });
-  releaseYoungGeneration();
+  releaseYoungGeneration({ accounts: config!.accountCount() });
 
   let stopping = false;
   async function shutdown(code: number): Promise<void> {

@@ -65,8 +65,8 @@ export const ConfigFile = z
   .strict();
 export type ConfigFile = z.infer<typeof ConfigFile>;
 
-/** The file's outer shape; each account is checked apart (parseAccounts). */
-const ConfigShell = ConfigFile.extend({ accounts: z.record(z.string(), z.unknown()).default({}) });
+/** The file's outer shape; the accounts are checked apart (parseAccounts). */
+const ConfigShell = ConfigFile.extend({ accounts: z.unknown().optional() });
 
 /**
  * config.json's text as a ConfigFile, or why it is not one, worded to follow the file's
@@ -81,7 +81,9 @@ export function parseConfigFile(text: string): { ok: true; config: ConfigFile } 
   }
   const shell = ConfigShell.safeParse(raw);
   if (!shell.success) return { ok: false, error: `is invalid: ${describeIssues(shell.error)}` };
-  const accounts = parseAccounts(shell.data.accounts);
+  const given = shell.data.accounts === undefined ? {} : shell.data.accounts;
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) return { ok: false, error: 'is invalid: accounts: must be an object of accounts by name' };
+  const accounts = parseAccounts(given as Record<string, unknown>);
   if (!accounts.ok) return { ok: false, error: `is invalid: ${accounts.error}` };
   return { ok: true, config: { ...shell.data, accounts: accounts.accounts } };
 }
@@ -95,26 +97,54 @@ export function parseConfigFile(text: string): { ok: true; config: ConfigFile } 
  */
 function parseAccounts(raw: Record<string, unknown>): { ok: true; accounts: Record<string, AccountConfig> } | { ok: false; error: string } {
   const checked = new Map<string, AccountConfig>();
-  const accounts: Record<string, AccountConfig> = {};
   const problems: string[] = [];
-  for (const [name, value] of Object.entries(raw)) {
+  // The last account checked, as written: the next is most often written the same way, and
+  // comparing two small objects costs less than writing one out as JSON to look it up.
+  let last: { value: unknown; cfg: AccountConfig } | undefined;
+  // In place: JSON.parse's own object already holds every name (a new one of 100 000 names
+  // cost as much again). Names are checked first: "__proto__" is not one.
+  for (const name in raw) {
     if (!ACCOUNT_NAME_RE.test(name)) {
       problems.push(`accounts.${name.slice(0, 80)}: ${ACCOUNT_NAME_RULE}`);
       continue;
     }
-    const text = JSON.stringify(value);
-    let cfg = checked.get(text);
+    const value = raw[name];
+    let cfg = last && sameJson(last.value, value) ? last.cfg : undefined;
     if (!cfg) {
-      const r = AccountConfig.safeParse(value);
-      if (!r.success) {
-        problems.push(describeIssues(r.error, `accounts.${name}`));
-        continue;
+      const text = JSON.stringify(value);
+      cfg = checked.get(text);
+      if (!cfg) {
+        const r = AccountConfig.safeParse(value);
+        if (!r.success) {
+          problems.push(describeIssues(r.error, `accounts.${name}`));
+          continue;
+        }
+        checked.set(text, (cfg = deepFreeze(r.data)));
       }
-      checked.set(text, (cfg = deepFreeze(r.data)));
+      last = { value, cfg };
     }
-    accounts[name] = cfg;
+    raw[name] = cfg;
   }
-  return problems.length ? { ok: false, error: problems.join('; ') } : { ok: true, accounts };
+  return problems.length ? { ok: false, error: problems.join('; ') } : { ok: true, accounts: raw as Record<string, AccountConfig> };
+}
+
+/** Are two values parsed from JSON the same JSON (keys in the same order)? */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (let i = 0; i < ka.length; i++) {
+    if (ka[i] !== kb[i] || !sameJson((a as Record<string, unknown>)[ka[i]!], (b as Record<string, unknown>)[kb[i]!])) return false;
+  }
+  return true;
 }
 
 function deepFreeze<T>(v: T): T {
