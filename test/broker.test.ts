@@ -101,6 +101,25 @@ describe('Broker', () => {
     expect(driver.calls).toHaveLength(0);
   });
 
+  it('reads the stored tokens in turns after start-up, so first requests do not read the store', async () => {
+    const { broker, driver, store, accounts, clock } = setup();
+    const names = Array.from({ length: 1234 }, (_, i) => `a${String(i).padStart(4, '0')}`);
+    for (const n of names) {
+      accounts.set(n, A);
+      await store.replaceGrant(n, { refresh_token: `rt-${n}`, bound_to: identityKey(A), access_token: `at-${n}`, token_type: 'Bearer', obtained_at: clock.t, expires_at: clock.t + 3_600_000 });
+    }
+    await store.replaceGrant('gone', { refresh_token: 'x', bound_to: identityKey(A), access_token: 'at-gone' }); // no account: never read
+    await broker.start();
+    let singles = 0;
+    const read = store.getAccessToken.bind(store);
+    store.getAccessToken = (account) => (singles++, read(account));
+    await broker.readStoredTokens();
+    const toks = await Promise.all(names.map((account) => broker.getToken({ account })));
+    expect(toks.map((t) => t.access_token)).toEqual(names.map((n) => `at-${n}`));
+    expect(singles).toBe(0);
+    expect(driver.calls).toHaveLength(0);
+  });
+
   it('never serves a first read of a stored token that a refresh made stale meanwhile', async () => {
     const { broker, driver, grant, store, clock } = setup();
     await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });

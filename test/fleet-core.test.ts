@@ -64,6 +64,19 @@ describe('a fleet of three daemons on one grant', () => {
     expect((await ctx.idp.introspect(fresh)).active).toBe(true);
   });
 
+  it('a daemon restarted reads the fleet\'s tokens ahead from the database and serves them from memory', async () => {
+    const want = await ctx.fleet.tokensAgree('work', 2_000);
+    ctx.idp.resetStats();
+    const d = ctx.fleet.daemons[2]!;
+    await d.stop();
+    await d.start();
+    // Read ahead after start-up (Broker.readStoredTokens): no error, and the token is the fleet's.
+    await sleep(500);
+    expect((await d.request('POST', '/v1/token', { account: 'work' })).json.access_token).toBe(want);
+    expect(d.logs).not.toMatch(/could not read the stored access tokens ahead/);
+    expect(ctx.idp.stats.refreshes).toBe(0);
+  });
+
   it('installs a login finished on one daemon for the whole fleet; the login itself is that daemon\'s', async () => {
     const [d0, d1] = ctx.fleet.daemons;
     const started = await d0!.request('POST', '/v1/accounts/work/login', { flow: 'device' });

@@ -108,6 +108,17 @@ describe('grants', () => {
     expect(await s.getAccessToken('nobody')).toBeUndefined();
   });
 
+  it('lists the access tokens of active grants in pages, in account order, without their refresh tokens', async () => {
+    const s = store();
+    for (const a of ['d', 'b', 'a', 'c', 'e']) await s.replaceGrant(a, { refresh_token: `rt-${a}`, ...tokens({ access_token: `at-${a}` }) });
+    await s.replaceGrant('f', { refresh_token: 'rt-f' }); // no access token
+    await s.setStatus('c', 'reauth_required', 'refused'); // not servable
+    const first = await s.listAccessTokens(undefined, 2);
+    const rest = await s.listAccessTokens(first.at(-1)!.account, 10);
+    expect([...first, ...rest].map((t) => [t.account, t.access_token])).toEqual([['a', 'at-a'], ['b', 'at-b'], ['d', 'at-d'], ['e', 'at-e']]);
+    expect(JSON.stringify([...first, ...rest])).not.toContain('rt-');
+  });
+
   it('bumps the generation on every login and every committed refresh', async () => {
     const s = store();
     expect((await s.replaceGrant('work', { refresh_token: 'rt-1' })).generation).toBe(1);

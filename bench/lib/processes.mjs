@@ -108,11 +108,12 @@ export function stopChild(child, signal = 'SIGTERM', graceMs = 3000) {
 }
 
 /**
- * How long a daemon is left alone after it answers before its idle RSS is read: it collects
- * what start-up left behind just after it starts listening, and the kernel gets the freed
- * pages back a moment later. What a user sees in `ps` a few seconds after start.
+ * How long a daemon is left alone after it answers before its idle RSS is read: once it
+ * answers, it reads the stored access tokens ahead (100 000 take ~2 s here), then collects
+ * what start-up left behind, and the kernel gets the freed pages back a moment later. What
+ * a user sees in `ps` a few seconds after start.
  */
-export const IDLE_SETTLE_MS = 2000;
+export const IDLE_SETTLE_MS = 5000;
 
 /** The VmRSS and VmHWM of a daemon left idle for IDLE_SETTLE_MS. */
 export async function idleMemoryOf(pid) {

@@ -301,7 +301,9 @@ export async function main(argv: string[]): Promise<void> {
     ...(listenAt ? { listen: listenSpec } : {}),
     accounts: config!.accountCount(),
   });
-  releaseYoungGeneration({ accounts: config!.accountCount() });
+  // The stored access tokens are read after the daemon answers; then what start-up left behind is collected.
+  const accounts = config!.accountCount();
+  void broker.readStoredTokens().finally(() => releaseYoungGeneration({ accounts }));
 
   let stopping = false;
   async function shutdown(code: number): Promise<void> {

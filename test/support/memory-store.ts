@@ -58,8 +58,19 @@ export class MemoryStore implements Store {
     this.reachable();
     return [...this.grants.values()].map((g) => summarize(g));
   }
+  async listAccessTokens(after: string | undefined, limit: number): Promise<StoredAccessToken[]> {
+    this.reachable();
+    return [...this.grants.keys()]
+      .sort()
+      .filter((a) => a > (after ?? '') && this.grants.get(a)!.access_token !== null && this.grants.get(a)!.status === 'active')
+      .slice(0, limit)
+      .map((a) => this.getAccessTokenNow(a)!);
+  }
   async getAccessToken(account: string): Promise<StoredAccessToken | undefined> {
     this.reachable();
+    return this.getAccessTokenNow(account);
+  }
+  private getAccessTokenNow(account: string): StoredAccessToken | undefined {
     const g = this.grants.get(account);
     if (!g) return undefined;
     const { refresh_token: _, ...rest } = g;

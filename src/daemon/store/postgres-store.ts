@@ -161,6 +161,14 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM ${S}.grants ORDER BY account`)).map((row) => decodeGrantSummary(row, where, shared));
     },
 
+    async listAccessTokens(after, limit) {
+      const rows = await q(
+        `SELECT ${GRANT_SUMMARY_COLUMNS}, access_token FROM ${S}.grants WHERE account > $1 AND access_token IS NOT NULL AND status = 'active' ORDER BY account LIMIT $2`,
+        [after ?? '', limit],
+      );
+      return rows.map((row) => decodeAccessToken(row, key, where));
+    },
+
     async getAccessToken(account) {
       const [row] = await q(`SELECT * FROM ${S}.grants WHERE account = $1`, [account]);
       return row ? decodeAccessToken(row, key, where) : undefined;

@@ -86,6 +86,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
   const sql = {
     getGrant: db.prepare<[string], Row>('SELECT * FROM grants WHERE account = ?'),
     listGrants: db.prepare<[], unknown[]>(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM grants ORDER BY account`).raw(),
+    listAccessTokens: db.prepare<[string, number], Row>(
+      `SELECT ${GRANT_SUMMARY_COLUMNS}, access_token FROM grants WHERE account > ? AND access_token IS NOT NULL AND status = 'active' ORDER BY account LIMIT ?`,
+    ),
     upsertGrant: db.prepare<Record<string, unknown>, Row>(`
       INSERT INTO grants (account, refresh_token, access_token, token_type, expires_at, obtained_at, scope,
                           generation, status, in_flight_since, last_error, updated_at, bound_to, refresh_expires_at)
@@ -222,6 +225,11 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       return sql.listGrants.all().map((values) => decodeGrantSummary(summaryRow(values), file, shared));
     }, { writes: false }),
 
+    listAccessTokens: guard(
+      (after: string | undefined, limit: number) => sql.listAccessTokens.all(after ?? '', limit).map((row) => decodeAccessToken(row, key, file)),
+      { writes: false },
+    ),
+
     getAccessToken: guard((account: string) => {
       const row = sql.getGrant.get(account);
       return row ? decodeAccessToken(row, key, file) : undefined;
@@ -328,7 +336,16 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     pruneLogins: guard((before: number) => sql.pruneLogins.run(before).changes),
 
     appendAudit: guard((entries: AuditEntry[]) => {
-      if (entries.length > 0) appendAuditTx.immediate(entries);
+      if (entries.length === 0) return;
+      // synchronous=NORMAL, as for the in-flight mark: the rows are in the WAL when this
+      // returns and survive the daemon's death; a power cut may lose the last second of
+      // them. An fsync a second under load is not worth that second of a record.
+      sql.syncNormal.run();
+      try {
+        appendAuditTx.immediate(entries);
+      } finally {
+        sql.syncFull.run();
+      }
     }),
 
     listAudit: guard((opts: { account?: string; limit?: number } = {}) => {

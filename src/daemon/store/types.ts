@@ -105,6 +105,11 @@ export interface Store {
   listGrants(): Promise<GrantSummary[]>;
   /** One grant's access token, decrypted, without its refresh token (a stored token's first use). */
   getAccessToken(account: string): Promise<StoredAccessToken | undefined>;
+  /**
+   * The access tokens of active grants, decrypted (not their refresh tokens), in account
+   * order after `after`, at most `limit`: the broker reads them in turns after start-up.
+   */
+  listAccessTokens(after: string | undefined, limit: number): Promise<StoredAccessToken[]>;
   /** Replace the whole grant of an account (login, import); generation becomes previous+1 (or 1). */
   replaceGrant(
     account: string,
