@@ -80,7 +80,7 @@ export interface TokenRouteDeps {
   resolveTarget?: (req: TargetRequest) => string | undefined;
 }
 
-/** `POST /v1/token` (rules 1–2, docs/architecture.md): parse, look up memory, answer. No disk, no network, no log line. */
+/** `POST /v1/token` (rules 1–2, docs/architecture.md): parse, look up memory, answer. No network, no log line, and no disk once the token is in memory. */
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
   return async (body, client) => {
     const req = parseJsonBody(body, TokenRequest);

@@ -96,7 +96,8 @@ export interface LoginRecord {
  * The persistent store: grants, client secrets, logins, audit log. Every method returns a
  * promise, because a fleet's store is a PostgreSQL database across the network; the embedded
  * SQLite store answers at once. Nothing on the token hot path calls it (rule 2): the broker
- * serves from memory and touches the store only to refresh, commit and reload.
+ * serves from memory and touches the store only to refresh, commit and reload, and to read
+ * a stored access token once after start-up (ahead, or on its first use).
  */
 export interface Store {
   /** One grant, decrypted, or undefined. */
