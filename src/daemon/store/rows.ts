@@ -35,6 +35,19 @@ export function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
   return grant;
 }
 
+/**
+ * A grant row just written with these tokens: what was sealed is not opened again (a
+ * refresh's commit, bench/ row 9); only a refresh token the provider did not rotate is.
+ */
+export function decodeWrittenGrant(row: Row, key: Buffer, file: string, written: { access_token: string; refresh_token?: string }): GrantRecord {
+  const { has_access_token: _a, has_refresh_token: _r, ...fields } = decodeGrantFields(row, file);
+  return {
+    ...fields,
+    access_token: written.access_token,
+    refresh_token: written.refresh_token ?? sealedColumn(row, 'refresh_token', key, file),
+  };
+}
+
 /** A grant row without its refresh token (not even read): what serving a stored access token needs. */
 export function decodeAccessToken(row: Row, key: Buffer, file: string): StoredAccessToken {
   const { has_access_token: _a, has_refresh_token: _r, ...fields } = decodeGrantFields(row, file);

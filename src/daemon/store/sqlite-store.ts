@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { seal } from './crypto.js';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { migrate } from './migrations.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, summaryRow, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, summaryRow, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
 import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
@@ -256,7 +256,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     }),
 
     commitRefresh: guard((account: string, expectedGeneration: number, tokens: TokenUpdate) =>
-      toGrant(commitRefreshTx.immediate(account, expectedGeneration, tokens)),
+      decodeWrittenGrant(commitRefreshTx.immediate(account, expectedGeneration, tokens), key, file, tokens),
     ),
 
     markInFlight: guard((account: string, at: number) => {
