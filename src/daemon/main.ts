@@ -1,5 +1,3 @@
-// First: it holds the young generation's growth while the rest loads (start-up-heap.ts).
-import { releaseYoungGeneration } from './start-up-heap.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -24,6 +22,7 @@ import { watchDisk } from './disk-watch.js';
 import type { Store } from './store/types.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
+import { holdYoungGeneration, releaseYoungGeneration } from './start-up-heap.js';
 import { mountKey } from './http/key-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { closeIfBodyUnread } from './http/keep-alive.js';
@@ -156,6 +155,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   let config: ConfigStore;
+  holdYoungGeneration(); // until the stored tokens are read (releaseYoungGeneration below)
   try {
     config = await ConfigStore.open(paths.configFile);
   } catch (err) {
