@@ -6,8 +6,20 @@
  * API proxy's upstream requests go through the dispatcher given here.
  */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import tls from 'node:tls';
-import { Agent, EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+
+type Undici = typeof import('undici');
+let undiciModule: Undici | undefined;
+/**
+ * undici, loaded on the first outbound request instead of at start-up: evaluating it was
+ * ~25 ms of every daemon's start (bench/, row 8), for requests a daemon may not make for an
+ * hour. Not bundled (scripts/bundle.mjs): it is read from node_modules when first needed.
+ */
+function undici(): Undici {
+  return (undiciModule ??= createRequire(import.meta.url)('undici') as Undici);
+}
 
 /** What of an account decides how its requests go out. */
 export interface OutboundConfig {
@@ -39,8 +51,8 @@ export function dispatcherFor(cfg: OutboundConfig, env: NodeJS.ProcessEnv = proc
   const tlsOptions = ca ? { ca } : {};
   const dispatcher: Dispatcher = PROXY_VARS.some((v) => env[v])
     ? // Direct connections (NO_PROXY) and tunnels to the target both check the target's certificate against `ca`.
-      new EnvHttpProxyAgent({ connect: tlsOptions, requestTls: tlsOptions })
-    : new Agent({ connect: tlsOptions, keepAliveTimeout: 30_000 });
+      new (undici().EnvHttpProxyAgent)({ connect: tlsOptions, requestTls: tlsOptions })
+    : new (undici().Agent)({ connect: tlsOptions, keepAliveTimeout: 30_000 });
   if (hit) void hit.dispatcher.close().catch(() => undefined);
   dispatchers.set(key, { dispatcher, mtimeMs });
   return dispatcher;
@@ -59,5 +71,5 @@ export function outboundFetch(cfg: OutboundConfig): typeof fetch {
   if (!cfg.ca_file && !PROXY_VARS.some((v) => process.env[v])) return fetch; // nothing to change: node's own
   const dispatcher = dispatcherFor(cfg);
   return ((input: string | URL | Request, init?: RequestInit) =>
-    undiciFetch(input as never, { ...(init as object), dispatcher } as never) as unknown as Promise<Response>) as typeof fetch;
+    undici().fetch(input as never, { ...(init as object), dispatcher } as never) as unknown as Promise<Response>) as typeof fetch;
 }
