@@ -82,7 +82,7 @@ describe('DueQueue (the broker\'s timers as one)', () => {
     expect(keys()).toEqual(['x']);
   });
 
-  it('clear stops everything; nothing keeps the process alive', async () => {
+  it('clear stops everything', async () => {
     const { q, keys } = queue();
     q.set('a', Date.now() + 10);
     q.clear();

@@ -153,6 +153,12 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
         }),
         budget(),
       );
+      // Written alike: one checked config, frozen, so no account's change can reach another's.
+      const two = parseConfigFile(JSON.stringify({ accounts: { a: A, b: { ...A }, c: { ...A, hosts: ['git.example'] } } }));
+      if (!two.ok) throw new Error(two.error);
+      expect(two.config.accounts.a).toBe(two.config.accounts.b);
+      expect(two.config.accounts.c).not.toBe(two.config.accounts.a);
+      expect(Object.isFrozen(two.config.accounts.a) && Object.isFrozen(two.config.accounts.a!.scopes)).toBe(true);
       expect(parseConfigFile('{"accounts":{"__proto__":{}}}')).toEqual({ ok: false, error: expect.stringMatching(/^is invalid: accounts\.__proto__: account names are/) });
     });
   });

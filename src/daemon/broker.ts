@@ -88,7 +88,7 @@ export class Broker {
   /** Proactive refreshes (cache key → when), rule 4. */
   private readonly timers = new DueQueue((key) => void this.proactive(accountOfKey(key), key), () => this.now());
   /** Keep-alive refreshes of grants a provider forgets when unused (account → when). */
-  private readonly keepAlives = new DueQueue((account) => this.keepAliveDue(account), () => this.now());
+  private readonly keepAlives = new DueQueue((account) => this.runKeepAlive(account), () => this.now());
   /** Accounts whose coming refresh-token expiry was announced (account → that expiry), once each. */
   private readonly reauthSoonSent = new Map<string, number>();
   /** Keys other than the base key that were asked for since their last refresh. */
@@ -1240,7 +1240,7 @@ export class Broker {
   }
 
   /** A keep-alive refresh came due (watchGrant): the refresh token must be used before the provider forgets it. */
-  private keepAliveDue(account: string): void {
+  private runKeepAlive(account: string): void {
     const cfg = this.deps.config.getAccount(account);
     const g = this.grants.get(account);
     if (this.closed || !cfg || !g || g.status !== 'active') return;

@@ -33,10 +33,6 @@ export class DueQueue {
     return this.due.size;
   }
 
-  has(key: string): boolean {
-    return this.due.has(key);
-  }
-
   keys(): IterableIterator<string> {
     return this.due.keys();
   }

@@ -22,7 +22,7 @@ import { watchDisk } from './disk-watch.js';
 import type { Store } from './store/types.js';
 import { mountHelpers } from './http/helpers-route.js';
 import { createTokenHandler, tokenLane } from './http/token-route.js';
-import { holdYoungGeneration, releaseYoungGeneration } from './start-up-heap.js';
+import { holdYoungGeneration, loadingDone } from './start-up-heap.js';
 import { mountKey } from './http/key-route.js';
 import { mountLogins } from './http/logins-route.js';
 import { closeIfBodyUnread } from './http/keep-alive.js';
@@ -155,7 +155,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   let config: ConfigStore;
-  holdYoungGeneration(); // until the stored tokens are read (releaseYoungGeneration below)
+  holdYoungGeneration(); // until the stored tokens are read (loadingDone below)
   try {
     config = await ConfigStore.open(paths.configFile);
   } catch (err) {
@@ -303,7 +303,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   // The stored access tokens are read after the daemon answers; then what start-up left behind is collected.
   const accounts = config!.accountCount();
-  void broker.readStoredTokens().finally(() => releaseYoungGeneration({ accounts }));
+  void broker.readStoredTokens().finally(() => loadingDone({ accounts }));
 
   let stopping = false;
   async function shutdown(code: number): Promise<void> {

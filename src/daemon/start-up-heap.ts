@@ -29,7 +29,7 @@ export function holdYoungGeneration(): void {
  * garbage with 100 000 accounts, which an idle daemon (no allocation, so no collection)
  * would keep resident for hours. One full collection, once, when that much was loaded.
  */
-export function releaseYoungGeneration(loaded: { accounts: number }): void {
+export function loadingDone(loaded: { accounts: number }): void {
   v8.setFlagsFromString(`--semi-space-growth-factor=${V8_DEFAULT_GROWTH_FACTOR}`);
   if (loaded.accounts < COLLECT_FROM_ACCOUNTS) return;
   setImmediate(() => fullCollection());

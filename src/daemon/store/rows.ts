@@ -40,9 +40,8 @@ export function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
  * refresh's commit, bench/ row 9); only a refresh token the provider did not rotate is.
  */
 export function decodeWrittenGrant(row: Row, key: Buffer, file: string, written: { access_token: string; refresh_token?: string }): GrantRecord {
-  const { has_access_token: _a, has_refresh_token: _r, ...fields } = decodeGrantFields(row, file);
   return {
-    ...fields,
+    ...grantFields(row, file),
     access_token: written.access_token,
     refresh_token: written.refresh_token ?? sealedColumn(row, 'refresh_token', key, file),
   };
@@ -50,8 +49,13 @@ export function decodeWrittenGrant(row: Row, key: Buffer, file: string, written:
 
 /** A grant row without its refresh token (not even read): what serving a stored access token needs. */
 export function decodeAccessToken(row: Row, key: Buffer, file: string): StoredAccessToken {
+  return { ...grantFields(row, file), access_token: sealedColumn(row, 'access_token', key, file) };
+}
+
+/** A grant row's columns but its tokens. */
+function grantFields(row: Row, file: string): Omit<GrantRecord, 'refresh_token' | 'access_token'> {
   const { has_access_token: _a, has_refresh_token: _r, ...fields } = decodeGrantFields(row, file);
-  return { ...fields, access_token: sealedColumn(row, 'access_token', key, file) };
+  return fields;
 }
 
 /**

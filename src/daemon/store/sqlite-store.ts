@@ -185,6 +185,15 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
   });
 
   const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, file);
+  /** Run `fn` with synchronous=NORMAL, then back to FULL (the store's own), whatever happens. */
+  const underSyncNormal = <T>(fn: () => T): T => {
+    sql.syncNormal.run();
+    try {
+      return fn();
+    } finally {
+      sql.syncFull.run();
+    }
+  };
 
   // Every method goes through guard(), so SQLite errors are translated in one place. The
   // calls are synchronous (better-sqlite3): the promise is settled when the method returns.
@@ -268,13 +277,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       // a token: the rotated refresh token is committed under FULL (commitRefresh), whose
       // fsync also makes this mark durable. One fsync fewer per refresh (rows 5 and 9 of
       // `npm run bench`).
-      sql.syncNormal.run();
-      let changes: number;
-      try {
-        ({ changes } = sql.markInFlight.run(at, now(), account));
-      } finally {
-        sql.syncFull.run();
-      }
+      const { changes } = underSyncNormal(() => sql.markInFlight.run(at, now(), account));
       // Refusing here stops a refresh whose safety mark could not be recorded.
       if (changes === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
     }),
@@ -340,12 +343,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       // synchronous=NORMAL, as for the in-flight mark: the rows are in the WAL when this
       // returns and survive the daemon's death; a power cut may lose the last second of
       // them. An fsync a second under load is not worth that second of a record.
-      sql.syncNormal.run();
-      try {
-        appendAuditTx.immediate(entries);
-      } finally {
-        sql.syncFull.run();
-      }
+      underSyncNormal(() => appendAuditTx.immediate(entries));
     }),
 
     listAudit: guard((opts: { account?: string; limit?: number } = {}) => {
