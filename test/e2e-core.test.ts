@@ -23,6 +23,7 @@ describe('tokend against a real OpenID Provider', () => {
     expect(cli.stdout).toBe(`${first}\n`); // only the token on stdout
     expect(first.length).toBeGreaterThan(10);
 
+    const asked = Date.now();
     const sock = await d.request('POST', '/v1/token', { account: 'work' });
     expect(sock.status).toBe(200);
     expect(sock.json).toMatchObject({ account: 'work', access_token: first, token_type: 'Bearer' });
@@ -30,7 +31,10 @@ describe('tokend against a real OpenID Provider', () => {
     expect((await idp.introspect(first)).active).toBe(true);
     expect(idp.stats.refreshes).toBe(1); // served from memory
 
-    await sleep(8_500); // past the 8 s TTL; the proactive timer refreshed at ~6 s
+    // Just past the first token's expiry (the proactive timer refreshed it at ~6 s of its 8),
+    // counted from its expires_in rather than from here, so a slow machine does not reach the
+    // second token's own proactive refresh and count a third.
+    await sleep((sock.json.expires_in + 1) * 1000 - (Date.now() - asked));
     const after = await d.cli(['token', 'work']);
     expect(after.code).toBe(0);
     const second = after.stdout.trim();

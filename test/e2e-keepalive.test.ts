@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { streamUpload } from './support/daemon.js';
 import { useDaemon } from './support/fixtures.js';
 
 const { d } = useDaemon();
@@ -52,6 +53,14 @@ describe('keep-alive', () => {
       }
     } finally {
       agent.destroy();
+    }
+  });
+
+  it('a body far too large: the client still sending reads the 413, not EPIPE', async () => {
+    for (const headers of [{ 'content-length': 64 * 1024 * 1024 }, { 'transfer-encoding': 'chunked' }]) {
+      const r = await streamUpload(d.socket, 'POST', '/v1/token', 64 * 1024 * 1024, headers);
+      expect([headers, r.error, r.status]).toEqual([headers, undefined, 413]);
+      expect(JSON.parse(r.text).error.code).toBe('payload_too_large');
     }
   });
 

@@ -2,10 +2,9 @@
  * The SDK's `fetch` through the real daemon's proxy to a real API that checks every token
  * at the real IdP: what an app sees, and that it never holds a token.
  */
-import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Tokend, TokendError } from '../src/sdk/index.js';
-import { startApi } from './support/api-server.js';
+import { byteSource, startApi } from './support/api-server.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 
 describe('fetch through the daemon, as an app', () => {
@@ -49,16 +48,7 @@ describe('fetch through the daemon, as an app', () => {
     for await (const chunk of res.body!) got += chunk.byteLength;
     expect(got).toBe(size);
 
-    let left = 64 * 1024 * 1024;
-    const chunk = Buffer.alloc(64 * 1024, 0x62);
-    const body = new Readable({
-      read() {
-        if (left <= 0) return void this.push(null);
-        left -= chunk.length;
-        this.push(chunk);
-      },
-    });
-    const up = await tokend.fetch('w', '/upload', { method: 'PUT', body });
+    const up = await tokend.fetch('w', '/upload', { method: 'PUT', body: byteSource(64 * 1024 * 1024) });
     expect(await up.json()).toEqual({ bytes: 64 * 1024 * 1024 });
   });
 

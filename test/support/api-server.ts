@@ -10,6 +10,7 @@
  * - `GET /api/redirect?to=URL`: 302 to URL; `GET /api/slow`: never answers.
  */
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import type { TestIdp } from './idp.js';
 import { listenOnLoopback } from './loopback.js';
 
@@ -25,6 +26,8 @@ export interface TestApi {
   seen: SeenRequest[];
   /** Tokens the API refused (introspection said inactive). */
   refused: number;
+  /** What failed inside the API (an introspection that could not be made), for a test's failure message. */
+  errors: string[];
   close(): Promise<void>;
 }
 
@@ -48,23 +51,43 @@ export function sendBytes(res: http.ServerResponse, bytes: number): void {
   pump();
 }
 
+/** `bytes` bytes of `b` as a stream of 64 KiB chunks: an upload that never sits in memory whole. */
+export function byteSource(bytes: number): Readable {
+  let left = bytes;
+  const chunk = Buffer.alloc(64 * 1024, 0x62);
+  return new Readable({
+    read() {
+      if (left <= 0) return void this.push(null);
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+    },
+  });
+}
+
 /**
  * `rememberActive`: introspect each token once and trust it afterwards (a resource server
  * caching introspection), for load tests where 1000 introspections would be the bottleneck;
  * off by default, so a revoked token is refused at once.
  */
 export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } = {}): Promise<TestApi> {
-  const api: TestApi = { base: '', seen: [], refused: 0, close: async () => undefined };
+  const api: TestApi = { base: '', seen: [], refused: 0, errors: [], close: async () => undefined };
   const known = new Map<string, Promise<boolean>>();
+  // Once more after a network failure, as a resource server's introspection client would: a
+  // pooled connection to the IdP can be closed by it just as it is reused.
+  const introspect = (token: string) => idp.introspect(token).catch((err) => (err instanceof TypeError ? idp.introspect(token) : Promise.reject(err)));
   const isActive = (token: string) => {
-    if (!opts.rememberActive) return idp.introspect(token).then((r) => r.active);
+    if (!opts.rememberActive) return introspect(token).then((r) => r.active);
     let p = known.get(token);
-    if (!p) known.set(token, (p = idp.introspect(token).then((r) => r.active)));
+    if (!p) known.set(token, (p = introspect(token).then((r) => r.active)));
     return p;
   };
   const server = http.createServer((req, res) => {
     // A caller (the proxy) may go away mid-request: that is not the API's failure.
-    handle(req, res).catch(() => res.destroy());
+    handle(req, res).catch((err: Error) => {
+      api.errors.push(`${req.method} ${new URL(req.url ?? '/', 'http://api.test').pathname}: ${err.message}`);
+      res.destroy();
+    });
   });
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     api.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });

@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { byteSource } from './api-server.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const TOKEND_BIN = path.join(ROOT, 'bin', 'tokend');
@@ -29,6 +31,32 @@ export interface HttpResult {
   headers: http.IncomingHttpHeaders;
   text: string;
   json: any;
+}
+
+/**
+ * Stream `size` bytes to the daemon as node's http client does an upload, and collect the
+ * answer. An error is returned with whatever answer came, not thrown: it may come before or
+ * after the answer (EPIPE when the daemon cuts an upload), and a failure should show both.
+ */
+export function streamUpload(
+  socket: string,
+  method: string,
+  urlPath: string,
+  size: number,
+  headers: http.OutgoingHttpHeaders = { 'content-length': size },
+): Promise<{ status?: number; text: string; error?: string }> {
+  return new Promise((resolve) => {
+    const out: { status?: number; text: string; error?: string } = { text: '' };
+    let answered: Promise<unknown> = Promise.resolve();
+    const req = http.request({ socketPath: socket, method, path: urlPath, agent: false, headers }, (res) => {
+      out.status = res.statusCode;
+      res.on('data', (c) => (out.text += c));
+      answered = once(res, 'close');
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => (out.error = `${e.code}: ${e.message}`));
+    req.on('close', () => void answered.then(() => resolve(out)));
+    byteSource(size).pipe(req);
+  });
 }
 
 /** One HTTP request over the daemon's Unix socket. */

@@ -6,8 +6,21 @@
  * would send its next request on a dead connection and see ECONNRESET. So: whenever an
  * answer starts before its request has fully arrived, it says `Connection: close`; the
  * client opens a new connection for the next request, and nothing is lost.
+ *
+ * And the connection lingers: node closes a `Connection: close` connection as soon as the
+ * answer is written, and a client still sending its body then fails with EPIPE (node's own
+ * client reports that error even after the answer came), so the answer is never read: a
+ * 256 MiB upload to an unknown account, or one the API refused early, said "write EPIPE"
+ * instead of what went wrong. Like nginx's lingering close, the daemon ends its side once
+ * the answer is written, reads and discards what the client still sends until the body
+ * ends, and only then closes; at most LINGER_MS, or LINGER_IDLE_MS without a byte.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** nginx's `lingering_time` and `lingering_timeout` defaults. */
+export const LINGER_MS = 30_000;
+export const LINGER_IDLE_MS = 5_000;
 
 /** Arm the rule for one request; cheap enough for every request (a body is rare on the hot path). */
 export function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse): void {
@@ -15,7 +28,44 @@ export function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse): vo
   if (!hasBody) return;
   const writeHead = res.writeHead;
   res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
+    if (!req.complete && !res.headersSent) {
+      res.setHeader('connection', 'close');
+      if (res.socket) lingerOnClose(req, res.socket);
+    }
     return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
   } as typeof res.writeHead;
+}
+
+/**
+ * Replace how node closes this connection after its last answer (`socket.destroySoon`, called
+ * once the answer is written): end our side, discard the rest of the body, then close.
+ */
+function lingerOnClose(req: IncomingMessage, socket: Socket): void {
+  let armed = false;
+  socket.destroySoon = function lingerThenClose(this: Socket) {
+    if (armed) return;
+    armed = true;
+    if (socket.writable) socket.end();
+    // Unref'd: a lingering client never holds up the daemon's exit (the socket is closed with it).
+    const total = setTimeout(close, LINGER_MS).unref();
+    const idle = setTimeout(close, LINGER_IDLE_MS).unref();
+    const stillSending = () => idle.refresh();
+    function close() {
+      clearTimeout(total);
+      clearTimeout(idle);
+      req.off('data', stillSending);
+      socket.destroy();
+    }
+    // Whoever read the body (the proxy's upload) is done with it: nothing of it is used now.
+    // (The socket's own 'data' is no signal: node's parser reads it below JavaScript.)
+    req.unpipe();
+    req.on('data', stillSending);
+    req.resume();
+    socket.once('close', close);
+    // The body is all in: close once our answer has left (destroy would drop what is unsent).
+    const bodyDone = () => (socket.writableFinished ? close() : socket.once('finish', close));
+    if (req.complete) bodyDone();
+    else req.once('end', bodyDone);
+    return this;
+  };
 }

@@ -205,6 +205,10 @@ async function send(
     req.pipe(pass);
     req.resume();
     pass.once('end', sent);
+    // The caller's answer is over (the API answered before reading it all): stop the upload.
+    res.once('close', () => {
+      if (!pass.readableEnded) pass.destroy();
+    });
     upload = pass;
   }
   try {
@@ -277,8 +281,9 @@ function respond(res: ServerResponse, up: Upstream, url: URL, apiBase: string, a
 
 /**
  * Any failure before the answer started: the wire error shape. A body not read yet is read
- * and discarded first (as far as 16 MiB), so the connection stays usable and a client still
- * sending does not see it cut.
+ * and discarded first (as far as 16 MiB), so the connection stays usable; a longer one, or
+ * one already streaming upstream, is discarded after the answer while the connection closes
+ * (keep-alive.ts), so a client still sending reads the answer instead of EPIPE.
  */
 function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   if (req.complete || req.readableFlowing) return answerFailure(log, req, res, err);

@@ -17,8 +17,9 @@ function incomingOf(c: Context): IncomingMessage | undefined {
 const tooLarge = () => E.payloadTooLarge(`the request body is larger than ${MAX_BODY_BYTES} bytes`);
 
 /**
- * Past this a too-large body is not drained but cut (the client sees a reset): reading
- * and discarding a few MiB lets an honest client finish sending and read its 413.
+ * A too-large body is read and discarded before the 413 as far as this, so the connection
+ * stays usable; past it the 413 is answered at once and the rest is discarded while the
+ * connection closes (keep-alive.ts, lingering close).
  */
 const DRAIN_LIMIT = 16 * 1024 * 1024;
 
@@ -63,10 +64,7 @@ export function readIncoming(req: IncomingMessage): Promise<Buffer> {
         return;
       }
       chunks.length = 0;
-      if (size > DRAIN_LIMIT) {
-        req.destroy();
-        reject(tooLarge());
-      }
+      if (size > DRAIN_LIMIT) reject(tooLarge()); // the answer goes now; the rest is discarded
     });
     req.on('end', () => (tooBig ? reject(tooLarge()) : resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))));
     req.on('error', reject);
