@@ -140,7 +140,7 @@ describe('a fleet of three daemons on one grant', () => {
     }
   });
 
-  it('passes the doctor\'s database, schema and key checks on a daemon of the fleet', async () => {
+  it('passes the doctor\'s database, schema and key checks on a daemon of the fleet; `tokend key` names its key file', async () => {
     const doctor = await runCli(['doctor', '--json'], { env: ctx.fleet.env(0) });
     const checks = JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; message: string }>;
     expect(checks.filter((c) => c.id.startsWith('database')).map((c) => [c.id, c.status])).toEqual([
@@ -149,6 +149,13 @@ describe('a fleet of three daemons on one grant', () => {
       ['database-key', 'ok'],
     ]);
     expect(doctor.stdout).not.toContain(pg.password);
+    // `tokend key` names the fleet's key file; moving it into one host's keyring is refused.
+    const where = await runCli(['key'], { env: ctx.fleet.env(0) });
+    expect(where.code, where.stderr).toBe(0);
+    expect(where.stdout).toContain(ctx.fleet.keyFile);
+    const move = await runCli(['key', 'move', '--to', 'keyring'], { env: ctx.fleet.env(0) });
+    expect(move.code).not.toBe(0);
+    expect(move.stderr).toMatch(/fleet database: its key is the fleet's key file/);
   });
 
   it('leaves the fleet\'s grant alone on a daemon whose config names another client (rule 8)', async () => {
