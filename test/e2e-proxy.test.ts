@@ -126,7 +126,7 @@ describe('API proxy', () => {
     sock.write(Buffer.alloc(1024 * 1024, 0x62));
     await once(sock, 'end'); // the answer is all there
     expect(text).toMatch(/^HTTP\/1\.1 404 [^]*connection: close/i);
-    await sleep(LINGER_IDLE_MS + 1500);
+    await sleep(LINGER_IDLE_MS + 3000);
     const failed = once(sock, 'error').then(([e]) => (e as NodeJS.ErrnoException).code);
     sock.write(Buffer.alloc(64 * 1024, 0x62));
     expect(await Promise.race([failed, sleep(3000).then(() => 'still open')])).toMatch(/^(EPIPE|ECONNRESET)$/);
