@@ -133,6 +133,25 @@ describe('API proxy', () => {
     sock.destroy();
   }, 30_000);
 
+  it('a request pipelined behind an upload the daemon was discarding is never served', async () => {
+    const size = 17 * 1024 * 1024; // past the 16 MiB the daemon reads before it answers
+    const sock = net.connect({ path: d.socket, allowHalfOpen: true });
+    let text = '';
+    sock.on('data', (c) => (text += c));
+    sock.on('error', () => undefined);
+    sock.write(`PUT /v1/proxy/nobody/upload HTTP/1.1\r\nHost: tokend\r\nContent-Length: ${size}\r\n\r\n`);
+    await once(sock, 'end'); // the 404, and Connection: close
+    expect(text).toMatch(/^HTTP\/1\.1 404 [^]*connection: close/i);
+    // A client that pipelined its next request before it read that answer, in one write with
+    // the body's end: it would send it again on a new connection, so serving it could do it twice.
+    const seen = api.seen.length;
+    sock.end(Buffer.concat([Buffer.alloc(size, 0x62), Buffer.from('POST /v1/proxy/w/echo/piped HTTP/1.1\r\nHost: tokend\r\nContent-Length: 2\r\n\r\n{}')]));
+    await once(sock, 'close');
+    await sleep(300);
+    expect(api.seen.slice(seen).map((r) => `${r.method} ${r.url}`)).toEqual([]);
+    expect(text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+  });
+
   it('passes server-sent events through as they arrive', async () => {
     const arrivals: number[] = [];
     const start = Date.now();

@@ -25,7 +25,7 @@ import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { holdYoungGeneration, loadingDone } from './start-up-heap.js';
 import { mountKey } from './http/key-route.js';
 import { mountLogins } from './http/logins-route.js';
-import { closeIfBodyUnread } from './http/keep-alive.js';
+import { arrivedAfterClose, closeIfBodyUnread } from './http/keep-alive.js';
 import { readBeforeRouting } from './http/raw-request.js';
 import { proxyLane } from './http/proxy-lane.js';
 import { listenerGuard, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
@@ -239,6 +239,7 @@ export async function main(argv: string[]): Promise<void> {
   const tokenFast = tokenLane(createTokenHandler({ broker, audit, resolveTarget: helpers.resolveTarget }), log);
   const proxy = proxyLane({ config: config!, broker, getDriver, audit, log });
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (arrivedAfterClose(req)) return;
     closeIfBodyUnread(req, res);
     if (tokenFast(req, res) || proxy(req, res)) return;
     // The router's routes get their bodies read before routing (http/raw-request.ts).
@@ -280,7 +281,7 @@ export async function main(argv: string[]): Promise<void> {
     loadOrCreateListenKey(keyFile);
     const guard = listenerGuard({ keyFile, port: listenAt.port });
     tcp = http.createServer((req, res) => {
-      if (!guard(req, res)) handle(req, res);
+      if (!arrivedAfterClose(req) && !guard(req, res)) handle(req, res);
     });
     try {
       await new Promise<void>((resolve, reject) => {

@@ -18,6 +18,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
+/** Marks a connection whose last answer said `Connection: close`. */
+const CLOSING = Symbol('tokend.closing');
+type ClosingSocket = Socket & { [CLOSING]?: true };
+
 /** nginx's `lingering_time` and `lingering_timeout` defaults. */
 export const LINGER_MS = 30_000;
 export const LINGER_IDLE_MS = 5_000;
@@ -30,10 +34,23 @@ export function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse): vo
   res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
     if (!req.complete && !res.headersSent) {
       res.setHeader('connection', 'close');
-      if (res.socket) lingerOnClose(req, res.socket);
+      if (res.socket) {
+        (res.socket as ClosingSocket)[CLOSING] = true;
+        lingerOnClose(req, res.socket);
+      }
     }
     return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
   } as typeof res.writeHead;
+}
+
+/**
+ * A request that came on a connection already told `Connection: close`: a client pipelined
+ * it behind a body the daemon was still discarding. It is never served (a client sends it
+ * again on a new connection, so serving it could do it twice); the connection closes once
+ * the body before it has ended.
+ */
+export function arrivedAfterClose(req: IncomingMessage): boolean {
+  return (req.socket as ClosingSocket)[CLOSING] === true;
 }
 
 /**
