@@ -52,6 +52,12 @@ describe('fetch through the daemon, as an app', () => {
     expect(await up.json()).toEqual({ bytes: 64 * 1024 * 1024 });
   });
 
+  it('an upload refused before it is all sent: the app gets the reason, not EPIPE', async () => {
+    const refused = await tokend.fetch('nobody', '/upload', { method: 'PUT', body: byteSource(256 * 1024 * 1024) }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(TokendError);
+    expect(refused).toMatchObject({ code: 'not_found', message: expect.stringContaining('no account named "nobody"') });
+  });
+
   it("passes the API's server-sent events through as they arrive", async () => {
     const res = await tokend.fetch('w', '/events');
     const arrivals: number[] = [];
