@@ -47,6 +47,7 @@ function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig; fle
   const accounts = new Map<string, AccountConfig>([['w', opts.config ?? A]]);
   const settings = Settings.parse({ proactive_refresh: false, ...opts.settings });
   const events: Array<{ type: string; account: string }> = [];
+  const sleeps: number[] = [];
   const broker = new Broker({
     store,
     config: { getAccount: (n) => accounts.get(n), settings },
@@ -55,10 +56,15 @@ function setup(opts: { settings?: Partial<Settings>; config?: AccountConfig; fle
     log: quiet,
     now: () => clock.t,
     random: () => 0.5,
+    // A wait moves the clock, and is recorded.
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      clock.t += ms;
+    },
   });
   const grant = (rt = 'rt-0', extra: { access_token?: string; expires_at?: number; bound_to?: string } = {}) =>
     store.replaceGrant('w', { refresh_token: rt, bound_to: identityKey(A), token_type: 'Bearer', obtained_at: clock.t, ...extra });
-  return { clock, store, driver, accounts, broker, events, grant };
+  return { clock, store, driver, accounts, broker, events, grant, sleeps };
 }
 
 describe('Broker', () => {
@@ -380,7 +386,7 @@ describe('Broker in a fleet', () => {
   });
 
   it('waits while the daemon that marked the grant in flight may still commit, then refreshes and names it when refused', async () => {
-    const { broker, driver, grant, store } = setup({ fleet: true });
+    const { broker, driver, grant, store, sleeps } = setup({ fleet: true });
     await grant('rt-0');
     await broker.start();
     Object.assign(store.grants.get('w')!, { in_flight_since: 999_000, in_flight_by: 'host-b#2:200:bbbb' });
@@ -392,6 +398,26 @@ describe('Broker in a fleet', () => {
     const err = await broker.forceRefresh('w').catch((e: TokendError) => e);
     expect(err).toMatchObject({ code: 'reauth_required' });
     expect((err as TokendError).message).toMatch(/a refresh by another daemon of the fleet \(host-b#2:200:bbbb\) interrupted at 1970-01-01T00:16:39.000Z/);
+    // Its request left 1 s before: the token went again once that request's 10 s were over.
+    expect(sleeps).toEqual([9_000]);
+    expect(driver.calls.map((c) => c.at)).toEqual([1_009_000]);
+  });
+
+  it('sends the refresh token of an interrupted refresh again only once that request is surely over', async () => {
+    const { broker, driver, grant, store, sleeps, clock } = setup({ settings: { http_timeout_ms: 2_000 } });
+    await grant('rt-0');
+    await broker.start();
+    // A daemon killed mid-refresh 500 ms ago: the provider may still be answering its request.
+    await store.markInFlight('w', clock.t - 500);
+    await broker.forceRefresh('w');
+    expect(sleeps).toEqual([1_500]);
+    expect(driver.calls.map((c) => [c.token, c.at])).toEqual([['rt-0', 1_001_500]]);
+    // A mark older than the timeout, or none: no wait.
+    await store.markInFlight('w', clock.t - 2_000);
+    await broker.forceRefresh('w');
+    await broker.forceRefresh('w');
+    expect(sleeps).toEqual([1_500]);
+    expect(driver.calls).toHaveLength(3);
   });
 
   it('does not call the provider when the in-flight mark cannot be written (the database is down)', async () => {

@@ -60,6 +60,8 @@ export interface BrokerDeps {
   /** A clock that does not jump (tests move `now` alone to play a suspend). */
   monotonic?: () => number;
   random?: () => number;
+  /** How the broker waits (tests record the wait and move their clock instead). */
+  sleep?: (ms: number) => Promise<void>;
   /** The account's pending interactive login, if any: requests that need one get 409 login_pending. */
   pendingLogin?: (account: string) => LoginView | undefined;
   /** Called when a grant has just become reauth_required (an account's `on_reauth: login` starts its login). */
@@ -110,6 +112,7 @@ export class Broker {
   private clockWatch?: NodeJS.Timeout;
   private clockMark = { wall: 0, mono: 0 };
   private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
   private closed = false;
   private readonly inFlightAborts = new Set<AbortController>();
 
@@ -117,6 +120,7 @@ export class Broker {
     this.now = deps.now ?? Date.now;
     this.monotonic = deps.monotonic ?? (() => performance.now());
     this.random = deps.random ?? Math.random;
+    this.sleep = deps.sleep ?? sleepUnref;
   }
 
   /**
@@ -588,6 +592,7 @@ export class Broker {
         { account, retryAfter: 2 },
       );
     }
+    if (grant?.status === 'active' && grant.in_flight_since) await this.outlastInterrupted(account, grant.in_flight_since);
     const secrets = await this.secretsOf(account);
     const recoverable = this.recoverableWith(account, cfg, driver, secrets);
     const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
@@ -682,6 +687,23 @@ export class Broker {
   private recoverableWith(account: string, cfg: AccountConfig, driver: Driver, secrets: Map<string, string>): boolean {
     if (!driver.recover || !driver.canRecover) return false;
     return driver.canRecover(this.context(account, cfg, AbortSignal.abort(), secrets));
+  }
+
+  /**
+   * An interrupted refresh (its daemon stopped, or its answer timed out) may still be under
+   * way at the provider until its own timeout has passed since it left. Sending the same
+   * refresh token before then races it: a rotating provider that sees the interrupted one
+   * second takes it for a replay and revokes the whole grant, the rotation this daemon has
+   * just committed included, and nobody is told why (RFC 9700 §4.14.2). So the token goes
+   * again only once that request is over: at most http_timeout_ms, and only after a crash
+   * or a timeout (a timeout's own wait is already over).
+   */
+  private async outlastInterrupted(account: string, since: number): Promise<void> {
+    const timeout = this.deps.config.settings.http_timeout_ms;
+    const left = Math.min(timeout, since + timeout - this.now());
+    if (left <= 0) return;
+    this.deps.log.info('waiting until an interrupted refresh is surely over before sending its refresh token again', { account, ms: left });
+    await this.sleep(left);
   }
 
   /** Why a refresh token is refused, for the user: an interrupted refresh may have spent it. */
@@ -1320,4 +1342,9 @@ function loginPendingError(account: string, login: LoginView): TokendError {
   const where =
     login.flow === 'device' ? `enter the code ${login.user_code} at ${login.verification_uri}` : `finish signing in at ${login.authorization_url}`;
   return E.loginPending(`account "${account}" is waiting for a login: ${where}`, { account, login });
+}
+
+/** A wait that never keeps the daemon alive by itself (its server does). */
+function sleepUnref(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
