@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, runCli, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, processAlive, runCli, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 
 const idp = useIdp({ accessTokenTtl: 60 });
@@ -41,10 +41,14 @@ describe('daemon lifecycle', () => {
       expect(fs.readFileSync(log, 'utf8')).toContain('tokend started');
       expect(fs.statSync(log).mode & 0o777).toBe(0o600);
       process.kill(pid!, 'SIGTERM');
-      for (let i = 0; i < 100 && daemonPid(h.home); i++) await sleep(50);
+      // Until the process is gone, not just its pid file: it may still be writing its files.
+      for (let i = 0; i < 200 && processAlive(pid!); i++) await sleep(50);
     } finally {
       const pid = daemonPid(h.home);
-      if (pid) process.kill(pid, 'SIGKILL');
+      if (pid && processAlive(pid)) {
+        process.kill(pid, 'SIGKILL');
+        for (let i = 0; i < 100 && processAlive(pid); i++) await sleep(50);
+      }
       h.cleanup();
     }
   });

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Tokend, TokendError, type EventSubscription, type TokendEvent } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant, socketRequest } from './support/daemon.js';
+import { addConfAccount, importConfGrant, processAlive, socketRequest } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
 import { rejectionOf } from './support/rejection.js';
 import { useStack } from './support/stack.js';
@@ -216,17 +216,8 @@ describe('the SDK against a real daemon and IdP', () => {
       expect(await started.accounts()).toEqual([]);
     } finally {
       if (pid) process.kill(pid, 'SIGTERM');
-      await waitFor(() => !pid || !alive(pid), 'the autostarted daemon to stop');
+      await waitFor(() => !pid || !processAlive(pid), 'the autostarted daemon to stop');
       fs.rmSync(home, { recursive: true, force: true });
     }
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

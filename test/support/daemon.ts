@@ -33,6 +33,16 @@ export interface HttpResult {
   json: any;
 }
 
+/** Whether a process (a daemon the CLI autostarted, say) still runs. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Stream `size` bytes to the daemon as node's http client does an upload, and collect the
  * answer. An error is returned with whatever answer came, not thrown: it may come before or
