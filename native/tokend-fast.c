@@ -17,7 +17,12 @@
  * starts the daemon) with stdin intact. An answer other than 200/422, or any failure
  * after connecting, exits 112 having printed nothing.
  *
- * Its statuses are the answer's (0 to 3), 2 for bad usage, 111 and 112; the shims take any
+ * Exit 113 means "another user may be listening there": the socket or its folder is not
+ * ours (or the folder is writable by others), or the kernel says the peer runs as another
+ * uid (SO_PEERCRED on Linux, getpeereid elsewhere). One line on stderr says which; nothing
+ * was read from stdin or sent, and no caller falls back to anything else.
+ *
+ * Its statuses are the answer's (0 to 3), 2 for bad usage, 111, 112 and 113; the shims take any
  * other (126 from a shell that cannot execute it, 128+N after a signal) as "it did not run"
  * and ask node instead.
  *
@@ -25,6 +30,8 @@
  * install script when a C compiler exists (scripts/build-native.mjs, which never ships a
  * binary), otherwise the shims use curl or node.
  */
+#define _GNU_SOURCE       /* struct ucred for SO_PEERCRED (Linux) */
+#define _DARWIN_C_SOURCE  /* getpeereid beside _POSIX_C_SOURCE (macOS) */
 #define _POSIX_C_SOURCE 200809L
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
@@ -39,6 +46,7 @@
 
 #define UNREACHABLE 111
 #define BROKEN 112
+#define UNTRUSTED 113
 /* At least the daemon's MAX_BODY_BYTES (src/protocol/routes.ts), so a valid input is
    never cut (test/fast-client.test.ts checks it). */
 #define MAX_BODY (1024 * 1024)
@@ -108,6 +116,72 @@ static const char *header(const char *start, const char *end, const char *name, 
   return NULL;
 }
 
+/* Before connecting: the socket and its folder are ours and the folder is writable by no
+   one else (src/protocol/local-trust.ts, untrustedSocket, says the same for node clients).
+   0 when they are or the socket is not there (connect then says so); else UNTRUSTED, with
+   one line on stderr. An lstat and a stat: the fast path stays fast. */
+static int check_socket_files(const char *sock_path) {
+  uid_t me = geteuid();
+  struct stat st, dst;
+  if (lstat(sock_path, &st) != 0) return 0;
+  if (S_ISLNK(st.st_mode) && stat(sock_path, &st) != 0) return 0;
+  char dir[4096];
+  const char *slash = strrchr(sock_path, '/');
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == sock_path) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - sock_path), sock_path);
+  if (stat(dir, &dst) != 0) return 0;
+  if (dst.st_uid != me) {
+    fprintf(stderr, "tokend: the socket's folder %s belongs to uid %ld, not to you (uid %ld): another user may be listening there; nothing was sent to it\n",
+            dir, (long)dst.st_uid, (long)me);
+    return UNTRUSTED;
+  }
+  if (dst.st_mode & 022) {
+    fprintf(stderr, "tokend: the socket's folder %s can be written by others (mode %03o): another user may have put their socket there; nothing was sent to it\n",
+            dir, (unsigned)(dst.st_mode & 07777));
+    return UNTRUSTED;
+  }
+  if (st.st_uid != me) {
+    fprintf(stderr, "tokend: the socket %s belongs to uid %ld, not to you (uid %ld): another user is listening there; nothing was sent to it\n",
+            sock_path, (long)st.st_uid, (long)me);
+    return UNTRUSTED;
+  }
+  return 0;
+}
+
+/* After connecting, before sending: the kernel's word on who listens (the uid recorded
+   when the daemon bound and listened). 0 when it is us, else UNTRUSTED with one line on
+   stderr; where there is no such call, the file checks above are all there is. */
+static int check_peer(int fd, const char *sock_path) {
+  uid_t me = geteuid();
+  uid_t peer;
+#if defined(__linux__)
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    fprintf(stderr, "tokend: cannot tell who listens on %s (SO_PEERCRED failed); nothing was sent to it\n", sock_path);
+    return UNTRUSTED;
+  }
+  peer = cred.uid;
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+  gid_t gid;
+  if (getpeereid(fd, &peer, &gid) != 0) {
+    fprintf(stderr, "tokend: cannot tell who listens on %s (getpeereid failed); nothing was sent to it\n", sock_path);
+    return UNTRUSTED;
+  }
+#else
+  (void)fd;
+  (void)sock_path;
+  peer = me;
+#endif
+  if (peer != me) {
+    fprintf(stderr, "tokend: the daemon on %s runs as uid %ld, not as you (uid %ld): another user is listening there; nothing was sent to it\n",
+            sock_path, (long)peer, (long)me);
+    return UNTRUSTED;
+  }
+  return 0;
+}
+
 /* POST `arg` (or, when NULL, all of stdin) to url_path on the socket and relay the answer;
    returns the exit status described at the top. */
 static int pipe_request(const char *sock_path, const char *url_path, const char *arg) {
@@ -116,6 +190,7 @@ static int pipe_request(const char *sock_path, const char *url_path, const char 
   for (const char *c = url_path; *c; c++)
     if (*c <= ' ' || *c == 0x7f) return 2;
 
+  if (check_socket_files(sock_path) != 0) return UNTRUSTED;
   /* Connect before touching stdin, so a fallback still has it. */
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   if (fd < 0) return UNREACHABLE;
@@ -124,6 +199,10 @@ static int pipe_request(const char *sock_path, const char *url_path, const char 
   addr.sun_family = AF_UNIX;
   strcpy(addr.sun_path, sock_path);
   if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) return UNREACHABLE;
+  if (check_peer(fd, sock_path) != 0) {
+    close(fd);
+    return UNTRUSTED;
+  }
 
   size_t body_len = 0;
   char *body;
@@ -335,6 +414,8 @@ static int helper_main(const char *tool, int argc, char **argv) {
   int rc = pipe_request(sock, url, NULL);
   if (rc >= 0 && rc <= 3) return rc;
   if (rc == BROKEN) return tool_fail(tool, "tokend: the daemon broke off the answer");
+  /* Never another way (the shim, curl, node) to the same place: said why on stderr already. */
+  if (rc == UNTRUSTED) return tool_fail(tool, "tokend: refused to talk to that socket (see tokend doctor); nothing was sent");
   return run_shim(tool, argv); /* not reachable: stdin is untouched */
 }
 

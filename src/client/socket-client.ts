@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { withAutostart } from '../protocol/autostart.js';
+import { checkSocketBeforeSending } from '../protocol/local-trust.js';
 
 /** The daemon answered with an error body `{error:{code,message}}`. */
 export class ApiError extends Error {
@@ -89,6 +90,8 @@ export class TokendClient {
     extraHeaders?: Record<string, string>,
   ): Promise<RawResponse> {
     return new Promise((resolve, reject) => {
+      // Another user's socket gets nothing: no secret, no request (local-trust.ts).
+      checkSocketBeforeSending(this.paths.socket);
       const headers: http.OutgoingHttpHeaders = { 'user-agent': this.userAgent, host: 'tokend', ...extraHeaders };
       if (body !== undefined) {
         headers['content-type'] = contentType;

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { unsafeFolderOnTheWay } from '../protocol/local-trust.js';
 
 /**
  * README, Files and places: every folder 0700 and every file 0600, owned by us.
@@ -41,4 +42,14 @@ export function checkPrivateFile(file: string): void {
     throw err;
   }
   checkOwnerAndMode(file, st, 'file');
+}
+
+/**
+ * StrictModes (OpenSSH): `dir` and every folder above it up to `/` must be ours or root's
+ * and not writable by group or others unless sticky, or another user could swap tokend's
+ * folders (and socket) for their own. Checked before `dir` is made, so nothing is left there.
+ */
+export function checkFoldersAbove(dir: string): void {
+  const unsafe = unsafeFolderOnTheWay(dir);
+  if (unsafe) throw new UnsafePathError(`${unsafe.message}; tokend will not use it. Fix: ${unsafe.fix}`);
 }

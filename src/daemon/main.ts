@@ -1,16 +1,18 @@
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import http from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { AuditLog } from './audit.js';
+import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
 import { getDriver } from './drivers/registry.js';
 import { describeIdentity, identityKey, identityOf } from './grant-identity.js';
 import { EventBus } from './events.js';
-import { checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
+import { checkFoldersAbove, checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
 import { createApp } from './http/app.js';
 import { acquireDaemonLock, LockHeldError } from './lock.js';
 import { createLogger, parseLogLevel, stderrIsJournal, type Logger } from './log.js';
@@ -74,9 +76,11 @@ function socketAnswers(socket: string): Promise<boolean> {
   });
 }
 
-/** README, Files and places: 0700 folders, 0600 files, all ours; refuse to start otherwise, naming the path. */
+/** README, Files and places: 0700 folders, 0600 files, all ours, no folder above them another user could write; refuse to start otherwise, naming the path. */
 function checkPlaces(paths: TokendPaths): void {
-  for (const dir of new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir])) ensurePrivateDir(dir);
+  const dirs = new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir]);
+  for (const dir of new Set([...dirs, path.dirname(paths.keyFile)])) checkFoldersAbove(dir);
+  for (const dir of dirs) ensurePrivateDir(dir);
   for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, paths.listenKeyFile]) {
     checkPrivateFile(f);
   }
@@ -109,6 +113,12 @@ export async function main(argv: string[]): Promise<void> {
   process.umask(0o077);
   const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL), undefined, { journald: stderrIsJournal(process.env) });
   const paths = resolvePaths(process.env, args.values.socket);
+  // Read while the daemon starts (a shell's `ulimit -c` off Linux); `warnings` reports it from the first answer on.
+  let coreWarning: string | undefined;
+  void readCoreLimit().then((limit) => {
+    coreWarning = coreLimitWarning(limit);
+    if (coreWarning) log.warn(coreWarning);
+  });
   // One JSON line, like every other log line (journald and launchd keep stderr).
   // At a terminal, a sentence; under a supervisor, one JSON log line like any other.
   const fail = (msg: string, code = 1, hint?: string): never => {
@@ -223,7 +233,7 @@ export async function main(argv: string[]): Promise<void> {
     startedAt,
     shutdown: shutdownController.signal,
     logins,
-    warnings: disk.warnings,
+    warnings: () => (coreWarning ? [coreWarning, ...disk.warnings()] : disk.warnings()),
   };
   const helpers = mountHelpers(deps);
   const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [

@@ -64,7 +64,11 @@ async function startDaemon(o: AutostartOptions): Promise<void> {
   fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(path.dirname(paths.logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(paths.logFile, 'a', 0o600);
-  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'tokend'), 'daemon'], {
+  // Under a core size limit of 0: a core file of the daemon would hold every token and the
+  // master key, and node cannot lower its own limit (no setrlimit). exec keeps the pid.
+  const argv = [process.execPath, path.join(PACKAGE_ROOT, 'bin', 'tokend'), 'daemon'];
+  const [cmd, ...args] = process.platform === 'win32' ? argv : ['/bin/sh', '-c', 'ulimit -c 0; exec "$@"', 'sh', ...argv];
+  const child = spawn(cmd, args, {
     detached: true,
     stdio: ['ignore', 'ignore', logFd],
     env: { ...o.env, TOKEND_SOCKET: paths.socket },

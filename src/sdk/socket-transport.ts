@@ -9,6 +9,7 @@ import net from 'node:net';
 import { pipeline, type Readable } from 'node:stream';
 import { CLIENT_HEADER } from '../protocol/routes.js';
 import { withAutostart } from '../protocol/autostart.js';
+import { checkSocketBeforeSending } from '../protocol/local-trust.js';
 import { daemonUnreachable, errorFromAnswer, TokendError } from './errors.js';
 
 export interface TransportOptions {
@@ -93,6 +94,8 @@ export async function readText(res: http.IncomingMessage, limit: number): Promis
 
 function connect(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    // Another user's socket gets nothing: no secret, no request (local-trust.ts).
+    checkSocketBeforeSending(socketPath);
     const socket = net.createConnection({ path: socketPath });
     socket.once('error', reject);
     socket.once('connect', () => {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { CORE_LIMIT_WARNING } from '../../protocol/local-trust.js';
 import { parseDaemonOwner, type TokendPaths } from '../../protocol/paths.js';
 import { LAUNCHD_LABEL, packageRoot } from '../service.js';
 import type { Check, DoctorContext } from './check.js';
@@ -44,7 +45,12 @@ export async function daemonChecks(ctx: DoctorContext): Promise<Check[]> {
     ];
     // What the daemon sees wrong with its own files (a deleted database, a changed key file,
     // a full disk): each sentence carries its fix.
-    for (const warning of h.warnings ?? []) checks.push({ id: 'daemon-files', status: 'fail', message: warning });
+    const restart = serviceRunsHere(service, paths) ? restartCommand(service, platform) : `kill ${h.pid}   # clients start it again on demand`;
+    for (const warning of h.warnings ?? []) {
+      // A core file would hold every token and the master key: restarted the usual ways, its limit is 0.
+      if (warning.startsWith(CORE_LIMIT_WARNING)) checks.push({ id: 'core-limit', status: 'fail', message: warning, fix: restart });
+      else checks.push({ id: 'daemon-files', status: 'fail', message: warning });
+    }
     const mine = clientVersion();
     if (mine && h.version !== mine) {
       checks.push({

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import path from 'node:path';
+import { unsafeFolderOnTheWay } from '../../protocol/local-trust.js';
 import type { Check, DoctorContext } from './check.js';
 import { shq, uid } from './shell.js';
 
@@ -11,6 +13,16 @@ export async function permissionChecks(ctx: DoctorContext): Promise<Check[]> {
   let dirs = 0;
   let files = 0;
   const bad = (p: string, message: string, fix?: string) => problems.push({ id: `permissions:${p}`, status: 'fail', message, ...(fix ? { fix } : {}) });
+
+  // StrictModes, as the daemon checks at start: no folder above its own that another user could write.
+  const unsafeAbove = new Set<string>();
+  for (const dir of new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir, path.dirname(paths.keyFile)])) {
+    const unsafe = unsafeFolderOnTheWay(dir, me);
+    if (unsafe && !unsafeAbove.has(unsafe.folder)) {
+      unsafeAbove.add(unsafe.folder);
+      bad(unsafe.folder, `${unsafe.message}; the daemon will not start under it`, unsafe.fix);
+    }
+  }
 
   for (const dir of new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir])) {
     let st: fs.Stats;
