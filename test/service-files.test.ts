@@ -93,7 +93,8 @@ describe.skipIf(!linux)('systemd units', () => {
     expect(socket).toMatch(/^ListenStream=%t\/tokend\/tokend\.sock$/m);
     expect(socket).toMatch(/^SocketMode=0600$/m);
     expect(socket).toMatch(/^DirectoryMode=0700$/m);
-    for (const line of ['UMask=0077', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'Restart=on-failure', 'ProtectSystem=strict']) {
+    // LimitCORE=0: no core file of the daemon's memory (tokens, secrets, the master key).
+    for (const line of ['UMask=0077', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'Restart=on-failure', 'ProtectSystem=strict', 'LimitCORE=0']) {
       expect(service).toMatch(new RegExp(`^${line}$`, 'm'));
     }
     // V8's JIT needs W+X pages; this option would kill node at start.
@@ -253,6 +254,9 @@ describe('launchd plist', () => {
     expect(plist.RunAtLoad).toBe(true);
     expect(plist.KeepAlive).toEqual({ SuccessfulExit: false });
     expect(plist.Umask).toBe(0o077);
+    // No core file of the daemon's memory (tokens, secrets, the master key): launchd sets both limits.
+    expect(plist.SoftResourceLimits).toEqual({ Core: 0 });
+    expect(plist.HardResourceLimits).toEqual({ Core: 0 });
     expect(plist.StandardErrorPath).toBe(`${logDir}/tokend.log`);
     expect(String(plist.StandardErrorPath).startsWith(`${home}/Library/Logs/tokend/`)).toBe(true);
   });
@@ -707,6 +711,8 @@ async function startUserManager(): Promise<UserManager | string> {
     'mount -t tmpfs tmpfs /run/systemd',
     'mkdir /run/systemd/system',
     ...cgroups.map((cg) => `echo $$ > ${cg}/cgroup.procs`),
+    // Core files on for the manager, as on a developer's machine: only LimitCORE=0 keeps them off.
+    'ulimit -c unlimited',
     `exec ${systemd} --user --log-target=console --log-level=notice`,
   ].join('\n');
   const manager = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -795,7 +801,7 @@ describe.skipIf(!linux)('under a real systemd user manager', () => {
 
     const health = await request(socket, '/v1/health');
     expect(health.status).toBe(200);
-    expect(health.body).toMatchObject({ status: 'ok', fd: 3, fd_is_socket: true, listen_env_left: [], umask: '0077', argv: ['daemon'] });
+    expect(health.body).toMatchObject({ status: 'ok', fd: 3, fd_is_socket: true, listen_env_left: [], umask: '0077', argv: ['daemon'], core_limit: '0' });
     expect(JSON.parse(fs.readFileSync(marker, 'utf8')).pid).toBe(health.body.pid);
     expect(systemctl('show', '-p', 'MainPID', '--value', 'tokend.service').stdout.trim()).toBe(String(health.body.pid));
 
