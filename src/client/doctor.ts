@@ -47,7 +47,9 @@ Checks that tokend can work and says how to fix what is wrong:
   - the daemon answers on its socket (its pid and version), and the systemd / launchd
     service, when installed (doctor never starts the daemon itself)
   - folders are 0700 and files 0600 and yours (config, data and socket folders;
-    config.json, key, tokend.db, tokend.log)
+    config.json, key, tokend.db, tokend.log), and no folder above them is writable
+    by another user (as the daemon checks at start)
+  - the running daemon's core size limit is 0 (a core file would hold every token)
   - config.json is valid, the key is there and 32 bytes
   - in a fleet (TOKEND_DATABASE_URL): the database answers, its schema is one this
     tokend can use, and the key here is the fleet's

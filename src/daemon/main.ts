@@ -52,7 +52,12 @@ grants with a fleet of daemons through PostgreSQL (docs/fleet.md). Logs are JSON
 the level (debug, info, warn, error). SIGTERM/SIGINT stop it; SIGHUP reloads config.json.
 
 Exit status: 0 stopped by SIGTERM/SIGINT, 1 could not start (another daemon runs,
-a folder or file others can read, an invalid config.json), 2 bad usage.
+a folder or file others can read, a folder above them another user could write, an
+invalid config.json), 2 bad usage.
+
+Start it through \`tokend daemon\` (run as a program), the service or a client's
+autostart: each gives it a core size limit of 0, since a core file would hold every
+token and the master key. Any other limit is reported in /v1/health and tokend doctor.
 `;
 
 function packageVersion(): string {
