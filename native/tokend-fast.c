@@ -164,6 +164,10 @@ static int check_peer(int fd, const char *sock_path) {
   }
   peer = cred.uid;
 #elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+#ifndef __APPLE__
+  /* The BSDs hide it under _POSIX_C_SOURCE; same signature on each (getpeereid(3)). */
+  extern int getpeereid(int, uid_t *, gid_t *);
+#endif
   gid_t gid;
   if (getpeereid(fd, &peer, &gid) != 0) {
     fprintf(stderr, "tokend: cannot tell who listens on %s (getpeereid failed); nothing was sent to it\n", sock_path);
