@@ -137,7 +137,7 @@ static int check_socket_files(const char *sock_path) {
     return UNTRUSTED;
   }
   if (dst.st_mode & 022) {
-    fprintf(stderr, "tokend: the socket's folder %s can be written by others (mode %03o): another user may have put their socket there; nothing was sent to it\n",
+    fprintf(stderr, "tokend: the socket's folder %s can be written by others (mode %03o): another user may be listening there; nothing was sent to it\n",
             dir, (unsigned)(dst.st_mode & 07777));
     return UNTRUSTED;
   }
