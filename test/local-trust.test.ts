@@ -73,6 +73,20 @@ describe.skipIf(!asRoot)('the daemon refuses folders another user could write (S
     });
   });
 
+  it('a client does not autostart a daemon there: it says why and makes nothing', async () => {
+    const shared = path.join(base(), 'shared');
+    fs.mkdirSync(shared);
+    fs.chmodSync(shared, 0o777);
+    const home = path.join(shared, 'home');
+    const env = tokendEnv(home);
+    delete env.TOKEND_NO_AUTOSTART;
+    const r = await runCli(['list'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`tokend cannot start: folder ${shared} (on the way to`);
+    expect(r.stderr).toContain('Fix: keep tokend');
+    expect(fs.readdirSync(shared)).toEqual([]);
+  });
+
   it('refuses a folder above its own that belongs to another user', async () => {
     const theirs = path.join(base(), 'theirs');
     fs.mkdirSync(theirs, { mode: 0o755 });

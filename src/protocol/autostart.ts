@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { unsafeFolderOnTheWay } from './local-trust.js';
 import { ROUTES } from './routes.js';
 
 /** How long a client waits for an autostarted daemon to answer. */
@@ -61,6 +62,11 @@ export function isNotListening(err: unknown): boolean {
 /** Start `tokend daemon` detached, its stderr appended to the log file, and wait until it answers. */
 async function startDaemon(o: AutostartOptions): Promise<void> {
   const { paths } = o;
+  // The daemon would refuse these places (StrictModes): say why now, and make nothing there.
+  for (const dir of [paths.dataDir, path.dirname(paths.logFile), path.dirname(paths.socket)]) {
+    const unsafe = unsafeFolderOnTheWay(dir);
+    if (unsafe) throw o.unreachable(`tokend cannot start: ${unsafe.message}. Fix: ${unsafe.fix}`);
+  }
   fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(path.dirname(paths.logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(paths.logFile, 'a', 0o600);
