@@ -69,7 +69,25 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logins_account_updated ON logins (account, updated_at);
     `);
   },
+
+  function sealLoginSecrets(db) {
+    // A pending login's secrets (state, PKCE verifier, authorization URL, device code), sealed
+    // like every secret, in a row of their own that goes when the login ends. The
+    // authorization URL carried the state in clear in `data`: out of every stored login.
+    // The store scrubs the freed bytes after this step (scrubAfterUpgrade in sqlite-store.ts).
+    db.exec(`
+      CREATE TABLE login_secrets (
+        login_id   TEXT PRIMARY KEY REFERENCES logins (id) ON DELETE CASCADE,
+        secrets    BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      UPDATE logins SET data = json_remove(data, '$.authorization_url') WHERE json_type(data, '$.authorization_url') IS NOT NULL;
+    `);
+  },
 ];
+
+/** The schema version from which logins keep their secrets sealed (the step sealLoginSecrets). */
+export const LOGIN_SECRETS_VERSION = MIGRATIONS.findIndex((m) => m.name === 'sealLoginSecrets') + 1;
 
 /** The schema version this code writes: the number of migrations. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
