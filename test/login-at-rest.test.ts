@@ -123,8 +123,8 @@ describe("a browser login's secrets at rest", () => {
 
   it('removes them when the login is cancelled', async () => {
     const p = await pendingLogin();
-    const r = await t.d.cli(['login', 'work', '--cancel']);
-    expect(r.code).toBe(0);
+    const r = await t.d.request('POST', `/v1/logins/${p.id}/cancel`);
+    expect(r.json).toMatchObject({ status: 'failed', authorization_url: null });
     expect((await settled(t.d, p.id)).error.code).toBe('cancelled');
     expectGone(p, 'failed');
     // The finished login, read from the store, shows no authorization URL.

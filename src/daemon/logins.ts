@@ -601,7 +601,8 @@ function view(s: LoginState): LoginView {
     user_code: s.user_code,
     verification_uri: s.verification_uri,
     verification_uri_complete: s.verification_uri_complete,
-    authorization_url: s.authorization_url,
+    // Only while pending, as stored (fromRecord): it carries the state.
+    authorization_url: s.status === 'pending' ? s.authorization_url : null,
     qr: s.status === 'pending' ? (s.qr ?? null) : null,
     created_at: iso(s.created_at),
     updated_at: iso(s.updated_at),
