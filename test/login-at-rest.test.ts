@@ -1,10 +1,10 @@
 /**
- * A login's secrets on disk, through a real daemon and a real browser login against the real
+ * A login's secrets on disk, through a real daemon and real logins against the real
  * oidc-provider: the state, the PKCE verifier and the authorization URL (which carries the
- * state) are never in clear in the SQLite files (database, -wal, -shm), are stored only
- * sealed while the login is pending, and their row is gone, with no copy left in any of
- * those files, once the login ends: signed in, failed, cancelled, or expired by a daemon
- * stop or a SIGKILL and the next start.
+ * state), or the device code, are never in clear in the SQLite files (database, -wal,
+ * -shm), are stored only sealed while the login is pending, and their row is gone, with no
+ * copy left in any of those files, once the login ends: signed in, failed, cancelled, or
+ * expired by a daemon stop or a SIGKILL and the next start.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -77,7 +77,7 @@ function holding(home: string, blob: Buffer): string[] {
   return [...storeFiles(home)].filter(([, bytes]) => bytes.includes(probe)).map(([name]) => name);
 }
 
-describe("a browser login's secrets at rest", () => {
+describe("a login's secrets at rest", () => {
   const idp = useIdp();
   const { t } = useDaemon({ lifetime: 'test', launch: startDaemon, account: { idp } });
 
@@ -135,6 +135,18 @@ describe("a browser login's secrets at rest", () => {
     const p = await pendingLogin();
     await t.d.stop('SIGTERM');
     expectGone(p, 'expired');
+  });
+
+  it("keeps a device login's device code sealed while pending, and removes it once signed in", async () => {
+    const login = await startLogin(t.d, 'work', 'device');
+    const blob = sealedRow(t.home, login.id);
+    expect(blob).toBeInstanceOf(Buffer);
+    await idp.approveDevice(login.user_code);
+    expect((await settled(t.d, login.id)).status).toBe('active');
+    expect(sealedRow(t.home, login.id)).toBeUndefined();
+    expect(holding(t.home, blob!)).toEqual([]);
+    // What status shows of it stays: the user code, how it ended.
+    expect(loginRow(t.home, login.id)).toMatchObject({ status: 'active', data: { user_code: login.user_code } });
   });
 
   it('removes them at the next start when the daemon was killed during the login', async () => {
