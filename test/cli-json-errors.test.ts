@@ -101,6 +101,21 @@ describe('--json errors with no daemon at all', () => {
     { args: ['key', '--json'], code: 'daemon_unreachable', exit: 1 },
   ]);
 
+  // Where launchctl does not exist, a launchd install fails before it writes anything.
+  it.skipIf(process.platform === 'darwin')('tokend service install … --json: the failure is error {code, message} in its report', async () => {
+    const r = await runCli(['service', 'install', '--platform', 'darwin', '--json'], { env: { ...env, HOME: home } });
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ command: 'install', ok: false, error: { code: 'failed', message: expect.stringContaining('launchd') } });
+    expect(r.stderr).toContain(report.error.message.split('\n')[0]);
+  });
+
+  it('tokend setup git … --json where git cannot run → failed, exit 1', async () => {
+    const r = await runCli(['setup', 'git', '--global', '--json'], { env: { ...env, HOME: home, PATH: path.join(home, 'no-bin') } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(jsonError(r)).toMatchObject({ code: 'failed', message: expect.stringMatching(/^setup git: cannot run git/) });
+  });
+
   it.each(daemonCommands)('tokend $args.0 … --json → daemon_unreachable, exit 1', async ({ args, stdin }) => {
     const r = await runCli(args, { env, stdin });
     expect(r.code, r.stderr).toBe(1);
