@@ -11,6 +11,7 @@ import { waitFor } from './support/fake-as.js';
 import { startFleet, useFleet } from './support/fleet.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { FLEET_SCHEMA_VERSION } from '../src/protocol/fleet.js';
 
 let db: TestPostgres;
 beforeAll(async () => {
@@ -180,7 +181,7 @@ describe('three daemons starting at once on a new database, with proactive refre
     const url = await db.createDatabase('timers');
     const fleet = await startFleet(db, 3, { proactive_refresh: true, max_refreshes_per_minute: 1000 }, { url, together: true });
     try {
-      expect(await db.sql('SELECT schema_version, key_check IS NOT NULL FROM tokend.meta', 'timers')).toBe('1|t\n');
+      expect(await db.sql('SELECT schema_version, key_check IS NOT NULL FROM tokend.meta', 'timers')).toBe(`${FLEET_SCHEMA_VERSION}|t\n`);
       await fleet.addAccount(idp.issuer);
       await importConfGrant(fleet.daemons[0]!, idp);
       await fleet.tokensAgree();

@@ -86,8 +86,12 @@ describe('login manager', () => {
     const login = await m.start('work', 'browser');
     const redirect = new URL(new URL(login.authorization_url!).searchParams.get('redirect_uri')!);
     expect((await fetch(new URL('/callback?state=wrong', redirect))).status).toBe(400); // listening meanwhile
+    // Its secrets are stored (sealed) while it is pending, and gone once it expired.
+    const state = new URL(login.authorization_url!).searchParams.get('state');
+    expect((await store.getLogin(login.id))!.secrets).toMatchObject({ state, authorization_url: login.authorization_url, code_verifier: expect.any(String) });
     await new Promise((r) => setTimeout(r, 1500));
-    expect(await m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' } });
+    expect(await m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' }, authorization_url: null });
+    expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
     expect(m.pendingFor('work')).toBeUndefined();
     expect(events.map((e) => [e.type, e.status])).toEqual([
       ['login.pending', undefined],
@@ -100,24 +104,27 @@ describe('login manager', () => {
   it('on close, records pending logins as expired and stops polling', async () => {
     const m = manager();
     const login = await m.start('work', 'device');
+    expect((await store.getLogin(login.id))!.secrets).toEqual({ device_code: 'dc' });
     await new Promise((r) => setTimeout(r, 30));
     m.close();
     const seen = polls;
     await new Promise((r) => setTimeout(r, 30));
     expect(polls).toBe(seen);
     expect(await store.getLogin(login.id)).toMatchObject({ status: 'expired', data: { error: { code: 'daemon_stopped' } } });
+    expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
     await expect(m.start('work', 'device')).rejects.toMatchObject({ code: 'upstream_unavailable' });
   });
 
   it('at start-up, expires what a previous daemon left pending and prunes old finished logins', async () => {
     const week = 7 * 24 * 3600_000;
     const base = { account: 'work', flow: 'device', data: { expires_at: Date.now() + 60_000, user_code: 'X', error: null } };
-    await store.putLogin({ ...base, id: 'left-pending', status: 'pending', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
+    await store.putLogin({ ...base, id: 'left-pending', status: 'pending', created_at: Date.now() - 1000, updated_at: Date.now() - 1000, secrets: { device_code: 'dc' } });
     await store.putLogin({ ...base, id: 'old-done', status: 'active', created_at: Date.now() - 2 * week, updated_at: Date.now() - 2 * week });
     await store.putLogin({ ...base, id: 'recent-done', status: 'failed', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
     const m = manager();
     expect(await m.expireStale()).toBe(1);
     expect(await m.get('left-pending')).toMatchObject({ status: 'expired', error: { code: 'daemon_stopped' }, user_code: 'X' });
+    expect((await store.getLogin('left-pending'))!.secrets).toBeUndefined();
     await expect(m.get('old-done')).rejects.toThrow(TokendError);
     expect((await m.get('recent-done')).status).toBe('failed');
   });

@@ -4,9 +4,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadOrCreateKey, open, seal } from '../src/daemon/store/crypto.js';
-import { SCHEMA_VERSION } from '../src/daemon/store/migrations.js';
+import { LOGIN_SECRETS_VERSION, MIGRATIONS, SCHEMA_VERSION } from '../src/daemon/store/migrations.js';
 import { GenerationMismatchError, StoreError, openStore } from '../src/daemon/store/sqlite-store.js';
-import type { Store, TokenUpdate } from '../src/daemon/store/types.js';
+import type { LoginRecord, Store, TokenUpdate } from '../src/daemon/store/types.js';
 
 let dir: string;
 let dbFile: string;
@@ -375,6 +375,82 @@ describe('encryption at rest', () => {
   });
 });
 
+describe("logins' secrets", () => {
+  const login = (over: Partial<LoginRecord> = {}): LoginRecord => ({
+    id: 'login-1',
+    account: 'work',
+    flow: 'browser',
+    status: 'pending',
+    data: { expires_at: clock + 600_000, error: null },
+    created_at: clock,
+    updated_at: clock,
+    ...over,
+  });
+  const STATE = 'STATE-5e1f-distinctive-oauth-state-value';
+  const VERIFIER = 'VERIFIER-77c2-distinctive-pkce-verifier-xyz';
+  const secrets = { state: STATE, code_verifier: VERIFIER, authorization_url: `https://id.example/auth?state=${STATE}` };
+
+  /** The store's files (database, -wal, -shm) that hold `needle`. */
+  const filesHolding = (needle: string | Buffer): string[] =>
+    fs
+      .readdirSync(path.dirname(dbFile))
+      .filter((f) => fs.readFileSync(path.join(path.dirname(dbFile), f)).includes(needle));
+
+  it('are sealed while the login is pending, kept by a put without them, and removed with no copy once it ends', async () => {
+    const s = store();
+    await s.putLogin(login({ secrets }));
+    expect((await s.getLogin('login-1'))!.secrets).toEqual(secrets);
+    expect(filesHolding(STATE)).toEqual([]);
+    expect(filesHolding(VERIFIER)).toEqual([]);
+    await s.putLogin(login({ updated_at: clock + 1 }));
+    expect((await s.listLogins({ status: 'pending' }))[0]!.secrets).toEqual(secrets);
+
+    const raw = new Database(dbFile, { readonly: true });
+    const blob = raw.prepare('SELECT secrets FROM login_secrets').pluck().get() as Buffer;
+    raw.close();
+    expect(filesHolding(blob.subarray(12, 44)).length).toBeGreaterThan(0);
+
+    await s.putLogin(login({ status: 'active', updated_at: clock + 2, secrets }));
+    const done = (await s.getLogin('login-1'))!;
+    expect(done.status).toBe('active');
+    expect(done.secrets).toBeUndefined();
+    // secure_delete zeroed the row in its page; the WAL that held the old page was emptied.
+    expect(filesHolding(blob.subarray(12, 44))).toEqual([]);
+  });
+
+  it('are bound to their login: a sealed row moved to another login does not open', async () => {
+    const s = store();
+    await s.putLogin(login({ id: 'a', secrets }));
+    await s.putLogin(login({ id: 'b', secrets: { state: 'other' } }));
+    await s.close();
+    const raw = new Database(dbFile);
+    raw.prepare("UPDATE login_secrets SET secrets = (SELECT secrets FROM login_secrets WHERE login_id = 'a') WHERE login_id = 'b'").run();
+    raw.close();
+    await expect(store().getLogin('b')).rejects.toMatchObject({ code: 'decrypt_failed' });
+  });
+
+  it('an older database loses every authorization URL (its state) in clear, pruned rows included, when upgraded', async () => {
+    fs.mkdirSync(path.dirname(dbFile), { recursive: true, mode: 0o700 });
+    const raw = new Database(dbFile);
+    raw.pragma('journal_mode = WAL');
+    for (const m of MIGRATIONS.slice(0, LOGIN_SECRETS_VERSION - 1)) m(raw);
+    raw.pragma(`user_version = ${LOGIN_SECRETS_VERSION - 1}`);
+    const put = raw.prepare("INSERT INTO logins (id, account, flow, status, data, created_at, updated_at) VALUES (?, 'work', 'browser', 'active', ?, 1, 1)");
+    put.run('kept', JSON.stringify({ authorization_url: `https://id.example/auth?state=${STATE}`, error: null }));
+    put.run('pruned', JSON.stringify({ authorization_url: `https://id.example/auth?state=${VERIFIER}`, error: null }));
+    raw.prepare("DELETE FROM logins WHERE id = 'pruned'").run();
+    raw.close();
+    // Both are in the file: the pruned one as freed bytes.
+    expect(filesHolding(STATE)).toEqual(['tokend.db']);
+    expect(filesHolding(VERIFIER)).toEqual(['tokend.db']);
+
+    const s = store();
+    expect(filesHolding(STATE)).toEqual([]);
+    expect(filesHolding(VERIFIER)).toEqual([]);
+    expect((await s.getLogin('kept'))!.data).toEqual({ error: null });
+  });
+});
+
 describe('master key', () => {
   it('is created with mode 0600 and 32 bytes, and reused afterwards', async () => {
     const file = path.join(dir, 'fresh', 'key');
@@ -421,7 +497,7 @@ describe('database file', () => {
       expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
       const tables = raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
-      expect(tables).toEqual(['audit', 'grants', 'logins', 'secrets']);
+      expect(tables).toEqual(['audit', 'grants', 'login_secrets', 'logins', 'secrets']);
     } finally {
       raw.close();
     }

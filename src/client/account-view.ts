@@ -16,7 +16,8 @@ export function accountLines(a: AccountView, now = Date.now()): string {
     row('expires', stamp(a.expires_at, now)),
     row('driver', `${a.driver}${a.preset ? ` (preset ${a.preset})` : ''}`),
     a.issuer ? row('issuer', a.issuer) : undefined,
-    row('client_id', `${a.client_id}${a.has_client_secret ? ' (with secret)' : ''}`),
+    // Not every driver has a client (AMP signs in with a stored password).
+    a.client_id ? row('client_id', `${a.client_id}${a.has_client_secret ? ' (with secret)' : ''}`) : undefined,
     a.flow ? row('flow', a.flow) : undefined,
     a.scopes.length ? row('scopes', a.scopes.join(' ')) : undefined,
     a.hosts.length ? row('hosts', a.hosts.join(' ')) : undefined,

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { PROXY_ERROR_HEADER, ROUTES } from '../protocol/routes.js';
 import { parseOptions, requireName } from './args.js';
 import { EXIT, UsageError, type Command } from './io.js';
+import { ApiError } from './socket-client.js';
 
 export const API_HELP = `usage: tokend api NAME PATH [-X METHOD] [-H 'Name: value']... [-d DATA | -d @FILE | -d @-] [--json]
 
@@ -69,10 +70,9 @@ export const apiCommand: Command = async (args, io, client) => {
   const status = res.statusCode ?? 0;
   const daemonError = res.headers[PROXY_ERROR_HEADER];
   if (daemonError !== undefined) {
-    const text = await readAll(res);
-    const message = safeMessage(text) ?? `the daemon answered ${status}`;
-    io.stderr(`tokend: ${message}\n`);
-    return daemonError === 'reauth_required' || daemonError === 'login_pending' ? EXIT.reauth : EXIT.error;
+    // The daemon's own answer (no token, no such account): reported as every command's (cli.ts).
+    const body = parseJson(await readAll(res));
+    throw new ApiError(status, String(daemonError), safeMessage(body) ?? `the daemon answered ${status}`, body);
   }
   const isJson = /\bjson\b/i.test(String(res.headers['content-type'] ?? ''));
   if (values.json && isJson) {
@@ -108,11 +108,15 @@ async function readAll(res: http.IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function safeMessage(text: string): string | undefined {
+function parseJson(text: string): unknown {
   try {
-    const m = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
-    return typeof m === 'string' ? m : undefined;
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
+}
+
+function safeMessage(body: unknown): string | undefined {
+  const m = (body as { error?: { message?: unknown } } | undefined)?.error?.message;
+  return typeof m === 'string' ? m : undefined;
 }

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ACCOUNT_COMMANDS } from './account-commands.js';
 import { clip, parseOptions } from './args.js';
-import { EXIT, UsageError, reportUsage, type Command, type Io } from './io.js';
+import { CommandError, EXIT, UsageError, asksJson, printJsonError, reportUsage, type Command, type Io } from './io.js';
 import { processIo } from './process-io.js';
 import { ApiError, DaemonUnreachableError, TokendClient } from './socket-client.js';
 import { tokenCommand } from './token-command.js';
@@ -129,35 +129,48 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
   if (cmd === 'help') return rest[0] === undefined ? run([], io) : run([rest[0], '--help'], io);
   if (VERSION_WORDS.has(cmd)) return run(['version'], io);
+  const json = asksJson(rest);
   if (!Object.hasOwn(commands, cmd)) {
-    return reportUsage(io, '', `${cmd.startsWith('-') ? 'unknown option' : 'unknown command'} "${clip(cmd, 40)}"`);
+    return reportUsage(io, '', `${cmd.startsWith('-') ? 'unknown option' : 'unknown command'} "${clip(cmd, 40)}"`, json);
   }
   let c: TokendClient | undefined;
   const client = () => (c ??= new TokendClient({ env: io.env, userAgent: `tokend-cli/${cmd}` }));
   try {
     return await commands[cmd](rest, io, client);
   } catch (err) {
-    return report(err, cmd, io);
+    return report(err, cmd, io, json);
   }
 }
 
-/** Say what went wrong; the exit status follows from what kind of failure it was. */
-function report(err: unknown, cmd: string, io: Io): number {
-  if (err instanceof UsageError) return reportUsage(io, err.command ?? cmd, err.message);
+/**
+ * Say what went wrong, on stderr, and with --json as `{"error":{"code","message"}}` on
+ * stdout too; the exit status follows from what kind of failure it was.
+ */
+function report(err: unknown, cmd: string, io: Io, json: boolean): number {
+  if (err instanceof UsageError) return reportUsage(io, err.command ?? cmd, err.message, json);
   if (err instanceof ApiError) {
     io.stderr(`tokend: ${err.message}\n`);
+    if (json) printJsonError(io, daemonError(err));
     if (err.code === 'conflict' && !err.message.includes('--replace-grant')) {
       io.stderr('(to make this change anyway, and drop the grant with it, repeat the command with --replace-grant)\n');
     }
     // 3 means "a login is needed": refused grant, no grant, or a login still in progress.
     return err.code === 'reauth_required' || err.code === 'login_pending' ? EXIT.reauth : EXIT.error;
   }
-  if (err instanceof DaemonUnreachableError) {
-    io.stderr(`tokend: ${err.message}\n`);
-    return EXIT.error;
-  }
-  io.stderr(`tokend: ${(err as Error)?.message ?? String(err)}\n`);
+  const [code, message] =
+    err instanceof DaemonUnreachableError ? ['daemon_unreachable', err.message]
+    : err instanceof CommandError ? [err.code, err.command ? `${err.command}: ${err.message}` : err.message]
+    : ['internal', (err as Error)?.message ?? String(err)];
+  io.stderr(`tokend: ${message}\n`);
+  if (json) printJsonError(io, { code, message });
   return EXIT.error;
+}
+
+/** The daemon's error body as it sent it (`account`, `retry_after`, `login` included), or its code and message. */
+function daemonError(err: ApiError): { code: string; message: string } {
+  const sent = (err.body as { error?: unknown } | undefined)?.error;
+  const e = typeof sent === 'object' && sent !== null ? (sent as Record<string, unknown>) : {};
+  return { ...e, code: err.code, message: err.message };
 }
 
 /** Entry point of bin/tokend for every command but `daemon`. */

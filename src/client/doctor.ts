@@ -13,6 +13,7 @@ import { keyChecks } from './doctor/key.js';
 import { logChecks } from './doctor/log.js';
 import { permissionChecks } from './doctor/permissions.js';
 import { serviceChecks } from './doctor/service.js';
+import { asksJson, printJsonError } from './io.js';
 
 // `tokend doctor [--json]`: what is wrong and how to fix it. Every check is one line with
 // a status and, when something needs doing, the command that does it. It never starts
@@ -76,6 +77,7 @@ export async function runDoctor(args: string[], io: DoctorIo): Promise<number> {
     json = parsed.values.json === true;
   } catch (err) {
     io.stderr(`tokend doctor: ${(err as Error).message}\n(see tokend doctor --help)\n`);
+    if (asksJson(args)) printJsonError(io, { code: 'usage', message: `tokend doctor: ${(err as Error).message}` });
     return 2;
   }
   const report = await diagnose(io);

@@ -34,10 +34,42 @@ export class UsageError extends Error {
   }
 }
 
-/** Say what was wrong in one line that names the command's --help; returns exit 2. */
-export function reportUsage(io: Pick<Io, 'stderr'>, command: string, message: string): number {
+/**
+ * A failure a command reports without the daemon's help (a missing file, git refusing):
+ * `code` as a program reads it with --json (`not_found`, `failed`, …), `command` names the
+ * subcommand in the message (`setup git`).
+ */
+export class CommandError extends Error {
+  override name = 'CommandError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly command?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Did the command line ask for JSON (`--json` before any `--`, past which the words are another program's)? */
+export function asksJson(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--json');
+}
+
+/**
+ * With --json, every error is also `{"error":{"code","message",…}}` on stdout, so a program
+ * reading stdout never gets text it cannot parse. `code`: the daemon's wire code, or the
+ * CLI's own: `usage` (exit 2), `daemon_unreachable`, `failed` (a local step), `internal`.
+ */
+export function printJsonError(io: Pick<Io, 'stdout'>, error: { code: string; message: string; [field: string]: unknown }): void {
+  io.stdout(`${JSON.stringify({ error }, null, 2)}\n`);
+}
+
+/** Say what was wrong in one line that names the command's --help (and, with --json, as JSON on stdout); returns exit 2. */
+export function reportUsage(io: Pick<Io, 'stderr'> & Partial<Pick<Io, 'stdout'>>, command: string, message: string, json = false): number {
   const who = command ? `tokend ${command}` : 'tokend';
   io.stderr(`${who}: ${message} (see \`${who} --help\`)\n`);
+  if (json && io.stdout) printJsonError({ stdout: io.stdout }, { code: 'usage', message: `${who}: ${message}` });
   return EXIT.usage;
 }
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseOptions } from './args.js';
-import { EXIT, type Command } from './io.js';
+import { CommandError, EXIT, type Command } from './io.js';
 
 export const LISTEN_KEY_HELP = `usage: tokend listen-key [--rotate] [--json]
 
@@ -47,8 +47,7 @@ export const listenKeyCommand: Command = async (args, io, client) => {
   try {
     key = fs.readFileSync(file, 'utf8').trim();
   } catch {
-    io.stderr(`tokend: no daemon key yet (${file}); start the daemon with --listen 127.0.0.1:PORT, or run \`tokend listen-key --rotate\`\n`);
-    return EXIT.error;
+    throw new CommandError('not_found', `no daemon key yet (${file}); start the daemon with --listen 127.0.0.1:PORT, or run \`tokend listen-key --rotate\``);
   }
   print(key);
   return EXIT.ok;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolvePaths } from '../protocol/paths.js';
 import { parseOptions } from './args.js';
-import { EXIT, reportUsage, UsageError, type Io } from './io.js';
+import { asksJson, EXIT, reportUsage, UsageError, type Io } from './io.js';
 
 // `tokend service install|uninstall|status`: run tokend as a systemd user service (with
 // socket activation) or a launchd agent. The templates live in service-files/; this file
@@ -202,7 +202,7 @@ export async function runService(args: string[], io: ServiceIo): Promise<number>
       platform: platform ?? io.platform ?? process.platform,
     };
   } catch (err) {
-    if (err instanceof UsageError) return reportUsage(io, 'service', err.message);
+    if (err instanceof UsageError) return reportUsage(io, 'service', err.message, asksJson(args));
     throw err;
   }
 
@@ -652,7 +652,7 @@ class Reporter {
 
   fail(message: string, extra: Record<string, unknown> = {}): number {
     this.message(message);
-    if (this.json) this.data({ ...extra, ok: false, error: message });
+    if (this.json) this.data({ ...extra, ok: false, error: { code: 'failed', message } });
     return 1;
   }
 }

@@ -14,7 +14,7 @@ import { parseHostPattern } from '../protocol/host-pattern.js';
 import { gitConfigUrls } from '../protocol/helpers/git.js';
 import { ROUTES } from '../protocol/routes.js';
 import { parseOptions } from './args.js';
-import { EXIT, UsageError, type Command, type Io } from './io.js';
+import { CommandError, EXIT, UsageError, type Command, type Io } from './io.js';
 import type { TokendClient } from './socket-client.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -120,7 +120,7 @@ export const setupGit: Command = async (args, io, client) => {
 
   if (!values.global) {
     const repo = git('rev-parse', '--git-dir');
-    if (repo.error) return cannotRunGit(io, repo.error);
+    if (repo.error) throw cannotRunGit(repo.error);
     if (repo.status !== 0) {
       throw new UsageError('not in a git repository: run it inside one, or add --global to set up every repository (~/.gitconfig)', 'setup git');
     }
@@ -136,8 +136,8 @@ export const setupGit: Command = async (args, io, client) => {
   const own = read(scope);
   // What git asks now: every scope, or (--global) that file alone.
   const effective = values.global ? own : read();
-  if (own instanceof Error) return cannotRunGit(io, own);
-  if (effective instanceof Error) return cannotRunGit(io, effective);
+  if (own instanceof Error) throw cannotRunGit(own);
+  if (effective instanceof Error) throw cannotRunGit(effective);
 
   // 1. The helper list: tokend first, the others after it.
   const current = inEffect(effective);
@@ -172,8 +172,7 @@ export const setupGit: Command = async (args, io, client) => {
     const r = git(...c);
     // --unset-all exits 5 when there was nothing to unset.
     if (r.status !== 0 && !(c[2] === '--unset-all' && r.status === 5)) {
-      io.stderr(`tokend setup git: ${r.stderr.trim() || `${shellLine(c)} failed`}\n`);
-      return EXIT.error;
+      throw new CommandError('failed', r.stderr.trim() || `${shellLine(c)} failed`, 'setup git');
     }
   }
   if (values.json) printJson(io, { scope: scope.slice(2), helpers: wanted, use_http_path: useHttpPath, commands: commands.map(shellLine), dry_run: false });
@@ -196,7 +195,6 @@ function accountsNote(io: Io, error: string): void {
   );
 }
 
-function cannotRunGit(io: Io, err: Error): number {
-  io.stderr(`tokend setup git: cannot run git: ${err.message}\n`);
-  return EXIT.error;
+function cannotRunGit(err: Error): CommandError {
+  return new CommandError('failed', `cannot run git: ${err.message}`, 'setup git');
 }

@@ -3,9 +3,10 @@
  * PKCE on an RFC 8252 loopback redirect), their lifecycle (pending → active | failed |
  * expired), persistence, joining, and events.
  *
- * Secrets of a login (device_code, PKCE verifier, state, authorization code, tokens) live in
- * this process's memory only; the store holds what the API shows, so a status survives a
- * restart, and a login that was pending when the daemon stopped is `expired` afterwards.
+ * The store holds what the API shows, so a status survives a restart, and a login that was
+ * pending when the daemon stopped is `expired` afterwards. A pending login's secrets (device
+ * code; state, PKCE verifier and the authorization URL that carries the state) are stored
+ * sealed only, and removed when it ends; authorization codes and tokens never are.
  */
 import { randomUUID } from 'node:crypto';
 import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from '../protocol/api.js';
@@ -20,7 +21,7 @@ import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, page, stateMatches, type CallbackAnswer } from './login-browser.js';
 import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js';
 import type { Logger } from './log.js';
-import type { LoginRecord, Store } from './store/types.js';
+import type { LoginRecord, LoginSecrets, Store } from './store/types.js';
 
 export interface LoginManagerDeps {
   store: Store;
@@ -75,7 +76,7 @@ interface LoginTarget {
   task?: string;
 }
 
-/** What a browser login needs to receive its callback; memory only. */
+/** What a browser login needs to receive its callback (its secrets are also stored, sealed, while it is pending). */
 interface BrowserWait {
   driver: Driver;
   redirectUri: string;
@@ -117,8 +118,9 @@ export class LoginManager {
   async expireStale(): Promise<number> {
     const now = this.now();
     const stale = await this.deps.store.listLogins({ status: 'pending' });
-    for (const rec of stale) {
+    for (const { secrets: _gone, ...rec } of stale) {
       const error: LoginError = { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' };
+      // Finished: the store removes its secrets in the same commit.
       await this.deps.store.putLogin({ ...rec, status: 'expired', data: { ...rec.data, error }, updated_at: now });
       this.deps.log.info('a login left pending by the previous daemon is now expired', { account: rec.account, login_id: rec.id });
     }
@@ -284,7 +286,7 @@ export class LoginManager {
       updated_at: now,
       expires_at: now + auth.expires_in * 1000,
       error: null,
-    });
+    }, { device_code: auth.device_code });
     void this.runDevice(s, driver, auth);
     return s;
   }
@@ -362,7 +364,7 @@ export class LoginManager {
       updated_at: now,
       expires_at: now + ttl,
       error: null,
-    });
+    }, { state: secrets.state, code_verifier: secrets.code_verifier, authorization_url: authorizationUrl });
     s.browser = { driver, redirectUri, secrets };
     session = s;
     const expiry = setTimeout(() => this.expireBrowser(s), ttl);
@@ -457,10 +459,10 @@ export class LoginManager {
 
   // ---- lifecycle ----
 
-  /** Record a new pending login and announce it. */
-  private begin(target: LoginTarget, state: LoginState): Session {
+  /** Record a new pending login, its secrets sealed, and announce it. */
+  private begin(target: LoginTarget, state: LoginState, secrets: LoginSecrets): Session {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
-    this.persist(state);
+    this.persist(state, secrets);
     this.live.set(state.account, s);
     this.deps.events.emit('login.pending', state.account, {
       login_id: state.id,
@@ -528,9 +530,12 @@ export class LoginManager {
     }
   }
 
-  /** Record the login as it is now (the store keeps the order of writes to one login); a failure never stops the login. */
-  private persist(state: LoginState): void {
-    this.deps.store.putLogin(toRecord(state)).catch((err) => {
+  /**
+   * Record the login as it is now (the store keeps the order of writes to one login; a
+   * finished login's secrets go with that write); a failure never stops the login.
+   */
+  private persist(state: LoginState, secrets?: LoginSecrets): void {
+    this.deps.store.putLogin({ ...toRecord(state), ...(secrets ? { secrets } : {}) }).catch((err) => {
       // The login goes on in memory; only its survival across a restart is lost.
       this.deps.log.error('could not record a login in the database', { account: state.account, login_id: state.id, error: err as Error });
     });
@@ -596,7 +601,8 @@ function view(s: LoginState): LoginView {
     user_code: s.user_code,
     verification_uri: s.verification_uri,
     verification_uri_complete: s.verification_uri_complete,
-    authorization_url: s.authorization_url,
+    // Only while pending, as stored (fromRecord): it carries the state.
+    authorization_url: s.status === 'pending' ? s.authorization_url : null,
     qr: s.status === 'pending' ? (s.qr ?? null) : null,
     created_at: iso(s.created_at),
     updated_at: iso(s.updated_at),
@@ -632,16 +638,17 @@ function toRecord(s: LoginState): LoginRecord {
       user_code: s.user_code,
       verification_uri: s.verification_uri,
       verification_uri_complete: s.verification_uri_complete,
-      authorization_url: s.authorization_url,
+      // Not authorization_url: it carries the state, a secret (stored sealed, see begin()).
       expires_at: s.expires_at,
       error: s.error,
     },
   };
 }
 
-/** A stored login, validated on the way out. */
+/** A stored login, validated on the way out; a pending one's authorization URL is among its sealed secrets. */
 function fromRecord(rec: LoginRecord): LoginView {
   const d = rec.data;
+  const authorizationUrl = rec.status === 'pending' ? rec.secrets?.authorization_url : undefined;
   const parsed = LoginView.safeParse({
     id: rec.id,
     account: rec.account,
@@ -651,7 +658,7 @@ function fromRecord(rec: LoginRecord): LoginView {
     user_code: d.user_code ?? null,
     verification_uri: d.verification_uri ?? null,
     verification_uri_complete: d.verification_uri_complete ?? null,
-    authorization_url: d.authorization_url ?? null,
+    authorization_url: authorizationUrl ?? null,
     created_at: iso(rec.created_at),
     updated_at: iso(rec.updated_at),
     expires_at: typeof d.expires_at === 'number' ? iso(d.expires_at) : undefined,

@@ -171,7 +171,10 @@ export class MemoryStore implements Store {
   }
   async putLogin(login: LoginRecord): Promise<void> {
     this.reachable();
-    this.logins.set(login.id, { ...login });
+    // As the real stores: a pending put without secrets keeps them; a finished login has none.
+    const { secrets, ...rec } = login;
+    const kept = login.status === 'pending' ? (secrets ?? this.logins.get(login.id)?.secrets) : undefined;
+    this.logins.set(login.id, kept ? { ...rec, secrets: { ...kept } } : rec);
   }
   async getLogin(id: string): Promise<LoginRecord | undefined> {
     this.reachable();

@@ -4,6 +4,25 @@ import type Database from 'better-sqlite3';
 export type Migration = (db: Database.Database) => void;
 
 /**
+ * The step that keeps a pending login's secrets sealed, out of `data`; a constant of its
+ * own, so the store knows from which version an upgrade must scrub (LOGIN_SECRETS_VERSION).
+ */
+function keepLoginSecretsSealed(db: Database.Database): void {
+  // A pending login's secrets (state, PKCE verifier, authorization URL, device code), sealed
+  // like every secret, in a row of their own that goes when the login ends. The
+  // authorization URL carried the state in clear in `data`: out of every stored login.
+  // The store scrubs the freed bytes after this step (scrubAfterUpgrade in sqlite-store.ts).
+  db.exec(`
+    CREATE TABLE login_secrets (
+      login_id   TEXT PRIMARY KEY REFERENCES logins (id) ON DELETE CASCADE,
+      secrets    BLOB NOT NULL,
+      updated_at INTEGER NOT NULL
+    ) STRICT;
+    UPDATE logins SET data = json_remove(data, '$.authorization_url') WHERE json_type(data, '$.authorization_url') IS NOT NULL;
+  `);
+}
+
+/**
  * The schema, one step per release that changed it. Append only: a shipped migration is
  * never edited, because databases in the field have already run it. `PRAGMA user_version`
  * holds how many have run.
@@ -69,7 +88,12 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logins_account_updated ON logins (account, updated_at);
     `);
   },
+
+  keepLoginSecretsSealed,
 ];
+
+/** The schema version from which logins keep their secrets sealed (the step keepLoginSecretsSealed). */
+export const LOGIN_SECRETS_VERSION = MIGRATIONS.indexOf(keepLoginSecretsSealed) + 1;
 
 /** The schema version this code writes: the number of migrations. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -61,6 +61,16 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX logins_node_account_updated ON ${S}.logins (node, account, updated_at);
   `,
+  // A pending login's secrets (state, PKCE verifier, authorization URL, device code), sealed,
+  // in a row that goes when the login ends; the authorization URL (its state) out of `data`.
+  `
+  CREATE TABLE ${S}.login_secrets (
+    login_id   text PRIMARY KEY REFERENCES ${S}.logins (id) ON DELETE CASCADE,
+    secrets    bytea NOT NULL,
+    updated_at bigint NOT NULL
+  );
+  UPDATE ${S}.logins SET data = (data::jsonb - 'authorization_url')::text WHERE data::jsonb ? 'authorization_url';
+  `,
 ];
 
 if (MIGRATIONS.length !== FLEET_SCHEMA_VERSION) {

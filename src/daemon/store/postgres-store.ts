@@ -12,7 +12,7 @@
  * - Every write that changes a grant announces it in the same statement
  *   (`pg_notify('tokend_grants', '<account>:<generation>')`, delivered on commit); the
  *   listener hands other daemons' announcements to the broker.
- * - Logins belong to the daemon that runs them (their secrets live in its memory): each
+ * - Logins belong to the daemon that runs them (the one holding their flow open): each
  *   daemon sees its own (`node`). The audit log is the fleet's.
  */
 import { randomBytes } from 'node:crypto';
@@ -24,7 +24,7 @@ import { GenerationMismatchError, StoreError } from './errors.js';
 import { listenForGrants, type GrantListener } from './postgres-listener.js';
 import { postgresError } from './postgres-errors.js';
 import { prepareFleet } from './postgres-schema.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decrypt, grantAad, sealLoginSecrets, secretAad, truncate, type Row } from './rows.js';
 import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export interface PostgresStoreOptions {
@@ -304,13 +304,23 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     putLogin(login: LoginRecord) {
+      // One statement, so the login and its secrets commit together: a finished login's go.
+      const secrets = login.status === 'pending' && login.secrets ? sealLoginSecrets(key, login.id, login.secrets) : null;
       const write = loginWrites.then(() =>
         q(
-          `INSERT INTO ${S}.logins (id, node, account, flow, status, data, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (id) DO UPDATE SET account = excluded.account, flow = excluded.flow, status = excluded.status,
-             data = excluded.data, updated_at = excluded.updated_at`,
-          [login.id, opts.node, login.account, login.flow, login.status, JSON.stringify(login.data), login.created_at, login.updated_at],
+          `WITH l AS (
+             INSERT INTO ${S}.logins (id, node, account, flow, status, data, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET account = excluded.account, flow = excluded.flow, status = excluded.status,
+               data = excluded.data, updated_at = excluded.updated_at
+             RETURNING id),
+           gone AS (DELETE FROM ${S}.login_secrets WHERE login_id = $1 AND $5 <> 'pending'),
+           kept AS (
+             INSERT INTO ${S}.login_secrets (login_id, secrets, updated_at)
+             SELECT id, $9, $10 FROM l WHERE $9::bytea IS NOT NULL
+             ON CONFLICT (login_id) DO UPDATE SET secrets = excluded.secrets, updated_at = excluded.updated_at)
+           SELECT 1`,
+          [login.id, opts.node, login.account, login.flow, login.status, JSON.stringify(login.data), login.created_at, login.updated_at, secrets, now()],
         ),
       );
       loginWrites = write.catch(() => undefined);
@@ -319,17 +329,17 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async getLogin(id) {
       await loginWrites;
-      const [row] = await q(`SELECT * FROM ${S}.logins WHERE id = $1 AND node = $2`, [id, opts.node]);
-      return row ? decodeLogin(row, where) : undefined;
+      const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.id = $1 AND l.node = $2`, [id, opts.node]);
+      return row ? decodeLogin(row, where, key) : undefined;
     },
 
     async listLogins(o: { status?: LoginStatusValue } = {}) {
       await loginWrites;
       const rows =
         o.status === undefined
-          ? await q(`SELECT * FROM ${S}.logins WHERE node = $1 ORDER BY created_at DESC, id`, [opts.node])
-          : await q(`SELECT * FROM ${S}.logins WHERE node = $1 AND status = $2 ORDER BY created_at DESC, id`, [opts.node, o.status]);
-      return rows.map((row) => decodeLogin(row, where));
+          ? await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 ORDER BY l.created_at DESC, l.id`, [opts.node])
+          : await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 AND l.status = $2 ORDER BY l.created_at DESC, l.id`, [opts.node, o.status]);
+      return rows.map((row) => decodeLogin(row, where, key));
     },
 
     async lastFinishedLogin(account) {

@@ -3,9 +3,9 @@
  * sealing): the associated data that binds a sealed value to its row and column, and the
  * decoders that check each row on its way out. `file` names the database in messages.
  */
-import { open as unseal } from './crypto.js';
+import { open as unseal, seal } from './crypto.js';
 import { StoreError } from './errors.js';
-import type { AuditEntry, GrantRecord, GrantSummary, LoginRecord, LoginStatusValue, StoredAccessToken } from './types.js';
+import type { AuditEntry, GrantRecord, GrantSummary, LoginRecord, LoginSecrets, LoginStatusValue, StoredAccessToken } from './types.js';
 
 export interface Row {
   [column: string]: unknown;
@@ -17,6 +17,19 @@ export const AUDIT_DEFAULT_LIMIT = 1000;
 
 export const grantAad = (account: string, column: 'refresh_token' | 'access_token') => `grant:${account}:${column}`;
 export const secretAad = (account: string, name: string) => `secret:${account}:${name}`;
+export const loginSecretsAad = (id: string) => `login:${id}:secrets`;
+
+/** A pending login's secrets as one sealed blob, bound to the login's id. */
+export function sealLoginSecrets(key: Buffer, id: string, secrets: LoginSecrets): Buffer {
+  return seal(key, JSON.stringify(secrets), loginSecretsAad(id));
+}
+
+/**
+ * The login_secrets table's columns selected with a login row (`secrets`: the sealed blob
+ * or NULL): both stores read logins with it joined.
+ */
+export const LOGIN_WITH_SECRETS = (logins: string, secrets: string) =>
+  `SELECT l.*, s.secrets FROM ${logins} l LEFT JOIN ${secrets} s ON s.login_id = l.id`;
 
 /** Cut `s` to at most `max` UTF-16 units without splitting a surrogate pair. */
 export function truncate(s: string, max: number): string {
@@ -156,7 +169,8 @@ function textReader(row: Row, bad: (column: string) => Error): (column: string) 
   };
 }
 
-export function decodeLogin(row: Row, file: string): LoginRecord {
+/** A login row (with its sealed `secrets`, when selected and still there), checked and opened. */
+export function decodeLogin(row: Row, file: string, key?: Buffer): LoginRecord {
   const bad = (column: string) => invalidRow(file, 'logins', String(row.account), column);
   const text = textReader(row, bad);
   const status = text('status');
@@ -168,7 +182,7 @@ export function decodeLogin(row: Row, file: string): LoginRecord {
     throw bad('data');
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('data');
-  return {
+  const rec: LoginRecord = {
     id: text('id'),
     account: text('account'),
     flow: text('flow'),
@@ -177,6 +191,24 @@ export function decodeLogin(row: Row, file: string): LoginRecord {
     created_at: int(row, 'created_at', bad),
     updated_at: int(row, 'updated_at', bad),
   };
+  const sealed = row.secrets;
+  if (key && sealed !== undefined && sealed !== null) {
+    if (!Buffer.isBuffer(sealed)) throw bad('secrets');
+    const secrets = parseSecrets(decrypt(key, sealed, loginSecretsAad(rec.id), file));
+    if (!secrets) throw bad('secrets');
+    rec.secrets = secrets;
+  }
+  return rec;
+}
+
+function parseSecrets(text: string): LoginSecrets | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+    return Object.values(v).every((x) => typeof x === 'string') ? (v as LoginSecrets) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function decodeAudit(row: Row, file: string): AuditEntry {

@@ -3,8 +3,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { seal } from './crypto.js';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
-import { migrate } from './migrations.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, summaryRow, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
+import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, sealLoginSecrets, summaryRow, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
 import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
@@ -26,7 +26,9 @@ export function openStore({ file, key, now = Date.now }: StoreOptions): Store {
   try {
     db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
     configure(db, file);
+    const from = userVersion(db);
     migrate(db, file);
+    if (from > 0 && from < LOGIN_SECRETS_VERSION) scrubAfterUpgrade(db);
     return buildStore(db, file, key, now);
   } catch (err) {
     db?.close();
@@ -79,6 +81,29 @@ function configure(db: Database.Database, file: string): void {
   // start and then mostly writes; the kernel's page cache keeps it warm anyway, and 16 MiB of
   // cache was a tenth of a 10 000-account daemon's memory (bench/, row 7).
   db.pragma('cache_size = -2048');
+  // Deleted content is overwritten with zeros, in the page and on the freelist: a login's
+  // sealed secrets, an old sealed token, leave no copy in the file once removed. The WAL
+  // keeps old page images until a checkpoint; removeFromWal() empties it where it matters.
+  db.pragma('secure_delete = ON');
+}
+
+/**
+ * Copy the WAL into the database and truncate it to zero bytes, so page images from before
+ * a removal (a finished login's secrets) stop lingering in the -wal file. Best effort: it
+ * needs no reader in the way, and there is none but this daemon.
+ */
+function removeFromWal(db: Database.Database): void {
+  db.pragma('wal_checkpoint(TRUNCATE)');
+}
+
+/**
+ * A database from before logins' secrets were sealed held each browser login's
+ * authorization URL (its state) in clear, also in logins pruned since, whose bytes stay in
+ * free pages until overwritten: rewrite the file once (VACUUM) and empty the WAL.
+ */
+function scrubAfterUpgrade(db: Database.Database): void {
+  db.exec('VACUUM');
+  removeFromWal(db);
 }
 
 function buildStore(db: Database.Database, file: string, key: Buffer, now: () => number): Store {
@@ -142,9 +167,13 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       ON CONFLICT (id) DO UPDATE SET
         account = excluded.account, flow = excluded.flow, status = excluded.status,
         data = excluded.data, updated_at = excluded.updated_at`),
-    getLogin: db.prepare<[string], Row>('SELECT * FROM logins WHERE id = ?'),
-    listLogins: db.prepare<[], Row>('SELECT * FROM logins ORDER BY created_at DESC, id'),
-    listLoginsWith: db.prepare<[string], Row>('SELECT * FROM logins WHERE status = ? ORDER BY created_at DESC, id'),
+    putLoginSecrets: db.prepare<[string, Buffer, number]>(`
+      INSERT INTO login_secrets (login_id, secrets, updated_at) VALUES (?, ?, ?)
+      ON CONFLICT (login_id) DO UPDATE SET secrets = excluded.secrets, updated_at = excluded.updated_at`),
+    deleteLoginSecrets: db.prepare<[string]>('DELETE FROM login_secrets WHERE login_id = ?'),
+    getLogin: db.prepare<[string], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.id = ?`),
+    listLogins: db.prepare<[], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} ORDER BY l.created_at DESC, l.id`),
+    listLoginsWith: db.prepare<[string], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.status = ? ORDER BY l.created_at DESC, l.id`),
     lastFinishedLogin: db.prepare<[string], Row>(
       "SELECT * FROM logins WHERE account = ? AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1",
     ),
@@ -179,6 +208,14 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     });
     if (!row) throw new GenerationMismatchError(account, expected, sql.generationOf.get(account) ?? null);
     return row;
+  });
+  /** One login and its secrets in one commit; true when a finished login's secrets were removed. */
+  const putLoginTx = db.transaction((login: LoginRecord): boolean => {
+    const { secrets, ...rec } = login;
+    sql.putLogin.run({ ...rec, data: JSON.stringify(rec.data) });
+    if (rec.status !== 'pending') return sql.deleteLoginSecrets.run(rec.id).changes > 0;
+    if (secrets) sql.putLoginSecrets.run(rec.id, sealLoginSecrets(key, rec.id, secrets), now());
+    return false;
   });
   const appendAuditTx = db.transaction((entries: AuditEntry[]) => {
     for (const e of entries) sql.insertAudit.run(e.at, e.account, truncate(e.client, AUDIT_CLIENT_MAX), e.action);
@@ -318,16 +355,16 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     }),
 
     putLogin: guard((login: LoginRecord) => {
-      sql.putLogin.run({ ...login, data: JSON.stringify(login.data) });
+      if (putLoginTx.immediate(login)) removeFromWal(db);
     }),
 
     getLogin: guard((id: string) => {
       const row = sql.getLogin.get(id);
-      return row ? decodeLogin(row, file) : undefined;
+      return row ? decodeLogin(row, file, key) : undefined;
     }, { writes: false }),
 
     listLogins: guard((opts: { status?: LoginStatusValue } = {}) =>
-      (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file)),
+      (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file, key)),
       { writes: false },
     ),
 

@@ -78,19 +78,30 @@ export interface AuditEntry {
 export type LoginStatusValue = 'pending' | 'active' | 'failed' | 'expired';
 
 /**
- * One interactive login as stored, so its status survives a restart. Never a secret: the
- * device_code, PKCE verifier, authorization code and tokens live in the daemon's memory only.
+ * One interactive login as stored, so its status survives a restart. `data` is never a
+ * secret; what is (the state, PKCE verifier and authorization URL of a browser login, the
+ * device code) is in `secrets`, which the store seals and keeps only while the login is
+ * pending. Authorization codes and tokens are never stored with a login.
  */
 export interface LoginRecord {
   id: string;
   account: string;
   flow: string;
   status: LoginStatusValue;
-  /** What the API shows besides the columns (user code, URLs, expiry, error), as a JSON object. */
+  /** What the API shows besides the columns (user code, URLs, expiry, error), as a JSON object; no secret. */
   data: Record<string, unknown>;
   created_at: number;
   updated_at: number;
+  /**
+   * The login's secrets by name, sealed at rest (one blob, bound to the login's id). A put
+   * of a pending login without them keeps the stored ones; any put of a finished login
+   * removes them, in the same commit. Read back only while the login is pending.
+   */
+  secrets?: LoginSecrets;
 }
+
+/** A pending login's secrets by name (`state`, `code_verifier`, `authorization_url`, `device_code`). */
+export type LoginSecrets = Record<string, string>;
 
 /**
  * The persistent store: grants, client secrets, logins, audit log. Every method returns a
@@ -147,7 +158,11 @@ export interface Store {
   getSecrets(account: string): Promise<Map<string, string>>;
   putSecret(account: string, name: string, value: string): Promise<void>;
   deleteSecrets(account: string): Promise<void>;
-  /** Insert or replace a login (by id); writes to one login land in the order they were made. */
+  /**
+   * Insert or replace a login (by id); writes to one login land in the order they were made.
+   * A finished login's secrets are removed in the same commit, and leave no copy in the
+   * store's files (see LoginRecord.secrets).
+   */
   putLogin(login: LoginRecord): Promise<void>;
   getLogin(id: string): Promise<LoginRecord | undefined>;
   /** Logins, newest first; only those with `status` when given. */
