@@ -93,7 +93,7 @@ function hostnameOf(input: string | URL | Request): string {
  * may go to them (rules.ts) because they are loopback, so they must never be looked up in DNS,
  * where whoever answers could send the request, and what it carries, to another host.
  */
-export function isLoopbackName(host: string): boolean {
+function isLoopbackName(host: string): boolean {
   const h = host.toLowerCase().replace(/\.$/, '');
   return h === 'localhost' || h.endsWith('.localhost');
 }
