@@ -71,7 +71,9 @@ async function daemonWithGrantAtA(): Promise<{ d: DaemonProcess; home: string }>
 
 /** Nothing A issued, and not A's client secret, ever reached B; and B was never asked for a token. */
 function expectNothingOfAReachedB(): void {
-  const secrets = [...idp.issuedRefreshTokens(), ...idp.issuedAccessTokens(), 'conf-secret', Buffer.from('conf:conf-secret').toString('base64')];
+  // Basic carries the secret form-encoded (RFC 6749 §2.3.1: oauth4webapi writes `-` as %2D).
+  const basic = ['conf-secret', 'conf%2Dsecret'].map((s) => Buffer.from(`conf:${s}`).toString('base64'));
+  const secrets = [...idp.issuedRefreshTokens(), ...idp.issuedAccessTokens(), 'conf-secret', ...basic];
   for (const r of b.seen) {
     const text = `${r.url}\n${JSON.stringify(r.headers)}\n${r.body}`;
     for (const s of secrets) expect(text).not.toContain(s);
@@ -178,8 +180,9 @@ describe('a grant stays with the provider that issued it', () => {
     await addConfAccount(d, idp.issuer, 'w');
     const login = await d.request('POST', '/v1/accounts/w/login', { flow: 'device' });
     expect(login.status).toBe(202);
-    const body = { issuer: b.issuer, client_id: 'conf', scopes: ['openid'] };
-    expect((await d.request('PUT', '/v1/accounts/w', body)).status).toBe(200); // no grant yet: no conflict
+    // No grant yet, and the change gives B's own client secret: no conflict.
+    const body = { issuer: b.issuer, client_id: 'conf', scopes: ['openid'], client_secret: 'b-secret' };
+    expect((await d.request('PUT', '/v1/accounts/w', body)).status).toBe(200);
     const after = await d.request('GET', `/v1/logins/${login.json.id}`);
     expect(after.json.status).toBe('failed');
     expect(after.json.error.code).toBe('cancelled');

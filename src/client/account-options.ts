@@ -80,12 +80,17 @@ export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider def
   --authorization-endpoint URL
   --revocation-endpoint URL
   --replace-grant              allow a change of provider or client (driver, issuer,
-                               token or revocation endpoint, client id): the old grant
-                               is revoked and dropped, so the account needs a new login.
-                               Without it such a change is refused (exit 1).
+                               client id, token, authorization, device or revocation
+                               endpoint): the old grant is revoked and dropped, so the
+                               account needs a new login, and the stored client secret
+                               and password are dropped unless given again. Without it
+                               such a change is refused (exit 1) while the account holds
+                               a grant, or a secret not given again in the same change.
   --no-check                   do not contact the provider to check the account
                                (discovery, required secrets): for offline setup
   --json                       print the account as JSON on stdout
+
+With \`tokend set\`, an empty value clears an option (\`--api-base ''\`).
 `;
 
 /** The request body: only the options given (PATCH changes only those; PUT takes them as the whole account). */
@@ -114,7 +119,7 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     refresh_with_token: values['refresh-with-token'],
     git_auth: values['git-auth'],
     // The daemon may run elsewhere (a service): it gets the file's absolute path.
-    ca_file: values['ca-file'] === undefined ? undefined : path.resolve(values['ca-file']),
+    ca_file: values['ca-file'] ? path.resolve(values['ca-file']) : values['ca-file'],
   };
   const wantSecret = Boolean(values['client-secret-stdin']);
   const wantPassword = Boolean(values['password-stdin']);
@@ -129,12 +134,16 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     if (wantSecret) body.client_secret = take('--client-secret-stdin');
     if (wantPassword) body.password = take('--password-stdin');
   }
-  for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+  for (const k of Object.keys(body)) {
+    // An empty value (`--api-base ''`) clears the setting: null in a PATCH; a PUT just leaves it out.
+    if (body[k] === '') body[k] = command === 'set' ? null : undefined;
+    if (body[k] === undefined) delete body[k];
+  }
   return body as PatchAccountRequest;
 }
 
-function wholeNumber(v: string | undefined, option: string, command: string): number | undefined {
-  if (v === undefined) return undefined;
+function wholeNumber(v: string | undefined, option: string, command: string): number | '' | undefined {
+  if (v === undefined || v === '') return v;
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${option} takes a whole number`, command);
   return n;

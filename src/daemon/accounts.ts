@@ -14,7 +14,7 @@ import { describeIssues } from '../protocol/issues.js';
 import { asDriverError } from './driver-errors.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
-import { describeIdentity, identityChanges, identityKey, identityOf, parseIdentity } from './grant-identity.js';
+import { describeIdentity, identityChanges, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset, withoutDerived } from './presets.js';
 import { isStoreUnavailable } from './store/errors.js';
@@ -69,6 +69,12 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
       throw E.invalidRequest(`${field}: plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https`);
     }
+    // A password in a URL would sit in config.json, and fetch refuses such URLs anyway.
+    if (u.username || u.password) throw E.invalidRequest(`${field}: a URL with a user or password (user:pass@) is not allowed; give secrets on stdin`);
+    // The proxy puts each request's own path and query under api_base, and refuses one with its own.
+    if (field === 'api_base' && (u.search || u.hash)) {
+      throw E.invalidRequest('api_base: a URL with a query (?…) or fragment (#…) is not allowed; give the API root, e.g. https://api.example.com/v1');
+    }
   }
 }
 
@@ -83,7 +89,9 @@ export async function patchAccount(deps: AccountDeps, name: string, body: PatchA
   const before = deps.config.getAccount(name);
   if (!before) throw unknownAccount(name);
   const { client_secret, password, ...rest } = body;
-  return writeAccount(deps, name, { ...withoutDerived(before), ...rest }, { client_secret, password }, flags);
+  const input: Record<string, unknown> = { ...withoutDerived(before), ...rest };
+  for (const [k, v] of Object.entries(input)) if (v === null) delete input[k]; // null clears a field
+  return writeAccount(deps, name, input, { client_secret, password }, flags);
 }
 
 /** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
@@ -114,19 +122,20 @@ async function writeAccount(
   // config's identity, or in a fleet the one the fleet's grant records (this host's config
   // may have disagreed with it: a change that makes it agree moves nothing).
   const heldBy = deps.store.fleet && grant?.bound_to ? grant.bound_to : before && identityKey(before);
-  const moved = heldBy !== undefined && heldBy !== identityKey(cfg);
+  const moved = heldBy !== undefined && !isBoundTo(heldBy, cfg);
   const holder = heldBy === undefined ? {} : (parseIdentity(heldBy) ?? {});
+  const fields = () => identityChanges(holder, identityOf(cfg)).join(', ');
   if (moved && grant && !flags.replaceGrant) {
-    const fields = identityChanges(holder, identityOf(cfg)).join(', ');
     throw E.conflict(
-      `account "${name}" holds a grant issued by ${describeIdentity(holder)}; this change (${fields}) would move it to ${describeIdentity(identityOf(cfg))}, ` +
+      `account "${name}" holds a grant issued by ${describeIdentity(holder)}; this change (${fields()}) would move it to ${describeIdentity(identityOf(cfg))}, ` +
         `and a grant never goes to a provider or client that did not issue it. Re-run with --replace-grant to revoke that grant and drop it (then log in again), or correct the change`,
       { account: name },
     );
   }
+  const stored = await deps.store.getSecrets(name);
+  if (moved && !flags.replaceGrant) refuseToMoveSecrets(name, stored, given, fields());
   // The secrets the account will hold: the given ones, else (same identity) the stored ones.
-  const stored = moved ? new Map<string, string>() : await deps.store.getSecrets(name);
-  const secretOf = (n: keyof GivenSecrets): string | undefined => given[n] ?? stored.get(n);
+  const secretOf = (n: keyof GivenSecrets): string | undefined => given[n] ?? (moved ? undefined : stored.get(n));
   if (cfg.flow === 'client-credentials' && !secretOf('client_secret') && cfg.token_endpoint_auth_method !== 'none') {
     throw E.invalidRequest(
       `account "${name}" uses the client-credentials flow, which needs the client secret: pass it on stdin with --client-secret-stdin`,
@@ -159,6 +168,23 @@ async function writeAccount(
   }
   if (obtained) await deps.broker.installLogin(name, obtained, identityKey(cfg));
   return { ...(await viewAccount(deps, name)), ...(notices.length ? { notices } : {}) };
+}
+
+/**
+ * Rule 8 for the stored secrets: a client secret or password was given for the endpoints the
+ * account had, and goes nowhere else unless the write that moves the account gives it again
+ * (then it is the user's word for the new endpoints) or `replace_grant` drops it. 409 otherwise.
+ */
+function refuseToMoveSecrets(name: string, stored: ReadonlyMap<string, string>, given: GivenSecrets, fields: string): void {
+  const held = (['client_secret', 'password'] as const).filter((n) => stored.has(n) && given[n] === undefined);
+  if (held.length === 0) return;
+  const what = held.map((n) => (n === 'client_secret' ? 'client secret' : 'password')).join(' and ');
+  const again = held.map((n) => (n === 'client_secret' ? '--client-secret-stdin' : '--password-stdin')).join(' and ');
+  throw E.conflict(
+    `account "${name}" holds a ${what} given for its current endpoints; this change (${fields}) would send it elsewhere. ` +
+      `Give it again in the same change (${again}) if it is meant for the new endpoints, or re-run with --replace-grant to drop it`,
+    { account: name },
+  );
 }
 
 /**

@@ -5,7 +5,7 @@ import { asDriverError, wireErrorOf } from './driver-errors.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import type { EventBus } from './events.js';
-import { configForIdentity, describeIdentity, identityKey, identityOf, parseIdentity } from './grant-identity.js';
+import { configForIdentity, describeIdentity, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
 import type { Logger } from './log.js';
 import { admit, backOff, freshHealth, healthy, waitOut, type AccountHealth } from './refresh-health.js';
 import { GenerationMismatchError, isStoreUnavailable } from './store/errors.js';
@@ -135,14 +135,17 @@ export class Broker {
       if (!cfg) continue;
       this.seen.set(g.account, g.generation);
       const id = identityKey(cfg);
-      if (g.bound_to === null) {
+      // So do grants bound before the authorization and device endpoints joined the identity,
+      // matched on the fields they were bound with (grant-identity.ts); a fleet's stay as they
+      // are, for its daemons not yet upgraded.
+      if (g.bound_to === null || (g.bound_to !== id && !this.deps.store.fleet && isBoundTo(g.bound_to, cfg))) {
         g.bound_to = id;
         unbound.push({ account: g.account, boundTo: id });
       }
       // Rule 8: a grant whose provider or client is not the account's any more is never
       // served or refreshed; it is revoked where it came from and dropped. A fleet's grant
       // is left alone: it is the other daemons' too, and this host's config is the odd one.
-      if (g.bound_to !== id) {
+      if (!isBoundTo(g.bound_to, cfg)) {
         if (this.deps.store.fleet) this.logMismatch(g.account, g, cfg);
         else void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
         continue;
@@ -351,7 +354,7 @@ export class Broker {
     return this.queue(account, () =>
       this.locked(account, async () => {
         const cfg = this.accountOrThrow(account);
-        if (identityKey(cfg) !== issuedBy) {
+        if (!isBoundTo(issuedBy, cfg)) {
           throw E.conflict(
             `account "${account}" was changed to ${describeIdentity(JSON.parse(identityKey(cfg)))} while this login with ${describeIdentity(parseIdentity(issuedBy) ?? {})} was in progress; its grant was not kept. Log in again`,
             { account },
@@ -422,7 +425,7 @@ export class Broker {
     this.mismatchLogged.delete(account);
     const g = await this.deps.store.getGrant(account).catch(() => undefined);
     const cfg = this.deps.config.getAccount(account);
-    if (g && cfg && g.bound_to && g.bound_to !== identityKey(cfg)) this.logMismatch(account, g, cfg);
+    if (g && cfg && g.bound_to && !isBoundTo(g.bound_to, cfg)) this.logMismatch(account, g, cfg);
   }
 
   /**
@@ -480,7 +483,7 @@ export class Broker {
       }
     }
     const cfg = this.deps.config.getAccount(account);
-    if (grant && cfg && this.deps.store.fleet && grant.bound_to && grant.bound_to !== identityKey(cfg)) {
+    if (grant && cfg && this.deps.store.fleet && grant.bound_to && !isBoundTo(grant.bound_to, cfg)) {
       return { lastError: mismatchMessage(account, grant, cfg) };
     }
     return {
@@ -1029,7 +1032,7 @@ export class Broker {
     }
     const mem = this.grants.get(account);
     if (this.seen.get(account) === g.generation && (!mem || mem.status === g.status)) return;
-    if (g.bound_to && g.bound_to !== identityKey(cfg)) {
+    if (g.bound_to && !isBoundTo(g.bound_to, cfg)) {
       this.forget(account);
       this.seen.set(account, g.generation);
       this.logMismatch(account, g, cfg);
@@ -1072,7 +1075,7 @@ export class Broker {
     if (!this.deps.store.fleet) return;
     const g = await this.deps.store.getGrant(account);
     const cfg = this.deps.config.getAccount(account);
-    if (g?.bound_to && g.bound_to !== identity && cfg) throw E.conflict(mismatchMessage(account, g, cfg), { account });
+    if (g?.bound_to && g.bound_to !== identity && cfg && !isBoundTo(g.bound_to, cfg)) throw E.conflict(mismatchMessage(account, g, cfg), { account });
   }
 
   // ---- grants and identities ----
@@ -1088,7 +1091,7 @@ export class Broker {
       g.bound_to = id;
       return true;
     }
-    return g.bound_to === id;
+    return isBoundTo(g.bound_to, cfg);
   }
 
   /**
@@ -1103,7 +1106,7 @@ export class Broker {
     const current = this.deps.config.getAccount(account);
     // The grant's own provider: from its recorded identity, else (an old grant) the account's.
     const issuer = grant?.bound_to ? parseIdentity(grant.bound_to) : undefined;
-    const ours = current && (!grant?.bound_to || identityKey(current) === grant.bound_to);
+    const ours = current && (!grant?.bound_to || isBoundTo(grant.bound_to, current));
     const cfg = ours ? current : issuer ? configForIdentity(issuer) : undefined;
     let revoked = false;
     // Memory holds no token: only a grant still in the store can be revoked.

@@ -26,16 +26,45 @@ export function identityOf(cfg: AccountConfig): GrantIdentity {
   return id;
 }
 
+/**
+ * Bindings written since the authorization and device authorization endpoints joined the
+ * identity carry `"v":2` (a number: parseIdentity leaves it out). A binding without it was
+ * written before, on the fields in LEGACY_FIELDS only.
+ */
+const BINDING_VERSION = 2;
+const LEGACY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id', 'base_url', 'managed_user_id', 'username'] as const;
+
 /** The identity as the canonical string stored with a grant (`grants.bound_to`). */
 export function identityKey(cfg: AccountConfig): string {
-  if (!Object.isFrozen(cfg)) return JSON.stringify(identityOf(cfg));
+  if (!Object.isFrozen(cfg)) return keyOf(cfg);
   // config.json's accounts are frozen and shared by accounts written alike (config-file.ts):
   // one key, computed once, for the thousands of grants of one identity.
   let key = frozenKeys.get(cfg);
-  if (key === undefined) frozenKeys.set(cfg, (key = JSON.stringify(identityOf(cfg))));
+  if (key === undefined) frozenKeys.set(cfg, (key = keyOf(cfg)));
   return key;
 }
 const frozenKeys = new WeakMap<AccountConfig, string>();
+const keyOf = (cfg: AccountConfig) => JSON.stringify({ v: BINDING_VERSION, ...identityOf(cfg) });
+
+/**
+ * Does `bound` (a grant's `bound_to`, a login's identity) name the identity of `cfg`? A
+ * binding written before the endpoints joined the identity is matched on the fields it was
+ * bound with: upgrading drops no grant (the github, microsoft and bitbucket presets wrote
+ * those endpoints into config.json long before).
+ */
+export function isBoundTo(bound: string, cfg: AccountConfig): boolean {
+  if (bound === identityKey(cfg)) return true;
+  const legacy = legacyIdentity(bound);
+  if (!legacy) return false;
+  const now = identityOf(cfg);
+  return LEGACY_FIELDS.every((f) => legacy[f] === now[f]);
+}
+
+/** The identity a binding of before BINDING_VERSION records; undefined for any other string. */
+export function legacyIdentity(bound: string): GrantIdentity | undefined {
+  if (!bound.startsWith('{') || bound.startsWith('{"v":')) return undefined;
+  return parseIdentity(bound);
+}
 
 /** Parse a stored identity; undefined when it is not one. */
 export function parseIdentity(key: string): GrantIdentity | undefined {

@@ -5,6 +5,7 @@
  * and an account's own `ca_file` (a private IdP's CA). Provider calls (every driver) and the
  * API proxy's upstream requests go through the dispatcher given here.
  */
+import dns from 'node:dns';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import tls from 'node:tls';
@@ -48,7 +49,7 @@ export function dispatcherFor(cfg: OutboundConfig, env: NodeJS.ProcessEnv = proc
   const hit = dispatchers.get(key);
   if (hit && hit.mtimeMs === mtimeMs) return hit.dispatcher;
   const ca = caBundle(cfg.ca_file);
-  const tlsOptions = ca ? { ca } : {};
+  const tlsOptions = { ...(ca ? { ca } : {}), lookup: pinnedLookup };
   const dispatcher: Dispatcher = PROXY_VARS.some((v) => env[v])
     ? // Direct connections (NO_PROXY) and tunnels to the target both check the target's certificate against `ca`.
       new (undici().EnvHttpProxyAgent)({ connect: tlsOptions, requestTls: tlsOptions })
@@ -68,8 +69,52 @@ function statMtime(file: string): number {
 
 /** A fetch for an account's provider calls, through `dispatcherFor`. */
 export function outboundFetch(cfg: OutboundConfig): typeof fetch {
-  if (!cfg.ca_file && !PROXY_VARS.some((v) => process.env[v])) return fetch; // nothing to change: node's own
+  const viaDispatcher = (input: string | URL | Request, init?: RequestInit, dispatcher = dispatcherFor(cfg)) =>
+    undici().fetch(input as never, { ...(init as object), dispatcher } as never) as unknown as Promise<Response>;
+  if (!cfg.ca_file && !PROXY_VARS.some((v) => process.env[v])) {
+    // Node's own fetch, but its lookup is the system's: a loopback name goes the pinned way.
+    return ((input: string | URL | Request, init?: RequestInit) =>
+      isLoopbackName(hostnameOf(input)) ? viaDispatcher(input, init) : fetch(input, init)) as typeof fetch;
+  }
   const dispatcher = dispatcherFor(cfg);
-  return ((input: string | URL | Request, init?: RequestInit) =>
-    undici().fetch(input as never, { ...(init as object), dispatcher } as never) as unknown as Promise<Response>) as typeof fetch;
+  return ((input: string | URL | Request, init?: RequestInit) => viaDispatcher(input, init, dispatcher)) as typeof fetch;
+}
+
+function hostnameOf(input: string | URL | Request): string {
+  try {
+    return new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url).hostname;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * `localhost` and the names under it (RFC 6761 §6.3), with or without the final dot: plain http
+ * may go to them (rules.ts) because they are loopback, so they must never be looked up in DNS,
+ * where whoever answers could send the request, and what it carries, to another host.
+ */
+function isLoopbackName(host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  return h === 'localhost' || h.endsWith('.localhost');
+}
+
+const LOOPBACK_ADDRESSES: dns.LookupAddress[] = [
+  { address: '127.0.0.1', family: 4 },
+  { address: '::1', family: 6 },
+];
+
+/** net.connect's `lookup` for every outbound connection: a loopback name is 127.0.0.1 / ::1, any other name the system's answer. */
+function pinnedLookup(
+  hostname: string,
+  options: dns.LookupOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void,
+): void {
+  if (!isLoopbackName(hostname)) {
+    dns.lookup(hostname, options, callback as never);
+    return;
+  }
+  const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : options.family;
+  const addresses = LOOPBACK_ADDRESSES.filter((a) => !family || a.family === family);
+  if (options.all) callback(null, addresses);
+  else callback(null, addresses[0].address, addresses[0].family);
 }

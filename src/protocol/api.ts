@@ -104,26 +104,46 @@ export const PutAccountRequest = AccountConfig.extend({
 }).strict();
 export type PutAccountRequest = z.input<typeof PutAccountRequest>;
 
+/** Each field of `shape`, also taking `null`. */
+function nullable<S extends Record<string, z.ZodType>>(shape: S): { [K in keyof S]: z.ZodNullable<S[K]> } {
+  return Object.fromEntries(Object.entries(shape).map(([k, v]) => [k, v.nullable()])) as { [K in keyof S]: z.ZodNullable<S[K]> };
+}
+
 /**
- * `PATCH /v1/accounts/:name` (`tokend set`): only the fields given change. Arrays replace
- * the whole list. The result is validated as a whole, like a PUT.
+ * `PATCH /v1/accounts/:name` (`tokend set`): only the fields given change; `null` clears
+ * one (back to its default). Arrays replace the whole list. The result is validated as a
+ * whole, like a PUT.
  */
-export const PatchAccountRequest = AccountFields.extend({
-  client_secret: z.string().min(1).max(4096),
-  password: z.string().min(1).max(4096),
-})
+export const PatchAccountRequest = z
+  .object({
+    ...nullable(AccountFields.shape),
+    client_secret: z.string().min(1).max(4096),
+    password: z.string().min(1).max(4096),
+  })
   .partial()
   .strict();
 export type PatchAccountRequest = z.input<typeof PatchAccountRequest>;
 
 /**
- * The fields of an account that a grant is bound to (rule 8, docs/architecture.md): who issued it and
- * where its refresh token is sent. Changing any of them moves the account to another
- * provider or client, so its grant must not follow. `username` counts only where it names
- * the user the grant belongs to (the password flow), not where it is just what a
- * credential helper presents with the token.
+ * The fields of an account that a grant and the stored client secret and password are bound
+ * to (rule 8, docs/architecture.md): who issued it, and every endpoint the account sends its
+ * client secret, a code, a PKCE verifier or a refresh token to. Changing any of them moves the
+ * account to another provider or client, so its grant and secrets must not follow.
+ * `username` counts only where it names the user the grant belongs to (the password flow),
+ * not where it is just what a credential helper presents with the token. `api_base` (it
+ * receives access tokens by design) and `redirect_uri` (nothing secret) are not part of it.
  */
-export const GRANT_IDENTITY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id', 'base_url', 'managed_user_id'] as const;
+export const GRANT_IDENTITY_FIELDS = [
+  'driver',
+  'issuer',
+  'token_endpoint',
+  'revocation_endpoint',
+  'client_id',
+  'base_url',
+  'managed_user_id',
+  'authorization_endpoint',
+  'device_authorization_endpoint',
+] as const;
 
 // Query flags of `PUT`/`PATCH /v1/accounts/:name`: with the routes, zod-free, for the CLI and the SDK.
 export { ACCOUNT_WRITE_FLAGS } from './routes.js';
