@@ -4,11 +4,11 @@
  * never as the socket's own ECONNRESET or EPIPE; idempotent calls reconnect once, starting
  * the daemon where autostart applies; waitForLogin waits the restart out.
  */
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Tokend, TokendError } from '../src/sdk/index.js';
 import { addConfAccount, importConfGrant, processAlive } from './support/daemon.js';
 import { sleep, waitFor } from './support/fake-as.js';
-import { rejectionOf } from './support/rejection.js';
 import { useStack } from './support/stack.js';
 
 interface Busy {
@@ -122,18 +122,34 @@ describe('the SDK across daemon restarts', () => {
       shown++;
       return login;
     };
-    for (const signal of ['SIGTERM', 'SIGKILL', 'SIGTERM', 'SIGKILL'] as const) {
+    const withStream = tokend.events.bind(tokend);
+    // An event stream that cannot be opened (nothing listens there): the wait polls from the start.
+    const noStream = new Tokend({ env: { TOKEND_HOME: path.join(stack.t.home, 'nowhere') }, autostart: false });
+    const cases = [
+      ['SIGTERM', withStream],
+      ['SIGKILL', withStream],
+      ['SIGTERM', noStream.events.bind(noStream)],
+      ['SIGKILL', noStream.events.bind(noStream)],
+    ] as const;
+    for (const [signal, events] of cases) {
+      tokend.events = events;
       const login = await tokend.login('work', { flow: 'device' });
-      // Without the event stream (it ends with the daemon), the wait polls every 2 ms: polls
-      // are under way while the daemon goes.
+      // Without the event stream (it ends with the daemon, or never was), the wait polls
+      // every 2 ms: polls are under way while the daemon goes.
       const before = shown;
-      const waiting = rejectionOf(tokend.waitForLogin(login.id, { pollMs: 2 }), TokendError);
+      const waiting = tokend.waitForLogin(login.id, { pollMs: 2 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       await waitFor(() => shown > before, 'the wait to see the login');
       await stack.t.d.stop(signal);
       await sleep(100);
       await stack.t.d.start();
       // A login does not outlive its daemon: the new one says it ended with the old.
-      expect(await waiting, signal).toMatchObject({ code: 'daemon_stopped', login: { id: login.id, status: 'expired' } });
+      const how = `${signal}, ${events === withStream ? 'with' : 'without'} the event stream`;
+      const err = await waiting;
+      expect(err, how).toBeInstanceOf(TokendError);
+      expect(err, how).toMatchObject({ code: 'daemon_stopped', login: { id: login.id, status: 'expired' } });
     }
   });
 });
