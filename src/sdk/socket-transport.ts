@@ -46,20 +46,21 @@ export interface JsonOptions {
   idempotent?: boolean;
 }
 
+/** How long a call whose connection broke waits before it connects again. */
+const RECONNECT_PAUSE_MS = 100;
+
 /** The errors of a connection that broke once made (as opposed to one that could not be made): the kind a retry may cure. */
 const brokenConnections = new WeakSet<object>();
 
 export class SocketTransport {
-  /** The reconnection under way, shared by every call whose connection broke with the same restart. */
-  private reconnecting?: Promise<void>;
+  /** The start (or the wait for a daemon) under way, shared by every call that found nobody listening. */
+  private starting?: Promise<void>;
 
   constructor(readonly o: TransportOptions) {}
 
   /** Send one request; resolves with the response, its body still to be read. */
   async request(r: SocketRequest): Promise<http.IncomingMessage> {
     r.signal?.throwIfAborted();
-    // While a restart is being waited out, connecting too would only start another daemon.
-    if (this.reconnecting) await this.reconnecting.catch(() => undefined);
     const socket = await this.open();
     if (r.signal?.aborted) {
       socket.destroy();
@@ -78,31 +79,41 @@ export class SocketTransport {
       return await this.exchange<T>(method, path, body, opts.signal);
     } catch (err) {
       if (!opts.idempotent || !brokenConnections.has(err as object)) throw err;
-      await this.reconnect();
+      // Once more, on a new connection: to the daemon that replaced the old one, or to one
+      // started now (autostart), or daemon_unreachable. Not at once: a killed daemon's
+      // listening socket may outlive the connections it cut by an instant, and a connection
+      // made then is cut too.
+      await pause(RECONNECT_PAUSE_MS, opts.signal);
       return this.exchange<T>(method, path, body, opts.signal);
     }
   }
 
-  /** Connect, starting the daemon when nothing listens (and autostart is on). */
-  private open(): Promise<net.Socket> {
+  /**
+   * Connect. When that fails (nothing listens: a restart, a crash), every call of this
+   * client that failed meanwhile waits for one start of the daemon (where autostart
+   * applies): a restart under a busy app starts one daemon, not one per call, which would
+   * race each other for the daemon's lock.
+   */
+  private async open(): Promise<net.Socket> {
+    try {
+      return await connect(this.o.socket);
+    } catch {
+      this.starting ??= this.connectOrStart()
+        .then((socket) => void socket.destroy())
+        .finally(() => (this.starting = undefined));
+      await this.starting;
+      return this.connectOrStart();
+    }
+  }
+
+  /** Connect, starting the daemon when nothing listens (and autostart is on); daemon_unreachable otherwise. */
+  private connectOrStart(): Promise<net.Socket> {
     return withAutostart(() => connect(this.o.socket), {
       paths: this.o,
       env: this.o.env,
       autostart: this.o.autostart,
       unreachable: daemonUnreachable,
     });
-  }
-
-  /**
-   * Wait until the daemon takes connections again (starting it where autostart applies).
-   * Calls whose connections broke together share one attempt: a restart under a busy app
-   * starts one daemon, not one per call.
-   */
-  private reconnect(): Promise<void> {
-    this.reconnecting ??= this.open()
-      .then((socket) => void socket.destroy())
-      .finally(() => (this.reconnecting = undefined));
-    return this.reconnecting;
   }
 
   /** A failure of the connection once made, as the SDK's error, remembered as one a retry may cure. */
@@ -201,5 +212,21 @@ function send(socket: net.Socket, r: SocketRequest, userAgent: string): Promise<
         if (err && !response) req.destroy(err);
       });
     }
+  });
+}
+
+/** Wait `ms`; rejects with the signal's reason when it fires first. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const aborted = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    }, ms);
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted, { once: true });
   });
 }
