@@ -531,6 +531,7 @@ describe('doctor verdicts (unit)', () => {
     ['login_pending', { status: 'login_pending' as const }, 'warn', 'tokend login work'],
     ['expired', { status: 'expired' as const, has_refresh_token: false }, 'fail', expect.stringContaining('tokend import work --refresh-token-stdin')],
     ['no_grant', { status: 'no_grant' as const, has_refresh_token: false }, 'fail', expect.stringMatching(/^tokend login work/)],
+    ['refresh_failing: no token now, a login would not help', { status: 'refresh_failing' as const, expires_at: at(-60_000), last_error: 'provider down' }, 'fail', 'tokend refresh work   # once the cause is fixed'],
     ['no_grant, client credentials', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true }, 'ok', undefined],
     // Where a login cannot help, the fix changes the account instead.
     ['client credentials without a secret', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const }, 'fail', SET_SECRET],

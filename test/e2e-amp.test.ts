@@ -4,7 +4,7 @@
  * no refresh token: every new token is obtained again with the stored password.
  */
 import { describe, expect, it } from 'vitest';
-import { sleep, startDaemon } from './support/fake-as.js';
+import { sleep, startDaemon, waitFor } from './support/fake-as.js';
 import { AMP_PASSWORD, AMP_USER, startFakeAmp } from './support/fake-amp.js';
 import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
@@ -14,8 +14,8 @@ const amp = useServer(startFakeAmp, { each: true, what: 'the fake AMP' });
 const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settings: { proactive_refresh: false, backoff_initial_ms: 50 } });
 const startTokend = (settings: Record<string, unknown> = {}) => start({ settings });
 
-function addAmp(password = AMP_PASSWORD, extra: string[] = []) {
-  return t.d.cli(['add', 'amp', '--preset', 'amp', '--base-url', amp.url, '--username', AMP_USER, '--password-stdin', ...extra], password);
+function addAmp(password = AMP_PASSWORD, extra: string[] = [], name = 'amp') {
+  return t.d.cli(['add', name, '--preset', 'amp', '--base-url', amp.url, '--username', AMP_USER, '--password-stdin', ...extra], password);
 }
 
 async function tokenOf(): Promise<string> {
@@ -127,6 +127,70 @@ describe('AMP', () => {
     expect(answers.some((a) => a.json.error.code === 'rate_limited')).toBe(true);
     expect(amp.stats.obtainCalls - before).toBeLessThanOrEqual(4);
     expect(amp.stats.obtainCalls - before).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a refused password keeps one code, 502 provider_rejected (with retry_after while backing off); the account is refresh_failing, `tokend status` exits 1', async () => {
+    amp.tokenTtl = 1;
+    await startTokend({ backoff_initial_ms: 60_000, backoff_max_ms: 60_000 });
+    expect((await addAmp()).code).toBe(0);
+    amp.tokenTtl = 3600;
+    expect((await addAmp(AMP_PASSWORD, [], 'amp-long')).code).toBe(0);
+    amp.setPassword('changed elsewhere');
+    await sleep(1_200); // amp's token is dead; amp-long's lives an hour
+
+    const first = await t.d.request('POST', '/v1/token', { account: 'amp' });
+    expect(first.status).toBe(502);
+    expect(first.json.error).toMatchObject({ code: 'provider_rejected', account: 'amp', retry_after: expect.any(Number) });
+    expect(first.json.error.message).toContain('tokend set amp --password-stdin');
+    // The same cause while the backoff lasts: the same code, with the wait.
+    for (const again of [await t.d.request('POST', '/v1/token', { account: 'amp' }), await t.d.request('POST', '/v1/accounts/amp/refresh')]) {
+      expect(again.status).toBe(502);
+      expect(again.json.error).toMatchObject({ code: 'provider_rejected', account: 'amp' });
+      expect(again.json.error.retry_after).toBeGreaterThan(0);
+      expect(again.headers['retry-after']).toBe(String(again.json.error.retry_after));
+    }
+    expect(amp.stats.obtainRefused).toBe(1); // the backoff asked AMP nothing
+
+    const view = (await t.d.request('GET', '/v1/accounts/amp')).json;
+    expect(view).toMatchObject({ status: 'refresh_failing', last_error: expect.stringContaining('Unable to log in with provided credentials') });
+    expect(Date.parse(view.retry_at)).toBeGreaterThan(Date.now());
+    const status = await t.d.cli(['status', 'amp']);
+    expect(status.code, status.stderr).toBe(1);
+    expect(status.stdout).toMatch(/status: +refresh_failing/);
+    expect(status.stdout).toMatch(/retry at: +\S+ \(in \d+ s\)/);
+    expect(status.stderr).toContain('cannot get a token now');
+    expect(status.stderr).not.toContain('logs in');
+    const json = await t.d.cli(['status', 'amp', '--json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: 'refresh_failing', retry_at: view.retry_at });
+
+    // A token valid now is active, though its last refresh failed (which the view says).
+    expect((await t.d.request('POST', '/v1/accounts/amp-long/refresh')).json.error.code).toBe('provider_rejected');
+    const long = (await t.d.request('GET', '/v1/accounts/amp-long')).json;
+    expect(long).toMatchObject({ status: 'active', last_error: expect.stringContaining('Unable to log in') });
+    expect(long.retry_at).toEqual(expect.any(String));
+    expect((await t.d.cli(['status', 'amp-long'])).code).toBe(0);
+
+    // The right password: active again, nothing left of the failure.
+    expect((await t.d.cli(['set', 'amp', '--password-stdin'], 'changed elsewhere')).code).toBe(0);
+    expect(amp.isLive(await tokenOf())).toBe(true);
+    expect((await t.d.request('GET', '/v1/accounts/amp')).json).toMatchObject({ status: 'active', last_error: null, retry_at: null });
+    expect((await t.d.cli(['status', 'amp'])).code).toBe(0);
+  });
+
+  it('an AMP outage makes the account refresh_failing (503 upstream_unavailable) until a token is obtained again', async () => {
+    amp.tokenTtl = 1;
+    await startTokend();
+    expect((await addAmp()).code).toBe(0);
+    await sleep(1_200);
+    amp.faults.add('obtain_token', { status: 500, body: { detail: 'Internal server error.' } });
+    const down = await t.d.request('POST', '/v1/token', { account: 'amp' });
+    expect(down.json.error).toMatchObject({ code: 'upstream_unavailable', retry_after: expect.any(Number) });
+    expect((await t.d.request('GET', '/v1/accounts/amp')).json).toMatchObject({ status: 'refresh_failing', last_error: expect.stringContaining('500') });
+    expect((await t.d.cli(['status', 'amp'])).code).toBe(1);
+    // The fault answered once; after the (50 ms) backoff AMP obtains again.
+    await waitFor(async () => (await t.d.request('POST', '/v1/token', { account: 'amp' })).status === 200, 'a token after the outage');
+    expect((await t.d.request('GET', '/v1/accounts/amp')).json).toMatchObject({ status: 'active', last_error: null });
   });
 
   it('never writes the password or a token in clear to the database, config.json or the log', async () => {

@@ -58,6 +58,8 @@ describe('provider faults', () => {
       const during = await d.request('POST', '/v1/token', { account: 'work', min_ttl: 3600 });
       expect(during.status).toBe(200);
       expect(during.json.access_token).toBe(cached);
+      // A token valid now: active, though its refresh failed.
+      expect((await d.request('GET', '/v1/accounts/work')).json).toMatchObject({ status: 'active', last_error: expect.any(String) });
 
       await sleep(4_200); // the cached token expires
       const expired = await d.request('POST', '/v1/token', { account: 'work' });
@@ -69,12 +71,16 @@ describe('provider faults', () => {
       expect(cli.stdout).toBe('');
       // The reason (the provider's answer, or a store's fault) and when it tries again.
       expect(cli.stderr).toMatch(/cannot be refreshed now \(last attempt: .+\); next attempt in \d+ s/);
+      // No valid token, and the refresh keeps failing: not active, and no login would help.
+      expect((await d.request('GET', '/v1/accounts/work')).json).toMatchObject({ status: 'refresh_failing', last_error: expect.any(String) });
+      expect((await d.cli(['status', 'work'])).code).toBe(1);
 
       idp.setFault(null);
       await sleep(2_100); // past the longest backoff
       const healed = await d.request('POST', '/v1/token', { account: 'work' });
       expect(healed.status).toBe(200);
       expect(healed.json.access_token).not.toBe(cached);
+      expect((await d.request('GET', '/v1/accounts/work')).json).toMatchObject({ status: 'active', last_error: null, retry_at: null });
       expect((await d.request('GET', '/v1/health')).status).toBe(200);
       expect(idp.stats.replays).toBe(0);
     });

@@ -120,6 +120,16 @@ describe('TokendError from the daemon', () => {
     expect(errorFromAnswer(503, '{}', 'Wed, 21 Oct 2015 07:28:00 GMT').retryAfter).toBeUndefined();
   });
 
+  it('says which codes a later try of the same call may cure (retryable)', () => {
+    const of = (code: string, status: number) => errorFromAnswer(status, JSON.stringify({ error: { code, message: code } }));
+    for (const [code, status] of [['upstream_unavailable', 503], ['upstream_timeout', 504], ['upstream_failed', 502], ['rate_limited', 429]] as const) {
+      expect(of(code, status).retryable, code).toBe(true);
+    }
+    for (const [code, status] of [['provider_rejected', 502], ['reauth_required', 409], ['not_found', 404], ['invalid_request', 400], ['internal', 500]] as const) {
+      expect(of(code, status).retryable, code).toBe(false);
+    }
+  });
+
   it('turns a failed login into its own code, the login attached', () => {
     const login = {
       id: 'L2',

@@ -3,7 +3,7 @@ import type { AccountList, AccountView, Health, RefreshResponse } from '../proto
 import { ROUTES } from '../protocol/routes.js';
 import { needsLogin } from '../protocol/rules.js';
 import { ACCOUNT_OPTIONS, ACCOUNT_OPTIONS_HELP, accountBody, writeQuery } from './account-options.js';
-import { accountLines, needsLoginNote, nextStep } from './account-view.js';
+import { accountLines, needsLoginNote, nextStep, refreshFailingNote } from './account-view.js';
 import { parseOptions, requireName } from './args.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
 import { stamp } from './when.js';
@@ -64,9 +64,10 @@ the login in progress (its code and URL) and how the last login ended.
 
   --json   print it as JSON on stdout
 
-Exit status: 0 ok, 1 error (the daemon unreachable, no such account), 2 bad usage,
-3 account NAME cannot serve a token until someone logs in (status expired, no_grant,
-reauth_required or login_pending).
+Exit status: 0 ok, 1 error (the daemon unreachable, no such account, or account NAME
+is refresh_failing: no valid token, and its last attempt to get one failed), 2 bad
+usage, 3 account NAME cannot serve a token until someone logs in (status expired,
+no_grant, reauth_required or login_pending).
 `,
   refresh: `usage: tokend refresh NAME [--json]
 
@@ -205,8 +206,11 @@ const status: Command = async (args, io, client) => {
     const view = await c.json<AccountView>('GET', ROUTES.account(requireName(positionals[0], 'status')));
     if (values.json) printJson(io, view);
     else io.stdout(accountLines(view) + '\n');
-    const note = needsLoginNote(view);
+    const failing = refreshFailingNote(view);
+    const note = needsLoginNote(view) ?? failing;
     if (note && !values.json) io.stderr(note + '\n');
+    // refresh_failing is an error, not a login to do: exit 3 stays for the statuses that need one.
+    if (failing) return EXIT.error;
     return note ? EXIT.reauth : EXIT.ok;
   }
   const health = await c.json<Health>('GET', ROUTES.health);

@@ -22,6 +22,7 @@ export function accountLines(a: AccountView, now = Date.now()): string {
     a.scopes.length ? row('scopes', a.scopes.join(' ')) : undefined,
     a.hosts.length ? row('hosts', a.hosts.join(' ')) : undefined,
     a.last_error ? row('error', a.last_error) : undefined,
+    a.retry_at ? row('retry at', stamp(a.retry_at, now)) : undefined,
     a.login ? row('login', pendingLogin(a.login, now)) : undefined,
     a.last_login ? row('last login', lastLogin(a.last_login, now)) : undefined,
   ]
@@ -54,6 +55,16 @@ export function nextStep(a: Pick<AccountView, 'name' | 'flow' | 'driver' | 'stat
   if (a.driver === 'cal-com' && !a.has_refresh_token) return `\`tokend import ${a.name} --tokens-stdin\` (the managed user's tokens from the platform)`;
   if (a.flow === 'client-credentials' || a.flow === 'password' || a.status === 'active') return `\`tokend token ${a.name}\``;
   return `\`tokend login ${a.name}\` (or \`tokend import ${a.name} --refresh-token-stdin\`)`;
+}
+
+/**
+ * For `tokend status NAME`: why it exits 1 for an account whose every attempt to get a token
+ * fails (`refresh_failing`: a login would not help, the cause shown as its error must go).
+ */
+export function refreshFailingNote(a: AccountView, now = Date.now()): string | undefined {
+  if (a.status !== 'refresh_failing') return undefined;
+  const next = a.retry_at ? `; the next attempt is ${relative(a.retry_at, now)}` : '';
+  return `tokend: "${a.name}" cannot get a token now: its last attempt failed (the error above)${next}; fix the cause, then \`tokend refresh ${a.name}\``;
 }
 
 /** For `tokend status NAME`: why it exits 3, on stderr; undefined when the account can serve a token. */

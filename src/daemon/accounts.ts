@@ -250,7 +250,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   const cfg = deps.config.getAccount(name);
   if (!cfg) throw unknownAccount(name);
   const now = (deps.now ?? Date.now)();
-  const { grant, token, lastError } = await deps.broker.grantState(name);
+  const { grant, token, lastError, failing, retryAt } = await deps.broker.grantState(name);
   const pending = deps.logins?.pendingFor(name);
   const secrets = await unlessDown(deps.store.getSecrets(name), new Map<string, string>());
   // An account whose driver obtains grants without the user (client credentials, a stored
@@ -260,12 +260,16 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     driver?.recover &&
       driver.canRecover?.({ name, config: cfg, clientSecret: secrets.get('client_secret'), secret: (n) => secrets.get(n), signal: AbortSignal.abort() }),
   );
+  const validNow = Boolean(token && (token.expires_at === null || token.expires_at > now));
   let status: AccountStatus;
   if (!grant && !token) status = recoverable ? 'active' : 'no_grant';
   else if (grant?.status === 'reauth_required') status = recoverable ? 'active' : 'reauth_required';
-  else if (token && (token.expires_at === null || token.expires_at > now)) status = 'active';
+  else if (validNow) status = 'active';
   else if (grant?.has_refresh_token || recoverable) status = 'active';
   else status = 'expired';
+  // `active` promises a token now, or one to be had without anyone: not while every attempt
+  // to get one fails (a refused password, a provider down, a refused client secret).
+  if (status === 'active' && !validNow && failing) status = 'refresh_failing';
   if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
   const last = deps.logins && (await unlessDown(deps.logins.lastFinished(name), undefined));
@@ -288,6 +292,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     username: cfg.username,
     api_base: cfg.api_base,
     last_error: lastError,
+    retry_at: retryAt === null ? null : new Date(retryAt).toISOString(),
     generation: grant?.generation ?? 0,
     login: pending ?? null,
     last_login: last ? { id: last.id, flow: last.flow, status: last.status, updated_at: last.updated_at, error: last.error } : null,

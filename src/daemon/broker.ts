@@ -42,6 +42,17 @@ export interface RefreshRequest {
   minTtlMs?: number;
 }
 
+/** What the API shows of an account's grant and its refresh health (grantState). */
+export interface GrantState {
+  grant?: GrantSummary;
+  token?: TokenTimes;
+  lastError: string | null;
+  /** The last attempt to get a token failed, and none has succeeded since. */
+  failing: boolean;
+  /** While backing off: when the next attempt is allowed (epoch ms). */
+  retryAt: number | null;
+}
+
 /** A rotated grant the provider issued but the fleet's database could not take: committed before any other use of the grant. */
 interface PendingCommit {
   expectedGeneration: number;
@@ -472,7 +483,7 @@ export class Broker {
    * What the API shows of an account's grant. A fleet's grant that another identity holds
    * is not this daemon's to show as usable: none, and the reason as the last error.
    */
-  async grantState(account: string): Promise<{ grant?: GrantSummary; token?: TokenTimes; lastError: string | null }> {
+  async grantState(account: string): Promise<GrantState> {
     let grant = this.grants.get(account);
     if (!grant) {
       try {
@@ -484,12 +495,16 @@ export class Broker {
     }
     const cfg = this.deps.config.getAccount(account);
     if (grant && cfg && this.deps.store.fleet && grant.bound_to && !isBoundTo(grant.bound_to, cfg)) {
-      return { lastError: mismatchMessage(account, grant, cfg) };
+      return { lastError: mismatchMessage(account, grant, cfg), failing: false, retryAt: null };
     }
+    const h = this.health.get(account);
     return {
       grant,
       token: this.cache.get(cacheKey(account)) ?? (grant && this.storedTokens.has(account) ? storedTimes(grant) : undefined),
-      lastError: this.health.get(account)?.lastError ?? grant?.last_error ?? null,
+      lastError: h?.lastError ?? grant?.last_error ?? null,
+      // Health is cleared by every success (healthy), so an error there is a failure since the last token.
+      failing: Boolean(h?.lastError),
+      retryAt: h && h.nextAttemptAt > this.now() ? h.nextAttemptAt : null,
     };
   }
 
@@ -914,7 +929,9 @@ export class Broker {
     const delay = backOff(h, this.now(), this.random(), this.deps.config.settings, de.retryAfterMs);
     this.deps.log.warn('refresh failed', { account, kind: de.kind, status: de.status, error: de.message, retry_in_ms: Math.round(delay) });
     this.rescheduleBase(account);
-    return wireErrorOf(de, { account, doing: 'refresh the token', retryAfter: Math.ceil(delay / 1000) });
+    const wire = wireErrorOf(de, { account, doing: 'refresh the token', retryAfter: Math.ceil(delay / 1000) });
+    h.lastCode = wire.code; // what the backoff answers with (refresh-health.ts, waitOut)
+    return wire;
   }
 
   // ---- the grant's lock, and the database behind it ----
@@ -943,6 +960,7 @@ export class Broker {
     if (withBackOff) {
       const h = this.healthOf(account);
       h.lastError = err.message;
+      h.lastCode = 'upstream_unavailable';
       retryAfter = Math.max(1, Math.ceil(backOff(h, this.now(), this.random(), this.deps.config.settings) / 1000));
       this.rescheduleBase(account);
     }

@@ -4,7 +4,8 @@
  * loop is possible, whatever a provider answers. Pure bookkeeping: the clock and the
  * random source are the caller's.
  */
-import { E } from './errors.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { E, TokendError } from './errors.js';
 
 export interface HealthSettings {
   max_refreshes_per_minute: number;
@@ -19,17 +20,25 @@ export interface AccountHealth {
   /** When each provider call of the last minute started. */
   attempts: number[];
   lastError: string | null;
+  /** The wire code the last failure was answered with: the backoff it started answers with the same. */
+  lastCode: ErrorCode | null;
 }
 
 export function freshHealth(): AccountHealth {
-  return { failures: 0, nextAttemptAt: 0, attempts: [], lastError: null };
+  return { failures: 0, nextAttemptAt: 0, attempts: [], lastError: null, lastCode: null };
 }
 
-/** Refuses while backing off (503 with the wait); checked before the grant's lock is even asked for. */
+/**
+ * Refuses while backing off, with the wait (`retry_after`); checked before the grant's lock
+ * is even asked for. One cause keeps one code: the code the failure that started the
+ * backoff was answered with (a refused password stays 502 `provider_rejected`, an outage
+ * 503 `upstream_unavailable`), so a client can tell "fix it" from "wait" on any answer.
+ */
 export function waitOut(h: AccountHealth, account: string, now: number): void {
   if (h.nextAttemptAt > now) {
     const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
-    throw E.upstreamUnavailable(
+    throw new TokendError(
+      h.lastCode ?? 'upstream_unavailable',
       // The last failure says whose: the provider's, or the store's (a full disk, a fleet's database).
       `account "${account}" cannot be refreshed now (last attempt: ${h.lastError ?? 'unknown error'}); next attempt in ${wait} s`,
       { account, retryAfter: wait },
@@ -73,4 +82,5 @@ export function healthy(h: AccountHealth): void {
   h.failures = 0;
   h.nextAttemptAt = 0;
   h.lastError = null;
+  h.lastCode = null;
 }

@@ -148,7 +148,7 @@ export const GRANT_IDENTITY_FIELDS = [
 // Query flags of `PUT`/`PATCH /v1/accounts/:name`: with the routes, zod-free, for the CLI and the SDK.
 export { ACCOUNT_WRITE_FLAGS } from './routes.js';
 
-export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending']);
+export const AccountStatus = z.enum(['active', 'expired', 'no_grant', 'reauth_required', 'login_pending', 'refresh_failing']);
 export type AccountStatus = z.infer<typeof AccountStatus>;
 
 // Statuses in which the account cannot serve a token until someone logs in (CLI exit 3):
@@ -243,6 +243,8 @@ export const AccountView = z.object({
   username: z.string().optional(),
   api_base: z.string().optional(),
   last_error: z.string().nullable(),
+  /** While refreshes back off after a failure (`refresh_failing`, or `active` on a token still valid): when the next attempt is allowed (ISO time). */
+  retry_at: z.string().nullable().optional(),
   generation: z.number().int(),
   /** The pending login, if one is running: its code and URL. */
   login: LoginView.nullable().optional(),

@@ -5,7 +5,9 @@ import type { ErrorCode } from '../protocol/errors.js';
  * What went wrong, as a code a program can switch on:
  * - the daemon's wire codes (`reauth_required`, `login_pending`, `not_found`, `conflict`,
  *   `upstream_unavailable`, …; docs/api.md);
- * - `daemon_unreachable`: nothing answered on the socket and the daemon could not be started;
+ * - `daemon_unreachable`: nothing answered on the socket and the daemon could not be started,
+ *   or the connection to it broke before its answer was read (a restart): never a raw
+ *   socket error (`ECONNRESET`, `EPIPE`);
  * - a failed login's own code (`access_denied`, `expired_token`, `cancelled`, …) from
  *   `waitForLogin`.
  */
@@ -19,7 +21,16 @@ export interface TokendErrorFields {
   retryAfter?: number;
   /** `login_pending`: the login in progress (its code and URL); a failed `waitForLogin`: the login as it ended. */
   login?: LoginView;
+  /** Default: whether the code is one of {@link RETRYABLE_CODES}. */
+  retryable?: boolean;
 }
+
+/**
+ * The codes for which the same call may succeed later without anything changed: the daemon
+ * or the provider was away or busy. Any other code needs a change first (a login, a
+ * password, the config).
+ */
+export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['daemon_unreachable', 'upstream_unavailable', 'upstream_timeout', 'upstream_failed', 'rate_limited']);
 
 /** The one error the SDK throws (besides an AbortError when the caller's signal fires). */
 export class TokendError extends Error {
@@ -28,6 +39,8 @@ export class TokendError extends Error {
   readonly account?: string;
   readonly retryAfter?: number;
   readonly login?: LoginView;
+  /** Trying the same call again later may work (after `retryAfter` seconds, when given). */
+  readonly retryable: boolean;
 
   constructor(code: TokendErrorCode, message: string, fields: TokendErrorFields = {}) {
     super(message);
@@ -37,12 +50,24 @@ export class TokendError extends Error {
     if (fields.account !== undefined) this.account = fields.account;
     if (fields.retryAfter !== undefined) this.retryAfter = fields.retryAfter;
     if (fields.login !== undefined) this.login = fields.login;
+    this.retryable = fields.retryable ?? RETRYABLE_CODES.has(code);
   }
 }
 
 /** The daemon could not be reached, nor started. */
 export function daemonUnreachable(message: string): TokendError {
   return new TokendError('daemon_unreachable', message);
+}
+
+/**
+ * The one translation of a failure of the socket itself (the daemon closed it, stopped or
+ * was killed: `ECONNRESET`, `EPIPE`, a response cut short) into the SDK's error. What is
+ * already a TokendError, and the caller's own abort, pass as they are.
+ */
+export function connectionError(err: unknown, socket: string, signal?: AbortSignal): unknown {
+  if (err instanceof TokendError || signal?.aborted) return err;
+  const why = (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
+  return daemonUnreachable(`the connection to tokend at ${socket} broke before its answer was complete (${why}); the daemon may be restarting, and whether it did what was asked is unknown`);
 }
 
 /**

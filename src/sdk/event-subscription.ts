@@ -6,7 +6,7 @@
 import type { TokendEvent } from '../protocol/api.js';
 import { ROUTES } from '../protocol/routes.js';
 import { errorFromAnswer, TokendError } from './errors.js';
-import { header, readText, type SocketTransport } from './socket-transport.js';
+import { header, type SocketTransport } from './socket-transport.js';
 import { readSse } from './sse.js';
 
 export interface EventsOptions {
@@ -101,7 +101,7 @@ class Subscription implements EventSubscription {
       try {
         const res = await transport.request({ method: 'GET', path: ROUTES.events, headers: { accept: 'text/event-stream' }, signal });
         const status = res.statusCode ?? 0;
-        if (status !== 200) throw errorFromAnswer(status, await readText(res, MAX_ERROR_ANSWER), header(res, 'retry-after'));
+        if (status !== 200) throw errorFromAnswer(status, await transport.text(res, MAX_ERROR_ANSWER, signal), header(res, 'retry-after'));
         for await (const msg of readSse(res)) {
           if (msg.event === 'ready') {
             subscribed = true;
@@ -114,8 +114,9 @@ class Subscription implements EventSubscription {
         }
       } catch (err) {
         if (signal.aborted) return;
-        // Until the first subscription stands, a failure is the caller's to see.
-        if (!subscribed || !reconnect) throw err;
+        // Until the first subscription stands, a failure is the caller's to see (a stream
+        // cut by a restart: `daemon_unreachable`, never the socket's own error).
+        if (!subscribed || !reconnect) throw transport.broken(err, signal);
       }
       if (signal.aborted || !reconnect || !subscribed) return;
       await sleep(delay, signal);

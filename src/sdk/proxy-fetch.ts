@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { PROXY_ERROR_HEADER, ROUTES } from '../protocol/routes.js';
 import { errorFromAnswer, TokendError } from './errors.js';
-import { header, readText, type SocketTransport } from './socket-transport.js';
+import { header, type SocketTransport } from './socket-transport.js';
 
 /** What `fetch` sends: what WHATWG fetch takes, plus any async iterable of bytes (a Node stream). */
 export type TokendBody =
@@ -76,8 +76,10 @@ export async function proxyFetch(transport: SocketTransport, account: string, re
   const signal = init.signal ?? undefined;
   const res = await transport.request({ method, path: ROUTES.proxy(account, rest), headers: Object.fromEntries(headers), body: body?.data, signal });
   const status = res.statusCode ?? 0;
-  if (res.headers[PROXY_ERROR_HEADER] !== undefined) throw errorFromAnswer(status, await readText(res, MAX_ERROR_ANSWER), header(res, 'retry-after'));
-  return toResponse(res, method);
+  if (res.headers[PROXY_ERROR_HEADER] !== undefined) throw errorFromAnswer(status, await transport.text(res, MAX_ERROR_ANSWER, signal), header(res, 'retry-after'));
+  // A body cut short (the daemon stopped mid-download) errors the stream with a TokendError
+  // too; an upstream body that does not decode stays the decoder's error.
+  return toResponse(res, method, (err) => (res.errored ? transport.broken(err, signal) : err));
 }
 
 interface EncodedBody {
@@ -107,8 +109,11 @@ export function encodeBody(body: TokendBody): EncodedBody {
   throw new TypeError('unsupported body: give a string, bytes, URLSearchParams, Blob, FormData or a stream');
 }
 
-/** The daemon's answer as a WHATWG Response whose body streams from the socket, decoded as fetch decodes it. */
-export function toResponse(res: http.IncomingMessage, method: string): Response {
+/**
+ * The daemon's answer as a WHATWG Response whose body streams from the socket, decoded as
+ * fetch decodes it; a failure while reading it is what `failure` makes of it.
+ */
+export function toResponse(res: http.IncomingMessage, method: string, failure: (err: unknown) => unknown = (err) => err): Response {
   const headers = new Headers();
   for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
   const status = res.statusCode ?? 502;
@@ -117,7 +122,7 @@ export function toResponse(res: http.IncomingMessage, method: string): Response 
     res.resume();
     return new Response(null, { status, statusText: res.statusMessage, headers });
   }
-  return new Response(pullStream(decoded(res)), { status, statusText: res.statusMessage, headers });
+  return new Response(pullStream(decoded(res), failure), { status, statusText: res.statusMessage, headers });
 }
 
 /** Fetch §4.6 step "content codings": gzip, deflate and br bodies come out decoded. */
@@ -142,12 +147,18 @@ function decoded(res: http.IncomingMessage): Readable {
  * so a slow reader holds the socket back instead of filling memory: a large download
  * flows at the reader's pace.
  */
-function pullStream(src: Readable): ReadableStream<Uint8Array> {
+function pullStream(src: Readable, failure: (err: unknown) => unknown): ReadableStream<Uint8Array> {
   const chunks = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const { value, done } = await chunks.next();
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await chunks.next();
+        } catch (err) {
+          throw failure(err);
+        }
+        const { value, done } = next;
         if (done) controller.close();
         else controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       },

@@ -67,9 +67,17 @@ export interface RevokeResult {
 }
 
 /**
+ * Calls that may be sent twice without harm (reads, and a token, which the daemon serves
+ * from memory or refreshes once for every caller): a connection that breaks under them (a
+ * daemon restart) costs one reconnection, not an error. Writes are never sent twice: their
+ * outcome is then unknown, and the app decides.
+ */
+const IDEMPOTENT = { idempotent: true } as const;
+
+/**
  * The tokend daemon, from an app: tokens, accounts, logins, events, and a `fetch` that
  * calls an account's API without the app ever holding its token. Every method throws
- * a {@link TokendError} when the daemon says no or cannot be reached.
+ * a {@link TokendError} when the daemon says no or cannot be reached, never a raw socket error.
  */
 export class Tokend {
   /** The socket this client talks to. */
@@ -93,16 +101,16 @@ export class Tokend {
   /** A valid access token for `account` (`POST /v1/token`). Prefer {@link Tokend.fetch} where it fits: the token then never enters the app. */
   token(account: string, opts: TokenOptions = {}): Promise<TokenResponse> {
     const body = { account, min_ttl: opts.minTtl, scope: opts.scope, audience: opts.audience };
-    return this.transport.json('POST', ROUTES.token, body, opts.signal);
+    return this.transport.json('POST', ROUTES.token, body, { signal: opts.signal, idempotent: true });
   }
 
   /** One account: status, expiry, scopes, the pending login (`login`) and how the last one ended (`last_login`). */
   info(account: string): Promise<AccountView> {
-    return this.transport.json('GET', ROUTES.account(account));
+    return this.transport.json('GET', ROUTES.account(account), undefined, IDEMPOTENT);
   }
 
   async accounts(): Promise<AccountView[]> {
-    return (await this.transport.json<AccountList>('GET', ROUTES.accounts)).accounts;
+    return (await this.transport.json<AccountList>('GET', ROUTES.accounts, undefined, IDEMPOTENT)).accounts;
   }
 
   /** Refresh now, whatever the cached token's expiry. */
@@ -131,7 +139,7 @@ export class Tokend {
   }
 
   health(): Promise<Health> {
-    return this.transport.json('GET', ROUTES.health);
+    return this.transport.json('GET', ROUTES.health, undefined, IDEMPOTENT);
   }
 
   /**
@@ -144,12 +152,12 @@ export class Tokend {
   }
 
   getLogin(id: string): Promise<LoginView> {
-    return this.transport.json('GET', ROUTES.login(id));
+    return this.transport.json('GET', ROUTES.login(id), undefined, IDEMPOTENT);
   }
 
   /** Logins, newest first, filtered by account, status and your `task` label. */
   async logins(query: LoginQuery = {}): Promise<LoginView[]> {
-    return (await this.transport.json<LoginList>('GET', withQuery(ROUTES.logins, query))).logins;
+    return (await this.transport.json<LoginList>('GET', withQuery(ROUTES.logins, query), undefined, IDEMPOTENT)).logins;
   }
 
   /** Stop a pending login; it ends `failed` with code `cancelled`. */

@@ -81,6 +81,9 @@ export function accountCheck(a: AccountView, now: number): Check {
         return { id, status: 'ok', message: 'client credentials: a token is fetched on first use' };
       }
       return { id, status: 'fail', message: 'has no grant yet: log in once (or import a refresh token)', fix: orImport };
+    case 'refresh_failing':
+      // No token now, and no login would help: the cause named in the error must go first.
+      return { id, status: 'fail', message: `cannot get a token: its last attempt failed${err}`, fix: `tokend refresh ${a.name}   # once the cause is fixed` };
     case 'expired':
       return { id, status: 'fail', message: `its token expired${a.expires_at ? ` at ${a.expires_at}` : ''} and there is no refresh token to renew it`, fix: orImport };
     case 'active': {
