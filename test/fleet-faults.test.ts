@@ -180,7 +180,7 @@ describe('three daemons starting at once on a new database, with proactive refre
     const url = await db.createDatabase('timers');
     const fleet = await startFleet(db, 3, { proactive_refresh: true, max_refreshes_per_minute: 1000 }, { url, together: true });
     try {
-      expect(await db.sql('SELECT schema_version, key_check IS NOT NULL FROM tokend.meta', 'timers')).toBe('1|t\n');
+      expect(await db.sql('SELECT schema_version, key_check IS NOT NULL FROM tokend.meta', 'timers')).toBe('2|t\n');
       await fleet.addAccount(idp.issuer);
       await importConfGrant(fleet.daemons[0]!, idp);
       await fleet.tokensAgree();

@@ -69,6 +69,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logins_account_updated ON logins (account, updated_at);
     `);
   },
+
+  function nameImportsInFlight(db) {
+    // Rule 5: an import's proving refresh is marked in flight like a refresh, but the mark
+    // must say it is an import's (the grant's own refresh token was not sent), so a restart
+    // blames neither the grant nor waits for it (Store.markImport).
+    db.exec(`ALTER TABLE grants ADD COLUMN in_flight_for TEXT CHECK (in_flight_for IN ('import'));`);
+  },
 ];
 
 /** The schema version this code writes: the number of migrations. */
