@@ -112,6 +112,28 @@ describe('Cal.com managed users', () => {
     expect(cal.stats).toMatchObject({ refreshes: 3, forceRefreshes: 1 });
   });
 
+  it('refuses imported tokens Cal.com refuses without force-refreshing the user, and keeps the grant it had (exit 1)', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    const platform = cal.createUserTokens();
+    await importTokens(platform);
+    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const tap = await tapEvents(t.d.socket);
+    const stale = { accessToken: 'cal-stale-at', refreshToken: 'cal-bogus-rt', accessTokenExpiresAt: Date.now() - 60_000 };
+    const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify(stale));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refused the tokens imported for "cal" \(invalid_grant: .*Invalid refresh token/);
+    expect(r.stderr).not.toContain('cal-bogus-rt');
+    // The refresh was tried on the side; the recover step (which would end the platform's tokens) never ran.
+    expect(cal.stats).toMatchObject({ refreshRefused: 1, forceRefreshes: 0 });
+    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(await tokenOf()).toBe(platform.accessToken);
+    expect(cal.isLive(platform.accessToken)).toBe(true);
+    await sleep(100);
+    tap.close();
+    expect(tap.events.map((e) => e.type)).not.toContain('account.reauth_required');
+  });
+
   it('needs the platform’s tokens again when refresh and force-refresh both fail (exit 3), within the attempt budget', async () => {
     await startTokend({ max_refreshes_per_minute: 4, backoff_initial_ms: 10 });
     expect((await addCal()).code).toBe(0);
