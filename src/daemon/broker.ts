@@ -345,6 +345,7 @@ export class Broker {
    * (503) leaves the account exactly as it was.
    */
   async importTokens(account: string, t: ImportedTokens): Promise<GrantSummary> {
+    let proven = false;
     const g = await this.queue(account, () =>
       this.locked(account, async () => {
         const cfg = this.accountOrThrow(account);
@@ -356,6 +357,7 @@ export class Broker {
         const now = this.now();
         const usable = t.access_token && (t.expires_at === undefined || t.expires_at > now + 60_000);
         // The tokens are the user's word for this account as it is configured now.
+        proven = !usable;
         const tokens = usable
           ? { refresh_token: t.refresh_token ?? null, access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null }
           : await this.proveImport(account, cfg, driver, t, secrets, boundTo);
@@ -367,7 +369,8 @@ export class Broker {
     );
     this.health.delete(account);
     const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
-    this.deps.log.info('tokens imported', { account, generation: g.generation, expires_at: expiresAt });
+    // The proving refresh is a refresh at the provider, and logged as one.
+    this.deps.log.info(proven ? 'token refreshed' : 'tokens imported', { account, generation: g.generation, expires_at: expiresAt, imported: true });
     this.deps.events.emit('token.refreshed', account, { generation: g.generation, expires_at: expiresAt });
     return this.grants.get(account)!;
   }
