@@ -4,9 +4,11 @@
  * is down, and a daemon killed during the proving refresh all leave a working grant as it was.
  */
 import { describe, expect, it } from 'vitest';
+import { Tokend, TokendError } from '../src/sdk/index.js';
 import { addConfAccount, importConfGrant, sleep } from './support/daemon.js';
 import { tapEvents } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
+import { rejectionOf } from './support/rejection.js';
 
 describe('tokend import', () => {
   const idp = useIdp({ accessTokenTtl: 300 });
@@ -61,6 +63,20 @@ describe('tokend import', () => {
     expect((await d.request('GET', '/v1/accounts/work')).json.generation).toBe((before.view as { generation: number }).generation);
     expect((await d.cli(['refresh', 'work'])).code).toBe(0);
     expect(idp.stats.replays).toBe(0);
+  });
+
+  it('imports through the SDK what an app holds; refused tokens reject with import_refused and change nothing', async () => {
+    const before = await working();
+    const tokend = new Tokend({ env: d.env, userAgent: 'import-test', autostart: false });
+    const refused = await rejectionOf(tokend.importTokens('work', { refresh_token: 'an-app-s-stale-token' }), TokendError);
+    expect(refused).toMatchObject({ code: 'import_refused', status: 400, account: 'work' });
+    expect(refused.message).not.toContain('an-app-s-stale-token');
+    await expectUnchanged(before);
+
+    const issued = await idp.issueRefreshToken('conf');
+    const view = await tokend.importTokens('work', { refresh_token: issued.refresh_token });
+    expect(view).toMatchObject({ status: 'active', generation: (before.view as { generation: number }).generation + 1 });
+    expect((await tokend.token('work')).access_token).not.toBe(before.base);
   });
 
   it('answers 503 and changes nothing while the provider is down; the same tokens import once it is back', async () => {
