@@ -1,5 +1,6 @@
 import type { AccountConfig, LoginView } from '../protocol/api.js';
 import { importHint } from '../protocol/rules.js';
+import { importedSecrets, importInterruptedReason, type ImportedTokens } from './imports.js';
 import { accountOfKey, cacheKey, satisfies, splitKey, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { ConfigStore } from './config.js';
 import { asDriverError, wireErrorOf } from './driver-errors.js';
@@ -184,10 +185,7 @@ export class Broker {
    */
   private async importInterrupted(g: GrantSummary): Promise<void> {
     const at = new Date(g.in_flight_since!).toISOString();
-    const why =
-      g.generation === 0
-        ? (g.last_error ?? `an import of tokens began at ${at} and tokend stopped before its outcome was known: import again or log in`)
-        : `an import of tokens began at ${at} and tokend stopped before its outcome was known: the account kept its grant; the imported refresh token may be spent, so import again to use it`;
+    const why = g.generation === 0 ? (g.last_error ?? importInterruptedReason(at, false)) : importInterruptedReason(at, true);
     this.deps.log.warn('an import was interrupted when the daemon stopped; the account keeps the grant it had', { account: g.account, since: at, had_grant: g.generation > 0 });
     await this.deps.store.setStatus(g.account, g.status, why);
     this.grants.set(g.account, { ...g, in_flight_since: null, in_flight_for: null, last_error: why });
@@ -402,7 +400,7 @@ export class Broker {
     const at = new Date(startedAt).toISOString();
     await this.deps.store.markImport(account, startedAt, {
       boundTo,
-      lastError: `an import of tokens began at ${at} and tokend stopped before its outcome was known; the imported refresh token may be spent: import again or log in`,
+      lastError: importInterruptedReason(at, false),
     });
     let set: TokenSet;
     try {
@@ -1424,27 +1422,6 @@ function loginPendingError(account: string, login: LoginView): TokendError {
   const where =
     login.flow === 'device' ? `enter the code ${login.user_code} at ${login.verification_uri}` : `finish signing in at ${login.authorization_url}`;
   return E.loginPending(`account "${account}" is waiting for a login: ${where}`, { account, login });
-}
-
-/** What `tokend import` hands over (POST /v1/accounts/:name/import). */
-export interface ImportedTokens {
-  refresh_token?: string;
-  access_token?: string;
-  /** Epoch ms. */
-  expires_at?: number;
-  /** The client the refresh token belongs to, where the driver takes one (Driver.importSecrets). */
-  client_id?: string;
-  client_secret?: string;
-}
-
-/** The secrets an import's client credentials become; 400 where the driver takes none. */
-function importedSecrets(driver: Driver, account: string, t: ImportedTokens): Record<string, string> {
-  if (t.client_id === undefined && t.client_secret === undefined) return {};
-  if (!driver.importSecrets) {
-    throw E.invalidRequest(`the ${driver.name} driver takes no client credentials with an import; the account's own client is set with \`tokend set ${account}\``, { account });
-  }
-  if (!t.client_id || !t.client_secret) throw E.invalidRequest('an import gives client_id and client_secret together, or neither', { account });
-  return driver.importSecrets({ client_id: t.client_id, client_secret: t.client_secret });
 }
 
 /** A wait that never keeps the daemon alive by itself (its server does). */
