@@ -670,6 +670,11 @@ export class Broker {
         { account, retryAfter: 2 },
       );
     }
+    if (grant?.in_flight_since && grant.in_flight_for === 'import' && markedBy && markedBy !== fleet?.instance) {
+      // In a fleet, an import whose daemon is gone (Broker.start tells a daemon's own at restart):
+      // the grant was not touched; this refresh's commit drops the mark.
+      this.deps.log.warn('an import by another daemon of the fleet was interrupted; the account keeps the grant it had', { account, by: markedBy });
+    }
     if (grant?.status === 'active' && grant.in_flight_since && grant.in_flight_for !== 'import') await this.outlastInterrupted(account, grant.in_flight_since);
     const secrets = await this.secretsOf(account);
     const recoverable = this.recoverableWith(account, cfg, driver, secrets);
