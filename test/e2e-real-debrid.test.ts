@@ -181,6 +181,13 @@ describe('Real-Debrid', () => {
     expect((await t.d.request('GET', '/v1/accounts/rd')).json).toEqual(before);
     expect((await t.d.cli(['token', 'rd'])).stdout.trim()).toBe(served);
 
+    // An access token alone is proven with GET /rest/1.0/user, which spends nothing.
+    const stale = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify({ access_token: 'rdat-nobody-issued', expires_at: Date.now() + 3_600_000 }));
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain('refused the tokens imported for "rd" (invalid_token');
+    expect(rd.stats.authorizations.at(-1)).toBe('Bearer rdat-nobody-issued');
+    expect((await t.d.request('GET', '/v1/accounts/rd')).json).toEqual(before);
+
     const ok = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify(launcher));
     expect(ok.code, ok.stderr).toBe(0);
     const token = (await t.d.cli(['token', 'rd'])).stdout.trim();

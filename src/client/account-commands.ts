@@ -34,10 +34,10 @@ account), 2 bad usage.
   import: `usage: tokend import NAME (--refresh-token-stdin | --tokens-stdin) [--json]
 
 Starts account NAME from tokens you already hold: reads them from stdin (never
-from argv) and, unless a still-valid access token came with them, refreshes once
-to prove they work before anything is replaced. Only proven tokens are stored
-(encrypted); tokens the provider refuses, or a provider that does not answer,
-leave the account exactly as it was.
+from argv) and proves they work before anything is replaced: one refresh, or,
+for a still-valid access token, the provider's check of it where there is one.
+Only proven tokens are stored (encrypted); tokens the provider refuses, or a
+provider that does not answer, leave the account exactly as it was.
 
   --refresh-token-stdin   stdin is one refresh token
   --tokens-stdin          stdin is JSON with the tokens a platform handed over:

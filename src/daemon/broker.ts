@@ -1,6 +1,6 @@
 import type { AccountConfig, LoginView } from '../protocol/api.js';
 import { importHint } from '../protocol/rules.js';
-import { importedSecrets, importInterruptedReason, type ImportedTokens } from './imports.js';
+import { importedSecrets, importInterruptedReason, type ImportAttempt, type ImportedTokens } from './imports.js';
 import { accountOfKey, cacheKey, satisfies, splitKey, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { ConfigStore } from './config.js';
 import { asDriverError, wireErrorOf } from './driver-errors.js';
@@ -354,11 +354,10 @@ export class Broker {
         const secrets = importedSecrets(driver, account, t);
         const now = this.now();
         const usable = t.access_token && (t.expires_at === undefined || t.expires_at > now + 60_000);
-        // The tokens are the user's word for this account as it is configured now.
-        proven = !usable;
-        const tokens = usable
-          ? { refresh_token: t.refresh_token ?? null, access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null }
-          : await this.proveImport(account, cfg, driver, t, secrets, boundTo);
+        // The tokens are proven for this account as it is configured now.
+        const attempt: ImportAttempt = { account, cfg, driver, t, imported: secrets, boundTo };
+        const tokens = usable ? await this.checkImport(attempt) : await this.proveImport(attempt);
+        proven = tokens.access_token !== t.access_token;
         const grant = await this.deps.store.replaceGrant(account, { ...tokens, bound_to: boundTo }, secrets);
         this.installGrant(account, grant);
         this.watchGrant(account, cfg, summarize(grant));
@@ -374,27 +373,56 @@ export class Broker {
   }
 
   /**
+   * An import that came with a still-valid access token: proven by the driver's check of it
+   * (Driver.checkAccessToken), which spends nothing; where the provider refuses it, by the
+   * proving refresh of the refresh token that came along. A driver without a check takes the
+   * access token at its word until its first use.
+   */
+  private async checkImport(a: ImportAttempt): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string | null }> {
+    const { account, cfg, driver, t, imported } = a;
+    const tokens = { refresh_token: t.refresh_token ?? null, access_token: t.access_token!, token_type: 'Bearer', obtained_at: this.now(), expires_at: t.expires_at ?? null, scope: null };
+    if (!driver.checkAccessToken) return tokens;
+    this.importBudget(account);
+    const secrets = new Map([...(await this.secretsOf(account)), ...Object.entries(imported)]);
+    try {
+      await this.withTimeout((signal) => driver.checkAccessToken!(this.context(account, cfg, signal, secrets), t.access_token!));
+      return tokens;
+    } catch (err) {
+      const de = asDriverError(err);
+      if (de.kind === 'invalid_grant' && t.refresh_token) return this.proveImport(a);
+      throw this.importFailure(account, de);
+    }
+  }
+
+  /** Rule 6's budget for an import's provider call, only: a refresh backing off after an outage does not stop the user's import. */
+  private importBudget(account: string): void {
+    const h = this.healthOf(account);
+    const gate = { ...h, nextAttemptAt: 0 };
+    admit(gate, account, this.now(), this.deps.config.settings);
+    h.attempts = gate.attempts;
+  }
+
+  /** An import not proven: the provider's answer as the wire error (its error named, never a token); the account is unchanged. */
+  private importFailure(account: string, de: DriverError): TokendError {
+    this.deps.log.warn('an import was not proven; the account is unchanged', { account, kind: de.kind, error: de.message });
+    if (de.kind === 'invalid_grant') {
+      return E.importRefused(`the provider refused the tokens imported for "${account}" (${de.oauthError ?? 'refused'}: ${de.message}); nothing was changed`, { account });
+    }
+    return wireErrorOf(de, { account, doing: 'prove the imported tokens (nothing was changed)' });
+  }
+
+  /**
    * An import's proving refresh (rule 5 for an import): the imported refresh token, with the
    * client credentials that came with it, goes to the account's driver; the stored grant is
    * neither read for it nor touched, only marked (Store.markImport) so a crash meanwhile is
    * told. Counts against the account's refresh budget (rule 6), never against its health.
    */
-  private async proveImport(
-    account: string,
-    cfg: AccountConfig,
-    driver: Driver,
-    t: ImportedTokens,
-    imported: Record<string, string>,
-    boundTo: string,
-  ): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string }> {
+  private async proveImport(a: ImportAttempt): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string }> {
+    const { account, cfg, driver, t, imported, boundTo } = a;
     if (!t.refresh_token) {
       throw E.importRefused(`the access token given for "${account}" has expired and no refresh token came with it; nothing was changed`, { account });
     }
-    const h = this.healthOf(account);
-    // The budget only: a refresh backing off after an outage does not stop the user's import.
-    const gate = { ...h, nextAttemptAt: 0 };
-    admit(gate, account, this.now(), this.deps.config.settings);
-    h.attempts = gate.attempts;
+    this.importBudget(account);
     const secrets = new Map([...(await this.secretsOf(account)), ...Object.entries(imported)]);
     const startedAt = this.now();
     const at = new Date(startedAt).toISOString();
@@ -409,12 +437,7 @@ export class Broker {
       );
     } catch (err) {
       await this.bestEffort(account, () => this.deps.store.endImport(account));
-      const de = asDriverError(err);
-      this.deps.log.warn('an import was not proven; the account is unchanged', { account, kind: de.kind, error: de.message });
-      if (de.kind === 'invalid_grant') {
-        throw E.importRefused(`the provider refused the tokens imported for "${account}" (${de.oauthError ?? 'refused'}: ${de.message}); nothing was changed`, { account });
-      }
-      throw wireErrorOf(de, { account, doing: 'prove the imported tokens (nothing was changed)' });
+      throw this.importFailure(account, asDriverError(err));
     }
     return { ...updateFromSet(set, startedAt, undefined), refresh_token: set.refresh_token ?? t.refresh_token };
   }

@@ -1,4 +1,5 @@
 /** What `tokend import` hands over, and what the broker says of it (Broker.importTokens). */
+import type { AccountConfig } from '../protocol/api.js';
 import type { Driver } from './drivers/driver.js';
 import { E } from './errors.js';
 
@@ -11,6 +12,17 @@ export interface ImportedTokens {
   /** The client the refresh token belongs to, where the driver takes one (Driver.importSecrets). */
   client_id?: string;
   client_secret?: string;
+}
+
+/** One import as the broker proves it: the account, its driver, what was handed over, and the identity it will be bound to. */
+export interface ImportAttempt {
+  account: string;
+  cfg: AccountConfig;
+  driver: Driver;
+  t: ImportedTokens;
+  /** The secrets the import's client credentials become (importedSecrets). */
+  imported: Record<string, string>;
+  boundTo: string;
 }
 
 /** The secrets an import's client credentials become; 400 where the driver takes none. */

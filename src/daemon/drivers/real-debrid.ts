@@ -155,6 +155,17 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
 
     importSecrets: (client) => clientSecrets({ id: client.client_id, secret: client.client_secret }),
 
+    // An imported access token is proven with `GET /rest/1.0/user`, which changes nothing.
+    async checkAccessToken(ctx, accessToken) {
+      const url = restUrl(ctx, 'user');
+      await step(ctx, { label: 'Real-Debrid API', url, secrets: [accessToken], method: 'GET', headers: { authorization: `Bearer ${accessToken}` } }, () => true, (r) => {
+        if (r.status === 401 || r.status === 403) {
+          return new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}${detailOf(r)}`, { status: r.status, oauthError: 'invalid_token' });
+        }
+        return rdRefusal(r);
+      });
+    },
+
     // "Refresh": the same grant, the refresh token in `code`. The doc does not say whether the
     // refresh token rotates; an answer without one keeps the old (the broker's rule 5).
     async refresh(ctx, refreshToken) {
