@@ -118,6 +118,9 @@ describe('tokend import', () => {
       if (i > 200) throw new Error('the proving refreshes never reached the provider');
       await sleep(25);
     }
+    // While the imports are being proven, the accounts show what they had.
+    expect((await d.request('GET', '/v1/accounts/fresh')).json).toMatchObject({ status: 'no_grant', last_error: null });
+    expect((await d.request('GET', '/v1/accounts/work')).json).toEqual(before.view);
     await d.stop('SIGKILL');
     for (const r of await Promise.all(imports)) expect(r.code).not.toBe(0);
     idp.setFault(null);

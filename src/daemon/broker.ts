@@ -109,6 +109,8 @@ export class Broker {
   private readonly reloads = new Set<string>();
   /** Accounts whose fleet grant belongs to another identity, already logged (once each). */
   private readonly mismatchLogged = new Set<string>();
+  /** Accounts whose import this daemon is proving now: a placeholder of theirs (Store.markImport) is no grant yet. */
+  private readonly importing = new Set<string>();
   private readonly now: () => number;
   private readonly monotonic: () => number;
   private clockWatch?: NodeJS.Timeout;
@@ -346,6 +348,7 @@ export class Broker {
     let proven = false;
     const g = await this.queue(account, () =>
       this.locked(account, async () => {
+        this.importing.add(account);
         const cfg = this.accountOrThrow(account);
         const driver = this.deps.getDriver(cfg.driver);
         if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
@@ -362,7 +365,7 @@ export class Broker {
         this.installGrant(account, grant);
         this.watchGrant(account, cfg, summarize(grant));
         return grant;
-      }),
+      }).finally(() => this.importing.delete(account)),
     );
     this.health.delete(account);
     const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
@@ -575,7 +578,7 @@ export class Broker {
     if (!grant) {
       try {
         const stored = await this.deps.store.getGrant(account);
-        grant = stored && summarize(stored);
+        grant = stored && !(stored.generation === 0 && this.importing.has(account)) ? summarize(stored) : undefined;
       } catch (err) {
         if (!isStoreUnavailable(err)) throw err;
       }
