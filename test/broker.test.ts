@@ -77,6 +77,35 @@ describe('Broker', () => {
     expect(new Set(toks.map((t) => t.access_token))).toEqual(new Set(['at-1']));
   });
 
+  it('proves an import with the imported refresh token, marked as an import, and commits it in one write; a refusal writes only the end of the mark', async () => {
+    const { broker, driver, grant, store, events } = setup();
+    await grant('rt-old', { access_token: 'at-old', expires_at: 1_000_000 + 3_600_000 });
+    await broker.start();
+    store.journal.length = 0;
+    let markedWhenSent: unknown;
+    driver.onCall = () => (markedWhenSent = { ...store.grants.get('w') });
+    driver.answers.push(() => {
+      throw new DriverError('invalid_grant', 'the token endpoint answered invalid_grant', { oauthError: 'invalid_grant' });
+    });
+    const refused = await broker.importTokens('w', { refresh_token: 'rt-bogus' }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'import_refused', status: 400 });
+    expect(driver.calls.map((c) => c.token)).toEqual(['rt-bogus']); // the stored refresh token was not sent
+    expect(markedWhenSent).toMatchObject({ refresh_token: 'rt-old', in_flight_for: 'import' });
+    expect(store.journal.map((j) => j.op)).toEqual(['markImport', 'endImport']);
+    expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-old', access_token: 'at-old', in_flight_since: null, status: 'active' });
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-old');
+    expect(events.map((e) => e.type)).toEqual([]);
+
+    store.journal.length = 0;
+    const g = await broker.importTokens('w', { refresh_token: 'rt-new' });
+    expect(store.journal).toEqual([
+      { op: 'markImport', account: 'w' },
+      { op: 'replaceGrant', account: 'w', refresh_token: 'rt-1' },
+    ]);
+    expect(g).toMatchObject({ generation: 2, status: 'active', in_flight_since: null });
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+  });
+
   it('serves from memory while the token satisfies min_ttl, with no driver call', async () => {
     const { broker, driver, grant, clock } = setup();
     await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });

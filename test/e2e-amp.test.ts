@@ -25,6 +25,24 @@ async function tokenOf(): Promise<string> {
 }
 
 describe('AMP', () => {
+  it('refuses an imported refresh token (AMP issues none) and keeps the token it has; no hint suggests an import', async () => {
+    await startTokend();
+    const add = await addAmp();
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stderr).not.toContain('tokend import');
+    const before = await tokenOf();
+    const r = await t.d.cli(['import', 'amp', '--refresh-token-stdin'], 'amp-refresh-token-from-nowhere');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('refused the tokens imported for "amp"');
+    expect(r.stderr).toContain('nothing was changed');
+    expect(await tokenOf()).toBe(before);
+    expect(amp.stats.obtains).toBe(1); // the password was not used to obtain another
+    const logout = await t.d.cli(['logout', 'amp']);
+    expect(logout.code).toBe(0);
+    const status = await t.d.cli(['status', 'amp']);
+    expect(status.stderr + status.stdout).not.toContain('tokend import');
+  });
+
   it('obtains the first token at add, serves it with the `token` scheme and its JWT expiry, and obtains again at expiry', async () => {
     // 8 s (really 7 to 8: the JWT's iat is in whole seconds), so the first token is still the
     // one served when the API call is made on a loaded machine.

@@ -72,11 +72,12 @@ describe('Cal.com managed users', () => {
     await startTokend();
     expect((await addCal()).code).toBe(0);
     await importTokens(cal.createUserTokens());
+    expect(cal.stats.me).toBe(1); // the import proved the access token with /v2/me
     cal.expire(await tokenOf()); // Cal.com's clock says it expired; tokend's does not yet
     const r = await t.d.cli(['api', 'cal', '/me']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'success', data: { id: CAL_USER_ID } });
-    expect(cal.stats).toMatchObject({ me: 2, me498: 1, refreshes: 1, forceRefreshes: 0 });
+    expect(cal.stats).toMatchObject({ me: 3, me498: 1, refreshes: 1, forceRefreshes: 0 });
   });
 
   it('recovers a refused refresh token with force-refresh, and a replay of the platform’s old copy changes nothing for tokend', async () => {
@@ -110,6 +111,54 @@ describe('Cal.com managed users', () => {
     expect(cal.isLive(await tokenOf())).toBe(true);
     expect((await t.d.cli(['refresh', 'cal'])).code).toBe(0); // with the refresh token the force-refresh gave
     expect(cal.stats).toMatchObject({ refreshes: 3, forceRefreshes: 1 });
+  });
+
+  it('refuses imported tokens Cal.com refuses without force-refreshing the user, and keeps the grant it had (exit 1)', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    const platform = cal.createUserTokens();
+    await importTokens(platform);
+    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const tap = await tapEvents(t.d.socket);
+    const stale = { accessToken: 'cal-stale-at', refreshToken: 'cal-bogus-rt', accessTokenExpiresAt: Date.now() - 60_000 };
+    const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify(stale));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refused the tokens imported for "cal" \(invalid_grant: .*Invalid refresh token/);
+    expect(r.stderr).not.toContain('cal-bogus-rt');
+    // The refresh was tried on the side; the recover step (which would end the platform's tokens) never ran.
+    expect(cal.stats).toMatchObject({ refreshRefused: 1, forceRefreshes: 0 });
+    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(await tokenOf()).toBe(platform.accessToken);
+    expect(cal.isLive(platform.accessToken)).toBe(true);
+    await sleep(100);
+    tap.close();
+    expect(tap.events.map((e) => e.type)).not.toContain('account.reauth_required');
+  });
+
+  it('proves an imported access token with /v2/me: one Cal.com does not take, or another user’s, is refused and the grant kept; a good refresh token beside a refused one still imports', async () => {
+    await startTokend();
+    expect((await addCal()).code).toBe(0);
+    const platform = cal.createUserTokens();
+    await importTokens(platform);
+    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const inAnHour = Date.now() + 3_600_000;
+
+    const unknown = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken: 'cal-unknown-at', accessTokenExpiresAt: inAnHour }));
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('refused the tokens imported for "cal" (invalid_token');
+    const other = cal.createUserTokens(CAL_USER_ID + 1);
+    const stranger = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken: other.accessToken, accessTokenExpiresAt: other.accessTokenExpiresAt }));
+    expect(stranger.code).toBe(1);
+    expect(stranger.stderr).toContain(`managed user ${CAL_USER_ID + 1}'s, not ${CAL_USER_ID}'s`);
+    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(await tokenOf()).toBe(platform.accessToken);
+    expect(cal.stats).toMatchObject({ me: 3, tokenCalls: 0 }); // each import checked, nothing spent
+
+    const fresh = cal.createUserTokens();
+    const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken: 'cal-unknown-at', accessTokenExpiresAt: inAnHour, refreshToken: fresh.refreshToken }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(cal.stats).toMatchObject({ me: 4, refreshes: 1, forceRefreshes: 0 });
+    expect(cal.isLive(await tokenOf())).toBe(true);
   });
 
   it('needs the platform’s tokens again when refresh and force-refresh both fail (exit 3), within the attempt budget', async () => {

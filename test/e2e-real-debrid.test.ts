@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { settled, sleep, spawnCli, startDaemon, startLogin, tapEvents, waitFor } from './support/fake-as.js';
-import { rdError, startFakeRealDebrid } from './support/fake-real-debrid.js';
+import { RD_DEVICE_GRANT, RD_OPEN_SOURCE_CLIENT, rdError, startFakeRealDebrid } from './support/fake-real-debrid.js';
 import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
 
@@ -17,6 +17,20 @@ async function addRd(settings: Record<string, unknown> = {}): Promise<void> {
   await start({ settings });
   const r = await t.d.cli(['add', 'rd', '--preset', 'real-debrid', '--base-url', rd.url]);
   expect(r.code, r.stderr).toBe(0);
+}
+
+/**
+ * What an app (a game launcher) keeps after its own device login with the open-source client
+ * id: the per-user client and the tokens, the way it stores them in its JSON file.
+ */
+async function deviceLoginAsAnApp(): Promise<{ client_id: string; client_secret: string; refresh_token: string }> {
+  const get = async (path: string) => (await fetch(`${rd.url}/oauth/v2/${path}`)).json();
+  const code = await get(`device/code?client_id=${RD_OPEN_SOURCE_CLIENT}&new_credentials=yes`);
+  rd.approve(code.user_code);
+  const client = await get(`device/credentials?client_id=${RD_OPEN_SOURCE_CLIENT}&code=${code.device_code}`);
+  const form = new URLSearchParams({ client_id: client.client_id, client_secret: client.client_secret, code: code.device_code, grant_type: RD_DEVICE_GRANT });
+  const tokens = await (await fetch(`${rd.url}/oauth/v2/token`, { method: 'POST', body: form })).json();
+  return { client_id: client.client_id, client_secret: client.client_secret, refresh_token: tokens.refresh_token };
 }
 
 /** A device login approved at the fake, through the API. */
@@ -141,12 +155,63 @@ describe('Real-Debrid', () => {
     expect(rd.stats).toMatchObject({ refused: 0, replays: 0 });
   });
 
-  it('refuses to refresh a refresh token imported without the per-user client: only a login obtains one', async () => {
+  it('refuses a refresh token imported without the client it was issued to, and says how to import it with its client', async () => {
     await addRd();
+    const add = await t.d.cli(['status', 'rd']);
+    expect(add.stderr + add.stdout).not.toContain('--refresh-token-stdin');
     const r = await t.d.cli(['import', 'rd', '--refresh-token-stdin'], 'rdrt-from-somewhere-else');
-    expect(r.code).toBe(3);
-    expect(r.stderr).toContain('tokend login rd');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('tokend import rd --tokens-stdin');
+    expect(r.stderr).toContain('nothing was changed');
     expect(rd.stats.tokenRequests).toBe(0); // nothing was sent without the credentials
+    expect((await t.d.request('GET', '/v1/accounts/rd')).json.status).toBe('no_grant');
+  });
+
+  it('imports what an app holds from its own device login ({client_id, client_secret, refresh_token}), proven and refreshed with that client; refused ones change nothing', async () => {
+    await addRd();
+    await loggedIn();
+    const before = (await t.d.request('GET', '/v1/accounts/rd')).json;
+    const served = (await t.d.cli(['token', 'rd'])).stdout.trim();
+    const launcher = await deviceLoginAsAnApp();
+
+    const wrong = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify({ ...launcher, client_secret: 'not-the-secret' }));
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('refused the tokens imported for "rd"');
+    expect(wrong.stderr).not.toContain(launcher.refresh_token);
+    expect((await t.d.request('GET', '/v1/accounts/rd')).json).toEqual(before);
+    expect((await t.d.cli(['token', 'rd'])).stdout.trim()).toBe(served);
+
+    // An access token alone is proven with GET /rest/1.0/user, which spends nothing.
+    const stale = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify({ access_token: 'rdat-nobody-issued', expires_at: Date.now() + 3_600_000 }));
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain('refused the tokens imported for "rd" (invalid_token');
+    expect(rd.stats.authorizations.at(-1)).toBe('Bearer rdat-nobody-issued');
+    expect((await t.d.request('GET', '/v1/accounts/rd')).json).toEqual(before);
+
+    const ok = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify(launcher));
+    expect(ok.code, ok.stderr).toBe(0);
+    const token = (await t.d.cli(['token', 'rd'])).stdout.trim();
+    expect(token).not.toBe(served);
+    expect(rd.isLive(token)).toBe(true);
+    // Refreshed with the launcher's client: Real-Debrid takes a refresh token from its own client only.
+    expect((await t.d.cli(['refresh', 'rd'])).code).toBe(0);
+    expect(rd.stats).toMatchObject({ replays: 0 });
+    const status = (await t.d.cli(['status', 'rd', '--json'])).stdout;
+    for (const s of [launcher.client_secret, launcher.refresh_token]) expect(status).not.toContain(s);
+  });
+
+  it("logs in with an app's own registered client id and secret through the device flow without new_credentials", async () => {
+    const app = rd.registerApp();
+    await start({ settings: {} });
+    const add = await t.d.cli(['add', 'rd', '--preset', 'real-debrid', '--base-url', rd.url, '--client-id', app.client_id, '--client-secret-stdin'], app.client_secret);
+    expect(add.code, add.stderr).toBe(0);
+    await loggedIn();
+    // The mobile apps' workflow: no per-user credentials minted, the token endpoint polled with the app's client.
+    expect(rd.stats).toMatchObject({ deviceCodes: 1, newCredentials: 0, credentialPolls: 0, exchanges: 1 });
+    expect(rd.clients()).toEqual([app.client_id]);
+    expect(rd.isLive((await t.d.cli(['token', 'rd'])).stdout.trim())).toBe(true);
+    expect((await t.d.cli(['refresh', 'rd'])).code).toBe(0);
+    expect(rd.stats).toMatchObject({ refreshes: 1, refused: 0 });
   });
 
   it('disables the access token at Real-Debrid on logout', async () => {

@@ -91,6 +91,23 @@ describe('a fleet of three daemons on one grant', () => {
     expect((await d1!.request('GET', `/v1/logins/${started.json.id}`)).status).toBe(404);
   });
 
+  it('refuses an import the provider refuses and leaves the fleet\'s grant to the fleet; an account without one keeps none', async () => {
+    const [d0] = ctx.fleet.daemons;
+    // The grant's generation moves with the daemons' own timers (3 s tokens): its status and mark say enough.
+    const row = () => pg.sql("SELECT status, in_flight_for IS NULL, last_error IS NULL FROM tokend.grants WHERE account = 'work'");
+    expect(await row()).toBe('active|t|t\n');
+    const imp = await d0!.cli(['import', 'work', '--refresh-token-stdin'], 'rt-nobody-issued');
+    expect(imp.code).toBe(1);
+    expect(imp.stderr).toContain('refused the tokens imported for "work"');
+    expect(await row()).toBe('active|t|t\n');
+    await ctx.fleet.tokensAgree();
+
+    await ctx.fleet.addAccount(ctx.idp.issuer, 'fresh');
+    expect((await d0!.cli(['import', 'fresh', '--refresh-token-stdin'], 'rt-nobody-issued')).code).toBe(1);
+    expect(await pg.sql("SELECT count(*) FROM tokend.grants WHERE account = 'fresh'")).toBe('0\n');
+    expect(ctx.idp.stats.replays).toBe(0);
+  });
+
   it('keeps no token or secret in clear in the database, nor in any log', async () => {
     // The fleet's audit log: every daemon's rows, each saying which daemon served.
     expect(Number(await pg.sql('SELECT count(DISTINCT node) FROM tokend.audit'))).toBe(3);

@@ -71,6 +71,7 @@ describe('grants', () => {
       generation: 1,
       status: 'active',
       in_flight_since: null,
+      in_flight_for: null,
       last_error: null,
       updated_at: clock,
       bound_to: boundTo,
@@ -198,6 +199,51 @@ describe('grants', () => {
 
   it('refuses to mark a refresh in flight for an account without a grant', async () => {
     await expect(store().markInFlight('nobody', clock)).rejects.toThrow(StoreError);
+  });
+
+  it("marks an import in flight on the grant, which keeps its tokens; ending the import leaves the grant as it was", async () => {
+    const s = store();
+    const before = await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id', ...tokens() });
+    await s.markImport('work', clock + 5, { boundTo: 'id', lastError: 'unused: there is a grant' });
+    await s.close();
+    const s2 = store();
+    expect(await s2.getGrant('work')).toEqual({ ...before, in_flight_since: clock + 5, in_flight_for: 'import' });
+    await s2.endImport('work');
+    expect(await s2.getGrant('work')).toEqual(before);
+  });
+
+  it('holds an import mark on a placeholder where there is no grant, and ending the import leaves no grant', async () => {
+    const s = store();
+    await s.markImport('work', clock + 5, { boundTo: 'id', lastError: 'an import was interrupted' });
+    expect(await s.getGrant('work')).toMatchObject({
+      generation: 0,
+      status: 'reauth_required',
+      refresh_token: null,
+      access_token: null,
+      in_flight_since: clock + 5,
+      in_flight_for: 'import',
+      last_error: 'an import was interrupted',
+    });
+    await s.endImport('work');
+    expect(await s.getGrant('work')).toBeUndefined();
+    // A proven import replaces the placeholder: its first generation, the mark gone.
+    await s.markImport('work', clock + 6, { boundTo: 'id', lastError: 'x' });
+    expect(await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id', ...tokens() })).toMatchObject({
+      generation: 1,
+      status: 'active',
+      in_flight_since: null,
+      in_flight_for: null,
+      last_error: null,
+    });
+  });
+
+  it('replaces a grant and the secrets that came with it in one commit', async () => {
+    const s = store();
+    await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' }, { rd_client_id: 'c1', rd_client_secret: 's1' });
+    await s.markImport('work', clock, { boundTo: 'id', lastError: 'x' });
+    const g = await s.replaceGrant('work', { refresh_token: 'rt-2', bound_to: 'id' }, { rd_client_id: 'c2', rd_client_secret: 's2' });
+    expect(g).toMatchObject({ refresh_token: 'rt-2', generation: 2, in_flight_since: null, in_flight_for: null });
+    expect(await s.getSecrets('work')).toEqual(new Map([['rd_client_id', 'c2'], ['rd_client_secret', 's2']]));
   });
 
   it('persists reauth_required and last_error, and keeps the secrets', async () => {

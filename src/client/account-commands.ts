@@ -34,17 +34,22 @@ account), 2 bad usage.
   import: `usage: tokend import NAME (--refresh-token-stdin | --tokens-stdin) [--json]
 
 Starts account NAME from tokens you already hold: reads them from stdin (never
-from argv), stores them encrypted, and, unless a still-valid access token came with
-them, refreshes once to prove they work.
+from argv) and proves they work before anything is replaced: one refresh, or,
+for a still-valid access token, the provider's check of it where there is one.
+Only proven tokens are stored (encrypted); tokens the provider refuses, or a
+provider that does not answer, leave the account exactly as it was.
 
   --refresh-token-stdin   stdin is one refresh token
   --tokens-stdin          stdin is JSON with the tokens a platform handed over:
                           {"accessToken","refreshToken","accessTokenExpiresAt"} (Cal.com,
                           expiry in ms) or {"access_token","refresh_token","expires_at"};
-                          either token may be missing, not both
+                          either token may be missing, not both. Real-Debrid's comes with
+                          the client it was issued to: {"client_id","client_secret",
+                          "refresh_token"}, as an app keeps them after its device login
   --json                  print the account as JSON on stdout
 
-Exit status: 0 imported, 1 error, 2 bad usage, 3 the provider refused the token.
+Exit status: 0 imported, 1 error (the provider refused the tokens: nothing was
+changed), 2 bad usage.
 `,
   list: `usage: tokend list [--json]
 
@@ -174,6 +179,8 @@ function tokensFromJson(text: string): Record<string, unknown> {
     refresh_token: pick('refresh_token', 'refreshToken'),
     access_token: pick('access_token', 'accessToken'),
     expires_at: pick('expires_at', 'accessTokenExpiresAt'),
+    client_id: pick('client_id', 'clientId'),
+    client_secret: pick('client_secret', 'clientSecret'),
   };
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
   if (!body.refresh_token && !body.access_token) throw new UsageError('--tokens-stdin: no refresh token and no access token in it', 'import');

@@ -3,7 +3,7 @@
  * (the code and URL to finish it) and how the last login ended.
  */
 import type { AccountView, LastLogin, LoginView } from '../protocol/api.js';
-import { needsLogin } from '../protocol/rules.js';
+import { importHint, needsLogin } from '../protocol/rules.js';
 import { relative, stamp } from './when.js';
 
 const row = (label: string, value: string) => `${`${label}:`.padEnd(12)}${value}`;
@@ -54,7 +54,9 @@ export function lastLogin(l: LastLogin, now: number): string {
 export function nextStep(a: Pick<AccountView, 'name' | 'flow' | 'driver' | 'status' | 'has_refresh_token'>): string {
   if (a.driver === 'cal-com' && !a.has_refresh_token) return `\`tokend import ${a.name} --tokens-stdin\` (the managed user's tokens from the platform)`;
   if (a.flow === 'client-credentials' || a.flow === 'password' || a.status === 'active') return `\`tokend token ${a.name}\``;
-  return `\`tokend login ${a.name}\` (or \`tokend import ${a.name} --refresh-token-stdin\`)`;
+  // Only an import the driver can do (protocol/rules.ts importHint).
+  const imports = importHint(a.driver, a.name);
+  return `\`tokend login ${a.name}\`${imports ? ` (or \`${imports}\`)` : ''}`;
 }
 
 /**

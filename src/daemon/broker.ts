@@ -1,4 +1,6 @@
 import type { AccountConfig, LoginView } from '../protocol/api.js';
+import { importHint } from '../protocol/rules.js';
+import { importedSecrets, importInterruptedReason, type ImportAttempt, type ImportedTokens } from './imports.js';
 import { accountOfKey, cacheKey, satisfies, splitKey, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { ConfigStore } from './config.js';
 import { asDriverError, wireErrorOf } from './driver-errors.js';
@@ -118,6 +120,8 @@ export class Broker {
   private readonly reloads = new Set<string>();
   /** Accounts whose fleet grant belongs to another identity, already logged (once each). */
   private readonly mismatchLogged = new Set<string>();
+  /** Accounts whose import this daemon is proving now: a placeholder of theirs (Store.markImport) is no grant yet. */
+  private readonly importing = new Set<string>();
   private readonly now: () => number;
   private readonly monotonic: () => number;
   private clockWatch?: NodeJS.Timeout;
@@ -141,6 +145,7 @@ export class Broker {
   async start(): Promise<void> {
     // Grants from before bindings were recorded take the account's identity, all in one commit.
     const unbound: Array<{ account: string; boundTo: string }> = [];
+    const interruptedImports: GrantSummary[] = [];
     for (const g of await this.deps.store.listGrants()) {
       const cfg = this.deps.config.getAccount(g.account);
       if (!cfg) continue;
@@ -163,7 +168,9 @@ export class Broker {
       }
       g.bound_to = id; // one string for all the grants of an identity, not a copy per row
       this.grants.set(g.account, g);
-      if (g.in_flight_since && g.status === 'active' && !g.in_flight_by) {
+      if (g.in_flight_since && g.in_flight_for === 'import' && !g.in_flight_by) {
+        interruptedImports.push(g);
+      } else if (g.in_flight_since && g.status === 'active' && !g.in_flight_by) {
         this.deps.log.warn('a refresh was interrupted when the daemon stopped; its refresh token may be spent', {
           account: g.account,
           since: new Date(g.in_flight_since).toISOString(),
@@ -176,6 +183,7 @@ export class Broker {
       if (g.status === 'active') this.watchGrant(g.account, cfg, g);
     }
     if (unbound.length > 0) await this.deps.store.setBindings(unbound);
+    for (const g of interruptedImports) await this.importInterrupted(g);
     this.watchClock();
     this.deps.store.fleet?.watch({
       grantChanged: (account) => this.onFleetChange(account),
@@ -183,6 +191,20 @@ export class Broker {
         this.resync().catch((err) => this.deps.log.warn('could not reconcile with the fleet database', { error: (err as Error).message }));
       },
     });
+  }
+
+  /**
+   * A daemon stopped during an import's proving refresh (Store.markImport): the account's grant
+   * was never touched and its own refresh token never sent, so it is kept as it was; the
+   * imported one may be spent at the provider and is lost. Said in the log and as the
+   * account's last error, never silently; the mark goes.
+   */
+  private async importInterrupted(g: GrantSummary): Promise<void> {
+    const at = new Date(g.in_flight_since!).toISOString();
+    const why = g.generation === 0 ? (g.last_error ?? importInterruptedReason(at, false)) : importInterruptedReason(at, true);
+    this.deps.log.warn('an import was interrupted when the daemon stopped; the account keeps the grant it had', { account: g.account, since: at, had_grant: g.generation > 0 });
+    await this.deps.store.setStatus(g.account, g.status, why);
+    this.grants.set(g.account, { ...g, in_flight_since: null, in_flight_for: null, last_error: why });
   }
 
   /**
@@ -328,31 +350,113 @@ export class Broker {
   }
 
   /**
-   * Start from tokens the user already holds (`tokend import`): a refresh token, and maybe
-   * the access token issued with it (Cal.com hands both to a platform). Replaces the grant;
-   * then, unless a still-valid access token came along, refreshes once to prove it.
+   * Start from tokens the user already holds (`tokend import`): a refresh token (with the
+   * client it belongs to, where the driver takes one: Real-Debrid's per-user client), and
+   * maybe the access token issued with it (Cal.com hands both to a platform). Proven before
+   * it replaces anything: unless a still-valid access token came along, the imported refresh
+   * token is refreshed once on the side, and only a success is committed, the old grant to
+   * the new in one write. A refusal (400 `import_refused`) or a provider that cannot answer
+   * (503) leaves the account exactly as it was.
    */
-  async importTokens(account: string, t: { refresh_token?: string; access_token?: string; expires_at?: number }): Promise<GrantSummary> {
+  async importTokens(account: string, t: ImportedTokens): Promise<GrantSummary> {
+    let proven = false;
     const g = await this.queue(account, () =>
       this.locked(account, async () => {
+        this.importing.add(account);
         const cfg = this.accountOrThrow(account);
-        await this.refuseForeignGrant(account, identityKey(cfg));
-        // The tokens are the user's word for this account as it is configured now.
+        const driver = this.deps.getDriver(cfg.driver);
+        if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
+        const boundTo = identityKey(cfg);
+        await this.refuseForeignGrant(account, boundTo);
+        const secrets = importedSecrets(driver, account, t);
         const now = this.now();
-        const grant = await this.deps.store.replaceGrant(account, {
-          refresh_token: t.refresh_token ?? null,
-          bound_to: identityKey(cfg),
-          ...(t.access_token ? { access_token: t.access_token, token_type: 'Bearer', obtained_at: now, expires_at: t.expires_at ?? null } : {}),
-        });
+        const usable = t.access_token && (t.expires_at === undefined || t.expires_at > now + 60_000);
+        // The tokens are proven for this account as it is configured now.
+        const attempt: ImportAttempt = { account, cfg, driver, t, imported: secrets, boundTo };
+        const tokens = usable ? await this.checkImport(attempt) : await this.proveImport(attempt);
+        proven = tokens.access_token !== t.access_token;
+        const grant = await this.deps.store.replaceGrant(account, { ...tokens, bound_to: boundTo }, secrets);
         this.installGrant(account, grant);
         this.watchGrant(account, cfg, summarize(grant));
         return grant;
-      }),
+      }).finally(() => this.importing.delete(account)),
     );
     this.health.delete(account);
-    const usable = g.access_token && (g.expires_at === null || g.expires_at > this.now() + 60_000);
-    if (!usable) await this.forceRefresh(account);
+    const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
+    // The proving refresh is a refresh at the provider, and logged as one.
+    this.deps.log.info(proven ? 'token refreshed' : 'tokens imported', { account, generation: g.generation, expires_at: expiresAt, imported: true });
+    this.deps.events.emit('token.refreshed', account, { generation: g.generation, expires_at: expiresAt });
     return this.grants.get(account)!;
+  }
+
+  /**
+   * An import that came with a still-valid access token: proven by the driver's check of it
+   * (Driver.checkAccessToken), which spends nothing; where the provider refuses it, by the
+   * proving refresh of the refresh token that came along. A driver without a check takes the
+   * access token at its word until its first use.
+   */
+  private async checkImport(a: ImportAttempt): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string | null }> {
+    const { account, cfg, driver, t, imported } = a;
+    const tokens = { refresh_token: t.refresh_token ?? null, access_token: t.access_token!, token_type: 'Bearer', obtained_at: this.now(), expires_at: t.expires_at ?? null, scope: null };
+    if (!driver.checkAccessToken) return tokens;
+    this.importBudget(account);
+    const secrets = new Map([...(await this.secretsOf(account)), ...Object.entries(imported)]);
+    try {
+      await this.withTimeout((signal) => driver.checkAccessToken!(this.context(account, cfg, signal, secrets), t.access_token!));
+      return tokens;
+    } catch (err) {
+      const de = asDriverError(err);
+      if (de.kind === 'invalid_grant' && t.refresh_token) return this.proveImport(a);
+      throw this.importFailure(account, de);
+    }
+  }
+
+  /** Rule 6's budget for an import's provider call, only: a refresh backing off after an outage does not stop the user's import. */
+  private importBudget(account: string): void {
+    const h = this.healthOf(account);
+    const gate = { ...h, nextAttemptAt: 0 };
+    admit(gate, account, this.now(), this.deps.config.settings);
+    h.attempts = gate.attempts;
+  }
+
+  /** An import not proven: the provider's answer as the wire error (its error named, never a token); the account is unchanged. */
+  private importFailure(account: string, de: DriverError): TokendError {
+    this.deps.log.warn('an import was not proven; the account is unchanged', { account, kind: de.kind, error: de.message });
+    if (de.kind === 'invalid_grant') {
+      return E.importRefused(`the provider refused the tokens imported for "${account}" (${de.oauthError ?? 'refused'}: ${de.message}); nothing was changed`, { account });
+    }
+    return wireErrorOf(de, { account, doing: 'prove the imported tokens (nothing was changed)' });
+  }
+
+  /**
+   * An import's proving refresh (rule 5 for an import): the imported refresh token, with the
+   * client credentials that came with it, goes to the account's driver; the stored grant is
+   * neither read for it nor touched, only marked (Store.markImport) so a crash meanwhile is
+   * told. Counts against the account's refresh budget (rule 6), never against its health.
+   */
+  private async proveImport(a: ImportAttempt): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string }> {
+    const { account, cfg, driver, t, imported, boundTo } = a;
+    if (!t.refresh_token) {
+      throw E.importRefused(`the access token given for "${account}" has expired and no refresh token came with it; nothing was changed`, { account });
+    }
+    this.importBudget(account);
+    const secrets = new Map([...(await this.secretsOf(account)), ...Object.entries(imported)]);
+    const startedAt = this.now();
+    const at = new Date(startedAt).toISOString();
+    await this.deps.store.markImport(account, startedAt, {
+      boundTo,
+      lastError: importInterruptedReason(at, false),
+    });
+    let set: TokenSet;
+    try {
+      set = await this.withTimeout((signal) =>
+        driver.refresh({ ...this.context(account, cfg, signal, secrets), currentAccessToken: t.access_token }, t.refresh_token!, {}),
+      );
+    } catch (err) {
+      await this.bestEffort(account, () => this.deps.store.endImport(account));
+      throw this.importFailure(account, asDriverError(err));
+    }
+    return { ...updateFromSet(set, startedAt, undefined), refresh_token: set.refresh_token ?? t.refresh_token };
   }
 
   /**
@@ -488,7 +592,7 @@ export class Broker {
     if (!grant) {
       try {
         const stored = await this.deps.store.getGrant(account);
-        grant = stored && summarize(stored);
+        grant = stored && !(stored.generation === 0 && this.importing.has(account)) ? summarize(stored) : undefined;
       } catch (err) {
         if (!isStoreUnavailable(err)) throw err;
       }
@@ -610,7 +714,12 @@ export class Broker {
         { account, retryAfter: 2 },
       );
     }
-    if (grant?.status === 'active' && grant.in_flight_since) await this.outlastInterrupted(account, grant.in_flight_since);
+    if (grant?.in_flight_since && grant.in_flight_for === 'import' && markedBy && markedBy !== fleet?.instance) {
+      // In a fleet, an import whose daemon is gone (Broker.start tells a daemon's own at restart):
+      // the grant was not touched; this refresh's commit drops the mark.
+      this.deps.log.warn('an import by another daemon of the fleet was interrupted; the account keeps the grant it had', { account, by: markedBy });
+    }
+    if (grant?.status === 'active' && grant.in_flight_since && grant.in_flight_for !== 'import') await this.outlastInterrupted(account, grant.in_flight_since);
     const secrets = await this.secretsOf(account);
     const recoverable = this.recoverableWith(account, cfg, driver, secrets);
     const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
@@ -620,7 +729,8 @@ export class Broker {
         if (grant?.status === 'reauth_required') throw this.reauthError(account, grant.last_error);
         const login = this.deps.pendingLogin?.(account);
         if (login) throw loginPendingError(account, login);
-        const next = driver.reauthHint?.(account) ?? `\`tokend login ${account}\` (or \`tokend import ${account} --refresh-token-stdin\`)`;
+        const imports = importHint(cfg.driver, account);
+        const next = driver.reauthHint?.(account) ?? `\`tokend login ${account}\`${imports ? ` (or \`${imports}\`)` : ''}`;
         throw E.reauthRequired(`account "${account}" has no grant yet: run ${next}`, { account });
       }
       admit(this.healthOf(account), account, this.now(), this.deps.config.settings);
@@ -726,7 +836,8 @@ export class Broker {
 
   /** Why a refresh token is refused, for the user: an interrupted refresh may have spent it. */
   private refusalReason(message: string, grant: InFlightMark): string {
-    const interrupted = grant.in_flight_since;
+    // An import's mark: the grant's own refresh token was not sent then.
+    const interrupted = grant.in_flight_for === 'import' ? null : grant.in_flight_since;
     if (!interrupted) return `the provider refused the refresh token (${message})`;
     const at = new Date(interrupted).toISOString();
     const by = grant.in_flight_by;
@@ -1341,11 +1452,11 @@ function storedTimes(g: GrantSummary): TokenTimes {
 }
 
 /** A grant's in-flight mark (rule 5). */
-type InFlightMark = Pick<GrantRecord, 'in_flight_since' | 'in_flight_by'>;
+type InFlightMark = Pick<GrantRecord, 'in_flight_since' | 'in_flight_by' | 'in_flight_for'>;
 
 /** The grant without its in-flight mark (and, in a fleet, without the daemon that set it). */
 function withoutMark<G extends InFlightMark>(g: G): G {
-  return { ...g, in_flight_since: null, ...('in_flight_by' in g ? { in_flight_by: null } : {}) };
+  return { ...g, in_flight_since: null, in_flight_for: null, ...('in_flight_by' in g ? { in_flight_by: null } : {}) };
 }
 
 /** Why a daemon of a fleet does not touch the fleet's grant of an account (rule 8), and the fixes. */

@@ -32,6 +32,7 @@ const factory =
 /** Factories, one per wire code (in the style of oidc-provider's `E('slow_down', …)`). */
 export const E = {
   invalidRequest: factory('invalid_request'),
+  importRefused: factory('import_refused'),
   unauthorized: factory('unauthorized'),
   forbidden: factory('forbidden'),
   notFound: factory('not_found'),

@@ -13,7 +13,7 @@ import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from 
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
-import { defaultLoginFlow } from '../protocol/rules.js';
+import { defaultLoginFlow, importHint } from '../protocol/rules.js';
 import { wireErrorOf } from './driver-errors.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
@@ -583,7 +583,7 @@ function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): TokendEr
   const other: LoginFlow = flow === 'device' ? 'browser' : 'device';
   const canOther = other === 'device' ? driver.startDeviceLogin && driver.pollDeviceLogin : driver.authorizationUrl && driver.exchangeCode;
   if (canOther) return E.invalidRequest(`the ${driver.name} driver cannot do ${flow} logins; try --flow ${other}`, { account });
-  const next = driver.reauthHint?.(account) ?? `\`tokend import ${account} --refresh-token-stdin\``;
+  const next = driver.reauthHint?.(account) ?? `\`${importHint(driver.name, account) ?? `tokend status ${account}`}\``;
   return E.invalidRequest(`the ${driver.name} driver has no interactive login; run ${next}`, { account });
 }
 

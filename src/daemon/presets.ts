@@ -76,7 +76,8 @@ export const PRESETS: Record<string, Preset> = {
     requires: [{ field: 'issuer', hint: '--issuer https://HOST/realms/REALM' }],
   },
   'real-debrid': {
-    // The "opensource apps" device workflow: a public client id that mints per-user credentials.
+    // The "opensource apps" device workflow: a public client id that mints per-user credentials
+    // (an app's own --client-id and secret use the mobile apps' workflow instead).
     defaults: { driver: 'real-debrid', client_id: 'X245A4XAIBGVM', base_url: 'https://api.real-debrid.com', flow: 'device' },
     derive: (c) => ({ api_base: `${root(c)}/rest/1.0` }),
   },

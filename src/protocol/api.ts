@@ -266,8 +266,12 @@ export const ImportRequest = z
     access_token: z.string().min(1).max(16384).optional(),
     /** Epoch ms or an ISO time. */
     expires_at: z.union([z.number().int().min(0), z.iso.datetime({ offset: true })]).optional(),
+    /** The client the refresh token was issued to, where the driver takes one (Real-Debrid's per-user client). */
+    client_id: z.string().min(1).max(1024).optional(),
+    client_secret: z.string().min(1).max(4096).optional(),
   })
   .strict()
+  .refine((r) => (r.client_id === undefined) === (r.client_secret === undefined), { message: 'give client_id and client_secret together, or neither' })
   .refine((r) => r.refresh_token !== undefined || r.access_token !== undefined, { message: 'give a refresh_token, an access_token, or both' });
 export type ImportRequest = z.infer<typeof ImportRequest>;
 

@@ -5,6 +5,7 @@
  */
 export const ERROR_STATUS = {
   invalid_request: 400,
+  import_refused: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,

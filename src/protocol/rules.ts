@@ -25,6 +25,18 @@ export function defaultLoginFlow(env: Readonly<Record<string, string | undefined
   return display && !ssh ? 'browser' : 'device';
 }
 
+/**
+ * The `tokend import` an account of `driver` can take, for hints; undefined where there is
+ * nothing to import (AMP obtains its token with the password). Cal.com's platform hands over
+ * a token object; Real-Debrid refreshes only with the client the refresh token was issued
+ * to, so its refresh token comes with that client's id and secret, as JSON.
+ */
+export function importHint(driver: string, account: string): string | undefined {
+  if (driver === 'amp') return undefined;
+  if (driver === 'cal-com' || driver === 'real-debrid') return `tokend import ${account} --tokens-stdin`;
+  return `tokend import ${account} --refresh-token-stdin`;
+}
+
 /** Account statuses in which no token can be served until someone logs in (CLI exit 3). */
 export const NEEDS_LOGIN_STATUSES = ['expired', 'no_grant', 'reauth_required', 'login_pending'] as const;
 

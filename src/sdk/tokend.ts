@@ -2,6 +2,7 @@ import type {
   AccountList,
   AccountView,
   Health,
+  ImportRequest,
   LoginFlow,
   LoginList,
   LoginStatus,
@@ -116,6 +117,17 @@ export class Tokend {
   /** Refresh now, whatever the cached token's expiry. */
   refresh(account: string): Promise<RefreshResponse> {
     return this.transport.json('POST', ROUTES.accountRefresh(account));
+  }
+
+  /**
+   * Start the account from tokens your app already holds (`POST /v1/accounts/:name/import`):
+   * a refresh token (Real-Debrid's with the client it was issued to), maybe its access token.
+   * Proven with one refresh before anything is replaced: tokens the provider refuses reject
+   * with `import_refused`, an unreachable provider with `upstream_unavailable`, and the
+   * account stays exactly as it was.
+   */
+  importTokens(account: string, tokens: ImportRequest): Promise<AccountView> {
+    return this.transport.json('POST', ROUTES.accountImport(account), tokens);
   }
 
   /** Revoke the grant at the provider and forget it; the account's config stays. */

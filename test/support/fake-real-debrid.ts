@@ -1,10 +1,15 @@
 /**
  * A fake Real-Debrid (api.real-debrid.com cannot be reached from here), following the
- * "Real-Debrid API Documentation": the "Workflow for opensource apps" under `/oauth/v2/`
- * and a little of the REST API under `/rest/1.0/`.
+ * "Real-Debrid API Documentation": the "Workflow for opensource apps" and the "Workflow for
+ * mobile apps" under `/oauth/v2/`, and a little of the REST API under `/rest/1.0/`.
  *
  * - `GET /oauth/v2/device/code?client_id=X245A4XAIBGVM&new_credentials=yes` →
  *   `{device_code, user_code, interval, expires_in, verification_url}`;
+ * - `GET /oauth/v2/device/code?client_id=APP` (an app's own registered client, `registerApp`,
+ *   without `new_credentials`: the mobile apps' workflow) → the same; then `POST
+ *   /oauth/v2/token` with the app's client id and secret and the device code answers an error
+ *   (`pending`, as the credentials endpoint does) until the user approves, then the tokens.
+ *   The open-source client id has no secret, so it is refused there without `new_credentials`;
  * - `GET /oauth/v2/device/credentials?client_id=…&code=DEVICE_CODE` → an error until the
  *   user approves (`approve(user_code)`), then `{client_id, client_secret}` bound to the user.
  *   The doc does not say which error; by default this fake answers what the service is seen
@@ -47,6 +52,8 @@ export interface FakeRealDebrid {
   faults: Faults;
   stats: {
     deviceCodes: number;
+    /** Device codes asked for with `new_credentials=yes`. */
+    newCredentials: number;
     credentialPolls: number;
     /** When each credentials poll arrived (Date.now()). */
     pollTimes: number[];
@@ -70,6 +77,8 @@ export interface FakeRealDebrid {
   };
   /** Every secret handed out: device codes, per-user credentials, tokens. */
   issued: string[];
+  /** An app registers its own client with Real-Debrid: a client id and secret of its own. */
+  registerApp(): { client_id: string; client_secret: string };
   /** The user enters the code at verification_url and allows the app. */
   approve(userCode: string): void;
   /** The user revokes the app's rights: its per-user client and every token of it stop working. */
@@ -83,6 +92,8 @@ export interface FakeRealDebrid {
 
 interface DeviceCode {
   userCode: string;
+  /** The app's own client that asked for it (the mobile apps' workflow); absent for new credentials. */
+  app?: string;
   expiresAt: number;
   client?: { id: string; secret: string };
   used: boolean;
@@ -93,6 +104,8 @@ export async function startFakeRealDebrid(): Promise<FakeRealDebrid> {
   const devices = new Map<string, DeviceCode>();
   /** per-user client id → its secret, while the user has not revoked it. */
   const clients = new Map<string, string>();
+  /** Apps' own registered clients (the mobile apps' workflow). */
+  const apps = new Set<string>();
   const refreshTokens = new Map<string, { client: string }>();
   const rotatedAway = new Set<string>();
   const accessTokens = new Map<string, { client: string; expiresAt: number; disabled: boolean }>();
@@ -106,6 +119,7 @@ export async function startFakeRealDebrid(): Promise<FakeRealDebrid> {
     faults: new Faults(),
     stats: {
       deviceCodes: 0,
+      newCredentials: 0,
       credentialPolls: 0,
       pollTimes: [],
       pendingAnswers: 0,
@@ -120,9 +134,20 @@ export async function startFakeRealDebrid(): Promise<FakeRealDebrid> {
       authorizations: [],
     },
     issued,
+    registerApp() {
+      const client_id = mint('rdapp', issued);
+      const client_secret = mint('rdappsecret', issued);
+      clients.set(client_id, client_secret);
+      apps.add(client_id);
+      return { client_id, client_secret };
+    },
     approve(userCode) {
       const d = [...devices.values()].find((x) => x.userCode === userCode);
       if (!d) throw new Error(`no device code with user code ${userCode}`);
+      if (d.app) {
+        d.client = { id: d.app, secret: clients.get(d.app)! };
+        return;
+      }
       const id = mint('rdclient', issued);
       const secret = mint('rdsecret', issued);
       clients.set(id, secret);
@@ -159,6 +184,10 @@ export async function startFakeRealDebrid(): Promise<FakeRealDebrid> {
       return rdError(403, 'permission_denied', 9);
     }
     const device = devices.get(code);
+    if (device && device.app === client && !device.client && !device.used) {
+      rd.stats.pendingAnswers++; // the mobile apps' workflow: an error until the user approves
+      return rd.pending;
+    }
     if (device && device.client?.id === client && !device.used) {
       device.used = true; // the device code is spent
       rd.stats.exchanges++;
@@ -208,19 +237,25 @@ export async function startFakeRealDebrid(): Promise<FakeRealDebrid> {
     switch (endpoint) {
       case 'device/code': {
         if (req.method !== 'GET') return answer(res, rdError(405, 'method_not_allowed', 4));
-        if (req.query.get('client_id') !== RD_OPEN_SOURCE_CLIENT || req.query.get('new_credentials') !== 'yes') {
+        const asker = req.query.get('client_id') ?? '';
+        const fresh = req.query.get('new_credentials') === 'yes';
+        // New credentials for any known client; without them, only an app's own client (it has a secret to poll with).
+        if (!(fresh ? asker === RD_OPEN_SOURCE_CLIENT || apps.has(asker) : apps.has(asker))) {
           return answer(res, rdError(400, 'bad_parameter', 2));
         }
         rd.stats.deviceCodes++;
+        if (fresh) rd.stats.newCredentials++;
         const device_code = mint('rddc', issued);
         const user_code = randomBytes(4).toString('hex').toUpperCase();
-        devices.set(device_code, { userCode: user_code, expiresAt: Date.now() + 1800_000, used: false });
+        devices.set(device_code, { userCode: user_code, expiresAt: Date.now() + 1800_000, used: false, ...(fresh ? {} : { app: asker }) });
         return answer(res, { status: 200, body: { device_code, user_code, interval: rd.interval, expires_in: 1800, verification_url: `${rd.url}/device` } });
       }
       case 'device/credentials': {
         rd.stats.credentialPolls++;
-        if (req.query.get('client_id') !== RD_OPEN_SOURCE_CLIENT) return answer(res, rdError(400, 'bad_parameter', 2));
         const d = devices.get(req.query.get('code') ?? '');
+        if (d?.app || (req.query.get('client_id') !== RD_OPEN_SOURCE_CLIENT && !apps.has(req.query.get('client_id') ?? ''))) {
+          return answer(res, rdError(400, 'bad_parameter', 2));
+        }
         if (!d?.client || d.used || d.expiresAt < Date.now()) {
           rd.stats.pendingAnswers++;
           return answer(res, rd.pending);

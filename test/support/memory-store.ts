@@ -14,7 +14,7 @@ import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type Gran
 export type StoreOp =
   | { op: 'replaceGrant'; account: string; refresh_token: string | null }
   | { op: 'commitRefresh'; account: string; refresh_token?: string; access_token: string }
-  | { op: 'markInFlight' | 'clearInFlight' | 'deleteGrant' | 'deleteSecrets'; account: string }
+  | { op: 'markInFlight' | 'clearInFlight' | 'deleteGrant' | 'deleteSecrets' | 'markImport' | 'endImport'; account: string }
   | { op: 'setStatus'; account: string; status: string }
   | { op: 'setBinding'; account: string; bound_to: string };
 
@@ -76,8 +76,13 @@ export class MemoryStore implements Store {
     const { refresh_token: _, ...rest } = g;
     return rest;
   }
-  async replaceGrant(account: string, t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>): Promise<GrantRecord> {
+  async replaceGrant(
+    account: string,
+    t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
+    secrets: Readonly<Record<string, string>> = {},
+  ): Promise<GrantRecord> {
     this.reachable();
+    for (const [name, value] of Object.entries(secrets)) this.secrets.set(`${account}/${name}`, value);
     const old = this.grants.get(account);
     const g: GrantRecord = {
       account,
@@ -90,6 +95,7 @@ export class MemoryStore implements Store {
       generation: (old?.generation ?? 0) + 1,
       status: 'active',
       in_flight_since: null,
+      in_flight_for: null,
       last_error: null,
       updated_at: this.now(),
       bound_to: t.bound_to,
@@ -123,6 +129,7 @@ export class MemoryStore implements Store {
       generation: g.generation + 1,
       status: 'active',
       in_flight_since: null,
+      in_flight_for: null,
       ...(this.fleet ? { in_flight_by: null } : {}),
       last_error: null,
       updated_at: this.now(),
@@ -135,20 +142,52 @@ export class MemoryStore implements Store {
     const g = this.grants.get(account);
     if (!g) throw new Error('no grant');
     g.in_flight_since = at;
+    g.in_flight_for = null;
     if (this.fleet) g.in_flight_by = this.fleet.instance;
     this.journal.push({ op: 'markInFlight', account });
+  }
+  async markImport(account: string, at: number, placeholder: { boundTo: string; lastError: string }): Promise<void> {
+    this.reachable();
+    const g: GrantRecord = this.grants.get(account) ?? {
+      account,
+      refresh_token: null,
+      access_token: null,
+      token_type: null,
+      expires_at: null,
+      obtained_at: null,
+      scope: null,
+      generation: 0,
+      status: 'reauth_required',
+      in_flight_since: null,
+      last_error: placeholder.lastError,
+      updated_at: this.now(),
+      bound_to: placeholder.boundTo,
+      refresh_expires_at: null,
+    };
+    Object.assign(g, { in_flight_since: at, in_flight_for: 'import' }, this.fleet ? { in_flight_by: this.fleet.instance } : {});
+    this.grants.set(account, g);
+    this.journal.push({ op: 'markImport', account });
+  }
+  async endImport(account: string): Promise<void> {
+    this.reachable();
+    const g = this.grants.get(account);
+    if (g?.in_flight_for === 'import') {
+      if (g.generation === 0) this.grants.delete(account);
+      else Object.assign(g, { in_flight_since: null, in_flight_for: null }, this.fleet ? { in_flight_by: null } : {});
+    }
+    this.journal.push({ op: 'endImport', account });
   }
   async clearInFlight(account: string): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (g) g.in_flight_since = null;
+    if (g) Object.assign(g, { in_flight_since: null, in_flight_for: null });
     if (g && this.fleet) g.in_flight_by = null;
     this.journal.push({ op: 'clearInFlight', account });
   }
   async setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (g) Object.assign(g, { status, last_error: lastError, in_flight_since: null }, this.fleet ? { in_flight_by: null } : {});
+    if (g) Object.assign(g, { status, last_error: lastError, in_flight_since: null, in_flight_for: null }, this.fleet ? { in_flight_by: null } : {});
     this.journal.push({ op: 'setStatus', account, status });
   }
   async deleteGrant(account: string): Promise<void> {

@@ -1,4 +1,5 @@
 import type { AccountView } from '../../protocol/api.js';
+import { importHint } from '../../protocol/rules.js';
 import { inSeconds, type Check, type DoctorContext } from './check.js';
 
 /** "expires soon" for an account that has nothing to refresh with. */
@@ -32,7 +33,8 @@ function configurationCause(error: string | null | undefined): 'issuer' | 'clien
 export function accountCheck(a: AccountView, now: number): Check {
   const id = `account:${a.name}`;
   const login = `tokend login ${a.name}`;
-  const orImport = `${login}   # or: tokend import ${a.name} --refresh-token-stdin < FILE`;
+  const imports = importHint(a.driver, a.name);
+  const orImport = imports ? `${login}   # or: ${imports} < FILE` : login;
   const setSecret = `printf %s "$SECRET" | tokend set ${a.name} --client-secret-stdin`;
   const err = a.last_error ? `: ${a.last_error}` : '';
   const left = a.expires_at ? Date.parse(a.expires_at) - now : undefined;
@@ -80,7 +82,7 @@ export function accountCheck(a: AccountView, now: number): Check {
         if (a.last_error) return { id, status: 'warn', message: `client credentials: the last attempt to get a token failed${err}`, fix: `tokend refresh ${a.name}` };
         return { id, status: 'ok', message: 'client credentials: a token is fetched on first use' };
       }
-      return { id, status: 'fail', message: 'has no grant yet: log in once (or import a refresh token)', fix: orImport };
+      return { id, status: 'fail', message: `has no grant yet: log in once${imports ? ' (or import the tokens you hold)' : ''}`, fix: orImport };
     case 'refresh_failing':
       // No token now, and no login would help: the cause named in the error must go first.
       return { id, status: 'fail', message: `cannot get a token: its last attempt failed${err}`, fix: `tokend refresh ${a.name}   # once the cause is fixed` };

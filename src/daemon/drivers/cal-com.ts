@@ -66,6 +66,21 @@ export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
       return keysStep(ctx, 'Cal.com refresh endpoint', url, client, { refreshToken }, [refreshToken]);
     },
 
+    // An imported access token is proven with "Get my profile" (`GET /v2/me`), which must name
+    // the account's managed user: the platform could hand over another user's tokens.
+    async checkAccessToken(ctx, accessToken) {
+      const url = `${serviceRoot(ctx)}/v2/me`;
+      const id = await step(
+        ctx,
+        { label: 'Cal.com /v2/me endpoint', url, secrets: [accessToken], method: 'GET', headers: { authorization: `Bearer ${accessToken}` } },
+        (json) => (field(json, 'status') === 'success' ? (field(field(json, 'data'), 'id') ?? null) : undefined),
+        (r) => (r.status === 401 || r.status === 403 || r.status === CAL_TOKEN_EXPIRED ? new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}`, { status: r.status, oauthError: 'invalid_token' }) : calRefusal(r, ctx)),
+      );
+      if (id !== userIdOf(ctx)) {
+        throw new DriverError('invalid_grant', `the access token is managed user ${String(id)}'s, not ${userIdOf(ctx)}'s (--managed-user-id)`, { oauthError: 'invalid_token' });
+      }
+    },
+
     canRecover(ctx) {
       return Boolean(ctx.config.client_id && ctx.clientSecret && ctx.config.managed_user_id !== undefined);
     },

@@ -153,6 +153,19 @@ export interface Driver {
    * for what may not (e.g. no interactive login is possible).
    */
   check?(ctx: DriverContext): Promise<string[]>;
+  /**
+   * The secrets an import's client credentials become (`tokend import --tokens-stdin` with
+   * `client_id` and `client_secret`): Real-Debrid's per-user client, which alone refreshes
+   * the tokens it issued. A driver without it takes no client credentials with an import.
+   */
+  importSecrets?(client: { client_id: string; client_secret: string }): Record<string, string>;
+  /**
+   * Is this access token one the provider takes for the account (an import that came with a
+   * still-valid access token is proven with it, spending nothing)? Resolves when it is;
+   * throws `invalid_grant` when the provider refuses it. Without it, such a token is taken at
+   * its word until its first use.
+   */
+  checkAccessToken?(ctx: DriverContext, accessToken: string): Promise<void>;
   /** Revoke a token at the provider (RFC 7009); best effort. */
   revoke?(ctx: DriverContext, token: string, hint: 'refresh_token' | 'access_token'): Promise<void>;
   /** Start a device login (RFC 8628 §3.1). */

@@ -1,13 +1,19 @@
 /**
- * Real-Debrid's "Workflow for opensource apps" (api.real-debrid.com, "Real-Debrid API
- * Documentation", section Authentication): a device login with the public open-source
- * client id (`new_credentials=yes`) mints a client id and secret bound to the user; those,
- * not the public id, obtain and refresh the tokens with Real-Debrid's own grant type, the
- * refresh token going in `code`. Errors are `{"error": "…", "error_code": N}`.
+ * Real-Debrid's device logins (api.real-debrid.com, "Real-Debrid API Documentation", section
+ * Authentication). The "Workflow for opensource apps": a device login with a client id and no
+ * secret (the public open-source one, `new_credentials=yes`) mints a client id and secret
+ * bound to the user; those, not the public id, obtain and refresh the tokens with
+ * Real-Debrid's own grant type, the refresh token going in `code`. An app with its own
+ * registered client id and secret (the account's client secret) uses the "Workflow for mobile
+ * apps" instead: the device code without `new_credentials`, and the token endpoint polled with
+ * its own client until the user approves. Errors are `{"error": "…", "error_code": N}`.
+ *
+ * Whichever client issued a grant is stored with it (`rd_client_id`, `rd_client_secret`):
+ * a refresh token works only with that client, so `tokend import` takes it too.
  *
  * No recover step: a grant Real-Debrid refuses needs the device login again.
  */
-import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './driver.js';
+import { DriverError, type DeviceAuthorization, type DevicePoll, type Driver, type DriverContext, type TokenSet } from './driver.js';
 import { field, needsBaseUrl, positiveField, providerSteps, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
 
 /** The grant type of both the device-code exchange and the refresh (the doc's steps 4 and "Refresh"). */
@@ -54,14 +60,14 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
   const restUrl = (ctx: DriverContext, path: string) => `${serviceRoot(ctx)}/rest/1.0/${path}`;
 
   /** Step 4 and "Refresh": POST /oauth/v2/token with the per-user credentials; `code` is the device code or the refresh token. */
-  function tokenStep(ctx: DriverContext, client: UserClient, code: string): Promise<TokenSet> {
+  function tokenStep(ctx: DriverContext, client: UserClient, code: string, refusal = tokenRefusal): Promise<TokenSet> {
     const url = oauthUrl(ctx, 'token');
     const form = new URLSearchParams({ client_id: client.id, client_secret: client.secret, code, grant_type: DEVICE_GRANT });
     return step(
       ctx,
       { label: 'Real-Debrid token endpoint', url, secrets: [client.secret, client.id, code], method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() },
       toTokenSet,
-      tokenRefusal,
+      refusal,
     );
   }
 
@@ -80,6 +86,18 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     );
   }
 
+  /** The mobile apps' workflow, one poll: the token endpoint answers an error until the user approves. */
+  async function pollWithOwnClient(ctx: DriverContext, client: UserClient, deviceCode: string): Promise<DevicePoll> {
+    try {
+      const tokens = await tokenStep(ctx, client, deviceCode, credentialsRefusal);
+      return { status: 'tokens', tokens: { ...tokens, secrets: clientSecrets(client) } };
+    } catch (err) {
+      if (err instanceof DriverError && err.oauthError === 'authorization_pending') return { status: 'pending' };
+      if (err instanceof DriverError && err.oauthError === 'slow_down') return { status: 'slow_down' };
+      throw err;
+    }
+  }
+
   function prune(): void {
     const t = now();
     for (const [code, a] of approved) if (a.until <= t) approved.delete(code);
@@ -89,7 +107,7 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     name: 'real-debrid',
 
     validate(cfg) {
-      if (!cfg.client_id) return 'client_id: the real-debrid driver needs the open-source client id (--preset real-debrid sets it)';
+      if (!cfg.client_id) return "client_id: the real-debrid driver needs a client id: the open-source one (--preset real-debrid sets it) or an app's own (--client-id, with its secret)";
       return needsBaseUrl(cfg, 'real-debrid');
     },
 
@@ -101,14 +119,18 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
       return [];
     },
 
-    // Step 1: the public client id with new_credentials=yes asks for per-user credentials.
+    // Step 1: a client id without a secret asks for per-user credentials (new_credentials=yes);
+    // an app's own registered client needs none (the mobile apps' workflow).
     async startDeviceLogin(ctx) {
-      const url = `${oauthUrl(ctx, 'device/code')}?${new URLSearchParams({ client_id: publicClientId(ctx), new_credentials: 'yes' })}`;
+      const query: Record<string, string> = { client_id: publicClientId(ctx), ...(ownClient(ctx) ? {} : { new_credentials: 'yes' }) };
+      const url = `${oauthUrl(ctx, 'device/code')}?${new URLSearchParams(query)}`;
       return step(ctx, { label: 'Real-Debrid device code endpoint', url, secrets: [], method: 'GET' }, toDeviceAuthorization, rdRefusal);
     },
 
     // Steps 3 and 4 in one poll: once the credentials come, the tokens are asked for at once.
     async pollDeviceLogin(ctx, deviceCode) {
+      const own = ownClient(ctx);
+      if (own) return pollWithOwnClient(ctx, own, deviceCode);
       prune();
       let client = approved.get(deviceCode)?.client;
       if (!client) {
@@ -124,11 +146,24 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
       try {
         const tokens = await tokenStep(ctx, client, deviceCode);
         approved.delete(deviceCode);
-        return { status: 'tokens', tokens: { ...tokens, secrets: { [RD_SECRETS.clientId]: client.id, [RD_SECRETS.clientSecret]: client.secret } } };
+        return { status: 'tokens', tokens: { ...tokens, secrets: clientSecrets(client) } };
       } catch (err) {
         if (!(err instanceof DriverError && err.kind === 'transient')) approved.delete(deviceCode);
         throw err;
       }
+    },
+
+    importSecrets: (client) => clientSecrets({ id: client.client_id, secret: client.client_secret }),
+
+    // An imported access token is proven with `GET /rest/1.0/user`, which changes nothing.
+    async checkAccessToken(ctx, accessToken) {
+      const url = restUrl(ctx, 'user');
+      await step(ctx, { label: 'Real-Debrid API', url, secrets: [accessToken], method: 'GET', headers: { authorization: `Bearer ${accessToken}` } }, () => true, (r) => {
+        if (r.status === 401 || r.status === 403) {
+          return new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}${detailOf(r)}`, { status: r.status, oauthError: 'invalid_token' });
+        }
+        return rdRefusal(r);
+      });
     },
 
     // "Refresh": the same grant, the refresh token in `code`. The doc does not say whether the
@@ -164,17 +199,31 @@ function publicClientId(ctx: DriverContext): string {
   return ctx.config.client_id;
 }
 
-/** The per-user credentials a login stored; without them no refresh can work, only a new login. */
+/** An app's own registered client (the account's client id and its secret), if it has one. */
+function ownClient(ctx: DriverContext): UserClient | undefined {
+  return ctx.clientSecret ? { id: publicClientId(ctx), secret: ctx.clientSecret } : undefined;
+}
+
+/** How the client that issued a grant is stored with it. */
+function clientSecrets(client: UserClient): Record<string, string> {
+  return { [RD_SECRETS.clientId]: client.id, [RD_SECRETS.clientSecret]: client.secret };
+}
+
+/**
+ * The client the grant was issued to (stored with it), else the app's own; without either no
+ * refresh can work: a login mints one, or an import brings the one the refresh token belongs to.
+ */
 function userClient(ctx: DriverContext): UserClient {
   const id = ctx.secret(RD_SECRETS.clientId);
   const secret = ctx.secret(RD_SECRETS.clientSecret);
-  if (!id || !secret) {
-    throw new DriverError(
-      'invalid_grant',
-      `account "${ctx.name}" has no Real-Debrid per-user client credentials: they come from \`tokend login ${ctx.name}\` (an imported refresh token alone cannot be refreshed)`,
-    );
-  }
-  return { id, secret };
+  if (id && secret) return { id, secret };
+  const own = ownClient(ctx);
+  if (own) return own;
+  throw new DriverError(
+    'invalid_grant',
+    `account "${ctx.name}" has no Real-Debrid client to refresh with: a refresh token works only with the client it was issued to. ` +
+      `Import it with that client (\`tokend import ${ctx.name} --tokens-stdin\` with {"client_id", "client_secret", "refresh_token"}), or run \`tokend login ${ctx.name}\``,
+  );
 }
 
 /** Step 1's answer (the doc names the URL `verification_url`; RFC 8628 calls it `verification_uri`). */

@@ -116,7 +116,7 @@ export function createApp(deps: AppDeps): Hono {
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
     deps.audit.record(name, header(c, CLIENT_HEADER), 'import');
     const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
-    await deps.broker.importTokens(name, { refresh_token: body.refresh_token, access_token: body.access_token, expires_at: expiresAt });
+    await deps.broker.importTokens(name, { ...body, expires_at: expiresAt });
     return c.json(await viewAccount(deps, name));
   });
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {

@@ -89,6 +89,12 @@ export const MIGRATIONS: readonly Migration[] = [
     `);
   },
 
+  function nameImportsInFlight(db) {
+    // Rule 5: an import's proving refresh is marked in flight like a refresh, but the mark
+    // must say it is an import's (the grant's own refresh token was not sent), so a restart
+    // blames neither the grant nor waits for it (Store.markImport).
+    db.exec(`ALTER TABLE grants ADD COLUMN in_flight_for TEXT CHECK (in_flight_for IN ('import'));`);
+  },
   keepLoginSecretsSealed,
 ];
 

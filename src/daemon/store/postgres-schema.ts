@@ -61,6 +61,8 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX logins_node_account_updated ON ${S}.logins (node, account, updated_at);
   `,
+  // Rule 5: an import's in-flight mark says it is an import's (Store.markImport).
+  `ALTER TABLE ${S}.grants ADD COLUMN in_flight_for text CHECK (in_flight_for IN ('import'));`,
   // A pending login's secrets (state, PKCE verifier, authorization URL, device code), sealed,
   // in a row that goes when the login ends; the authorization URL (its state) out of `data`.
   `

@@ -44,7 +44,7 @@ export interface PostgresStoreOptions {
 }
 
 const GRANT_COLUMNS = `account, refresh_token, access_token, token_type, expires_at, obtained_at, scope, generation, status,
-  in_flight_since, in_flight_by, last_error, updated_at, bound_to, refresh_expires_at`;
+  in_flight_since, in_flight_by, last_error, updated_at, bound_to, refresh_expires_at, in_flight_for`;
 /** Appended to a grant write: the announcement, sent only if the statement commits. */
 const NOTIFY = `pg_notify('${FLEET_CHANNEL}', account || ':' || generation)`;
 
@@ -174,19 +174,25 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return row ? decodeAccessToken(row, key, where) : undefined;
     },
 
-    async replaceGrant(account, t) {
+    async replaceGrant(account, t, secrets = {}) {
+      const names = Object.keys(secrets);
+      // One statement: the grant and the secrets that came with it commit together.
       const [row] = await q(
         `WITH g AS (
            INSERT INTO ${S}.grants AS o (${GRANT_COLUMNS})
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 'active', NULL, NULL, NULL, $8, $9, $10)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 'active', NULL, NULL, NULL, $8, $9, $10, NULL)
            ON CONFLICT (account) DO UPDATE SET
              refresh_token = excluded.refresh_token, access_token = excluded.access_token,
              token_type = excluded.token_type, expires_at = excluded.expires_at,
              obtained_at = excluded.obtained_at, scope = excluded.scope,
              generation = o.generation + 1, status = 'active', in_flight_since = NULL, in_flight_by = NULL,
-             last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
+             in_flight_for = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
              refresh_expires_at = excluded.refresh_expires_at
-           RETURNING *)
+           RETURNING *),
+         s AS (
+           INSERT INTO ${S}.secrets (account, name, value, updated_at)
+           SELECT $1, n, v, $8 FROM unnest($11::text[], $12::bytea[]) AS x(n, v)
+           ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at)
          SELECT g.*, ${NOTIFY} FROM g`,
         [
           account,
@@ -199,6 +205,8 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
           now(),
           t.bound_to,
           t.refresh_expires_at ?? null,
+          names,
+          names.map((n) => seal(key, secrets[n]!, secretAad(account, n))),
         ],
       );
       return toGrant(row!);
@@ -222,7 +230,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
              refresh_expires_at = CASE WHEN $3::bytea IS NULL THEN coalesce($9, refresh_expires_at) ELSE $9 END,
              token_type = $5, expires_at = $6, obtained_at = $7, scope = $8,
              generation = generation + 1, status = 'active', in_flight_since = NULL, in_flight_by = NULL,
-             last_error = NULL, updated_at = $10
+             in_flight_for = NULL, last_error = NULL, updated_at = $10
            WHERE account = $1 AND generation = $2
            RETURNING *)
          SELECT g.*, ${NOTIFY} FROM g`,
@@ -245,7 +253,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async markInFlight(account, at) {
-      const rows = await q(`UPDATE ${S}.grants SET in_flight_since = $1, in_flight_by = $2, updated_at = $3 WHERE account = $4 RETURNING 1`, [
+      const rows = await q(`UPDATE ${S}.grants SET in_flight_since = $1, in_flight_by = $2, in_flight_for = NULL, updated_at = $3 WHERE account = $4 RETURNING 1`, [
         at,
         instance,
         now(),
@@ -255,8 +263,26 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       if (rows.length === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
     },
 
+    async markImport(account, at, placeholder) {
+      // A placeholder (generation 0, no token) holds the mark where the account has no grant.
+      await q(
+        `INSERT INTO ${S}.grants AS o (account, generation, status, in_flight_since, in_flight_by, in_flight_for, last_error, updated_at, bound_to)
+         VALUES ($1, 0, 'reauth_required', $2, $3, 'import', $4, $5, $6)
+         ON CONFLICT (account) DO UPDATE SET in_flight_since = $2, in_flight_by = $3, in_flight_for = 'import', updated_at = $5`,
+        [account, at, instance, placeholder.lastError, now(), placeholder.boundTo],
+      );
+    },
+
+    async endImport(account) {
+      await q(
+        `WITH d AS (DELETE FROM ${S}.grants WHERE account = $1 AND generation = 0 AND in_flight_for = 'import' RETURNING 1)
+         UPDATE ${S}.grants SET in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL WHERE account = $1 AND generation <> 0 AND in_flight_for = 'import'`,
+        [account],
+      );
+    },
+
     async clearInFlight(account) {
-      await q(`UPDATE ${S}.grants SET in_flight_since = NULL, in_flight_by = NULL, updated_at = $1 WHERE account = $2`, [now(), account]);
+      await q(`UPDATE ${S}.grants SET in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL, updated_at = $1 WHERE account = $2`, [now(), account]);
     },
 
     async abandonInFlight(account) {
@@ -264,7 +290,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async setStatus(account, status, lastError) {
-      await q(`WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, in_flight_since = NULL, in_flight_by = NULL, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`, [
+      await q(`WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`, [
         status,
         lastError,
         now(),

@@ -98,7 +98,7 @@ function share(shared: Map<string, string>, s: string): string {
 /** The columns of a grant row but its sealed tokens, and whether each token is there (for decodeGrantSummary). */
 const SUMMARY_COLUMNS = [
   'account', 'token_type', 'expires_at', 'obtained_at', 'scope', 'generation', 'status', 'in_flight_since',
-  'last_error', 'updated_at', 'bound_to', 'refresh_expires_at', 'has_refresh_token', 'has_access_token',
+  'in_flight_for', 'last_error', 'updated_at', 'bound_to', 'refresh_expires_at', 'has_refresh_token', 'has_access_token',
 ] as const;
 export const GRANT_SUMMARY_COLUMNS = SUMMARY_COLUMNS.map((c) =>
   c === 'has_refresh_token' ? 'refresh_token IS NOT NULL AS has_refresh_token' : c === 'has_access_token' ? 'access_token IS NOT NULL AS has_access_token' : c,
@@ -130,6 +130,7 @@ function decodeGrantFields(row: Row, file: string): GrantSummary {
     generation: int(row, 'generation', bad),
     status,
     in_flight_since: intOrNull(row, 'in_flight_since', bad),
+    in_flight_for: inFlightFor(row, bad),
     last_error: textOrNull(row, 'last_error', bad),
     updated_at: int(row, 'updated_at', bad),
     bound_to: textOrNull(row, 'bound_to', bad),
@@ -140,6 +141,14 @@ function decodeGrantFields(row: Row, file: string): GrantSummary {
   // Only a fleet's rows say which daemon marked a refresh in flight.
   if ('in_flight_by' in row) grant.in_flight_by = textOrNull(row, 'in_flight_by', bad);
   return grant;
+}
+
+/** What an in-flight mark is for: `import`, or null (a refresh, or no mark). */
+function inFlightFor(row: Row, bad: (column: string) => Error): 'import' | null {
+  const v = row.in_flight_for;
+  if (v === null || v === undefined) return null;
+  if (v === 'import') return 'import';
+  throw bad('in_flight_for');
 }
 
 /** Is the sealed column set? From the column itself, or from `has_<column>` where only that was selected. */

@@ -124,7 +124,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
         token_type = excluded.token_type, expires_at = excluded.expires_at,
         obtained_at = excluded.obtained_at, scope = excluded.scope,
         generation = grants.generation + 1, status = 'active',
-        in_flight_since = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
+        in_flight_since = NULL, in_flight_for = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
         refresh_expires_at = excluded.refresh_expires_at
       RETURNING *`),
     setBinding: db.prepare<[string, number, string]>('UPDATE grants SET bound_to = ?, updated_at = ? WHERE account = ?'),
@@ -135,7 +135,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
         refresh_token = coalesce(@refresh_token, refresh_token), access_token = @access_token,
         refresh_expires_at = CASE WHEN @refresh_token IS NULL THEN coalesce(@refresh_expires_at, refresh_expires_at) ELSE @refresh_expires_at END,
         token_type = @token_type, expires_at = @expires_at, obtained_at = @obtained_at, scope = @scope,
-        generation = generation + 1, status = 'active', in_flight_since = NULL, last_error = NULL,
+        generation = generation + 1, status = 'active', in_flight_since = NULL, in_flight_for = NULL, last_error = NULL,
         updated_at = @updated_at
       WHERE account = @account AND generation = @expected
       RETURNING *`),
@@ -143,13 +143,20 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
     syncFull: db.prepare('PRAGMA synchronous = FULL'),
     markInFlight: db.prepare<[number, number, string]>(
-      'UPDATE grants SET in_flight_since = ?, updated_at = ? WHERE account = ?',
+      'UPDATE grants SET in_flight_since = ?, in_flight_for = NULL, updated_at = ? WHERE account = ?',
     ),
+    // An import's mark on the grant, or a placeholder grant (generation 0, no token) to hold it.
+    markImport: db.prepare<Record<string, unknown>>(`
+      INSERT INTO grants (account, generation, status, in_flight_since, in_flight_for, last_error, updated_at, bound_to)
+      VALUES (@account, 0, 'reauth_required', @at, 'import', @last_error, @updated_at, @bound_to)
+      ON CONFLICT (account) DO UPDATE SET in_flight_since = @at, in_flight_for = 'import', updated_at = @updated_at`),
+    dropImportPlaceholder: db.prepare<[string]>("DELETE FROM grants WHERE account = ? AND generation = 0 AND in_flight_for = 'import'"),
+    clearImportMark: db.prepare<[string]>("UPDATE grants SET in_flight_since = NULL, in_flight_for = NULL WHERE account = ? AND in_flight_for = 'import'"),
     clearInFlight: db.prepare<[number, string]>(
-      'UPDATE grants SET in_flight_since = NULL, updated_at = ? WHERE account = ?',
+      'UPDATE grants SET in_flight_since = NULL, in_flight_for = NULL, updated_at = ? WHERE account = ?',
     ),
     setStatus: db.prepare<[string, string | null, number, string]>(
-      'UPDATE grants SET status = ?, last_error = ?, in_flight_since = NULL, updated_at = ? WHERE account = ?',
+      'UPDATE grants SET status = ?, last_error = ?, in_flight_since = NULL, in_flight_for = NULL, updated_at = ? WHERE account = ?',
     ),
     deleteGrant: db.prepare<[string]>('DELETE FROM grants WHERE account = ?'),
     getSecret: db.prepare<[string, string], Buffer>('SELECT value FROM secrets WHERE account = ? AND name = ?').pluck(),
@@ -217,6 +224,29 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     if (secrets) sql.putLoginSecrets.run(rec.id, sealLoginSecrets(key, rec.id, secrets), now());
     return false;
   });
+  const replaceGrantTx = db.transaction(
+    (account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>, secrets: Readonly<Record<string, string>>): Row => {
+      const at = now();
+      const row = sql.upsertGrant.get({
+        account,
+        refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
+        access_token: sealOrNull(tokens.access_token, grantAad(account, 'access_token')),
+        token_type: tokens.token_type ?? null,
+        expires_at: tokens.expires_at ?? null,
+        obtained_at: tokens.obtained_at ?? null,
+        scope: tokens.scope ?? null,
+        updated_at: at,
+        bound_to: tokens.bound_to,
+        refresh_expires_at: tokens.refresh_expires_at ?? null,
+      })!;
+      for (const [name, value] of Object.entries(secrets)) sql.putSecret.run(account, name, seal(key, value, secretAad(account, name)), at);
+      return row;
+    },
+  );
+  const endImportTx = db.transaction((account: string) => {
+    sql.dropImportPlaceholder.run(account);
+    sql.clearImportMark.run(account);
+  });
   const appendAuditTx = db.transaction((entries: AuditEntry[]) => {
     for (const e of entries) sql.insertAudit.run(e.at, e.account, truncate(e.client, AUDIT_CLIENT_MAX), e.action);
   });
@@ -281,21 +311,10 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       return row ? decodeAccessToken(row, key, file) : undefined;
     }, { writes: false }),
 
-    replaceGrant: guard((account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>) => {
-      const row = sql.upsertGrant.get({
-        account,
-        refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
-        access_token: sealOrNull(tokens.access_token, grantAad(account, 'access_token')),
-        token_type: tokens.token_type ?? null,
-        expires_at: tokens.expires_at ?? null,
-        obtained_at: tokens.obtained_at ?? null,
-        scope: tokens.scope ?? null,
-        updated_at: now(),
-        bound_to: tokens.bound_to,
-        refresh_expires_at: tokens.refresh_expires_at ?? null,
-      })!;
-      return toGrant(row);
-    }),
+    replaceGrant: guard(
+      (account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>, secrets: Readonly<Record<string, string>> = {}) =>
+        toGrant(replaceGrantTx.immediate(account, tokens, secrets)),
+    ),
 
     setBindings: guard((bindings: ReadonlyArray<{ account: string; boundTo: string }>) => {
       setBindingsTx(bindings);
@@ -317,6 +336,17 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       const { changes } = underSyncNormal(() => sql.markInFlight.run(at, now(), account));
       // Refusing here stops a refresh whose safety mark could not be recorded.
       if (changes === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
+    }),
+
+    // Written like the refresh's mark (synchronous=NORMAL, see markInFlight): it explains, it holds no token.
+    markImport: guard((account: string, at: number, placeholder: { boundTo: string; lastError: string }) => {
+      underSyncNormal(() =>
+        sql.markImport.run({ account, at, last_error: placeholder.lastError, updated_at: now(), bound_to: placeholder.boundTo }),
+      );
+    }),
+
+    endImport: guard((account: string) => {
+      endImportTx.immediate(account);
     }),
 
     // Nothing to clear, or no grant to hold the status: both are no-ops.

@@ -20,6 +20,12 @@ export interface GrantRecord {
    * outcome unknown. Absent from the SQLite store, which one daemon owns.
    */
   in_flight_by?: string | null;
+  /**
+   * What the in-flight mark is for: `import` while an import's proving refresh is out (the
+   * grant's own refresh token was not sent; the imported one may be spent); null for a
+   * refresh of the grant. Absent where a store predates it (the memory store of unit tests).
+   */
+  in_flight_for?: 'import' | null;
   last_error: string | null;
   updated_at: number;
   /**
@@ -122,10 +128,15 @@ export interface Store {
    * order after `after`, at most `limit`: the broker reads them in turns after start-up.
    */
   listAccessTokens(after: string | undefined, limit: number): Promise<StoredAccessToken[]>;
-  /** Replace the whole grant of an account (login, import); generation becomes previous+1 (or 1). */
+  /**
+   * Replace the whole grant of an account (login, import); generation becomes previous+1 (or
+   * 1); any in-flight mark goes. `secrets` that came with the grant are written in the same
+   * commit, so a grant is never stored with another grant's client credentials.
+   */
   replaceGrant(
     account: string,
     tokens: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
+    secrets?: Readonly<Record<string, string>>,
   ): Promise<GrantRecord>;
   /** Record the identity a grant belongs to (adopting a grant stored before identities were). */
   /** Record which provider and client issued these grants (one commit for all: a start-up binds every old grant at once). */
@@ -137,6 +148,16 @@ export interface Store {
   commitRefresh(account: string, expectedGeneration: number, tokens: TokenUpdate): Promise<GrantRecord>;
   /** Mark a refresh as in flight, durably, before the request leaves. */
   markInFlight(account: string, at: number): Promise<void>;
+  /**
+   * Mark an import in flight before its proving refresh leaves (rule 5), naming it an import
+   * (`in_flight_for`): on the account's grant, which keeps its tokens and status, or, where
+   * there is no grant, on a placeholder (generation 0, no token, `reauth_required` with
+   * `placeholder.lastError`), so a daemon killed before the import's outcome is known says
+   * so after its restart instead of nothing.
+   */
+  markImport(account: string, at: number, placeholder: { boundTo: string; lastError: string }): Promise<void>;
+  /** An import's outcome is known and nothing of it is kept: its mark goes, or its placeholder with it. */
+  endImport(account: string): Promise<void>;
   /** Clear the in-flight mark when a refresh failed with a definite answer that did not spend the token. */
   clearInFlight(account: string): Promise<void>;
   /**
