@@ -112,7 +112,11 @@ describe('mistakes on the command line', () => {
     const r = await runBin(TOKEND_BIN, ['list', '--json=yes'], home.env);
     expect(r).toMatchObject({ code: 2, stderr: 'tokend list: --json takes no value (see `tokend list --help`)\n' });
     const d = await runBin(TOKEND_BIN, ['daemon', '--socket'], home.env);
-    expect(d).toMatchObject({ code: 2, stderr: 'tokend daemon: --socket needs a value (see `tokend daemon --help`)\n' });
+    expect(d).toMatchObject({ code: 2, stderr: 'tokend daemon: --socket needs a value (one that starts with "-" goes as --socket=VALUE) (see `tokend daemon --help`)\n' });
+    // The daemon says its mistakes as the CLI does (one shared describeMistake, src/protocol/usage.ts).
+    const ambiguous = await runBin(TOKEND_BIN, ['daemon', '--socket', '--listen=127.0.0.1:1'], home.env);
+    expect(ambiguous).toEqual({ code: 2, stdout: '', stderr: 'tokend daemon: --socket needs a value (one that starts with "-" goes as --socket=VALUE) (see `tokend daemon --help`)\n' });
+    expect(await runBin(TOKEND_BIN, ['daemon', 'now'], home.env)).toEqual({ code: 2, stdout: '', stderr: 'tokend daemon: takes no arguments, only options (see `tokend daemon --help`)\n' });
   });
 
   it('an unknown command or top-level option, a missing NAME, a bad --min-ttl: one line, exit 2', async () => {

@@ -4,10 +4,9 @@
  */
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { createApp, type AppDeps } from '../src/daemon/http/app.js';
-import { mountHelpers } from '../src/daemon/http/helpers-route.js';
-import { mountLogins } from '../src/daemon/http/logins-route.js';
-import { ROUTE_PATTERNS, ROUTES, routePath } from '../src/protocol/routes.js';
+import { composeApp } from '../src/daemon/http/entry.js';
+import { splitProxyTarget } from '../src/daemon/proxy-path.js';
+import { PROXY_PREFIX, ROUTE_PATTERNS, ROUTES, routePath } from '../src/protocol/routes.js';
 import { daemonForSuite } from './support/fixtures.js';
 
 /** The daemon's answer to one request: its status and body, without waiting for a stream to end. */
@@ -43,9 +42,15 @@ describe('the route table', () => {
   });
 
   it('the daemon registers no path that is not in the table', () => {
-    const app = createApp({ extend: [mountHelpers({} as never).extend, mountLogins({} as never)] } as unknown as AppDeps);
+    const { app } = composeApp({} as never); // what the daemon serves, every route group mounted
     const patterns = new Set<string>(Object.values(ROUTE_PATTERNS));
     expect(app.routes.map((r) => r.path).filter((p) => !patterns.has(p))).toEqual([]);
+  });
+
+  it('the proxy lane (served before the router) takes the proxy route of the table apart', () => {
+    expect(ROUTE_PATTERNS.proxy.startsWith(PROXY_PREFIX)).toBe(true);
+    expect(splitProxyTarget(ROUTES.proxy('my api', 'v2/bookings?from=a%20b'))).toEqual({ name: 'my api', rest: 'v2/bookings', query: '?from=a%20b' });
+    expect(splitProxyTarget(ROUTES.token)).toBeUndefined();
   });
 
   it('a trailing wildcard takes the rest of a path as it is (a proxied API path with its query)', () => {

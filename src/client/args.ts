@@ -4,11 +4,13 @@
  * paragraph about `--`). A value given with an option is never echoed: it may be a secret
  * typed in the wrong place.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { isAccountName } from '../protocol/names.js';
+import { clip, describeMistake, type OptionTable } from '../protocol/usage.js';
 import { UsageError } from './io.js';
 
-export type OptionTable = NonNullable<ParseArgsConfig['options']>;
+// Shared with the daemon's own command line (src/protocol/usage.ts).
+export { clip, describeMistake, type OptionTable };
 
 const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 
@@ -34,22 +36,6 @@ export function parseOptions<T extends OptionTable>(command: string, args: strin
   return out;
 }
 
-/** The first thing strict parsing refused, in one line. */
-export function describeMistake(args: string[], options: OptionTable): string {
-  const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true });
-  for (const t of tokens) {
-    if (t.kind !== 'option') continue;
-    const name = clip(t.rawName, 60);
-    const spec = Object.hasOwn(options, t.name) ? options[t.name] : undefined;
-    if (!spec) return `unknown option "${name}"`;
-    if (spec.type === 'boolean' && t.value !== undefined) return `${name} takes no value`;
-    if (spec.type === 'string' && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) {
-      return `${name} needs a value (one that starts with "-" goes as ${name}=VALUE)`;
-    }
-  }
-  return 'bad options';
-}
-
 /** The account NAME argument of `command`, checked. */
 export function requireName(name: string | undefined, command: string): string {
   if (!name) throw new UsageError(`needs an account NAME`, command);
@@ -65,8 +51,4 @@ export function wholeSeconds(value: string | undefined, option: string, command:
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new UsageError(`${option} takes whole seconds`, command);
   return n;
-}
-
-export function clip(s: string, max: number): string {
-  return s.length > max ? `${s.slice(0, max)}…` : s;
 }

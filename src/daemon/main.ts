@@ -1,10 +1,8 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import http from 'node:http';
-import { getRequestListener } from '@hono/node-server';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
+import { describeMistake } from '../protocol/usage.js';
 import { AuditLog } from './audit.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
@@ -13,7 +11,8 @@ import { getDriver } from './drivers/registry.js';
 import { describeIdentity, identityKey, identityOf } from './grant-identity.js';
 import { EventBus } from './events.js';
 import { checkFoldersAbove, checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
-import { createApp } from './http/app.js';
+import { createEntry } from './http/entry.js';
+import { closeServers, listenAll, type Listening } from './http/listen.js';
 import { acquireDaemonLock, LockHeldError } from './lock.js';
 import { createLogger, parseLogLevel, stderrIsJournal, type Logger } from './log.js';
 import { capLogFile } from './log-rotation.js';
@@ -22,19 +21,14 @@ import type { MasterKey } from './store/master-key.js';
 import { openConfiguredStore } from './store/open.js';
 import { watchDisk } from './disk-watch.js';
 import type { Store } from './store/types.js';
-import { mountHelpers } from './http/helpers-route.js';
-import { createTokenHandler, tokenLane } from './http/token-route.js';
 import { holdYoungGeneration, loadingDone } from './start-up-heap.js';
-import { mountKey } from './http/key-route.js';
-import { mountLogins } from './http/logins-route.js';
-import { arrivedAfterClose, closeIfBodyUnread } from './http/keep-alive.js';
-import { readBeforeRouting } from './http/raw-request.js';
-import { proxyLane } from './http/proxy-lane.js';
-import { listenerGuard, loadOrCreateListenKey, parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
+import { parseListenAddress, type ListenAddress } from './http/loopback-listener.js';
 import { LoginManager } from './logins.js';
 
 /** How often the daemon looks at its files and disk (http/app.ts's health looks at once too). */
 const DISK_CHECK_MS = 30_000;
+/** How long requests in flight may take to finish when the daemon stops. */
+const SHUTDOWN_GRACE_MS = 3000;
 
 const USAGE = `usage: tokend daemon [--socket PATH] [--listen 127.0.0.1:PORT]
 
@@ -69,18 +63,6 @@ function packageVersion(): string {
   }
 }
 
-/** Is something answering on this Unix socket? (sock-daemon: ping before taking over.) */
-function socketAnswers(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = net.connect(socket);
-    conn.once('connect', () => {
-      conn.destroy();
-      resolve(true);
-    });
-    conn.once('error', () => resolve(false));
-  });
-}
-
 /** README, Files and places: 0700 folders, 0600 files, all ours, no folder above them another user could write; refuse to start otherwise, naming the path. */
 function checkPlaces(paths: TokendPaths): void {
   const dirs = new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir]);
@@ -91,29 +73,35 @@ function checkPlaces(paths: TokendPaths): void {
   }
 }
 
-/**
- * The composition root: config → store → broker → http → listen →
- * signals. The only module that exits the process.
- */
-export async function main(argv: string[]): Promise<void> {
+const OPTIONS = { socket: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+
+/** `tokend daemon`'s options; a mistake is one line naming it (protocol/usage.ts) and exit 2, `--help` the usage and exit 0. */
+function parseDaemonArgs(argv: string[]) {
   let args;
   try {
-    args = parseArgs({ args: argv, options: { socket: { type: 'string' }, listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-  } catch (err) {
-    // One line naming the option, not parseArgs' paragraph (and never an option's value).
-    const e = err as Error & { code?: string };
-    const option = /'(-[^' ]{1,60})/.exec(e.message)?.[1] ?? 'an option';
-    const what =
-      e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option "${option}"`
-      : e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? `${option} ${/does not take/.test(e.message) ? 'takes no value' : 'needs a value'}`
-      : 'takes no arguments, only options';
-    process.stderr.write(`tokend daemon: ${what} (see \`tokend daemon --help\`)\n`);
-    process.exit(2);
+    args = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  } catch {
+    usageMistake(describeMistake(argv, OPTIONS));
   }
   if (args.values.help) {
     process.stdout.write(USAGE);
     process.exit(0);
   }
+  if (args.positionals.length > 0) usageMistake('takes no arguments, only options');
+  return args;
+}
+
+function usageMistake(what: string): never {
+  process.stderr.write(`tokend daemon: ${what} (see \`tokend daemon --help\`)\n`);
+  process.exit(2);
+}
+
+/**
+ * The composition root: config → store → broker → http → listen →
+ * signals. The only module that exits the process.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const args = parseDaemonArgs(argv);
 
   process.umask(0o077);
   const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL), undefined, { journald: stderrIsJournal(process.env) });
@@ -225,8 +213,8 @@ export async function main(argv: string[]): Promise<void> {
   }
   const audit = new AuditLog(store!, log);
   const shutdownController = new AbortController();
-  const startedAt = Date.now();
-  const deps = {
+  const version = packageVersion();
+  const entry = createEntry({
     config: config!,
     store: store!,
     broker,
@@ -234,84 +222,27 @@ export async function main(argv: string[]): Promise<void> {
     events,
     audit,
     log,
-    version: packageVersion(),
-    startedAt,
-    shutdown: shutdownController.signal,
     logins,
+    version,
+    startedAt: Date.now(),
+    shutdown: shutdownController.signal,
     warnings: () => (coreWarning ? [coreWarning, ...disk.warnings()] : disk.warnings()),
-  };
-  const helpers = mountHelpers(deps);
-  const app = createApp({ ...deps, resolveTarget: helpers.resolveTarget, extend: [
-      helpers.extend,
-      mountLogins({ logins, audit }),
-      mountKey({ masterKey, paths, saveKind: (kind) => config!.setKeyStore(kind), moved: () => disk.keyMoved(), log }),
-    ],
+    masterKey,
+    paths,
+    saveKeyKind: (kind) => config!.setKeyStore(kind),
+    keyMoved: () => disk.keyMoved(),
   });
-
-  // POST /v1/token is answered in front of Hono by the same handler (http/token-route.ts):
-  // the request every script and helper makes skips the router and the web Request.
-  const honoListener = getRequestListener(app.fetch);
-  const tokenFast = tokenLane(createTokenHandler({ broker, audit, resolveTarget: helpers.resolveTarget }), log);
-  const proxy = proxyLane({ config: config!, broker, getDriver, audit, log });
-  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (arrivedAfterClose(req)) return;
-    closeIfBodyUnread(req, res);
-    if (tokenFast(req, res) || proxy(req, res)) return;
-    // The router's routes get their bodies read before routing (http/raw-request.ts).
-    void readBeforeRouting(req).then(() => {
-      if (!req.socket.destroyed) void honoListener(req, res);
-    });
-  };
-  const server = http.createServer(handle);
-  // Unix sockets refuse (EAGAIN) instead of queueing past the backlog: make room for bursts.
-  const listening = new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.once('listening', () => resolve());
-  });
-  let boundSocket: string | undefined;
-  if (activatedFd !== undefined) {
-    server.listen({ fd: activatedFd, backlog: 4096 });
-  } else {
-    if (fs.existsSync(paths.socket)) {
-      if (await socketAnswers(paths.socket)) {
-        await releaseLock!();
-        fail(`another daemon answers on ${paths.socket} (it uses a different data folder); stop it or choose another --socket`);
-      }
-      fs.rmSync(paths.socket, { force: true });
-    }
-    server.listen({ path: paths.socket, backlog: 4096 });
-    boundSocket = paths.socket;
-  }
+  let listening: Listening;
   try {
-    await listening;
+    const loopback = listenAt ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile } : undefined;
+    listening = await listenAll(entry, { fd: activatedFd, socket: paths.socket, loopback });
   } catch (err) {
     await releaseLock!();
-    fail(`cannot listen on ${paths.socket}: ${(err as Error).message}`);
+    fail((err as Error).message);
   }
-  // The socket lives in a 0700 folder and is bound under umask 077; make it 0600 exactly.
-  if (boundSocket) fs.chmodSync(boundSocket, 0o600);
-  let tcp: http.Server | undefined;
-  if (listenAt) {
-    const keyFile = paths.listenKeyFile;
-    loadOrCreateListenKey(keyFile);
-    const guard = listenerGuard({ keyFile, port: listenAt.port });
-    tcp = http.createServer((req, res) => {
-      if (!arrivedAfterClose(req) && !guard(req, res)) handle(req, res);
-    });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        tcp!.once('error', reject);
-        tcp!.listen({ host: listenAt!.host, port: listenAt!.port }, () => resolve());
-      });
-    } catch (err) {
-      server.close();
-      if (boundSocket) fs.rmSync(boundSocket, { force: true });
-      await releaseLock!();
-      fail(`cannot listen on ${listenSpec}: ${(err as Error).message}`);
-    }
-  }
+  const { server, tcp, boundSocket } = listening!;
   log.info('tokend started', {
-    version: deps.version,
+    version,
     pid: process.pid,
     socket: activatedFd !== undefined ? `fd ${activatedFd} (socket activation)` : paths.socket,
     ...(listenAt ? { listen: listenSpec } : {}),
@@ -330,19 +261,9 @@ export async function main(argv: string[]): Promise<void> {
     broker.stopTimers(); // no new proactive refreshes
     disk.stop();
     logins.close();
-    // Stop accepting; requests in flight (a refresh a client waits for) get up to 3 s to
-    // finish, and only then are provider requests aborted and connections cut.
-    tcp?.close();
-    tcp?.closeIdleConnections();
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      setTimeout(() => {
-        tcp?.closeAllConnections();
-        server.closeAllConnections();
-        resolve();
-      }, 3000).unref();
-    });
+    // Requests in flight (a refresh a client waits for) get up to 3 s to finish, and only
+    // then are provider requests aborted and connections cut.
+    await closeServers([server, tcp], SHUTDOWN_GRACE_MS);
     broker.close();
     await audit.close();
     await store!.close().catch((err) => log.warn('could not close the store cleanly', { error: (err as Error).message }));

@@ -1,3 +1,5 @@
+import { PROXY_PREFIX } from '../protocol/routes.js';
+
 /**
  * Where a proxied request goes: the account's `api_base` plus the caller's path and query,
  * and never anywhere else. The caller's path is checked as it arrived (still
@@ -15,12 +17,11 @@ export class ProxyPathError extends Error {
  * rest. Returns undefined when the target is not a proxy path at all.
  */
 export function splitProxyTarget(target: string): { name: string; rest: string; query: string } | undefined {
-  const prefix = '/v1/proxy/';
-  if (!target.startsWith(prefix)) return undefined;
+  if (!target.startsWith(PROXY_PREFIX)) return undefined;
   const q = target.indexOf('?');
   const pathPart = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q);
-  const afterPrefix = pathPart.slice(prefix.length);
+  const afterPrefix = pathPart.slice(PROXY_PREFIX.length);
   const slash = afterPrefix.indexOf('/');
   const name = slash < 0 ? afterPrefix : afterPrefix.slice(0, slash);
   const rest = slash < 0 ? '' : afterPrefix.slice(slash + 1);
@@ -106,5 +107,5 @@ export function rewriteLocation(location: string, upstreamUrl: URL, apiBase: str
   const base = new URL(apiBase);
   const basePath = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
   if (resolved.origin !== base.origin || !resolved.pathname.startsWith(basePath)) return resolved.href;
-  return `/v1/proxy/${encodeURIComponent(account)}/${resolved.pathname.slice(basePath.length)}${resolved.search}`;
+  return `${PROXY_PREFIX}${encodeURIComponent(account)}/${resolved.pathname.slice(basePath.length)}${resolved.search}`;
 }

@@ -1,4 +1,10 @@
 /**
+ * The API proxy's prefix: `/v1/proxy/NAME/PATH` goes to account NAME's `api_base` + PATH.
+ * The daemon serves it before any router (it matches the raw request target).
+ */
+export const PROXY_PREFIX = '/v1/proxy/';
+
+/**
  * Every path of the socket API, once. The daemon registers these patterns with its router
  * (`:name` matches one path segment); the client builds its URLs from the same entries
  * through {@link ROUTES}, so the two sides cannot name a route differently. A new route is
@@ -17,7 +23,7 @@ export const ROUTE_PATTERNS = {
   loginCallback: '/v1/logins/:id/callback',
   logins: '/v1/logins',
   /** The account's API through the daemon: the rest of the path (and query) goes below its `api_base`. */
-  proxy: '/v1/proxy/:name/*',
+  proxy: `${PROXY_PREFIX}:name/*`,
   openapi: '/v1/openapi.json',
   token: '/v1/token',
   credentialReject: '/v1/credential/reject',

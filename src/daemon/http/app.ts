@@ -18,7 +18,8 @@ import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { header, readBody } from './raw-request.js';
-import { createTokenHandler, errorResponse, parseJsonBody } from './token-route.js';
+import { createTokenHandler } from './token-route.js';
+import { errorResponse, parseJsonBody } from './wire.js';
 
 export interface AppDeps extends AccountDeps {
   broker: Broker;

@@ -15,8 +15,9 @@
  * the answer is written, reads and discards what the client still sends until the body
  * ends, and only then closes; at most LINGER_MS, or LINGER_IDLE_MS without a byte.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { hasBody } from './raw-request.js';
 
 /** Marks a connection whose last answer said `Connection: close`. */
 const CLOSING = Symbol('tokend.closing');
@@ -26,21 +27,24 @@ type ClosingSocket = Socket & { [CLOSING]?: true };
 export const LINGER_MS = 30_000;
 export const LINGER_IDLE_MS = 5_000;
 
-/** Arm the rule for one request; cheap enough for every request (a body is rare on the hot path). */
-export function closeIfBodyUnread(req: IncomingMessage, res: ServerResponse): void {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (!hasBody) return;
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    if (!req.complete && !res.headersSent) {
-      res.setHeader('connection', 'close');
-      if (res.socket) {
-        (res.socket as ClosingSocket)[CLOSING] = true;
-        lingerOnClose(req, res.socket);
+/**
+ * The rule, for every answer the daemon writes (the servers are created with it as their
+ * `ServerResponse`, so no route and no lane has to remember it): an answer that starts
+ * while its request's body is still arriving says `Connection: close` and lingers.
+ * Node's implicit headers (`res.end()` without `writeHead`) come through here too.
+ */
+export class ClosingResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
+  override writeHead(...args: [statusCode: number, ...rest: unknown[]]): this {
+    const req = this.req;
+    if (!req.complete && !this.headersSent && hasBody(req)) {
+      this.setHeader('connection', 'close');
+      if (this.socket) {
+        (this.socket as ClosingSocket)[CLOSING] = true;
+        lingerOnClose(req, this.socket);
       }
     }
-    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-  } as typeof res.writeHead;
+    return super.writeHead(...(args as Parameters<ServerResponse['writeHead']>));
+  }
 }
 
 /**

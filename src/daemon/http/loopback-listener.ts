@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { E, type TokendError } from '../errors.js';
+import { errorBody, sendJson } from './wire.js';
 
 export interface ListenAddress {
   host: string;
@@ -104,15 +105,13 @@ export function listenerGuard(opts: { keyFile: string; port: number }): (req: In
       delete req.headers.authorization;
       return false;
     }
-    const body = JSON.stringify({ error: { code: refusal.code, message: refusal.message } });
-    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    const headers: Record<string, string> = {};
     if (refusal.code === 'unauthorized') headers['www-authenticate'] = 'Bearer realm="tokend"';
     if (!req.complete) {
       headers.connection = 'close';
       req.resume();
     }
-    res.writeHead(refusal.status, headers);
-    res.end(body);
+    sendJson(res, refusal.status, errorBody(refusal), headers);
     return true;
   };
 }

@@ -18,7 +18,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
-import { PROXY_ERROR_HEADER } from '../../protocol/routes.js';
+import { authScheme } from '../../protocol/helpers/auth-scheme.js';
+import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
 import type { Broker, CachedToken } from '../broker.js';
@@ -28,8 +29,8 @@ import { E, TokendError, unknownAccount } from '../errors.js';
 import type { Logger } from '../log.js';
 import { dispatcherFor } from '../outbound.js';
 import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
-import { readIncoming } from './raw-request.js';
-import { errorResponse } from './token-route.js';
+import { hasBody, readIncoming } from './raw-request.js';
+import { errorResponse, sendJson } from './wire.js';
 
 export interface ProxyDeps {
   config: Pick<ConfigStore, 'getAccount' | 'settings'>;
@@ -77,7 +78,7 @@ async function proxy(
   target: { name: string; rest: string; query: string },
 ): Promise<void> {
   const { name } = target;
-  if (!isAccountName(name)) throw E.invalidRequest('the proxy path must start with an account name: /v1/proxy/NAME/PATH');
+  if (!isAccountName(name)) throw E.invalidRequest(`the proxy path must start with an account name: ${PROXY_PREFIX}NAME/PATH`);
   const cfg = deps.config.getAccount(name);
   if (!cfg) throw unknownAccount(name);
   if (!cfg.api_base) {
@@ -121,8 +122,7 @@ async function proxy(
  * send it again); a longer one is streamed to the first upstream request only.
  */
 function readBody(req: IncomingMessage): Promise<Body> {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (!hasBody) return Promise.resolve({ kept: Buffer.alloc(0), head: [], streamRest: false });
+  if (!hasBody(req)) return Promise.resolve({ kept: Buffer.alloc(0), head: [], streamRest: false });
   if (Number(req.headers['content-length']) > RETRY_BODY_LIMIT) return Promise.resolve({ kept: undefined, head: [], streamRest: true });
   return new Promise((resolve, reject) => {
     const head: Buffer[] = [];
@@ -249,11 +249,6 @@ function accountOf(req: IncomingMessage): string {
   return splitProxyTarget(req.url ?? '')?.name ?? '?';
 }
 
-/** RFC 6750 §2.1 spells the scheme `Bearer`; providers often answer `bearer`. Others (AMP's `token`) pass as they are. */
-function authScheme(tokenType: string): string {
-  return tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType;
-}
-
 /** Copy the upstream answer to the caller: status, end-to-end headers, and the body as it streams. */
 function respond(res: ServerResponse, up: Upstream, url: URL, apiBase: string, account: string): void {
   const connectionNamed = new Set(
@@ -294,27 +289,19 @@ function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err
 }
 
 function answerFailure(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
-  const r = errorResponse(err, log, '/v1/proxy');
+  const r = errorResponse(err, log, ROUTE_PATTERNS.proxy);
   if (!(err instanceof TokendError)) log.error('proxy failed', { error: (err as Error)?.message });
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const json = JSON.stringify(r.body);
   // PROXY_ERROR_HEADER tells the daemon's own refusals from whatever the upstream answers.
-  const code = (r.body as { error?: { code?: string } }).error?.code ?? 'internal';
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(json),
-    [PROXY_ERROR_HEADER]: code,
-    ...r.headers,
-  };
+  const headers: Record<string, string | number> = { [PROXY_ERROR_HEADER]: r.body.error.code, ...r.headers };
   // A request body left unread would be parsed as the next request on a keep-alive
   // connection: close it after this answer, and let node discard the rest.
   if (!req.complete) {
     headers.connection = 'close';
     req.resume();
   }
-  res.writeHead(r.status, headers);
-  res.end(json);
+  sendJson(res, r.status, r.body, headers);
 }

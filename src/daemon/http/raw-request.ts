@@ -23,6 +23,11 @@ const tooLarge = () => E.payloadTooLarge(`the request body is larger than ${MAX_
  */
 const DRAIN_LIMIT = 16 * 1024 * 1024;
 
+/** Does the request carry a body (chunked, or a content-length above 0)? */
+export function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
 /** A body read before routing (see `readBeforeRouting`): the bytes, or why they were refused. */
 const READ_AHEAD = Symbol('tokend.readAhead');
 type ReadAhead = Promise<Buffer>;
@@ -35,8 +40,7 @@ type ReadAhead = Promise<Buffer>;
  * Only requests that carry a body pay for it; their bodies are small JSON.
  */
 export function readBeforeRouting(req: IncomingMessage): Promise<void> {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (!hasBody) return Promise.resolve();
+  if (!hasBody(req)) return Promise.resolve();
   const ahead = readIncoming(req);
   ahead.catch(() => undefined); // the route that reads it gets the error; one that does not, does not care
   (req as IncomingMessage & { [READ_AHEAD]?: ReadAhead })[READ_AHEAD] = ahead;

@@ -1,0 +1,70 @@
+/**
+ * What every route shares on the wire: a JSON body parsed with a protocol schema on the way
+ * in, and the one error shape (`ErrorBody`, docs/api.md) on the way out. The raw lanes
+ * (token, proxy, the loopback guard) and the Hono app's one `onError` all write through it.
+ */
+import type { ServerResponse } from 'node:http';
+import { HTTPException } from 'hono/http-exception';
+import type { ZodError } from 'zod';
+import type { ErrorBody } from '../../protocol/api.js';
+import { describeIssues } from '../../protocol/issues.js';
+import { E, TokendError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { isStoreUnavailable } from '../store/errors.js';
+
+export interface WireError {
+  status: number;
+  body: ErrorBody;
+  headers?: Record<string, string>;
+}
+
+/** What a 503 for a fleet database that cannot answer suggests waiting (its pools reconnect by themselves). */
+const STORE_RETRY_AFTER_S = 5;
+
+/** The wire body of one of our errors. */
+export function errorBody(err: TokendError): ErrorBody {
+  const body: ErrorBody['error'] = { code: err.code, message: err.message };
+  if (err.account) body.account = err.account;
+  if (err.login) body.login = err.login;
+  if (err.retryAfter !== undefined) body.retry_after = err.retryAfter;
+  return { error: body };
+}
+
+/**
+ * The wire form of any error, in one place: our codes as they are, a fleet database that
+ * cannot answer as a 503, anything else as a plain `internal` with no detail on the wire
+ * (the log has it).
+ */
+export function errorResponse(err: unknown, log: Logger, route: string): WireError {
+  // A fleet's database that cannot answer now is an outage, not a bug: 503, try again later.
+  if (isStoreUnavailable(err)) err = E.upstreamUnavailable(`${err.message}; try again in a few seconds`, { retryAfter: STORE_RETRY_AFTER_S });
+  if (err instanceof TokendError) {
+    const headers = err.retryAfter === undefined ? undefined : { 'retry-after': String(err.retryAfter) };
+    return { status: err.status, body: errorBody(err), headers };
+  }
+  if (err instanceof HTTPException && err.status < 500) {
+    return { status: err.status, body: { error: { code: 'invalid_request', message: err.message || 'bad request' } } };
+  }
+  log.error('internal error', { error: (err as Error)?.message ?? String(err), route });
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error (see the daemon log)' } } };
+}
+
+/** Write a JSON answer from a raw lane: content type and length first, then `headers` in their order. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string | number>): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
+  res.end(json);
+}
+
+/** Parse a JSON body with a protocol schema: 400 naming the field, never a raw ZodError. */
+export function parseJsonBody<T>(body: Buffer, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: ZodError } }): T {
+  let raw: unknown;
+  try {
+    raw = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
+  } catch {
+    throw E.invalidRequest('the request body is not valid JSON');
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
+  return parsed.data;
+}
