@@ -3,12 +3,15 @@
  * with the daemon key; web pages (Origin) and rebound names (Host) are refused; nothing but
  * a loopback address can be bound.
  */
+import { once } from 'node:events';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, tempHome } from './support/daemon.js';
+import { byteSource } from './support/api-server.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 function freePort(): Promise<number> {
@@ -78,6 +81,25 @@ describe('loopback listener', () => {
     const r = await tcp('/v1/token', { authorization: `Bearer ${key}`, origin: 'https://evil.example', 'content-type': 'application/json' }, 'POST', '{"account":"w"}');
     expect(r.status).toBe(403);
     expect(r.json.error.code).toBe('forbidden');
+  });
+
+  it('an upload refused for its key before it is all sent: the caller reads the 401, not EPIPE', async () => {
+    // The keep-alive rule (lingering close) holds for every answer, the guard's refusals too.
+    const size = 64 * 1024 * 1024;
+    const r = await new Promise<{ status?: number; text: string; error?: string }>((resolve) => {
+      const out: { status?: number; text: string; error?: string } = { text: '' };
+      let answered: Promise<unknown> = Promise.resolve();
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/token', agent: false, headers: { 'content-length': size } }, (res) => {
+        out.status = res.statusCode;
+        res.on('data', (c) => (out.text += c));
+        answered = once(res, 'close');
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => (out.error = e.code));
+      req.on('close', () => void answered.then(() => resolve(out)));
+      byteSource(size).pipe(req);
+    });
+    expect([r.error, r.status]).toEqual([undefined, 401]);
+    expect(JSON.parse(r.text).error.code).toBe('unauthorized');
   });
 
   it('refuses a Host that is not a loopback name with this port (DNS rebinding)', async () => {
