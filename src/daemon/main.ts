@@ -96,44 +96,22 @@ function usageMistake(what: string): never {
   process.exit(2);
 }
 
-/**
- * The composition root: config → store → broker → http → listen →
- * signals. The only module that exits the process.
- */
-export async function main(argv: string[]): Promise<void> {
-  const args = parseDaemonArgs(argv);
-
-  process.umask(0o077);
-  const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL), undefined, { journald: stderrIsJournal(process.env) });
-  const paths = resolvePaths(process.env, args.values.socket);
-  // Read while the daemon starts (a shell's `ulimit -c` off Linux); `warnings` reports it from the first answer on.
-  let coreWarning: string | undefined;
-  void readCoreLimit().then((limit) => {
-    coreWarning = coreLimitWarning(limit);
-    if (coreWarning) log.warn(coreWarning);
-  });
-  // One JSON line, like every other log line (journald and launchd keep stderr).
-  // At a terminal, a sentence; under a supervisor, one JSON log line like any other.
-  const fail = (msg: string, code = 1, hint?: string): never => {
+/** Why the daemon could not start, and exit: at a terminal a sentence, under a supervisor one JSON log line like any other. */
+function failure(log: Logger) {
+  return (msg: string, code = 1, hint?: string): never => {
     if (process.stderr.isTTY) process.stderr.write(`tokend daemon: ${msg}${hint ? `\n${hint}` : ''}\n`);
     else log.error(msg);
     process.exit(code);
   };
+}
 
-  let activatedFd: number | undefined;
+/** The one-daemon-per-user lock, or exit naming the daemon that holds it; `compromised` stops this one. */
+async function lock(paths: TokendPaths, log: Logger, fail: ReturnType<typeof failure>, compromised: () => void): Promise<() => Promise<void>> {
   try {
-    activatedFd = inheritedListenFd();
-    checkPlaces(paths);
-  } catch (err) {
-    if (err instanceof UnsafePathError || err instanceof Error) fail(err.message);
-  }
-
-  let releaseLock: () => Promise<void>;
-  try {
-    releaseLock = await acquireDaemonLock(paths, {
+    return await acquireDaemonLock(paths, {
       onCompromised: (err) => {
         log.error('the daemon lock was taken from us; stopping', { error: err });
-        void shutdown(1);
+        compromised();
       },
       isAlive: (pid) => {
         try {
@@ -154,8 +132,37 @@ export async function main(argv: string[]): Promise<void> {
           : undefined,
       );
     }
-    fail(`cannot lock ${paths.dataDir}: ${(err as Error).message}`);
+    return fail(`cannot lock ${paths.dataDir}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * The composition root: config → store → broker → http → listen →
+ * signals. The only module that exits the process.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const args = parseDaemonArgs(argv);
+
+  process.umask(0o077);
+  const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL), undefined, { journald: stderrIsJournal(process.env) });
+  const paths = resolvePaths(process.env, args.values.socket);
+  // Read while the daemon starts (a shell's `ulimit -c` off Linux); `warnings` reports it from the first answer on.
+  let coreWarning: string | undefined;
+  void readCoreLimit().then((limit) => {
+    coreWarning = coreLimitWarning(limit);
+    if (coreWarning) log.warn(coreWarning);
+  });
+  const fail = failure(log);
+
+  let activatedFd: number | undefined;
+  try {
+    activatedFd = inheritedListenFd();
+    checkPlaces(paths);
+  } catch (err) {
+    if (err instanceof UnsafePathError || err instanceof Error) fail(err.message);
+  }
+
+  const releaseLock = await lock(paths, log, fail, () => void shutdown(1));
 
   let config: ConfigStore;
   holdYoungGeneration(); // until the stored tokens are read (loadingDone below)
