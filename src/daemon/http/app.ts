@@ -134,7 +134,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, ...res });
   });
 
-  // The hot path (rule 2). main.ts serves it in front of Hono with the same handler.
+  // The hot path (rule 2). http/entry.ts serves it in front of Hono with the same handler.
   const token = createTokenHandler(deps);
   app.post(ROUTE_PATTERNS.token, async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
 
