@@ -394,7 +394,7 @@ export class LoginManager {
    * right state ends the login, with the provider's error or with the exchanged tokens.
    */
   private async receive(s: Session | undefined, url: URL): Promise<CallbackOutcome> {
-    if (!s || s.state.status !== 'pending' || !s.browser) return { kind: 'over' };
+    if (s?.state.status !== 'pending' || !s.browser) return { kind: 'over' };
     const { account } = s.state;
     const { driver, redirectUri, secrets } = s.browser;
     if (!stateMatches(url.searchParams.get('state'), secrets.state)) {
