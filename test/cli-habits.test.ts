@@ -125,6 +125,40 @@ describe('tokend completion', () => {
   });
 });
 
+describe('usage mistakes, one bounded line and exit 2: doctor and the credential helpers', () => {
+  let home: ReturnType<typeof tempHome>;
+  beforeAll(() => {
+    home = tempHome();
+  });
+  afterAll(() => home?.cleanup());
+
+  it('tokend doctor: an unknown option or an argument is one line naming it, never the value, exit 2 (not parseArgs\' paragraph)', async () => {
+    expect(await runCli(['doctor', '--bogus=s3cret-value'], { env: home.env })).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: 'tokend doctor: unknown option "--bogus" (see `tokend doctor --help`)\n',
+    });
+    expect(await runCli(['doctor', '--json=yes'], { env: home.env })).toMatchObject({ code: 2, stderr: 'tokend doctor: --json takes no value (see `tokend doctor --help`)\n' });
+    expect(await runCli(['doctor', 'extra'], { env: home.env })).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: 'tokend doctor: takes no arguments, only options (see `tokend doctor --help`)\n',
+    });
+  });
+
+  it('docker and Bazel helpers: no action, or one no tool sends, is one line and exit 2, the word never echoed; git still ignores it', async () => {
+    const docker = 'docker-credential-tokend: expects one action, get|store|erase|list|version (see `docker-credential-tokend --help`)\n';
+    const bazel = 'bazel-credential-tokend: expects one action, get (see `bazel-credential-tokend --help`)\n';
+    for (const args of [[], ['S3cret!word']]) {
+      expect(await run(path.join(BIN_DIR, 'docker-credential-tokend'), args, { env: home.env }), `docker ${args}`).toEqual({ code: 2, stdout: '', stderr: docker });
+      expect(await run(path.join(BIN_DIR, 'bazel-credential-tokend'), args, { env: home.env }), `bazel ${args}`).toEqual({ code: 2, stdout: '', stderr: bazel });
+      expect(await runCli(['docker-credential', ...args], { env: home.env }), `tokend docker-credential ${args}`).toMatchObject({ code: 2, stdout: '', stderr: docker });
+    }
+    // gitcredentials(7), CUSTOM HELPERS: an action the helper does not know is silently ignored.
+    expect(await run(path.join(BIN_DIR, 'git-credential-tokend'), ['S3cret!word'], { env: home.env })).toEqual({ code: 0, stdout: '', stderr: '' });
+  });
+});
+
 describe('the man page', () => {
   const page = path.join(ROOT, 'man', 'tokend.1');
 

@@ -91,7 +91,7 @@ describe('mistakes on the command line', () => {
   const STRICT: string[][] = [
     ['add', 'work'], ['set', 'work'], ['login', 'work'], ['import', 'work'], ['token', 'work'], ['list'], ['status'],
     ['refresh', 'work'], ['logout', 'work'], ['remove', 'work'], ['exec', 'work'], ['setup', 'git'], ['service', 'status'],
-    ['daemon'], ['version'], ['kubectl-credential', 'work'], ['completion', 'bash'],
+    ['daemon'], ['version'], ['kubectl-credential', 'work'], ['completion', 'bash'], ['doctor'],
   ];
   for (const cmd of STRICT) {
     const name = cmd[0] === 'setup' ? 'setup git' : cmd[0];
@@ -100,8 +100,6 @@ describe('mistakes on the command line', () => {
       expect(r).toEqual({ code: 2, stdout: '', stderr: `tokend ${name}: unknown option "--bogus" (see \`tokend ${name} --help\`)\n` });
     });
   }
-
-  it.todo('tokend doctor --bogus: one line (doctor parses its own options; it can use parseOptions from src/client/args.ts)');
 
   it('says which option lacks a value, or takes none', async () => {
     expect(await runBin(TOKEND_BIN, ['token', 'work', '--min-ttl'], home.env)).toEqual({

@@ -485,7 +485,7 @@ describe('daemon logs', () => {
   it('TOKEND_LOG_LEVEL=warn keeps warnings and errors and drops info lines', async () => {
     await start({ env: { TOKEND_LOG_LEVEL: 'warn' } });
     await addConfAccount(d, idp.issuer);
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     expect((await d.cli(['refresh', 'work'])).code).toBe(0);
     idp.setFault({ kind: '500', times: 1 });
     expect((await d.cli(['refresh', 'work'])).code).toBe(1);

@@ -46,7 +46,7 @@ describe('tokend against a real OpenID Provider', () => {
 
   it('rotates through many refreshes without ever replaying a refresh token, and survives SIGTERM and SIGKILL', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     idp.resetStats();
 
     const seen = new Set<string>();
@@ -83,7 +83,7 @@ describe('tokend against a real OpenID Provider', () => {
 
   it('narrows scope through the refresh grant and caches the narrowed token apart', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     const base = await d.request('POST', '/v1/token', { account: 'work' });
     const narrow = await d.request('POST', '/v1/token', { account: 'work', scope: 'openid' });
     expect(narrow.status).toBe(200);

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { addConfAccount, sleep, importConfGrant } from './support/daemon.js';
+import { importConfGrant, sleep } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 
 /** Read SSE events from the daemon until `until` matches one. */

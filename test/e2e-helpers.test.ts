@@ -197,7 +197,7 @@ describe('tokend token fast path', () => {
     expect(unknown.stderr).toContain('no account named "nobody"');
     expect(unknown.stdout).toBe('');
 
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     const fast = await direct(['token', 'work']);
     expect(fast.code).toBe(0);
     const slow = await viaNode(['token', 'work']);

@@ -105,7 +105,7 @@ describe('daemon lifecycle', () => {
   it('on SIGTERM finishes a refresh a client is waiting for, commits it, then exits 0', async () => {
     await start();
     await addConfAccount(d, idp.issuer, 'work');
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     idp.resetStats();
     idp.setFault({ kind: 'delay', ms: 1000, times: 1 });
     const pending = d.request('POST', '/v1/accounts/work/refresh');
@@ -124,7 +124,7 @@ describe('daemon lifecycle', () => {
   it('logout revokes the grant at the IdP and keeps the account; remove deletes it', async () => {
     await start();
     await addConfAccount(d, idp.issuer, 'work');
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     const token = (await d.cli(['token', 'work'])).stdout.trim();
     expect((await idp.introspect(token)).active).toBe(true);
 

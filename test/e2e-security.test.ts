@@ -18,7 +18,7 @@ describe('security', () => {
 
   it('makes every folder 0700 and every file 0600, the socket included', async () => {
     await addConfAccount(d, idp.issuer);
-    const issued = await importConfGrant(d, idp);
+    await importConfGrant(d, idp);
     for (const dir of ['config', 'data', 'run']) expect(mode(path.join(home.home, dir))).toBe('700');
     const files = allFiles(home.home);
     expect(files.map((f) => path.relative(home.home, f)).sort()).toEqual(

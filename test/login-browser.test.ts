@@ -159,7 +159,7 @@ describe('browser login against a real OpenID Provider', () => {
     const script = path.join(t.home, 'fake-browser.sh');
     fs.writeFileSync(script, `#!/bin/sh\nprintf '%s' "$1" > '${urlFile}'\n`, { mode: 0o755 });
     const cli = spawnCli(['login', 'work', '--flow', 'browser'], { ...t.env, BROWSER: script });
-    const url = await waitFor(() => fs.existsSync(urlFile) && fs.readFileSync(urlFile, 'utf8'), 'the browser to be opened');
+    const url = await waitFor(() => (fs.existsSync(urlFile) ? fs.readFileSync(urlFile, 'utf8') : undefined), 'the browser to be opened');
     expect(url).toMatch(new RegExp(`^${idp.issuer}/auth\\?`));
     expect(cli.stderr()).toContain('Opening a browser');
     await fetch(await idp.authorize(url));

@@ -109,6 +109,7 @@ function ctx(config: Partial<AccountConfigInput>, clientSecret?: string): Driver
     name: 'work',
     config: AccountConfig.parse({ client_id: 'app', token_endpoint: 'https://as.example/token', ...config }),
     clientSecret,
+    secret: () => undefined,
     signal: AbortSignal.timeout(5000),
   };
 }

@@ -21,7 +21,7 @@ interface Busy {
 }
 
 /** `loops` callers, each sending the calls one after the other, as fast as they are answered, until stopped. */
-function busyApp(tokend: Tokend, calls: Array<() => Promise<unknown>>, loops = 4): Busy {
+function busyApp(calls: Array<() => Promise<unknown>>, loops = 4): Busy {
   let answered = 0;
   let stopped = false;
   const failures: unknown[] = [];
@@ -57,7 +57,7 @@ describe('the SDK across daemon restarts', () => {
     await addConfAccount(stack.t.d, stack.idp.issuer);
     await importConfGrant(stack.t.d, stack.idp);
     const tokend = new Tokend({ env: stack.t.env, userAgent: 'sdk-restart' }); // no autostart (the test env)
-    const busy = busyApp(tokend, [
+    const busy = busyApp([
       () => tokend.token('work'),
       () => tokend.info('work'),
       () => tokend.accounts(),
@@ -94,7 +94,7 @@ describe('the SDK across daemon restarts', () => {
     delete env.TOKEND_NO_AUTOSTART;
     const tokend = new Tokend({ env, userAgent: 'sdk-restart' });
     const killed = stack.t.d.pid!;
-    const busy = busyApp(tokend, [() => tokend.token('work'), () => tokend.info('work'), () => tokend.accounts(), () => tokend.logins()]);
+    const busy = busyApp([() => tokend.token('work'), () => tokend.info('work'), () => tokend.accounts(), () => tokend.logins()]);
     let autostarted: number | undefined;
     try {
       const before = busy.ok();

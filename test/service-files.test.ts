@@ -846,6 +846,7 @@ describe.skipIf(!linux)('under a real systemd user manager', () => {
     fs.mkdirSync(nodeDir);
     fs.mkdirSync(weird);
     fs.symlinkSync(NODE, path.join(nodeDir, 'node'));
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal ${HOME} in a file name, which no shell may expand
     const script = path.join(weird, 'argv ${HOME}.mjs');
     fs.writeFileSync(
       script,

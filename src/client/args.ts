@@ -20,7 +20,7 @@ const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
  */
 export function parseOptions<T extends OptionTable>(command: string, args: string[], options: T, positionals = 1) {
   const all = { ...options, ...HELP_OPTION };
-  let out;
+  let out: ReturnType<typeof parseArgs<{ args: string[]; options: typeof all; allowPositionals: true; strict: true }>>;
   try {
     out = parseArgs({ args, options: all, allowPositionals: true, strict: true });
   } catch {

@@ -67,7 +67,7 @@ export function commandSpec(name: string, help: string, summary = ''): CommandSp
     const arg = /^ (\S+)/.exec(m[2]!)?.[1];
     const description = /\S {2,}(\S.*)$/.exec(m[2]!)?.[1] ?? /^ {2,}(\S.*)$/.exec(m[2]!)?.[1];
     const list = arg?.includes('|') ? arg : description?.trim().replace(/ \| /g, '|');
-    if (list && list.includes('|') && WORD_LIST.test(list)) values[m[1]!] = list.split('|');
+    if (list?.includes('|') && WORD_LIST.test(list)) values[m[1]!] = list.split('|');
   }
   const words = new Set<string>();
   let account = false;

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseOptions } from './args.js';
 import { accountChecks } from './doctor/accounts.js';
 import type { Check, CheckFamily } from './doctor/check.js';
 import { clockChecks } from './doctor/clock.js';
@@ -13,7 +13,6 @@ import { keyChecks } from './doctor/key.js';
 import { logChecks } from './doctor/log.js';
 import { permissionChecks } from './doctor/permissions.js';
 import { serviceChecks } from './doctor/service.js';
-import { asksJson, printJsonError } from './io.js';
 
 // `tokend doctor [--json]`: what is wrong and how to fix it. Every check is one line with
 // a status and, when something needs doing, the command that does it. It never starts
@@ -65,23 +64,18 @@ Each line is ok, info, warn or fail; a fix follows as a command to run.
 Exit status: 0 when nothing failed, 1 otherwise, 2 bad usage.
 `;
 
-/** `tokend doctor [--json]`. Exit 0 when no check failed, 1 otherwise, 2 bad usage. */
+/**
+ * `tokend doctor [--json]`. Exit 0 when no check failed, 1 otherwise; a usage mistake
+ * throws UsageError, which the CLI reports in one line with exit 2 (as every command).
+ */
 export async function runDoctor(args: string[], io: DoctorIo): Promise<number> {
-  let json = false;
-  try {
-    const parsed = parseArgs({ args, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
-    if (parsed.values.help) {
-      io.stdout(HELP);
-      return 0;
-    }
-    json = parsed.values.json === true;
-  } catch (err) {
-    io.stderr(`tokend doctor: ${(err as Error).message}\n(see tokend doctor --help)\n`);
-    if (asksJson(args)) printJsonError(io, { code: 'usage', message: `tokend doctor: ${(err as Error).message}` });
-    return 2;
+  const { values } = parseOptions('doctor', args, { json: { type: 'boolean' } }, 0);
+  if (values.help) {
+    io.stdout(HELP);
+    return 0;
   }
   const report = await diagnose(io);
-  if (json) io.stdout(JSON.stringify(report, null, 2) + '\n');
+  if (values.json) io.stdout(JSON.stringify(report, null, 2) + '\n');
   else io.stdout(formatReport(report));
   return report.ok ? 0 : 1;
 }

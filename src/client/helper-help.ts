@@ -45,7 +45,8 @@ being a valid access token of the account whose --host patterns match the regist
 In ~/.docker/config.json, per registry an account serves (not credsStore, which
 would send every docker login here): {"credHelpers": {"registry.example.com": "tokend"}}.
 Exit status: 0 ok; 1 error, with the message on stdout as docker expects
-("credentials not found in native keychain" when no account serves the registry).
+("credentials not found in native keychain" when no account serves the registry);
+2 bad usage (no action, or one docker never sends).
 `,
   kubectl: `usage: tokend kubectl-credential [NAME]
 
@@ -73,7 +74,8 @@ A Bazel credential helper (the EngFlow credential-helper spec): Bazel runs it wi
   --account NAME   use this account instead of matching the URI's host
 
 In .bazelrc: build --credential_helper=*.example.com=/path/to/bin/bazel-credential-tokend
-Exit status: 0 ok, 1 error (the reason on stderr; also when no account serves the URI).
+Exit status: 0 ok, 1 error (the reason on stderr; also when no account serves the URI),
+2 bad usage.
 `,
 };
 

@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { helperInfo } from './helper-help.js';
+import { HELPER_HELP, helperInfo, type HelperTool } from './helper-help.js';
 import {
   CLI_TOKEN,
   decodeStderrHeader,
@@ -53,6 +53,19 @@ function unreachable(tool: string, message: string, io: HelperIo): number {
   return tool === 'git' ? 0 : 1;
 }
 
+/**
+ * No action, or not one a tool sends: a person at a terminal (no tool does it). One line
+ * and exit 2, as every tokend command says a usage mistake; the word is not echoed (it
+ * may be a secret typed in the wrong place).
+ */
+function usageMistake(tool: string, io: HelperIo): number {
+  const name = `${tool}-credential-tokend`;
+  const usage = Object.hasOwn(HELPER_HELP, tool) ? HELPER_HELP[tool as HelperTool].split('\n', 1)[0] : '';
+  const actions = usage.split(' ').at(-1) || 'ACTION';
+  io.stderr(`${name}: expects one action, ${actions} (see \`${name} --help\`)\n`);
+  return 2;
+}
+
 /** Run one helper call; returns the exit status. */
 export async function runHelper(tool: string, args: string[], io: HelperIo, forwardEnv?: HelperEnv): Promise<number> {
   if (!TOOLS.has(tool)) {
@@ -69,12 +82,11 @@ export async function runHelper(tool: string, args: string[], io: HelperIo, forw
   if (!HELPER_ACTION_RE.test(action)) {
     // git: an action we do not know is silently ignored (gitcredentials: CUSTOM HELPERS).
     if (tool === 'git') return 0;
-    io.stderr(`tokend: usage: ${tool}-credential-tokend ACTION\n`);
-    return 1;
+    return usageMistake(tool, io);
   }
   const stdin = await io.stdin();
   const client = new TokendClient({ env: io.env, socket, userAgent: `tokend-helper/${tool}` });
-  let res;
+  let res: Awaited<ReturnType<TokendClient['raw']>>;
   try {
     const headers = forwardEnv ? { [HELPER_ENV_HEADER]: JSON.stringify(forwardEnv) } : undefined;
     res = await client.raw('POST', ROUTES.helper(tool, action), stdin, 'application/octet-stream', headers);

@@ -391,7 +391,7 @@ function installWarnings(plan: Plan, env: NodeJS.ProcessEnv, onThisPlatform: boo
   const warnings: string[] = [];
   if (!fs.existsSync(plan.tokend)) warnings.push(`${plan.tokend} does not exist (yet): the service would have nothing to start`);
   const lines = readHead(plan.tokend)?.split('\n');
-  if (lines && lines[0].startsWith('#!') && !nodeCanRun(lines)) {
+  if (lines?.[0].startsWith('#!') && !nodeCanRun(lines)) {
     warnings.push(`${plan.tokend} starts with "${lines[0]}", not a node script; the service runs it as: ${plan.node} ${plan.tokend} daemon`);
   }
   if (onThisPlatform) {

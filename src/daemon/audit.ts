@@ -21,8 +21,8 @@ export class AuditLog {
    * What was recorded in this window of ONCE_PER_MS, and in the one before, by client and
    * action, then account: a key is recorded again once it is in neither. The windows turn
    * over, so memory holds two minutes of distinct keys however many accounts there are (a
-   * flat map cleared past a size made 100 000 accounts record every request again, bench/
-   * row 13). Nothing is allocated for a request already recorded: no key is built (the
+   * flat map cleared past a size made 100 000 accounts record every request again, in the
+   * many-accounts-100k bench). Nothing is allocated for a request already recorded: no key is built (the
    * accounts' names are the keys), and times are seconds since this log started, which V8
    * keeps unboxed (an epoch in ms is a heap number per entry).
    */

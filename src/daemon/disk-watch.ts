@@ -59,7 +59,7 @@ export function watchDisk(o: { dbFile: string; keyFile: string; log: Logger; eve
       }
     }
     const key = readKey();
-    if (keyAtStart && (!key || !key.equals(keyAtStart))) {
+    if (keyAtStart && !key?.equals(keyAtStart)) {
       found.push(
         `the key file ${o.keyFile} was ${key ? 'changed' : 'removed'} while tokend runs: it keeps the key it started with, but at the next start no grant could be opened; put the original key back`,
       );

@@ -1,8 +1,8 @@
 /**
  * Many timers as one: each key has a due time (epoch ms on the broker's wall clock), kept in a
  * binary min-heap, and one node timer is armed for the earliest. A node timer per grant cost
- * a Timeout, a closure and its context each (~250 bytes; 25 MB at 100 000 accounts, bench/
- * row 13), and re-arming them all after a clock jump walked a linked list per duration.
+ * a Timeout, a closure and its context each (~250 bytes; 25 MB at 100 000 accounts, in the
+ * many-accounts-100k bench), and re-arming them all after a clock jump walked a linked list per duration.
  *
  * Setting a key again replaces its due time. The heap is not searched: a replaced or deleted
  * entry stays in it, is skipped when it comes up, and the heap is rebuilt when such entries

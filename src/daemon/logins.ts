@@ -394,7 +394,7 @@ export class LoginManager {
    * right state ends the login, with the provider's error or with the exchanged tokens.
    */
   private async receive(s: Session | undefined, url: URL): Promise<CallbackOutcome> {
-    if (!s || s.state.status !== 'pending' || !s.browser) return { kind: 'over' };
+    if (s?.state.status !== 'pending' || !s.browser) return { kind: 'over' };
     const { account } = s.state;
     const { driver, redirectUri, secrets } = s.browser;
     if (!stateMatches(url.searchParams.get('state'), secrets.state)) {
@@ -626,23 +626,12 @@ async function qrOf(url: string | null): Promise<string | null> {
 }
 
 function toRecord(s: LoginState): LoginRecord {
-  return {
-    id: s.id,
-    account: s.account,
-    flow: s.flow,
-    status: s.status,
-    created_at: s.created_at,
-    updated_at: s.updated_at,
-    data: {
-      task: s.task,
-      user_code: s.user_code,
-      verification_uri: s.verification_uri,
-      verification_uri_complete: s.verification_uri_complete,
-      // Not authorization_url: it carries the state, a secret (stored sealed, see begin()).
-      expires_at: s.expires_at,
-      error: s.error,
-    },
-  };
+  const { id, account, flow, status, created_at, updated_at } = s;
+  // Named one by one, never spread: not authorization_url, which carries the state, a
+  // secret (stored sealed, see begin()), nor the QR code, which is memory only.
+  const { task, user_code, verification_uri, verification_uri_complete, expires_at, error } = s;
+  const data = { task, user_code, verification_uri, verification_uri_complete, expires_at, error };
+  return { id, account, flow, status, created_at, updated_at, data };
 }
 
 /** A stored login, validated on the way out; a pending one's authorization URL is among its sealed secrets. */

@@ -15,7 +15,7 @@ type Undici = typeof import('undici');
 let undiciModule: Undici | undefined;
 /**
  * undici, loaded on the first outbound request instead of at start-up: evaluating it was
- * ~25 ms of every daemon's start (bench/, row 8), for requests a daemon may not make for an
+ * ~25 ms of every daemon's start (the cold-start bench), for requests a daemon may not make for an
  * hour. Not bundled (scripts/bundle.mjs): it is read from node_modules when first needed.
  */
 function undici(): Undici {

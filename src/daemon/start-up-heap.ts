@@ -17,7 +17,7 @@ const V8_DEFAULT_GROWTH_FACTOR = 2;
 /**
  * Hold the young generation's size while the accounts and grants load. Not from the first
  * line: evaluating the daemon's modules is the same work for one account or 100 000, and
- * holding it there only added collections to every start (bench/, row 8).
+ * holding it there only added collections to every start (the cold-start bench).
  */
 export function holdYoungGeneration(): void {
   v8.setFlagsFromString('--semi-space-growth-factor=1');

@@ -92,7 +92,7 @@ export function parseConfigFile(text: string): { ok: true; config: ConfigFile } 
  * Every account checked against AccountConfig, where accounts written the same way share one
  * checked, frozen config. A vault of tokens keyed by task holds thousands of accounts that
  * differ only in their names: checking each with zod took 16 µs (160 ms for 10 000 at
- * start-up, bench/ row 7), and each parsed copy kept its own strings. Frozen, because one
+ * start-up), and each parsed copy kept its own strings. Frozen, because one
  * object serves many accounts: a change to an account replaces its object, never edits it.
  */
 function parseAccounts(raw: Record<string, unknown>): { ok: true; accounts: Record<string, AccountConfig> } | { ok: false; error: string } {

@@ -17,7 +17,7 @@ function clientVersion(): string | undefined {
 
 /** The daemon's pid file: which pid holds the data folder, whether it lives, and its socket. */
 function lockOwner(paths: TokendPaths): { pid: number; socket: string; alive: boolean } | undefined {
-  let owner;
+  let owner: ReturnType<typeof parseDaemonOwner>;
   try {
     owner = parseDaemonOwner(fs.readFileSync(paths.pidFile, 'utf8'));
   } catch {
@@ -72,7 +72,7 @@ export async function daemonChecks(ctx: DoctorContext): Promise<Check[]> {
   if (probe.reason === 'timeout') {
     message = `tokend does not answer: ${probe.detail}${live ? ` (pid ${live.pid} holds its data folder: stopped or wedged)` : ''}`;
     fix = installed ? restartCommand(service, platform) : live ? `kill ${live.pid}; tokend daemon` : 'tokend daemon';
-  } else if (live && live.socket && path.resolve(live.socket) !== path.resolve(paths.socket)) {
+  } else if (live?.socket && path.resolve(live.socket) !== path.resolve(paths.socket)) {
     message = `tokend runs (pid ${live.pid}) but listens on ${live.socket}, not on ${paths.socket} where clients here look (started with --socket or another TOKEND_SOCKET?)`;
     fix = `export TOKEND_SOCKET='${shq(live.socket)}'   # or restart it: kill ${live.pid}; tokend daemon`;
   } else {

@@ -122,7 +122,7 @@ const DEFAULT_PORT: Record<string, string> = { https: '443', http: '80' };
 /** The parts of a URL as git's urlmatch compares them; undefined when it is not one. */
 function urlParts(url: string): { scheme?: string; user?: string; host: string; port?: string; path: string } | undefined {
   const m = /^(?:([A-Za-z][A-Za-z0-9+.-]*):\/\/)?(?:([^@/]*)@)?(\[[^\]]*\]|[^/:]*)(?::(\d+))?(\/.*)?$/.exec(url);
-  if (!m || !m[3]) return undefined;
+  if (!m?.[3]) return undefined;
   const scheme = m[1]?.toLowerCase();
   return { scheme, user: m[2], host: m[3].toLowerCase(), port: m[4] ?? (scheme ? DEFAULT_PORT[scheme] : undefined), path: (m[5] ?? '').replace(/\/+$/, '') };
 }

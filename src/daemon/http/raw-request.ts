@@ -6,7 +6,7 @@ import { E } from '../errors.js';
 /**
  * Bodies and headers straight from node's IncomingMessage. Through @hono/node-server,
  * touching `c.req.raw.body` or `c.req.header()` builds a web Request and Headers per
- * request, about a third of the daemon's CPU on the token hot path (bench/, row 1).
+ * request, about a third of the daemon's CPU on the token hot path (the hot-token bench).
  * Under `app.request()` (tests without a socket) there is no IncomingMessage and the
  * web Request is used.
  */

@@ -47,7 +47,7 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
 
 /**
  * The token route as a plain node:http handler, in front of Hono: the request scripts and
- * helpers make most goes through no router and no web Request (bench/, row 1). Returns
+ * helpers make most goes through no router and no web Request (the hot-token bench). Returns
  * false for any other request.
  */
 export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMessage, res: ServerResponse) => boolean {

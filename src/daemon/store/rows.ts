@@ -50,7 +50,7 @@ export function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
 
 /**
  * A grant row just written with these tokens: what was sealed is not opened again (a
- * refresh's commit, bench/ row 9); only a refresh token the provider did not rotate is.
+ * refresh's commit, which would decrypt what it just encrypted); only a refresh token the provider did not rotate is.
  */
 export function decodeWrittenGrant(row: Row, key: Buffer, file: string, written: { access_token: string; refresh_token?: string }): GrantRecord {
   return {
@@ -75,7 +75,7 @@ function grantFields(row: Row, file: string): Omit<GrantRecord, 'refresh_token' 
  * A grant row as memory holds it (GrantSummary): nothing decrypted. `has_refresh_token` and
  * `has_access_token` are selected as such (GRANT_SUMMARY_COLUMNS), so the sealed tokens are
  * not even read: at start-up, 10 000 grants cost 140 ms of decrypting access tokens most of
- * which nobody asks for soon (bench/, row 7). `shared` makes rows with equal text share one
+ * which nobody asks for soon (the many-accounts bench). `shared` makes rows with equal text share one
  * string (a scope, a token type): one list holds thousands of rows that differ in little.
  */
 export function decodeGrantSummary(row: Row, file: string, shared?: Map<string, string>): GrantSummary {

@@ -79,7 +79,7 @@ function configure(db: Database.Database, file: string): void {
   db.pragma('foreign_keys = ON');
   // A small page cache (2 MiB, not this build's 16): the daemon reads the whole file once at
   // start and then mostly writes; the kernel's page cache keeps it warm anyway, and 16 MiB of
-  // cache was a tenth of a 10 000-account daemon's memory (bench/, row 7).
+  // cache was a tenth of a 10 000-account daemon's memory (the many-accounts bench).
   db.pragma('cache_size = -2048');
   // Deleted content is overwritten with zeros, in the page and on the freelist: a login's
   // sealed secrets, an old sealed token, leave no copy in the file once removed. The WAL
@@ -331,8 +331,8 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       // crash in the refresh's few milliseconds can lose it. What it guards is the account's
       // explanation after such a crash ("a refresh interrupted at … may have spent it"), not
       // a token: the rotated refresh token is committed under FULL (commitRefresh), whose
-      // fsync also makes this mark durable. One fsync fewer per refresh (rows 5 and 9 of
-      // `npm run bench`).
+      // fsync also makes this mark durable. One fsync fewer per refresh, what a refresh costs most on a
+      // disk that syncs slowly.
       const { changes } = underSyncNormal(() => sql.markInFlight.run(at, now(), account));
       // Refusing here stops a refresh whose safety mark could not be recorded.
       if (changes === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);

@@ -42,7 +42,7 @@ export interface GrantRecord {
  * broker's cache, and one still in the store is read on its first use; the refresh token is
  * read only to refresh or revoke. Memory knows whether each exists, and its times (to
  * schedule refreshes and answer status). 10 000 accounts' decrypted tokens and lazy
- * accessors were most of a big daemon's start-up and memory (bench/, rows 7 and 13).
+ * accessors were most of a big daemon's start-up and memory (the many-accounts benches).
  */
 export type GrantSummary = Omit<GrantRecord, 'refresh_token' | 'access_token'> & {
   has_refresh_token: boolean;
