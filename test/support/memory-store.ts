@@ -10,7 +10,7 @@
  */
 import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
 import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, truncate } from '../../src/daemon/store/rows.js';
-import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type GrantSummary, type LoginRecord, type LoginStatusValue, type Store, type StoredAccessToken, type TokenUpdate } from '../../src/daemon/store/types.js';
+import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type GrantSummary, type GrantWrite, type LoginRecord, type LoginStatusValue, type Store, type StoredAccessToken, type TokenUpdate } from '../../src/daemon/store/types.js';
 
 export type StoreOp =
   | { op: 'replaceGrant'; account: string; refresh_token: string | null }
@@ -79,7 +79,7 @@ export class MemoryStore implements Store {
   }
   async replaceGrant(
     account: string,
-    t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
+    t: GrantWrite,
     secrets: Readonly<Record<string, string>> = {},
   ): Promise<GrantRecord> {
     this.reachable();
