@@ -129,6 +129,8 @@ describe.each(KINDS)('the $name store', (kind) => {
   };
   /** What only a fleet's grant rows carry: who holds the in-flight mark. */
   const by = (holder: string | null = null): Partial<GrantRecord> => (kind.fleet ? { in_flight_by: holder } : {});
+  /** A grant just written whole or committed: active, no mark, no error. */
+  const settled = () => ({ status: 'active', in_flight_since: null, in_flight_for: null, ...by(), last_error: null });
 
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), `tokend-contract-${kind.name}-`));
@@ -156,11 +158,7 @@ describe.each(KINDS)('the $name store', (kind) => {
         obtained_at: clock,
         scope: 'read write',
         generation: 1,
-        status: 'active',
-        in_flight_since: null,
-        in_flight_for: null,
-        ...by(),
-        last_error: null,
+        ...settled(),
         updated_at: clock,
         bound_to: boundTo,
         refresh_expires_at: clock + 9_000_000,
@@ -275,11 +273,7 @@ describe.each(KINDS)('the $name store', (kind) => {
         obtained_at: clock,
         refresh_expires_at: clock + 5000,
         generation: 2,
-        status: 'active',
-        in_flight_since: null,
-        in_flight_for: null,
-        ...by(),
-        last_error: null,
+        ...settled(),
         updated_at: clock,
         bound_to: 'id',
       });
