@@ -48,6 +48,8 @@ async function newDatabase(): Promise<string> {
 interface Opened {
   store: Store;
   reopen(): Promise<Store>;
+  /** A fleet's: a daemon on another host sharing the database. */
+  another?(): Promise<Store>;
 }
 
 interface Kind {
@@ -73,16 +75,16 @@ const KINDS: Kind[] = [
     async open() {
       const url = await newDatabase();
       const keyFile = path.join(dir, 'config', 'key');
-      const open = () =>
+      const open = (node = 'contract-host:/data') =>
         openPostgresStore({
           url,
           keyFile,
-          node: 'contract-host:/data',
+          node,
           log: createLogger('error', () => undefined),
           lockTimeouts: () => ({ waitMs: 10_000, holdMs: 30_000 }),
           now,
         });
-      return { store: await open(), reopen: open };
+      return { store: await open(), reopen: () => open(), another: () => open('other-host:/data') };
     },
   },
   {
@@ -593,6 +595,25 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(await fleet.generations()).toEqual(new Map([['a', { generation: 1, status: 'reauth_required' }], ['b', { generation: 2, status: 'active' }]]));
       // This daemon's marks are live while it is connected (no listener yet: counted live).
       expect(await fleet.holderAlive(fleet.instance)).toBe(true);
+    });
+
+    it.runIf(kind.fleet)("keeps each daemon's logins its own (it holds their flows open), and one audit log for the fleet", async () => {
+      const other = await opened.another!();
+      others.push(other);
+      expect(other.fleet!.instance).not.toBe(s.fleet!.instance);
+      const mine: LoginRecord = { id: 'l-1', account: 'work', flow: 'device', status: 'pending', data: {}, created_at: clock, updated_at: clock, secrets: { device_code: 'dc' } };
+      await s.putLogin(mine);
+      await s.putLogin({ ...mine, id: 'l-2', status: 'failed' });
+      expect(await other.getLogin('l-1')).toBeUndefined();
+      expect(await other.listLogins()).toEqual([]);
+      expect(await other.lastFinishedLogin('work')).toBeUndefined();
+      expect(await other.pruneLogins(clock + 1)).toBe(0);
+      expect((await s.getLogin('l-1'))!.secrets).toEqual({ device_code: 'dc' });
+      // The grants and the audit log are the fleet's.
+      await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
+      await other.appendAudit([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
+      expect((await other.getGrant('work'))!.refresh_token).toBe('rt-1');
+      expect(await s.listAudit()).toEqual([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
     });
   });
 });
