@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/daemon/log.js';
 import { loadOrCreateKey } from '../src/daemon/store/crypto.js';
@@ -50,6 +51,8 @@ interface Opened {
   reopen(): Promise<Store>;
   /** A fleet's: a daemon on another host sharing the database. */
   another?(): Promise<Store>;
+  /** The real stores': run SQL on the stored rows behind the store's back (tables unqualified). */
+  tamper?(sql: string): Promise<void>;
 }
 
 interface Kind {
@@ -66,7 +69,15 @@ const KINDS: Kind[] = [
     async open() {
       const file = path.join(dir, 'data', 'tokend.db');
       const key = loadOrCreateKey(path.join(dir, 'config', 'key'));
-      return { store: openStore({ file, key, now }), reopen: async () => openStore({ file, key, now }) };
+      const tamper = async (sql: string) => {
+        const raw = new Database(file);
+        try {
+          raw.exec(sql);
+        } finally {
+          raw.close();
+        }
+      };
+      return { store: openStore({ file, key, now }), reopen: async () => openStore({ file, key, now }), tamper };
     },
   },
   {
@@ -84,7 +95,8 @@ const KINDS: Kind[] = [
           lockTimeouts: () => ({ waitMs: 10_000, holdMs: 30_000 }),
           now,
         });
-      return { store: await open(), reopen: () => open(), another: () => open('other-host:/data') };
+      const tamper = async (sql: string) => void (await pg!.sql(`SET search_path = tokend; ${sql}`, new URL(url).pathname.slice(1)));
+      return { store: await open(), reopen: () => open(), another: () => open('other-host:/data'), tamper };
     },
   },
   {
@@ -436,6 +448,36 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.putSecret('work', 'empty', '');
       expect(await s.getSecret('work', 'password')).toBe('pässwörd 🔑');
       expect(await s.getSecret('work', 'empty')).toBe('');
+    });
+  });
+
+  describe('sealing', () => {
+    // The memory store seals nothing: it never writes anything down.
+    it.runIf(kind.name !== 'memory')('binds each sealed value to its row and column: moved elsewhere, it does not open, and the error holds no value', async () => {
+      await s.replaceGrant('alice', { refresh_token: 'rt-alice', bound_to: 'id', ...tokens({ access_token: 'at-alice' }) }, { client_secret: 'cs-alice' });
+      await s.replaceGrant('bob', { refresh_token: 'rt-bob', bound_to: 'id', ...tokens({ access_token: 'at-bob' }) }, { client_secret: 'cs-bob' });
+      await s.putLogin({ id: 'l-a', account: 'alice', flow: 'browser', status: 'pending', data: {}, created_at: clock, updated_at: clock, secrets: { state: 'st-a' } });
+      await s.putLogin({ id: 'l-b', account: 'bob', flow: 'browser', status: 'pending', data: {}, created_at: clock, updated_at: clock, secrets: { state: 'st-b' } });
+      await opened.tamper!(`
+        UPDATE grants SET refresh_token = (SELECT refresh_token FROM grants WHERE account = 'alice') WHERE account = 'bob';
+        UPDATE grants SET access_token = refresh_token WHERE account = 'alice';
+        UPDATE secrets SET value = (SELECT value FROM secrets WHERE account = 'alice') WHERE account = 'bob';
+        UPDATE login_secrets SET secrets = (SELECT secrets FROM login_secrets WHERE login_id = 'l-a') WHERE login_id = 'l-b';`);
+      const failures = [
+        [await rejection(s.getGrant('bob')), 'grant:bob:refresh_token'],
+        [await rejection(s.getAccessToken('alice')), 'grant:alice:access_token'],
+        [await rejection(s.getSecret('bob', 'client_secret')), 'secret:bob:client_secret'],
+        [await rejection(s.getLogin('l-b')), 'login:l-b:secrets'],
+      ] as const;
+      for (const [err, where] of failures) {
+        expect(err).toBeInstanceOf(StoreError);
+        expect(err).toMatchObject({ code: 'decrypt_failed' });
+        expect((err as Error).message).toContain(where);
+        expect((err as Error).message).not.toMatch(/rt-|at-|cs-|st-/);
+      }
+      // The rows nobody touched still open.
+      expect(await s.getSecret('alice', 'client_secret')).toBe('cs-alice');
+      expect((await s.getLogin('l-a'))!.secrets).toEqual({ state: 'st-a' });
     });
   });
 
