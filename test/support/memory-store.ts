@@ -9,7 +9,8 @@
  * the test says, and `down = true` makes every call fail as an unreachable database does.
  */
 import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
-import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type GrantSummary, type LoginRecord, type LoginStatusValue, type Store, type StoredAccessToken, type TokenUpdate } from '../../src/daemon/store/types.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, truncate } from '../../src/daemon/store/rows.js';
+import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type GrantSummary, type GrantWrite, type LoginRecord, type LoginStatusValue, type Store, type StoredAccessToken, type TokenUpdate } from '../../src/daemon/store/types.js';
 
 export type StoreOp =
   | { op: 'replaceGrant'; account: string; refresh_token: string | null }
@@ -56,12 +57,12 @@ export class MemoryStore implements Store {
   }
   async listGrants(): Promise<GrantSummary[]> {
     this.reachable();
-    return [...this.grants.values()].map((g) => summarize(g));
+    return [...this.grants.values()].sort((a, b) => compare(a.account, b.account)).map((g) => summarize(g));
   }
   async listAccessTokens(after: string | undefined, limit: number): Promise<StoredAccessToken[]> {
     this.reachable();
     return [...this.grants.keys()]
-      .sort()
+      .sort(compare)
       .filter((a) => a > (after ?? '') && this.grants.get(a)!.access_token !== null && this.grants.get(a)!.status === 'active')
       .slice(0, limit)
       .map((a) => this.getAccessTokenNow(a)!);
@@ -78,7 +79,7 @@ export class MemoryStore implements Store {
   }
   async replaceGrant(
     account: string,
-    t: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
+    t: GrantWrite,
     secrets: Readonly<Record<string, string>> = {},
   ): Promise<GrantRecord> {
     this.reachable();
@@ -110,7 +111,7 @@ export class MemoryStore implements Store {
     this.reachable();
     for (const { account, boundTo } of bindings) {
       const g = this.grants.get(account);
-      if (g) g.bound_to = boundTo;
+      if (g) Object.assign(g, { bound_to: boundTo, updated_at: this.now() });
       this.journal.push({ op: 'setBinding', account, bound_to: boundTo });
     }
   }
@@ -140,9 +141,8 @@ export class MemoryStore implements Store {
   async markInFlight(account: string, at: number): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (!g) throw new Error('no grant');
-    g.in_flight_since = at;
-    g.in_flight_for = null;
+    if (!g) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
+    Object.assign(g, { in_flight_since: at, in_flight_for: null, updated_at: this.now() });
     if (this.fleet) g.in_flight_by = this.fleet.instance;
     this.journal.push({ op: 'markInFlight', account });
   }
@@ -164,7 +164,7 @@ export class MemoryStore implements Store {
       bound_to: placeholder.boundTo,
       refresh_expires_at: null,
     };
-    Object.assign(g, { in_flight_since: at, in_flight_for: 'import' }, this.fleet ? { in_flight_by: this.fleet.instance } : {});
+    Object.assign(g, { in_flight_since: at, in_flight_for: 'import', updated_at: this.now() }, this.fleet ? { in_flight_by: this.fleet.instance } : {});
     this.grants.set(account, g);
     this.journal.push({ op: 'markImport', account });
   }
@@ -180,14 +180,14 @@ export class MemoryStore implements Store {
   async clearInFlight(account: string): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (g) Object.assign(g, { in_flight_since: null, in_flight_for: null });
+    if (g) Object.assign(g, { in_flight_since: null, in_flight_for: null, updated_at: this.now() });
     if (g && this.fleet) g.in_flight_by = null;
     this.journal.push({ op: 'clearInFlight', account });
   }
   async setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (g) Object.assign(g, { status, last_error: lastError, in_flight_since: null, in_flight_for: null }, this.fleet ? { in_flight_by: null } : {});
+    if (g) Object.assign(g, { status, last_error: lastError, in_flight_since: null, in_flight_for: null, updated_at: this.now() }, this.fleet ? { in_flight_by: null } : {});
     this.journal.push({ op: 'setStatus', account, status });
   }
   async deleteGrant(account: string): Promise<void> {
@@ -217,15 +217,17 @@ export class MemoryStore implements Store {
   }
   async getLogin(id: string): Promise<LoginRecord | undefined> {
     this.reachable();
-    return this.logins.get(id);
+    const l = this.logins.get(id);
+    return l && { ...l };
   }
   async listLogins(opts: { status?: LoginStatusValue } = {}): Promise<LoginRecord[]> {
     this.reachable();
-    return [...this.logins.values()].filter((l) => !opts.status || l.status === opts.status).sort((a, b) => b.created_at - a.created_at);
+    return [...this.logins.values()].filter((l) => !opts.status || l.status === opts.status).sort((a, b) => b.created_at - a.created_at || compare(a.id, b.id));
   }
   async lastFinishedLogin(account: string): Promise<LoginRecord | undefined> {
     this.reachable();
-    return [...this.logins.values()].filter((l) => l.account === account && l.status !== 'pending').sort((a, b) => b.updated_at - a.updated_at)[0];
+    const last = [...this.logins.values()].filter((l) => l.account === account && l.status !== 'pending').sort((a, b) => b.updated_at - a.updated_at || compare(a.id, b.id))[0];
+    return last && { ...last };
   }
   async pruneLogins(before: number): Promise<number> {
     this.reachable();
@@ -235,11 +237,19 @@ export class MemoryStore implements Store {
   }
   async appendAudit(entries: AuditEntry[]): Promise<void> {
     this.reachable();
-    this.audit.push(...entries);
+    this.audit.push(...entries.map((e) => ({ ...e, client: truncate(e.client, AUDIT_CLIENT_MAX) })));
   }
-  async listAudit(): Promise<AuditEntry[]> {
+  async listAudit(opts: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
     this.reachable();
-    return [...this.audit].reverse();
+    const limit = opts.limit ?? AUDIT_DEFAULT_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+    // Newest first; among equal times, the later append first (the real stores' `at DESC, id DESC`).
+    return this.audit
+      .map((e, i) => ({ e, i }))
+      .filter(({ e }) => opts.account === undefined || e.account === opts.account)
+      .sort((a, b) => b.e.at - a.e.at || b.i - a.i)
+      .slice(0, limit)
+      .map(({ e }) => ({ ...e }));
   }
   async getSecrets(account: string): Promise<Map<string, string>> {
     this.reachable();
@@ -248,6 +258,7 @@ export class MemoryStore implements Store {
     return out;
   }
   async abandonInFlight(account: string): Promise<void> {
+    this.reachable();
     const g = this.grants.get(account);
     if (g && this.fleet && g.in_flight_by === this.fleet.instance) g.in_flight_by = null;
   }
@@ -256,4 +267,9 @@ export class MemoryStore implements Store {
     return fn();
   }
   async close(): Promise<void> {}
+}
+
+/** The order the real stores list accounts and ids in: by code point (SQLite's BINARY collation; the test cluster's "C"). */
+function compare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

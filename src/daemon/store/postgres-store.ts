@@ -19,12 +19,11 @@ import { randomBytes } from 'node:crypto';
 import type { Notification, Pool, PoolClient, PoolConfig } from 'pg';
 import { describeDatabase, FLEET_CHANNEL, FLEET_SCHEMA as S } from '../../protocol/fleet.js';
 import type { Logger } from '../log.js';
-import { seal } from './crypto.js';
 import { GenerationMismatchError, StoreError } from './errors.js';
 import { listenForGrants, type GrantListener } from './postgres-listener.js';
 import { postgresError } from './postgres-errors.js';
 import { prepareFleet } from './postgres-schema.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decrypt, grantAad, sealLoginSecrets, secretAad, truncate, type Row } from './rows.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, commitColumns, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, grantColumns, openSecret, sealLoginSecrets, sealSecret, truncate, type Row } from './rows.js';
 import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export interface PostgresStoreOptions {
@@ -107,7 +106,6 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       throw postgresError(err, where);
     }
   };
-  const sealOrNull = (value: string | null | undefined, aad: string): Buffer | null => (value == null ? null : seal(key, value, aad));
   const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, where);
   // Writes to logins keep their order (a login's pending → active may follow within a tick).
   let loginWrites: Promise<unknown> = Promise.resolve();
@@ -176,6 +174,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async replaceGrant(account, t, secrets = {}) {
       const names = Object.keys(secrets);
+      const c = grantColumns(key, account, t);
       // One statement: the grant and the secrets that came with it commit together.
       const [row] = await q(
         `WITH g AS (
@@ -196,17 +195,17 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
          SELECT g.*, ${NOTIFY} FROM g`,
         [
           account,
-          sealOrNull(t.refresh_token, grantAad(account, 'refresh_token')),
-          sealOrNull(t.access_token, grantAad(account, 'access_token')),
-          t.token_type ?? null,
-          t.expires_at ?? null,
-          t.obtained_at ?? null,
-          t.scope ?? null,
+          c.refresh_token,
+          c.access_token,
+          c.token_type,
+          c.expires_at,
+          c.obtained_at,
+          c.scope,
           now(),
-          t.bound_to,
-          t.refresh_expires_at ?? null,
+          c.bound_to,
+          c.refresh_expires_at,
           names,
-          names.map((n) => seal(key, secrets[n]!, secretAad(account, n))),
+          names.map((n) => sealSecret(key, account, n, secrets[n]!)),
         ],
       );
       return toGrant(row!);
@@ -222,7 +221,8 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async commitRefresh(account, expected, t: TokenUpdate) {
-      // A NULL refresh token keeps the stored one: its sealed value names the row and column, which do not change.
+      // A NULL refresh token keeps the stored one (rows.ts, commitColumns).
+      const c = commitColumns(key, account, t);
       const rows = await q(
         `WITH g AS (
            UPDATE ${S}.grants SET
@@ -234,20 +234,13 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
            WHERE account = $1 AND generation = $2
            RETURNING *)
          SELECT g.*, ${NOTIFY} FROM g`,
-        [
-          account,
-          expected,
-          sealOrNull(t.refresh_token, grantAad(account, 'refresh_token')),
-          seal(key, t.access_token, grantAad(account, 'access_token')),
-          t.token_type,
-          t.expires_at,
-          t.obtained_at,
-          t.scope,
-          t.refresh_expires_at ?? null,
-          now(),
-        ],
+        [account, expected, c.refresh_token, c.access_token, c.token_type, c.expires_at, c.obtained_at, c.scope, c.refresh_expires_at, now()],
       );
-      if (rows[0]) return toGrant(rows[0]);
+      // As the SQLite store: what was just sealed is not opened again (rows.ts, decodeWrittenGrant).
+      if (rows[0]) return decodeWrittenGrant(rows[0], key, where, t);
+      // Read after the refused UPDATE, not in its statement (the SQLite store reads it in the
+      // same transaction): another daemon may have moved it on since. It only names the
+      // generation that won in the error; nothing is decided on it.
       const [g] = await q(`SELECT generation FROM ${S}.grants WHERE account = $1`, [account]);
       throw new GenerationMismatchError(account, expected, g ? Number(g.generation) : null);
     },
@@ -305,14 +298,14 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async getSecret(account, name) {
       const [row] = await q(`SELECT value FROM ${S}.secrets WHERE account = $1 AND name = $2`, [account, name]);
-      return row ? decrypt(key, row.value as Buffer, secretAad(account, name), where) : undefined;
+      return row ? openSecret(key, account, name, row.value, where) : undefined;
     },
 
     async getSecrets(account) {
       const out = new Map<string, string>();
       for (const row of await q(`SELECT name, value FROM ${S}.secrets WHERE account = $1`, [account])) {
         const name = String(row.name);
-        out.set(name, decrypt(key, row.value as Buffer, secretAad(account, name), where));
+        out.set(name, openSecret(key, account, name, row.value, where));
       }
       return out;
     },
@@ -321,7 +314,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       await q(
         `INSERT INTO ${S}.secrets (account, name, value, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-        [account, name, seal(key, value, secretAad(account, name)), now()],
+        [account, name, sealSecret(key, account, name, value), now()],
       );
     },
 

@@ -5,7 +5,7 @@
  */
 import { open as unseal, seal } from './crypto.js';
 import { StoreError } from './errors.js';
-import type { AuditEntry, GrantRecord, GrantSummary, LoginRecord, LoginSecrets, LoginStatusValue, StoredAccessToken } from './types.js';
+import type { AuditEntry, GrantRecord, GrantSummary, GrantWrite, LoginRecord, LoginSecrets, LoginStatusValue, StoredAccessToken, TokenUpdate } from './types.js';
 
 export interface Row {
   [column: string]: unknown;
@@ -18,6 +18,55 @@ export const AUDIT_DEFAULT_LIMIT = 1000;
 export const grantAad = (account: string, column: 'refresh_token' | 'access_token') => `grant:${account}:${column}`;
 export const secretAad = (account: string, name: string) => `secret:${account}:${name}`;
 export const loginSecretsAad = (id: string) => `login:${id}:secrets`;
+
+// What both stores write, sealed here once: they differ only in the SQL that binds it.
+
+function sealOrNull(key: Buffer, value: string | null | undefined, aad: string): Buffer | null {
+  return value == null ? null : seal(key, value, aad);
+}
+
+/** The columns replaceGrant writes, tokens sealed (a login's or an import's whole grant). */
+export function grantColumns(key: Buffer, account: string, t: GrantWrite) {
+  return {
+    refresh_token: sealOrNull(key, t.refresh_token, grantAad(account, 'refresh_token')),
+    access_token: sealOrNull(key, t.access_token, grantAad(account, 'access_token')),
+    token_type: t.token_type ?? null,
+    expires_at: t.expires_at ?? null,
+    obtained_at: t.obtained_at ?? null,
+    scope: t.scope ?? null,
+    bound_to: t.bound_to,
+    refresh_expires_at: t.refresh_expires_at ?? null,
+  };
+}
+
+/**
+ * The columns commitRefresh writes, tokens sealed. A null `refresh_token` keeps the stored
+ * one (the provider did not rotate it, RFC 6749 §6): its sealed value names the row and
+ * column, which do not change, so it stays valid; its `refresh_expires_at` is kept too unless
+ * the provider gave a new one. Both stores' UPDATE say so with the same coalesce.
+ */
+export function commitColumns(key: Buffer, account: string, t: TokenUpdate) {
+  return {
+    refresh_token: sealOrNull(key, t.refresh_token, grantAad(account, 'refresh_token')),
+    access_token: seal(key, t.access_token, grantAad(account, 'access_token')),
+    token_type: t.token_type,
+    expires_at: t.expires_at,
+    obtained_at: t.obtained_at,
+    scope: t.scope,
+    refresh_expires_at: t.refresh_expires_at ?? null,
+  };
+}
+
+/** A client credential or password of an account, sealed to its account and name. */
+export function sealSecret(key: Buffer, account: string, name: string, value: string): Buffer {
+  return seal(key, value, secretAad(account, name));
+}
+
+/** A stored secret opened (the row's `value`, which must be a blob). */
+export function openSecret(key: Buffer, account: string, name: string, blob: unknown, file: string): string {
+  if (!Buffer.isBuffer(blob)) throw invalidRow(file, 'secrets', account, 'value');
+  return decrypt(key, blob, secretAad(account, name), file);
+}
 
 /** A pending login's secrets as one sealed blob, bound to the login's id. */
 export function sealLoginSecrets(key: Buffer, id: string, secrets: LoginSecrets): Buffer {

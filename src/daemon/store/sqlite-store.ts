@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { seal } from './crypto.js';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, sealLoginSecrets, summaryRow, decrypt, grantAad, secretAad, truncate, type Row } from './rows.js';
-import type { AuditEntry, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, commitColumns, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, grantColumns, openSecret, sealLoginSecrets, sealSecret, summaryRow, truncate, type Row } from './rows.js';
+import type { AuditEntry, GrantRecord, GrantWrite, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
 export { GenerationMismatchError, StoreError, type StoreErrorCode } from './errors.js';
@@ -128,8 +127,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
         refresh_expires_at = excluded.refresh_expires_at
       RETURNING *`),
     setBinding: db.prepare<[string, number, string]>('UPDATE grants SET bound_to = ?, updated_at = ? WHERE account = ?'),
-    // A NULL @refresh_token keeps the stored one: its blob stays valid because the AAD
-    // names the row and column, which do not change.
+    // A NULL @refresh_token keeps the stored one (rows.ts, commitColumns).
     commitRefresh: db.prepare<Record<string, unknown>, Row>(`
       UPDATE grants SET
         refresh_token = coalesce(@refresh_token, refresh_token), access_token = @access_token,
@@ -191,9 +189,6 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     ),
   };
 
-  const sealOrNull = (value: string | null | undefined, aad: string): Buffer | null =>
-    value == null ? null : seal(key, value, aad);
-
   // IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies; a deferred
   // transaction that reads first can fail with SQLITE_BUSY_SNAPSHOT without waiting.
   const setBindingsTx = db.transaction((bindings: ReadonlyArray<{ account: string; boundTo: string }>) => {
@@ -201,18 +196,8 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     for (const b of bindings) sql.setBinding.run(b.boundTo, at, b.account);
   });
   const commitRefreshTx = db.transaction((account: string, expected: number, tokens: TokenUpdate): Row => {
-    const row = sql.commitRefresh.get({
-      account,
-      expected,
-      refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
-      access_token: seal(key, tokens.access_token, grantAad(account, 'access_token')),
-      token_type: tokens.token_type,
-      expires_at: tokens.expires_at,
-      obtained_at: tokens.obtained_at,
-      scope: tokens.scope,
-      refresh_expires_at: tokens.refresh_expires_at ?? null,
-      updated_at: now(),
-    });
+    const row = sql.commitRefresh.get({ account, expected, ...commitColumns(key, account, tokens), updated_at: now() });
+    // Read in the same transaction: the generation that refused this commit.
     if (!row) throw new GenerationMismatchError(account, expected, sql.generationOf.get(account) ?? null);
     return row;
   });
@@ -224,25 +209,12 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     if (secrets) sql.putLoginSecrets.run(rec.id, sealLoginSecrets(key, rec.id, secrets), now());
     return false;
   });
-  const replaceGrantTx = db.transaction(
-    (account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>, secrets: Readonly<Record<string, string>>): Row => {
-      const at = now();
-      const row = sql.upsertGrant.get({
-        account,
-        refresh_token: sealOrNull(tokens.refresh_token, grantAad(account, 'refresh_token')),
-        access_token: sealOrNull(tokens.access_token, grantAad(account, 'access_token')),
-        token_type: tokens.token_type ?? null,
-        expires_at: tokens.expires_at ?? null,
-        obtained_at: tokens.obtained_at ?? null,
-        scope: tokens.scope ?? null,
-        updated_at: at,
-        bound_to: tokens.bound_to,
-        refresh_expires_at: tokens.refresh_expires_at ?? null,
-      })!;
-      for (const [name, value] of Object.entries(secrets)) sql.putSecret.run(account, name, seal(key, value, secretAad(account, name)), at);
-      return row;
-    },
-  );
+  const replaceGrantTx = db.transaction((account: string, tokens: GrantWrite, secrets: Readonly<Record<string, string>>): Row => {
+    const at = now();
+    const row = sql.upsertGrant.get({ account, ...grantColumns(key, account, tokens), updated_at: at })!;
+    for (const [name, value] of Object.entries(secrets)) sql.putSecret.run(account, name, sealSecret(key, account, name, value), at);
+    return row;
+  });
   const endImportTx = db.transaction((account: string) => {
     sql.dropImportPlaceholder.run(account);
     sql.clearImportMark.run(account);
@@ -312,7 +284,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     }, { writes: false }),
 
     replaceGrant: guard(
-      (account: string, tokens: { refresh_token: string | null; bound_to: string } & Partial<TokenUpdate>, secrets: Readonly<Record<string, string>> = {}) =>
+      (account: string, tokens: GrantWrite, secrets: Readonly<Record<string, string>> = {}) =>
         toGrant(replaceGrantTx.immediate(account, tokens, secrets)),
     ),
 
@@ -367,17 +339,17 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
 
     getSecret: guard((account: string, name: string) => {
       const blob = sql.getSecret.get(account, name);
-      return blob === undefined ? undefined : decrypt(key, blob, secretAad(account, name), file);
+      return blob === undefined ? undefined : openSecret(key, account, name, blob, file);
     }, { writes: false }),
 
     getSecrets: guard((account: string) => {
       const out = new Map<string, string>();
-      for (const { name, value } of sql.getSecrets.all(account)) out.set(name, decrypt(key, value, secretAad(account, name), file));
+      for (const { name, value } of sql.getSecrets.all(account)) out.set(name, openSecret(key, account, name, value, file));
       return out;
     }, { writes: false }),
 
     putSecret: guard((account: string, name: string, value: string) => {
-      sql.putSecret.run(account, name, seal(key, value, secretAad(account, name)), now());
+      sql.putSecret.run(account, name, sealSecret(key, account, name, value), now());
     }),
 
     deleteSecrets: guard((account: string) => {

@@ -72,6 +72,9 @@ export interface TokenUpdate {
   refresh_expires_at?: number | null;
 }
 
+/** A whole grant as a login or an import writes it (Store.replaceGrant): a refresh token, maybe an access token, and who issued it. */
+export type GrantWrite = { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>;
+
 export interface AuditEntry {
   at: number;
   account: string;
@@ -133,12 +136,7 @@ export interface Store {
    * 1); any in-flight mark goes. `secrets` that came with the grant are written in the same
    * commit, so a grant is never stored with another grant's client credentials.
    */
-  replaceGrant(
-    account: string,
-    tokens: { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>,
-    secrets?: Readonly<Record<string, string>>,
-  ): Promise<GrantRecord>;
-  /** Record the identity a grant belongs to (adopting a grant stored before identities were). */
+  replaceGrant(account: string, tokens: GrantWrite, secrets?: Readonly<Record<string, string>>): Promise<GrantRecord>;
   /** Record which provider and client issued these grants (one commit for all: a start-up binds every old grant at once). */
   setBindings(bindings: ReadonlyArray<{ account: string; boundTo: string }>): Promise<void>;
   /**
