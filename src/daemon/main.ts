@@ -77,7 +77,7 @@ const OPTIONS = { socket: { type: 'string' }, listen: { type: 'string' }, help: 
 
 /** `tokend daemon`'s options; a mistake is one line naming it (protocol/usage.ts) and exit 2, `--help` the usage and exit 0. */
 function parseDaemonArgs(argv: string[]) {
-  let args;
+  let args: ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true }>>;
   try {
     args = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
   } catch {

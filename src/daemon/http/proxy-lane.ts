@@ -281,7 +281,10 @@ function respond(res: ServerResponse, up: Upstream, url: URL, apiBase: string, a
  * (keep-alive.ts), so a client still sending reads the answer instead of EPIPE.
  */
 function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
-  if (req.complete || req.readableFlowing) return answerFailure(log, req, res, err);
+  if (req.complete || req.readableFlowing) {
+    answerFailure(log, req, res, err);
+    return;
+  }
   readIncoming(req).then(
     () => answerFailure(log, req, res, err),
     () => answerFailure(log, req, res, err),

@@ -16,7 +16,7 @@
  *   daemon sees its own (`node`). The audit log is the fleet's.
  */
 import { randomBytes } from 'node:crypto';
-import type { Notification, Pool, PoolClient, PoolConfig } from 'pg';
+import type { Notification, PoolClient, PoolConfig } from 'pg';
 import { describeDatabase, FLEET_CHANNEL, FLEET_SCHEMA as S } from '../../protocol/fleet.js';
 import type { Logger } from '../log.js';
 import { GenerationMismatchError, StoreError } from './errors.js';
