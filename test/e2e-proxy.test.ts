@@ -20,7 +20,7 @@ const idp = useIdp({ accessTokenTtl: 120 });
 const api = useServer(() => startApi(idp), { what: 'the API' });
 // trace-uploads.cjs: an upload's failure below names what closed the daemon's side (an EPIPE
 // about one full run in 6-8 that could not be reproduced alone; docs/reliability.md).
-const TRACE = `--require ${fileURLToPath(new URL('./support/trace-uploads.cjs', import.meta.url))}`;
+const TRACE = `--require "${fileURLToPath(new URL('./support/trace-uploads.cjs', import.meta.url))}"`; // quoted: NODE_OPTIONS splits at spaces
 const { d } = useDaemon({
   settings: { http_timeout_ms: 1500 },
   env: { NODE_OPTIONS: [process.env.NODE_OPTIONS, TRACE].filter(Boolean).join(' ') },
