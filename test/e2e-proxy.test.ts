@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { LINGER_IDLE_MS } from '../src/daemon/http/keep-alive.js';
 import { sleep, socketRequest, streamUpload } from './support/daemon.js';
@@ -17,7 +18,14 @@ import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 
 const idp = useIdp({ accessTokenTtl: 120 });
 const api = useServer(() => startApi(idp), { what: 'the API' });
-const { d } = useDaemon({ settings: { http_timeout_ms: 1500 }, account: { idp, name: 'w', args: () => ['--api-base', api.base], grant: true } });
+// trace-uploads.cjs: an upload's failure below names what closed the daemon's side (an EPIPE
+// about one full run in 6-8 that could not be reproduced alone; docs/reliability.md).
+const TRACE = `--require "${fileURLToPath(new URL('./support/trace-uploads.cjs', import.meta.url))}"`; // quoted: NODE_OPTIONS splits at spaces
+const { d } = useDaemon({
+  settings: { http_timeout_ms: 1500 },
+  env: { NODE_OPTIONS: [process.env.NODE_OPTIONS, TRACE].filter(Boolean).join(' ') },
+  account: { idp, name: 'w', args: () => ['--api-base', api.base], grant: true },
+});
 
 /** A request with a raw, unnormalised target, written straight to the daemon's socket. */
 function rawRequest(target: string): Promise<{ status: number; text: string }> {
@@ -90,9 +98,14 @@ describe('API proxy', () => {
     });
     const up = await rssGrowthDuring(async () => {
       const apiErrors = api.errors.length;
+      const logFrom = d.logs.length;
       const r = await streamUpload(d.socket, 'PUT', '/v1/proxy/w/upload', size);
-      // What the API failed at, if anything, is part of the failure message.
-      expect({ ...r, apiErrors: api.errors.slice(apiErrors) }).toEqual({ status: 200, text: JSON.stringify({ bytes: size }), apiErrors: [] });
+      // What the API failed at, and what the daemon's side of the connection saw, are part of
+      // the failure message.
+      const failed = r.status !== 200 || r.error !== undefined;
+      if (failed) await sleep(500); // the daemon's last lines (its socket's close) are still in the pipe
+      const daemon = failed ? d.logs.slice(logFrom).split('\n').filter((l) => /TRACE-UPLOAD|"level":"(warn|error)"/.test(l)) : [];
+      expect({ ...r, apiErrors: api.errors.slice(apiErrors), daemon }).toEqual({ status: 200, text: JSON.stringify({ bytes: size }), apiErrors: [], daemon: [] });
     });
     // Held whole, either body would add 256 MiB. Short of that the bound measures V8, not the
     // proxy: freed chunks are off its heap and are collected only once about 64 MiB of them

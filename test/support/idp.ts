@@ -147,6 +147,13 @@ export interface TestIdp {
   issuedRefreshTokens(): string[];
   /** Every access token the token endpoint handed out so far, oldest first; for leak checks. */
   issuedAccessTokens(): string[];
+  /** The grant (oidc-provider's grant id) a refresh token this IdP issued belongs to. */
+  grantOf(refreshToken: string): string | undefined;
+  /**
+   * The replays since the last resetStats, by grant: for each grant whose used refresh token
+   * was presented again, the refresh tokens presented (once per replay, in order).
+   */
+  replaysByGrant(): Map<string, string[]>;
   /** Fault the token endpoint from the next request on; `null` heals it. */
   setFault(f: TokenFault | null): void;
   /**
@@ -330,10 +337,16 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
 
   const issuedRefresh: string[] = [];
   const issuedAccess: string[] = [];
+  const grantOfRefresh = new Map<string, string>();
+  const replayed = new Map<string, string[]>();
   // Counters come from the provider's own events, never from reading request bodies.
   provider.on('grant.success', (ctx: any) => {
     // The handler has set the response body before it emits (actions/token.js).
-    if (typeof ctx.body?.refresh_token === 'string') issuedRefresh.push(ctx.body.refresh_token);
+    if (typeof ctx.body?.refresh_token === 'string') {
+      issuedRefresh.push(ctx.body.refresh_token);
+      const grantId = ctx.oidc?.entities?.Grant?.jti;
+      if (typeof grantId === 'string') grantOfRefresh.set(ctx.body.refresh_token, grantId);
+    }
     if (typeof ctx.body?.access_token === 'string') issuedAccess.push(ctx.body.access_token);
     const gt: string = ctx.oidc?.params?.grant_type ?? 'unknown';
     stats.grants[gt] = (stats.grants[gt] ?? 0) + 1;
@@ -343,7 +356,13 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     const detail = err.error_detail;
     // oidc-provider's details for a replay: "refresh token already used" (then the grant is
     // revoked), "device code already consumed", "authorization code already consumed".
-    if (err.error === 'invalid_grant' && detail && /already (used|consumed)/.test(detail)) stats.replays++;
+    if (err.error === 'invalid_grant' && detail && /already (used|consumed)/.test(detail)) {
+      stats.replays++;
+      // The refresh token grant names the token's grant before it finds it used (actions/grants/refresh_token.js).
+      const grantId = ctx.oidc?.entities?.RefreshToken?.grantId;
+      const token = ctx.oidc?.params?.refresh_token;
+      if (typeof grantId === 'string' && typeof token === 'string') replayed.set(grantId, [...(replayed.get(grantId) ?? []), token]);
+    }
     if (ctx.oidc?.params?.grant_type === 'refresh_token') {
       stats.refreshErrors.push({ error: err.error ?? err.message ?? 'unknown', detail });
     }
@@ -489,11 +508,14 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     resetStats() {
       Object.assign(stats, { tokenRequests: 0, faulted: 0, refreshes: 0, replays: 0, grants: {} });
       stats.refreshErrors.length = 0;
+      replayed.clear();
       lastTokenRequestAt.length = 0;
       tokenRequestMs.length = 0;
     },
     issuedRefreshTokens: () => [...issuedRefresh],
     issuedAccessTokens: () => [...issuedAccess],
+    grantOf: (refreshToken) => grantOfRefresh.get(refreshToken),
+    replaysByGrant: () => new Map([...replayed].map(([g, tokens]) => [g, [...tokens]])),
     setFault(f) {
       fault = f;
       faultLeft = f?.times ?? Infinity;
