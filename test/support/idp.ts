@@ -32,7 +32,7 @@ import https from 'node:https';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 // oidc-provider ships no type declarations; OidcProvider below types what tests use.
-// @ts-ignore
+// @ts-expect-error: no declarations (see above)
 import ProviderModule, { errors as providerErrorsModule } from 'oidc-provider';
 import { listenOnLoopback } from './loopback.js';
 

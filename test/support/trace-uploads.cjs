@@ -23,7 +23,7 @@ net.Socket.prototype.destroy = function (err) {
 
 const emit = http.Server.prototype.emit;
 http.Server.prototype.emit = function (event, ...args) {
-  if (event === 'clientError' && args[1] && args[1][UPLOAD]) say({ what: 'clientError', error: args[0] && args[0].code });
+  if (event === 'clientError' && args[1]?.[UPLOAD]) say({ what: 'clientError', error: args[0]?.code });
   if (event === 'request') {
     const [req, res] = args;
     if (Number(req.headers['content-length'] || 0) > 1024 * 1024 || req.headers['transfer-encoding'] !== undefined) {
