@@ -202,8 +202,7 @@ export class Broker {
       this.locked(account, async () => {
         this.m.importing.add(account);
         const cfg = this.m.accountOrThrow(account);
-        const driver = this.deps.getDriver(cfg.driver);
-        if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
+        const driver = this.m.driverOrThrow(account, cfg);
         const boundTo = identityKey(cfg);
         await this.fleet.refuseForeignGrant(account, boundTo);
         const secrets = importedSecrets(driver, account, t);
@@ -441,15 +440,15 @@ export class Broker {
         return fn();
       });
     } catch (err) {
-      if (isStoreUnavailable(err)) throw this.storeDown(account, err, opts.backOff ?? false);
+      if (isStoreUnavailable(err)) throw this.storeDown(account, err, opts);
       throw err;
     }
   }
 
   /** 503 for a store that cannot answer now; the cached token keeps being served while valid (getToken). */
-  private storeDown(account: string, err: Error, withBackOff: boolean): TokendError {
+  private storeDown(account: string, err: Error, opts: { backOff?: boolean }): TokendError {
     let retryAfter = 5;
-    if (withBackOff) {
+    if (opts.backOff) {
       const h = this.m.healthOf(account);
       h.lastError = err.message;
       h.lastCode = 'upstream_unavailable';

@@ -148,12 +148,10 @@ export class GrantMemory {
   }
 
   /** What a driver step gets; the account's secrets were read once for the whole attempt. */
-  context(account: string, cfg: AccountConfig, signal: AbortSignal, secrets: Map<string, string>, stored?: GrantRecord): DriverContext {
+  context(o: { account: string; config: AccountConfig; signal: AbortSignal; secrets: Map<string, string>; stored?: GrantRecord }): DriverContext {
+    const { account, stored } = o;
     return driverContext({
-      account,
-      config: cfg,
-      secrets,
-      signal,
+      ...o,
       // Memory holds no token but its cache: the grant as the store holds it, where the caller read it.
       currentAccessToken: this.cache.get(cacheKey(account))?.access_token ?? stored?.access_token ?? undefined,
     });

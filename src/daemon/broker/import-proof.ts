@@ -29,7 +29,7 @@ export async function checkImport(m: GrantMemory, a: ImportAttempt): Promise<Pro
   importBudget(m, account);
   const secrets = new Map([...(await m.secretsOf(account)), ...Object.entries(imported)]);
   try {
-    await m.withTimeout((signal) => driver.checkAccessToken!(m.context(account, cfg, signal, secrets), t.access_token!));
+    await m.withTimeout((signal) => driver.checkAccessToken!(m.context({ account, config: cfg, signal, secrets }), t.access_token!));
     return tokens;
   } catch (err) {
     const de = asDriverError(err);
@@ -60,7 +60,7 @@ export async function proveImport(m: GrantMemory, a: ImportAttempt): Promise<Omi
   let set: TokenSet;
   try {
     set = await m.withTimeout((signal) =>
-      driver.refresh({ ...m.context(account, cfg, signal, secrets), currentAccessToken: t.access_token }, t.refresh_token!, {}),
+      driver.refresh({ ...m.context({ account, config: cfg, signal, secrets }), currentAccessToken: t.access_token }, t.refresh_token!, {}),
     );
   } catch (err) {
     await m.bestEffort(account, () => m.deps.store.endImport(account));

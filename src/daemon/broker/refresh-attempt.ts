@@ -8,7 +8,7 @@
 import type { AccountConfig } from '../../protocol/api.js';
 import { cacheKey, satisfies, updateFromSet, type CachedToken } from '../cached-token.js';
 import { asDriverError, wireErrorOf } from '../driver-errors.js';
-import { DriverError, type Driver, type TokenSet } from '../drivers/driver.js';
+import { DriverError, type Driver, type DriverContext, type TokenSet } from '../drivers/driver.js';
 import { E, TokendError } from '../errors.js';
 import { identityKey } from '../grant-identity.js';
 import { admit, backOff, healthy, waitOut } from '../refresh-health.js';
@@ -91,7 +91,7 @@ export class RefreshAttempt {
         await this.mark(startedAt);
         let set: TokenSet;
         try {
-          set = await m.withTimeout((signal) => driver.refresh(m.context(account, cfg, signal, secrets, grant), refreshToken, { scope, audience }));
+          set = await m.withTimeout((signal) => driver.refresh(this.context(signal), refreshToken, { scope, audience }));
         } catch (err) {
           return this.refreshFailed(err, recoverable);
         }
@@ -184,12 +184,12 @@ export class RefreshAttempt {
    */
   private async recover(refused: string | null): Promise<CachedToken> {
     const { m } = this.parts;
-    const { account, config: cfg, driver, secrets } = this;
+    const { account, driver } = this;
     const { scope, audience } = this.req;
     const startedAt = m.now();
     let set: TokenSet;
     try {
-      set = await m.withTimeout((signal) => driver.recover!(m.context(account, cfg, signal, secrets, this.grant), { scope, audience }));
+      set = await m.withTimeout((signal) => driver.recover!(this.context(signal), { scope, audience }));
     } catch (err) {
       const de = asDriverError(err);
       if (refused && de.kind !== 'transient') {
@@ -204,6 +204,11 @@ export class RefreshAttempt {
       m.deps.events.emit('token.recovered', account, { reason: refused });
     }
     return tok;
+  }
+
+  /** What the driver gets for this attempt: the grant read under the lock is its current access token's fallback. */
+  private context(signal: AbortSignal): DriverContext {
+    return this.parts.m.context({ account: this.account, config: this.config, signal, secrets: this.secrets, stored: this.grant });
   }
 
   /**
@@ -391,5 +396,5 @@ export async function recoverable(m: GrantMemory, account: string, cfg: AccountC
 
 function recoverableWith(m: GrantMemory, account: string, cfg: AccountConfig, driver: Driver, secrets: Map<string, string>): boolean {
   if (!driver.recover || !driver.canRecover) return false;
-  return driver.canRecover(m.context(account, cfg, AbortSignal.abort(), secrets));
+  return driver.canRecover(m.context({ account, config: cfg, signal: AbortSignal.abort(), secrets }));
 }
