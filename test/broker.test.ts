@@ -226,16 +226,16 @@ describe('Broker', () => {
     await broker.start();
     const fail = () => Promise.reject(new DriverError('transient', 'HTTP 503', { status: 503 }));
     driver.answers.push(fail, fail, () => Promise.reject(new DriverError('transient', 'HTTP 429', { status: 429, retryAfterMs: 30_000 })));
-    const err1 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    const err1 = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
     expect(err1.retryAfter).toBe(1); // 1 s (jitter 0.5 → ×1.0)
-    const early = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    const early = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
     expect(early.code).toBe('upstream_unavailable');
     expect(driver.calls).toHaveLength(1); // refused before any call while backing off
     clock.t += 1000;
-    const err2 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    const err2 = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
     expect(err2.retryAfter).toBe(2);
     clock.t += 2000;
-    const err3 = await broker.getToken({ account: 'w' }).catch((e: TokendError) => e);
+    const err3 = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
     expect(err3.retryAfter).toBe(30); // Retry-After beats the 4 s backoff
     clock.t += 29_000;
     await broker.getToken({ account: 'w' }).catch(() => undefined);

@@ -12,6 +12,7 @@ import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { describeIssues } from '../protocol/issues.js';
 import { asDriverError } from './driver-errors.js';
+import { driverContext } from './driver-context.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { describeIdentity, identityChanges, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
@@ -201,13 +202,13 @@ async function checkWithProvider(
 ): Promise<TokenSet | undefined> {
   const driver = deps.getDriver(cfg.driver)!;
   const timeout = deps.config.settings.http_timeout_ms;
-  const ctx = (): DriverContext => ({
-    name,
-    config: cfg,
-    clientSecret: secretOf('client_secret'),
-    secret: (n) => (n === 'client_secret' || n === 'password' ? secretOf(n) : undefined),
-    signal: AbortSignal.timeout(timeout),
-  });
+  const ctx = (): DriverContext =>
+    driverContext({
+      account: name,
+      config: cfg,
+      secrets: (n) => (n === 'client_secret' || n === 'password' ? secretOf(n) : undefined),
+      signal: AbortSignal.timeout(timeout),
+    });
   try {
     if (driver.check) notices.push(...(await driver.check(ctx())));
     // An account that needs no user (client credentials, a stored password): its first
@@ -258,7 +259,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   const driver = deps.getDriver(cfg.driver);
   const recoverable = Boolean(
     driver?.recover &&
-      driver.canRecover?.({ name, config: cfg, clientSecret: secrets.get('client_secret'), secret: (n) => secrets.get(n), signal: AbortSignal.abort() }),
+      driver.canRecover?.(driverContext({ account: name, config: cfg, secrets, signal: AbortSignal.abort() })),
   );
   const validNow = Boolean(token && (token.expires_at === null || token.expires_at > now));
   let status: AccountStatus;

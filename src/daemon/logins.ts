@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from '../protocol/api.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
+import { driverContext } from './driver-context.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
 import { defaultLoginFlow, importHint } from '../protocol/rules.js';
 import { wireErrorOf } from './driver-errors.js';
@@ -68,7 +69,6 @@ interface LoginState {
 interface LoginTarget {
   account: string;
   cfg: AccountConfig;
-  clientSecret: string | undefined;
   /** Every stored secret of the account, read when the login started. */
   secrets: Map<string, string>;
   identity: string;
@@ -171,7 +171,6 @@ export class LoginManager {
       const target: LoginTarget = {
         account,
         cfg,
-        clientSecret: secrets.get('client_secret'),
         secrets,
         identity: identityKey(cfg),
         ...(opts.task ? { task: opts.task } : {}),
@@ -544,7 +543,7 @@ export class LoginManager {
   // ---- plumbing ----
 
   private context(t: LoginTarget, signal: AbortSignal): DriverContext {
-    return { name: t.account, config: t.cfg, clientSecret: t.clientSecret, secret: (n) => t.secrets.get(n), signal };
+    return driverContext({ account: t.account, config: t.cfg, secrets: t.secrets, signal });
   }
 
   /** Revoke tokens a login obtained but could not keep, at the provider that issued them. */
