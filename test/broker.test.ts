@@ -8,7 +8,7 @@ import type { AccountConfig } from '../src/protocol/api.js';
 import { Broker } from '../src/daemon/broker.js';
 import { Settings } from '../src/protocol/config-file.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../src/daemon/drivers/driver.js';
-import { TokendError } from '../src/daemon/errors.js';
+import type { TokendError } from '../src/daemon/errors.js';
 import { StoreError } from '../src/daemon/store/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import type { Logger } from '../src/daemon/log.js';

@@ -144,7 +144,10 @@ export class Scheduler {
     if (m.closed || !cfg || !g || g.status !== 'active') return;
     const due = keepAliveDue(cfg, g);
     if (due === undefined) return;
-    if (m.now() < due) return this.watchGrant(account, cfg, g); // a clock that moved back, or a grant refreshed meanwhile
+    if (m.now() < due) {
+      this.watchGrant(account, cfg, g); // a clock that moved back, or a grant refreshed meanwhile
+      return;
+    }
     m.deps.log.info('keep-alive refresh: the provider forgets unused refresh tokens', { account, idle_days: cfg.refresh_idle_days });
     // The refresh token must be used: a valid access token does not answer this refresh.
     void this.refresh({ key: cacheKey(account), account, notBefore: m.now() }).catch(() => undefined);
