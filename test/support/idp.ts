@@ -156,6 +156,8 @@ export interface TestIdp {
   replaysByGrant(): Map<string, string[]>;
   /** Fault the token endpoint from the next request on; `null` heals it. */
   setFault(f: TokenFault | null): void;
+  /** The lifetime of access tokens issued from now on (seconds); what a test set at start otherwise. */
+  setAccessTokenTtl(seconds: number): void;
   /**
    * A real refresh token (with access token) for `clientId`: runs the device flow, approving
    * the code through the provider's model, and polls the token endpoint once with the
@@ -215,7 +217,7 @@ function jwks(): { keys: object[] } {
 
 /** Starts a test IdP; see the module comment. Always `close()` it. */
 export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
-  const accessTokenTtl = opts.accessTokenTtl ?? 60;
+  let accessTokenTtl = opts.accessTokenTtl ?? 60;
   const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }) : http.createServer();
   const listener = await listenOnLoopback(server);
   const port = listener.port;
@@ -278,8 +280,8 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     scopes: ['openid', 'offline_access', 'api'],
     pkce: { required: () => true },
     ttl: {
-      AccessToken: accessTokenTtl,
-      ClientCredentials: accessTokenTtl,
+      AccessToken: () => accessTokenTtl,
+      ClientCredentials: () => accessTokenTtl,
       RefreshToken: opts.refreshTokenTtl ?? 3600,
       DeviceCode: opts.deviceCodeTtl ?? 120,
       // Set so oidc-provider does not print a notice for each default it falls back to.
@@ -519,6 +521,9 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     setFault(f) {
       fault = f;
       faultLeft = f?.times ?? Infinity;
+    },
+    setAccessTokenTtl(seconds) {
+      accessTokenTtl = seconds;
     },
     issueRefreshToken,
     approveDevice,
