@@ -30,14 +30,28 @@ function lazy(start) {
 }
 
 /** An account of the IdP's confidential client, as config.json holds it. */
-export const accountConfig = (issuer, extra = {}) => ({ driver: 'oauth2', issuer, client_id: CLIENT_ID, scopes: SCOPES, hosts: [], ...extra });
+export const accountConfig = (issuer, extra = {}) => ({
+  driver: 'oauth2',
+  issuer,
+  client_id: CLIENT_ID,
+  scopes: SCOPES,
+  hosts: [],
+  ...extra,
+});
 
 /** 43 characters, like oidc-provider's opaque tokens. */
 export const randomToken = () => randomBytes(32).toString('base64url');
 
 /** A grant with made-up tokens, as the store holds one (valid a month unless told otherwise). */
 export function randomGrant({ expiresAt = Date.now() + 30 * 86_400_000, obtainedAt = Date.now(), scope = SCOPES.join(' ') } = {}) {
-  return { refresh_token: randomToken(), access_token: randomToken(), token_type: 'Bearer', expires_at: expiresAt, obtained_at: obtainedAt, scope };
+  return {
+    refresh_token: randomToken(),
+    access_token: randomToken(),
+    token_type: 'Bearer',
+    expires_at: expiresAt,
+    obtained_at: obtainedAt,
+    scope,
+  };
 }
 
 /** Environment for a daemon or the CLI under `home`: info logs, none of the bench's own node options. */
@@ -210,7 +224,12 @@ function startCredentialCache() {
   });
   if (store.status !== 0) throw new Error(`git credential-cache store exited ${store.status}`);
   onExit(() => spawnSync('git', ['credential-cache', '--socket', socket, 'exit'], { env, stdio: 'ignore', timeout: 5000 }));
-  const get = () => timeSync('git', ['credential-cache', '--socket', socket, 'get'], { env, input: 'protocol=https\nhost=x\n\n', check: (o) => o.includes('password=cc-secret') });
+  const get = () =>
+    timeSync('git', ['credential-cache', '--socket', socket, 'get'], {
+      env,
+      input: 'protocol=https\nhost=x\n\n',
+      check: (o) => o.includes('password=cc-secret'),
+    });
   get(); // warm: the daemon is up and answers
   return { get };
 }
@@ -237,7 +256,10 @@ export function createContext({ rounds, log }) {
       ['work', [url]],
       ['rot', []],
     ]) {
-      const put = await daemon.request('PUT', `/v1/accounts/${name}`, { ...accountConfig(issuer, { hosts }), client_secret: CLIENT_SECRET });
+      const put = await daemon.request('PUT', `/v1/accounts/${name}`, {
+        ...accountConfig(issuer, { hosts }),
+        client_secret: CLIENT_SECRET,
+      });
       if (put.status !== 201) throw new Error(`PUT /v1/accounts/${name} answered ${put.status}: ${put.text}`);
       const imp = await daemon.request('POST', `/v1/accounts/${name}/import`, { refresh_token: (await issue()).refresh_token });
       if (imp.status !== 200) throw new Error(`import ${name} answered ${imp.status}: ${imp.text}`);

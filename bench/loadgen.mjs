@@ -25,12 +25,13 @@ const requests = bodies.map((b) => {
     Object.entries(spec.headers ?? {})
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('') +
-    (body.length || method === 'POST' ? `Content-Type: ${spec.contentType ?? 'application/json'}\r\nContent-Length: ${body.length}\r\n` : '') +
+    (body.length || method === 'POST'
+      ? `Content-Type: ${spec.contentType ?? 'application/json'}\r\nContent-Length: ${body.length}\r\n`
+      : '') +
     '\r\n';
   return Buffer.concat([Buffer.from(head, 'latin1'), body]);
 });
 const captureRe = spec.capture ? new RegExp(`"${spec.capture}"\\s*:\\s*"([^"]*)"`) : undefined;
-
 
 // ------------------------------------------------------------------------------------
 
@@ -79,10 +80,13 @@ class Conn {
       }
       if (this.need === -2) {
         const rest = this.buf.subarray(this.bodyStart);
-        const end = rest.subarray(0, 5).toString('latin1') === '0\r\n\r\n' ? 5 : (() => {
-          const i = rest.indexOf('\r\n0\r\n\r\n');
-          return i < 0 ? -1 : i + 7;
-        })();
+        const end =
+          rest.subarray(0, 5).toString('latin1') === '0\r\n\r\n'
+            ? 5
+            : (() => {
+                const i = rest.indexOf('\r\n0\r\n\r\n');
+                return i < 0 ? -1 : i + 7;
+              })();
         if (end < 0) return;
         this.need = this.bodyStart + end;
       }
@@ -109,7 +113,14 @@ function summarize(lat) {
   const q = (p) => (s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] : NaN);
   let sum = 0;
   for (const v of s) sum += v;
-  return { n: s.length, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: s.length ? s[s.length - 1] : NaN, mean: s.length ? sum / s.length : NaN };
+  return {
+    n: s.length,
+    p50: q(0.5),
+    p90: q(0.9),
+    p99: q(0.99),
+    max: s.length ? s[s.length - 1] : NaN,
+    mean: s.length ? sum / s.length : NaN,
+  };
 }
 
 async function duration() {
@@ -149,7 +160,17 @@ async function duration() {
   clearTimeout(guard);
   for (const s of socks) s.destroy();
   const ok = statuses[200] ?? 0;
-  return { mode: 'duration', connections: n, durationMs, requests: lat.length, ok, errors, statuses, rps: (lat.length / durationMs) * 1000, ...summarize(lat) };
+  return {
+    mode: 'duration',
+    connections: n,
+    durationMs,
+    requests: lat.length,
+    ok,
+    errors,
+    statuses,
+    rps: (lat.length / durationMs) * 1000,
+    ...summarize(lat),
+  };
 }
 
 async function burst() {

@@ -56,12 +56,38 @@ for (const id of only ?? []) if (!SCENARIOS.some((s) => s.id === id)) usageError
 const soakMinutes = opts.soak === undefined ? undefined : Number(opts.soak);
 if (soakMinutes !== undefined && !(soakMinutes > 0)) usageError(`--soak: minutes must be a positive number, got ${opts.soak}`);
 // The soak runs only when asked; --soak alone runs only the soak.
-const selected = SCENARIOS.filter((s) => (only ? only.has(s.id) : soakMinutes !== undefined ? s.optIn : !s.optIn) && (!s.optIn || soakMinutes !== undefined));
+const selected = SCENARIOS.filter(
+  (s) => (only ? only.has(s.id) : soakMinutes !== undefined ? s.optIn : !s.optIn) && (!s.optIn || soakMinutes !== undefined),
+);
 
 // Rounds: medians over several rounds, alternating which side goes first.
 const ROUNDS = opts.quick
-  ? { loadRounds: 3, warmupMs: 300, durationMs: 1000, cliRuns: 20, gitRuns: 8, refreshRuns: 20, stormRounds: 3, bigStarts: 2, coldRuns: 5, commitRuns: 100, streamMb: 256 }
-  : { loadRounds: 5, warmupMs: 500, durationMs: 1500, cliRuns: 30, gitRuns: 15, refreshRuns: 40, stormRounds: 5, bigStarts: 3, coldRuns: 10, commitRuns: 300, streamMb: 1024 };
+  ? {
+      loadRounds: 3,
+      warmupMs: 300,
+      durationMs: 1000,
+      cliRuns: 20,
+      gitRuns: 8,
+      refreshRuns: 20,
+      stormRounds: 3,
+      bigStarts: 2,
+      coldRuns: 5,
+      commitRuns: 100,
+      streamMb: 256,
+    }
+  : {
+      loadRounds: 5,
+      warmupMs: 500,
+      durationMs: 1500,
+      cliRuns: 30,
+      gitRuns: 15,
+      refreshRuns: 40,
+      stormRounds: 5,
+      bigStarts: 3,
+      coldRuns: 10,
+      commitRuns: 300,
+      streamMb: 1024,
+    };
 
 installSignalHandlers();
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
@@ -89,7 +115,9 @@ async function runScenarios() {
     } catch (err) {
       failed = true;
       log(`scenario ${s.id} (${s.title}) failed: ${err?.stack ?? err}`);
-      const message = String(err?.message ?? err).split('\n')[0].replaceAll('|', '\\|');
+      const message = String(err?.message ?? err)
+        .split('\n')[0]
+        .replaceAll('|', '\\|');
       results.push({ scenario: s, rows: [textRow(`${s.id}. ${s.title}`, 'error', message, 'ERROR')] });
     }
     log(`scenario ${s.id} took ${((Date.now() - s0) / 1000).toFixed(1)} s`);

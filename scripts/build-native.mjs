@@ -16,7 +16,9 @@ const tmp = `${out}.${process.pid}.tmp`;
 // The same binary under the helpers' names (a multi-call binary: it looks at its argv[0]).
 // `tokend setup git --native` names build/git-credential-tokend, so git starts one process per call
 // instead of the sh shim and then this; anything it cannot answer goes to the shim in bin/.
-const HELPER_LINKS = ['git-credential-tokend', 'docker-credential-tokend', 'bazel-credential-tokend'].map((n) => path.join(root, 'build', n));
+const HELPER_LINKS = ['git-credential-tokend', 'docker-credential-tokend', 'bazel-credential-tokend'].map((n) =>
+  path.join(root, 'build', n),
+);
 
 /** One line on stderr: npm shows an install script's output only when asked (--foreground-scripts). */
 const say = (line) => process.stderr.write(`tokend: ${line}\n`);

@@ -47,7 +47,8 @@ function lineCount(text) {
 function importsOf(sf) {
   const found = [];
   const add = (lit) => {
-    if (lit && ts.isStringLiteralLike(lit)) found.push({ spec: lit.text, line: sf.getLineAndCharacterOfPosition(lit.getStart(sf)).line + 1 });
+    if (lit && ts.isStringLiteralLike(lit))
+      found.push({ spec: lit.text, line: sf.getLineAndCharacterOfPosition(lit.getStart(sf)).line + 1 });
   };
   const visit = (node) => {
     if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) add(node.moduleSpecifier);
@@ -98,7 +99,8 @@ function benchRowsIn(sf, comment) {
     joined += `${bare} `;
   });
   const hits = [];
-  for (const m of joined.matchAll(new RegExp(BENCH_ROW.source, 'gi'))) hits.push({ line: lineAt[m.index], cited: m[0].replace(/\s+/g, ' ') });
+  for (const m of joined.matchAll(new RegExp(BENCH_ROW.source, 'gi')))
+    hits.push({ line: lineAt[m.index], cited: m[0].replace(/\s+/g, ' ') });
   return hits;
 }
 
@@ -172,7 +174,8 @@ const graph = new Map();
 for (const file of files) {
   const text = fs.readFileSync(file, 'utf8');
   const n = lineCount(text);
-  if (n > MAX_LINES) findings.push(`${rel(file)}:${MAX_LINES + 1}: ${n} lines, over the ${MAX_LINES} a source file may have: split it by concern`);
+  if (n > MAX_LINES)
+    findings.push(`${rel(file)}:${MAX_LINES + 1}: ${n} lines, over the ${MAX_LINES} a source file may have: split it by concern`);
   const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
   const edges = [];
   for (const { spec, line } of importsOf(sf)) {
@@ -182,7 +185,9 @@ for (const file of files) {
   graph.set(file, edges);
   for (const c of commentsOf(sf)) {
     for (const hit of benchRowsIn(sf, c)) {
-      findings.push(`${rel(file)}:${hit.line}: a comment cites a bench row ("${hit.cited}"): rows are renumbered; say why in words, or cite a rule or an RFC`);
+      findings.push(
+        `${rel(file)}:${hit.line}: a comment cites a bench row ("${hit.cited}"): rows are renumbered; say why in words, or cite a rule or an RFC`,
+      );
     }
   }
 }
@@ -197,5 +202,7 @@ if (findings.length) {
   console.log(`check-structure: ${findings.length} finding${findings.length === 1 ? '' : 's'} in ${files.length} source files`);
   process.exitCode = 1;
 } else {
-  console.log(`check-structure: ${files.length} source files, none over ${MAX_LINES} lines, no import cycle, no comment citing a bench row`);
+  console.log(
+    `check-structure: ${files.length} source files, none over ${MAX_LINES} lines, no import cycle, no comment citing a bench row`,
+  );
 }

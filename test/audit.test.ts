@@ -17,7 +17,11 @@ describe('audit log', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-audit-'));
     dirs.push(dir);
     const store = openStore({ file: path.join(dir, 'tokend.db'), key: loadOrCreateKey(path.join(dir, 'key')) });
-    const audit = new AuditLog(store, createLogger('error', () => undefined), 60_000);
+    const audit = new AuditLog(
+      store,
+      createLogger('error', () => undefined),
+      60_000,
+    );
     for (let i = 0; i < 1000; i++) audit.record('work', 'curl/8.0', 'token');
     audit.record('work', 'git-credential-tokend', 'token');
     audit.record('work', 'curl/8.0', 'refresh');
@@ -37,7 +41,11 @@ describe('audit log', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-audit-'));
     dirs.push(dir);
     const store = openStore({ file: path.join(dir, 'tokend.db'), key: loadOrCreateKey(path.join(dir, 'key')) });
-    const audit = new AuditLog(store, createLogger('error', () => undefined), 60_000);
+    const audit = new AuditLog(
+      store,
+      createLogger('error', () => undefined),
+      60_000,
+    );
     const batches: number[] = [];
     let ticks = 0;
     const ticksAtWrite: number[] = [];

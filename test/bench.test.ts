@@ -16,14 +16,18 @@ const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-bench-'));
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
 /** `node bench/run.mjs ARGS`; rejects, with `code` and `stderr`, when it exits non-zero. */
-const bench = (args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, 'bench', 'run.mjs'), ...args], { cwd: ROOT, timeout: 5 * 60_000 });
+const bench = (args: string[]) =>
+  promisify(execFile)(process.execPath, [path.join(ROOT, 'bench', 'run.mjs'), ...args], { cwd: ROOT, timeout: 5 * 60_000 });
 
 describe('npm run bench', () => {
   it('runs the git helper (IdP, git server, main daemon, credential cache) and durable-refresh scenarios into one table and --json', async () => {
     const json = path.join(out, 'bench.json');
     const r = await bench(['--quick', '--only', '3,9', '--json', json]);
     const tableRows = r.stdout.split('\n').filter((l) => /^\| \d\./.test(l));
-    expect(tableRows.map((l) => l.split(' | ')[0])).toEqual(['| 3. `git-credential-tokend get`', '| 9. durable refresh (`store.commitRefresh`)']);
+    expect(tableRows.map((l) => l.split(' | ')[0])).toEqual([
+      '| 3. `git-credential-tokend get`',
+      '| 9. durable refresh (`store.commitRefresh`)',
+    ]);
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
     expect(report.failed).toBe(false);
     expect(report.rows.map((row: { id: number }) => row.id)).toEqual([30, 90]);

@@ -92,7 +92,12 @@ describe('Broker', () => {
     expect(driver.calls.map((c) => c.token)).toEqual(['rt-bogus']); // the stored refresh token was not sent
     expect(markedWhenSent).toMatchObject({ refresh_token: 'rt-old', in_flight_for: 'import' });
     expect(store.journal.map((j) => j.op)).toEqual(['markImport', 'endImport']);
-    expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-old', access_token: 'at-old', in_flight_since: null, status: 'active' });
+    expect(store.grants.get('w')).toMatchObject({
+      refresh_token: 'rt-old',
+      access_token: 'at-old',
+      in_flight_since: null,
+      status: 'active',
+    });
     expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-old');
     expect(events.map((e) => e.type)).toEqual([]);
 
@@ -141,7 +146,14 @@ describe('Broker', () => {
     const names = Array.from({ length: 1234 }, (_, i) => `a${String(i).padStart(4, '0')}`);
     for (const n of names) {
       accounts.set(n, A);
-      await store.replaceGrant(n, { refresh_token: `rt-${n}`, bound_to: identityKey(A), access_token: `at-${n}`, token_type: 'Bearer', obtained_at: clock.t, expires_at: clock.t + 3_600_000 });
+      await store.replaceGrant(n, {
+        refresh_token: `rt-${n}`,
+        bound_to: identityKey(A),
+        access_token: `at-${n}`,
+        token_type: 'Bearer',
+        obtained_at: clock.t,
+        expires_at: clock.t + 3_600_000,
+      });
     }
     await store.replaceGrant('gone', { refresh_token: 'x', bound_to: identityKey(A), access_token: 'at-gone' }); // no account: never read
     await broker.start();
@@ -245,7 +257,9 @@ describe('Broker', () => {
   });
 
   it('spends at most the attempt budget a minute, whatever the provider answers', async () => {
-    const { broker, driver, grant, clock } = setup({ settings: { max_refreshes_per_minute: 5, backoff_initial_ms: 10, backoff_max_ms: 10 } });
+    const { broker, driver, grant, clock } = setup({
+      settings: { max_refreshes_per_minute: 5, backoff_initial_ms: 10, backoff_max_ms: 10 },
+    });
     await grant('rt-0');
     await broker.start();
     for (let i = 0; i < 100; i++) driver.answers.push(() => Promise.reject(new DriverError('transient', 'HTTP 500', { status: 500 })));
@@ -354,7 +368,10 @@ describe('Broker', () => {
   });
 
   it('costs at most the attempt budget when both the refresh and the recover step always fail', async () => {
-    const { broker, driver, grant, clock } = setup({ config: { ...A, flow: 'client-credentials' }, settings: { max_refreshes_per_minute: 4, backoff_initial_ms: 10, backoff_max_ms: 10 } });
+    const { broker, driver, grant, clock } = setup({
+      config: { ...A, flow: 'client-credentials' },
+      settings: { max_refreshes_per_minute: 4, backoff_initial_ms: 10, backoff_max_ms: 10 },
+    });
     await grant('rt-0');
     await broker.start();
     let recovers = 0;
@@ -363,7 +380,8 @@ describe('Broker', () => {
       throw new DriverError('transient', 'HTTP 503', { status: 503 });
     };
     (driver as unknown as Driver).canRecover = () => true;
-    for (let i = 0; i < 50; i++) driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant' })));
+    for (let i = 0; i < 50; i++)
+      driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant' })));
     for (let i = 0; i < 100; i++) {
       clock.t += 200;
       await broker.getToken({ account: 'w' }).catch(() => undefined);
@@ -378,7 +396,14 @@ describe('Broker', () => {
  */
 describe('Broker in a fleet', () => {
   const other = (store: MemoryStore, rt: string, at: string, expiresAt: number) =>
-    store.commitRefresh('w', store.grants.get('w')!.generation, { refresh_token: rt, access_token: at, token_type: 'Bearer', expires_at: expiresAt, obtained_at: expiresAt - 3_600_000, scope: null });
+    store.commitRefresh('w', store.grants.get('w')!.generation, {
+      refresh_token: rt,
+      access_token: at,
+      token_type: 'Bearer',
+      expires_at: expiresAt,
+      obtained_at: expiresAt - 3_600_000,
+      scope: null,
+    });
 
   it('uses the rotation another daemon committed, found under the lock, and calls nobody', async () => {
     const { broker, driver, grant, store, clock } = setup({ fleet: true });
@@ -426,7 +451,9 @@ describe('Broker in a fleet', () => {
     driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant', status: 400 })));
     const err = await broker.forceRefresh('w').catch((e: TokendError) => e);
     expect(err).toMatchObject({ code: 'reauth_required' });
-    expect((err as TokendError).message).toMatch(/a refresh by another daemon of the fleet \(host-b#2:200:bbbb\) interrupted at 1970-01-01T00:16:39.000Z/);
+    expect((err as TokendError).message).toMatch(
+      /a refresh by another daemon of the fleet \(host-b#2:200:bbbb\) interrupted at 1970-01-01T00:16:39.000Z/,
+    );
     // Its request left 1 s before: the token went again once that request's 10 s were over.
     expect(sleeps).toEqual([9_000]);
     expect(driver.calls.map((c) => c.at)).toEqual([1_009_000]);
@@ -480,13 +507,15 @@ describe('Broker in a fleet', () => {
     expect(store.grants.get('w')).toMatchObject({ generation: 3 });
   });
 
-  it('leaves the fleet\'s grant alone when this daemon\'s config names another client', async () => {
+  it("leaves the fleet's grant alone when this daemon's config names another client", async () => {
     const { broker, driver, grant, store, accounts } = setup({ fleet: true });
     await grant('rt-0', { access_token: 'at-0', expires_at: 1e15 });
     accounts.set('w', { ...A, client_id: 'other' });
     await broker.start();
     await expect(broker.getToken({ account: 'w' })).rejects.toMatchObject({ code: 'conflict' });
-    await expect(broker.installLogin('w', { access_token: 'x', token_type: 'Bearer', refresh_token: 'y' }, identityKey({ ...A, client_id: 'other' }))).rejects.toMatchObject({ code: 'conflict' });
+    await expect(
+      broker.installLogin('w', { access_token: 'x', token_type: 'Bearer', refresh_token: 'y' }, identityKey({ ...A, client_id: 'other' })),
+    ).rejects.toMatchObject({ code: 'conflict' });
     expect(driver.calls).toHaveLength(0); // no refresh, no revocation
     expect(store.grants.get('w')).toMatchObject({ refresh_token: 'rt-0', generation: 1 });
   });

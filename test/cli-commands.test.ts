@@ -66,7 +66,21 @@ describe('tokend add', () => {
   it('PUTs the whole account, the secret from stdin, and points to a login next', async () => {
     standIn.answer = () => json(200, view({ status: 'no_grant', flow: 'device' }));
     const r = await cli(
-      ['add', 'work', '--issuer', 'https://id.example.com', '--client-id', 'my-cli', '--client-secret-stdin', '--scope', 'openid offline_access', '--host', 'git.example.com', '--flow', 'device'],
+      [
+        'add',
+        'work',
+        '--issuer',
+        'https://id.example.com',
+        '--client-id',
+        'my-cli',
+        '--client-secret-stdin',
+        '--scope',
+        'openid offline_access',
+        '--host',
+        'git.example.com',
+        '--flow',
+        'device',
+      ],
       's3cret\n',
     );
     expect(r.code, r.stderr).toBe(0);
@@ -75,7 +89,14 @@ describe('tokend add', () => {
         method: 'PUT',
         path: '/v1/accounts/work',
         query: {},
-        body: { issuer: 'https://id.example.com', client_id: 'my-cli', client_secret: 's3cret', scopes: ['openid', 'offline_access'], hosts: ['git.example.com'], flow: 'device' },
+        body: {
+          issuer: 'https://id.example.com',
+          client_id: 'my-cli',
+          client_secret: 's3cret',
+          scopes: ['openid', 'offline_access'],
+          hosts: ['git.example.com'],
+          flow: 'device',
+        },
       },
     ]);
     expect(r.stdout).toBe('');
@@ -84,7 +105,16 @@ describe('tokend add', () => {
 
   it('after a client-credentials account, the next step is a token, not a login', async () => {
     standIn.answer = () => json(200, view({ name: 'ci', status: 'no_grant', flow: 'client-credentials' }));
-    const r = await cli(['add', 'ci', '--client-id', 'bot', '--flow', 'client-credentials', '--token-endpoint', 'https://id.example.com/token']);
+    const r = await cli([
+      'add',
+      'ci',
+      '--client-id',
+      'bot',
+      '--flow',
+      'client-credentials',
+      '--token-endpoint',
+      'https://id.example.com/token',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('tokend: account "ci" saved. Next: `tokend token ci`\n');
     expect(r.stderr).not.toContain('login');
@@ -100,7 +130,7 @@ describe('tokend add', () => {
     ]);
   });
 
-  it('a 409 conflict (another provider or client) prints the daemon\'s message and exits 1', async () => {
+  it("a 409 conflict (another provider or client) prints the daemon's message and exits 1", async () => {
     standIn.answer = () => apiError(409, 'conflict', 'account "work" would move to another client; its grant cannot follow');
     const r = await cli(['add', 'work', '--client-id', 'other']);
     expect(r.code).toBe(1);
@@ -115,14 +145,30 @@ describe('tokend set', () => {
     standIn.answer = () => json(200, view());
     const r = await cli(['set', 'work', '--client-secret-stdin'], 'n3w-s3cret');
     expect(r.code, r.stderr).toBe(0);
-    expect(seen(standIn.requests)).toEqual([{ method: 'PATCH', path: '/v1/accounts/work', query: {}, body: { client_secret: 'n3w-s3cret' } }]);
+    expect(seen(standIn.requests)).toEqual([
+      { method: 'PATCH', path: '/v1/accounts/work', query: {}, body: { client_secret: 'n3w-s3cret' } },
+    ]);
     expect(r.stderr).toBe('tokend: account "work" updated.\n');
     expect(r.stderr + r.stdout).not.toContain('n3w-s3cret');
   });
 
   it('sends only the options given, with the same flags as add; lists replace whole', async () => {
     standIn.answer = () => json(200, view({ status: 'no_grant' }));
-    const r = await cli(['set', 'work', '--issuer', 'https://new.example.com', '--scope', 'a b', '--host', 'h1', '--host', 'h2', '--replace-grant', '--no-check', '--json']);
+    const r = await cli([
+      'set',
+      'work',
+      '--issuer',
+      'https://new.example.com',
+      '--scope',
+      'a b',
+      '--host',
+      'h1',
+      '--host',
+      'h2',
+      '--replace-grant',
+      '--no-check',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(seen(standIn.requests)).toEqual([
       {
@@ -144,7 +190,11 @@ describe('tokend set', () => {
   it('a 409 conflict prints the message and exits 1; an unknown account exits 1', async () => {
     standIn.answer = () => apiError(409, 'conflict', 'changing client_id moves the grant; add --replace-grant to drop it');
     const c = await cli(['set', 'work', '--client-id', 'other']);
-    expect(c).toMatchObject({ code: 1, stdout: '', stderr: 'tokend: changing client_id moves the grant; add --replace-grant to drop it\n' });
+    expect(c).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: 'tokend: changing client_id moves the grant; add --replace-grant to drop it\n',
+    });
     standIn.answer = () => apiError(404, 'not_found', 'no account "nope"');
     expect(await cli(['set', 'nope', '--scope', 'x'])).toMatchObject({ code: 1, stderr: 'tokend: no account "nope"\n' });
   });
@@ -177,7 +227,10 @@ describe('tokend login NAME --cancel', () => {
   it('a login that ended meanwhile (404) is no error; an unknown account is', async () => {
     standIn.answer = (q) => (q.method === 'GET' ? json(200, view({ login: pendingLogin() })) : apiError(404, 'not_found', 'no such login'));
     const r = await cli(['login', 'work', '--cancel']);
-    expect(r).toMatchObject({ code: 0, stderr: 'tokend: the login to "work" ended before it could be cancelled; see `tokend status work`\n' });
+    expect(r).toMatchObject({
+      code: 0,
+      stderr: 'tokend: the login to "work" ended before it could be cancelled; see `tokend status work`\n',
+    });
     standIn.answer = () => apiError(404, 'not_found', 'no account "work"');
     expect(await cli(['login', 'work', '--cancel'])).toMatchObject({ code: 1, stderr: 'tokend: no account "work"\n' });
   });
@@ -206,7 +259,7 @@ describe('tokend status NAME', () => {
     expect(r.stderr).toBe('tokend: "ci" has no token yet (no_grant); next: `tokend token ci`\n');
   });
 
-  it('shows the pending login\'s code and URL, and how to stop it', async () => {
+  it("shows the pending login's code and URL, and how to stop it", async () => {
     standIn.answer = () => json(200, view({ status: 'login_pending', has_refresh_token: false, expires_at: null, login: pendingLogin() }));
     const r = await cli(['status', 'work']);
     expect(r.code).toBe(3);
@@ -236,17 +289,25 @@ describe('how status shows an account (fabricated views)', () => {
     expect(lastLoginLine(ended('failed', 'cancelled', 'cancelled by tokend login --cancel'))).toBe(
       'last login: failed, cancelled: cancelled by tokend login --cancel (device, 2 min ago)',
     );
-    expect(lastLoginLine(view({ last_login: { id: 'L-2', flow: 'browser', status: 'active', updated_at: iso(-3 * 3600_000), error: null } }))).toBe(
-      'last login: succeeded (browser, 3 h ago)',
-    );
+    expect(
+      lastLoginLine(view({ last_login: { id: 'L-2', flow: 'browser', status: 'active', updated_at: iso(-3 * 3600_000), error: null } })),
+    ).toBe('last login: succeeded (browser, 3 h ago)');
   });
 
   it('a pending browser login shows the URL to open', () => {
     const v = view({
       status: 'login_pending',
-      login: pendingLogin({ flow: 'browser', user_code: null, verification_uri: null, verification_uri_complete: null, authorization_url: 'https://id.example.com/auth?x=1' }),
+      login: pendingLogin({
+        flow: 'browser',
+        user_code: null,
+        verification_uri: null,
+        verification_uri_complete: null,
+        authorization_url: 'https://id.example.com/auth?x=1',
+      }),
     });
-    expect(lines(v)).toContain('login:      pending (browser): open https://id.example.com/auth?x=1 in a browser on this machine; expires in 9 min');
+    expect(lines(v)).toContain(
+      'login:      pending (browser): open https://id.example.com/auth?x=1 in a browser on this machine; expires in 9 min',
+    );
   });
 });
 

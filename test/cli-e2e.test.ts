@@ -120,11 +120,14 @@ describe('tokend setup git with real git', () => {
     const repo = fs.mkdtempSync(path.join(h.home, 'repo-'));
     expect((await git(['init', '-q'], repo)).code).toBe(0);
     const log = path.join(h.home, 'global-helper.log');
-    await git(['config', '--global', 'credential.helper', `!f() { echo ran >> '${log}'; echo username=global; echo password=from-global; }; f`], repo);
+    await git(
+      ['config', '--global', 'credential.helper', `!f() { echo ran >> '${log}'; echo username=global; echo password=from-global; }; f`],
+      repo,
+    );
 
     const r = await setup([], repo);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain(".git/config");
+    expect(r.stderr).toContain('.git/config');
     expect((await setup([], repo)).stderr).toContain('already');
 
     // tokend (no daemon here) misses with a hint on stderr; git then asks the global helper, once.

@@ -22,7 +22,10 @@ describe('tokend completion', () => {
   const { d, t: h } = useDaemon();
   let idle: ReturnType<typeof tempHome>;
   /** tokend on PATH, as a shell finds it, with this daemon's home. */
-  const shellEnv = (home: { env: NodeJS.ProcessEnv }): NodeJS.ProcessEnv => ({ ...home.env, PATH: `${BIN_DIR}${path.delimiter}${process.env.PATH}` });
+  const shellEnv = (home: { env: NodeJS.ProcessEnv }): NodeJS.ProcessEnv => ({
+    ...home.env,
+    PATH: `${BIN_DIR}${path.delimiter}${process.env.PATH}`,
+  });
 
   beforeAll(async () => {
     for (const name of ['work', 'play.2']) {
@@ -109,7 +112,9 @@ describe('tokend completion', () => {
     expect(r.stdout).toContain("complete -c tokend -n 'not __fish_seen_subcommand_from");
     expect(r.stdout).toMatch(/-a 'login' -d 'sign in at the provider \(device code or browser\)'$/m);
     expect(r.stdout).toContain("complete -c tokend -n '__fish_seen_subcommand_from login' -l flow -x -a 'device browser'");
-    expect(r.stdout).toContain("complete -c tokend -n '__fish_seen_subcommand_from token; and __tokend_first_arg' -a '(__tokend_accounts)'");
+    expect(r.stdout).toContain(
+      "complete -c tokend -n '__fish_seen_subcommand_from token; and __tokend_first_arg' -a '(__tokend_accounts)'",
+    );
     if (has('fish')) {
       const file = path.join(h.home, 'tokend.fish');
       fs.writeFileSync(file, r.stdout);
@@ -120,7 +125,11 @@ describe('tokend completion', () => {
   });
 
   it('bad usage: no shell, or one it does not know: exit 2, one line', async () => {
-    expect(await runCli(['completion'], { env: h.env })).toMatchObject({ code: 2, stdout: '', stderr: 'tokend completion: say which shell: bash, zsh or fish (see `tokend completion --help`)\n' });
+    expect(await runCli(['completion'], { env: h.env })).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: 'tokend completion: say which shell: bash, zsh or fish (see `tokend completion --help`)\n',
+    });
     expect(await runCli(['completion', 'tcsh'], { env: h.env })).toMatchObject({ code: 2, stdout: '' });
   });
 });
@@ -132,13 +141,16 @@ describe('usage mistakes, one bounded line and exit 2: doctor and the credential
   });
   afterAll(() => home?.cleanup());
 
-  it('tokend doctor: an unknown option or an argument is one line naming it, never the value, exit 2 (not parseArgs\' paragraph)', async () => {
+  it("tokend doctor: an unknown option or an argument is one line naming it, never the value, exit 2 (not parseArgs' paragraph)", async () => {
     expect(await runCli(['doctor', '--bogus=s3cret-value'], { env: home.env })).toMatchObject({
       code: 2,
       stdout: '',
       stderr: 'tokend doctor: unknown option "--bogus" (see `tokend doctor --help`)\n',
     });
-    expect(await runCli(['doctor', '--json=yes'], { env: home.env })).toMatchObject({ code: 2, stderr: 'tokend doctor: --json takes no value (see `tokend doctor --help`)\n' });
+    expect(await runCli(['doctor', '--json=yes'], { env: home.env })).toMatchObject({
+      code: 2,
+      stderr: 'tokend doctor: --json takes no value (see `tokend doctor --help`)\n',
+    });
     expect(await runCli(['doctor', 'extra'], { env: home.env })).toMatchObject({
       code: 2,
       stdout: '',
@@ -150,12 +162,28 @@ describe('usage mistakes, one bounded line and exit 2: doctor and the credential
     const docker = 'docker-credential-tokend: expects one action, get|store|erase|list|version (see `docker-credential-tokend --help`)\n';
     const bazel = 'bazel-credential-tokend: expects one action, get (see `bazel-credential-tokend --help`)\n';
     for (const args of [[], ['S3cret!word']]) {
-      expect(await run(path.join(BIN_DIR, 'docker-credential-tokend'), args, { env: home.env }), `docker ${args}`).toEqual({ code: 2, stdout: '', stderr: docker });
-      expect(await run(path.join(BIN_DIR, 'bazel-credential-tokend'), args, { env: home.env }), `bazel ${args}`).toEqual({ code: 2, stdout: '', stderr: bazel });
-      expect(await runCli(['docker-credential', ...args], { env: home.env }), `tokend docker-credential ${args}`).toMatchObject({ code: 2, stdout: '', stderr: docker });
+      expect(await run(path.join(BIN_DIR, 'docker-credential-tokend'), args, { env: home.env }), `docker ${args}`).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: docker,
+      });
+      expect(await run(path.join(BIN_DIR, 'bazel-credential-tokend'), args, { env: home.env }), `bazel ${args}`).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: bazel,
+      });
+      expect(await runCli(['docker-credential', ...args], { env: home.env }), `tokend docker-credential ${args}`).toMatchObject({
+        code: 2,
+        stdout: '',
+        stderr: docker,
+      });
     }
     // gitcredentials(7), CUSTOM HELPERS: an action the helper does not know is silently ignored.
-    expect(await run(path.join(BIN_DIR, 'git-credential-tokend'), ['S3cret!word'], { env: home.env })).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(await run(path.join(BIN_DIR, 'git-credential-tokend'), ['S3cret!word'], { env: home.env })).toEqual({
+      code: 0,
+      stdout: '',
+      stderr: '',
+    });
   });
 });
 
@@ -166,7 +194,8 @@ describe('the man page', () => {
     expect(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).man).toEqual(['./man/tokend.1']);
     const roff = fs.readFileSync(page, 'utf8');
     expect(roff).toMatch(/^\.TH TOKEND 1 /);
-    for (const s of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'COMMANDS', '"EXIT STATUS"', 'ENVIRONMENT', 'FILES', '"SEE ALSO"']) expect(roff).toContain(`\n.SH ${s}\n`);
+    for (const s of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'COMMANDS', '"EXIT STATUS"', 'ENVIRONMENT', 'FILES', '"SEE ALSO"'])
+      expect(roff).toContain(`\n.SH ${s}\n`);
     const overview = (await runCli(['--help'], { env: process.env })).stdout;
     const commands = [...overview.matchAll(/^ {2}([a-z][a-z0-9-]*)\b/gm)].map((m) => m[1]!);
     for (const c of new Set(commands)) expect(roff).toContain(`\n.SS "tokend ${c.replace(/-/g, '\\-')}"\n`);
@@ -179,7 +208,10 @@ describe('the man page', () => {
     }
     // What a person reads (man -l, or groff), with each command's help as it prints: options with plain hyphens.
     const shown = has('man')
-      ? spawnSync('man', ['-l', page], { encoding: 'utf8', env: { ...process.env, MANWIDTH: '100', MANPAGER: 'cat', PAGER: 'cat', MAN_KEEP_FORMATTING: '' } }).stdout
+      ? spawnSync('man', ['-l', page], {
+          encoding: 'utf8',
+          env: { ...process.env, MANWIDTH: '100', MANPAGER: 'cat', PAGER: 'cat', MAN_KEEP_FORMATTING: '' },
+        }).stdout
       : has('groff')
         ? spawnSync('groff', ['-man', '-Tascii', '-P-cbou', page], { encoding: 'utf8' }).stdout
         : '';
@@ -199,7 +231,8 @@ describe('--json on the commands that print data', () => {
 
   it('logout and remove: one JSON object on stdout, the message still on stderr', async () => {
     const d = suite.daemon;
-    for (const name of ['a', 'b']) expect((await d.cli(['add', name, '--issuer', 'https://idp.example.test', '--client-id', 'c', '--no-check'])).code).toBe(0);
+    for (const name of ['a', 'b'])
+      expect((await d.cli(['add', name, '--issuer', 'https://idp.example.test', '--client-id', 'c', '--no-check'])).code).toBe(0);
     const out = await d.cli(['logout', 'a', '--json']);
     expect(out.code).toBe(0);
     expect(JSON.parse(out.stdout)).toEqual({ account: 'a', revoked: false });
@@ -218,7 +251,11 @@ describe('--json on the commands that print data', () => {
     expect(JSON.parse((await d.cli(['version', '--json'])).stdout)).toEqual({ version });
     const rotated = await d.cli(['listen-key', '--rotate', '--json']);
     const key = JSON.parse(rotated.stdout);
-    expect(key).toEqual({ key: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), file: path.join(d.home, 'config', 'listen.key'), rotated: true });
+    expect(key).toEqual({
+      key: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      file: path.join(d.home, 'config', 'listen.key'),
+      rotated: true,
+    });
     expect(JSON.parse((await d.cli(['listen-key', '--json'])).stdout)).toEqual({ ...key, rotated: false });
   });
 });
@@ -267,20 +304,23 @@ describe('tokend login, device flow: QR code and browser, for the person at the 
     await cancel();
   });
 
-  it.skipIf(!has('script'))('waiting on a terminal, it offers the page (code included) and opens $BROWSER on Enter, as gh does', async () => {
-    fs.rmSync(urlFile, { force: true });
-    const term = onTerminal(['login', 'work', '--flow', 'device'], { ...t.env, BROWSER: browser });
-    await waitFor(() => term.output().includes('Press Enter to open'), 'the offer to open a browser');
-    const login = (await t.d.request('GET', '/v1/accounts/work')).json.login;
-    expect(term.output()).toContain(`Press Enter to open ${login.verification_uri_complete} in your browser.`);
-    expect(opened()).toEqual([]); // not before the person asks
-    term.child.stdin.write('\n');
-    await waitFor(() => opened().length > 0, 'the browser to open');
-    expect(opened()).toEqual([login.verification_uri_complete]);
-    await idp.approveDevice(login.user_code);
-    expect(await term.done).toBe(0);
-    expect(term.output()).toContain('Signed in to "work"');
-  });
+  it.skipIf(!has('script'))(
+    'waiting on a terminal, it offers the page (code included) and opens $BROWSER on Enter, as gh does',
+    async () => {
+      fs.rmSync(urlFile, { force: true });
+      const term = onTerminal(['login', 'work', '--flow', 'device'], { ...t.env, BROWSER: browser });
+      await waitFor(() => term.output().includes('Press Enter to open'), 'the offer to open a browser');
+      const login = (await t.d.request('GET', '/v1/accounts/work')).json.login;
+      expect(term.output()).toContain(`Press Enter to open ${login.verification_uri_complete} in your browser.`);
+      expect(opened()).toEqual([]); // not before the person asks
+      term.child.stdin.write('\n');
+      await waitFor(() => opened().length > 0, 'the browser to open');
+      expect(opened()).toEqual([login.verification_uri_complete]);
+      await idp.approveDevice(login.user_code);
+      expect(await term.done).toBe(0);
+      expect(term.output()).toContain('Signed in to "work"');
+    },
+  );
 
   it('without a terminal it opens the page at once; never with --no-browser, --no-wait --json, or without display or $BROWSER', async () => {
     fs.rmSync(urlFile, { force: true });

@@ -16,7 +16,16 @@ const PACKAGE_VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json
 
 /** Each command, and what its help must say beyond usage and exit status. */
 const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
-  { cmd: ['add'], says: [/--client-id ID/, /--client-secret-stdin/, /--replace-grant/, /--no-check/, /device \| browser \| client-credentials \| password\n/] },
+  {
+    cmd: ['add'],
+    says: [
+      /--client-id ID/,
+      /--client-secret-stdin/,
+      /--replace-grant/,
+      /--no-check/,
+      /device \| browser \| client-credentials \| password\n/,
+    ],
+  },
   { cmd: ['set'], says: [/only the options given/, /tokend set NAME --client-secret-stdin/, /--replace-grant/, /--no-check/] },
   { cmd: ['login'], says: [/--flow F/, /--no-wait/, /tokend login NAME --cancel/, /Ctrl-C/, /130/] },
   { cmd: ['import'], says: [/--refresh-token-stdin/, /--tokens-stdin/, /accessTokenExpiresAt/, /never\s+from argv/] },
@@ -31,7 +40,20 @@ const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
   { cmd: ['remove'], says: [/deletes the account/, /--json/] },
   { cmd: ['exec'], says: [/--env VAR/, /-- COMMAND/, /never appears in argv/, /127/] },
   { cmd: ['setup'], says: [/setup git/] },
-  { cmd: ['setup', 'git'], says: [/--global/, /--native/, /no fallback/, /--dry-run/, /--json/, /useHttpPath/, /\.git\/config/, /~\/\.gitconfig/, /not in a\s+repository/] },
+  {
+    cmd: ['setup', 'git'],
+    says: [
+      /--global/,
+      /--native/,
+      /no fallback/,
+      /--dry-run/,
+      /--json/,
+      /useHttpPath/,
+      /\.git\/config/,
+      /~\/\.gitconfig/,
+      /not in a\s+repository/,
+    ],
+  },
   { cmd: ['service'], says: [/install\|uninstall\|status/, /--dry-run/, /systemd/, /launchd/] },
   { cmd: ['doctor'], says: [/--json/] },
   { cmd: ['daemon'], says: [/--socket PATH/, /SIGHUP/] },
@@ -89,9 +111,24 @@ describe('mistakes on the command line', () => {
 
   // The helpers' argv belongs to git, docker and Bazel; every other command refuses what it does not know.
   const STRICT: string[][] = [
-    ['add', 'work'], ['set', 'work'], ['login', 'work'], ['import', 'work'], ['token', 'work'], ['list'], ['status'],
-    ['refresh', 'work'], ['logout', 'work'], ['remove', 'work'], ['exec', 'work'], ['setup', 'git'], ['service', 'status'],
-    ['daemon'], ['version'], ['kubectl-credential', 'work'], ['completion', 'bash'], ['doctor'],
+    ['add', 'work'],
+    ['set', 'work'],
+    ['login', 'work'],
+    ['import', 'work'],
+    ['token', 'work'],
+    ['list'],
+    ['status'],
+    ['refresh', 'work'],
+    ['logout', 'work'],
+    ['remove', 'work'],
+    ['exec', 'work'],
+    ['setup', 'git'],
+    ['service', 'status'],
+    ['daemon'],
+    ['version'],
+    ['kubectl-credential', 'work'],
+    ['completion', 'bash'],
+    ['doctor'],
   ];
   for (const cmd of STRICT) {
     const name = cmd[0] === 'setup' ? 'setup git' : cmd[0];
@@ -110,11 +147,22 @@ describe('mistakes on the command line', () => {
     const r = await runBin(TOKEND_BIN, ['list', '--json=yes'], home.env);
     expect(r).toMatchObject({ code: 2, stderr: 'tokend list: --json takes no value (see `tokend list --help`)\n' });
     const d = await runBin(TOKEND_BIN, ['daemon', '--socket'], home.env);
-    expect(d).toMatchObject({ code: 2, stderr: 'tokend daemon: --socket needs a value (one that starts with "-" goes as --socket=VALUE) (see `tokend daemon --help`)\n' });
+    expect(d).toMatchObject({
+      code: 2,
+      stderr: 'tokend daemon: --socket needs a value (one that starts with "-" goes as --socket=VALUE) (see `tokend daemon --help`)\n',
+    });
     // The daemon says its mistakes as the CLI does (one shared describeMistake, src/protocol/usage.ts).
     const ambiguous = await runBin(TOKEND_BIN, ['daemon', '--socket', '--listen=127.0.0.1:1'], home.env);
-    expect(ambiguous).toEqual({ code: 2, stdout: '', stderr: 'tokend daemon: --socket needs a value (one that starts with "-" goes as --socket=VALUE) (see `tokend daemon --help`)\n' });
-    expect(await runBin(TOKEND_BIN, ['daemon', 'now'], home.env)).toEqual({ code: 2, stdout: '', stderr: 'tokend daemon: takes no arguments, only options (see `tokend daemon --help`)\n' });
+    expect(ambiguous).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'tokend daemon: --socket needs a value (one that starts with "-" goes as --socket=VALUE) (see `tokend daemon --help`)\n',
+    });
+    expect(await runBin(TOKEND_BIN, ['daemon', 'now'], home.env)).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'tokend daemon: takes no arguments, only options (see `tokend daemon --help`)\n',
+    });
   });
 
   it('an unknown command or top-level option, a missing NAME, a bad --min-ttl: one line, exit 2', async () => {
@@ -126,9 +174,13 @@ describe('mistakes on the command line', () => {
       [['status', 'a', 'b'], 'tokend status: too many arguments (at most 1, got 2) (see `tokend status --help`)\n'],
       [['setup'], 'tokend setup: say what to set up: git (see `tokend setup --help`)\n'],
       [['set', 'work'], 'tokend set: name at least one setting to change (see `tokend set --help`)\n'],
-      [['login', 'work', '--cancel', '--no-wait'], 'tokend login: --cancel takes no other options (got --no-wait) (see `tokend login --help`)\n'],
+      [
+        ['login', 'work', '--cancel', '--no-wait'],
+        'tokend login: --cancel takes no other options (got --no-wait) (see `tokend login --help`)\n',
+      ],
     ];
-    for (const [args, stderr] of cases) expect(await runBin(TOKEND_BIN, args, home.env), args.join(' ')).toEqual({ code: 2, stdout: '', stderr });
+    for (const [args, stderr] of cases)
+      expect(await runBin(TOKEND_BIN, args, home.env), args.join(' ')).toEqual({ code: 2, stdout: '', stderr });
   });
 });
 
@@ -143,14 +195,23 @@ describe('the helper programs answer a person, and still speak their protocol to
   afterAll(() => standIn.close());
 
   it('--help, -h and docker --version / -v / version are answered without asking the daemon', async () => {
-    for (const [tool, args] of [['git', ['--help']], ['docker', ['--help']], ['docker', ['-h']], ['bazel', ['--help']]] as const) {
+    for (const [tool, args] of [
+      ['git', ['--help']],
+      ['docker', ['--help']],
+      ['docker', ['-h']],
+      ['bazel', ['--help']],
+    ] as const) {
       const r = await runBin(shim(tool), [...args], standIn.env);
       expect(r.code, `${tool} ${args}`).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^usage: ${tool}-credential-tokend `));
       expect(r.stderr).toBe('');
     }
     for (const v of ['--version', '-v', 'version']) {
-      expect(await runBin(shim('docker'), [v], standIn.env)).toEqual({ code: 0, stdout: `docker-credential-tokend (tokend) ${PACKAGE_VERSION}\n`, stderr: '' });
+      expect(await runBin(shim('docker'), [v], standIn.env)).toEqual({
+        code: 0,
+        stdout: `docker-credential-tokend (tokend) ${PACKAGE_VERSION}\n`,
+        stderr: '',
+      });
     }
     expect(standIn.requests).toEqual([]);
   });
@@ -158,6 +219,8 @@ describe('the helper programs answer a person, and still speak their protocol to
   it('a protocol call still goes to the daemon, and its answer comes back byte for byte', async () => {
     const r = await runBin(shim('docker'), ['get'], standIn.env, 'https://registry.example.com\n');
     expect(r).toEqual({ code: 1, stdout: 'credentials not found in native keychain\n', stderr: '' });
-    expect(standIn.requests.map((q) => [q.method, q.path, q.body])).toEqual([['POST', '/v1/helpers/docker/get', 'https://registry.example.com\n']]);
+    expect(standIn.requests.map((q) => [q.method, q.path, q.body])).toEqual([
+      ['POST', '/v1/helpers/docker/get', 'https://registry.example.com\n'],
+    ]);
   });
 });

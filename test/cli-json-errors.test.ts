@@ -74,7 +74,10 @@ describe('--json errors against a running daemon', () => {
   });
 
   it('`tokend status` of an account without a client (AMP) prints no client_id line, never "undefined"', async () => {
-    const add = await t.d.cli(['add', 'amp', '--preset', 'amp', '--username', 'someone', '--password-stdin', '--no-check'], 'not-a-real-password');
+    const add = await t.d.cli(
+      ['add', 'amp', '--preset', 'amp', '--username', 'someone', '--password-stdin', '--no-check'],
+      'not-a-real-password',
+    );
     expect(add.code, add.stderr).toBe(0);
     for (const args of [['status', 'amp'], ['status']]) {
       const r = await t.d.cli(args);
@@ -102,13 +105,20 @@ describe('--json errors with no daemon at all', () => {
   ]);
 
   // Where launchctl does not exist, a launchd install fails before it writes anything.
-  it.skipIf(process.platform === 'darwin')('tokend service install … --json: the failure is error {code, message} in its report', async () => {
-    const r = await runCli(['service', 'install', '--platform', 'darwin', '--json'], { env: { ...env, HOME: home } });
-    expect(r.code).toBe(1);
-    const report = JSON.parse(r.stdout);
-    expect(report).toMatchObject({ command: 'install', ok: false, error: { code: 'failed', message: expect.stringContaining('launchd') } });
-    expect(r.stderr).toContain(report.error.message.split('\n')[0]);
-  });
+  it.skipIf(process.platform === 'darwin')(
+    'tokend service install … --json: the failure is error {code, message} in its report',
+    async () => {
+      const r = await runCli(['service', 'install', '--platform', 'darwin', '--json'], { env: { ...env, HOME: home } });
+      expect(r.code).toBe(1);
+      const report = JSON.parse(r.stdout);
+      expect(report).toMatchObject({
+        command: 'install',
+        ok: false,
+        error: { code: 'failed', message: expect.stringContaining('launchd') },
+      });
+      expect(r.stderr).toContain(report.error.message.split('\n')[0]);
+    },
+  );
 
   it('tokend setup git … --json where git cannot run → failed, exit 1', async () => {
     const r = await runCli(['setup', 'git', '--global', '--json'], { env: { ...env, HOME: home, PATH: path.join(home, 'no-bin') } });

@@ -53,7 +53,14 @@ describe('clock faults (the broker, fake clocks)', () => {
   it('after a long sleep (wall clock ahead, monotonic not), re-arms and refreshes at once; never serves the expired token', async () => {
     const { clock, store, broker, refreshed } = setup();
     // A token valid one more hour: its proactive refresh is armed ~55 minutes out (monotonic).
-    await store.replaceGrant('w', { refresh_token: 'rt', bound_to: identityKey(A), access_token: 'at-0', token_type: 'Bearer', obtained_at: clock.wall, expires_at: clock.wall + HOUR });
+    await store.replaceGrant('w', {
+      refresh_token: 'rt',
+      bound_to: identityKey(A),
+      access_token: 'at-0',
+      token_type: 'Bearer',
+      obtained_at: clock.wall,
+      expires_at: clock.wall + HOUR,
+    });
     await broker.start();
     expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-0');
     // The laptop sleeps three hours: the wall clock moves, the monotonic clock does not.
@@ -69,7 +76,14 @@ describe('clock faults (the broker, fake clocks)', () => {
 
   it('a re-arm after a jump fires the proactive refresh that became due while asleep', async () => {
     const { clock, store, broker, refreshed } = setup();
-    await store.replaceGrant('w', { refresh_token: 'rt', bound_to: identityKey(A), access_token: 'at-0', token_type: 'Bearer', obtained_at: clock.wall, expires_at: clock.wall + HOUR });
+    await store.replaceGrant('w', {
+      refresh_token: 'rt',
+      bound_to: identityKey(A),
+      access_token: 'at-0',
+      token_type: 'Bearer',
+      obtained_at: clock.wall,
+      expires_at: clock.wall + HOUR,
+    });
     await broker.start();
     clock.wall += 2 * HOUR; // asleep past the token's expiry; no request comes
     expect(broker.checkClock()).toBe(true);
@@ -80,7 +94,14 @@ describe('clock faults (the broker, fake clocks)', () => {
 
   it('a wall clock set back is noticed too (the timers would fire late by the same amount otherwise)', async () => {
     const { clock, store, broker } = setup();
-    await store.replaceGrant('w', { refresh_token: 'rt', bound_to: identityKey(A), access_token: 'at-0', token_type: 'Bearer', obtained_at: clock.wall, expires_at: clock.wall + HOUR });
+    await store.replaceGrant('w', {
+      refresh_token: 'rt',
+      bound_to: identityKey(A),
+      access_token: 'at-0',
+      token_type: 'Bearer',
+      obtained_at: clock.wall,
+      expires_at: clock.wall + HOUR,
+    });
     await broker.start();
     clock.mono += 60_000;
     clock.wall -= 10 * 60_000; // a minute passed, yet the clock says ten minutes earlier
@@ -93,7 +114,9 @@ describe('clock faults (the broker, fake clocks)', () => {
 });
 
 /** Debian's libfaketime, when installed (.ci/run installs it). */
-const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find((f) => fs.existsSync(f));
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find(
+  (f) => fs.existsSync(f),
+);
 
 describe.runIf(LIBFAKETIME)('clock faults (the real daemon under libfaketime)', () => {
   let idp: TestIdp;

@@ -15,7 +15,10 @@ const linux = process.platform === 'linux';
 
 /** The soft core size limit of a running process, as /proc/PID/limits words it. */
 function coreLimitOf(pid: number): string {
-  const line = fs.readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max core file size'))!;
+  const line = fs
+    .readFileSync(`/proc/${pid}/limits`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max core file size'))!;
   return line.slice('Max core file size'.length).trim().split(/\s+/)[0]!;
 }
 
@@ -101,6 +104,10 @@ describe.skipIf(!linux)('the daemon runs with a core size limit of 0', () => {
     const doctor = await runCli(['doctor', '--json'], { env: h.env });
     expect(doctor.code).toBe(1);
     const check = JSON.parse(doctor.stdout).checks.find((c: { id: string }) => c.id === 'core-limit');
-    expect(check).toMatchObject({ status: 'fail', message: health.warnings[0], fix: `kill ${child.pid}   # clients start it again on demand` });
+    expect(check).toMatchObject({
+      status: 'fail',
+      message: health.warnings[0],
+      fix: `kill ${child.pid}   # clients start it again on demand`,
+    });
   });
 });

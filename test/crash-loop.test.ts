@@ -28,7 +28,7 @@ afterAll(async () => {
 /** A seeded random source, so a failing run can be replayed (CRASH_SEED). */
 function rng(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
 }
 
 describe('crash loop', () => {
@@ -80,9 +80,9 @@ describe('crash loop', () => {
         if (random() < 0.5) idp.setFault({ kind: 'delay', ms: 50 + Math.floor(random() * 150), times: 3 });
         const load = Array.from({ length: 12 }, (_, i) => {
           const name = ACCOUNTS[Math.floor(random() * ACCOUNTS.length)];
-          return (i % 3 === 0 ? d.request('POST', `/v1/accounts/${name}/refresh`) : d.request('POST', '/v1/token', { account: name, min_ttl: 59 })).catch(
-            () => undefined,
-          );
+          return (
+            i % 3 === 0 ? d.request('POST', `/v1/accounts/${name}/refresh`) : d.request('POST', '/v1/token', { account: name, min_ttl: 59 })
+          ).catch(() => undefined);
         });
         await sleep(Math.floor(random() * 250));
         note(`round ${round}: kill (replays so far ${idp.stats.replays})`);
@@ -92,7 +92,10 @@ describe('crash loop', () => {
 
         const db = new Database(dbFile, { readonly: true, fileMustExist: true });
         try {
-          expect([`round ${round} (CRASH_SEED=${seed})`, db.pragma('integrity_check', { simple: true })]).toEqual([`round ${round} (CRASH_SEED=${seed})`, 'ok']);
+          expect([`round ${round} (CRASH_SEED=${seed})`, db.pragma('integrity_check', { simple: true })]).toEqual([
+            `round ${round} (CRASH_SEED=${seed})`,
+            'ok',
+          ]);
         } finally {
           db.close();
         }
@@ -115,7 +118,15 @@ describe('crash loop', () => {
       console.log(
         `crash loop: ${interrupted} grants lost to an interrupted refresh, ${idp.stats.replays} replays (${replays.join(', ')}), ${idp.stats.refreshes} refreshes; replayed but not yet seen lost after the last round: ${unseen.join(', ') || 'none'}, after rounds: ${behind.join(', ') || 'none'}`,
       );
-      const why = [`CRASH_SEED=${seed}`, replays, timeline, d.logs.split('\n').filter((l) => /interrupt|refus|replay|warn/i.test(l)).slice(-80)];
+      const why = [
+        `CRASH_SEED=${seed}`,
+        replays,
+        timeline,
+        d.logs
+          .split('\n')
+          .filter((l) => /interrupt|refus|replay|warn/i.test(l))
+          .slice(-80),
+      ];
       // Every grant lost was a replay of a refresh token whose rotation the daemon never
       // learnt of; and every grant the IdP saw replayed is one the test saw lost. Counted by
       // grant, not by replay: the IdP's count is a number of requests, the loss one of grants.

@@ -36,7 +36,12 @@ describe('a second daemon', () => {
   });
 
   it('without a terminal: one JSON log line, exit 1', () => {
-    const r = spawnSync(process.execPath, [TOKEND_BIN, 'daemon'], { env: d.env, encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = spawnSync(process.execPath, [TOKEND_BIN, 'daemon'], {
+      env: d.env,
+      encoding: 'utf8',
+      timeout: 30_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     expect(r.status).toBe(1);
     const line = JSON.parse(r.stderr.trim().split('\n').at(-1)!);
     expect(line).toMatchObject({ level: 'error', msg: `another tokend daemon is running (pid ${d.pid}, socket ${d.socket})` });

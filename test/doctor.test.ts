@@ -173,7 +173,9 @@ describe('tokend doctor', () => {
   it('a daemon that refused to start: the config is named invalid and its last log error is shown', async () => {
     await d.stop('SIGTERM');
     const cfg = path.join(home.home, 'config', 'config.json');
-    fs.writeFileSync(cfg, JSON.stringify({ version: 1, accounts: { work: { issuer: 'https://sso.example.com', client_id: 5 } } }), { mode: 0o600 });
+    fs.writeFileSync(cfg, JSON.stringify({ version: 1, accounts: { work: { issuer: 'https://sso.example.com', client_id: 5 } } }), {
+      mode: 0o600,
+    });
     // Start it the way a client's autostart does: stderr appended to state/tokend.log.
     const logFile = path.join(home.home, 'state', 'tokend.log');
     const fd = fs.openSync(logFile, 'a', 0o600);
@@ -220,7 +222,13 @@ describe('tokend doctor', () => {
   it('accounts a login cannot fix get the fix they need: a missing or refused client secret, an issuer whose discovery fails', async () => {
     // `svc` is the IdP's client-credentials client (secret svc-secret): no interactive login exists for it.
     const addService = (name: string, issuer: string, secret?: string) =>
-      putUnchecked(d, name, { issuer, client_id: 'svc', flow: 'client-credentials', scopes: ['api'], ...(secret ? { client_secret: secret } : {}) });
+      putUnchecked(d, name, {
+        issuer,
+        client_id: 'svc',
+        flow: 'client-credentials',
+        scopes: ['api'],
+        ...(secret ? { client_secret: secret } : {}),
+      });
     expect((await addService('wrongsecret', idp.issuer, 'not-the-secret')).status).toBe(201);
     expect((await addService('badissuer', `${idp.issuer}/wrong`, 'svc-secret')).status).toBe(201);
     expect((await addService('fine', idp.issuer, 'svc-secret')).status).toBe(201);
@@ -243,8 +251,16 @@ describe('tokend doctor', () => {
     const { code, report } = await doctor(env);
     expect(code).toBe(1);
     const setSecret = (name: string) => `printf %s "$SECRET" | tokend set ${name} --client-secret-stdin`;
-    expect(check(report, 'account:nosecret')).toMatchObject({ status: 'fail', message: expect.stringContaining('no client secret'), fix: setSecret('nosecret') });
-    expect(check(report, 'account:wrongsecret')).toMatchObject({ status: 'fail', message: expect.stringContaining('invalid_client'), fix: setSecret('wrongsecret') });
+    expect(check(report, 'account:nosecret')).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining('no client secret'),
+      fix: setSecret('nosecret'),
+    });
+    expect(check(report, 'account:wrongsecret')).toMatchObject({
+      status: 'fail',
+      message: expect.stringContaining('invalid_client'),
+      fix: setSecret('wrongsecret'),
+    });
     expect(check(report, 'account:badissuer')).toMatchObject({ status: 'fail', message: expect.stringContaining(`${idp.issuer}/wrong`) });
     expect(check(report, 'account:badissuer').fix).toMatch(/^tokend set badissuer --issuer URL/);
     expect(check(report, 'account:fine').status).toBe('ok');
@@ -280,7 +296,10 @@ describe('tokend doctor', () => {
     execFileSync('git', ['config', '--global', 'credential.helper', 'tokend'], { env: withBin });
     execFileSync('git', ['config', '--global', 'credential.https://git.example.com.helper', '!tokend git-credential'], { env: withBin });
     fs.mkdirSync(path.join(userHome, '.docker'));
-    fs.writeFileSync(path.join(userHome, '.docker', 'config.json'), JSON.stringify({ auths: {}, credHelpers: { 'registry.example.com': 'tokend', 'ghcr.io': 'desktop' } }));
+    fs.writeFileSync(
+      path.join(userHome, '.docker', 'config.json'),
+      JSON.stringify({ auths: {}, credHelpers: { 'registry.example.com': 'tokend', 'ghcr.io': 'desktop' } }),
+    );
     fs.mkdirSync(path.join(userHome, '.kube'));
     fs.writeFileSync(
       path.join(userHome, '.kube', 'config'),
@@ -314,16 +333,25 @@ describe('tokend doctor', () => {
 
     // The same config, but git cannot find git-credential-tokend: a warning, not a failure.
     const noBin = await doctor(env);
-    expect(check(noBin.report, 'git')).toMatchObject({ status: 'warn', message: expect.stringContaining('git-credential-tokend is not on PATH') });
+    expect(check(noBin.report, 'git')).toMatchObject({
+      status: 'warn',
+      message: expect.stringContaining('git-credential-tokend is not on PATH'),
+    });
     expect(check(noBin.report, 'git').fix).toContain(path.join(BIN_DIR, 'git-credential-tokend'));
     expect(check(noBin.report, 'docker').status).toBe('warn');
 
     // Another helper asked before tokend may answer first: a warning with the setup command.
     execFileSync('git', ['config', '--global', '--unset-all', 'credential.helper'], { env: withBin });
     execFileSync('git', ['config', '--global', '--add', 'credential.helper', 'store'], { env: withBin });
-    execFileSync('git', ['config', '--global', '--add', 'credential.helper', path.join(BIN_DIR, 'git-credential-tokend')], { env: withBin });
+    execFileSync('git', ['config', '--global', '--add', 'credential.helper', path.join(BIN_DIR, 'git-credential-tokend')], {
+      env: withBin,
+    });
     const order = await doctor(withBin);
-    expect(check(order.report, 'git')).toMatchObject({ status: 'warn', message: expect.stringContaining('asks store first'), fix: 'tokend setup git --global' });
+    expect(check(order.report, 'git')).toMatchObject({
+      status: 'warn',
+      message: expect.stringContaining('asks store first'),
+      fix: 'tokend setup git --global',
+    });
 
     // An empty value resets git's helper list: tokend is no longer used.
     execFileSync('git', ['config', '--global', '--add', 'credential.helper', ''], { env: withBin });
@@ -407,7 +435,11 @@ describe('daemon logs', () => {
       } catch {
         throw new Error(`a log line is not JSON: ${line}`);
       }
-      expect(rec).toMatchObject({ time: expect.any(String), level: expect.stringMatching(/^(debug|info|warn|error)$/), msg: expect.any(String) });
+      expect(rec).toMatchObject({
+        time: expect.any(String),
+        level: expect.stringMatching(/^(debug|info|warn|error)$/),
+        msg: expect.any(String),
+      });
       const r = rec as { time: string; level: string; msg: string };
       expect(new Date(r.time).toISOString()).toBe(r.time);
       return r;
@@ -479,7 +511,8 @@ describe('daemon logs', () => {
       ...idp.issuedAccessTokens(),
     ].filter((s) => s.length >= 8);
     expect(idp.issuedRefreshTokens().length).toBeGreaterThanOrEqual(4);
-    for (const s of secrets) expect({ secret: s.slice(0, 6), leaked: d.logs.includes(s) }).toEqual({ secret: s.slice(0, 6), leaked: false });
+    for (const s of secrets)
+      expect({ secret: s.slice(0, 6), leaked: d.logs.includes(s) }).toEqual({ secret: s.slice(0, 6), leaked: false });
   });
 
   it('TOKEND_LOG_LEVEL=warn keeps warnings and errors and drops info lines', async () => {
@@ -525,38 +558,107 @@ describe('doctor verdicts (unit)', () => {
     ['active with a refresh token', { expires_at: at(60_000) }, 'ok', undefined],
     ['active, no refresh token, 10 min left', { expires_at: at(600_000), has_refresh_token: false }, 'ok', undefined],
     ['expires soon with nothing to renew it', { expires_at: at(120_000), has_refresh_token: false }, 'warn', 'tokend login work'],
-    ['client credentials expiring soon', { expires_at: at(60_000), has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true }, 'ok', undefined],
+    [
+      'client credentials expiring soon',
+      { expires_at: at(60_000), has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true },
+      'ok',
+      undefined,
+    ],
     ['active but the last refresh failed', { expires_at: at(600_000), last_error: 'provider down' }, 'warn', 'tokend refresh work'],
     ['reauth_required', { status: 'reauth_required' as const, last_error: 'invalid_grant' }, 'fail', 'tokend login work'],
     ['login_pending', { status: 'login_pending' as const }, 'warn', 'tokend login work'],
-    ['expired', { status: 'expired' as const, has_refresh_token: false }, 'fail', expect.stringContaining('tokend import work --refresh-token-stdin')],
+    [
+      'expired',
+      { status: 'expired' as const, has_refresh_token: false },
+      'fail',
+      expect.stringContaining('tokend import work --refresh-token-stdin'),
+    ],
     ['no_grant', { status: 'no_grant' as const, has_refresh_token: false }, 'fail', expect.stringMatching(/^tokend login work/)],
-    ['refresh_failing: no token now, a login would not help', { status: 'refresh_failing' as const, expires_at: at(-60_000), last_error: 'provider down' }, 'fail', 'tokend refresh work   # once the cause is fixed'],
-    ['no_grant, client credentials', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true }, 'ok', undefined],
+    [
+      'refresh_failing: no token now, a login would not help',
+      { status: 'refresh_failing' as const, expires_at: at(-60_000), last_error: 'provider down' },
+      'fail',
+      'tokend refresh work   # once the cause is fixed',
+    ],
+    [
+      'no_grant, client credentials',
+      { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true },
+      'ok',
+      undefined,
+    ],
     // Where a login cannot help, the fix changes the account instead.
-    ['client credentials without a secret', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const }, 'fail', SET_SECRET],
+    [
+      'client credentials without a secret',
+      { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const },
+      'fail',
+      SET_SECRET,
+    ],
     [
       'client credentials refused by the provider',
-      { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true, last_error: INVALID_CLIENT },
+      {
+        status: 'no_grant' as const,
+        has_refresh_token: false,
+        flow: 'client-credentials' as const,
+        has_client_secret: true,
+        last_error: INVALID_CLIENT,
+      },
       'fail',
       SET_SECRET,
     ],
     [
       'client credentials failing for another reason: try again',
-      { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true, last_error: 'could not reach the token endpoint at https://sso.example.com/token: ECONNREFUSED' },
+      {
+        status: 'no_grant' as const,
+        has_refresh_token: false,
+        flow: 'client-credentials' as const,
+        has_client_secret: true,
+        last_error: 'could not reach the token endpoint at https://sso.example.com/token: ECONNREFUSED',
+      },
       'warn',
       'tokend refresh work',
     ],
-    ['client credentials whose grant was refused', { status: 'reauth_required' as const, flow: 'client-credentials' as const, has_client_secret: true, last_error: 'invalid_grant' }, 'fail', 'tokend logout work'],
-    ['a refresh refused as invalid_client while the token still serves', { expires_at: at(600_000), last_error: INVALID_CLIENT }, 'warn', SET_SECRET],
-    ['issuer discovery failing while the token still serves', { expires_at: at(600_000), issuer: 'https://sso.example.com/wrong', last_error: NO_DISCOVERY }, 'warn', FIX_ISSUER],
-    ['issuer discovery failing with nothing to serve', { status: 'no_grant' as const, has_refresh_token: false, flow: 'client-credentials' as const, has_client_secret: true, last_error: NO_DISCOVERY }, 'fail', FIX_ISSUER],
+    [
+      'client credentials whose grant was refused',
+      { status: 'reauth_required' as const, flow: 'client-credentials' as const, has_client_secret: true, last_error: 'invalid_grant' },
+      'fail',
+      'tokend logout work',
+    ],
+    [
+      'a refresh refused as invalid_client while the token still serves',
+      { expires_at: at(600_000), last_error: INVALID_CLIENT },
+      'warn',
+      SET_SECRET,
+    ],
+    [
+      'issuer discovery failing while the token still serves',
+      { expires_at: at(600_000), issuer: 'https://sso.example.com/wrong', last_error: NO_DISCOVERY },
+      'warn',
+      FIX_ISSUER,
+    ],
+    [
+      'issuer discovery failing with nothing to serve',
+      {
+        status: 'no_grant' as const,
+        has_refresh_token: false,
+        flow: 'client-credentials' as const,
+        has_client_secret: true,
+        last_error: NO_DISCOVERY,
+      },
+      'fail',
+      FIX_ISSUER,
+    ],
     [
       'never logged in because the login hit a broken issuer',
       {
         status: 'no_grant' as const,
         has_refresh_token: false,
-        last_login: { id: 'l1', flow: 'device' as const, status: 'failed' as const, updated_at: at(-60_000), error: { code: 'discovery', message: NO_DISCOVERY } },
+        last_login: {
+          id: 'l1',
+          flow: 'device' as const,
+          status: 'failed' as const,
+          updated_at: at(-60_000),
+          error: { code: 'discovery', message: NO_DISCOVERY },
+        },
       },
       'fail',
       FIX_ISSUER,
@@ -571,10 +673,14 @@ describe('doctor verdicts (unit)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-log-'));
     try {
       const f = path.join(dir, 'tokend.log');
-      const line = (level: string, msg: string, extra: object = {}) => JSON.stringify({ time: '2030-01-01T00:00:00.000Z', level, msg, ...extra });
+      const line = (level: string, msg: string, extra: object = {}) =>
+        JSON.stringify({ time: '2030-01-01T00:00:00.000Z', level, msg, ...extra });
       fs.writeFileSync(f, [line('info', 'tokend started'), line('error', 'old trouble'), line('warn', 'refresh failed'), ''].join('\n'));
       expect(lastErrorLine(f)).toBe('2030-01-01T00:00:00.000Z old trouble');
-      fs.appendFileSync(f, [line('error', 'could not write the audit log', { error: 'disk full' }), 'tokend daemon: cannot listen', ''].join('\n'));
+      fs.appendFileSync(
+        f,
+        [line('error', 'could not write the audit log', { error: 'disk full' }), 'tokend daemon: cannot listen', ''].join('\n'),
+      );
       expect(lastErrorLine(f)).toBe('2030-01-01T00:00:00.000Z could not write the audit log: disk full');
       fs.appendFileSync(f, 'tokend daemon: another daemon answers\n');
       expect(lastErrorLine(f)).toBe('tokend daemon: another daemon answers');

@@ -6,7 +6,15 @@ import { ACCOUNT } from './support/broker-parts.js';
 describe('driverContext', () => {
   it('gives the stored secrets, the client secret among them, and the signal', () => {
     const signal = AbortSignal.abort();
-    const ctx = driverContext({ account: 'w', config: ACCOUNT, secrets: new Map([['client_secret', 'cs'], ['password', 'pw']]), signal });
+    const ctx = driverContext({
+      account: 'w',
+      config: ACCOUNT,
+      secrets: new Map([
+        ['client_secret', 'cs'],
+        ['password', 'pw'],
+      ]),
+      signal,
+    });
     expect(ctx.name).toBe('w');
     expect(ctx.config).toBe(ACCOUNT);
     expect(ctx.clientSecret).toBe('cs');
@@ -29,7 +37,13 @@ describe('driverContext', () => {
   });
 
   it('carries the access token held now, where there is one', () => {
-    const ctx = driverContext({ account: 'w', config: ACCOUNT, secrets: new Map(), signal: new AbortController().signal, currentAccessToken: 'at' });
+    const ctx = driverContext({
+      account: 'w',
+      config: ACCOUNT,
+      secrets: new Map(),
+      signal: new AbortController().signal,
+      currentAccessToken: 'at',
+    });
     expect(ctx.currentAccessToken).toBe('at');
     expect(ctx.clientSecret).toBeUndefined();
   });

@@ -9,7 +9,7 @@ function queue(now = () => Date.now()) {
   return { q, fired, keys: () => fired.map(([k]) => k) };
 }
 
-describe('DueQueue (the broker\'s timers as one)', () => {
+describe("DueQueue (the broker's timers as one)", () => {
   it('calls each key once, when due, earliest first, whatever order they were set in', async () => {
     const { q, keys } = queue();
     const t = Date.now();

@@ -66,7 +66,13 @@ describe('account writes', () => {
     await importConfGrant(d, idp, 'w');
     const r = await d.request('PATCH', '/v1/accounts/w', { hosts: ['git.example.test', 'api.example.test'], client_secret: 'conf-secret' });
     expect(r.status).toBe(200);
-    expect(r.json).toMatchObject({ issuer: idp.issuer, client_id: 'conf', hosts: ['git.example.test', 'api.example.test'], has_client_secret: true, has_refresh_token: true });
+    expect(r.json).toMatchObject({
+      issuer: idp.issuer,
+      client_id: 'conf',
+      hosts: ['git.example.test', 'api.example.test'],
+      has_client_secret: true,
+      has_refresh_token: true,
+    });
     expect((await d.cli(['refresh', 'w'])).code).toBe(0);
     const moved = await d.request('PATCH', '/v1/accounts/w', { client_id: 'cli' });
     expect(moved.status).toBe(409);
@@ -79,17 +85,34 @@ describe('write-time checks of URLs', () => {
   it('refuses an api_base with a query, a fragment or a user and password, never echoing the password', async () => {
     await daemon();
     const base = { issuer: idp.issuer, client_id: 'conf' };
-    for (const apiBase of ['https://api.example.test/v1?key=abc', 'https://api.example.test/v1#top', 'https://me:hunter2@api.example.test/v1']) {
+    for (const apiBase of [
+      'https://api.example.test/v1?key=abc',
+      'https://api.example.test/v1#top',
+      'https://me:hunter2@api.example.test/v1',
+    ]) {
       const r = await d.request('PUT', '/v1/accounts/q?check=false', { ...base, api_base: apiBase });
       expect(r.status).toBe(400);
       expect(r.json.error.message).toContain('api_base');
       expect(r.json.error.message).not.toContain('hunter2');
     }
-    const cli = await d.cli(['add', 'q', '--issuer', idp.issuer, '--client-id', 'conf', '--api-base', 'https://api.example.test/v1?key=abc', '--no-check']);
+    const cli = await d.cli([
+      'add',
+      'q',
+      '--issuer',
+      idp.issuer,
+      '--client-id',
+      'conf',
+      '--api-base',
+      'https://api.example.test/v1?key=abc',
+      '--no-check',
+    ]);
     expect(cli.code).toBe(1);
     expect(cli.stderr).toContain('api_base');
     expect((await d.request('GET', '/v1/accounts/q')).status).toBe(404);
-    const userinfo = await d.request('PUT', '/v1/accounts/q?check=false', { ...base, token_endpoint: 'https://me:hunter2@idp.example.test/token' });
+    const userinfo = await d.request('PUT', '/v1/accounts/q?check=false', {
+      ...base,
+      token_endpoint: 'https://me:hunter2@idp.example.test/token',
+    });
     expect(userinfo.status).toBe(400);
     expect(userinfo.json.error.message).not.toContain('hunter2');
   });
@@ -99,7 +122,19 @@ describe('write-time checks of URLs', () => {
     // `localhost.` is no name the system resolver here knows: only the pinned way reaches the IdP.
     const port = new URL(idp.issuer).port;
     const add = await d.cli(
-      ['add', 'lo', '--token-endpoint', `http://localhost.:${port}/token`, '--client-id', 'conf', '--client-secret-stdin', '--api-base', `http://localhost.:${new URL(notFound.url).port}/api`, '--scope', 'openid offline_access api'],
+      [
+        'add',
+        'lo',
+        '--token-endpoint',
+        `http://localhost.:${port}/token`,
+        '--client-id',
+        'conf',
+        '--client-secret-stdin',
+        '--api-base',
+        `http://localhost.:${new URL(notFound.url).port}/api`,
+        '--scope',
+        'openid offline_access api',
+      ],
       'conf-secret\n',
     );
     expect(add.code).toBe(0);
@@ -113,14 +148,17 @@ describe('write-time checks of URLs', () => {
     expect(api.text).toBe('not here');
     expect(api.headers['x-tokend-error']).toBeUndefined();
 
-    const sub = await d.request('PUT', '/v1/accounts/sub?check=false', { token_endpoint: `http://idp.localhost:${port}/token`, client_id: 'conf' });
+    const sub = await d.request('PUT', '/v1/accounts/sub?check=false', {
+      token_endpoint: `http://idp.localhost:${port}/token`,
+      client_id: 'conf',
+    });
     expect(sub.status).toBe(400);
     expect(sub.json.error.message).toContain('plain http');
   });
 });
 
 describe('clearing a field', () => {
-  it('PATCH with null, `tokend set --api-base \'\'` and the SDK\'s updateAccount clear an optional field', async () => {
+  it("PATCH with null, `tokend set --api-base ''` and the SDK's updateAccount clear an optional field", async () => {
     const t = await daemon();
     await addConfAccount(d, idp.issuer, 'w', ['--api-base', 'https://api.example.test/v1', '--audience', 'https://api.example.test']);
     const before = (await d.request('GET', '/v1/accounts/w')).json;

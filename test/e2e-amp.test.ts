@@ -161,7 +161,10 @@ describe('AMP', () => {
     expect(first.json.error).toMatchObject({ code: 'provider_rejected', account: 'amp', retry_after: expect.any(Number) });
     expect(first.json.error.message).toContain('tokend set amp --password-stdin');
     // The same cause while the backoff lasts: the same code, with the wait.
-    for (const again of [await t.d.request('POST', '/v1/token', { account: 'amp' }), await t.d.request('POST', '/v1/accounts/amp/refresh')]) {
+    for (const again of [
+      await t.d.request('POST', '/v1/token', { account: 'amp' }),
+      await t.d.request('POST', '/v1/accounts/amp/refresh'),
+    ]) {
       expect(again.status).toBe(502);
       expect(again.json.error).toMatchObject({ code: 'provider_rejected', account: 'amp' });
       expect(again.json.error.retry_after).toBeGreaterThan(0);
@@ -170,7 +173,10 @@ describe('AMP', () => {
     expect(amp.stats.obtainRefused).toBe(1); // the backoff asked AMP nothing
 
     const view = (await t.d.request('GET', '/v1/accounts/amp')).json;
-    expect(view).toMatchObject({ status: 'refresh_failing', last_error: expect.stringContaining('Unable to log in with provided credentials') });
+    expect(view).toMatchObject({
+      status: 'refresh_failing',
+      last_error: expect.stringContaining('Unable to log in with provided credentials'),
+    });
     expect(Date.parse(view.retry_at)).toBeGreaterThan(Date.now());
     const status = await t.d.cli(['status', 'amp']);
     expect(status.code, status.stderr).toBe(1);
@@ -204,7 +210,10 @@ describe('AMP', () => {
     amp.faults.add('obtain_token', { status: 500, body: { detail: 'Internal server error.' } });
     const down = await t.d.request('POST', '/v1/token', { account: 'amp' });
     expect(down.json.error).toMatchObject({ code: 'upstream_unavailable', retry_after: expect.any(Number) });
-    expect((await t.d.request('GET', '/v1/accounts/amp')).json).toMatchObject({ status: 'refresh_failing', last_error: expect.stringContaining('500') });
+    expect((await t.d.request('GET', '/v1/accounts/amp')).json).toMatchObject({
+      status: 'refresh_failing',
+      last_error: expect.stringContaining('500'),
+    });
     expect((await t.d.cli(['status', 'amp'])).code).toBe(1);
     // The fault answered once; after the (50 ms) backoff AMP obtains again.
     await waitFor(async () => (await t.d.request('POST', '/v1/token', { account: 'amp' })).status === 200, 'a token after the outage');

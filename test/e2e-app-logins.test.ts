@@ -14,7 +14,13 @@ import { TEST_APP_REDIRECT_URI } from './support/idp.js';
 const idp = useIdp();
 const { t } = useDaemon({ lifetime: 'test', launch: startDaemon });
 
-const account = (extra: Record<string, unknown> = {}) => ({ issuer: idp.issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'], ...extra });
+const account = (extra: Record<string, unknown> = {}) => ({
+  issuer: idp.issuer,
+  client_id: 'conf',
+  client_secret: 'conf-secret',
+  scopes: ['openid', 'offline_access', 'api'],
+  ...extra,
+});
 
 describe('logins an app drives', () => {
   it('labels a login with the app’s task and lists logins by task, account and status', async () => {
@@ -26,7 +32,10 @@ describe('logins an app drives', () => {
     expect(byTask.json.logins.map((l: { id: string }) => l.id)).toEqual([started.json.id]);
     expect((await t.d.request('GET', '/v1/logins?task=other')).json.logins).toEqual([]);
     await idp.approveDevice(started.json.user_code);
-    const done = await waitFor(async () => (await t.d.request('GET', `/v1/logins?task=task-42&status=active`)).json.logins[0], 'the login to succeed');
+    const done = await waitFor(
+      async () => (await t.d.request('GET', `/v1/logins?task=task-42&status=active`)).json.logins[0],
+      'the login to succeed',
+    );
     expect(done).toMatchObject({ id: started.json.id, account: 'vault', task: 'task-42' });
     expect((await t.d.request('GET', '/v1/logins?status=bogus')).status).toBe(400);
     expect((await t.d.cli(['token', 'vault'])).code).toBe(0);
@@ -46,7 +55,9 @@ describe('logins an app drives', () => {
     const refused = await t.d.request('POST', `/v1/logins/${login.id}/callback`, { url: forged.href });
     expect(refused.status).toBe(400);
     expect(refused.json.error.message).toContain('state');
-    const elsewhere = await t.d.request('POST', `/v1/logins/${login.id}/callback`, { url: callback.href.replace('/oauth2redirect', '/other') });
+    const elsewhere = await t.d.request('POST', `/v1/logins/${login.id}/callback`, {
+      url: callback.href.replace('/oauth2redirect', '/other'),
+    });
     expect(elsewhere.status).toBe(400);
     expect((await t.d.request('GET', `/v1/logins/${login.id}`)).json.status).toBe('pending');
 

@@ -16,7 +16,18 @@ const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settin
 const startTokend = (settings: Record<string, unknown> = {}) => start({ settings });
 
 function addCal(opts: { secret?: string; user?: number } = {}) {
-  const args = ['add', 'cal', '--preset', 'cal-com', '--base-url', cal.url, '--client-id', CAL_CLIENT_ID, '--managed-user-id', String(opts.user ?? CAL_USER_ID)];
+  const args = [
+    'add',
+    'cal',
+    '--preset',
+    'cal-com',
+    '--base-url',
+    cal.url,
+    '--client-id',
+    CAL_CLIENT_ID,
+    '--managed-user-id',
+    String(opts.user ?? CAL_USER_ID),
+  ];
   return opts.secret === '' ? t.d.cli(args) : t.d.cli([...args, '--client-secret-stdin'], opts.secret ?? CAL_CLIENT_SECRET);
 }
 
@@ -143,11 +154,17 @@ describe('Cal.com managed users', () => {
     const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
     const inAnHour = Date.now() + 3_600_000;
 
-    const unknown = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken: 'cal-unknown-at', accessTokenExpiresAt: inAnHour }));
+    const unknown = await t.d.cli(
+      ['import', 'cal', '--tokens-stdin'],
+      JSON.stringify({ accessToken: 'cal-unknown-at', accessTokenExpiresAt: inAnHour }),
+    );
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('refused the tokens imported for "cal" (invalid_token');
     const other = cal.createUserTokens(CAL_USER_ID + 1);
-    const stranger = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken: other.accessToken, accessTokenExpiresAt: other.accessTokenExpiresAt }));
+    const stranger = await t.d.cli(
+      ['import', 'cal', '--tokens-stdin'],
+      JSON.stringify({ accessToken: other.accessToken, accessTokenExpiresAt: other.accessTokenExpiresAt }),
+    );
     expect(stranger.code).toBe(1);
     expect(stranger.stderr).toContain(`managed user ${CAL_USER_ID + 1}'s, not ${CAL_USER_ID}'s`);
     expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
@@ -155,7 +172,10 @@ describe('Cal.com managed users', () => {
     expect(cal.stats).toMatchObject({ me: 3, tokenCalls: 0 }); // each import checked, nothing spent
 
     const fresh = cal.createUserTokens();
-    const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify({ accessToken: 'cal-unknown-at', accessTokenExpiresAt: inAnHour, refreshToken: fresh.refreshToken }));
+    const r = await t.d.cli(
+      ['import', 'cal', '--tokens-stdin'],
+      JSON.stringify({ accessToken: 'cal-unknown-at', accessTokenExpiresAt: inAnHour, refreshToken: fresh.refreshToken }),
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(cal.stats).toMatchObject({ me: 4, refreshes: 1, forceRefreshes: 0 });
     expect(cal.isLive(await tokenOf())).toBe(true);
@@ -166,7 +186,11 @@ describe('Cal.com managed users', () => {
     expect((await addCal()).code).toBe(0);
     await importTokens(cal.createUserTokens());
     cal.dropUserTokens();
-    cal.faults.add('force-refresh', calError(404, 'NotFoundException', `User with ID ${CAL_USER_ID} is not part of this OAuth client.`), Infinity);
+    cal.faults.add(
+      'force-refresh',
+      calError(404, 'NotFoundException', `User with ID ${CAL_USER_ID} is not part of this OAuth client.`),
+      Infinity,
+    );
     const r = await t.d.cli(['refresh', 'cal']);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('tokend import cal --tokens-stdin');

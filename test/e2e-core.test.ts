@@ -98,7 +98,22 @@ describe('tokend against a real OpenID Provider', () => {
   });
 
   it('serves client-credentials accounts without any login', async () => {
-    const r = await d.cli(['add', 'svc', '--issuer', idp.issuer, '--client-id', 'svc', '--client-secret-stdin', '--flow', 'client-credentials', '--scope', 'api'], 'svc-secret');
+    const r = await d.cli(
+      [
+        'add',
+        'svc',
+        '--issuer',
+        idp.issuer,
+        '--client-id',
+        'svc',
+        '--client-secret-stdin',
+        '--flow',
+        'client-credentials',
+        '--scope',
+        'api',
+      ],
+      'svc-secret',
+    );
     expect(r.code).toBe(0);
     const t = await d.cli(['token', 'svc', '--json']);
     expect(t.code).toBe(0);

@@ -27,12 +27,24 @@ afterAll(async () => {
 
 async function daemonWith(env: Record<string, string | undefined>) {
   const h = tempHome();
-  const d = new DaemonProcess(h.home, { ...h.env, HTTPS_PROXY: undefined, HTTP_PROXY: undefined, NO_PROXY: undefined, https_proxy: undefined, http_proxy: undefined, no_proxy: undefined, ...env });
+  const d = new DaemonProcess(h.home, {
+    ...h.env,
+    HTTPS_PROXY: undefined,
+    HTTP_PROXY: undefined,
+    NO_PROXY: undefined,
+    https_proxy: undefined,
+    http_proxy: undefined,
+    no_proxy: undefined,
+    ...env,
+  });
   await d.start();
   return { d, cleanup: async () => (await d.stop('SIGKILL'), h.cleanup()) };
 }
 const add = (d: DaemonProcess, name: string, extra: string[] = []) =>
-  d.cli(['add', name, '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--scope', 'openid offline_access api', ...extra], 'conf-secret\n');
+  d.cli(
+    ['add', name, '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--scope', 'openid offline_access api', ...extra],
+    'conf-secret\n',
+  );
 
 describe('corporate networks', () => {
   it('reaches a private-CA provider through HTTPS_PROXY, trusting NODE_EXTRA_CA_CERTS', async () => {

@@ -51,7 +51,9 @@ describe('disk faults', () => {
       expect(served.json.access_token).toBe(token);
 
       const health = await d.request('GET', '/v1/health');
-      expect(health.json.warnings).toEqual([expect.stringMatching(/tokend\.db was deleted while tokend runs.*restore the file, or restart tokend/)]);
+      expect(health.json.warnings).toEqual([
+        expect.stringMatching(/tokend\.db was deleted while tokend runs.*restore the file, or restart tokend/),
+      ]);
       const doctor = await d.cli(['doctor']);
       expect(doctor.code).not.toBe(0);
       expect(doctor.stdout + doctor.stderr).toMatch(/tokend\.db was deleted while tokend runs/);
@@ -94,7 +96,9 @@ describe('disk faults', () => {
       const keyFile = path.join(h.home, 'config', 'key');
       const key = fs.readFileSync(keyFile);
       fs.writeFileSync(keyFile, Buffer.alloc(key.length, 7));
-      expect((await d.request('GET', '/v1/health')).json.warnings).toEqual([expect.stringMatching(/key file .* was changed .* put the original key back/)]);
+      expect((await d.request('GET', '/v1/health')).json.warnings).toEqual([
+        expect.stringMatching(/key file .* was changed .* put the original key back/),
+      ]);
       expect((await d.request('POST', '/v1/token', { account: 'w' })).json.access_token).toBe(token);
       const doctor = await d.cli(['doctor']);
       expect(doctor.code).not.toBe(0);

@@ -36,7 +36,13 @@ async function startRecorder(): Promise<{ url: string; seen: Recorded[]; close: 
       seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
       const json = (status: number, o: object) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(o));
       if (req.url?.startsWith('/device')) {
-        json(200, { device_code: 'rec-device-code', user_code: 'REC-CODE', verification_uri: `${rec.url}/activate`, expires_in: 60, interval: 5 });
+        json(200, {
+          device_code: 'rec-device-code',
+          user_code: 'REC-CODE',
+          verification_uri: `${rec.url}/activate`,
+          expires_in: 60,
+          interval: 5,
+        });
       } else if (req.url?.startsWith('/token')) {
         json(400, { error: 'invalid_grant' });
       } else if (req.url?.startsWith('/revoke')) {
@@ -55,7 +61,10 @@ const rec = useServer(startRecorder, { what: 'the recording server' });
 const { start } = useDaemon({ lifetime: 'manual' });
 
 /** How a client secret can travel: as it is (a post body), or in Basic, raw or form-encoded (RFC 6749 §2.3.1; `-` becomes %2D). */
-const forms = (secret: string) => [secret, ...[secret, secret.replace(/-/g, '%2D')].map((s) => Buffer.from(`conf:${s}`).toString('base64'))];
+const forms = (secret: string) => [
+  secret,
+  ...[secret, secret.replace(/-/g, '%2D')].map((s) => Buffer.from(`conf:${s}`).toString('base64')),
+];
 const textOf = (r: Recorded) => `${r.method} ${r.url}\n${JSON.stringify(r.headers)}\n${r.body}`;
 
 /** What A issued and the secret given for A: none of it may ever reach the recording server. */
@@ -74,7 +83,11 @@ async function exercise(d: DaemonProcess, name: string): Promise<void> {
   for (const flow of ['device', 'browser']) {
     const r = await d.request('POST', `/v1/accounts/${name}/login`, { flow });
     if (r.status !== 202) continue;
-    if (r.json.authorization_url) await fetch(r.json.authorization_url, { redirect: 'manual' }).then((res) => res.text(), () => undefined);
+    if (r.json.authorization_url)
+      await fetch(r.json.authorization_url, { redirect: 'manual' }).then(
+        (res) => res.text(),
+        () => undefined,
+      );
     await d.request('POST', `/v1/logins/${r.json.id}/cancel`);
   }
   await d.request('POST', `/v1/accounts/${name}/refresh`);
@@ -89,67 +102,81 @@ const FIELDS = [
 ];
 
 describe('a changed endpoint never receives a secret the change did not carry', () => {
-  it.each(FIELDS)('$field', async ({ field, option, at }) => {
-    const { d } = await start();
-    const url = `${rec.url}${at}`;
-    for (const name of ['w', 'v']) {
-      await addConfAccount(d, idp.issuer, name);
-      await importConfGrant(d, idp, name);
-    }
-    const seenBefore = rec.seen.length;
+  it.each(FIELDS)(
+    '$field',
+    async ({ field, option, at }) => {
+      const { d } = await start();
+      const url = `${rec.url}${at}`;
+      for (const name of ['w', 'v']) {
+        await addConfAccount(d, idp.issuer, name);
+        await importConfGrant(d, idp, name);
+      }
+      const seenBefore = rec.seen.length;
 
-    // A grant and a client secret: refused, nothing changed, the new URL not contacted.
-    const held = await d.cli(['set', 'w', option, url]);
-    expect(held.code).toBe(1);
-    expect(held.stderr).toContain(field);
-    expect(held.stderr).toContain('--replace-grant');
-    expect(rec.seen.length).toBe(seenBefore);
-    expect((await d.cli(['token', 'w'])).code).toBe(0);
+      // A grant and a client secret: refused, nothing changed, the new URL not contacted.
+      const held = await d.cli(['set', 'w', option, url]);
+      expect(held.code).toBe(1);
+      expect(held.stderr).toContain(field);
+      expect(held.stderr).toContain('--replace-grant');
+      expect(rec.seen.length).toBe(seenBefore);
+      expect((await d.cli(['token', 'w'])).code).toBe(0);
 
-    // No grant any more, but the secret given for A: still refused.
-    expect((await d.cli(['logout', 'w'])).code).toBe(0);
-    const secretOnly = await d.cli(['set', 'w', option, url]);
-    expect(secretOnly.code).toBe(1);
-    expect(secretOnly.stderr).toContain('client secret');
-    expect(secretOnly.stderr).toContain('--client-secret-stdin');
-    expect((await d.request('GET', '/v1/accounts/w')).json.has_client_secret).toBe(true);
+      // No grant any more, but the secret given for A: still refused.
+      expect((await d.cli(['logout', 'w'])).code).toBe(0);
+      const secretOnly = await d.cli(['set', 'w', option, url]);
+      expect(secretOnly.code).toBe(1);
+      expect(secretOnly.stderr).toContain('client secret');
+      expect(secretOnly.stderr).toContain('--client-secret-stdin');
+      expect((await d.request('GET', '/v1/accounts/w')).json.has_client_secret).toBe(true);
 
-    // The secret given again in the same change: it is the user's word for the new endpoint.
-    const carried = await d.cli(['set', 'w', option, url, '--client-secret-stdin'], 'rec-secret\n');
-    expect(carried.code).toBe(0);
+      // The secret given again in the same change: it is the user's word for the new endpoint.
+      const carried = await d.cli(['set', 'w', option, url, '--client-secret-stdin'], 'rec-secret\n');
+      expect(carried.code).toBe(0);
 
-    // replace_grant: A's grant revoked there and dropped, the old secret dropped.
-    const replaced = await d.cli(['set', 'v', option, url, '--replace-grant', '--json']);
-    expect(replaced.code).toBe(0);
-    const view = JSON.parse(replaced.stdout);
-    expect(view).toMatchObject({ status: 'no_grant', has_client_secret: false, has_refresh_token: false });
-    expect(view.notices.join('\n')).toMatch(/revoked there and dropped/);
-    expect(view.notices.join('\n')).toMatch(/client secret of the old client was dropped/);
+      // replace_grant: A's grant revoked there and dropped, the old secret dropped.
+      const replaced = await d.cli(['set', 'v', option, url, '--replace-grant', '--json']);
+      expect(replaced.code).toBe(0);
+      const view = JSON.parse(replaced.stdout);
+      expect(view).toMatchObject({ status: 'no_grant', has_client_secret: false, has_refresh_token: false });
+      expect(view.notices.join('\n')).toMatch(/revoked there and dropped/);
+      expect(view.notices.join('\n')).toMatch(/client secret of the old client was dropped/);
 
-    for (const name of ['w', 'v']) await exercise(d, name);
-    expectNothingOfAReachedNew();
-    if (field === 'device_authorization_endpoint') {
-      // The recorder is really reached, and what reaches it is what the change carried.
-      const sent = rec.seen.slice(seenBefore).map(textOf).join('\n');
-      expect(forms('rec-secret').some((f) => sent.includes(f))).toBe(true);
-    }
-  }, 120_000); // two accounts with real grants and a dozen CLI runs, on a shared machine
+      for (const name of ['w', 'v']) await exercise(d, name);
+      expectNothingOfAReachedNew();
+      if (field === 'device_authorization_endpoint') {
+        // The recorder is really reached, and what reaches it is what the change carried.
+        const sent = rec.seen.slice(seenBefore).map(textOf).join('\n');
+        expect(forms('rec-secret').some((f) => sent.includes(f))).toBe(true);
+      }
+    },
+    120_000,
+  ); // two accounts with real grants and a dozen CLI runs, on a shared machine
 });
 
 describe('upgrading keeps the grants bound before the endpoints joined the identity', () => {
   it('a github-preset grant bound by the previous daemon serves after the upgrade, and is then bound to its endpoints', async () => {
     const t = await start();
     const { d } = t;
-    const add = await d.cli(['add', 'gh', '--preset', 'github', '--client-id', 'Iv1.test', '--client-secret-stdin', '--no-check'], 'gh-secret\n');
+    const add = await d.cli(
+      ['add', 'gh', '--preset', 'github', '--client-id', 'Iv1.test', '--client-secret-stdin', '--no-check'],
+      'gh-secret\n',
+    );
     expect(add.code).toBe(0);
     const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
-    const imp = await d.cli(['import', 'gh', '--tokens-stdin'], JSON.stringify({ refresh_token: 'ghr-old', access_token: 'gho-old', expires_at: expiresAt }));
+    const imp = await d.cli(
+      ['import', 'gh', '--tokens-stdin'],
+      JSON.stringify({ refresh_token: 'ghr-old', access_token: 'gho-old', expires_at: expiresAt }),
+    );
     expect(imp.code).toBe(0);
     expect(await d.stop()).toBe(0);
 
     // The binding as the daemon before this change wrote it (grant-identity.ts, its identityKey).
     const dbFile = path.join(t.home, 'data', 'tokend.db');
-    const legacy = JSON.stringify({ driver: 'oauth2', token_endpoint: 'https://github.com/login/oauth/access_token', client_id: 'Iv1.test' });
+    const legacy = JSON.stringify({
+      driver: 'oauth2',
+      token_endpoint: 'https://github.com/login/oauth/access_token',
+      client_id: 'Iv1.test',
+    });
     const db = new Database(dbFile);
     expect(db.prepare('UPDATE grants SET bound_to = ? WHERE account = ?').run(legacy, 'gh').changes).toBe(1);
     db.close();
@@ -169,7 +196,10 @@ describe('upgrading keeps the grants bound before the endpoints joined the ident
     const ro = new Database(dbFile, { readonly: true });
     const row = ro.prepare('SELECT bound_to FROM grants WHERE account = ?').get('gh') as { bound_to: string };
     ro.close();
-    expect(JSON.parse(row.bound_to)).toMatchObject({ client_id: 'Iv1.test', device_authorization_endpoint: 'https://github.com/login/device/code' });
+    expect(JSON.parse(row.bound_to)).toMatchObject({
+      client_id: 'Iv1.test',
+      device_authorization_endpoint: 'https://github.com/login/device/code',
+    });
     const moved = await d.cli(['set', 'gh', '--device-endpoint', `${rec.url}/device`]);
     expect(moved.code).toBe(1);
     expect(moved.stderr).toContain('device_authorization_endpoint');
@@ -179,12 +209,21 @@ describe('upgrading keeps the grants bound before the endpoints joined the ident
   it('a grant bound by the previous daemon to another client is still dropped at start', async () => {
     const t = await start();
     const { d } = t;
-    expect((await d.cli(['add', 'gh', '--preset', 'github', '--client-id', 'Iv1.test', '--client-secret-stdin', '--no-check'], 'gh-secret\n')).code).toBe(0);
+    expect(
+      (await d.cli(['add', 'gh', '--preset', 'github', '--client-id', 'Iv1.test', '--client-secret-stdin', '--no-check'], 'gh-secret\n'))
+        .code,
+    ).toBe(0);
     const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
-    expect((await d.cli(['import', 'gh', '--tokens-stdin'], JSON.stringify({ access_token: 'gho-old', expires_at: expiresAt }))).code).toBe(0);
+    expect((await d.cli(['import', 'gh', '--tokens-stdin'], JSON.stringify({ access_token: 'gho-old', expires_at: expiresAt }))).code).toBe(
+      0,
+    );
     expect(await d.stop()).toBe(0);
     const db = new Database(path.join(t.home, 'data', 'tokend.db'));
-    const other = JSON.stringify({ driver: 'oauth2', token_endpoint: 'https://github.com/login/oauth/access_token', client_id: 'Iv1.other' });
+    const other = JSON.stringify({
+      driver: 'oauth2',
+      token_endpoint: 'https://github.com/login/oauth/access_token',
+      client_id: 'Iv1.other',
+    });
     db.prepare('UPDATE grants SET bound_to = ? WHERE account = ?').run(other, 'gh');
     db.close();
     await d.start();

@@ -72,7 +72,10 @@ describe('provider faults', () => {
       // The reason (the provider's answer, or a store's fault) and when it tries again.
       expect(cli.stderr).toMatch(/cannot be refreshed now \(last attempt: .+\); next attempt in \d+ s/);
       // No valid token, and the refresh keeps failing: not active, and no login would help.
-      expect((await d.request('GET', '/v1/accounts/work')).json).toMatchObject({ status: 'refresh_failing', last_error: expect.any(String) });
+      expect((await d.request('GET', '/v1/accounts/work')).json).toMatchObject({
+        status: 'refresh_failing',
+        last_error: expect.any(String),
+      });
       expect((await d.cli(['status', 'work'])).code).toBe(1);
 
       idp.setFault(null);
@@ -138,7 +141,10 @@ describe('provider faults', () => {
     const issued = await importConfGrant(d, idp);
     const replay = await fetch(`${idp.issuer}/token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('conf:conf-secret').toString('base64')}` },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from('conf:conf-secret').toString('base64')}`,
+      },
       body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: issued.refresh_token }),
     });
     expect(replay.status).toBe(400);

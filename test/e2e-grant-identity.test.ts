@@ -167,7 +167,13 @@ describe('a grant stays with the provider that issued it', () => {
 
   it('keeps the grant when only what is not its identity changes (scopes, hosts, username)', async () => {
     const { d } = await daemonWithGrantAtA();
-    const body = { issuer: idp.issuer, client_id: 'conf', scopes: ['openid', 'offline_access'], hosts: ['git.a.test', 'git2.a.test'], username: 'me' };
+    const body = {
+      issuer: idp.issuer,
+      client_id: 'conf',
+      scopes: ['openid', 'offline_access'],
+      hosts: ['git.a.test', 'git2.a.test'],
+      username: 'me',
+    };
     const r = await d.request('PUT', '/v1/accounts/w', body);
     expect(r.status).toBe(200);
     expect(r.json.has_refresh_token).toBe(true);

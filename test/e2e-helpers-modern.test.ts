@@ -20,13 +20,17 @@ const DOCKER_HELPER = path.join(ROOT, 'bin', 'docker-credential-tokend');
 
 describe('git and docker helpers, the modern way', () => {
   const idp = useIdp({ accessTokenTtl: 600 });
-  const server = useServer(() => startGitServer({ authorize: async (_user, password) => (await idp.introspect(password)).active }), { what: 'the git server' });
+  const server = useServer(() => startGitServer({ authorize: async (_user, password) => (await idp.introspect(password)).active }), {
+    what: 'the git server',
+  });
   let port: number;
   beforeAll(() => {
     port = server.port;
   });
   // `work` serves the git server's whole origin; `scoped` only its repository `scoped.git`.
-  const { d, t: h } = useDaemon({ account: { idp, args: () => ['--host', `127.0.0.1:${port}`, '--host', 'registry.example.com'], grant: true } });
+  const { d, t: h } = useDaemon({
+    account: { idp, args: () => ['--host', `127.0.0.1:${port}`, '--host', 'registry.example.com'], grant: true },
+  });
   /** A fresh HOME for git (its own ~/.gitconfig) for each test that configures git. */
   const gitEnv = (home: string): NodeJS.ProcessEnv => ({
     PATH: process.env.PATH,
@@ -109,13 +113,20 @@ describe('git and docker helpers, the modern way', () => {
       const setup = await runCli(['setup', 'git', '--global', '--json'], { env });
       expect(setup.code, setup.stderr).toBe(0);
       const out = JSON.parse(setup.stdout);
-      expect(out).toMatchObject({ scope: 'global', helpers: [GIT_HELPER], use_http_path: [`https://127.0.0.1:${port}/scoped.git`, `http://127.0.0.1:${port}/scoped.git`], dry_run: false });
+      expect(out).toMatchObject({
+        scope: 'global',
+        helpers: [GIT_HELPER],
+        use_http_path: [`https://127.0.0.1:${port}/scoped.git`, `http://127.0.0.1:${port}/scoped.git`],
+        dry_run: false,
+      });
       expect(out.commands).toEqual([
         `git config --global credential.https://127.0.0.1:${port}/scoped.git.useHttpPath true`,
         `git config --global credential.http://127.0.0.1:${port}/scoped.git.useHttpPath true`,
       ]);
       expect(setup.stderr).toContain('useHttpPath');
-      expect((await run('git', ['config', '--global', '--type=bool', `credential.${scopedUrl}.useHttpPath`], { env })).stdout).toBe('true\n');
+      expect((await run('git', ['config', '--global', '--type=bool', `credential.${scopedUrl}.useHttpPath`], { env })).stdout).toBe(
+        'true\n',
+      );
 
       // Now git sends the path, and the path-scoped account answers: a real clone with its token.
       expect((await fill()).stdout).toContain(`password=${scopedToken}\n`);
@@ -164,11 +175,19 @@ describe('git and docker helpers, the modern way', () => {
   it('docker store: a no-op for a registry an account serves; exit 1 with why on stdout for one it does not', async () => {
     const env = gitEnv(newHome());
     const secret = 'registry-password-never-echoed';
-    const served = await run(DOCKER_HELPER, ['store'], { env, stdin: JSON.stringify({ ServerURL: 'registry.example.com', Username: 'u', Secret: secret }) });
+    const served = await run(DOCKER_HELPER, ['store'], {
+      env,
+      stdin: JSON.stringify({ ServerURL: 'registry.example.com', Username: 'u', Secret: secret }),
+    });
     expect(served).toEqual({ code: 0, stdout: '', stderr: '' });
-    const other = await run(DOCKER_HELPER, ['store'], { env, stdin: JSON.stringify({ ServerURL: 'https://index.docker.io/v1/', Username: 'u', Secret: secret }) });
+    const other = await run(DOCKER_HELPER, ['store'], {
+      env,
+      stdin: JSON.stringify({ ServerURL: 'https://index.docker.io/v1/', Username: 'u', Secret: secret }),
+    });
     expect(other.code).toBe(1);
-    expect(other.stdout).toMatch(/^tokend: no tokend account serves https:\/\/index\.docker\.io, and tokend keeps no registry passwords: this login is not saved/);
+    expect(other.stdout).toMatch(
+      /^tokend: no tokend account serves https:\/\/index\.docker\.io, and tokend keeps no registry passwords: this login is not saved/,
+    );
     expect(other.stdout).not.toContain(secret);
     expect(d.logs).not.toContain(secret);
   });
@@ -178,9 +197,14 @@ describe('git and docker helpers, the modern way', () => {
     const env = { ...gitEnv(home), PATH: `${path.join(ROOT, 'bin')}${path.delimiter}${process.env.PATH}` };
     fs.mkdirSync(path.join(home, '.docker'));
     const write = (cfg: object) => fs.writeFileSync(path.join(home, '.docker', 'config.json'), JSON.stringify(cfg));
-    const docker = async () => JSON.parse((await runCli(['doctor', '--json'], { env })).stdout).checks.find((c: { id: string }) => c.id === 'docker');
+    const docker = async () =>
+      JSON.parse((await runCli(['doctor', '--json'], { env })).stdout).checks.find((c: { id: string }) => c.id === 'docker');
     write({ credsStore: 'tokend' });
-    expect(await docker()).toMatchObject({ status: 'warn', message: expect.stringContaining('credsStore'), fix: expect.stringContaining('credHelpers') });
+    expect(await docker()).toMatchObject({
+      status: 'warn',
+      message: expect.stringContaining('credsStore'),
+      fix: expect.stringContaining('credHelpers'),
+    });
     write({ credHelpers: { 'registry.example.com': 'tokend' } });
     expect(await docker()).toMatchObject({ status: 'ok', message: 'docker uses tokend for registry.example.com (credHelpers)' });
   });

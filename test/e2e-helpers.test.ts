@@ -19,7 +19,8 @@ const FALLBACK_PASSWORD = 'fallback-password';
 describe('credential helpers through a real daemon', () => {
   const idp = useIdp({ accessTokenTtl: 120 });
   const server = useServer(
-    () => startGitServer({ authorize: async (_user, password) => password === FALLBACK_PASSWORD || (await idp.introspect(password)).active }),
+    () =>
+      startGitServer({ authorize: async (_user, password) => password === FALLBACK_PASSWORD || (await idp.introspect(password)).active }),
     { what: 'the git server' },
   );
   const { d, t: h } = useDaemon({ account: { idp, args: ['--host', '127.0.0.1'], grant: true } });
@@ -42,7 +43,13 @@ describe('credential helpers through a real daemon', () => {
     };
     // Our helper first; a fixed-password helper after it for hosts tokend does not serve.
     await git(['config', '--global', '--add', 'credential.helper', GIT_HELPER]);
-    await git(['config', '--global', '--add', 'credential.helper', `!f() { echo username=fallback; echo password=${FALLBACK_PASSWORD}; }; f`]);
+    await git([
+      'config',
+      '--global',
+      '--add',
+      'credential.helper',
+      `!f() { echo username=fallback; echo password=${FALLBACK_PASSWORD}; }; f`,
+    ]);
   });
 
   it('clones and pushes with a token from tokend', async () => {
@@ -139,7 +146,16 @@ describe('credential helpers through a real daemon', () => {
 
   it('tokend exec passes the token in the environment only, and the exit status through', async () => {
     const token = (await d.cli(['token', 'work'])).stdout.trim();
-    const r = await d.cli(['exec', 'work', '--env', 'MY_TOKEN', '--', process.execPath, '-e', 'process.stdout.write(process.env.MY_TOKEN); process.exit(7)']);
+    const r = await d.cli([
+      'exec',
+      'work',
+      '--env',
+      'MY_TOKEN',
+      '--',
+      process.execPath,
+      '-e',
+      'process.stdout.write(process.env.MY_TOKEN); process.exit(7)',
+    ]);
     expect(r.stdout).toBe(token);
     expect(r.code).toBe(7);
     const missing = await d.cli(['exec', 'work', '--', path.join(h.home, 'no-such-program')]);
@@ -159,21 +175,27 @@ describe('credential helpers through a real daemon', () => {
     expect(helpers).toEqual([GIT_HELPER, 'cache']);
   });
 
-  it.runIf(fs.existsSync(NATIVE_HELPER))('tokend setup git --native names build/git-credential-tokend, which real git clones through; plain setup goes back to the sh helper', async () => {
-    const home = fs.mkdtempSync(path.join(h.home, 'sgn-'));
-    const env = { ...gitEnv, HOME: home };
-    await run('git', ['config', '--global', 'credential.helper', 'cache'], { env });
-    const setup = await runCli(['setup', 'git', '--global', '--native', '--json'], { env });
-    expect(setup.code, setup.stderr).toBe(0);
-    expect(JSON.parse(setup.stdout).helpers).toEqual([NATIVE_HELPER, 'cache']);
-    await server.createRepo('native.git');
-    const clone = await run('git', ['clone', `${server.url}/native.git`, path.join(home, 'native')], { env });
-    expect(clone.code, clone.stderr).toBe(0);
-    expect(server.stats.lastUsername).toBe('oauth2');
-    const back = await runCli(['setup', 'git', '--global'], { env });
-    expect(back.code, back.stderr).toBe(0);
-    expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout.trim().split('\n')).toEqual([GIT_HELPER, 'cache']);
-  });
+  it.runIf(fs.existsSync(NATIVE_HELPER))(
+    'tokend setup git --native names build/git-credential-tokend, which real git clones through; plain setup goes back to the sh helper',
+    async () => {
+      const home = fs.mkdtempSync(path.join(h.home, 'sgn-'));
+      const env = { ...gitEnv, HOME: home };
+      await run('git', ['config', '--global', 'credential.helper', 'cache'], { env });
+      const setup = await runCli(['setup', 'git', '--global', '--native', '--json'], { env });
+      expect(setup.code, setup.stderr).toBe(0);
+      expect(JSON.parse(setup.stdout).helpers).toEqual([NATIVE_HELPER, 'cache']);
+      await server.createRepo('native.git');
+      const clone = await run('git', ['clone', `${server.url}/native.git`, path.join(home, 'native')], { env });
+      expect(clone.code, clone.stderr).toBe(0);
+      expect(server.stats.lastUsername).toBe('oauth2');
+      const back = await runCli(['setup', 'git', '--global'], { env });
+      expect(back.code, back.stderr).toBe(0);
+      expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout.trim().split('\n')).toEqual([
+        GIT_HELPER,
+        'cache',
+      ]);
+    },
+  );
 });
 
 describe('tokend token fast path', () => {

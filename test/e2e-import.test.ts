@@ -129,7 +129,9 @@ describe('tokend import', () => {
     // The working account kept its grant, its generation and its stored token; the import is told.
     const view = (await d.request('GET', '/v1/accounts/work')).json;
     expect(view).toMatchObject({ status: 'active', generation: (before.view as { generation: number }).generation });
-    expect(view.last_error).toMatch(/an import of tokens began at .* tokend stopped before its outcome was known: the account kept its grant/);
+    expect(view.last_error).toMatch(
+      /an import of tokens began at .* tokend stopped before its outcome was known: the account kept its grant/,
+    );
     expect((await d.request('POST', '/v1/token', { account: 'work' })).json.access_token).toBe(before.base);
     // Its own refresh token was never sent: refreshed at once, without waiting out an interrupted refresh.
     expect((await d.cli(['refresh', 'work'])).code).toBe(0);

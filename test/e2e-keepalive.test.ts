@@ -12,12 +12,21 @@ import { useDaemon } from './support/fixtures.js';
 const { d } = useDaemon();
 
 /** A request whose body arrives in two parts, `gapMs` apart. */
-function slowBody(agent: http.Agent, method: string, path: string, body: string, gapMs: number): Promise<{ status?: number; connection?: string; error?: string }> {
+function slowBody(
+  agent: http.Agent,
+  method: string,
+  path: string,
+  body: string,
+  gapMs: number,
+): Promise<{ status?: number; connection?: string; error?: string }> {
   return new Promise((resolve) => {
-    const r = http.request({ socketPath: d.socket, method, path, agent, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection }));
-    });
+    const r = http.request(
+      { socketPath: d.socket, method, path, agent, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection }));
+      },
+    );
     r.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code }));
     r.write(body.slice(0, 10));
     setTimeout(() => r.end(body.slice(10)), gapMs);
@@ -25,10 +34,13 @@ function slowBody(agent: http.Agent, method: string, path: string, body: string,
 }
 function plain(agent: http.Agent, method: string, path: string, body?: string): Promise<{ status?: number; error?: string }> {
   return new Promise((resolve) => {
-    const r = http.request({ socketPath: d.socket, method, path, agent, headers: body ? { 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode }));
-    });
+    const r = http.request(
+      { socketPath: d.socket, method, path, agent, headers: body ? { 'content-length': Buffer.byteLength(body) } : {} },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode }));
+      },
+    );
     r.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code }));
     r.end(body);
   });
@@ -66,7 +78,16 @@ describe('keep-alive', () => {
 
   it('many mixed requests with bodies on keep-alive connections: none fails', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-    const paths = ['/v1/health', '/v1/accounts', '/v1/nope', '/v1/accounts/x', '/v1/token', '/v1/proxy/x/y', '/v1/logins', '/v1/credential/reject'];
+    const paths = [
+      '/v1/health',
+      '/v1/accounts',
+      '/v1/nope',
+      '/v1/accounts/x',
+      '/v1/token',
+      '/v1/proxy/x/y',
+      '/v1/logins',
+      '/v1/credential/reject',
+    ];
     const errors: string[] = [];
     try {
       for (let i = 0; i < 400; i += 8) {
@@ -75,7 +96,10 @@ describe('keep-alive', () => {
             const k = i + j;
             const method = ['GET', 'DELETE', 'POST', 'PUT'][k % 4];
             const body = ['', 'x', '{"a":1}', 'y'.repeat(70_000)][k % 4] || undefined;
-            const send = k % 5 === 0 && body ? slowBody(agent, method, paths[k % paths.length], body, 30) : plain(agent, method, paths[k % paths.length], body);
+            const send =
+              k % 5 === 0 && body
+                ? slowBody(agent, method, paths[k % paths.length], body, 30)
+                : plain(agent, method, paths[k % paths.length], body);
             return send.then((r) => {
               if (r.error) errors.push(`${method} ${paths[k % paths.length]}: ${r.error}`);
             });

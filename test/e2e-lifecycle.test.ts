@@ -7,7 +7,18 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, processAlive, runCli, sleep, socketRequest, tempHome, writeSettings } from './support/daemon.js';
+import {
+  DaemonProcess,
+  TOKEND_BIN,
+  addConfAccount,
+  importConfGrant,
+  processAlive,
+  runCli,
+  sleep,
+  socketRequest,
+  tempHome,
+  writeSettings,
+} from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 
 const idp = useIdp({ accessTokenTtl: 60 });

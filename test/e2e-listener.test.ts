@@ -78,7 +78,12 @@ describe('loopback listener', () => {
   });
 
   it('refuses any request with an Origin header, even with the right key', async () => {
-    const r = await tcp('/v1/token', { authorization: `Bearer ${key}`, origin: 'https://evil.example', 'content-type': 'application/json' }, 'POST', '{"account":"w"}');
+    const r = await tcp(
+      '/v1/token',
+      { authorization: `Bearer ${key}`, origin: 'https://evil.example', 'content-type': 'application/json' },
+      'POST',
+      '{"account":"w"}',
+    );
     expect(r.status).toBe(403);
     expect(r.json.error.code).toBe('forbidden');
   });
@@ -89,11 +94,14 @@ describe('loopback listener', () => {
     const r = await new Promise<{ status?: number; text: string; error?: string }>((resolve) => {
       const out: { status?: number; text: string; error?: string } = { text: '' };
       let answered: Promise<unknown> = Promise.resolve();
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/token', agent: false, headers: { 'content-length': size } }, (res) => {
-        out.status = res.statusCode;
-        res.on('data', (c) => (out.text += c));
-        answered = once(res, 'close');
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port, method: 'POST', path: '/v1/token', agent: false, headers: { 'content-length': size } },
+        (res) => {
+          out.status = res.statusCode;
+          res.on('data', (c) => (out.text += c));
+          answered = once(res, 'close');
+        },
+      );
       req.on('error', (e: NodeJS.ErrnoException) => (out.error = e.code));
       req.on('close', () => void answered.then(() => resolve(out)));
       byteSource(size).pipe(req);
@@ -116,7 +124,9 @@ describe('loopback listener', () => {
     const tok = await tcp('/v1/token', auth, 'POST', '{"account":"w"}');
     expect(tok.status).toBe(200);
     expect((await idp.introspect(tok.json.access_token)).active).toBe(true);
-    const localhost = await rawTcp(`GET /v1/health HTTP/1.1\r\nHost: localhost:${port}\r\nAuthorization: Bearer ${key}\r\nConnection: close\r\n\r\n`);
+    const localhost = await rawTcp(
+      `GET /v1/health HTTP/1.1\r\nHost: localhost:${port}\r\nAuthorization: Bearer ${key}\r\nConnection: close\r\n\r\n`,
+    );
     expect(localhost.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
     const ev = await fetch(`http://127.0.0.1:${port}/v1/events`, { headers: auth });
     const first = await ev.body!.getReader().read();

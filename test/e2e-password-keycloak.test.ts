@@ -23,7 +23,22 @@ describe('the password grant', () => {
   it('obtains with the stored password at add, refreshes, and recovers with it when the refresh token is refused', async () => {
     await daemon();
     const add = await d.cli(
-      ['add', 'pw', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--password-stdin', '--flow', 'password', '--username', 'test-user', '--scope', 'openid offline_access api'],
+      [
+        'add',
+        'pw',
+        '--issuer',
+        idp.issuer,
+        '--client-id',
+        'conf',
+        '--client-secret-stdin',
+        '--password-stdin',
+        '--flow',
+        'password',
+        '--username',
+        'test-user',
+        '--scope',
+        'openid offline_access api',
+      ],
       `conf-secret\n${TEST_PASSWORD}\n`,
     );
     expect(add.code, add.stderr).toBe(0);
@@ -56,7 +71,20 @@ describe('the password grant', () => {
   it('refuses a wrong password at add, naming the fix, and saves nothing', async () => {
     await daemon();
     const add = await d.cli(
-      ['add', 'pw', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--password-stdin', '--flow', 'password', '--username', 'test-user'],
+      [
+        'add',
+        'pw',
+        '--issuer',
+        idp.issuer,
+        '--client-id',
+        'conf',
+        '--client-secret-stdin',
+        '--password-stdin',
+        '--flow',
+        'password',
+        '--username',
+        'test-user',
+      ],
       'conf-secret\nwrong-password\n',
     );
     expect(add.code).toBe(1);
@@ -69,7 +97,10 @@ describe('the password grant', () => {
 describe('the keycloak preset', () => {
   it('asks for an offline token, keeps it alive, and revokes it on logout', async () => {
     await daemon();
-    const add = await d.cli(['add', 'kc', '--preset', 'keycloak', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--json'], 'conf-secret\n');
+    const add = await d.cli(
+      ['add', 'kc', '--preset', 'keycloak', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--json'],
+      'conf-secret\n',
+    );
     expect(add.code, add.stderr).toBe(0);
     const cfg = JSON.parse(fs.readFileSync(path.join(home, 'config', 'config.json'), 'utf8')).accounts.kc;
     expect(cfg).toMatchObject({ scopes: ['openid', 'offline_access'], refresh_idle_days: 30 });

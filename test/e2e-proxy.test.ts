@@ -104,8 +104,18 @@ describe('API proxy', () => {
       // the failure message.
       const failed = r.status !== 200 || r.error !== undefined;
       if (failed) await sleep(500); // the daemon's last lines (its socket's close) are still in the pipe
-      const daemon = failed ? d.logs.slice(logFrom).split('\n').filter((l) => /TRACE-UPLOAD|"level":"(warn|error)"/.test(l)) : [];
-      expect({ ...r, apiErrors: api.errors.slice(apiErrors), daemon }).toEqual({ status: 200, text: JSON.stringify({ bytes: size }), apiErrors: [], daemon: [] });
+      const daemon = failed
+        ? d.logs
+            .slice(logFrom)
+            .split('\n')
+            .filter((l) => /TRACE-UPLOAD|"level":"(warn|error)"/.test(l))
+        : [];
+      expect({ ...r, apiErrors: api.errors.slice(apiErrors), daemon }).toEqual({
+        status: 200,
+        text: JSON.stringify({ bytes: size }),
+        apiErrors: [],
+        daemon: [],
+      });
     });
     // Held whole, either body would add 256 MiB. Short of that the bound measures V8, not the
     // proxy: freed chunks are off its heap and are collected only once about 64 MiB of them
@@ -158,7 +168,12 @@ describe('API proxy', () => {
     // A client that pipelined its next request before it read that answer, in one write with
     // the body's end: it would send it again on a new connection, so serving it could do it twice.
     const seen = api.seen.length;
-    sock.end(Buffer.concat([Buffer.alloc(size, 0x62), Buffer.from('POST /v1/proxy/w/echo/piped HTTP/1.1\r\nHost: tokend\r\nContent-Length: 2\r\n\r\n{}')]));
+    sock.end(
+      Buffer.concat([
+        Buffer.alloc(size, 0x62),
+        Buffer.from('POST /v1/proxy/w/echo/piped HTTP/1.1\r\nHost: tokend\r\nContent-Length: 2\r\n\r\n{}'),
+      ]),
+    );
     await once(sock, 'close');
     await sleep(300);
     expect(api.seen.slice(seen).map((r) => `${r.method} ${r.url}`)).toEqual([]);
@@ -263,7 +278,9 @@ describe('API proxy single flight', () => {
     expect((await d2.request('POST', '/v1/credential/reject', { account: 'w' })).status).toBe(200);
     idp2.resetStats();
     const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
-    const results = await Promise.all(Array.from({ length: 1000 }, () => socketRequest(d2.socket, 'GET', '/v1/proxy/w/echo', undefined, {}, agent)));
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, () => socketRequest(d2.socket, 'GET', '/v1/proxy/w/echo', undefined, {}, agent)),
+    );
     agent.destroy();
     expect(results.filter((r) => r.status !== 200).map((r) => r.text.slice(0, 200))).toEqual([]);
     expect(idp2.stats.refreshes).toBe(1);

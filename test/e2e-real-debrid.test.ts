@@ -28,7 +28,12 @@ async function deviceLoginAsAnApp(): Promise<{ client_id: string; client_secret:
   const code = await get(`device/code?client_id=${RD_OPEN_SOURCE_CLIENT}&new_credentials=yes`);
   rd.approve(code.user_code);
   const client = await get(`device/credentials?client_id=${RD_OPEN_SOURCE_CLIENT}&code=${code.device_code}`);
-  const form = new URLSearchParams({ client_id: client.client_id, client_secret: client.client_secret, code: code.device_code, grant_type: RD_DEVICE_GRANT });
+  const form = new URLSearchParams({
+    client_id: client.client_id,
+    client_secret: client.client_secret,
+    code: code.device_code,
+    grant_type: RD_DEVICE_GRANT,
+  });
   const tokens = await (await fetch(`${rd.url}/oauth/v2/token`, { method: 'POST', body: form })).json();
   return { client_id: client.client_id, client_secret: client.client_secret, refresh_token: tokens.refresh_token };
 }
@@ -182,7 +187,10 @@ describe('Real-Debrid', () => {
     expect((await t.d.cli(['token', 'rd'])).stdout.trim()).toBe(served);
 
     // An access token alone is proven with GET /rest/1.0/user, which spends nothing.
-    const stale = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify({ access_token: 'rdat-nobody-issued', expires_at: Date.now() + 3_600_000 }));
+    const stale = await t.d.cli(
+      ['import', 'rd', '--tokens-stdin'],
+      JSON.stringify({ access_token: 'rdat-nobody-issued', expires_at: Date.now() + 3_600_000 }),
+    );
     expect(stale.code).toBe(1);
     expect(stale.stderr).toContain('refused the tokens imported for "rd" (invalid_token');
     expect(rd.stats.authorizations.at(-1)).toBe('Bearer rdat-nobody-issued');
@@ -203,7 +211,10 @@ describe('Real-Debrid', () => {
   it("logs in with an app's own registered client id and secret through the device flow without new_credentials", async () => {
     const app = rd.registerApp();
     await start({ settings: {} });
-    const add = await t.d.cli(['add', 'rd', '--preset', 'real-debrid', '--base-url', rd.url, '--client-id', app.client_id, '--client-secret-stdin'], app.client_secret);
+    const add = await t.d.cli(
+      ['add', 'rd', '--preset', 'real-debrid', '--base-url', rd.url, '--client-id', app.client_id, '--client-secret-stdin'],
+      app.client_secret,
+    );
     expect(add.code, add.stderr).toBe(0);
     await loggedIn();
     // The mobile apps' workflow: no per-user credentials minted, the token endpoint polled with the app's client.

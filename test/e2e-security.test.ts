@@ -9,7 +9,10 @@ function mode(p: string): string {
 }
 
 function allFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  return fs
+    .readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.join(e.parentPath, e.name));
 }
 
 describe('security', () => {
@@ -89,11 +92,25 @@ describe('bad input', () => {
     ['an unknown account', 'POST', '/v1/token', { account: 'nobody' }, 404, 'not_found'],
     ['an unknown account by path', 'GET', '/v1/accounts/nobody', undefined, 404, 'not_found'],
     ['a name with ..', 'PUT', '/v1/accounts/..%2Fx', { client_id: 'a', issuer: 'https://x.example' }, 400, 'invalid_request'],
-    ['a name of 300 chars', 'PUT', `/v1/accounts/${'a'.repeat(300)}`, { client_id: 'a', issuer: 'https://x.example' }, 400, 'invalid_request'],
+    [
+      'a name of 300 chars',
+      'PUT',
+      `/v1/accounts/${'a'.repeat(300)}`,
+      { client_id: 'a', issuer: 'https://x.example' },
+      400,
+      'invalid_request',
+    ],
     ['an empty name', 'PUT', '/v1/accounts/', { client_id: 'a' }, 404, 'not_found'],
     ['an invalid name in a token request', 'POST', '/v1/token', { account: '../x' }, 400, 'invalid_request'],
     ['an account without endpoints', 'PUT', '/v1/accounts/x', { client_id: 'a' }, 400, 'invalid_request'],
-    ['plain http to a remote issuer', 'PUT', '/v1/accounts/x', { client_id: 'a', issuer: 'http://idp.example.com' }, 400, 'invalid_request'],
+    [
+      'plain http to a remote issuer',
+      'PUT',
+      '/v1/accounts/x',
+      { client_id: 'a', issuer: 'http://idp.example.com' },
+      400,
+      'invalid_request',
+    ],
     ['an unknown route', 'GET', '/v1/nope', undefined, 404, 'not_found'],
   ];
   for (const [what, method, url, body, status, code] of cases) {

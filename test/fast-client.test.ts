@@ -22,7 +22,8 @@ function gitInput(size: number): Buffer {
 
 describe.skipIf(!fs.existsSync(FAST))('build/tokend-fast with a real daemon', () => {
   const suite = daemonForSuite();
-  const fast = (stdin: Buffer) => runProcess(FAST, [suite.daemon.socket, '/v1/helpers/git/get'], { env: suite.env, stdin, timeoutMs: PROMPT_MS });
+  const fast = (stdin: Buffer) =>
+    runProcess(FAST, [suite.daemon.socket, '/v1/helpers/git/get'], { env: suite.env, stdin, timeoutMs: PROMPT_MS });
 
   // The C client stops reading stdin past its own limit (1 MiB); what it declares in
   // Content-Length must be exactly what it sends, or the daemon waits for bytes that never come.

@@ -26,7 +26,10 @@ describe('a fleet of three daemons on one grant', () => {
     const before = await ctx.fleet.tokensAgree();
     await sleep(3_200); // expired on every daemon; no timer refreshed it
     ctx.idp.resetStats();
-    const results = await burst(ctx.fleet.daemons.map((d) => d.socket), 1000);
+    const results = await burst(
+      ctx.fleet.daemons.map((d) => d.socket),
+      1000,
+    );
     expect(results.filter((r) => r.status !== 200).map((r) => r.text)).toEqual([]);
     const tokens = new Set(results.map((r) => r.json.access_token));
     expect(tokens.size).toBe(1);
@@ -64,7 +67,7 @@ describe('a fleet of three daemons on one grant', () => {
     expect((await ctx.idp.introspect(fresh)).active).toBe(true);
   });
 
-  it('a daemon restarted reads the fleet\'s tokens ahead from the database and serves them from memory', async () => {
+  it("a daemon restarted reads the fleet's tokens ahead from the database and serves them from memory", async () => {
     // A token that outlives a restart on a loaded machine (this fleet's usual 3 s ones may not):
     // the point is where the restarted daemon gets it, not how long it lives.
     ctx.idp.setAccessTokenTtl(120);
@@ -85,7 +88,7 @@ describe('a fleet of three daemons on one grant', () => {
     }
   });
 
-  it('installs a login finished on one daemon for the whole fleet; the login itself is that daemon\'s', async () => {
+  it("installs a login finished on one daemon for the whole fleet; the login itself is that daemon's", async () => {
     const [d0, d1] = ctx.fleet.daemons;
     const started = await d0!.request('POST', '/v1/accounts/work/login', { flow: 'device' });
     expect(started.status, started.text).toBe(202);
@@ -99,7 +102,7 @@ describe('a fleet of three daemons on one grant', () => {
     expect((await d1!.request('GET', `/v1/logins/${started.json.id}`)).status).toBe(404);
   });
 
-  it('refuses an import the provider refuses and leaves the fleet\'s grant to the fleet; an account without one keeps none', async () => {
+  it("refuses an import the provider refuses and leaves the fleet's grant to the fleet; an account without one keeps none", async () => {
     const [d0] = ctx.fleet.daemons;
     // The grant's generation moves with the daemons' own timers (3 s tokens): its status and mark say enough.
     const row = () => pg.sql("SELECT status, in_flight_for IS NULL, last_error IS NULL FROM tokend.grants WHERE account = 'work'");
@@ -132,7 +135,7 @@ describe('a fleet of three daemons on one grant', () => {
     }
   });
 
-  it('refuses to start a daemon whose key is not the fleet\'s, or that has none, and says so', async () => {
+  it("refuses to start a daemon whose key is not the fleet's, or that has none, and says so", async () => {
     const h = tempHome();
     try {
       const keyFile = path.join(h.home, 'other.key');
@@ -165,7 +168,7 @@ describe('a fleet of three daemons on one grant', () => {
     }
   });
 
-  it('passes the doctor\'s database, schema and key checks on a daemon of the fleet; `tokend key` names its key file', async () => {
+  it("passes the doctor's database, schema and key checks on a daemon of the fleet; `tokend key` names its key file", async () => {
     const doctor = await runCli(['doctor', '--json'], { env: ctx.fleet.env(0) });
     const checks = JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; message: string }>;
     expect(checks.filter((c) => c.id.startsWith('database')).map((c) => [c.id, c.status])).toEqual([
@@ -183,7 +186,7 @@ describe('a fleet of three daemons on one grant', () => {
     expect(move.stderr).toMatch(/fleet database: its key is the fleet's key file/);
   });
 
-  it('leaves the fleet\'s grant alone on a daemon whose config names another client (rule 8)', async () => {
+  it("leaves the fleet's grant alone on a daemon whose config names another client (rule 8)", async () => {
     const h = tempHome();
     const env = { ...ctx.fleet.env(0), TOKEND_HOME: h.home };
     const odd = new DaemonProcess(h.home, env);
@@ -201,7 +204,9 @@ describe('a fleet of three daemons on one grant', () => {
       const tok = await odd.request('POST', '/v1/token', { account: 'work' });
       expect(tok.status).toBe(409);
       expect(tok.json.error.code).toBe('conflict');
-      expect(tok.json.error.message).toMatch(/the fleet's grant of account "work" was issued by issuer .*, client conf, but this daemon's config names issuer .*, client conf-post/);
+      expect(tok.json.error.message).toMatch(
+        /the fleet's grant of account "work" was issued by issuer .*, client conf, but this daemon's config names issuer .*, client conf-post/,
+      );
       const login = await odd.request('POST', '/v1/accounts/work/login', { flow: 'device' });
       expect(login.status).toBe(409);
       const imp = await odd.cli(['import', 'work', '--refresh-token-stdin'], 'rt-from-elsewhere');

@@ -50,7 +50,9 @@ describe('the daemon holding the lock is killed mid-refresh', () => {
     const [d0, d1] = ctx.fleet.daemons as [DaemonProcess, DaemonProcess];
     await refreshHeldAtIdp(d0, ctx.idp, 2_000);
     // d0 marked the grant in flight, durably, before its request left.
-    expect(await db.sql("SELECT in_flight_since IS NOT NULL AND in_flight_by IS NOT NULL FROM tokend.grants WHERE account = 'work'")).toBe('t\n');
+    expect(await db.sql("SELECT in_flight_since IS NOT NULL AND in_flight_by IS NOT NULL FROM tokend.grants WHERE account = 'work'")).toBe(
+      't\n',
+    );
     await d0.stop('SIGKILL');
 
     const { last } = await refreshRetrying(d1);
@@ -101,7 +103,13 @@ describe('the daemon holding the lock is killed mid-refresh', () => {
 });
 
 describe('PostgreSQL stopped under load', () => {
-  const ctx = useFleet({ db: () => db, n: 3, idp: { accessTokenTtl: 30 }, settings: { backoff_initial_ms: 200, backoff_max_ms: 1_000 }, database: 'outage' });
+  const ctx = useFleet({
+    db: () => db,
+    n: 3,
+    idp: { accessTokenTtl: 30 },
+    settings: { backoff_initial_ms: 200, backoff_max_ms: 1_000 },
+    database: 'outage',
+  });
 
   it('serves cached tokens through the outage, commits a rotation it held, refreshes again after, and loses nothing', async () => {
     const [d0, d1, d2] = ctx.fleet.daemons as [DaemonProcess, DaemonProcess, DaemonProcess];
@@ -110,7 +118,9 @@ describe('PostgreSQL stopped under load', () => {
     let loading = true;
     const load = (async () => {
       while (loading) {
-        const rs = await Promise.all(ctx.fleet.daemons.map((d) => d.request('POST', '/v1/token', { account: 'work' }).catch(() => ({ status: 0 }))));
+        const rs = await Promise.all(
+          ctx.fleet.daemons.map((d) => d.request('POST', '/v1/token', { account: 'work' }).catch(() => ({ status: 0 }))),
+        );
         statuses.push(...rs.map((r) => r.status));
         await sleep(25);
       }
@@ -144,8 +154,13 @@ describe('PostgreSQL stopped under load', () => {
       lateHome.cleanup();
     }
     const doctor = await d1.cli(['doctor', '--json']);
-    const check = (JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; fix?: string }>).find((c) => c.id === 'database');
-    expect(check).toMatchObject({ status: 'fail', fix: expect.stringMatching(/^pg_isready -d 'postgresql:\/\/fleet@127\.0\.0\.1:\d+\/outage'$/) });
+    const check = (JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; fix?: string }>).find(
+      (c) => c.id === 'database',
+    );
+    expect(check).toMatchObject({
+      status: 'fail',
+      fix: expect.stringMatching(/^pg_isready -d 'postgresql:\/\/fleet@127\.0\.0\.1:\d+\/outage'$/),
+    });
 
     await sleep(Math.max(0, 8_000 - (Date.now() - stopped)));
     await db.start();

@@ -5,7 +5,14 @@ import { identityKey } from '../src/daemon/grant-identity.js';
 import { StoreError } from '../src/daemon/store/errors.js';
 import { ACCOUNT, brokerParts } from './support/broker-parts.js';
 
-const rotation = (t: number) => ({ refresh_token: 'rt-held', access_token: 'at-held', token_type: 'Bearer', expires_at: t + 3_600_000, obtained_at: t, scope: null });
+const rotation = (t: number) => ({
+  refresh_token: 'rt-held',
+  access_token: 'at-held',
+  token_type: 'Bearer',
+  expires_at: t + 3_600_000,
+  obtained_at: t,
+  scope: null,
+});
 
 describe('FleetSync', () => {
   it('holds a rotation the database could not take, and commits it when the lock is next taken', async () => {
@@ -55,7 +62,14 @@ describe('FleetSync', () => {
   it('a grant another daemon found refused stops being served here', async () => {
     const { fleet, m, store, grant, clock, events } = brokerParts({ fleet: true });
     m.remember('w', await grant('rt-0'));
-    m.cache.set('w', { account: 'w', access_token: 'old', token_type: 'Bearer', expires_at: clock.t + 60_000, obtained_at: clock.t, scope: null });
+    m.cache.set('w', {
+      account: 'w',
+      access_token: 'old',
+      token_type: 'Bearer',
+      expires_at: clock.t + 60_000,
+      obtained_at: clock.t,
+      scope: null,
+    });
     await store.setStatus('w', 'reauth_required', 'refused');
     fleet.adoptStored({ ...store.grants.get('w')!, generation: 2 }, ACCOUNT);
     expect(m.cache.size).toBe(0);

@@ -45,7 +45,14 @@ const SECRET = 'tok-SECRET-7f3a9c';
 const anyBytes = fc.oneof(
   fc.uint8Array({ maxLength: 4096 }).map((a) => Buffer.from(a)),
   fc.string({ unit: 'binary', maxLength: 2048 }).map((s) => Buffer.from(s, 'utf8')),
-  fc.array(fc.tuple(fc.constantFrom('protocol', 'host', 'path', 'username', 'password', 'url', 'capability[]', 'wwwauth[]', '', '='), fc.string({ maxLength: 80 })), { maxLength: 12 })
+  fc
+    .array(
+      fc.tuple(
+        fc.constantFrom('protocol', 'host', 'path', 'username', 'password', 'url', 'capability[]', 'wwwauth[]', '', '='),
+        fc.string({ maxLength: 80 }),
+      ),
+      { maxLength: 12 },
+    )
     .map((kv) => Buffer.from(kv.map(([k, v]) => `${k}=${v}`).join('\n') + '\n\n')),
 );
 
@@ -56,7 +63,8 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
         fc.property(fc.constantFrom('get', 'store', 'erase', 'capability', 'x'), anyBytes, (action, input) => {
           const r = parseGitCredentialInput(action, input);
           if (r.ok) {
-            for (const v of [r.request.protocol, r.request.host, r.request.path ?? '', r.request.username ?? '']) expect(v).not.toMatch(/[\n\0]/);
+            for (const v of [r.request.protocol, r.request.host, r.request.path ?? '', r.request.username ?? ''])
+              expect(v).not.toMatch(/[\n\0]/);
           } else expect(typeof r.error.code).toBe('string');
         }),
         budget(),
@@ -68,7 +76,12 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       fc.assert(
         fc.property(value, value, fc.option(fc.integer({ min: 0, max: 2 ** 40 }), { nil: undefined }), (username, password, expiry) => {
           const out = formatGitCredential({ username, password, password_expiry_utc: expiry }).toString('utf8');
-          const lines = Object.fromEntries(out.slice(0, -1).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+          const lines = Object.fromEntries(
+            out
+              .slice(0, -1)
+              .split('\n')
+              .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+          );
           expect(lines).toEqual({ username, password, ...(expiry !== undefined ? { password_expiry_utc: String(expiry) } : {}) });
           expect(out).not.toContain('url=');
         }),
@@ -104,13 +117,18 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
         listDockerServers: () => ({ 'git.example.test': 'oauth2' }),
       };
       await fc.assert(
-        fc.asyncProperty(fc.constantFrom('git', 'docker', 'kubectl', 'bazel'), fc.constantFrom('get', 'store', 'erase', 'list', 'zzz'), anyBytes, async (tool, action, stdin) => {
-          const r = await handleHelper(tool as 'git', action, { stdin, env: {} }, deps);
-          expect(Number.isInteger(r.exitCode)).toBe(true);
-          expect(r.stderr ?? '').not.toContain(SECRET);
-          const text = stdin.toString('latin1');
-          if (r.stdout.includes(SECRET)) expect(text).toMatch(/git\.example\.test/);
-        }),
+        fc.asyncProperty(
+          fc.constantFrom('git', 'docker', 'kubectl', 'bazel'),
+          fc.constantFrom('get', 'store', 'erase', 'list', 'zzz'),
+          anyBytes,
+          async (tool, action, stdin) => {
+            const r = await handleHelper(tool as 'git', action, { stdin, env: {} }, deps);
+            expect(Number.isInteger(r.exitCode)).toBe(true);
+            expect(r.stderr ?? '').not.toContain(SECRET);
+            const text = stdin.toString('latin1');
+            if (r.stdout.includes(SECRET)) expect(text).toMatch(/git\.example\.test/);
+          },
+        ),
         budget(4000, 300),
       );
     });
@@ -121,7 +139,13 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       const text = fc.oneof(
         fc.string({ maxLength: 500 }),
         fc.json({ maxDepth: 4 }),
-        fc.record({ version: fc.constantFrom(1, 2, '1'), settings: fc.dictionary(fc.string(), fc.jsonValue()), accounts: fc.dictionary(fc.string(), fc.jsonValue()) }).map((o) => JSON.stringify(o)),
+        fc
+          .record({
+            version: fc.constantFrom(1, 2, '1'),
+            settings: fc.dictionary(fc.string(), fc.jsonValue()),
+            accounts: fc.dictionary(fc.string(), fc.jsonValue()),
+          })
+          .map((o) => JSON.stringify(o)),
       );
       fc.assert(
         fc.property(text, (t) => {
@@ -137,12 +161,20 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
     const A = { driver: 'oauth2', issuer: 'https://idp.example', client_id: 'c', scopes: ['openid'] };
     it('are checked as zod checks them one by one, whether written alike or not (shared, frozen configs)', () => {
       const account = fc.oneof(
-        fc.constantFrom(A, { ...A }, { ...A, hosts: ['git.example'] }, { ...A, scopes: ['openid', 'x'] }, Object.assign({ scopes: ['openid'] }, A)),
+        fc.constantFrom(
+          A,
+          { ...A },
+          { ...A, hosts: ['git.example'] },
+          { ...A, scopes: ['openid', 'x'] },
+          Object.assign({ scopes: ['openid'] }, A),
+        ),
         fc.record({ driver: fc.constantFrom('oauth2', 'nope'), issuer: fc.constantFrom('https://i.example', 'ftp://x', 5) }),
         fc.jsonValue({ maxDepth: 2 }),
       );
       // "__proto__" apart: zod's record skips it silently; it is refused by name (below).
-      const name = fc.oneof(fc.constantFrom('a', 'b', 'c', 'work', 'bad name', 'constructor', 'toString'), fc.string({ maxLength: 8 })).filter((n) => n !== '__proto__');
+      const name = fc
+        .oneof(fc.constantFrom('a', 'b', 'c', 'work', 'bad name', 'constructor', 'toString'), fc.string({ maxLength: 8 }))
+        .filter((n) => n !== '__proto__');
       fc.assert(
         fc.property(fc.dictionary(name, account, { maxKeys: 12 }), (accounts) => {
           const text = JSON.stringify({ accounts });
@@ -159,14 +191,36 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       expect(two.config.accounts.a).toBe(two.config.accounts.b);
       expect(two.config.accounts.c).not.toBe(two.config.accounts.a);
       expect(Object.isFrozen(two.config.accounts.a) && Object.isFrozen(two.config.accounts.a!.scopes)).toBe(true);
-      expect(parseConfigFile('{"accounts":{"__proto__":{}}}')).toEqual({ ok: false, error: expect.stringMatching(/^is invalid: accounts\.__proto__: account names are/) });
+      expect(parseConfigFile('{"accounts":{"__proto__":{}}}')).toEqual({
+        ok: false,
+        error: expect.stringMatching(/^is invalid: accounts\.__proto__: account names are/),
+      });
     });
   });
 
   describe('the proxy path', () => {
     const base = 'https://api.example.test/rest/1.0';
     const segment = fc.oneof(
-      fc.constantFrom('..', '.', '%2e%2e', '%2E%2e', '%2e', '', '%2f', '%2F', '%5c', '%0d%0a', '%00', 'http:', 'evil.example', '@evil', 'a%2fb', '\\', '%', '%zz'),
+      fc.constantFrom(
+        '..',
+        '.',
+        '%2e%2e',
+        '%2E%2e',
+        '%2e',
+        '',
+        '%2f',
+        '%2F',
+        '%5c',
+        '%0d%0a',
+        '%00',
+        'http:',
+        'evil.example',
+        '@evil',
+        'a%2fb',
+        '\\',
+        '%',
+        '%zz',
+      ),
       fc.string({ maxLength: 12 }),
       fc.stringMatching(/^[A-Za-z0-9._~-]{1,10}$/),
     );
@@ -240,11 +294,27 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       const events = new EventBus();
       const getDriver = (n: string) => (n === 'oauth2' ? driver : undefined);
       const broker = new Broker({ store, config, getDriver, events, log: quiet });
-      await config.putAccount('desk', AccountConfig.parse({ client_id: 'c', token_endpoint: 'https://as.example/token', redirect_uri: 'com.example.app:/cb' }));
+      await config.putAccount(
+        'desk',
+        AccountConfig.parse({ client_id: 'c', token_endpoint: 'https://as.example/token', redirect_uri: 'com.example.app:/cb' }),
+      );
       store.putSecret('desk', 'client_secret', SECRET);
       logins = new LoginManager({ store, config, broker, events, log: quiet, getDriver });
       const audit = new AuditLog(store, quiet);
-      app = createApp({ config, store, broker, getDriver, events, audit, log: quiet, version: 't', startedAt: Date.now(), shutdown: new AbortController().signal, logins, extend: [mountLogins({ logins, audit })] });
+      app = createApp({
+        config,
+        store,
+        broker,
+        getDriver,
+        events,
+        audit,
+        log: quiet,
+        version: 't',
+        startedAt: Date.now(),
+        shutdown: new AbortController().signal,
+        logins,
+        extend: [mountLogins({ logins, audit })],
+      });
       loginId = (await logins.start('desk', 'browser')).id;
     });
     afterAll(() => {
@@ -262,7 +332,12 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       ['GET', '/v1/logins?status=x'],
       ['POST', '/v1/accounts/..%2Fx/refresh'],
     ];
-    const body = fc.oneof(fc.json({ maxDepth: 3 }), fc.string({ maxLength: 300 }), fc.constant(''), fc.constant('{"client_id":"c","token_endpoint":"http://example.com/t"}'));
+    const body = fc.oneof(
+      fc.json({ maxDepth: 3 }),
+      fc.string({ maxLength: 300 }),
+      fc.constant(''),
+      fc.constant('{"client_id":"c","token_endpoint":"http://example.com/t"}'),
+    );
 
     it('any body to any route: a 2xx or a 4xx in the error shape, never a 500, never the stored secret', async () => {
       await fc.assert(
@@ -285,7 +360,9 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       const url = fc.oneof(
         fc.webUrl({ withQueryParameters: true }),
         fc.string({ maxLength: 200 }),
-        fc.record({ state: fc.string({ maxLength: 50 }), code: fc.string({ maxLength: 20 }) }).map((q) => `com.example.app:/cb?${new URLSearchParams(q)}`),
+        fc
+          .record({ state: fc.string({ maxLength: 50 }), code: fc.string({ maxLength: 20 }) })
+          .map((q) => `com.example.app:/cb?${new URLSearchParams(q)}`),
       );
       await fc.assert(
         fc.asyncProperty(url, async (u) => {

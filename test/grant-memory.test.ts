@@ -5,7 +5,14 @@ import { TokendError } from '../src/daemon/errors.js';
 import { storedTimes, withoutMark } from '../src/daemon/broker/grant-memory.js';
 import { brokerParts } from './support/broker-parts.js';
 
-const token = (account: string, access_token: string) => ({ account, access_token, token_type: 'Bearer', expires_at: null, obtained_at: 0, scope: null });
+const token = (account: string, access_token: string) => ({
+  account,
+  access_token,
+  token_type: 'Bearer',
+  expires_at: null,
+  obtained_at: 0,
+  scope: null,
+});
 
 describe('GrantMemory', () => {
   it('forgets an account whole, its narrowed tokens too, and no other account', async () => {
@@ -33,7 +40,8 @@ describe('GrantMemory', () => {
 
   it('aborts a provider call that does not answer within http_timeout_ms, and every call at shutdown', async () => {
     const { m } = brokerParts({ settings: { http_timeout_ms: 100 } });
-    const hanging = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+    const hanging = (signal: AbortSignal) =>
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
     await expect(m.withTimeout(hanging)).rejects.toThrow('no answer within 100 ms');
     const { m: m2 } = brokerParts({ settings: { http_timeout_ms: 60_000 } });
     const p = m2.withTimeout(hanging);
@@ -75,7 +83,11 @@ describe('GrantMemory', () => {
   it('stored times fall back to the last update; withoutMark drops the mark and its holder', () => {
     const g = { expires_at: 5, obtained_at: null, updated_at: 3 } as never;
     expect(storedTimes(g)).toEqual({ expires_at: 5, obtained_at: 3 });
-    expect(withoutMark({ in_flight_since: 1, in_flight_for: 'import' as const, in_flight_by: 'host' })).toEqual({ in_flight_since: null, in_flight_for: null, in_flight_by: null });
+    expect(withoutMark({ in_flight_since: 1, in_flight_for: 'import' as const, in_flight_by: 'host' })).toEqual({
+      in_flight_since: null,
+      in_flight_for: null,
+      in_flight_by: null,
+    });
     expect(withoutMark({ in_flight_since: 1, in_flight_for: null })).toEqual({ in_flight_since: null, in_flight_for: null });
   });
 });

@@ -11,11 +11,7 @@ import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  formatGitCredential,
-  GitFormatError,
-  parseGitCredentialInput,
-} from '../src/protocol/helpers/git.js';
+import { formatGitCredential, GitFormatError, parseGitCredentialInput } from '../src/protocol/helpers/git.js';
 import {
   DOCKER_ERR_NO_SERVER_URL,
   DOCKER_ERR_NO_USERNAME,
@@ -40,10 +36,12 @@ interface FakeDeps extends HelperDeps {
 }
 
 /** Deps over a small account table; `tokenFor` decides what getToken does per account. */
-function fakeDeps(opts: {
-  accounts?: Array<{ name: string; hosts: string[]; username?: string }>;
-  tokenFor?: (account: string) => HelperToken | Error | { code: string; message: string };
-} = {}): FakeDeps {
+function fakeDeps(
+  opts: {
+    accounts?: Array<{ name: string; hosts: string[]; username?: string }>;
+    tokenFor?: (account: string) => HelperToken | Error | { code: string; message: string };
+  } = {},
+): FakeDeps {
   const accounts = opts.accounts ?? [
     { name: 'gh', hosts: ['github.com'] },
     { name: 'lab', hosts: ['gitlab.example.com'], username: 'oauth2-lab' },
@@ -115,9 +113,19 @@ describe('git wire format', () => {
     );
     expect(r).toEqual({
       ok: true,
-      request: { action: 'erase', protocol: 'https', host: 'github.com', capabilities: ['authtype', 'state'], authtype: 'Bearer', credential: TOKEN },
+      request: {
+        action: 'erase',
+        protocol: 'https',
+        host: 'github.com',
+        capabilities: ['authtype', 'state'],
+        authtype: 'Bearer',
+        credential: TOKEN,
+      },
     });
-    const cleared = parseGitCredentialInput('get', 'capability[]=authtype\ncapability[]=\ncapability[]=state\nprotocol=https\nhost=a.test\n');
+    const cleared = parseGitCredentialInput(
+      'get',
+      'capability[]=authtype\ncapability[]=\ncapability[]=state\nprotocol=https\nhost=a.test\n',
+    );
     expect(cleared.ok && cleared.request.capabilities).toEqual(['state']);
   });
 
@@ -130,7 +138,15 @@ describe('git wire format', () => {
     const r = parseGitCredentialInput('get', 'host=ignored.test\nurl=https://al%40ice:pw@Example.com:8443/org/repo.git/\n');
     expect(r).toEqual({
       ok: true,
-      request: { action: 'get', protocol: 'https', host: 'Example.com', port: 8443, path: 'org/repo.git', username: 'al@ice', password: 'pw' },
+      request: {
+        action: 'get',
+        protocol: 'https',
+        host: 'Example.com',
+        port: 8443,
+        path: 'org/repo.git',
+        username: 'al@ice',
+        password: 'pw',
+      },
     });
   });
 
@@ -176,7 +192,9 @@ describe('git wire format', () => {
 
   it('formats a Bearer answer with capability[]=authtype first, then authtype, credential, ephemeral and the expiry', () => {
     const out = formatGitCredential({ authtype: 'Bearer', credential: TOKEN, ephemeral: true, password_expiry_utc: EXPIRES_S });
-    expect(out.toString()).toBe(`capability[]=authtype\nauthtype=Bearer\ncredential=${TOKEN}\nephemeral=1\npassword_expiry_utc=${EXPIRES_S}\n`);
+    expect(out.toString()).toBe(
+      `capability[]=authtype\nauthtype=Bearer\ncredential=${TOKEN}\nephemeral=1\npassword_expiry_utc=${EXPIRES_S}\n`,
+    );
     expect(() => formatGitCredential({ authtype: 'Bearer', credential: `${TOKEN}\nurl=https://evil.test` })).toThrow(/credential contains/);
     expect(() => formatGitCredential({ authtype: 'Bearer x', credential: TOKEN })).toThrow(/one word/);
     expect(() => formatGitCredential({ authtype: 'Bearer', credential: '' })).toThrow(GitFormatError);
@@ -299,7 +317,9 @@ describe('git helper', () => {
   });
 
   it('get: a token that cannot be written safely is not printed, nor shown', async () => {
-    const deps = fakeDeps({ tokenFor: () => ({ access_token: `${TOKEN}\nurl=https://evil.test`, token_type: 'Bearer', expires_at: null }) });
+    const deps = fakeDeps({
+      tokenFor: () => ({ access_token: `${TOKEN}\nurl=https://evil.test`, token_type: 'Bearer', expires_at: null }),
+    });
     const r = await run('git', 'get', 'protocol=https\nhost=github.com\n', deps);
     expect(r).toMatchObject({ exitCode: 0, out: '' });
     expect(r.stderr).toMatch(/^tokend: /);
@@ -529,10 +549,18 @@ describe('kubectl wire format and helper', () => {
   it.each<[string, Record<string, string>, RegExp]>([
     ['bad JSON', { KUBERNETES_EXEC_INFO: '{nope' }, /not JSON/],
     ['binary bytes', { KUBERNETES_EXEC_INFO: '\u0000\u0001\u00ff' }, /not JSON/],
-    ['a removed apiVersion', { KUBERNETES_EXEC_INFO: info('client.authentication.k8s.io/v1alpha1') }, /unsupported ExecCredential apiVersion/],
+    [
+      'a removed apiVersion',
+      { KUBERNETES_EXEC_INFO: info('client.authentication.k8s.io/v1alpha1') },
+      /unsupported ExecCredential apiVersion/,
+    ],
     ['a JSON string', { KUBERNETES_EXEC_INFO: '"x"' }, /not an ExecCredential/],
     ['no cluster info and no account', { KUBERNETES_EXEC_INFO: info('client.authentication.k8s.io/v1') }, /provideClusterInfo/],
-    ['a server no account serves', { KUBERNETES_EXEC_INFO: info('client.authentication.k8s.io/v1', 'https://10.0.0.1:6443') }, /no tokend account serves https:\/\/10\.0\.0\.1:6443/],
+    [
+      'a server no account serves',
+      { KUBERNETES_EXEC_INFO: info('client.authentication.k8s.io/v1', 'https://10.0.0.1:6443') },
+      /no tokend account serves https:\/\/10\.0\.0\.1:6443/,
+    ],
   ])('%s: exit 1, one line on stderr, nothing on stdout', async (_why, env, message) => {
     const r = await run('kubectl', 'get', '', fakeDeps(), env);
     expect(r).toMatchObject({ exitCode: 1, out: '' });
@@ -698,7 +726,10 @@ describe.each([
     await symlink(gitShim(), path.join(dir, 'git-credential-tokend'));
     // A socket file nobody listens on: what a killed daemon leaves behind.
     staleSock = path.join(dir, 'stale.sock');
-    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(staleSock)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    spawnSync(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(staleSock)}, () => process.kill(process.pid, 'SIGKILL'))`,
+    ]);
   });
 
   afterAll(async () => {
@@ -759,7 +790,11 @@ describe.each([
   });
 
   it('real git uses the shim as its credential helper', async () => {
-    const r = await sh('git', ['-c', 'credential.helper=', '-c', `credential.helper=${gitShim()}`, 'credential', 'fill'], 'protocol=https\nhost=github.com\n\n');
+    const r = await sh(
+      'git',
+      ['-c', 'credential.helper=', '-c', `credential.helper=${gitShim()}`, 'credential', 'fill'],
+      'protocol=https\nhost=github.com\n\n',
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`protocol=https\nhost=github.com\nusername=oauth2\npassword=${TOKEN}\n`);
   });
@@ -787,24 +822,31 @@ describe.each([
     expect(r).toEqual({ code: 0, stdout: '', stderr: NO_DAEMON });
   });
 
-  it.runIf(native && !entry)('a build/tokend-fast that does not run as itself (exit 126, killed) falls back to node, which answers the tool its way', async () => {
-    const fast = path.join(dir, 'build', 'tokend-fast');
-    const real = `${fast}.real`;
-    await copyFile(fast, real);
-    const broken = (status: number) => `tokend: ${dir}/build/tokend-fast cannot run here (exit ${status}); answering through node. Rebuild it: node "${dir}/scripts/build-native.mjs"\n`;
-    try {
-      for (const [body, status] of [['exit 126', 126], ['kill -9 $$', 137]] as const) {
-        await writeFile(fast, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-        // (Before our line, the shell may say what happened to its child: dash prints "Killed".)
-        const git = await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n');
-        expect([git.code, git.stdout, git.stderr.endsWith(broken(status) + NO_DAEMON)], git.stderr).toEqual([0, '', true]);
-        const docker = await sh(dockerShim(), ['get'], 'registry.example.com');
-        expect([docker.code, docker.stdout, docker.stderr.endsWith(broken(status))], docker.stderr).toEqual([1, NO_DAEMON, true]);
+  it.runIf(native && !entry)(
+    'a build/tokend-fast that does not run as itself (exit 126, killed) falls back to node, which answers the tool its way',
+    async () => {
+      const fast = path.join(dir, 'build', 'tokend-fast');
+      const real = `${fast}.real`;
+      await copyFile(fast, real);
+      const broken = (status: number) =>
+        `tokend: ${dir}/build/tokend-fast cannot run here (exit ${status}); answering through node. Rebuild it: node "${dir}/scripts/build-native.mjs"\n`;
+      try {
+        for (const [body, status] of [
+          ['exit 126', 126],
+          ['kill -9 $$', 137],
+        ] as const) {
+          await writeFile(fast, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+          // (Before our line, the shell may say what happened to its child: dash prints "Killed".)
+          const git = await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n');
+          expect([git.code, git.stdout, git.stderr.endsWith(broken(status) + NO_DAEMON)], git.stderr).toEqual([0, '', true]);
+          const docker = await sh(dockerShim(), ['get'], 'registry.example.com');
+          expect([docker.code, docker.stdout, docker.stderr.endsWith(broken(status))], docker.stderr).toEqual([1, NO_DAEMON, true]);
+        }
+      } finally {
+        await copyFile(real, fast);
       }
-    } finally {
-      await copyFile(real, fast);
-    }
-    // The real one answers again, at once.
-    expect((await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n')).stdout).toContain(`password=${TOKEN}\n`);
-  });
+      // The real one answers again, at once.
+      expect((await sh(gitShim(), ['get'], 'protocol=https\nhost=github.com\n')).stdout).toContain(`password=${TOKEN}\n`);
+    },
+  );
 });

@@ -21,11 +21,14 @@ async function answerTo(handler: (req: http.IncomingMessage, res: http.ServerRes
   const { port } = server.address() as AddressInfo;
   return new Promise<{ status?: number; connection?: string }>((resolve, reject) => {
     const headers = withBody ? { 'transfer-encoding': 'chunked' } : {};
-    const req = http.request({ host: '127.0.0.1', port, method: withBody ? 'POST' : 'GET', path: '/x', headers, agent: new http.Agent({ keepAlive: true }) }, (res) => {
-      res.resume();
-      resolve({ status: res.statusCode, connection: res.headers.connection });
-      req.destroy();
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method: withBody ? 'POST' : 'GET', path: '/x', headers, agent: new http.Agent({ keepAlive: true }) },
+      (res) => {
+        res.resume();
+        resolve({ status: res.statusCode, connection: res.headers.connection });
+        req.destroy();
+      },
+    );
     req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
     if (withBody) req.write('first part, the rest never comes');
     else req.end();

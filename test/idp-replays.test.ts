@@ -12,7 +12,10 @@ const idp = useIdp();
 async function refresh(refreshToken: string): Promise<{ status: number; body: Record<string, string> }> {
   const r = await fetch(`${idp.issuer}/token`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('conf:conf-secret').toString('base64')}` },
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from('conf:conf-secret').toString('base64')}`,
+    },
     body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
   });
   return { status: r.status, body: (await r.json()) as Record<string, string> };
@@ -34,7 +37,11 @@ it('a spent refresh token presented twice: one replay of its grant, then not fou
 
   expect((await refresh(issued.refresh_token)).body.error).toBe('invalid_grant');
   expect(idp.stats.replays).toBe(1);
-  expect(idp.stats.refreshErrors.map((e) => e.detail)).toEqual(['refresh token already used', 'refresh token not found', 'refresh token not found']);
+  expect(idp.stats.refreshErrors.map((e) => e.detail)).toEqual([
+    'refresh token already used',
+    'refresh token not found',
+    'refresh token not found',
+  ]);
   expect(idp.replaysByGrant().get(grant!)).toHaveLength(1);
   idp.resetStats();
   expect(idp.replaysByGrant().size).toBe(0);

@@ -18,7 +18,9 @@ describe('import proof', () => {
     let seen: unknown;
     p.driver.onCall = () => (seen = { ...p.store.grants.get('w')! });
     const tokens = await proveImport(p.m, attempt(p, { refresh_token: 'rt-imported' }));
-    expect(p.driver.calls.map((c) => [c.kind, c.token, c.ctx.secret('client_id')])).toEqual([['refresh', 'rt-imported', 'imported-client']]);
+    expect(p.driver.calls.map((c) => [c.kind, c.token, c.ctx.secret('client_id')])).toEqual([
+      ['refresh', 'rt-imported', 'imported-client'],
+    ]);
     expect(seen).toMatchObject({ refresh_token: 'rt-own', in_flight_since: p.clock.t, in_flight_for: 'import' });
     expect(tokens).toMatchObject({ access_token: 'at-1', refresh_token: 'rt-1' });
     // Committing is the front's (one write with the grant): the stored grant still holds its own token.
@@ -35,7 +37,12 @@ describe('import proof', () => {
     expect(err).toBeInstanceOf(TokendError);
     expect((err as TokendError).code).toBe('import_refused');
     expect((err as TokendError).message).not.toContain('rt-imported');
-    expect(p.store.grants.get('w')).toMatchObject({ refresh_token: 'rt-own', in_flight_since: null, in_flight_for: null, status: 'active' });
+    expect(p.store.grants.get('w')).toMatchObject({
+      refresh_token: 'rt-own',
+      in_flight_since: null,
+      in_flight_for: null,
+      status: 'active',
+    });
     expect(p.store.journal.map((j) => j.op)).toEqual(['replaceGrant', 'markImport', 'endImport']);
   });
 
@@ -46,10 +53,14 @@ describe('import proof', () => {
     expect(p.driver.calls).toEqual([]);
   });
 
-  it("a still-valid access token is checked with the provider (spending nothing), or taken at its word where the driver has no check", async () => {
+  it('a still-valid access token is checked with the provider (spending nothing), or taken at its word where the driver has no check', async () => {
     const p = brokerParts();
     const t = { access_token: 'at-given', refresh_token: 'rt-given', expires_at: p.clock.t + 3_600_000 };
-    expect(await checkImport(p.m, attempt(p, t))).toMatchObject({ access_token: 'at-given', refresh_token: 'rt-given', expires_at: t.expires_at });
+    expect(await checkImport(p.m, attempt(p, t))).toMatchObject({
+      access_token: 'at-given',
+      refresh_token: 'rt-given',
+      expires_at: t.expires_at,
+    });
     const checked: string[] = [];
     p.driver.checkAccessToken = async (_ctx, token) => void checked.push(token);
     await checkImport(p.m, attempt(p, t));

@@ -53,7 +53,10 @@ describe('master key in the OS keyring', () => {
       expect(where.code, where.stderr).toBe(0);
       expect(where.stdout).toContain(`the OS keyring (service "tokend", account "${t.dataDir}")`);
       const doctor = JSON.parse((await t.d.cli(['doctor', '--json'])).stdout);
-      expect(doctor.checks.find((c: { id: string }) => c.id === 'key')).toMatchObject({ status: 'info', message: expect.stringContaining('OS keyring') });
+      expect(doctor.checks.find((c: { id: string }) => c.id === 'key')).toMatchObject({
+        status: 'info',
+        message: expect.stringContaining('OS keyring'),
+      });
 
       // A client secret and a refresh token, sealed with the keyring's key.
       await addConfAccount(t.d, idp.issuer);

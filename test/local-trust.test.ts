@@ -140,7 +140,10 @@ describe.skipIf(!asRoot).each(Object.keys(PLANTED))('a socket planted by another
 
   it('the CLI sends it neither a client secret nor a refresh token, and says why', async () => {
     await setUp();
-    const add = await runCli(['add', 'work', '--issuer', 'https://idp.example', '--client-id', 'c', '--client-secret-stdin'], { env, stdin: 'the-client-secret\n' });
+    const add = await runCli(['add', 'work', '--issuer', 'https://idp.example', '--client-id', 'c', '--client-secret-stdin'], {
+      env,
+      stdin: 'the-client-secret\n',
+    });
     expect(add.code).toBe(1);
     expect(add.stderr).toMatch(/another user (is|may be) listening there; nothing was sent to it/);
     expect(add.stderr).toContain(path.join(home, 'run'));
@@ -156,7 +159,10 @@ describe.skipIf(!asRoot).each(Object.keys(PLANTED))('a socket planted by another
     const tokend = new Tokend({ env });
     const err = await tokend
       .addAccount('work', { issuer: 'https://idp.example', client_id: 'c', client_secret: 'the-client-secret' } as never)
-      .then(() => undefined, (e: unknown) => e as Error & { code?: string });
+      .then(
+        () => undefined,
+        (e: unknown) => e as Error & { code?: string },
+      );
     expect(err).toMatchObject({ code: 'daemon_unreachable' });
     expect(err!.message).toMatch(/another user (is|may be) listening there; nothing was sent to it/);
     expect(rec.connections()).toBe(0);
@@ -222,8 +228,15 @@ describe.skipIf(!asRoot || !fs.existsSync(FAST))('a daemon of another uid behind
     const env = tokendEnv(home);
     const token = run(TOKEND_BIN, ['token', 'work'], env);
     expect(token.code).toBe(1);
-    expect(token.stderr).toBe(`tokend: the daemon on ${socket} runs as uid ${OTHER}, not as you (uid 0): another user is listening there; nothing was sent to it\n`);
-    const native = run(path.join(ROOT, 'build', 'git-credential-tokend'), ['get'], env, 'protocol=https\nhost=github.com\nusername=the-user\n');
+    expect(token.stderr).toBe(
+      `tokend: the daemon on ${socket} runs as uid ${OTHER}, not as you (uid 0): another user is listening there; nothing was sent to it\n`,
+    );
+    const native = run(
+      path.join(ROOT, 'build', 'git-credential-tokend'),
+      ['get'],
+      env,
+      'protocol=https\nhost=github.com\nusername=the-user\n',
+    );
     expect(native).toMatchObject({ code: 0, stdout: '' });
     expect(native.stderr).toContain(`runs as uid ${OTHER}`);
     // Both connected (that is how the kernel can tell) and hung up; what they sent came before.

@@ -115,7 +115,11 @@ describe("a login's secrets at rest", () => {
   it('removes them when the provider says no (access_denied)', async () => {
     const p = await pendingLogin();
     const back = new URL(new URL(p.url).searchParams.get('redirect_uri')!);
-    back.search = new URLSearchParams({ error: 'access_denied', state: new URL(p.url).searchParams.get('state')!, iss: idp.issuer }).toString();
+    back.search = new URLSearchParams({
+      error: 'access_denied',
+      state: new URL(p.url).searchParams.get('state')!,
+      iss: idp.issuer,
+    }).toString();
     expect((await fetch(back)).status).toBe(400);
     expect((await settled(t.d, p.id)).error.code).toBe('access_denied');
     expectGone(p, 'failed');

@@ -57,7 +57,10 @@ describe('browser login against a real OpenID Provider', () => {
     await expect(fetch(`${redirect.origin}/callback`)).rejects.toThrow();
     await waitFor(() => tap.events.some((e) => e.type === 'login.succeeded'), 'login.succeeded');
     tap.close();
-    expect(tap.events.find((e) => e.type === 'login.pending')).toMatchObject({ flow: 'browser', authorization_url: login.authorization_url });
+    expect(tap.events.find((e) => e.type === 'login.pending')).toMatchObject({
+      flow: 'browser',
+      authorization_url: login.authorization_url,
+    });
   });
 
   it('sends the PKCE verifier the IdP checks: a wrong verifier is refused, the daemon’s exchange succeeds', async () => {
@@ -182,7 +185,18 @@ describe('browser login against a real OpenID Provider', () => {
   });
 
   it('works for a public client (PKCE, no secret)', async () => {
-    const add = await t.d.cli(['add', 'pub', '--issuer', idp.issuer, '--client-id', 'cli', '--scope', 'openid offline_access api', '--flow', 'browser']);
+    const add = await t.d.cli([
+      'add',
+      'pub',
+      '--issuer',
+      idp.issuer,
+      '--client-id',
+      'cli',
+      '--scope',
+      'openid offline_access api',
+      '--flow',
+      'browser',
+    ]);
     expect(add.code).toBe(0);
     // No --flow: the account's flow wins over the CLI's default (device, without a display here).
     const r = await t.d.cli(['login', 'pub', '--no-wait', '--json']);

@@ -73,7 +73,12 @@ describe('device login against a real OpenID Provider', () => {
     expect(final).toMatchObject({ status: 'failed', error: { code: 'access_denied' } });
     await waitFor(() => tap.events.some((e) => e.type === 'login.failed'), 'login.failed');
     tap.close();
-    expect(tap.events.find((e) => e.type === 'login.failed')).toMatchObject({ account: 'work', login_id: final.id, status: 'failed', error: 'access_denied' });
+    expect(tap.events.find((e) => e.type === 'login.failed')).toMatchObject({
+      account: 'work',
+      login_id: final.id,
+      status: 'failed',
+      error: 'access_denied',
+    });
     // Nothing was installed: still no grant.
     const tok = await t.d.request('POST', '/v1/token', { account: 'work' });
     expect(tok.json.error.code).toBe('reauth_required');

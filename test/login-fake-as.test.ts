@@ -38,7 +38,18 @@ describe('device login polling against a fake authorization server', () => {
 
   async function daemonWithAccount(settings: Record<string, unknown> = {}): Promise<TestDaemon> {
     t = await startDaemon(settings);
-    const add = await t.d.cli(['add', 'work', '--client-id', 'fake', '--token-endpoint', as.tokenEndpoint, '--device-endpoint', as.deviceEndpoint, '--scope', 'api']);
+    const add = await t.d.cli([
+      'add',
+      'work',
+      '--client-id',
+      'fake',
+      '--token-endpoint',
+      as.tokenEndpoint,
+      '--device-endpoint',
+      as.deviceEndpoint,
+      '--scope',
+      'api',
+    ]);
     if (add.code !== 0) throw new Error(add.stderr);
     return t;
   }

@@ -34,7 +34,13 @@ describe('login manager', () => {
     refresh: async () => {
       throw new Error('unused');
     },
-    startDeviceLogin: async () => ({ device_code: 'dc', user_code: 'CODE-1234', verification_uri: 'https://as.example/device', expires_in: 600, interval: 1 }),
+    startDeviceLogin: async () => ({
+      device_code: 'dc',
+      user_code: 'CODE-1234',
+      verification_uri: 'https://as.example/device',
+      expires_in: 600,
+      interval: 1,
+    }),
     pollDeviceLogin: async () => {
       polls++;
       return pollAnswer();
@@ -64,7 +70,8 @@ describe('login manager', () => {
     });
   }
 
-  const account = (c: Partial<AccountConfigInput> = {}) => AccountConfig.parse({ client_id: 'app', token_endpoint: 'https://as.example/token', ...c });
+  const account = (c: Partial<AccountConfigInput> = {}) =>
+    AccountConfig.parse({ client_id: 'app', token_endpoint: 'https://as.example/token', ...c });
 
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-lm-'));
@@ -88,7 +95,11 @@ describe('login manager', () => {
     expect((await fetch(new URL('/callback?state=wrong', redirect))).status).toBe(400); // listening meanwhile
     // Its secrets are stored (sealed) while it is pending, and gone once it expired.
     const state = new URL(login.authorization_url!).searchParams.get('state');
-    expect((await store.getLogin(login.id))!.secrets).toMatchObject({ state, authorization_url: login.authorization_url, code_verifier: expect.any(String) });
+    expect((await store.getLogin(login.id))!.secrets).toMatchObject({
+      state,
+      authorization_url: login.authorization_url,
+      code_verifier: expect.any(String),
+    });
     await new Promise((r) => setTimeout(r, 1500));
     expect(await m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' }, authorization_url: null });
     expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
@@ -118,8 +129,21 @@ describe('login manager', () => {
   it('at start-up, expires what a previous daemon left pending and prunes old finished logins', async () => {
     const week = 7 * 24 * 3600_000;
     const base = { account: 'work', flow: 'device', data: { expires_at: Date.now() + 60_000, user_code: 'X', error: null } };
-    await store.putLogin({ ...base, id: 'left-pending', status: 'pending', created_at: Date.now() - 1000, updated_at: Date.now() - 1000, secrets: { device_code: 'dc' } });
-    await store.putLogin({ ...base, id: 'old-done', status: 'active', created_at: Date.now() - 2 * week, updated_at: Date.now() - 2 * week });
+    await store.putLogin({
+      ...base,
+      id: 'left-pending',
+      status: 'pending',
+      created_at: Date.now() - 1000,
+      updated_at: Date.now() - 1000,
+      secrets: { device_code: 'dc' },
+    });
+    await store.putLogin({
+      ...base,
+      id: 'old-done',
+      status: 'active',
+      created_at: Date.now() - 2 * week,
+      updated_at: Date.now() - 2 * week,
+    });
     await store.putLogin({ ...base, id: 'recent-done', status: 'failed', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
     const m = manager();
     expect(await m.expireStale()).toBe(1);

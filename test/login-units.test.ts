@@ -73,7 +73,10 @@ describe('device polling schedule (RFC 8628 §3.5)', () => {
   });
 
   it('stops with failed on access_denied or any other error, and expired on expired_token', async () => {
-    const denied = await schedule([pending, new DriverError('config', 'answered access_denied', { oauthError: 'access_denied', status: 400 })]);
+    const denied = await schedule([
+      pending,
+      new DriverError('config', 'answered access_denied', { oauthError: 'access_denied', status: 400 }),
+    ]);
     expect(denied.outcome).toEqual({ kind: 'failed', error: { code: 'access_denied', message: 'answered access_denied' } });
     expect(denied.polls).toBe(2);
     const odd = await schedule([new DriverError('config', 'answered invalid_client', { oauthError: 'invalid_client', status: 401 })]);
@@ -132,15 +135,35 @@ const json = (status: number, body: unknown, headers: Record<string, string> = {
 describe('oauth2 driver: device steps', () => {
   it('asks the device endpoint with client_id, scope and resource, and passes the interval on', async () => {
     const f = fakeFetch(() =>
-      json(200, { device_code: 'dc-secret', user_code: 'ABCD-EFGH', verification_uri: 'https://as.example/device', expires_in: 600, interval: 7 }),
+      json(200, {
+        device_code: 'dc-secret',
+        user_code: 'ABCD-EFGH',
+        verification_uri: 'https://as.example/device',
+        expires_in: 600,
+        interval: 7,
+      }),
     );
     const driver = createOAuth2Driver({ fetch: f.fetch });
     const da = await driver.startDeviceLogin(
-      ctx({ device_authorization_endpoint: 'https://as.example/device/auth', scopes: ['openid', 'offline_access'], audience: 'https://api.example' }),
+      ctx({
+        device_authorization_endpoint: 'https://as.example/device/auth',
+        scopes: ['openid', 'offline_access'],
+        audience: 'https://api.example',
+      }),
     );
-    expect(da).toEqual({ device_code: 'dc-secret', user_code: 'ABCD-EFGH', verification_uri: 'https://as.example/device', expires_in: 600, interval: 7 });
+    expect(da).toEqual({
+      device_code: 'dc-secret',
+      user_code: 'ABCD-EFGH',
+      verification_uri: 'https://as.example/device',
+      expires_in: 600,
+      interval: 7,
+    });
     expect(f.requests[0]!.url).toBe('https://as.example/device/auth');
-    expect(Object.fromEntries(f.requests[0]!.body)).toEqual({ client_id: 'app', scope: 'openid offline_access', resource: 'https://api.example' });
+    expect(Object.fromEntries(f.requests[0]!.body)).toEqual({
+      client_id: 'app',
+      scope: 'openid offline_access',
+      resource: 'https://api.example',
+    });
   });
 
   it('says which option sets a missing device endpoint', async () => {
@@ -189,7 +212,11 @@ describe('oauth2 driver: browser steps', () => {
     const driver = createOAuth2Driver({ fetch: fakeFetch(() => json(500, {})).fetch });
     const withOffline = new URL(
       await driver.authorizationUrl(
-        ctx({ authorization_endpoint: 'https://as.example/authorize?tenant=t1', scopes: ['openid', 'offline_access'], audience: 'https://api.example' }),
+        ctx({
+          authorization_endpoint: 'https://as.example/authorize?tenant=t1',
+          scopes: ['openid', 'offline_access'],
+          audience: 'https://api.example',
+        }),
         params,
       ),
     );
@@ -206,7 +233,9 @@ describe('oauth2 driver: browser steps', () => {
       resource: 'https://api.example',
       prompt: 'consent',
     });
-    const plain = new URL(await driver.authorizationUrl(ctx({ authorization_endpoint: 'https://as.example/authorize', scopes: ['repo'] }), params));
+    const plain = new URL(
+      await driver.authorizationUrl(ctx({ authorization_endpoint: 'https://as.example/authorize', scopes: ['repo'] }), params),
+    );
     expect(plain.searchParams.has('prompt')).toBe(false);
     expect(plain.searchParams.has('resource')).toBe(false);
   });
@@ -223,7 +252,9 @@ describe('oauth2 driver: browser steps', () => {
     const driver = createOAuth2Driver({ fetch: f.fetch });
     const c = ctx({ authorization_endpoint: 'https://as.example/authorize' });
     const p = { redirect_uri: params.redirect_uri, state: 'st-123', code_verifier: 'v'.repeat(43) };
-    const wrong = (await driver.exchangeCode(c, new URL(`${params.redirect_uri}?code=c1&state=other`), p).catch((e: unknown) => e)) as DriverError;
+    const wrong = (await driver
+      .exchangeCode(c, new URL(`${params.redirect_uri}?code=c1&state=other`), p)
+      .catch((e: unknown) => e)) as DriverError;
     expect(wrong).toBeInstanceOf(DriverError);
     expect(wrong.message).toContain('state');
     const denied = (await driver
@@ -303,10 +334,17 @@ describe('opening the browser', () => {
       `--url=${url}`,
       '--literal=100%',
     ]);
-    expect(browserCommands(url, { BROWSER: ['w3m', 'lynx'].join(path.delimiter) }, 'darwin')).toEqual([['w3m', url], ['lynx', url], ['open', url]]);
+    expect(browserCommands(url, { BROWSER: ['w3m', 'lynx'].join(path.delimiter) }, 'darwin')).toEqual([
+      ['w3m', url],
+      ['lynx', url],
+      ['open', url],
+    ]);
     expect(browserCommands(url, {}, 'linux')).toEqual([['xdg-open', url]]);
     // WSL: the Windows browser through wslview first, as gh does.
-    expect(browserCommands(url, { WSL_DISTRO_NAME: 'Debian' }, 'linux')).toEqual([['wslview', url], ['xdg-open', url]]);
+    expect(browserCommands(url, { WSL_DISTRO_NAME: 'Debian' }, 'linux')).toEqual([
+      ['wslview', url],
+      ['xdg-open', url],
+    ]);
   });
 
   it('opens one only where a browser can show: $BROWSER, a display, macOS, Windows or WSL', () => {

@@ -92,23 +92,93 @@ describe('one pattern against one URL', () => {
 
 describe('most specific wins', () => {
   const rows: Array<[why: string, accounts: MatchableAccount[], url: string, expected: string]> = [
-    ['exact host beats wildcard', [acct('wild', ['*.example.com']), acct('exact', ['git.example.com'])], 'https://git.example.com/x', 'exact'],
-    ['exact host beats wildcard, in either order', [acct('exact', ['git.example.com']), acct('wild', ['*.example.com'])], 'https://git.example.com/x', 'exact'],
-    ['a longer wildcard suffix beats a shorter one', [acct('short', ['*.example.com']), acct('long', ['*.corp.example.com'])], 'https://git.corp.example.com/x', 'long'],
-    ['the wildcard still serves other subdomains', [acct('wild', ['*.example.com']), acct('exact', ['git.example.com'])], 'https://ci.example.com/x', 'wild'],
-    ['a path prefix beats the bare host', [acct('host', ['git.example.com']), acct('org', ['git.example.com/org'])], 'https://git.example.com/org/x.git', 'org'],
-    ['the bare host serves other paths', [acct('host', ['git.example.com']), acct('org', ['git.example.com/org'])], 'https://git.example.com/team/x.git', 'host'],
-    ['a longer path prefix beats a shorter one', [acct('org', ['git.example.com/org/*']), acct('team', ['git.example.com/org/team'])], 'https://git.example.com/org/team/x.git', 'team'],
-    ['an explicit port beats none', [acct('any', ['example.com']), acct('port', ['example.com:8443'])], 'https://example.com:8443/x', 'port'],
+    [
+      'exact host beats wildcard',
+      [acct('wild', ['*.example.com']), acct('exact', ['git.example.com'])],
+      'https://git.example.com/x',
+      'exact',
+    ],
+    [
+      'exact host beats wildcard, in either order',
+      [acct('exact', ['git.example.com']), acct('wild', ['*.example.com'])],
+      'https://git.example.com/x',
+      'exact',
+    ],
+    [
+      'a longer wildcard suffix beats a shorter one',
+      [acct('short', ['*.example.com']), acct('long', ['*.corp.example.com'])],
+      'https://git.corp.example.com/x',
+      'long',
+    ],
+    [
+      'the wildcard still serves other subdomains',
+      [acct('wild', ['*.example.com']), acct('exact', ['git.example.com'])],
+      'https://ci.example.com/x',
+      'wild',
+    ],
+    [
+      'a path prefix beats the bare host',
+      [acct('host', ['git.example.com']), acct('org', ['git.example.com/org'])],
+      'https://git.example.com/org/x.git',
+      'org',
+    ],
+    [
+      'the bare host serves other paths',
+      [acct('host', ['git.example.com']), acct('org', ['git.example.com/org'])],
+      'https://git.example.com/team/x.git',
+      'host',
+    ],
+    [
+      'a longer path prefix beats a shorter one',
+      [acct('org', ['git.example.com/org/*']), acct('team', ['git.example.com/org/team'])],
+      'https://git.example.com/org/team/x.git',
+      'team',
+    ],
+    [
+      'an explicit port beats none',
+      [acct('any', ['example.com']), acct('port', ['example.com:8443'])],
+      'https://example.com:8443/x',
+      'port',
+    ],
     ['an explicit scheme beats none', [acct('plain', ['127.0.0.1']), acct('http', ['http://127.0.0.1'])], 'http://127.0.0.1/x', 'http'],
-    ['exact host beats a wildcard with a path', [acct('wildpath', ['*.example.com/org']), acct('exact', ['git.example.com'])], 'https://git.example.com/org/x', 'exact'],
-    ['an account uses its best pattern', [acct('a', ['*.example.com', 'git.example.com/org']), acct('b', ['git.example.com'])], 'https://git.example.com/org/x', 'a'],
+    [
+      'exact host beats a wildcard with a path',
+      [acct('wildpath', ['*.example.com/org']), acct('exact', ['git.example.com'])],
+      'https://git.example.com/org/x',
+      'exact',
+    ],
+    [
+      'an account uses its best pattern',
+      [acct('a', ['*.example.com', 'git.example.com/org']), acct('b', ['git.example.com'])],
+      'https://git.example.com/org/x',
+      'a',
+    ],
     ['a tie names both accounts', [acct('one', ['github.com']), acct('two', ['github.com'])], 'https://github.com/x', 'ambiguous:one,two'],
-    ['a tie on wildcards names both', [acct('one', ['*.example.com']), acct('two', ['*.example.com'])], 'https://a.example.com/x', 'ambiguous:one,two'],
-    ['a tie names the first two of three', [acct('one', ['a.test']), acct('two', ['a.test']), acct('three', ['a.test'])], 'https://a.test/', 'ambiguous:one,two'],
-    ['a more specific third breaks the tie', [acct('one', ['a.test']), acct('two', ['a.test']), acct('three', ['a.test/x'])], 'https://a.test/x/y', 'three'],
+    [
+      'a tie on wildcards names both',
+      [acct('one', ['*.example.com']), acct('two', ['*.example.com'])],
+      'https://a.example.com/x',
+      'ambiguous:one,two',
+    ],
+    [
+      'a tie names the first two of three',
+      [acct('one', ['a.test']), acct('two', ['a.test']), acct('three', ['a.test'])],
+      'https://a.test/',
+      'ambiguous:one,two',
+    ],
+    [
+      'a more specific third breaks the tie',
+      [acct('one', ['a.test']), acct('two', ['a.test']), acct('three', ['a.test/x'])],
+      'https://a.test/x/y',
+      'three',
+    ],
     ['no account matches', [acct('one', ['github.com'])], 'https://gitlab.com/x', 'none'],
-    ['an invalid pattern matches nothing', [acct('bad', ['*', 'a*.example.com', 'user@example.com', 'example.com:99999'])], 'https://a.example.com/', 'none'],
+    [
+      'an invalid pattern matches nothing',
+      [acct('bad', ['*', 'a*.example.com', 'user@example.com', 'example.com:99999'])],
+      'https://a.example.com/',
+      'none',
+    ],
   ];
   it.each(rows)('%s', (_why, accounts, url, expected) => {
     expect(matchUrl(accounts, url)).toBe(expected);
@@ -140,7 +210,12 @@ describe('the documented precedence, in order', () => {
       'https://git.example.com/org/x',
       'path',
     ],
-    ['a port outranks a scheme', [acct('scheme', ['https://example.com']), acct('port', ['example.com:443'])], 'https://example.com/x', 'port'],
+    [
+      'a port outranks a scheme',
+      [acct('scheme', ['https://example.com']), acct('port', ['example.com:443'])],
+      'https://example.com/x',
+      'port',
+    ],
     [
       'a scheme outranks a matching username',
       [acct('user', ['example.com'], 'bob'), acct('scheme', ['https://example.com'])],
@@ -148,9 +223,24 @@ describe('the documented precedence, in order', () => {
       'scheme',
     ],
     // The case users trip over: both name the same host, the one spelling out https:// wins.
-    ['a scheme beats the same host without one', [acct('plain', ['git.example.com']), acct('https', ['https://git.example.com'])], 'https://git.example.com/x', 'https'],
-    ['a matching username beats none', [acct('any', ['example.com']), acct('bob', ['example.com'], 'bob')], 'https://bob@example.com/x', 'bob'],
-    ['equal on every rule: a tie', [acct('one', ['https://example.com']), acct('two', ['https://example.com'])], 'https://example.com/x', 'ambiguous:one,two'],
+    [
+      'a scheme beats the same host without one',
+      [acct('plain', ['git.example.com']), acct('https', ['https://git.example.com'])],
+      'https://git.example.com/x',
+      'https',
+    ],
+    [
+      'a matching username beats none',
+      [acct('any', ['example.com']), acct('bob', ['example.com'], 'bob')],
+      'https://bob@example.com/x',
+      'bob',
+    ],
+    [
+      'equal on every rule: a tie',
+      [acct('one', ['https://example.com']), acct('two', ['https://example.com'])],
+      'https://example.com/x',
+      'ambiguous:one,two',
+    ],
   ];
   it.each(rows)('%s', (_why, accounts, url, expected) => {
     expect(matchUrl(accounts, url)).toBe(expected);

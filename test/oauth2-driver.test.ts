@@ -125,10 +125,7 @@ describe('oauth2 driver against a real IdP', () => {
     const rec = recordingFetch();
     const driver = createOAuth2Driver({ fetch: rec.fetch });
     const t = await issue('conf');
-    const c = ctx(
-      { token_endpoint: `${idp.issuer}/token`, revocation_endpoint: `${idp.issuer}/token/revocation` },
-      CLIENTS.conf.secret,
-    );
+    const c = ctx({ token_endpoint: `${idp.issuer}/token`, revocation_endpoint: `${idp.issuer}/token/revocation` }, CLIENTS.conf.secret);
     const set = remember(await driver.refresh(c, t.refresh_token, {}));
     expect(set.refresh_token).not.toBe(t.refresh_token);
     await driver.revoke(c, set.refresh_token!, 'refresh_token');
@@ -265,7 +262,9 @@ describe('oauth2 driver against a real IdP', () => {
   });
 
   it('falls back to RFC 8414 metadata when OIDC discovery is missing', async () => {
-    const rec = recordingFetch((url) => (url.endsWith('/.well-known/openid-configuration') ? new Response('nope', { status: 404 }) : undefined));
+    const rec = recordingFetch((url) =>
+      url.endsWith('/.well-known/openid-configuration') ? new Response('nope', { status: 404 }) : undefined,
+    );
     const driver = createOAuth2Driver({ fetch: rec.fetch });
     const as = await driver.metadata(client('conf'));
     expect(as.issuer).toBe(idp.issuer);
@@ -333,7 +332,9 @@ describe('oauth2 driver failures', () => {
     const t = await issue('conf');
     idp.setFault({ kind: 'hang' });
     const started = Date.now();
-    const err = await failure(driver.refresh(ctx({ issuer: idp.issuer }, CLIENTS.conf.secret, AbortSignal.timeout(300)), t.refresh_token, {}));
+    const err = await failure(
+      driver.refresh(ctx({ issuer: idp.issuer }, CLIENTS.conf.secret, AbortSignal.timeout(300)), t.refresh_token, {}),
+    );
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
     expect(err).toMatchObject({ kind: 'transient', outcomeUnknown: true });
     expect(idp.stats.faulted).toBe(1);
@@ -356,7 +357,9 @@ describe('oauth2 driver failures', () => {
     const port = (srv.address() as { port: number }).port;
     await new Promise((r) => srv.close(r));
     const driver = createOAuth2Driver();
-    const err = await failure(driver.refresh(ctx({ token_endpoint: `http://127.0.0.1:${port}/token` }, CLIENTS.conf.secret), 'rt-123456', {}));
+    const err = await failure(
+      driver.refresh(ctx({ token_endpoint: `http://127.0.0.1:${port}/token` }, CLIENTS.conf.secret), 'rt-123456', {}),
+    );
     expect(err).toMatchObject({ kind: 'transient', outcomeUnknown: false });
     expect(err.message).toContain('ECONNREFUSED');
   });
@@ -374,7 +377,10 @@ describe('oauth2 driver failures', () => {
     secrets.add(rt);
     const driver = createOAuth2Driver({
       fetch: (async () =>
-        Response.json({ error: 'invalid_grant', error_description: `refresh token ${rt} is unknown` }, { status: 400 })) as unknown as typeof fetch,
+        Response.json(
+          { error: 'invalid_grant', error_description: `refresh token ${rt} is unknown` },
+          { status: 400 },
+        )) as unknown as typeof fetch,
     });
     const err = await failure(driver.refresh(ctx({ token_endpoint: 'https://as.example.test/token' }, 'a-client-secret'), rt, {}));
     expect(err.kind).toBe('invalid_grant');
@@ -398,15 +404,16 @@ describe('oauth2 driver failures', () => {
 describe('id_token checks on fabricated token responses', () => {
   const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const idToken = (claims: object) => `${b64({ alg: 'RS256' })}.${b64(claims)}.c2ln`;
-  const answering = (body: object) =>
-    createOAuth2Driver({ fetch: (async () => Response.json(body)) as unknown as typeof fetch });
+  const answering = (body: object) => createOAuth2Driver({ fetch: (async () => Response.json(body)) as unknown as typeof fetch });
   const c = () => ctx({ token_endpoint: 'https://as.example.test/token' }, 'client-secret-x');
   const now = () => Math.floor(Date.now() / 1000);
 
   it('survives a local clock two hours ahead of the server by measuring its skew from iat', async () => {
     const iat = now() - 7200;
     const driver = answering({
-      access_token: 'at-1', token_type: 'bearer', expires_in: 3600,
+      access_token: 'at-1',
+      token_type: 'bearer',
+      expires_in: 3600,
       id_token: idToken({ iss: 'https://as.example.test', aud: 'conf', sub: 'u', iat, exp: iat + 3600 }),
     });
     const set = await driver.refresh(c(), 'rt-1', {});
@@ -415,7 +422,8 @@ describe('id_token checks on fabricated token responses', () => {
 
   it('still refuses an id_token issued to another client', async () => {
     const driver = answering({
-      access_token: 'at-2', token_type: 'Bearer',
+      access_token: 'at-2',
+      token_type: 'Bearer',
       id_token: idToken({ iss: 'https://as.example.test', aud: 'someone-else', sub: 'u', iat: now(), exp: now() + 3600 }),
     });
     const err = await failure(driver.refresh(c(), 'rt-2', {}));
@@ -486,7 +494,7 @@ describe('driver registry', () => {
 });
 
 describe('test IdP fixture', () => {
-  it('revokes any client\'s token at the IdP and counts refreshes and their errors from provider events', async () => {
+  it("revokes any client's token at the IdP and counts refreshes and their errors from provider events", async () => {
     const driver = createOAuth2Driver();
     const t = await issue('cli');
     await idp.revokeAtIdp(t.refresh_token);
@@ -508,8 +516,14 @@ describe('test IdP fixture: logins', () => {
     const redirect = 'http://127.0.0.1:54321/callback';
     const url = new URL(`${idp.issuer}/auth`);
     url.search = new URLSearchParams({
-      client_id: 'cli', response_type: 'code', redirect_uri: redirect, scope: 'openid offline_access',
-      prompt: 'consent', state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256',
+      client_id: 'cli',
+      response_type: 'code',
+      redirect_uri: redirect,
+      scope: 'openid offline_access',
+      prompt: 'consent',
+      state: 'st-1',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
     }).toString();
     const back = await idp.authorize(url);
     expect(back.origin + back.pathname).toBe(redirect);
@@ -518,7 +532,13 @@ describe('test IdP fixture: logins', () => {
     const res = await fetch(`${idp.issuer}/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'authorization_code', client_id: 'cli', code: back.searchParams.get('code')!, redirect_uri: redirect, code_verifier: verifier }),
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        client_id: 'cli',
+        code: back.searchParams.get('code')!,
+        redirect_uri: redirect,
+        code_verifier: verifier,
+      }),
     });
     const body = (await res.json()) as { refresh_token?: string };
     expect(res.status).toBe(200);

@@ -12,7 +12,11 @@ import { ROUTE_PATTERNS } from '../src/protocol/routes.js';
 import { ROOT } from './support/daemon.js';
 import { daemonForSuite } from './support/fixtures.js';
 
-type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+type Doc = {
+  openapi: string;
+  paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+  components: { schemas: Record<string, unknown> };
+};
 const built = (): Doc => JSON.parse(fs.readFileSync(path.join(ROOT, 'dist', 'openapi.json'), 'utf8'));
 
 describe('OpenAPI', () => {
@@ -44,7 +48,9 @@ describe('OpenAPI', () => {
     expect(Object.keys(token.requestBody.content['application/json'].schema.properties)).toEqual(
       expect.arrayContaining(['account', 'url', 'min_ttl', 'scope', 'audience']),
     );
-    expect(token.responses['200'].content['application/json'].schema.required).toEqual(expect.arrayContaining(['access_token', 'token_type']));
+    expect(token.responses['200'].content['application/json'].schema.required).toEqual(
+      expect.arrayContaining(['access_token', 'token_type']),
+    );
     const text = JSON.stringify(doc);
     for (const [, ref] of text.matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)) expect(doc.components.schemas[ref]).toBeDefined();
     for (const methods of Object.values(doc.paths)) for (const op of Object.values(methods)) expect(op.responses.default).toBeDefined();

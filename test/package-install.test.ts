@@ -57,43 +57,49 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
   const tokend = (args: string[], stdin?: string) => run(path.join(prefix, 'bin', 'tokend'), args, { env, stdin });
   const daemonPid = async () => JSON.parse((await tokend(['status', '--json'])).stdout).daemon.pid as number;
 
-  beforeAll(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-inst-'));
-    // dist/ and man/ are built by `npm test`; --ignore-scripts skips `prepare` building them again.
-    const p = JSON.parse((await npm(['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT })).stdout)[0];
-    tarball = path.join(work, p.filename);
-    packed = p.files.map((f: { path: string }) => f.path);
-    prefix = path.join(work, 'prefix');
-    pkg = path.join(prefix, 'lib', 'node_modules', 'tokend');
-    await npm(['install', '-g', '--prefix', prefix, tarball, ...(REAL ? [] : ['--ignore-scripts'])], { cwd: work });
-    if (!REAL) {
-      const theirs = path.join(pkg, 'node_modules', 'better-sqlite3');
-      const ours = path.join(ROOT, 'node_modules', 'better-sqlite3');
-      const version = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
-      if (version(theirs) === version(ours)) {
-        fs.mkdirSync(path.join(theirs, 'build', 'Release'), { recursive: true });
-        fs.copyFileSync(path.join(ours, 'build', 'Release', 'better_sqlite3.node'), path.join(theirs, 'build', 'Release', 'better_sqlite3.node'));
-      } else {
-        fs.rmSync(theirs, { recursive: true });
-        fs.cpSync(ours, theirs, { recursive: true });
+  beforeAll(
+    async () => {
+      work = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-inst-'));
+      // dist/ and man/ are built by `npm test`; --ignore-scripts skips `prepare` building them again.
+      const p = JSON.parse((await npm(['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT })).stdout)[0];
+      tarball = path.join(work, p.filename);
+      packed = p.files.map((f: { path: string }) => f.path);
+      prefix = path.join(work, 'prefix');
+      pkg = path.join(prefix, 'lib', 'node_modules', 'tokend');
+      await npm(['install', '-g', '--prefix', prefix, tarball, ...(REAL ? [] : ['--ignore-scripts'])], { cwd: work });
+      if (!REAL) {
+        const theirs = path.join(pkg, 'node_modules', 'better-sqlite3');
+        const ours = path.join(ROOT, 'node_modules', 'better-sqlite3');
+        const version = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
+        if (version(theirs) === version(ours)) {
+          fs.mkdirSync(path.join(theirs, 'build', 'Release'), { recursive: true });
+          fs.copyFileSync(
+            path.join(ours, 'build', 'Release', 'better_sqlite3.node'),
+            path.join(theirs, 'build', 'Release', 'better_sqlite3.node'),
+          );
+        } else {
+          fs.rmSync(theirs, { recursive: true });
+          fs.cpSync(ours, theirs, { recursive: true });
+        }
+        // What npm would have run at install, for tokend alone.
+        await npm(['rebuild', '-g', '--prefix', prefix, 'tokend'], { cwd: work });
       }
-      // What npm would have run at install, for tokend alone.
-      await npm(['rebuild', '-g', '--prefix', prefix, 'tokend'], { cwd: work });
-    }
-    const home = path.join(work, 'h');
-    fs.mkdirSync(home, { mode: 0o700 });
-    env = {
-      PATH: `${path.join(prefix, 'bin')}${path.delimiter}${process.env.PATH}`,
-      HOME: home,
-      TOKEND_HOME: path.join(home, 't'),
-      TOKEND_LOG_LEVEL: 'debug',
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_TERMINAL_PROMPT: '0',
-      LANG: 'C',
-    };
-    idp = await startIdp();
-    server = await startGitServer({ authorize: async (_user, password) => (await idp.introspect(password)).active });
-  }, REAL ? 600_000 : 180_000);
+      const home = path.join(work, 'h');
+      fs.mkdirSync(home, { mode: 0o700 });
+      env = {
+        PATH: `${path.join(prefix, 'bin')}${path.delimiter}${process.env.PATH}`,
+        HOME: home,
+        TOKEND_HOME: path.join(home, 't'),
+        TOKEND_LOG_LEVEL: 'debug',
+        GIT_CONFIG_NOSYSTEM: '1',
+        GIT_TERMINAL_PROMPT: '0',
+        LANG: 'C',
+      };
+      idp = await startIdp();
+      server = await startGitServer({ authorize: async (_user, password) => (await idp.introspect(password)).active });
+    },
+    REAL ? 600_000 : 180_000,
+  );
 
   afterAll(async () => {
     // The daemon autostart started (ours: under this test's TOKEND_HOME).
@@ -105,7 +111,16 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
   });
 
   it('the tarball: the license, README with every doc it links, the man page and the C source; no built client, no source maps', () => {
-    for (const f of ['LICENSE', 'README.md', 'package.json', 'man/tokend.1', 'native/tokend-fast.c', 'scripts/build-native.mjs', 'bin/tokend', 'bin/tokend-sh-lib']) {
+    for (const f of [
+      'LICENSE',
+      'README.md',
+      'package.json',
+      'man/tokend.1',
+      'native/tokend-fast.c',
+      'scripts/build-native.mjs',
+      'bin/tokend',
+      'bin/tokend-sh-lib',
+    ]) {
       expect(packed).toContain(f);
     }
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -133,7 +148,19 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
 
   it('tokend token against a real IdP grant, the daemon autostarted from the installed tree', async () => {
     const add = await tokend(
-      ['add', 'work', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--scope', 'openid offline_access api', '--host', '127.0.0.1'],
+      [
+        'add',
+        'work',
+        '--issuer',
+        idp.issuer,
+        '--client-id',
+        'conf',
+        '--client-secret-stdin',
+        '--scope',
+        'openid offline_access api',
+        '--host',
+        '127.0.0.1',
+      ],
       'conf-secret',
     );
     expect(add.code, add.stderr).toBe(0);
@@ -150,7 +177,9 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
   it('the git helper through real git: tokend setup git --global, then a clone', async () => {
     const setup = await tokend(['setup', 'git', '--global']);
     expect(setup.code, setup.stderr).toBe(0);
-    expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout).toBe(`${path.join(pkg, 'bin', 'git-credential-tokend')}\n`);
+    expect((await run('git', ['config', '--global', '--get-all', 'credential.helper'], { env })).stdout).toBe(
+      `${path.join(pkg, 'bin', 'git-credential-tokend')}\n`,
+    );
     await server.createRepo('app');
     const clone = await run('git', ['clone', `${server.url}/app.git`, path.join(work, 'app')], { env });
     expect(clone.stderr).not.toMatch(/fatal/);
@@ -208,7 +237,9 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
       expect((await run('git', ['ls-remote', `${server.url}/app.git`], { env })).code).toBe(0);
       // A compiler whose output does not run here ($CC a cross compiler): nothing is left for the shims either.
       const cross = path.join(work, 'cross-cc');
-      fs.writeFileSync(cross, '#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done\nprintf \'#!/bin/sh\\nexit 126\\n\' > "$2"\n', { mode: 0o755 });
+      fs.writeFileSync(cross, '#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done\nprintf \'#!/bin/sh\\nexit 126\\n\' > "$2"\n', {
+        mode: 0o755,
+      });
       const c = await exec(path.join(bare, 'npm'), ['rebuild', '-g', '--prefix', prefix, 'tokend', '--foreground-scripts'], {
         cwd: work,
         env: { ...env, PATH: bare, CC: cross },

@@ -28,8 +28,10 @@ function scripted(...answers: Array<() => Response>) {
   return { fetch, calls };
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}) => () =>
-  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+const json =
+  (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  () =>
+    new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
 const text = (status: number, body: string) => () => new Response(body, { status });
 
 function ctx(config: Partial<AccountConfigInput>, secrets: Record<string, string> = {}, extra: Partial<DriverContext> = {}): DriverContext {
@@ -52,7 +54,8 @@ describe('the registry', () => {
 });
 
 describe('real-debrid driver', () => {
-  const rdCtx = (secrets: Record<string, string> = {}) => ctx({ driver: 'real-debrid', client_id: 'X245A4XAIBGVM', flow: 'device' }, secrets);
+  const rdCtx = (secrets: Record<string, string> = {}) =>
+    ctx({ driver: 'real-debrid', client_id: 'X245A4XAIBGVM', flow: 'device' }, secrets);
   const creds = json(200, { client_id: 'USERCLIENT', client_secret: 'user-client-secret' });
 
   it.each([
@@ -67,7 +70,12 @@ describe('real-debrid driver', () => {
 
   it.each([
     ['429 with Retry-After', json(429, { error: 'too_many_requests', error_code: 34 }, { 'retry-after': '9' }), 'transient', 9000],
-    ['too many requests as a 400 (error_code 34)', json(400, { error: 'too_many_requests', error_code: 34 }, { 'retry-after': '3' }), 'transient', 3000],
+    [
+      'too many requests as a 400 (error_code 34)',
+      json(400, { error: 'too_many_requests', error_code: 34 }, { 'retry-after': '3' }),
+      'transient',
+      3000,
+    ],
     ['a 503', text(503, 'maintenance'), 'transient', undefined],
     ['a 404', json(404, { error: 'unknown_ressource', error_code: 7 }), 'config', undefined],
     ['a missing parameter (error_code 1)', json(400, { error: 'missing_parameter', error_code: 1 }), 'config', undefined],
@@ -80,11 +88,20 @@ describe('real-debrid driver', () => {
   });
 
   it('asks for the tokens with the per-user credentials as soon as they come, and hands them over as secrets', async () => {
-    const { fetch, calls } = scripted(creds, json(200, { access_token: 'AT', expires_in: 3600, token_type: 'bearer', refresh_token: 'RT' }));
+    const { fetch, calls } = scripted(
+      creds,
+      json(200, { access_token: 'AT', expires_in: 3600, token_type: 'bearer', refresh_token: 'RT' }),
+    );
     const poll = await createRealDebridDriver({ fetch }).pollDeviceLogin!(rdCtx(), 'device-code-secret');
     expect(poll).toEqual({
       status: 'tokens',
-      tokens: { access_token: 'AT', token_type: 'Bearer', expires_in: 3600, refresh_token: 'RT', secrets: { [RD_SECRETS.clientId]: 'USERCLIENT', [RD_SECRETS.clientSecret]: 'user-client-secret' } },
+      tokens: {
+        access_token: 'AT',
+        token_type: 'Bearer',
+        expires_in: 3600,
+        refresh_token: 'RT',
+        secrets: { [RD_SECRETS.clientId]: 'USERCLIENT', [RD_SECRETS.clientSecret]: 'user-client-secret' },
+      },
     });
     expect(calls[0].url).toBe(`${BASE}/oauth/v2/device/credentials?client_id=X245A4XAIBGVM&code=device-code-secret`);
     expect(calls[1].url).toBe(`${BASE}/oauth/v2/token`);
@@ -97,7 +114,11 @@ describe('real-debrid driver', () => {
   });
 
   it('after a transient failure of the token exchange, asks for the tokens again without asking for the credentials again', async () => {
-    const { fetch, calls } = scripted(creds, text(502, 'bad gateway'), json(200, { access_token: 'AT', expires_in: 60, token_type: 'Bearer' }));
+    const { fetch, calls } = scripted(
+      creds,
+      text(502, 'bad gateway'),
+      json(200, { access_token: 'AT', expires_in: 60, token_type: 'Bearer' }),
+    );
     const driver = createRealDebridDriver({ fetch });
     expect((await failure(driver.pollDeviceLogin!(rdCtx(), 'dc'))).kind).toBe('transient');
     expect((await driver.pollDeviceLogin!(rdCtx(), 'dc')).status).toBe('tokens');
@@ -109,7 +130,11 @@ describe('real-debrid driver', () => {
     const echo = json(401, { error: 'bad_token user-client-secret the-refresh-token', error_code: 8 });
     const { fetch, calls } = scripted(json(200, { access_token: 'AT2', expires_in: 3600, token_type: 'Bearer' }), echo);
     const driver = createRealDebridDriver({ fetch });
-    expect(await driver.refresh(rdCtx(secrets), 'the-refresh-token', {})).toEqual({ access_token: 'AT2', token_type: 'Bearer', expires_in: 3600 });
+    expect(await driver.refresh(rdCtx(secrets), 'the-refresh-token', {})).toEqual({
+      access_token: 'AT2',
+      token_type: 'Bearer',
+      expires_in: 3600,
+    });
     expect(new URLSearchParams(String(calls[0].init.body)).get('code')).toBe('the-refresh-token');
     const err = await failure(driver.refresh(rdCtx(secrets), 'the-refresh-token', {}));
     expect(err.kind).toBe('invalid_grant');
@@ -126,7 +151,15 @@ describe('real-debrid driver', () => {
   });
 
   it('maps the device code answer (verification_url) to RFC 8628 names', async () => {
-    const { fetch, calls } = scripted(json(200, { device_code: 'dc', user_code: 'ABCD', interval: 5, expires_in: 1800, verification_url: 'https://real-debrid.com/device' }));
+    const { fetch, calls } = scripted(
+      json(200, {
+        device_code: 'dc',
+        user_code: 'ABCD',
+        interval: 5,
+        expires_in: 1800,
+        verification_url: 'https://real-debrid.com/device',
+      }),
+    );
     expect(await createRealDebridDriver({ fetch }).startDeviceLogin!(rdCtx())).toEqual({
       device_code: 'dc',
       user_code: 'ABCD',
@@ -139,17 +172,32 @@ describe('real-debrid driver', () => {
 });
 
 describe('cal-com driver', () => {
-  const calCtx = (secret = 'client-secret-value') => ctx({ driver: 'cal-com', client_id: 'cl1', managed_user_id: 42 }, { client_secret: secret });
+  const calCtx = (secret = 'client-secret-value') =>
+    ctx({ driver: 'cal-com', client_id: 'cl1', managed_user_id: 42 }, { client_secret: secret });
   const keys = (at: number) =>
-    json(200, { status: 'success', data: { accessToken: 'AT', accessTokenExpiresAt: at, refreshToken: 'RT2', refreshTokenExpiresAt: 1_900_000_000_000 } });
-  const calError = (status: number, message: string) => json(status, { status: 'error', timestamp: 'now', path: '/', error: { code: 'BadRequestException', message } });
+    json(200, {
+      status: 'success',
+      data: { accessToken: 'AT', accessTokenExpiresAt: at, refreshToken: 'RT2', refreshTokenExpiresAt: 1_900_000_000_000 },
+    });
+  const calError = (status: number, message: string) =>
+    json(status, { status: 'error', timestamp: 'now', path: '/', error: { code: 'BadRequestException', message } });
 
   it('refreshes with the client secret header and the refresh token in JSON; expiries are epoch ms', async () => {
     const { fetch, calls } = scripted(keys(1_800_000_000_000));
     const set = await createCalComDriver({ fetch }).refresh(calCtx(), 'RT1', {});
-    expect(set).toEqual({ access_token: 'AT', token_type: 'Bearer', expires_at: 1_800_000_000_000, refresh_token: 'RT2', refresh_expires_at: 1_900_000_000_000 });
+    expect(set).toEqual({
+      access_token: 'AT',
+      token_type: 'Bearer',
+      expires_at: 1_800_000_000_000,
+      refresh_token: 'RT2',
+      refresh_expires_at: 1_900_000_000_000,
+    });
     expect(calls[0].url).toBe(`${BASE}/v2/oauth/cl1/refresh`);
-    expect(calls[0].init.headers).toMatchObject({ 'x-cal-secret-key': 'client-secret-value', 'x-cal-client-id': 'cl1', 'content-type': 'application/json' });
+    expect(calls[0].init.headers).toMatchObject({
+      'x-cal-secret-key': 'client-secret-value',
+      'x-cal-client-id': 'cl1',
+      'content-type': 'application/json',
+    });
     expect(JSON.parse(String(calls[0].init.body))).toEqual({ refreshToken: 'RT1' });
     expect(calls[0].init.redirect).toBe('manual');
   });
@@ -160,7 +208,11 @@ describe('cal-com driver', () => {
     ['401', calError(401, 'Invalid OAuth client credentials'), 'config'],
     ['a 429', calError(429, 'Too Many Requests'), 'transient'],
     ['a 500', calError(500, 'Internal server error'), 'transient'],
-    ['a 302 (never followed: the secret header must not go elsewhere)', () => new Response(null, { status: 302, headers: { location: 'https://elsewhere.example/' } }), 'config'],
+    [
+      'a 302 (never followed: the secret header must not go elsewhere)',
+      () => new Response(null, { status: 302, headers: { location: 'https://elsewhere.example/' } }),
+      'config',
+    ],
   ])('reads %s as %s', async (_what, answer, kind) => {
     const { fetch } = scripted(answer);
     const err = await failure(createCalComDriver({ fetch }).refresh(calCtx(), 'RT1', {}));
@@ -184,7 +236,9 @@ describe('cal-com driver', () => {
     const driver = createCalComDriver();
     expect(driver.validate!(AccountConfig.parse({ driver: 'cal-com', base_url: BASE, managed_user_id: 1 }))).toMatch(/^client_id/);
     expect(driver.validate!(AccountConfig.parse({ driver: 'cal-com', base_url: BASE, client_id: 'c' }))).toMatch(/^managed_user_id/);
-    expect(driver.validate!(AccountConfig.parse({ driver: 'cal-com', base_url: BASE, client_id: 'c', managed_user_id: 1 }))).toBeUndefined();
+    expect(
+      driver.validate!(AccountConfig.parse({ driver: 'cal-com', base_url: BASE, client_id: 'c', managed_user_id: 1 })),
+    ).toBeUndefined();
   });
 });
 
@@ -196,7 +250,11 @@ describe('amp driver', () => {
   it('obtains a token with the username and password; its scheme is `token`, its lifetime the JWT’s', async () => {
     const token = jwt({ iat: 1_000, exp: 1_000 + 86_400 });
     const { fetch, calls } = scripted(json(200, { token }));
-    expect(await createAmpDriver({ fetch }).recover!(ampCtx(), {})).toEqual({ access_token: token, token_type: 'token', expires_in: 86_400 });
+    expect(await createAmpDriver({ fetch }).recover!(ampCtx(), {})).toEqual({
+      access_token: token,
+      token_type: 'token',
+      expires_in: 86_400,
+    });
     expect(calls[0].url).toBe(`${BASE}/user/obtain_token`);
     expect(JSON.parse(String(calls[0].init.body))).toEqual({ username: 'ops', password: 'hunter2-password' });
   });
@@ -227,7 +285,8 @@ describe('amp driver', () => {
 
   it('validates: a username, no client id, the password flow', () => {
     const driver = createAmpDriver();
-    const v = (c: Partial<AccountConfigInput>) => driver.validate!(AccountConfig.parse({ driver: 'amp', base_url: BASE, flow: 'password', username: 'u', ...c }));
+    const v = (c: Partial<AccountConfigInput>) =>
+      driver.validate!(AccountConfig.parse({ driver: 'amp', base_url: BASE, flow: 'password', username: 'u', ...c }));
     expect(v({})).toBeUndefined();
     expect(v({ username: undefined })).toMatch(/^username/);
     expect(v({ client_id: 'x' })).toMatch(/^client_id/);

@@ -40,7 +40,14 @@ describe('RefreshAttempt', () => {
   it('serves a token that appeared while it queued, without calling the provider', async () => {
     const { parts, driver, clock, grant, m } = brokerParts();
     await grant('rt-0');
-    const fresh = { account: 'w', access_token: 'meanwhile', token_type: 'Bearer', expires_at: clock.t + 3_600_000, obtained_at: clock.t, scope: null };
+    const fresh = {
+      account: 'w',
+      access_token: 'meanwhile',
+      token_type: 'Bearer',
+      expires_at: clock.t + 3_600_000,
+      obtained_at: clock.t,
+      scope: null,
+    };
     m.cache.set('w', fresh);
     expect(await new RefreshAttempt(parts, request(clock.t)).run()).toBe(fresh);
     expect(driver.calls).toHaveLength(0);

@@ -15,15 +15,21 @@ const deps = (login?: LoginView, hint?: string) => ({
 const deviceLogin = { flow: 'device', user_code: 'ABCD-EFGH', verification_uri: 'https://a.example/device' } as unknown as LoginView;
 
 describe('refusals', () => {
-  it('reauth_required says why and how to log in again, or the driver\'s own way back', () => {
+  it("reauth_required says why and how to log in again, or the driver's own way back", () => {
     const err = reauthError(deps(), 'w', 'the provider refused the refresh token');
     expect(err.code).toBe('reauth_required');
     expect(err.message).toBe('account "w" needs a new login: the provider refused the refresh token. Run `tokend login w`');
-    expect(reauthError(deps(undefined, '`tokend import w`'), 'w', null).message).toBe('account "w" needs a new login. Run `tokend import w`');
+    expect(reauthError(deps(undefined, '`tokend import w`'), 'w', null).message).toBe(
+      'account "w" needs a new login. Run `tokend import w`',
+    );
   });
 
   it('a pending login turns reauth_required and "no grant yet" into login_pending with where to finish it', () => {
-    for (const err of [reauthError(deps(deviceLogin), 'w', 'x'), noGrantError(deps(deviceLogin), 'w', ACCOUNT, driver), loginPendingError('w', deviceLogin)]) {
+    for (const err of [
+      reauthError(deps(deviceLogin), 'w', 'x'),
+      noGrantError(deps(deviceLogin), 'w', ACCOUNT, driver),
+      loginPendingError('w', deviceLogin),
+    ]) {
       expect(err.code).toBe('login_pending');
       expect(err.message).toBe('account "w" is waiting for a login: enter the code ABCD-EFGH at https://a.example/device');
     }

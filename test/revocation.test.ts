@@ -19,18 +19,24 @@ describe('Revocation', () => {
     expect(await revocation.adoptOrKeep(g, { ...ACCOUNT, issuer: 'https://b.example' })).toBe(false);
   });
 
-  it('revokes the refresh token at the provider that issued it, with that provider\'s config, then drops the grant', async () => {
+  it("revokes the refresh token at the provider that issued it, with that provider's config, then drops the grant", async () => {
     const { revocation, store, driver, m, grant, accounts, forgotten, logs } = brokerParts();
     m.remember('w', await grant('rt-0', { access_token: 'at-0' }));
     await store.putSecret('w', 'client_secret', 'cs-a');
     // The account moved to another issuer since its grant was issued.
     accounts.set('w', { ...ACCOUNT, issuer: 'https://b.example' });
     expect(await revocation.revokeAndDrop('w', 'the account names another provider')).toEqual({ revoked: true });
-    expect(driver.calls.map((c) => [c.kind, c.token, c.ctx.config.issuer, c.ctx.clientSecret])).toEqual([['revoke', 'rt-0', 'https://a.example', 'cs-a']]);
+    expect(driver.calls.map((c) => [c.kind, c.token, c.ctx.config.issuer, c.ctx.clientSecret])).toEqual([
+      ['revoke', 'rt-0', 'https://a.example', 'cs-a'],
+    ]);
     expect(store.grants.has('w')).toBe(false);
     expect(m.seen.has('w')).toBe(false);
     expect(forgotten).toEqual(['w']);
-    expect(logs.at(-1)).toMatchObject({ level: 'warn', msg: 'grant dropped: it belongs to another provider or client', fields: { revoked: true } });
+    expect(logs.at(-1)).toMatchObject({
+      level: 'warn',
+      msg: 'grant dropped: it belongs to another provider or client',
+      fields: { revoked: true },
+    });
     expect(JSON.stringify(logs)).not.toContain('rt-0');
   });
 

@@ -12,16 +12,19 @@ import { daemonForSuite } from './support/fixtures.js';
 /** The daemon's answer to one request: its status and body, without waiting for a stream to end. */
 function firstAnswer(socket: string, method: string, urlPath: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, method, path: urlPath, headers: { host: 'tokend', 'content-type': 'application/json' }, agent: false }, (res) => {
-      if (res.headers['content-type']?.startsWith('text/event-stream')) {
-        resolve({ status: res.statusCode ?? 0, body: '(event stream)' });
-        req.destroy();
-        return;
-      }
-      let body = '';
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = http.request(
+      { socketPath: socket, method, path: urlPath, headers: { host: 'tokend', 'content-type': 'application/json' }, agent: false },
+      (res) => {
+        if (res.headers['content-type']?.startsWith('text/event-stream')) {
+          resolve({ status: res.statusCode ?? 0, body: '(event stream)' });
+          req.destroy();
+          return;
+        }
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.end(method === 'GET' || method === 'DELETE' ? undefined : '{}');
   });
@@ -49,7 +52,11 @@ describe('the route table', () => {
 
   it('the proxy lane (served before the router) takes the proxy route of the table apart', () => {
     expect(ROUTE_PATTERNS.proxy.startsWith(PROXY_PREFIX)).toBe(true);
-    expect(splitProxyTarget(ROUTES.proxy('my api', 'v2/bookings?from=a%20b'))).toEqual({ name: 'my api', rest: 'v2/bookings', query: '?from=a%20b' });
+    expect(splitProxyTarget(ROUTES.proxy('my api', 'v2/bookings?from=a%20b'))).toEqual({
+      name: 'my api',
+      rest: 'v2/bookings',
+      query: '?from=a%20b',
+    });
     expect(splitProxyTarget(ROUTES.token)).toBeUndefined();
   });
 

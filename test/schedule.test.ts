@@ -29,7 +29,14 @@ describe('Scheduler', () => {
     const { scheduler, refreshes, clock, m, grant } = brokerParts({ settings: { proactive_refresh: true } });
     m.remember('w', await grant());
     const key = cacheKey('w', 'read');
-    m.cache.set(key, { account: 'w', access_token: 'narrowed', token_type: 'Bearer', expires_at: clock.t + MIN, obtained_at: clock.t - 59 * MIN, scope: 'read' });
+    m.cache.set(key, {
+      account: 'w',
+      access_token: 'narrowed',
+      token_type: 'Bearer',
+      expires_at: clock.t + MIN,
+      obtained_at: clock.t - 59 * MIN,
+      scope: 'read',
+    });
     scheduler.schedule('w', key, m.cache.get(key)!);
     await vi.waitFor(() => expect(m.cache.has(key)).toBe(false));
     expect(refreshes).toEqual([]);

@@ -10,7 +10,13 @@ import { useStack } from './support/stack.js';
 
 describe('logins an app drives, through the SDK', () => {
   const stack = useStack();
-  const account = (extra: Record<string, unknown> = {}) => ({ issuer: stack.idp.issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'], ...extra });
+  const account = (extra: Record<string, unknown> = {}) => ({
+    issuer: stack.idp.issuer,
+    client_id: 'conf',
+    client_secret: 'conf-secret',
+    scopes: ['openid', 'offline_access', 'api'],
+    ...extra,
+  });
 
   it('finishes a deep-link login with completeLogin; waitForLogin sees it end', async () => {
     const tokend = new Tokend({ env: stack.t.env });

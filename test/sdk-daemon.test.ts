@@ -32,15 +32,29 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it('adds, reads, changes and removes accounts, with the write flags', async () => {
-    const added = await tokend.addAccount('work', { issuer: stack.idp.issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'] });
+    const added = await tokend.addAccount('work', {
+      issuer: stack.idp.issuer,
+      client_id: 'conf',
+      client_secret: 'conf-secret',
+      scopes: ['openid', 'offline_access', 'api'],
+    });
     expect(added).toMatchObject({ name: 'work', status: 'no_grant', client_id: 'conf', has_client_secret: true, issuer: stack.idp.issuer });
     expect(await tokend.info('work')).toMatchObject({ name: 'work', status: 'no_grant', scopes: ['openid', 'offline_access', 'api'] });
 
     // check=false: saved without asking a provider that is not there.
-    const nowhere = { token_endpoint: 'http://127.0.0.1:9/token', client_id: 'x', client_secret: 'x-secret', flow: 'client-credentials' as const };
+    const nowhere = {
+      token_endpoint: 'http://127.0.0.1:9/token',
+      client_id: 'x',
+      client_secret: 'x-secret',
+      flow: 'client-credentials' as const,
+    };
     const checked = await tokendError(tokend.addAccount('offline', nowhere));
     expect(checked).toMatchObject({ code: 'upstream_unavailable', status: 503, account: 'offline' });
-    expect(await tokend.addAccount('offline', nowhere, { check: false })).toMatchObject({ name: 'offline', client_id: 'x', has_client_secret: true });
+    expect(await tokend.addAccount('offline', nowhere, { check: false })).toMatchObject({
+      name: 'offline',
+      client_id: 'x',
+      has_client_secret: true,
+    });
     expect((await tokend.accounts()).map((a) => a.name).sort()).toEqual(['offline', 'work']);
 
     await importConfGrant(stack.t.d, stack.idp);

@@ -28,7 +28,12 @@ describe('the SDK import graph (dist/sdk)', () => {
 
   it('covers every file of dist/sdk, and each has its declarations', () => {
     const files = fs.readdirSync(path.join(DIST, 'sdk')).filter((f) => f.endsWith('.js'));
-    expect(graph.modules.filter((m) => m.startsWith(`sdk${path.sep}`)).map((m) => path.basename(m)).sort()).toEqual(files.sort());
+    expect(
+      graph.modules
+        .filter((m) => m.startsWith(`sdk${path.sep}`))
+        .map((m) => path.basename(m))
+        .sort(),
+    ).toEqual(files.sort());
     for (const f of files) expect(fs.existsSync(path.join(DIST, 'sdk', f.replace(/\.js$/, '.d.ts'))), f).toBe(true);
   });
 });

@@ -85,11 +85,16 @@ describe('tokend/client from the packed tarball', () => {
     const needed = Object.keys(importGraph(path.join(installed, 'dist'), 'sdk/index.js').packages);
     expect(needed).toEqual([...SDK_PENDING_PACKAGES].sort());
     for (const entry of fs.readdirSync(path.join(project, 'node_modules'))) {
-      if (entry !== 'tokend' && !entry.startsWith('.') && !needed.includes(entry)) fs.rmSync(path.join(project, 'node_modules', entry), { recursive: true, force: true });
+      if (entry !== 'tokend' && !entry.startsWith('.') && !needed.includes(entry))
+        fs.rmSync(path.join(project, 'node_modules', entry), { recursive: true, force: true });
     }
     expect(fs.existsSync(path.join(project, 'node_modules', 'zod'))).toBe(false);
 
-    const app = spawn(process.execPath, [path.join(project, 'out', 'consumer.js'), idp.issuer], { cwd: project, env: t.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const app = spawn(process.execPath, [path.join(project, 'out', 'consumer.js'), idp.issuer], {
+      cwd: project,
+      env: t.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     app.stderr.on('data', (c) => (stderr += c));
     const lines = readLines(app.stdout);

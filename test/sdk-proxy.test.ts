@@ -10,7 +10,10 @@ import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 describe('fetch through the daemon, as an app', () => {
   const idp = useIdp({ accessTokenTtl: 120 });
   const api = useServer(() => startApi(idp), { what: 'the API' });
-  const { d, t } = useDaemon({ settings: { http_timeout_ms: 1500 }, account: { idp, name: 'w', args: () => ['--api-base', api.base], grant: true } });
+  const { d, t } = useDaemon({
+    settings: { http_timeout_ms: 1500 },
+    account: { idp, name: 'w', args: () => ['--api-base', api.base], grant: true },
+  });
   let tokend: Tokend;
   beforeAll(() => {
     tokend = new Tokend({ env: t.env, userAgent: 'sdk-proxy-test' });
@@ -53,7 +56,9 @@ describe('fetch through the daemon, as an app', () => {
   });
 
   it('an upload refused before it is all sent: the app gets the reason, not EPIPE', async () => {
-    const refused = await tokend.fetch('nobody', '/upload', { method: 'PUT', body: byteSource(256 * 1024 * 1024) }).catch((e: unknown) => e);
+    const refused = await tokend
+      .fetch('nobody', '/upload', { method: 'PUT', body: byteSource(256 * 1024 * 1024) })
+      .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(TokendError);
     expect(refused).toMatchObject({ code: 'not_found', message: expect.stringContaining('no account named "nobody"') });
   });

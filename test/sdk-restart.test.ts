@@ -47,8 +47,15 @@ function busyApp(calls: Array<() => Promise<unknown>>, loops = 4): Busy {
 }
 
 /** What each failure is: its class, code and retryable flag (a raw socket error shows as its own name and code). */
-const kinds = (failures: unknown[]) =>
-  [...new Set(failures.map((e) => (e instanceof TokendError ? `TokendError ${e.code} retryable=${e.retryable}` : `${(e as Error)?.name} ${(e as NodeJS.ErrnoException)?.code}`)))];
+const kinds = (failures: unknown[]) => [
+  ...new Set(
+    failures.map((e) =>
+      e instanceof TokendError
+        ? `TokendError ${e.code} retryable=${e.retryable}`
+        : `${(e as Error)?.name} ${(e as NodeJS.ErrnoException)?.code}`,
+    ),
+  ),
+];
 
 describe('the SDK across daemon restarts', () => {
   const stack = useStack();

@@ -28,20 +28,27 @@ describe('reading Server-Sent Events', () => {
   });
 
   it('joins data lines, drops one space after the colon, skips comments, and sends nothing for an event without data', () => {
-    expect(feedAll(': keep-alive\n\nevent: empty\n\ndata:  two spaces\ndata:x\nevent\n\n')).toEqual([{ event: 'message', data: ' two spaces\nx' }]);
+    expect(feedAll(': keep-alive\n\nevent: empty\n\ndata:  two spaces\ndata:x\nevent\n\n')).toEqual([
+      { event: 'message', data: ' two spaces\nx' },
+    ]);
   });
 
   it('waits for the rest of a line cut between chunks', () => {
-    expect(feedAll('event: log', 'in.pending\nda', 'ta: {"login_id"', ':"1"}\n', '\n')).toEqual([{ event: 'login.pending', data: '{"login_id":"1"}' }]);
+    expect(feedAll('event: log', 'in.pending\nda', 'ta: {"login_id"', ':"1"}\n', '\n')).toEqual([
+      { event: 'login.pending', data: '{"login_id":"1"}' },
+    ]);
   });
 
   it('decodes UTF-8 split inside a character, and drops a leading BOM', async () => {
     const bytes = new TextEncoder().encode('\uFEFFdata: é✓\n\n');
     const chunks = [bytes.slice(0, 2), bytes.slice(2, 11), bytes.slice(11)];
     const out: SseMessage[] = [];
-    for await (const m of readSse((async function* () {
-      yield* chunks;
-    })())) out.push(m);
+    for await (const m of readSse(
+      (async function* () {
+        yield* chunks;
+      })(),
+    ))
+      out.push(m);
     expect(out).toEqual([{ event: 'message', data: 'é✓' }]);
   });
 });
@@ -110,8 +117,17 @@ describe('TokendError from the daemon', () => {
     const err = errorFromAnswer(409, JSON.stringify(body));
     expect(err).toBeInstanceOf(TokendError);
     expect(err).toBeInstanceOf(Error);
-    expect(err).toMatchObject({ name: 'TokendError', code: 'login_pending', message: 'finish the login', status: 409, account: 'rd', login: { id: 'L1' } });
-    expect(errorFromAnswer(503, JSON.stringify({ error: { code: 'upstream_unavailable', message: 'down', retry_after: 7 } })).retryAfter).toBe(7);
+    expect(err).toMatchObject({
+      name: 'TokendError',
+      code: 'login_pending',
+      message: 'finish the login',
+      status: 409,
+      account: 'rd',
+      login: { id: 'L1' },
+    });
+    expect(
+      errorFromAnswer(503, JSON.stringify({ error: { code: 'upstream_unavailable', message: 'down', retry_after: 7 } })).retryAfter,
+    ).toBe(7);
   });
 
   it('makes do with what a body that is not the wire shape gives: the status, and Retry-After', () => {
@@ -122,10 +138,21 @@ describe('TokendError from the daemon', () => {
 
   it('says which codes a later try of the same call may cure (retryable)', () => {
     const of = (code: string, status: number) => errorFromAnswer(status, JSON.stringify({ error: { code, message: code } }));
-    for (const [code, status] of [['upstream_unavailable', 503], ['upstream_timeout', 504], ['upstream_failed', 502], ['rate_limited', 429]] as const) {
+    for (const [code, status] of [
+      ['upstream_unavailable', 503],
+      ['upstream_timeout', 504],
+      ['upstream_failed', 502],
+      ['rate_limited', 429],
+    ] as const) {
       expect(of(code, status).retryable, code).toBe(true);
     }
-    for (const [code, status] of [['provider_rejected', 502], ['reauth_required', 409], ['not_found', 404], ['invalid_request', 400], ['internal', 500]] as const) {
+    for (const [code, status] of [
+      ['provider_rejected', 502],
+      ['reauth_required', 409],
+      ['not_found', 404],
+      ['invalid_request', 400],
+      ['internal', 500],
+    ] as const) {
       expect(of(code, status).retryable, code).toBe(false);
     }
   });
@@ -145,7 +172,12 @@ describe('TokendError from the daemon', () => {
       expires_at: '',
       error: { code: 'expired_token', message: 'the code expired' },
     };
-    expect(loginError(login)).toMatchObject({ code: 'expired_token', account: 'rd', login: { id: 'L2' }, message: expect.stringContaining('the code expired') });
+    expect(loginError(login)).toMatchObject({
+      code: 'expired_token',
+      account: 'rd',
+      login: { id: 'L2' },
+      message: expect.stringContaining('the code expired'),
+    });
     expect(loginError({ ...login, status: 'failed', error: null })).toMatchObject({ code: 'login_failed' });
   });
 });

@@ -65,13 +65,23 @@ describe('the SDK on the wire (a stand-in daemon)', () => {
 
   describe('fetch through the proxy', () => {
     it('sends the method, the path and query under /v1/proxy/NAME/, and the headers, and hands back the answer as a Response', async () => {
-      const res = await tokend.fetch('rd', '/user/settings?lang=en&x=a%20b', { method: 'put', headers: { 'x-app': 'yes', accept: 'application/json' }, body: '{}' });
+      const res = await tokend.fetch('rd', '/user/settings?lang=en&x=a%20b', {
+        method: 'put',
+        headers: { 'x-app': 'yes', accept: 'application/json' },
+        body: '{}',
+      });
       expect(res).toBeInstanceOf(Response);
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe('application/json');
       const seen = await seenBy(res);
       expect(seen).toMatchObject({ method: 'PUT', url: '/v1/proxy/rd/user/settings?lang=en&x=a%20b', text: '{}' });
-      expect(seen.headers).toMatchObject({ 'x-app': 'yes', accept: 'application/json', 'user-agent': 'wire-test/1', host: 'tokend', 'content-length': '2' });
+      expect(seen.headers).toMatchObject({
+        'x-app': 'yes',
+        accept: 'application/json',
+        'user-agent': 'wire-test/1',
+        host: 'tokend',
+        'content-length': '2',
+      });
       // The app's own User-Agent goes through instead.
       expect((await seenBy(await tokend.fetch('rd', 'me', { headers: { 'user-agent': 'app/2' } }))).headers['user-agent']).toBe('app/2');
     });
@@ -179,17 +189,24 @@ describe('the SDK on the wire (a stand-in daemon)', () => {
     });
 
     it("throws the daemon's own errors as TokendError, and hands back the API's, whatever they look like", async () => {
-      const wire = (code: string, extra: object = {}) => JSON.stringify({ error: { code, message: `tokend says ${code}`, account: 'rd', ...extra } });
+      const wire = (code: string, extra: object = {}) =>
+        JSON.stringify({ error: { code, message: `tokend says ${code}`, account: 'rd', ...extra } });
       handler = (req, res) => {
-        if (req.url!.endsWith('/no-token')) res.writeHead(409, { 'content-type': 'application/json', [PROXY_ERROR_HEADER]: 'reauth_required' }).end(wire('reauth_required'));
-        else if (req.url!.endsWith('/upstream-down')) res.writeHead(504, { [PROXY_ERROR_HEADER]: 'upstream_timeout', 'retry-after': '5' }).end(wire('upstream_timeout'));
+        if (req.url!.endsWith('/no-token'))
+          res.writeHead(409, { 'content-type': 'application/json', [PROXY_ERROR_HEADER]: 'reauth_required' }).end(wire('reauth_required'));
+        else if (req.url!.endsWith('/upstream-down'))
+          res.writeHead(504, { [PROXY_ERROR_HEADER]: 'upstream_timeout', 'retry-after': '5' }).end(wire('upstream_timeout'));
         // The API's own 404, in the same shape as ours: still the API's.
         else res.writeHead(404, { 'content-type': 'application/json' }).end(wire('not_found'));
       };
       const noToken = await tokend.fetch('rd', '/no-token').catch((e: unknown) => e);
       expect(noToken).toBeInstanceOf(TokendError);
       expect(noToken).toMatchObject({ code: 'reauth_required', status: 409, account: 'rd', message: 'tokend says reauth_required' });
-      expect(await tokend.fetch('rd', '/upstream-down').catch((e: unknown) => e)).toMatchObject({ code: 'upstream_timeout', status: 504, retryAfter: 5 });
+      expect(await tokend.fetch('rd', '/upstream-down').catch((e: unknown) => e)).toMatchObject({
+        code: 'upstream_timeout',
+        status: 504,
+        retryAfter: 5,
+      });
       const apiSays = await tokend.fetch('rd', '/missing');
       expect(apiSays.status).toBe(404);
       expect(await apiSays.json()).toMatchObject({ error: { code: 'not_found' } });
@@ -199,7 +216,8 @@ describe('the SDK on the wire (a stand-in daemon)', () => {
       const urls: string[] = [];
       handler = (req, res) => {
         urls.push(req.url!);
-        if (req.url === '/v1/accounts/rd') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'rd', api_base: API_BASE }));
+        if (req.url === '/v1/accounts/rd')
+          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'rd', api_base: API_BASE }));
         echo(req, res);
       };
       expect((await seenBy(await tokend.fetch('rd', `${API_BASE}/bookings?take=5`))).url).toBe('/v1/proxy/rd/bookings?take=5');
@@ -261,5 +279,12 @@ async function describeRequest(req: http.IncomingMessage): Promise<Seen> {
     bytes += chunk.length;
     if (bytes <= 1 << 20) kept.push(chunk);
   }
-  return { method: req.method!, url: req.url!, headers: req.headers, bytes, sha256: hash.digest('hex'), text: bytes <= 1 << 20 ? Buffer.concat(kept).toString('utf8') : '' };
+  return {
+    method: req.method!,
+    url: req.url!,
+    headers: req.headers,
+    bytes,
+    sha256: hash.digest('hex'),
+    text: bytes <= 1 << 20 ? Buffer.concat(kept).toString('utf8') : '',
+  };
 }

@@ -94,7 +94,14 @@ describe.skipIf(!linux)('systemd units', () => {
     expect(socket).toMatch(/^SocketMode=0600$/m);
     expect(socket).toMatch(/^DirectoryMode=0700$/m);
     // LimitCORE=0: no core file of the daemon's memory (tokens, secrets, the master key).
-    for (const line of ['UMask=0077', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'Restart=on-failure', 'ProtectSystem=strict', 'LimitCORE=0']) {
+    for (const line of [
+      'UMask=0077',
+      'NoNewPrivileges=yes',
+      'PrivateTmp=yes',
+      'Restart=on-failure',
+      'ProtectSystem=strict',
+      'LimitCORE=0',
+    ]) {
       expect(service).toMatch(new RegExp(`^${line}$`, 'm'));
     }
     // V8's JIT needs W+X pages; this option would kill node at start.
@@ -294,7 +301,10 @@ describe('tokend service install --dry-run', () => {
 
   it('respects XDG_CONFIG_HOME for the unit folder', async () => {
     const home = tempDir();
-    const { io, out } = captureIo({ HOME: home, XDG_CONFIG_HOME: `${home}/cfg`, XDG_RUNTIME_DIR: '/run/user/1' }, { tokendBin: fakeTokendBin() });
+    const { io, out } = captureIo(
+      { HOME: home, XDG_CONFIG_HOME: `${home}/cfg`, XDG_RUNTIME_DIR: '/run/user/1' },
+      { tokendBin: fakeTokendBin() },
+    );
     expect(await runService(['install', '--dry-run', '--platform', 'linux', '--json'], io)).toBe(0);
     const report = JSON.parse(out.stdout);
     expect(report.files.map((f: { path: string }) => f.path)).toEqual([
@@ -705,7 +715,12 @@ async function startUserManager(): Promise<UserManager | string> {
   fs.mkdirSync(runtime, { mode: 0o700 });
   // A small environment: the manager passes it to services, and vitest's (NODE_OPTIONS…)
   // does not belong in a daemon.
-  const env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: home, XDG_RUNTIME_DIR: runtime, LANG: 'C.UTF-8' };
+  const env = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: home,
+    XDG_RUNTIME_DIR: runtime,
+    LANG: 'C.UTF-8',
+  };
   const script = [
     'set -e',
     'mount -t tmpfs tmpfs /run/systemd',
@@ -801,7 +816,15 @@ describe.skipIf(!linux)('under a real systemd user manager', () => {
 
     const health = await request(socket, '/v1/health');
     expect(health.status).toBe(200);
-    expect(health.body).toMatchObject({ status: 'ok', fd: 3, fd_is_socket: true, listen_env_left: [], umask: '0077', argv: ['daemon'], core_limit: '0' });
+    expect(health.body).toMatchObject({
+      status: 'ok',
+      fd: 3,
+      fd_is_socket: true,
+      listen_env_left: [],
+      umask: '0077',
+      argv: ['daemon'],
+      core_limit: '0',
+    });
     expect(JSON.parse(fs.readFileSync(marker, 'utf8')).pid).toBe(health.body.pid);
     expect(systemctl('show', '-p', 'MainPID', '--value', 'tokend.service').stdout.trim()).toBe(String(health.body.pid));
 
@@ -853,7 +876,11 @@ describe.skipIf(!linux)('under a real systemd user manager', () => {
       "import fs from 'node:fs'; import path from 'node:path';\n" +
         "fs.writeFileSync(path.join(path.dirname(process.argv[1]), 'argv.json'), JSON.stringify([process.argv0, ...process.argv.slice(1)]));\n",
     );
-    const unit = renderTemplate('[Service]\nType=oneshot\nExecStart=@NODE@ @TOKEND@ daemon\n', { NODE: path.join(nodeDir, 'node'), TOKEND: script }, 'systemd');
+    const unit = renderTemplate(
+      '[Service]\nType=oneshot\nExecStart=@NODE@ @TOKEND@ daemon\n',
+      { NODE: path.join(nodeDir, 'node'), TOKEND: script },
+      'systemd',
+    );
     const unitDir = path.join(home, '.config', 'systemd', 'user');
     fs.mkdirSync(unitDir, { recursive: true });
     fs.writeFileSync(path.join(unitDir, 'odd-paths.service'), unit);

@@ -22,7 +22,9 @@ type Env = Record<string, string>;
 /** native/tokend-fast.c built with its socket probe (a main that prints what the helper would connect to). */
 function buildProbe(dir: string): string | undefined {
   const out = path.join(dir, 'socket-probe');
-  const r = spawnSync('cc', ['-std=c99', '-w', '-DTOKEND_SOCKET_PROBE', '-o', out, path.join(ROOT, 'native', 'tokend-fast.c')], { encoding: 'utf8' });
+  const r = spawnSync('cc', ['-std=c99', '-w', '-DTOKEND_SOCKET_PROBE', '-o', out, path.join(ROOT, 'native', 'tokend-fast.c')], {
+    encoding: 'utf8',
+  });
   return r.status === 0 ? out : undefined;
 }
 
@@ -67,7 +69,8 @@ describe.skipIf(process.platform === 'win32')('the sh shims and resolvePaths fin
     cwd = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-paths-')));
     // Where the helpers' native client is built (a C compiler is there), it is checked too.
     probe = buildProbe(cwd);
-    if (!probe && fs.existsSync(path.join(ROOT, 'build', 'tokend-fast'))) throw new Error('build/tokend-fast exists but cc could not build the socket probe');
+    if (!probe && fs.existsSync(path.join(ROOT, 'build', 'tokend-fast')))
+      throw new Error('build/tokend-fast exists but cc could not build the socket probe');
   });
   afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
 
@@ -75,28 +78,52 @@ describe.skipIf(process.platform === 'win32')('the sh shims and resolvePaths fin
   const rows: Array<[why: string, env: Env, expected: string, args?: string[]]> = [
     ['TOKEND_SOCKET', { HOME: H, TOKEND_SOCKET: '/s/t.sock' }, '/s/t.sock'],
     ['a relative TOKEND_SOCKET', { HOME: H, TOKEND_SOCKET: 'rel/t.sock' }, '<cwd>/rel/t.sock'],
-    ['TOKEND_SOCKET beats TOKEND_HOME and XDG_RUNTIME_DIR', { HOME: H, TOKEND_SOCKET: '/s/t.sock', TOKEND_HOME: '/th', XDG_RUNTIME_DIR: '/run/user/1' }, '/s/t.sock'],
+    [
+      'TOKEND_SOCKET beats TOKEND_HOME and XDG_RUNTIME_DIR',
+      { HOME: H, TOKEND_SOCKET: '/s/t.sock', TOKEND_HOME: '/th', XDG_RUNTIME_DIR: '/run/user/1' },
+      '/s/t.sock',
+    ],
     ['an empty TOKEND_SOCKET counts as unset', { HOME: H, TOKEND_SOCKET: '', TOKEND_HOME: '/th' }, '/th/run/tokend.sock'],
     ['TOKEND_HOME', { HOME: H, TOKEND_HOME: '/th' }, '/th/run/tokend.sock'],
     ['TOKEND_HOME with a trailing slash', { HOME: H, TOKEND_HOME: '/th/' }, '/th/run/tokend.sock'],
     ['a relative TOKEND_HOME', { HOME: H, TOKEND_HOME: 'th' }, '<cwd>/th/run/tokend.sock'],
     ['TOKEND_HOME with a space', { HOME: H, TOKEND_HOME: '/t h' }, '/t h/run/tokend.sock'],
-    ['TOKEND_HOME beats XDG_RUNTIME_DIR and TOKEND_DATA_DIR', { HOME: H, TOKEND_HOME: '/th', XDG_RUNTIME_DIR: '/run/user/1', TOKEND_DATA_DIR: '/d' }, '/th/run/tokend.sock'],
-    ['an empty TOKEND_HOME counts as unset', { HOME: H, TOKEND_HOME: '', XDG_RUNTIME_DIR: '/run/user/1' }, '/run/user/1/tokend/tokend.sock'],
+    [
+      'TOKEND_HOME beats XDG_RUNTIME_DIR and TOKEND_DATA_DIR',
+      { HOME: H, TOKEND_HOME: '/th', XDG_RUNTIME_DIR: '/run/user/1', TOKEND_DATA_DIR: '/d' },
+      '/th/run/tokend.sock',
+    ],
+    [
+      'an empty TOKEND_HOME counts as unset',
+      { HOME: H, TOKEND_HOME: '', XDG_RUNTIME_DIR: '/run/user/1' },
+      '/run/user/1/tokend/tokend.sock',
+    ],
     ['XDG_RUNTIME_DIR', { HOME: H, XDG_RUNTIME_DIR: '/run/user/1' }, '/run/user/1/tokend/tokend.sock'],
     ['a relative XDG_RUNTIME_DIR', { HOME: H, XDG_RUNTIME_DIR: 'run' }, '<cwd>/run/tokend/tokend.sock'],
-    ['XDG_RUNTIME_DIR beats TOKEND_DATA_DIR', { HOME: H, XDG_RUNTIME_DIR: '/run/user/1', TOKEND_DATA_DIR: '/d' }, '/run/user/1/tokend/tokend.sock'],
+    [
+      'XDG_RUNTIME_DIR beats TOKEND_DATA_DIR',
+      { HOME: H, XDG_RUNTIME_DIR: '/run/user/1', TOKEND_DATA_DIR: '/d' },
+      '/run/user/1/tokend/tokend.sock',
+    ],
     ['an empty XDG_RUNTIME_DIR counts as unset', { HOME: H, XDG_RUNTIME_DIR: '' }, `${H}/.local/share/tokend/run/tokend.sock`],
     ['TOKEND_DATA_DIR', { HOME: H, TOKEND_DATA_DIR: '/d' }, '/d/run/tokend.sock'],
     ['a relative TOKEND_DATA_DIR', { HOME: H, TOKEND_DATA_DIR: 'd' }, '<cwd>/d/run/tokend.sock'],
     ['an empty TOKEND_DATA_DIR counts as unset', { HOME: H, TOKEND_DATA_DIR: '' }, `${H}/.local/share/tokend/run/tokend.sock`],
-    ['TOKEND_CONFIG_DIR and TOKEND_KEY_FILE do not move the socket', { HOME: H, TOKEND_CONFIG_DIR: '/c', TOKEND_KEY_FILE: '/k' }, `${H}/.local/share/tokend/run/tokend.sock`],
+    [
+      'TOKEND_CONFIG_DIR and TOKEND_KEY_FILE do not move the socket',
+      { HOME: H, TOKEND_CONFIG_DIR: '/c', TOKEND_KEY_FILE: '/k' },
+      `${H}/.local/share/tokend/run/tokend.sock`,
+    ],
     ['HOME alone: the XDG data default', { HOME: H }, `${H}/.local/share/tokend/run/tokend.sock`],
     ['XDG_DATA_HOME', { HOME: H, XDG_DATA_HOME: '/xd' }, '/xd/tokend/run/tokend.sock'],
     ['a relative XDG_DATA_HOME', { HOME: H, XDG_DATA_HOME: 'xd' }, '<cwd>/xd/tokend/run/tokend.sock'],
     ['an empty XDG_DATA_HOME counts as unset', { HOME: H, XDG_DATA_HOME: '' }, `${H}/.local/share/tokend/run/tokend.sock`],
     ['a relative HOME', { HOME: 'hh' }, '<cwd>/hh/.local/share/tokend/run/tokend.sock'],
-    ['every variable empty but HOME', { HOME: H, TOKEND_SOCKET: '', TOKEND_HOME: '', XDG_RUNTIME_DIR: '', TOKEND_DATA_DIR: '', XDG_DATA_HOME: '' }, `${H}/.local/share/tokend/run/tokend.sock`],
+    [
+      'every variable empty but HOME',
+      { HOME: H, TOKEND_SOCKET: '', TOKEND_HOME: '', XDG_RUNTIME_DIR: '', TOKEND_DATA_DIR: '', XDG_DATA_HOME: '' },
+      `${H}/.local/share/tokend/run/tokend.sock`,
+    ],
     // Without HOME only node knows the home folder (getpwuid): the shim leaves it to node.
     ['no HOME', {}, 'defer'],
     ['an empty HOME', { HOME: '' }, 'defer'],

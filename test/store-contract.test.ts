@@ -162,7 +162,12 @@ describe.each(KINDS)('the $name store', (kind) => {
     it('round-trips a grant with every field, also through another store on the same data', async () => {
       expect(await s.getGrant('work')).toBeUndefined();
       const boundTo = '{"driver":"oauth2","issuer":"https://idp.example","client_id":"cli"}';
-      const written = await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: boundTo, ...tokens(), refresh_expires_at: clock + 9_000_000 });
+      const written = await s.replaceGrant('work', {
+        refresh_token: 'rt-1',
+        bound_to: boundTo,
+        ...tokens(),
+        refresh_expires_at: clock + 9_000_000,
+      });
       const expected = {
         account: 'work',
         refresh_token: 'rt-1',
@@ -184,7 +189,15 @@ describe.each(KINDS)('the $name store', (kind) => {
 
     it('stores a grant that has only a refresh token (an import)', async () => {
       const g = await s.replaceGrant('imp', { refresh_token: 'rt-imported', bound_to: 'id' });
-      expect(g).toMatchObject({ refresh_token: 'rt-imported', access_token: null, token_type: null, expires_at: null, obtained_at: null, scope: null, generation: 1 });
+      expect(g).toMatchObject({
+        refresh_token: 'rt-imported',
+        access_token: null,
+        token_type: null,
+        expires_at: null,
+        obtained_at: null,
+        scope: null,
+        generation: 1,
+      });
     });
 
     it('keeps counting generations across logins and refreshes, so a refresh from before a login cannot commit over it', async () => {
@@ -201,8 +214,22 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.markInFlight('work', clock);
       clock += 1000;
       const g = await s.replaceGrant('work', { refresh_token: 'rt-2', bound_to: 'id-2' }, { rd_client_id: 'c2', rd_client_secret: 's2' });
-      expect(g).toMatchObject({ refresh_token: 'rt-2', bound_to: 'id-2', generation: 2, status: 'active', in_flight_since: null, in_flight_for: null, ...by(), updated_at: clock });
-      expect(await s.getSecrets('work')).toEqual(new Map([['rd_client_id', 'c2'], ['rd_client_secret', 's2']]));
+      expect(g).toMatchObject({
+        refresh_token: 'rt-2',
+        bound_to: 'id-2',
+        generation: 2,
+        status: 'active',
+        in_flight_since: null,
+        in_flight_for: null,
+        ...by(),
+        updated_at: clock,
+      });
+      expect(await s.getSecrets('work')).toEqual(
+        new Map([
+          ['rd_client_id', 'c2'],
+          ['rd_client_secret', 's2'],
+        ]),
+      );
     });
 
     it('lists every grant in account order without decrypting a token: whether each exists, and the times', async () => {
@@ -229,7 +256,8 @@ describe.each(KINDS)('the $name store', (kind) => {
     });
 
     it('pages through the access tokens of active grants in account order, without their refresh tokens', async () => {
-      for (const a of ['d', 'b', 'a', 'c', 'e', 'g']) await s.replaceGrant(a, { refresh_token: `rt-${a}`, bound_to: 'id', ...tokens({ access_token: `at-${a}` }) });
+      for (const a of ['d', 'b', 'a', 'c', 'e', 'g'])
+        await s.replaceGrant(a, { refresh_token: `rt-${a}`, bound_to: 'id', ...tokens({ access_token: `at-${a}` }) });
       await s.replaceGrant('f', { refresh_token: 'rt-f', bound_to: 'id' }); // no access token
       await s.setStatus('c', 'reauth_required', 'refused'); // not servable
       const pages: string[][] = [];
@@ -278,7 +306,11 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.markInFlight('work', clock);
       await s.setStatus('work', 'reauth_required', 'invalid_grant');
       clock += 1000;
-      const g = await s.commitRefresh('work', 1, tokens({ access_token: 'at-2', refresh_token: 'rt-2', scope: null, expires_at: null, refresh_expires_at: clock + 5000 }));
+      const g = await s.commitRefresh(
+        'work',
+        1,
+        tokens({ access_token: 'at-2', refresh_token: 'rt-2', scope: null, expires_at: null, refresh_expires_at: clock + 5000 }),
+      );
       expect(g).toMatchObject({
         refresh_token: 'rt-2',
         access_token: 'at-2',
@@ -295,15 +327,21 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(g).toStrictEqual(await s.getGrant('work'));
     });
 
-    it("keep the old refresh token and its expiry when the provider did not rotate it (RFC 6749 §6)", async () => {
+    it('keep the old refresh token and its expiry when the provider did not rotate it (RFC 6749 §6)', async () => {
       await s.replaceGrant('work', { refresh_token: 'rt-keep', bound_to: 'id', ...tokens(), refresh_expires_at: clock + 9000 });
       const g = await s.commitRefresh('work', 1, tokens({ access_token: 'at-2' }));
       expect(g).toMatchObject({ refresh_token: 'rt-keep', access_token: 'at-2', refresh_expires_at: clock + 9000 });
       expect(g).toStrictEqual(await (await reopen()).getGrant('work'));
       // A new expiry without a new token is the old token's new expiry.
-      expect(await s.commitRefresh('work', 2, tokens({ access_token: 'at-3', refresh_expires_at: clock + 20_000 }))).toMatchObject({ refresh_token: 'rt-keep', refresh_expires_at: clock + 20_000 });
+      expect(await s.commitRefresh('work', 2, tokens({ access_token: 'at-3', refresh_expires_at: clock + 20_000 }))).toMatchObject({
+        refresh_token: 'rt-keep',
+        refresh_expires_at: clock + 20_000,
+      });
       // A rotated token without an expiry has none, whatever the old one had.
-      expect(await s.commitRefresh('work', 3, tokens({ access_token: 'at-4', refresh_token: 'rt-new' }))).toMatchObject({ refresh_token: 'rt-new', refresh_expires_at: null });
+      expect(await s.commitRefresh('work', 3, tokens({ access_token: 'at-4', refresh_token: 'rt-new' }))).toMatchObject({
+        refresh_token: 'rt-new',
+        refresh_expires_at: null,
+      });
     });
 
     it('refuse a stale generation and leave the grant alone', async () => {
@@ -318,7 +356,11 @@ describe.each(KINDS)('the $name store', (kind) => {
     it('refuse a commit for a grant deleted meanwhile', async () => {
       await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
       await s.deleteGrant('work');
-      expect(await rejection(s.commitRefresh('work', 1, tokens()))).toMatchObject({ code: 'generation_mismatch', expected: 1, stored: null });
+      expect(await rejection(s.commitRefresh('work', 1, tokens()))).toMatchObject({
+        code: 'generation_mismatch',
+        expected: 1,
+        stored: null,
+      });
       expect(await s.getGrant('work')).toBeUndefined();
     });
 
@@ -327,11 +369,14 @@ describe.each(KINDS)('the $name store', (kind) => {
       const second = await reopen();
       // Half through this store, half through another on the same data (another daemon of a
       // fleet; the SQLite file's second connection): all sent before any has answered.
-      const racers = Array.from({ length: 8 }, (_, i) => (i % 2 ? second : s).commitRefresh('work', 1, tokens({ refresh_token: `rt-${i}`, access_token: `at-${i}` })));
+      const racers = Array.from({ length: 8 }, (_, i) =>
+        (i % 2 ? second : s).commitRefresh('work', 1, tokens({ refresh_token: `rt-${i}`, access_token: `at-${i}` })),
+      );
       const settled = await Promise.allSettled(racers);
       const won = settled.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
       expect(won).toHaveLength(1);
-      for (const r of settled) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'generation_mismatch', expected: 1, stored: 2 });
+      for (const r of settled)
+        if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'generation_mismatch', expected: 1, stored: 2 });
       const winner = won[0]!;
       expect(await s.getGrant('work')).toMatchObject({ generation: 2, refresh_token: `rt-${winner}`, access_token: `at-${winner}` });
     });
@@ -343,7 +388,13 @@ describe.each(KINDS)('the $name store', (kind) => {
       clock += 1000;
       await s.markInFlight('work', clock - 5);
       const holder = s.fleet?.instance ?? null;
-      expect(await (await reopen()).getGrant('work')).toMatchObject({ in_flight_since: clock - 5, in_flight_for: null, ...by(holder), updated_at: clock, refresh_token: 'rt-1' });
+      expect(await (await reopen()).getGrant('work')).toMatchObject({
+        in_flight_since: clock - 5,
+        in_flight_for: null,
+        ...by(holder),
+        updated_at: clock,
+        refresh_token: 'rt-1',
+      });
       clock += 1000;
       await s.clearInFlight('work');
       expect(await s.getGrant('work')).toMatchObject({ in_flight_since: null, in_flight_for: null, ...by(), updated_at: clock });
@@ -358,13 +409,18 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(await s.getGrant('nobody')).toBeUndefined();
     });
 
-    it(kind.fleet ? 'abandoned: the mark stays as the witness, and names no daemon to wait for' : 'abandoned: the mark stays as the witness (a lone daemon has no name to drop)', async () => {
-      await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
-      await s.markInFlight('work', clock);
-      await s.abandonInFlight('work');
-      await s.abandonInFlight('nobody');
-      expect(await s.getGrant('work')).toMatchObject({ in_flight_since: clock, ...by(null) });
-    });
+    it(
+      kind.fleet
+        ? 'abandoned: the mark stays as the witness, and names no daemon to wait for'
+        : 'abandoned: the mark stays as the witness (a lone daemon has no name to drop)',
+      async () => {
+        await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
+        await s.markInFlight('work', clock);
+        await s.abandonInFlight('work');
+        await s.abandonInFlight('nobody');
+        expect(await s.getGrant('work')).toMatchObject({ in_flight_since: clock, ...by(null) });
+      },
+    );
 
     it('set a status and its error and end the mark in one commit, keeping tokens and secrets', async () => {
       await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id', ...tokens() }, { client_secret: 'cs-1' });
@@ -372,7 +428,17 @@ describe.each(KINDS)('the $name store', (kind) => {
       clock += 1000;
       await s.setStatus('work', 'reauth_required', 'the refresh token was revoked');
       const g = await (await reopen()).getGrant('work');
-      expect(g).toMatchObject({ status: 'reauth_required', last_error: 'the refresh token was revoked', in_flight_since: null, in_flight_for: null, ...by(), refresh_token: 'rt-1', access_token: 'at-1', generation: 1, updated_at: clock });
+      expect(g).toMatchObject({
+        status: 'reauth_required',
+        last_error: 'the refresh token was revoked',
+        in_flight_since: null,
+        in_flight_for: null,
+        ...by(),
+        refresh_token: 'rt-1',
+        access_token: 'at-1',
+        generation: 1,
+        updated_at: clock,
+      });
       expect(await s.getSecret('work', 'client_secret')).toBe('cs-1');
       await s.setStatus('work', 'active', null);
       expect(await s.getGrant('work')).toMatchObject({ status: 'active', last_error: null });
@@ -380,10 +446,15 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(await s.getGrant('nobody')).toBeUndefined();
     });
 
-    it("mark an import on the grant, which keeps its tokens; ending the import leaves the grant as it was", async () => {
+    it('mark an import on the grant, which keeps its tokens; ending the import leaves the grant as it was', async () => {
       const before = await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id', ...tokens() });
       await s.markImport('work', clock + 5, { boundTo: 'other', lastError: 'unused: there is a grant' });
-      expect(await (await reopen()).getGrant('work')).toStrictEqual({ ...before, in_flight_since: clock + 5, in_flight_for: 'import', ...by(s.fleet?.instance) });
+      expect(await (await reopen()).getGrant('work')).toStrictEqual({
+        ...before,
+        in_flight_since: clock + 5,
+        in_flight_for: 'import',
+        ...by(s.fleet?.instance),
+      });
       await s.endImport('work');
       expect(await s.getGrant('work')).toStrictEqual(before);
     });
@@ -436,7 +507,12 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.putSecret('home', 'client_secret', 'cs-home');
       await s.putSecret('work', 'client_secret', 'cs-2');
       expect(await s.getSecret('work', 'client_secret')).toBe('cs-2');
-      expect(await (await reopen()).getSecrets('work')).toEqual(new Map([['client_secret', 'cs-2'], ['password', 'pw-1']]));
+      expect(await (await reopen()).getSecrets('work')).toEqual(
+        new Map([
+          ['client_secret', 'cs-2'],
+          ['password', 'pw-1'],
+        ]),
+      );
       await s.deleteSecrets('work');
       expect(await s.getSecret('work', 'client_secret')).toBeUndefined();
       expect(await s.getSecrets('work')).toEqual(new Map());
@@ -453,32 +529,61 @@ describe.each(KINDS)('the $name store', (kind) => {
 
   describe('sealing', () => {
     // The memory store seals nothing: it never writes anything down.
-    it.runIf(kind.name !== 'memory')('binds each sealed value to its row and column: moved elsewhere, it does not open, and the error holds no value', async () => {
-      await s.replaceGrant('alice', { refresh_token: 'rt-alice', bound_to: 'id', ...tokens({ access_token: 'at-alice' }) }, { client_secret: 'cs-alice' });
-      await s.replaceGrant('bob', { refresh_token: 'rt-bob', bound_to: 'id', ...tokens({ access_token: 'at-bob' }) }, { client_secret: 'cs-bob' });
-      await s.putLogin({ id: 'l-a', account: 'alice', flow: 'browser', status: 'pending', data: {}, created_at: clock, updated_at: clock, secrets: { state: 'st-a' } });
-      await s.putLogin({ id: 'l-b', account: 'bob', flow: 'browser', status: 'pending', data: {}, created_at: clock, updated_at: clock, secrets: { state: 'st-b' } });
-      await opened.tamper!(`
+    it.runIf(kind.name !== 'memory')(
+      'binds each sealed value to its row and column: moved elsewhere, it does not open, and the error holds no value',
+      async () => {
+        await s.replaceGrant(
+          'alice',
+          { refresh_token: 'rt-alice', bound_to: 'id', ...tokens({ access_token: 'at-alice' }) },
+          { client_secret: 'cs-alice' },
+        );
+        await s.replaceGrant(
+          'bob',
+          { refresh_token: 'rt-bob', bound_to: 'id', ...tokens({ access_token: 'at-bob' }) },
+          { client_secret: 'cs-bob' },
+        );
+        await s.putLogin({
+          id: 'l-a',
+          account: 'alice',
+          flow: 'browser',
+          status: 'pending',
+          data: {},
+          created_at: clock,
+          updated_at: clock,
+          secrets: { state: 'st-a' },
+        });
+        await s.putLogin({
+          id: 'l-b',
+          account: 'bob',
+          flow: 'browser',
+          status: 'pending',
+          data: {},
+          created_at: clock,
+          updated_at: clock,
+          secrets: { state: 'st-b' },
+        });
+        await opened.tamper!(`
         UPDATE grants SET refresh_token = (SELECT refresh_token FROM grants WHERE account = 'alice') WHERE account = 'bob';
         UPDATE grants SET access_token = refresh_token WHERE account = 'alice';
         UPDATE secrets SET value = (SELECT value FROM secrets WHERE account = 'alice') WHERE account = 'bob';
         UPDATE login_secrets SET secrets = (SELECT secrets FROM login_secrets WHERE login_id = 'l-a') WHERE login_id = 'l-b';`);
-      const failures = [
-        [await rejection(s.getGrant('bob')), 'grant:bob:refresh_token'],
-        [await rejection(s.getAccessToken('alice')), 'grant:alice:access_token'],
-        [await rejection(s.getSecret('bob', 'client_secret')), 'secret:bob:client_secret'],
-        [await rejection(s.getLogin('l-b')), 'login:l-b:secrets'],
-      ] as const;
-      for (const [err, where] of failures) {
-        expect(err).toBeInstanceOf(StoreError);
-        expect(err).toMatchObject({ code: 'decrypt_failed' });
-        expect((err as Error).message).toContain(where);
-        expect((err as Error).message).not.toMatch(/rt-|at-|cs-|st-/);
-      }
-      // The rows nobody touched still open.
-      expect(await s.getSecret('alice', 'client_secret')).toBe('cs-alice');
-      expect((await s.getLogin('l-a'))!.secrets).toEqual({ state: 'st-a' });
-    });
+        const failures = [
+          [await rejection(s.getGrant('bob')), 'grant:bob:refresh_token'],
+          [await rejection(s.getAccessToken('alice')), 'grant:alice:access_token'],
+          [await rejection(s.getSecret('bob', 'client_secret')), 'secret:bob:client_secret'],
+          [await rejection(s.getLogin('l-b')), 'login:l-b:secrets'],
+        ] as const;
+        for (const [err, where] of failures) {
+          expect(err).toBeInstanceOf(StoreError);
+          expect(err).toMatchObject({ code: 'decrypt_failed' });
+          expect((err as Error).message).toContain(where);
+          expect((err as Error).message).not.toMatch(/rt-|at-|cs-|st-/);
+        }
+        // The rows nobody touched still open.
+        expect(await s.getSecret('alice', 'client_secret')).toBe('cs-alice');
+        expect((await s.getLogin('l-a'))!.secrets).toEqual({ state: 'st-a' });
+      },
+    );
   });
 
   describe('logins', () => {
@@ -499,11 +604,17 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.putLogin(login());
       expect(await s.getLogin('login-1')).toStrictEqual(login());
       await s.putLogin(login({ status: 'failed', data: { error: 'access_denied' }, updated_at: clock + 1 }));
-      expect(await (await reopen()).getLogin('login-1')).toStrictEqual(login({ status: 'failed', data: { error: 'access_denied' }, updated_at: clock + 1 }));
+      expect(await (await reopen()).getLogin('login-1')).toStrictEqual(
+        login({ status: 'failed', data: { error: 'access_denied' }, updated_at: clock + 1 }),
+      );
     });
 
     it('land in the order they were written, unawaited', async () => {
-      const writes = [s.putLogin(login()), s.putLogin(login({ status: 'active', updated_at: clock + 1 })), s.putLogin(login({ status: 'expired', updated_at: clock + 2 }))];
+      const writes = [
+        s.putLogin(login()),
+        s.putLogin(login({ status: 'active', updated_at: clock + 1 })),
+        s.putLogin(login({ status: 'expired', updated_at: clock + 2 })),
+      ];
       await Promise.all(writes);
       expect((await s.getLogin('login-1'))!.status).toBe('expired');
     });
@@ -577,7 +688,7 @@ describe.each(KINDS)('the $name store', (kind) => {
   });
 
   describe('the grant lock', () => {
-    it("returns what it ran, and passes its failure on", async () => {
+    it('returns what it ran, and passes its failure on', async () => {
       expect(await s.withGrantLock('work', async () => 42)).toBe(42);
       const boom = new Error('boom');
       expect(await rejection(s.withGrantLock('work', async () => Promise.reject(boom)))).toBe(boom);
@@ -622,28 +733,45 @@ describe.each(KINDS)('the $name store', (kind) => {
   });
 
   describe('the fleet link', () => {
-    it(kind.fleet ? "is there, naming this daemon and the database without its password" : 'is absent: no other daemon shares this store', async () => {
-      if (!kind.fleet) {
-        expect(s.fleet).toBeUndefined();
-        return;
-      }
-      const fleet = s.fleet!;
-      expect(fleet.instance).toMatch(/^contract-host:\/data:\d+:[0-9a-f]{4}$/);
-      expect(fleet.where).not.toContain(pg!.password);
-      await s.replaceGrant('a', { refresh_token: 'rt-a', bound_to: 'id' });
-      await s.replaceGrant('b', { refresh_token: 'rt-b', bound_to: 'id' });
-      await s.commitRefresh('b', 1, tokens());
-      await s.setStatus('a', 'reauth_required', 'refused');
-      expect(await fleet.generations()).toEqual(new Map([['a', { generation: 1, status: 'reauth_required' }], ['b', { generation: 2, status: 'active' }]]));
-      // This daemon's marks are live while it is connected (no listener yet: counted live).
-      expect(await fleet.holderAlive(fleet.instance)).toBe(true);
-    });
+    it(
+      kind.fleet ? 'is there, naming this daemon and the database without its password' : 'is absent: no other daemon shares this store',
+      async () => {
+        if (!kind.fleet) {
+          expect(s.fleet).toBeUndefined();
+          return;
+        }
+        const fleet = s.fleet!;
+        expect(fleet.instance).toMatch(/^contract-host:\/data:\d+:[0-9a-f]{4}$/);
+        expect(fleet.where).not.toContain(pg!.password);
+        await s.replaceGrant('a', { refresh_token: 'rt-a', bound_to: 'id' });
+        await s.replaceGrant('b', { refresh_token: 'rt-b', bound_to: 'id' });
+        await s.commitRefresh('b', 1, tokens());
+        await s.setStatus('a', 'reauth_required', 'refused');
+        expect(await fleet.generations()).toEqual(
+          new Map([
+            ['a', { generation: 1, status: 'reauth_required' }],
+            ['b', { generation: 2, status: 'active' }],
+          ]),
+        );
+        // This daemon's marks are live while it is connected (no listener yet: counted live).
+        expect(await fleet.holderAlive(fleet.instance)).toBe(true);
+      },
+    );
 
     it.runIf(kind.fleet)("keeps each daemon's logins its own (it holds their flows open), and one audit log for the fleet", async () => {
       const other = await opened.another!();
       others.push(other);
       expect(other.fleet!.instance).not.toBe(s.fleet!.instance);
-      const mine: LoginRecord = { id: 'l-1', account: 'work', flow: 'device', status: 'pending', data: {}, created_at: clock, updated_at: clock, secrets: { device_code: 'dc' } };
+      const mine: LoginRecord = {
+        id: 'l-1',
+        account: 'work',
+        flow: 'device',
+        status: 'pending',
+        data: {},
+        created_at: clock,
+        updated_at: clock,
+        secrets: { device_code: 'dc' },
+      };
       await s.putLogin(mine);
       await s.putLogin({ ...mine, id: 'l-2', status: 'failed' });
       expect(await other.getLogin('l-1')).toBeUndefined();

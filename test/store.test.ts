@@ -67,7 +67,11 @@ describe('encryption at rest', () => {
       cs: 'CS-c0ffee42-distinctive-client-secret',
     };
     const s = store();
-    await s.replaceGrant('work', { bound_to: 'id', refresh_token: secrets.rt, ...tokens({ access_token: secrets.at, scope: 'plain-scope-marker' }) });
+    await s.replaceGrant('work', {
+      bound_to: 'id',
+      refresh_token: secrets.rt,
+      ...tokens({ access_token: secrets.at, scope: 'plain-scope-marker' }),
+    });
     await s.commitRefresh('work', 1, tokens({ refresh_token: secrets.rt2, access_token: secrets.at }));
     await s.putSecret('work', 'client_secret', secrets.cs);
 
@@ -134,9 +138,7 @@ describe("logins' secrets", () => {
 
   /** The store's files (database, -wal, -shm) that hold `needle`. */
   const filesHolding = (needle: string | Buffer): string[] =>
-    fs
-      .readdirSync(path.dirname(dbFile))
-      .filter((f) => fs.readFileSync(path.join(path.dirname(dbFile), f)).includes(needle));
+    fs.readdirSync(path.dirname(dbFile)).filter((f) => fs.readFileSync(path.join(path.dirname(dbFile), f)).includes(needle));
 
   it('are sealed while the login is pending, kept by a put without them, and removed with no copy once it ends', async () => {
     const s = store();
@@ -166,7 +168,9 @@ describe("logins' secrets", () => {
     raw.pragma('journal_mode = WAL');
     for (const m of MIGRATIONS.slice(0, LOGIN_SECRETS_VERSION - 1)) m(raw);
     raw.pragma(`user_version = ${LOGIN_SECRETS_VERSION - 1}`);
-    const put = raw.prepare("INSERT INTO logins (id, account, flow, status, data, created_at, updated_at) VALUES (?, 'work', 'browser', 'active', ?, 1, 1)");
+    const put = raw.prepare(
+      "INSERT INTO logins (id, account, flow, status, data, created_at, updated_at) VALUES (?, 'work', 'browser', 'active', ?, 1, 1)",
+    );
     put.run('kept', JSON.stringify({ authorization_url: `https://id.example/auth?state=${STATE}`, error: null }));
     put.run('pruned', JSON.stringify({ authorization_url: `https://id.example/auth?state=${VERIFIER}`, error: null }));
     raw.prepare("DELETE FROM logins WHERE id = 'pruned'").run();

@@ -14,7 +14,9 @@ export const BENCH = path.join(ROOT, 'bench');
 export const TOKEND_BIN = path.join(ROOT, 'bin', 'tokend');
 export const GIT_SHIM_BIN = path.join(ROOT, 'bin', 'git-credential-tokend');
 /** What `tokend setup git --native` names: the native helper when it was built here, else the sh shim (plain `setup git`'s). */
-export const GIT_HELPER_BIN = fs.existsSync(path.join(ROOT, 'build', 'git-credential-tokend')) ? path.join(ROOT, 'build', 'git-credential-tokend') : GIT_SHIM_BIN;
+export const GIT_HELPER_BIN = fs.existsSync(path.join(ROOT, 'build', 'git-credential-tokend'))
+  ? path.join(ROOT, 'build', 'git-credential-tokend')
+  : GIT_SHIM_BIN;
 export const NATIVE_BIN = path.join(ROOT, 'build', 'tokend-fast');
 
 const children = new Set();
@@ -139,7 +141,8 @@ export function timeSync(cmd, args, { env, input = '', expectCode = 0, check, cw
   const ms = nowMs() - t0;
   if (r.error) throw r.error;
   if (r.status !== expectCode) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.slice(0, 500)}`);
-  if (check && !check(r.stdout)) throw new Error(`${cmd} ${args.join(' ')} printed something unexpected: ${JSON.stringify(r.stdout.slice(0, 200))}`);
+  if (check && !check(r.stdout))
+    throw new Error(`${cmd} ${args.join(' ')} printed something unexpected: ${JSON.stringify(r.stdout.slice(0, 200))}`);
   return ms;
 }
 

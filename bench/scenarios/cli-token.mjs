@@ -22,8 +22,24 @@ export default {
     const scenario = '2. `tokend token NAME`';
     return {
       rows: [
-        row({ scenario, measure: `wall time, median of ${runs}`, t: median(t.tokend), b: median(t.cc), unit: 'ms', kind: 'max', limit: 1.2, baselineLabel: 'git credential-cache get' }),
-        row({ scenario, measure: `wall time, median of ${runs}`, t: median(t.tokend), b: median(t.node), unit: 'ms', baselineLabel: 'node -e 0' }),
+        row({
+          scenario,
+          measure: `wall time, median of ${runs}`,
+          t: median(t.tokend),
+          b: median(t.cc),
+          unit: 'ms',
+          kind: 'max',
+          limit: 1.2,
+          baselineLabel: 'git credential-cache get',
+        }),
+        row({
+          scenario,
+          measure: `wall time, median of ${runs}`,
+          t: median(t.tokend),
+          b: median(t.node),
+          unit: 'ms',
+          baselineLabel: 'node -e 0',
+        }),
       ],
       raw: { cli: t },
     };
@@ -35,10 +51,17 @@ export default {
     await main.daemon.stop();
     const d = await ctx.startDaemon(main.home);
     try {
-      await profiler.run('cli', '`node bin/tokend token work`: the node client (the fallback when the native fast path is missing)', async (cpuArgs) => {
-        const r = spawnSync(process.execPath, [...cpuArgs(100), TOKEND_BIN, 'token', 'work'], { env: benchEnv(main.home), encoding: 'utf8' });
-        if (r.status !== 0) throw new Error(`tokend token under --cpu-prof exited ${r.status}: ${r.stderr}`);
-      });
+      await profiler.run(
+        'cli',
+        '`node bin/tokend token work`: the node client (the fallback when the native fast path is missing)',
+        async (cpuArgs) => {
+          const r = spawnSync(process.execPath, [...cpuArgs(100), TOKEND_BIN, 'token', 'work'], {
+            env: benchEnv(main.home),
+            encoding: 'utf8',
+          });
+          if (r.status !== 0) throw new Error(`tokend token under --cpu-prof exited ${r.status}: ${r.stderr}`);
+        },
+      );
     } finally {
       await d.stop();
     }

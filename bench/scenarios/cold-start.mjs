@@ -21,13 +21,24 @@ function importCost() {
   const run = (args) => timeSync(process.execPath, args, { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' } });
   const cost = (args) => median(Array.from({ length: 7 }, () => run(args) - run(['-e', '0'])));
   const base = median(Array.from({ length: 5 }, () => run(['-e', '0'])));
-  const imports = ['hono', '@hono/node-server', 'zod', 'better-sqlite3', './dist/protocol/api.js', './dist/daemon/http/app.js', './dist/daemon/main.js'];
+  const imports = [
+    'hono',
+    '@hono/node-server',
+    'zod',
+    'better-sqlite3',
+    './dist/protocol/api.js',
+    './dist/daemon/http/app.js',
+    './dist/daemon/main.js',
+  ];
   const lines = [
     `#### import cost in a fresh process (median of 7 differences to a paired \`node -e 0\`, which took ${fmtMs(base)}; ESM loader start-up included, shared dependencies counted in every row)`,
     '',
   ];
-  for (const spec of imports) lines.push(`    ${fmtMs(cost(['--input-type=module', '-e', `await import(${JSON.stringify(spec)})`])).padStart(9)}  ${spec}`);
-  lines.push(`    ${fmtMs(cost(['-e', 'globalThis.Request'])).padStart(9)}  globalThis.Request (loads undici; @hono/node-server touches it at import)`);
+  for (const spec of imports)
+    lines.push(`    ${fmtMs(cost(['--input-type=module', '-e', `await import(${JSON.stringify(spec)})`])).padStart(9)}  ${spec}`);
+  lines.push(
+    `    ${fmtMs(cost(['-e', 'globalThis.Request'])).padStart(9)}  globalThis.Request (loads undici; @hono/node-server touches it at import)`,
+  );
   return lines.join('\n') + '\n';
 }
 
@@ -52,7 +63,16 @@ export default {
     ctx.figures.oneAccount = { readyMs: median(t.tokend), idleRssMb: median(t.rss) };
     return {
       rows: [
-        row({ scenario: '8. daemon cold start (1 account)', measure: `spawn → /v1/health answers, median of ${runs}`, t: median(t.tokend), b: median(t.node), unit: 'ms', kind: 'max', limit: 3, baselineLabel: 'node -e 0' }),
+        row({
+          scenario: '8. daemon cold start (1 account)',
+          measure: `spawn → /v1/health answers, median of ${runs}`,
+          t: median(t.tokend),
+          b: median(t.node),
+          unit: 'ms',
+          kind: 'max',
+          limit: 3,
+          baselineLabel: 'node -e 0',
+        }),
       ],
       raw: { coldStart: t },
     };

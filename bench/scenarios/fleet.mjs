@@ -61,7 +61,6 @@ export default {
   },
 };
 
-
 /** F1: the hot path of a fleet daemon is the local daemon's (memory only): p99 and throughput, 16 connections. */
 async function hotToken(ctx, fleetDaemon, local, Q) {
   const body = JSON.stringify({ account: 'work' });
@@ -69,15 +68,32 @@ async function hotToken(ctx, fleetDaemon, local, Q) {
   for (let r = 0; r < Q.rounds; r++) {
     for (const who of r % 2 ? ['local', 'fleet'] : ['fleet', 'local']) {
       const d = who === 'fleet' ? fleetDaemon : local;
-      const out = await ctx.runLoad({ socket: d.socket, path: '/v1/token', bodies: [body], mode: 'duration', connections: 16, warmupMs: Q.warmupMs, durationMs: Q.durationMs });
-      if (out.ok !== out.requests || out.errors) throw new Error(`hot token on the ${who} daemon: ${JSON.stringify(out.statuses)}, ${out.errors} socket errors`);
+      const out = await ctx.runLoad({
+        socket: d.socket,
+        path: '/v1/token',
+        bodies: [body],
+        mode: 'duration',
+        connections: 16,
+        warmupMs: Q.warmupMs,
+        durationMs: Q.durationMs,
+      });
+      if (out.ok !== out.requests || out.errors)
+        throw new Error(`hot token on the ${who} daemon: ${JSON.stringify(out.statuses)}, ${out.errors} socket errors`);
       res[who].push(out);
     }
   }
   const m = (who, k) => median(res[who].map((o) => o[k]));
   const scenario = '11. fleet: hot token, fleet daemon vs local daemon, 16 conn';
   return [
-    row({ scenario, measure: `p99 latency, median of ${Q.rounds} rounds`, t: m('fleet', 'p99'), b: m('local', 'p99'), unit: 'ms', kind: 'max', limit: 1.25 }),
+    row({
+      scenario,
+      measure: `p99 latency, median of ${Q.rounds} rounds`,
+      t: m('fleet', 'p99'),
+      b: m('local', 'p99'),
+      unit: 'ms',
+      kind: 'max',
+      limit: 1.25,
+    }),
     row({ scenario, measure: 'throughput', t: m('fleet', 'rps'), b: m('local', 'rps'), unit: 'rps', kind: 'min', limit: 0.8 }),
   ];
 }
@@ -89,7 +105,8 @@ async function hotToken(ctx, fleetDaemon, local, Q) {
  */
 async function storm(ctx, fleet, local, idp, Q) {
   const body = JSON.stringify({ account: 'work' });
-  const burst = (d, n) => ctx.runLoad({ socket: d.socket, path: '/v1/token', bodies: [body], mode: 'burst', connections: n, capture: 'access_token' });
+  const burst = (d, n) =>
+    ctx.runLoad({ socket: d.socket, path: '/v1/token', bodies: [body], mode: 'burst', connections: n, capture: 'access_token' });
   const rounds = { fleet: [], local: [] };
   for (let r = 0; r < Q.storms; r++) {
     for (const who of r % 2 ? ['local', 'fleet'] : ['fleet', 'local']) {
@@ -110,7 +127,14 @@ async function storm(ctx, fleet, local, idp, Q) {
   return [
     row({ scenario, measure: `upstream refresh calls (max of ${Q.storms} rounds)`, t: calls, unit: 'count', kind: 'exact', limit: 1 }),
     row({ scenario, measure: 'replays at the IdP, all rounds', t: replays, unit: 'count', kind: 'exact', limit: 0 }),
-    row({ scenario, measure: `p99 wait, median of ${Q.storms} rounds`, t: median(rounds.fleet.map((r) => r.p99)), b: median(rounds.local.map((r) => r.p99)), unit: 'ms', baselineLabel: 'the same storm on one local daemon' }),
+    row({
+      scenario,
+      measure: `p99 wait, median of ${Q.storms} rounds`,
+      t: median(rounds.fleet.map((r) => r.p99)),
+      b: median(rounds.local.map((r) => r.p99)),
+      unit: 'ms',
+      baselineLabel: 'the same storm on one local daemon',
+    }),
   ];
 }
 
@@ -132,7 +156,8 @@ async function propagation(fleet, db, Q) {
       fleet
         .filter((d) => d !== writer)
         .map(async (d) => {
-          while ((await tokenOf(d)) !== fresh) if (nowMs() - at > 10_000) throw new Error('a rotated token did not reach another daemon in 10 s');
+          while ((await tokenOf(d)) !== fresh)
+            if (nowMs() - at > 10_000) throw new Error('a rotated token did not reach another daemon in 10 s');
           waits.push(nowMs() - at);
         }),
     );
@@ -189,7 +214,12 @@ async function notifyRoundTrips(db, n) {
 
 /** `PUT /v1/accounts/work` on daemon `d`: the IdP's confidential client, no provider check. */
 async function addAccount(d, issuer) {
-  const r = await d.request('PUT', '/v1/accounts/work?check=false', { issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: SCOPES });
+  const r = await d.request('PUT', '/v1/accounts/work?check=false', {
+    issuer,
+    client_id: 'conf',
+    client_secret: 'conf-secret',
+    scopes: SCOPES,
+  });
   if (r.status !== 200 && r.status !== 201) throw new Error(`add account: ${r.status} ${r.text}`);
 }
 
@@ -203,4 +233,3 @@ async function agree(ds) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-

@@ -77,7 +77,16 @@ export default {
     const scenario = '5. forced refresh (`POST /v1/accounts/:name/refresh`), rotating IdP';
     return {
       rows: [
-        row({ scenario, measure: `latency, median of ${runs}`, t: median(t.tokend), b: median(t.bare), unit: 'ms', kind: 'max', limit: 1.5, baselineLabel: 'one bare refresh request' }),
+        row({
+          scenario,
+          measure: `latency, median of ${runs}`,
+          t: median(t.tokend),
+          b: median(t.bare),
+          unit: 'ms',
+          kind: 'max',
+          limit: 1.5,
+          baselineLabel: 'one bare refresh request',
+        }),
         row({ scenario, measure: 'latency, p90', t: quantile(t.tokend, 0.9), b: quantile(t.bare, 0.9), unit: 'ms' }),
       ],
       references: [

@@ -29,7 +29,8 @@ export default {
       cc: get,
       // Where the helper's time goes: `store` (git calls it after every success), the native
       // client alone, and a bare sh.
-      store: () => timeSync(GIT_HELPER_BIN, ['store'], { env, input: `${input.trimEnd()}\nusername=x\npassword=${token.access_token}\n\n` }),
+      store: () =>
+        timeSync(GIT_HELPER_BIN, ['store'], { env, input: `${input.trimEnd()}\nusername=x\npassword=${token.access_token}\n\n` }),
       sh: () => timeSync('/bin/sh', ['-c', ':']),
     };
     if (GIT_HELPER_BIN !== GIT_SHIM_BIN) {
@@ -41,11 +42,34 @@ export default {
     const t = await interleave(ctx.rounds.cliRuns, cmds);
     // The daemon's share: one connection, back to back, helper route against the token route.
     const load = (p, body, contentType) =>
-      ctx.runLoad({ socket: daemon.socket, path: p, bodies: [body], contentType, mode: 'duration', connections: 1, warmupMs: 200, durationMs: 800 });
-    const route = { helper: await load('/v1/helpers/git/get', input, 'application/octet-stream'), token: await load('/v1/token', JSON.stringify({ account: 'work' })) };
+      ctx.runLoad({
+        socket: daemon.socket,
+        path: p,
+        bodies: [body],
+        contentType,
+        mode: 'duration',
+        connections: 1,
+        warmupMs: 200,
+        durationMs: 800,
+      });
+    const route = {
+      helper: await load('/v1/helpers/git/get', input, 'application/octet-stream'),
+      token: await load('/v1/token', JSON.stringify({ account: 'work' })),
+    };
     t.route = route;
     return {
-      rows: [row({ scenario: SCENARIO, measure: `wall time, median of ${ctx.rounds.cliRuns}`, t: median(t.tokend), b: median(t.cc), unit: 'ms', kind: 'max', limit: 1.2, baselineLabel: 'git credential-cache get' })],
+      rows: [
+        row({
+          scenario: SCENARIO,
+          measure: `wall time, median of ${ctx.rounds.cliRuns}`,
+          t: median(t.tokend),
+          b: median(t.cc),
+          unit: 'ms',
+          kind: 'max',
+          limit: 1.2,
+          baselineLabel: 'git credential-cache get',
+        }),
+      ],
       references: [
         `${GIT_HELPER_BIN === GIT_SHIM_BIN ? 'bin/git-credential-tokend (the native client is not built)' : 'build/git-credential-tokend'}, medians: \`get\` ${fmtMs(median(t.tokend))}, \`store\` ${fmtMs(median(t.store))} (git runs it after every successful request)` +
           (t.shim ? `; the sh shim bin/git-credential-tokend \`get\` ${fmtMs(median(t.shim))}` : '') +

@@ -54,8 +54,21 @@ export default {
       }
     }
     return {
-      rows: [row({ scenario: SCENARIO, measure: `wall time, median of ${ctx.rounds.gitRuns}`, t: median(t.tokend), b: median(t.cache), unit: 'ms', kind: 'max', limit: 1.05, baselineLabel: 'the same with git credential-cache' })],
-      references: [`git ls-remote medians: tokend ${fmtMs(median(t.tokend))}, git credential-cache ${fmtMs(median(t.cache))}, the token in the URL (no helper) ${fmtMs(median(t.url))}.`],
+      rows: [
+        row({
+          scenario: SCENARIO,
+          measure: `wall time, median of ${ctx.rounds.gitRuns}`,
+          t: median(t.tokend),
+          b: median(t.cache),
+          unit: 'ms',
+          kind: 'max',
+          limit: 1.05,
+          baselineLabel: 'the same with git credential-cache',
+        }),
+      ],
+      references: [
+        `git ls-remote medians: tokend ${fmtMs(median(t.tokend))}, git credential-cache ${fmtMs(median(t.cache))}, the token in the URL (no helper) ${fmtMs(median(t.url))}.`,
+      ],
       raw: { lsRemote: t },
     };
   },

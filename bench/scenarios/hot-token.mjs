@@ -29,8 +29,19 @@ export default {
         for (let r = 0; r < loadRounds; r++) {
           for (let j = 0; j < names.length; j++) {
             const who = names[(r + j) % names.length]; // rotate who goes first
-            const out = await ctx.runLoad({ socket: servers[who].socket, path: '/v1/token', bodies: [body], mode: 'duration', connections: conns, warmupMs, durationMs });
-            if (out.ok !== out.requests || out.errors) throw new Error(`${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`);
+            const out = await ctx.runLoad({
+              socket: servers[who].socket,
+              path: '/v1/token',
+              bodies: [body],
+              mode: 'duration',
+              connections: conns,
+              warmupMs,
+              durationMs,
+            });
+            if (out.ok !== out.requests || out.errors)
+              throw new Error(
+                `${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
+              );
             res[who].push(out);
           }
         }
@@ -38,7 +49,15 @@ export default {
         const m = (who, k) => median(res[who].map((o) => o[k]));
         const scenario = `1. hot token, ${conns} conn`;
         rows.push(
-          row({ scenario, measure: 'throughput', t: m('tokend', 'rps'), b: m('baseline', 'rps'), unit: 'rps', kind: 'min', limit: conns === 16 ? 0.85 : 0.7 }),
+          row({
+            scenario,
+            measure: 'throughput',
+            t: m('tokend', 'rps'),
+            b: m('baseline', 'rps'),
+            unit: 'rps',
+            kind: 'min',
+            limit: conns === 16 ? 0.85 : 0.7,
+          }),
           row({ scenario, measure: 'p50 latency', t: m('tokend', 'p50'), b: m('baseline', 'p50'), unit: 'ms' }),
           row({ scenario, measure: 'p99 latency', t: m('tokend', 'p99'), b: m('baseline', 'p99'), unit: 'ms', kind: 'max', limit: 1.5 }),
         );
@@ -60,7 +79,15 @@ export default {
     await main.daemon.stop(); // the profiled daemon takes over its home
     await profiler.run('hot-token', 'daemon under hot-token load (16 connections)', async (cpuArgs) => {
       const d = await ctx.startDaemon(main.home, { nodeArgs: cpuArgs(200) });
-      await ctx.runLoad({ socket: d.socket, path: '/v1/token', bodies: [JSON.stringify({ account: 'work' })], mode: 'duration', connections: 16, warmupMs: 300, durationMs: 3000 });
+      await ctx.runLoad({
+        socket: d.socket,
+        path: '/v1/token',
+        bodies: [JSON.stringify({ account: 'work' })],
+        mode: 'duration',
+        connections: 16,
+        warmupMs: 300,
+        durationMs: 3000,
+      });
       await d.stop();
     });
   },

@@ -38,16 +38,36 @@ export default {
         config: accountConfig(idp.issuer),
         secret: CLIENT_SECRET,
         // Expired a minute ago; proactive refresh is off in this daemon so nothing renews it first.
-        grant: { refresh_token: tokens.refresh_token, access_token: tokens.access_token, token_type: 'Bearer', expires_at: now - 60_000, obtained_at: now - 3_660_000, scope: tokens.scope },
+        grant: {
+          refresh_token: tokens.refresh_token,
+          access_token: tokens.access_token,
+          token_type: 'Bearer',
+          expires_at: now - 60_000,
+          obtained_at: now - 3_660_000,
+          scope: tokens.scope,
+        },
       });
     }
     await ctx.seedHome(home, { proactive_refresh: false, max_refreshes_per_minute: 100_000 }, accounts);
     const d = await ctx.startDaemon(home);
     const burst = (socket, account, extra = {}) =>
-      ctx.runLoad({ socket, path: '/v1/token', bodies: [JSON.stringify({ account })], mode: 'burst', connections: STORM_REQUESTS, ...extra });
+      ctx.runLoad({
+        socket,
+        path: '/v1/token',
+        bodies: [JSON.stringify({ account })],
+        mode: 'burst',
+        connections: STORM_REQUESTS,
+        ...extra,
+      });
     try {
       // storm0 warms discovery (one request per issuer, cached for a day) and the code paths.
-      await ctx.runLoad({ socket: d.socket, path: '/v1/token', bodies: [JSON.stringify({ account: 'storm0' })], mode: 'burst', connections: 50 });
+      await ctx.runLoad({
+        socket: d.socket,
+        path: '/v1/token',
+        bodies: [JSON.stringify({ account: 'storm0' })],
+        mode: 'burst',
+        connections: 50,
+      });
       const bareMs = await bareRefreshMs(ctx, idp);
       const rounds = [];
       for (const name of names.slice(1)) {
@@ -55,8 +75,10 @@ export default {
         const out = await burst(d.socket, name, { capture: 'access_token' });
         const st = await idp.stats();
         rounds.push({ ...out, upstreamRefreshes: st.refreshes, upstreamTokenRequests: st.tokenRequests, idpServerMs: st.tokenMs[0] });
-        if ((out.statuses[200] ?? 0) !== STORM_REQUESTS || out.errors) throw new Error(`storm ${name}: ${JSON.stringify(out.statuses)}, ${out.errors} socket errors`);
-        if (out.distinctCaptured !== 1) throw new Error(`storm ${name}: the 1000 answers carried ${out.distinctCaptured} different access tokens`);
+        if ((out.statuses[200] ?? 0) !== STORM_REQUESTS || out.errors)
+          throw new Error(`storm ${name}: ${JSON.stringify(out.statuses)}, ${out.errors} socket errors`);
+        if (out.distinctCaptured !== 1)
+          throw new Error(`storm ${name}: the 1000 answers carried ${out.distinctCaptured} different access tokens`);
       }
       // The floor: the same 1000-request burst when nothing needs refreshing, against tokend
       // (storm0's token is fresh since the warm-up) and the plain node:http server.
@@ -89,8 +111,23 @@ export default {
       const idpLabel = 'IdP token endpoint, bare refresh';
       return {
         rows: [
-          row({ scenario, measure: `upstream refresh calls (max of ${rounds.length} rounds)`, t: Math.max(...rounds.map((r) => r.upstreamTokenRequests)), unit: 'count', kind: 'exact', limit: 1 }),
-          row({ scenario, measure: `p99 wait, median of ${rounds.length} rounds`, t: median(rounds.map((r) => r.p99)), b: bareMs, unit: 'ms', baselineLabel: idpLabel, diff: true }),
+          row({
+            scenario,
+            measure: `upstream refresh calls (max of ${rounds.length} rounds)`,
+            t: Math.max(...rounds.map((r) => r.upstreamTokenRequests)),
+            unit: 'count',
+            kind: 'exact',
+            limit: 1,
+          }),
+          row({
+            scenario,
+            measure: `p99 wait, median of ${rounds.length} rounds`,
+            t: median(rounds.map((r) => r.p99)),
+            b: bareMs,
+            unit: 'ms',
+            baselineLabel: idpLabel,
+            diff: true,
+          }),
           // The target: the storm's p99 at most the cached burst's p99 (the same 1000
           // connections, no refresh) plus one bare refresh plus 5 ms, each round against its
           // own cached burst. Noisy: a difference of two figures that swing on a shared machine.

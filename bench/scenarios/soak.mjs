@@ -43,7 +43,9 @@ export default {
     const set = await daemon.request('PATCH', '/v1/accounts/work', { api_base: `http://127.0.0.1:${port}/api` });
     if (set.status !== 200) throw new Error(`PATCH api_base answered ${set.status}: ${set.text}`);
     // The API accepts any token the IdP issues for the account: the soak refreshes it.
-    const api = spawnTracked(process.execPath, [path.join(BENCH, 'api-server.mjs'), String(port), '*'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    const api = spawnTracked(process.execPath, [path.join(BENCH, 'api-server.mjs'), String(port), '*'], {
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    });
     await new Promise((resolve) => api.once('message', resolve));
     const env = benchEnv(home);
     const helperInput = `protocol=http\nhost=127.0.0.1:${git.port}\n\n`;
@@ -55,10 +57,26 @@ export default {
     const timer = setInterval(sample, SAMPLE_MS);
     try {
       while (Date.now() < end) {
-        const load = await ctx.runLoad({ socket: daemon.socket, path: '/v1/token', bodies: [JSON.stringify({ account: 'work' })], mode: 'duration', connections: 16, warmupMs: 0, durationMs: 1000 });
+        const load = await ctx.runLoad({
+          socket: daemon.socket,
+          path: '/v1/token',
+          bodies: [JSON.stringify({ account: 'work' })],
+          mode: 'duration',
+          connections: 16,
+          warmupMs: 0,
+          durationMs: 1000,
+        });
         counts.tokens += load.ok;
         counts.errors += load.requests - load.ok + load.errors;
-        const proxied = await ctx.runLoad({ socket: daemon.socket, method: 'GET', path: '/v1/proxy/work/item', mode: 'duration', connections: 4, warmupMs: 0, durationMs: 300 });
+        const proxied = await ctx.runLoad({
+          socket: daemon.socket,
+          method: 'GET',
+          path: '/v1/proxy/work/item',
+          mode: 'duration',
+          connections: 4,
+          warmupMs: 0,
+          durationMs: 300,
+        });
         counts.proxied += proxied.ok;
         counts.errors += proxied.requests - proxied.ok + proxied.errors;
         for (let i = 0; i < 5; i++) {
@@ -89,8 +107,22 @@ export default {
     const fds = trend(samples, 'fds', minutes);
     return {
       rows: [
-        row({ scenario: SCENARIO, measure: `daemon RSS growth per 10 min (${minutes} min run)`, t: rss, unit: 'mb', kind: 'abs', limit: 8 }),
-        row({ scenario: SCENARIO, measure: 'open descriptors growth per 10 min', t: Math.round(fds * 10) / 10, unit: 'count', kind: 'abs', limit: 2 }),
+        row({
+          scenario: SCENARIO,
+          measure: `daemon RSS growth per 10 min (${minutes} min run)`,
+          t: rss,
+          unit: 'mb',
+          kind: 'abs',
+          limit: 8,
+        }),
+        row({
+          scenario: SCENARIO,
+          measure: 'open descriptors growth per 10 min',
+          t: Math.round(fds * 10) / 10,
+          unit: 'count',
+          kind: 'abs',
+          limit: 2,
+        }),
         row({ scenario: SCENARIO, measure: 'failed requests', t: counts.errors, unit: 'count', kind: 'exact', limit: 0 }),
       ],
       references: [

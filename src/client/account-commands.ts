@@ -183,7 +183,8 @@ function tokensFromJson(text: string): Record<string, unknown> {
     client_secret: pick('client_secret', 'clientSecret'),
   };
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
-  if (!body.refresh_token && !body.access_token) throw new UsageError('--tokens-stdin: no refresh token and no access token in it', 'import');
+  if (!body.refresh_token && !body.access_token)
+    throw new UsageError('--tokens-stdin: no refresh token and no access token in it', 'import');
   return body;
 }
 
@@ -199,9 +200,21 @@ const list: Command = async (args, io, client) => {
     io.stderr('tokend: no accounts yet; add one with `tokend add NAME --issuer URL --client-id ID`\n');
     return EXIT.ok;
   }
-  const rows = [['NAME', 'STATUS', 'EXPIRES', 'HOSTS'], ...accounts.map((a) => [a.name, a.status, a.expires_at ?? '-', a.hosts.join(',') || '-'])];
+  const rows = [
+    ['NAME', 'STATUS', 'EXPIRES', 'HOSTS'],
+    ...accounts.map((a) => [a.name, a.status, a.expires_at ?? '-', a.hosts.join(',') || '-']),
+  ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  io.stdout(rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
+  io.stdout(
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n',
+  );
   return EXIT.ok;
 };
 

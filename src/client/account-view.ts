@@ -52,7 +52,8 @@ export function lastLogin(l: LastLogin, now: number): string {
  * managed users, importing the tokens the platform got when it created the user.
  */
 export function nextStep(a: Pick<AccountView, 'name' | 'flow' | 'driver' | 'status' | 'has_refresh_token'>): string {
-  if (a.driver === 'cal-com' && !a.has_refresh_token) return `\`tokend import ${a.name} --tokens-stdin\` (the managed user's tokens from the platform)`;
+  if (a.driver === 'cal-com' && !a.has_refresh_token)
+    return `\`tokend import ${a.name} --tokens-stdin\` (the managed user's tokens from the platform)`;
   if (a.flow === 'client-credentials' || a.flow === 'password' || a.status === 'active') return `\`tokend token ${a.name}\``;
   // Only an import the driver can do (protocol/rules.ts importHint).
   const imports = importHint(a.driver, a.name);

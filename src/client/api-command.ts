@@ -62,7 +62,10 @@ export const apiCommand: Command = async (args, io, client) => {
   const c = client();
   await c.json('GET', ROUTES.health);
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request({ socketPath: c.paths.socket, method, path: ROUTES.proxy(name, path), headers: { host: 'tokend', ...headers } }, resolve);
+    const req = http.request(
+      { socketPath: c.paths.socket, method, path: ROUTES.proxy(name, path), headers: { host: 'tokend', ...headers } },
+      resolve,
+    );
     req.on('error', reject);
     if (body) body.pipe(req);
     else req.end();

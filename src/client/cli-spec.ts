@@ -34,7 +34,12 @@ function usageLines(name: string, help: string): string[][] {
   const head = help.split('\n\n')[0] ?? '';
   return head
     .split('\n')
-    .map((l) => l.replace(/^usage:\s*/, '').trim().split(/\s+/))
+    .map((l) =>
+      l
+        .replace(/^usage:\s*/, '')
+        .trim()
+        .split(/\s+/),
+    )
     .map((words) => (words[0] === 'tokend' && words[1] === name ? words.slice(2) : words[0] === `${name}-tokend` ? words.slice(1) : []))
     .filter((words) => words.length > 0);
 }

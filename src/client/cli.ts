@@ -158,9 +158,11 @@ function report(err: unknown, cmd: string, io: Io, json: boolean): number {
     return err.code === 'reauth_required' || err.code === 'login_pending' ? EXIT.reauth : EXIT.error;
   }
   const [code, message] =
-    err instanceof DaemonUnreachableError ? ['daemon_unreachable', err.message]
-    : err instanceof CommandError ? [err.code, err.command ? `${err.command}: ${err.message}` : err.message]
-    : ['internal', (err as Error)?.message ?? String(err)];
+    err instanceof DaemonUnreachableError
+      ? ['daemon_unreachable', err.message]
+      : err instanceof CommandError
+        ? [err.code, err.command ? `${err.command}: ${err.message}` : err.message]
+        : ['internal', (err as Error)?.message ?? String(err)];
   io.stderr(`tokend: ${message}\n`);
   if (json) printJsonError(io, { code, message });
   return EXIT.error;

@@ -44,7 +44,8 @@ export const completionCommand: Command = async (args, io) => {
   }
   const shell = positionals[0];
   if (shell === undefined) throw new UsageError('say which shell: bash, zsh or fish', 'completion');
-  if (!(SHELLS as readonly string[]).includes(shell)) throw new UsageError(`no completion for "${shell.slice(0, 20)}"; only bash, zsh or fish`, 'completion');
+  if (!(SHELLS as readonly string[]).includes(shell))
+    throw new UsageError(`no completion for "${shell.slice(0, 20)}"; only bash, zsh or fish`, 'completion');
   let spec: CliSpec;
   try {
     spec = JSON.parse(fs.readFileSync(new URL('./cli-spec.json', import.meta.url), 'utf8')) as CliSpec;
@@ -71,7 +72,9 @@ function q(s: string): string {
 function bashScript(commands: CommandSpec[]): string {
   const cases = commands
     .map((c) => {
-      const vals = Object.entries(c.values).map(([opt, v]) => `        ${opt}) COMPREPLY=($(compgen -W ${q(v.join(' '))} -- "$cur")); return ;;`);
+      const vals = Object.entries(c.values).map(
+        ([opt, v]) => `        ${opt}) COMPREPLY=($(compgen -W ${q(v.join(' '))} -- "$cur")); return ;;`,
+      );
       return [
         `    ${c.name})`,
         `      opts=${q(c.options.join(' '))}; words=${q(c.words.join(' '))}; account=${c.account ? 1 : 0}`,
@@ -210,7 +213,9 @@ function fishScript(commands: CommandSpec[]): string {
     'end',
     '',
     'complete -c tokend -f',
-    ...commands.map((c) => `complete -c tokend -n ${q(`not __fish_seen_subcommand_from ${names} help`)} -a ${q(c.name)} -d ${q(c.summary)}`),
+    ...commands.map(
+      (c) => `complete -c tokend -n ${q(`not __fish_seen_subcommand_from ${names} help`)} -a ${q(c.name)} -d ${q(c.summary)}`,
+    ),
     `complete -c tokend -n ${q('__fish_seen_subcommand_from help')} -a ${q(names)}`,
   ];
   for (const c of commands) {

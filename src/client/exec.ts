@@ -38,7 +38,8 @@ export const execWithToken: Command = async (args, io, client) => {
   const name = requireName(positionals[0], 'exec');
   if (command.length === 0) throw new UsageError('needs a command after --', 'exec');
   const varName = values.env ?? 'TOKEN';
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(varName)) throw new UsageError(`--env: "${varName.slice(0, 40)}" is not an environment variable name`, 'exec');
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(varName))
+    throw new UsageError(`--env: "${varName.slice(0, 40)}" is not an environment variable name`, 'exec');
   const body = tokenRequest({ account: name }, values, 'exec');
   const tok = await client().json<TokenResponse>('POST', ROUTES.token, body);
   const note = clampNote(tok, body.min_ttl);

@@ -26,7 +26,8 @@ export const kubectlCredential: Command = async (args, io) => {
     return EXIT.ok;
   }
   const name = positionals[0];
-  if (name !== undefined && !isAccountName(name)) throw new UsageError(`"${name.slice(0, 80)}" is not a valid account name`, 'kubectl-credential');
+  if (name !== undefined && !isAccountName(name))
+    throw new UsageError(`"${name.slice(0, 80)}" is not a valid account name`, 'kubectl-credential');
   const env: Record<string, string> = {};
   if (io.env.KUBERNETES_EXEC_INFO) env.KUBERNETES_EXEC_INFO = io.env.KUBERNETES_EXEC_INFO;
   if (name) env.TOKEND_ACCOUNT = name;

@@ -38,7 +38,8 @@ export const keyCommand: Command = async (args, io, client) => {
   const action = positionals[0] ?? 'where';
   if (action !== 'where' && action !== 'move') throw new UsageError(`unknown action "${action.slice(0, 40)}"; say where or move`, 'key');
   if (action === 'where' && values.to !== undefined) throw new UsageError('--to goes with move', 'key');
-  if (action === 'move' && values.to !== 'keyring' && values.to !== 'file') throw new UsageError('say where to: --to keyring or --to file', 'key');
+  if (action === 'move' && values.to !== 'keyring' && values.to !== 'file')
+    throw new UsageError('say where to: --to keyring or --to file', 'key');
   const view =
     action === 'move'
       ? await client().json<KeyView>('POST', ROUTES.keyMove, { to: values.to })

@@ -32,7 +32,8 @@ export const listenKeyCommand: Command = async (args, io, client) => {
   }
   // Only the paths: no daemon is needed to read or replace a file of this user's.
   const file = client().paths.listenKeyFile;
-  const print = (key: string) => io.stdout(values.json ? `${JSON.stringify({ key, file, rotated: values.rotate === true }, null, 2)}\n` : `${key}\n`);
+  const print = (key: string) =>
+    io.stdout(values.json ? `${JSON.stringify({ key, file, rotated: values.rotate === true }, null, 2)}\n` : `${key}\n`);
   if (values.rotate) {
     const key = randomBytes(32).toString('base64url');
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -47,7 +48,10 @@ export const listenKeyCommand: Command = async (args, io, client) => {
   try {
     key = fs.readFileSync(file, 'utf8').trim();
   } catch {
-    throw new CommandError('not_found', `no daemon key yet (${file}); start the daemon with --listen 127.0.0.1:PORT, or run \`tokend listen-key --rotate\``);
+    throw new CommandError(
+      'not_found',
+      `no daemon key yet (${file}); start the daemon with --listen 127.0.0.1:PORT, or run \`tokend listen-key --rotate\``,
+    );
   }
   print(key);
   return EXIT.ok;

@@ -100,7 +100,9 @@ export const runLogin: Command = async (args, io, client) => {
     if (joined) io.stderr(`tokend: a login to "${name}" is already in progress; joining it.\n`);
     stopOffer = await instruct(login, io, { open: !values['no-browser'] && !joined, wait: !values['no-wait'] });
     if (!values['no-wait'] && !ctrlC.pressed()) {
-      io.stderr(`Waiting for the sign-in to finish (the ${login.flow === 'device' ? 'code' : 'link'} expires ${relative(login.expires_at, Date.now())})…\n`);
+      io.stderr(
+        `Waiting for the sign-in to finish (the ${login.flow === 'device' ? 'code' : 'link'} expires ${relative(login.expires_at, Date.now())})…\n`,
+      );
       while (login.status === 'pending' && !ctrlC.pressed()) {
         await ctrlC.sleep(WAIT_POLL_MS);
         if (!ctrlC.pressed()) login = await c.json<LoginView>('GET', ROUTES.login(login.id));
@@ -210,10 +212,12 @@ async function instruct(login: LoginView, io: Io, opts: { open: boolean; wait: b
     if (login.qr && io.stderrIsTTY?.()) io.stderr(`\n${login.qr}\n`);
     const page = login.verification_uri_complete ?? login.verification_uri;
     if (!opts.open || !page || !canOpenBrowser(io.env, process.platform)) return () => {};
-    const stop = opts.wait ? io.onEnter?.(() => {
-      stop?.();
-      void openPage(page, io);
-    }) : undefined;
+    const stop = opts.wait
+      ? io.onEnter?.(() => {
+          stop?.();
+          void openPage(page, io);
+        })
+      : undefined;
     if (stop) {
       io.stderr(`Press Enter to open ${page} in your browser.\n`);
       return stop;

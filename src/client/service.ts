@@ -288,7 +288,14 @@ async function install(plan: Plan, opts: Options, run: Runner, out: Reporter, en
   if (opts.dryRun) {
     const commands = plan.manager === 'systemd' ? systemdInstallCommands('fresh') : launchdInstallCommands(plan, false);
     if (out.json) {
-      out.data({ ...base, ok: true, dry_run: true, files: plan.files.map((f) => ({ path: f.path, contents: f.contents })), commands, warnings });
+      out.data({
+        ...base,
+        ok: true,
+        dry_run: true,
+        files: plan.files.map((f) => ({ path: f.path, contents: f.contents })),
+        commands,
+        warnings,
+      });
     } else {
       let text = `# tokend service install --dry-run: ${plan.manager} (${plan.platform})\n`;
       text += `# node:   ${plan.node}\n# tokend: ${plan.tokend}\n# socket: ${plan.socket}\n`;
@@ -350,7 +357,11 @@ async function install(plan: Plan, opts: Options, run: Runner, out: Reporter, en
 function systemdInstallCommands(kind: 'fresh' | 'update' | 'enable'): string[][] {
   const units = [...SYSTEMD_UNITS];
   if (kind === 'enable') return [['systemctl', '--user', 'enable', '--now', ...units]];
-  if (kind === 'fresh') return [['systemctl', '--user', 'daemon-reload'], ['systemctl', '--user', 'enable', '--now', ...units]];
+  if (kind === 'fresh')
+    return [
+      ['systemctl', '--user', 'daemon-reload'],
+      ['systemctl', '--user', 'enable', '--now', ...units],
+    ];
   // Changed units take effect on a restart; `enable --now` leaves a running one alone.
   return [
     ['systemctl', '--user', 'daemon-reload'],
@@ -392,7 +403,9 @@ function installWarnings(plan: Plan, env: NodeJS.ProcessEnv, onThisPlatform: boo
   if (!fs.existsSync(plan.tokend)) warnings.push(`${plan.tokend} does not exist (yet): the service would have nothing to start`);
   const lines = readHead(plan.tokend)?.split('\n');
   if (lines?.[0].startsWith('#!') && !nodeCanRun(lines)) {
-    warnings.push(`${plan.tokend} starts with "${lines[0]}", not a node script; the service runs it as: ${plan.node} ${plan.tokend} daemon`);
+    warnings.push(
+      `${plan.tokend} starts with "${lines[0]}", not a node script; the service runs it as: ${plan.node} ${plan.tokend} daemon`,
+    );
   }
   if (onThisPlatform) {
     // Clients find the daemon with resolvePaths(); the service's daemon listens where the

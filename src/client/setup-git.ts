@@ -109,7 +109,12 @@ async function pathScopedUrls(client: () => TokendClient): Promise<{ urls: strin
 }
 
 export const setupGit: Command = async (args, io, client) => {
-  const { values } = parseOptions('setup git', args, { global: { type: 'boolean' }, native: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }, 0);
+  const { values } = parseOptions(
+    'setup git',
+    args,
+    { global: { type: 'boolean' }, native: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } },
+    0,
+  );
   if (values.help) {
     io.stdout(SETUP_GIT_HELP);
     return EXIT.ok;
@@ -122,7 +127,10 @@ export const setupGit: Command = async (args, io, client) => {
     const repo = git('rev-parse', '--git-dir');
     if (repo.error) throw cannotRunGit(repo.error);
     if (repo.status !== 0) {
-      throw new UsageError('not in a git repository: run it inside one, or add --global to set up every repository (~/.gitconfig)', 'setup git');
+      throw new UsageError(
+        'not in a git repository: run it inside one, or add --global to set up every repository (~/.gitconfig)',
+        'setup git',
+      );
     }
   }
   // -z: NUL after each value, so an empty value (a reset) survives.
@@ -153,17 +161,29 @@ export const setupGit: Command = async (args, io, client) => {
   const wanted = helperDone ? own : [...reset, helper, ...others];
   const commands: string[][] = helperDone
     ? []
-    : [...(own.length ? [['config', scope, '--unset-all', 'credential.helper']] : []), ...wanted.map((h) => ['config', scope, '--add', 'credential.helper', h])];
+    : [
+        ...(own.length ? [['config', scope, '--unset-all', 'credential.helper']] : []),
+        ...wanted.map((h) => ['config', scope, '--add', 'credential.helper', h]),
+      ];
 
   // 2. useHttpPath for the URLs of path-scoped patterns (gitcredentials(7): git drops the
   // path of an http(s) URL before asking helpers unless useHttpPath is set).
   const scoped = await pathScopedUrls(client);
   const useHttpPath = 'urls' in scoped ? scoped.urls : null;
-  const httpPathNew = (useHttpPath ?? []).filter((url) => git('config', scope, '--type=bool', '--get', `credential.${url}.useHttpPath`).stdout.trim() !== 'true');
+  const httpPathNew = (useHttpPath ?? []).filter(
+    (url) => git('config', scope, '--type=bool', '--get', `credential.${url}.useHttpPath`).stdout.trim() !== 'true',
+  );
   for (const url of httpPathNew) commands.push(['config', scope, `credential.${url}.useHttpPath`, 'true']);
 
   if (values['dry-run']) {
-    if (values.json) printJson(io, { scope: scope.slice(2), helpers: wanted, use_http_path: useHttpPath, commands: commands.map(shellLine), dry_run: true });
+    if (values.json)
+      printJson(io, {
+        scope: scope.slice(2),
+        helpers: wanted,
+        use_http_path: useHttpPath,
+        commands: commands.map(shellLine),
+        dry_run: true,
+      });
     else if (commands.length) io.stdout(commands.map(shellLine).join('\n') + '\n');
     if ('error' in scoped) accountsNote(io, scoped.error);
     return EXIT.ok;
@@ -175,7 +195,14 @@ export const setupGit: Command = async (args, io, client) => {
       throw new CommandError('failed', r.stderr.trim() || `${shellLine(c)} failed`, 'setup git');
     }
   }
-  if (values.json) printJson(io, { scope: scope.slice(2), helpers: wanted, use_http_path: useHttpPath, commands: commands.map(shellLine), dry_run: false });
+  if (values.json)
+    printJson(io, {
+      scope: scope.slice(2),
+      helpers: wanted,
+      use_http_path: useHttpPath,
+      commands: commands.map(shellLine),
+      dry_run: false,
+    });
   if (helperDone) io.stderr(`tokend: git already asks tokend first (${where})\n`);
   else io.stderr(`tokend: git now asks ${helper} first (${where})${others.length ? `, then ${others.join(', ')}` : ''}\n`);
   if (httpPathNew.length) io.stderr(`tokend: git now sends the repository path to helpers for ${httpPathNew.join(', ')} (useHttpPath)\n`);

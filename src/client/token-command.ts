@@ -60,7 +60,11 @@ export function clampNote(tok: TokenResponse, minTtl: number | undefined): strin
 }
 
 export const tokenCommand: Command = async (args, io, client) => {
-  const { values, positionals } = parseOptions('token', args, { ...TOKEN_REQUEST_OPTIONS, url: { type: 'string' }, json: { type: 'boolean' } });
+  const { values, positionals } = parseOptions('token', args, {
+    ...TOKEN_REQUEST_OPTIONS,
+    url: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   if (values.help) {
     io.stdout(TOKEN_HELP);
     return EXIT.ok;

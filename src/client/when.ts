@@ -6,7 +6,14 @@ export function relative(iso: string, now: number): string {
   if (Number.isNaN(s)) return iso;
   if (s === 0) return 'now';
   const a = Math.abs(s);
-  const span = a < 120 ? `${a} s` : a < 120 * 60 ? `${Math.round(a / 60)} min` : a < 48 * 3600 ? `${Math.round(a / 3600)} h` : `${Math.round(a / 86400)} d`;
+  const span =
+    a < 120
+      ? `${a} s`
+      : a < 120 * 60
+        ? `${Math.round(a / 60)} min`
+        : a < 48 * 3600
+          ? `${Math.round(a / 3600)} h`
+          : `${Math.round(a / 86400)} d`;
   return s > 0 ? `in ${span}` : `${span} ago`;
 }
 

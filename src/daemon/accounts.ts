@@ -61,9 +61,18 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw E.invalidRequest(`ca_file: ${cfg.ca_file} holds no PEM certificate`);
   }
   for (const h of cfg.hosts) {
-    if (!parseHostPattern(h)) throw E.invalidRequest(`hosts: "${h.slice(0, 200)}" is not a host pattern (e.g. github.com, *.example.com, git.example.com/org)`);
+    if (!parseHostPattern(h))
+      throw E.invalidRequest(`hosts: "${h.slice(0, 200)}" is not a host pattern (e.g. github.com, *.example.com, git.example.com/org)`);
   }
-  for (const field of ['issuer', 'token_endpoint', 'authorization_endpoint', 'device_authorization_endpoint', 'revocation_endpoint', 'api_base', 'base_url'] as const) {
+  for (const field of [
+    'issuer',
+    'token_endpoint',
+    'authorization_endpoint',
+    'device_authorization_endpoint',
+    'revocation_endpoint',
+    'api_base',
+    'base_url',
+  ] as const) {
     const v = cfg[field];
     if (!v) continue;
     const u = new URL(v);
@@ -71,10 +80,13 @@ function checkAccountConfig(cfg: AccountConfig, getDriver: AccountDeps['getDrive
       throw E.invalidRequest(`${field}: plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https`);
     }
     // A password in a URL would sit in config.json, and fetch refuses such URLs anyway.
-    if (u.username || u.password) throw E.invalidRequest(`${field}: a URL with a user or password (user:pass@) is not allowed; give secrets on stdin`);
+    if (u.username || u.password)
+      throw E.invalidRequest(`${field}: a URL with a user or password (user:pass@) is not allowed; give secrets on stdin`);
     // The proxy puts each request's own path and query under api_base, and refuses one with its own.
     if (field === 'api_base' && (u.search || u.hash)) {
-      throw E.invalidRequest('api_base: a URL with a query (?…) or fragment (#…) is not allowed; give the API root, e.g. https://api.example.com/v1');
+      throw E.invalidRequest(
+        'api_base: a URL with a query (?…) or fragment (#…) is not allowed; give the API root, e.g. https://api.example.com/v1',
+      );
     }
   }
 }
@@ -86,7 +98,12 @@ export async function putAccount(deps: AccountDeps, name: string, body: PutAccou
 }
 
 /** Change only the given fields of an account (`tokend set`). */
-export async function patchAccount(deps: AccountDeps, name: string, body: PatchAccountRequest, flags: WriteFlags = {}): Promise<AccountView> {
+export async function patchAccount(
+  deps: AccountDeps,
+  name: string,
+  body: PatchAccountRequest,
+  flags: WriteFlags = {},
+): Promise<AccountView> {
   const before = deps.config.getAccount(name);
   if (!before) throw unknownAccount(name);
   const { client_secret, password, ...rest } = body;
@@ -146,22 +163,26 @@ async function writeAccount(
   const notices: string[] = [];
   const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secretOf, notices);
 
-  const retired = await deps.broker.reconfigure(name, { retire: moved, why: 'the account was moved to another provider or client' }, async () => {
-    if (moved) {
-      deps.logins?.cancelFor(name, 'the account was changed to another provider or client');
-      // Secrets of the old client belong to the old provider: never send them to the new one.
-      const old = await deps.store.getSecrets(name);
-      if (given.client_secret === undefined && old.has('client_secret')) {
-        notices.push(`the client secret of the old client was dropped; give the new client's with --client-secret-stdin`);
+  const retired = await deps.broker.reconfigure(
+    name,
+    { retire: moved, why: 'the account was moved to another provider or client' },
+    async () => {
+      if (moved) {
+        deps.logins?.cancelFor(name, 'the account was changed to another provider or client');
+        // Secrets of the old client belong to the old provider: never send them to the new one.
+        const old = await deps.store.getSecrets(name);
+        if (given.client_secret === undefined && old.has('client_secret')) {
+          notices.push(`the client secret of the old client was dropped; give the new client's with --client-secret-stdin`);
+        }
+        if (given.password === undefined && old.has('password')) {
+          notices.push('the stored password was dropped (it was for the old provider); give it again with --password-stdin');
+        }
+        await deps.store.deleteSecrets(name);
       }
-      if (given.password === undefined && old.has('password')) {
-        notices.push('the stored password was dropped (it was for the old provider); give it again with --password-stdin');
-      }
-      await deps.store.deleteSecrets(name);
-    }
-    for (const [k, v] of Object.entries(given)) if (v !== undefined) await deps.store.putSecret(name, k, v);
-    await deps.config.putAccount(name, cfg);
-  });
+      for (const [k, v] of Object.entries(given)) if (v !== undefined) await deps.store.putSecret(name, k, v);
+      await deps.config.putAccount(name, cfg);
+    },
+  );
   if (retired.hadGrant) {
     notices.unshift(
       `the grant issued by ${describeIdentity(holder)} was ${retired.revoked ? 'revoked there and ' : ''}dropped${retired.revoked ? '' : ' (the provider could not revoke it)'}; log in again`,
@@ -220,7 +241,9 @@ async function checkWithProvider(
     const de = asDriverError(err);
     const offline = 'or save it without checking with --no-check';
     if (de.kind === 'transient') {
-      throw E.upstreamUnavailable(`cannot check account "${name}": ${de.message}; try again when the provider is reachable, ${offline}`, { account: name });
+      throw E.upstreamUnavailable(`cannot check account "${name}": ${de.message}; try again when the provider is reachable, ${offline}`, {
+        account: name,
+      });
     }
     const fix =
       de.oauthError === 'invalid_client'
@@ -258,8 +281,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   // password, a provider's force-refresh) can always serve: it is active, grant or not.
   const driver = deps.getDriver(cfg.driver);
   const recoverable = Boolean(
-    driver?.recover &&
-      driver.canRecover?.(driverContext({ account: name, config: cfg, secrets, signal: AbortSignal.abort() })),
+    driver?.recover && driver.canRecover?.(driverContext({ account: name, config: cfg, secrets, signal: AbortSignal.abort() })),
   );
   const validNow = Boolean(token && (token.expires_at === null || token.expires_at > now));
   let status: AccountStatus;

@@ -7,7 +7,14 @@ import { backOff } from './refresh-health.js';
 import { isStoreUnavailable } from './store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary } from './store/types.js';
 import { FleetSync } from './broker/fleet-sync.js';
-import { GrantMemory, storedTimes, type AccountLanes, type BrokerDeps, type RefreshRequest, type TokenTimes } from './broker/grant-memory.js';
+import {
+  GrantMemory,
+  storedTimes,
+  type AccountLanes,
+  type BrokerDeps,
+  type RefreshRequest,
+  type TokenTimes,
+} from './broker/grant-memory.js';
 import { checkImport, proveImport } from './broker/import-proof.js';
 import { recoverable, RefreshAttempt, type RefreshParts } from './broker/refresh-attempt.js';
 import { mismatchMessage, reauthError, storeDownError } from './broker/refusals.js';
@@ -130,7 +137,11 @@ export class Broker {
   private async importInterrupted(g: GrantSummary): Promise<void> {
     const at = new Date(g.in_flight_since!).toISOString();
     const why = g.generation === 0 ? (g.last_error ?? importInterruptedReason(at, false)) : importInterruptedReason(at, true);
-    this.deps.log.warn('an import was interrupted when the daemon stopped; the account keeps the grant it had', { account: g.account, since: at, had_grant: g.generation > 0 });
+    this.deps.log.warn('an import was interrupted when the daemon stopped; the account keeps the grant it had', {
+      account: g.account,
+      since: at,
+      had_grant: g.generation > 0,
+    });
     await this.deps.store.setStatus(g.account, g.status, why);
     this.m.grants.set(g.account, { ...g, in_flight_since: null, in_flight_for: null, last_error: why });
   }
@@ -221,7 +232,12 @@ export class Broker {
     this.m.health.delete(account);
     const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
     // The proving refresh is a refresh at the provider, and logged as one.
-    this.deps.log.info(proven ? 'token refreshed' : 'tokens imported', { account, generation: g.generation, expires_at: expiresAt, imported: true });
+    this.deps.log.info(proven ? 'token refreshed' : 'tokens imported', {
+      account,
+      generation: g.generation,
+      expires_at: expiresAt,
+      imported: true,
+    });
     this.deps.events.emit('token.refreshed', account, { generation: g.generation, expires_at: expiresAt });
     return this.m.grants.get(account)!;
   }

@@ -19,7 +19,10 @@ export async function readCoreLimit(platform: NodeJS.Platform = process.platform
   if (platform === 'linux') {
     try {
       // "Max core file size        0                    unlimited            bytes"
-      const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max core file size'));
+      const line = fs
+        .readFileSync('/proc/self/limits', 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith('Max core file size'));
       return line?.slice('Max core file size'.length).trim().split(/\s+/)[0];
     } catch {
       return undefined;
@@ -37,6 +40,6 @@ export function coreLimitWarning(limit: string | undefined): string | undefined 
   return (
     `${CORE_LIMIT_WARNING} (core file size limit ${limit}): a crash of the daemon would write its memory, tokens, ` +
     'client secrets and the master key included, to a core file; restart it with a limit of 0: ' +
-    '`tokend daemon` (bin/tokend sets it), the clients\' autostart or `tokend service install`, or `ulimit -c 0` before node'
+    "`tokend daemon` (bin/tokend sets it), the clients' autostart or `tokend service install`, or `ulimit -c 0` before node"
   );
 }

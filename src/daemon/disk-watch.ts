@@ -52,7 +52,9 @@ export function watchDisk(o: { dbFile: string; keyFile: string; log: Logger; eve
       try {
         const fsStat = fs.statfsSync(o.dbFile);
         if (fsStat.bavail * fsStat.bsize < LOW_SPACE_BYTES) {
-          found.push(`the disk holding ${o.dbFile} is nearly full (${Math.round((fsStat.bavail * fsStat.bsize) / 1024)} KiB free): a rotated token may not be storable; free some space`);
+          found.push(
+            `the disk holding ${o.dbFile} is nearly full (${Math.round((fsStat.bavail * fsStat.bsize) / 1024)} KiB free): a rotated token may not be storable; free some space`,
+          );
         }
       } catch {
         /* reported by the identity check */

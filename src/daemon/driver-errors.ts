@@ -28,12 +28,16 @@ export function asDriverError(err: unknown): DriverError {
  */
 export function wireErrorOf(err: unknown, ctx: FailureContext): TokendError {
   if (err instanceof TokendError) return err;
-  if (!(err instanceof DriverError)) return E.internal(`could not ${ctx.doing} for "${ctx.account}" (see the daemon log)`, { account: ctx.account });
+  if (!(err instanceof DriverError))
+    return E.internal(`could not ${ctx.doing} for "${ctx.account}" (see the daemon log)`, { account: ctx.account });
   const { account } = ctx;
   const retryAfter = ctx.retryAfter ?? (err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined);
   switch (err.kind) {
     case 'transient':
-      return E.upstreamUnavailable(`the provider for "${account}" is unavailable (could not ${ctx.doing}): ${err.message}`, { account, retryAfter });
+      return E.upstreamUnavailable(`the provider for "${account}" is unavailable (could not ${ctx.doing}): ${err.message}`, {
+        account,
+        retryAfter,
+      });
     case 'invalid_grant':
       return E.reauthRequired(`account "${account}" needs a new login: ${err.message}. Run \`tokend login ${account}\``, { account });
     case 'config':

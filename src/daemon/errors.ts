@@ -8,11 +8,7 @@ export class TokendError extends Error {
   /** Seconds after which trying again may succeed. */
   readonly retryAfter?: number;
   readonly login?: Record<string, unknown>;
-  constructor(
-    code: ErrorCode,
-    message: string,
-    extra: { account?: string; retryAfter?: number; login?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, extra: { account?: string; retryAfter?: number; login?: Record<string, unknown> } = {}) {
     super(message);
     this.name = 'TokendError';
     this.code = code;

@@ -32,7 +32,16 @@ export function identityOf(cfg: AccountConfig): GrantIdentity {
  * written before, on the fields in LEGACY_FIELDS only.
  */
 const BINDING_VERSION = 2;
-const LEGACY_FIELDS = ['driver', 'issuer', 'token_endpoint', 'revocation_endpoint', 'client_id', 'base_url', 'managed_user_id', 'username'] as const;
+const LEGACY_FIELDS = [
+  'driver',
+  'issuer',
+  'token_endpoint',
+  'revocation_endpoint',
+  'client_id',
+  'base_url',
+  'managed_user_id',
+  'username',
+] as const;
 
 /** The identity as the canonical string stored with a grant (`grants.bound_to`). */
 export function identityKey(cfg: AccountConfig): string {
@@ -87,7 +96,11 @@ export function identityChanges(before: GrantIdentity, after: GrantIdentity): st
 
 /** "issuer https://a.example, client cli": who issued a grant, for messages (never a secret). */
 export function describeIdentity(id: GrantIdentity): string {
-  const where = id.issuer ? `issuer ${id.issuer}` : id.token_endpoint ? `token endpoint ${id.token_endpoint}` : `driver ${id.driver ?? 'oauth2'}`;
+  const where = id.issuer
+    ? `issuer ${id.issuer}`
+    : id.token_endpoint
+      ? `token endpoint ${id.token_endpoint}`
+      : `driver ${id.driver ?? 'oauth2'}`;
   return `${where}, client ${id.client_id ?? '?'}`;
 }
 

@@ -303,7 +303,10 @@ async function bazelHelper(action: string, input: HelperInput, deps: HelperDeps)
   // EngFlow spec: for input it does not support (a foreign domain) a helper SHOULD fail, not answer {}.
   const got = await toolToken(input, parsed.request.uri, deps, 'no uri', HELPER_MIN_TTL.bazel);
   if (!got.ok) return got.error;
-  return result(0, formatBazelCredential({ token: got.token.access_token, token_type: got.token.token_type, expires_at: got.token.expires_at }));
+  return result(
+    0,
+    formatBazelCredential({ token: got.token.access_token, token_type: got.token.token_type, expires_at: got.token.expires_at }),
+  );
 }
 
 // ---------------------------------------------------------------- entry points
@@ -320,12 +323,7 @@ const HANDLERS: Record<HelperTool, (action: string, input: HelperInput, deps: He
  * way (git: silent miss with a hint; docker: message on stdout, exit 1; kubectl,
  * Bazel: exit 1 with a line on stderr).
  */
-export async function handleHelper(
-  tool: string,
-  action: string,
-  input: HelperInput,
-  deps: HelperDeps,
-): Promise<HelperResult> {
+export async function handleHelper(tool: string, action: string, input: HelperInput, deps: HelperDeps): Promise<HelperResult> {
   if (!isHelperTool(tool)) return toolError('unknown credential helper');
   try {
     return await HANDLERS[tool](action, input, deps);

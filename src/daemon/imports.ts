@@ -29,9 +29,13 @@ export interface ImportAttempt {
 export function importedSecrets(driver: Driver, account: string, t: ImportedTokens): Record<string, string> {
   if (t.client_id === undefined && t.client_secret === undefined) return {};
   if (!driver.importSecrets) {
-    throw E.invalidRequest(`the ${driver.name} driver takes no client credentials with an import; the account's own client is set with \`tokend set ${account}\``, { account });
+    throw E.invalidRequest(
+      `the ${driver.name} driver takes no client credentials with an import; the account's own client is set with \`tokend set ${account}\``,
+      { account },
+    );
   }
-  if (!t.client_id || !t.client_secret) throw E.invalidRequest('an import gives client_id and client_secret together, or neither', { account });
+  if (!t.client_id || !t.client_secret)
+    throw E.invalidRequest('an import gives client_id and client_secret together, or neither', { account });
   return driver.importSecrets({ client_id: t.client_id, client_secret: t.client_secret });
 }
 

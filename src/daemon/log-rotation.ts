@@ -8,7 +8,11 @@
 import fs from 'node:fs';
 
 /** Check every `everyMs` whether fd 2 is `logFile` and larger than `maxBytes`; rotate if so. Returns a stop function. */
-export function capLogFile(logFile: string, maxBytes: number, opts: { everyMs?: number; fd?: number; onRotate?: () => void } = {}): () => void {
+export function capLogFile(
+  logFile: string,
+  maxBytes: number,
+  opts: { everyMs?: number; fd?: number; onRotate?: () => void } = {},
+): () => void {
   const fd = opts.fd ?? 2;
   const ours = (): boolean => {
     try {

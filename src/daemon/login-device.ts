@@ -108,7 +108,9 @@ function expired(): DeviceOutcome {
 /** The login error for any failure of a login step: the provider's code when there is one. */
 export function loginErrorOf(err: unknown): LoginError {
   if (err instanceof DriverError) {
-    const code = err.oauthError ?? (err.kind === 'transient' ? 'temporarily_unavailable' : err.kind === 'invalid_grant' ? 'invalid_grant' : 'login_failed');
+    const code =
+      err.oauthError ??
+      (err.kind === 'transient' ? 'temporarily_unavailable' : err.kind === 'invalid_grant' ? 'invalid_grant' : 'login_failed');
     return { code, message: err.message };
   }
   return { code: 'internal', message: 'the login failed inside tokend (see the daemon log)' };

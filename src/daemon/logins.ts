@@ -234,13 +234,17 @@ export class LoginManager {
     return rec ? fromRecord(rec) : undefined;
   }
 
-
   /** Shutdown: stop every poller and listener; pending logins are recorded as expired. */
   close(): void {
     this.shutdown.abort();
     clearInterval(this.pruneTimer);
     for (const s of [...this.live.values()]) {
-      this.finish(s, 'expired', { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' }, { quiet: true });
+      this.finish(
+        s,
+        'expired',
+        { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' },
+        { quiet: true },
+      );
     }
   }
 
@@ -270,22 +274,26 @@ export class LoginManager {
     }
     const now = this.now();
     const qr = await qrOf(auth.verification_uri_complete ?? auth.verification_uri);
-    const s = this.begin(target, {
-      qr,
-      id: randomUUID(),
-      account,
-      flow: 'device',
-      task: target.task ?? null,
-      status: 'pending',
-      user_code: auth.user_code,
-      verification_uri: auth.verification_uri,
-      verification_uri_complete: auth.verification_uri_complete ?? null,
-      authorization_url: null,
-      created_at: now,
-      updated_at: now,
-      expires_at: now + auth.expires_in * 1000,
-      error: null,
-    }, { device_code: auth.device_code });
+    const s = this.begin(
+      target,
+      {
+        qr,
+        id: randomUUID(),
+        account,
+        flow: 'device',
+        task: target.task ?? null,
+        status: 'pending',
+        user_code: auth.user_code,
+        verification_uri: auth.verification_uri,
+        verification_uri_complete: auth.verification_uri_complete ?? null,
+        authorization_url: null,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + auth.expires_in * 1000,
+        error: null,
+      },
+      { device_code: auth.device_code },
+    );
     void this.runDevice(s, driver, auth);
     return s;
   }
@@ -300,7 +308,8 @@ export class LoginManager {
         expiresAt: s.state.expires_at,
         signal: s.stop.signal,
         now: this.now,
-        onInterval: (seconds, why) => this.deps.log.info('device login: polling more slowly', { account, login_id: s.state.id, interval_s: seconds, why }),
+        onInterval: (seconds, why) =>
+          this.deps.log.info('device login: polling more slowly', { account, login_id: s.state.id, interval_s: seconds, why }),
       });
       switch (outcome.kind) {
         case 'tokens':
@@ -349,21 +358,25 @@ export class LoginManager {
     }
     const now = this.now();
     const ttl = this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
-    const s = this.begin(target, {
-      id: randomUUID(),
-      account,
-      flow: 'browser',
-      task: target.task ?? null,
-      status: 'pending',
-      user_code: null,
-      verification_uri: null,
-      verification_uri_complete: null,
-      authorization_url: authorizationUrl,
-      created_at: now,
-      updated_at: now,
-      expires_at: now + ttl,
-      error: null,
-    }, { state: secrets.state, code_verifier: secrets.code_verifier, authorization_url: authorizationUrl });
+    const s = this.begin(
+      target,
+      {
+        id: randomUUID(),
+        account,
+        flow: 'browser',
+        task: target.task ?? null,
+        status: 'pending',
+        user_code: null,
+        verification_uri: null,
+        verification_uri_complete: null,
+        authorization_url: authorizationUrl,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + ttl,
+        error: null,
+      },
+      { state: secrets.state, code_verifier: secrets.code_verifier, authorization_url: authorizationUrl },
+    );
     s.browser = { driver, redirectUri, secrets };
     session = s;
     const expiry = setTimeout(() => this.expireBrowser(s), ttl);
@@ -397,7 +410,10 @@ export class LoginManager {
     const { account } = s.state;
     const { driver, redirectUri, secrets } = s.browser;
     if (!stateMatches(url.searchParams.get('state'), secrets.state)) {
-      this.deps.log.warn('browser login: refused a callback whose state does not match; the login stays pending', { account, login_id: s.state.id });
+      this.deps.log.warn('browser login: refused a callback whose state does not match; the login stays pending', {
+        account,
+        login_id: s.state.id,
+      });
       return { kind: 'refused' };
     }
     if (s.busy) return { kind: 'busy' };
@@ -432,7 +448,9 @@ export class LoginManager {
     }
     const redirect = s.target.cfg.redirect_uri;
     if (!s.browser || !redirect) {
-      throw E.invalidRequest(`login "${id}" receives its callback on tokend's own loopback listener, not through the API`, { account: s.state.account });
+      throw E.invalidRequest(`login "${id}" receives its callback on tokend's own loopback listener, not through the API`, {
+        account: s.state.account,
+      });
     }
     let url: URL;
     try {
@@ -446,7 +464,9 @@ export class LoginManager {
     const outcome = await this.receive(s, url);
     switch (outcome.kind) {
       case 'refused':
-        throw E.invalidRequest('url: its state does not belong to this login; it was ignored and the login stays pending', { account: s.state.account });
+        throw E.invalidRequest('url: its state does not belong to this login; it was ignored and the login stays pending', {
+          account: s.state.account,
+        });
       case 'busy':
         throw E.conflict('this login is already being completed', { account: s.state.account });
       case 'over':
@@ -472,7 +492,12 @@ export class LoginManager {
       authorization_url: state.authorization_url,
       expires_at: new Date(state.expires_at).toISOString(),
     });
-    this.deps.log.info('login started', { account: state.account, login_id: state.id, flow: state.flow, expires_at: new Date(state.expires_at).toISOString() });
+    this.deps.log.info('login started', {
+      account: state.account,
+      login_id: state.id,
+      flow: state.flow,
+      expires_at: new Date(state.expires_at).toISOString(),
+    });
     return s;
   }
 
@@ -503,7 +528,9 @@ export class LoginManager {
       return;
     }
     if (!tokens.refresh_token) {
-      this.deps.log.warn('the login gave no refresh token: the account works until the access token expires (ask for offline_access?)', { account });
+      this.deps.log.warn('the login gave no refresh token: the account works until the access token expires (ask for offline_access?)', {
+        account,
+      });
     }
     this.finish(s, 'active', null);
   }
@@ -552,7 +579,10 @@ export class LoginManager {
     const token = tokens.refresh_token ?? tokens.access_token;
     if (!driver?.revoke) return;
     try {
-      await this.step((signal) => driver.revoke!(this.context(t, signal), token, tokens.refresh_token ? 'refresh_token' : 'access_token'), this.shutdown.signal);
+      await this.step(
+        (signal) => driver.revoke!(this.context(t, signal), token, tokens.refresh_token ? 'refresh_token' : 'access_token'),
+        this.shutdown.signal,
+      );
     } catch (err) {
       this.deps.log.warn('could not revoke the grant of an abandoned login', { account: t.account, error: (err as Error).message });
     }
@@ -573,9 +603,7 @@ export class LoginManager {
     }
     return wireErrorOf(err, { account, doing: `start a ${flow} login` });
   }
-
 }
-
 
 /** The driver cannot do this login flow: the other flow when it can, else its own way to a grant (Cal.com: an import). */
 function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): TokendError {
@@ -660,7 +688,11 @@ function fromRecord(rec: LoginRecord): LoginView {
 function pageFor(account: string, o: CallbackOutcome): CallbackAnswer {
   switch (o.kind) {
     case 'over':
-      return { status: 410, html: page('This sign-in is over', 'This login has already finished. Run the login again if you still need one.'), last: false };
+      return {
+        status: 410,
+        html: page('This sign-in is over', 'This login has already finished. Run the login again if you still need one.'),
+        last: false,
+      };
     case 'refused':
       return {
         status: 400,
@@ -676,7 +708,11 @@ function pageFor(account: string, o: CallbackOutcome): CallbackAnswer {
       if (o.login.status === 'active') {
         return { status: 200, html: page(`Signed in to ${account}`, 'You can close this tab and go back to the terminal.'), last: true };
       }
-      return { status: 400, html: page(`Could not sign in to ${account}`, o.login.error?.message ?? 'the sign-in did not finish'), last: true };
+      return {
+        status: 400,
+        html: page(`Could not sign in to ${account}`, o.login.error?.message ?? 'the sign-in did not finish'),
+        last: true,
+      };
   }
 }
 

@@ -68,7 +68,15 @@ function checkPlaces(paths: TokendPaths): void {
   const dirs = new Set([paths.configDir, paths.dataDir, paths.stateDir, paths.socketDir]);
   for (const dir of new Set([...dirs, path.dirname(paths.keyFile)])) checkFoldersAbove(dir);
   for (const dir of dirs) ensurePrivateDir(dir);
-  for (const f of [paths.configFile, paths.keyFile, paths.dbFile, `${paths.dbFile}-wal`, `${paths.dbFile}-shm`, paths.logFile, paths.listenKeyFile]) {
+  for (const f of [
+    paths.configFile,
+    paths.keyFile,
+    paths.dbFile,
+    `${paths.dbFile}-wal`,
+    `${paths.dbFile}-shm`,
+    paths.logFile,
+    paths.listenKeyFile,
+  ]) {
     checkPrivateFile(f);
   }
 }
@@ -106,7 +114,12 @@ function failure(log: Logger) {
 }
 
 /** The one-daemon-per-user lock, or exit naming the daemon that holds it; `compromised` stops this one. */
-async function lock(paths: TokendPaths, log: Logger, fail: ReturnType<typeof failure>, compromised: () => void): Promise<() => Promise<void>> {
+async function lock(
+  paths: TokendPaths,
+  log: Logger,
+  fail: ReturnType<typeof failure>,
+  compromised: () => void,
+): Promise<() => Promise<void>> {
   try {
     return await acquireDaemonLock(paths, {
       onCompromised: (err) => {
@@ -206,7 +219,9 @@ export async function main(argv: string[]): Promise<void> {
     // app's UI only has to show the code (the login.pending event carries it).
     onReauthRequired: (account) => {
       if (config!.getAccount(account)?.on_reauth !== 'login') return;
-      logins.start(account).catch((err) => log.warn('could not start the login on_reauth asks for', { account, error: (err as Error).message }));
+      logins
+        .start(account)
+        .catch((err) => log.warn('could not start the login on_reauth asks for', { account, error: (err as Error).message }));
     },
   });
   const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver });

@@ -1,4 +1,11 @@
-import { normaliseHost, normalisePath, parseHostPattern, parseTargetUrl, splitAuthority, type HostPattern } from '../protocol/host-pattern.js';
+import {
+  normaliseHost,
+  normalisePath,
+  parseHostPattern,
+  parseTargetUrl,
+  splitAuthority,
+  type HostPattern,
+} from '../protocol/host-pattern.js';
 import { isLoopbackHost } from '../protocol/rules.js';
 import { E } from './errors.js';
 

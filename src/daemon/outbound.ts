@@ -36,7 +36,11 @@ const dispatchers = new Map<string, { dispatcher: Dispatcher; mtimeMs: number }>
 function caBundle(caFile: string | undefined): string[] | undefined {
   if (!caFile) return undefined; // node's defaults (which include NODE_EXTRA_CA_CERTS)
   const extra = process.env.NODE_EXTRA_CA_CERTS;
-  return [...tls.rootCertificates, ...(extra && fs.existsSync(extra) ? [fs.readFileSync(extra, 'utf8')] : []), fs.readFileSync(caFile, 'utf8')];
+  return [
+    ...tls.rootCertificates,
+    ...(extra && fs.existsSync(extra) ? [fs.readFileSync(extra, 'utf8')] : []),
+    fs.readFileSync(caFile, 'utf8'),
+  ];
 }
 
 /**

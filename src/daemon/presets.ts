@@ -110,7 +110,8 @@ export function applyPreset<T extends Partial<AccountConfigInput>>(cfg: T): T {
   const merged = { ...preset.defaults } as T;
   // An empty list is what the schema defaults an omitted --scope/--host to, and `oauth2` an
   // omitted driver: not a choice, so a preset's own driver (real-debrid, cal-com, amp) stands.
-  const explicit = (k: string, v: unknown) => !(v === undefined || (Array.isArray(v) && v.length === 0) || (k === 'driver' && v === 'oauth2'));
+  const explicit = (k: string, v: unknown) =>
+    !(v === undefined || (Array.isArray(v) && v.length === 0) || (k === 'driver' && v === 'oauth2'));
   for (const [k, v] of Object.entries(cfg)) if (explicit(k, v)) (merged as Record<string, unknown>)[k] = v;
   for (const [k, v] of Object.entries(preset.derive?.(merged) ?? {})) {
     if (!explicit(k, (cfg as Record<string, unknown>)[k])) (merged as Record<string, unknown>)[k] = v;

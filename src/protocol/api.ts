@@ -28,7 +28,15 @@ export type Flow = z.infer<typeof Flow>;
 export const ClientAuthMethod = z.enum(['client_secret_basic', 'client_secret_post', 'none']);
 export type ClientAuthMethod = z.infer<typeof ClientAuthMethod>;
 
-const Scopes = z.array(z.string().min(1).max(256).regex(/^[^\s"\\]+$/, 'a scope has no spaces or quotes')).max(64);
+const Scopes = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[^\s"\\]+$/, 'a scope has no spaces or quotes'),
+  )
+  .max(64);
 const Hosts = z.array(z.string().min(1).max(512)).max(64);
 
 /** An account's fields as they are written, without defaults (a patch names only what changes). */
@@ -271,8 +279,12 @@ export const ImportRequest = z
     client_secret: z.string().min(1).max(4096).optional(),
   })
   .strict()
-  .refine((r) => (r.client_id === undefined) === (r.client_secret === undefined), { message: 'give client_id and client_secret together, or neither' })
-  .refine((r) => r.refresh_token !== undefined || r.access_token !== undefined, { message: 'give a refresh_token, an access_token, or both' });
+  .refine((r) => (r.client_id === undefined) === (r.client_secret === undefined), {
+    message: 'give client_id and client_secret together, or neither',
+  })
+  .refine((r) => r.refresh_token !== undefined || r.access_token !== undefined, {
+    message: 'give a refresh_token, an access_token, or both',
+  });
 export type ImportRequest = z.infer<typeof ImportRequest>;
 
 /**
@@ -381,5 +393,3 @@ export interface TokendEvent {
   at: string;
   [k: string]: unknown;
 }
-
-

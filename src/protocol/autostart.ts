@@ -106,11 +106,14 @@ async function startDaemon(o: AutostartOptions): Promise<void> {
 
 function healthStatus(socket: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, method: 'GET', path: ROUTES.health, headers: { host: 'tokend' }, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { socketPath: socket, method: 'GET', path: ROUTES.health, headers: { host: 'tokend' }, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });

@@ -31,11 +31,21 @@ export const Settings = z
     /** The loopback TCP listener, `127.0.0.1:PORT` (as `tokend daemon --listen`); off when absent. */
     listen: z.string().min(1).max(64).optional(),
     /** The log file (an autostarted or launchd daemon's stderr) is cut back past this size; the previous one is kept as `.1`. */
-    log_max_bytes: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
+    log_max_bytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(1024 * 1024 * 1024)
+      .default(10 * 1024 * 1024),
     /** How often the wall clock is compared with the monotonic one (a suspend or a clock change re-arms the timers). */
     clock_check_ms: z.number().int().min(50).max(3_600_000).default(30_000),
     /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
-    login_retention_hours: z.number().int().min(1).max(24 * 365).default(24 * 7),
+    login_retention_hours: z
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 365)
+      .default(24 * 7),
     /**
      * Where the master key lives: "file" (the 0600 key file, the default) or "keyring" (the
      * macOS Keychain or the Linux Secret Service). Read once at start; `tokend key move`
@@ -47,11 +57,7 @@ export const Settings = z
      * (docs/fleet.md); `TOKEND_DATABASE_URL` wins. Prefer the password in PGPASSWORD or a
      * passfile: config.json is 0600, but a URL is easily copied around.
      */
-    database_url: z
-      .string()
-      .max(2048)
-      .refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL')
-      .optional(),
+    database_url: z.string().max(2048).refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL').optional(),
   })
   .strict();
 export type Settings = z.infer<typeof Settings>;
@@ -82,7 +88,8 @@ export function parseConfigFile(text: string): { ok: true; config: ConfigFile } 
   const shell = ConfigShell.safeParse(raw);
   if (!shell.success) return { ok: false, error: `is invalid: ${describeIssues(shell.error)}` };
   const given = shell.data.accounts === undefined ? {} : shell.data.accounts;
-  if (typeof given !== 'object' || given === null || Array.isArray(given)) return { ok: false, error: 'is invalid: accounts: must be an object of accounts by name' };
+  if (typeof given !== 'object' || given === null || Array.isArray(given))
+    return { ok: false, error: 'is invalid: accounts: must be an object of accounts by name' };
   const accounts = parseAccounts(given as Record<string, unknown>);
   if (!accounts.ok) return { ok: false, error: `is invalid: ${accounts.error}` };
   return { ok: true, config: { ...shell.data, accounts: accounts.accounts } };

@@ -96,12 +96,14 @@ export function untrustedSocket(socket: string, uid = process.getuid?.()): strin
   }
   const folderWhy = untrustedFolder(path.dirname(real), dirSt, uid);
   if (folderWhy) return folderWhy;
-  if (st.uid !== uid) return `the socket ${real} belongs to uid ${st.uid}, not to you (uid ${uid}): another user is listening there; nothing was sent to it`;
+  if (st.uid !== uid)
+    return `the socket ${real} belongs to uid ${st.uid}, not to you (uid ${uid}): another user is listening there; nothing was sent to it`;
   return undefined;
 }
 
 function untrustedFolder(dir: string, st: fs.Stats, uid: number): string | undefined {
-  if (st.uid !== uid) return `the socket's folder ${dir} belongs to uid ${st.uid}, not to you (uid ${uid}): another user may be listening there; nothing was sent to it`;
+  if (st.uid !== uid)
+    return `the socket's folder ${dir} belongs to uid ${st.uid}, not to you (uid ${uid}): another user may be listening there; nothing was sent to it`;
   if (st.mode & 0o022) {
     return `the socket's folder ${dir} can be written by others (mode ${octal(st.mode)}): another user may be listening there; nothing was sent to it (fix: chmod 700 ${quote(dir)}, then restart tokend)`;
   }

@@ -48,7 +48,10 @@ export interface Operation {
 }
 
 const writeFlags = z.object({
-  [ACCOUNT_WRITE_FLAGS.replaceGrant]: z.enum(['true', 'false']).optional().describe('allow a change of provider or client; the old grant is revoked and dropped'),
+  [ACCOUNT_WRITE_FLAGS.replaceGrant]: z
+    .enum(['true', 'false'])
+    .optional()
+    .describe('allow a change of provider or client; the old grant is revoked and dropped'),
   [ACCOUNT_WRITE_FLAGS.check]: z.enum(['true', 'false']).optional().describe('false: do not contact the provider to check the account'),
 });
 
@@ -57,23 +60,79 @@ export const OPERATIONS: readonly Operation[] = [
   { route: 'openapi', method: 'get', summary: 'This document', answer: z.record(z.string(), z.unknown()) },
   { route: 'accounts', method: 'get', summary: 'Every account, without secrets', answer: AccountList },
   { route: 'account', method: 'get', summary: 'One account: status, expiry, the pending and the last login', answer: AccountView },
-  { route: 'account', method: 'put', summary: 'Add or replace an account (secrets go to the encrypted store)', body: PutAccountRequest, query: writeFlags, answer: AccountView },
-  { route: 'account', method: 'patch', summary: 'Change only the given fields of an account', body: PatchAccountRequest, query: writeFlags, answer: AccountView },
+  {
+    route: 'account',
+    method: 'put',
+    summary: 'Add or replace an account (secrets go to the encrypted store)',
+    body: PutAccountRequest,
+    query: writeFlags,
+    answer: AccountView,
+  },
+  {
+    route: 'account',
+    method: 'patch',
+    summary: 'Change only the given fields of an account',
+    body: PatchAccountRequest,
+    query: writeFlags,
+    answer: AccountView,
+  },
   { route: 'account', method: 'delete', summary: 'Revoke the grant where possible, then delete the account', answer: RevokeResponse },
-  { route: 'accountImport', method: 'post', summary: 'Start an account from tokens the user holds', body: ImportRequest, answer: AccountView },
+  {
+    route: 'accountImport',
+    method: 'post',
+    summary: 'Start an account from tokens the user holds',
+    body: ImportRequest,
+    answer: AccountView,
+  },
   { route: 'accountRefresh', method: 'post', summary: 'Refresh the account now', answer: RefreshResponse },
   { route: 'accountLogout', method: 'post', summary: 'Revoke and forget the grant, keep the account', answer: RevokeResponse },
-  { route: 'accountLogin', method: 'post', summary: 'Start (or join) an interactive login', body: LoginRequest, answer: LoginView, status: 202 },
+  {
+    route: 'accountLogin',
+    method: 'post',
+    summary: 'Start (or join) an interactive login',
+    body: LoginRequest,
+    answer: LoginView,
+    status: 202,
+  },
   { route: 'logins', method: 'get', summary: 'Logins, newest first, by account, status or task', query: LoginListQuery, answer: LoginList },
   { route: 'login', method: 'get', summary: 'One login', answer: LoginView },
   { route: 'loginCancel', method: 'post', summary: 'Stop a pending login', answer: LoginView },
-  { route: 'loginCallback', method: 'post', summary: 'Hand over the callback URL of a deep-link login', body: LoginCallbackRequest, answer: LoginView },
-  { route: 'token', method: 'post', summary: 'A valid access token for an account, a URL or a host', body: TokenRequest, answer: TokenResponse },
-  { route: 'credentialReject', method: 'post', summary: 'A served token was refused: stop serving it', body: RejectRequest, answer: RejectResponse },
-  { route: 'events', method: 'get', summary: 'Server-sent events: logins, refreshes, accounts needing a login (never a secret)', answer: 'events' },
+  {
+    route: 'loginCallback',
+    method: 'post',
+    summary: 'Hand over the callback URL of a deep-link login',
+    body: LoginCallbackRequest,
+    answer: LoginView,
+  },
+  {
+    route: 'token',
+    method: 'post',
+    summary: 'A valid access token for an account, a URL or a host',
+    body: TokenRequest,
+    answer: TokenResponse,
+  },
+  {
+    route: 'credentialReject',
+    method: 'post',
+    summary: 'A served token was refused: stop serving it',
+    body: RejectRequest,
+    answer: RejectResponse,
+  },
+  {
+    route: 'events',
+    method: 'get',
+    summary: 'Server-sent events: logins, refreshes, accounts needing a login (never a secret)',
+    answer: 'events',
+  },
   { route: 'helper', method: 'post', summary: "A credential helper's protocol: its stdin in, its stdout out", answer: 'bytes' },
   { route: 'key', method: 'get', summary: 'Where the master key lives (the key file or the OS keyring); never the key', answer: KeyView },
-  { route: 'keyMove', method: 'post', summary: 'Move the master key to the key file or the OS keyring, and set settings.key_store', body: KeyMoveRequest, answer: KeyView },
+  {
+    route: 'keyMove',
+    method: 'post',
+    summary: 'Move the master key to the key file or the OS keyring, and set settings.key_store',
+    body: KeyMoveRequest,
+    answer: KeyView,
+  },
   { route: 'proxy', method: 'all', summary: "A request to the account's api_base with its token added; streams both ways", answer: 'any' },
 ];
 
@@ -87,7 +146,10 @@ function schema(t: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   return rest;
 }
 
-const ERROR_RESPONSE = { description: 'An error: `{"error":{"code","message"}}`', content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } } };
+const ERROR_RESPONSE = {
+  description: 'An error: `{"error":{"code","message"}}`',
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } },
+};
 
 /** The whole OpenAPI 3.1 document. */
 export function buildOpenApi(version: string): Record<string, unknown> {
@@ -95,15 +157,28 @@ export function buildOpenApi(version: string): Record<string, unknown> {
   for (const op of OPERATIONS) {
     const pattern = ROUTE_PATTERNS[op.route];
     const p = openApiPath(pattern);
-    const pathParams = [...p.matchAll(/\{([A-Za-z]+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const pathParams = [...p.matchAll(/\{([A-Za-z]+)\}/g)].map((m) => ({
+      name: m[1],
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    }));
     const queryParams = op.query
-      ? Object.entries((schema(op.query, 'input').properties ?? {}) as Record<string, Record<string, unknown>>).map(([name, s]) => ({ name, in: 'query', required: false, schema: s }))
+      ? Object.entries((schema(op.query, 'input').properties ?? {}) as Record<string, Record<string, unknown>>).map(([name, s]) => ({
+          name,
+          in: 'query',
+          required: false,
+          schema: s,
+        }))
       : [];
     const ok =
       op.answer === 'events'
         ? { description: 'A stream of server-sent events', content: { 'text/event-stream': { schema: { type: 'string' } } } }
         : op.answer === 'bytes'
-          ? { description: "The helper's stdout; its exit status in x-tokend-exit", content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }
+          ? {
+              description: "The helper's stdout; its exit status in x-tokend-exit",
+              content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+            }
           : op.answer === 'any'
             ? { description: "The API's own answer, passed through (daemon errors carry x-tokend-error)" }
             : { description: op.summary, content: { 'application/json': { schema: schema(op.answer, 'output') } } };
@@ -112,12 +187,18 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       summary: op.summary,
       ...(pathParams.length || queryParams.length ? { parameters: [...pathParams, ...queryParams] } : {}),
       ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: schema(op.body, 'input') } } } } : {}),
-      ...(op.answer === 'bytes' ? { requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } } : {}),
+      ...(op.answer === 'bytes'
+        ? { requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } }
+        : {}),
       responses: { [String(op.status ?? 200)]: ok, default: ERROR_RESPONSE },
     };
     const methods = op.method === 'all' ? (['get', 'post', 'put', 'patch', 'delete'] as const) : [op.method];
     paths[p] ??= {};
-    for (const m of methods) paths[p][m] = { ...operation, operationId: `${operation.operationId as string}${op.method === 'all' ? m[0].toUpperCase() + m.slice(1) : ''}` };
+    for (const m of methods)
+      paths[p][m] = {
+        ...operation,
+        operationId: `${operation.operationId as string}${op.method === 'all' ? m[0].toUpperCase() + m.slice(1) : ''}`,
+      };
   }
   return {
     openapi: '3.1.0',
@@ -125,7 +206,7 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       title: 'tokend socket API',
       version,
       description:
-        'HTTP/1.1 + JSON over the daemon\'s Unix socket (or its loopback TCP listener, with `Authorization: Bearer <daemon key>`). ' +
+        "HTTP/1.1 + JSON over the daemon's Unix socket (or its loopback TCP listener, with `Authorization: Bearer <daemon key>`). " +
         `Error codes and their statuses: ${Object.entries(ERROR_STATUS)
           .map(([c, s]) => `${c} ${s}`)
           .join(', ')}.`,

@@ -104,7 +104,11 @@ export function parseDaemonOwner(text: string): DaemonOwner | undefined {
   try {
     const o = JSON.parse(text) as Partial<DaemonOwner>;
     if (typeof o.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0) return undefined;
-    return { pid: o.pid, socket: typeof o.socket === 'string' ? o.socket : '', started_at: typeof o.started_at === 'string' ? o.started_at : '' };
+    return {
+      pid: o.pid,
+      socket: typeof o.socket === 'string' ? o.socket : '',
+      started_at: typeof o.started_at === 'string' ? o.started_at : '',
+    };
   } catch {
     return undefined;
   }

@@ -60,7 +60,9 @@ const PARAM = /:[A-Za-z]+|\/\*$/g;
  */
 export function routePath(pattern: string, ...values: string[]): string {
   let i = 0;
-  return pattern.replace(PARAM, (p) => (p === '/*' ? `/${(values[i++] ?? '').replace(/^\/+/, '')}` : encodeURIComponent(values[i++] ?? '')));
+  return pattern.replace(PARAM, (p) =>
+    p === '/*' ? `/${(values[i++] ?? '').replace(/^\/+/, '')}` : encodeURIComponent(values[i++] ?? ''),
+  );
 }
 
 function builder(pattern: string): string | ((...values: string[]) => string) {

@@ -46,9 +46,7 @@ export function open(key: Buffer, blob: Buffer, aad: string): string {
   } catch {
     // The only failure here is a tag mismatch; its cause carries nothing useful and the
     // partial output of update() must not escape, so neither goes into the error.
-    throw new Error(
-      `cannot decrypt ${aad}: wrong master key, or the value was altered or copied from another row`,
-    );
+    throw new Error(`cannot decrypt ${aad}: wrong master key, or the value was altered or copied from another row`);
   }
 }
 

@@ -30,7 +30,13 @@ export interface TokendErrorFields {
  * or the provider was away or busy. Any other code needs a change first (a login, a
  * password, the config).
  */
-export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['daemon_unreachable', 'upstream_unavailable', 'upstream_timeout', 'upstream_failed', 'rate_limited']);
+export const RETRYABLE_CODES: ReadonlySet<string> = new Set([
+  'daemon_unreachable',
+  'upstream_unavailable',
+  'upstream_timeout',
+  'upstream_failed',
+  'rate_limited',
+]);
 
 /** The one error the SDK throws (besides an AbortError when the caller's signal fires). */
 export class TokendError extends Error {
@@ -67,7 +73,9 @@ export function daemonUnreachable(message: string): TokendError {
 export function connectionError(err: unknown, socket: string, signal?: AbortSignal): unknown {
   if (err instanceof TokendError || signal?.aborted) return err;
   const why = (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
-  return daemonUnreachable(`the connection to tokend at ${socket} broke before its answer was complete (${why}); the daemon may be restarting, and whether it did what was asked is unknown`);
+  return daemonUnreachable(
+    `the connection to tokend at ${socket} broke before its answer was complete (${why}); the daemon may be restarting, and whether it did what was asked is unknown`,
+  );
 }
 
 /**

@@ -50,11 +50,13 @@ export function pathUnderApiBase(account: string, pathOrUrl: string | URL, apiBa
   if (!isAbsoluteUrl(pathOrUrl)) {
     const url = new URL(String(pathOrUrl), `${PLACEHOLDER_ORIGIN}/`);
     // `//host/x` and `\\host\x` are relative references to another host.
-    if (url.origin !== PLACEHOLDER_ORIGIN) throw refuse(`"${url.origin}" is a URL of another host, not a path; give an absolute URL under the account's api_base`);
+    if (url.origin !== PLACEHOLDER_ORIGIN)
+      throw refuse(`"${url.origin}" is a URL of another host, not a path; give an absolute URL under the account's api_base`);
     return url.pathname.slice(1) + url.search;
   }
   const url = new URL(String(pathOrUrl));
-  if (!apiBase) throw refuse(`account "${account}" has no api_base, so ${describe(url)} cannot be reached through it; set one with updateAccount`);
+  if (!apiBase)
+    throw refuse(`account "${account}" has no api_base, so ${describe(url)} cannot be reached through it; set one with updateAccount`);
   const base = new URL(apiBase);
   const basePath = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
   const under = url.origin === base.origin && (url.pathname === basePath.slice(0, -1) || url.pathname.startsWith(basePath));
@@ -74,9 +76,16 @@ export async function proxyFetch(transport: SocketTransport, account: string, re
   if (body?.type && !headers.has('content-type')) headers.set('content-type', body.type);
   if (body?.length !== undefined && !headers.has('content-length')) headers.set('content-length', String(body.length));
   const signal = init.signal ?? undefined;
-  const res = await transport.request({ method, path: ROUTES.proxy(account, rest), headers: Object.fromEntries(headers), body: body?.data, signal });
+  const res = await transport.request({
+    method,
+    path: ROUTES.proxy(account, rest),
+    headers: Object.fromEntries(headers),
+    body: body?.data,
+    signal,
+  });
   const status = res.statusCode ?? 0;
-  if (res.headers[PROXY_ERROR_HEADER] !== undefined) throw errorFromAnswer(status, await transport.text(res, MAX_ERROR_ANSWER, signal), header(res, 'retry-after'));
+  if (res.headers[PROXY_ERROR_HEADER] !== undefined)
+    throw errorFromAnswer(status, await transport.text(res, MAX_ERROR_ANSWER, signal), header(res, 'retry-after'));
   // A body cut short (the daemon stopped mid-download) errors the stream with a TokendError
   // too; an upstream body that does not decode stays the decoder's error.
   return toResponse(res, method, (err) => (res.errored ? transport.broken(err, signal) : err));
@@ -93,7 +102,8 @@ interface EncodedBody {
 /** A fetch body as bytes or a Node stream, the way WHATWG fetch extracts one (Fetch §5.2 "extract a body"). */
 export function encodeBody(body: TokendBody): EncodedBody {
   if (typeof body === 'string') return { data: Buffer.from(body, 'utf8'), type: 'text/plain;charset=UTF-8' };
-  if (body instanceof URLSearchParams) return { data: Buffer.from(body.toString(), 'utf8'), type: 'application/x-www-form-urlencoded;charset=UTF-8' };
+  if (body instanceof URLSearchParams)
+    return { data: Buffer.from(body.toString(), 'utf8'), type: 'application/x-www-form-urlencoded;charset=UTF-8' };
   if (body instanceof Uint8Array) return { data: body };
   if (body instanceof ArrayBuffer) return { data: new Uint8Array(body) };
   if (ArrayBuffer.isView(body)) return { data: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) };
@@ -105,7 +115,8 @@ export function encodeBody(body: TokendBody): EncodedBody {
   }
   if (body instanceof ReadableStream) return { data: fromWeb(body) };
   if (body instanceof Readable) return { data: body };
-  if (typeof (body as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') return { data: Readable.from(body as AsyncIterable<Uint8Array | string>) };
+  if (typeof (body as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function')
+    return { data: Readable.from(body as AsyncIterable<Uint8Array | string>) };
   throw new TypeError('unsupported body: give a string, bytes, URLSearchParams, Blob, FormData or a stream');
 }
 

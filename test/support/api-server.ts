@@ -75,7 +75,8 @@ export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } 
   const known = new Map<string, Promise<boolean>>();
   // Once more after a network failure, as a resource server's introspection client would: a
   // pooled connection to the IdP can be closed by it just as it is reused.
-  const introspect = (token: string) => idp.introspect(token).catch((err) => (err instanceof TypeError ? idp.introspect(token) : Promise.reject(err)));
+  const introspect = (token: string) =>
+    idp.introspect(token).catch((err) => (err instanceof TypeError ? idp.introspect(token) : Promise.reject(err)));
   const isActive = (token: string) => {
     if (!opts.rememberActive) return introspect(token).then((r) => r.active);
     let p = known.get(token);
@@ -108,7 +109,15 @@ export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } 
       for await (const c of req) chunks.push(c as Buffer);
       const { authorization: _a, ...headers } = req.headers;
       res.writeHead(200, { 'content-type': 'application/json', 'x-api': 'yes', 'set-cookie': ['a=1', 'b=2'] });
-      res.end(JSON.stringify({ method: req.method, path, query: Object.fromEntries(url.searchParams), headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.end(
+        JSON.stringify({
+          method: req.method,
+          path,
+          query: Object.fromEntries(url.searchParams),
+          headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
     } else if (path === '/api/download') {
       sendBytes(res, Number(url.searchParams.get('bytes') ?? 0));
     } else if (path === '/api/upload') {

@@ -20,7 +20,8 @@ export const ACCOUNT: AccountConfig = { driver: 'oauth2', issuer: 'https://a.exa
 /** A driver that answers from a script and records every call, with what the store held then. */
 export class ScriptedDriver implements Driver {
   name = 'oauth2';
-  calls: Array<{ kind: 'refresh' | 'recover' | 'revoke' | 'checkAccessToken'; token?: string; ctx: DriverContext; opts?: RefreshOptions }> = [];
+  calls: Array<{ kind: 'refresh' | 'recover' | 'revoke' | 'checkAccessToken'; token?: string; ctx: DriverContext; opts?: RefreshOptions }> =
+    [];
   refreshAnswers: Array<() => TokenSet> = [];
   recoverAnswers: Array<() => TokenSet> = [];
   onCall?: () => void;
@@ -94,12 +95,37 @@ export function brokerParts(opts: { settings?: Partial<Settings>; fleet?: boolea
   };
   const scheduler = new Scheduler(m, async (req) => {
     refreshes.push(req);
-    return { account: req.account, access_token: 'from-the-front', token_type: 'Bearer', expires_at: null, obtained_at: clock.t, scope: null } satisfies CachedToken;
+    return {
+      account: req.account,
+      access_token: 'from-the-front',
+      token_type: 'Bearer',
+      expires_at: null,
+      obtained_at: clock.t,
+      scope: null,
+    } satisfies CachedToken;
   });
   const fleet = new FleetSync(m, scheduler, lanes);
   const revocation = new Revocation(m, fleet, lanes);
   const parts: RefreshParts = { m, scheduler, fleet, revocation, lanes };
   const grant = (rt: string | null = 'rt-0', extra: { access_token?: string; expires_at?: number; bound_to?: string } = {}) =>
     store.replaceGrant('w', { refresh_token: rt, bound_to: identityKey(ACCOUNT), token_type: 'Bearer', obtained_at: clock.t, ...extra });
-  return { clock, store, driver, accounts, settings, events, logs, sleeps, m, lanes, scheduler, fleet, revocation, parts, refreshes, forgotten, grant };
+  return {
+    clock,
+    store,
+    driver,
+    accounts,
+    settings,
+    events,
+    logs,
+    sleeps,
+    m,
+    lanes,
+    scheduler,
+    fleet,
+    revocation,
+    parts,
+    refreshes,
+    forgotten,
+    grant,
+  };
 }

@@ -147,7 +147,10 @@ export interface CliResult {
 }
 
 /** Run `bin/tokend ARGS` as a real process. */
-export function runCli(args: string[], opts: { env: NodeJS.ProcessEnv; stdin?: string; bin?: string; timeoutMs?: number }): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; stdin?: string; bin?: string; timeoutMs?: number },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [opts.bin ?? TOKEND_BIN, ...args], { env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';

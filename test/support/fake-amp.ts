@@ -79,7 +79,13 @@ export async function startFakeAmp(): Promise<FakeAmp> {
 
   const server = await startFakeServer((req, res) => {
     const endpoint: AmpEndpoint | undefined =
-      req.path === '/api/user/obtain_token' ? 'obtain_token' : req.path === '/api/user/refresh_token' ? 'refresh_token' : req.path.startsWith('/api/') ? 'api' : undefined;
+      req.path === '/api/user/obtain_token'
+        ? 'obtain_token'
+        : req.path === '/api/user/refresh_token'
+          ? 'refresh_token'
+          : req.path.startsWith('/api/')
+            ? 'api'
+            : undefined;
     if (!endpoint) return answer(res, { status: 404, body: { detail: 'Not found.' } });
     if (endpoint === 'obtain_token') amp.stats.obtainCalls++;
     if (endpoint === 'refresh_token') amp.stats.refreshCalls++;

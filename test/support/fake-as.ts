@@ -22,10 +22,7 @@ import { listenOnLoopback } from './loopback.js';
 import { startTestDaemon, TOKEND_BIN, type CliResult, type DaemonProcess, type TestDaemon } from './daemon.js';
 
 /** What `POST /device` answers. */
-export type DeviceAnswer =
-  | { kind: 'ok'; interval?: number; expires_in?: number }
-  | { kind: '429'; retryAfter?: string }
-  | { kind: 'hang' };
+export type DeviceAnswer = { kind: 'ok'; interval?: number; expires_in?: number } | { kind: '429'; retryAfter?: string } | { kind: 'hang' };
 
 /** What one device-code poll of `POST /token` answers. */
 export type TokenAnswer =
@@ -102,7 +99,13 @@ export async function startFakeAs(): Promise<FakeAs> {
     return v;
   };
   const tokens = (res: http.ServerResponse) =>
-    json(res, 200, { access_token: secret('fake-at'), token_type: 'Bearer', expires_in: 3600, refresh_token: secret('fake-rt'), scope: 'api' });
+    json(res, 200, {
+      access_token: secret('fake-at'),
+      token_type: 'Bearer',
+      expires_in: 3600,
+      refresh_token: secret('fake-rt'),
+      scope: 'api',
+    });
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     let body = '';
@@ -153,7 +156,8 @@ export async function startFakeAs(): Promise<FakeAs> {
           deviceCodes.delete(device_code); // one use (RFC 8628 §3.5: the code is spent)
           return tokens(res);
         }
-        if (a.kind === 'slow_down') return json(res, 400, { error: 'slow_down', ...(a.interval !== undefined ? { interval: a.interval } : {}) });
+        if (a.kind === 'slow_down')
+          return json(res, 400, { error: 'slow_down', ...(a.interval !== undefined ? { interval: a.interval } : {}) });
         return json(res, 429, { error: 'rate_limited' }, a.retryAfter !== undefined ? { 'retry-after': a.retryAfter } : {});
       }
       json(res, 404, { error: 'not_found' });
@@ -169,7 +173,9 @@ export const UNIT_MS = 100;
 export type { TestDaemon };
 
 /** The tests pick flows explicitly; a display or an SSH session of the machine running them must not matter. */
-const NO_DISPLAY: NodeJS.ProcessEnv = Object.fromEntries(['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_CONNECTION', 'SSH_TTY', 'SSH_CLIENT', 'BROWSER'].map((k) => [k, undefined]));
+const NO_DISPLAY: NodeJS.ProcessEnv = Object.fromEntries(
+  ['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_CONNECTION', 'SSH_TTY', 'SSH_CLIENT', 'BROWSER'].map((k) => [k, undefined]),
+);
 
 /** A started daemon under a fresh TOKEND_HOME with fast device polling, and no display unless `env` gives one. */
 export function startDaemon(settings: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<TestDaemon> {

@@ -107,8 +107,14 @@ export async function startFakeCalCom(): Promise<FakeCalCom> {
     const now = Date.now();
     const accessTokenExpiresAt = now + cal.accessTtlMs;
     const refreshTokenExpiresAt = now + 365 * 24 * 3_600_000;
-    const accessToken = fakeJwt({ clientId: CAL_CLIENT_ID, ownerId: userId, iat: Math.floor(now / 1000), expiresAt: accessTokenExpiresAt }, issued);
-    const refreshToken = fakeJwt({ clientId: CAL_CLIENT_ID, ownerId: userId, iat: Math.floor(now / 1000), expiresAt: refreshTokenExpiresAt }, issued);
+    const accessToken = fakeJwt(
+      { clientId: CAL_CLIENT_ID, ownerId: userId, iat: Math.floor(now / 1000), expiresAt: accessTokenExpiresAt },
+      issued,
+    );
+    const refreshToken = fakeJwt(
+      { clientId: CAL_CLIENT_ID, ownerId: userId, iat: Math.floor(now / 1000), expiresAt: refreshTokenExpiresAt },
+      issued,
+    );
     access.set(accessToken, { userId, expiresAt: accessTokenExpiresAt });
     refresh.set(refreshToken, { userId, expiresAt: refreshTokenExpiresAt });
     return { accessToken, accessTokenExpiresAt, refreshToken, refreshTokenExpiresAt };
@@ -123,7 +129,9 @@ export async function startFakeCalCom(): Promise<FakeCalCom> {
       : calError(401, 'UnauthorizedException', 'Invalid OAuth client credentials', req.path);
 
   const userOf = (req: FakeRequest, userId: number): FakeAnswer | undefined =>
-    users.has(userId) ? undefined : calError(404, 'NotFoundException', `User with ID ${userId} is not part of this OAuth client.`, req.path);
+    users.has(userId)
+      ? undefined
+      : calError(404, 'NotFoundException', `User with ID ${userId} is not part of this OAuth client.`, req.path);
 
   function refreshTokens(req: FakeRequest, clientId: string): FakeAnswer {
     if (clientId !== CAL_CLIENT_ID || req.headers['x-cal-secret-key'] !== CAL_CLIENT_SECRET) {
@@ -147,7 +155,15 @@ export async function startFakeCalCom(): Promise<FakeCalCom> {
   const server = await startFakeServer((req, res) => {
     const refreshPath = /^\/v2\/oauth\/([^/]+)\/refresh$/.exec(req.path);
     const userPath = /^\/v2\/oauth-clients\/([^/]+)\/users\/(\d+)(\/force-refresh)?$/.exec(req.path);
-    const endpoint: CalEndpoint | undefined = refreshPath ? 'refresh' : userPath ? (userPath[3] ? 'force-refresh' : 'user') : req.path === '/v2/me' ? 'me' : undefined;
+    const endpoint: CalEndpoint | undefined = refreshPath
+      ? 'refresh'
+      : userPath
+        ? userPath[3]
+          ? 'force-refresh'
+          : 'user'
+        : req.path === '/v2/me'
+          ? 'me'
+          : undefined;
     if (!endpoint) return answer(res, calError(404, 'NotFoundException', `Cannot ${req.method} ${req.path}`, req.path));
     if (endpoint === 'refresh' || endpoint === 'force-refresh') cal.stats.tokenCalls++;
     const fault = cal.faults.take(endpoint);

@@ -78,7 +78,11 @@ export async function startFakeServer(handle: (req: FakeRequest, res: http.Serve
 export function answer(res: http.ServerResponse, a: FaultAnswer): void {
   if (a === 'hang') return;
   const text = a.body === undefined ? '' : typeof a.body === 'string' ? a.body : JSON.stringify(a.body);
-  res.writeHead(a.status, { ...(a.body !== undefined && typeof a.body !== 'string' ? { 'content-type': 'application/json' } : {}), 'cache-control': 'no-store', ...a.headers });
+  res.writeHead(a.status, {
+    ...(a.body !== undefined && typeof a.body !== 'string' ? { 'content-type': 'application/json' } : {}),
+    'cache-control': 'no-store',
+    ...a.headers,
+  });
   res.end(text);
 }
 

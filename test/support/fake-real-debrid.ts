@@ -248,7 +248,10 @@ export async function startFakeRealDebrid(): Promise<FakeRealDebrid> {
         const device_code = mint('rddc', issued);
         const user_code = randomBytes(4).toString('hex').toUpperCase();
         devices.set(device_code, { userCode: user_code, expiresAt: Date.now() + 1800_000, used: false, ...(fresh ? {} : { app: asker }) });
-        return answer(res, { status: 200, body: { device_code, user_code, interval: rd.interval, expires_in: 1800, verification_url: `${rd.url}/device` } });
+        return answer(res, {
+          status: 200,
+          body: { device_code, user_code, interval: rd.interval, expires_in: 1800, verification_url: `${rd.url}/device` },
+        });
       }
       case 'device/credentials': {
         rd.stats.credentialPolls++;

@@ -85,7 +85,10 @@ export interface FixtureTiming {
 }
 
 /** A server (anything with `close()`) started before the tests of the enclosing describe and closed after them. */
-export function useServer<T extends { close(): Promise<unknown> }>(start: () => Promise<T>, opts: FixtureTiming & { what?: string } = {}): T {
+export function useServer<T extends { close(): Promise<unknown> }>(
+  start: () => Promise<T>,
+  opts: FixtureTiming & { what?: string } = {},
+): T {
   let current: T | undefined;
   const [before, after] = opts.each ? [beforeEach, afterEach] : [beforeAll, afterAll];
   before(async () => {

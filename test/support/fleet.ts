@@ -17,7 +17,16 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { addConfAccount, DaemonProcess, importConfGrant, sleep, socketRequest, tempHome, writeSettings, type HttpResult } from './daemon.js';
+import {
+  addConfAccount,
+  DaemonProcess,
+  importConfGrant,
+  sleep,
+  socketRequest,
+  tempHome,
+  writeSettings,
+  type HttpResult,
+} from './daemon.js';
 import { startIdp, type IdpOptions, type TestIdp } from './idp.js';
 import type { TestPostgres } from './postgres.js';
 
@@ -126,7 +135,9 @@ export function useFleet(opts: {
 export async function burst(sockets: string[], n: number, account = 'work'): Promise<HttpResult[]> {
   const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   try {
-    return await Promise.all(Array.from({ length: n }, (_, i) => socketRequest(sockets[i % sockets.length]!, 'POST', '/v1/token', { account }, {}, agent)));
+    return await Promise.all(
+      Array.from({ length: n }, (_, i) => socketRequest(sockets[i % sockets.length]!, 'POST', '/v1/token', { account }, {}, agent)),
+    );
   } finally {
     agent.destroy();
   }

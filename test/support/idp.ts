@@ -200,7 +200,12 @@ export interface IdpOptions {
 }
 
 const Provider = ProviderModule as unknown as new (issuer: string, config: object) => OidcProvider;
-const providerErrors = providerErrorsModule as Record<'InvalidTarget' | 'InvalidRequest' | 'InvalidGrant', new (description?: string) => Error>;
+const providerErrors = providerErrorsModule as Record<
+  'InvalidTarget' | 'InvalidRequest' | 'InvalidGrant',
+  new (
+    description?: string,
+  ) => Error
+>;
 
 // One signing key per test process: 2048-bit RSA costs ~100 ms, and oidc-provider otherwise
 // uses its dev keystore with a warning. RS256 is what clients expect by default.
@@ -224,9 +229,11 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
   const issuer = opts.tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
   // The fixture's own requests (issuing, introspecting) trust the test CA too.
   const tlsAgent = opts.tls ? new UndiciAgent({ connect: { ca: opts.tls.ca } }) : undefined;
-  const fetch = (tlsAgent
-    ? (url: string | URL, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: tlsAgent } as never)
-    : globalThis.fetch) as typeof globalThis.fetch;
+  const fetch = (
+    tlsAgent
+      ? (url: string | URL, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: tlsAgent } as never)
+      : globalThis.fetch
+  ) as typeof globalThis.fetch;
   const internalKey = randomBytes(16).toString('hex');
 
   const interactive = {
@@ -236,7 +243,12 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
   };
   const provider = new Provider(issuer, {
     clients: [
-      { client_id: 'cli', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT], ...interactive },
+      {
+        client_id: 'cli',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+        ...interactive,
+      },
       ...(['conf', 'conf-post'] as const).map((id) => ({
         client_id: id,
         client_secret: CLIENTS[id].secret,
@@ -244,7 +256,14 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
         grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT, 'client_credentials', 'password'],
         ...interactive,
       })),
-      { client_id: 'svc', client_secret: CLIENTS.svc.secret, token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
+      {
+        client_id: 'svc',
+        client_secret: CLIENTS.svc.secret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+      },
     ],
     features: {
       devInteractions: { enabled: false }, // the middleware below approves instead
@@ -263,7 +282,8 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
       // … and a public client may only introspect its own tokens.
       introspection: {
         enabled: true,
-        allowedPolicy: async (ctx: any, c: any, token: any) => !(c.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
+        allowedPolicy: async (ctx: any, c: any, token: any) =>
+          !(c.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
       },
       resourceIndicators: {
         enabled: true,
@@ -456,7 +476,9 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     const tr = await clientPost(tokenUrl, clientId, { grant_type: DEVICE_GRANT, device_code: da.device_code }, true);
     const tokens = (await tr.json()) as IssuedTokens & { error?: string; error_description?: string };
     if (!tr.ok || !tokens.refresh_token) {
-      throw new Error(`test IdP: device code exchange gave no refresh token: ${tr.status} ${tokens.error ?? ''} ${tokens.error_description ?? ''}`);
+      throw new Error(
+        `test IdP: device code exchange gave no refresh token: ${tr.status} ${tokens.error ?? ''} ${tokens.error_description ?? ''}`,
+      );
     }
     return tokens;
   }

@@ -10,7 +10,10 @@ export function leaks(home: string, log: string, secrets: readonly string[]): Ar
     .readdirSync(home, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile())
     .map((e) => path.join(e.parentPath, e.name));
-  const haystacks: Array<[string, string]> = [...files.map((f): [string, string] => [path.relative(home, f), fs.readFileSync(f).toString('latin1')]), ['daemon log', log]];
+  const haystacks: Array<[string, string]> = [
+    ...files.map((f): [string, string] => [path.relative(home, f), fs.readFileSync(f).toString('latin1')]),
+    ['daemon log', log],
+  ];
   const found: Array<{ where: string; secret: string }> = [];
   for (const [where, text] of haystacks) for (const secret of secrets) if (text.includes(secret)) found.push({ where, secret });
   return found;

@@ -10,7 +10,19 @@
  */
 import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
 import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, truncate } from '../../src/daemon/store/rows.js';
-import { summarize, type AuditEntry, type FleetLink, type GrantRecord, type GrantSummary, type GrantWrite, type LoginRecord, type LoginStatusValue, type Store, type StoredAccessToken, type TokenUpdate } from '../../src/daemon/store/types.js';
+import {
+  summarize,
+  type AuditEntry,
+  type FleetLink,
+  type GrantRecord,
+  type GrantSummary,
+  type GrantWrite,
+  type LoginRecord,
+  type LoginStatusValue,
+  type Store,
+  type StoredAccessToken,
+  type TokenUpdate,
+} from '../../src/daemon/store/types.js';
 
 export type StoreOp =
   | { op: 'replaceGrant'; account: string; refresh_token: string | null }
@@ -77,11 +89,7 @@ export class MemoryStore implements Store {
     const { refresh_token: _, ...rest } = g;
     return rest;
   }
-  async replaceGrant(
-    account: string,
-    t: GrantWrite,
-    secrets: Readonly<Record<string, string>> = {},
-  ): Promise<GrantRecord> {
+  async replaceGrant(account: string, t: GrantWrite, secrets: Readonly<Record<string, string>> = {}): Promise<GrantRecord> {
     this.reachable();
     for (const [name, value] of Object.entries(secrets)) this.secrets.set(`${account}/${name}`, value);
     const old = this.grants.get(account);
@@ -164,7 +172,11 @@ export class MemoryStore implements Store {
       bound_to: placeholder.boundTo,
       refresh_expires_at: null,
     };
-    Object.assign(g, { in_flight_since: at, in_flight_for: 'import', updated_at: this.now() }, this.fleet ? { in_flight_by: this.fleet.instance } : {});
+    Object.assign(
+      g,
+      { in_flight_since: at, in_flight_for: 'import', updated_at: this.now() },
+      this.fleet ? { in_flight_by: this.fleet.instance } : {},
+    );
     this.grants.set(account, g);
     this.journal.push({ op: 'markImport', account });
   }
@@ -187,7 +199,12 @@ export class MemoryStore implements Store {
   async setStatus(account: string, status: GrantRecord['status'], lastError: string | null): Promise<void> {
     this.reachable();
     const g = this.grants.get(account);
-    if (g) Object.assign(g, { status, last_error: lastError, in_flight_since: null, in_flight_for: null, updated_at: this.now() }, this.fleet ? { in_flight_by: null } : {});
+    if (g)
+      Object.assign(
+        g,
+        { status, last_error: lastError, in_flight_since: null, in_flight_for: null, updated_at: this.now() },
+        this.fleet ? { in_flight_by: null } : {},
+      );
     this.journal.push({ op: 'setStatus', account, status });
   }
   async deleteGrant(account: string): Promise<void> {
@@ -222,11 +239,15 @@ export class MemoryStore implements Store {
   }
   async listLogins(opts: { status?: LoginStatusValue } = {}): Promise<LoginRecord[]> {
     this.reachable();
-    return [...this.logins.values()].filter((l) => !opts.status || l.status === opts.status).sort((a, b) => b.created_at - a.created_at || compare(a.id, b.id));
+    return [...this.logins.values()]
+      .filter((l) => !opts.status || l.status === opts.status)
+      .sort((a, b) => b.created_at - a.created_at || compare(a.id, b.id));
   }
   async lastFinishedLogin(account: string): Promise<LoginRecord | undefined> {
     this.reachable();
-    const last = [...this.logins.values()].filter((l) => l.account === account && l.status !== 'pending').sort((a, b) => b.updated_at - a.updated_at || compare(a.id, b.id))[0];
+    const last = [...this.logins.values()]
+      .filter((l) => l.account === account && l.status !== 'pending')
+      .sort((a, b) => b.updated_at - a.updated_at || compare(a.id, b.id))[0];
     return last && { ...last };
   }
   async pruneLogins(before: number): Promise<number> {

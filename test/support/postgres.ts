@@ -52,7 +52,12 @@ const SUPERUSER = 'postgres';
 function binDir(): string {
   if (process.env.PG_BIN) return process.env.PG_BIN;
   const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = fs.existsSync(root)
+    ? fs
+        .readdirSync(root)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   for (const v of versions) if (fs.existsSync(path.join(root, v, 'bin', 'initdb'))) return path.join(root, v, 'bin');
   const found = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' }).stdout.trim();
   if (found) return path.dirname(found);
@@ -65,7 +70,8 @@ function serverUser(): { uid: number; gid: number; wrap: (cmd: string, args: str
   if (spawnSync('id', ['-u', SYSTEM_USER]).status !== 0) {
     const r = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', SYSTEM_USER], { encoding: 'utf8' });
     // Another test file may have created it at the same moment.
-    if (r.status !== 0 && spawnSync('id', ['-u', SYSTEM_USER]).status !== 0) throw new Error(`cannot create the user ${SYSTEM_USER}: ${r.stderr}`);
+    if (r.status !== 0 && spawnSync('id', ['-u', SYSTEM_USER]).status !== 0)
+      throw new Error(`cannot create the user ${SYSTEM_USER}: ${r.stderr}`);
   }
   const uid = Number(execFileSync('id', ['-u', SYSTEM_USER], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync('id', ['-g', SYSTEM_USER], { encoding: 'utf8' }).trim());
@@ -97,7 +103,8 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   // The socket folder must be reachable by the harness (psql, pg_dump) when it is root or the owner.
   fs.chmodSync(sockets, 0o755);
-  const asServer = (cmd: string, args: string[]) => (user ? user.wrap(path.join(bin, cmd), args) : ([path.join(bin, cmd), args] as [string, string[]]));
+  const asServer = (cmd: string, args: string[]) =>
+    user ? user.wrap(path.join(bin, cmd), args) : ([path.join(bin, cmd), args] as [string, string[]]);
   const run = async (cmd: string, args: string[]) => {
     const [c, a] = asServer(cmd, args);
     const r = await exec(c, a, { env: { ...process.env, LC_ALL: 'C' } });
@@ -131,10 +138,14 @@ export async function startPostgres(): Promise<TestPostgres> {
     await run('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '30', 'stop']);
   };
   const psql = async (db: string, query: string) => {
-    const r = await exec('psql', ['-h', sockets, '-p', String(port), '-U', SUPERUSER, '-d', db, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
-      env: process.env,
-      stdin: query,
-    });
+    const r = await exec(
+      'psql',
+      ['-h', sockets, '-p', String(port), '-U', SUPERUSER, '-d', db, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-f', '-'],
+      {
+        env: process.env,
+        stdin: query,
+      },
+    );
     if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
     return r.stdout;
   };

@@ -21,7 +21,8 @@ export interface ImportGraph {
 }
 
 // tsc's output: `import … from '…'`, `export … from '…'`, `import '…'`, `import('…')`.
-const SPECIFIER = /(?:^|[\s;])(?:import|export)\s[^'";]*?\bfrom\s*['"]([^'"]+)['"]|(?:^|[\s;])import\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
+const SPECIFIER =
+  /(?:^|[\s;])(?:import|export)\s[^'";]*?\bfrom\s*['"]([^'"]+)['"]|(?:^|[\s;])import\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 /** Walk the graph from `entry` (a .js file under `distRoot`). */
 export function importGraph(distRoot: string, entry: string): ImportGraph {
@@ -43,5 +44,8 @@ export function importGraph(distRoot: string, entry: string): ImportGraph {
     }
   };
   visit(path.resolve(distRoot, entry));
-  return { modules: [...seen].map((f) => path.relative(distRoot, f)).sort(), packages: Object.fromEntries(Object.entries(packages).sort()) };
+  return {
+    modules: [...seen].map((f) => path.relative(distRoot, f)).sort(),
+    packages: Object.fromEntries(Object.entries(packages).sort()),
+  };
 }

@@ -75,12 +75,16 @@ export async function startSecretService(opts: { keyring?: boolean } = {}): Prom
     if (opts.keyring !== false) {
       // --unlock reads the login keyring's password from stdin and creates that keyring,
       // the default collection, on first use; without one a store has nowhere to go.
-      const keyring = spawn('gnome-keyring-daemon', ['--foreground', '--unlock', '--components=secrets'], { env: toolEnv, stdio: ['pipe', 'ignore', 'pipe'] });
+      const keyring = spawn('gnome-keyring-daemon', ['--foreground', '--unlock', '--components=secrets'], {
+        env: toolEnv,
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
       children.push(keyring);
       keyring.stdin!.end('a keyring password');
       const deadline = Date.now() + 10_000;
       while (!secretsOwned(toolEnv)) {
-        if (keyring.exitCode !== null || Date.now() > deadline) throw new Error('gnome-keyring-daemon did not take org.freedesktop.secrets on the test bus');
+        if (keyring.exitCode !== null || Date.now() > deadline)
+          throw new Error('gnome-keyring-daemon did not take org.freedesktop.secrets on the test bus');
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -102,7 +106,14 @@ export async function startSecretService(opts: { keyring?: boolean } = {}): Prom
 function secretsOwned(env: NodeJS.ProcessEnv): boolean {
   const r = spawnSync(
     'dbus-send',
-    ['--session', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', 'string:org.freedesktop.secrets'],
+    [
+      '--session',
+      '--print-reply',
+      '--dest=org.freedesktop.DBus',
+      '/org/freedesktop/DBus',
+      'org.freedesktop.DBus.NameHasOwner',
+      'string:org.freedesktop.secrets',
+    ],
     { env, encoding: 'utf8' },
   );
   return r.status === 0 && /boolean true/.test(r.stdout);

@@ -69,7 +69,10 @@ export async function startStandInDaemon(): Promise<StandInDaemon> {
       standIn.requests.push(recorded);
       const a = standIn.answer(recorded);
       const payload = typeof a.body === 'string' ? a.body : a.body === undefined ? '' : JSON.stringify(a.body);
-      res.writeHead(a.status, { 'content-type': typeof a.body === 'string' ? 'application/octet-stream' : 'application/json', ...a.headers });
+      res.writeHead(a.status, {
+        'content-type': typeof a.body === 'string' ? 'application/octet-stream' : 'application/json',
+        ...a.headers,
+      });
       res.end(payload);
     });
   });

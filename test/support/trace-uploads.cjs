@@ -13,11 +13,17 @@ const net = require('node:net');
 const UPLOAD = Symbol('trace-uploads');
 const t0 = Date.now();
 const say = (event) => process.stderr.write(`TRACE-UPLOAD ${JSON.stringify({ ms: Date.now() - t0, ...event })}\n`);
-const stack = () => new Error().stack.split('\n').slice(3, 11).map((l) => l.trim()).join(' | ');
+const stack = () =>
+  new Error().stack
+    .split('\n')
+    .slice(3, 11)
+    .map((l) => l.trim())
+    .join(' | ');
 
 const destroy = net.Socket.prototype.destroy;
 net.Socket.prototype.destroy = function (err) {
-  if (this[UPLOAD] && !this.destroyed) say({ what: 'destroy', error: err ? err.code || err.message : null, read: this.bytesRead, stack: stack() });
+  if (this[UPLOAD] && !this.destroyed)
+    say({ what: 'destroy', error: err ? err.code || err.message : null, read: this.bytesRead, stack: stack() });
   return destroy.call(this, err);
 };
 

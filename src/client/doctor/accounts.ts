@@ -58,7 +58,12 @@ export function accountCheck(a: AccountView, now: number): Check {
     };
   }
   if (clientCredentials && !a.has_client_secret) {
-    return { id, status: 'fail', message: 'uses client credentials, but no client secret is stored: the provider cannot issue it a token', fix: setSecret };
+    return {
+      id,
+      status: 'fail',
+      message: 'uses client credentials, but no client secret is stored: the provider cannot issue it a token',
+      fix: setSecret,
+    };
   }
   if (cause === 'client') {
     return { id, status: severity, message: `the provider refused its client credentials: ${failure}`, fix: setSecret };
@@ -76,18 +81,44 @@ export function accountCheck(a: AccountView, now: number): Check {
       }
       return { id, status: 'fail', message: `needs a new login${err}`, fix: login };
     case 'login_pending':
-      return { id, status: 'warn', message: 'a login was started and waits for you to finish it in the browser or on the device page', fix: login };
+      return {
+        id,
+        status: 'warn',
+        message: 'a login was started and waits for you to finish it in the browser or on the device page',
+        fix: login,
+      };
     case 'no_grant':
       if (clientCredentials) {
-        if (a.last_error) return { id, status: 'warn', message: `client credentials: the last attempt to get a token failed${err}`, fix: `tokend refresh ${a.name}` };
+        if (a.last_error)
+          return {
+            id,
+            status: 'warn',
+            message: `client credentials: the last attempt to get a token failed${err}`,
+            fix: `tokend refresh ${a.name}`,
+          };
         return { id, status: 'ok', message: 'client credentials: a token is fetched on first use' };
       }
-      return { id, status: 'fail', message: `has no grant yet: log in once${imports ? ' (or import the tokens you hold)' : ''}`, fix: orImport };
+      return {
+        id,
+        status: 'fail',
+        message: `has no grant yet: log in once${imports ? ' (or import the tokens you hold)' : ''}`,
+        fix: orImport,
+      };
     case 'refresh_failing':
       // No token now, and no login would help: the cause named in the error must go first.
-      return { id, status: 'fail', message: `cannot get a token: its last attempt failed${err}`, fix: `tokend refresh ${a.name}   # once the cause is fixed` };
+      return {
+        id,
+        status: 'fail',
+        message: `cannot get a token: its last attempt failed${err}`,
+        fix: `tokend refresh ${a.name}   # once the cause is fixed`,
+      };
     case 'expired':
-      return { id, status: 'fail', message: `its token expired${a.expires_at ? ` at ${a.expires_at}` : ''} and there is no refresh token to renew it`, fix: orImport };
+      return {
+        id,
+        status: 'fail',
+        message: `its token expired${a.expires_at ? ` at ${a.expires_at}` : ''} and there is no refresh token to renew it`,
+        fix: orImport,
+      };
     case 'active': {
       if (left !== undefined && left < EXPIRES_SOON_MS && !a.has_refresh_token && !clientCredentials) {
         return {

@@ -45,7 +45,10 @@ function clockTargets(accounts: AccountView[] | undefined, config: ConfigRead): 
 }
 
 async function probeClocks(targets: ClockTarget[], fetchFn: typeof fetch, platform: NodeJS.Platform): Promise<Check[]> {
-  const sync = platform === 'darwin' ? 'sudo sntp -sS time.apple.com' : 'timedatectl status   # "System clock synchronized: no"? then: sudo timedatectl set-ntp true';
+  const sync =
+    platform === 'darwin'
+      ? 'sudo sntp -sS time.apple.com'
+      : 'timedatectl status   # "System clock synchronized: no"? then: sudo timedatectl set-ntp true';
   return Promise.all(
     targets.map(async (t): Promise<Check> => {
       const id = `clock:${t.origin}`;
@@ -63,7 +66,10 @@ async function probeClocks(targets: ClockTarget[], fetchFn: typeof fetch, platfo
         await res.body?.cancel().catch(() => undefined);
       } catch (err) {
         const e = err as Error & { cause?: { code?: string; message?: string } };
-        const why = e.name === 'TimeoutError' || e.name === 'AbortError' ? `no answer within ${PROVIDER_TIMEOUT_MS / 1000} s` : e.cause?.code ?? e.cause?.message ?? e.message;
+        const why =
+          e.name === 'TimeoutError' || e.name === 'AbortError'
+            ? `no answer within ${PROVIDER_TIMEOUT_MS / 1000} s`
+            : (e.cause?.code ?? e.cause?.message ?? e.message);
         return { id, status: 'warn', message: `cannot reach ${t.url} ${who} to compare clocks: ${why}`, fix: `curl -sSI '${shq(t.url)}'` };
       }
       const t1 = Date.now();
@@ -81,7 +87,11 @@ async function probeClocks(targets: ClockTarget[], fetchFn: typeof fetch, platfo
           fix: sync,
         };
       }
-      return { id, status: 'ok', message: `the clock of ${t.origin} ${who} agrees with ours (within ${Math.max(1, Math.round(abs / 1000))} s)` };
+      return {
+        id,
+        status: 'ok',
+        message: `the clock of ${t.origin} ${who} agrees with ours (within ${Math.max(1, Math.round(abs / 1000))} s)`,
+      };
     }),
   );
 }

@@ -33,7 +33,10 @@ function configCheck(config: ConfigRead, file: string, daemon: { pid: number; ac
       const n = config.accounts.size;
       if (daemon?.accounts) {
         const inFile = [...config.accounts.keys()].sort().join(',');
-        const inDaemon = daemon.accounts.map((a) => a.name).sort().join(',');
+        const inDaemon = daemon.accounts
+          .map((a) => a.name)
+          .sort()
+          .join(',');
         if (inFile !== inDaemon) {
           return {
             id: 'config',

@@ -45,7 +45,9 @@ export async function daemonChecks(ctx: DoctorContext): Promise<Check[]> {
     ];
     // What the daemon sees wrong with its own files (a deleted database, a changed key file,
     // a full disk): each sentence carries its fix.
-    const restart = serviceRunsHere(service, paths) ? restartCommand(service, platform) : `kill ${h.pid}   # clients start it again on demand`;
+    const restart = serviceRunsHere(service, paths)
+      ? restartCommand(service, platform)
+      : `kill ${h.pid}   # clients start it again on demand`;
     for (const warning of h.warnings ?? []) {
       // A core file would hold every token and the master key: restarted the usual ways, its limit is 0.
       if (warning.startsWith(CORE_LIMIT_WARNING)) checks.push({ id: 'core-limit', status: 'fail', message: warning, fix: restart });
@@ -57,7 +59,9 @@ export async function daemonChecks(ctx: DoctorContext): Promise<Check[]> {
         id: 'version',
         status: 'warn',
         message: `the daemon runs tokend ${h.version}, this command is ${mine}: restart the daemon to run the installed version`,
-        fix: serviceRunsHere(service, paths) ? restartCommand(service, platform) : `kill ${h.pid}   # clients start the new version on demand`,
+        fix: serviceRunsHere(service, paths)
+          ? restartCommand(service, platform)
+          : `kill ${h.pid}   # clients start the new version on demand`,
       });
     }
     return checks;

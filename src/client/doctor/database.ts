@@ -1,5 +1,12 @@
 import fs from 'node:fs';
-import { describeDatabase, FLEET_SCHEMA, FLEET_SCHEMA_VERSION, fleetDatabaseUrl, KEY_CHECK_AAD, KEY_CHECK_TEXT } from '../../protocol/fleet.js';
+import {
+  describeDatabase,
+  FLEET_SCHEMA,
+  FLEET_SCHEMA_VERSION,
+  fleetDatabaseUrl,
+  KEY_CHECK_AAD,
+  KEY_CHECK_TEXT,
+} from '../../protocol/fleet.js';
 import { open } from '../../protocol/sealed.js';
 import type { Check, DoctorContext } from './check.js';
 import { shq } from './shell.js';
@@ -20,10 +27,22 @@ export async function databaseChecks(ctx: DoctorContext): Promise<Check[]> {
   try {
     pg = (await import('pg')).default;
   } catch {
-    return [{ id: 'database', status: 'fail', message: `a fleet database is configured (${where}) but the pg package is not installed with tokend`, fix: 'npm install pg' }];
+    return [
+      {
+        id: 'database',
+        status: 'fail',
+        message: `a fleet database is configured (${where}) but the pg package is not installed with tokend`,
+        fix: 'npm install pg',
+      },
+    ];
   }
   // The password comes from the URL, PGPASSWORD or ~/.pgpass, as for the daemon; never printed.
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'tokend doctor' });
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: TIMEOUT_MS,
+    query_timeout: TIMEOUT_MS,
+    application_name: 'tokend doctor',
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -46,11 +65,17 @@ export async function databaseChecks(ctx: DoctorContext): Promise<Check[]> {
       const code = (err as { code?: string }).code;
       // 3F000: no such schema; 42P01: no such table. Nothing was created yet.
       if (code !== '3F000' && code !== '42P01') {
-        return [...checks, { id: 'database-schema', status: 'fail', message: `cannot read tokend's schema in ${where}: ${(err as Error).message}` }];
+        return [
+          ...checks,
+          { id: 'database-schema', status: 'fail', message: `cannot read tokend's schema in ${where}: ${(err as Error).message}` },
+        ];
       }
     }
     if (!meta) {
-      return [...checks, { id: 'database-schema', status: 'info', message: `no tokend schema in ${where} yet: the first daemon to start creates it` }];
+      return [
+        ...checks,
+        { id: 'database-schema', status: 'info', message: `no tokend schema in ${where} yet: the first daemon to start creates it` },
+      ];
     }
     checks.push(schemaCheck(meta.schema_version, where));
     if (meta.key_check) checks.push(keyCheck(ctx.paths.keyFile, meta.key_check, where));
@@ -69,7 +94,11 @@ function schemaCheck(version: number, where: string): Check {
     };
   }
   if (version < FLEET_SCHEMA_VERSION) {
-    return { id: 'database-schema', status: 'info', message: `the fleet database ${where} has schema version ${version}; the next daemon to start upgrades it to ${FLEET_SCHEMA_VERSION}` };
+    return {
+      id: 'database-schema',
+      status: 'info',
+      message: `the fleet database ${where} has schema version ${version}; the next daemon to start upgrades it to ${FLEET_SCHEMA_VERSION}`,
+    };
   }
   return { id: 'database-schema', status: 'ok', message: `the fleet database has tokend's schema, version ${version}` };
 }
@@ -81,7 +110,11 @@ function keyCheck(keyFile: string, sealed: Buffer, where: string): Check {
   try {
     key = fs.readFileSync(keyFile);
   } catch (err) {
-    return { id: 'database-key', status: 'fail', message: `cannot read the key ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}): the fleet's rows need ${copy}` };
+    return {
+      id: 'database-key',
+      status: 'fail',
+      message: `cannot read the key ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}): the fleet's rows need ${copy}`,
+    };
   }
   let opened: string | undefined;
   try {
@@ -90,7 +123,11 @@ function keyCheck(keyFile: string, sealed: Buffer, where: string): Check {
     opened = undefined;
   }
   if (opened !== KEY_CHECK_TEXT) {
-    return { id: 'database-key', status: 'fail', message: `the key ${keyFile} does not open the fleet database ${where}: the daemon will not start with it; it needs ${copy}` };
+    return {
+      id: 'database-key',
+      status: 'fail',
+      message: `the key ${keyFile} does not open the fleet database ${where}: the daemon will not start with it; it needs ${copy}`,
+    };
   }
   return { id: 'database-key', status: 'ok', message: `the key ${keyFile} is the fleet's` };
 }

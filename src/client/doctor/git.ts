@@ -25,7 +25,11 @@ async function setupCheck(ctx: DoctorContext): Promise<Check> {
   const res = await run('git', ['config', '--global', '--get-regexp', '^credential\\..*helper$']);
   if (res.code === 127) return { id: 'git', status: 'info', message: GIT_MISSING };
   if (res.code !== 0 && res.code !== 1) {
-    return { id: 'git', status: 'warn', message: `git config --global failed (exit ${res.code}): ${res.stderr.trim().split('\n')[0] ?? ''}` };
+    return {
+      id: 'git',
+      status: 'warn',
+      message: `git config --global failed (exit ${res.code}): ${res.stderr.trim().split('\n')[0] ?? ''}`,
+    };
   }
   // gitcredentials(7): an empty value resets the list of helpers of that key.
   const byKey = new Map<string, string[]>();
@@ -54,7 +58,12 @@ async function setupCheck(ctx: DoctorContext): Promise<Check> {
     if (u.value.startsWith('!')) continue;
     if (path.isAbsolute(first)) {
       if (!fs.existsSync(first)) {
-        return { id: 'git', status: 'warn', message: `git runs ${first} (${u.key}), which does not exist`, fix: `git config --global --replace-all ${u.key} '${shq(path.join(binDir(), 'git-credential-tokend'))}'` };
+        return {
+          id: 'git',
+          status: 'warn',
+          message: `git runs ${first} (${u.key}), which does not exist`,
+          fix: `git config --global --replace-all ${u.key} '${shq(path.join(binDir(), 'git-credential-tokend'))}'`,
+        };
       }
     } else if (!onPath(`git-credential-${first}`, env)) {
       return {
@@ -90,7 +99,10 @@ const STORAGE_HELPERS = new Set(['store', 'cache', 'osxkeychain', 'libsecret', '
 function helperName(value: string): string | undefined {
   if (value.startsWith('!')) return undefined;
   const first = value.trim().split(/\s+/)[0] ?? '';
-  return path.basename(first).replace(/^git-credential-/, '').replace(/\.exe$/i, '');
+  return path
+    .basename(first)
+    .replace(/^git-credential-/, '')
+    .replace(/\.exe$/i, '');
 }
 
 function isTokend(value: string): boolean {
@@ -112,7 +124,8 @@ function parseHelperEntries(stdout: string): HelperEntry[] {
     const key = nl < 0 ? item : item.slice(0, nl);
     const value = nl < 0 ? '' : item.slice(nl + 1);
     if (key === 'credential.helper') out.push({ value });
-    else if (key.startsWith('credential.') && key.endsWith('.helper')) out.push({ url: key.slice('credential.'.length, -'.helper'.length), value });
+    else if (key.startsWith('credential.') && key.endsWith('.helper'))
+      out.push({ url: key.slice('credential.'.length, -'.helper'.length), value });
   }
   return out;
 }
@@ -124,7 +137,13 @@ function urlParts(url: string): { scheme?: string; user?: string; host: string; 
   const m = /^(?:([A-Za-z][A-Za-z0-9+.-]*):\/\/)?(?:([^@/]*)@)?(\[[^\]]*\]|[^/:]*)(?::(\d+))?(\/.*)?$/.exec(url);
   if (!m?.[3]) return undefined;
   const scheme = m[1]?.toLowerCase();
-  return { scheme, user: m[2], host: m[3].toLowerCase(), port: m[4] ?? (scheme ? DEFAULT_PORT[scheme] : undefined), path: (m[5] ?? '').replace(/\/+$/, '') };
+  return {
+    scheme,
+    user: m[2],
+    host: m[3].toLowerCase(),
+    port: m[4] ?? (scheme ? DEFAULT_PORT[scheme] : undefined),
+    path: (m[5] ?? '').replace(/\/+$/, ''),
+  };
 }
 
 /**

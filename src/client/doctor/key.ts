@@ -17,7 +17,11 @@ function keyringCheck(paths: TokendPaths): Check {
       message: `settings.key_store is "keyring", yet a key file ${paths.keyFile} exists (a move that did not finish?); \`tokend key\` says where the running daemon's key is: if that is the keyring, move the file away`,
     };
   }
-  return { id: 'key', status: 'info', message: 'the key is in the OS keyring (settings.key_store "keyring"); `tokend key` shows the entry' };
+  return {
+    id: 'key',
+    status: 'info',
+    message: 'the key is in the OS keyring (settings.key_store "keyring"); `tokend key` shows the entry',
+  };
 }
 
 function keyCheck(paths: TokendPaths, daemonUp: boolean): Check {
@@ -42,8 +46,16 @@ function keyCheck(paths: TokendPaths, daemonUp: boolean): Check {
       };
     }
     return daemonUp
-      ? { id: 'key', status: 'warn', message: `no key at ${paths.keyFile} although the daemon runs: it uses other folders than this shell (TOKEND_HOME, TOKEND_KEY_FILE?)` }
-      : { id: 'key', status: 'info', message: `no key at ${paths.keyFile} yet (the daemon creates it, ${KEY_BYTES} random bytes, at first start)` };
+      ? {
+          id: 'key',
+          status: 'warn',
+          message: `no key at ${paths.keyFile} although the daemon runs: it uses other folders than this shell (TOKEND_HOME, TOKEND_KEY_FILE?)`,
+        }
+      : {
+          id: 'key',
+          status: 'info',
+          message: `no key at ${paths.keyFile} yet (the daemon creates it, ${KEY_BYTES} random bytes, at first start)`,
+        };
   }
   if (!st.isFile()) return { id: 'key', status: 'fail', message: `the key ${paths.keyFile} is not a regular file` };
   if (st.size !== KEY_BYTES) {

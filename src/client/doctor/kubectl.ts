@@ -41,7 +41,9 @@ export async function kubectlChecks(ctx: DoctorContext): Promise<Check[]> {
       {
         id: 'kubectl',
         status: 'info',
-        message: any ? `no kubeconfig user runs tokend (${files.join(', ')}; optional)` : `kubectl is not set up to use tokend (no ${files.join(', ')}; optional)`,
+        message: any
+          ? `no kubeconfig user runs tokend (${files.join(', ')}; optional)`
+          : `kubectl is not set up to use tokend (no ${files.join(', ')}; optional)`,
         fix,
       },
     ];

@@ -12,7 +12,8 @@ export async function permissionChecks(ctx: DoctorContext): Promise<Check[]> {
   const problems: Check[] = [];
   let dirs = 0;
   let files = 0;
-  const bad = (p: string, message: string, fix?: string) => problems.push({ id: `permissions:${p}`, status: 'fail', message, ...(fix ? { fix } : {}) });
+  const bad = (p: string, message: string, fix?: string) =>
+    problems.push({ id: `permissions:${p}`, status: 'fail', message, ...(fix ? { fix } : {}) });
 
   // StrictModes, as the daemon checks at start: no folder above its own that another user could write.
   const unsafeAbove = new Set<string>();
@@ -60,7 +61,11 @@ export async function permissionChecks(ctx: DoctorContext): Promise<Check[]> {
     }
     const mode = st.mode & 0o777;
     if (mode & 0o077) {
-      bad(dir, `folder ${dir} is open to group or others (mode ${mode.toString(8).padStart(3, '0')}); it must be 0700`, `chmod 700 '${shq(dir)}'`);
+      bad(
+        dir,
+        `folder ${dir} is open to group or others (mode ${mode.toString(8).padStart(3, '0')}); it must be 0700`,
+        `chmod 700 '${shq(dir)}'`,
+      );
     }
   }
 
@@ -83,12 +88,20 @@ export async function permissionChecks(ctx: DoctorContext): Promise<Check[]> {
       continue;
     }
     if (st.uid !== me) {
-      bad(file, `file ${file} is owned by uid ${st.uid}, not by you (uid ${me}); tokend will not use it`, `sudo chown "$(id -u)" '${shq(file)}'`);
+      bad(
+        file,
+        `file ${file} is owned by uid ${st.uid}, not by you (uid ${me}); tokend will not use it`,
+        `sudo chown "$(id -u)" '${shq(file)}'`,
+      );
       continue;
     }
     const mode = st.mode & 0o777;
     if (mode & 0o077) {
-      bad(file, `file ${file} is readable or writable by group or others (mode ${mode.toString(8).padStart(3, '0')}); it must be 0600`, `chmod 600 '${shq(file)}'`);
+      bad(
+        file,
+        `file ${file} is readable or writable by group or others (mode ${mode.toString(8).padStart(3, '0')}); it must be 0600`,
+        `chmod 600 '${shq(file)}'`,
+      );
     }
   }
 

@@ -9,9 +9,7 @@ import { ApiError, type TokendClient } from '../socket-client.js';
 /** How long the daemon gets to answer one request. */
 export const DAEMON_TIMEOUT_MS = 5000;
 
-export type Probe =
-  | { up: true; health: Health }
-  | { up: false; reason: 'no_socket' | 'refused' | 'timeout' | 'error'; detail: string };
+export type Probe = { up: true; health: Health } | { up: false; reason: 'no_socket' | 'refused' | 'timeout' | 'error'; detail: string };
 
 /**
  * GET /v1/health with a deadline: a daemon that accepts but never answers (stopped,
@@ -27,7 +25,13 @@ export function probeDaemon(socket: string): Promise<Probe> {
       resolve(p);
     };
     const req = http.request(
-      { socketPath: socket, method: 'GET', path: ROUTES.health, headers: { host: 'tokend', 'user-agent': 'tokend-cli/doctor' }, agent: false },
+      {
+        socketPath: socket,
+        method: 'GET',
+        path: ROUTES.health,
+        headers: { host: 'tokend', 'user-agent': 'tokend-cli/doctor' },
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -40,7 +44,12 @@ export function probeDaemon(socket: string): Promise<Probe> {
             body = undefined;
           }
           if (res.statusCode === 200 && body && typeof body.pid === 'number') finish({ up: true, health: body as Health });
-          else finish({ up: false, reason: 'error', detail: `GET /v1/health answered ${res.statusCode} without the expected body: is this a tokend socket?` });
+          else
+            finish({
+              up: false,
+              reason: 'error',
+              detail: `GET /v1/health answered ${res.statusCode} without the expected body: is this a tokend socket?`,
+            });
         });
       },
     );
@@ -49,8 +58,10 @@ export function probeDaemon(socket: string): Promise<Probe> {
       req.destroy();
     }, DAEMON_TIMEOUT_MS);
     req.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') finish({ up: false, reason: 'no_socket', detail: `there is no socket at ${socket}` });
-      else if (err.code === 'ECONNREFUSED') finish({ up: false, reason: 'refused', detail: `nothing listens on ${socket} (a stale socket file)` });
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR')
+        finish({ up: false, reason: 'no_socket', detail: `there is no socket at ${socket}` });
+      else if (err.code === 'ECONNREFUSED')
+        finish({ up: false, reason: 'refused', detail: `nothing listens on ${socket} (a stale socket file)` });
       else finish({ up: false, reason: 'error', detail: `cannot talk to ${socket}: ${err.message}` });
     });
     req.end();

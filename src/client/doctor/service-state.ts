@@ -40,8 +40,14 @@ export async function serviceState(env: NodeJS.ProcessEnv, platform: NodeJS.Plat
     if (!r.ok || !r.manager) return { kind: 'none', reason: r.error ?? (err.trim() || 'no service files for this platform') };
     const files = r.files ?? [];
     let detail: string;
-    if (r.units) detail = Object.entries(r.units).map(([u, s]) => `${u} ${s.enabled}, ${s.active}`).join('; ');
-    else if (r.manager === 'launchd') detail = r.loaded ? `${LAUNCHD_LABEL} loaded${r.running ? `, running${r.pid ? ` (pid ${r.pid})` : ''}` : ''}` : `${LAUNCHD_LABEL} not loaded`;
+    if (r.units)
+      detail = Object.entries(r.units)
+        .map(([u, s]) => `${u} ${s.enabled}, ${s.active}`)
+        .join('; ');
+    else if (r.manager === 'launchd')
+      detail = r.loaded
+        ? `${LAUNCHD_LABEL} loaded${r.running ? `, running${r.pid ? ` (pid ${r.pid})` : ''}` : ''}`
+        : `${LAUNCHD_LABEL} not loaded`;
     else detail = '';
     return {
       kind: 'report',

@@ -15,7 +15,11 @@ function serviceCheck(service: ServiceState, paths: TokendPaths): Check {
   if (!service.installed && !service.partial) {
     if (!service.managerAvailable) {
       const none = service.manager === 'systemd' ? 'no systemd user manager here (systemctl --user)' : 'no launchd GUI session here';
-      return { id: 'service', status: 'info', message: `not installed: ${none}; run \`tokend daemon\` under your own supervisor, or let clients start it on demand` };
+      return {
+        id: 'service',
+        status: 'info',
+        message: `not installed: ${none}; run \`tokend daemon\` under your own supervisor, or let clients start it on demand`,
+      };
     }
     return {
       id: 'service',
@@ -41,7 +45,12 @@ function serviceCheck(service: ServiceState, paths: TokendPaths): Check {
     };
   }
   if (service.managerAvailable && service.manager === 'systemd' && !/tokend\.socket enabled, active/.test(service.detail)) {
-    return { id: 'service', status: 'warn', message: `the ${what} are installed but the socket is not listening: ${service.detail}`, fix: 'tokend service install' };
+    return {
+      id: 'service',
+      status: 'warn',
+      message: `the ${what} are installed but the socket is not listening: ${service.detail}`,
+      fix: 'tokend service install',
+    };
   }
   return { id: 'service', status: 'ok', message: `the ${what} are installed${service.detail ? `: ${service.detail}` : ''}` };
 }

@@ -43,7 +43,9 @@ export class FleetSync {
     this.m.deps.store.fleet?.watch({
       grantChanged: (account) => this.onFleetChange(account),
       resync: () => {
-        this.resync().catch((err) => this.m.deps.log.warn('could not reconcile with the fleet database', { error: (err as Error).message }));
+        this.resync().catch((err) =>
+          this.m.deps.log.warn('could not reconcile with the fleet database', { error: (err as Error).message }),
+        );
       },
     });
   }
@@ -74,10 +76,13 @@ export class FleetSync {
       has_refresh_token: update.refresh_token !== undefined || current.has_refresh_token,
       refresh_expires_at: update.refresh_expires_at ?? current.refresh_expires_at,
     });
-    m.deps.log.error('the rotated grant could not be committed (the database is unavailable): it is kept in memory and committed as soon as the database is back', {
-      account,
-      error: err.message,
-    });
+    m.deps.log.error(
+      'the rotated grant could not be committed (the database is unavailable): it is kept in memory and committed as soon as the database is back',
+      {
+        account,
+        error: err.message,
+      },
+    );
     this.armPendingFlush(account);
   }
 
@@ -111,11 +116,14 @@ export class FleetSync {
       // Someone replaced the grant meanwhile (a login, or another daemon that judged this one
       // dead): the stored grant wins, and the refresh token held here is lost.
       this.pendingCommits.delete(account);
-      m.deps.log.error('the rotated grant held in memory could not be committed: the stored grant moved on meanwhile, so its refresh token is lost', {
-        account,
-        expected_generation: p.expectedGeneration,
-        stored_generation: err.stored,
-      });
+      m.deps.log.error(
+        'the rotated grant held in memory could not be committed: the stored grant moved on meanwhile, so its refresh token is lost',
+        {
+          account,
+          expected_generation: p.expectedGeneration,
+          stored_generation: err.stored,
+        },
+      );
     }
   }
 
@@ -170,7 +178,11 @@ export class FleetSync {
     }
     this.scheduler.watchGrant(account, cfg, summarize(g));
     const expiresAt = g.expires_at ? new Date(g.expires_at).toISOString() : null;
-    m.deps.log.debug('grant reloaded: another daemon of the fleet committed it', { account, generation: g.generation, expires_at: expiresAt });
+    m.deps.log.debug('grant reloaded: another daemon of the fleet committed it', {
+      account,
+      generation: g.generation,
+      expires_at: expiresAt,
+    });
     m.deps.events.emit('token.refreshed', account, { generation: g.generation, expires_at: expiresAt, by: 'fleet' });
   }
 
@@ -184,7 +196,9 @@ export class FleetSync {
         this.reloads.delete(account);
         return this.reloadFromStore(account);
       })
-      .catch((err) => m.deps.log.warn('could not reload a grant another daemon of the fleet changed', { account, error: (err as Error).message }));
+      .catch((err) =>
+        m.deps.log.warn('could not reload a grant another daemon of the fleet changed', { account, error: (err as Error).message }),
+      );
   }
 
   private async reloadFromStore(account: string): Promise<void> {
@@ -254,6 +268,7 @@ export class FleetSync {
     if (!deps.store.fleet) return;
     const g = await deps.store.getGrant(account);
     const cfg = deps.config.getAccount(account);
-    if (g?.bound_to && g.bound_to !== identity && cfg && !isBoundTo(g.bound_to, cfg)) throw E.conflict(mismatchMessage(account, g, cfg), { account });
+    if (g?.bound_to && g.bound_to !== identity && cfg && !isBoundTo(g.bound_to, cfg))
+      throw E.conflict(mismatchMessage(account, g, cfg), { account });
   }
 }

@@ -148,7 +148,13 @@ export class GrantMemory {
   }
 
   /** What a driver step gets; the account's secrets were read once for the whole attempt. */
-  context(o: { account: string; config: AccountConfig; signal: AbortSignal; secrets: Map<string, string>; stored?: GrantRecord }): DriverContext {
+  context(o: {
+    account: string;
+    config: AccountConfig;
+    signal: AbortSignal;
+    secrets: Map<string, string>;
+    stored?: GrantRecord;
+  }): DriverContext {
     const { account, stored } = o;
     return driverContext({
       ...o,

@@ -24,7 +24,14 @@ export type ProvenTokens = Omit<TokenUpdate, 'refresh_token'> & { refresh_token:
  */
 export async function checkImport(m: GrantMemory, a: ImportAttempt): Promise<ProvenTokens> {
   const { account, cfg, driver, t, imported } = a;
-  const tokens = { refresh_token: t.refresh_token ?? null, access_token: t.access_token!, token_type: 'Bearer', obtained_at: m.now(), expires_at: t.expires_at ?? null, scope: null };
+  const tokens = {
+    refresh_token: t.refresh_token ?? null,
+    access_token: t.access_token!,
+    token_type: 'Bearer',
+    obtained_at: m.now(),
+    expires_at: t.expires_at ?? null,
+    scope: null,
+  };
   if (!driver.checkAccessToken) return tokens;
   importBudget(m, account);
   const secrets = new Map([...(await m.secretsOf(account)), ...Object.entries(imported)]);
@@ -44,10 +51,15 @@ export async function checkImport(m: GrantMemory, a: ImportAttempt): Promise<Pro
  * neither read for it nor touched, only marked (Store.markImport) so a crash meanwhile is
  * told. Counts against the account's refresh budget (rule 6), never against its health.
  */
-export async function proveImport(m: GrantMemory, a: ImportAttempt): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string }> {
+export async function proveImport(
+  m: GrantMemory,
+  a: ImportAttempt,
+): Promise<Omit<TokenUpdate, 'refresh_token'> & { refresh_token: string }> {
   const { account, cfg, driver, t, imported, boundTo } = a;
   if (!t.refresh_token) {
-    throw E.importRefused(`the access token given for "${account}" has expired and no refresh token came with it; nothing was changed`, { account });
+    throw E.importRefused(`the access token given for "${account}" has expired and no refresh token came with it; nothing was changed`, {
+      account,
+    });
   }
   importBudget(m, account);
   const secrets = new Map([...(await m.secretsOf(account)), ...Object.entries(imported)]);
@@ -81,7 +93,10 @@ function importBudget(m: GrantMemory, account: string): void {
 function importFailure(m: GrantMemory, account: string, de: DriverError): TokendError {
   m.deps.log.warn('an import was not proven; the account is unchanged', { account, kind: de.kind, error: de.message });
   if (de.kind === 'invalid_grant') {
-    return E.importRefused(`the provider refused the tokens imported for "${account}" (${de.oauthError ?? 'refused'}: ${de.message}); nothing was changed`, { account });
+    return E.importRefused(
+      `the provider refused the tokens imported for "${account}" (${de.oauthError ?? 'refused'}: ${de.message}); nothing was changed`,
+      { account },
+    );
   }
   return wireErrorOf(de, { account, doing: 'prove the imported tokens (nothing was changed)' });
 }

@@ -141,9 +141,13 @@ export class RefreshAttempt {
     if (grant?.in_flight_since && grant.in_flight_for === 'import' && markedBy && markedBy !== storeFleet?.instance) {
       // In a fleet, an import whose daemon is gone (Broker.start tells a daemon's own at restart):
       // the grant was not touched; this refresh's commit drops the mark.
-      m.deps.log.warn('an import by another daemon of the fleet was interrupted; the account keeps the grant it had', { account, by: markedBy });
+      m.deps.log.warn('an import by another daemon of the fleet was interrupted; the account keeps the grant it had', {
+        account,
+        by: markedBy,
+      });
     }
-    if (grant?.status === 'active' && grant.in_flight_since && grant.in_flight_for !== 'import') await this.outlastInterrupted(grant.in_flight_since);
+    if (grant?.status === 'active' && grant.in_flight_since && grant.in_flight_for !== 'import')
+      await this.outlastInterrupted(grant.in_flight_since);
     return undefined;
   }
 
@@ -156,7 +160,11 @@ export class RefreshAttempt {
     const { m } = this.parts;
     const fleet = m.deps.store.fleet;
     await m.deps.store.markInFlight(this.account, startedAt);
-    m.grants.set(this.account, { ...summarize(this.grant!), in_flight_since: startedAt, ...(fleet ? { in_flight_by: fleet.instance } : {}) });
+    m.grants.set(this.account, {
+      ...summarize(this.grant!),
+      in_flight_since: startedAt,
+      ...(fleet ? { in_flight_by: fleet.instance } : {}),
+    });
   }
 
   /** The provider call failed: a refused refresh token goes to the recover step where the account has one (rule 6). */
@@ -194,7 +202,9 @@ export class RefreshAttempt {
       const de = asDriverError(err);
       if (refused && de.kind !== 'transient') {
         // Neither the refresh token nor the recover step works: only the user can help now.
-        throw await this.failed(new DriverError('invalid_grant', `${refused}; the recover step failed too: ${de.message}`, { oauthError: de.oauthError }));
+        throw await this.failed(
+          new DriverError('invalid_grant', `${refused}; the recover step failed too: ${de.message}`, { oauthError: de.oauthError }),
+        );
       }
       throw await this.failed(err);
     }
@@ -235,7 +245,10 @@ export class RefreshAttempt {
     const timeout = m.deps.config.settings.http_timeout_ms;
     const left = Math.min(timeout, since + timeout - m.now());
     if (left <= 0) return;
-    m.deps.log.info('waiting until an interrupted refresh is surely over before sending its refresh token again', { account: this.account, ms: left });
+    m.deps.log.info('waiting until an interrupted refresh is surely over before sending its refresh token again', {
+      account: this.account,
+      ms: left,
+    });
     await m.sleep(left);
   }
 
@@ -307,7 +320,11 @@ export class RefreshAttempt {
       if (opts.obtainedAnew) {
         if (!opts.base) return undefined;
         // A grant obtained anew replaces the old one whole (its refresh token, if any, is dead).
-        const g = await m.deps.store.replaceGrant(account, { ...update, refresh_token: set.refresh_token ?? null, bound_to: identityKey(cfg) });
+        const g = await m.deps.store.replaceGrant(account, {
+          ...update,
+          refresh_token: set.refresh_token ?? null,
+          bound_to: identityKey(cfg),
+        });
         m.remember(account, g);
         return g;
       }
@@ -331,10 +348,13 @@ export class RefreshAttempt {
     } catch (err) {
       if (!isStoreUnavailable(err)) throw err;
       if (!forStore || !current) {
-        m.deps.log.warn('could not store a grant obtained without the user (the database is unavailable); it serves from memory and is obtained again next time', {
-          account,
-          error: err.message,
-        });
+        m.deps.log.warn(
+          'could not store a grant obtained without the user (the database is unavailable); it serves from memory and is obtained again next time',
+          {
+            account,
+            error: err.message,
+          },
+        );
         return undefined;
       }
       fleet.keepPending(account, current, forStore, err);
@@ -359,7 +379,9 @@ export class RefreshAttempt {
       // The provider answered: the outcome is known, so the in-flight mark goes (the status
       // now says why), in the same commit. Stored secrets are kept (rule 6): a login replaces the grant.
       await m.bestEffort(account, () => m.deps.store.setStatus(account, 'reauth_required', why));
-      const g = (await m.bestEffort(account, () => m.deps.store.getGrant(account))) ?? (grant && { ...withoutMark(summarize(grant)), status: 'reauth_required' as const, last_error: why });
+      const g =
+        (await m.bestEffort(account, () => m.deps.store.getGrant(account))) ??
+        (grant && { ...withoutMark(summarize(grant)), status: 'reauth_required' as const, last_error: why });
       if (g) m.grants.set(account, summarize(g));
       m.dropTokens(account);
       m.storedTokens.delete(account);

@@ -40,7 +40,9 @@ export function noGrantError(deps: RefusalDeps, account: string, cfg: AccountCon
 /** 409 login_pending: say where to finish the login; `error.login` carries the whole login object. */
 export function loginPendingError(account: string, login: LoginView): TokendError {
   const where =
-    login.flow === 'device' ? `enter the code ${login.user_code} at ${login.verification_uri}` : `finish signing in at ${login.authorization_url}`;
+    login.flow === 'device'
+      ? `enter the code ${login.user_code} at ${login.verification_uri}`
+      : `finish signing in at ${login.authorization_url}`;
   return E.loginPending(`account "${account}" is waiting for a login: ${where}`, { account, login });
 }
 
@@ -57,5 +59,8 @@ export function mismatchMessage(account: string, g: Pick<GrantRecord, 'bound_to'
 /** 503 for a store that cannot answer now; the cached token keeps being served while valid (getToken). */
 export function storeDownError(log: Logger, account: string, err: Error, retryAfter: number): TokendError {
   log.warn('the database is unavailable; the account cannot be refreshed now', { account, error: err.message, retry_after_s: retryAfter });
-  return E.upstreamUnavailable(`account "${account}" cannot be refreshed now: ${err.message}; try again in ${retryAfter} s`, { account, retryAfter });
+  return E.upstreamUnavailable(`account "${account}" cannot be refreshed now: ${err.message}; try again in ${retryAfter} s`, {
+    account,
+    retryAfter,
+  });
 }

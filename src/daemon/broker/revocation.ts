@@ -54,7 +54,11 @@ export class Revocation {
       try {
         const secrets = await m.deps.store.getSecrets(account);
         await m.withTimeout((signal) =>
-          driver.revoke!(m.context({ account, config: cfg, signal, secrets, stored }), token, stored?.refresh_token ? 'refresh_token' : 'access_token'),
+          driver.revoke!(
+            m.context({ account, config: cfg, signal, secrets, stored }),
+            token,
+            stored?.refresh_token ? 'refresh_token' : 'access_token',
+          ),
         );
         revoked = true;
       } catch (err) {

@@ -21,9 +21,15 @@ export const REAUTH_SOON_MS = 7 * DAY_MS;
 
 export class Scheduler {
   /** Proactive refreshes (cache key → when), rule 4. */
-  private readonly timers = new DueQueue((key) => void this.proactive(accountOfKey(key), key), () => this.m.now());
+  private readonly timers = new DueQueue(
+    (key) => void this.proactive(accountOfKey(key), key),
+    () => this.m.now(),
+  );
   /** Keep-alive refreshes of grants a provider forgets when unused (account → when). */
-  private readonly keepAlives = new DueQueue((account) => this.runKeepAlive(account), () => this.m.now());
+  private readonly keepAlives = new DueQueue(
+    (account) => this.runKeepAlive(account),
+    () => this.m.now(),
+  );
   /** Accounts whose coming refresh-token expiry was announced (account → that expiry), once each. */
   private readonly reauthSoonSent = new Map<string, number>();
   private clockWatch?: NodeJS.Timeout;
@@ -165,7 +171,14 @@ export class Scheduler {
     const [, scope, audience] = splitKey(key);
     try {
       // In a fleet, a token another daemon obtained that is not due itself makes this refresh moot.
-      await this.refresh({ key, account, scope: scope || undefined, audience: audience || undefined, notBefore: m.now(), minTtlMs: PROACTIVE_LEAD_MAX_MS });
+      await this.refresh({
+        key,
+        account,
+        scope: scope || undefined,
+        audience: audience || undefined,
+        notBefore: m.now(),
+        minTtlMs: PROACTIVE_LEAD_MAX_MS,
+      });
     } catch (err) {
       // failed() already logged, backed off and rescheduled; nothing to add here.
       if (!(err instanceof TokendError)) m.deps.log.error('proactive refresh crashed', { account, error: err as Error });

@@ -25,7 +25,14 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
     const url = `${serviceRoot(ctx)}/user/obtain_token`;
     return step(
       ctx,
-      { label: 'AMP obtain_token endpoint', url, secrets: [password], method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) },
+      {
+        label: 'AMP obtain_token endpoint',
+        url,
+        secrets: [password],
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username, password }),
+      },
       toTokenSet,
       (r) => credentialsRefusal(r, ctx, username),
     );
@@ -36,7 +43,13 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
     const url = `${serviceRoot(ctx)}/user/refresh_token`;
     return step(
       ctx,
-      { label: 'AMP refresh_token endpoint', url, secrets: [current], method: 'POST', headers: { authorization: `${AMP_TOKEN_TYPE} ${current}` } },
+      {
+        label: 'AMP refresh_token endpoint',
+        url,
+        secrets: [current],
+        method: 'POST',
+        headers: { authorization: `${AMP_TOKEN_TYPE} ${current}` },
+      },
       toTokenSet,
       () => undefined,
     );
@@ -46,11 +59,13 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
     name: 'amp',
 
     validate(cfg) {
-      if (!cfg.username) return 'username: the amp driver obtains its token with a username and password (--username U, and the password with --password-stdin)';
+      if (!cfg.username)
+        return 'username: the amp driver obtains its token with a username and password (--username U, and the password with --password-stdin)';
       if (cfg.client_id) return 'client_id: AMP has no OAuth client; leave --client-id out';
       // The password flow makes the username part of the grant's identity: a token obtained
       // for one user never serves the account after it names another.
-      if (cfg.flow !== 'password') return 'flow: the amp driver obtains its token with the password: --flow password (the amp preset sets it)';
+      if (cfg.flow !== 'password')
+        return 'flow: the amp driver obtains its token with the password: --flow password (the amp preset sets it)';
       return needsBaseUrl(cfg, 'amp');
     },
 
@@ -65,7 +80,10 @@ export function createAmpDriver(opts: ProviderDriverOptions = {}): Driver {
     // AMP issues no refresh tokens: one imported by mistake is refused, and the broker
     // obtains a token with the password instead.
     async refresh(ctx) {
-      throw new DriverError('invalid_grant', `AMP issues no refresh tokens; account "${ctx.name}" obtains its token with the stored password`);
+      throw new DriverError(
+        'invalid_grant',
+        `AMP issues no refresh tokens; account "${ctx.name}" obtains its token with the stored password`,
+      );
     },
 
     canRecover(ctx) {

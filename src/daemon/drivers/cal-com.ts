@@ -7,7 +7,16 @@
  * for an expired access token.
  */
 import { DriverError, type Driver, type DriverContext, type TokenSet } from './driver.js';
-import { field, needsBaseUrl, positiveField, providerSteps, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
+import {
+  field,
+  needsBaseUrl,
+  positiveField,
+  providerSteps,
+  serviceRoot,
+  stringField,
+  type ProviderDriverOptions,
+  type Refusal,
+} from './provider-http.js';
 
 /** The HTTP status Cal.com's API answers for an expired access token (platform-constants HTTP_CODE_TOKEN_EXPIRED). */
 export const CAL_TOKEN_EXPIRED = 498;
@@ -21,7 +30,14 @@ export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
   const step = providerSteps(opts);
 
   /** A POST that answers `{"status":"success","data":{accessToken, accessTokenExpiresAt, refreshToken, refreshTokenExpiresAt}}`. */
-  function keysStep(ctx: DriverContext, label: string, url: string, client: PlatformClient, body: Record<string, string> | undefined, sent: string[]): Promise<TokenSet> {
+  function keysStep(
+    ctx: DriverContext,
+    label: string,
+    url: string,
+    client: PlatformClient,
+    body: Record<string, string> | undefined,
+    sent: string[],
+  ): Promise<TokenSet> {
     const headers: Record<string, string> = { ...clientHeaders(client), ...(body ? { 'content-type': 'application/json' } : {}) };
     return step(
       ctx,
@@ -72,12 +88,28 @@ export function createCalComDriver(opts: ProviderDriverOptions = {}): Driver {
       const url = `${serviceRoot(ctx)}/v2/me`;
       const id = await step(
         ctx,
-        { label: 'Cal.com /v2/me endpoint', url, secrets: [accessToken], method: 'GET', headers: { authorization: `Bearer ${accessToken}` } },
+        {
+          label: 'Cal.com /v2/me endpoint',
+          url,
+          secrets: [accessToken],
+          method: 'GET',
+          headers: { authorization: `Bearer ${accessToken}` },
+        },
         (json) => (field(json, 'status') === 'success' ? (field(field(json, 'data'), 'id') ?? null) : undefined),
-        (r) => (r.status === 401 || r.status === 403 || r.status === CAL_TOKEN_EXPIRED ? new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}`, { status: r.status, oauthError: 'invalid_token' }) : calRefusal(r, ctx)),
+        (r) =>
+          r.status === 401 || r.status === 403 || r.status === CAL_TOKEN_EXPIRED
+            ? new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}`, {
+                status: r.status,
+                oauthError: 'invalid_token',
+              })
+            : calRefusal(r, ctx),
       );
       if (id !== userIdOf(ctx)) {
-        throw new DriverError('invalid_grant', `the access token is managed user ${String(id)}'s, not ${userIdOf(ctx)}'s (--managed-user-id)`, { oauthError: 'invalid_token' });
+        throw new DriverError(
+          'invalid_grant',
+          `the access token is managed user ${String(id)}'s, not ${userIdOf(ctx)}'s (--managed-user-id)`,
+          { oauthError: 'invalid_token' },
+        );
       }
     },
 
@@ -100,9 +132,13 @@ function clientHeaders(client: PlatformClient): Record<string, string> {
 }
 
 function platformClient(ctx: DriverContext): PlatformClient {
-  if (!ctx.config.client_id) throw new DriverError('config', `account "${ctx.name}" has no platform OAuth client id (set it with --client-id)`);
+  if (!ctx.config.client_id)
+    throw new DriverError('config', `account "${ctx.name}" has no platform OAuth client id (set it with --client-id)`);
   if (!ctx.clientSecret) {
-    throw new DriverError('config', `account "${ctx.name}" has no platform OAuth client secret (give it on stdin with --client-secret-stdin)`);
+    throw new DriverError(
+      'config',
+      `account "${ctx.name}" has no platform OAuth client secret (give it on stdin with --client-secret-stdin)`,
+    );
   }
   return { id: ctx.config.client_id, secret: ctx.clientSecret };
 }
@@ -152,7 +188,10 @@ function calRefusal(r: Refusal, ctx: DriverContext): DriverError | undefined {
   const message = r.clean(messageOf(r.json)).slice(0, 200);
   const detail = message ? ` (${message})` : '';
   if (r.status === 400 && /refresh token/i.test(message)) {
-    return new DriverError('invalid_grant', `the ${r.where} refused the refresh token: HTTP 400${detail}`, { status: 400, oauthError: 'invalid_grant' });
+    return new DriverError('invalid_grant', `the ${r.where} refused the refresh token: HTTP 400${detail}`, {
+      status: 400,
+      oauthError: 'invalid_grant',
+    });
   }
   if ((r.status === 400 && /oauth ?client/i.test(message)) || r.status === 401 || r.status === 403) {
     return new DriverError(

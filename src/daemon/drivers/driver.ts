@@ -89,10 +89,7 @@ export interface DeviceAuthorization {
  * "not yet" (`authorization_pending`), or "not so fast" (`slow_down`, with the server's new
  * interval when it sends one, as GitHub does). Every other answer is a DriverError.
  */
-export type DevicePoll =
-  | { status: 'tokens'; tokens: TokenSet }
-  | { status: 'pending' }
-  | { status: 'slow_down'; interval?: number };
+export type DevicePoll = { status: 'tokens'; tokens: TokenSet } | { status: 'pending' } | { status: 'slow_down'; interval?: number };
 
 /** What an authorization request (RFC 6749 §4.1.1) carries besides the account's config. */
 export interface AuthorizationParams {

@@ -70,7 +70,9 @@ export function transportFailure(err: unknown, where: string, signal?: AbortSign
   const name = typeof e?.name === 'string' ? e.name : '';
   if (name === 'AbortError' || name === 'TimeoutError' || signal?.aborted) {
     const timedOut = name === 'TimeoutError' || (signal?.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
-    return new DriverError('transient', `the ${where} did not answer in time (${timedOut ? 'timed out' : 'aborted'})`, { outcomeUnknown: true });
+    return new DriverError('transient', `the ${where} did not answer in time (${timedOut ? 'timed out' : 'aborted'})`, {
+      outcomeUnknown: true,
+    });
   }
   if (err instanceof TypeError && typeof e?.code !== 'string') {
     const code = networkCode(err);

@@ -157,7 +157,8 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     validate(cfg) {
       if (!cfg.client_id) return 'client_id: the oauth2 driver needs a client id (--client-id)';
       if (!cfg.issuer && !cfg.token_endpoint) return 'issuer: give an issuer (for discovery) or a token_endpoint';
-      if (cfg.flow === 'password' && !cfg.username) return 'username: the password flow needs --username (and the password on stdin with --password-stdin)';
+      if (cfg.flow === 'password' && !cfg.username)
+        return 'username: the password flow needs --username (and the password on stdin with --password-stdin)';
       return undefined;
     },
 
@@ -201,7 +202,10 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       if (ctx.config.flow === 'password') {
         const password = ctx.secret('password');
         if (!ctx.config.username || !password) {
-          throw new DriverError('config', `account "${ctx.name}" uses the password flow but has no username or password (set them with --username and --password-stdin)`);
+          throw new DriverError(
+            'config',
+            `account "${ctx.name}" uses the password flow but has no username or password (set them with --username and --password-stdin)`,
+          );
         }
         const params = new URLSearchParams({ ...parameters, username: ctx.config.username, password });
         return tokenStep(
@@ -495,8 +499,6 @@ function defaultAuthMethod(secret: string | undefined, as?: oauth.AuthorizationS
   }
   return 'client_secret_basic';
 }
-
-
 
 type HttpOptions = {
   signal: AbortSignal;

@@ -57,7 +57,12 @@ export interface ProviderCall extends RequestInit, Omit<ProviderStep, 'signal'> 
  * `opts.fetch` when given (tests), else the account's outbound client (its proxy and CA file).
  */
 export function providerSteps(opts: ProviderDriverOptions) {
-  return function step<T>(ctx: DriverContext, call: ProviderCall, process: (json: unknown) => T | undefined, readRefusal: ReadRefusal): Promise<T> {
+  return function step<T>(
+    ctx: DriverContext,
+    call: ProviderCall,
+    process: (json: unknown) => T | undefined,
+    readRefusal: ReadRefusal,
+  ): Promise<T> {
     const { label, url, secrets, ...init } = call;
     return providerStep(
       { label, url, secrets, signal: ctx.signal },
@@ -75,7 +80,13 @@ export function providerSteps(opts: ProviderDriverOptions) {
  */
 function sendRequest(url: string, init: RequestInit, signal: AbortSignal, fetchImpl: typeof fetch = fetch): Promise<Response> {
   checkTransport(url);
-  return fetchImpl(url, { method: init.method, headers: { accept: 'application/json', ...init.headers }, body: init.body, redirect: 'manual', signal });
+  return fetchImpl(url, {
+    method: init.method,
+    headers: { accept: 'application/json', ...init.headers },
+    body: init.body,
+    redirect: 'manual',
+    signal,
+  });
 }
 
 /**
@@ -104,10 +115,19 @@ async function providerStep<T>(
   if (response.status >= 200 && response.status < 300) {
     const out = process(json);
     // Not the documented answer: a broken proxy or a bad deploy; try again later.
-    if (out === undefined) throw new DriverError('transient', `the ${where} answered ${response.status} with a body that is not the answer it documents`, { status: response.status });
+    if (out === undefined)
+      throw new DriverError('transient', `the ${where} answered ${response.status} with a body that is not the answer it documents`, {
+        status: response.status,
+      });
     return out;
   }
-  const refusal: Refusal = { status: response.status, json, where, clean, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) };
+  const refusal: Refusal = {
+    status: response.status,
+    json,
+    where,
+    clean,
+    retryAfterMs: parseRetryAfter(response.headers.get('retry-after')),
+  };
   throw readRefusal(refusal) ?? new DriverError('config', `the ${where} answered HTTP ${response.status}`, { status: response.status });
 }
 

@@ -14,7 +14,16 @@
  * No recover step: a grant Real-Debrid refuses needs the device login again.
  */
 import { DriverError, type DeviceAuthorization, type DevicePoll, type Driver, type DriverContext, type TokenSet } from './driver.js';
-import { field, needsBaseUrl, positiveField, providerSteps, serviceRoot, stringField, type ProviderDriverOptions, type Refusal } from './provider-http.js';
+import {
+  field,
+  needsBaseUrl,
+  positiveField,
+  providerSteps,
+  serviceRoot,
+  stringField,
+  type ProviderDriverOptions,
+  type Refusal,
+} from './provider-http.js';
 
 /** The grant type of both the device-code exchange and the refresh (the doc's steps 4 and "Refresh"). */
 const DEVICE_GRANT = 'http://oauth.net/grant_type/device/1.0';
@@ -65,7 +74,14 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     const form = new URLSearchParams({ client_id: client.id, client_secret: client.secret, code, grant_type: DEVICE_GRANT });
     return step(
       ctx,
-      { label: 'Real-Debrid token endpoint', url, secrets: [client.secret, client.id, code], method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() },
+      {
+        label: 'Real-Debrid token endpoint',
+        url,
+        secrets: [client.secret, client.id, code],
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form.toString(),
+      },
       toTokenSet,
       refusal,
     );
@@ -107,7 +123,8 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     name: 'real-debrid',
 
     validate(cfg) {
-      if (!cfg.client_id) return "client_id: the real-debrid driver needs a client id: the open-source one (--preset real-debrid sets it) or an app's own (--client-id, with its secret)";
+      if (!cfg.client_id)
+        return "client_id: the real-debrid driver needs a client id: the open-source one (--preset real-debrid sets it) or an app's own (--client-id, with its secret)";
       return needsBaseUrl(cfg, 'real-debrid');
     },
 
@@ -158,12 +175,20 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
     // An imported access token is proven with `GET /rest/1.0/user`, which changes nothing.
     async checkAccessToken(ctx, accessToken) {
       const url = restUrl(ctx, 'user');
-      await step(ctx, { label: 'Real-Debrid API', url, secrets: [accessToken], method: 'GET', headers: { authorization: `Bearer ${accessToken}` } }, () => true, (r) => {
-        if (r.status === 401 || r.status === 403) {
-          return new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}${detailOf(r)}`, { status: r.status, oauthError: 'invalid_token' });
-        }
-        return rdRefusal(r);
-      });
+      await step(
+        ctx,
+        { label: 'Real-Debrid API', url, secrets: [accessToken], method: 'GET', headers: { authorization: `Bearer ${accessToken}` } },
+        () => true,
+        (r) => {
+          if (r.status === 401 || r.status === 403) {
+            return new DriverError('invalid_grant', `the ${r.where} refused the access token: HTTP ${r.status}${detailOf(r)}`, {
+              status: r.status,
+              oauthError: 'invalid_token',
+            });
+          }
+          return rdRefusal(r);
+        },
+      );
     },
 
     // "Refresh": the same grant, the refresh token in `code`. The doc does not say whether the
@@ -195,7 +220,8 @@ export function createRealDebridDriver(opts: ProviderDriverOptions = {}): Driver
 }
 
 function publicClientId(ctx: DriverContext): string {
-  if (!ctx.config.client_id) throw new DriverError('config', `account "${ctx.name}" has no client id (--preset real-debrid sets the open-source one)`);
+  if (!ctx.config.client_id)
+    throw new DriverError('config', `account "${ctx.name}" has no client id (--preset real-debrid sets the open-source one)`);
   return ctx.config.client_id;
 }
 
@@ -276,7 +302,9 @@ function rdError(json: unknown): { error?: string; code?: number } | undefined {
 
 function detailOf(r: Refusal, e = rdError(r.json)): string {
   if (!e) return '';
-  const parts = [e.error ? r.clean(e.error).slice(0, 64) : undefined, e.code !== undefined ? `error_code ${e.code}` : undefined].filter(Boolean);
+  const parts = [e.error ? r.clean(e.error).slice(0, 64) : undefined, e.code !== undefined ? `error_code ${e.code}` : undefined].filter(
+    Boolean,
+  );
   return ` (${parts.join(', ')})`;
 }
 
@@ -289,7 +317,11 @@ function rdRefusal(r: Refusal): DriverError | undefined {
   const e = rdError(r.json);
   const detail = detailOf(r, e);
   if (e?.code !== undefined && TRY_LATER.has(e.code)) {
-    return new DriverError('transient', `the ${r.where} answered HTTP ${r.status}${detail}`, { status: r.status, retryAfterMs: r.retryAfterMs, oauthError: e.error });
+    return new DriverError('transient', `the ${r.where} answered HTTP ${r.status}${detail}`, {
+      status: r.status,
+      retryAfterMs: r.retryAfterMs,
+      oauthError: e.error,
+    });
   }
   if ((e?.code !== undefined && OUR_MISTAKE.has(e.code)) || r.status === 404 || r.status === 405) {
     return new DriverError('config', `the ${r.where} refused tokend's request: HTTP ${r.status}${detail}`, { status: r.status });
@@ -306,7 +338,10 @@ function tokenRefusal(r: Refusal): DriverError | undefined {
   const common = rdRefusal(r);
   if (common) return common;
   if (r.status === 400 || r.status === 401 || r.status === 403) {
-    return new DriverError('invalid_grant', `the ${r.where} refused the grant: HTTP ${r.status}${detailOf(r)}`, { status: r.status, oauthError: 'invalid_grant' });
+    return new DriverError('invalid_grant', `the ${r.where} refused the grant: HTTP ${r.status}${detailOf(r)}`, {
+      status: r.status,
+      oauthError: 'invalid_grant',
+    });
   }
   return undefined;
 }

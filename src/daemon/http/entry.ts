@@ -71,7 +71,8 @@ export function createEntry(deps: EntryDeps): Handler {
   return function entry(req, res) {
     if (arrivedAfterClose(req)) return; // 1
     if (token(req, res) || proxy(req, res)) return; // 2, 3: each says whether the request was its own
-    void readBeforeRouting(req).then(() => { // 4
+    void readBeforeRouting(req).then(() => {
+      // 4
       if (!req.socket.destroyed) void router(req, res);
     });
   };

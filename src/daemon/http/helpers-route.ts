@@ -61,7 +61,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
   /** `tokend token NAME` through build/tokend-fast: the name in, the token out, or the CLI's message and exit status. */
   async function cliToken(body: string, client: string | undefined): Promise<HelperResult> {
     const name = body.trim();
-    if (!isAccountName(name)) return { exitCode: EXIT.usage, stdout: Buffer.alloc(0), stderr: `tokend: "${name.slice(0, 80)}" is not a valid account name` };
+    if (!isAccountName(name))
+      return { exitCode: EXIT.usage, stdout: Buffer.alloc(0), stderr: `tokend: "${name.slice(0, 80)}" is not a valid account name` };
     try {
       const tok = await deps.broker.getToken({ account: name });
       deps.audit.record(name, client, 'token');

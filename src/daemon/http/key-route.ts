@@ -22,11 +22,16 @@ export function mountKey(deps: {
   moved: () => void;
   log: Logger;
 }): (app: Hono) => void {
-  const fleetKey = () => E.conflict('this daemon shares a fleet database: its key is the fleet\'s key file, which every daemon of the fleet reads, and stays one');
+  const fleetKey = () =>
+    E.conflict(
+      "this daemon shares a fleet database: its key is the fleet's key file, which every daemon of the fleet reads, and stays one",
+    );
   return function keyRoutes(app) {
     app.get(ROUTE_PATTERNS.key, (c) => {
       // A fleet daemon's key is the fleet's key file (TOKEND_KEY_FILE), which it read at start.
-      const view: KeyView = deps.masterKey ? { key_store: deps.masterKey.kind, where: deps.masterKey.where } : { key_store: 'file', where: deps.paths.keyFile };
+      const view: KeyView = deps.masterKey
+        ? { key_store: deps.masterKey.kind, where: deps.masterKey.where }
+        : { key_store: 'file', where: deps.paths.keyFile };
       return c.json(view);
     });
     app.post(ROUTE_PATTERNS.keyMove, async (c) => {

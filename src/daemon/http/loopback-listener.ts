@@ -85,7 +85,9 @@ export function listenerGuard(opts: { keyFile: string; port: number }): (req: In
     if (req.headers.origin !== undefined) {
       refusal = E.forbidden('requests from web pages (with an Origin header) are not served on the loopback listener');
     } else if (!allowedHosts.has(String(req.headers.host ?? '').toLowerCase())) {
-      refusal = E.forbidden(`the Host header must name this listener (127.0.0.1:${opts.port}, localhost:${opts.port} or [::1]:${opts.port})`);
+      refusal = E.forbidden(
+        `the Host header must name this listener (127.0.0.1:${opts.port}, localhost:${opts.port} or [::1]:${opts.port})`,
+      );
     } else {
       const given = /^Bearer ([^\s]+)$/i.exec(req.headers.authorization ?? '')?.[1];
       let ok = false;

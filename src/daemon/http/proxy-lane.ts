@@ -82,7 +82,9 @@ async function proxy(
   const cfg = deps.config.getAccount(name);
   if (!cfg) throw unknownAccount(name);
   if (!cfg.api_base) {
-    throw E.invalidRequest(`account "${name}" has no api_base to proxy to; set it with \`tokend set ${name} --api-base URL\``, { account: name });
+    throw E.invalidRequest(`account "${name}" has no api_base to proxy to; set it with \`tokend set ${name} --api-base URL\``, {
+      account: name,
+    });
   }
   let url: URL;
   try {
@@ -92,9 +94,12 @@ async function proxy(
     throw err;
   }
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    throw E.invalidRequest(`account "${name}": plain http is allowed only to loopback hosts; the api_base must be https`, { account: name });
+    throw E.invalidRequest(`account "${name}": plain http is allowed only to loopback hosts; the api_base must be https`, {
+      account: name,
+    });
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
 
   const body = await readBody(req);
   const driver = deps.getDriver(cfg.driver);
@@ -262,7 +267,8 @@ function respond(res: ServerResponse, up: Upstream, url: URL, apiBase: string, a
     const lower = k.toLowerCase();
     // x-tokend-* belong to the daemon: an upstream must not be able to fake a daemon error.
     if (HOP_BY_HOP.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
-    for (const v of Array.isArray(value) ? value : [value]) headers.push(k, lower === 'location' ? rewriteLocation(v, url, apiBase, account) : v);
+    for (const v of Array.isArray(value) ? value : [value])
+      headers.push(k, lower === 'location' ? rewriteLocation(v, url, apiBase, account) : v);
   }
   res.writeHead(up.statusCode, headers);
   // Server-sent events and other streams: every chunk goes out as it arrives.

@@ -37,7 +37,8 @@ export function errorBody(err: TokendError): ErrorBody {
  */
 export function errorResponse(err: unknown, log: Logger, route: string): WireError {
   // A fleet's database that cannot answer now is an outage, not a bug: 503, try again later.
-  if (isStoreUnavailable(err)) err = E.upstreamUnavailable(`${err.message}; try again in a few seconds`, { retryAfter: STORE_RETRY_AFTER_S });
+  if (isStoreUnavailable(err))
+    err = E.upstreamUnavailable(`${err.message}; try again in a few seconds`, { retryAfter: STORE_RETRY_AFTER_S });
   if (err instanceof TokendError) {
     const headers = err.retryAfter === undefined ? undefined : { 'retry-after': String(err.retryAfter) };
     return { status: err.status, body: errorBody(err), headers };
@@ -57,7 +58,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** Parse a JSON body with a protocol schema: 400 naming the field, never a raw ZodError. */
-export function parseJsonBody<T>(body: Buffer, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: ZodError } }): T {
+export function parseJsonBody<T>(
+  body: Buffer,
+  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: ZodError } },
+): T {
   let raw: unknown;
   try {
     raw = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));

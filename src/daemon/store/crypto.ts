@@ -40,9 +40,7 @@ function readKey(keyFile: string): Buffer {
     }
     if ((st.mode & 0o077) !== 0) {
       const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new Error(
-        `key file ${keyFile} is readable or writable by group or others (mode ${mode}); run: chmod 600 ${keyFile}`,
-      );
+      throw new Error(`key file ${keyFile} is readable or writable by group or others (mode ${mode}); run: chmod 600 ${keyFile}`);
     }
     if (st.size !== KEY_BYTES) {
       throw new Error(

@@ -56,7 +56,6 @@ export class GenerationMismatchError extends StoreError {
   }
 }
 
-
 /**
  * A failure that says nothing about the data, only that the database cannot answer now
  * (a fleet's PostgreSQL is down or busy): callers treat it as transient, like a provider
@@ -72,4 +71,14 @@ export function isStoreUnavailable(err: unknown): err is StoreError {
  * was deleted or replaced. No refresh is sent then (its result could not be committed), the
  * cached token is served while it is valid, and a rotation already answered waits in memory.
  */
-const STORE_CANNOT_WRITE = new Set<StoreErrorCode>(['unavailable', 'lock_timeout', 'full', 'readonly', 'io', 'cannot_open', 'busy', 'permission', 'replaced']);
+const STORE_CANNOT_WRITE = new Set<StoreErrorCode>([
+  'unavailable',
+  'lock_timeout',
+  'full',
+  'readonly',
+  'io',
+  'cannot_open',
+  'busy',
+  'permission',
+  'replaced',
+]);

@@ -60,7 +60,9 @@ export async function keyringEntry(dataDir: string): Promise<KeyringEntry> {
       return await fn(signal);
     } catch (err) {
       if (signal.aborted) {
-        throw new KeyringError(`the OS keyring did not answer within ${KEYRING_TIMEOUT_MS / 1000} s to ${what} (is it locked, waiting for a password nobody is asked for?): ${NO_KEYRING_HINT}`);
+        throw new KeyringError(
+          `the OS keyring did not answer within ${KEYRING_TIMEOUT_MS / 1000} s to ${what} (is it locked, waiting for a password nobody is asked for?): ${NO_KEYRING_HINT}`,
+        );
       }
       throw new KeyringError(`cannot ${what} in ${where} (${firstLine(err)}): ${NO_KEYRING_HINT}`);
     }
@@ -72,7 +74,9 @@ export async function keyringEntry(dataDir: string): Promise<KeyringEntry> {
       if (text === null || text === undefined) return undefined;
       const key = Buffer.from(text, 'base64');
       if (key.length !== MASTER_KEY_BYTES || key.toString('base64') !== text) {
-        throw new KeyringError(`${where} holds something that is not a tokend key (not ${MASTER_KEY_BYTES} bytes in base64); put the original key back`);
+        throw new KeyringError(
+          `${where} holds something that is not a tokend key (not ${MASTER_KEY_BYTES} bytes in base64); put the original key back`,
+        );
       }
       return key;
     },

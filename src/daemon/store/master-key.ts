@@ -57,7 +57,9 @@ export async function moveMasterKey(
     const entry = await keyringEntry(paths.dataDir);
     const there = await entry.read();
     if (there && !there.equals(key.bytes)) {
-      throw new KeyMoveConflict(`${entry.where} already holds a different tokend key (an older install's?); tokend does not overwrite a key: remove that entry first if it is not needed`);
+      throw new KeyMoveConflict(
+        `${entry.where} already holds a different tokend key (an older install's?); tokend does not overwrite a key: remove that entry first if it is not needed`,
+      );
     }
     if (!there) await writeVerified(entry, key.bytes);
     await saveKind('keyring');
@@ -72,11 +74,14 @@ export async function moveMasterKey(
       if (!isMissingKey(err)) throw err;
     }
     if (there && !there.equals(key.bytes)) {
-      throw new KeyMoveConflict(`${paths.keyFile} already holds a different tokend key; tokend does not overwrite a key: move that file away first if it is not needed`);
+      throw new KeyMoveConflict(
+        `${paths.keyFile} already holds a different tokend key; tokend does not overwrite a key: move that file away first if it is not needed`,
+      );
     }
     if (!there) {
       writeKeyFile(paths.keyFile, key.bytes);
-      if (!loadKey(paths.keyFile).equals(key.bytes)) throw new KeyMoveConflict(`${paths.keyFile} appeared with another key while tokend wrote it; nothing was moved`);
+      if (!loadKey(paths.keyFile).equals(key.bytes))
+        throw new KeyMoveConflict(`${paths.keyFile} appeared with another key while tokend wrote it; nothing was moved`);
     }
     await saveKind('file');
     Object.assign(key, { kind: 'file', where: paths.keyFile });
@@ -96,7 +101,8 @@ export class KeyMoveConflict extends Error {
 async function writeVerified(entry: KeyringEntry, bytes: Buffer): Promise<void> {
   await entry.write(bytes);
   const back = await entry.read();
-  if (!back?.equals(bytes)) throw new KeyringError(`${entry.where} did not keep the master key it was given; keep the key in a file (settings.key_store "file")`);
+  if (!back?.equals(bytes))
+    throw new KeyringError(`${entry.where} did not keep the master key it was given; keep the key in a file (settings.key_store "file")`);
 }
 
 function sizeOf(file: string): number {

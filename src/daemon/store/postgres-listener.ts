@@ -70,7 +70,8 @@ export function listenForGrants(opts: GrantListenerOptions): GrantListener {
         }, opts.heartbeatMs ?? 30_000);
         heartbeat.unref();
         const why = await gone;
-        if (!closed) opts.log.warn('lost the connection the fleet notifications come on; reconnecting', { database: opts.where, error: why });
+        if (!closed)
+          opts.log.warn('lost the connection the fleet notifications come on; reconnecting', { database: opts.where, error: why });
       } catch (err) {
         if (!closed && attempt === 0) {
           opts.log.warn('cannot listen to the fleet; retrying', { database: opts.where, error: (err as Error).message });

@@ -102,8 +102,14 @@ export async function prepareFleet(client: PoolClient, opts: { keyFile: string; 
         key_check      bytea,
         created_at     bigint NOT NULL
       )`);
-    await client.query(`INSERT INTO ${S}.meta (id, schema_version, key_check, created_at) VALUES (1, 0, NULL, $1) ON CONFLICT (id) DO NOTHING`, [opts.now]);
-    const meta = (await client.query(`SELECT schema_version, key_check FROM ${S}.meta WHERE id = 1`)).rows[0] as { schema_version: number; key_check: Buffer | null };
+    await client.query(
+      `INSERT INTO ${S}.meta (id, schema_version, key_check, created_at) VALUES (1, 0, NULL, $1) ON CONFLICT (id) DO NOTHING`,
+      [opts.now],
+    );
+    const meta = (await client.query(`SELECT schema_version, key_check FROM ${S}.meta WHERE id = 1`)).rows[0] as {
+      schema_version: number;
+      key_check: Buffer | null;
+    };
     if (meta.schema_version > FLEET_SCHEMA_VERSION) {
       throw new StoreError(
         'schema',
@@ -111,7 +117,8 @@ export async function prepareFleet(client: PoolClient, opts: { keyFile: string; 
       );
     }
     for (let v = meta.schema_version; v < FLEET_SCHEMA_VERSION; v++) await client.query(MIGRATIONS[v]!);
-    if (meta.schema_version !== FLEET_SCHEMA_VERSION) await client.query(`UPDATE ${S}.meta SET schema_version = $1 WHERE id = 1`, [FLEET_SCHEMA_VERSION]);
+    if (meta.schema_version !== FLEET_SCHEMA_VERSION)
+      await client.query(`UPDATE ${S}.meta SET schema_version = $1 WHERE id = 1`, [FLEET_SCHEMA_VERSION]);
 
     let key: Buffer;
     if (meta.key_check === null) {

@@ -23,7 +23,25 @@ import { GenerationMismatchError, StoreError } from './errors.js';
 import { listenForGrants, type GrantListener } from './postgres-listener.js';
 import { postgresError } from './postgres-errors.js';
 import { prepareFleet } from './postgres-schema.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, commitColumns, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, grantColumns, openSecret, sealLoginSecrets, sealSecret, truncate, type Row } from './rows.js';
+import {
+  AUDIT_CLIENT_MAX,
+  AUDIT_DEFAULT_LIMIT,
+  GRANT_SUMMARY_COLUMNS,
+  LOGIN_WITH_SECRETS,
+  commitColumns,
+  decodeAccessToken,
+  decodeAudit,
+  decodeGrant,
+  decodeGrantSummary,
+  decodeLogin,
+  decodeWrittenGrant,
+  grantColumns,
+  openSecret,
+  sealLoginSecrets,
+  sealSecret,
+  truncate,
+  type Row,
+} from './rows.js';
 import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export interface PostgresStoreOptions {
@@ -55,7 +73,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
   const where = describeDatabase(opts.url);
   const instance = `${opts.node}:${process.pid}:${randomBytes(2).toString('hex')}`;
   // int8 columns hold epoch ms and generations, well inside Number's exact range.
-  const types = { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as never };
+  const types = {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as never,
+  };
   const base: PoolConfig = {
     connectionString: opts.url,
     // How other daemons see whether the holder of an in-flight mark is still connected.
@@ -71,7 +92,8 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
   // Lock holders: one connection per grant being refreshed, held for the provider call.
   const lockPool = new pg.Pool({ ...base, min: 1, max: 16, idleTimeoutMillis: 30_000 });
   // An idle pooled connection the server ends (a restart) errors here; the pool replaces it.
-  const onIdleError = (err: Error) => opts.log.debug('a pooled connection to the fleet database ended', { database: where, error: err.message });
+  const onIdleError = (err: Error) =>
+    opts.log.debug('a pooled connection to the fleet database ended', { database: where, error: err.message });
   pool.on('error', onIdleError);
   lockPool.on('error', onIdleError);
   // Our own pool's backends: a notification they sent is our own commit, already in memory.
@@ -156,7 +178,9 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async listGrants() {
       const shared = new Map<string, string>();
-      return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM ${S}.grants ORDER BY account`)).map((row) => decodeGrantSummary(row, where, shared));
+      return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM ${S}.grants ORDER BY account`)).map((row) =>
+        decodeGrantSummary(row, where, shared),
+      );
     },
 
     async listAccessTokens(after, limit) {
@@ -213,11 +237,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async setBindings(bindings) {
       if (bindings.length === 0) return;
-      await q(`UPDATE ${S}.grants AS g SET bound_to = b.bound_to, updated_at = $3 FROM unnest($1::text[], $2::text[]) AS b(account, bound_to) WHERE g.account = b.account`, [
-        bindings.map((b) => b.account),
-        bindings.map((b) => b.boundTo),
-        now(),
-      ]);
+      await q(
+        `UPDATE ${S}.grants AS g SET bound_to = b.bound_to, updated_at = $3 FROM unnest($1::text[], $2::text[]) AS b(account, bound_to) WHERE g.account = b.account`,
+        [bindings.map((b) => b.account), bindings.map((b) => b.boundTo), now()],
+      );
     },
 
     async commitRefresh(account, expected, t: TokenUpdate) {
@@ -234,7 +257,18 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
            WHERE account = $1 AND generation = $2
            RETURNING *)
          SELECT g.*, ${NOTIFY} FROM g`,
-        [account, expected, c.refresh_token, c.access_token, c.token_type, c.expires_at, c.obtained_at, c.scope, c.refresh_expires_at, now()],
+        [
+          account,
+          expected,
+          c.refresh_token,
+          c.access_token,
+          c.token_type,
+          c.expires_at,
+          c.obtained_at,
+          c.scope,
+          c.refresh_expires_at,
+          now(),
+        ],
       );
       // As the SQLite store: what was just sealed is not opened again (rows.ts, decodeWrittenGrant).
       if (rows[0]) return decodeWrittenGrant(rows[0], key, where, t);
@@ -246,12 +280,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async markInFlight(account, at) {
-      const rows = await q(`UPDATE ${S}.grants SET in_flight_since = $1, in_flight_by = $2, in_flight_for = NULL, updated_at = $3 WHERE account = $4 RETURNING 1`, [
-        at,
-        instance,
-        now(),
-        account,
-      ]);
+      const rows = await q(
+        `UPDATE ${S}.grants SET in_flight_since = $1, in_flight_by = $2, in_flight_for = NULL, updated_at = $3 WHERE account = $4 RETURNING 1`,
+        [at, instance, now(), account],
+      );
       // Refusing here stops a refresh whose safety mark could not be recorded.
       if (rows.length === 0) throw new StoreError('no_grant', `cannot mark a refresh in flight: account "${account}" has no grant`);
     },
@@ -275,7 +307,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async clearInFlight(account) {
-      await q(`UPDATE ${S}.grants SET in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL, updated_at = $1 WHERE account = $2`, [now(), account]);
+      await q(
+        `UPDATE ${S}.grants SET in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL, updated_at = $1 WHERE account = $2`,
+        [now(), account],
+      );
     },
 
     async abandonInFlight(account) {
@@ -283,17 +318,18 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async setStatus(account, status, lastError) {
-      await q(`WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`, [
-        status,
-        lastError,
-        now(),
-        account,
-      ]);
+      await q(
+        `WITH g AS (UPDATE ${S}.grants SET status = $1, last_error = $2, in_flight_since = NULL, in_flight_by = NULL, in_flight_for = NULL, updated_at = $3 WHERE account = $4 RETURNING *) SELECT ${NOTIFY} FROM g`,
+        [status, lastError, now(), account],
+      );
     },
 
     async deleteGrant(account) {
       // Generation 0: the grant is gone (the other daemons forget it).
-      await q(`WITH d AS (DELETE FROM ${S}.grants WHERE account = $1 RETURNING account) SELECT pg_notify('${FLEET_CHANNEL}', account || ':0') FROM d`, [account]);
+      await q(
+        `WITH d AS (DELETE FROM ${S}.grants WHERE account = $1 RETURNING account) SELECT pg_notify('${FLEET_CHANNEL}', account || ':0') FROM d`,
+        [account],
+      );
     },
 
     async getSecret(account, name) {
@@ -339,7 +375,18 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
              SELECT id, $9, $10 FROM l WHERE $9::bytea IS NOT NULL
              ON CONFLICT (login_id) DO UPDATE SET secrets = excluded.secrets, updated_at = excluded.updated_at)
            SELECT 1`,
-          [login.id, opts.node, login.account, login.flow, login.status, JSON.stringify(login.data), login.created_at, login.updated_at, secrets, now()],
+          [
+            login.id,
+            opts.node,
+            login.account,
+            login.flow,
+            login.status,
+            JSON.stringify(login.data),
+            login.created_at,
+            login.updated_at,
+            secrets,
+            now(),
+          ],
         ),
       );
       loginWrites = write.catch(() => undefined);
@@ -356,8 +403,13 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       await loginWrites;
       const rows =
         o.status === undefined
-          ? await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 ORDER BY l.created_at DESC, l.id`, [opts.node])
-          : await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 AND l.status = $2 ORDER BY l.created_at DESC, l.id`, [opts.node, o.status]);
+          ? await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 ORDER BY l.created_at DESC, l.id`, [
+              opts.node,
+            ])
+          : await q(
+              `${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 AND l.status = $2 ORDER BY l.created_at DESC, l.id`,
+              [opts.node, o.status],
+            );
       return rows.map((row) => decodeLogin(row, where, key));
     },
 
@@ -371,7 +423,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async pruneLogins(before) {
-      const rows = await q(`DELETE FROM ${S}.logins WHERE node = $1 AND status <> 'pending' AND updated_at < $2 RETURNING 1`, [opts.node, before]);
+      const rows = await q(`DELETE FROM ${S}.logins WHERE node = $1 AND status <> 'pending' AND updated_at < $2 RETURNING 1`, [
+        opts.node,
+        before,
+      ]);
       return rows.length;
     },
 
@@ -381,7 +436,13 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       await q(
         `INSERT INTO ${S}.audit (at, account, client, action, node)
          SELECT e.at, e.account, e.client, e.action, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS e(at, account, client, action)`,
-        [entries.map((e) => e.at), entries.map((e) => e.account), entries.map((e) => truncate(e.client, AUDIT_CLIENT_MAX)), entries.map((e) => e.action), opts.node],
+        [
+          entries.map((e) => e.at),
+          entries.map((e) => e.account),
+          entries.map((e) => truncate(e.client, AUDIT_CLIENT_MAX)),
+          entries.map((e) => e.action),
+          opts.node,
+        ],
       );
     },
 
@@ -391,7 +452,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       const rows =
         o.account === undefined
           ? await q(`SELECT at, account, client, action FROM ${S}.audit ORDER BY at DESC, id DESC LIMIT $1`, [limit])
-          : await q(`SELECT at, account, client, action FROM ${S}.audit WHERE account = $1 ORDER BY at DESC, id DESC LIMIT $2`, [o.account, limit]);
+          : await q(`SELECT at, account, client, action FROM ${S}.audit WHERE account = $1 ORDER BY at DESC, id DESC LIMIT $2`, [
+              o.account,
+              limit,
+            ]);
       return rows.map((row) => decodeAudit(row, where));
     },
 
@@ -410,7 +474,9 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       client.on('error', onError);
       try {
         // Values are our own integers: SET takes no parameters.
-        await client.query(`BEGIN; SET LOCAL lock_timeout = ${Math.round(waitMs)}; SET LOCAL idle_in_transaction_session_timeout = ${Math.round(holdMs)}`);
+        await client.query(
+          `BEGIN; SET LOCAL lock_timeout = ${Math.round(waitMs)}; SET LOCAL idle_in_transaction_session_timeout = ${Math.round(holdMs)}`,
+        );
         await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${S}.grant:${account}`]);
       } catch (err) {
         client.off('error', onError);

@@ -5,7 +5,17 @@
  */
 import { open as unseal, seal } from './crypto.js';
 import { StoreError } from './errors.js';
-import type { AuditEntry, GrantRecord, GrantSummary, GrantWrite, LoginRecord, LoginSecrets, LoginStatusValue, StoredAccessToken, TokenUpdate } from './types.js';
+import type {
+  AuditEntry,
+  GrantRecord,
+  GrantSummary,
+  GrantWrite,
+  LoginRecord,
+  LoginSecrets,
+  LoginStatusValue,
+  StoredAccessToken,
+  TokenUpdate,
+} from './types.js';
 
 export interface Row {
   [column: string]: unknown;
@@ -101,7 +111,12 @@ export function decodeGrant(row: Row, key: Buffer, file: string): GrantRecord {
  * A grant row just written with these tokens: what was sealed is not opened again (a
  * refresh's commit, which would decrypt what it just encrypted); only a refresh token the provider did not rotate is.
  */
-export function decodeWrittenGrant(row: Row, key: Buffer, file: string, written: { access_token: string; refresh_token?: string }): GrantRecord {
+export function decodeWrittenGrant(
+  row: Row,
+  key: Buffer,
+  file: string,
+  written: { access_token: string; refresh_token?: string },
+): GrantRecord {
   return {
     ...grantFields(row, file),
     access_token: written.access_token,
@@ -146,11 +161,28 @@ function share(shared: Map<string, string>, s: string): string {
 
 /** The columns of a grant row but its sealed tokens, and whether each token is there (for decodeGrantSummary). */
 const SUMMARY_COLUMNS = [
-  'account', 'token_type', 'expires_at', 'obtained_at', 'scope', 'generation', 'status', 'in_flight_since',
-  'in_flight_for', 'last_error', 'updated_at', 'bound_to', 'refresh_expires_at', 'has_refresh_token', 'has_access_token',
+  'account',
+  'token_type',
+  'expires_at',
+  'obtained_at',
+  'scope',
+  'generation',
+  'status',
+  'in_flight_since',
+  'in_flight_for',
+  'last_error',
+  'updated_at',
+  'bound_to',
+  'refresh_expires_at',
+  'has_refresh_token',
+  'has_access_token',
 ] as const;
 export const GRANT_SUMMARY_COLUMNS = SUMMARY_COLUMNS.map((c) =>
-  c === 'has_refresh_token' ? 'refresh_token IS NOT NULL AS has_refresh_token' : c === 'has_access_token' ? 'access_token IS NOT NULL AS has_access_token' : c,
+  c === 'has_refresh_token'
+    ? 'refresh_token IS NOT NULL AS has_refresh_token'
+    : c === 'has_access_token'
+      ? 'access_token IS NOT NULL AS has_access_token'
+      : c,
 ).join(', ');
 
 /**

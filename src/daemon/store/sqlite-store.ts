@@ -3,7 +3,26 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, GRANT_SUMMARY_COLUMNS, LOGIN_WITH_SECRETS, commitColumns, decodeAccessToken, decodeAudit, decodeGrant, decodeGrantSummary, decodeLogin, decodeWrittenGrant, grantColumns, openSecret, sealLoginSecrets, sealSecret, summaryRow, truncate, type Row } from './rows.js';
+import {
+  AUDIT_CLIENT_MAX,
+  AUDIT_DEFAULT_LIMIT,
+  GRANT_SUMMARY_COLUMNS,
+  LOGIN_WITH_SECRETS,
+  commitColumns,
+  decodeAccessToken,
+  decodeAudit,
+  decodeGrant,
+  decodeGrantSummary,
+  decodeLogin,
+  decodeWrittenGrant,
+  grantColumns,
+  openSecret,
+  sealLoginSecrets,
+  sealSecret,
+  summaryRow,
+  truncate,
+  type Row,
+} from './rows.js';
 import type { AuditEntry, GrantRecord, GrantWrite, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
@@ -54,10 +73,7 @@ function createPrivateFile(file: string): void {
     }
     if ((st.mode & 0o077) !== 0) {
       const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new StoreError(
-        'insecure_file',
-        `the database ${file} is accessible by group or others (mode ${mode}); run: chmod 600 ${file}`,
-      );
+      throw new StoreError('insecure_file', `the database ${file} is accessible by group or others (mode ${mode}); run: chmod 600 ${file}`);
     }
   } finally {
     fs.closeSync(fd);
@@ -149,7 +165,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       VALUES (@account, 0, 'reauth_required', @at, 'import', @last_error, @updated_at, @bound_to)
       ON CONFLICT (account) DO UPDATE SET in_flight_since = @at, in_flight_for = 'import', updated_at = @updated_at`),
     dropImportPlaceholder: db.prepare<[string]>("DELETE FROM grants WHERE account = ? AND generation = 0 AND in_flight_for = 'import'"),
-    clearImportMark: db.prepare<[string]>("UPDATE grants SET in_flight_since = NULL, in_flight_for = NULL WHERE account = ? AND in_flight_for = 'import'"),
+    clearImportMark: db.prepare<[string]>(
+      "UPDATE grants SET in_flight_since = NULL, in_flight_for = NULL WHERE account = ? AND in_flight_for = 'import'",
+    ),
     clearInFlight: db.prepare<[number, string]>(
       'UPDATE grants SET in_flight_since = NULL, in_flight_for = NULL, updated_at = ? WHERE account = ?',
     ),
@@ -163,9 +181,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
     deleteSecrets: db.prepare<[string]>('DELETE FROM secrets WHERE account = ?'),
-    insertAudit: db.prepare<[number, string, string, string]>(
-      'INSERT INTO audit (at, account, client, action) VALUES (?, ?, ?, ?)',
-    ),
+    insertAudit: db.prepare<[number, string, string, string]>('INSERT INTO audit (at, account, client, action) VALUES (?, ?, ?, ?)'),
     putLogin: db.prepare<Record<string, unknown>>(`
       INSERT INTO logins (id, account, flow, status, data, created_at, updated_at)
       VALUES (@id, @account, @flow, @status, @data, @created_at, @updated_at)
@@ -178,7 +194,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     deleteLoginSecrets: db.prepare<[string]>('DELETE FROM login_secrets WHERE login_id = ?'),
     getLogin: db.prepare<[string], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.id = ?`),
     listLogins: db.prepare<[], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} ORDER BY l.created_at DESC, l.id`),
-    listLoginsWith: db.prepare<[string], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.status = ? ORDER BY l.created_at DESC, l.id`),
+    listLoginsWith: db.prepare<[string], Row>(
+      `${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.status = ? ORDER BY l.created_at DESC, l.id`,
+    ),
     lastFinishedLogin: db.prepare<[string], Row>(
       "SELECT * FROM logins WHERE account = ? AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1",
     ),
@@ -248,7 +266,10 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       st = undefined;
     }
     if (!st || st.ino !== opened.ino || st.dev !== opened.dev) {
-      throw new StoreError('replaced', `the database ${file} was ${st ? 'replaced' : 'deleted'} while tokend runs; nothing is written until tokend restarts`);
+      throw new StoreError(
+        'replaced',
+        `the database ${file} was ${st ? 'replaced' : 'deleted'} while tokend runs; nothing is written until tokend restarts`,
+      );
     }
   };
   const guard =
@@ -263,29 +284,38 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     };
 
   return {
-    getGrant: guard((account: string) => {
-      const row = sql.getGrant.get(account);
-      return row ? toGrant(row) : undefined;
-    }, { writes: false }),
-
-    listGrants: guard(() => {
-      const shared = new Map<string, string>();
-      return sql.listGrants.all().map((values) => decodeGrantSummary(summaryRow(values), file, shared));
-    }, { writes: false }),
-
-    listAccessTokens: guard(
-      (after: string | undefined, limit: number) => sql.listAccessTokens.all(after ?? '', limit).map((row) => decodeAccessToken(row, key, file)),
+    getGrant: guard(
+      (account: string) => {
+        const row = sql.getGrant.get(account);
+        return row ? toGrant(row) : undefined;
+      },
       { writes: false },
     ),
 
-    getAccessToken: guard((account: string) => {
-      const row = sql.getGrant.get(account);
-      return row ? decodeAccessToken(row, key, file) : undefined;
-    }, { writes: false }),
+    listGrants: guard(
+      () => {
+        const shared = new Map<string, string>();
+        return sql.listGrants.all().map((values) => decodeGrantSummary(summaryRow(values), file, shared));
+      },
+      { writes: false },
+    ),
 
-    replaceGrant: guard(
-      (account: string, tokens: GrantWrite, secrets: Readonly<Record<string, string>> = {}) =>
-        toGrant(replaceGrantTx.immediate(account, tokens, secrets)),
+    listAccessTokens: guard(
+      (after: string | undefined, limit: number) =>
+        sql.listAccessTokens.all(after ?? '', limit).map((row) => decodeAccessToken(row, key, file)),
+      { writes: false },
+    ),
+
+    getAccessToken: guard(
+      (account: string) => {
+        const row = sql.getGrant.get(account);
+        return row ? decodeAccessToken(row, key, file) : undefined;
+      },
+      { writes: false },
+    ),
+
+    replaceGrant: guard((account: string, tokens: GrantWrite, secrets: Readonly<Record<string, string>> = {}) =>
+      toGrant(replaceGrantTx.immediate(account, tokens, secrets)),
     ),
 
     setBindings: guard((bindings: ReadonlyArray<{ account: string; boundTo: string }>) => {
@@ -337,16 +367,22 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       sql.deleteGrant.run(account);
     }),
 
-    getSecret: guard((account: string, name: string) => {
-      const blob = sql.getSecret.get(account, name);
-      return blob === undefined ? undefined : openSecret(key, account, name, blob, file);
-    }, { writes: false }),
+    getSecret: guard(
+      (account: string, name: string) => {
+        const blob = sql.getSecret.get(account, name);
+        return blob === undefined ? undefined : openSecret(key, account, name, blob, file);
+      },
+      { writes: false },
+    ),
 
-    getSecrets: guard((account: string) => {
-      const out = new Map<string, string>();
-      for (const { name, value } of sql.getSecrets.all(account)) out.set(name, openSecret(key, account, name, value, file));
-      return out;
-    }, { writes: false }),
+    getSecrets: guard(
+      (account: string) => {
+        const out = new Map<string, string>();
+        for (const { name, value } of sql.getSecrets.all(account)) out.set(name, openSecret(key, account, name, value, file));
+        return out;
+      },
+      { writes: false },
+    ),
 
     putSecret: guard((account: string, name: string, value: string) => {
       sql.putSecret.run(account, name, sealSecret(key, account, name, value), now());
@@ -360,20 +396,27 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       if (putLoginTx.immediate(login)) removeFromWal(db);
     }),
 
-    getLogin: guard((id: string) => {
-      const row = sql.getLogin.get(id);
-      return row ? decodeLogin(row, file, key) : undefined;
-    }, { writes: false }),
-
-    listLogins: guard((opts: { status?: LoginStatusValue } = {}) =>
-      (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file, key)),
+    getLogin: guard(
+      (id: string) => {
+        const row = sql.getLogin.get(id);
+        return row ? decodeLogin(row, file, key) : undefined;
+      },
       { writes: false },
     ),
 
-    lastFinishedLogin: guard((account: string) => {
-      const row = sql.lastFinishedLogin.get(account);
-      return row ? decodeLogin(row, file) : undefined;
-    }, { writes: false }),
+    listLogins: guard(
+      (opts: { status?: LoginStatusValue } = {}) =>
+        (opts.status === undefined ? sql.listLogins.all() : sql.listLoginsWith.all(opts.status)).map((row) => decodeLogin(row, file, key)),
+      { writes: false },
+    ),
+
+    lastFinishedLogin: guard(
+      (account: string) => {
+        const row = sql.lastFinishedLogin.get(account);
+        return row ? decodeLogin(row, file) : undefined;
+      },
+      { writes: false },
+    ),
 
     pruneLogins: guard((before: number) => sql.pruneLogins.run(before).changes),
 
@@ -385,19 +428,25 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       underSyncNormal(() => appendAuditTx.immediate(entries));
     }),
 
-    listAudit: guard((opts: { account?: string; limit?: number } = {}) => {
-      const limit = opts.limit ?? AUDIT_DEFAULT_LIMIT;
-      if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
-      const rows = opts.account === undefined ? sql.listAudit.all(limit) : sql.listAuditFor.all(opts.account, limit);
-      return rows.map((row) => decodeAudit(row, file));
-    }, { writes: false }),
+    listAudit: guard(
+      (opts: { account?: string; limit?: number } = {}) => {
+        const limit = opts.limit ?? AUDIT_DEFAULT_LIMIT;
+        if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+        const rows = opts.account === undefined ? sql.listAudit.all(limit) : sql.listAuditFor.all(opts.account, limit);
+        return rows.map((row) => decodeAudit(row, file));
+      },
+      { writes: false },
+    ),
 
     // One daemon per data folder (lock.ts): no one else can refresh this file's grants.
     withGrantLock: <T>(_account: string, fn: () => Promise<T>): Promise<T> => fn(),
 
-    close: guard(() => {
-      if (db.open) db.close();
-    }, { writes: false }),
+    close: guard(
+      () => {
+        if (db.open) db.close();
+      },
+      { writes: false },
+    ),
   };
 }
 

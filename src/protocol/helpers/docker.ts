@@ -86,9 +86,7 @@ export function parseDockerInput(action: string, input: Buffer | string): Docker
  * registry host (`registry.example.com`, `localhost:5000`) or a URL
  * (`https://index.docker.io/v1/`); a bare host means https, as docker assumes.
  */
-export function dockerServerTarget(
-  serverUrl: string,
-): { protocol: string; host: string; port?: number; path?: string } | undefined {
+export function dockerServerTarget(serverUrl: string): { protocol: string; host: string; port?: number; path?: string } | undefined {
   const url = parseTargetUrl(serverUrl);
   if (!url) return undefined;
   const target: { protocol: string; host: string; port?: number; path?: string } = {

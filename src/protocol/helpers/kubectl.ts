@@ -67,10 +67,7 @@ export function parseKubectlExecInfo(raw: string | Buffer | undefined): KubectlP
   if (info.apiVersion !== undefined) {
     const v = KubeApiVersion.safeParse(info.apiVersion);
     if (!v.success) {
-      return fail(
-        'unsupported_api_version',
-        `unsupported ExecCredential apiVersion; use ${KUBE_API_V1} or ${KUBE_API_V1BETA1}`,
-      );
+      return fail('unsupported_api_version', `unsupported ExecCredential apiVersion; use ${KUBE_API_V1} or ${KUBE_API_V1BETA1}`);
     }
     apiVersion = v.data;
   }
