@@ -395,6 +395,10 @@ describe.each(KINDS)('the $name store', (kind) => {
         updated_at: clock,
         refresh_token: 'rt-1',
       });
+      // The listings say the same: a starting daemon reads its marks there, and a fleet's
+      // mark of another daemon is not this one's interrupted refresh (Broker.start).
+      const listed = (await (await reopen()).listGrants()).find((g) => g.account === 'work');
+      expect(listed).toMatchObject({ in_flight_since: clock - 5, in_flight_for: null, ...by(holder) });
       clock += 1000;
       await s.clearInFlight('work');
       expect(await s.getGrant('work')).toMatchObject({ in_flight_since: null, in_flight_for: null, ...by(), updated_at: clock });

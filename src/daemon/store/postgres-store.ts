@@ -178,14 +178,16 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async listGrants() {
       const shared = new Map<string, string>();
-      return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM ${S}.grants ORDER BY account`)).map((row) =>
+      // in_flight_by too: a starting daemon must tell another daemon's live mark from its own
+      // interrupted one (Broker.start), as getGrant does.
+      return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS}, in_flight_by FROM ${S}.grants ORDER BY account`)).map((row) =>
         decodeGrantSummary(row, where, shared),
       );
     },
 
     async listAccessTokens(after, limit) {
       const rows = await q(
-        `SELECT ${GRANT_SUMMARY_COLUMNS}, access_token FROM ${S}.grants WHERE account > $1 AND access_token IS NOT NULL AND status = 'active' ORDER BY account LIMIT $2`,
+        `SELECT ${GRANT_SUMMARY_COLUMNS}, in_flight_by, access_token FROM ${S}.grants WHERE account > $1 AND access_token IS NOT NULL AND status = 'active' ORDER BY account LIMIT $2`,
         [after ?? '', limit],
       );
       return rows.map((row) => decodeAccessToken(row, key, where));
