@@ -47,6 +47,9 @@ describe('tokend import', () => {
     expect(api.json.error.code).toBe('import_refused');
     expect(api.json.error.message).toContain('invalid_grant');
     expect(api.json.error.message).not.toContain('another-bogus-one');
+    // Neither refused token reaches the daemon's log, which names the refusal instead.
+    expect(d.logs).toContain('an import was not proven; the account is unchanged');
+    for (const t of ['bogus-refresh-token', 'another-bogus-one']) expect(d.logs).not.toContain(t);
 
     // Both were tried at the provider, on the side: the stored grant was never sent.
     expect(idp.stats.refreshErrors.map((e) => e.error)).toEqual(['invalid_grant', 'invalid_grant']);
