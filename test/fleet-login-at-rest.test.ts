@@ -48,7 +48,8 @@ describe("a fleet daemon's browser login at rest", () => {
     await d!.stop('SIGTERM');
     await pg.sql(`
       DROP TABLE tokend.login_secrets;
-      UPDATE tokend.meta SET schema_version = ${FLEET_SCHEMA_VERSION - 1};
+      ALTER TABLE tokend.logins DROP COLUMN state_hash;
+      UPDATE tokend.meta SET schema_version = ${FLEET_SCHEMA_VERSION - 2};
       INSERT INTO tokend.logins (id, node, account, flow, status, data, created_at, updated_at)
       VALUES ('old', 'n', 'work', 'browser', 'failed', '{"authorization_url":"https://id.example/auth?state=OLD-STATE-marker","error":null}', 1, 1);`);
     await d!.start();

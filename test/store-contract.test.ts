@@ -651,6 +651,22 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(await s.pruneLogins(clock)).toBe(0);
     });
 
+    it('find a login by the state of its callback, through a put without secrets, and after it ends', async () => {
+      expect(await s.findLoginByState('st-1')).toBeUndefined();
+      await s.putLogin(login({ secrets }));
+      await s.putLogin(login({ id: 'login-2', secrets: { ...secrets, state: 'st-2' } }));
+      await s.putLogin(login({ id: 'device', flow: 'device', secrets: { device_code: 'dc' } }));
+      expect(await s.findLoginByState('st-1')).toStrictEqual(login({ secrets }));
+      expect((await s.findLoginByState('st-2'))!.id).toBe('login-2');
+      await s.putLogin(login({ updated_at: clock + 1 }));
+      expect((await (await reopen()).findLoginByState('st-1'))!.secrets).toEqual(secrets);
+      await s.putLogin(login({ status: 'active', updated_at: clock + 2 }));
+      // Ended: still found (a repeated callback is told the login is over), its secrets gone.
+      expect(await s.findLoginByState('st-1')).toStrictEqual(login({ status: 'active', updated_at: clock + 2 }));
+      expect(await s.findLoginByState('st-')).toBeUndefined();
+      expect(await s.findLoginByState('dc')).toBeUndefined();
+    });
+
     it("keep a pending login's sealed secrets, also through a put without them, and drop them when it ends", async () => {
       await s.putLogin(login({ secrets }));
       expect((await s.getLogin('login-1'))!.secrets).toEqual(secrets);

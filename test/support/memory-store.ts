@@ -225,8 +225,11 @@ export class MemoryStore implements Store {
     for (const k of [...this.secrets.keys()]) if (k.startsWith(`${account}/`)) this.secrets.delete(k);
     this.journal.push({ op: 'deleteSecrets', account });
   }
+  /** login id → the state its secrets gave (the real stores keep only a keyed hash of it). */
+  private readonly loginStates = new Map<string, string>();
   async putLogin(login: LoginRecord): Promise<void> {
     this.reachable();
+    if (login.status === 'pending' && login.secrets?.state) this.loginStates.set(login.id, login.secrets.state);
     // As the real stores: a pending put without secrets keeps them; a finished login has none.
     const { secrets, ...rec } = login;
     const kept = login.status === 'pending' ? (secrets ?? this.logins.get(login.id)?.secrets) : undefined;
@@ -236,6 +239,11 @@ export class MemoryStore implements Store {
     this.reachable();
     const l = this.logins.get(id);
     return l && { ...l };
+  }
+  async findLoginByState(state: string): Promise<LoginRecord | undefined> {
+    this.reachable();
+    for (const [id, st] of this.loginStates) if (st === state) return this.getLogin(id);
+    return undefined;
   }
   async listLogins(opts: { status?: LoginStatusValue } = {}): Promise<LoginRecord[]> {
     this.reachable();
@@ -253,7 +261,12 @@ export class MemoryStore implements Store {
   async pruneLogins(before: number): Promise<number> {
     this.reachable();
     let n = 0;
-    for (const [id, l] of this.logins) if (l.status !== 'pending' && l.updated_at < before && this.logins.delete(id)) n++;
+    for (const [id, l] of this.logins) {
+      if (l.status !== 'pending' && l.updated_at < before && this.logins.delete(id)) {
+        this.loginStates.delete(id);
+        n++;
+      }
+    }
     return n;
   }
   async appendAudit(entries: AuditEntry[]): Promise<void> {

@@ -96,6 +96,15 @@ export const MIGRATIONS: readonly Migration[] = [
     db.exec(`ALTER TABLE grants ADD COLUMN in_flight_for TEXT CHECK (in_flight_for IN ('import'));`);
   },
   keepLoginSecretsSealed,
+
+  function findLoginsByState(db) {
+    // A browser login's callback finds its login by a keyed hash of its state (never the
+    // state in clear): `POST /v1/logins/callback` (rows.ts loginStateHash).
+    db.exec(`
+      ALTER TABLE logins ADD COLUMN state_hash TEXT;
+      CREATE UNIQUE INDEX logins_state_hash ON logins (state_hash) WHERE state_hash IS NOT NULL;
+    `);
+  },
 ];
 
 /** The schema version from which logins keep their secrets sealed (the step keepLoginSecretsSealed). */

@@ -73,6 +73,11 @@ const MIGRATIONS: readonly string[] = [
   );
   UPDATE ${S}.logins SET data = (data::jsonb - 'authorization_url')::text WHERE data::jsonb ? 'authorization_url';
   `,
+  // A browser login's callback finds its login by a keyed hash of its state (rows.ts loginStateHash).
+  `
+  ALTER TABLE ${S}.logins ADD COLUMN state_hash text;
+  CREATE UNIQUE INDEX logins_state_hash ON ${S}.logins (state_hash) WHERE state_hash IS NOT NULL;
+  `,
 ];
 
 if (MIGRATIONS.length !== FLEET_SCHEMA_VERSION) {

@@ -38,6 +38,8 @@ import {
   grantColumns,
   openSecret,
   sealLoginSecrets,
+  loginStateHash,
+  stateHashOf,
   sealSecret,
   truncate,
   type Row,
@@ -366,10 +368,11 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       const write = loginWrites.then(() =>
         q(
           `WITH l AS (
-             INSERT INTO ${S}.logins (id, node, account, flow, status, data, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             INSERT INTO ${S}.logins (id, node, account, flow, status, data, created_at, updated_at, state_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $11)
              ON CONFLICT (id) DO UPDATE SET account = excluded.account, flow = excluded.flow, status = excluded.status,
-               data = excluded.data, updated_at = excluded.updated_at
+               data = excluded.data, updated_at = excluded.updated_at,
+               state_hash = COALESCE(excluded.state_hash, ${S}.logins.state_hash)
              RETURNING id),
            gone AS (DELETE FROM ${S}.login_secrets WHERE login_id = $1 AND $5 <> 'pending'),
            kept AS (
@@ -388,6 +391,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
             login.updated_at,
             secrets,
             now(),
+            stateHashOf(key, login),
           ],
         ),
       );
@@ -398,6 +402,16 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     async getLogin(id) {
       await loginWrites;
       const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.id = $1 AND l.node = $2`, [id, opts.node]);
+      return row ? decodeLogin(row, where, key) : undefined;
+    },
+
+    async findLoginByState(state) {
+      await loginWrites;
+      // This daemon's logins, as every other login read here (the fleet-wide lookup is issue 22's fleet part).
+      const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.state_hash = $1 AND l.node = $2`, [
+        loginStateHash(key, state),
+        opts.node,
+      ]);
       return row ? decodeLogin(row, where, key) : undefined;
     },
 

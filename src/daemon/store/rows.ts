@@ -3,6 +3,7 @@
  * sealing): the associated data that binds a sealed value to its row and column, and the
  * decoders that check each row on its way out. `file` names the database in messages.
  */
+import { createHmac, hkdfSync } from 'node:crypto';
 import { open as unseal, seal } from './crypto.js';
 import { StoreError } from './errors.js';
 import type {
@@ -81,6 +82,23 @@ export function openSecret(key: Buffer, account: string, name: string, blob: unk
 /** A pending login's secrets as one sealed blob, bound to the login's id. */
 export function sealLoginSecrets(key: Buffer, id: string, secrets: LoginSecrets): Buffer {
   return seal(key, JSON.stringify(secrets), loginSecretsAad(id));
+}
+
+/**
+ * The keyed hash (HMAC-SHA256) a login is found by from the `state` of its callback
+ * (`POST /v1/logins/callback`): the state itself is a secret and is stored only sealed. The
+ * HMAC key is derived from the master key (HKDF, RFC 5869) so it is as protected as the
+ * key and no second secret needs keeping.
+ */
+export function loginStateHash(key: Buffer, state: string): string {
+  const hmacKey = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tokend login state v1', 32));
+  return createHmac('sha256', hmacKey).update(state, 'utf8').digest('base64url');
+}
+
+/** The state_hash column a login write sets: from the state among its secrets, when they are given. */
+export function stateHashOf(key: Buffer, login: LoginRecord): string | null {
+  const state = login.status === 'pending' ? login.secrets?.state : undefined;
+  return state ? loginStateHash(key, state) : null;
 }
 
 /**

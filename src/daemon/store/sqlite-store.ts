@@ -18,6 +18,8 @@ import {
   grantColumns,
   openSecret,
   sealLoginSecrets,
+  loginStateHash,
+  stateHashOf,
   sealSecret,
   summaryRow,
   truncate,
@@ -183,16 +185,17 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     deleteSecrets: db.prepare<[string]>('DELETE FROM secrets WHERE account = ?'),
     insertAudit: db.prepare<[number, string, string, string]>('INSERT INTO audit (at, account, client, action) VALUES (?, ?, ?, ?)'),
     putLogin: db.prepare<Record<string, unknown>>(`
-      INSERT INTO logins (id, account, flow, status, data, created_at, updated_at)
-      VALUES (@id, @account, @flow, @status, @data, @created_at, @updated_at)
+      INSERT INTO logins (id, account, flow, status, data, created_at, updated_at, state_hash)
+      VALUES (@id, @account, @flow, @status, @data, @created_at, @updated_at, @state_hash)
       ON CONFLICT (id) DO UPDATE SET
         account = excluded.account, flow = excluded.flow, status = excluded.status,
-        data = excluded.data, updated_at = excluded.updated_at`),
+        data = excluded.data, updated_at = excluded.updated_at, state_hash = COALESCE(excluded.state_hash, logins.state_hash)`),
     putLoginSecrets: db.prepare<[string, Buffer, number]>(`
       INSERT INTO login_secrets (login_id, secrets, updated_at) VALUES (?, ?, ?)
       ON CONFLICT (login_id) DO UPDATE SET secrets = excluded.secrets, updated_at = excluded.updated_at`),
     deleteLoginSecrets: db.prepare<[string]>('DELETE FROM login_secrets WHERE login_id = ?'),
     getLogin: db.prepare<[string], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.id = ?`),
+    findLoginByState: db.prepare<[string], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.state_hash = ?`),
     listLogins: db.prepare<[], Row>(`${LOGIN_WITH_SECRETS('logins', 'login_secrets')} ORDER BY l.created_at DESC, l.id`),
     listLoginsWith: db.prepare<[string], Row>(
       `${LOGIN_WITH_SECRETS('logins', 'login_secrets')} WHERE l.status = ? ORDER BY l.created_at DESC, l.id`,
@@ -222,7 +225,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
   /** One login and its secrets in one commit; true when a finished login's secrets were removed. */
   const putLoginTx = db.transaction((login: LoginRecord): boolean => {
     const { secrets, ...rec } = login;
-    sql.putLogin.run({ ...rec, data: JSON.stringify(rec.data) });
+    sql.putLogin.run({ ...rec, data: JSON.stringify(rec.data), state_hash: stateHashOf(key, login) });
     if (rec.status !== 'pending') return sql.deleteLoginSecrets.run(rec.id).changes > 0;
     if (secrets) sql.putLoginSecrets.run(rec.id, sealLoginSecrets(key, rec.id, secrets), now());
     return false;
@@ -399,6 +402,14 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     getLogin: guard(
       (id: string) => {
         const row = sql.getLogin.get(id);
+        return row ? decodeLogin(row, file, key) : undefined;
+      },
+      { writes: false },
+    ),
+
+    findLoginByState: guard(
+      (state: string) => {
+        const row = sql.findLoginByState.get(loginStateHash(key, state));
         return row ? decodeLogin(row, file, key) : undefined;
       },
       { writes: false },

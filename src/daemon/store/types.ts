@@ -184,6 +184,12 @@ export interface Store {
    */
   putLogin(login: LoginRecord): Promise<void>;
   getLogin(id: string): Promise<LoginRecord | undefined>;
+  /**
+   * The login whose callback carries `state` (a browser login's), pending or finished
+   * (secrets only while pending). The store keeps only a keyed hash of the state
+   * (rows.ts loginStateHash), set by the put that gives the login's secrets and kept after.
+   */
+  findLoginByState(state: string): Promise<LoginRecord | undefined>;
   /** Logins, newest first; only those with `status` when given. */
   listLogins(opts?: { status?: LoginStatusValue }): Promise<LoginRecord[]>;
   /** The account's most recent login that is no longer pending. */
