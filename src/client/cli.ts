@@ -22,6 +22,7 @@ accounts:
   set NAME [options]          change some of an account's settings
   login NAME                  sign in at the provider (device code or browser)
   login NAME --cancel         stop a login in progress
+  login --callback URL        hand over a browser login's redirect URL
   import NAME --refresh-token-stdin | --tokens-stdin
                               start an account from tokens you hold
   list                        accounts with status and expiry

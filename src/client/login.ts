@@ -11,10 +11,11 @@ import { parseOptions, requireName } from './args.js';
 import { canOpenBrowser, openBrowser } from './browser.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
 import { ApiError, type TokendClient } from './socket-client.js';
-import { relative } from './when.js';
+import { parseDuration, relative } from './when.js';
 
-export const LOGIN_HELP = `usage: tokend login NAME [--flow device|browser] [--no-browser] [--no-wait] [--json]
+export const LOGIN_HELP = `usage: tokend login NAME [--flow device|browser] [--ttl T] [--no-browser] [--no-wait] [--json]
        tokend login NAME --cancel
+       tokend login --callback URL [--json]
 
 Signs in to account NAME at its provider and stores the new grant in the daemon. A
 login that fails never deletes a grant that works.
@@ -25,10 +26,14 @@ login that fails never deletes a grant that works.
                  session has a display and is not over SSH, else device.
   --no-browser   never open a browser: print the URL (browser flow) or the page and
                  code (device flow) only
+  --ttl T        how long the login waits: 90s, 30m, 12h, 2d (default: the account's
+                 login_ttl_s, else 10 min; a device login at most its code's expiry)
   --no-wait      return once the login has started (the daemon finishes it)
   --json         print the login object on stdout (with --no-wait: at once, and
                  nothing else happens: no browser, no QR code)
   --cancel       stop NAME's login in progress, started from here or anywhere else
+  --callback URL hand over a browser login's redirect URL (caught by an app, or
+                 copied from a browser); the login is found by the URL's state
 
 The device flow shows its page and code on stderr, with a QR code of the page when
 stderr is a terminal (so \`tokend login NAME | cat\` still shows it), and offers to
@@ -36,7 +41,8 @@ open the page, code included, in a browser where one can open ($BROWSER is set, 
 there is a display): press Enter while it waits on a terminal; without a terminal it
 opens at once. The browser flow opens its URL at once.
 
-A second \`tokend login NAME\` while one is in progress joins it. The browser is
+A second \`tokend login NAME\` while one is in progress joins it (asking for the
+other flow is refused). A login in progress survives a restart of the daemon. The browser is
 $BROWSER (a command; %s stands for the URL), else open (macOS), wslview (WSL) or
 xdg-open. Ctrl-C stops the waiting, not the login: it goes on in the daemon until it
 ends or expires; \`tokend status NAME\` shows it and \`tokend login NAME --cancel\`
@@ -58,6 +64,8 @@ const LOGIN_OPTIONS = {
   'no-wait': { type: 'boolean' },
   json: { type: 'boolean' },
   cancel: { type: 'boolean' },
+  callback: { type: 'string' },
+  ttl: { type: 'string' },
 } as const;
 
 /** Run `tokend login`; returns the exit status. API errors propagate to cli.ts, which prints them. */
@@ -67,15 +75,18 @@ export const runLogin: Command = async (args, io, client) => {
     io.stdout(LOGIN_HELP);
     return EXIT.ok;
   }
+  if (values.callback !== undefined) return completeByUrl(values, positionals, io, client());
   const name = requireName(positionals[0], 'login');
   if (values.cancel) {
-    const others = (['flow', 'no-browser', 'no-wait', 'json'] as const).filter((k) => values[k] !== undefined);
+    const others = (['flow', 'ttl', 'no-browser', 'no-wait', 'json'] as const).filter((k) => values[k] !== undefined);
     if (others.length) throw new UsageError(`--cancel takes no other options (got --${others[0]})`, 'login');
     return cancelLogin(name, io, client());
   }
   if (values.flow !== undefined && values.flow !== 'device' && values.flow !== 'browser') {
     throw new UsageError(`--flow is device or browser, not "${values.flow.slice(0, 40)}"`, 'login');
   }
+  const ttlS = values.ttl === undefined ? undefined : parseDuration(values.ttl);
+  if (ttlS === null) throw new UsageError(`--ttl is a duration such as 90s, 30m, 12h or 2d, not "${values.ttl!.slice(0, 40)}"`, 'login');
 
   const c = client();
   // The daemon may run without a display (systemd): the default comes from this terminal's
@@ -83,10 +94,11 @@ export const runLogin: Command = async (args, io, client) => {
   let flow: LoginFlow | undefined = values.flow as LoginFlow | undefined;
   if (!flow) {
     const account = await c.json<AccountView>('GET', ROUTES.account(name));
-    if (!account.flow) flow = defaultLoginFlow(io.env, process.platform);
+    // A login in progress is joined whatever its flow: guessing another would be refused.
+    if (!account.flow && account.login?.status !== 'pending') flow = defaultLoginFlow(io.env, process.platform);
   }
   const askedAt = Date.now();
-  let login = await c.json<LoginView>('POST', ROUTES.accountLogin(name), flow ? { flow } : {});
+  let login = await c.json<LoginView>('POST', ROUTES.accountLogin(name), { ...(flow ? { flow } : {}), ...(ttlS ? { ttl_s: ttlS } : {}) });
   // Same machine, same clock: a login created before we asked is one we joined.
   const joined = Date.parse(login.created_at) < askedAt - 5;
 
@@ -142,6 +154,30 @@ function reason(login: Pick<LoginView, 'error'>): string {
   const e = login.error;
   if (!e) return 'no reason given';
   return e.message.includes(e.code) ? e.message : `${e.message} (${e.code})`;
+}
+
+/**
+ * `tokend login --callback URL`: hand a browser login's redirect to the daemon, which finds
+ * the login by its state and exchanges the code; exit 0 once signed in, 1 if it failed.
+ */
+async function completeByUrl(
+  values: { callback?: string; json?: boolean } & Record<string, unknown>,
+  positionals: string[],
+  io: Io,
+  c: TokendClient,
+): Promise<number> {
+  const others = (['flow', 'ttl', 'no-browser', 'no-wait', 'cancel'] as const).filter((k) => values[k] !== undefined);
+  if (others.length || positionals.length) {
+    throw new UsageError(`--callback takes only --json (got ${others.length ? `--${others[0]}` : positionals[0]})`, 'login');
+  }
+  const login = await c.json<LoginView>('POST', ROUTES.loginCallbackByState, { url: values.callback });
+  if (values.json) io.stdout(JSON.stringify(login, null, 2) + '\n');
+  if (login.status === 'active') {
+    io.stderr(`Signed in to "${login.account}".\n`);
+    return EXIT.ok;
+  }
+  io.stderr(`tokend: the login to "${login.account}" ${login.status === 'pending' ? 'is still being completed' : `failed: ${reason(login)}`}\n`);
+  return login.status === 'pending' ? EXIT.ok : EXIT.error;
 }
 
 /**

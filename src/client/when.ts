@@ -21,3 +21,13 @@ export function relative(iso: string, now: number): string {
 export function stamp(iso: string | null | undefined, now: number): string {
   return iso ? `${iso} (${relative(iso, now)})` : '-';
 }
+
+const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A duration as people type it ("90s", "30m", "12h", "2d", or plain seconds) in seconds; null when it is not one. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(text.trim());
+  if (!m) return null;
+  const seconds = Number(m[1]) * UNIT_S[m[2] || 's']!;
+  return seconds > 0 ? seconds : null;
+}

@@ -52,10 +52,11 @@ export interface Loopback {
 
 /**
  * Listen on 127.0.0.1, a free port (RFC 8252 §7.3: the loopback IP literal, not `localhost`,
- * §8.3), for GET /callback. Everything else is 404. The listener lives until `close()` or
- * until an answer says it was the last.
+ * §8.3), or `port` again for a login taken up after a restart (its redirect URI names it),
+ * for GET /callback. Everything else is 404. The listener lives until `close()` or until an
+ * answer says it was the last. Rejects with the listen error (EADDRINUSE: the port is taken).
  */
-export async function openLoopback(onCallback: (url: URL) => Promise<CallbackAnswer>): Promise<Loopback> {
+export async function openLoopback(onCallback: (url: URL) => Promise<CallbackAnswer>, port = 0): Promise<Loopback> {
   let closed = false;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -73,9 +74,9 @@ export async function openLoopback(onCallback: (url: URL) => Promise<CallbackAns
   });
   // A browser may keep connections open; nothing here needs them.
   server.keepAliveTimeout = 1000;
-  server.listen(0, '127.0.0.1');
+  server.listen(port, '127.0.0.1');
   await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
+  const bound = (server.address() as AddressInfo).port;
 
   function close(): void {
     if (closed) return;
@@ -85,7 +86,7 @@ export async function openLoopback(onCallback: (url: URL) => Promise<CallbackAns
     // A response still being written gets a moment; then every connection goes.
     setTimeout(() => server.closeAllConnections(), 2000).unref();
   }
-  return { redirectUri: `http://127.0.0.1:${port}${CALLBACK_PATH}`, close };
+  return { redirectUri: `http://127.0.0.1:${bound}${CALLBACK_PATH}`, close };
 }
 
 function send(res: http.ServerResponse, status: number, html: string): void {

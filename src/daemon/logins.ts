@@ -4,12 +4,13 @@
  * expired), persistence, joining, and events.
  *
  * The store holds what the API shows, so a status survives a restart, and a login that was
- * pending when the daemon stopped is `expired` afterwards. A pending login's secrets (device
- * code; state, PKCE verifier and the authorization URL that carries the state) are stored
- * sealed only, and removed when it ends; authorization codes and tokens never are.
+ * pending when the daemon stopped is taken up by the next start (login-resume.ts). A pending
+ * login's secrets (device code; state, PKCE verifier and the authorization URL that carries
+ * the state) are stored sealed only, and removed when it ends; authorization codes and
+ * tokens never are.
  */
 import { randomUUID } from 'node:crypto';
-import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from '../protocol/api.js';
+import type { AccountConfig, LoginFlow, LoginStatus, LoginView } from '../protocol/api.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
@@ -19,10 +20,13 @@ import { wireErrorOf } from './driver-errors.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
 import type { EventBus } from './events.js';
-import { browserSecrets, openLoopback, page, stateMatches, type CallbackAnswer } from './login-browser.js';
+import { browserSecrets, openLoopback, stateMatches, type Loopback } from './login-browser.js';
+import { answerOf, checkRedirect, notWaiting, pageFor, parseCallbackUrl, stateOfCallback, type CallbackOutcome } from './login-callback.js';
 import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js';
+import { planResume, type Resumption } from './login-resume.js';
+import { fromRecord, qrOf, toRecord, view, type LoginState } from './login-view.js';
 import type { Logger } from './log.js';
-import type { LoginRecord, LoginSecrets, Store } from './store/types.js';
+import type { LoginSecrets, Store } from './store/types.js';
 
 export interface LoginManagerDeps {
   store: Store;
@@ -41,25 +45,8 @@ export interface LoginManagerDeps {
 
 /** How long a browser login waits for its callback. */
 export const BROWSER_LOGIN_TTL_MS = 10 * 60_000;
-
-/** A login as the manager holds it: the API's fields, times in epoch ms. */
-interface LoginState {
-  id: string;
-  account: string;
-  flow: LoginFlow;
-  task: string | null;
-  status: LoginStatus;
-  user_code: string | null;
-  verification_uri: string | null;
-  verification_uri_complete: string | null;
-  authorization_url: string | null;
-  created_at: number;
-  updated_at: number;
-  expires_at: number;
-  error: LoginError | null;
-  /** The device flow's QR code (see qrOf); memory only. */
-  qr?: string | null;
-}
+/** The longest delay setTimeout keeps (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * What a login talks to, fixed when it starts: the account's config, its client secret and
@@ -82,9 +69,6 @@ interface BrowserWait {
   redirectUri: string;
   secrets: { state: string; code_verifier: string };
 }
-
-/** What became of one callback request. */
-type CallbackOutcome = { kind: 'over' } | { kind: 'refused' } | { kind: 'busy' } | { kind: 'done'; login: LoginView };
 
 interface Session {
   state: LoginState;
@@ -112,24 +96,59 @@ export class LoginManager {
   }
 
   /**
-   * At start-up: logins a previous daemon left pending cannot finish (their device code or
-   * verifier died with it), so they become `expired`; old finished ones are pruned.
+   * At start-up: take up the logins a previous daemon left pending (login-resume.ts); those
+   * whose time passed, or that cannot go on, end here. Old finished ones are pruned.
+   * Returns how many were taken up.
    */
-  async expireStale(): Promise<number> {
+  async resumeStored(): Promise<number> {
     const now = this.now();
-    const stale = await this.deps.store.listLogins({ status: 'pending' });
-    for (const { secrets: _gone, ...rec } of stale) {
-      const error: LoginError = { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' };
+    let resumed = 0;
+    for (const rec of await this.deps.store.listLogins({ status: 'pending' })) {
+      if (this.byAccount.has(rec.account)) continue; // one pending login per account
+      const plan = planResume(rec, { getAccount: (a) => this.deps.config.getAccount(a), getDriver: this.deps.getDriver, now });
+      if (plan.kind !== 'end') {
+        await this.takeUp(plan);
+        resumed++;
+        continue;
+      }
+      const { secrets: _gone, ...ended } = rec;
       // Finished: the store removes its secrets in the same commit.
-      await this.deps.store.putLogin({ ...rec, status: 'expired', data: { ...rec.data, error }, updated_at: now });
-      this.deps.log.info('a login left pending by the previous daemon is now expired', { account: rec.account, login_id: rec.id });
+      await this.deps.store.putLogin({ ...ended, status: plan.status, data: { ...rec.data, error: plan.error }, updated_at: now });
+      this.deps.log.info('a login left pending by the previous daemon ended', {
+        account: rec.account,
+        login_id: rec.id,
+        status: plan.status,
+        error: plan.error.code,
+      });
     }
     await this.prune();
     this.pruneTimer = setInterval(() => {
       this.prune().catch((err) => this.deps.log.warn('could not prune finished logins', { error: (err as Error).message }));
     }, 3_600_000);
     this.pruneTimer.unref();
-    return stale.length;
+    return resumed;
+  }
+
+  /** Go on with a stored pending login in this daemon: poll, or wait for its callback. */
+  private async takeUp(plan: Exclude<Resumption, { kind: 'end' }>): Promise<void> {
+    const { state, cfg } = plan;
+    const target: LoginTarget = {
+      account: state.account,
+      cfg,
+      secrets: await this.deps.store.getSecrets(state.account),
+      identity: state.identity,
+      ...(state.task ? { task: state.task } : {}),
+    };
+    if (plan.kind === 'device') state.qr = await qrOf(state.verification_uri_complete ?? state.verification_uri);
+    const s: Session = { state, target, stop: new AbortController(), busy: false };
+    this.live.set(state.account, s);
+    this.byAccount.set(state.account, Promise.resolve(s));
+    this.deps.log.info('login taken up after a restart', { account: state.account, login_id: state.id, flow: state.flow });
+    if (plan.kind === 'device') {
+      void this.runDevice(s, plan.driver, plan.deviceCode, state.interval ?? undefined);
+      return;
+    }
+    await this.listen(s, { driver: plan.driver, redirectUri: plan.redirectUri, secrets: plan.secrets }, plan.loopbackPort);
   }
 
   /** The account's pending login, if any (the broker's 409 `login_pending`). */
@@ -148,17 +167,20 @@ export class LoginManager {
 
   /**
    * Start a login for `account`, or join the pending one (same object, no second code or
-   * browser tab). `flow`: the request's; else the account's; else the daemon's guess.
+   * browser tab). `flow`: the request's; else the account's; else the daemon's guess. A
+   * request for another flow than the pending login's is a 409 `login_pending`.
+   * `ttlS`: how long the login waits (else the account's `login_ttl_s`, else the default).
    */
-  async start(account: string, flow?: LoginFlow, opts: { task?: string } = {}): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number } = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
+    const ttlMs = this.ttlOf(account, cfg, opts.ttlS);
     const running = this.byAccount.get(account);
     if (running) {
       // A start that fails rejects every request that joined it: one provider call, one error.
       const s = await running;
-      if (s.state.status === 'pending') return view(s.state);
+      if (s.state.status === 'pending') return this.join(s, flow);
       return this.start(account, flow, opts);
     }
     const chosen = this.chooseFlow(account, cfg, flow);
@@ -175,13 +197,37 @@ export class LoginManager {
         identity: identityKey(cfg),
         ...(opts.task ? { task: opts.task } : {}),
       };
-      return chosen === 'device' ? this.openDevice(target, driver) : this.openBrowser(target, driver);
+      return chosen === 'device' ? this.openDevice(target, driver, ttlMs) : this.openBrowser(target, driver, ttlMs);
     })();
     this.byAccount.set(account, opening);
     opening.catch(() => {
       if (this.byAccount.get(account) === opening) this.byAccount.delete(account);
     });
     return view((await opening).state);
+  }
+
+  /** A second request for the account's pending login: the same flow (or none named) joins it; another is a 409. */
+  private join(s: Session, flow: LoginFlow | undefined): LoginView {
+    const login = view(s.state);
+    if (!flow || flow === s.state.flow) return login;
+    throw E.loginPending(
+      `account "${login.account}" already has a ${login.flow} login pending (${login.id}); finish it, or cancel it (\`tokend login ${login.account} --cancel\`) before starting a ${flow} login`,
+      { account: login.account, login },
+    );
+  }
+
+  /**
+   * How long a new login waits, in ms (undefined: the flow's default): the request's
+   * `ttl_s`, else the account's `login_ttl_s` (capped at the maximum), at most
+   * `settings.login_ttl_max_s`.
+   */
+  private ttlOf(account: string, cfg: AccountConfig, ttlS: number | undefined): number | undefined {
+    const max = this.deps.config.settings.login_ttl_max_s;
+    if (ttlS !== undefined && ttlS > max) {
+      throw E.invalidRequest(`ttl_s: at most ${max} seconds (settings.login_ttl_max_s), got ${ttlS}`, { account });
+    }
+    const chosen = ttlS ?? cfg.login_ttl_s;
+    return chosen === undefined ? undefined : Math.min(chosen, max) * 1000;
   }
 
   /**
@@ -234,18 +280,14 @@ export class LoginManager {
     return rec ? fromRecord(rec) : undefined;
   }
 
-  /** Shutdown: stop every poller and listener; pending logins are recorded as expired. */
+  /**
+   * Shutdown: stop every poller and listener. Pending logins stay pending in the store, their
+   * secrets sealed: the next start takes them up (resumeStored).
+   */
   close(): void {
     this.shutdown.abort();
     clearInterval(this.pruneTimer);
-    for (const s of [...this.live.values()]) {
-      this.finish(
-        s,
-        'expired',
-        { code: 'daemon_stopped', message: 'tokend stopped before this login finished; start a new login' },
-        { quiet: true },
-      );
-    }
+    for (const s of this.live.values()) s.stop.abort();
   }
 
   // ---- flows ----
@@ -262,8 +304,11 @@ export class LoginManager {
     return defaultLoginFlow(this.deps.env ?? process.env, this.deps.platform ?? process.platform);
   }
 
-  /** RFC 8628 §3.1–3.2: ask for codes, record the login, poll in the background. */
-  private async openDevice(target: LoginTarget, driver: Driver): Promise<Session> {
+  /**
+   * RFC 8628 §3.1–3.2: ask for codes, record the login, poll in the background. It waits
+   * until the device code expires (`expires_in`), or `ttlMs` when that is sooner.
+   */
+  private async openDevice(target: LoginTarget, driver: Driver, ttlMs: number | undefined): Promise<Session> {
     const { account } = target;
     if (!driver.startDeviceLogin || !driver.pollDeviceLogin) throw noSuchLogin(driver, account, 'device');
     let auth: DeviceAuthorization;
@@ -289,27 +334,34 @@ export class LoginManager {
         authorization_url: null,
         created_at: now,
         updated_at: now,
-        expires_at: now + auth.expires_in * 1000,
+        expires_at: now + Math.min(auth.expires_in * 1000, ttlMs ?? Number.POSITIVE_INFINITY),
         error: null,
+        identity: target.identity,
+        redirect_uri: null,
+        interval: auth.interval ?? null,
       },
       { device_code: auth.device_code },
     );
-    void this.runDevice(s, driver, auth);
+    void this.runDevice(s, driver, auth.device_code, auth.interval);
     return s;
   }
 
-  private async runDevice(s: Session, driver: Driver, auth: DeviceAuthorization): Promise<void> {
+  private async runDevice(s: Session, driver: Driver, deviceCode: string, interval: number | undefined): Promise<void> {
     const { account } = s.state;
     try {
       const outcome = await pollDeviceCode({
-        poll: () => this.step((signal) => driver.pollDeviceLogin!(this.context(s.target, signal), auth.device_code), s.stop.signal),
-        interval: auth.interval,
+        poll: () => this.step((signal) => driver.pollDeviceLogin!(this.context(s.target, signal), deviceCode), s.stop.signal),
+        interval,
         unitMs: this.deps.config.settings.device_poll_unit_ms,
         expiresAt: s.state.expires_at,
         signal: s.stop.signal,
         now: this.now,
-        onInterval: (seconds, why) =>
-          this.deps.log.info('device login: polling more slowly', { account, login_id: s.state.id, interval_s: seconds, why }),
+        onInterval: (seconds, why) => {
+          this.deps.log.info('device login: polling more slowly', { account, login_id: s.state.id, interval_s: seconds, why });
+          // RFC 8628 §3.5: slower "for this and all subsequent requests", after a restart too.
+          s.state.interval = seconds;
+          this.persist(s.state);
+        },
       });
       switch (outcome.kind) {
         case 'tokens':
@@ -330,7 +382,7 @@ export class LoginManager {
   }
 
   /** RFC 8252 §7.3: a loopback listener, PKCE S256 (RFC 7636 §4.2) and state, then the authorization URL. */
-  private async openBrowser(target: LoginTarget, driver: Driver): Promise<Session> {
+  private async openBrowser(target: LoginTarget, driver: Driver, ttlMs: number | undefined): Promise<Session> {
     const { account } = target;
     if (!driver.authorizationUrl || !driver.exchangeCode) throw noSuchLogin(driver, account, 'browser');
     const secrets = browserSecrets();
@@ -357,7 +409,7 @@ export class LoginManager {
       throw this.startError(account, 'browser', err);
     }
     const now = this.now();
-    const ttl = this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
+    const ttl = ttlMs ?? this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
     const s = this.begin(
       target,
       {
@@ -374,19 +426,54 @@ export class LoginManager {
         updated_at: now,
         expires_at: now + ttl,
         error: null,
+        identity: target.identity,
+        redirect_uri: redirectUri,
+        interval: null,
       },
       { state: secrets.state, code_verifier: secrets.code_verifier, authorization_url: authorizationUrl },
     );
-    s.browser = { driver, redirectUri, secrets };
     session = s;
-    const expiry = setTimeout(() => this.expireBrowser(s), ttl);
-    expiry.unref();
-    s.stop.signal.addEventListener('abort', () => {
-      clearTimeout(expiry);
-      loopback?.close();
-    });
-    this.deps.log.debug('browser login listening', { account, login_id: s.state.id, redirect_uri: redirectUri });
+    await this.listen(s, { driver, redirectUri, secrets }, loopback);
     return s;
+  }
+
+  /**
+   * Wait for a browser login's callback until it expires: on the loopback listener
+   * (`loopback`: open already, or the port of its redirect URI to listen on again after a
+   * restart), or handed over through the API. A port another program took since ends the
+   * login: the provider's answer could not reach tokend.
+   */
+  private async listen(s: Session, wait: BrowserWait, loopback: Loopback | number | undefined): Promise<void> {
+    const { account, id } = s.state;
+    s.browser = wait;
+    let listener = typeof loopback === 'number' ? undefined : loopback;
+    if (typeof loopback === 'number') {
+      try {
+        listener = await openLoopback(async (url) => pageFor(account, await this.receive(s, url)), loopback);
+      } catch (err) {
+        const why =
+          (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
+            ? 'is taken by another program'
+            : `cannot be listened on (${(err as Error).message})`;
+        this.finish(s, 'failed', {
+          code: 'redirect_port_taken',
+          message: `port ${loopback} of this login's redirect (${wait.redirectUri}) ${why}, so the provider's answer cannot reach tokend; start a new login`,
+        });
+        return;
+      }
+    }
+    this.armExpiry(s);
+    s.stop.signal.addEventListener('abort', () => listener?.close(), { once: true });
+    this.deps.log.debug('browser login listening', { account, login_id: id, redirect_uri: wait.redirectUri });
+  }
+
+  /** End a browser login at its `expires_at`; a timer can wait ~24.8 days at most, so a longer wait re-arms. */
+  private armExpiry(s: Session): void {
+    const left = Math.max(s.state.expires_at - this.now(), 0);
+    const delay = Math.min(left, MAX_TIMER_MS);
+    const timer = setTimeout(() => (delay < left ? this.armExpiry(s) : this.expireBrowser(s)), delay);
+    timer.unref();
+    s.stop.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
   }
 
   private expireBrowser(s: Session): void {
@@ -430,6 +517,8 @@ export class LoginManager {
       );
       await this.succeed(s, tokens);
     } catch (err) {
+      // Stopped mid-exchange: the login stays pending for the next start to take up.
+      if (this.shutdown.signal.aborted) return { kind: 'over' };
       this.finish(s, 'failed', loginErrorOf(err));
     }
     return { kind: 'done', login: view(s.state) };
@@ -442,38 +531,35 @@ export class LoginManager {
    */
   async completeCallback(id: string, callbackUrl: string): Promise<LoginView> {
     const s = [...this.live.values()].find((x) => x.state.id === id);
-    if (!s) {
-      const done = await this.get(id); // 404 when there is no such login
-      throw E.conflict(`login "${id.slice(0, 80)}" is ${done.status}, not waiting for a callback`, { account: done.account });
-    }
-    const redirect = s.target.cfg.redirect_uri;
-    if (!s.browser || !redirect) {
+    if (!s) throw notWaiting(await this.get(id)); // 404 when there is no such login
+    if (!s.browser || !s.target.cfg.redirect_uri) {
       throw E.invalidRequest(`login "${id}" receives its callback on tokend's own loopback listener, not through the API`, {
         account: s.state.account,
       });
     }
-    let url: URL;
-    try {
-      url = new URL(callbackUrl);
-    } catch {
-      throw E.invalidRequest('url: not a URL');
+    return this.deliver(s, parseCallbackUrl(callbackUrl));
+  }
+
+  /**
+   * `POST /v1/logins/callback`: a browser login's callback URL, whichever login it is for,
+   * found by its `state` (the store keeps only a keyed hash of it). Any pending browser
+   * login takes it, a loopback one too: an app that caught the redirect itself hands it over.
+   */
+  async completeByState(callbackUrl: string): Promise<LoginView> {
+    const url = parseCallbackUrl(callbackUrl);
+    const rec = await this.deps.store.findLoginByState(stateOfCallback(url));
+    if (!rec) {
+      throw new TokendError('login_not_found', 'url: no login of this tokend has the state in this URL (a stale or foreign callback?)');
     }
-    if (!sameRedirect(url, new URL(redirect))) {
-      throw E.invalidRequest(`url: not the account's redirect_uri (${redirect}); the login stays pending`, { account: s.state.account });
-    }
-    const outcome = await this.receive(s, url);
-    switch (outcome.kind) {
-      case 'refused':
-        throw E.invalidRequest('url: its state does not belong to this login; it was ignored and the login stays pending', {
-          account: s.state.account,
-        });
-      case 'busy':
-        throw E.conflict('this login is already being completed', { account: s.state.account });
-      case 'over':
-        return await this.get(id);
-      case 'done':
-        return outcome.login;
-    }
+    const s = [...this.live.values()].find((x) => x.state.id === rec.id);
+    if (!s?.browser) throw notWaiting(fromRecord(rec));
+    return this.deliver(s, url);
+  }
+
+  /** A callback handed over through the API: the login's redirect URI, then its state (receive). */
+  private async deliver(s: Session, url: URL): Promise<LoginView> {
+    checkRedirect(url, s.browser!.redirectUri, s.state.account);
+    return answerOf(await this.receive(s, url), s.state.account) ?? (await this.get(s.state.id));
   }
 
   // ---- lifecycle ----
@@ -612,111 +698,4 @@ function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): TokendEr
   if (canOther) return E.invalidRequest(`the ${driver.name} driver cannot do ${flow} logins; try --flow ${other}`, { account });
   const next = driver.reauthHint?.(account) ?? `\`${importHint(driver.name, account) ?? `tokend status ${account}`}\``;
   return E.invalidRequest(`the ${driver.name} driver has no interactive login; run ${next}`, { account });
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
-function view(s: LoginState): LoginView {
-  return {
-    id: s.id,
-    account: s.account,
-    flow: s.flow,
-    task: s.task,
-    status: s.status,
-    user_code: s.user_code,
-    verification_uri: s.verification_uri,
-    verification_uri_complete: s.verification_uri_complete,
-    // Only while pending, as stored (fromRecord): it carries the state.
-    authorization_url: s.status === 'pending' ? s.authorization_url : null,
-    qr: s.status === 'pending' ? (s.qr ?? null) : null,
-    created_at: iso(s.created_at),
-    updated_at: iso(s.updated_at),
-    expires_at: iso(s.expires_at),
-    error: s.error,
-  };
-}
-
-/**
- * The QR code a phone scans to open the verification URL, rendered here so the thin client
- * needs no library; uqr is loaded on the first device login, not at daemon start.
- */
-async function qrOf(url: string | null): Promise<string | null> {
-  if (!url) return null;
-  try {
-    const { renderUnicodeCompact } = await import('uqr');
-    return renderUnicodeCompact(url, { border: 1 });
-  } catch {
-    return null; // too long for a QR code: the URL is printed anyway
-  }
-}
-
-function toRecord(s: LoginState): LoginRecord {
-  const { id, account, flow, status, created_at, updated_at } = s;
-  // Named one by one, never spread: not authorization_url, which carries the state, a
-  // secret (stored sealed, see begin()), nor the QR code, which is memory only.
-  const { task, user_code, verification_uri, verification_uri_complete, expires_at, error } = s;
-  const data = { task, user_code, verification_uri, verification_uri_complete, expires_at, error };
-  return { id, account, flow, status, created_at, updated_at, data };
-}
-
-/** A stored login, validated on the way out; a pending one's authorization URL is among its sealed secrets. */
-function fromRecord(rec: LoginRecord): LoginView {
-  const d = rec.data;
-  const authorizationUrl = rec.status === 'pending' ? rec.secrets?.authorization_url : undefined;
-  const parsed = LoginView.safeParse({
-    id: rec.id,
-    account: rec.account,
-    flow: rec.flow,
-    task: d.task ?? null,
-    status: rec.status,
-    user_code: d.user_code ?? null,
-    verification_uri: d.verification_uri ?? null,
-    verification_uri_complete: d.verification_uri_complete ?? null,
-    authorization_url: authorizationUrl ?? null,
-    created_at: iso(rec.created_at),
-    updated_at: iso(rec.updated_at),
-    expires_at: typeof d.expires_at === 'number' ? iso(d.expires_at) : undefined,
-    error: d.error ?? null,
-  });
-  if (!parsed.success) throw E.internal(`the stored login "${rec.id}" is unreadable`);
-  return parsed.data;
-}
-
-/** The loopback listener's page for a callback outcome. */
-function pageFor(account: string, o: CallbackOutcome): CallbackAnswer {
-  switch (o.kind) {
-    case 'over':
-      return {
-        status: 410,
-        html: page('This sign-in is over', 'This login has already finished. Run the login again if you still need one.'),
-        last: false,
-      };
-    case 'refused':
-      return {
-        status: 400,
-        html: page(
-          'Sign-in refused',
-          `This answer does not belong to the sign-in to ${account} that tokend started (its state does not match), so it was ignored. Use the link tokend printed to sign in.`,
-        ),
-        last: false,
-      };
-    case 'busy':
-      return { status: 409, html: page('Already signing in', `The sign-in to ${account} is already being completed.`), last: false };
-    case 'done':
-      if (o.login.status === 'active') {
-        return { status: 200, html: page(`Signed in to ${account}`, 'You can close this tab and go back to the terminal.'), last: true };
-      }
-      return {
-        status: 400,
-        html: page(`Could not sign in to ${account}`, o.login.error?.message ?? 'the sign-in did not finish'),
-        last: true,
-      };
-  }
-}
-
-/** RFC 6749 §3.1.2: the callback must be our redirect URI: same scheme, authority and path (the query is the answer). */
-function sameRedirect(got: URL, expected: URL): boolean {
-  return got.protocol === expected.protocol && got.host === expected.host && got.pathname === expected.pathname;
 }

@@ -227,7 +227,7 @@ export async function main(argv: string[]): Promise<void> {
   const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver });
   try {
     await broker.start();
-    await logins.expireStale();
+    await logins.resumeStored();
   } catch (err) {
     await store!.close().catch(() => undefined);
     await releaseLock!();

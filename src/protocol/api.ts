@@ -65,6 +65,13 @@ const AccountFields = z.object({
   redirect_uri: z.url({ message: 'must be a URL' }).max(2048).optional(),
   /** What a `reauth_required` grant does: nothing (`fail`, default), or start its interactive login (`login`). */
   on_reauth: z.enum(['fail', 'login']).optional(),
+  /** How long a login of this account waits, in seconds, when the request names no `ttl_s` (at most settings.login_ttl_max_s). */
+  login_ttl_s: z
+    .number()
+    .int()
+    .min(1)
+    .max(365 * 86400)
+    .optional(),
   /**
    * A provider's service root, from which its driver derives its endpoints and `api_base`
    * (Real-Debrid `https://api.real-debrid.com`, Cal.com `https://api.cal.com`, AMP
@@ -174,6 +181,12 @@ export const LoginRequest = z
     flow: LoginFlow.optional(),
     /** The caller's own label for this login (a task id, a user id), returned with it and searchable. */
     task: z.string().min(1).max(200).optional(),
+    /**
+     * How long the login waits, in seconds (default: the account's `login_ttl_s`, else 10
+     * minutes; a device login at most its code's `expires_in`); more than
+     * settings.login_ttl_max_s is a 400.
+     */
+    ttl_s: z.number().int().min(1).optional(),
   })
   .strict();
 export type LoginRequest = z.infer<typeof LoginRequest>;
@@ -202,7 +215,7 @@ export const LoginView = z.object({
   qr: z.string().nullable().optional(),
   created_at: z.string(),
   updated_at: z.string(),
-  /** After this the login is `expired` (device: the server's `expires_in`; browser: 10 min). */
+  /** After this the login is `expired` (`ttl_s`, default 10 min; a device login at most the server's `expires_in`). */
   expires_at: z.string(),
   /** Why the login failed or expired: the provider's OAuth error code when it sent one. */
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
@@ -223,6 +236,7 @@ export type LoginList = z.infer<typeof LoginList>;
  * scheme, e.g. `com.example.app:/oauth2redirect?code=…&state=…`).
  */
 export const LoginCallbackRequest = z.object({ url: z.string().min(1).max(8192) }).strict();
+/* `POST /v1/logins/callback` takes the same body: any pending browser login's redirect, found by its `state`. */
 export type LoginCallbackRequest = z.infer<typeof LoginCallbackRequest>;
 
 /** The last login of an account that did not succeed, or the last one at all: what `status` shows. */

@@ -39,6 +39,13 @@ export const Settings = z
       .default(10 * 1024 * 1024),
     /** How often the wall clock is compared with the monotonic one (a suspend or a clock change re-arms the timers). */
     clock_check_ms: z.number().int().min(50).max(3_600_000).default(30_000),
+    /** The longest a login may wait (`ttl_s`, an account's `login_ttl_s`), in seconds; default 7 days. */
+    login_ttl_max_s: z
+      .number()
+      .int()
+      .min(60)
+      .max(365 * 86400)
+      .default(7 * 86400),
     /** Finished logins are forgotten this long after they ended (checked while the daemon runs). */
     login_retention_hours: z
       .number()

@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  login_not_found: 404,
   reauth_required: 409,
   login_pending: 409,
   conflict: 409,

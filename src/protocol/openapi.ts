@@ -105,6 +105,13 @@ export const OPERATIONS: readonly Operation[] = [
     answer: LoginView,
   },
   {
+    route: 'loginCallbackByState',
+    method: 'post',
+    summary: "Hand over any pending browser login's callback URL; the login is found by its state",
+    body: LoginCallbackRequest,
+    answer: LoginView,
+  },
+  {
     route: 'token',
     method: 'post',
     summary: 'A valid access token for an account, a URL or a host',

@@ -21,6 +21,7 @@ export const ROUTE_PATTERNS = {
   login: '/v1/logins/:id',
   loginCancel: '/v1/logins/:id/cancel',
   loginCallback: '/v1/logins/:id/callback',
+  loginCallbackByState: '/v1/logins/callback',
   logins: '/v1/logins',
   /** The account's API through the daemon: the rest of the path (and query) goes below its `api_base`. */
   proxy: `${PROXY_PREFIX}:name/*`,

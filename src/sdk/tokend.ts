@@ -52,6 +52,12 @@ export interface LoginOptions {
   flow?: LoginFlow;
   /** Your own label for this login (a task id, a user id): returned with it, and `logins({ task })` finds it. */
   task?: string;
+  /**
+   * How long the login waits, in seconds (default: the account's `login_ttl_s`, else 10
+   * minutes; a device login at most its code's own expiry); more than the daemon's
+   * `login_ttl_max_s` (7 days by default) is refused (`invalid_request`).
+   */
+  ttlS?: number;
 }
 
 export interface LoginQuery {
@@ -160,7 +166,7 @@ export class Tokend {
    * flow), then {@link Tokend.waitForLogin}.
    */
   login(account: string, opts: LoginOptions = {}): Promise<LoginView> {
-    return this.transport.json('POST', ROUTES.accountLogin(account), { flow: opts.flow, task: opts.task });
+    return this.transport.json('POST', ROUTES.accountLogin(account), { flow: opts.flow, task: opts.task, ttl_s: opts.ttlS });
   }
 
   getLogin(id: string): Promise<LoginView> {
@@ -178,11 +184,18 @@ export class Tokend {
   }
 
   /**
-   * Hand over the redirect your app received for a browser login whose `redirect_uri` is
-   * the app's own (a deep link such as `com.example.app:/oauth2redirect?code=…&state=…`).
+   * Hand over the redirect your app received for a browser login: `completeLogin(url)`
+   * finds the login by the `state` in the URL (any pending browser login, a loopback one
+   * too, also after a daemon restart; an unknown state is `login_not_found`);
+   * `completeLogin(id, url)` names it, for a login whose `redirect_uri` is the app's own (a
+   * deep link such as `com.example.app:/oauth2redirect?code=…&state=…`). Resolves with the
+   * login once the code is exchanged (`active`, or `failed` with the provider's error).
    */
-  completeLogin(id: string, callbackUrl: string | URL): Promise<LoginView> {
-    return this.transport.json('POST', ROUTES.loginCallback(id), { url: String(callbackUrl) });
+  completeLogin(callbackUrl: string | URL): Promise<LoginView>;
+  completeLogin(id: string, callbackUrl: string | URL): Promise<LoginView>;
+  completeLogin(idOrUrl: string | URL, callbackUrl?: string | URL): Promise<LoginView> {
+    if (callbackUrl === undefined) return this.transport.json('POST', ROUTES.loginCallbackByState, { url: String(idOrUrl) });
+    return this.transport.json('POST', ROUTES.loginCallback(String(idOrUrl)), { url: String(callbackUrl) });
   }
 
   /**

@@ -19,7 +19,7 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
       const body = await readJson(c, LoginRequest);
       deps.audit.record(name, header(c, CLIENT_HEADER), 'login');
       // 202 for a new login and for one joined: either way it is still in progress.
-      return c.json(await deps.logins.start(name, body.flow, { task: body.task }), 202);
+      return c.json(await deps.logins.start(name, body.flow, { task: body.task, ttlS: body.ttl_s }), 202);
     });
     app.get(ROUTE_PATTERNS.logins, async (c) => {
       const parsed = LoginListQuery.safeParse(c.req.query());
@@ -31,6 +31,10 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
       const login = await deps.logins.cancel(c.req.param('id'));
       deps.audit.record(login.account, header(c, CLIENT_HEADER), 'login_cancel');
       return c.json(login);
+    });
+    app.post(ROUTE_PATTERNS.loginCallbackByState, async (c) => {
+      const body = await readJson(c, LoginCallbackRequest);
+      return c.json(await deps.logins.completeByState(body.url));
     });
     app.post(ROUTE_PATTERNS.loginCallback, async (c) => {
       const body = await readJson(c, LoginCallbackRequest);
