@@ -12,6 +12,7 @@ import { Settings } from '../src/protocol/config-file.js';
 import type { DevicePoll, Driver } from '../src/daemon/drivers/driver.js';
 import { TokendError } from '../src/daemon/errors.js';
 import { EventBus } from '../src/daemon/events.js';
+import { identityKey } from '../src/daemon/grant-identity.js';
 import { LoginManager, type LoginManagerDeps } from '../src/daemon/logins.js';
 import type { Logger } from '../src/daemon/log.js';
 import { openStore } from '../src/daemon/store/sqlite-store.js';
@@ -112,31 +113,50 @@ describe('login manager', () => {
     expect(installed).toEqual([]);
   });
 
-  it('on close, records pending logins as expired and stops polling', async () => {
+  it('on close, keeps pending logins pending with their sealed secrets and stops polling; the next manager takes them up', async () => {
     const m = manager();
-    const login = await m.start('work', 'device');
+    const login = await m.start('work', 'device', { task: 't-9' });
     expect((await store.getLogin(login.id))!.secrets).toEqual({ device_code: 'dc' });
     await new Promise((r) => setTimeout(r, 30));
     m.close();
     const seen = polls;
     await new Promise((r) => setTimeout(r, 30));
     expect(polls).toBe(seen);
-    expect(await store.getLogin(login.id)).toMatchObject({ status: 'expired', data: { error: { code: 'daemon_stopped' } } });
-    expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
+    expect(await store.getLogin(login.id)).toMatchObject({ status: 'pending', secrets: { device_code: 'dc' } });
     await expect(m.start('work', 'device')).rejects.toMatchObject({ code: 'upstream_unavailable' });
+
+    const next = manager();
+    pollAnswer = async () => ({ status: 'tokens', tokens: { access_token: 'at', token_type: 'Bearer', refresh_token: 'rt' } });
+    expect(await next.resumeStored()).toBe(1);
+    expect(next.pendingFor('work')).toMatchObject({ id: login.id, user_code: 'CODE-1234', task: 't-9' });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await next.get(login.id)).toMatchObject({ status: 'active', task: 't-9' });
+    expect(installed).toEqual(['work']);
+    expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
+    next.close();
   });
 
-  it('at start-up, expires what a previous daemon left pending and prunes old finished logins', async () => {
+  it('at start-up, takes up what a previous daemon left pending, ends what cannot go on, prunes old finished logins', async () => {
     const week = 7 * 24 * 3600_000;
-    const base = { account: 'work', flow: 'device', data: { expires_at: Date.now() + 60_000, user_code: 'X', error: null } };
-    await store.putLogin({
-      ...base,
-      id: 'left-pending',
-      status: 'pending',
-      created_at: Date.now() - 1000,
-      updated_at: Date.now() - 1000,
-      secrets: { device_code: 'dc' },
-    });
+    const identity = identityKey(accounts.work!);
+    const base = { account: 'work', flow: 'device', data: { expires_at: Date.now() + 60_000, user_code: 'X', error: null, identity } };
+    const pending = (id: string, data: Record<string, unknown>, account = 'work') =>
+      store.putLogin({
+        ...base,
+        account,
+        data: { ...base.data, ...data },
+        id,
+        status: 'pending',
+        created_at: Date.now() - 1000,
+        updated_at: Date.now() - 1000,
+        secrets: { device_code: `dc-${id}` },
+      });
+    await pending('left-pending', {});
+    await pending('timed-out', { expires_at: Date.now() - 1 }, 'other');
+    await pending('removed', {}, 'gone');
+    await pending('older-tokend', { identity: undefined }, 'third');
+    accounts.other = account();
+    accounts.third = account();
     await store.putLogin({
       ...base,
       id: 'old-done',
@@ -146,11 +166,74 @@ describe('login manager', () => {
     });
     await store.putLogin({ ...base, id: 'recent-done', status: 'failed', created_at: Date.now() - 1000, updated_at: Date.now() - 1000 });
     const m = manager();
-    expect(await m.expireStale()).toBe(1);
-    expect(await m.get('left-pending')).toMatchObject({ status: 'expired', error: { code: 'daemon_stopped' }, user_code: 'X' });
-    expect((await store.getLogin('left-pending'))!.secrets).toBeUndefined();
+    expect(await m.resumeStored()).toBe(1);
+    expect(await m.get('left-pending')).toMatchObject({ status: 'pending', user_code: 'X' });
+    expect((await store.getLogin('left-pending'))!.secrets).toEqual({ device_code: 'dc-left-pending' });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(polls).toBeGreaterThan(0); // polling again
+    expect(await m.get('timed-out')).toMatchObject({ status: 'expired', error: { code: 'expired_token' } });
+    expect(await m.get('removed')).toMatchObject({ status: 'failed', error: { code: 'account_removed' } });
+    expect(await m.get('older-tokend')).toMatchObject({ status: 'expired', error: { code: 'daemon_stopped' } });
+    for (const id of ['timed-out', 'removed', 'older-tokend']) expect((await store.getLogin(id))!.secrets).toBeUndefined();
     await expect(m.get('old-done')).rejects.toThrow(TokendError);
     expect((await m.get('recent-done')).status).toBe('failed');
+    m.close();
+  });
+
+  it('a browser login taken up after a restart listens on its port again; ends failed when another program took it', async () => {
+    const m = manager();
+    const first = await m.start('work', 'browser');
+    const redirect = new URL(new URL(first.authorization_url!).searchParams.get('redirect_uri')!);
+    m.close();
+    const again = manager();
+    expect(await again.resumeStored()).toBe(1);
+    const state = new URL(first.authorization_url!).searchParams.get('state')!;
+    const answer = await fetch(new URL(`/callback?code=c&state=${state}`, redirect));
+    expect(answer.status).toBe(200);
+    expect(await again.get(first.id)).toMatchObject({ status: 'active' });
+    again.close();
+
+    const holder = manager();
+    const second = await holder.start('work', 'browser');
+    const port = Number(new URL(new URL(second.authorization_url!).searchParams.get('redirect_uri')!).port);
+    const third = manager();
+    // The first manager is not closed: its listener holds the port, as another program would.
+    expect(await third.resumeStored()).toBe(1);
+    const ended = await third.get(second.id);
+    expect(ended).toMatchObject({ status: 'failed', error: { code: 'redirect_port_taken' } });
+    expect(ended.error!.message).toContain(`port ${port}`);
+    expect(ended.error!.message).toContain('taken by another program');
+    third.close();
+    holder.close();
+  });
+
+  it('bounds a login by ttl_s, the account default and the maximum; refuses another flow than the pending one', async () => {
+    const m = manager({
+      config: { getAccount: (n: string) => accounts[n], settings: Settings.parse({ device_poll_unit_ms: 1, login_ttl_max_s: 3600 }) },
+    });
+    const at = (l: { created_at: string; expires_at: string }) => (Date.parse(l.expires_at) - Date.parse(l.created_at)) / 1000;
+    await expect(m.start('work', 'browser', { ttlS: 3601 })).rejects.toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringContaining('3600'),
+    });
+    const browser = await m.start('work', 'browser', { ttlS: 1800 });
+    expect(at(browser)).toBe(1800);
+    // Another flow while it is pending: 409 naming it; the same flow (or none) joins.
+    await expect(m.start('work', 'device')).rejects.toMatchObject({
+      code: 'login_pending',
+      message: expect.stringContaining(`browser login pending (${browser.id})`),
+    });
+    expect((await m.start('work', 'browser')).id).toBe(browser.id);
+    expect((await m.start('work')).id).toBe(browser.id);
+    await m.cancel(browser.id);
+    // A device login: the device code's expires_in (600 s) when it is sooner than ttl_s.
+    expect(at(await m.start('work', 'device', { ttlS: 3000 }))).toBe(600);
+    m.close();
+    accounts.slow = account({ login_ttl_s: 7200 });
+    const n = manager({ config: { getAccount: (a: string) => accounts[a], settings: Settings.parse({ login_ttl_max_s: 3600 }) } });
+    expect(at(await n.start('slow', 'browser'))).toBe(3600); // the account default, capped at the maximum
+    expect(at(await n.start('work', 'browser'))).toBe(600); // the default: 10 minutes
+    n.close();
   });
 
   it('fails the login, and keeps whatever grant there was, when the new grant cannot be stored', async () => {
@@ -193,7 +276,7 @@ describe('login manager', () => {
   it('forgets finished logins after the retention while running; keeps pending ones', async () => {
     let clock = Date.now();
     const m = manager({ now: () => clock });
-    await m.expireStale();
+    await m.resumeStored();
     const old = await m.start('work', 'device');
     await m.cancel(old.id);
     const pending = await m.start('work', 'device');
