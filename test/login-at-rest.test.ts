@@ -4,14 +4,15 @@
  * state), or the device code, are never in clear in the SQLite files (database, -wal,
  * -shm), are stored only sealed while the login is pending, and their row is gone, with no
  * copy left in any of those files, once the login ends: signed in, failed, cancelled, or
- * expired by a daemon stop or a SIGKILL and the next start.
+ * expired (its time passed while the daemon was stopped). A daemon stop or a SIGKILL keeps
+ * them sealed for the next start, which takes the login up.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { settled, startDaemon, startLogin } from './support/fake-as.js';
+import { settled, sleep, startDaemon, startLogin } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 
 const DB_FILES = ['tokend.db', 'tokend.db-wal', 'tokend.db-shm'];
@@ -135,10 +136,16 @@ describe("a login's secrets at rest", () => {
     expect((await t.d.request('GET', `/v1/logins/${p.id}`)).json.authorization_url).toBeNull();
   });
 
-  it('removes them when the daemon stops during the login (expired, daemon_stopped)', async () => {
+  it('keeps them sealed when the daemon stops during the login, for the next start, and removes them once signed in', async () => {
     const p = await pendingLogin();
     await t.d.stop('SIGTERM');
-    expectGone(p, 'expired');
+    expect(sealedRow(t.home, p.id)).toEqual(p.blob);
+    expect(clearSecrets(t.home, p.url)).toEqual([]);
+    expect(loginRow(t.home, p.id)).toMatchObject({ status: 'pending' });
+    await t.d.start();
+    expect((await fetch(await idp.authorize(p.url))).status).toBe(200);
+    expect((await settled(t.d, p.id)).status).toBe('active');
+    expectGone(p, 'active');
   });
 
   it("keeps a device login's device code sealed while pending, and removes it once signed in", async () => {
@@ -153,12 +160,14 @@ describe("a login's secrets at rest", () => {
     expect(loginRow(t.home, login.id)).toMatchObject({ status: 'active', data: { user_code: login.user_code } });
   });
 
-  it('removes them at the next start when the daemon was killed during the login', async () => {
+  it('removes them at the next start when the login expired while the daemon was killed', async () => {
+    expect((await t.d.request('PATCH', '/v1/accounts/work', { login_ttl_s: 1 })).status).toBe(200);
     const p = await pendingLogin();
     await t.d.stop('SIGKILL');
     expect(sealedRow(t.home, p.id)).toBeInstanceOf(Buffer);
+    await sleep(1100);
     await t.d.start();
-    expect((await settled(t.d, p.id)).error.code).toBe('daemon_stopped');
+    expect((await settled(t.d, p.id)).error.code).toBe('expired');
     expectGone(p, 'expired');
   });
 });

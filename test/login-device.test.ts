@@ -124,7 +124,7 @@ describe('device login against a real OpenID Provider', () => {
     expect(next.user_code).not.toBe(a.user_code);
   });
 
-  it('keeps the login across a restart: a pending login becomes expired, a finished one keeps its status', async () => {
+  it('keeps the login across a restart: a pending login goes on polling, a finished one keeps its status', async () => {
     const first = await startLogin(t.d, 'work', 'device');
     await idp.approveDevice(first.user_code);
     expect((await settled(t.d, first.id)).status).toBe('active');
@@ -134,15 +134,20 @@ describe('device login against a real OpenID Provider', () => {
     await t.d.start();
     const r = await t.d.request('GET', `/v1/logins/${pending.id}`);
     expect(r.status).toBe(200);
-    expect(r.json).toMatchObject({ id: pending.id, status: 'expired', error: { code: 'daemon_stopped' }, user_code: pending.user_code });
+    expect(r.json).toMatchObject({ id: pending.id, status: 'pending', error: null, user_code: pending.user_code });
     expect((await t.d.request('GET', `/v1/logins/${first.id}`)).json.status).toBe('active');
     expect((await t.d.cli(['token', 'work'])).code).toBe(0); // the grant from the first login
+    // Denied after the restart: the polling daemon is the new one.
+    await idp.denyDevice(pending.user_code);
+    expect(await settled(t.d, pending.id)).toMatchObject({ status: 'failed', error: { code: 'access_denied' } });
 
-    // A clean stop records it too.
+    // A clean stop keeps it too.
     const again = await startLogin(t.d, 'work', 'device');
     expect(await t.d.stop('SIGTERM')).toBe(0);
     await t.d.start();
-    expect((await t.d.request('GET', `/v1/logins/${again.id}`)).json.status).toBe('expired');
+    expect((await t.d.request('GET', `/v1/logins/${again.id}`)).json.status).toBe('pending');
+    await idp.approveDevice(again.user_code);
+    expect((await settled(t.d, again.id)).status).toBe('active');
     expect((await t.d.request('GET', '/v1/logins/no-such-login')).status).toBe(404);
   });
 
