@@ -176,7 +176,9 @@ async function completeByUrl(
     io.stderr(`Signed in to "${login.account}".\n`);
     return EXIT.ok;
   }
-  io.stderr(`tokend: the login to "${login.account}" ${login.status === 'pending' ? 'is still being completed' : `failed: ${reason(login)}`}\n`);
+  io.stderr(
+    `tokend: the login to "${login.account}" ${login.status === 'pending' ? 'is still being completed' : `failed: ${reason(login)}`}\n`,
+  );
   return login.status === 'pending' ? EXIT.ok : EXIT.error;
 }
 
