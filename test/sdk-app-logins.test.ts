@@ -42,4 +42,22 @@ describe('logins an app drives, through the SDK', () => {
     expect((await tokend.logins({ task: 'task-42' })).map((l) => [l.id, l.status])).toEqual([[login.id, 'active']]);
     expect(await tokend.logins({ task: 'another-task' })).toEqual([]);
   });
+
+  it('lets a login wait as long as ttlS says, within the maximum, and completes it by the callback URL alone', async () => {
+    const tokend = new Tokend({ env: stack.t.env });
+    await tokend.addAccount('mail', account({ redirect_uri: TEST_APP_REDIRECT_URI }));
+    await expect(tokend.login('mail', { flow: 'browser', ttlS: 30 * 86400 })).rejects.toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringContaining('604800'),
+    });
+    const login = await tokend.login('mail', { flow: 'browser', ttlS: 3 * 86400, task: 'offline-grant' });
+    expect(Date.parse(login.expires_at) - Date.parse(login.created_at)).toBe(3 * 86400_000);
+    await expect(tokend.login('mail', { flow: 'device' })).rejects.toMatchObject({ code: 'login_pending', status: 409 });
+    const callback = await stack.idp.authorize(login.authorization_url!);
+    expect(await tokend.completeLogin(callback)).toMatchObject({ id: login.id, status: 'active', task: 'offline-grant' });
+    await expect(tokend.completeLogin(`${TEST_APP_REDIRECT_URI}?code=x&state=nobody`)).rejects.toMatchObject({
+      code: 'login_not_found',
+      status: 404,
+    });
+  });
 });
