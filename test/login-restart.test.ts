@@ -154,7 +154,9 @@ describe('how long a login waits', () => {
   });
 
   it('the account default applies, and a login whose time passed while the daemon was down is expired right after start', async () => {
-    expect((await t.d.request('PATCH', '/v1/accounts/work', { login_ttl_s: 2 })).status).toBe(200);
+    const set = await t.d.cli(['set', 'work', '--login-ttl', '2s']);
+    expect(set.code, set.stderr).toBe(0);
+    expect((await t.d.cli(['set', 'work', '--login-ttl', 'soon'])).code).toBe(2);
     const login = await startLogin(t.d, 'work', 'browser');
     expect(Date.parse(login.expires_at) - Date.parse(login.created_at)).toBe(2000);
     await t.d.stop('SIGKILL');

@@ -7,6 +7,7 @@ import type { PatchAccountRequest } from '../protocol/api.js';
 import { ACCOUNT_WRITE_FLAGS } from '../protocol/routes.js';
 import type { parseOptions } from './args.js';
 import { UsageError, type Io } from './io.js';
+import { durationOption } from './when.js';
 
 export const ACCOUNT_OPTIONS = {
   preset: { type: 'string' },
@@ -30,6 +31,7 @@ export const ACCOUNT_OPTIONS = {
   'managed-user-id': { type: 'string' },
   'redirect-uri': { type: 'string' },
   'on-reauth': { type: 'string' },
+  'login-ttl': { type: 'string' },
   'refresh-idle-days': { type: 'string' },
   'refresh-with-token': { type: 'boolean' },
   'git-auth': { type: 'string' },
@@ -68,6 +70,9 @@ export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider def
                                callback to the daemon (POST /v1/logins/ID/callback)
   --on-reauth fail|login       when the grant is refused: just say so (fail, default), or
                                start the interactive login at once (login)
+  --login-ttl T                how long this account's logins wait unless the login says
+                               (90s, 30m, 12h, 2d; default 10 min; at most the daemon's
+                               login_ttl_max_s, 7 days by default)
   --refresh-idle-days N        the provider forgets an unused refresh token after N days
                                (Keycloak offline sessions: 30): refresh before that
   --refresh-with-token         AMP: refresh by presenting the current token first
@@ -115,6 +120,7 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     managed_user_id: wholeNumber(values['managed-user-id'], '--managed-user-id', command),
     redirect_uri: values['redirect-uri'],
     on_reauth: values['on-reauth'],
+    login_ttl_s: values['login-ttl'] ? durationOption(values['login-ttl'], '--login-ttl', command) : values['login-ttl'],
     refresh_idle_days: wholeNumber(values['refresh-idle-days'], '--refresh-idle-days', command),
     refresh_with_token: values['refresh-with-token'],
     git_auth: values['git-auth'],

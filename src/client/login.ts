@@ -11,7 +11,7 @@ import { parseOptions, requireName } from './args.js';
 import { canOpenBrowser, openBrowser } from './browser.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
 import { ApiError, type TokendClient } from './socket-client.js';
-import { parseDuration, relative } from './when.js';
+import { durationOption, relative } from './when.js';
 
 export const LOGIN_HELP = `usage: tokend login NAME [--flow device|browser] [--ttl T] [--no-browser] [--no-wait] [--json]
        tokend login NAME --cancel
@@ -85,8 +85,7 @@ export const runLogin: Command = async (args, io, client) => {
   if (values.flow !== undefined && values.flow !== 'device' && values.flow !== 'browser') {
     throw new UsageError(`--flow is device or browser, not "${values.flow.slice(0, 40)}"`, 'login');
   }
-  const ttlS = values.ttl === undefined ? undefined : parseDuration(values.ttl);
-  if (ttlS === null) throw new UsageError(`--ttl is a duration such as 90s, 30m, 12h or 2d, not "${values.ttl!.slice(0, 40)}"`, 'login');
+  const ttlS = values.ttl === undefined ? undefined : durationOption(values.ttl, '--ttl', 'login');
 
   const c = client();
   // The daemon may run without a display (systemd): the default comes from this terminal's

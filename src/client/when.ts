@@ -1,4 +1,5 @@
-/** Times as people read them: "in 9 min", "40 s ago". */
+/** Times as people read them: "in 9 min", "40 s ago"; durations as they type them: "2d". */
+import { UsageError } from './io.js';
 
 /** `iso` relative to `now` (ms): "in 9 min", "40 s ago", "now". */
 export function relative(iso: string, now: number): string {
@@ -30,4 +31,11 @@ export function parseDuration(text: string): number | null {
   if (!m) return null;
   const seconds = Number(m[1]) * UNIT_S[m[2] || 's']!;
   return seconds > 0 ? seconds : null;
+}
+
+/** A duration option ("2d", "90s") in seconds; bad usage (exit 2) when it is not one. */
+export function durationOption(text: string, option: string, command: string): number {
+  const seconds = parseDuration(text);
+  if (seconds === null) throw new UsageError(`${option} is a duration such as 90s, 30m, 12h or 2d, not "${text.slice(0, 40)}"`, command);
+  return seconds;
 }
