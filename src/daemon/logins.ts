@@ -104,12 +104,29 @@ export class LoginManager {
     const now = this.now();
     let resumed = 0;
     for (const rec of await this.deps.store.listLogins({ status: 'pending' })) {
-      if (this.byAccount.has(rec.account)) continue; // one pending login per account
-      const plan = planResume(rec, { getAccount: (a) => this.deps.config.getAccount(a), getDriver: this.deps.getDriver, now });
+      let plan = this.byAccount.has(rec.account)
+        ? ({
+            kind: 'end',
+            status: 'expired',
+            error: { code: 'daemon_stopped', message: 'a newer login of the account was taken up' },
+          } as const)
+        : planResume(rec, { getAccount: (a) => this.deps.config.getAccount(a), getDriver: this.deps.getDriver, now });
       if (plan.kind !== 'end') {
-        await this.takeUp(plan);
-        resumed++;
-        continue;
+        try {
+          await this.takeUp(plan);
+          resumed++;
+          continue;
+        } catch (err) {
+          // One login that cannot go on never stops the daemon from starting.
+          this.deps.log.error('could not take up a pending login', { account: rec.account, login_id: rec.id, error: err as Error });
+          this.live.delete(rec.account);
+          this.byAccount.delete(rec.account);
+          plan = {
+            kind: 'end',
+            status: 'failed',
+            error: { code: 'internal', message: 'tokend could not take this login up after a restart (see the daemon log)' },
+          };
+        }
       }
       const { secrets: _gone, ...ended } = rec;
       // Finished: the store removes its secrets in the same commit.
