@@ -15,7 +15,6 @@ import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
 import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
-import { defaultLoginFlow, importHint } from '../protocol/rules.js';
 import { wireErrorOf } from './driver-errors.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
@@ -23,6 +22,7 @@ import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, stateMatches, type Loopback } from './login-browser.js';
 import { answerOf, checkRedirect, notWaiting, pageFor, parseCallbackUrl, stateOfCallback, type CallbackOutcome } from './login-callback.js';
 import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js';
+import { chooseFlow, loginTtlMs, noSuchLogin } from './login-choice.js';
 import { planResume, type Resumption } from './login-resume.js';
 import { fromRecord, qrOf, toRecord, view, type LoginState } from './login-view.js';
 import type { Logger } from './log.js';
@@ -192,7 +192,7 @@ export class LoginManager {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
-    const ttlMs = this.ttlOf(account, cfg, opts.ttlS);
+    const ttlMs = loginTtlMs(account, cfg, opts.ttlS, this.deps.config.settings.login_ttl_max_s);
     const running = this.byAccount.get(account);
     if (running) {
       // A start that fails rejects every request that joined it: one provider call, one error.
@@ -200,7 +200,7 @@ export class LoginManager {
       if (s.state.status === 'pending') return this.join(s, flow);
       return this.start(account, flow, opts);
     }
-    const chosen = this.chooseFlow(account, cfg, flow);
+    const chosen = chooseFlow(account, cfg, flow, this.deps.env ?? process.env, this.deps.platform ?? process.platform);
     const driver = this.deps.getDriver(cfg.driver);
     if (!driver) throw E.internal(`account "${account}" uses an unknown driver "${cfg.driver}"`);
     const opening = (async () => {
@@ -231,20 +231,6 @@ export class LoginManager {
       `account "${login.account}" already has a ${login.flow} login pending (${login.id}); finish it, or cancel it (\`tokend login ${login.account} --cancel\`) before starting a ${flow} login`,
       { account: login.account, login },
     );
-  }
-
-  /**
-   * How long a new login waits, in ms (undefined: the flow's default): the request's
-   * `ttl_s`, else the account's `login_ttl_s` (capped at the maximum), at most
-   * `settings.login_ttl_max_s`.
-   */
-  private ttlOf(account: string, cfg: AccountConfig, ttlS: number | undefined): number | undefined {
-    const max = this.deps.config.settings.login_ttl_max_s;
-    if (ttlS !== undefined && ttlS > max) {
-      throw E.invalidRequest(`ttl_s: at most ${max} seconds (settings.login_ttl_max_s), got ${ttlS}`, { account });
-    }
-    const chosen = ttlS ?? cfg.login_ttl_s;
-    return chosen === undefined ? undefined : Math.min(chosen, max) * 1000;
   }
 
   /**
@@ -308,18 +294,6 @@ export class LoginManager {
   }
 
   // ---- flows ----
-
-  private chooseFlow(account: string, cfg: AccountConfig, requested: LoginFlow | undefined): LoginFlow {
-    if (requested) return requested;
-    if (cfg.flow === 'device' || cfg.flow === 'browser') return cfg.flow;
-    if (cfg.flow) {
-      throw E.invalidRequest(
-        `account "${account}" uses the ${cfg.flow} flow, which needs no interactive login; ask for a token (\`tokend token ${account}\`), or pass a flow (device or browser)`,
-        { account },
-      );
-    }
-    return defaultLoginFlow(this.deps.env ?? process.env, this.deps.platform ?? process.platform);
-  }
 
   /**
    * RFC 8628 §3.1–3.2: ask for codes, record the login, poll in the background. It waits
@@ -706,13 +680,4 @@ export class LoginManager {
     }
     return wireErrorOf(err, { account, doing: `start a ${flow} login` });
   }
-}
-
-/** The driver cannot do this login flow: the other flow when it can, else its own way to a grant (Cal.com: an import). */
-function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): TokendError {
-  const other: LoginFlow = flow === 'device' ? 'browser' : 'device';
-  const canOther = other === 'device' ? driver.startDeviceLogin && driver.pollDeviceLogin : driver.authorizationUrl && driver.exchangeCode;
-  if (canOther) return E.invalidRequest(`the ${driver.name} driver cannot do ${flow} logins; try --flow ${other}`, { account });
-  const next = driver.reauthHint?.(account) ?? `\`${importHint(driver.name, account) ?? `tokend status ${account}`}\``;
-  return E.invalidRequest(`the ${driver.name} driver has no interactive login; run ${next}`, { account });
 }
