@@ -207,6 +207,37 @@ describe('login manager', () => {
     holder.close();
   });
 
+  it('by state: a callback that arrives while the code is being exchanged gets the login as pending; the first gets it active', async () => {
+    let release!: () => void;
+    let entered!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const exchanging = new Promise<void>((r) => (entered = r));
+    const slow: Driver = {
+      ...driver,
+      exchangeCode: async () => {
+        entered();
+        await gate;
+        return { access_token: 'at', token_type: 'Bearer', refresh_token: 'rt' };
+      },
+    };
+    const m = manager({ getDriver: () => slow });
+    const login = await m.start('work', 'browser');
+    const auth = new URL(login.authorization_url!);
+    const callback = new URL(auth.searchParams.get('redirect_uri')!);
+    callback.search = `?code=c&state=${auth.searchParams.get('state')}`;
+    const first = m.completeByState(callback.href);
+    await exchanging; // the first one's code is being exchanged
+    expect(await m.completeByState(callback.href)).toMatchObject({ id: login.id, status: 'pending' });
+    release();
+    expect(await first).toMatchObject({ id: login.id, status: 'active' });
+    await expect(m.completeByState(callback.href)).rejects.toMatchObject({ code: 'conflict' });
+    await expect(m.completeByState(callback.href.replace(/state=[^&]+/, 'state=unknown'))).rejects.toMatchObject({
+      code: 'login_not_found',
+    });
+    expect(installed).toEqual(['work']);
+    m.close();
+  });
+
   it('bounds a login by ttl_s, the account default and the maximum; refuses another flow than the pending one', async () => {
     const m = manager({
       config: { getAccount: (n: string) => accounts[n], settings: Settings.parse({ device_poll_unit_ms: 1, login_ttl_max_s: 3600 }) },

@@ -544,13 +544,19 @@ export class LoginManager {
     }
     const s = [...this.live.values()].find((x) => x.state.id === rec.id);
     if (!s?.browser) throw notWaiting(fromRecord(rec));
-    return this.deliver(s, url);
+    return this.deliver(s, url, { pendingWhileBusy: true });
   }
 
-  /** A callback handed over through the API: the login's redirect URI, then its state (receive). */
-  private async deliver(s: Session, url: URL): Promise<LoginView> {
+  /**
+   * A callback handed over through the API: the login's redirect URI, then its state
+   * (receive). `pendingWhileBusy`: a callback that arrives while another one's code is being
+   * exchanged gets the login as it is (`pending`), not a 409.
+   */
+  private async deliver(s: Session, url: URL, opts: { pendingWhileBusy?: boolean } = {}): Promise<LoginView> {
     checkRedirect(url, s.browser!.redirectUri, s.state.account);
-    return answerOf(await this.receive(s, url), s.state.account) ?? (await this.get(s.state.id));
+    const outcome = await this.receive(s, url);
+    if (outcome.kind === 'busy' && opts.pendingWhileBusy) return view(s.state);
+    return answerOf(outcome, s.state.account) ?? (await this.get(s.state.id));
   }
 
   // ---- lifecycle ----
