@@ -3,6 +3,7 @@ import {
   AccountConfig,
   type AccountStatus,
   type AccountView,
+  type Labels,
   type LoginView,
   type PatchAccountRequest,
   type PutAccountRequest,
@@ -108,8 +109,22 @@ export async function patchAccount(
   if (!before) throw unknownAccount(name);
   const { client_secret, password, ...rest } = body;
   const input: Record<string, unknown> = { ...withoutDerived(before), ...rest };
+  if (rest.labels) input.labels = mergeLabels(before.labels, rest.labels);
   for (const [k, v] of Object.entries(input)) if (v === null) delete input[k]; // null clears a field
   return writeAccount(deps, name, input, { client_secret, password }, flags);
+}
+
+/**
+ * A patch's labels merged into the account's (RFC 7396, as the patch's other fields): a key
+ * set to null goes, the others keep their value; no label left is no `labels` at all.
+ */
+function mergeLabels(before: Labels | undefined, patch: Record<string, string | null>): Labels | null {
+  const out: Labels = { ...before };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return Object.keys(out).length ? out : null;
 }
 
 /** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
@@ -314,6 +329,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     audience: cfg.audience,
     username: cfg.username,
     api_base: cfg.api_base,
+    labels: cfg.labels ?? {},
     last_error: lastError,
     retry_at: retryAt === null ? null : new Date(retryAt).toISOString(),
     generation: grant?.generation ?? 0,
