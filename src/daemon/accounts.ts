@@ -127,6 +127,14 @@ function mergeLabels(before: Labels | undefined, patch: Record<string, string | 
   return Object.keys(out).length ? out : null;
 }
 
+/** True when `a` and `b` are the same config but for their labels. */
+function onlyLabelsDiffer(a: AccountConfig, b: AccountConfig): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  keys.delete('labels');
+  for (const k of keys) if (JSON.stringify(a[k as keyof AccountConfig]) !== JSON.stringify(b[k as keyof AccountConfig])) return false;
+  return true;
+}
+
 /** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
 type GivenSecrets = { client_secret?: string; password?: string };
 
@@ -150,6 +158,12 @@ async function writeAccount(
   checkAccountConfig(cfg, deps.getDriver);
 
   const before = deps.config.getAccount(name);
+  if (before && !flags.replaceGrant && given.client_secret === undefined && given.password === undefined && onlyLabelsDiffer(before, cfg)) {
+    // Labels are the app's own notes: the provider sees none of them, so nothing is checked
+    // there and the grant and its cached token stay as they are (no refresh for a relabel).
+    await deps.config.putAccount(name, cfg);
+    return viewAccount(deps, name);
+  }
   const grant = await deps.store.getGrant(name);
   // The grant moves when the identity that holds it is not the new config's: the old
   // config's identity, or in a fleet the one the fleet's grant records (this host's config

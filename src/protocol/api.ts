@@ -288,9 +288,6 @@ export type AccountView = z.infer<typeof AccountView>;
 export const AccountList = z.object({ accounts: z.array(AccountView) });
 export type AccountList = z.infer<typeof AccountList>;
 
-/** `GET /v1/accounts?label=key=value`: repeatable, the labels AND together (parsed by protocol/labels.ts). */
-export const ACCOUNT_LABEL_QUERY = 'label';
-
 /** `POST /v1/accounts/:name/import`: start from a known refresh token (RFC 6749 §6). */
 export const ImportRequest = z
   .object({

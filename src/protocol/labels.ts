@@ -5,6 +5,9 @@
  * zod: the CLI and the SDK check selectors with it without loading zod.
  */
 
+/** `GET /v1/accounts?label=key=value`: repeatable, the labels AND together ({@link parseLabelSelector}). */
+export const ACCOUNT_LABEL_QUERY = 'label';
+
 /** How many labels one account may carry. */
 export const MAX_LABELS = 32;
 /** Longest label value, in characters. */

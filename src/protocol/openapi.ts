@@ -7,7 +7,6 @@
  */
 import { z } from 'zod';
 import {
-  ACCOUNT_LABEL_QUERY,
   AccountList,
   AccountView,
   ErrorBody,
@@ -30,6 +29,7 @@ import {
   TokenResponse,
 } from './api.js';
 import { ERROR_STATUS } from './errors.js';
+import { ACCOUNT_LABEL_QUERY } from './labels.js';
 import { ACCOUNT_WRITE_FLAGS, ROUTE_PATTERNS } from './routes.js';
 
 type RouteKey = keyof typeof ROUTE_PATTERNS;

@@ -2,7 +2,6 @@ import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { z } from 'zod';
 import {
-  ACCOUNT_LABEL_QUERY,
   ACCOUNT_WRITE_FLAGS,
   ImportRequest,
   PatchAccountRequest,
@@ -10,7 +9,7 @@ import {
   RejectRequest,
   type Health,
 } from '../../protocol/api.js';
-import { matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
+import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
