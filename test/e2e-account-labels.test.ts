@@ -51,6 +51,8 @@ describe('account labels', () => {
 
     const api = await d.request('GET', '/v1/accounts?label=task%3Dt-1&label=user%3D456');
     expect(names(api.json.accounts)).toEqual(['u456-t1']);
+    // As docs/api.md writes it, the `=` unencoded.
+    expect(names((await d.request('GET', '/v1/accounts?label=user=456')).json.accounts)).toEqual(['u456-t1']);
 
     const tokend = new Tokend({ env: t.env, autostart: false });
     expect(names(await tokend.accounts({ labels: { task: 't-1' } }))).toEqual(['u123-t1', 'u456-t1']);

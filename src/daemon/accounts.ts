@@ -127,12 +127,12 @@ function mergeLabels(before: Labels | undefined, patch: Record<string, string | 
   return Object.keys(out).length ? out : null;
 }
 
-/** True when `a` and `b` are the same config but for their labels. */
+/** True when `a` and `b` differ in their labels and in nothing else (an identical write still checks, as before). */
 function onlyLabelsDiffer(a: AccountConfig, b: AccountConfig): boolean {
+  const same = (k: string) => JSON.stringify(a[k as keyof AccountConfig]) === JSON.stringify(b[k as keyof AccountConfig]);
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   keys.delete('labels');
-  for (const k of keys) if (JSON.stringify(a[k as keyof AccountConfig]) !== JSON.stringify(b[k as keyof AccountConfig])) return false;
-  return true;
+  return !same('labels') && [...keys].every(same);
 }
 
 /** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
