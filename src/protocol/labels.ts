@@ -14,8 +14,7 @@ export const MAX_LABELS = 32;
 export const MAX_LABEL_VALUE = 256;
 /** A label key: lower-case letters, digits, `.`, `_`, `/`, `-`; a letter or digit first; 1-63 characters. */
 export const LABEL_KEY_RE = /^[a-z0-9][a-z0-9._/-]{0,62}$/;
-export const LABEL_KEY_RULE =
-  'a label key is 1-63 lower-case letters, digits, ".", "_", "/" or "-", starting with a letter or digit';
+export const LABEL_KEY_RULE = 'a label key is 1-63 lower-case letters, digits, ".", "_", "/" or "-", starting with a letter or digit';
 export const LABEL_VALUE_RULE = `a label value is at most ${MAX_LABEL_VALUE} characters, without control characters`;
 export const LABEL_COUNT_RULE = `an account carries at most ${MAX_LABELS} labels`;
 // C0 controls and DEL (and the C1 block): a value is shown in terminals and logs.

@@ -138,7 +138,10 @@ export class Tokend {
    */
   async removeAccounts(query: { labels: Labels }): Promise<RemovedAccount[]> {
     if (Object.keys(query?.labels ?? {}).length === 0)
-      throw new TokendError('invalid_request', 'removeAccounts needs at least one label to select the accounts (it never removes them all)');
+      throw new TokendError(
+        'invalid_request',
+        'removeAccounts needs at least one label to select the accounts (it never removes them all)',
+      );
     const removed: RemovedAccount[] = [];
     for (const a of await this.accounts(query)) {
       try {
