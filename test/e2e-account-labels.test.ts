@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { Tokend, TokendError } from '../src/sdk/index.js';
 import { addConfAccount, importConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
+import { startStandInDaemon } from './support/stand-in-daemon.js';
 
 const idp = useIdp();
 const { d, t } = useDaemon({ lifetime: 'test' });
@@ -114,6 +115,23 @@ describe('account labels', () => {
 
     expect(await tokend.removeAccounts({ labels: { user: '456', task: 't-2' } })).toEqual([]);
     expect(names(await tokend.accounts())).toEqual(['other', 'u456-t1']);
+  });
+
+  it('removeAccounts removes nothing where the daemon ignores the filter (one from before labels) and lists every account', async () => {
+    const old = await startStandInDaemon();
+    try {
+      const view = (name: string) => ({ name, driver: 'oauth2', status: 'active', scopes: [], hosts: [], has_client_secret: false });
+      old.answer = (req) =>
+        req.method === 'GET' && req.path === '/v1/accounts'
+          ? { status: 200, body: { accounts: [view('a'), view('b')] } }
+          : { status: 200, body: { ok: true, revoked: false } };
+      const tokend = new Tokend({ env: old.env, autostart: false });
+      expect(await tokend.removeAccounts({ labels: { user: '123' } })).toEqual([]);
+      expect(old.requests.map((r) => r.method)).toEqual(['GET']);
+      expect(old.requests[0]!.query).toEqual({ label: 'user=123' });
+    } finally {
+      await old.close();
+    }
   });
 
   it('refuses bad labels with 400 naming the rule, and saves nothing', async () => {

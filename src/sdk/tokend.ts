@@ -14,7 +14,7 @@ import type {
   TokenResponse,
 } from '../protocol/api.js';
 import { resolvePaths } from '../protocol/paths.js';
-import { ACCOUNT_LABEL_QUERY } from '../protocol/labels.js';
+import { ACCOUNT_LABEL_QUERY, matchesLabels } from '../protocol/labels.js';
 import { ACCOUNT_WRITE_FLAGS, ROUTES } from '../protocol/routes.js';
 import { TokendError } from './errors.js';
 import { subscribe, type EventsOptions, type EventSubscription } from './event-subscription.js';
@@ -127,7 +127,9 @@ export class Tokend {
   async accounts(query: AccountQuery = {}): Promise<AccountView[]> {
     const words = Object.entries(query.labels ?? {}).map(([k, v]) => `${ACCOUNT_LABEL_QUERY}=${encodeURIComponent(`${k}=${v}`)}`);
     const path = words.length ? `${ROUTES.accounts}?${words.join('&')}` : ROUTES.accounts;
-    return (await this.transport.json<AccountList>('GET', path, undefined, IDEMPOTENT)).accounts;
+    const { accounts } = await this.transport.json<AccountList>('GET', path, undefined, IDEMPOTENT);
+    // Checked here too: a daemon from before labels ignores the filter and answers every account.
+    return words.length ? accounts.filter((a) => matchesLabels(a.labels, query.labels ?? {})) : accounts;
   }
 
   /**
