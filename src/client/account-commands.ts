@@ -1,5 +1,6 @@
 /** The commands that manage accounts: add, set, import, list, status, refresh, logout, remove. */
 import type { AccountList, AccountView, Health, RefreshResponse } from '../protocol/api.js';
+import { ACCOUNT_LABEL_QUERY } from '../protocol/labels.js';
 import { ROUTES } from '../protocol/routes.js';
 import { needsLogin } from '../protocol/rules.js';
 import { ACCOUNT_OPTIONS, ACCOUNT_OPTIONS_HELP, accountBody, writeQuery } from './account-options.js';
@@ -23,7 +24,8 @@ Exit status: 0 saved, 1 the daemon refused it (a change of provider or client wi
   set: `usage: tokend set NAME [options]
 
 Changes only the options given of account NAME; a repeatable option (--scope, --host)
-replaces the whole list. To fix only the client secret:
+replaces the whole list, but --label adds or changes only the labels given, and
+--unlabel KEY removes one. To fix only the client secret:
   printf %s "$SECRET" | tokend set NAME --client-secret-stdin
 
 ${ACCOUNT_OPTIONS_HELP}
@@ -51,13 +53,14 @@ provider that does not answer, leave the account exactly as it was.
 Exit status: 0 imported, 1 error (the provider refused the tokens: nothing was
 changed), 2 bad usage.
 `,
-  list: `usage: tokend list [--json]
+  list: `usage: tokend list [--label KEY=VALUE]... [--json]
 
 Lists the accounts: name, status, when the current token expires, and the hosts each
 serves. An account whose status is expired, no_grant, reauth_required or
 login_pending needs \`tokend login NAME\` (\`tokend status NAME\` says more).
 
-  --json   print {"accounts": [...]}, each as \`tokend status NAME --json\` shows it
+  --label KEY=VALUE   only the accounts carrying this label (repeatable: each must match)
+  --json              print {"accounts": [...]}, each as \`tokend status NAME --json\` shows it
 
 Exit status: 0 ok, 1 the daemon could not be reached, 2 bad usage.
 `,
@@ -189,11 +192,16 @@ function tokensFromJson(text: string): Record<string, unknown> {
 }
 
 const list: Command = async (args, io, client) => {
-  const { values } = parseOptions('list', args, { json: { type: 'boolean' } }, 0);
+  const { values } = parseOptions('list', args, { json: { type: 'boolean' }, label: { type: 'string', multiple: true } }, 0);
   if (values.help) return help(io, 'list');
-  const { accounts } = await client().json<AccountList>('GET', ROUTES.accounts);
+  const query = new URLSearchParams((values.label ?? []).map((l) => [ACCOUNT_LABEL_QUERY, l]));
+  const { accounts } = await client().json<AccountList>('GET', `${ROUTES.accounts}${query.size ? `?${query}` : ''}`);
   if (values.json) {
     printJson(io, { accounts });
+    return EXIT.ok;
+  }
+  if (accounts.length === 0 && values.label) {
+    io.stderr('tokend: no account carries every label given\n');
     return EXIT.ok;
   }
   if (accounts.length === 0) {

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import type { PatchAccountRequest } from '../protocol/api.js';
+import { labelKeyProblem, parseLabelSelector } from '../protocol/labels.js';
 import { ACCOUNT_WRITE_FLAGS } from '../protocol/routes.js';
 import type { parseOptions } from './args.js';
 import { UsageError, type Io } from './io.js';
@@ -36,6 +37,8 @@ export const ACCOUNT_OPTIONS = {
   'refresh-with-token': { type: 'boolean' },
   'git-auth': { type: 'string' },
   'ca-file': { type: 'string' },
+  label: { type: 'string', multiple: true },
+  unlabel: { type: 'string', multiple: true },
   'replace-grant': { type: 'boolean' },
   'no-check': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -80,6 +83,11 @@ export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider def
                                and API, besides the system's (a private CA)
   --git-auth bearer|basic      how git 2.46+ gets the token: a Bearer credential (default)
                                or Basic username/password (the github, gitlab presets)
+  --label KEY=VALUE            a label saying what the account is for (repeatable:
+                               --label user=123 --label task=t-1); \`tokend list --label\`
+                               finds it. With \`set\`, the labels given are added or
+                               changed, the others stay
+  --unlabel KEY                \`set\` only: remove label KEY (repeatable)
   --token-endpoint URL         explicit endpoints, instead of or on top of discovery
   --device-endpoint URL
   --authorization-endpoint URL
@@ -126,6 +134,7 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     git_auth: values['git-auth'],
     // The daemon may run elsewhere (a service): it gets the file's absolute path.
     ca_file: values['ca-file'] ? path.resolve(values['ca-file']) : values['ca-file'],
+    labels: labelChanges(values, command),
   };
   const wantSecret = Boolean(values['client-secret-stdin']);
   const wantPassword = Boolean(values['password-stdin']);
@@ -146,6 +155,28 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     if (body[k] === undefined) delete body[k];
   }
   return body as PatchAccountRequest;
+}
+
+/**
+ * `--label k=v` and `--unlabel k`: for `add` the account's labels; for `set` a patch the
+ * daemon merges into them (a key set to null is removed). Undefined when neither is given.
+ */
+function labelChanges(values: AccountValues, command: string): Record<string, string | null> | undefined {
+  if (!values.label && !values.unlabel) return undefined;
+  if (values.unlabel && command !== 'set') throw new UsageError('--unlabel is for `tokend set`', command);
+  let out: Record<string, string | null>;
+  try {
+    out = parseLabelSelector(values.label ?? []);
+  } catch (err) {
+    throw new UsageError(`--${(err as Error).message}`, command);
+  }
+  for (const k of values.unlabel ?? []) {
+    const problem = labelKeyProblem(k);
+    if (problem) throw new UsageError(`--unlabel ${problem}`, command);
+    if (Object.hasOwn(out, k)) throw new UsageError(`label "${k}" is both set and removed`, command);
+    out[k] = null;
+  }
+  return out;
 }
 
 function wholeNumber(v: string | undefined, option: string, command: string): number | '' | undefined {

@@ -21,6 +21,14 @@ export function accountLines(a: AccountView, now = Date.now()): string {
     a.flow ? row('flow', a.flow) : undefined,
     a.scopes.length ? row('scopes', a.scopes.join(' ')) : undefined,
     a.hosts.length ? row('hosts', a.hosts.join(' ')) : undefined,
+    a.labels && Object.keys(a.labels).length
+      ? row(
+          'labels',
+          Object.entries(a.labels)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' '),
+        )
+      : undefined,
     a.last_error ? row('error', a.last_error) : undefined,
     a.retry_at ? row('retry at', stamp(a.retry_at, now)) : undefined,
     a.login ? row('login', pendingLogin(a.login, now)) : undefined,

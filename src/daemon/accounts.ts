@@ -3,6 +3,7 @@ import {
   AccountConfig,
   type AccountStatus,
   type AccountView,
+  type Labels,
   type LoginView,
   type PatchAccountRequest,
   type PutAccountRequest,
@@ -108,8 +109,30 @@ export async function patchAccount(
   if (!before) throw unknownAccount(name);
   const { client_secret, password, ...rest } = body;
   const input: Record<string, unknown> = { ...withoutDerived(before), ...rest };
+  if (rest.labels) input.labels = mergeLabels(before.labels, rest.labels);
   for (const [k, v] of Object.entries(input)) if (v === null) delete input[k]; // null clears a field
   return writeAccount(deps, name, input, { client_secret, password }, flags);
+}
+
+/**
+ * A patch's labels merged into the account's (RFC 7396, as the patch's other fields): a key
+ * set to null goes, the others keep their value; no label left is no `labels` at all.
+ */
+function mergeLabels(before: Labels | undefined, patch: Record<string, string | null>): Labels | null {
+  const out: Labels = { ...before };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return Object.keys(out).length ? out : null;
+}
+
+/** True when `a` and `b` differ in their labels and in nothing else (an identical write still checks, as before). */
+function onlyLabelsDiffer(a: AccountConfig, b: AccountConfig): boolean {
+  const same = (k: string) => JSON.stringify(a[k as keyof AccountConfig]) === JSON.stringify(b[k as keyof AccountConfig]);
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  keys.delete('labels');
+  return !same('labels') && [...keys].every(same);
 }
 
 /** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
@@ -135,6 +158,12 @@ async function writeAccount(
   checkAccountConfig(cfg, deps.getDriver);
 
   const before = deps.config.getAccount(name);
+  if (before && !flags.replaceGrant && given.client_secret === undefined && given.password === undefined && onlyLabelsDiffer(before, cfg)) {
+    // Labels are the app's own notes: the provider sees none of them, so nothing is checked
+    // there and the grant and its cached token stay as they are (no refresh for a relabel).
+    await deps.config.putAccount(name, cfg);
+    return viewAccount(deps, name);
+  }
   const grant = await deps.store.getGrant(name);
   // The grant moves when the identity that holds it is not the new config's: the old
   // config's identity, or in a fleet the one the fleet's grant records (this host's config
@@ -314,6 +343,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     audience: cfg.audience,
     username: cfg.username,
     api_base: cfg.api_base,
+    labels: cfg.labels ?? {},
     last_error: lastError,
     retry_at: retryAt === null ? null : new Date(retryAt).toISOString(),
     generation: grant?.generation ?? 0,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ERROR_STATUS, type ErrorCode as ErrorCodeName } from './errors.js';
+import { LABEL_COUNT_RULE, labelKeyProblem, labelValueProblem, MAX_LABELS } from './labels.js';
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { NEEDS_LOGIN_STATUSES } from './rules.js';
 
@@ -38,6 +39,21 @@ const Scopes = z
   )
   .max(64);
 const Hosts = z.array(z.string().min(1).max(512)).max(64);
+
+/** Each label's key and value against the rules of protocol/labels.ts (null: a patch removing it), and their count. */
+function checkLabels(labels: Record<string, string | null>, ctx: z.RefinementCtx): void {
+  const keys = Object.keys(labels);
+  if (keys.length > MAX_LABELS) ctx.addIssue({ code: 'custom', message: `${keys.length} labels: ${LABEL_COUNT_RULE}` });
+  for (const k of keys) {
+    const v = labels[k];
+    const problem = labelKeyProblem(k) ?? (v === null || v === undefined ? undefined : labelValueProblem(k, v));
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }
+}
+
+/** An account's labels (`user=123`, `task=t-1`): what the app that made it says it is for; see protocol/labels.ts. */
+export const Labels = z.record(z.string(), z.string()).superRefine(checkLabels);
+export type Labels = z.infer<typeof Labels>;
 
 /** An account's fields as they are written, without defaults (a patch names only what changes). */
 const AccountFields = z.object({
@@ -97,6 +113,8 @@ const AccountFields = z.object({
   git_auth: z.enum(['bearer', 'basic']).optional(),
   /** AMP: refresh by presenting the current token (`/user/refresh_token`) before obtaining a new one. */
   refresh_with_token: z.boolean().optional(),
+  /** What the account is for, as the app says (`{"user": "123", "task": "t-1"}`): `GET /v1/accounts?label=user=123` finds it. Not part of the grant's identity. */
+  labels: Labels.optional(),
 });
 
 /**
@@ -132,6 +150,8 @@ function nullable<S extends Record<string, z.ZodType>>(shape: S): { [K in keyof 
 export const PatchAccountRequest = z
   .object({
     ...nullable(AccountFields.shape),
+    /** Merged into the account's labels (RFC 7396): a key set to null is removed; `labels: null` removes them all. */
+    labels: z.record(z.string(), z.string().nullable()).superRefine(checkLabels).nullable(),
     client_secret: z.string().min(1).max(4096),
     password: z.string().min(1).max(4096),
   })
@@ -264,6 +284,8 @@ export const AccountView = z.object({
   audience: z.string().optional(),
   username: z.string().optional(),
   api_base: z.string().optional(),
+  /** The account's labels; `{}` when it has none. */
+  labels: z.record(z.string(), z.string()).optional(),
   last_error: z.string().nullable(),
   /** While refreshes back off after a failure (`refresh_failing`, or `active` on a token still valid): when the next attempt is allowed (ISO time). */
   retry_at: z.string().nullable().optional(),

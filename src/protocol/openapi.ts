@@ -29,6 +29,7 @@ import {
   TokenResponse,
 } from './api.js';
 import { ERROR_STATUS } from './errors.js';
+import { ACCOUNT_LABEL_QUERY } from './labels.js';
 import { ACCOUNT_WRITE_FLAGS, ROUTE_PATTERNS } from './routes.js';
 
 type RouteKey = keyof typeof ROUTE_PATTERNS;
@@ -58,7 +59,18 @@ const writeFlags = z.object({
 export const OPERATIONS: readonly Operation[] = [
   { route: 'health', method: 'get', summary: 'The daemon is up: version, pid, uptime, number of accounts', answer: Health },
   { route: 'openapi', method: 'get', summary: 'This document', answer: z.record(z.string(), z.unknown()) },
-  { route: 'accounts', method: 'get', summary: 'Every account, without secrets', answer: AccountList },
+  {
+    route: 'accounts',
+    method: 'get',
+    summary: 'Every account, without secrets; with `label`, those carrying every label given',
+    query: z.object({
+      [ACCOUNT_LABEL_QUERY]: z
+        .array(z.string().regex(/^[^=]+=/))
+        .optional()
+        .describe('key=value, repeatable (label=user=123&label=task=t-1): the account must carry each'),
+    }),
+    answer: AccountList,
+  },
   { route: 'account', method: 'get', summary: 'One account: status, expiry, the pending and the last login', answer: AccountView },
   {
     route: 'account',

@@ -4,7 +4,16 @@
  * types and erased.
  */
 export { Tokend } from './tokend.js';
-export type { AccountWriteOptions, LoginOptions, LoginQuery, RevokeResult, TokendOptions, TokenOptions } from './tokend.js';
+export type {
+  AccountQuery,
+  AccountWriteOptions,
+  LoginOptions,
+  LoginQuery,
+  RemovedAccount,
+  RevokeResult,
+  TokendOptions,
+  TokenOptions,
+} from './tokend.js';
 export { TokendError } from './errors.js';
 export type { TokendErrorCode } from './errors.js';
 export type { EventsOptions, EventSubscription } from './event-subscription.js';
@@ -16,6 +25,7 @@ export type {
   EventType,
   Flow,
   Health,
+  Labels,
   LastLogin,
   LoginFlow,
   LoginStatus,

@@ -3,6 +3,7 @@ import type {
   AccountView,
   Health,
   ImportRequest,
+  Labels,
   LoginFlow,
   LoginList,
   LoginStatus,
@@ -13,7 +14,9 @@ import type {
   TokenResponse,
 } from '../protocol/api.js';
 import { resolvePaths } from '../protocol/paths.js';
+import { ACCOUNT_LABEL_QUERY, matchesLabels } from '../protocol/labels.js';
 import { ACCOUNT_WRITE_FLAGS, ROUTES } from '../protocol/routes.js';
+import { TokendError } from './errors.js';
 import { subscribe, type EventsOptions, type EventSubscription } from './event-subscription.js';
 import { isAbsoluteUrl, pathUnderApiBase, proxyFetch, type TokendFetchInit } from './proxy-fetch.js';
 import { SocketTransport } from './socket-transport.js';
@@ -66,6 +69,16 @@ export interface LoginQuery {
   task?: string;
 }
 
+export interface AccountQuery {
+  /** Only the accounts carrying every one of these labels. */
+  labels?: Labels;
+}
+
+/** One account `removeAccounts` removed. */
+export interface RemovedAccount extends RevokeResult {
+  name: string;
+}
+
 /** What `logout` and `removeAccount` answer. */
 export interface RevokeResult {
   ok: true;
@@ -116,8 +129,36 @@ export class Tokend {
     return this.transport.json('GET', ROUTES.account(account), undefined, IDEMPOTENT);
   }
 
-  async accounts(): Promise<AccountView[]> {
-    return (await this.transport.json<AccountList>('GET', ROUTES.accounts, undefined, IDEMPOTENT)).accounts;
+  /** Every account, or with `labels` those carrying each label given (`{ user: '123' }`). */
+  async accounts(query: AccountQuery = {}): Promise<AccountView[]> {
+    const words = Object.entries(query.labels ?? {}).map(([k, v]) => `${ACCOUNT_LABEL_QUERY}=${encodeURIComponent(`${k}=${v}`)}`);
+    const path = words.length ? `${ROUTES.accounts}?${words.join('&')}` : ROUTES.accounts;
+    const { accounts } = await this.transport.json<AccountList>('GET', path, undefined, IDEMPOTENT);
+    // Checked here too: a daemon from before labels ignores the filter and answers every account.
+    return words.length ? accounts.filter((a) => matchesLabels(a.labels, query.labels ?? {})) : accounts;
+  }
+
+  /**
+   * Remove every account carrying each label of `query.labels` (as {@link Tokend.accounts}
+   * finds them), one `DELETE` each: revoked, then deleted. Resolves with what it removed; an
+   * account another caller removed meanwhile is skipped. An empty selector is refused
+   * (`invalid_request`), so this never removes every account by mistake.
+   */
+  async removeAccounts(query: { labels: Labels }): Promise<RemovedAccount[]> {
+    if (Object.keys(query?.labels ?? {}).length === 0)
+      throw new TokendError(
+        'invalid_request',
+        'removeAccounts needs at least one label to select the accounts (it never removes them all)',
+      );
+    const removed: RemovedAccount[] = [];
+    for (const a of await this.accounts(query)) {
+      try {
+        removed.push({ name: a.name, ...(await this.removeAccount(a.name)) });
+      } catch (err) {
+        if (!(err instanceof TokendError && err.code === 'not_found')) throw err;
+      }
+    }
+    return removed;
   }
 
   /** Refresh now, whatever the cached token's expiry. */

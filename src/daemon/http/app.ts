@@ -9,6 +9,7 @@ import {
   RejectRequest,
   type Health,
 } from '../../protocol/api.js';
+import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
@@ -63,6 +64,15 @@ function writeFlags(c: Context): WriteFlags {
   return { replaceGrant: flag(ACCOUNT_WRITE_FLAGS.replaceGrant), check: flag(ACCOUNT_WRITE_FLAGS.check) };
 }
 
+/** `?label=user=123&label=task=t-1`: the labels an account must all carry; 400 naming the rule a word breaks. */
+function labelSelector(words: string[]): Record<string, string> {
+  try {
+    return parseLabelSelector(words);
+  } catch (err) {
+    throw E.invalidRequest(`${ACCOUNT_LABEL_QUERY}: ${(err as Error).message}`);
+  }
+}
+
 /** The socket API (docs/api.md) as a Hono app; `app.request()` tests it without a socket. */
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
@@ -86,9 +96,11 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(openapi);
   });
 
-  app.get(ROUTE_PATTERNS.accounts, async (c) =>
-    c.json({ accounts: await Promise.all(deps.config.listAccounts().map(([name]) => viewAccount(deps, name))) }),
-  );
+  app.get(ROUTE_PATTERNS.accounts, async (c) => {
+    const selector = labelSelector(c.req.queries(ACCOUNT_LABEL_QUERY) ?? []);
+    const chosen = deps.config.listAccounts().filter(([, cfg]) => matchesLabels(cfg.labels, selector));
+    return c.json({ accounts: await Promise.all(chosen.map(([name]) => viewAccount(deps, name))) });
+  });
   app.get(ROUTE_PATTERNS.account, async (c) => c.json(await viewAccount(deps, accountParam(c))));
   app.put(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
