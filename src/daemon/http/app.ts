@@ -1,5 +1,4 @@
 import { Hono, type Context } from 'hono';
-import { streamSSE } from 'hono/streaming';
 import type { z } from 'zod';
 import {
   ACCOUNT_WRITE_FLAGS,
@@ -17,6 +16,7 @@ import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
+import { serveEvents } from './events-route.js';
 import { header, readBody } from './raw-request.js';
 import { createTokenHandler } from './token-route.js';
 import { errorResponse, parseJsonBody } from './wire.js';
@@ -148,22 +148,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, dropped });
   });
 
-  app.get(ROUTE_PATTERNS.events, (c) =>
-    streamSSE(c, async (stream) => {
-      let wake: () => void = () => {};
-      const done = new Promise<void>((resolve) => (wake = resolve));
-      const unsubscribe = deps.events.subscribe((ev) => {
-        void stream.writeSSE({ event: ev.type, data: JSON.stringify(ev) });
-      });
-      const onShutdown = () => wake();
-      deps.shutdown.addEventListener('abort', onShutdown);
-      stream.onAbort(() => wake());
-      await stream.writeSSE({ event: 'ready', data: JSON.stringify({ at: new Date().toISOString() }) });
-      await done;
-      unsubscribe();
-      deps.shutdown.removeEventListener('abort', onShutdown);
-    }),
-  );
+  app.get(ROUTE_PATTERNS.events, (c) => serveEvents(c, deps.events, deps.shutdown));
 
   for (const mount of deps.extend ?? []) mount(app);
 
