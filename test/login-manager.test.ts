@@ -17,7 +17,7 @@ import type { Logger } from '../src/daemon/log.js';
 import { openStore } from '../src/daemon/store/sqlite-store.js';
 import type { Store } from '../src/daemon/store/types.js';
 import { AccountConfig, type AccountConfigInput } from '../src/protocol/api.js';
-import type { DaemonEvent } from '../src/protocol/events.js';
+import { DaemonEvent } from '../src/protocol/events.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -52,7 +52,7 @@ describe('login manager', () => {
 
   function manager(extra: Partial<LoginManagerDeps> = {}): LoginManager {
     const bus = new EventBus();
-    bus.subscribe((e) => events.push(e));
+    bus.subscribe((e) => events.push(DaemonEvent.parse(e))); // each as its schema says
     return new LoginManager({
       store,
       config: { getAccount: (n: string) => accounts[n], settings: Settings.parse({ device_poll_unit_ms: 1, http_timeout_ms: 1000 }) },
@@ -106,7 +106,7 @@ describe('login manager', () => {
     expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
     expect(m.pendingFor('work')).toBeUndefined();
     expect(events.map((e) => [e.type, 'status' in e ? e.status : undefined])).toEqual([
-      ['login.pending', undefined],
+      ['login.pending', 'pending'],
       ['login.failed', 'expired'],
     ]);
     await expect(fetch(redirect)).rejects.toThrow();
