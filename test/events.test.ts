@@ -9,7 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EventBus } from '../src/daemon/events.js';
-import { DaemonEvent, EMITTED_EVENTS, EVENT_TYPES, EVENT_WINDOW, parseEventId } from '../src/protocol/events.js';
+import { type DaemonEvent, EMITTED_EVENTS, EVENT_TYPES, EVENT_WINDOW, parseEventId } from '../src/protocol/events.js';
 import { SseParser, type SseMessage } from '../src/sdk/sse.js';
 import { addConfAccount, importConfGrant, ROOT, writeSettings } from './support/daemon.js';
 import { checkedEvent, waitFor } from './support/fake-as.js';

@@ -1,13 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import {
-  type DaemonEvent,
-  EVENT_WINDOW,
-  type EmittedType,
-  type EventFields,
-  parseEventId,
-  type ReadyEvent,
-} from '../protocol/events.js';
+import { type DaemonEvent, EVENT_WINDOW, type EmittedType, type EventFields, parseEventId, type ReadyEvent } from '../protocol/events.js';
 
 /** What a reconnecting client is owed: the events it missed, or a `resync` and why. */
 export type CatchUp = { events: DaemonEvent[] } | { resync: 'restart' | 'gap' | 'unknown' };

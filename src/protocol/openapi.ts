@@ -177,7 +177,9 @@ export function buildOpenApi(version: string): Record<string, unknown> {
         ? {
             description:
               'A stream of server-sent events: `ready` first (components ReadyEvent), then every event (components DaemonEvent, one schema per type)',
-            content: { 'text/event-stream': { schema: { type: 'string' }, 'x-tokend-events': { $ref: '#/components/schemas/DaemonEvent' } } },
+            content: {
+              'text/event-stream': { schema: { type: 'string' }, 'x-tokend-events': { $ref: '#/components/schemas/DaemonEvent' } },
+            },
           }
         : op.answer === 'bytes'
           ? {

@@ -56,7 +56,9 @@ export class SseParser {
 
   private line(line: string): SseMessage | undefined {
     if (line === '') {
-      const msg = this.data.length ? { event: this.event || 'message', data: this.data.join('\n'), ...(this.lastId ? { id: this.lastId } : {}) } : undefined;
+      const msg = this.data.length
+        ? { event: this.event || 'message', data: this.data.join('\n'), ...(this.lastId ? { id: this.lastId } : {}) }
+        : undefined;
       this.event = '';
       this.data = [];
       return msg;
