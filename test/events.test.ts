@@ -168,6 +168,24 @@ describe('GET /v1/events on a real daemon', () => {
     expect(parseEventId(next.id!)!.seq).toBe(parseEventId(again.id!)!.seq + 1);
   });
 
+  it('announces an account added, changed (naming the fields, never a value) and removed', async () => {
+    const { d } = stack.t;
+    const s = await openStream(d.socket);
+    await s.until((m) => m.event === 'ready', 'ready');
+    await addConfAccount(d, stack.idp.issuer);
+    expect((await d.request('PATCH', '/v1/accounts/work', { hosts: ['api.example.com'] })).status).toBe(200);
+    expect((await d.request('DELETE', '/v1/accounts/work')).status).toBe(200);
+    await s.until((m) => m.event === 'account.removed', 'account.removed');
+    s.close();
+    const accountEvents = s.messages.filter((m) => m.event.startsWith('account.')).map(data);
+    expect(accountEvents).toMatchObject([
+      { type: 'account.added', account: 'work' },
+      { type: 'account.changed', account: 'work', fields: ['hosts'] },
+      { type: 'account.removed', account: 'work', revoked: false },
+    ]);
+    expect(JSON.stringify(accountEvents)).not.toContain('conf-secret');
+  });
+
   it('says resync to a Last-Event-ID past the window, of an earlier daemon run (SIGTERM, SIGKILL), or never given', async () => {
     const { d, home } = stack.t;
     // A thousand refreshes in a row: lift the per-minute budget (a setting) for this daemon.

@@ -68,6 +68,15 @@ export const TokenRecoveredEvent = accountEvent('token.recovered', {
 });
 export const ReauthRequiredEvent = accountEvent('account.reauth_required', { reason: z.string().nullable() });
 export const ReauthSoonEvent = accountEvent('account.reauth_soon', { refresh_expires_at: z.string() });
+export const AccountAddedEvent = accountEvent('account.added', {});
+export const AccountChangedEvent = accountEvent('account.changed', {
+  /** The fields the write gave (their names only, never a value); a PUT over an account gives all of them. */
+  fields: z.array(z.string()),
+});
+export const AccountRemovedEvent = accountEvent('account.removed', {
+  /** Whether the provider took the grant back. */
+  revoked: z.boolean(),
+});
 
 /**
  * Sent to a client that reconnected with a `Last-Event-ID` the daemon cannot catch up from:
@@ -95,6 +104,9 @@ export const EMITTED_EVENTS = {
   'token.recovered': TokenRecoveredEvent,
   'account.reauth_required': ReauthRequiredEvent,
   'account.reauth_soon': ReauthSoonEvent,
+  'account.added': AccountAddedEvent,
+  'account.changed': AccountChangedEvent,
+  'account.removed': AccountRemovedEvent,
 } as const;
 
 /** Every event of the stream but `ready`. */
@@ -107,6 +119,9 @@ export const DaemonEvent = z.discriminatedUnion('type', [
   TokenRecoveredEvent,
   ReauthRequiredEvent,
   ReauthSoonEvent,
+  AccountAddedEvent,
+  AccountChangedEvent,
+  AccountRemovedEvent,
   ResyncEvent,
 ]);
 export type DaemonEvent = z.infer<typeof DaemonEvent>;

@@ -96,6 +96,8 @@ export function createApp(deps: AppDeps): Hono {
     const existed = deps.config.getAccount(name) !== undefined;
     const view = await putAccount(deps, name, body, writeFlags(c));
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
+    if (existed) deps.events.emit('account.changed', name, { fields: Object.keys(body) });
+    else deps.events.emit('account.added', name, {});
     return c.json(view, existed ? 200 : 201);
   });
   app.patch(ROUTE_PATTERNS.account, async (c) => {
@@ -103,12 +105,14 @@ export function createApp(deps: AppDeps): Hono {
     const body = await readJson(c, PatchAccountRequest);
     const view = await patchAccount(deps, name, body, writeFlags(c));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
+    deps.events.emit('account.changed', name, { fields: Object.keys(body) });
     return c.json(view);
   });
   app.delete(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const res = await removeAccount(deps, name);
     deps.log.info('account removed', { account: name, revoked: res.revoked });
+    deps.events.emit('account.removed', name, { revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });
   app.post(ROUTE_PATTERNS.accountImport, async (c) => {
