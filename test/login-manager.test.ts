@@ -17,14 +17,15 @@ import { LoginManager, type LoginManagerDeps } from '../src/daemon/logins.js';
 import type { Logger } from '../src/daemon/log.js';
 import { openStore } from '../src/daemon/store/sqlite-store.js';
 import type { Store } from '../src/daemon/store/types.js';
-import { AccountConfig, type AccountConfigInput, type TokendEvent } from '../src/protocol/api.js';
+import { AccountConfig, type AccountConfigInput } from '../src/protocol/api.js';
+import { DaemonEvent } from '../src/protocol/events.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 describe('login manager', () => {
   let dir: string;
   let store: Store;
-  let events: TokendEvent[];
+  let events: DaemonEvent[];
   let polls: number;
   let pollAnswer: () => Promise<DevicePoll>;
   let installed: string[];
@@ -52,7 +53,7 @@ describe('login manager', () => {
 
   function manager(extra: Partial<LoginManagerDeps> = {}): LoginManager {
     const bus = new EventBus();
-    bus.subscribe((e) => events.push(e));
+    bus.subscribe((e) => events.push(DaemonEvent.parse(e))); // each as its schema says
     return new LoginManager({
       store,
       config: { getAccount: (n: string) => accounts[n], settings: Settings.parse({ device_poll_unit_ms: 1, http_timeout_ms: 1000 }) },
@@ -105,8 +106,8 @@ describe('login manager', () => {
     expect(await m.get(login.id)).toMatchObject({ status: 'expired', error: { code: 'expired' }, authorization_url: null });
     expect((await store.getLogin(login.id))!.secrets).toBeUndefined();
     expect(m.pendingFor('work')).toBeUndefined();
-    expect(events.map((e) => [e.type, e.status])).toEqual([
-      ['login.pending', undefined],
+    expect(events.map((e) => [e.type, 'status' in e ? e.status : undefined])).toEqual([
+      ['login.pending', 'pending'],
       ['login.failed', 'expired'],
     ]);
     await expect(fetch(redirect)).rejects.toThrow();

@@ -125,7 +125,9 @@ describe('the SDK against a real daemon and IdP', () => {
     await waitFor(() => seen.some((e) => e.type === 'login.succeeded'), 'login.succeeded');
     stop.abort();
     await collecting; // the signal ends the iteration cleanly
-    expect(seen.filter((e) => e.type.startsWith('login.')).map((e) => [e.type, e.account, e.login_id])).toEqual([
+    expect(
+      seen.filter((e) => e.type.startsWith('login.')).map((e) => [e.type, 'account' in e && e.account, 'login_id' in e && e.login_id]),
+    ).toEqual([
       ['login.pending', 'work', login.id],
       ['login.succeeded', 'work', login.id],
     ]);

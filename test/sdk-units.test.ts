@@ -39,6 +39,15 @@ describe('reading Server-Sent Events', () => {
     ]);
   });
 
+  it('gives each message the last event id, which carries over to later messages; an id with a NUL is ignored', () => {
+    expect(feedAll('data: a\n\nid: r1-1\ndata: b\n\ndata: c\n\nid: r1-2\nid: x\0y\nevent: e\ndata: d\n\n')).toEqual([
+      { event: 'message', data: 'a' },
+      { event: 'message', data: 'b', id: 'r1-1' },
+      { event: 'message', data: 'c', id: 'r1-1' },
+      { event: 'e', data: 'd', id: 'r1-2' },
+    ]);
+  });
+
   it('decodes UTF-8 split inside a character, and drops a leading BOM', async () => {
     const bytes = new TextEncoder().encode('\uFEFFdata: é✓\n\n');
     const chunks = [bytes.slice(0, 2), bytes.slice(2, 11), bytes.slice(11)];

@@ -569,6 +569,8 @@ export class LoginManager {
     this.deps.events.emit('login.pending', state.account, {
       login_id: state.id,
       flow: state.flow,
+      task: state.task,
+      status: 'pending',
       user_code: state.user_code,
       verification_uri: state.verification_uri,
       verification_uri_complete: state.verification_uri_complete,
@@ -622,7 +624,7 @@ export class LoginManager {
   private finish(s: Session, status: Exclude<LoginStatus, 'pending'>, error: LoginError | null, opts: { quiet?: boolean } = {}): void {
     if (s.state.status !== 'pending') return;
     s.state = { ...s.state, status, error, updated_at: this.now() };
-    const { account, id, flow } = s.state;
+    const { account, id, flow, task } = s.state;
     this.persist(s.state);
     if (this.live.get(account) === s) {
       this.live.delete(account);
@@ -632,10 +634,10 @@ export class LoginManager {
     if (opts.quiet) return;
     if (status === 'active') {
       this.deps.log.info('login succeeded', { account, login_id: id, flow });
-      this.deps.events.emit('login.succeeded', account, { login_id: id, flow });
+      this.deps.events.emit('login.succeeded', account, { login_id: id, flow, task, status });
     } else {
       this.deps.log.warn('login did not succeed', { account, login_id: id, flow, status, error: error?.code, message: error?.message });
-      this.deps.events.emit('login.failed', account, { login_id: id, flow, status, error: error?.code, message: error?.message });
+      this.deps.events.emit('login.failed', account, { login_id: id, flow, task, status, error: error?.code, message: error?.message });
     }
   }
 

@@ -411,21 +411,4 @@ export const Health = z.object({
 });
 export type Health = z.infer<typeof Health>;
 
-/** Events on `GET /v1/events` (Server-Sent Events). Never carry a secret. */
-export const EVENT_TYPES = [
-  'login.pending',
-  'login.succeeded',
-  'login.failed',
-  'token.refreshed',
-  'token.refresh_failed',
-  'account.reauth_required',
-  'token.recovered',
-  'account.reauth_soon',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-export interface TokendEvent {
-  type: EventType;
-  account: string;
-  at: string;
-  [k: string]: unknown;
-}
+// The events of `GET /v1/events` are in events.ts.

@@ -29,6 +29,7 @@ import {
   TokenResponse,
 } from './api.js';
 import { ERROR_STATUS } from './errors.js';
+import { DaemonEvent, EMITTED_EVENTS, ReadyEvent, ResyncEvent } from './events.js';
 import { ACCOUNT_LABEL_QUERY } from './labels.js';
 import { ACCOUNT_WRITE_FLAGS, ROUTE_PATTERNS } from './routes.js';
 
@@ -192,7 +193,13 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       : [];
     const ok =
       op.answer === 'events'
-        ? { description: 'A stream of server-sent events', content: { 'text/event-stream': { schema: { type: 'string' } } } }
+        ? {
+            description:
+              'A stream of server-sent events: `ready` first (components ReadyEvent), then every event (components DaemonEvent, one schema per type)',
+            content: {
+              'text/event-stream': { schema: { type: 'string' }, 'x-tokend-events': { $ref: '#/components/schemas/DaemonEvent' } },
+            },
+          }
         : op.answer === 'bytes'
           ? {
               description: "The helper's stdout; its exit status in x-tokend-exit",
@@ -232,6 +239,23 @@ export function buildOpenApi(version: string): Record<string, unknown> {
     },
     servers: [{ url: 'http://tokend', description: 'the Unix socket (any Host)' }],
     paths,
-    components: { schemas: { ErrorBody: schema(ErrorBody, 'output') } },
+    components: { schemas: { ErrorBody: schema(ErrorBody, 'output'), ...eventSchemas() } },
   };
+}
+
+/** The events of `GET /v1/events`: one component per type (named by it), `ReadyEvent`, and their union `DaemonEvent`. */
+export function eventSchemas(): Record<string, unknown> {
+  const byType: Record<string, unknown> = {};
+  for (const [type, s] of Object.entries(EMITTED_EVENTS)) byType[eventComponent(type)] = schema(s, 'output');
+  byType[eventComponent('resync')] = schema(ResyncEvent, 'output');
+  const oneOf = DaemonEvent.options.map((o) => ({ $ref: `#/components/schemas/${eventComponent(o.shape.type.value)}` }));
+  return { ...byType, ReadyEvent: schema(ReadyEvent, 'output'), DaemonEvent: { oneOf, discriminator: { propertyName: 'type' } } };
+}
+
+/** `token.refresh_failed` → `TokenRefreshFailedEvent`. */
+export function eventComponent(type: string): string {
+  return `${type
+    .split(/[._]/)
+    .map((w) => w[0].toUpperCase() + w.slice(1))
+    .join('')}Event`;
 }

@@ -2,8 +2,10 @@
  * `GET /v1/events` as an async iterator of typed events. The connection opens at once, so
  * `ready` can say when the daemon has the subscription (its `ready` event): everything
  * that happens after that is delivered. Events are queued until the caller takes them.
+ * A stream that breaks is opened again with the last id seen as `Last-Event-ID`; the
+ * iterator then yields `reconnected`, and the events of the gap or a `resync` (docs/sdk.md).
  */
-import type { TokendEvent } from '../protocol/api.js';
+import type { TokendEvent } from '../protocol/events.js';
 import { ROUTES } from '../protocol/routes.js';
 import { errorFromAnswer, TokendError } from './errors.js';
 import { header, type SocketTransport } from './socket-transport.js';
@@ -13,9 +15,11 @@ export interface EventsOptions {
   /** Ends the iteration (cleanly: the loop just stops) and closes the connection. */
   signal?: AbortSignal;
   /**
-   * When the daemon goes away (a restart, an upgrade), connect again, starting it if
-   * autostart is on, after 1 s, then up to 30 s apart (default true). Events of the gap
-   * are not replayed. False: the iteration ends with the stream.
+   * When the stream breaks (the daemon restarts, the connection is cut), connect again,
+   * starting the daemon if autostart is on, after 1 s, then up to 30 s apart
+   * (default true). The iterator yields `reconnected`, then the events missed meanwhile,
+   * or `resync` when the daemon cannot tell them (it restarted, or the gap was too long).
+   * False: the iteration ends with the stream.
    */
   reconnect?: boolean;
 }
@@ -97,19 +101,37 @@ class Subscription implements EventSubscription {
     const signal = this.stop.signal;
     let subscribed = false;
     let delay = RECONNECT_FIRST_MS;
+    /** The id of the last message seen, sent back as `Last-Event-ID` (HTML §9.2.4). */
+    let lastId: string | null = null;
     while (!signal.aborted) {
       try {
-        const res = await transport.request({ method: 'GET', path: ROUTES.events, headers: { accept: 'text/event-stream' }, signal });
+        const headers: Record<string, string> = { accept: 'text/event-stream' };
+        if (lastId) headers['last-event-id'] = lastId;
+        const res = await transport.request({ method: 'GET', path: ROUTES.events, headers, signal });
         const status = res.statusCode ?? 0;
         if (status !== 200) throw errorFromAnswer(status, await transport.text(res, MAX_ERROR_ANSWER, signal), header(res, 'retry-after'));
+        // What comes before `ready` is the catch-up: held back so `reconnected` goes first.
+        let held: TokendEvent[] | undefined = [];
+        const sentId = lastId;
         for await (const msg of readSse(res)) {
           if (msg.event === 'ready') {
+            if (!held) continue;
+            if (subscribed) this.push({ type: 'reconnected', at: new Date().toISOString(), last_event_id: sentId });
+            for (const ev of held) this.push(ev);
+            held = undefined;
+            // Its id is the newest: the held events are delivered, so it is where to go on from.
+            if (msg.id) lastId = msg.id;
             subscribed = true;
             delay = RECONNECT_FIRST_MS;
             this.markReady();
             continue;
           }
           const ev = parseEvent(msg.event, msg.data);
+          if (held) {
+            if (ev) held.push(ev);
+            continue;
+          }
+          if (msg.id) lastId = msg.id;
           if (ev) this.push(ev);
         }
       } catch (err) {
@@ -152,12 +174,12 @@ class Subscription implements EventSubscription {
   }
 }
 
-/** An event's data is the JSON TokendEvent; its SSE name is the type. Anything else is skipped. */
+/** An event's data is the JSON event (docs/api.md); its SSE name is the type. Anything else is skipped. */
 function parseEvent(name: string, data: string): TokendEvent | undefined {
   try {
-    const ev = JSON.parse(data) as Partial<TokendEvent> | null;
-    if (!ev || typeof ev !== 'object') return undefined;
-    return { ...ev, type: (ev.type ?? name) as TokendEvent['type'], account: ev.account ?? '', at: ev.at ?? '' } as TokendEvent;
+    const ev = JSON.parse(data) as { type?: unknown } | null;
+    if (!ev || typeof ev !== 'object' || Array.isArray(ev)) return undefined;
+    return { ...ev, type: typeof ev.type === 'string' ? ev.type : name } as TokendEvent;
   } catch {
     return undefined;
   }

@@ -22,7 +22,6 @@ export type { WaitForLoginOptions } from './wait-for-login.js';
 export type {
   AccountStatus,
   AccountView,
-  EventType,
   Flow,
   Health,
   Labels,
@@ -33,7 +32,13 @@ export type {
   PatchAccountRequest,
   PutAccountRequest,
   RefreshResponse,
-  TokendEvent,
   TokenResponse,
 } from '../protocol/api.js';
+export type {
+  DaemonEvent,
+  EventType,
+  ReadyEvent,
+  ReconnectedEvent,
+  TokendEvent,
+} from '../protocol/events.js';
 export type { ErrorCode } from '../protocol/errors.js';

@@ -2,12 +2,15 @@
  * A Server-Sent Events reader, per the HTML Living Standard §9.2.6 ("Interpreting an
  * event stream"): lines end in CRLF, LF or CR; `event:` and `data:` fields (a single
  * space after the colon is dropped, several `data:` lines join with LF); a blank line
- * dispatches; `:` lines are comments; an event without data is not dispatched.
+ * dispatches; `:` lines are comments; an event without data is not dispatched; `id:` sets
+ * the last event ID (unless it holds a NUL), which a reconnecting client sends back.
  */
 export interface SseMessage {
   /** `message` when the stream named none. */
   event: string;
   data: string;
+  /** The stream's last event ID when the message was dispatched (§9.2.6: it carries over to later messages); absent while none was set. */
+  id?: string;
 }
 
 /** The messages of an event stream, as its bytes arrive. */
@@ -25,6 +28,7 @@ export class SseParser {
   private skipLf = false;
   private event = '';
   private data: string[] = [];
+  private lastId = '';
 
   /** Feed decoded text; returns the messages it completed. */
   feed(text: string): SseMessage[] {
@@ -52,7 +56,9 @@ export class SseParser {
 
   private line(line: string): SseMessage | undefined {
     if (line === '') {
-      const msg = this.data.length ? { event: this.event || 'message', data: this.data.join('\n') } : undefined;
+      const msg = this.data.length
+        ? { event: this.event || 'message', data: this.data.join('\n'), ...(this.lastId ? { id: this.lastId } : {}) }
+        : undefined;
       this.event = '';
       this.data = [];
       return msg;
@@ -64,7 +70,8 @@ export class SseParser {
     if (value.startsWith(' ')) value = value.slice(1);
     if (field === 'event') this.event = value;
     else if (field === 'data') this.data.push(value);
-    // `id` and `retry` steer a browser's reconnection; the daemon sends neither.
+    else if (field === 'id' && !value.includes('\0')) this.lastId = value;
+    // `retry` steers a browser's reconnection; the daemon sends none.
     return undefined;
   }
 }

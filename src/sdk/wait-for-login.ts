@@ -5,7 +5,8 @@
  * not be opened, or the daemon went away) it polls. Either way the answer is the login as
  * `GET /v1/logins/:id` shows it, never the event alone.
  */
-import type { LoginView, TokendEvent } from '../protocol/api.js';
+import type { LoginView } from '../protocol/api.js';
+import type { TokendEvent } from '../protocol/events.js';
 import { loginError, TokendError } from './errors.js';
 import type { EventsOptions, EventSubscription } from './event-subscription.js';
 

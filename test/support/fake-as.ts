@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { listenOnLoopback } from './loopback.js';
 import { startTestDaemon, TOKEND_BIN, type CliResult, type DaemonProcess, type TestDaemon } from './daemon.js';
+import { DaemonEvent } from '../../src/protocol/events.js';
 
 /** What `POST /device` answers. */
 export type DeviceAnswer = { kind: 'ok'; interval?: number; expires_in?: number } | { kind: '429'; retryAfter?: string } | { kind: 'hang' };
@@ -212,7 +213,11 @@ export interface EventTap {
   close(): void;
 }
 
-/** Subscribes to `GET /v1/events` and collects every event; resolves once the stream is ready. */
+/**
+ * Subscribes to `GET /v1/events` and collects every event; resolves once the stream is ready.
+ * Every event must parse against its schema (src/protocol/events.ts): one that does not (a
+ * new emit without a schema, a field the schema does not allow) fails the test run.
+ */
 export function tapEvents(socket: string): Promise<EventTap> {
   return new Promise((resolve, reject) => {
     const events: EventTap['events'] = [];
@@ -232,7 +237,7 @@ export function tapEvents(socket: string): Promise<EventTap> {
             .join('\n');
           const type = /^event:\s*(.*)$/m.exec(block)?.[1];
           if (type === 'ready') resolve({ events, close: () => req.destroy() });
-          else if (data) events.push(JSON.parse(data));
+          else if (data) events.push(checkedEvent(JSON.parse(data)));
         }
       });
       res.on('error', () => undefined);
@@ -240,6 +245,16 @@ export function tapEvents(socket: string): Promise<EventTap> {
     req.on('error', reject);
     req.end();
   });
+}
+
+/** The event as sent, once its schema accepts it; throws (failing the test) when it does not. */
+export function checkedEvent(ev: EventTap['events'][number]): EventTap['events'][number] {
+  const parsed = DaemonEvent.safeParse(ev);
+  if (!parsed.success) throw new Error(`event ${JSON.stringify(ev)} does not match its schema: ${parsed.error.message}`);
+  // The schema is strict about what it names, and nothing else may ride along unseen.
+  const extra = Object.keys(ev).filter((k) => !(k in parsed.data));
+  if (extra.length) throw new Error(`event ${ev.type} carries fields its schema does not name: ${extra.join(', ')}`);
+  return ev;
 }
 
 export interface RunningCli {

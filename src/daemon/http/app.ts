@@ -1,5 +1,4 @@
 import { Hono, type Context } from 'hono';
-import { streamSSE } from 'hono/streaming';
 import type { z } from 'zod';
 import {
   ACCOUNT_WRITE_FLAGS,
@@ -18,6 +17,7 @@ import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
+import { serveEvents } from './events-route.js';
 import { header, readBody } from './raw-request.js';
 import { createTokenHandler } from './token-route.js';
 import { errorResponse, parseJsonBody } from './wire.js';
@@ -108,6 +108,8 @@ export function createApp(deps: AppDeps): Hono {
     const existed = deps.config.getAccount(name) !== undefined;
     const view = await putAccount(deps, name, body, writeFlags(c));
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
+    if (existed) deps.events.emit('account.changed', name, { fields: Object.keys(body) });
+    else deps.events.emit('account.added', name, {});
     return c.json(view, existed ? 200 : 201);
   });
   app.patch(ROUTE_PATTERNS.account, async (c) => {
@@ -115,12 +117,14 @@ export function createApp(deps: AppDeps): Hono {
     const body = await readJson(c, PatchAccountRequest);
     const view = await patchAccount(deps, name, body, writeFlags(c));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
+    deps.events.emit('account.changed', name, { fields: Object.keys(body) });
     return c.json(view);
   });
   app.delete(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const res = await removeAccount(deps, name);
     deps.log.info('account removed', { account: name, revoked: res.revoked });
+    deps.events.emit('account.removed', name, { revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });
   app.post(ROUTE_PATTERNS.accountImport, async (c) => {
@@ -160,22 +164,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, dropped });
   });
 
-  app.get(ROUTE_PATTERNS.events, (c) =>
-    streamSSE(c, async (stream) => {
-      let wake: () => void = () => {};
-      const done = new Promise<void>((resolve) => (wake = resolve));
-      const unsubscribe = deps.events.subscribe((ev) => {
-        void stream.writeSSE({ event: ev.type, data: JSON.stringify(ev) });
-      });
-      const onShutdown = () => wake();
-      deps.shutdown.addEventListener('abort', onShutdown);
-      stream.onAbort(() => wake());
-      await stream.writeSSE({ event: 'ready', data: JSON.stringify({ at: new Date().toISOString() }) });
-      await done;
-      unsubscribe();
-      deps.shutdown.removeEventListener('abort', onShutdown);
-    }),
-  );
+  app.get(ROUTE_PATTERNS.events, (c) => serveEvents(c, deps.events, deps.shutdown));
 
   for (const mount of deps.extend ?? []) mount(app);
 
