@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from '../protocol/api.js';
+import { loginEnded, loginStarted, type AuditLog } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
@@ -37,6 +38,8 @@ export interface LoginManagerDeps {
   platform?: string;
   /** How long a browser login waits for its callback; default {@link BROWSER_LOGIN_TTL_MS}. */
   browserTtlMs?: number;
+  /** Where a login's start and end are recorded (GET /v1/audit). */
+  audit?: Pick<AuditLog, 'record'>;
 }
 
 /** How long a browser login waits for its callback. */
@@ -74,6 +77,8 @@ interface LoginTarget {
   identity: string;
   /** The caller's label for the login. */
   task?: string;
+  /** Who asked for it (User-Agent), for the audit log. */
+  caller?: string;
 }
 
 /** What a browser login needs to receive its callback (its secrets are also stored, sealed, while it is pending). */
@@ -150,7 +155,7 @@ export class LoginManager {
    * Start a login for `account`, or join the pending one (same object, no second code or
    * browser tab). `flow`: the request's; else the account's; else the daemon's guess.
    */
-  async start(account: string, flow?: LoginFlow, opts: { task?: string } = {}): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: { task?: string; caller?: string } = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
@@ -174,6 +179,7 @@ export class LoginManager {
         secrets,
         identity: identityKey(cfg),
         ...(opts.task ? { task: opts.task } : {}),
+        caller: opts.caller,
       };
       return chosen === 'device' ? this.openDevice(target, driver) : this.openBrowser(target, driver);
     })();
@@ -483,6 +489,7 @@ export class LoginManager {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
     this.persist(state, secrets);
     this.live.set(state.account, s);
+    this.deps.audit?.record(loginStarted(state, target.caller));
     this.deps.events.emit('login.pending', state.account, {
       login_id: state.id,
       flow: state.flow,
@@ -547,6 +554,7 @@ export class LoginManager {
     }
     s.stop.abort();
     if (opts.quiet) return;
+    this.deps.audit?.record(loginEnded(s.state, error));
     if (status === 'active') {
       this.deps.log.info('login succeeded', { account, login_id: id, flow });
       this.deps.events.emit('login.succeeded', account, { login_id: id, flow });

@@ -17,9 +17,9 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
     app.post(ROUTE_PATTERNS.accountLogin, async (c) => {
       const name = accountParam(c);
       const body = await readJson(c, LoginRequest);
-      deps.audit.record(name, header(c, CLIENT_HEADER), 'login');
-      // 202 for a new login and for one joined: either way it is still in progress.
-      return c.json(await deps.logins.start(name, body.flow, { task: body.task }), 202);
+      // 202 for a new login and for one joined: either way it is still in progress. Its start
+      // and end are audited where the login manager begins and finishes it.
+      return c.json(await deps.logins.start(name, body.flow, { task: body.task, caller: header(c, CLIENT_HEADER) }), 202);
     });
     app.get(ROUTE_PATTERNS.logins, async (c) => {
       const parsed = LoginListQuery.safeParse(c.req.query());
@@ -28,9 +28,7 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
     });
     app.get(ROUTE_PATTERNS.login, async (c) => c.json(await deps.logins.get(c.req.param('id'))));
     app.post(ROUTE_PATTERNS.loginCancel, async (c) => {
-      const login = await deps.logins.cancel(c.req.param('id'));
-      deps.audit.record(login.account, header(c, CLIENT_HEADER), 'login_cancel');
-      return c.json(login);
+      return c.json(await deps.logins.cancel(c.req.param('id')));
     });
     app.post(ROUTE_PATTERNS.loginCallback, async (c) => {
       const body = await readJson(c, LoginCallbackRequest);

@@ -96,6 +96,19 @@ export const MIGRATIONS: readonly Migration[] = [
     db.exec(`ALTER TABLE grants ADD COLUMN in_flight_for TEXT CHECK (in_flight_for IN ('import'));`);
   },
   keepLoginSecretsSealed,
+
+  function sayHowEachAuditedActionEnded(db) {
+    // The audit log reads back (GET /v1/audit): each row says how its action ended (`ok`,
+    // `refused`, `failed`, with a code), the caller's task, and names (never values) of what
+    // changed. Listings by time and the retention prune read `at` alone.
+    db.exec(`
+      ALTER TABLE audit ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok' CHECK (outcome IN ('ok', 'refused', 'failed'));
+      ALTER TABLE audit ADD COLUMN code TEXT;
+      ALTER TABLE audit ADD COLUMN task TEXT;
+      ALTER TABLE audit ADD COLUMN detail TEXT;
+      CREATE INDEX audit_at ON audit (at);
+    `);
+  },
 ];
 
 /** The schema version from which logins keep their secrets sealed (the step keepLoginSecretsSealed). */

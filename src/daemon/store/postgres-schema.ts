@@ -73,6 +73,15 @@ const MIGRATIONS: readonly string[] = [
   );
   UPDATE ${S}.logins SET data = (data::jsonb - 'authorization_url')::text WHERE data::jsonb ? 'authorization_url';
   `,
+  // The fleet's one audit log reads back (GET /v1/audit): how each action ended, its task,
+  // and names of what changed; listings by time and the retention prune read `at` alone.
+  `
+  ALTER TABLE ${S}.audit ADD COLUMN outcome text NOT NULL DEFAULT 'ok' CHECK (outcome IN ('ok', 'refused', 'failed'));
+  ALTER TABLE ${S}.audit ADD COLUMN code text;
+  ALTER TABLE ${S}.audit ADD COLUMN task text;
+  ALTER TABLE ${S}.audit ADD COLUMN detail text;
+  CREATE INDEX audit_at ON ${S}.audit (at);
+  `,
 ];
 
 if (MIGRATIONS.length !== FLEET_SCHEMA_VERSION) {
