@@ -4,7 +4,7 @@
  * types and erased.
  */
 export { Tokend } from './tokend.js';
-export type { AccountWriteOptions, LoginOptions, LoginQuery, RevokeResult, TokendOptions, TokenOptions } from './tokend.js';
+export type { AccountWriteOptions, AuditOptions, LoginOptions, LoginQuery, RevokeResult, TokendOptions, TokenOptions } from './tokend.js';
 export { TokendError } from './errors.js';
 export type { TokendErrorCode } from './errors.js';
 export type { EventsOptions, EventSubscription } from './event-subscription.js';
@@ -13,6 +13,9 @@ export type { WaitForLoginOptions } from './wait-for-login.js';
 export type {
   AccountStatus,
   AccountView,
+  AuditEntry,
+  AuditList,
+  AuditOutcome,
   EventType,
   Flow,
   Health,
