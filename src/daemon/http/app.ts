@@ -95,7 +95,7 @@ export function createApp(deps: AppDeps): Hono {
     const body = await readJson(c, PutAccountRequest);
     const existed = deps.config.getAccount(name) !== undefined;
     const row = { account: name, action: existed ? 'account_changed' : 'account_added', caller: header(c, CLIENT_HEADER) };
-    const view = await audited(deps.audit, { ...row, detail: { fields: Object.keys(body) } }, () =>
+    const view = await audited(deps.audit, { ...row, detail: { fields: Object.keys(body).sort() } }, () =>
       putAccount(deps, name, body, writeFlags(c)),
     );
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
@@ -105,7 +105,7 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, PatchAccountRequest);
     // Field names only: which fields changed, never a value (a client secret's name is no secret).
-    const row = { account: name, action: 'account_changed', caller: header(c, CLIENT_HEADER), detail: { fields: Object.keys(body) } };
+    const row = { account: name, action: 'account_changed', caller: header(c, CLIENT_HEADER), detail: { fields: Object.keys(body).sort() } };
     const view = await audited(deps.audit, row, () => patchAccount(deps, name, body, writeFlags(c)));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
     return c.json(view);
@@ -129,8 +129,10 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);
-    deps.audit.record(name, header(c, CLIENT_HEADER), 'refresh');
-    const g = await deps.broker.forceRefresh(name);
+    // An action, not a read: one row per request, with how it ended.
+    const g = await audited(deps.audit, { account: name, action: 'refresh', caller: header(c, CLIENT_HEADER) }, () =>
+      deps.broker.forceRefresh(name),
+    );
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
   app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
