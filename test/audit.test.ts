@@ -132,9 +132,19 @@ describe('audit log', () => {
     const rows: unknown[] = [];
     const sink = { record: (r: unknown) => void rows.push(r) };
     const conflict = E.conflict('no');
-    expect(await rejectionOf(audited(sink, { account: 'w', action: 'import' }, () => Promise.reject(conflict)), Error)).toBe(conflict);
+    expect(
+      await rejectionOf(
+        audited(sink, { account: 'w', action: 'import' }, () => Promise.reject(conflict)),
+        Error,
+      ),
+    ).toBe(conflict);
     const boom = new Error('boom');
-    expect(await rejectionOf(audited(sink, { account: 'w', action: 'logout' }, () => Promise.reject(boom)), Error)).toBe(boom);
+    expect(
+      await rejectionOf(
+        audited(sink, { account: 'w', action: 'logout' }, () => Promise.reject(boom)),
+        Error,
+      ),
+    ).toBe(boom);
     expect(await audited(sink, { account: 'w', action: 'logout' }, async () => 7)).toBe(7);
     expect(rows).toEqual([
       { account: 'w', action: 'import', outcome: 'refused', code: 'conflict' },

@@ -27,6 +27,11 @@ export interface AuditRecord {
   detail?: AuditDetail;
 }
 
+/** Where lifecycle rows go: the AuditLog, or a test's list. */
+export interface AuditSink {
+  record(entry: AuditRecord): void;
+}
+
 /** How long audit rows are kept, and how many (config.json's settings, read at each prune). */
 export interface AuditRetention {
   audit_retention_days: number;
@@ -178,7 +183,7 @@ export function outcomeOf(err: unknown): Pick<AuditRecord, 'outcome' | 'code'> {
 }
 
 /** Run an action and record its row once its outcome is known (ok, or refused/failed with the code); rethrows. */
-export async function audited<T>(audit: Pick<AuditLog, 'record'>, row: AuditRecord, work: () => Promise<T>): Promise<T> {
+export async function audited<T>(audit: AuditSink, row: AuditRecord, work: () => Promise<T>): Promise<T> {
   let result: T;
   try {
     result = await work();
@@ -229,7 +234,7 @@ export function loginEnded(l: LoginFacts, error: { code: string } | null): Audit
  * of a healthy account is `refresh_failed`, its next refreshed token `refresh_recovered`.
  * Read from the daemon's own events, where every refresh path already reports.
  */
-export function auditRefreshEpisodes(events: Pick<EventBus, 'subscribe'>, audit: Pick<AuditLog, 'record'>): () => void {
+export function auditRefreshEpisodes(events: Pick<EventBus, 'subscribe'>, audit: AuditSink): () => void {
   const failing = new Set<string>();
   return events.subscribe((ev) => {
     const { account } = ev;

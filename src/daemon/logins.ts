@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LoginView, type AccountConfig, type LoginFlow, type LoginStatus } from '../protocol/api.js';
-import { loginEnded, loginStarted, type AuditLog } from './audit.js';
+import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
@@ -39,7 +39,7 @@ export interface LoginManagerDeps {
   /** How long a browser login waits for its callback; default {@link BROWSER_LOGIN_TTL_MS}. */
   browserTtlMs?: number;
   /** Where a login's start and end are recorded (GET /v1/audit). */
-  audit?: Pick<AuditLog, 'record'>;
+  audit?: AuditSink;
 }
 
 /** How long a browser login waits for its callback. */

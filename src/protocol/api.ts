@@ -244,7 +244,13 @@ export const AuditQuery = z
     action: z.string().min(1).max(64).optional(),
     since: z.string().min(1).max(64).optional().describe('an ISO time, or a duration back from now: 90s, 15m, 1h, 7d'),
     until: z.string().min(1).max(64).optional().describe('an ISO time, or a duration back from now'),
-    limit: z.coerce.number().int().min(1).max(AUDIT_MAX_LIMIT).optional().describe(`default ${AUDIT_DEFAULT_LIMIT}, at most ${AUDIT_MAX_LIMIT}`),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(AUDIT_MAX_LIMIT)
+      .optional()
+      .describe(`default ${AUDIT_DEFAULT_LIMIT}, at most ${AUDIT_MAX_LIMIT}`),
     cursor: z
       .string()
       .regex(/^\d{1,16}\.\d{1,19}$/, 'the `next` of a previous page')

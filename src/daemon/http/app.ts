@@ -105,7 +105,12 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, PatchAccountRequest);
     // Field names only: which fields changed, never a value (a client secret's name is no secret).
-    const row = { account: name, action: 'account_changed', caller: header(c, CLIENT_HEADER), detail: { fields: Object.keys(body).sort() } };
+    const row = {
+      account: name,
+      action: 'account_changed',
+      caller: header(c, CLIENT_HEADER),
+      detail: { fields: Object.keys(body).sort() },
+    };
     const view = await audited(deps.audit, row, () => patchAccount(deps, name, body, writeFlags(c)));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
     return c.json(view);

@@ -2,7 +2,7 @@ import type { Hono } from 'hono';
 import { KeyMoveRequest, type KeyStore, type KeyView } from '../../protocol/api.js';
 import type { TokendPaths } from '../../protocol/paths.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
-import { audited, type AuditLog } from '../audit.js';
+import { audited, type AuditSink } from '../audit.js';
 import { E } from '../errors.js';
 import type { Logger } from '../log.js';
 import { KeyringError } from '../store/keyring.js';
@@ -22,7 +22,7 @@ export function mountKey(deps: {
   /** After a move: the disk watch stops (or starts) watching the key file. */
   moved: () => void;
   log: Logger;
-  audit: Pick<AuditLog, 'record'>;
+  audit: AuditSink;
 }): (app: Hono) => void {
   const fleetKey = () =>
     E.conflict(
