@@ -55,7 +55,7 @@ export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: Resolve
     resolveTarget: helpers.resolveTarget,
     extend: [
       helpers.extend,
-      mountLogins({ logins: deps.logins, audit: deps.audit }),
+      mountLogins({ logins: deps.logins }),
       mountKey({
         masterKey: deps.masterKey,
         paths: deps.paths,

@@ -1,7 +1,6 @@
 import type { Hono } from 'hono';
 import { LoginCallbackRequest, LoginListQuery, LoginRequest } from '../../protocol/api.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
-import type { AuditLog } from '../audit.js';
 import { describeIssues } from '../../protocol/issues.js';
 import { E } from '../errors.js';
 import type { LoginManager } from '../logins.js';
@@ -12,7 +11,7 @@ import { header } from './raw-request.js';
  * Logins an app can drive: start one (with the app's own `task` label), list them, read
  * one, cancel one, and hand over the callback of a deep-link redirect.
  */
-export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (app: Hono) => void {
+export function mountLogins(deps: { logins: LoginManager }): (app: Hono) => void {
   return function loginRoutes(app) {
     app.post(ROUTE_PATTERNS.accountLogin, async (c) => {
       const name = accountParam(c);
