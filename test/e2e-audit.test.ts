@@ -95,7 +95,7 @@ describe('the audit trail', () => {
     }
   });
 
-  it('records one row per refresh failure episode, however many retries, then its recovery; a cancelled login; a key move', async () => {
+  it('records one row per refresh failure episode, however many retries, then its recovery; a cancelled login; a key move; a removal', async () => {
     const app = new Tokend({ env: stack.t.env, userAgent: 'ops' });
     await app.addAccount('work', account({ flow: 'device' }));
     await importConfGrant(stack.t.d, stack.idp, 'work');
@@ -125,6 +125,9 @@ describe('the audit trail', () => {
     expect(entries[0]).toMatchObject({ action: 'login_cancelled', task: 'task-9', login_id: pending.id });
     const [move] = (await app.audit({ action: 'key_move' })).entries;
     expect(move).toMatchObject({ account: null, outcome: 'ok', to: 'file' });
+    await app.removeAccount('work');
+    const [removed] = (await app.audit({ account: 'work', limit: 1 })).entries;
+    expect(removed).toMatchObject({ action: 'account_removed', outcome: 'ok', caller: { user_agent: 'ops' } });
     // A time window that ends before anything happened is empty; a bad time is a clear 400.
     expect((await app.audit({ until: new Date(Date.parse(entries.at(-1)!.at) - 1) })).entries).toEqual([]);
     const bad = await stack.t.d.request('GET', '/v1/audit?since=yesterday');
