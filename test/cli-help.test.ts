@@ -38,6 +38,7 @@ const HELP: Array<{ cmd: string[]; says: RegExp[] }> = [
   { cmd: ['refresh'], says: [/--json/, /3 the provider refused the grant/] },
   { cmd: ['logout'], says: [/RFC 7009/, /configuration and client secret stay/, /--json/] },
   { cmd: ['remove'], says: [/deletes the account/, /--json/] },
+  { cmd: ['audit'], says: [/--since T/, /--action A/, /never their values/, /audit_retention_days/, /--json/] },
   { cmd: ['exec'], says: [/--env VAR/, /-- COMMAND/, /never appears in argv/, /127/] },
   { cmd: ['setup'], says: [/setup git/] },
   {

@@ -112,6 +112,16 @@ describe('a fleet of three daemons on one grant', () => {
     expect(imp.stderr).toContain('refused the tokens imported for "work"');
     expect(await row()).toBe('active|t|t\n');
     await ctx.fleet.tokensAgree();
+    // The fleet's one audit log: another daemon reads the refusal this one recorded (once written: within its second).
+    const [, d1] = ctx.fleet.daemons;
+    const refused = await waitFor(
+      async () =>
+        (await d1!.request('GET', '/v1/audit?account=work&action=import')).json.entries.find(
+          (e: { outcome: string }) => e.outcome === 'refused',
+        ),
+      "d0's audit row",
+    );
+    expect(refused).toMatchObject({ outcome: 'refused', code: 'import_refused', caller: { user_agent: 'tokend-cli/import' } });
 
     await ctx.fleet.addAccount(ctx.idp.issuer, 'fresh');
     expect((await d0!.cli(['import', 'fresh', '--refresh-token-stdin'], 'rt-nobody-issued')).code).toBe(1);
@@ -128,7 +138,8 @@ describe('a fleet of three daemons on one grant', () => {
     expect(dump).toMatch(/^work\t\\\\x01[0-9a-f]+\t\\\\x01/m);
     const secrets = [...ctx.idp.issuedRefreshTokens(), ...ctx.idp.issuedAccessTokens(), 'conf-secret', pg.password];
     expect(secrets.length).toBeGreaterThan(100);
-    const logs = ctx.fleet.logs();
+    // Nor in the audit log any daemon answers.
+    const logs = ctx.fleet.logs() + (await ctx.fleet.daemons[0]!.request('GET', '/v1/audit?limit=1000')).text;
     for (const s of secrets) {
       expect(dump.includes(s)).toBe(false);
       expect(logs.includes(s)).toBe(false);

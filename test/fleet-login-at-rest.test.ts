@@ -48,8 +48,11 @@ describe("a fleet daemon's browser login at rest", () => {
     await d!.stop('SIGTERM');
     await pg.sql(`
       DROP TABLE tokend.login_secrets;
+      -- Back to schema 2 (before sealed logins), undoing the later steps too (state hashes, audit outcomes).
       ALTER TABLE tokend.logins DROP COLUMN state_hash;
-      UPDATE tokend.meta SET schema_version = ${FLEET_SCHEMA_VERSION - 2};
+      DROP INDEX tokend.audit_at;
+      ALTER TABLE tokend.audit DROP COLUMN outcome, DROP COLUMN code, DROP COLUMN task, DROP COLUMN detail;
+      UPDATE tokend.meta SET schema_version = 2;
       INSERT INTO tokend.logins (id, node, account, flow, status, data, created_at, updated_at)
       VALUES ('old', 'n', 'work', 'browser', 'failed', '{"authorization_url":"https://id.example/auth?state=OLD-STATE-marker","error":null}', 1, 1);`);
     await d!.start();

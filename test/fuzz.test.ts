@@ -313,7 +313,7 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
         startedAt: Date.now(),
         shutdown: new AbortController().signal,
         logins,
-        extend: [mountLogins({ logins, audit })],
+        extend: [mountLogins({ logins })],
       });
       loginId = (await logins.start('desk', 'browser')).id;
     });

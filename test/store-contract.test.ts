@@ -697,13 +697,93 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.appendAudit([{ at: 3, account: 'a', client: 'later', action: 'token' }]);
       expect((await s.listAudit()).map((e) => `${e.at}${e.account}`)).toEqual(['3a', '3b', '2a', '1a']);
       expect((await s.listAudit({ account: 'a' })).map((e) => e.at)).toEqual([3, 2, 1]);
-      expect(await s.listAudit({ limit: 1 })).toStrictEqual([{ at: 3, account: 'a', client: 'later', action: 'token' }]);
+      expect((await s.listAudit({ limit: 1 })).map(({ id: _id, ...e }) => e)).toStrictEqual([
+        { at: 3, account: 'a', client: 'later', action: 'token', outcome: 'ok', code: null, task: null, detail: null },
+      ]);
       expect((await s.listAudit({ account: 'a', limit: 2 }))[1]!.client).toBe('x'.repeat(200));
       expect(await s.listAudit({ account: 'nobody' })).toEqual([]);
     });
 
     it('refuse a limit that is not a positive integer', async () => {
       for (const limit of [0, -1, 1.5]) expect(await rejection(s.listAudit({ limit }))).toBeInstanceOf(RangeError);
+    });
+
+    it("keep each row's outcome, code, task and detail, and read them back as written", async () => {
+      await s.appendAudit([
+        {
+          at: 5,
+          account: 'work',
+          client: '',
+          action: 'login_failed',
+          outcome: 'failed',
+          code: 'access_denied',
+          task: 't-1',
+          detail: { login_id: 'l-1', flow: 'device' },
+        },
+        { at: 6, account: 'work', client: 'vault/1', action: 'account_changed', detail: { fields: ['scopes', 'client_secret'] } },
+        { at: 7, account: 'work', client: 'vault/1', action: 'import', outcome: 'refused', code: 'conflict' },
+        // A detail past its bound is left out, not cut into something that is not JSON.
+        { at: 8, account: 'work', client: 'x', action: 'account_changed', detail: { fields: ['f'.repeat(3000)] } },
+      ]);
+      const rows = (await s.listAudit()).map(({ id: _id, ...e }) => e);
+      expect(rows).toStrictEqual([
+        { at: 8, account: 'work', client: 'x', action: 'account_changed', outcome: 'ok', code: null, task: null, detail: null },
+        { at: 7, account: 'work', client: 'vault/1', action: 'import', outcome: 'refused', code: 'conflict', task: null, detail: null },
+        {
+          at: 6,
+          account: 'work',
+          client: 'vault/1',
+          action: 'account_changed',
+          outcome: 'ok',
+          code: null,
+          task: null,
+          detail: { fields: ['scopes', 'client_secret'] },
+        },
+        {
+          at: 5,
+          account: 'work',
+          client: '',
+          action: 'login_failed',
+          outcome: 'failed',
+          code: 'access_denied',
+          task: 't-1',
+          detail: { login_id: 'l-1', flow: 'device' },
+        },
+      ]);
+    });
+
+    it('list by action and time (since inclusive, until exclusive), and page after a row without missing or repeating one', async () => {
+      // Three rows at the same time: a page must end between two of them and go on.
+      const at = [10, 20, 20, 20, 30, 40];
+      await s.appendAudit(at.map((t, i) => ({ at: t, account: i % 2 ? 'a' : 'b', client: 'c', action: i === 5 ? 'logout' : 'token' })));
+      expect((await s.listAudit({ action: 'logout' })).map((e) => e.at)).toEqual([40]);
+      expect((await s.listAudit({ since: 20, until: 40 })).map((e) => e.at)).toEqual([30, 20, 20, 20]);
+      expect((await s.listAudit({ account: 'a', since: 20 })).map((e) => e.at)).toEqual([40, 20, 20]);
+      const seen: number[] = [];
+      let after: { at: number; id: number } | undefined;
+      for (let page = 0; page < 10; page++) {
+        const rows = await s.listAudit({ limit: 2, after });
+        if (rows.length === 0) break;
+        seen.push(...rows.map((r) => r.id));
+        after = { at: rows.at(-1)!.at, id: rows.at(-1)!.id };
+      }
+      const all = (await s.listAudit()).map((r) => r.id);
+      expect(seen).toEqual(all);
+      expect(new Set(seen).size).toBe(at.length);
+    });
+
+    it('prune rows older than the retention, then the oldest written past the bound, and say how many went', async () => {
+      await s.appendAudit([10, 20, 30, 40, 50].map((t) => ({ at: t, account: 'work', client: 'c', action: 'token' })));
+      expect(await s.pruneAudit({ before: 25, keep: 1000 })).toBe(2);
+      expect((await s.listAudit()).map((e) => e.at)).toEqual([50, 40, 30]);
+      // The bound keeps the newest written, even one written with an older time.
+      await s.appendAudit([{ at: 35, account: 'work', client: 'c', action: 'logout' }]);
+      expect(await s.pruneAudit({ before: 0, keep: 2 })).toBe(2);
+      expect((await s.listAudit()).map((e) => `${e.at}${e.action}`)).toEqual(['50token', '35logout']);
+      expect(await s.pruneAudit({ before: 0, keep: 2 })).toBe(0);
+      expect(await s.pruneAudit({ before: 100, keep: 2 })).toBe(2);
+      expect(await s.listAudit()).toEqual([]);
+      expect(await rejection(s.pruneAudit({ before: 0, keep: -1 }))).toBeInstanceOf(RangeError);
     });
   });
 
@@ -803,7 +883,10 @@ describe.each(KINDS)('the $name store', (kind) => {
       await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
       await other.appendAudit([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
       expect((await other.getGrant('work'))!.refresh_token).toBe('rt-1');
-      expect(await s.listAudit()).toEqual([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
+      expect(await s.listAudit()).toMatchObject([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
+      // One table: a prune by any daemon is the fleet's.
+      expect(await other.pruneAudit({ before: 2, keep: 1000 })).toBe(1);
+      expect(await s.listAudit()).toEqual([]);
     });
   });
 });

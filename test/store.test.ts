@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadOrCreateKey, open, seal } from '../src/daemon/store/crypto.js';
-import { LOGIN_SECRETS_VERSION, MIGRATIONS, SCHEMA_VERSION } from '../src/daemon/store/migrations.js';
+import { AUDIT_OUTCOME_VERSION, LOGIN_SECRETS_VERSION, MIGRATIONS, SCHEMA_VERSION } from '../src/daemon/store/migrations.js';
 import { StoreError, openStore } from '../src/daemon/store/sqlite-store.js';
 import type { LoginRecord, Store, TokenUpdate } from '../src/daemon/store/types.js';
 
@@ -238,6 +238,22 @@ describe('database file', () => {
     }
     // Reopening an up-to-date file runs nothing and keeps the data.
     await store().close();
+  });
+
+  it('keeps the audit rows of an older database when upgraded: each reads back as an ok action, with no code, task or detail', async () => {
+    fs.mkdirSync(path.dirname(dbFile), { recursive: true, mode: 0o700 });
+    const raw = new Database(dbFile);
+    raw.pragma('journal_mode = WAL');
+    const before = AUDIT_OUTCOME_VERSION - 1;
+    for (const m of MIGRATIONS.slice(0, before)) m(raw);
+    raw.pragma(`user_version = ${before}`);
+    raw.prepare("INSERT INTO audit (at, account, client, action) VALUES (5, 'work', 'git/2.39', 'token')").run();
+    raw.close();
+    const s = store();
+    expect(await s.listAudit()).toEqual([
+      { id: 1, at: 5, account: 'work', client: 'git/2.39', action: 'token', outcome: 'ok', code: null, task: null, detail: null },
+    ]);
+    await s.close();
   });
 
   it('refuses a database written by a newer tokend', async () => {

@@ -6,7 +6,7 @@ import { needsLogin } from '../protocol/rules.js';
 import { ACCOUNT_OPTIONS, ACCOUNT_OPTIONS_HELP, accountBody, writeQuery } from './account-options.js';
 import { accountLines, needsLoginNote, nextStep, refreshFailingNote } from './account-view.js';
 import { parseOptions, requireName } from './args.js';
-import { EXIT, UsageError, type Command, type Io } from './io.js';
+import { EXIT, UsageError, formatTable, type Command, type Io } from './io.js';
 import { stamp } from './when.js';
 
 export const ACCOUNT_HELP: Record<string, string> = {
@@ -212,17 +212,7 @@ const list: Command = async (args, io, client) => {
     ['NAME', 'STATUS', 'EXPIRES', 'HOSTS'],
     ...accounts.map((a) => [a.name, a.status, a.expires_at ?? '-', a.hosts.join(',') || '-']),
   ];
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  io.stdout(
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i]))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n',
-  );
+  io.stdout(formatTable(rows));
   return EXIT.ok;
 };
 

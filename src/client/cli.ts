@@ -30,6 +30,7 @@ accounts:
   refresh NAME                refresh an account's token now
   logout NAME                 revoke and forget its grant, keep the account
   remove NAME                 revoke, then delete the account
+  audit [NAME] [--since 1h]   who did what to which account, and how it ended
 
 tokens:
   token NAME                  print a valid access token (token --url URL: by URL)
@@ -96,6 +97,7 @@ const commands: Record<string, Command> = {
   api: lazy(async () => (await import('./api-command.js')).apiCommand),
   'listen-key': lazy(async () => (await import('./listen-key.js')).listenKeyCommand),
   key: lazy(async () => (await import('./key-command.js')).keyCommand),
+  audit: lazy(async () => (await import('./audit-command.js')).auditCommand),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);

@@ -75,3 +75,16 @@ export function reportUsage(io: Pick<Io, 'stderr'> & Partial<Pick<Io, 'stdout'>>
 
 /** A CLI command: its arguments (after the command word) in, its exit status out. The client connects on first use. */
 export type Command = (args: string[], io: Io, client: () => TokendClient) => Promise<number>;
+
+/** Rows as aligned columns (the first row is the header), two spaces apart, one line each. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return `${rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
+}

@@ -1,6 +1,8 @@
+import { TokendError } from './errors.js';
+import type { EventBus } from './events.js';
 import type { Logger } from './log.js';
 import { isStoreUnavailable } from './store/errors.js';
-import type { AuditEntry, Store } from './store/types.js';
+import type { AuditDetail, AuditEntry, AuditOutcome, Store } from './store/types.js';
 
 /** Audit rows held while a fleet's database is down; past this, a batch is dropped (and logged). */
 const MAX_WAITING = 100_000;
@@ -8,6 +10,33 @@ const MAX_WAITING = 100_000;
 const ROWS_PER_WRITE = 1000;
 /** The same (account, client, action) is recorded at most once in this long. */
 const ONCE_PER_MS = 60_000;
+/** How often old rows are pruned (and once this long after start). */
+const PRUNE_EVERY_MS = 3_600_000;
+const FIRST_PRUNE_MS = 60_000;
+const DAY_MS = 86_400_000;
+
+/** One lifecycle row (an account added, a login ended, a key moved): recorded every time, never aggregated. */
+export interface AuditRecord {
+  account: string;
+  action: string;
+  /** The caller's self-declared name (User-Agent); absent when the daemon acted by itself. */
+  caller?: string;
+  outcome?: AuditOutcome;
+  code?: string | null;
+  task?: string | null;
+  detail?: AuditDetail;
+}
+
+/** Where lifecycle rows go: the AuditLog, or a test's list. */
+export interface AuditSink {
+  record(entry: AuditRecord): void;
+}
+
+/** How long audit rows are kept, and how many (config.json's settings, read at each prune). */
+export interface AuditRetention {
+  audit_retention_days: number;
+  audit_max_rows: number;
+}
 
 /**
  * Who got which account's token, when. Entries are buffered and written in one
@@ -35,15 +64,55 @@ export class AuditLog {
   private readonly timer: NodeJS.Timeout;
   /** A fleet's database is down: batches wait (bounded) and the outage is logged once. */
   private waiting = false;
+  private readonly pruneTimers: NodeJS.Timeout[] = [];
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
     flushMs = 1000,
+    /** Settings to prune by; without them nothing is pruned (unit tests). */
+    private readonly retention?: () => AuditRetention,
   ) {
     this.timer = setInterval(() => void this.flush(), flushMs);
     this.timer.unref();
+    if (retention) {
+      const prune = () => void this.prune();
+      this.pruneTimers.push(setTimeout(prune, FIRST_PRUNE_MS), setInterval(prune, PRUNE_EVERY_MS));
+      for (const t of this.pruneTimers) t.unref();
+    }
   }
-  record(account: string, client: string | undefined, action: string): void {
+  /**
+   * A lifecycle row (`record({account, action, ...})`), written with the next flush; or a
+   * token read (`record(account, client, action)`), at most once a minute per account,
+   * client and action.
+   */
+  record(entry: AuditRecord): void;
+  record(account: string, client: string | undefined, action: string): void;
+  record(account: string | AuditRecord, client?: string, action?: string): void {
+    if (typeof account !== 'string') {
+      const { caller, ...row } = account;
+      this.buffer.push({ at: Date.now(), client: caller ?? '', ...row });
+      return;
+    }
+    this.recordRead(account, client, action!);
+  }
+  /**
+   * Forget rows past the retention (days) and the bound (rows); never rejects (a failure is
+   * logged, the next prune tries again). `now` is the caller's clock.
+   */
+  async prune(now = Date.now()): Promise<number> {
+    if (!this.retention) return 0;
+    const { audit_retention_days: days, audit_max_rows: keep } = this.retention();
+    try {
+      await this.flush();
+      const n = await this.store.pruneAudit({ before: now - days * DAY_MS, keep });
+      if (n > 0) this.log.info('old audit rows pruned', { rows: n, retention_days: days, max_rows: keep });
+      return n;
+    } catch (err) {
+      this.log.warn('could not prune the audit log', { error: (err as Error).message });
+      return 0;
+    }
+  }
+  private recordRead(account: string, client: string | undefined, action: string): void {
     const now = Date.now();
     if (now - this.windowStart >= ONCE_PER_MS) {
       this.previous = this.recent;
@@ -102,6 +171,81 @@ export class AuditLog {
   }
   close(): Promise<void> {
     clearInterval(this.timer);
+    for (const t of this.pruneTimers) clearTimeout(t);
     return this.flush();
   }
+}
+
+/** How a refused or failed action shows in its row: 4xx is refused, anything else failed, with our code. */
+export function outcomeOf(err: unknown): Pick<AuditRecord, 'outcome' | 'code'> {
+  if (err instanceof TokendError) return { outcome: err.status < 500 ? 'refused' : 'failed', code: err.code };
+  return { outcome: 'failed', code: isStoreUnavailable(err) ? 'upstream_unavailable' : 'internal' };
+}
+
+/** Run an action and record its row once its outcome is known (ok, or refused/failed with the code); rethrows. */
+export async function audited<T>(audit: AuditSink, row: AuditRecord, work: () => Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await work();
+  } catch (err) {
+    audit.record({ ...row, ...outcomeOf(err) });
+    throw err;
+  }
+  audit.record(row);
+  return result;
+}
+
+/** What a login is, as its rows say it (logins.ts). */
+interface LoginFacts {
+  id: string;
+  account: string;
+  flow: string;
+  task: string | null;
+  status: string;
+}
+
+/** The row of a login that began. */
+export function loginStarted(l: LoginFacts, caller: string | undefined): AuditRecord {
+  return { account: l.account, action: 'login_started', caller, task: l.task, detail: { login_id: l.id, flow: l.flow } };
+}
+
+/** The row of a login that ended: its action says how (succeeded, cancelled, expired, failed), its code why. */
+export function loginEnded(l: LoginFacts, error: { code: string } | null): AuditRecord {
+  const action =
+    l.status === 'active'
+      ? 'login_succeeded'
+      : error?.code === 'cancelled'
+        ? 'login_cancelled'
+        : l.status === 'expired'
+          ? 'login_expired'
+          : 'login_failed';
+  return {
+    account: l.account,
+    action,
+    outcome: l.status === 'active' ? 'ok' : 'failed',
+    code: error?.code ?? null,
+    task: l.task,
+    detail: { login_id: l.id, flow: l.flow },
+  };
+}
+
+/**
+ * Refresh failures and recoveries, one row per episode (not per retry): the first failure
+ * of a healthy account is `refresh_failed`, its next refreshed token `refresh_recovered`.
+ * Read from the daemon's own events, where every refresh path already reports.
+ */
+export function auditRefreshEpisodes(events: Pick<EventBus, 'subscribe'>, audit: AuditSink): () => void {
+  const failing = new Set<string>();
+  return events.subscribe((ev) => {
+    if (ev.type === 'token.refresh_failed' && !failing.has(ev.account)) {
+      failing.add(ev.account);
+      const code = ev.error;
+      audit.record({ account: ev.account, action: 'refresh_failed', outcome: code === 'invalid_grant' ? 'refused' : 'failed', code });
+    } else if ((ev.type === 'token.refreshed' || ev.type === 'token.recovered') && failing.delete(ev.account)) {
+      audit.record({ account: ev.account, action: 'refresh_recovered' });
+    } else if (ev.type === 'login.succeeded') {
+      // A new grant: a new episode may begin (the login's own row says how this one ended).
+      failing.delete(ev.account);
+    }
+  });
 }

@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AccountConfig, LoginFlow, LoginStatus, LoginView } from '../protocol/api.js';
+import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
@@ -41,6 +42,8 @@ export interface LoginManagerDeps {
   platform?: string;
   /** How long a browser login waits for its callback; default {@link BROWSER_LOGIN_TTL_MS}. */
   browserTtlMs?: number;
+  /** Where a login's start and end are recorded (GET /v1/audit). */
+  audit?: AuditSink;
 }
 
 /** How long a browser login waits for its callback. */
@@ -61,6 +64,8 @@ interface LoginTarget {
   identity: string;
   /** The caller's label for the login. */
   task?: string;
+  /** Who asked for it (User-Agent), for the audit log. */
+  caller?: string;
 }
 
 /** What a browser login needs to receive its callback (its secrets are also stored, sealed, while it is pending). */
@@ -131,6 +136,8 @@ export class LoginManager {
       const { secrets: _gone, ...ended } = rec;
       // Finished: the store removes its secrets in the same commit.
       await this.deps.store.putLogin({ ...ended, status: plan.status, data: { ...rec.data, error: plan.error }, updated_at: now });
+      const task = typeof rec.data.task === 'string' ? rec.data.task : null;
+      this.deps.audit?.record(loginEnded({ id: rec.id, account: rec.account, flow: rec.flow, status: plan.status, task }, plan.error));
       this.deps.log.info('a login left pending by the previous daemon ended', {
         account: rec.account,
         login_id: rec.id,
@@ -188,7 +195,7 @@ export class LoginManager {
    * request for another flow than the pending login's is a 409 `login_pending`.
    * `ttlS`: how long the login waits (else the account's `login_ttl_s`, else the default).
    */
-  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number } = {}): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number; caller?: string } = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
@@ -213,6 +220,7 @@ export class LoginManager {
         secrets,
         identity: identityKey(cfg),
         ...(opts.task ? { task: opts.task } : {}),
+        caller: opts.caller,
       };
       return chosen === 'device' ? this.openDevice(target, driver, ttlMs) : this.openBrowser(target, driver, ttlMs);
     })();
@@ -566,6 +574,7 @@ export class LoginManager {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
     this.persist(state, secrets);
     this.live.set(state.account, s);
+    this.deps.audit?.record(loginStarted(state, target.caller));
     this.deps.events.emit('login.pending', state.account, {
       login_id: state.id,
       flow: state.flow,
@@ -632,6 +641,7 @@ export class LoginManager {
     }
     s.stop.abort();
     if (opts.quiet) return;
+    this.deps.audit?.record(loginEnded(s.state, error));
     if (status === 'active') {
       this.deps.log.info('login succeeded', { account, login_id: id, flow });
       this.deps.events.emit('login.succeeded', account, { login_id: id, flow, task, status });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
-import { AuditLog } from './audit.js';
+import { AuditLog, auditRefreshEpisodes } from './audit.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
@@ -208,6 +208,8 @@ export async function main(argv: string[]): Promise<void> {
   const disk = watchDisk({ dbFile: paths.dbFile, keyFile: paths.keyFile, log, everyMs: DISK_CHECK_MS, fleet: Boolean(store!.fleet) });
   capLogFile(paths.logFile, config!.settings.log_max_bytes, { onRotate: () => log.info('log file rotated', { file: paths.logFile }) });
   const events = new EventBus();
+  const audit = new AuditLog(store!, log, undefined, () => config!.settings);
+  auditRefreshEpisodes(events, audit);
   const broker = new Broker({
     store: store!,
     config: config!,
@@ -224,7 +226,7 @@ export async function main(argv: string[]): Promise<void> {
         .catch((err) => log.warn('could not start the login on_reauth asks for', { account, error: (err as Error).message }));
     },
   });
-  const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver });
+  const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver, audit });
   try {
     await broker.start();
     await logins.resumeStored();
@@ -233,7 +235,6 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(`cannot read the store: ${(err as Error).message}`);
   }
-  const audit = new AuditLog(store!, log);
   const shutdownController = new AbortController();
   const version = packageVersion();
   const entry = createEntry({

@@ -259,6 +259,63 @@ export const LoginCallbackRequest = z.object({ url: z.string().min(1).max(8192) 
 /* `POST /v1/logins/callback` takes the same body: any pending browser login's redirect, found by its `state`. */
 export type LoginCallbackRequest = z.infer<typeof LoginCallbackRequest>;
 
+/** How an audited action ended: `ok`, `refused` (the daemon or the provider said no), `failed`. */
+export const AuditOutcome = z.enum(['ok', 'refused', 'failed']);
+export type AuditOutcome = z.infer<typeof AuditOutcome>;
+
+/** The largest `limit` of `GET /v1/audit` (default 100). */
+export const AUDIT_MAX_LIMIT = 1000;
+export const AUDIT_DEFAULT_LIMIT = 100;
+
+/**
+ * `GET /v1/audit?account=&action=&since=&until=&limit=&cursor=`: `since`/`until` are ISO
+ * times or durations back from now (`90s`, `15m`, `1h`, `7d`); `cursor` is the `next` of
+ * the previous page.
+ */
+export const AuditQuery = z
+  .object({
+    account: AccountName.optional(),
+    action: z.string().min(1).max(64).optional(),
+    since: z.string().min(1).max(64).optional().describe('an ISO time, or a duration back from now: 90s, 15m, 1h, 7d'),
+    until: z.string().min(1).max(64).optional().describe('an ISO time, or a duration back from now'),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(AUDIT_MAX_LIMIT)
+      .optional()
+      .describe(`default ${AUDIT_DEFAULT_LIMIT}, at most ${AUDIT_MAX_LIMIT}`),
+    cursor: z
+      .string()
+      .regex(/^\d{1,16}\.\d{1,19}$/, 'the `next` of a previous page')
+      .optional(),
+  })
+  .strict();
+export type AuditQuery = z.infer<typeof AuditQuery>;
+
+/** One audited action. `caller` is who asked, as it declared itself; empty when the daemon acted by itself. */
+export const AuditEntry = z.object({
+  at: z.string(),
+  /** null for the daemon's own (a key move). */
+  account: z.string().nullable(),
+  action: z.string(),
+  caller: z.object({ user_agent: z.string().optional() }),
+  outcome: AuditOutcome,
+  /** Why it was refused or failed (an error code), or how a login ended. */
+  code: z.string().nullable(),
+  task: z.string().nullable(),
+  /** Names of the fields an account change set (never their values). */
+  fields: z.array(z.string()).optional(),
+  login_id: z.string().optional(),
+  flow: z.string().optional(),
+  /** Where a moved master key went. */
+  to: z.string().optional(),
+});
+export type AuditEntry = z.infer<typeof AuditEntry>;
+/** Newest first; `next` (when more rows match) is the `cursor` of the following page. */
+export const AuditList = z.object({ entries: z.array(AuditEntry), next: z.string().optional() });
+export type AuditList = z.infer<typeof AuditList>;
+
 /** The last login of an account that did not succeed, or the last one at all: what `status` shows. */
 export const LastLogin = LoginView.pick({ id: true, flow: true, status: true, updated_at: true, error: true });
 export type LastLogin = z.infer<typeof LastLogin>;

@@ -53,6 +53,10 @@ export const Settings = z
       .min(1)
       .max(24 * 365)
       .default(24 * 7),
+    /** Audit rows are forgotten this long after they were written (pruned while the daemon runs). */
+    audit_retention_days: z.number().int().min(1).max(3650).default(90),
+    /** The audit log's bound: past this many rows, the oldest go at the next prune. */
+    audit_max_rows: z.number().int().min(1000).max(100_000_000).default(1_000_000),
     /**
      * Where the master key lives: "file" (the 0600 key file, the default) or "keyring" (the
      * macOS Keychain or the Linux Secret Service). Read once at start; `tokend key move`

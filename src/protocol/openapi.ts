@@ -9,6 +9,8 @@ import { z } from 'zod';
 import {
   AccountList,
   AccountView,
+  AuditList,
+  AuditQuery,
   ErrorBody,
   Health,
   ImportRequest,
@@ -152,6 +154,13 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'Move the master key to the key file or the OS keyring, and set settings.key_store',
     body: KeyMoveRequest,
     answer: KeyView,
+  },
+  {
+    route: 'audit',
+    method: 'get',
+    summary: 'The audit log, newest first: who did what to which account, and how it ended (never a secret)',
+    query: AuditQuery,
+    answer: AuditList,
   },
   { route: 'proxy', method: 'all', summary: "A request to the account's api_base with its token added; streams both ways", answer: 'any' },
 ];

@@ -33,6 +33,8 @@ export const ROUTE_PATTERNS = {
   /** The master key's place (file or OS keyring): where it is, and moving it. */
   key: '/v1/key',
   keyMove: '/v1/key/move',
+  /** Who did what to which account, newest first (the audit log). */
+  audit: '/v1/audit',
 } as const;
 
 type Patterns = typeof ROUTE_PATTERNS;

@@ -7,6 +7,7 @@ export { Tokend } from './tokend.js';
 export type {
   AccountQuery,
   AccountWriteOptions,
+  AuditOptions,
   LoginOptions,
   LoginQuery,
   RemovedAccount,
@@ -22,6 +23,9 @@ export type { WaitForLoginOptions } from './wait-for-login.js';
 export type {
   AccountStatus,
   AccountView,
+  AuditEntry,
+  AuditList,
+  AuditOutcome,
   Flow,
   Health,
   Labels,

@@ -1,6 +1,7 @@
 import type {
   AccountList,
   AccountView,
+  AuditList,
   Health,
   ImportRequest,
   Labels,
@@ -77,6 +78,21 @@ export interface AccountQuery {
 /** One account `removeAccounts` removed. */
 export interface RemovedAccount extends RevokeResult {
   name: string;
+}
+
+/** Which audit entries `audit()` reads. */
+export interface AuditOptions {
+  account?: string;
+  /** One action: `token`, `import`, `login_succeeded`, `account_changed`, … (docs/api.md). */
+  action?: string;
+  /** From this time on: a Date, an ISO time, or a duration back from now (`15m`, `1h`, `7d`). */
+  since?: Date | string;
+  /** Before this time (same forms). */
+  until?: Date | string;
+  /** At most this many entries (default 100, at most 1000). */
+  limit?: number;
+  /** The `next` of the previous answer: the following page. */
+  cursor?: string;
 }
 
 /** What `logout` and `removeAccount` answer. */
@@ -217,6 +233,17 @@ export class Tokend {
   /** Logins, newest first, filtered by account, status and your `task` label. */
   async logins(query: LoginQuery = {}): Promise<LoginView[]> {
     return (await this.transport.json<LoginList>('GET', withQuery(ROUTES.logins, query), undefined, IDEMPOTENT)).logins;
+  }
+
+  /**
+   * The audit log, newest first: who did what to which account and how it ended (never a
+   * secret). Everything recorded before the call is in it. `next`, when there is more, is
+   * the `cursor` of the following page.
+   */
+  audit(opts: AuditOptions = {}): Promise<AuditList> {
+    const time = (t: Date | string | undefined) => (t instanceof Date ? t.toISOString() : t);
+    const query = { ...opts, since: time(opts.since), until: time(opts.until) };
+    return this.transport.json<AuditList>('GET', withQuery(ROUTES.audit, query), undefined, IDEMPOTENT);
   }
 
   /** Stop a pending login; it ends `failed` with code `cancelled`. */

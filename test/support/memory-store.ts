@@ -9,10 +9,13 @@
  * the test says, and `down = true` makes every call fail as an unreachable database does.
  */
 import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
-import { AUDIT_CLIENT_MAX, AUDIT_DEFAULT_LIMIT, truncate } from '../../src/daemon/store/rows.js';
+import { AUDIT_DEFAULT_LIMIT, auditColumns, auditListing, checkAuditPrune } from '../../src/daemon/store/rows.js';
 import {
   summarize,
   type AuditEntry,
+  type AuditOutcome,
+  type AuditQuery,
+  type AuditRow,
   type FleetLink,
   type GrantRecord,
   type GrantSummary,
@@ -35,7 +38,8 @@ export class MemoryStore implements Store {
   readonly grants = new Map<string, GrantRecord>();
   readonly secrets = new Map<string, string>();
   readonly logins = new Map<string, LoginRecord>();
-  readonly audit: AuditEntry[] = [];
+  readonly audit: AuditRow[] = [];
+  private auditIds = 0;
   /** Every write, in order. */
   readonly journal: StoreOp[] = [];
   /** Every call fails as an unreachable database does (a fleet's PostgreSQL down). */
@@ -271,19 +275,35 @@ export class MemoryStore implements Store {
   }
   async appendAudit(entries: AuditEntry[]): Promise<void> {
     this.reachable();
-    this.audit.push(...entries.map((e) => ({ ...e, client: truncate(e.client, AUDIT_CLIENT_MAX) })));
+    for (const e of entries) {
+      const [at, account, client, action, outcome, code, task, detail] = auditColumns(e);
+      const row = { at, account, client, action, outcome: outcome as AuditOutcome, code, task, detail: detail && JSON.parse(detail) };
+      this.audit.push({ id: ++this.auditIds, ...row });
+    }
   }
-  async listAudit(opts: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+  async listAudit(q: AuditQuery = {}): Promise<AuditRow[]> {
     this.reachable();
-    const limit = opts.limit ?? AUDIT_DEFAULT_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+    auditListing(q, () => '?'); // the real stores' checks of the query
+    const limit = q.limit ?? AUDIT_DEFAULT_LIMIT;
+    const after = q.after;
     // Newest first; among equal times, the later append first (the real stores' `at DESC, id DESC`).
     return this.audit
-      .map((e, i) => ({ e, i }))
-      .filter(({ e }) => opts.account === undefined || e.account === opts.account)
-      .sort((a, b) => b.e.at - a.e.at || b.i - a.i)
+      .filter((e) => q.account === undefined || e.account === q.account)
+      .filter((e) => q.action === undefined || e.action === q.action)
+      .filter((e) => (q.since === undefined || e.at >= q.since) && (q.until === undefined || e.at < q.until))
+      .filter((e) => !after || e.at < after.at || (e.at === after.at && e.id < after.id))
+      .sort((a, b) => b.at - a.at || b.id - a.id)
       .slice(0, limit)
-      .map(({ e }) => ({ ...e }));
+      .map((e) => ({ ...e }));
+  }
+  async pruneAudit(o: { before: number; keep: number }): Promise<number> {
+    this.reachable();
+    checkAuditPrune(o);
+    const before = this.audit.length;
+    const kept = this.audit.filter((e) => e.at >= o.before);
+    // Rows are in write order: past the newest `keep`, the oldest written go.
+    this.audit.splice(0, this.audit.length, ...kept.slice(Math.max(0, kept.length - o.keep)));
+    return before - this.audit.length;
   }
   async getSecrets(account: string): Promise<Map<string, string>> {
     this.reachable();

@@ -12,7 +12,7 @@ import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../pr
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
-import type { AuditLog } from '../audit.js';
+import { audited, type AuditLog } from '../audit.js';
 import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -106,7 +106,10 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, PutAccountRequest);
     const existed = deps.config.getAccount(name) !== undefined;
-    const view = await putAccount(deps, name, body, writeFlags(c));
+    const row = { account: name, action: existed ? 'account_changed' : 'account_added', caller: header(c, CLIENT_HEADER) };
+    const view = await audited(deps.audit, { ...row, detail: { fields: Object.keys(body).sort() } }, () =>
+      putAccount(deps, name, body, writeFlags(c)),
+    );
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
     if (existed) deps.events.emit('account.changed', name, { fields: Object.keys(body) });
     else deps.events.emit('account.added', name, {});
@@ -115,14 +118,22 @@ export function createApp(deps: AppDeps): Hono {
   app.patch(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
     const body = await readJson(c, PatchAccountRequest);
-    const view = await patchAccount(deps, name, body, writeFlags(c));
+    // Field names only: which fields changed, never a value (a client secret's name is no secret).
+    const row = {
+      account: name,
+      action: 'account_changed',
+      caller: header(c, CLIENT_HEADER),
+      detail: { fields: Object.keys(body).sort() },
+    };
+    const view = await audited(deps.audit, row, () => patchAccount(deps, name, body, writeFlags(c)));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
     deps.events.emit('account.changed', name, { fields: Object.keys(body) });
     return c.json(view);
   });
   app.delete(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
-    const res = await removeAccount(deps, name);
+    const row = { account: name, action: 'account_removed', caller: header(c, CLIENT_HEADER) };
+    const res = await audited(deps.audit, row, () => removeAccount(deps, name));
     deps.log.info('account removed', { account: name, revoked: res.revoked });
     deps.events.emit('account.removed', name, { revoked: res.revoked });
     return c.json({ ok: true, ...res });
@@ -131,21 +142,25 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
-    deps.audit.record(name, header(c, CLIENT_HEADER), 'import');
     const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
-    await deps.broker.importTokens(name, { ...body, expires_at: expiresAt });
+    await audited(deps.audit, { account: name, action: 'import', caller: header(c, CLIENT_HEADER) }, () =>
+      deps.broker.importTokens(name, { ...body, expires_at: expiresAt }),
+    );
     return c.json(await viewAccount(deps, name));
   });
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);
-    deps.audit.record(name, header(c, CLIENT_HEADER), 'refresh');
-    const g = await deps.broker.forceRefresh(name);
+    // An action, not a read: one row per request, with how it ended.
+    const g = await audited(deps.audit, { account: name, action: 'refresh', caller: header(c, CLIENT_HEADER) }, () =>
+      deps.broker.forceRefresh(name),
+    );
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
   app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
     const name = accountParam(c);
-    deps.audit.record(name, header(c, CLIENT_HEADER), 'logout');
-    const res = await deps.broker.logout(name);
+    const res = await audited(deps.audit, { account: name, action: 'logout', caller: header(c, CLIENT_HEADER) }, () =>
+      deps.broker.logout(name),
+    );
     deps.log.info('logged out', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });

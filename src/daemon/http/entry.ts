@@ -22,6 +22,7 @@ import type { KeyStore } from '../../protocol/api.js';
 import type { Driver } from '../drivers/driver.js';
 import type { MasterKey } from '../store/master-key.js';
 import { createApp, type AppDeps } from './app.js';
+import { mountAudit } from './audit-route.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
 import { mountKey } from './key-route.js';
@@ -54,8 +55,16 @@ export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: Resolve
     resolveTarget: helpers.resolveTarget,
     extend: [
       helpers.extend,
-      mountLogins({ logins: deps.logins, audit: deps.audit }),
-      mountKey({ masterKey: deps.masterKey, paths: deps.paths, saveKind: deps.saveKeyKind, moved: deps.keyMoved, log: deps.log }),
+      mountLogins({ logins: deps.logins }),
+      mountKey({
+        masterKey: deps.masterKey,
+        paths: deps.paths,
+        saveKind: deps.saveKeyKind,
+        moved: deps.keyMoved,
+        log: deps.log,
+        audit: deps.audit,
+      }),
+      mountAudit({ audit: deps.audit, store: deps.store }),
     ],
   });
   return { app, resolveTarget: helpers.resolveTarget };

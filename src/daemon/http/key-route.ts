@@ -2,6 +2,7 @@ import type { Hono } from 'hono';
 import { KeyMoveRequest, type KeyStore, type KeyView } from '../../protocol/api.js';
 import type { TokendPaths } from '../../protocol/paths.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
+import { audited, type AuditSink } from '../audit.js';
 import { E } from '../errors.js';
 import type { Logger } from '../log.js';
 import { KeyringError } from '../store/keyring.js';
@@ -21,6 +22,7 @@ export function mountKey(deps: {
   /** After a move: the disk watch stops (or starts) watching the key file. */
   moved: () => void;
   log: Logger;
+  audit: AuditSink;
 }): (app: Hono) => void {
   const fleetKey = () =>
     E.conflict(
@@ -36,20 +38,25 @@ export function mountKey(deps: {
     });
     app.post(ROUTE_PATTERNS.keyMove, async (c) => {
       const { to } = await readJson(c, KeyMoveRequest);
-      if (!deps.masterKey) throw fleetKey();
-      const from = deps.masterKey.where;
-      try {
-        const view = await moveMasterKey(deps.masterKey, to, deps.paths, deps.saveKind);
-        if (view.moved) {
-          deps.moved();
-          deps.log.info('master key moved', { from, to: view.where, client: header(c, CLIENT_HEADER) });
+      const caller = header(c, CLIENT_HEADER);
+      // Done or refused, a key move is audited: the daemon's own row, no account.
+      const view = await audited(deps.audit, { account: '', action: 'key_move', caller, detail: { to } }, async () => {
+        if (!deps.masterKey) throw fleetKey();
+        const from = deps.masterKey.where;
+        try {
+          const moved = await moveMasterKey(deps.masterKey, to, deps.paths, deps.saveKind);
+          if (moved.moved) {
+            deps.moved();
+            deps.log.info('master key moved', { from, to: moved.where, client: caller });
+          }
+          return moved;
+        } catch (err) {
+          if (err instanceof KeyMoveConflict) throw E.conflict(err.message);
+          if (err instanceof KeyringError) throw E.upstreamUnavailable(err.message);
+          throw err;
         }
-        return c.json(view);
-      } catch (err) {
-        if (err instanceof KeyMoveConflict) throw E.conflict(err.message);
-        if (err instanceof KeyringError) throw E.upstreamUnavailable(err.message);
-        throw err;
-      }
+      });
+      return c.json(view);
     });
   };
 }

@@ -1,7 +1,6 @@
 import type { Hono } from 'hono';
 import { LoginCallbackRequest, LoginListQuery, LoginRequest } from '../../protocol/api.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
-import type { AuditLog } from '../audit.js';
 import { describeIssues } from '../../protocol/issues.js';
 import { E } from '../errors.js';
 import type { LoginManager } from '../logins.js';
@@ -12,14 +11,14 @@ import { header } from './raw-request.js';
  * Logins an app can drive: start one (with the app's own `task` label), list them, read
  * one, cancel one, and hand over the callback of a deep-link redirect.
  */
-export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (app: Hono) => void {
+export function mountLogins(deps: { logins: LoginManager }): (app: Hono) => void {
   return function loginRoutes(app) {
     app.post(ROUTE_PATTERNS.accountLogin, async (c) => {
       const name = accountParam(c);
       const body = await readJson(c, LoginRequest);
-      deps.audit.record(name, header(c, CLIENT_HEADER), 'login');
-      // 202 for a new login and for one joined: either way it is still in progress.
-      return c.json(await deps.logins.start(name, body.flow, { task: body.task, ttlS: body.ttl_s }), 202);
+      // 202 for a new login and for one joined: either way it is still in progress. Its start
+      // and end are audited where the login manager begins and finishes it.
+      return c.json(await deps.logins.start(name, body.flow, { task: body.task, ttlS: body.ttl_s, caller: header(c, CLIENT_HEADER) }), 202);
     });
     app.get(ROUTE_PATTERNS.logins, async (c) => {
       const parsed = LoginListQuery.safeParse(c.req.query());
@@ -28,9 +27,7 @@ export function mountLogins(deps: { logins: LoginManager; audit: AuditLog }): (a
     });
     app.get(ROUTE_PATTERNS.login, async (c) => c.json(await deps.logins.get(c.req.param('id'))));
     app.post(ROUTE_PATTERNS.loginCancel, async (c) => {
-      const login = await deps.logins.cancel(c.req.param('id'));
-      deps.audit.record(login.account, header(c, CLIENT_HEADER), 'login_cancel');
-      return c.json(login);
+      return c.json(await deps.logins.cancel(c.req.param('id')));
     });
     app.post(ROUTE_PATTERNS.loginCallbackByState, async (c) => {
       const body = await readJson(c, LoginCallbackRequest);

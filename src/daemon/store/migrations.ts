@@ -22,6 +22,20 @@ function keepLoginSecretsSealed(db: Database.Database): void {
   `);
 }
 
+/** The step that gives audit rows their outcome, code, task and detail (AUDIT_OUTCOME_VERSION). */
+function sayHowEachAuditedActionEnded(db: Database.Database): void {
+  // The audit log reads back (GET /v1/audit): each row says how its action ended (`ok`,
+  // `refused`, `failed`, with a code), the caller's task, and names (never values) of what
+  // changed. Listings by time and the retention prune read `at` alone.
+  db.exec(`
+    ALTER TABLE audit ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok' CHECK (outcome IN ('ok', 'refused', 'failed'));
+    ALTER TABLE audit ADD COLUMN code TEXT;
+    ALTER TABLE audit ADD COLUMN task TEXT;
+    ALTER TABLE audit ADD COLUMN detail TEXT;
+    CREATE INDEX audit_at ON audit (at);
+  `);
+}
+
 /**
  * The schema, one step per release that changed it. Append only: a shipped migration is
  * never edited, because databases in the field have already run it. `PRAGMA user_version`
@@ -105,10 +119,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX logins_state_hash ON logins (state_hash) WHERE state_hash IS NOT NULL;
     `);
   },
+  sayHowEachAuditedActionEnded,
 ];
 
 /** The schema version from which logins keep their secrets sealed (the step keepLoginSecretsSealed). */
 export const LOGIN_SECRETS_VERSION = MIGRATIONS.indexOf(keepLoginSecretsSealed) + 1;
+
+/** The schema version from which audit rows say how their action ended (the step sayHowEachAuditedActionEnded). */
+export const AUDIT_OUTCOME_VERSION = MIGRATIONS.indexOf(sayHowEachAuditedActionEnded) + 1;
 
 /** The schema version this code writes: the number of migrations. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -78,6 +78,15 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE ${S}.logins ADD COLUMN state_hash text;
   CREATE UNIQUE INDEX logins_state_hash ON ${S}.logins (state_hash) WHERE state_hash IS NOT NULL;
   `,
+  // The fleet's one audit log reads back (GET /v1/audit): how each action ended, its task,
+  // and names of what changed; listings by time and the retention prune read `at` alone.
+  `
+  ALTER TABLE ${S}.audit ADD COLUMN outcome text NOT NULL DEFAULT 'ok' CHECK (outcome IN ('ok', 'refused', 'failed'));
+  ALTER TABLE ${S}.audit ADD COLUMN code text;
+  ALTER TABLE ${S}.audit ADD COLUMN task text;
+  ALTER TABLE ${S}.audit ADD COLUMN detail text;
+  CREATE INDEX audit_at ON ${S}.audit (at);
+  `,
 ];
 
 if (MIGRATIONS.length !== FLEET_SCHEMA_VERSION) {

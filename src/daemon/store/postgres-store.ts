@@ -24,12 +24,14 @@ import { listenForGrants, type GrantListener } from './postgres-listener.js';
 import { postgresError } from './postgres-errors.js';
 import { prepareFleet } from './postgres-schema.js';
 import {
-  AUDIT_CLIENT_MAX,
-  AUDIT_DEFAULT_LIMIT,
+  AUDIT_SELECT,
   GRANT_SUMMARY_COLUMNS,
   LOGIN_WITH_SECRETS,
   commitColumns,
   decodeAccessToken,
+  auditColumns,
+  auditListing,
+  checkAuditPrune,
   decodeAudit,
   decodeGrant,
   decodeGrantSummary,
@@ -41,10 +43,9 @@ import {
   loginStateHash,
   stateHashOf,
   sealSecret,
-  truncate,
   type Row,
 } from './rows.js';
-import type { AuditEntry, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+import type { AuditEntry, AuditQuery, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -448,31 +449,32 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async appendAudit(entries: AuditEntry[]) {
       if (entries.length === 0) return;
-      // One statement for the batch: arrays in, one row per entry out.
+      // One statement for the batch: one array per column in, one row per entry out.
+      const columns = entries.map(auditColumns);
+      const column = (i: number) => columns.map((c) => c[i]);
       await q(
-        `INSERT INTO ${S}.audit (at, account, client, action, node)
-         SELECT e.at, e.account, e.client, e.action, $5 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS e(at, account, client, action)`,
-        [
-          entries.map((e) => e.at),
-          entries.map((e) => e.account),
-          entries.map((e) => truncate(e.client, AUDIT_CLIENT_MAX)),
-          entries.map((e) => e.action),
-          opts.node,
-        ],
+        `INSERT INTO ${S}.audit (at, account, client, action, outcome, code, task, detail, node)
+         SELECT e.*, $9 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+           AS e(at, account, client, action, outcome, code, task, detail)`,
+        [...[0, 1, 2, 3, 4, 5, 6, 7].map(column), opts.node],
       );
     },
 
-    async listAudit(o: { account?: string; limit?: number } = {}) {
-      const limit = o.limit ?? AUDIT_DEFAULT_LIMIT;
-      if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
-      const rows =
-        o.account === undefined
-          ? await q(`SELECT at, account, client, action FROM ${S}.audit ORDER BY at DESC, id DESC LIMIT $1`, [limit])
-          : await q(`SELECT at, account, client, action FROM ${S}.audit WHERE account = $1 ORDER BY at DESC, id DESC LIMIT $2`, [
-              o.account,
-              limit,
-            ]);
+    async listAudit(query: AuditQuery = {}) {
+      const { sql: tail, values } = auditListing(query, (n) => `$${n}`);
+      const rows = await q(`${AUDIT_SELECT} ${S}.audit ${tail}`, values);
       return rows.map((row) => decodeAudit(row, where));
+    },
+
+    async pruneAudit(o: { before: number; keep: number }) {
+      checkAuditPrune(o);
+      // The fleet's one table: whichever daemon prunes, the same rows go (ids follow the writes).
+      const old = await q(`DELETE FROM ${S}.audit WHERE at < $1 RETURNING 1`, [o.before]);
+      const beyond = await q(
+        `DELETE FROM ${S}.audit WHERE id <= (SELECT id FROM ${S}.audit ORDER BY id DESC LIMIT 1 OFFSET $1) RETURNING 1`,
+        [o.keep],
+      );
+      return old.length + beyond.length;
     },
 
     async withGrantLock<T>(account: string, fn: () => Promise<T>): Promise<T> {

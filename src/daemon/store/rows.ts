@@ -7,7 +7,11 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import { open as unseal, seal } from './crypto.js';
 import { StoreError } from './errors.js';
 import type {
+  AuditDetail,
   AuditEntry,
+  AuditOutcome,
+  AuditQuery,
+  AuditRow,
   GrantRecord,
   GrantSummary,
   GrantWrite,
@@ -319,10 +323,74 @@ function parseSecrets(text: string): LoginSecrets | undefined {
   }
 }
 
-export function decodeAudit(row: Row, file: string): AuditEntry {
+const AUDIT_OUTCOMES: readonly string[] = ['ok', 'refused', 'failed'] satisfies AuditOutcome[];
+/** Longest code, task or detail kept in an audit row (they come from callers or providers). */
+const AUDIT_TEXT_MAX = 2000;
+
+/** The columns an audit row is written with, in both stores' order: at, account, client, action, outcome, code, task, detail. */
+export function auditColumns(e: AuditEntry): [number, string, string, string, string, string | null, string | null, string | null] {
+  // A detail past the bound is left out whole: cut, it would not be JSON any more.
+  const json = e.detail && Object.keys(e.detail).length > 0 ? JSON.stringify(e.detail) : null;
+  const detail = json !== null && json.length <= AUDIT_TEXT_MAX ? json : null;
+  const text = (v: string | null | undefined) => (v == null ? null : truncate(v, AUDIT_TEXT_MAX));
+  return [e.at, e.account, truncate(e.client, AUDIT_CLIENT_MAX), e.action, e.outcome ?? 'ok', text(e.code), text(e.task), detail];
+}
+
+export const AUDIT_SELECT = 'SELECT id, at, account, client, action, outcome, code, task, detail FROM';
+
+/**
+ * The WHERE, ORDER and LIMIT of an audit listing, with `param(n)` writing the n-th (1-based)
+ * placeholder (`?` for SQLite, `$n` for PostgreSQL); the values in order. Newest first, ties
+ * by write order, so a page ends at a row (`after`) the next page starts below.
+ */
+export function auditListing(query: AuditQuery, param: (n: number) => string): { sql: string; values: unknown[] } {
+  const limit = query.limit ?? AUDIT_DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+  const values: unknown[] = [];
+  const p = (v: unknown) => (values.push(v), param(values.length));
+  const where: string[] = [];
+  if (query.account !== undefined) where.push(`account = ${p(query.account)}`);
+  if (query.action !== undefined) where.push(`action = ${p(query.action)}`);
+  if (query.since !== undefined) where.push(`at >= ${p(query.since)}`);
+  if (query.until !== undefined) where.push(`at < ${p(query.until)}`);
+  if (query.after) where.push(`(at < ${p(query.after.at)} OR (at = ${p(query.after.at)} AND id < ${p(query.after.id)}))`);
+  const sql = `${where.length > 0 ? `WHERE ${where.join(' AND ')} ` : ''}ORDER BY at DESC, id DESC LIMIT ${p(limit)}`;
+  return { sql, values };
+}
+
+/** Audit rows to keep (Store.pruneAudit): `keep` must be a whole number, `before` a time. */
+export function checkAuditPrune(opts: { before: number; keep: number }): void {
+  if (!Number.isInteger(opts.keep) || opts.keep < 0) throw new RangeError(`pruneAudit: keep must be a whole number, got ${opts.keep}`);
+  if (!Number.isFinite(opts.before)) throw new RangeError(`pruneAudit: before must be a time, got ${opts.before}`);
+}
+
+export function decodeAudit(row: Row, file: string): AuditRow {
   const bad = (column: string) => invalidRow(file, 'audit', String(row.account), column);
   const text = textReader(row, bad);
-  return { at: int(row, 'at', bad), account: text('account'), client: text('client'), action: text('action') };
+  const outcome = text('outcome');
+  if (!AUDIT_OUTCOMES.includes(outcome)) throw bad('outcome');
+  return {
+    id: int(row, 'id', bad),
+    at: int(row, 'at', bad),
+    account: text('account'),
+    client: text('client'),
+    action: text('action'),
+    outcome: outcome as AuditOutcome,
+    code: textOrNull(row, 'code', bad),
+    task: textOrNull(row, 'task', bad),
+    detail: auditDetail(textOrNull(row, 'detail', bad), () => bad('detail')),
+  };
+}
+
+function auditDetail(text: string | null, bad: () => Error): AuditDetail | null {
+  if (text === null) return null;
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as AuditDetail;
+  } catch {
+    // not JSON: reported below as an invalid row
+  }
+  throw bad();
 }
 
 function int(row: Row, column: string, bad: (column: string) => Error): number {

@@ -4,10 +4,12 @@ import Database from 'better-sqlite3';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
 import {
-  AUDIT_CLIENT_MAX,
-  AUDIT_DEFAULT_LIMIT,
+  AUDIT_SELECT,
   GRANT_SUMMARY_COLUMNS,
   LOGIN_WITH_SECRETS,
+  auditColumns,
+  auditListing,
+  checkAuditPrune,
   commitColumns,
   decodeAccessToken,
   decodeAudit,
@@ -22,10 +24,9 @@ import {
   stateHashOf,
   sealSecret,
   summaryRow,
-  truncate,
   type Row,
 } from './rows.js';
-import type { AuditEntry, GrantRecord, GrantWrite, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+import type { AuditEntry, AuditQuery, GrantRecord, GrantWrite, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
 export { GenerationMismatchError, StoreError, type StoreErrorCode } from './errors.js';
@@ -183,7 +184,12 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
     deleteSecrets: db.prepare<[string]>('DELETE FROM secrets WHERE account = ?'),
-    insertAudit: db.prepare<[number, string, string, string]>('INSERT INTO audit (at, account, client, action) VALUES (?, ?, ?, ?)'),
+    insertAudit: db.prepare<ReturnType<typeof auditColumns>>(
+      'INSERT INTO audit (at, account, client, action, outcome, code, task, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    pruneAuditBefore: db.prepare<[number]>('DELETE FROM audit WHERE at < ?'),
+    // Rows are numbered as written: past the newest `keep`, the oldest written go.
+    pruneAuditBeyond: db.prepare<[number]>('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)'),
     putLogin: db.prepare<Record<string, unknown>>(`
       INSERT INTO logins (id, account, flow, status, data, created_at, updated_at, state_hash)
       VALUES (@id, @account, @flow, @status, @data, @created_at, @updated_at, @state_hash)
@@ -204,10 +210,6 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       "SELECT * FROM logins WHERE account = ? AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1",
     ),
     pruneLogins: db.prepare<[number]>("DELETE FROM logins WHERE status <> 'pending' AND updated_at < ?"),
-    listAudit: db.prepare<[number], Row>('SELECT at, account, client, action FROM audit ORDER BY at DESC, id DESC LIMIT ?'),
-    listAuditFor: db.prepare<[string, number], Row>(
-      'SELECT at, account, client, action FROM audit WHERE account = ? ORDER BY at DESC, id DESC LIMIT ?',
-    ),
   };
 
   // IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies; a deferred
@@ -241,7 +243,10 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     sql.clearImportMark.run(account);
   });
   const appendAuditTx = db.transaction((entries: AuditEntry[]) => {
-    for (const e of entries) sql.insertAudit.run(e.at, e.account, truncate(e.client, AUDIT_CLIENT_MAX), e.action);
+    for (const e of entries) sql.insertAudit.run(...auditColumns(e));
+  });
+  const pruneAuditTx = db.transaction((before: number, keep: number) => {
+    return sql.pruneAuditBefore.run(before).changes + sql.pruneAuditBeyond.run(keep).changes;
   });
 
   const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, file);
@@ -440,14 +445,19 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     }),
 
     listAudit: guard(
-      (opts: { account?: string; limit?: number } = {}) => {
-        const limit = opts.limit ?? AUDIT_DEFAULT_LIMIT;
-        if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
-        const rows = opts.account === undefined ? sql.listAudit.all(limit) : sql.listAuditFor.all(opts.account, limit);
+      (query: AuditQuery = {}) => {
+        const { sql: tail, values } = auditListing(query, () => '?');
+        // A query of the caller's choosing: prepared per listing (an operator's read, not a hot path).
+        const rows = db.prepare<unknown[], Row>(`${AUDIT_SELECT} audit ${tail}`).all(...values);
         return rows.map((row) => decodeAudit(row, file));
       },
       { writes: false },
     ),
+
+    pruneAudit: guard((opts: { before: number; keep: number }) => {
+      checkAuditPrune(opts);
+      return pruneAuditTx.immediate(opts.before, opts.keep);
+    }),
 
     // One daemon per data folder (lock.ts): no one else can refresh this file's grants.
     withGrantLock: <T>(_account: string, fn: () => Promise<T>): Promise<T> => fn(),

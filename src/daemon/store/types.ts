@@ -78,9 +78,46 @@ export type GrantWrite = { refresh_token: string | null; bound_to: string } & Pa
 export interface AuditEntry {
   at: number;
   account: string;
-  /** The client's self-declared name (User-Agent), truncated; never a token. */
+  /** The client's self-declared name (User-Agent), truncated; never a token. Empty when the daemon acted by itself. */
   client: string;
   action: string;
+  /** How it ended; `ok` when absent. */
+  outcome?: AuditOutcome;
+  /** The error code of a refused or failed action (src/protocol/errors.ts, or a login's code). */
+  code?: string | null;
+  /** The caller's label (a login's `task`). */
+  task?: string | null;
+  /** What else says what happened: field names, a login's id and flow. Never a value of a secret. */
+  detail?: AuditDetail | null;
+}
+
+export type AuditOutcome = 'ok' | 'refused' | 'failed';
+
+/** What an audit row may say besides its columns; names only, never a secret's value. */
+export interface AuditDetail {
+  /** The fields an account change set (names, not values). */
+  fields?: string[];
+  login_id?: string;
+  flow?: string;
+  /** Where a moved key went (`file` or `keyring`). */
+  to?: string;
+}
+
+/** An audit row as read back: every column, and its place for paging (`id`). */
+export type AuditRow = Required<AuditEntry> & { id: number };
+
+/** Which audit rows to read, newest first (Store.listAudit). */
+export interface AuditQuery {
+  account?: string;
+  action?: string;
+  /** Rows at or after this time (epoch ms). */
+  since?: number;
+  /** Rows before this time (epoch ms). */
+  until?: number;
+  /** At most this many (default 1000). */
+  limit?: number;
+  /** Rows after this one in the listing's order (the last row of the previous page). */
+  after?: { at: number; id: number };
 }
 
 /** The states of an interactive login; `pending` is the only one that changes. */
@@ -198,7 +235,13 @@ export interface Store {
   pruneLogins(before: number): Promise<number>;
   /** Append audit entries in one transaction. */
   appendAudit(entries: AuditEntry[]): Promise<void>;
-  listAudit(opts?: { account?: string; limit?: number }): Promise<AuditEntry[]>;
+  /** Audit rows matching `query`, newest first (by `at`, then by write order). */
+  listAudit(query?: AuditQuery): Promise<AuditRow[]>;
+  /**
+   * Forget audit rows older than `before` (epoch ms), then the oldest written beyond the
+   * newest `keep`; returns how many went. In a fleet the table is the fleet's: any daemon prunes it.
+   */
+  pruneAudit(opts: { before: number; keep: number }): Promise<number>;
   /**
    * Run `fn` holding the account's grant lock, so one refresh of a grant runs at a time in
    * every daemon that shares this store (rule 3). The SQLite store just calls `fn`: one daemon
