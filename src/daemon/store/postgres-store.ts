@@ -454,10 +454,9 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async lastFinishedLogin(account) {
       await loginWrites;
-      const [row] = await q(
-        `SELECT * FROM ${S}.logins WHERE account = $1 AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1`,
-        [account],
-      );
+      const [row] = await q(`SELECT * FROM ${S}.logins WHERE account = $1 AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1`, [
+        account,
+      ]);
       return row ? decodeLogin(row, where) : undefined;
     },
 

@@ -26,7 +26,17 @@ import {
   summaryRow,
   type Row,
 } from './rows.js';
-import { soleLease, type AuditEntry, type AuditQuery, type GrantRecord, type GrantWrite, type LoginRecord, type LoginStatusValue, type Store, type TokenUpdate } from './types.js';
+import {
+  soleLease,
+  type AuditEntry,
+  type AuditQuery,
+  type GrantRecord,
+  type GrantWrite,
+  type LoginRecord,
+  type LoginStatusValue,
+  type Store,
+  type TokenUpdate,
+} from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
 export { GenerationMismatchError, StoreError, type StoreErrorCode } from './errors.js';
