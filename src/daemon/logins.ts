@@ -368,7 +368,7 @@ export class LoginManager {
     if (!lease) throw E.internal('a new login was leased by another daemon');
     const now = this.now();
     const qr = await qrOf(auth.verification_uri_complete ?? auth.verification_uri);
-    const s = this.begin(
+    const s = await this.begin(
       target,
       {
         qr,
@@ -460,7 +460,7 @@ export class LoginManager {
     }
     const now = this.now();
     const ttl = ttlMs ?? this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
-    const s = this.begin(
+    const s = await this.begin(
       target,
       {
         id: randomUUID(),
@@ -673,9 +673,9 @@ export class LoginManager {
   // ---- lifecycle ----
 
   /** Record a new pending login, its secrets sealed, and announce it. */
-  private begin(target: LoginTarget, state: LoginState, secrets: LoginSecrets): Session {
+  private async begin(target: LoginTarget, state: LoginState, secrets: LoginSecrets): Promise<Session> {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
-    this.persist(state, secrets);
+    const written = this.persist(state, secrets);
     this.live.set(state.account, s);
     this.deps.audit?.record(loginStarted(state, target.caller));
     this.announced.first(state.id, 'pending');
@@ -686,6 +686,8 @@ export class LoginManager {
       flow: state.flow,
       expires_at: new Date(state.expires_at).toISOString(),
     });
+    // Stored before it is answered: a daemon killed right after still leaves it for another to take up.
+    await written;
     return s;
   }
 
