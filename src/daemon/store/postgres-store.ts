@@ -469,9 +469,11 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     async holdLogin(id) {
       const client = new pg.Client({ ...base });
       const lost = new AbortController();
+      let released = false;
       // The server ending the session ends the lease with it: an error event, never a crash.
-      client.on('error', () => lost.abort());
-      client.on('end', () => lost.abort());
+      const end = () => released || lost.abort();
+      client.on('error', end);
+      client.on('end', end);
       try {
         await client.connect();
         const [row] = (await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [`${S}.login:${id}`])).rows;
@@ -487,6 +489,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
         lost: lost.signal,
         async release() {
           if (!leases.delete(lease)) return;
+          released = true;
           // Ending the session releases its advisory locks.
           await client.end().catch(() => undefined);
         },
