@@ -97,7 +97,7 @@ describe('logins in a fleet of two daemons', () => {
     expect(again.json.error.message).toContain('active');
   });
 
-  it('completes a deep-link login on B alone when A is gone', async () => {
+  it('completes a deep-link login started on A by id on B (POST /v1/logins/:id/callback)', async () => {
     const login = (await a().request('POST', '/v1/accounts/desk/login', { flow: 'browser' })).json;
     const callback = await ctx.idp.authorize(login.authorization_url);
     ctx.idp.resetStats();
@@ -110,6 +110,28 @@ describe('logins in a fleet of two daemons', () => {
       'A to see it',
     );
     await ctx.fleet.tokensAgree('desk');
+  });
+
+  it("hands a loopback login's redirect, caught by an app, to B: B completes it and A stops listening", async () => {
+    const login = (await a().request('POST', '/v1/accounts/work/login', { flow: 'browser' })).json;
+    const back = await ctx.idp.authorize(login.authorization_url);
+    expect(back.hostname).toBe('127.0.0.1');
+    const done = await b().request('POST', '/v1/logins/callback', { url: back.href });
+    expect(done.status, done.text).toBe(200);
+    expect(done.json).toMatchObject({ id: login.id, status: 'active' });
+    expect(await settled(a(), login.id)).toMatchObject({ status: 'active' });
+    // A heard it ended: nothing listens on its loopback port any more.
+    await waitFor(
+      async () =>
+        (await fetch(back).then(
+          () => false,
+          () => true,
+        ))
+          ? true
+          : undefined,
+      "A's listener to close",
+    );
+    await ctx.fleet.tokensAgree();
   });
 
   it('a device login whose daemon is killed is polled by the other and ends active once approved', async () => {
