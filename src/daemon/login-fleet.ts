@@ -119,7 +119,13 @@ async function takeOver(h: FleetLoginHost): Promise<void> {
     const plan = cur?.status === 'pending' ? h.plan(cur) : undefined;
     if (plan?.kind === 'device' && !h.runs(rec)) {
       h.log.info('taking up a device login nobody polls (its daemon stopped)', { account: rec.account, login_id: rec.id });
-      await h.takeUp(plan, lease);
+      try {
+        await h.takeUp(plan, lease);
+      } catch (err) {
+        // Left for the next look (or another daemon): the lease must not outlive the attempt.
+        await lease.release();
+        throw err;
+      }
       continue;
     }
     if (cur && plan?.kind === 'end' && plan.status === 'expired') await h.end(cur, plan);
