@@ -467,6 +467,15 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     },
 
     async holdLogin(id) {
+      const lockKey = `${S}.login:${id}`;
+      // A look on a pooled connection first (taken and given back in one statement): a
+      // daemon looking for logins to take up every few seconds opens no connection for a
+      // login another daemon holds.
+      const [free] = await q(
+        'SELECT CASE WHEN pg_try_advisory_lock(hashtextextended($1, 0)) THEN pg_advisory_unlock(hashtextextended($1, 0)) ELSE false END AS ok',
+        [lockKey],
+      );
+      if (!free?.ok) return undefined;
       const client = new pg.Client({ ...base });
       const lost = new AbortController();
       let released = false;
@@ -476,7 +485,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       client.on('end', end);
       try {
         await client.connect();
-        const [row] = (await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [`${S}.login:${id}`])).rows;
+        const [row] = (await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [lockKey])).rows;
         if (!row?.ok) {
           await client.end().catch(() => undefined);
           return undefined;
