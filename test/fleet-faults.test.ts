@@ -106,7 +106,9 @@ describe('PostgreSQL stopped under load', () => {
   const ctx = useFleet({
     db: () => db,
     n: 3,
-    idp: { accessTokenTtl: 30 },
+    // Long enough that the rotation d0 held is still the token served once the database is
+    // back, however long a loaded machine takes to get there (30 s ones were refreshed again).
+    idp: { accessTokenTtl: 120 },
     settings: { backoff_initial_ms: 200, backoff_max_ms: 1_000 },
     database: 'outage',
   });

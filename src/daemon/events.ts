@@ -12,6 +12,16 @@ export interface EventBusOptions {
 }
 
 /**
+ * The catch-up window's event count, lowered only by tests (TOKEND_TEST_EVENT_WINDOW,
+ * docs/api.md): a test of a client that fell out of the window then needs a few events, not
+ * a thousand refreshes.
+ */
+export function eventWindowFromEnv(env: NodeJS.ProcessEnv): { events: number; ms: number } | undefined {
+  const n = Number(env.TOKEND_TEST_EVENT_WINDOW);
+  return Number.isSafeInteger(n) && n > 0 && n < EVENT_WINDOW.events ? { events: n, ms: EVENT_WINDOW.ms } : undefined;
+}
+
+/**
  * In-process fan-out of daemon events to SSE subscribers, with the recent ones kept (a
  * bounded window) so a client that reconnects with `Last-Event-ID` is caught up.
  * Events never carry a secret.

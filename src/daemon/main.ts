@@ -9,7 +9,7 @@ import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
 import { getDriver } from './drivers/registry.js';
 import { describeIdentity, identityKey, identityOf } from './grant-identity.js';
-import { EventBus } from './events.js';
+import { EventBus, eventWindowFromEnv } from './events.js';
 import { checkFoldersAbove, checkPrivateFile, ensurePrivateDir, UnsafePathError } from './fs-safety.js';
 import { createEntry } from './http/entry.js';
 import { closeServers, listenAll, type Listening } from './http/listen.js';
@@ -207,7 +207,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const disk = watchDisk({ dbFile: paths.dbFile, keyFile: paths.keyFile, log, everyMs: DISK_CHECK_MS, fleet: Boolean(store!.fleet) });
   capLogFile(paths.logFile, config!.settings.log_max_bytes, { onRotate: () => log.info('log file rotated', { file: paths.logFile }) });
-  const events = new EventBus();
+  const events = new EventBus({ window: eventWindowFromEnv(process.env) });
   const audit = new AuditLog(store!, log, undefined, () => config!.settings);
   auditRefreshEpisodes(events, audit);
   const broker = new Broker({
