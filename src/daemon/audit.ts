@@ -1,3 +1,5 @@
+import type { Caller } from '../protocol/caller.js';
+import type { CallerIdentity } from './caller/proc.js';
 import { TokendError } from './errors.js';
 import type { EventBus } from './events.js';
 import type { Logger } from './log.js';
@@ -21,6 +23,8 @@ export interface AuditRecord {
   action: string;
   /** The caller's self-declared name (User-Agent); absent when the daemon acted by itself. */
   caller?: string;
+  /** The caller as the daemon verified it (caller/connection.ts); absent without the addon or for the daemon's own. */
+  by?: Caller;
   outcome?: AuditOutcome;
   code?: string | null;
   task?: string | null;
@@ -60,7 +64,14 @@ export class AuditLog {
   private windowStart = Date.now();
   private readonly epoch = Date.now();
   /** The last client and action seen, and their key in the windows (built once, not per request). */
-  private last = { who: '', action: '', by: '' };
+  private last: { who: string; action: string; caller: CallerIdentity | undefined; by: string } = {
+    who: '',
+    action: '',
+    caller: undefined,
+    by: '',
+  };
+  /** A flush is due on the next turn of the event loop (a new token-read row is written at once). */
+  private flushSoon = false;
   private readonly timer: NodeJS.Timeout;
   /** A fleet's database is down: batches wait (bounded) and the outage is logged once. */
   private waiting = false;
@@ -82,18 +93,19 @@ export class AuditLog {
   }
   /**
    * A lifecycle row (`record({account, action, ...})`), written with the next flush; or a
-   * token read (`record(account, client, action)`), at most once a minute per account,
-   * client and action.
+   * token read (`record(account, client, action, caller)`), at most once a minute per account,
+   * client, verified program and action, written at once.
    */
   record(entry: AuditRecord): void;
-  record(account: string, client: string | undefined, action: string): void;
-  record(account: string | AuditRecord, client?: string, action?: string): void {
+  record(account: string, client: string | undefined, action: string, caller?: CallerIdentity): void;
+  record(account: string | AuditRecord, client?: string, action?: string, caller?: CallerIdentity): void {
     if (typeof account !== 'string') {
-      const { caller, ...row } = account;
-      this.buffer.push({ at: Date.now(), client: caller ?? '', ...row });
+      const { caller: declared, by, ...row } = account;
+      const detail = by ? { ...row.detail, caller: by } : row.detail;
+      this.buffer.push({ at: Date.now(), client: declared ?? '', ...row, ...(detail ? { detail } : {}) });
       return;
     }
-    this.recordRead(account, client, action!);
+    this.recordRead(account, client, action!, caller);
   }
   /**
    * Forget rows past the retention (days) and the bound (rows); never rejects (a failure is
@@ -112,7 +124,7 @@ export class AuditLog {
       return 0;
     }
   }
-  private recordRead(account: string, client: string | undefined, action: string): void {
+  private recordRead(account: string, client: string | undefined, action: string, caller: CallerIdentity | undefined): void {
     const now = Date.now();
     if (now - this.windowStart >= ONCE_PER_MS) {
       this.previous = this.recent;
@@ -120,9 +132,10 @@ export class AuditLog {
       this.windowStart = now;
     }
     const who = (client ?? 'unknown').slice(0, 200);
-    if (who !== this.last.who || action !== this.last.action) {
-      // One client and action; the length keeps "a"+"bc" apart from "ab"+"c".
-      this.last = { who, action, by: `${who.length}:${who}${action}` };
+    if (who !== this.last.who || action !== this.last.action || caller !== this.last.caller) {
+      // One client, program and action; the length keeps "a"+"bc" apart from "ab"+"c".
+      const program = caller?.program ?? '';
+      this.last = { who, action, caller, by: `${who.length}:${who}${program.length}:${program}${action}` };
     }
     const by = this.last.by;
     const second = Math.floor((now - this.epoch) / 1000);
@@ -131,9 +144,17 @@ export class AuditLog {
     let inner = this.recent.get(by);
     if (!inner) this.recent.set(by, (inner = new Map()));
     inner.set(account, second);
-    this.buffer.push({ at: now, account, client: who, action });
-    // Never written from here: this runs on the token's hot path.
-    if (this.buffer.length >= 10_000 && !this.waiting && !this.flushing) setImmediate(() => void this.flush());
+    this.buffer.push({ at: now, account, client: who, action, ...(caller ? { detail: { caller: caller.caller } } : {}) });
+    // Never written from here (this runs on the token's hot path), but on the next turn: a
+    // program's first read of an account in a minute is on disk (and in a fleet's database)
+    // at once, whatever happens to the daemon next.
+    if (!this.flushSoon && !this.waiting) {
+      this.flushSoon = true;
+      setImmediate(() => {
+        this.flushSoon = false;
+        void this.flush();
+      });
+    }
   }
   /** Write what is buffered; never rejects (a failed batch is logged and dropped). One flush at a time. */
   flush(): Promise<void> {

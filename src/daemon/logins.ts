@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AccountConfig, LoginFlow, LoginStatus, LoginView } from '../protocol/api.js';
+import { recordedCaller, type Caller } from '../protocol/caller.js';
 import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
@@ -66,6 +67,8 @@ interface LoginTarget {
   task?: string;
   /** Who asked for it (User-Agent), for the audit log. */
   caller?: string;
+  /** Who asked for it, as the daemon verified it (caller/connection.ts). */
+  by?: Caller;
 }
 
 /** What a browser login needs to receive its callback (its secrets are also stored, sealed, while it is pending). */
@@ -195,7 +198,7 @@ export class LoginManager {
    * request for another flow than the pending login's is a 409 `login_pending`.
    * `ttlS`: how long the login waits (else the account's `login_ttl_s`, else the default).
    */
-  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number; caller?: string } = {}): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number; caller?: string; by?: Caller } = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
@@ -221,6 +224,7 @@ export class LoginManager {
         identity: identityKey(cfg),
         ...(opts.task ? { task: opts.task } : {}),
         caller: opts.caller,
+        by: opts.by,
       };
       return chosen === 'device' ? this.openDevice(target, driver, ttlMs) : this.openBrowser(target, driver, ttlMs);
     })();
@@ -574,8 +578,9 @@ export class LoginManager {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
     this.persist(state, secrets);
     this.live.set(state.account, s);
-    this.deps.audit?.record(loginStarted(state, target.caller));
+    this.deps.audit?.record({ ...loginStarted(state, target.caller), by: target.by });
     this.deps.events.emit('login.pending', state.account, {
+      ...recordedCaller(target.caller, target.by),
       login_id: state.id,
       flow: state.flow,
       task: state.task,

@@ -80,8 +80,11 @@ export interface Listening {
 export async function listenAll(
   entry: Entry,
   at: { fd?: number; socket: string; loopback?: { address: ListenAddress; spec: string; keyFile: string } },
+  /** Checks the socket's connections as they are accepted (caller/connection.ts), before it listens. */
+  guard?: (server: net.Server) => void,
 ): Promise<Listening> {
   const server = createHttpServer(entry);
+  guard?.(server);
   const boundSocket = await listenOnSocket(server, at);
   if (!at.loopback) return { server, boundSocket };
   try {

@@ -1,0 +1,54 @@
+/**
+ * The caller of each connection on the Unix socket. When a connection is accepted, before
+ * node reads a byte of it, the kernel names its peer (SO_PEERCRED): a peer of another uid is
+ * cut there, whatever the socket file's mode. The rest (executable, script, unit, parents) is
+ * read from /proc only when a route first asks for it, and kept for the connection: a
+ * keep-alive client pays for it once, and a connection no route asks about not at all.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import type { PeerAddon } from './addon.js';
+import { identify, type CallerIdentity } from './proc.js';
+
+const PEER = Symbol('tokend.peer');
+interface Peer {
+  pid: number;
+  at: number;
+  /** Read on first use; null when the peer could not be verified (gone, its pid reused). */
+  identity?: CallerIdentity | null;
+}
+type PeerSocket = Socket & { [PEER]?: Peer };
+
+/** A refused uid is logged at most this often (a flood of connections is one line a minute). */
+const REFUSAL_LOG_MS = 60_000;
+
+/**
+ * Check every connection `server` accepts: registered ahead of node's HTTP parser, so a peer
+ * of another uid (or one the kernel cannot name) is destroyed before anything is read.
+ */
+export function guardConnections(server: Server, addon: PeerAddon, log: Logger, uid = process.getuid?.()): void {
+  let lastLogged = 0;
+  server.prependListener('connection', function checkPeer(socket: PeerSocket) {
+    const fd = (socket as Socket & { _handle?: { fd?: number } })._handle?.fd;
+    const cred = fd === undefined || fd < 0 ? null : addon.peer(fd);
+    if (cred && (uid === undefined || cred.uid === uid)) {
+      socket[PEER] = { pid: cred.pid, at: cred.at };
+      return;
+    }
+    socket.destroy();
+    const now = Date.now();
+    if (now - lastLogged >= REFUSAL_LOG_MS) {
+      lastLogged = now;
+      log.warn('refused a connection from another user', cred ? { uid: cred.uid, pid: cred.pid } : { reason: 'no peer credentials' });
+    }
+  });
+}
+
+/** The verified caller of the connection `req` came on; undefined without the addon, or when it could not be verified. */
+export function callerOf(req: IncomingMessage | undefined): CallerIdentity | undefined {
+  const peer = (req?.socket as PeerSocket | undefined)?.[PEER];
+  if (!peer) return undefined;
+  if (peer.identity === undefined) peer.identity = identify(peer.pid, peer.at) ?? null;
+  return peer.identity ?? undefined;
+}
