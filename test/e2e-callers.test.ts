@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, startTestDaemon, tempHome, DaemonProcess, TOKEND_BIN } from './support/daemon.js';
+import { tapEvents, waitFor } from './support/fake-as.js';
 import { runProcess, useDaemon, useIdp } from './support/fixtures.js';
 
 const NOBODY = 65534;
@@ -93,9 +94,24 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
     expect(JSON.parse(row.detail).caller.exe).toBe(realpath('curl'));
   });
 
-  it('events say who added an account', async () => {
-    const { json } = await d.request('GET', '/v1/audit?account=work&action=account_added');
-    expect(json.entries[0].caller).toMatchObject({ user_agent: expect.stringMatching(/^tokend-cli/), exe: process.execPath });
+  it('events and rows say who added, changed and removed an account', async () => {
+    const tap = await tapEvents(d.socket);
+    try {
+      const r = await d.cli(['add', 'other', '--issuer', idp.issuer, '--client-id', 'pub', '--scope', 'openid']);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await d.cli(['remove', 'other'])).code).toBe(0);
+      const byCli = { user_agent: expect.stringMatching(/^tokend-cli/), exe: process.execPath, script: expect.stringMatching(/bin\/tokend$/) };
+      await waitFor(() => tap.events.find((e) => e.type === 'account.removed'), 'account.removed');
+      const added = tap.events.find((e) => e.type === 'account.added' && e.account === 'other');
+      expect(added?.caller).toMatchObject(byCli);
+      // The CLI ran under this test's process: its parents name it.
+      expect((added?.caller as { parents: string[] }).parents).toContain(process.execPath);
+      expect(tap.events.find((e) => e.type === 'account.removed')?.caller).toMatchObject(byCli);
+      const { json } = await d.request('GET', '/v1/audit?account=other');
+      for (const e of json.entries) expect(e.caller).toMatchObject(byCli);
+    } finally {
+      tap.close();
+    }
   });
 });
 
