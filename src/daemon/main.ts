@@ -80,6 +80,7 @@ function checkPlaces(paths: TokendPaths): void {
     `${paths.dbFile}-shm`,
     paths.logFile,
     paths.listenKeyFile,
+    paths.listenAppKeysFile,
   ]) {
     checkPrivateFile(f);
   }
@@ -267,7 +268,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   let listening: Listening;
   try {
-    const loopback = listenAt ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile } : undefined;
+    const loopback = listenAt ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile, appKeysFile: paths.listenAppKeysFile } : undefined;
     const guard = 'addon' in peers ? (s: NetServer) => guardConnections(s, peers.addon, log) : undefined;
     listening = await listenAll(entry, { fd: activatedFd, socket: paths.socket, loopback }, guard);
   } catch (err) {

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import type { PeerAddon } from './addon.js';
-import { identify, type CallerIdentity } from './proc.js';
+import { identify, programKey, type CallerIdentity } from './proc.js';
 
 const PEER = Symbol('tokend.peer');
 interface Peer {
@@ -45,8 +45,29 @@ export function guardConnections(server: Server, addon: PeerAddon, log: Logger, 
   });
 }
 
-/** The verified caller of the connection `req` came on; undefined without the addon, or when it could not be verified. */
+const KEY_CALLER = Symbol('tokend.keyCaller');
+type KeyedRequest = IncomingMessage & { [KEY_CALLER]?: CallerIdentity };
+/** One identity per app name, so a keep-alive app's rows group as one program (audit.ts). */
+const keyCallers = new Map<string, CallerIdentity>();
+
+/**
+ * On the loopback listener there is no peer process to read: the app key a request showed is
+ * its caller (loopback-listener.ts). The daemon key names no app (the administrator's).
+ */
+export function setKeyCaller(req: IncomingMessage, app: string): void {
+  let id = keyCallers.get(app);
+  if (!id) {
+    const caller = { key: app, parents: [] };
+    id = { caller, start: 0, tty: false, program: programKey(caller) };
+    if (keyCallers.size < 1000) keyCallers.set(app, id);
+  }
+  (req as KeyedRequest)[KEY_CALLER] = id;
+}
+
+/** The verified caller of `req`: its app key on the listener, else its connection's peer; undefined without the addon, or when it could not be verified. */
 export function callerOf(req: IncomingMessage | undefined): CallerIdentity | undefined {
+  const keyed = (req as KeyedRequest | undefined)?.[KEY_CALLER];
+  if (keyed) return keyed;
   const peer = (req?.socket as PeerSocket | undefined)?.[PEER];
   if (!peer) return undefined;
   if (peer.identity === undefined) peer.identity = identify(peer.pid, peer.at) ?? null;
