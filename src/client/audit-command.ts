@@ -22,9 +22,9 @@ moves, and token reads (one row per account, caller and minute). No secret is ev
   --limit N    at most N entries (default 100, at most 1000)
   --json       print {"entries": [{"at", "account", "action", "caller", "outcome", "code", "task"}], "next"}
 
-PROGRAM is the caller as the daemon verified it from the kernel: its script (or executable)
-and its parents, nearest first (git-credential-tokend ← git ← bash), and its pid; USER-AGENT
-is the name it declared (not verified). Rows are kept settings.audit_retention_days
+PROGRAM is the caller as the daemon verified it from the kernel: its script (or executable),
+then the executables of its parents, nearest first, and its pid; USER-AGENT is the name it
+declared (not verified). Rows are kept settings.audit_retention_days
 (90) days, at most settings.audit_max_rows (1000000) of them.
 
 Exit status: 0 ok, 1 error, 2 bad usage.
