@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, startTestDaemon, tempHome, DaemonProcess, TOKEND_BIN } from './support/daemon.js';
+import { ROOT, startTestDaemon, tempHome, type DaemonProcess, TOKEND_BIN } from './support/daemon.js';
 import { tapEvents, waitFor } from './support/fake-as.js';
 import { runProcess, useDaemon, useIdp } from './support/fixtures.js';
 
@@ -58,7 +58,9 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
     expect(curlRow.caller.script).toBeUndefined();
     // python3 -c: the interpreter, no script (the code is inline).
     // (python3 may be a shim that execs the real one: ask it which it is.)
-    const pythonExe = execFileSync('python3', ['-c', 'import os,sys; print(os.path.realpath(sys.executable))'], { encoding: 'utf8' }).trim();
+    const pythonExe = execFileSync('python3', ['-c', 'import os,sys; print(os.path.realpath(sys.executable))'], {
+      encoding: 'utf8',
+    }).trim();
     const pyRow = await tokenRowOf(d, 'work', pythonExe);
     expect(pyRow.caller.script).toBeUndefined();
     expect(pyRow.caller.parents.length).toBeGreaterThan(0);
@@ -74,11 +76,15 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
     expect(table.stdout).toMatch(/ ← git[ ←]/);
   });
 
-  it('writes a program\'s first token read of the minute at once, before anyone reads the log', async () => {
+  it("writes a program's first token read of the minute at once, before anyone reads the log", async () => {
     const marker = `probe-${process.pid}`;
-    const r = await runProcess('curl', ['-sS', '--unix-socket', d.socket, '-A', marker, '-d', '{"account":"work"}', 'http://tokend/v1/token'], {
-      env: t.env,
-    });
+    const r = await runProcess(
+      'curl',
+      ['-sS', '--unix-socket', d.socket, '-A', marker, '-d', '{"account":"work"}', 'http://tokend/v1/token'],
+      {
+        env: t.env,
+      },
+    );
     expect(JSON.parse(r.stdout).access_token).toBeTruthy();
     // Read the database behind the daemon's back (no GET /v1/audit, which flushes first): the row is there.
     const db = path.join(t.home, 'data', 'tokend.db');
@@ -100,12 +106,16 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
       const r = await d.cli(['add', 'other', '--issuer', idp.issuer, '--client-id', 'pub', '--scope', 'openid']);
       expect(r.code, r.stderr).toBe(0);
       expect((await d.cli(['remove', 'other'])).code).toBe(0);
-      const byCli = { user_agent: expect.stringMatching(/^tokend-cli/), exe: process.execPath, script: expect.stringMatching(/bin\/tokend$/) };
+      const byCli = {
+        user_agent: expect.stringMatching(/^tokend-cli/),
+        exe: process.execPath,
+        script: expect.stringMatching(/bin\/tokend$/),
+      };
       await waitFor(() => tap.events.find((e) => e.type === 'account.removed'), 'account.removed');
       const added = tap.events.find((e) => e.type === 'account.added' && e.account === 'other');
       expect(added?.caller).toMatchObject(byCli);
       // The CLI ran under this test's process: its parents name it.
-      expect((added?.caller as { parents: string[] }).parents).toContain(process.execPath);
+      expect((added!.caller as { parents: string[] }).parents).toContain(process.execPath);
       expect(tap.events.find((e) => e.type === 'account.removed')?.caller).toMatchObject(byCli);
       const { json } = await d.request('GET', '/v1/audit?account=other');
       for (const e of json.entries) expect(e.caller).toMatchObject(byCli);
@@ -117,8 +127,7 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
 
 describe.skipIf(!addonBuilt || !asRoot)('another uid', () => {
   // setpriv runs a program as nobody; the daemon runs as root (this test's uid).
-  const asNobody = (args: string[]) =>
-    runProcess('setpriv', [...NOBODY_ARGS, ...args], { env: process.env });
+  const asNobody = (args: string[]) => runProcess('setpriv', [...NOBODY_ARGS, ...args], { env: process.env });
 
   /** A daemon whose socket (and the folders to it) another user may open: mode 0666 under 0711 folders. */
   async function openDaemon(env: NodeJS.ProcessEnv = {}) {
@@ -198,7 +207,10 @@ describe('without the caller addon', () => {
     const doctor = await d.cli(['doctor', '--json']);
     const checks = JSON.parse(doctor.stdout).checks as Array<{ id: string; status: string; message: string }>;
     // A warning, not a failure: the daemon works, only blind to its callers.
-    expect(checks.find((c) => c.id === 'caller-addon')).toMatchObject({ status: 'warn', message: expect.stringContaining('callers are not verified') });
+    expect(checks.find((c) => c.id === 'caller-addon')).toMatchObject({
+      status: 'warn',
+      message: expect.stringContaining('callers are not verified'),
+    });
     expect(checks.filter((c) => c.status === 'fail')).toEqual([]);
   });
 });

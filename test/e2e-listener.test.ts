@@ -119,10 +119,19 @@ describe('loopback listener', () => {
     // The same key again until it is rotated.
     expect((await d.cli(['listen-key', '--app', 'ci-runner'])).stdout.trim()).toBe(first.key);
     const token = (k: string) =>
-      tcp('/v1/token', { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'user-agent': 'ci/2' }, 'POST', '{"account":"w"}');
+      tcp(
+        '/v1/token',
+        { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'user-agent': 'ci/2' },
+        'POST',
+        '{"account":"w"}',
+      );
     expect((await token(first.key)).status).toBe(200);
     const { json } = await d.request('GET', '/v1/audit?account=w&action=token&limit=20');
-    expect(json.entries.find((e: any) => e.caller.key === 'ci-runner')?.caller).toEqual({ key: 'ci-runner', parents: [], user_agent: 'ci/2' });
+    expect(json.entries.find((e: any) => e.caller.key === 'ci-runner')?.caller).toEqual({
+      key: 'ci-runner',
+      parents: [],
+      user_agent: 'ci/2',
+    });
     // The daemon key names no app: its rows carry no key.
     const admin = await tcp(
       '/v1/token',

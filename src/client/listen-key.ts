@@ -48,7 +48,8 @@ function appKey(file: string, app: string, action: 'print' | 'rotate' | 'revoke'
   try {
     apps = (JSON.parse(fs.readFileSync(file, 'utf8')) as { apps?: Record<string, string> }).apps ?? {};
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CommandError('failed', `cannot read ${file}: ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CommandError('failed', `cannot read ${file}: ${(err as Error).message}`);
   }
   const save = () => writePrivate(file, `${JSON.stringify({ apps }, null, 2)}\n`);
   if (action === 'revoke') {

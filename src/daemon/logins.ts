@@ -198,7 +198,11 @@ export class LoginManager {
    * request for another flow than the pending login's is a 409 `login_pending`.
    * `ttlS`: how long the login waits (else the account's `login_ttl_s`, else the default).
    */
-  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number; caller?: string; by?: Caller } = {}): Promise<LoginView> {
+  async start(
+    account: string,
+    flow?: LoginFlow,
+    opts: { task?: string; ttlS?: number; caller?: string; by?: Caller } = {},
+  ): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);

@@ -268,7 +268,9 @@ export async function main(argv: string[]): Promise<void> {
   });
   let listening: Listening;
   try {
-    const loopback = listenAt ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile, appKeysFile: paths.listenAppKeysFile } : undefined;
+    const loopback = listenAt
+      ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile, appKeysFile: paths.listenAppKeysFile }
+      : undefined;
     const guard = 'addon' in peers ? (s: NetServer) => guardConnections(s, peers.addon, log) : undefined;
     listening = await listenAll(entry, { fd: activatedFd, socket: paths.socket, loopback }, guard);
   } catch (err) {

@@ -50,7 +50,20 @@ const INTERPRETER = /^(node|nodejs|python[0-9.]*|sh|bash|dash|zsh|ksh|perl[0-9.]
 /** Options after which there is no script (the code is inline, or a module is named): `python3 -c`, `node -e`, `sh -c`. */
 const INLINE = new Set(['-c', '-e', '-p', '-m', '-E', '--eval', '--print', '--command']);
 /** Options that take the next argument as their value. */
-const TAKES_VALUE = new Set(['-r', '--require', '--import', '--loader', '--experimental-loader', '-C', '--conditions', '-W', '-X', '-I', '-o', '-O']);
+const TAKES_VALUE = new Set([
+  '-r',
+  '--require',
+  '--import',
+  '--loader',
+  '--experimental-loader',
+  '-C',
+  '--conditions',
+  '-W',
+  '-X',
+  '-I',
+  '-o',
+  '-O',
+]);
 
 /**
  * The script an interpreter runs: its first argument that is not an option (nor an option's

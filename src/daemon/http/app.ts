@@ -153,16 +153,12 @@ export function createApp(deps: AppDeps): Hono {
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);
     // An action, not a read: one row per request, with how it ended.
-    const g = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () =>
-      deps.broker.forceRefresh(name),
-    );
+    const g = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () => deps.broker.forceRefresh(name));
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
   app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
     const name = accountParam(c);
-    const res = await audited(deps.audit, { account: name, action: 'logout', ...who(c) }, () =>
-      deps.broker.logout(name),
-    );
+    const res = await audited(deps.audit, { account: name, action: 'logout', ...who(c) }, () => deps.broker.logout(name));
     deps.log.info('logged out', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });

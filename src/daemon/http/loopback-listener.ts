@@ -111,7 +111,11 @@ const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
  * request it refuses, returns false for one that may go on. The key file is re-read when
  * it changes, so `tokend listen-key --rotate` takes effect at once.
  */
-export function listenerGuard(opts: { keyFile: string; appKeysFile?: string; port: number }): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function listenerGuard(opts: {
+  keyFile: string;
+  appKeysFile?: string;
+  port: number;
+}): (req: IncomingMessage, res: ServerResponse) => boolean {
   let cached: { mtimeMs: number; key: Buffer } | undefined;
   const currentKey = (): Buffer => {
     const st = fs.statSync(opts.keyFile);
