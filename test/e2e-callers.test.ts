@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, startTestDaemon, tempHome, type DaemonProcess, TOKEND_BIN } from './support/daemon.js';
+import { addConfAccount, importConfGrant, ROOT, startTestDaemon, tempHome, type DaemonProcess, TOKEND_BIN } from './support/daemon.js';
 import { tapEvents, waitFor } from './support/fake-as.js';
 import { runProcess, useDaemon, useIdp } from './support/fixtures.js';
 
@@ -76,28 +76,30 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
     expect(table.stdout).toMatch(/ ← git[ ←]/);
   });
 
-  it("writes a program's first token read of the minute at once, before anyone reads the log", async () => {
-    const marker = `probe-${process.pid}`;
-    const r = await runProcess(
-      'curl',
-      ['-sS', '--unix-socket', d.socket, '-A', marker, '-d', '{"account":"work"}', 'http://tokend/v1/token'],
-      {
-        env: t.env,
-      },
-    );
-    expect(JSON.parse(r.stdout).access_token).toBeTruthy();
-    // Read the database behind the daemon's back (no GET /v1/audit, which flushes first): the row is there.
-    const db = path.join(t.home, 'data', 'tokend.db');
-    const Database = (await import('better-sqlite3')).default;
-    const deadline = Date.now() + 5000;
-    let row: any;
-    while (!row && Date.now() < deadline) {
-      const conn = new Database(db, { readonly: true });
-      row = conn.prepare('SELECT detail FROM audit WHERE client = ?').get(marker);
-      conn.close();
-      if (!row) await new Promise((res) => setTimeout(res, 20));
+  it("writes a program's first token read of the minute at once: a daemon killed right after the answer still has the row", async () => {
+    // Its own daemon: this test kills it.
+    const own = await startTestDaemon();
+    try {
+      await addConfAccount(own.d, idp.issuer, 'work');
+      await importConfGrant(own.d, idp, 'work');
+      const marker = `probe-${process.pid}`;
+      const r = await runProcess(
+        'curl',
+        ['-sS', '--unix-socket', own.d.socket, '-A', marker, '-d', '{"account":"work"}', 'http://tokend/v1/token'],
+        { env: own.env },
+      );
+      expect(JSON.parse(r.stdout).access_token).toBeTruthy();
+      // No GET /v1/audit (it flushes first) and no clean stop (it flushes too): SIGKILL, then read the file.
+      await own.d.stop('SIGKILL');
+      const Database = (await import('better-sqlite3')).default;
+      const db = new Database(path.join(own.home, 'data', 'tokend.db'), { readonly: true });
+      const row = db.prepare('SELECT detail FROM audit WHERE client = ?').get(marker) as { detail: string } | undefined;
+      db.close();
+      expect(row, 'the token read was not written before the daemon was killed').toBeDefined();
+      expect(JSON.parse(row!.detail).caller.exe).toBe(realpath('curl'));
+    } finally {
+      await own.cleanup();
     }
-    expect(JSON.parse(row.detail).caller.exe).toBe(realpath('curl'));
   });
 
   it('events and rows say who added, changed and removed an account', async () => {

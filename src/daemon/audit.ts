@@ -64,12 +64,7 @@ export class AuditLog {
   private windowStart = Date.now();
   private readonly epoch = Date.now();
   /** The last client and action seen, and their key in the windows (built once, not per request). */
-  private last: { who: string; action: string; caller: CallerIdentity | undefined; by: string } = {
-    who: '',
-    action: '',
-    caller: undefined,
-    by: '',
-  };
+  private last = { who: '', action: '', program: '', by: '' };
   /** A flush is due on the next turn of the event loop (a new token-read row is written at once). */
   private flushSoon = false;
   private readonly timer: NodeJS.Timeout;
@@ -132,10 +127,12 @@ export class AuditLog {
       this.windowStart = now;
     }
     const who = (client ?? 'unknown').slice(0, 200);
-    if (who !== this.last.who || action !== this.last.action || caller !== this.last.caller) {
+    // By the program's text, not its object: the connections of one program (a pool of 16)
+    // each have their own, and alternate; comparing texts allocates nothing.
+    const program = caller?.program ?? '';
+    if (who !== this.last.who || action !== this.last.action || program !== this.last.program) {
       // One client, program and action; the length keeps "a"+"bc" apart from "ab"+"c".
-      const program = caller?.program ?? '';
-      this.last = { who, action, caller, by: `${who.length}:${who}${program.length}:${program}${action}` };
+      this.last = { who, action, program, by: `${who.length}:${who}${program.length}:${program}${action}` };
     }
     const by = this.last.by;
     const second = Math.floor((now - this.epoch) / 1000);
