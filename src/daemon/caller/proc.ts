@@ -18,14 +18,34 @@ export interface ProcStat {
   start: number;
 }
 
-/** /proc/PID/stat; undefined when the process is gone. */
-export function readStat(pid: number, proc = '/proc'): ProcStat | undefined {
-  let text: string;
+/** One buffer for every /proc read: they are synchronous, so never two at once. */
+const buffer = Buffer.alloc(64 * 1024);
+
+/**
+ * A /proc file's text (at most 64 KiB: a longer command line is cut), or undefined when it
+ * cannot be read (the process is gone). open, one read, close: readFileSync stats the file
+ * first and /proc reports size 0, which made it several times slower here.
+ */
+function readProc(file: string, encoding: 'latin1' | 'utf8'): string | undefined {
+  let fd: number;
   try {
-    text = fs.readFileSync(`${proc}/${pid}/stat`, 'latin1');
+    fd = fs.openSync(file, 'r');
   } catch {
     return undefined;
   }
+  try {
+    return buffer.toString(encoding, 0, fs.readSync(fd, buffer, 0, buffer.length, 0));
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** /proc/PID/stat; undefined when the process is gone. */
+export function readStat(pid: number, proc = '/proc'): ProcStat | undefined {
+  const text = readProc(`${proc}/${pid}/stat`, 'latin1');
+  if (text === undefined) return undefined;
   // "PID (COMM) STATE PPID …": comm may hold spaces and parentheses, so it ends at the last ')'.
   const close = text.lastIndexOf(')');
   const fields = text.slice(close + 2).split(' ');
@@ -139,18 +159,10 @@ export function identify(pid: number, at: number, proc = '/proc'): CallerIdentit
   const before = readStat(pid, proc);
   if (!before || (at >= 0 && before.start > Math.ceil(at))) return undefined;
   const exe = readLink(`${proc}/${pid}/exe`);
-  let argv: string[] = [];
-  try {
-    argv = fs.readFileSync(`${proc}/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
-  } catch {
-    // gone: the second stat below says so
-  }
-  let unit: string | undefined;
-  try {
-    unit = unitOf(fs.readFileSync(`${proc}/${pid}/cgroup`, 'utf8'));
-  } catch {
-    unit = undefined;
-  }
+  // Gone meanwhile: the second stat below says so.
+  const argv = readProc(`${proc}/${pid}/cmdline`, 'utf8')?.split('\0').slice(0, -1) ?? [];
+  const cgroup = readProc(`${proc}/${pid}/cgroup`, 'utf8');
+  const unit = cgroup === undefined ? undefined : unitOf(cgroup);
   const script = exe === undefined ? undefined : scriptOf(exe, argv, readLink(`${proc}/${pid}/cwd`));
   const parents = parentsOf(before, proc);
   const after = readStat(pid, proc);
