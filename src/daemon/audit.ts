@@ -44,9 +44,10 @@ export interface AuditRetention {
 
 /**
  * Who got which account's token, when. Entries are buffered and written in one
- * transaction a second, so the token hot path never waits for an fsync. The same
- * (account, client, action) is recorded at most once a minute: a script asking in a
- * loop leaves one row a minute, not millions.
+ * transaction a second (a token read's row on the next turn of the event loop), so the
+ * token hot path never waits for an fsync. The same (account, client, program, action) is
+ * recorded at most once a minute: a script asking in a loop leaves one row a minute, not
+ * millions. The program is the verified caller without its pid (caller/proc.ts).
  */
 export class AuditLog {
   private buffer: AuditEntry[] = [];
