@@ -34,11 +34,16 @@ const spec = {
 };
 fs.writeFileSync(path.join(root, 'dist', 'client', 'cli-spec.json'), JSON.stringify(spec, null, 2) + '\n');
 
-/** Text for roff: no escapes, no control lines, hyphens as the minus signs they are (copy-paste of options). */
+/**
+ * Text for roff: no escapes, no control lines, hyphens as the minus signs they are (copy-paste
+ * of options), and any character past ASCII as groff's named Unicode escape (troff reads its
+ * input as Latin-1: a raw "…" is "invalid input character").
+ */
 function roff(text) {
   return text
     .replace(/\\/g, '\\e')
     .replace(/-/g, '\\-')
+    .replace(/[^\x00-\x7f]/gu, (c) => `\\[u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}]`)
     .split('\n')
     .map((l) => (/^[.']/.test(l) ? `\\&${l}` : l))
     .join('\n');

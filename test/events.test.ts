@@ -5,13 +5,16 @@
  * the real daemon over its socket, read as raw Server-Sent Events.
  */
 import fs from 'node:fs';
+import { once } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EventBus } from '../src/daemon/events.js';
 import { type DaemonEvent, EMITTED_EVENTS, EVENT_TYPES, EVENT_WINDOW, parseEventId } from '../src/protocol/events.js';
 import { SseParser, type SseMessage } from '../src/sdk/sse.js';
-import { addConfAccount, importConfGrant, ROOT, writeSettings } from './support/daemon.js';
+import { addConfAccount, DaemonProcess, importConfGrant, ROOT, tempHome, writeSettings } from './support/daemon.js';
+import { useIdp } from './support/fixtures.js';
 import { checkedEvent, waitFor } from './support/fake-as.js';
 import { useStack } from './support/stack.js';
 
@@ -224,5 +227,59 @@ describe('GET /v1/events on a real daemon', () => {
     }
     const [run] = (await resyncOf('0-1')).id.split('-');
     expect(await resyncOf(`${run}-999999`)).toMatchObject({ reason: 'unknown' });
+  });
+});
+
+describe('a reader that stops reading', () => {
+  const idp = useIdp();
+
+  it('has its connection closed once too many events wait for it; it catches up with Last-Event-ID, and the daemon stays healthy', async () => {
+    const h = tempHome();
+    // A tiny bound (a test-only variable, docs/api.md), reached once the socket's buffers are full.
+    const d = new DaemonProcess(h.home, { ...h.env, TOKEND_TEST_EVENT_QUEUE_MAX: '20' });
+    try {
+      await d.start();
+      await addConfAccount(d, idp.issuer);
+      const sock = net.connect(d.socket);
+      await once(sock, 'connect');
+      let got = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (c: string) => (got += c));
+      sock.on('error', () => undefined);
+      const closed = once(sock, 'close');
+      sock.write('GET /v1/events HTTP/1.1\r\nHost: tokend\r\n\r\n');
+      await waitFor(() => got.includes('event: ready') || undefined, 'ready');
+      sock.pause(); // reads nothing from here on
+
+      let made = 0;
+      while (!d.logs.includes('closed an event stream whose reader fell behind')) {
+        if (made >= 6000) throw new Error(`the daemon still queues events for a reader that stopped, after ${made}`);
+        const batch = await Promise.all(
+          Array.from({ length: 25 }, (_, i) => d.request('PATCH', '/v1/accounts/work', { labels: { n: String(made + i) } })),
+        );
+        expect(batch.every((r) => r.status === 200)).toBe(true);
+        made += batch.length;
+      }
+      sock.resume();
+      await closed;
+      const received = [...got.matchAll(/^id: (.+)$/gm)].map((m) => m[1]!);
+      expect(received.length).toBeLessThan(made);
+      // The reader comes back where it stopped: caught up from the window, or told to resync.
+      const back = await openStream(d.socket, received.at(-1));
+      await back.until((m) => m.event === 'ready', 'ready after reconnecting');
+      back.close();
+      const changed = back.messages.filter((m) => m.event === 'account.changed').length;
+      expect(changed > 0 || back.messages[0]!.event === 'resync').toBe(true);
+      // Healthy: it answers, and a reader that reads gets live events.
+      expect((await d.request('GET', '/v1/accounts/work')).json.labels).toEqual({ n: String(made - 1) });
+      const live = await openStream(d.socket);
+      await live.until((m) => m.event === 'ready', 'ready');
+      expect((await d.request('PATCH', '/v1/accounts/work', { labels: { n: 'last' } })).status).toBe(200);
+      await live.until((m) => m.event === 'account.changed', 'a live event');
+      live.close();
+    } finally {
+      await d.stop();
+      h.cleanup();
+    }
   });
 });

@@ -53,8 +53,9 @@ describe("a fleet daemon's browser login at rest", () => {
       DROP INDEX tokend.audit_at;
       ALTER TABLE tokend.audit DROP COLUMN outcome, DROP COLUMN code, DROP COLUMN task, DROP COLUMN detail;
       UPDATE tokend.meta SET schema_version = 2;
+      -- Recent: the fleet's finished logins are pruned by any daemon after login_retention_hours.
       INSERT INTO tokend.logins (id, node, account, flow, status, data, created_at, updated_at)
-      VALUES ('old', 'n', 'work', 'browser', 'failed', '{"authorization_url":"https://id.example/auth?state=OLD-STATE-marker","error":null}', 1, 1);`);
+      VALUES ('old', 'n', 'work', 'browser', 'failed', '{"authorization_url":"https://id.example/auth?state=OLD-STATE-marker","error":null}', ${Date.now()}, ${Date.now()});`);
     await d!.start();
     expect(await pg.sql("SELECT data FROM tokend.logins WHERE id = 'old'")).toBe('{"error": null}\n');
     expect(await pg.sql('SELECT schema_version FROM tokend.meta')).toBe(`${FLEET_SCHEMA_VERSION}\n`);

@@ -630,6 +630,8 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect((await s.listLogins()).map((l) => l.id)).toEqual(['l-new', 'l-mid', 'l-old']);
       expect((await s.listLogins({ status: 'pending' })).map((l) => l.id)).toEqual(['l-new', 'l-mid']);
       expect(await s.listLogins({ status: 'expired' })).toEqual([]);
+      // Its own: every login when one daemon has the store; those this daemon started in a fleet (these).
+      expect((await s.listLogins({ own: true, status: 'pending' })).map((l) => l.id)).toEqual(['l-new', 'l-mid']);
     });
 
     it("name an account's most recent finished login", async () => {
@@ -832,6 +834,39 @@ describe.each(KINDS)('the $name store', (kind) => {
     );
   });
 
+  describe('the login lease', () => {
+    it(
+      kind.fleet
+        ? 'is held by one daemon of the fleet at a time, per login, until released or its holder is gone'
+        : 'is always granted: one daemon per data folder',
+      async () => {
+        const lease = await s.holdLogin('login-1');
+        expect(lease).toBeDefined();
+        expect(lease!.lost.aborted).toBe(false);
+        if (!kind.fleet) {
+          await lease!.release();
+          expect(await s.holdLogin('login-1')).toBeDefined();
+          return;
+        }
+        const other = await opened.another!();
+        expect(await other.holdLogin('login-1')).toBeUndefined();
+        const second = await other.holdLogin('login-2');
+        expect(second).toBeDefined();
+        await lease!.release();
+        expect(lease!.lost.aborted).toBe(false);
+        const taken = await other.holdLogin('login-1');
+        expect(taken).toBeDefined();
+        expect(await s.holdLogin('login-1')).toBeUndefined();
+        // Its holder gone (its connections ended), the lease is free at once.
+        await other.close();
+        const back = await s.holdLogin('login-1');
+        expect(back).toBeDefined();
+        expect(await s.holdLogin('login-2')).toBeDefined();
+        await back!.release();
+      },
+    );
+  });
+
   describe('the fleet link', () => {
     it(
       kind.fleet ? 'is there, naming this daemon and the database without its password' : 'is absent: no other daemon shares this store',
@@ -858,35 +893,51 @@ describe.each(KINDS)('the $name store', (kind) => {
       },
     );
 
-    it.runIf(kind.fleet)("keeps each daemon's logins its own (it holds their flows open), and one audit log for the fleet", async () => {
-      const other = await opened.another!();
-      others.push(other);
-      expect(other.fleet!.instance).not.toBe(s.fleet!.instance);
-      const mine: LoginRecord = {
-        id: 'l-1',
-        account: 'work',
-        flow: 'device',
-        status: 'pending',
-        data: {},
-        created_at: clock,
-        updated_at: clock,
-        secrets: { device_code: 'dc' },
-      };
-      await s.putLogin(mine);
-      await s.putLogin({ ...mine, id: 'l-2', status: 'failed' });
-      expect(await other.getLogin('l-1')).toBeUndefined();
-      expect(await other.listLogins()).toEqual([]);
-      expect(await other.lastFinishedLogin('work')).toBeUndefined();
-      expect(await other.pruneLogins(clock + 1)).toBe(0);
-      expect((await s.getLogin('l-1'))!.secrets).toEqual({ device_code: 'dc' });
-      // The grants and the audit log are the fleet's.
-      await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
-      await other.appendAudit([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
-      expect((await other.getGrant('work'))!.refresh_token).toBe('rt-1');
-      expect(await s.listAudit()).toMatchObject([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
-      // One table: a prune by any daemon is the fleet's.
-      expect(await other.pruneAudit({ before: 2, keep: 1000 })).toBe(1);
-      expect(await s.listAudit()).toEqual([]);
-    });
+    it.runIf(kind.fleet)(
+      "shares every daemon's logins (own: the ones it started), announces their writes, and keeps one audit log",
+      async () => {
+        const other = await opened.another!();
+        others.push(other);
+        expect(other.fleet!.instance).not.toBe(s.fleet!.instance);
+        const heard: string[] = [];
+        let listening!: () => void;
+        const up = new Promise<void>((r) => (listening = r));
+        other.fleet!.watch({ grantChanged: () => undefined, resync: () => listening() });
+        other.fleet!.watchLogins((id, status) => heard.push(`${status}:${id}`));
+        await up;
+        const mine: LoginRecord = {
+          id: 'l-1',
+          account: 'work',
+          flow: 'device',
+          status: 'pending',
+          data: {},
+          created_at: clock,
+          updated_at: clock,
+          secrets: { device_code: 'dc' },
+        };
+        await s.putLogin(mine);
+        await s.putLogin({ ...mine, id: 'l-2', status: 'failed', created_at: clock - 1 });
+        expect((await other.getLogin('l-1'))!.secrets).toEqual({ device_code: 'dc' });
+        expect((await other.listLogins()).map((l) => l.id)).toEqual(['l-1', 'l-2']);
+        expect((await other.listLogins({ status: 'pending' })).map((l) => l.id)).toEqual(['l-1']);
+        expect(await other.listLogins({ own: true })).toEqual([]);
+        expect((await s.listLogins({ own: true, status: 'pending' })).map((l) => l.id)).toEqual(['l-1']);
+        expect((await other.lastFinishedLogin('work'))!.id).toBe('l-2');
+        // Every write is announced to the other daemons (status and id, nothing else); never to its writer.
+        for (let i = 0; i < 200 && heard.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(heard).toEqual(['pending:l-1', 'failed:l-2']);
+        // Any daemon prunes the fleet's finished logins.
+        expect(await other.pruneLogins(clock + 1)).toBe(1);
+        expect((await s.listLogins()).map((l) => l.id)).toEqual(['l-1']);
+        // The grants and the audit log are the fleet's.
+        await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id' });
+        await other.appendAudit([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
+        expect((await other.getGrant('work'))!.refresh_token).toBe('rt-1');
+        expect(await s.listAudit()).toMatchObject([{ at: 1, account: 'work', client: 'git', action: 'token' }]);
+        // One table: a prune by any daemon is the fleet's.
+        expect(await other.pruneAudit({ before: 2, keep: 1000 })).toBe(1);
+        expect(await s.listAudit()).toEqual([]);
+      },
+    );
   });
 });

@@ -10,7 +10,12 @@ export interface FailureContext {
   account: string;
   /** What was being done, for the message: `refresh`, `start a device login`, `check the account`. */
   doing: string;
-  /** Seconds until the next attempt is allowed, when the caller decides it (the broker's backoff). */
+  /**
+   * Seconds until the next attempt is allowed, when the caller decides it (the broker's
+   * backoff). The message then says it too, in the words a request refused during the
+   * backoff hears (refresh-health.ts waitOut): the failure that starts a backoff and the
+   * refusals while it lasts tell a person the same thing.
+   */
   retryAfter?: number;
 }
 
@@ -32,9 +37,10 @@ export function wireErrorOf(err: unknown, ctx: FailureContext): TokendError {
     return E.internal(`could not ${ctx.doing} for "${ctx.account}" (see the daemon log)`, { account: ctx.account });
   const { account } = ctx;
   const retryAfter = ctx.retryAfter ?? (err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined);
+  const next = ctx.retryAfter !== undefined ? `; next attempt in ${ctx.retryAfter} s` : '';
   switch (err.kind) {
     case 'transient':
-      return E.upstreamUnavailable(`the provider for "${account}" is unavailable (could not ${ctx.doing}): ${err.message}`, {
+      return E.upstreamUnavailable(`the provider for "${account}" is unavailable (could not ${ctx.doing}): ${err.message}${next}`, {
         account,
         retryAfter,
       });
@@ -42,7 +48,7 @@ export function wireErrorOf(err: unknown, ctx: FailureContext): TokendError {
       return E.reauthRequired(`account "${account}" needs a new login: ${err.message}. Run \`tokend login ${account}\``, { account });
     case 'config':
       if (err.oauthError || err.status !== undefined) {
-        return E.providerRejected(`the provider refused to ${ctx.doing} for "${account}": ${err.message}`, { account, retryAfter });
+        return E.providerRejected(`the provider refused to ${ctx.doing} for "${account}": ${err.message}${next}`, { account, retryAfter });
       }
       return E.invalidRequest(`cannot ${ctx.doing} for "${account}": ${err.message}`, { account });
   }

@@ -4,20 +4,22 @@
  * expired), persistence, joining, and events.
  *
  * The store holds what the API shows, so a status survives a restart, and a login that was
- * pending when the daemon stopped is taken up by the next start (login-resume.ts). A pending
+ * pending when the daemon stopped is taken up by the next start (login-resume.ts). In a
+ * fleet the stored logins are every daemon's (login-fleet.ts): a callback completes a login
+ * another daemon started, a device login whose daemon died is polled by another, and one
+ * lease per login (Store.holdLogin) keeps it to one poller or one code exchange at a time. A pending
  * login's secrets (device code; state, PKCE verifier and the authorization URL that carries
  * the state) are stored sealed only, and removed when it ends; authorization codes and
  * tokens never are.
  */
 import { randomUUID } from 'node:crypto';
 import type { AccountConfig, LoginFlow, LoginStatus, LoginView } from '../protocol/api.js';
-import { recordedCaller, type Caller } from '../protocol/caller.js';
+import { recordedCaller } from '../protocol/caller.js';
 import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
-import { DriverError, type DeviceAuthorization, type Driver, type DriverContext, type TokenSet } from './drivers/driver.js';
-import { wireErrorOf } from './driver-errors.js';
+import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
 import type { EventBus } from './events.js';
@@ -25,10 +27,12 @@ import { browserSecrets, openLoopback, stateMatches, type Loopback } from './log
 import { answerOf, checkRedirect, notWaiting, pageFor, parseCallbackUrl, stateOfCallback, type CallbackOutcome } from './login-callback.js';
 import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js';
 import { chooseFlow, loginTtlMs, noSuchLogin } from './login-choice.js';
+import { Announced, announceLogin, watchFleetLogins } from './login-fleet.js';
 import { planResume, type Resumption } from './login-resume.js';
+import { startErrorOf, type BrowserWait, type LoginStartOptions, type LoginTarget, type Session } from './login-session.js';
 import { fromRecord, qrOf, toRecord, view, type LoginState } from './login-view.js';
 import type { Logger } from './log.js';
-import type { LoginSecrets, Store } from './store/types.js';
+import type { LoginLease, LoginRecord, LoginSecrets, LoginStatusValue, Store } from './store/types.js';
 
 export interface LoginManagerDeps {
   store: Store;
@@ -52,43 +56,6 @@ export const BROWSER_LOGIN_TTL_MS = 10 * 60_000;
 /** The longest delay setTimeout keeps (2^31 - 1 ms); a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/**
- * What a login talks to, fixed when it starts: the account's config, its client secret and
- * the identity of the provider and client (grant-identity.ts). A login that finishes after
- * the account moved elsewhere cannot install its grant, and never uses the new secret.
- */
-interface LoginTarget {
-  account: string;
-  cfg: AccountConfig;
-  /** Every stored secret of the account, read when the login started. */
-  secrets: Map<string, string>;
-  identity: string;
-  /** The caller's label for the login. */
-  task?: string;
-  /** Who asked for it (User-Agent), for the audit log. */
-  caller?: string;
-  /** Who asked for it, as the daemon verified it (caller/connection.ts). */
-  by?: Caller;
-}
-
-/** What a browser login needs to receive its callback (its secrets are also stored, sealed, while it is pending). */
-interface BrowserWait {
-  driver: Driver;
-  redirectUri: string;
-  secrets: { state: string; code_verifier: string };
-}
-
-interface Session {
-  state: LoginState;
-  target: LoginTarget;
-  /** A browser login waiting for its callback. */
-  browser?: BrowserWait;
-  /** Aborted when the login finishes: stops polling, closes the loopback listener. */
-  stop: AbortController;
-  /** A code exchange or grant install is under way: expiry waits for it. */
-  busy: boolean;
-}
-
 /** Owns every interactive login of the daemon; at most one pending login per account. */
 export class LoginManager {
   /** account → its pending login (or the start of one): a second request joins it. */
@@ -98,6 +65,9 @@ export class LoginManager {
   private readonly shutdown = new AbortController();
   private readonly now: () => number;
   private pruneTimer?: NodeJS.Timeout;
+  private takeoverTimer?: NodeJS.Timeout;
+  /** In a fleet: the login statuses subscribers heard of already (each once). */
+  private readonly announced = new Announced();
 
   constructor(private readonly deps: LoginManagerDeps) {
     this.now = deps.now ?? Date.now;
@@ -109,20 +79,19 @@ export class LoginManager {
    * Returns how many were taken up.
    */
   async resumeStored(): Promise<number> {
-    const now = this.now();
     let resumed = 0;
-    for (const rec of await this.deps.store.listLogins({ status: 'pending' })) {
+    for (const rec of await this.deps.store.listLogins({ status: 'pending', own: true })) {
       let plan = this.byAccount.has(rec.account)
         ? ({
             kind: 'end',
             status: 'expired',
             error: { code: 'daemon_stopped', message: 'a newer login of the account was taken up' },
           } as const)
-        : planResume(rec, { getAccount: (a) => this.deps.config.getAccount(a), getDriver: this.deps.getDriver, now });
+        : this.planOf(rec);
       if (plan.kind !== 'end') {
         try {
-          await this.takeUp(plan);
-          resumed++;
+          // A device login another daemon of the fleet polls now (it took it up) stays its.
+          if (await this.takeUp(plan)) resumed++;
           continue;
         } catch (err) {
           // One login that cannot go on never stops the daemon from starting.
@@ -136,46 +105,114 @@ export class LoginManager {
           };
         }
       }
-      const { secrets: _gone, ...ended } = rec;
-      // Finished: the store removes its secrets in the same commit.
-      await this.deps.store.putLogin({ ...ended, status: plan.status, data: { ...rec.data, error: plan.error }, updated_at: now });
-      const task = typeof rec.data.task === 'string' ? rec.data.task : null;
-      this.deps.audit?.record(loginEnded({ id: rec.id, account: rec.account, flow: rec.flow, status: plan.status, task }, plan.error));
-      this.deps.log.info('a login left pending by the previous daemon ended', {
-        account: rec.account,
-        login_id: rec.id,
-        status: plan.status,
-        error: plan.error.code,
-      });
+      await this.endStored(rec, plan, 'a login left pending by the previous daemon ended');
     }
     await this.prune();
     this.pruneTimer = setInterval(() => {
       this.prune().catch((err) => this.deps.log.warn('could not prune finished logins', { error: (err as Error).message }));
     }, 3_600_000);
     this.pruneTimer.unref();
+    this.takeoverTimer = watchFleetLogins({
+      store: this.deps.store,
+      log: this.deps.log,
+      now: this.now,
+      stopped: () => this.shutdown.signal.aborted,
+      runs: (rec) => Boolean(this.liveById(rec.id)) || this.byAccount.has(rec.account),
+      plan: (rec) => this.planOf(rec),
+      takeUp: (plan, lease) => this.takeUp(plan, lease),
+      end: (rec, plan) => this.endStored(rec, plan, 'a pending login of the fleet ended'),
+      heard: (id, status) => this.heard(id, status),
+    });
     return resumed;
   }
 
-  /** Go on with a stored pending login in this daemon: poll, or wait for its callback. */
-  private async takeUp(plan: Exclude<Resumption, { kind: 'end' }>): Promise<void> {
+  /** End a stored pending login no daemon can go on with; the store removes its secrets in the same commit. */
+  private async endStored(rec: LoginRecord, plan: Extract<Resumption, { kind: 'end' }>, why: string): Promise<void> {
+    const { secrets: _gone, ...ended } = rec;
+    await this.deps.store.putLogin({ ...ended, status: plan.status, data: { ...rec.data, error: plan.error }, updated_at: this.now() });
+    const task = typeof rec.data.task === 'string' ? rec.data.task : null;
+    this.deps.audit?.record(loginEnded({ id: rec.id, account: rec.account, flow: rec.flow, status: plan.status, task }, plan.error));
+    this.announced.first(rec.id, plan.status);
+    announceLogin(this.deps.events, fromRecord({ ...ended, status: plan.status, data: { ...rec.data, error: plan.error } }));
+    this.deps.log.info(why, { account: rec.account, login_id: rec.id, status: plan.status, error: plan.error.code });
+  }
+
+  /** Another daemon of the fleet wrote a login: announce its status once; a login this daemon holds open that ended there ends here. */
+  private async heard(id: string, status: LoginStatusValue): Promise<void> {
+    if (!this.announced.first(id, status)) return;
+    const rec = await this.deps.store.getLogin(id);
+    if (!rec) return;
+    const s = this.liveById(id);
+    if (s && rec.status !== 'pending') this.finish(s, rec.status, (rec.data.error as LoginError | undefined) ?? null, { remote: true });
+    announceLogin(this.deps.events, { ...fromRecord(rec), status });
+  }
+
+  private planOf(rec: LoginRecord): Resumption {
+    return planResume(rec, { getAccount: (a) => this.deps.config.getAccount(a), getDriver: this.deps.getDriver, now: this.now() });
+  }
+
+  private liveById(id: string): Session | undefined {
+    for (const s of this.live.values()) if (s.state.id === id) return s;
+    return undefined;
+  }
+
+  /**
+   * Go on with a stored pending login in this daemon: poll (holding its lease: `lease`, or
+   * taken here), or wait for its callback. False when another daemon of the fleet polls it.
+   */
+  private async takeUp(plan: Exclude<Resumption, { kind: 'end' }>, lease?: LoginLease): Promise<boolean> {
     const { state, cfg } = plan;
-    const target: LoginTarget = {
+    if (plan.kind === 'device') {
+      lease ??= await this.deps.store.holdLogin(state.id);
+      if (!lease) return false;
+      state.qr = await qrOf(state.verification_uri_complete ?? state.verification_uri);
+    }
+    const s: Session = { state, target: await this.targetOf(state, cfg), stop: new AbortController(), busy: false };
+    this.live.set(state.account, s);
+    this.byAccount.set(state.account, Promise.resolve(s));
+    this.deps.log.info('login taken up', { account: state.account, login_id: state.id, flow: state.flow });
+    if (plan.kind === 'device') {
+      this.hold(s, lease!);
+      void this.runDevice(s, plan.driver, plan.deviceCode, state.interval ?? undefined);
+      return true;
+    }
+    await this.listen(s, { driver: plan.driver, redirectUri: plan.redirectUri, secrets: plan.secrets }, plan.loopbackPort);
+    return true;
+  }
+
+  /** What a stored login talks to, read again: the account's config here and its secrets. */
+  private async targetOf(state: LoginState, cfg: AccountConfig): Promise<LoginTarget> {
+    return {
       account: state.account,
       cfg,
       secrets: await this.deps.store.getSecrets(state.account),
       identity: state.identity,
       ...(state.task ? { task: state.task } : {}),
     };
-    if (plan.kind === 'device') state.qr = await qrOf(state.verification_uri_complete ?? state.verification_uri);
-    const s: Session = { state, target, stop: new AbortController(), busy: false };
-    this.live.set(state.account, s);
-    this.byAccount.set(state.account, Promise.resolve(s));
-    this.deps.log.info('login taken up after a restart', { account: state.account, login_id: state.id, flow: state.flow });
-    if (plan.kind === 'device') {
-      void this.runDevice(s, plan.driver, plan.deviceCode, state.interval ?? undefined);
-      return;
-    }
-    await this.listen(s, { driver: plan.driver, redirectUri: plan.redirectUri, secrets: plan.secrets }, plan.loopbackPort);
+  }
+
+  /**
+   * Poll under the login's lease. A lease lost (the database ended its connection) stops
+   * polling here without ending the login: another daemon, or this one, takes it up again.
+   */
+  private hold(s: Session, lease: LoginLease): void {
+    s.lease = lease;
+    lease.lost.addEventListener(
+      'abort',
+      () => {
+        if (s.state.status !== 'pending' || s.busy) return;
+        this.deps.log.warn('lost the lease of a device login; polling stops here until a daemon takes it up', {
+          account: s.state.account,
+          login_id: s.state.id,
+        });
+        if (this.live.get(s.state.account) === s) {
+          this.live.delete(s.state.account);
+          this.byAccount.delete(s.state.account);
+        }
+        s.stop.abort();
+      },
+      { once: true },
+    );
   }
 
   /** The account's pending login, if any (the broker's 409 `login_pending`). */
@@ -186,7 +223,8 @@ export class LoginManager {
 
   /** One login by id: live, or as stored. */
   async get(id: string): Promise<LoginView> {
-    for (const s of this.live.values()) if (s.state.id === id) return view(s.state);
+    const s = this.liveById(id);
+    if (s) return view(s.state);
     const rec = await this.deps.store.getLogin(id);
     if (!rec) throw E.notFound(`no login with id "${id.slice(0, 80)}"`);
     return fromRecord(rec);
@@ -198,11 +236,7 @@ export class LoginManager {
    * request for another flow than the pending login's is a 409 `login_pending`.
    * `ttlS`: how long the login waits (else the account's `login_ttl_s`, else the default).
    */
-  async start(
-    account: string,
-    flow?: LoginFlow,
-    opts: { task?: string; ttlS?: number; caller?: string; by?: Caller } = {},
-  ): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: LoginStartOptions = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
@@ -306,6 +340,7 @@ export class LoginManager {
   close(): void {
     this.shutdown.abort();
     clearInterval(this.pruneTimer);
+    clearInterval(this.takeoverTimer);
     for (const s of this.live.values()) s.stop.abort();
   }
 
@@ -322,15 +357,24 @@ export class LoginManager {
     try {
       auth = await this.step((signal) => driver.startDeviceLogin!(this.context(target, signal)), this.shutdown.signal);
     } catch (err) {
-      throw this.startError(account, 'device', err);
+      throw startErrorOf(this.deps.log, account, 'device', err);
     }
+    const id = randomUUID();
+    let lease: LoginLease | undefined;
+    try {
+      // One poller in the fleet: this daemon, while it holds the lease.
+      lease = await this.deps.store.holdLogin(id);
+    } catch (err) {
+      throw startErrorOf(this.deps.log, account, 'device', err);
+    }
+    if (!lease) throw E.internal('a new login was leased by another daemon');
     const now = this.now();
     const qr = await qrOf(auth.verification_uri_complete ?? auth.verification_uri);
-    const s = this.begin(
+    const s = await this.begin(
       target,
       {
         qr,
-        id: randomUUID(),
+        id,
         account,
         flow: 'device',
         task: target.task ?? null,
@@ -349,6 +393,7 @@ export class LoginManager {
       },
       { device_code: auth.device_code },
     );
+    this.hold(s, lease);
     void this.runDevice(s, driver, auth.device_code, auth.interval);
     return s;
   }
@@ -413,11 +458,11 @@ export class LoginManager {
       );
     } catch (err) {
       loopback?.close();
-      throw this.startError(account, 'browser', err);
+      throw startErrorOf(this.deps.log, account, 'browser', err);
     }
     const now = this.now();
     const ttl = ttlMs ?? this.deps.browserTtlMs ?? BROWSER_LOGIN_TTL_MS;
-    const s = this.begin(
+    const s = await this.begin(
       target,
       {
         id: randomUUID(),
@@ -513,6 +558,11 @@ export class LoginManager {
     if (s.busy) return { kind: 'busy' };
     s.busy = true;
     try {
+      const claimed = await this.claim(s);
+      if (claimed !== 'ok') {
+        s.busy = false;
+        return { kind: claimed };
+      }
       const tokens = await this.step(
         (signal) =>
           driver.exchangeCode!(this.context(s.target, signal), url, {
@@ -525,10 +575,35 @@ export class LoginManager {
       await this.succeed(s, tokens);
     } catch (err) {
       // Stopped mid-exchange: the login stays pending for the next start to take up.
-      if (this.shutdown.signal.aborted) return { kind: 'over' };
+      if (this.shutdown.signal.aborted) {
+        await s.lease?.release();
+        return { kind: 'over' };
+      }
       this.finish(s, 'failed', loginErrorOf(err));
     }
     return { kind: 'done', login: view(s.state) };
+  }
+
+  /**
+   * In a fleet, the code exchange of a browser login happens under its lease, once: a daemon
+   * that cannot take it (another is exchanging) answers `busy`; one that finds the login ended
+   * meanwhile (another daemon completed it) ends it here too and answers `over`.
+   */
+  private async claim(s: Session): Promise<'ok' | 'busy' | 'over'> {
+    if (!this.deps.store.fleet || s.lease) return 'ok';
+    const lease = await this.deps.store.holdLogin(s.state.id);
+    if (!lease) return 'busy';
+    const rec = await this.deps.store.getLogin(s.state.id).catch(async (err) => {
+      await lease.release();
+      throw err;
+    });
+    if (rec && rec.status !== 'pending') {
+      await lease.release();
+      this.finish(s, rec.status, (rec.data.error as LoginError | undefined) ?? null, { remote: true });
+      return 'over';
+    }
+    s.lease = lease;
+    return 'ok';
   }
 
   /**
@@ -537,7 +612,7 @@ export class LoginManager {
    * redirect (scheme, host and path), with our `state`.
    */
   async completeCallback(id: string, callbackUrl: string): Promise<LoginView> {
-    const s = [...this.live.values()].find((x) => x.state.id === id);
+    const s = this.liveById(id) ?? (await this.startedElsewhere(await this.deps.store.getLogin(id)));
     if (!s) throw notWaiting(await this.get(id)); // 404 when there is no such login
     if (!s.browser || !s.target.cfg.redirect_uri) {
       throw E.invalidRequest(`login "${id}" receives its callback on tokend's own loopback listener, not through the API`, {
@@ -558,9 +633,31 @@ export class LoginManager {
     if (!rec) {
       throw new TokendError('login_not_found', 'url: no login of this tokend has the state in this URL (a stale or foreign callback?)');
     }
-    const s = [...this.live.values()].find((x) => x.state.id === rec.id);
+    const s = this.liveById(rec.id) ?? (await this.startedElsewhere(rec));
     if (!s?.browser) throw notWaiting(fromRecord(rec));
     return this.deliver(s, url, { pendingWhileBusy: true });
+  }
+
+  /**
+   * In a fleet, a pending browser login another daemon started (or one that died): this
+   * daemon completes its callback with the stored, sealed PKCE verifier, under the login's
+   * lease (claim). Not one of this daemon's live logins: it only lasts the exchange.
+   */
+  private async startedElsewhere(rec: LoginRecord | undefined): Promise<Session | undefined> {
+    if (!this.deps.store.fleet || rec?.status !== 'pending' || rec.flow !== 'browser') return undefined;
+    const plan = this.planOf(rec);
+    if (plan.kind === 'end') {
+      throw E.conflict(`login "${rec.id}" cannot be completed on this daemon: ${plan.error.message}`, { account: rec.account });
+    }
+    if (plan.kind !== 'browser') return undefined;
+    const { state, cfg, driver, redirectUri, secrets } = plan;
+    return {
+      state,
+      target: await this.targetOf(state, cfg),
+      stop: new AbortController(),
+      busy: false,
+      browser: { driver, redirectUri, secrets },
+    };
   }
 
   /**
@@ -578,29 +675,21 @@ export class LoginManager {
   // ---- lifecycle ----
 
   /** Record a new pending login, its secrets sealed, and announce it. */
-  private begin(target: LoginTarget, state: LoginState, secrets: LoginSecrets): Session {
+  private async begin(target: LoginTarget, state: LoginState, secrets: LoginSecrets): Promise<Session> {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
-    this.persist(state, secrets);
+    const written = this.persist(state, secrets);
     this.live.set(state.account, s);
     this.deps.audit?.record({ ...loginStarted(state, target.caller), by: target.by });
-    this.deps.events.emit('login.pending', state.account, {
-      ...recordedCaller(target.caller, target.by),
-      login_id: state.id,
-      flow: state.flow,
-      task: state.task,
-      status: 'pending',
-      user_code: state.user_code,
-      verification_uri: state.verification_uri,
-      verification_uri_complete: state.verification_uri_complete,
-      authorization_url: state.authorization_url,
-      expires_at: new Date(state.expires_at).toISOString(),
-    });
+    this.announced.first(state.id, 'pending');
+    announceLogin(this.deps.events, view(state), recordedCaller(target.caller, target.by));
     this.deps.log.info('login started', {
       account: state.account,
       login_id: state.id,
       flow: state.flow,
       expires_at: new Date(state.expires_at).toISOString(),
     });
+    // Stored before it is answered: a daemon killed right after still leaves it for another to take up.
+    await written;
     return s;
   }
 
@@ -638,34 +727,42 @@ export class LoginManager {
     this.finish(s, 'active', null);
   }
 
-  /** End a pending login once: persist, forget, stop its work, announce. */
-  private finish(s: Session, status: Exclude<LoginStatus, 'pending'>, error: LoginError | null, opts: { quiet?: boolean } = {}): void {
+  /**
+   * End a pending login once: persist, forget, stop its work, announce. `remote`: another
+   * daemon of the fleet ended it (and stored and announced that): only forget and stop here.
+   */
+  private finish(
+    s: Session,
+    status: Exclude<LoginStatus, 'pending'>,
+    error: LoginError | null,
+    opts: { quiet?: boolean; remote?: boolean } = {},
+  ): void {
     if (s.state.status !== 'pending') return;
     s.state = { ...s.state, status, error, updated_at: this.now() };
-    const { account, id, flow, task } = s.state;
-    this.persist(s.state);
+    const { account, id, flow } = s.state;
+    const { lease } = s;
+    // The lease goes once the end is stored: no other daemon takes up a login that just ended.
+    if (!opts.remote) void this.persist(s.state).then(() => lease?.release());
+    else void lease?.release();
     if (this.live.get(account) === s) {
       this.live.delete(account);
       this.byAccount.delete(account);
     }
     s.stop.abort();
-    if (opts.quiet) return;
+    if (opts.quiet || opts.remote) return;
     this.deps.audit?.record(loginEnded(s.state, error));
-    if (status === 'active') {
-      this.deps.log.info('login succeeded', { account, login_id: id, flow });
-      this.deps.events.emit('login.succeeded', account, { login_id: id, flow, task, status });
-    } else {
-      this.deps.log.warn('login did not succeed', { account, login_id: id, flow, status, error: error?.code, message: error?.message });
-      this.deps.events.emit('login.failed', account, { login_id: id, flow, task, status, error: error?.code, message: error?.message });
-    }
+    if (status === 'active') this.deps.log.info('login succeeded', { account, login_id: id, flow });
+    else this.deps.log.warn('login did not succeed', { account, login_id: id, flow, status, error: error?.code, message: error?.message });
+    this.announced.first(id, status);
+    announceLogin(this.deps.events, view(s.state));
   }
 
   /**
    * Record the login as it is now (the store keeps the order of writes to one login; a
    * finished login's secrets go with that write); a failure never stops the login.
    */
-  private persist(state: LoginState, secrets?: LoginSecrets): void {
-    this.deps.store.putLogin({ ...toRecord(state), ...(secrets ? { secrets } : {}) }).catch((err) => {
+  private persist(state: LoginState, secrets?: LoginSecrets): Promise<void> {
+    return this.deps.store.putLogin({ ...toRecord(state), ...(secrets ? { secrets } : {}) }).catch((err) => {
       // The login goes on in memory; only its survival across a restart is lost.
       this.deps.log.error('could not record a login in the database', { account: state.account, login_id: state.id, error: err as Error });
     });
@@ -696,15 +793,5 @@ export class LoginManager {
   private step<T>(fn: (signal: AbortSignal) => Promise<T>, stop: AbortSignal): Promise<T> {
     const signal = AbortSignal.any([AbortSignal.timeout(this.deps.config.settings.http_timeout_ms), stop, this.shutdown.signal]);
     return fn(signal);
-  }
-
-  /** A login that could not even start is the request's error; no login object is recorded. */
-  private startError(account: string, flow: LoginFlow, err: unknown): TokendError {
-    if (err instanceof DriverError) {
-      this.deps.log.warn('could not start a login', { account, flow, kind: err.kind, status: err.status, error: err.message });
-    } else if (!(err instanceof TokendError)) {
-      this.deps.log.error('starting a login crashed', { account, flow, error: err as Error });
-    }
-    return wireErrorOf(err, { account, doing: `start a ${flow} login` });
   }
 }

@@ -21,6 +21,12 @@ export const FLEET_SCHEMA_VERSION = 5;
 export const FLEET_CHANNEL = 'tokend_grants';
 
 /**
+ * The channel each login write is announced on: `NOTIFY tokend_logins, '<status>:<login id>'`,
+ * so every daemon tells its event subscribers (never a secret: the others read the login).
+ */
+export const FLEET_LOGIN_CHANNEL = 'tokend_logins';
+
+/**
  * The key check: a known text sealed with the fleet's key when the schema is created. A
  * daemon (or the doctor) whose key cannot open it holds another key than the fleet.
  */

@@ -11,6 +11,7 @@
 import { GenerationMismatchError, StoreError } from '../../src/daemon/store/errors.js';
 import { AUDIT_DEFAULT_LIMIT, auditColumns, auditListing, checkAuditPrune } from '../../src/daemon/store/rows.js';
 import {
+  soleLease,
   summarize,
   type AuditEntry,
   type AuditOutcome,
@@ -20,6 +21,7 @@ import {
   type GrantRecord,
   type GrantSummary,
   type GrantWrite,
+  type LoginLease,
   type LoginRecord,
   type LoginStatusValue,
   type Store,
@@ -56,6 +58,7 @@ export class MemoryStore implements Store {
         where: 'the test fleet',
         alive: new Set(),
         watch: (handlers) => void (fleet.handlers = handlers),
+        watchLogins: () => undefined,
         generations: async () => new Map([...grants.values()].map((g) => [g.account, { generation: g.generation, status: g.status }])),
         holderAlive: async (instance) => fleet.alive.has(instance),
       };
@@ -249,7 +252,12 @@ export class MemoryStore implements Store {
     for (const [id, st] of this.loginStates) if (st === state) return this.getLogin(id);
     return undefined;
   }
-  async listLogins(opts: { status?: LoginStatusValue } = {}): Promise<LoginRecord[]> {
+  /** One daemon's store: its lease is never contested (as the SQLite store's). */
+  async holdLogin(_id: string): Promise<LoginLease | undefined> {
+    this.reachable();
+    return soleLease();
+  }
+  async listLogins(opts: { status?: LoginStatusValue; own?: boolean } = {}): Promise<LoginRecord[]> {
     this.reachable();
     return [...this.logins.values()]
       .filter((l) => !opts.status || l.status === opts.status)

@@ -177,7 +177,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, dropped });
   });
 
-  app.get(ROUTE_PATTERNS.events, (c) => serveEvents(c, deps.events, deps.shutdown));
+  app.get(ROUTE_PATTERNS.events, (c) => serveEvents(c, deps.events, deps.shutdown, deps.log));
 
   for (const mount of deps.extend ?? []) mount(app);
 

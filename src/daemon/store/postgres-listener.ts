@@ -10,7 +10,8 @@ import type { Logger } from '../log.js';
 export interface GrantListenerOptions {
   /** A new, unconnected client (node-postgres), configured for the fleet's database. */
   newClient: () => Client;
-  channel: string;
+  /** Our own constants, not input (LISTEN takes no parameter). */
+  channels: string[];
   onNotification: (n: Notification) => void;
   /** After every (re)connection, once LISTEN is in place. */
   onConnected: () => void;
@@ -55,8 +56,8 @@ export function listenForGrants(opts: GrantListenerOptions): GrantListener {
       try {
         client.on('notification', opts.onNotification);
         await client.connect();
-        // The channel is our own constant, not input: LISTEN takes no parameter.
-        await client.query(`LISTEN ${opts.channel}`);
+        // The channels are our own constants, not input: LISTEN takes no parameter.
+        for (const channel of opts.channels) await client.query(`LISTEN ${channel}`);
         up = true;
         if (everUp) {
           backAt = now();

@@ -12,12 +12,15 @@
  * - Every write that changes a grant announces it in the same statement
  *   (`pg_notify('tokend_grants', '<account>:<generation>')`, delivered on commit); the
  *   listener hands other daemons' announcements to the broker.
- * - Logins belong to the daemon that runs them (the one holding their flow open): each
- *   daemon sees its own (`node`). The audit log is the fleet's.
+ * - Logins are the fleet's: any daemon lists them and completes a browser login's callback;
+ *   each row names the daemon that started it (`node`, what a restart takes up). A login's
+ *   lease (`holdLogin`, a session advisory lock) lets one daemon at a time poll or exchange
+ *   its code, and each login write is announced (`pg_notify('tokend_logins', …)`) so every
+ *   daemon tells its event subscribers. The audit log is the fleet's.
  */
 import { randomBytes } from 'node:crypto';
 import type { Notification, PoolClient, PoolConfig } from 'pg';
-import { describeDatabase, FLEET_CHANNEL, FLEET_SCHEMA as S } from '../../protocol/fleet.js';
+import { describeDatabase, FLEET_CHANNEL, FLEET_LOGIN_CHANNEL, FLEET_SCHEMA as S } from '../../protocol/fleet.js';
 import type { Logger } from '../log.js';
 import { GenerationMismatchError, StoreError } from './errors.js';
 import { listenForGrants, type GrantListener } from './postgres-listener.js';
@@ -45,7 +48,17 @@ import {
   sealSecret,
   type Row,
 } from './rows.js';
-import type { AuditEntry, AuditQuery, FleetLink, GrantRecord, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+import type {
+  AuditEntry,
+  AuditQuery,
+  FleetLink,
+  GrantRecord,
+  LoginLease,
+  LoginRecord,
+  LoginStatusValue,
+  Store,
+  TokenUpdate,
+} from './types.js';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -136,6 +149,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
   let loginWrites: Promise<unknown> = Promise.resolve();
 
   let listener: GrantListener | undefined;
+  const loginWatchers: Array<(id: string, status: LoginStatusValue) => void> = [];
+  // The connections that hold login leases (one each, outside the pools: a device login
+  // holds its lease for minutes), ended by close().
+  const leases = new Set<LoginLease>();
   const graceMs = opts.reconnectGraceMs ?? 10_000;
 
   const fleet: FleetLink = {
@@ -145,17 +162,26 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       listener = listenForGrants({
         // query_timeout: a heartbeat on a connection that died silently fails instead of hanging.
         newClient: () => new pg.Client({ ...base, query_timeout: 10_000 }),
-        channel: FLEET_CHANNEL,
+        channels: [FLEET_CHANNEL, FLEET_LOGIN_CHANNEL],
         log: opts.log,
         where,
         onConnected: handlers.resync,
         onNotification: (n: Notification) => {
           if (ownBackends.has(n.processId) || !n.payload) return;
+          if (n.channel === FLEET_LOGIN_CHANNEL) {
+            // '<status>:<login id>'
+            const at = n.payload.indexOf(':');
+            if (at > 0) for (const fn of loginWatchers) fn(n.payload.slice(at + 1), n.payload.slice(0, at) as LoginStatusValue);
+            return;
+          }
           const at = n.payload.lastIndexOf(':');
           const generation = Number(n.payload.slice(at + 1));
           if (at > 0 && Number.isSafeInteger(generation)) handlers.grantChanged(n.payload.slice(0, at), generation);
         },
       });
+    },
+    watchLogins(fn) {
+      loginWatchers.push(fn);
     },
     async generations() {
       const rows = await q(`SELECT account, generation, status FROM ${S}.grants`);
@@ -380,7 +406,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
              INSERT INTO ${S}.login_secrets (login_id, secrets, updated_at)
              SELECT id, $9, $10 FROM l WHERE $9::bytea IS NOT NULL
              ON CONFLICT (login_id) DO UPDATE SET secrets = excluded.secrets, updated_at = excluded.updated_at)
-           SELECT 1`,
+           SELECT pg_notify('${FLEET_LOGIN_CHANNEL}', $5 || ':' || id) FROM l`,
           [
             login.id,
             opts.node,
@@ -402,49 +428,83 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
     async getLogin(id) {
       await loginWrites;
-      const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.id = $1 AND l.node = $2`, [id, opts.node]);
+      const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.id = $1`, [id]);
       return row ? decodeLogin(row, where, key) : undefined;
     },
 
     async findLoginByState(state) {
       await loginWrites;
-      // This daemon's logins, as every other login read here (the fleet-wide lookup is issue 22's fleet part).
-      const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.state_hash = $1 AND l.node = $2`, [
+      // Any daemon's login: a callback that reaches another daemon than the one that started it completes it.
+      const [row] = await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.state_hash = $1`, [
         loginStateHash(key, state),
-        opts.node,
       ]);
       return row ? decodeLogin(row, where, key) : undefined;
     },
 
-    async listLogins(o: { status?: LoginStatusValue } = {}) {
+    async listLogins(o: { status?: LoginStatusValue; own?: boolean } = {}) {
       await loginWrites;
-      const rows =
-        o.status === undefined
-          ? await q(`${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 ORDER BY l.created_at DESC, l.id`, [
-              opts.node,
-            ])
-          : await q(
-              `${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)} WHERE l.node = $1 AND l.status = $2 ORDER BY l.created_at DESC, l.id`,
-              [opts.node, o.status],
-            );
+      // NULL parameters select every status, every daemon's.
+      const rows = await q(
+        `${LOGIN_WITH_SECRETS(`${S}.logins`, `${S}.login_secrets`)}
+         WHERE ($1::text IS NULL OR l.node = $1) AND ($2::text IS NULL OR l.status = $2) ORDER BY l.created_at DESC, l.id`,
+        [o.own ? opts.node : null, o.status ?? null],
+      );
       return rows.map((row) => decodeLogin(row, where, key));
     },
 
     async lastFinishedLogin(account) {
       await loginWrites;
-      const [row] = await q(
-        `SELECT * FROM ${S}.logins WHERE node = $1 AND account = $2 AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1`,
-        [opts.node, account],
-      );
+      const [row] = await q(`SELECT * FROM ${S}.logins WHERE account = $1 AND status <> 'pending' ORDER BY updated_at DESC, id LIMIT 1`, [
+        account,
+      ]);
       return row ? decodeLogin(row, where) : undefined;
     },
 
     async pruneLogins(before) {
-      const rows = await q(`DELETE FROM ${S}.logins WHERE node = $1 AND status <> 'pending' AND updated_at < $2 RETURNING 1`, [
-        opts.node,
-        before,
-      ]);
+      // The fleet's table: any daemon prunes it, as the audit log.
+      const rows = await q(`DELETE FROM ${S}.logins WHERE status <> 'pending' AND updated_at < $1 RETURNING 1`, [before]);
       return rows.length;
+    },
+
+    async holdLogin(id) {
+      const lockKey = `${S}.login:${id}`;
+      // A look on a pooled connection first (taken and given back in one statement): a
+      // daemon looking for logins to take up every few seconds opens no connection for a
+      // login another daemon holds.
+      const [free] = await q(
+        'SELECT CASE WHEN pg_try_advisory_lock(hashtextextended($1, 0)) THEN pg_advisory_unlock(hashtextextended($1, 0)) ELSE false END AS ok',
+        [lockKey],
+      );
+      if (!free?.ok) return undefined;
+      const client = new pg.Client({ ...base });
+      const lost = new AbortController();
+      let released = false;
+      // The server ending the session ends the lease with it: an error event, never a crash.
+      const end = () => released || lost.abort();
+      client.on('error', end);
+      client.on('end', end);
+      try {
+        await client.connect();
+        const [row] = (await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [lockKey])).rows;
+        if (!row?.ok) {
+          await client.end().catch(() => undefined);
+          return undefined;
+        }
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        throw postgresError(err, where);
+      }
+      const lease: LoginLease = {
+        lost: lost.signal,
+        async release() {
+          if (!leases.delete(lease)) return;
+          released = true;
+          // Ending the session releases its advisory locks.
+          await client.end().catch(() => undefined);
+        },
+      };
+      leases.add(lease);
+      return lease;
     },
 
     async appendAudit(entries: AuditEntry[]) {
@@ -513,6 +573,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     async close() {
       await listener?.close();
       await loginWrites;
+      await Promise.allSettled([...leases].map((l) => l.release()));
       await Promise.allSettled([pool.end(), lockPool.end()]);
     },
   };

@@ -26,7 +26,17 @@ import {
   summaryRow,
   type Row,
 } from './rows.js';
-import type { AuditEntry, AuditQuery, GrantRecord, GrantWrite, LoginRecord, LoginStatusValue, Store, TokenUpdate } from './types.js';
+import {
+  soleLease,
+  type AuditEntry,
+  type AuditQuery,
+  type GrantRecord,
+  type GrantWrite,
+  type LoginRecord,
+  type LoginStatusValue,
+  type Store,
+  type TokenUpdate,
+} from './types.js';
 
 export { AUDIT_CLIENT_MAX } from './rows.js';
 export { GenerationMismatchError, StoreError, type StoreErrorCode } from './errors.js';
@@ -435,6 +445,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     ),
 
     pruneLogins: guard((before: number) => sql.pruneLogins.run(before).changes),
+
+    // One daemon per data folder: its lease is never contested.
+    holdLogin: async () => soleLease(),
 
     appendAudit: guard((entries: AuditEntry[]) => {
       if (entries.length === 0) return;

@@ -231,8 +231,20 @@ export interface Store {
    * (rows.ts loginStateHash), set by the put that gives the login's secrets and kept after.
    */
   findLoginByState(state: string): Promise<LoginRecord | undefined>;
-  /** Logins, newest first; only those with `status` when given. */
-  listLogins(opts?: { status?: LoginStatusValue }): Promise<LoginRecord[]>;
+  /**
+   * Logins, newest first; only those with `status` when given. In a fleet every daemon's
+   * (any daemon lists, finds and completes them); `own`: only those this daemon started
+   * (what a restart takes up). A store of one daemon has only its own.
+   */
+  listLogins(opts?: { status?: LoginStatusValue; own?: boolean }): Promise<LoginRecord[]>;
+  /**
+   * Take the login's lease: at most one daemon of the fleet polls a device login or
+   * exchanges a browser login's code at a time. Undefined when another live daemon holds
+   * it. A fleet's lease is a session advisory lock on a connection of its own, so it ends
+   * with the holder's connection (a daemon killed frees it at once); `lost` aborts then. A
+   * store of one daemon always grants it (one daemon per data folder).
+   */
+  holdLogin(id: string): Promise<LoginLease | undefined>;
   /** The account's most recent login that is no longer pending. */
   lastFinishedLogin(account: string): Promise<LoginRecord | undefined>;
   /** Forget finished (not pending) logins last updated before `before` (epoch ms); returns how many. */
@@ -258,6 +270,18 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** One daemon's hold on a login (Store.holdLogin). */
+export interface LoginLease {
+  /** Aborted when the lease ended without release() (its connection dropped): stop working on the login. */
+  readonly lost: AbortSignal;
+  release(): Promise<void>;
+}
+
+/** The lease of a store one daemon owns: there is nobody to share the login with. */
+export function soleLease(): LoginLease {
+  return { lost: new AbortController().signal, release: async () => undefined };
+}
+
 /** What a daemon of a fleet learns from, and tells, the others through the shared database. */
 export interface FleetLink {
   /** This daemon process in the fleet (host, data folder, pid): what its in-flight marks name. */
@@ -269,6 +293,11 @@ export interface FleetLink {
    * notifications may have been missed (`resync`: after each (re)connection of the listener).
    */
   watch(handlers: { grantChanged(account: string, generation: number): void; resync(): void }): void;
+  /**
+   * Be told when another daemon writes a login (its status, once per write), on the same
+   * listening connection as grants (it runs once `watch` started it).
+   */
+  watchLogins(fn: (id: string, status: LoginStatusValue) => void): void;
   /** The generation and status of every stored grant, without decrypting anything (to reconcile after a resync). */
   generations(): Promise<Map<string, { generation: number; status: GrantRecord['status'] }>>;
   /**
