@@ -121,6 +121,12 @@ describe.skipIf(!addonBuilt)('callers as the daemon sees them', () => {
       expect(tap.events.find((e) => e.type === 'account.removed')?.caller).toMatchObject(byCli);
       const { json } = await d.request('GET', '/v1/audit?account=other');
       for (const e of json.entries) expect(e.caller).toMatchObject(byCli);
+      // A login started over the socket: login.pending names this test's process.
+      const login = await d.request('POST', '/v1/accounts/work/login', { flow: 'device' }, { 'user-agent': 'starter/1' });
+      expect(login.status, login.text).toBe(202);
+      const pending = await waitFor(() => tap.events.find((e) => e.type === 'login.pending'), 'login.pending');
+      expect(pending.caller).toMatchObject({ user_agent: 'starter/1', pid: process.pid, exe: process.execPath });
+      await d.request('POST', `/v1/logins/${login.json.id}/cancel`);
     } finally {
       tap.close();
     }
