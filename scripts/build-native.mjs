@@ -1,11 +1,14 @@
-// Builds native/tokend-fast.c into build/tokend-fast on this machine, when a C compiler is
-// available: package.json's `install` script (so every install gets a client for its own
+// Builds native/tokend-fast.c into build/tokend-fast, and native/peer.c into the daemon's addon
+// build/tokend-peer.node, on this machine when a C compiler is available: package.json's `install` script (so every install gets a client for its own
 // architecture; the package never ships one) and the last step of `npm run build`.
 // Optional by design: without it the shims use curl, then node (slower, same answers). It
 // never fails the install: every outcome exits 0, and a binary that does not run here
 // (a cross compiler in $CC, a copied tree) is removed rather than left for the shims.
+// Without the addon the daemon runs as before but cannot tell who calls it (docs/security.md).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,10 +55,69 @@ function build() {
   say('no C compiler found; the helpers will use curl or node instead of build/tokend-fast');
 }
 
+const ADDON_SRC = path.join(root, 'native', 'peer.c');
+const ADDON = path.join(root, 'build', 'tokend-peer.node');
+const ADDON_TMP = `${ADDON}.${process.pid}.tmp.node`;
+const ADDON_LOST = 'the daemon will run without knowing its callers (docs/security.md)';
+
+/**
+ * Node's C headers (node_api.h), where this node has them: beside its binary (an install or an
+ * official tarball: PREFIX/include/node), npm's `nodedir`, or node-gyp's download cache. The
+ * addon uses Node-API only, so any node ≥ 20's headers build it; no node-gyp, no network.
+ */
+function nodeHeaders() {
+  const version = process.versions.node;
+  const candidates = [
+    path.resolve(path.dirname(process.execPath), '..', 'include', 'node'),
+    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
+    path.join(os.homedir(), '.cache', 'node-gyp', version, 'include', 'node'),
+    '/usr/include/node',
+    '/usr/local/include/node',
+  ].filter(Boolean);
+  return candidates.find((dir) => fs.existsSync(path.join(dir, 'node_api.h')));
+}
+
+function buildAddon() {
+  fs.rmSync(ADDON, { force: true });
+  const headers = nodeHeaders();
+  if (!headers) {
+    say(`node's C headers (node_api.h) were not found; ${ADDON_LOST}`);
+    return;
+  }
+  // Node-API symbols come from the node binary that loads the addon.
+  const link = process.platform === 'darwin' ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared', '-fPIC'];
+  for (const cc of [process.env.CC, 'cc', 'gcc', 'clang'].filter(Boolean)) {
+    const r = spawnSync(cc, ['-O2', '-std=c99', '-Wall', '-Wextra', ...link, `-I${headers}`, '-o', ADDON_TMP, ADDON_SRC], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    if (r.error?.code === 'ENOENT') continue;
+    if (r.status !== 0) {
+      say(`building the caller addon with ${cc} failed (${ADDON_LOST}):\n${r.stderr}`);
+      return;
+    }
+    try {
+      if (typeof createRequire(import.meta.url)(ADDON_TMP).peer !== 'function') throw new Error('no peer()');
+    } catch (err) {
+      say(`${cc} built a caller addon that does not load here (${err.message}); ${ADDON_LOST}`);
+      return;
+    }
+    fs.renameSync(ADDON_TMP, ADDON);
+    return;
+  }
+  say(`no C compiler found; ${ADDON_LOST}`);
+}
+
 try {
   build();
 } catch (err) {
   say(`could not build the fast helper (${err.message}); the helpers will use curl or node instead`);
 } finally {
   fs.rmSync(tmp, { force: true });
+}
+try {
+  buildAddon();
+} catch (err) {
+  say(`could not build the caller addon (${err.message}); ${ADDON_LOST}`);
+} finally {
+  fs.rmSync(ADDON_TMP, { force: true });
 }

@@ -63,7 +63,10 @@ describe('the audit trail', () => {
     expect(succeeded).toMatchObject({ task: 'task-7', login_id: login.id, caller: {} });
     // Which fields changed, never their values.
     expect(changed!.fields).toEqual(['client_secret', 'on_reauth']);
-    expect(cliImport!.caller).toEqual({ user_agent: 'tokend-cli/import' });
+    expect(cliImport!.caller).toMatchObject({ user_agent: 'tokend-cli/import' });
+    // Beside what it declared, who it is: the CLI's node, and this test's process among its parents.
+    expect(cliImport!.caller).toMatchObject({ exe: process.execPath, script: expect.stringMatching(/bin\/tokend$/) });
+    expect(added!.caller).toMatchObject({ pid: process.pid, exe: process.execPath });
     expect(refusedImport).toMatchObject({ outcome: 'refused', code: 'import_refused', caller: { user_agent: 'vault-app/1.0' } });
     expect(logout).toMatchObject({ outcome: 'ok', caller: { user_agent: 'vault-app/1.0' } });
     expect(Date.parse(logout!.at)).toBeGreaterThanOrEqual(Date.parse(added!.at));
@@ -77,9 +80,9 @@ describe('the audit trail', () => {
     }
     expect(JSON.parse(cli.stdout).entries).toEqual(entries);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^TIME +ACCOUNT +ACTION +OUTCOME +CALLER +DETAIL$/m);
-    expect(table.stdout).toMatch(/ vault +import +refused \(import_refused\) +vault-app\/1\.0 /);
-    expect(table.stdout).toMatch(/ vault +login_started +ok +vault-app\/1\.0 +task=task-7 flow=device$/m);
+    expect(table.stdout).toMatch(/^TIME +ACCOUNT +ACTION +OUTCOME +PROGRAM +USER-AGENT +DETAIL$/m);
+    expect(table.stdout).toMatch(/ vault +import +refused \(import_refused\) +.+\(pid \d+\) +vault-app\/1\.0 /);
+    expect(table.stdout).toMatch(/ vault +login_started +ok +.+\(pid \d+\) +vault-app\/1\.0 +task=task-7 flow=device$/m);
   });
 
   it('includes a token read made just before the read of the log (rows still buffered are written first)', async () => {
@@ -91,7 +94,7 @@ describe('the audit trail', () => {
       const caller = new Tokend({ env: stack.t.env, userAgent: `reader-${i}` });
       await caller.token('work');
       const [newest] = (await app.audit({ account: 'work', action: 'token', limit: 1 })).entries;
-      expect(newest?.caller).toEqual({ user_agent: `reader-${i}` });
+      expect(newest?.caller).toMatchObject({ user_agent: `reader-${i}`, pid: process.pid });
     }
   });
 

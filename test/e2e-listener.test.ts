@@ -110,6 +110,49 @@ describe('loopback listener', () => {
     expect(JSON.parse(r.text).error.code).toBe('unauthorized');
   });
 
+  it('serves an app with its own key (tokend listen-key --app), names it in the audit, and stops it on rotate and revoke', async () => {
+    const made = await d.cli(['listen-key', '--app', 'ci-runner', '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const first = JSON.parse(made.stdout);
+    expect(first).toMatchObject({ app: 'ci-runner', rotated: false });
+    expect(fs.statSync(first.file).mode & 0o777).toBe(0o600);
+    // The same key again until it is rotated.
+    expect((await d.cli(['listen-key', '--app', 'ci-runner'])).stdout.trim()).toBe(first.key);
+    const token = (k: string) =>
+      tcp(
+        '/v1/token',
+        { authorization: `Bearer ${k}`, 'content-type': 'application/json', 'user-agent': 'ci/2' },
+        'POST',
+        '{"account":"w"}',
+      );
+    expect((await token(first.key)).status).toBe(200);
+    const { json } = await d.request('GET', '/v1/audit?account=w&action=token&limit=20');
+    expect(json.entries.find((e: any) => e.caller.key === 'ci-runner')?.caller).toEqual({
+      key: 'ci-runner',
+      parents: [],
+      user_agent: 'ci/2',
+    });
+    // The daemon key names no app: its rows carry no key.
+    const admin = await tcp(
+      '/v1/token',
+      { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'user-agent': 'admin/1' },
+      'POST',
+      '{"account":"w"}',
+    );
+    expect(admin.status).toBe(200);
+    const after = (await d.request('GET', '/v1/audit?account=w&action=token&limit=20')).json;
+    expect(after.entries.find((e: any) => e.caller.user_agent === 'admin/1')?.caller).toEqual({ user_agent: 'admin/1' });
+
+    const rotated = JSON.parse((await d.cli(['listen-key', '--app', 'ci-runner', '--rotate', '--json'])).stdout);
+    expect(rotated.rotated).toBe(true);
+    expect((await token(first.key)).status).toBe(401);
+    expect((await token(rotated.key)).status).toBe(200);
+    expect((await d.cli(['listen-key', '--app', 'ci-runner', '--revoke'])).code).toBe(0);
+    expect((await token(rotated.key)).status).toBe(401);
+    expect((await d.cli(['listen-key', '--app', 'ci-runner', '--revoke'])).code).toBe(1);
+    expect((await d.cli(['listen-key', '--app', 'not a name'])).code).toBe(2);
+  });
+
   it('refuses a Host that is not a loopback name with this port (DNS rebinding)', async () => {
     for (const host of ['evil.example', `evil.example:${port}`, '127.0.0.1:1', `attacker.127.0.0.1.nip.io:${port}`]) {
       const raw = await rawTcp(`GET /v1/health HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${key}\r\nConnection: close\r\n\r\n`);

@@ -22,11 +22,21 @@ moves, and token reads (one row per account, caller and minute). No secret is ev
   --limit N    at most N entries (default 100, at most 1000)
   --json       print {"entries": [{"at", "account", "action", "caller", "outcome", "code", "task"}], "next"}
 
-The caller is the User-Agent the program declared. Rows are kept settings.audit_retention_days
+PROGRAM is the caller as the daemon verified it from the kernel: its script (or executable),
+then the executables of its parents, nearest first, and its pid; USER-AGENT is the name it
+declared (not verified). Rows are kept settings.audit_retention_days
 (90) days, at most settings.audit_max_rows (1000000) of them.
 
 Exit status: 0 ok, 1 error, 2 bad usage.
 `;
+
+/** The program that asked: `script ← parent ← …` (or the executable, or the listener key) and its pid; `-` when not verified. */
+export function callerChain(c: AuditEntry['caller']): string {
+  const self = c.key !== undefined ? `key ${c.key}` : (c.script ?? c.exe);
+  if (self === undefined) return '-';
+  const names = [self, ...(c.parents ?? [])].map((p) => (p.startsWith('[') || p.startsWith('key ') ? p : p.slice(p.lastIndexOf('/') + 1)));
+  return `${names.join(' ← ')}${c.pid === undefined ? '' : ` (pid ${c.pid})`}`;
+}
 
 /** What a row says beyond its columns: its task, the fields it changed, its login. */
 function detail(e: AuditEntry): string {
@@ -72,12 +82,13 @@ export const auditCommand: Command = async (args, io, client) => {
     return EXIT.ok;
   }
   const rows = [
-    ['TIME', 'ACCOUNT', 'ACTION', 'OUTCOME', 'CALLER', 'DETAIL'],
+    ['TIME', 'ACCOUNT', 'ACTION', 'OUTCOME', 'PROGRAM', 'USER-AGENT', 'DETAIL'],
     ...list.entries.map((e) => [
       e.at,
       e.account ?? '-',
       e.action,
       e.code ? `${e.outcome} (${e.code})` : e.outcome,
+      callerChain(e.caller),
       e.caller.user_agent ?? '-',
       detail(e),
     ]),

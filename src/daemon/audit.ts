@@ -1,3 +1,5 @@
+import type { Caller } from '../protocol/caller.js';
+import type { CallerIdentity } from './caller/proc.js';
 import { TokendError } from './errors.js';
 import type { EventBus } from './events.js';
 import type { Logger } from './log.js';
@@ -21,6 +23,8 @@ export interface AuditRecord {
   action: string;
   /** The caller's self-declared name (User-Agent); absent when the daemon acted by itself. */
   caller?: string;
+  /** The caller as the daemon verified it (caller/connection.ts); absent without the addon or for the daemon's own. */
+  by?: Caller;
   outcome?: AuditOutcome;
   code?: string | null;
   task?: string | null;
@@ -40,9 +44,10 @@ export interface AuditRetention {
 
 /**
  * Who got which account's token, when. Entries are buffered and written in one
- * transaction a second, so the token hot path never waits for an fsync. The same
- * (account, client, action) is recorded at most once a minute: a script asking in a
- * loop leaves one row a minute, not millions.
+ * transaction a second (a token read's row on the next turn of the event loop), so the
+ * token hot path never waits for an fsync. The same (account, client, program, action) is
+ * recorded at most once a minute: a script asking in a loop leaves one row a minute, not
+ * millions. The program is the verified caller without its pid (caller/proc.ts).
  */
 export class AuditLog {
   private buffer: AuditEntry[] = [];
@@ -60,7 +65,9 @@ export class AuditLog {
   private windowStart = Date.now();
   private readonly epoch = Date.now();
   /** The last client and action seen, and their key in the windows (built once, not per request). */
-  private last = { who: '', action: '', by: '' };
+  private last = { who: '', action: '', program: '', by: '' };
+  /** A flush is due on the next turn of the event loop (a new token-read row is written at once). */
+  private flushSoon = false;
   private readonly timer: NodeJS.Timeout;
   /** A fleet's database is down: batches wait (bounded) and the outage is logged once. */
   private waiting = false;
@@ -82,18 +89,19 @@ export class AuditLog {
   }
   /**
    * A lifecycle row (`record({account, action, ...})`), written with the next flush; or a
-   * token read (`record(account, client, action)`), at most once a minute per account,
-   * client and action.
+   * token read (`record(account, client, action, caller)`), at most once a minute per account,
+   * client, verified program and action, written at once.
    */
   record(entry: AuditRecord): void;
-  record(account: string, client: string | undefined, action: string): void;
-  record(account: string | AuditRecord, client?: string, action?: string): void {
+  record(account: string, client: string | undefined, action: string, caller?: CallerIdentity): void;
+  record(account: string | AuditRecord, client?: string, action?: string, caller?: CallerIdentity): void {
     if (typeof account !== 'string') {
-      const { caller, ...row } = account;
-      this.buffer.push({ at: Date.now(), client: caller ?? '', ...row });
+      const { caller: declared, by, ...row } = account;
+      const detail = by ? { ...row.detail, caller: by } : row.detail;
+      this.buffer.push({ at: Date.now(), client: declared ?? '', ...row, ...(detail ? { detail } : {}) });
       return;
     }
-    this.recordRead(account, client, action!);
+    this.recordRead(account, client, action!, caller);
   }
   /**
    * Forget rows past the retention (days) and the bound (rows); never rejects (a failure is
@@ -112,7 +120,7 @@ export class AuditLog {
       return 0;
     }
   }
-  private recordRead(account: string, client: string | undefined, action: string): void {
+  private recordRead(account: string, client: string | undefined, action: string, caller: CallerIdentity | undefined): void {
     const now = Date.now();
     if (now - this.windowStart >= ONCE_PER_MS) {
       this.previous = this.recent;
@@ -120,9 +128,12 @@ export class AuditLog {
       this.windowStart = now;
     }
     const who = (client ?? 'unknown').slice(0, 200);
-    if (who !== this.last.who || action !== this.last.action) {
-      // One client and action; the length keeps "a"+"bc" apart from "ab"+"c".
-      this.last = { who, action, by: `${who.length}:${who}${action}` };
+    // By the program's text, not its object: the connections of one program (a pool of 16)
+    // each have their own, and alternate; comparing texts allocates nothing.
+    const program = caller?.program ?? '';
+    if (who !== this.last.who || action !== this.last.action || program !== this.last.program) {
+      // One client, program and action; the length keeps "a"+"bc" apart from "ab"+"c".
+      this.last = { who, action, program, by: `${who.length}:${who}${program.length}:${program}${action}` };
     }
     const by = this.last.by;
     const second = Math.floor((now - this.epoch) / 1000);
@@ -131,9 +142,17 @@ export class AuditLog {
     let inner = this.recent.get(by);
     if (!inner) this.recent.set(by, (inner = new Map()));
     inner.set(account, second);
-    this.buffer.push({ at: now, account, client: who, action });
-    // Never written from here: this runs on the token's hot path.
-    if (this.buffer.length >= 10_000 && !this.waiting && !this.flushing) setImmediate(() => void this.flush());
+    this.buffer.push({ at: now, account, client: who, action, ...(caller ? { detail: { caller: caller.caller } } : {}) });
+    // Never written from here (this runs on the token's hot path), but on the next turn: a
+    // program's first read of an account in a minute is on disk (and in a fleet's database)
+    // at once, whatever happens to the daemon next.
+    if (!this.flushSoon && !this.waiting) {
+      this.flushSoon = true;
+      setImmediate(() => {
+        this.flushSoon = false;
+        void this.flush();
+      });
+    }
   }
   /** Write what is buffered; never rejects (a failed batch is logged and dropped). One flush at a time. */
   flush(): Promise<void> {

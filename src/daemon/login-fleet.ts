@@ -3,6 +3,7 @@
  * login, whichever daemon wrote it, and which stored logins another daemon may take up.
  */
 import type { LoginView } from '../protocol/api.js';
+import type { RecordedCaller } from '../protocol/caller.js';
 import type { EventBus } from './events.js';
 import type { Resumption } from './login-resume.js';
 import type { Logger } from './log.js';
@@ -12,12 +13,13 @@ import type { LoginLease, LoginRecord, LoginStatusValue, Store } from './store/t
 export const TAKEOVER_EVERY_MS = 2_000;
 
 /** The event of a login's status (login.pending, login.succeeded, login.failed); the same on every daemon. */
-export function announceLogin(events: EventBus, v: LoginView): void {
+export function announceLogin(events: EventBus, v: LoginView, startedBy: { caller?: RecordedCaller } = {}): void {
   const { id: login_id, account, flow } = v;
   const task = v.task ?? null;
   switch (v.status) {
     case 'pending':
       events.emit('login.pending', account, {
+        ...startedBy,
         login_id,
         flow,
         task,

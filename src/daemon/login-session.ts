@@ -3,6 +3,7 @@
  * the error of a login that could not even start.
  */
 import type { AccountConfig, LoginFlow } from '../protocol/api.js';
+import type { Caller } from '../protocol/caller.js';
 import { wireErrorOf } from './driver-errors.js';
 import { DriverError, type Driver } from './drivers/driver.js';
 import { TokendError } from './errors.js';
@@ -25,6 +26,16 @@ export interface LoginTarget {
   task?: string;
   /** Who asked for it (User-Agent), for the audit log. */
   caller?: string;
+  /** Who asked for it, as the daemon verified it (caller/connection.ts). */
+  by?: Caller;
+}
+
+/** How a login is started: the caller's label (`task`), how long it waits, and who asked (declared and verified). */
+export interface LoginStartOptions {
+  task?: string;
+  ttlS?: number;
+  caller?: string;
+  by?: Caller;
 }
 
 /** What a browser login needs to receive its callback (its secrets are also stored, sealed, while it is pending). */

@@ -14,6 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AccountConfig, LoginFlow, LoginStatus, LoginView } from '../protocol/api.js';
+import { recordedCaller } from '../protocol/caller.js';
 import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
@@ -28,7 +29,7 @@ import { loginErrorOf, pollDeviceCode, type LoginError } from './login-device.js
 import { chooseFlow, loginTtlMs, noSuchLogin } from './login-choice.js';
 import { Announced, announceLogin, watchFleetLogins } from './login-fleet.js';
 import { planResume, type Resumption } from './login-resume.js';
-import { startErrorOf, type BrowserWait, type LoginTarget, type Session } from './login-session.js';
+import { startErrorOf, type BrowserWait, type LoginStartOptions, type LoginTarget, type Session } from './login-session.js';
 import { fromRecord, qrOf, toRecord, view, type LoginState } from './login-view.js';
 import type { Logger } from './log.js';
 import type { LoginLease, LoginRecord, LoginSecrets, LoginStatusValue, Store } from './store/types.js';
@@ -235,7 +236,7 @@ export class LoginManager {
    * request for another flow than the pending login's is a 409 `login_pending`.
    * `ttlS`: how long the login waits (else the account's `login_ttl_s`, else the default).
    */
-  async start(account: string, flow?: LoginFlow, opts: { task?: string; ttlS?: number; caller?: string } = {}): Promise<LoginView> {
+  async start(account: string, flow?: LoginFlow, opts: LoginStartOptions = {}): Promise<LoginView> {
     if (this.shutdown.signal.aborted) throw E.upstreamUnavailable('tokend is shutting down');
     const cfg = this.deps.config.getAccount(account);
     if (!cfg) throw unknownAccount(account);
@@ -261,6 +262,7 @@ export class LoginManager {
         identity: identityKey(cfg),
         ...(opts.task ? { task: opts.task } : {}),
         caller: opts.caller,
+        by: opts.by,
       };
       return chosen === 'device' ? this.openDevice(target, driver, ttlMs) : this.openBrowser(target, driver, ttlMs);
     })();
@@ -677,9 +679,9 @@ export class LoginManager {
     const s: Session = { state, target, stop: new AbortController(), busy: false };
     const written = this.persist(state, secrets);
     this.live.set(state.account, s);
-    this.deps.audit?.record(loginStarted(state, target.caller));
+    this.deps.audit?.record({ ...loginStarted(state, target.caller), by: target.by });
     this.announced.first(state.id, 'pending');
-    announceLogin(this.deps.events, view(state));
+    announceLogin(this.deps.events, view(state), recordedCaller(target.caller, target.by));
     this.deps.log.info('login started', {
       account: state.account,
       login_id: state.id,

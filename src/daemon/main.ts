@@ -1,9 +1,13 @@
 import fs from 'node:fs';
+import type { Server as NetServer } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { NO_CALLER_ADDON_WARNING } from '../protocol/local-trust.js';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
+import { addonWarning, loadAddon } from './caller/addon.js';
+import { guardConnections } from './caller/connection.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
@@ -76,6 +80,7 @@ function checkPlaces(paths: TokendPaths): void {
     `${paths.dbFile}-shm`,
     paths.logFile,
     paths.listenKeyFile,
+    paths.listenAppKeysFile,
   ]) {
     checkPrivateFile(f);
   }
@@ -159,6 +164,12 @@ export async function main(argv: string[]): Promise<void> {
   process.umask(0o077);
   const log = createLogger(parseLogLevel(process.env.TOKEND_LOG_LEVEL), undefined, { journald: stderrIsJournal(process.env) });
   const paths = resolvePaths(process.env, args.values.socket);
+  // The caller addon: non-dumpable from here on (no ptrace, no /proc/PID/mem for the user's
+  // other processes), and the socket's peers checked (docs/security.md). Without it, a warning.
+  const peers = loadAddon();
+  const addonMissing = 'missing' in peers ? addonWarning(peers.missing, NO_CALLER_ADDON_WARNING) : undefined;
+  if (addonMissing) log.warn(addonMissing);
+  else if ('addon' in peers && !peers.addon.nonDumpable()) log.warn('could not make the daemon non-dumpable (prctl PR_SET_DUMPABLE)');
   // Read while the daemon starts (a shell's `ulimit -c` off Linux); `warnings` reports it from the first answer on.
   let coreWarning: string | undefined;
   void readCoreLimit().then((limit) => {
@@ -249,7 +260,7 @@ export async function main(argv: string[]): Promise<void> {
     version,
     startedAt: Date.now(),
     shutdown: shutdownController.signal,
-    warnings: () => (coreWarning ? [coreWarning, ...disk.warnings()] : disk.warnings()),
+    warnings: () => [coreWarning, addonMissing, ...disk.warnings()].filter((w): w is string => w !== undefined),
     masterKey,
     paths,
     saveKeyKind: (kind) => config!.setKeyStore(kind),
@@ -257,8 +268,11 @@ export async function main(argv: string[]): Promise<void> {
   });
   let listening: Listening;
   try {
-    const loopback = listenAt ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile } : undefined;
-    listening = await listenAll(entry, { fd: activatedFd, socket: paths.socket, loopback });
+    const loopback = listenAt
+      ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile, appKeysFile: paths.listenAppKeysFile }
+      : undefined;
+    const guard = 'addon' in peers ? (s: NetServer) => guardConnections(s, peers.addon, log) : undefined;
+    listening = await listenAll(entry, { fd: activatedFd, socket: paths.socket, loopback }, guard);
   } catch (err) {
     await releaseLock!();
     fail((err as Error).message);

@@ -3,6 +3,7 @@ import { ERROR_STATUS, type ErrorCode as ErrorCodeName } from './errors.js';
 import { LABEL_COUNT_RULE, labelKeyProblem, labelValueProblem, MAX_LABELS } from './labels.js';
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { NEEDS_LOGIN_STATUSES } from './rules.js';
+import { RecordedCaller } from './caller.js';
 
 export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
 export type AccountName = z.infer<typeof AccountName>;
@@ -293,13 +294,17 @@ export const AuditQuery = z
   .strict();
 export type AuditQuery = z.infer<typeof AuditQuery>;
 
-/** One audited action. `caller` is who asked, as it declared itself; empty when the daemon acted by itself. */
+/**
+ * One audited action. `caller` is who asked: the program as the daemon verified it (pid, exe,
+ * script, unit, parents, or a listener app key) and the User-Agent it declared; empty when the
+ * daemon acted by itself.
+ */
 export const AuditEntry = z.object({
   at: z.string(),
   /** null for the daemon's own (a key move). */
   account: z.string().nullable(),
   action: z.string(),
-  caller: z.object({ user_agent: z.string().optional() }),
+  caller: RecordedCaller,
   outcome: AuditOutcome,
   /** Why it was refused or failed (an error code), or how a login ended. */
   code: z.string().nullable(),

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { AccountName, LoginFlow, LoginStatus } from './api.js';
+import { RecordedCaller } from './caller.js';
 
 /** How far back a reconnecting client is caught up: the last 1000 events, at most 10 minutes old. */
 export const EVENT_WINDOW = { events: 1000, ms: 10 * 60_000 } as const;
@@ -33,8 +34,12 @@ const loginFields = {
   task: z.string().nullable(),
 };
 
+/** Who caused an event (an account written, a login started): as verified, and its declared User-Agent. */
+const causedBy = { caller: RecordedCaller.optional() };
+
 export const LoginPendingEvent = accountEvent('login.pending', {
   ...loginFields,
+  ...causedBy,
   status: z.literal('pending'),
   user_code: z.string().nullable(),
   verification_uri: z.string().nullable(),
@@ -68,12 +73,14 @@ export const TokenRecoveredEvent = accountEvent('token.recovered', {
 });
 export const ReauthRequiredEvent = accountEvent('account.reauth_required', { reason: z.string().nullable() });
 export const ReauthSoonEvent = accountEvent('account.reauth_soon', { refresh_expires_at: z.string() });
-export const AccountAddedEvent = accountEvent('account.added', {});
+export const AccountAddedEvent = accountEvent('account.added', { ...causedBy });
 export const AccountChangedEvent = accountEvent('account.changed', {
+  ...causedBy,
   /** The fields the write gave (their names only, never a value); a PUT over an account gives all of them. */
   fields: z.array(z.string()),
 });
 export const AccountRemovedEvent = accountEvent('account.removed', {
+  ...causedBy,
   /** Whether the provider took the grant back. */
   revoked: z.boolean(),
 });

@@ -121,3 +121,6 @@ export function checkSocketBeforeSending(socket: string): void {
   const why = untrustedSocket(socket);
   if (why) throw Object.assign(new Error(why), { code: 'EUNTRUSTED' });
 }
+
+/** How the daemon's `/v1/health` warning about a missing caller addon begins (`tokend doctor` files it apart). */
+export const NO_CALLER_ADDON_WARNING = 'callers are not verified';

@@ -13,6 +13,8 @@ export interface TokendPaths {
   keyFile: string;
   /** The loopback listener's daemon key (`tokend listen-key`). */
   listenKeyFile: string;
+  /** The loopback listener's per-app keys (`tokend listen-key --app NAME`): `{"apps": {"NAME": "KEY"}}`. */
+  listenAppKeysFile: string;
   /** Held by the running daemon (one per data folder). */
   lockFile: string;
   /** The lock holder's {@link DaemonOwner} record, for messages and `tokend doctor`. */
@@ -50,6 +52,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env, socketOverrid
     dbFile: path.join(dataDir, 'tokend.db'),
     keyFile: path.resolve(env.TOKEND_KEY_FILE || path.join(configDir, 'key')),
     listenKeyFile: path.join(configDir, 'listen.key'),
+    listenAppKeysFile: path.join(configDir, 'listen-apps.json'),
     lockFile: path.join(dataDir, 'daemon.lock'),
     pidFile: path.join(dataDir, 'daemon.pid'),
     socket,

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { CORE_LIMIT_WARNING } from '../../protocol/local-trust.js';
+import { CORE_LIMIT_WARNING, NO_CALLER_ADDON_WARNING } from '../../protocol/local-trust.js';
 import { parseDaemonOwner, type TokendPaths } from '../../protocol/paths.js';
 import { LAUNCHD_LABEL, packageRoot } from '../service.js';
 import type { Check, DoctorContext } from './check.js';
@@ -51,6 +51,8 @@ export async function daemonChecks(ctx: DoctorContext): Promise<Check[]> {
     for (const warning of h.warnings ?? []) {
       // A core file would hold every token and the master key: restarted the usual ways, its limit is 0.
       if (warning.startsWith(CORE_LIMIT_WARNING)) checks.push({ id: 'core-limit', status: 'fail', message: warning, fix: restart });
+      // It runs as before, only blind to who calls it (docs/security.md): a warning, not a failure.
+      else if (warning.startsWith(NO_CALLER_ADDON_WARNING)) checks.push({ id: 'caller-addon', status: 'warn', message: warning });
       else checks.push({ id: 'daemon-files', status: 'fail', message: warning });
     }
     const mine = clientVersion();

@@ -10,6 +10,7 @@ import {
 } from '../../protocol/api.js';
 import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
+import { recordedCaller } from '../../protocol/caller.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import { audited, type AuditLog } from '../audit.js';
@@ -18,7 +19,7 @@ import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { serveEvents } from './events-route.js';
-import { header, readBody } from './raw-request.js';
+import { callerOfContext, header, readBody, who } from './raw-request.js';
 import { createTokenHandler } from './token-route.js';
 import { errorResponse, parseJsonBody } from './wire.js';
 
@@ -106,13 +107,14 @@ export function createApp(deps: AppDeps): Hono {
     const name = accountParam(c);
     const body = await readJson(c, PutAccountRequest);
     const existed = deps.config.getAccount(name) !== undefined;
-    const row = { account: name, action: existed ? 'account_changed' : 'account_added', caller: header(c, CLIENT_HEADER) };
+    const row = { account: name, action: existed ? 'account_changed' : 'account_added', ...who(c) };
     const view = await audited(deps.audit, { ...row, detail: { fields: Object.keys(body).sort() } }, () =>
       putAccount(deps, name, body, writeFlags(c)),
     );
     deps.log.info(existed ? 'account replaced' : 'account added', { account: name, driver: view.driver });
-    if (existed) deps.events.emit('account.changed', name, { fields: Object.keys(body) });
-    else deps.events.emit('account.added', name, {});
+    const by = recordedCaller(row.caller, row.by);
+    if (existed) deps.events.emit('account.changed', name, { fields: Object.keys(body), ...by });
+    else deps.events.emit('account.added', name, by);
     return c.json(view, existed ? 200 : 201);
   });
   app.patch(ROUTE_PATTERNS.account, async (c) => {
@@ -122,20 +124,20 @@ export function createApp(deps: AppDeps): Hono {
     const row = {
       account: name,
       action: 'account_changed',
-      caller: header(c, CLIENT_HEADER),
+      ...who(c),
       detail: { fields: Object.keys(body).sort() },
     };
     const view = await audited(deps.audit, row, () => patchAccount(deps, name, body, writeFlags(c)));
     deps.log.info('account changed', { account: name, fields: Object.keys(body).filter((k) => k !== 'client_secret') });
-    deps.events.emit('account.changed', name, { fields: Object.keys(body) });
+    deps.events.emit('account.changed', name, { fields: Object.keys(body), ...recordedCaller(row.caller, row.by) });
     return c.json(view);
   });
   app.delete(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
-    const row = { account: name, action: 'account_removed', caller: header(c, CLIENT_HEADER) };
+    const row = { account: name, action: 'account_removed', ...who(c) };
     const res = await audited(deps.audit, row, () => removeAccount(deps, name));
     deps.log.info('account removed', { account: name, revoked: res.revoked });
-    deps.events.emit('account.removed', name, { revoked: res.revoked });
+    deps.events.emit('account.removed', name, { revoked: res.revoked, ...recordedCaller(row.caller, row.by) });
     return c.json({ ok: true, ...res });
   });
   app.post(ROUTE_PATTERNS.accountImport, async (c) => {
@@ -143,7 +145,7 @@ export function createApp(deps: AppDeps): Hono {
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
     const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
-    await audited(deps.audit, { account: name, action: 'import', caller: header(c, CLIENT_HEADER) }, () =>
+    await audited(deps.audit, { account: name, action: 'import', ...who(c) }, () =>
       deps.broker.importTokens(name, { ...body, expires_at: expiresAt }),
     );
     return c.json(await viewAccount(deps, name));
@@ -151,23 +153,19 @@ export function createApp(deps: AppDeps): Hono {
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
     const name = accountParam(c);
     // An action, not a read: one row per request, with how it ended.
-    const g = await audited(deps.audit, { account: name, action: 'refresh', caller: header(c, CLIENT_HEADER) }, () =>
-      deps.broker.forceRefresh(name),
-    );
+    const g = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () => deps.broker.forceRefresh(name));
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
   app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
     const name = accountParam(c);
-    const res = await audited(deps.audit, { account: name, action: 'logout', caller: header(c, CLIENT_HEADER) }, () =>
-      deps.broker.logout(name),
-    );
+    const res = await audited(deps.audit, { account: name, action: 'logout', ...who(c) }, () => deps.broker.logout(name));
     deps.log.info('logged out', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
   });
 
   // The hot path (rule 2). http/entry.ts serves it in front of Hono with the same handler.
   const token = createTokenHandler(deps);
-  app.post(ROUTE_PATTERNS.token, async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER))));
+  app.post(ROUTE_PATTERNS.token, async (c) => c.json(await token(await readBody(c), header(c, CLIENT_HEADER), callerOfContext(c))));
 
   app.post(ROUTE_PATTERNS.credentialReject, async (c) => {
     const req = await readJson(c, RejectRequest);
@@ -175,7 +173,7 @@ export function createApp(deps: AppDeps): Hono {
     if (!account) throw E.notFound('no account matches that credential');
     if (!deps.config.getAccount(account)) throw unknownAccount(account);
     const dropped = deps.broker.reject(account, req.access_token);
-    deps.audit.record(account, header(c, CLIENT_HEADER), 'reject');
+    deps.audit.record(account, header(c, CLIENT_HEADER), 'reject', callerOfContext(c));
     return c.json({ ok: true, dropped });
   });
 

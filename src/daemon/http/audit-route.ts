@@ -21,15 +21,16 @@ export function auditTime(name: string, text: string, now: number): number {
 function entryOf(row: AuditRow): AuditEntry {
   // Rows from before callers were optional say `unknown` for a request without a User-Agent.
   const declared = row.client !== '' && row.client !== 'unknown';
+  const { caller, ...detail } = row.detail ?? {};
   return {
     at: new Date(row.at).toISOString(),
     account: row.account === '' ? null : row.account,
     action: row.action,
-    caller: declared ? { user_agent: row.client } : {},
+    caller: { ...caller, ...(declared ? { user_agent: row.client } : {}) },
     outcome: row.outcome,
     code: row.code,
     task: row.task,
-    ...(row.detail ?? {}),
+    ...detail,
   };
 }
 

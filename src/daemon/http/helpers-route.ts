@@ -11,11 +11,12 @@ import {
 import { EXIT } from '../../protocol/errors.js';
 import { isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
+import type { CallerIdentity } from '../caller/proc.js';
 import { E, TokendError } from '../errors.js';
 import { DEFAULT_GIT_USERNAME, handleHelper, type HelperDeps } from '../helper-handlers.js';
 import { matchAccount, resolveTarget, type TargetRequest } from '../match.js';
 import type { AppDeps } from './app.js';
-import { header, readBody } from './raw-request.js';
+import { callerOfContext, header, readBody } from './raw-request.js';
 
 type Deps = Omit<AppDeps, 'resolveTarget' | 'extend'>;
 
@@ -28,13 +29,13 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
 
   const resolve = (req: TargetRequest) => resolveTarget(accounts(), req);
 
-  const helperDeps = (client: string | undefined): HelperDeps => ({
+  const helperDeps = (client: string | undefined, by: CallerIdentity | undefined): HelperDeps => ({
     findAccount: (target) => matchAccount(accounts(), target),
     async getToken(account, minTtl) {
       const cfg = deps.config.getAccount(account);
       if (!cfg) throw E.notFound(`no account named "${account}"`);
       const tok = await deps.broker.getToken({ account, min_ttl: minTtl });
-      deps.audit.record(account, client, 'token');
+      deps.audit.record(account, client, 'token', by);
       // A preset's username (docs/helpers.md) is in cfg.username already (presets.ts).
       const username = cfg.username;
       return {
@@ -47,7 +48,7 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
     },
     reject(account, accessToken) {
       deps.broker.reject(account, accessToken);
-      deps.audit.record(account, client, 'reject');
+      deps.audit.record(account, client, 'reject', by);
     },
     listDockerServers() {
       const out: Record<string, string> = {};
@@ -59,13 +60,13 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
   });
 
   /** `tokend token NAME` through build/tokend-fast: the name in, the token out, or the CLI's message and exit status. */
-  async function cliToken(body: string, client: string | undefined): Promise<HelperResult> {
+  async function cliToken(body: string, client: string | undefined, by: CallerIdentity | undefined): Promise<HelperResult> {
     const name = body.trim();
     if (!isAccountName(name))
       return { exitCode: EXIT.usage, stdout: Buffer.alloc(0), stderr: `tokend: "${name.slice(0, 80)}" is not a valid account name` };
     try {
       const tok = await deps.broker.getToken({ account: name });
-      deps.audit.record(name, client, 'token');
+      deps.audit.record(name, client, 'token', by);
       return { exitCode: 0, stdout: Buffer.from(`${tok.access_token}\n`) };
     } catch (err) {
       if (!(err instanceof TokendError)) throw err;
@@ -79,15 +80,16 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       const tool = c.req.param('tool');
       const action = c.req.param('action');
       const client = header(c, CLIENT_HEADER);
+      const by = callerOfContext(c);
       const stdin = await readBody(c);
       let result: HelperResult;
       if (tool === CLI_TOKEN.tool && action === CLI_TOKEN.action) {
-        result = await cliToken(stdin.toString('utf8'), client);
+        result = await cliToken(stdin.toString('utf8'), client, by);
       } else if (isHelperTool(tool)) {
         const env = parseHelperEnv(header(c, HELPER_ENV_HEADER));
         const account = c.req.query(HELPER_ACCOUNT_QUERY);
         if (account !== undefined && isAccountName(account)) env.TOKEND_ACCOUNT = account;
-        result = await handleHelper(tool, action, { stdin, env }, helperDeps(client));
+        result = await handleHelper(tool, action, { stdin, env }, helperDeps(client, by));
       } else {
         throw E.notFound(`no helper protocol "${tool.slice(0, 40)}"`);
       }

@@ -1,14 +1,14 @@
 import type { Hono } from 'hono';
 import { KeyMoveRequest, type KeyStore, type KeyView } from '../../protocol/api.js';
 import type { TokendPaths } from '../../protocol/paths.js';
-import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
+import { ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { audited, type AuditSink } from '../audit.js';
 import { E } from '../errors.js';
 import type { Logger } from '../log.js';
 import { KeyringError } from '../store/keyring.js';
 import { KeyMoveConflict, moveMasterKey, type MasterKey } from '../store/master-key.js';
 import { readJson } from './app.js';
-import { header } from './raw-request.js';
+import { who } from './raw-request.js';
 
 /**
  * Where the master key lives, and moving it (`tokend key move`). The daemon does the move:
@@ -38,9 +38,9 @@ export function mountKey(deps: {
     });
     app.post(ROUTE_PATTERNS.keyMove, async (c) => {
       const { to } = await readJson(c, KeyMoveRequest);
-      const caller = header(c, CLIENT_HEADER);
+      const { caller, by } = who(c);
       // Done or refused, a key move is audited: the daemon's own row, no account.
-      const view = await audited(deps.audit, { account: '', action: 'key_move', caller, detail: { to } }, async () => {
+      const view = await audited(deps.audit, { account: '', action: 'key_move', caller, by, detail: { to } }, async () => {
         if (!deps.masterKey) throw fleetKey();
         const from = deps.masterKey.where;
         try {

@@ -58,9 +58,9 @@ async function listenOnSocket(server: http.Server, at: { fd?: number; socket: st
 }
 
 /** The loopback TCP listener: the same entry behind the daemon key's guard (loopback-listener.ts). */
-async function listenOnLoopback(entry: Entry, at: ListenAddress, keyFile: string): Promise<http.Server> {
+async function listenOnLoopback(entry: Entry, at: ListenAddress, keyFile: string, appKeysFile?: string): Promise<http.Server> {
   loadOrCreateListenKey(keyFile);
-  const tcp = createHttpServer(entry, listenerGuard({ keyFile, port: at.port }));
+  const tcp = createHttpServer(entry, listenerGuard({ keyFile, appKeysFile, port: at.port }));
   await listening(tcp, () => tcp.listen({ host: at.host, port: at.port }));
   return tcp;
 }
@@ -79,13 +79,16 @@ export interface Listening {
  */
 export async function listenAll(
   entry: Entry,
-  at: { fd?: number; socket: string; loopback?: { address: ListenAddress; spec: string; keyFile: string } },
+  at: { fd?: number; socket: string; loopback?: { address: ListenAddress; spec: string; keyFile: string; appKeysFile?: string } },
+  /** Checks the socket's connections as they are accepted (caller/connection.ts), before it listens. */
+  guard?: (server: net.Server) => void,
 ): Promise<Listening> {
   const server = createHttpServer(entry);
+  guard?.(server);
   const boundSocket = await listenOnSocket(server, at);
   if (!at.loopback) return { server, boundSocket };
   try {
-    return { server, boundSocket, tcp: await listenOnLoopback(entry, at.loopback.address, at.loopback.keyFile) };
+    return { server, boundSocket, tcp: await listenOnLoopback(entry, at.loopback.address, at.loopback.keyFile, at.loopback.appKeysFile) };
   } catch (err) {
     server.close();
     if (boundSocket) fs.rmSync(boundSocket, { force: true });

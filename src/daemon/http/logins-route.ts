@@ -1,11 +1,11 @@
 import type { Hono } from 'hono';
 import { LoginCallbackRequest, LoginListQuery, LoginRequest } from '../../protocol/api.js';
-import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
+import { ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { describeIssues } from '../../protocol/issues.js';
 import { E } from '../errors.js';
 import type { LoginManager } from '../logins.js';
 import { accountParam, readJson } from './app.js';
-import { header } from './raw-request.js';
+import { who } from './raw-request.js';
 
 /**
  * Logins an app can drive: start one (with the app's own `task` label), list them, read
@@ -18,7 +18,7 @@ export function mountLogins(deps: { logins: LoginManager }): (app: Hono) => void
       const body = await readJson(c, LoginRequest);
       // 202 for a new login and for one joined: either way it is still in progress. Its start
       // and end are audited where the login manager begins and finishes it.
-      return c.json(await deps.logins.start(name, body.flow, { task: body.task, ttlS: body.ttl_s, caller: header(c, CLIENT_HEADER) }), 202);
+      return c.json(await deps.logins.start(name, body.flow, { task: body.task, ttlS: body.ttl_s, ...who(c) }), 202);
     });
     app.get(ROUTE_PATTERNS.logins, async (c) => {
       const parsed = LoginListQuery.safeParse(c.req.query());

@@ -10,10 +10,11 @@
  *   whose name resolves to 127.0.0.1 would send its own name);
  * - only loopback addresses can be bound at all.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setKeyCaller } from '../caller/connection.js';
 import { E, type TokendError } from '../errors.js';
 import { errorBody, sendJson } from './wire.js';
 
@@ -65,6 +66,44 @@ function readKey(file: string): string {
   return key;
 }
 
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * The app whose key (`tokend listen-key --app NAME`) `given` is, or undefined. The file is
+ * re-read when it changes (a rotation or revocation takes effect at once); a missing or
+ * unreadable file holds no app. Keys are compared as SHA-256 digests in constant time.
+ */
+function appKeyReader(file: string): (given: string) => string | undefined {
+  let cached: { version: string; apps: Array<[string, Buffer]> } | undefined;
+  const apps = (): Array<[string, Buffer]> => {
+    let version: string;
+    try {
+      // The CLI renames a new file over the old: a new inode, even within one mtime tick.
+      const st = fs.statSync(file);
+      version = `${st.ino}:${st.mtimeMs}`;
+    } catch {
+      return [];
+    }
+    if (cached?.version !== version) {
+      let parsed: { apps?: Record<string, unknown> } = {};
+      try {
+        parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+      } catch {
+        parsed = {};
+      }
+      const entries = Object.entries(parsed.apps ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1].length >= 32);
+      cached = { version, apps: entries.map(([name, key]) => [name, sha256(key)]) };
+    }
+    return cached.apps;
+  };
+  return (given) => {
+    const g = sha256(given);
+    let found: string | undefined;
+    for (const [name, digest] of apps()) if (timingSafeEqual(g, digest)) found ??= name;
+    return found;
+  };
+}
+
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
 
 /**
@@ -72,13 +111,18 @@ const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
  * request it refuses, returns false for one that may go on. The key file is re-read when
  * it changes, so `tokend listen-key --rotate` takes effect at once.
  */
-export function listenerGuard(opts: { keyFile: string; port: number }): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function listenerGuard(opts: {
+  keyFile: string;
+  appKeysFile?: string;
+  port: number;
+}): (req: IncomingMessage, res: ServerResponse) => boolean {
   let cached: { mtimeMs: number; key: Buffer } | undefined;
   const currentKey = (): Buffer => {
     const st = fs.statSync(opts.keyFile);
     if (!cached || cached.mtimeMs !== st.mtimeMs) cached = { mtimeMs: st.mtimeMs, key: Buffer.from(readKey(opts.keyFile)) };
     return cached.key;
   };
+  const appOf = opts.appKeysFile ? appKeyReader(opts.appKeysFile) : () => undefined;
   const allowedHosts = new Set(LOOPBACK_NAMES.map((h) => `${h}:${opts.port}`));
   return (req, res) => {
     let refusal: TokendError | undefined;
@@ -98,7 +142,15 @@ export function listenerGuard(opts: { keyFile: string; port: number }): (req: In
       } catch {
         ok = false;
       }
-      if (!ok) refusal = E.unauthorized('the loopback listener needs `Authorization: Bearer <daemon key>` (see `tokend listen-key`)');
+      const app = ok || given === undefined ? undefined : appOf(given);
+      if (app !== undefined) {
+        setKeyCaller(req, app);
+        ok = true;
+      }
+      if (!ok)
+        refusal = E.unauthorized(
+          'the loopback listener needs `Authorization: Bearer <daemon key or app key>` (see `tokend listen-key [--app NAME]`)',
+        );
     }
     if (!refusal) {
       // The daemon key authenticated this request; it is not the caller's credential for

@@ -22,6 +22,7 @@ import { authScheme } from '../../protocol/helpers/auth-scheme.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
+import { callerOf } from '../caller/connection.js';
 import type { Broker, CachedToken } from '../broker.js';
 import type { ConfigStore } from '../config.js';
 import type { Driver } from '../drivers/driver.js';
@@ -104,7 +105,7 @@ async function proxy(
   const body = await readBody(req);
   const driver = deps.getDriver(cfg.driver);
   const stale = new Set([401, ...(driver?.staleStatuses ?? [])]);
-  deps.audit.record(name, req.headers['user-agent'], 'proxy');
+  deps.audit.record(name, req.headers['user-agent'], 'proxy', callerOf(req));
 
   let token = await deps.broker.getToken({ account: name });
   const dispatcher = dispatcherFor(cfg);

@@ -1,6 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
-import { MAX_BODY_BYTES } from '../../protocol/routes.js';
+import { CLIENT_HEADER, MAX_BODY_BYTES } from '../../protocol/routes.js';
+import type { Caller } from '../../protocol/caller.js';
+import { callerOf } from '../caller/connection.js';
+import type { CallerIdentity } from '../caller/proc.js';
 import { E } from '../errors.js';
 
 /**
@@ -90,4 +93,14 @@ export function header(c: Context, name: string): string | undefined {
   if (!incoming) return c.req.header(name);
   const v = incoming.headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** The verified caller of the request's connection (caller/connection.ts); undefined under `app.request()` or without the addon. */
+export function callerOfContext(c: Context): CallerIdentity | undefined {
+  return callerOf(incomingOf(c));
+}
+
+/** Who asks, for an audit row: the User-Agent it declared and the caller the daemon verified. */
+export function who(c: Context): { caller: string | undefined; by: Caller | undefined } {
+  return { caller: header(c, CLIENT_HEADER), by: callerOfContext(c)?.caller };
 }

@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
 import { ROUTES } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
+import { callerOf } from '../caller/connection.js';
+import type { CallerIdentity } from '../caller/proc.js';
 import type { Broker, CachedToken } from '../broker.js';
 import { E } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -20,7 +22,7 @@ export function tokenBody(tok: CachedToken, now: number): TokenResponse {
   };
 }
 
-export type TokenHandler = (body: Buffer, client: string | undefined) => Promise<TokenResponse>;
+export type TokenHandler = (body: Buffer, client: string | undefined, by?: CallerIdentity) => Promise<TokenResponse>;
 
 /** What the token route needs; app.ts's AppDeps has it (declared here so the two modules do not import each other). */
 export interface TokenRouteDeps {
@@ -32,7 +34,7 @@ export interface TokenRouteDeps {
 
 /** `POST /v1/token` (rules 1–2, docs/architecture.md): parse, look up memory, answer. No network, no log line, and no disk once the token is in memory. */
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
-  return async (body, client) => {
+  return async (body, client, by) => {
     const req = parseJsonBody(body, TokenRequest);
     let account = req.account;
     if (!account) {
@@ -40,7 +42,7 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
       if (!account) throw E.notFound(`no account serves ${req.url ?? req.host}`);
     }
     const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
-    deps.audit.record(account, client, 'token');
+    deps.audit.record(account, client, 'token', by);
     return tokenBody(tok, Date.now());
   };
 }
@@ -55,7 +57,8 @@ export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMes
     if (req.method !== 'POST' || req.url !== ROUTES.token) return false;
     const ua = req.headers['user-agent'];
     readIncoming(req)
-      .then((body) => handler(body, ua))
+      // The caller is read once per connection (caller/connection.ts), here while the client waits.
+      .then((body) => handler(body, ua, callerOf(req)))
       .then(
         (body) => sendJson(res, 200, body),
         (err) => {

@@ -75,6 +75,8 @@ export interface TokenUpdate {
 /** A whole grant as a login or an import writes it (Store.replaceGrant): a refresh token, maybe an access token, and who issued it. */
 export type GrantWrite = { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>;
 
+import type { Caller } from '../../protocol/caller.js';
+
 export interface AuditEntry {
   at: number;
   account: string;
@@ -101,6 +103,8 @@ export interface AuditDetail {
   flow?: string;
   /** Where a moved key went (`file` or `keyring`). */
   to?: string;
+  /** Who asked, as the daemon verified it (src/protocol/caller.ts); kept here so every store holds it with no new column. */
+  caller?: Caller;
 }
 
 /** An audit row as read back: every column, and its place for paging (`id`). */

@@ -1,0 +1,75 @@
+/**
+ * The caller of each connection on the Unix socket. When a connection is accepted, before
+ * node reads a byte of it, the kernel names its peer (SO_PEERCRED): a peer of another uid is
+ * cut there, whatever the socket file's mode. The rest (executable, script, unit, parents) is
+ * read from /proc only when a route first asks for it, and kept for the connection: a
+ * keep-alive client pays for it once, and a connection no route asks about not at all.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import type { PeerAddon } from './addon.js';
+import { identify, programKey, type CallerIdentity } from './proc.js';
+
+const PEER = Symbol('tokend.peer');
+interface Peer {
+  pid: number;
+  at: number;
+  /** Read on first use; null when the peer could not be verified (gone, its pid reused). */
+  identity?: CallerIdentity | null;
+}
+type PeerSocket = Socket & { [PEER]?: Peer };
+
+/** A refused uid is logged at most this often (a flood of connections is one line a minute). */
+const REFUSAL_LOG_MS = 60_000;
+
+/**
+ * Check every connection `server` accepts: registered ahead of node's HTTP parser, so a peer
+ * of another uid (or one the kernel cannot name) is destroyed before anything is read.
+ */
+export function guardConnections(server: Server, addon: PeerAddon, log: Logger, uid = process.getuid?.()): void {
+  let lastLogged = 0;
+  server.prependListener('connection', function checkPeer(socket: PeerSocket) {
+    const fd = (socket as Socket & { _handle?: { fd?: number } })._handle?.fd;
+    const cred = fd === undefined || fd < 0 ? null : addon.peer(fd);
+    if (cred && (uid === undefined || cred.uid === uid)) {
+      socket[PEER] = { pid: cred.pid, at: cred.at };
+      return;
+    }
+    socket.destroy();
+    const now = Date.now();
+    if (now - lastLogged >= REFUSAL_LOG_MS) {
+      lastLogged = now;
+      log.warn('refused a connection from another user', cred ? { uid: cred.uid, pid: cred.pid } : { reason: 'no peer credentials' });
+    }
+  });
+}
+
+const KEY_CALLER = Symbol('tokend.keyCaller');
+type KeyedRequest = IncomingMessage & { [KEY_CALLER]?: CallerIdentity };
+/** One identity per app name, so a keep-alive app's rows group as one program (audit.ts). */
+const keyCallers = new Map<string, CallerIdentity>();
+
+/**
+ * On the loopback listener there is no peer process to read: the app key a request showed is
+ * its caller (loopback-listener.ts). The daemon key names no app (the administrator's).
+ */
+export function setKeyCaller(req: IncomingMessage, app: string): void {
+  let id = keyCallers.get(app);
+  if (!id) {
+    const caller = { key: app, parents: [] };
+    id = { caller, start: 0, tty: false, program: programKey(caller) };
+    if (keyCallers.size < 1000) keyCallers.set(app, id);
+  }
+  (req as KeyedRequest)[KEY_CALLER] = id;
+}
+
+/** The verified caller of `req`: its app key on the listener, else its connection's peer; undefined without the addon, or when it could not be verified. */
+export function callerOf(req: IncomingMessage | undefined): CallerIdentity | undefined {
+  const keyed = (req as KeyedRequest | undefined)?.[KEY_CALLER];
+  if (keyed) return keyed;
+  const peer = (req?.socket as PeerSocket | undefined)?.[PEER];
+  if (!peer) return undefined;
+  if (peer.identity === undefined) peer.identity = identify(peer.pid, peer.at) ?? null;
+  return peer.identity ?? undefined;
+}
