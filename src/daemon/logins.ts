@@ -631,7 +631,10 @@ export class LoginManager {
     const url = parseCallbackUrl(callbackUrl);
     const rec = await this.deps.store.findLoginByState(stateOfCallback(url));
     if (!rec) {
-      throw new TokendError('login_not_found', 'url: no login of this tokend (or of its fleet) has the state in this URL (a stale or foreign callback?)');
+      throw new TokendError(
+        'login_not_found',
+        'url: no login of this tokend (or of its fleet) has the state in this URL (a stale or foreign callback?)',
+      );
     }
     const s = this.liveById(rec.id) ?? (await this.startedElsewhere(rec));
     if (!s?.browser) throw notWaiting(fromRecord(rec));
