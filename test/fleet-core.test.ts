@@ -10,12 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, runCli, sleep, tempHome, writeSettings } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
 import { burst, useFleet } from './support/fleet.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { sharedPostgres, type TestPostgres } from './support/postgres.js';
 
 describe('a fleet of three daemons on one grant', () => {
   let pg: TestPostgres;
   beforeAll(async () => {
-    pg = await startPostgres();
+    pg = await sharedPostgres();
   });
   afterAll(async () => {
     await pg?.close();

@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLEET_SCHEMA_VERSION } from '../src/protocol/fleet.js';
 import { settled } from './support/fake-as.js';
 import { useFleet } from './support/fleet.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { sharedPostgres, type TestPostgres } from './support/postgres.js';
 
 describe("a fleet daemon's browser login at rest", () => {
   let pg: TestPostgres;
   beforeAll(async () => {
-    pg = await startPostgres();
+    pg = await sharedPostgres();
   });
   afterAll(async () => {
     await pg?.close();

@@ -19,7 +19,7 @@ import { openPostgresStore } from '../src/daemon/store/postgres-store.js';
 import { openStore } from '../src/daemon/store/sqlite-store.js';
 import type { GrantRecord, LoginRecord, Store, TokenUpdate } from '../src/daemon/store/types.js';
 import { MemoryStore } from './support/memory-store.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { sharedPostgres, type TestPostgres } from './support/postgres.js';
 
 let clock = 1_700_000_000_000;
 const now = () => clock;
@@ -35,7 +35,7 @@ let ready: string[] = [];
  */
 async function newDatabase(): Promise<string> {
   if (ready.length === 0) {
-    const names = Array.from({ length: 12 }, () => `contract_${++databases}`);
+    const names = Array.from({ length: 12 }, () => `${pg!.database}_contract_${++databases}`);
     await pg!.sql(names.map((n) => `CREATE DATABASE ${n} OWNER fleet;`).join('\n'), 'postgres');
     ready = names;
   }
@@ -111,7 +111,7 @@ const KINDS: Kind[] = [
 ];
 
 beforeAll(async () => {
-  pg = await startPostgres();
+  pg = await sharedPostgres();
 });
 afterAll(async () => {
   await pg?.close();
