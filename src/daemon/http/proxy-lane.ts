@@ -301,10 +301,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     private readonly reject: (err: Error) => void,
   ) {
     // The caller went away: stop the upstream request too (before or during the answer).
-    res.once('close', this.callerGone);
+    // (Every answer closes its response: the error is made only when it is still needed.)
+    res.on('close', this.callerGone);
   }
 
-  private readonly callerGone = () => this.stop(new Error('the caller went away'));
+  private readonly callerGone = () => {
+    if (this.state !== 'done') this.stop(new Error('the caller went away'));
+  };
   private readonly timedOut = () => this.stop(new UpstreamTimeout());
 
   startClock(): void {
