@@ -97,12 +97,5 @@ export function createHttpServer(entry: Handler, guard?: (req: http.IncomingMess
         if (!arrivedAfterClose(req) && !guard(req, res)) entry(req, res);
       }
     : entry;
-  return http.createServer({ ServerResponse: ClosingResponse, highWaterMark: SOCKET_BUFFER }, handler);
+  return http.createServer({ ServerResponse: ClosingResponse }, handler);
 }
-
-/**
- * What a connection buffers before it pushes back. Node's default (16 KiB) is a quarter of
- * one 64 KiB read: a proxied download or upload stopped and restarted its sockets for every
- * chunk (issue 25's profile). Small JSON answers never come near it.
- */
-const SOCKET_BUFFER = 256 * 1024;
