@@ -168,7 +168,8 @@ interface Route {
 
 /**
  * What goes upstream: the caller's end-to-end headers in their order and case, without its
- * Authorization and Cookie, then the account's token.
+ * Authorization and Cookie, then the account's token. Built for every request sent (a
+ * retry's too).
  */
 function upstreamHeaders(req: IncomingMessage, token: CachedToken, body: Body): string[] {
   const raw = req.rawHeaders;
