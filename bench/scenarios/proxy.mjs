@@ -104,23 +104,50 @@ async function aimAt(daemon, port) {
 
 const PROXIED = { method: 'GET', path: '/v1/proxy/work/item' };
 
-/** 10: the proxied GET at 16 connections against the same GET direct, interleaved; rows and raw runs. */
-async function proxiedGet(ctx, daemon, api, auth) {
+/** The reference proxy (bench/proxy-floor.mjs) in front of `api`: {socket, child}. */
+async function startFloor(api, token) {
+  const socket = path.join(tempDir('tkb-floor-'), 's.sock');
+  const child = spawnTracked(process.execPath, [path.join(BENCH, 'proxy-floor.mjs'), socket, String(api.port)], {
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    env: { ...process.env, BENCH_PROXY_TOKEN: token },
+  });
+  await new Promise((resolve) => child.once('message', resolve));
+  return { socket, child };
+}
+
+/**
+ * 10: the proxied GET at 16 connections against the same GET direct, and through the
+ * reference proxy (node:http + undici, nothing of tokend), in rounds where each goes first
+ * in turn; rows, the reference line and raw runs.
+ */
+async function proxiedGet(ctx, daemon, api, auth, token) {
   const { loadRounds, warmupMs, durationMs } = ctx.rounds;
-  const runs = { tokend: [], direct: [] };
-  for (let r = 0; r < loadRounds; r++) {
-    for (const who of r % 2 ? ['direct', 'tokend'] : ['tokend', 'direct']) {
-      const spec =
-        who === 'tokend' ? { socket: daemon.socket, ...PROXIED } : { port: api.port, method: 'GET', path: '/api/item', headers: auth };
-      const api0 = cpuMsOf(api.child.pid);
-      const [out, daemonMs] = await withCpu(daemon.pid, () =>
-        ctx.runLoad({ ...spec, mode: 'duration', connections: 16, warmupMs, durationMs }),
-      );
-      if (out.ok !== out.requests || out.errors)
-        throw new Error(`${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`);
-      // Per answer, the warm-up's included: the CPU time covers them too.
-      runs[who].push({ ...out, daemonUs: (daemonMs * 1000) / out.total, apiUs: ((cpuMsOf(api.child.pid) - api0) * 1000) / out.total });
+  const floor = await startFloor(api, token);
+  const runs = { tokend: [], direct: [], floor: [] };
+  const order = ['tokend', 'direct', 'floor'];
+  try {
+    for (let r = 0; r < loadRounds; r++) {
+      for (let i = 0; i < order.length; i++) {
+        const who = order[(r + i) % order.length];
+        const spec =
+          who === 'direct'
+            ? { port: api.port, method: 'GET', path: '/api/item', headers: auth }
+            : { socket: who === 'tokend' ? daemon.socket : floor.socket, ...PROXIED };
+        const proxyPid = who === 'floor' ? floor.child.pid : daemon.pid;
+        const api0 = cpuMsOf(api.child.pid);
+        const [out, proxyMs] = await withCpu(proxyPid, () =>
+          ctx.runLoad({ ...spec, mode: 'duration', connections: 16, warmupMs, durationMs }),
+        );
+        if (out.ok !== out.requests || out.errors)
+          throw new Error(
+            `${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
+          );
+        // Per answer, the warm-up's included: the CPU time covers them too.
+        runs[who].push({ ...out, proxyUs: (proxyMs * 1000) / out.total, apiUs: ((cpuMsOf(api.child.pid) - api0) * 1000) / out.total });
+      }
     }
+  } finally {
+    await stopChild(floor.child);
   }
   const m = (who, k) => median(runs[who].map((o) => o[k]));
   const scenario = '10. proxied GET, 1 KiB JSON, 16 conn';
@@ -139,13 +166,17 @@ async function proxiedGet(ctx, daemon, api, auth) {
     row({
       scenario,
       measure: 'CPU time per request (user + system, /proc)',
-      t: m('tokend', 'daemonUs'),
+      t: m('tokend', 'proxyUs'),
       b: m('direct', 'apiUs'),
       unit: 'us',
       baselineLabel: 'the API answering it direct',
     }),
   ];
-  return { rows, runs };
+  const reference =
+    `Proxied GET, 16 conn, through the reference proxy (bench/proxy-floor.mjs: node:http + undici dispatch, nothing of tokend): ` +
+    `${Math.round(m('floor', 'rps')).toLocaleString('en-US')} req/s (${(m('floor', 'rps') / m('direct', 'rps')).toFixed(2)}× direct; tokend ${(m('tokend', 'rps') / m('floor', 'rps')).toFixed(2)}× it), ` +
+    `p99 ${m('floor', 'p99').toFixed(2)} ms, CPU time ${Math.round(m('floor', 'proxyUs'))} µs a request (tokend's daemon ${Math.round(m('tokend', 'proxyUs'))} µs).`;
+  return { rows, reference, runs };
 }
 
 /** 10: the streamed download and upload, `streamRounds` interleaved rounds each; rows and CPU per MiB. */
@@ -246,11 +277,12 @@ export default {
     const upstream = await startApi(port, token.access_token);
     try {
       const auth = { Authorization: `Bearer ${token.access_token}` };
-      const get = await proxiedGet(ctx, daemon, upstream, auth);
+      const get = await proxiedGet(ctx, daemon, upstream, auth, token.access_token);
       const streamed = await streams(ctx, daemon, upstream, auth);
       const curl = await curlRows(ctx, daemon, upstream, token.access_token);
       const perMb = (v) => `${v.toFixed(2)} ms`;
       const references = [
+        get.reference,
         `Proxy, daemon CPU time (user + system) per MiB streamed, medians: download ${perMb(streamed.cpu.down)}, upload ${perMb(streamed.cpu.up)}` +
           (curl.cpuMsPerMb === undefined ? '.' : `, download read by curl ${perMb(curl.cpuMsPerMb)}.`),
       ];
