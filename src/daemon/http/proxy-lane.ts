@@ -186,6 +186,8 @@ function upstreamHeaders(req: IncomingMessage, token: CachedToken, body: Body): 
   return headers;
 }
 
+const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;
+
 /** The fields a Connection header names (RFC 9110 §7.6.1): hop-by-hop too. */
 function connectionNames(value: string): string[] {
   return value
@@ -206,7 +208,8 @@ function answerHeaders(raw: Buffer[], route: Route): string[] {
     const lower = k.toLowerCase();
     // Values as undici's own parser reads them.
     const v = raw[i + 1].toString('utf8');
-    if (lower === 'connection') named = [...(named ?? []), ...connectionNames(v)];
+    // `Connection: keep-alive` (nearly every answer) names no field of its own.
+    if (lower === 'connection' && !PLAIN_CONNECTION.test(v)) named = [...(named ?? []), ...connectionNames(v)];
     // x-tokend-* belong to the daemon: an upstream must not be able to fake a daemon error.
     if (HOP_BY_HOP.has(lower) || lower.startsWith('x-tokend-')) continue;
     headers.push(k, lower === 'location' ? rewriteLocation(v, route.url, route.apiBase, route.account) : v);
