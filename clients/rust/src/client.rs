@@ -1,0 +1,353 @@
+//! The blocking client: one connection per call over the daemon's Unix socket.
+
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::{api_error, Error};
+use crate::events::{Events, EventsOptions};
+use crate::paths::{default_socket_path, untrusted_socket};
+use crate::proxy::ProxyRequest;
+use crate::types::*;
+use crate::wire::{encode_component, read_head, request_head, write_chunked, Body, BodyLength, Head};
+
+/// The default `User-Agent`: what the daemon's audit log records for calls of this crate.
+pub const DEFAULT_USER_AGENT: &str = concat!("tokend-client-rust/", env!("CARGO_PKG_VERSION"));
+
+/// Largest JSON answer read (the daemon's are a few KiB; an account list of thousands more).
+const MAX_JSON_ANSWER: u64 = 32 * 1024 * 1024;
+
+/// An answer body on its connection.
+pub(crate) type Stream = Body<BufReader<UnixStream>>;
+
+/// What a request sends as its body.
+pub(crate) enum SendBody<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// A reader, with its length when known (else it goes in chunks).
+    Reader(&'a mut dyn Read, Option<u64>),
+}
+
+/// A client of the daemon's socket API. Cheap to clone; every call opens its own connection,
+/// so one `Client` serves any number of threads.
+#[derive(Clone, Debug)]
+pub struct Client {
+    socket: PathBuf,
+    user_agent: String,
+    timeout: Option<Duration>,
+}
+
+impl Default for Client {
+    fn default() -> Client {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// A client of the daemon at the socket the CLI would use ([`default_socket_path`]:
+    /// `TOKEND_SOCKET`, `TOKEND_HOME`, `XDG_RUNTIME_DIR`, …).
+    pub fn new() -> Client {
+        Client::with_socket(default_socket_path())
+    }
+
+    /// A client of the daemon listening on `socket`.
+    pub fn with_socket<P: Into<PathBuf>>(socket: P) -> Client {
+        Client { socket: socket.into(), user_agent: DEFAULT_USER_AGENT.to_string(), timeout: Some(Duration::from_secs(120)) }
+    }
+
+    /// Who your app is, for the daemon's audit log (`User-Agent`).
+    pub fn user_agent<S: Into<String>>(mut self, user_agent: S) -> Client {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// How long a call waits for the daemon's answer (default 120 s; `None`: no limit). The
+    /// daemon has its own limits for providers; this one is for a daemon that hangs. A
+    /// proxied request's body and the event stream are not limited by it.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    // --- transport -------------------------------------------------------------------------
+
+    /// Connects, after checking the socket is the user's own (nothing is sent otherwise).
+    pub(crate) fn connect(&self) -> Result<UnixStream, Error> {
+        if let Some(reason) = untrusted_socket(&self.socket) {
+            return Err(Error::Untrusted { socket: self.socket.clone(), reason });
+        }
+        UnixStream::connect(&self.socket).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                Error::NotRunning { socket: self.socket.clone(), source: e }
+            }
+            _ => Error::Io(io::Error::new(e.kind(), format!("connecting to {}: {}", self.socket.display(), e))),
+        })
+    }
+
+    /// Sends one request and reads the answer's head; the body is left on the connection.
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        body: SendBody<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<(Head, Stream), Error> {
+        let length = match &body {
+            SendBody::None => BodyLength::None,
+            SendBody::Bytes(b) => BodyLength::Known(b.len() as u64),
+            SendBody::Reader(_, Some(n)) => BodyLength::Known(*n),
+            SendBody::Reader(_, None) => BodyLength::Chunked,
+        };
+        let head = request_head(method, target, &self.user_agent, headers, length)?;
+        let mut stream = self.connect()?;
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
+        let written = write_request(&mut stream, &head, body);
+        if let Err(e) = &written {
+            // A body that could not be read, or a daemon that did not take it: no answer comes.
+            if !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) {
+                return Err(Error::Io(written.unwrap_err()));
+            }
+        }
+        let mut reader = BufReader::new(stream);
+        match read_head(&mut reader) {
+            Ok(head) => {
+                let framing = head.framing()?;
+                Ok((head, Body::new(reader, framing)))
+            }
+            // The daemon may answer before it took the whole body (413, an unknown account):
+            // that answer is the news; otherwise the write's failure is.
+            Err(e) => Err(written.err().map(Error::Io).unwrap_or(e)),
+        }
+    }
+
+    /// A JSON call: the answer's body as `T`, or the daemon's error.
+    pub(crate) fn call<T: DeserializeOwned>(&self, method: &str, target: &str, body: Option<&serde_json::Value>) -> Result<T, Error> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("a JSON value serializes"));
+        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
+        let send = match &bytes {
+            Some(b) => {
+                headers.push(("Content-Type".into(), "application/json".into()));
+                SendBody::Bytes(b)
+            }
+            None => SendBody::None,
+        };
+        let (head, body) = self.send(method, target, &headers, send, self.timeout)?;
+        let answer = read_all(body, MAX_JSON_ANSWER)?;
+        if !(200..300).contains(&head.status) {
+            return Err(api_error(head.status, head.header("retry-after"), &answer));
+        }
+        serde_json::from_slice(&answer).map_err(|e| Error::Protocol(format!("{} {}: {}", method, strip_query(target), e)))
+    }
+
+    fn post<T: DeserializeOwned, B: Serialize>(&self, target: &str, body: &B) -> Result<T, Error> {
+        let value = serde_json::to_value(body).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.call("POST", target, Some(&value))
+    }
+
+    // --- the API ---------------------------------------------------------------------------
+
+    /// `GET /v1/health`: the daemon's version, pid, and its warnings.
+    pub fn health(&self) -> Result<Health, Error> {
+        self.call("GET", "/v1/health", None)
+    }
+
+    /// A valid access token of `account` (`POST /v1/token`), refreshed first when needed.
+    pub fn token(&self, account: &str) -> Result<Token, Error> {
+        self.token_with(account, &TokenOptions::default())
+    }
+
+    /// [`Client::token`] with a minimum time to live, a narrower scope or an audience.
+    pub fn token_with(&self, account: &str, options: &TokenOptions) -> Result<Token, Error> {
+        let mut body = serde_json::to_value(options).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        body["account"] = json!(account);
+        self.call("POST", "/v1/token", Some(&body))
+    }
+
+    /// `GET /v1/accounts/:name`: the account's status, expiry, pending login, last error.
+    pub fn info(&self, account: &str) -> Result<AccountView, Error> {
+        self.call("GET", &account_path(account, ""), None)
+    }
+
+    /// `GET /v1/accounts`: every account.
+    pub fn accounts(&self) -> Result<Vec<AccountView>, Error> {
+        self.accounts_labeled(&[])
+    }
+
+    /// The accounts carrying every label given (`[("user", "123")]`).
+    pub fn accounts_labeled(&self, labels: &[(&str, &str)]) -> Result<Vec<AccountView>, Error> {
+        let query: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("label={}", encode_component(&format!("{}={}", k, v))))
+            .collect();
+        let target = if query.is_empty() { "/v1/accounts".to_string() } else { format!("/v1/accounts?{}", query.join("&")) };
+        Ok(self.call::<AccountList>("GET", &target, None)?.accounts)
+    }
+
+    /// `PUT /v1/accounts/:name`: add or replace an account (its config as the daemon's
+    /// `AccountConfig`, with `client_secret` or `password` when it needs one; see docs/api.md).
+    pub fn put_account(&self, account: &str, config: &serde_json::Value, flags: WriteFlags) -> Result<AccountView, Error> {
+        let mut query = Vec::new();
+        if flags.replace_grant {
+            query.push("replace_grant=true");
+        }
+        if flags.no_check {
+            query.push("check=false");
+        }
+        let mut target = account_path(account, "");
+        if !query.is_empty() {
+            target = format!("{}?{}", target, query.join("&"));
+        }
+        self.call("PUT", &target, Some(config))
+    }
+
+    /// `DELETE /v1/accounts/:name`: revoke where possible, then forget the account.
+    pub fn remove_account(&self, account: &str) -> Result<Revoked, Error> {
+        self.call("DELETE", &account_path(account, ""), None)
+    }
+
+    /// Start an interactive login (`POST /v1/accounts/:name/login`): show the user its
+    /// `user_code` and `verification_uri` (device) or open its `authorization_url` (browser),
+    /// then [`Client::wait_for_login`]. A second call joins the pending login.
+    pub fn login(&self, account: &str, options: &LoginOptions) -> Result<LoginView, Error> {
+        self.post(&account_path(account, "/login"), options)
+    }
+
+    /// `GET /v1/logins/:id`.
+    pub fn get_login(&self, id: &str) -> Result<LoginView, Error> {
+        self.call("GET", &format!("/v1/logins/{}", encode_component(id)), None)
+    }
+
+    /// `POST /v1/logins/:id/cancel`.
+    pub fn cancel_login(&self, id: &str) -> Result<LoginView, Error> {
+        self.call("POST", &format!("/v1/logins/{}/cancel", encode_component(id)), Some(&json!({})))
+    }
+
+    /// Hand the daemon the redirect URL a browser login came back to (a deep link your app
+    /// received: `com.example.app:/oauth2redirect?code=…&state=…`). The daemon finds the login
+    /// by its `state` and exchanges the code; the answer is the login, `active` when it worked.
+    pub fn complete_login(&self, callback_url: &str) -> Result<LoginView, Error> {
+        self.call("POST", "/v1/logins/callback", Some(&json!({ "url": callback_url })))
+    }
+
+    /// Waits until login `id` ends: the login once `active`, [`Error::LoginFailed`] when it
+    /// failed, was cancelled or expired. It listens to the event stream and asks for the login
+    /// when an event says it changed (polling each second when there is no stream); a daemon
+    /// restart meanwhile is waited out. `timeout`: give up (an `Io` error of kind `TimedOut`;
+    /// the login goes on in the daemon).
+    pub fn wait_for_login(&self, id: &str, timeout: Option<Duration>) -> Result<LoginView, Error> {
+        crate::login_wait::wait_for_login(self, id, timeout)
+    }
+
+    /// Revoke the account's grant at the provider and forget it (the config stays).
+    pub fn logout(&self, account: &str) -> Result<Revoked, Error> {
+        self.call("POST", &account_path(account, "/logout"), Some(&json!({})))
+    }
+
+    /// Start the account from tokens your app already holds. The daemon proves them first
+    /// (one refresh, or the provider's check) and replaces nothing when they are refused
+    /// (`import_refused`) or the provider is down (`upstream_unavailable`).
+    pub fn import_tokens(&self, account: &str, tokens: &ImportTokens) -> Result<AccountView, Error> {
+        self.post(&account_path(account, "/import"), tokens)
+    }
+
+    /// Say that a token the daemon served was refused (a 401 from the API): it is dropped,
+    /// and the next [`Client::token`] refreshes. `token`: the one refused (a newer one the
+    /// daemon holds already is kept).
+    pub fn reject(&self, account: &str, token: Option<&str>) -> Result<Rejected, Error> {
+        let mut body = json!({ "account": account });
+        if let Some(t) = token {
+            body["access_token"] = json!(t);
+        }
+        self.call("POST", "/v1/credential/reject", Some(&body))
+    }
+
+    /// Refresh now. `if_token`: the token your app saw refused; when the daemon already holds
+    /// a newer one it answers with that, without asking the provider (a daemon from before
+    /// issue 24 ignores it and refreshes).
+    pub fn refresh(&self, account: &str, if_token: Option<&str>) -> Result<Refreshed, Error> {
+        let body = match if_token {
+            Some(t) => json!({ "if_token": t }),
+            None => json!({}),
+        };
+        self.call("POST", &account_path(account, "/refresh"), Some(&body))
+    }
+
+    /// A request to the account's API through the daemon (`/v1/proxy/ACCOUNT/PATH`), which
+    /// adds the token: your app never holds it. `path` is below the account's `api_base`,
+    /// with its query (`/users/me?x=1`).
+    pub fn proxy(&self, account: &str, method: &str, path: &str) -> ProxyRequest<'_> {
+        ProxyRequest::new(self, account, method, path)
+    }
+
+    /// The daemon's events (`GET /v1/events`), from now on: returns once the daemon holds the
+    /// subscription (its `ready`). Reconnects by itself when the stream breaks (see [`EventsOptions`]).
+    pub fn events(&self) -> Result<Events, Error> {
+        self.events_with(EventsOptions::default())
+    }
+
+    /// [`Client::events`] with options: resume after an event id you saw (`Last-Event-ID`),
+    /// or no reconnecting.
+    pub fn events_with(&self, options: EventsOptions) -> Result<Events, Error> {
+        Events::open(self.clone(), options)
+    }
+}
+
+fn write_request(stream: &mut UnixStream, head: &[u8], body: SendBody<'_>) -> io::Result<()> {
+    match body {
+        SendBody::None => stream.write_all(head),
+        SendBody::Bytes(b) => {
+            let mut all = Vec::with_capacity(head.len() + b.len());
+            all.extend_from_slice(head);
+            all.extend_from_slice(b);
+            stream.write_all(&all)
+        }
+        SendBody::Reader(r, Some(n)) => {
+            stream.write_all(head)?;
+            let copied = io::copy(&mut (&mut *r).take(n), stream)?;
+            if copied < n {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("the body ended after {} of {} bytes", copied, n)));
+            }
+            Ok(())
+        }
+        SendBody::Reader(r, None) => {
+            stream.write_all(head)?;
+            let mut w = io::BufWriter::new(&mut *stream);
+            write_chunked(&mut w, r)?;
+            w.flush()
+        }
+    }
+}
+
+/// The whole body, refusing one larger than `max`.
+pub(crate) fn read_all<R: Read>(body: R, max: u64) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    body.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(Error::Protocol(format!("an answer over {} bytes", max)));
+    }
+    Ok(out)
+}
+
+pub(crate) fn account_path(account: &str, rest: &str) -> String {
+    format!("/v1/accounts/{}{}", encode_component(account), rest)
+}
+
+fn strip_query(target: &str) -> &str {
+    target.split('?').next().unwrap_or(target)
+}
