@@ -105,6 +105,12 @@ impl ProxyResponse {
     }
 }
 
+impl std::fmt::Debug for ProxyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyResponse").field("status", &self.status).field("headers", &self.headers).finish()
+    }
+}
+
 impl Read for ProxyResponse {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.body.read(buf)
