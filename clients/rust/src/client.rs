@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::json;
 
-use crate::error::{api_error, Error};
+use crate::calls::{self, Call};
+use crate::error::Error;
 use crate::events::{Events, EventsOptions};
 use crate::paths::{default_socket_path, untrusted_socket};
 use crate::proxy::ProxyRequest;
 use crate::types::*;
-use crate::wire::{encode_component, read_head, request_head, write_chunked, Body, BodyLength, Head};
+use crate::wire::{read_head, request_head, write_chunked, Body, BodyLength, Head};
 
 /// The default `User-Agent`: what the daemon's audit log records for calls of this crate.
 pub const DEFAULT_USER_AGENT: &str = concat!("tokend-client-rust/", env!("CARGO_PKG_VERSION"));
@@ -72,6 +71,10 @@ impl Client {
     pub fn timeout(mut self, timeout: Option<Duration>) -> Client {
         self.timeout = timeout;
         self
+    }
+
+    pub(crate) fn user_agent_str(&self) -> &str {
+        &self.user_agent
     }
 
     pub(crate) fn call_timeout(&self) -> Option<Duration> {
@@ -137,34 +140,22 @@ impl Client {
     }
 
     /// A JSON call: the answer's body as `T`, or the daemon's error.
-    pub(crate) fn call<T: DeserializeOwned>(&self, method: &str, target: &str, body: Option<&serde_json::Value>) -> Result<T, Error> {
-        let bytes = body.map(|b| serde_json::to_vec(b).expect("a JSON value serializes"));
-        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
+    pub(crate) fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
+        let (headers, bytes) = calls::json_request(&call);
         let send = match &bytes {
-            Some(b) => {
-                headers.push(("Content-Type".into(), "application/json".into()));
-                SendBody::Bytes(b)
-            }
+            Some(b) => SendBody::Bytes(b),
             None => SendBody::None,
         };
-        let (head, body) = self.send(method, target, &headers, send, self.timeout)?;
+        let (head, body) = self.send(call.method, &call.target, &headers, send, self.timeout)?;
         let answer = read_all(body, MAX_JSON_ANSWER)?;
-        if !(200..300).contains(&head.status) {
-            return Err(api_error(head.status, head.header("retry-after"), &answer));
-        }
-        serde_json::from_slice(&answer).map_err(|e| Error::Protocol(format!("{} {}: {}", method, strip_query(target), e)))
-    }
-
-    fn post<T: DeserializeOwned, B: Serialize>(&self, target: &str, body: &B) -> Result<T, Error> {
-        let value = serde_json::to_value(body).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        self.call("POST", target, Some(&value))
+        calls::json_answer(&call, head.status, head.header("retry-after"), &answer)
     }
 
     // --- the API ---------------------------------------------------------------------------
 
     /// `GET /v1/health`: the daemon's version, pid, and its warnings.
     pub fn health(&self) -> Result<Health, Error> {
-        self.call("GET", "/v1/health", None)
+        self.call(calls::health())
     }
 
     /// A valid access token of `account` (`POST /v1/token`), refreshed first when needed.
@@ -174,14 +165,12 @@ impl Client {
 
     /// [`Client::token`] with a minimum time to live, a narrower scope or an audience.
     pub fn token_with(&self, account: &str, options: &TokenOptions) -> Result<Token, Error> {
-        let mut body = serde_json::to_value(options).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        body["account"] = json!(account);
-        self.call("POST", "/v1/token", Some(&body))
+        self.call(calls::token(account, options)?)
     }
 
     /// `GET /v1/accounts/:name`: the account's status, expiry, pending login, last error.
     pub fn info(&self, account: &str) -> Result<AccountView, Error> {
-        self.call("GET", &account_path(account, ""), None)
+        self.call(calls::info(account))
     }
 
     /// `GET /v1/accounts`: every account.
@@ -191,58 +180,42 @@ impl Client {
 
     /// The accounts carrying every label given (`[("user", "123")]`).
     pub fn accounts_labeled(&self, labels: &[(&str, &str)]) -> Result<Vec<AccountView>, Error> {
-        let query: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("label={}", encode_component(&format!("{}={}", k, v))))
-            .collect();
-        let target = if query.is_empty() { "/v1/accounts".to_string() } else { format!("/v1/accounts?{}", query.join("&")) };
-        Ok(self.call::<AccountList>("GET", &target, None)?.accounts)
+        Ok(self.call::<AccountList>(calls::accounts(labels))?.accounts)
     }
 
     /// `PUT /v1/accounts/:name`: add or replace an account (its config as the daemon's
     /// `AccountConfig`, with `client_secret` or `password` when it needs one; see docs/api.md).
     pub fn put_account(&self, account: &str, config: &serde_json::Value, flags: WriteFlags) -> Result<AccountView, Error> {
-        let mut query = Vec::new();
-        if flags.replace_grant {
-            query.push("replace_grant=true");
-        }
-        if flags.no_check {
-            query.push("check=false");
-        }
-        let mut target = account_path(account, "");
-        if !query.is_empty() {
-            target = format!("{}?{}", target, query.join("&"));
-        }
-        self.call("PUT", &target, Some(config))
+        self.call(calls::put_account(account, config, flags))
     }
 
     /// `DELETE /v1/accounts/:name`: revoke where possible, then forget the account.
     pub fn remove_account(&self, account: &str) -> Result<Revoked, Error> {
-        self.call("DELETE", &account_path(account, ""), None)
+        self.call(calls::remove_account(account))
     }
 
     /// Start an interactive login (`POST /v1/accounts/:name/login`): show the user its
     /// `user_code` and `verification_uri` (device) or open its `authorization_url` (browser),
     /// then [`Client::wait_for_login`]. A second call joins the pending login.
     pub fn login(&self, account: &str, options: &LoginOptions) -> Result<LoginView, Error> {
-        self.post(&account_path(account, "/login"), options)
+        self.call(calls::login(account, options)?)
     }
 
     /// `GET /v1/logins/:id`.
     pub fn get_login(&self, id: &str) -> Result<LoginView, Error> {
-        self.call("GET", &format!("/v1/logins/{}", encode_component(id)), None)
+        self.call(calls::get_login(id))
     }
 
     /// `POST /v1/logins/:id/cancel`.
     pub fn cancel_login(&self, id: &str) -> Result<LoginView, Error> {
-        self.call("POST", &format!("/v1/logins/{}/cancel", encode_component(id)), Some(&json!({})))
+        self.call(calls::cancel_login(id))
     }
 
     /// Hand the daemon the redirect URL a browser login came back to (a deep link your app
     /// received: `com.example.app:/oauth2redirect?code=…&state=…`). The daemon finds the login
     /// by its `state` and exchanges the code; the answer is the login, `active` when it worked.
     pub fn complete_login(&self, callback_url: &str) -> Result<LoginView, Error> {
-        self.call("POST", "/v1/logins/callback", Some(&json!({ "url": callback_url })))
+        self.call(calls::complete_login(callback_url))
     }
 
     /// Waits until login `id` ends: the login once `active`, [`Error::LoginFailed`] when it
@@ -256,36 +229,28 @@ impl Client {
 
     /// Revoke the account's grant at the provider and forget it (the config stays).
     pub fn logout(&self, account: &str) -> Result<Revoked, Error> {
-        self.call("POST", &account_path(account, "/logout"), Some(&json!({})))
+        self.call(calls::logout(account))
     }
 
     /// Start the account from tokens your app already holds. The daemon proves them first
     /// (one refresh, or the provider's check) and replaces nothing when they are refused
     /// (`import_refused`) or the provider is down (`upstream_unavailable`).
     pub fn import_tokens(&self, account: &str, tokens: &ImportTokens) -> Result<AccountView, Error> {
-        self.post(&account_path(account, "/import"), tokens)
+        self.call(calls::import_tokens(account, tokens)?)
     }
 
     /// Say that a token the daemon served was refused (a 401 from the API): it is dropped,
     /// and the next [`Client::token`] refreshes. `token`: the one refused (a newer one the
     /// daemon holds already is kept).
     pub fn reject(&self, account: &str, token: Option<&str>) -> Result<Rejected, Error> {
-        let mut body = json!({ "account": account });
-        if let Some(t) = token {
-            body["access_token"] = json!(t);
-        }
-        self.call("POST", "/v1/credential/reject", Some(&body))
+        self.call(calls::reject(account, token))
     }
 
     /// Refresh now. `if_token`: the token your app saw refused; when the daemon already holds
     /// a newer one it answers with that, without asking the provider (a daemon from before
     /// issue 24 ignores it and refreshes).
     pub fn refresh(&self, account: &str, if_token: Option<&str>) -> Result<Refreshed, Error> {
-        let body = match if_token {
-            Some(t) => json!({ "if_token": t }),
-            None => json!({}),
-        };
-        self.call("POST", &account_path(account, "/refresh"), Some(&body))
+        self.call(calls::refresh(account, if_token))
     }
 
     /// A request to the account's API through the daemon (`/v1/proxy/ACCOUNT/PATH`), which
@@ -344,10 +309,3 @@ pub(crate) fn read_all<R: Read>(body: R, max: u64) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-pub(crate) fn account_path(account: &str, rest: &str) -> String {
-    format!("/v1/accounts/{}{}", encode_component(account), rest)
-}
-
-fn strip_query(target: &str) -> &str {
-    target.split('?').next().unwrap_or(target)
-}

@@ -16,6 +16,7 @@
 #![cfg(unix)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+mod calls;
 mod client;
 mod error;
 mod events;

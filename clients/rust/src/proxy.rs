@@ -6,7 +6,6 @@ use std::io::{self, Read};
 
 use crate::client::{read_all, Client, SendBody, Stream};
 use crate::error::{api_error, Error};
-use crate::wire::encode_component;
 
 /// Set by the daemon on an answer it wrote itself (unknown account, no token, the API
 /// unreachable), with the error code as its value; an API's own answers never carry it.
@@ -59,8 +58,7 @@ impl<'c> ProxyRequest<'c> {
     }
 
     fn send_body(self, body: SendBody<'_>) -> Result<ProxyResponse, Error> {
-        let path = self.path.trim_start_matches('/');
-        let target = format!("/v1/proxy/{}/{}", encode_component(&self.account), path);
+        let target = crate::calls::proxy_target(&self.account, &self.path);
         let (head, stream) = self.client.send(&self.method, &target, &self.headers, body, self.client.call_timeout())?;
         if head.header(PROXY_ERROR_HEADER).is_some() {
             let answer = read_all(stream, MAX_ERROR_ANSWER)?;
