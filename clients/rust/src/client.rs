@@ -73,6 +73,7 @@ impl Client {
         self
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn user_agent_str(&self) -> &str {
         &self.user_agent
     }

@@ -14,7 +14,6 @@
 //! [`AsyncClient`]. HTTP/1.1 is written by hand: the only dependencies are serde and
 //! serde_json (and tokio for the feature).
 #![cfg(unix)]
-#![forbid(unsafe_op_in_unsafe_fn)]
 
 mod calls;
 mod client;

@@ -218,6 +218,9 @@ fn serve(conn: TcpStream, state: &Mutex<ProviderState>) -> std::io::Result<()> {
                 w.write_all(format!("{:x}\r\n{}\r\n", line.len(), line).as_bytes())?;
             }
             w.write_all(b"0\r\n\r\n")?;
+        } else if path == "/api/me" {
+            let me = json!({"name": "Ada", "bearer": req.header("authorization").map_or(false, |a| a.starts_with("Bearer at-"))});
+            respond(&mut w, 200, &json_type, me.to_string().as_bytes())?;
         } else if path.starts_with("/api/") {
             // The API: what it received, and the body back.
             let sum: u64 = req.body.iter().map(|b| *b as u64).sum();
