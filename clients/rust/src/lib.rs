@@ -1,4 +1,4 @@
-//! A client of [tokend](https://github.com/) (the per-user daemon that keeps OAuth tokens
+//! A client of [tokend](https://github.com/tokend/tokend) (the per-user daemon that keeps OAuth tokens
 //! fresh) over its Unix socket, for Rust backends and Tauri apps: tokens, accounts, logins,
 //! the daemon's events, and requests to an account's API through the daemon, so that the
 //! app never holds the token.

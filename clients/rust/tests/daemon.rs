@@ -98,12 +98,13 @@ fn errors_carry_the_api_code_status_and_retry_after() {
 
 #[test]
 fn a_daemon_that_is_not_running_is_said_so_with_how_to_start_it() {
-    let dir = std::env::temp_dir().join(format!("tkr-none-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // No socket at all, and a socket file nobody listens on (a daemon killed).
-    let stale = dir.join("stale.sock");
-    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
-    for socket in [dir.join("missing.sock"), stale] {
+    // A daemon killed (its socket file left behind, nobody listening), and no socket at all.
+    // (A socket bound and closed by this process would do, but a daemon that another test
+    // spawns meanwhile could hold it open until its exec, and answer the connection.)
+    let mut d = Daemon::start();
+    d.kill();
+    assert!(d.socket.exists());
+    for socket in [d.socket.clone(), d.home.join("missing.sock")] {
         let err = Client::with_socket(&socket).token("work").unwrap_err();
         assert!(matches!(err, Error::NotRunning { .. }), "{:?}", err);
         let msg = err.to_string();
@@ -111,7 +112,6 @@ fn a_daemon_that_is_not_running_is_said_so_with_how_to_start_it() {
         assert!(msg.contains(&socket.display().to_string()), "{}", msg);
         assert!(err.is_retryable());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
