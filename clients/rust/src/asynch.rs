@@ -12,10 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::net::UnixStream;
 
 use crate::calls::{self, Call};
-use crate::client::Client;
+use crate::client::{check_socket, connect_error, Client};
 use crate::error::{api_error, Error};
 use crate::events::{reconnected_event, to_event, Event, EventsOptions, SseParser};
-use crate::paths::untrusted_socket;
+use crate::login_wait::{judge, timed_out};
 use crate::types::*;
 use crate::wire::{chunk_size, request_head, BodyLength, Framing, Head, HeadParser};
 
@@ -80,13 +80,8 @@ impl AsyncClient {
 
     async fn connect(&self) -> Result<UnixStream, Error> {
         let socket = self.config.socket();
-        if let Some(reason) = untrusted_socket(socket) {
-            return Err(Error::Untrusted { socket: socket.to_path_buf(), reason });
-        }
-        UnixStream::connect(socket).await.map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => Error::NotRunning { socket: socket.to_path_buf(), source: e },
-            _ => Error::Io(io::Error::new(e.kind(), format!("connecting to {}: {}", socket.display(), e))),
-        })
+        check_socket(socket)?;
+        UnixStream::connect(socket).await.map_err(|e| connect_error(socket, e))
     }
 
     /// Sends a request and reads the answer's head (within the client's timeout).
@@ -207,22 +202,12 @@ impl AsyncClient {
         let mut events = self.events_with(EventsOptions { last_event_id: None, reconnect: false }).await.ok();
         let mut alive_until: Option<Instant> = None;
         loop {
-            match self.get_login(id).await {
-                Ok(login) if login.status == "active" => return Ok(login),
-                Ok(login) if login.status != "pending" => return Err(Error::LoginFailed(Box::new(login))),
-                Ok(login) => {
-                    if alive_until.is_none() {
-                        let left = crate::login_wait::seconds_until(&login.expires_at).unwrap_or(600);
-                        alive_until = Some(Instant::now() + Duration::from_secs(left + 1));
-                    }
-                }
-                Err(Error::NotRunning { .. }) | Err(Error::Io(_)) if alive_until.map_or(false, |t| Instant::now() < t) => {}
-                Err(e) => return Err(e),
+            if let Some(outcome) = judge(self.get_login(id).await, &mut alive_until) {
+                return outcome;
             }
             let now = Instant::now();
-            if deadline.map_or(false, |d| now >= d) {
-                let msg = format!("login {} is still pending (it goes on in the daemon)", id);
-                return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, msg)));
+            if let Some(err) = timed_out(id, deadline, now) {
+                return Err(err);
             }
             let pause = if events.is_some() { Duration::from_secs(30) } else { Duration::from_secs(1) };
             let pause = deadline.map_or(pause, |d| pause.min(d.saturating_duration_since(now)));
@@ -495,8 +480,7 @@ impl std::fmt::Debug for AsyncProxyResponse {
 
 impl AsyncProxyResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        crate::proxy::find_header(&self.headers, name)
     }
 
     pub fn headers(&self) -> &[(String, String)] {

@@ -91,15 +91,8 @@ impl Client {
 
     /// Connects, after checking the socket is the user's own (nothing is sent otherwise).
     pub(crate) fn connect(&self) -> Result<UnixStream, Error> {
-        if let Some(reason) = untrusted_socket(&self.socket) {
-            return Err(Error::Untrusted { socket: self.socket.clone(), reason });
-        }
-        UnixStream::connect(&self.socket).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                Error::NotRunning { socket: self.socket.clone(), source: e }
-            }
-            _ => Error::Io(io::Error::new(e.kind(), format!("connecting to {}: {}", self.socket.display(), e))),
-        })
+        check_socket(&self.socket)?;
+        UnixStream::connect(&self.socket).map_err(|e| connect_error(&self.socket, e))
     }
 
     /// Sends one request and reads the answer's head; the body is left on the connection.
@@ -271,6 +264,22 @@ impl Client {
     /// or no reconnecting.
     pub fn events_with(&self, options: EventsOptions) -> Result<Events, Error> {
         Events::open(self.clone(), options)
+    }
+}
+
+/// Before connecting: the socket must be the user's own, else another user may be listening.
+pub(crate) fn check_socket(socket: &Path) -> Result<(), Error> {
+    match untrusted_socket(socket) {
+        Some(reason) => Err(Error::Untrusted { socket: socket.to_path_buf(), reason }),
+        None => Ok(()),
+    }
+}
+
+/// A failed connect: nothing listening there is "not running" (with how to start it).
+pub(crate) fn connect_error(socket: &Path, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => Error::NotRunning { socket: socket.to_path_buf(), source: e },
+        _ => Error::Io(io::Error::new(e.kind(), format!("connecting to {}: {}", socket.display(), e))),
     }
 }
 

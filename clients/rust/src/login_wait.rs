@@ -56,30 +56,14 @@ pub(crate) fn wait_for_login(client: &Client, id: &str, timeout: Option<Duration
             StopEvents(None)
         }
     };
-    let mut login_expired_at: Option<Instant> = None;
+    let mut alive_until: Option<Instant> = None;
     loop {
-        match client.get_login(id) {
-            Ok(login) if login.status == "active" => return Ok(login),
-            Ok(login) if login.status != "pending" => return Err(Error::LoginFailed(Box::new(login))),
-            Ok(login) => {
-                if login_expired_at.is_none() {
-                    // Past its expiry (with a second's grace) the daemon has ended it.
-                    let left = crate::login_wait::seconds_until(&login.expires_at).unwrap_or(600);
-                    login_expired_at = Some(Instant::now() + Duration::from_secs(left + 1));
-                }
-            }
-            // A daemon restarting is not the end of a login with time left: it survives the restart.
-            Err(Error::NotRunning { .. }) | Err(Error::Io(_)) if login_expired_at.map_or(false, |t| Instant::now() < t) => {}
-            Err(e) => return Err(e),
+        if let Some(outcome) = judge(client.get_login(id), &mut alive_until) {
+            return outcome;
         }
         let now = Instant::now();
-        if let Some(d) = deadline {
-            if now >= d {
-                return Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("login {} is still pending (it goes on in the daemon)", id),
-                )));
-            }
+        if let Some(err) = timed_out(id, deadline, now) {
+            return Err(err);
         }
         let pause = if stop.0.is_some() { SAFETY_CHECK } else { POLL };
         let pause = deadline.map_or(pause, |d| pause.min(d.saturating_duration_since(now)));
@@ -88,6 +72,36 @@ pub(crate) fn wait_for_login(client: &Client, id: &str, timeout: Option<Duration
             Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(pause.min(POLL)),
         }
     }
+}
+
+/// What one look at the login says: `Some` when the wait is over (the login `active`, or
+/// ended otherwise, or an error that is not a daemon restarting), `None` to wait on.
+/// `alive_until`: the login's expiry, once seen; until then a daemon restarting is waited out.
+pub(crate) fn judge(look: Result<LoginView, Error>, alive_until: &mut Option<Instant>) -> Option<Result<LoginView, Error>> {
+    match look {
+        Ok(login) if login.status == "active" => Some(Ok(login)),
+        Ok(login) if login.status != "pending" => Some(Err(Error::LoginFailed(Box::new(login)))),
+        Ok(login) => {
+            if alive_until.is_none() {
+                // Past its expiry (with a second's grace) the daemon has ended it.
+                let left = seconds_until(&login.expires_at).unwrap_or(600);
+                *alive_until = Some(Instant::now() + Duration::from_secs(left + 1));
+            }
+            None
+        }
+        // A daemon restarting is not the end of a login with time left: it survives the restart.
+        Err(Error::NotRunning { .. }) | Err(Error::Io(_)) if alive_until.map_or(false, |t| Instant::now() < t) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// The caller's own limit passed: the error to give up with.
+pub(crate) fn timed_out(id: &str, deadline: Option<Instant>, now: Instant) -> Option<Error> {
+    if deadline.map_or(true, |d| now < d) {
+        return None;
+    }
+    let msg = format!("login {} is still pending (it goes on in the daemon)", id);
+    Some(Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, msg)))
 }
 
 /// Whole seconds from now until an ISO 8601 UTC time (`2026-12-07T16:00:00.000Z`), 0 when

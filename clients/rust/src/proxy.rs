@@ -70,6 +70,12 @@ impl<'c> ProxyRequest<'c> {
     }
 }
 
+/// A header's value by its name in any case (`headers` hold lower-case names).
+pub(crate) fn find_header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    let name = name.to_ascii_lowercase();
+    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+}
+
 /// The API's answer, as it came (any status: a `404` here is the API's own); its body is
 /// read through `Read`.
 pub struct ProxyResponse {
@@ -81,8 +87,7 @@ pub struct ProxyResponse {
 impl ProxyResponse {
     /// A header's value (the first, by its name in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// Every header, names in lower case, in the order they came.
