@@ -85,7 +85,13 @@ impl AsyncClient {
     }
 
     /// Sends a request and reads the answer's head (within the client's timeout).
-    async fn send(&self, method: &str, target: &str, headers: &[(String, String)], body: AsyncSend<'_>) -> Result<(Head, AsyncBody), Error> {
+    async fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        body: AsyncSend<'_>,
+    ) -> Result<(Head, AsyncBody), Error> {
         let fut = self.send_untimed(method, target, headers, body);
         match self.config.call_timeout() {
             Some(t) => match tokio::time::timeout(t, fut).await {
@@ -139,9 +145,9 @@ impl AsyncClient {
             calls::json_answer(&call, head.status, head.header("retry-after"), &answer)
         };
         match self.config.call_timeout() {
-            Some(t) => tokio::time::timeout(t, work)
-                .await
-                .unwrap_or_else(|_| Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, format!("no answer from tokend within {:?}", t))))),
+            Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+                Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, format!("no answer from tokend within {:?}", t))))
+            }),
             None => work.await,
         }
     }

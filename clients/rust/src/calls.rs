@@ -49,10 +49,7 @@ pub(crate) fn info(account: &str) -> Call {
 }
 
 pub(crate) fn accounts(labels: &[(&str, &str)]) -> Call {
-    let query: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("label={}", encode_component(&format!("{}={}", k, v))))
-        .collect();
+    let query: Vec<String> = labels.iter().map(|(k, v)| format!("label={}", encode_component(&format!("{}={}", k, v)))).collect();
     get(if query.is_empty() { "/v1/accounts".to_string() } else { format!("/v1/accounts?{}", query.join("&")) })
 }
 

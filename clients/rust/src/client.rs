@@ -318,4 +318,3 @@ pub(crate) fn read_all<R: Read>(body: R, max: u64) -> Result<Vec<u8>, Error> {
     }
     Ok(out)
 }
-

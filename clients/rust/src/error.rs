@@ -79,11 +79,7 @@ impl ErrorCode {
 
     /// The code of a wire name; unknown names become [`ErrorCode::Other`].
     pub fn parse(s: &str) -> ErrorCode {
-        CODES
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|(_, c)| c.clone())
-            .unwrap_or_else(|| ErrorCode::Other(s.to_string()))
+        CODES.iter().find(|(name, _)| *name == s).map(|(_, c)| c.clone()).unwrap_or_else(|| ErrorCode::Other(s.to_string()))
     }
 }
 
@@ -234,11 +230,7 @@ pub(crate) fn api_error(status: u16, retry_after_header: Option<&str>, body: &[u
             status,
             message: e.message,
             account: e.account,
-            retry_after: e
-                .retry_after
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64)
-                .or(header),
+            retry_after: e.retry_after.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64).or(header),
             login: e.login.and_then(|l| serde_json::from_value(l).ok()).map(Box::new),
         }),
         Err(_) => Error::Protocol(format!(

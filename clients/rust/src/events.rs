@@ -107,18 +107,14 @@ impl SseParser {
 
 /// A message as an [`Event`]; its data must be JSON.
 pub(crate) fn to_event(raw: RawEvent) -> Result<Event, Error> {
-    let data: Value = serde_json::from_str(&raw.data)
-        .map_err(|e| Error::Protocol(format!("an event's data is not JSON ({}): {}", raw.kind, e)))?;
+    let data: Value =
+        serde_json::from_str(&raw.data).map_err(|e| Error::Protocol(format!("an event's data is not JSON ({}): {}", raw.kind, e)))?;
     let id = raw.id.or_else(|| data.get("id").and_then(Value::as_str).map(String::from));
     Ok(Event { id, kind: raw.kind, data })
 }
 
 pub(crate) fn reconnected_event(last_event_id: Option<&str>) -> Event {
-    Event {
-        id: None,
-        kind: "reconnected".into(),
-        data: serde_json::json!({ "type": "reconnected", "last_event_id": last_event_id }),
-    }
+    Event { id: None, kind: "reconnected".into(), data: serde_json::json!({ "type": "reconnected", "last_event_id": last_event_id }) }
 }
 
 const RECONNECT_FIRST: Duration = Duration::from_secs(1);
@@ -161,14 +157,8 @@ pub struct Events {
 impl Events {
     pub(crate) fn open(client: Client, options: EventsOptions) -> Result<Events, Error> {
         let closer = EventsCloser { closed: Arc::new(AtomicBool::new(false)), stream: Arc::new(Mutex::new(None)) };
-        let mut events = Events {
-            client,
-            reconnect: options.reconnect,
-            conn: None,
-            pending: VecDeque::new(),
-            last_id: options.last_event_id,
-            closer,
-        };
+        let mut events =
+            Events { client, reconnect: options.reconnect, conn: None, pending: VecDeque::new(), last_id: options.last_event_id, closer };
         events.subscribe()?;
         Ok(events)
     }

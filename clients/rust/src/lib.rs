@@ -34,8 +34,8 @@ pub use events::{Event, Events, EventsCloser, EventsOptions};
 pub use paths::default_socket_path;
 pub use proxy::{ProxyRequest, ProxyResponse};
 pub use types::{
-    AccountView, Health, ImportTokens, LastLogin, LoginError, LoginOptions, LoginView, Refreshed, Rejected, Revoked, Token,
-    TokenOptions, WriteFlags,
+    AccountView, Health, ImportTokens, LastLogin, LoginError, LoginOptions, LoginView, Refreshed, Rejected, Revoked, Token, TokenOptions,
+    WriteFlags,
 };
 pub use wire::Body;
 

@@ -68,9 +68,7 @@ pub(crate) fn resolve_socket(
             let home = var("HOME").unwrap_or_else(homedir);
             match platform {
                 Platform::Darwin => home.join("Library").join("Application Support").join("tokend"),
-                Platform::Xdg => var("XDG_DATA_HOME")
-                    .unwrap_or_else(|| home.join(".local").join("share"))
-                    .join("tokend"),
+                Platform::Xdg => var("XDG_DATA_HOME").unwrap_or_else(|| home.join(".local").join("share")).join("tokend"),
             }
         }
     };
@@ -201,7 +199,7 @@ mod tests {
 
     #[test]
     fn tokend_home_puts_the_socket_in_its_run_folder() {
-        assert_eq!(socket(&ALL[..]), "/th/run/tokend.sock");
+        assert_eq!(socket(ALL), "/th/run/tokend.sock");
         assert_eq!(socket(&[("TOKEND_HOME", "h/")]), "/work/here/h/run/tokend.sock");
     }
 

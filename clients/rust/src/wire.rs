@@ -17,9 +17,7 @@ pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => out.push(b as char),
             _ => out.push_str(&format!("%{:02X}", b)),
         }
     }
@@ -104,17 +102,13 @@ impl Head {
             return Ok(Framing::Length(0));
         }
         if let Some(te) = self.header("transfer-encoding") {
-            if te.split(',').last().map(|s| s.trim().eq_ignore_ascii_case("chunked")) == Some(true) {
+            if te.split(',').next_back().map(|s| s.trim().eq_ignore_ascii_case("chunked")) == Some(true) {
                 return Ok(Framing::Chunked);
             }
             return Ok(Framing::Close);
         }
         match self.header("content-length") {
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .map(Framing::Length)
-                .map_err(|_| Error::Protocol(format!("a bad Content-Length: {:?}", v))),
+            Some(v) => v.trim().parse::<u64>().map(Framing::Length).map_err(|_| Error::Protocol(format!("a bad Content-Length: {:?}", v))),
             None => Ok(Framing::Close),
         }
     }
@@ -145,10 +139,7 @@ impl HeadParser {
     pub(crate) fn line(&mut self, raw: &[u8]) -> Result<Option<Head>, Error> {
         self.bytes += raw.len();
         if raw.is_empty() {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the daemon closed the connection before it answered",
-            )));
+            return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "the daemon closed the connection before it answered")));
         }
         if self.bytes > MAX_HEAD_BYTES {
             return Err(Error::Protocol("a response head over 64 KiB".into()));
@@ -173,9 +164,8 @@ impl HeadParser {
                 return Ok(Some(Head { status, headers: std::mem::take(&mut self.headers) }));
             }
             Some(_) => {
-                let (name, value) = line
-                    .split_once(':')
-                    .ok_or_else(|| Error::Protocol(format!("not a header line: {:?}", truncate(line))))?;
+                let (name, value) =
+                    line.split_once(':').ok_or_else(|| Error::Protocol(format!("not a header line: {:?}", truncate(line))))?;
                 self.headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
             }
         }

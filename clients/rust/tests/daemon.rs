@@ -142,12 +142,7 @@ fn a_browser_login_is_completed_by_its_callback_url() {
     assert_eq!(waiter.join().unwrap().unwrap().status, "active");
     assert!(p.issued().contains(&c.token("work").unwrap().access_token));
 
-    let kinds: Vec<String> = events
-        .by_ref()
-        .map(|e| e.unwrap())
-        .take_while(|e| e.kind != "login.succeeded")
-        .map(|e| e.kind)
-        .collect();
+    let kinds: Vec<String> = events.by_ref().map(|e| e.unwrap()).take_while(|e| e.kind != "login.succeeded").map(|e| e.kind).collect();
     assert!(kinds.contains(&"login.pending".to_string()), "{:?}", kinds);
 
     // A login the user refused: wait_for_login says so with the provider's code.
@@ -202,7 +197,10 @@ fn the_proxy_streams_bodies_both_ways_and_adds_the_token() {
     assert_eq!(res.status, 200);
     let seen: Value = serde_json::from_str(res.header("x-seen").unwrap()).unwrap();
     assert_eq!(seen["authorization"], json!(format!("Bearer {}", token)));
-    assert_eq!((seen["method"].clone(), seen["path"].clone(), seen["x_app"].clone()), (json!("POST"), json!("/api/upload?x=1"), json!("test")));
+    assert_eq!(
+        (seen["method"].clone(), seen["path"].clone(), seen["x_app"].clone()),
+        (json!("POST"), json!("/api/upload?x=1"), json!("test"))
+    );
     assert_eq!(seen["body_len"], json!(size));
     let mut back = Vec::new();
     res.read_to_end(&mut back).unwrap();
@@ -271,4 +269,46 @@ fn account_writes_take_the_flags() {
     let view = c.put_account("cc", &config, WriteFlags { no_check: true, ..Default::default() }).unwrap();
     assert!(view.has_client_secret);
     assert_eq!(c.health().unwrap().accounts, 1);
+}
+
+#[test]
+fn a_login_waited_for_survives_a_daemon_restart() {
+    let p = Provider::start();
+    let mut d = Daemon::start();
+    let c = d.client();
+    d.add_account("work", &p);
+    let login = c.login("work", &LoginOptions::default()).unwrap();
+    let waiter = {
+        let c = c.clone();
+        let id = login.id.clone();
+        std::thread::spawn(move || c.wait_for_login(&id, Some(Duration::from_secs(180))))
+    };
+    // The waiter has looked once (it knows the login's expiry) before the daemon goes away.
+    std::thread::sleep(Duration::from_millis(500));
+    d.restart();
+    // A pending login survives the restart: its redirect completes it on the new daemon.
+    p.code("code-r");
+    let url = login.authorization_url.clone().unwrap();
+    let done = c.complete_login(&format!("{}?code=code-r&state={}", REDIRECT_URI, state_of(&url))).unwrap();
+    assert_eq!(done.status, "active", "{}", d.log());
+    let waited = waiter.join().unwrap().unwrap_or_else(|e| panic!("wait_for_login: {:?}", e));
+    assert_eq!((waited.id, waited.status.as_str()), (login.id, "active"));
+}
+
+#[test]
+fn a_socket_in_a_folder_others_can_write_is_not_talked_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tkr-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("tokend.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let secret = ImportTokens { refresh_token: Some("rt-secret".into()), ..Default::default() };
+    let err = Client::with_socket(&socket).import_tokens("work", &secret).unwrap_err();
+    assert!(matches!(err, Error::Untrusted { .. }), "{:?}", err);
+    assert!(err.to_string().contains("can be written by others") && !err.to_string().contains("rt-secret"), "{}", err);
+    // Nothing connected, so nothing was sent.
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

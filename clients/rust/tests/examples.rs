@@ -19,12 +19,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(d: &Daemon, name: &str, args: &[&str]) -> Output {
-    Command::new(example(name))
-        .args(args)
-        .env("TOKEND_SOCKET", d.socket_path())
-        .env_remove("TOKEND_HOME")
-        .output()
-        .unwrap()
+    Command::new(example(name)).args(args).env("TOKEND_SOCKET", d.socket_path()).env_remove("TOKEND_HOME").output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {

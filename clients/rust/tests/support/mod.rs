@@ -132,7 +132,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
             let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).unwrap_or(0);
             if n == 0 {
                 let mut end = String::new();
-                while r.read_line(&mut end)? > 0 && end.trim_end().len() > 0 {
+                while r.read_line(&mut end)? > 0 && !end.trim_end().is_empty() {
                     end.clear();
                 }
                 break;
@@ -349,9 +349,5 @@ impl Drop for Daemon {
 /// The `state` parameter of an authorization URL.
 pub fn state_of(authorization_url: &str) -> String {
     let query = authorization_url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("state="))
-        .expect("the authorization URL has a state")
-        .to_string()
+    query.split('&').find_map(|kv| kv.strip_prefix("state=")).expect("the authorization URL has a state").to_string()
 }
