@@ -258,6 +258,10 @@ impl AsyncClient {
         self.call(calls::refresh(account, if_token)).await
     }
 
+    pub async fn recover(&self, account: &str) -> Result<Refreshed, Error> {
+        self.call(calls::recover(account)).await
+    }
+
     /// A request to the account's API through the daemon, without a body (see [`Client::proxy`]).
     pub async fn proxy(&self, account: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<AsyncProxyResponse, Error> {
         self.proxy_send(account, method, path, headers, AsyncSend::None).await

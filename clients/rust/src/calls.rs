@@ -112,6 +112,10 @@ pub(crate) fn refresh(account: &str, if_token: Option<&str>) -> Call {
     post(account_path(account, "/refresh"), body)
 }
 
+pub(crate) fn recover(account: &str) -> Call {
+    post(account_path(account, "/recover"), json!({}))
+}
+
 /// `/v1/proxy/ACCOUNT/PATH`: `path` below the account's `api_base`, with its query.
 pub(crate) fn proxy_target(account: &str, path: &str) -> String {
     format!("/v1/proxy/{}/{}", encode_component(account), path.trim_start_matches('/'))

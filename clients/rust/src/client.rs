@@ -241,10 +241,17 @@ impl Client {
     }
 
     /// Refresh now. `if_token`: the token your app saw refused; when the daemon already holds
-    /// a newer one it answers with that, without asking the provider (a daemon from before
-    /// issue 24 ignores it and refreshes).
+    /// another valid one it answers with that (in `access_token`, `refreshed: false`) without
+    /// asking the provider, and a refresh in flight is joined (a daemon from before issue 24
+    /// ignores it and refreshes).
     pub fn refresh(&self, account: &str, if_token: Option<&str>) -> Result<Refreshed, Error> {
         self.call(calls::refresh(account, if_token))
+    }
+
+    /// The driver's recover step now (Cal.com's force-refresh, AMP's obtain): a new grant
+    /// without the user. Daemons from issue 24 on; an older one answers `not_found`.
+    pub fn recover(&self, account: &str) -> Result<Refreshed, Error> {
+        self.call(calls::recover(account))
     }
 
     /// A request to the account's API through the daemon (`/v1/proxy/ACCOUNT/PATH`), which

@@ -207,13 +207,41 @@ impl std::fmt::Debug for ImportTokens {
     }
 }
 
-/// `POST /v1/accounts/:name/refresh`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+/// `POST /v1/accounts/:name/refresh` (and `recover`).
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Refreshed {
     pub account: String,
     #[serde(default)]
     pub expires_at: Option<String>,
     pub generation: i64,
+    /// With `if_token` (daemons from issue 24 on): the token to use now, the one the daemon
+    /// already held or the new one, as [`Token`] has it.
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// With `if_token`: false when the daemon already held another token and called nobody.
+    #[serde(default)]
+    pub refreshed: Option<bool>,
+}
+
+impl std::fmt::Debug for Refreshed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refreshed")
+            .field("account", &self.account)
+            .field("expires_at", &self.expires_at)
+            .field("generation", &self.generation)
+            .field("access_token", &self.access_token.as_ref().map(|_| "<redacted>"))
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refreshed", &self.refreshed)
+            .finish()
+    }
 }
 
 /// `logout`, `remove_account`: whether the provider revoked the grant.
@@ -272,6 +300,8 @@ mod tests {
         };
         assert!(!format!("{:?}", t).contains("secret-at"));
         let i = ImportTokens { refresh_token: Some("secret-rt".into()), ..Default::default() };
+        let r: Refreshed = serde_json::from_str(r#"{"account":"a","generation":1,"access_token":"secret-at","refreshed":false}"#).unwrap();
+        assert!(!format!("{:?}", r).contains("secret-at") && r.refreshed == Some(false));
         assert!(!format!("{:?}", i).contains("secret-rt"));
     }
 
