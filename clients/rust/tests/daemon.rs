@@ -51,6 +51,10 @@ fn serves_tokens_refreshes_rejects_and_logs_out() {
     // knows it holds a newer token; an older daemon refreshes anyway): either way a newer token.
     let again = c.refresh("work", Some(&first.access_token)).unwrap();
     assert!(again.generation >= refreshed.generation);
+    if again.refreshed == Some(false) {
+        // A daemon with the coalesced refresh: the token it held, no provider call.
+        assert_eq!(again.access_token.as_deref(), Some(second.access_token.as_str()));
+    }
 
     // A rejected token is dropped: the next one is new.
     let current = c.token("work").unwrap();
