@@ -6,7 +6,9 @@ import { NO_CALLER_ADDON_WARNING } from '../protocol/local-trust.js';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
+import { AccessControl } from './caller/access.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
+import { type ApprovalGate, denyingGate } from './caller/approval-gate.js';
 import { guardConnections } from './caller/connection.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
@@ -248,6 +250,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   const shutdownController = new AbortController();
   const version = packageVersion();
+  // `ask` accounts put a caller no rule allows to the user through this gate; without
+  // approvals it refuses at once, as `callers` does.
+  const approvals: ApprovalGate = denyingGate;
+  const access = new AccessControl({ config: config!, audit, events, gate: approvals, verified: 'addon' in peers });
   const entry = createEntry({
     config: config!,
     store: store!,
@@ -255,6 +261,7 @@ export async function main(argv: string[]): Promise<void> {
     getDriver,
     events,
     audit,
+    access,
     log,
     logins,
     version,
