@@ -24,13 +24,22 @@ export default {
     const { daemon, home } = await ctx.main();
     const { issuer, issue } = await ctx.idp();
     const node = fs.realpathSync(process.execPath);
-    const put = await daemon.request('PUT', '/v1/accounts/guarded', { ...accountConfig(issuer, { hosts: [GUARDED_HOST] }), client_secret: CLIENT_SECRET });
+    const put = await daemon.request('PUT', '/v1/accounts/guarded', {
+      ...accountConfig(issuer, { hosts: [GUARDED_HOST] }),
+      client_secret: CLIENT_SECRET,
+    });
     if (put.status !== 201 && put.status !== 200) throw new Error(`PUT /v1/accounts/guarded answered ${put.status}: ${put.text}`);
     const imp = await daemon.request('POST', '/v1/accounts/guarded/import', { refresh_token: (await issue()).refresh_token });
     if (imp.status !== 200) throw new Error(`import guarded answered ${imp.status}: ${imp.text}`);
-    const callers = [{ exe: '/usr/bin/curl' }, { unit: 'bench-nothing.service' }, { script: path.join(BENCH, 'loadgen.mjs'), exe: node }, { ancestor: node }];
+    const callers = [
+      { exe: '/usr/bin/curl' },
+      { unit: 'bench-nothing.service' },
+      { script: path.join(BENCH, 'loadgen.mjs'), exe: node },
+      { ancestor: node },
+    ];
     const patch = await daemon.request('PATCH', '/v1/accounts/guarded', { access: { mode: 'callers', callers } });
-    if (patch.status !== 200) return { rows: [textRow(SCENARIO, 'hot token', `not measured (access refused: ${patch.text.slice(0, 200)})`)] };
+    if (patch.status !== 200)
+      return { rows: [textRow(SCENARIO, 'hot token', `not measured (access refused: ${patch.text.slice(0, 200)})`)] };
 
     const rows = [];
     const raw = { hot: {} };
@@ -50,7 +59,9 @@ export default {
             durationMs,
           });
           if (out.ok !== out.requests || out.errors)
-            throw new Error(`${account}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`);
+            throw new Error(
+              `${account}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
+            );
           res[who].push(out);
         }
       }
