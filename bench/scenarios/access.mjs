@@ -7,6 +7,7 @@
 // - The git helper (one connection per process): `guarded` allows it by an ancestor rule.
 //   git is not in the chain here (the bench runs the helper itself), so the rule names the
 //   helper's parent, this node, as `tokend setup git` names git: the same check.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BENCH, GIT_HELPER_BIN, timeSync } from '../lib/processes.mjs';
@@ -88,9 +89,13 @@ export default {
     }
     const env = benchEnv(home);
     const git = await ctx.git();
-    const get = (host) => () =>
-      timeSync(GIT_HELPER_BIN, ['get'], { env, input: `protocol=http\nhost=${host}\n\n`, check: (o) => o.includes('password=') });
-    const t = await interleave(ctx.rounds.cliRuns, { open: get(`127.0.0.1:${git.port}`), ancestor: get(GUARDED_HOST) });
+    // The helper's own word when it prints no credential (a miss: no account, or a refusal).
+    const probe = spawnSync(GIT_HELPER_BIN, ['get'], { env, input: `protocol=https\nhost=${GUARDED_HOST}\n\n`, encoding: 'utf8' });
+    if (!probe.stdout.includes('password='))
+      throw new Error(`the git helper for the guarded account printed no credential: ${probe.stderr.trim().slice(0, 500)}`);
+    const get = (host, protocol) => () =>
+      timeSync(GIT_HELPER_BIN, ['get'], { env, input: `protocol=${protocol}\nhost=${host}\n\n`, check: (o) => o.includes('password=') });
+    const t = await interleave(ctx.rounds.cliRuns, { open: get(`127.0.0.1:${git.port}`, 'http'), ancestor: get(GUARDED_HOST, 'https') });
     raw.helper = t;
     rows.push(
       row({
