@@ -31,6 +31,8 @@ accounts:
   logout NAME                 revoke and forget its grant, keep the account
   remove NAME                 revoke, then delete the account
   audit [NAME] [--since 1h]   who did what to which account, and how it ended
+  access NAME [open|callers|ask] [--exe P]…
+                              which programs may take its token
 
 tokens:
   token NAME                  print a valid access token (token --url URL: by URL)
@@ -98,6 +100,7 @@ const commands: Record<string, Command> = {
   'listen-key': lazy(async () => (await import('./listen-key.js')).listenKeyCommand),
   key: lazy(async () => (await import('./key-command.js')).keyCommand),
   audit: lazy(async () => (await import('./audit-command.js')).auditCommand),
+  access: lazy(async () => (await import('./access-command.js')).accessCommand),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);

@@ -6,7 +6,10 @@ import { NO_CALLER_ADDON_WARNING } from '../protocol/local-trust.js';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
+import { AccessControl } from './caller/access.js';
+import { accountsNeedingCallers } from './caller/access-writes.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
+import { type ApprovalGate, denyingGate } from './caller/approval-gate.js';
 import { guardConnections } from './caller/connection.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
@@ -196,6 +199,19 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(err instanceof ConfigError ? err.message : `cannot read ${paths.configFile}: ${(err as Error).message}`);
   }
+  // Without the addon no caller can be told apart: an account only some callers may use is
+  // never served as open (issue 23: no silent downgrade), and the daemon does not start.
+  const closed = 'missing' in peers ? accountsNeedingCallers(config!.listAccounts()) : [];
+  if (closed.length > 0) {
+    await releaseLock!();
+    fail(
+      `cannot start without the caller addon (${(peers as { missing: string }).missing}): ` +
+        `${closed.length === 1 ? 'account' : 'accounts'} ${closed.join(', ')} allow only some callers, and without the addon ` +
+        'the daemon cannot tell callers apart. Install a C compiler (cc) and run `npm rebuild tokend` (or ' +
+        '`node scripts/build-native.mjs` in its folder), or open those accounts to every caller by removing their "access" ' +
+        `from ${paths.configFile}`,
+    );
+  }
   // The loopback TCP listener: refused at start unless it is a loopback address.
   const listenSpec = args.values.listen ?? config!.settings.listen;
   let listenAt: ListenAddress | undefined;
@@ -248,6 +264,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   const shutdownController = new AbortController();
   const version = packageVersion();
+  // `ask` accounts put a caller no rule allows to the user through this gate; without
+  // approvals it refuses at once, as `callers` does.
+  const approvals: ApprovalGate = denyingGate;
+  const access = new AccessControl({ config: config!, audit, events, gate: approvals, verified: 'addon' in peers });
   const entry = createEntry({
     config: config!,
     store: store!,
@@ -255,6 +275,7 @@ export async function main(argv: string[]): Promise<void> {
     getDriver,
     events,
     audit,
+    access,
     log,
     logins,
     version,
@@ -311,7 +332,12 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGHUP', () => reload(config!, broker, logins, log, Boolean(store!.fleet)));
+  process.on('SIGHUP', () => {
+    reload(config!, broker, logins, log, Boolean(store!.fleet));
+    // Never served as open: without the addon such an account refuses every caller until fixed.
+    const unverifiable = 'missing' in peers ? accountsNeedingCallers(config!.listAccounts()) : [];
+    if (unverifiable.length) log.error('without the caller addon these accounts refuse every caller', { accounts: unverifiable });
+  });
 }
 
 /**

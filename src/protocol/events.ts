@@ -84,6 +84,11 @@ export const AccountRemovedEvent = accountEvent('account.removed', {
   /** Whether the provider took the grant back. */
   revoked: z.boolean(),
 });
+/** A caller the account's `access` does not allow was refused its token (at most once a minute per account and program). */
+export const AccessDeniedEvent = accountEvent('access.denied', {
+  ...causedBy,
+  mode: z.enum(['callers', 'ask', 'open']),
+});
 
 /**
  * Sent to a client that reconnected with a `Last-Event-ID` the daemon cannot catch up from:
@@ -114,6 +119,7 @@ export const EMITTED_EVENTS = {
   'account.added': AccountAddedEvent,
   'account.changed': AccountChangedEvent,
   'account.removed': AccountRemovedEvent,
+  'access.denied': AccessDeniedEvent,
 } as const;
 
 /** Every event of the stream but `ready`. */
@@ -129,6 +135,7 @@ export const DaemonEvent = z.discriminatedUnion('type', [
   AccountAddedEvent,
   AccountChangedEvent,
   AccountRemovedEvent,
+  AccessDeniedEvent,
   ResyncEvent,
 ]);
 export type DaemonEvent = z.infer<typeof DaemonEvent>;
