@@ -3,6 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
+import { isNativeModuleError, nativeModuleError } from './sqlite-native.js';
 import {
   AUDIT_SELECT,
   GRANT_SUMMARY_COLUMNS,
@@ -63,6 +64,7 @@ export function openStore({ file, key, now = Date.now }: StoreOptions): Store {
     return buildStore(db, file, key, now);
   } catch (err) {
     db?.close();
+    if (isNativeModuleError(err)) throw nativeModuleError(err);
     return storeError(err, file);
   }
 }
