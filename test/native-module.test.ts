@@ -22,7 +22,8 @@ describe('better-sqlite3 not built', () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-native-'));
     pkg = path.join(work, 'tokend');
     home = path.join(work, 'home');
-    for (const part of ['bin', 'dist', 'build', 'package.json']) fs.cpSync(path.join(ROOT, part), path.join(pkg, part), { recursive: true });
+    for (const part of ['bin', 'dist', 'build', 'package.json'])
+      fs.cpSync(path.join(ROOT, part), path.join(pkg, part), { recursive: true });
     const modules = path.join(pkg, 'node_modules');
     fs.mkdirSync(modules);
     const ours = fs.realpathSync(path.join(ROOT, 'node_modules'));
@@ -32,7 +33,10 @@ describe('better-sqlite3 not built', () => {
     }
     // Its JavaScript as npm unpacks it, without what the install script builds (and the C sources it builds from).
     const skip = new Set(['build', 'deps', 'src'].map((d) => path.join(ours, 'better-sqlite3', d)));
-    fs.cpSync(path.join(ours, 'better-sqlite3'), path.join(modules, 'better-sqlite3'), { recursive: true, filter: (src) => !skip.has(src) });
+    fs.cpSync(path.join(ours, 'better-sqlite3'), path.join(modules, 'better-sqlite3'), {
+      recursive: true,
+      filter: (src) => !skip.has(src),
+    });
   });
   afterAll(() => {
     if (work) fs.rmSync(work, { recursive: true, force: true });

@@ -39,7 +39,12 @@ describe('refresh({ ifToken }) and reject() against the real IdP', () => {
     const fresh = storm[0]!.access_token!;
     expect(fresh).not.toBe(old);
     expect(new Set(storm.map((r) => r.access_token))).toEqual(new Set([fresh]));
-    expect(storm[0]).toMatchObject({ account: 'work', token_type: 'Bearer', expires_in: expect.any(Number), generation: expect.any(Number) });
+    expect(storm[0]).toMatchObject({
+      account: 'work',
+      token_type: 'Bearer',
+      expires_in: expect.any(Number),
+      generation: expect.any(Number),
+    });
     expect((await idp.introspect(fresh)).active).toBe(true);
 
     // Callers still holding the old token after the storm: the token already held, nobody called.
@@ -152,7 +157,9 @@ describe('importBody: the forms apps hold tokens in', () => {
       refresh_token: 'mine',
       expires_at: now + 60_000,
     });
-    expect(importBody({ expires_at: '2030-01-01T00:00:00Z', expires_in: 60, clientId: 'c', clientSecret: 's', refresh_token: 'r' }, now)).toEqual({
+    expect(
+      importBody({ expires_at: '2030-01-01T00:00:00Z', expires_in: 60, clientId: 'c', clientSecret: 's', refresh_token: 'r' }, now),
+    ).toEqual({
       refresh_token: 'r',
       expires_at: '2030-01-01T00:00:00Z',
       client_id: 'c',
@@ -170,7 +177,19 @@ describe('recover() against the fake Cal.com and AMP', () => {
 
   it("Cal.com: force-refreshes the managed user on demand; the platform's tokens are dead, the new ones served", async () => {
     const add = await t.d.cli(
-      ['add', 'cal', '--preset', 'cal-com', '--base-url', cal.url, '--client-id', CAL_CLIENT_ID, '--managed-user-id', String(CAL_USER_ID), '--client-secret-stdin'],
+      [
+        'add',
+        'cal',
+        '--preset',
+        'cal-com',
+        '--base-url',
+        cal.url,
+        '--client-id',
+        CAL_CLIENT_ID,
+        '--managed-user-id',
+        String(CAL_USER_ID),
+        '--client-secret-stdin',
+      ],
       CAL_CLIENT_SECRET,
     );
     expect(add.code, add.stderr).toBe(0);
@@ -199,7 +218,10 @@ describe('recover() against the fake Cal.com and AMP', () => {
   });
 
   it('AMP: obtains a new token with the stored password on demand', async () => {
-    const add = await t.d.cli(['add', 'amp', '--preset', 'amp', '--base-url', amp.url, '--username', AMP_USER, '--password-stdin'], AMP_PASSWORD);
+    const add = await t.d.cli(
+      ['add', 'amp', '--preset', 'amp', '--base-url', amp.url, '--username', AMP_USER, '--password-stdin'],
+      AMP_PASSWORD,
+    );
     expect(add.code, add.stderr).toBe(0);
     const tokend = sdk();
     const first = (await tokend.token('amp')).access_token;

@@ -283,4 +283,14 @@ function revoking(command: 'logout' | 'remove', method: string, route: (name: st
 const logout = revoking('logout', 'POST', ROUTES.accountLogout, 'logged out of');
 const remove = revoking('remove', 'DELETE', ROUTES.account, 'removed');
 
-export const ACCOUNT_COMMANDS: Record<string, Command> = { add, set, import: importCommand, list, status, refresh, recover, logout, remove };
+export const ACCOUNT_COMMANDS: Record<string, Command> = {
+  add,
+  set,
+  import: importCommand,
+  list,
+  status,
+  refresh,
+  recover,
+  logout,
+  remove,
+};

@@ -187,7 +187,10 @@ export class Broker {
    * called; so a storm of callers refused the same token costs one refresh, and stragglers
    * none (rule 3; the attempt budget of rule 6 is kept for real refreshes).
    */
-  async forceRefresh(account: string, opts: { ifToken?: string } = {}): Promise<{ grant: GrantSummary; token?: CachedToken; refreshed: boolean }> {
+  async forceRefresh(
+    account: string,
+    opts: { ifToken?: string } = {},
+  ): Promise<{ grant: GrantSummary; token?: CachedToken; refreshed: boolean }> {
     if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
     const key = cacheKey(account);
     const forced = () => this.flight({ key, account, notBefore: this.m.now() + 1 });

@@ -238,7 +238,9 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       operationId: `${op.route}${op.method === 'all' ? '' : op.method[0].toUpperCase() + op.method.slice(1)}`,
       summary: op.summary,
       ...(pathParams.length || queryParams.length ? { parameters: [...pathParams, ...queryParams] } : {}),
-      ...(op.body ? { requestBody: { required: !op.bodyOptional, content: { 'application/json': { schema: schema(op.body, 'input') } } } } : {}),
+      ...(op.body
+        ? { requestBody: { required: !op.bodyOptional, content: { 'application/json': { schema: schema(op.body, 'input') } } } }
+        : {}),
       ...(op.answer === 'bytes'
         ? { requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } }
         : {}),

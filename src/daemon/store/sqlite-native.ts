@@ -30,13 +30,18 @@ function installFolder(): string | undefined {
 /** The error the daemon stops with: why (the loader's first line), and the two ways to fix it. */
 export function nativeModuleError(err: Error): Error {
   // The first line, without the `bindings` package's list of the paths it tried.
-  const why = err.message.split('\n')[0]!.replace(/\.?\s*Tried:.*$/, '').trim();
+  const why = err.message
+    .split('\n')[0]!
+    .replace(/\.?\s*Tried:.*$/, '')
+    .trim();
   const where = installFolder();
   return new Error(
     `better-sqlite3's native module is not built for this Node (${why}), so the daemon cannot open its database. ` +
       'npm 12 skips dependency install scripts unless they are allowed: install tokend with ' +
       '`npm install -g tokend --allow-scripts=tokend,better-sqlite3`' +
-      (where ? `, or build it where it is: \`cd ${where} && npm rebuild better-sqlite3\`` : ', or run `npm rebuild better-sqlite3` where tokend is installed') +
+      (where
+        ? `, or build it where it is: \`cd ${where} && npm rebuild better-sqlite3\``
+        : ', or run `npm rebuild better-sqlite3` where tokend is installed') +
       ' (README, Install)',
   );
 }
