@@ -6,7 +6,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { sleep, startDaemon, tapEvents, waitFor } from './support/fake-as.js';
-import { CAL_CLIENT_ID, CAL_CLIENT_SECRET, CAL_USER_ID, calError, startFakeCalCom, type CalTokens } from './support/fake-calcom.js';
+import {
+  CAL_CLIENT_ID,
+  CAL_CLIENT_SECRET,
+  CAL_USER_ID,
+  addCalArgs,
+  calError,
+  startFakeCalCom,
+  type CalTokens,
+} from './support/fake-calcom.js';
 import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
 
@@ -16,18 +24,7 @@ const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settin
 const startTokend = (settings: Record<string, unknown> = {}) => start({ settings });
 
 function addCal(opts: { secret?: string; user?: number } = {}) {
-  const args = [
-    'add',
-    'cal',
-    '--preset',
-    'cal-com',
-    '--base-url',
-    cal.url,
-    '--client-id',
-    CAL_CLIENT_ID,
-    '--managed-user-id',
-    String(opts.user ?? CAL_USER_ID),
-  ];
+  const args = addCalArgs(cal.url, opts.user);
   return opts.secret === '' ? t.d.cli(args) : t.d.cli([...args, '--client-secret-stdin'], opts.secret ?? CAL_CLIENT_SECRET);
 }
 

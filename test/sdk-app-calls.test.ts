@@ -10,7 +10,7 @@ import { Tokend, TokendError } from '../src/sdk/index.js';
 import { addConfAccount, importConfGrant } from './support/daemon.js';
 import { AMP_PASSWORD, AMP_USER, startFakeAmp } from './support/fake-amp.js';
 import { startDaemon } from './support/fake-as.js';
-import { CAL_CLIENT_ID, CAL_CLIENT_SECRET, CAL_USER_ID, startFakeCalCom } from './support/fake-calcom.js';
+import { addCalArgs, CAL_CLIENT_SECRET, startFakeCalCom } from './support/fake-calcom.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { rejectionOf } from './support/rejection.js';
 
@@ -176,22 +176,7 @@ describe('recover() against the fake Cal.com and AMP', () => {
   const sdk = () => new Tokend({ env: t.env, userAgent: 'sdk-app-calls' });
 
   it("Cal.com: force-refreshes the managed user on demand; the platform's tokens are dead, the new ones served", async () => {
-    const add = await t.d.cli(
-      [
-        'add',
-        'cal',
-        '--preset',
-        'cal-com',
-        '--base-url',
-        cal.url,
-        '--client-id',
-        CAL_CLIENT_ID,
-        '--managed-user-id',
-        String(CAL_USER_ID),
-        '--client-secret-stdin',
-      ],
-      CAL_CLIENT_SECRET,
-    );
+    const add = await t.d.cli([...addCalArgs(cal.url), '--client-secret-stdin'], CAL_CLIENT_SECRET);
     expect(add.code, add.stderr).toBe(0);
     const tokend = sdk();
     const platform = cal.createUserTokens();

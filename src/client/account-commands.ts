@@ -247,25 +247,21 @@ const status: Command = async (args, io, client) => {
   return EXIT.ok;
 };
 
-const refresh: Command = async (args, io, client) => {
-  const { values, positionals } = parseOptions('refresh', args, { json: { type: 'boolean' } });
-  if (values.help) return help(io, 'refresh');
-  const name = requireName(positionals[0], 'refresh');
-  const res = await client().json<RefreshResponse>('POST', ROUTES.accountRefresh(name));
-  if (values.json) printJson(io, res);
-  else io.stderr(`tokend: refreshed "${name}"; expires ${stamp(res.expires_at, Date.now())}\n`);
-  return EXIT.ok;
-};
+/** refresh and recover: one POST on the account, answered with the new token's expiry. */
+function renewing(command: 'refresh' | 'recover', route: (name: string) => string, done: string): Command {
+  return async (args, io, client) => {
+    const { values, positionals } = parseOptions(command, args, { json: { type: 'boolean' } });
+    if (values.help) return help(io, command);
+    const name = requireName(positionals[0], command);
+    const res = await client().json<RefreshResponse | RecoverResponse>('POST', route(name));
+    if (values.json) printJson(io, res);
+    else io.stderr(`tokend: ${done} "${name}"; expires ${stamp(res.expires_at, Date.now())}\n`);
+    return EXIT.ok;
+  };
+}
 
-const recover: Command = async (args, io, client) => {
-  const { values, positionals } = parseOptions('recover', args, { json: { type: 'boolean' } });
-  if (values.help) return help(io, 'recover');
-  const name = requireName(positionals[0], 'recover');
-  const res = await client().json<RecoverResponse>('POST', ROUTES.accountRecover(name));
-  if (values.json) printJson(io, res);
-  else io.stderr(`tokend: recovered "${name}"; a new grant, its token expires ${stamp(res.expires_at, Date.now())}\n`);
-  return EXIT.ok;
-};
+const refresh = renewing('refresh', ROUTES.accountRefresh, 'refreshed');
+const recover = renewing('recover', ROUTES.accountRecover, 'recovered');
 
 /** logout and remove: revoke the grant, then forget it (logout) or the whole account (remove). */
 function revoking(command: 'logout' | 'remove', method: string, route: (name: string) => string, done: string): Command {
