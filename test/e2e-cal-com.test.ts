@@ -17,6 +17,7 @@ import {
 } from './support/fake-calcom.js';
 import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
+import { atRest } from './support/views.js';
 
 const cal = useServer(startFakeCalCom, { each: true, what: 'the fake Cal.com' });
 // Each test starts tokend when its fake is set up, with its own settings.
@@ -129,7 +130,7 @@ describe('Cal.com managed users', () => {
     expect((await addCal()).code).toBe(0);
     const platform = cal.createUserTokens();
     await importTokens(platform);
-    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const before = atRest((await t.d.request('GET', '/v1/accounts/cal')).json);
     const tap = await tapEvents(t.d.socket);
     const stale = { accessToken: 'cal-stale-at', refreshToken: 'cal-bogus-rt', accessTokenExpiresAt: Date.now() - 60_000 };
     const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify(stale));
@@ -138,7 +139,7 @@ describe('Cal.com managed users', () => {
     expect(r.stderr).not.toContain('cal-bogus-rt');
     // The refresh was tried on the side; the recover step (which would end the platform's tokens) never ran.
     expect(cal.stats).toMatchObject({ refreshRefused: 1, forceRefreshes: 0 });
-    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(atRest((await t.d.request('GET', '/v1/accounts/cal')).json)).toEqual(before);
     expect(await tokenOf()).toBe(platform.accessToken);
     expect(cal.isLive(platform.accessToken)).toBe(true);
     await sleep(100);
@@ -151,7 +152,7 @@ describe('Cal.com managed users', () => {
     expect((await addCal()).code).toBe(0);
     const platform = cal.createUserTokens();
     await importTokens(platform);
-    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const before = atRest((await t.d.request('GET', '/v1/accounts/cal')).json);
     const inAnHour = Date.now() + 3_600_000;
 
     const unknown = await t.d.cli(
@@ -167,7 +168,7 @@ describe('Cal.com managed users', () => {
     );
     expect(stranger.code).toBe(1);
     expect(stranger.stderr).toContain(`managed user ${CAL_USER_ID + 1}'s, not ${CAL_USER_ID}'s`);
-    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(atRest((await t.d.request('GET', '/v1/accounts/cal')).json)).toEqual(before);
     expect(await tokenOf()).toBe(platform.accessToken);
     expect(cal.stats).toMatchObject({ me: 3, tokenCalls: 0 }); // each import checked, nothing spent
 
