@@ -28,6 +28,7 @@ accounts:
   list                        accounts with status and expiry
   status [NAME]               the daemon, or one account (exit 3: it needs a login)
   refresh NAME                refresh an account's token now
+  recover NAME                a new grant without a login (Cal.com force-refresh, AMP)
   logout NAME                 revoke and forget its grant, keep the account
   remove NAME                 revoke, then delete the account
   audit [NAME] [--since 1h]   who did what to which account, and how it ended

@@ -349,10 +349,15 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     last_error: lastError,
     retry_at: retryAt === null ? null : new Date(retryAt).toISOString(),
     generation: grant?.generation ?? 0,
+    expires_in: expiresAt ? Math.max(0, Math.floor((expiresAt - now) / 1000)) : null,
+    obtained_at: iso(grant?.granted_at),
+    refreshed_at: iso(grant?.refreshed_at),
     login: pending ?? null,
     last_login: last ? { id: last.id, flow: last.flow, status: last.status, updated_at: last.updated_at, error: last.error } : null,
   };
 }
+
+const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
 
 /**
  * What a view reads from the store, or `fallback` while a fleet's database is down: the view

@@ -359,6 +359,12 @@ export const AccountView = z.object({
   /** While refreshes back off after a failure (`refresh_failing`, or `active` on a token still valid): when the next attempt is allowed (ISO time). */
   retry_at: z.string().nullable().optional(),
   generation: z.number().int(),
+  /** Seconds the current access token stays valid (0 once expired); null when there is none, or its provider gave no expiry. */
+  expires_in: z.number().int().nullable().optional(),
+  /** When the current grant was first obtained (a login, an import, the recover step; ISO time); refreshes keep it. */
+  obtained_at: z.string().nullable().optional(),
+  /** When the grant was last refreshed successfully (ISO time); null until its first refresh. */
+  refreshed_at: z.string().nullable().optional(),
   /** The pending login, if one is running: its code and URL. */
   login: LoginView.nullable().optional(),
   /** The account's most recent finished login (succeeded, denied, expired, failed, cancelled). */
@@ -444,12 +450,31 @@ export type RevokeResponse = z.infer<typeof RevokeResponse>;
 export const RejectResponse = z.object({ ok: z.literal(true), dropped: z.number().int() });
 export type RejectResponse = z.infer<typeof RejectResponse>;
 
+/**
+ * `POST /v1/accounts/:name/refresh`: no body refreshes now. `if_token` (the token the caller
+ * saw refused; in the body, never in a URL) makes it coalesced: when the daemon already holds
+ * another valid token it answers with that one and calls nobody, and a refresh in flight is joined.
+ */
+export const RefreshRequest = z.object({ if_token: z.string().min(1).max(16384).optional() }).strict();
+export type RefreshRequest = z.infer<typeof RefreshRequest>;
+
 export const RefreshResponse = z.object({
   account: AccountName,
   expires_at: z.string().nullable(),
   generation: z.number().int(),
+  /** Only with `if_token`: the token to use now (the one already held, or the new one), as `POST /v1/token` answers it. */
+  access_token: z.string().optional(),
+  token_type: z.string().optional(),
+  expires_in: z.number().int().nullable().optional(),
+  scope: z.string().nullable().optional(),
+  /** Only with `if_token`: false when the daemon already held another token and called nobody. */
+  refreshed: z.boolean().optional(),
 });
 export type RefreshResponse = z.infer<typeof RefreshResponse>;
+
+/** `POST /v1/accounts/:name/recover`: the grant obtained anew by the driver's recover step. */
+export const RecoverResponse = RefreshResponse.pick({ account: true, expires_at: true, generation: true });
+export type RecoverResponse = z.infer<typeof RecoverResponse>;
 
 /** Where the master key lives: the 0600 key file, or the OS keyring (macOS Keychain, Linux Secret Service). */
 export const KeyStore = z.enum(['file', 'keyring']);

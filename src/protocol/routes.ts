@@ -16,6 +16,8 @@ export const ROUTE_PATTERNS = {
   account: '/v1/accounts/:name',
   accountImport: '/v1/accounts/:name/import',
   accountRefresh: '/v1/accounts/:name/refresh',
+  /** The driver's recover step on demand (Cal.com's force-refresh, AMP's obtain_token). */
+  accountRecover: '/v1/accounts/:name/recover',
   accountLogout: '/v1/accounts/:name/logout',
   accountLogin: '/v1/accounts/:name/login',
   login: '/v1/logins/:id',

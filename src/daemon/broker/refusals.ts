@@ -64,3 +64,12 @@ export function storeDownError(log: Logger, account: string, err: Error, retryAf
     retryAfter,
   });
 }
+
+/** 409 for `recover` on an account whose driver has no recover step, or cannot use it as the account is set up. */
+export function noRecoverStep(account: string, driver: string): TokendError {
+  return E.conflict(
+    `account "${account}" (driver ${driver}) has no recover step: it gets a new grant only from its refresh token or a login. ` +
+      `Use \`tokend refresh ${account}\`, or \`tokend login ${account}\``,
+    { account },
+  );
+}

@@ -35,6 +35,14 @@ export interface GrantRecord {
   bound_to: string | null;
   /** When the refresh token itself stops working (epoch ms), where the provider said; else null. */
   refresh_expires_at: number | null;
+  /**
+   * When this grant was obtained (epoch ms): the login, import or recover step that wrote it
+   * whole (Store.replaceGrant); refreshes keep it. Null for a grant stored before tokend
+   * recorded it; absent where a store predates it (unit tests' hand-made records).
+   */
+  granted_at?: number | null;
+  /** When the grant was last refreshed (Store.commitRefresh; epoch ms); null until its first refresh. */
+  refreshed_at?: number | null;
 }
 
 /**
