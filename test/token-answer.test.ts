@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditLog } from '../src/daemon/audit.js';
 import type { Broker, CachedToken } from '../src/daemon/broker.js';
+import type { AccessControl } from '../src/daemon/caller/access.js';
 import { createTokenHandler } from '../src/daemon/http/token-route.js';
 
 afterEach(() => vi.useRealTimers());
@@ -24,7 +25,9 @@ describe('the token answer', () => {
     } as CachedToken;
     const broker = { getToken: async () => served } as unknown as Broker;
     const audit = { record() {} } as unknown as AuditLog;
-    const handler = createTokenHandler({ broker, audit });
+    // Every account open: the check answers at once (caller/access.ts).
+    const access = { check: () => undefined } as unknown as AccessControl;
+    const handler = createTokenHandler({ broker, audit, access });
     const ask = () => handler(Buffer.from('{"account":"w"}'), 'test', undefined);
 
     const first = await ask();
