@@ -31,6 +31,7 @@ accounts:
   logout NAME                 revoke and forget its grant, keep the account
   remove NAME                 revoke, then delete the account
   audit [NAME] [--since 1h]   who did what to which account, and how it ended
+  approvals [allow|deny ID]   requests of "ask" accounts waiting for you; decide one
 
 tokens:
   token NAME                  print a valid access token (token --url URL: by URL)
@@ -98,6 +99,7 @@ const commands: Record<string, Command> = {
   'listen-key': lazy(async () => (await import('./listen-key.js')).listenKeyCommand),
   key: lazy(async () => (await import('./key-command.js')).keyCommand),
   audit: lazy(async () => (await import('./audit-command.js')).auditCommand),
+  approvals: lazy(async () => (await import('./approvals-command.js')).approvalsCommand),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);

@@ -7,7 +7,10 @@ import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
+import { Approvals } from './caller/approvals.js';
+import { E } from './errors.js';
 import { guardConnections } from './caller/connection.js';
+import { DesktopNotifier } from './caller/notify.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
@@ -246,6 +249,16 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(`cannot read the store: ${(err as Error).message}`);
   }
+  const notifier = new DesktopNotifier({ log });
+  const approvals = new Approvals({
+    events,
+    audit,
+    log,
+    notifier,
+    addRule: async () => {
+      throw E.conflict('adding an access rule is not available in this build');
+    },
+  });
   const shutdownController = new AbortController();
   const version = packageVersion();
   const entry = createEntry({
@@ -265,6 +278,7 @@ export async function main(argv: string[]): Promise<void> {
     paths,
     saveKeyKind: (kind) => config!.setKeyStore(kind),
     keyMoved: () => disk.keyMoved(),
+    approvals,
   });
   let listening: Listening;
   try {
@@ -298,6 +312,8 @@ export async function main(argv: string[]): Promise<void> {
     broker.stopTimers(); // no new proactive refreshes
     disk.stop();
     logins.close();
+    approvals.close();
+    notifier.close();
     // Requests in flight (a refresh a client waits for) get up to 3 s to finish, and only
     // then are provider requests aborted and connections cut.
     await closeServers([server, tcp], SHUTDOWN_GRACE_MS);
