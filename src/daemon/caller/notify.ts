@@ -68,6 +68,8 @@ export class DesktopNotifier implements ApprovalNotifier {
   /** Shown notifications: the server's id → the approval's decision; and the approval → the server's id. */
   private readonly byNotification = new Map<number, (decision: 'allow' | 'deny') => void>();
   private readonly byApproval = new Map<string, number>();
+  /** Actions on notifications whose Notify call had not returned yet (the signal can overtake gdbus's answer). */
+  private readonly early = new Map<number, 'allow' | 'deny'>();
   /** Approvals that ended before their notification was shown. */
   private readonly ended_ = new Set<string>();
   /** One debug line for a missing bus or server, until a notification is shown again. */
@@ -124,6 +126,9 @@ export class DesktopNotifier implements ApprovalNotifier {
     }
     this.byApproval.set(a.id, nid);
     this.byNotification.set(nid, decide);
+    const action = this.early.get(nid);
+    this.early.delete(nid);
+    if (action) decide(action);
   }
 
   private skip(why: string): void {
@@ -177,7 +182,9 @@ export class DesktopNotifier implements ApprovalNotifier {
   private signal(line: string): void {
     const m = /\.ActionInvoked \(uint32 (\d+), '(allow|deny)'\)/.exec(line);
     if (!m) return;
-    const decide = this.byNotification.get(Number(m[1]));
+    const nid = Number(m[1]);
+    const decide = this.byNotification.get(nid);
     if (decide) decide(m[2] as 'allow' | 'deny');
+    else if (this.early.size < 100) this.early.set(nid, m[2] as 'allow' | 'deny');
   }
 }
