@@ -3,9 +3,11 @@
  * a pending approval, what a decision covers, and what is left when nobody answers or the
  * caller goes away. The real-process tests are test/e2e-approvals.test.ts.
  */
+import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../src/daemon/audit.js';
-import { type AlwaysRule, Approvals, alwaysRule, MAX_PENDING, processKey } from '../src/daemon/caller/approvals.js';
+import { Approvals, alwaysRule, MAX_PENDING, processKey } from '../src/daemon/caller/approvals.js';
+import type { AccessRule } from '../src/protocol/access.js';
 import { programKey, type CallerIdentity } from '../src/daemon/caller/proc.js';
 import { EventBus } from '../src/daemon/events.js';
 import { createLogger } from '../src/daemon/log.js';
@@ -22,7 +24,7 @@ function setup(opts: { now?: () => number } = {}) {
   const seen: DaemonEvent[] = [];
   events.subscribe((e) => seen.push(e));
   const rows: AuditRecord[] = [];
-  const rules: Array<{ account: string; rule: AlwaysRule }> = [];
+  const rules: Array<{ account: string; rule: AccessRule }> = [];
   const approvals = new Approvals({
     events,
     audit: { record: (r) => rows.push(r) },
@@ -98,13 +100,15 @@ describe('approvals', () => {
   it('a caller that goes away takes its pending approval with it, once every request of it has gone', async () => {
     const { approvals, rows } = setup();
     const me = identity(10, 5);
-    const one = new AbortController();
-    const two = new AbortController();
-    void approvals.request({ account: 'gh', caller: me, timeoutMs: 30_000, signal: one.signal });
-    void approvals.request({ account: 'gh', caller: me, timeoutMs: 30_000, signal: two.signal });
-    one.abort();
+    // Two keep-alive connections of one process (a pool), each a socket that closes.
+    const one = Object.assign(new EventEmitter(), { destroyed: false });
+    const two = Object.assign(new EventEmitter(), { destroyed: false });
+    void approvals.request({ account: 'gh', caller: me, timeoutMs: 30_000, connection: one });
+    void approvals.request({ account: 'gh', caller: me, timeoutMs: 30_000, connection: two });
+    one.emit('close');
     expect(approvals.list()).toHaveLength(1); // the other request still waits
-    two.abort();
+    two.emit('close');
+    expect(one.listenerCount('close') + two.listenerCount('close')).toBe(0);
     expect(approvals.list()).toEqual([]);
     expect(rows[0]).toMatchObject({ action: 'approval_denied', code: 'disconnected' });
     await expect(approvals.decide('anything', { decision: 'allow' }, {})).rejects.toMatchObject({ code: 'not_found' });
@@ -141,9 +145,9 @@ describe('approvals', () => {
     await approvals.decide(approvals.list()[0]!.id, { decision: 'allow', always: true }, {});
     expect(await p).toBe('allow');
     expect(rules).toEqual([{ account: 'gh', rule: { script: '/opt/app/sync.py', exe: '/usr/bin/python3.11' } }]);
-    expect(alwaysRule({ pid: 1, exe: '/usr/bin/curl', parents: [] })).toEqual({ exe: '/usr/bin/curl' });
-    expect(alwaysRule({ key: 'ide', parents: [] })).toEqual({ key: 'ide' });
-    expect(() => alwaysRule({ pid: 1, exe: '[kworker]', parents: [] })).toThrow(/no executable/);
+    expect(alwaysRule(identity(1, 1, { exe: '/usr/bin/curl' }))).toEqual({ exe: '/usr/bin/curl' });
+    expect(alwaysRule(identity(1, 1, { pid: undefined, exe: undefined, key: 'ide' }))).toEqual({ key: 'ide' });
+    expect(() => alwaysRule(identity(1, 1, { exe: '[kworker]' }))).toThrow(/no executable/);
   });
 
   it('a rule that cannot be added leaves the request waiting', async () => {

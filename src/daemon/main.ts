@@ -6,10 +6,10 @@ import { NO_CALLER_ADDON_WARNING } from '../protocol/local-trust.js';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
+import { AccessControl } from './caller/access.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
 import { Approvals } from './caller/approvals.js';
-import { E } from './errors.js';
-import { guardConnections } from './caller/connection.js';
+import { connectionOf, guardConnections } from './caller/connection.js';
 import { DesktopNotifier } from './caller/notify.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
@@ -250,17 +250,19 @@ export async function main(argv: string[]): Promise<void> {
     fail(`cannot read the store: ${(err as Error).message}`);
   }
   const notifier = new DesktopNotifier({ log });
-  const approvals = new Approvals({
+  const approvals: Approvals = new Approvals({
     events,
     audit,
     log,
     notifier,
-    addRule: async () => {
-      throw E.conflict('adding an access rule is not available in this build');
-    },
+    // `--always`: through the access check's own function (declared below; called only later).
+    addRule: (account, rule) => access.addRule(account, rule),
+    connectionOf,
   });
   const shutdownController = new AbortController();
   const version = packageVersion();
+  // `ask` accounts put a caller no rule allows to the user through the approvals.
+  const access: AccessControl = new AccessControl({ config: config!, audit, events, gate: approvals, verified: 'addon' in peers });
   const entry = createEntry({
     config: config!,
     store: store!,
@@ -268,6 +270,7 @@ export async function main(argv: string[]): Promise<void> {
     getDriver,
     events,
     audit,
+    access,
     log,
     logins,
     version,

@@ -4,6 +4,7 @@ import { LABEL_COUNT_RULE, labelKeyProblem, labelValueProblem, MAX_LABELS } from
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { NEEDS_LOGIN_STATUSES } from './rules.js';
 import { Caller, RecordedCaller } from './caller.js';
+import { Access } from './access.js';
 
 export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
 export type AccountName = z.infer<typeof AccountName>;
@@ -116,6 +117,8 @@ const AccountFields = z.object({
   refresh_with_token: z.boolean().optional(),
   /** What the account is for, as the app says (`{"user": "123", "task": "t-1"}`): `GET /v1/accounts?label=user=123` finds it. Not part of the grant's identity. */
   labels: Labels.optional(),
+  /** Who may take the account's token (docs/security.md); absent is `open`, any process of the user. */
+  access: Access.optional(),
 });
 
 /**

@@ -84,6 +84,11 @@ export const AccountRemovedEvent = accountEvent('account.removed', {
   /** Whether the provider took the grant back. */
   revoked: z.boolean(),
 });
+/** A caller the account's `access` does not allow was refused its token (at most once a minute per account and program). */
+export const AccessDeniedEvent = accountEvent('access.denied', {
+  ...causedBy,
+  mode: z.enum(['callers', 'ask', 'open']),
+});
 
 /** A request of an `ask` account waits for the user's decision (`tokend approvals`, `POST /v1/approvals/:id`). */
 export const ApprovalPendingEvent = accountEvent('approval.pending', {
@@ -135,6 +140,7 @@ export const EMITTED_EVENTS = {
   'account.added': AccountAddedEvent,
   'account.changed': AccountChangedEvent,
   'account.removed': AccountRemovedEvent,
+  'access.denied': AccessDeniedEvent,
   'approval.pending': ApprovalPendingEvent,
   'approval.decided': ApprovalDecidedEvent,
 } as const;
@@ -152,6 +158,7 @@ export const DaemonEvent = z.discriminatedUnion('type', [
   AccountAddedEvent,
   AccountChangedEvent,
   AccountRemovedEvent,
+  AccessDeniedEvent,
   ApprovalPendingEvent,
   ApprovalDecidedEvent,
   ResyncEvent,

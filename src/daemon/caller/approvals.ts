@@ -13,12 +13,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ApprovalDecision, ApprovalView } from '../../protocol/api.js';
+import type { AccessRule } from '../../protocol/access.js';
 import type { Caller, RecordedCaller } from '../../protocol/caller.js';
 import type { AuditSink } from '../audit.js';
 import { E, TokendError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
-import type { ApprovalGate } from './approval-gate.js';
+import { ruleFor } from './access.js';
+import type { ApprovalGate, ApprovalRequest } from './approval-gate.js';
 import type { CallerIdentity } from './proc.js';
 
 /** At most this many approvals wait at once; past it a request is denied at once (a flood of programs asking cannot grow memory). */
@@ -26,8 +28,12 @@ export const MAX_PENDING = 256;
 /** At most this many `--for` decisions are held; the oldest goes first. */
 const MAX_TRUSTED = 10_000;
 
-/** What `--always` adds to the account's access: the caller's executable, or its script with its interpreter, or its listener key. */
-export type AlwaysRule = { exe: string } | { script: string; exe: string } | { key: string };
+/** A caller's connection: a wait on its behalf ends when it closes (net.Socket). */
+export interface CallerConnection {
+  readonly destroyed: boolean;
+  once(event: 'close', fn: () => void): unknown;
+  off(event: 'close', fn: () => void): unknown;
+}
 
 /** How a decision was made: by the user (the API or a notification), or by the clock, or because the caller went away. */
 export type DecidedVia = 'api' | 'notification' | 'timeout' | 'disconnected';
@@ -36,8 +42,10 @@ export interface ApprovalsDeps {
   events: Pick<EventBus, 'emit'>;
   audit: AuditSink;
   log: Logger;
-  /** `--always`: add `rule` to the account's access (the access rules' own function). */
-  addRule: (account: string, rule: AlwaysRule) => Promise<void>;
+  /** `--always`: add `rule` to the account's access (AccessControl.addRule). */
+  addRule: (account: string, rule: AccessRule) => Promise<unknown>;
+  /** The connection a caller came on (caller/connection.ts), when the request does not say. */
+  connectionOf?: (who: CallerIdentity) => CallerConnection | undefined;
   /** Told of each new pending approval and of its end (the desktop notification, notify.ts). */
   notifier?: ApprovalNotifier;
   now?: () => number;
@@ -61,13 +69,11 @@ export function processKey(account: string, id: CallerIdentity): string {
   return `${account}\0${id.caller.pid ?? ''}\0${id.start}\0${id.caller.pid === undefined ? id.program : ''}`;
 }
 
-/** The rule `--always` adds for `caller`: a listener key, a script with its interpreter, or the executable. */
-export function alwaysRule(caller: Caller): AlwaysRule {
-  if (caller.key !== undefined) return { key: caller.key };
-  if (caller.exe === undefined || caller.exe.startsWith('[')) {
-    throw E.invalidRequest('this caller has no executable the daemon could read: allow it once or for a while instead of always');
-  }
-  return caller.script !== undefined ? { script: caller.script, exe: caller.exe } : { exe: caller.exe };
+/** The rule `--always` adds: the caller's script with its interpreter, its executable, its unit, or its listener key (access.ts). */
+export function alwaysRule(who: CallerIdentity): AccessRule {
+  const rule = ruleFor(who);
+  if (!rule) throw E.invalidRequest('this caller has no executable the daemon could read: allow it once or for a while instead of always');
+  return rule;
 }
 
 export class Approvals implements ApprovalGate {
@@ -84,17 +90,18 @@ export class Approvals implements ApprovalGate {
 
   /**
    * Wait for the user's decision on `caller` taking `account`'s token: 'allow' or 'deny';
-   * rejects with 403 `caller_not_allowed` when nobody answered in time. `signal` is the
-   * request's connection: once every request waiting on an approval has gone, so does it.
+   * rejects with 403 `caller_not_allowed` when nobody answered in time. Once the connection
+   * of every request waiting on an approval has closed, the approval goes too.
    */
-  request(req: { account: string; caller: CallerIdentity; timeoutMs: number; signal?: AbortSignal }): Promise<'allow' | 'deny'> {
+  request(req: ApprovalRequest & { connection?: CallerConnection }): Promise<'allow' | 'deny'> {
     const key = processKey(req.account, req.caller);
     const until = this.trusted.get(key);
     if (until !== undefined) {
       if (until > this.now()) return Promise.resolve('allow');
       this.trusted.delete(key);
     }
-    if (req.signal?.aborted) return Promise.resolve('deny');
+    const conn = req.connection ?? this.deps.connectionOf?.(req.caller);
+    if (conn?.destroyed) return Promise.resolve('deny');
     const id = this.byProcess.get(key);
     let p: Pending;
     try {
@@ -104,7 +111,7 @@ export class Approvals implements ApprovalGate {
     }
     return new Promise((resolve, reject) => {
       const waiter = (decision: 'allow' | 'deny', timedOut: boolean) => {
-        req.signal?.removeEventListener('abort', gone);
+        conn?.off('close', gone);
         if (timedOut) reject(timedOutError(p.view, req.timeoutMs));
         else resolve(decision);
       };
@@ -114,11 +121,11 @@ export class Approvals implements ApprovalGate {
         if (p.waiters.size === 0) this.end(p, 'deny', 'disconnected');
       };
       p.waiters.add(waiter);
-      req.signal?.addEventListener('abort', gone, { once: true });
+      conn?.once('close', gone);
     });
   }
 
-  private open(key: string, req: { account: string; caller: CallerIdentity; timeoutMs: number }): Pending {
+  private open(key: string, req: ApprovalRequest): Pending {
     if (this.pending.size >= MAX_PENDING) {
       throw new TokendError('caller_not_allowed', `${MAX_PENDING} approvals are already waiting; decide them (tokend approvals) and try again`, {
         account: req.account,
@@ -159,7 +166,7 @@ export class Approvals implements ApprovalGate {
     const p = this.pending.get(id);
     if (!p) throw E.notFound(`no approval ${id} is waiting (it was decided, it timed out, or its caller went away; see tokend approvals)`);
     if (d.decision === 'allow' && d.always) {
-      const rule = alwaysRule(p.view.caller);
+      const rule = alwaysRule(p.identity);
       // The rule first: when it cannot be added, the request still waits and the user may decide otherwise.
       await this.deps.addRule(p.view.account, rule);
       if (!this.pending.has(id)) return p.view; // decided meanwhile

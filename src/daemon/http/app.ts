@@ -14,6 +14,8 @@ import { recordedCaller } from '../../protocol/caller.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import { audited, type AuditLog } from '../audit.js';
+import { AccessControl } from '../caller/access.js';
+import { denyingGate } from '../caller/approval-gate.js';
 import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -27,6 +29,8 @@ export interface AppDeps extends AccountDeps {
   broker: Broker;
   events: EventBus;
   audit: AuditLog;
+  /** Who may take each account's token (caller/access.ts), with the approval gate of `ask` accounts (main.ts's; tests get `accessOf`'s). */
+  access?: AccessControl;
   log: Logger;
   version: string;
   startedAt: number;
@@ -74,8 +78,14 @@ function labelSelector(words: string[]): Record<string, string> {
   }
 }
 
+/** The deps' access check, or one that checks the same rules with no approvals and no verified callers (tests). */
+export function accessOf(deps: Pick<AppDeps, 'access' | 'config' | 'audit' | 'events'>): AccessControl {
+  return deps.access ?? new AccessControl({ config: deps.config, audit: deps.audit, events: deps.events, gate: denyingGate, verified: false });
+}
+
 /** The socket API (docs/api.md) as a Hono app; `app.request()` tests it without a socket. */
-export function createApp(deps: AppDeps): Hono {
+export function createApp(given: AppDeps): Hono {
+  const deps = { ...given, access: accessOf(given) };
   const app = new Hono();
 
   app.get(ROUTE_PATTERNS.health, (c) => {

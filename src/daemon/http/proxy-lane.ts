@@ -22,6 +22,7 @@ import { authScheme } from '../../protocol/helpers/auth-scheme.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
+import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
 import type { Broker, CachedToken } from '../broker.js';
 import type { ConfigStore } from '../config.js';
@@ -38,6 +39,7 @@ export interface ProxyDeps {
   broker: Pick<Broker, 'getToken' | 'reject'>;
   getDriver: (name: string) => Driver | undefined;
   audit: Pick<AuditLog, 'record'>;
+  access: Pick<AccessControl, 'check'>;
   log: Logger;
 }
 
@@ -82,6 +84,8 @@ async function proxy(
   if (!isAccountName(name)) throw E.invalidRequest(`the proxy path must start with an account name: ${PROXY_PREFIX}NAME/PATH`);
   const cfg = deps.config.getAccount(name);
   if (!cfg) throw unknownAccount(name);
+  const allowed = deps.access.check(name, callerOf(req), req.headers['user-agent']);
+  if (allowed) await allowed;
   if (!cfg.api_base) {
     throw E.invalidRequest(`account "${name}" has no api_base to proxy to; set it with \`tokend set ${name} --api-base URL\``, {
       account: name,

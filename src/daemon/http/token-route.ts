@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
 import { ROUTES } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
+import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
 import type { CallerIdentity } from '../caller/proc.js';
 import type { Broker, CachedToken } from '../broker.js';
@@ -28,6 +29,8 @@ export type TokenHandler = (body: Buffer, client: string | undefined, by?: Calle
 export interface TokenRouteDeps {
   broker: Broker;
   audit: AuditLog;
+  /** Who may take each account's token (caller/access.ts). */
+  access: Pick<AccessControl, 'check'>;
   /** Resolve a url/host to an account name; undefined when none matches. */
   resolveTarget?: (req: TargetRequest) => string | undefined;
 }
@@ -41,6 +44,8 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
       account = deps.resolveTarget?.({ url: req.url, host: req.host, username: req.username });
       if (!account) throw E.notFound(`no account serves ${req.url ?? req.host}`);
     }
+    const allowed = deps.access.check(account, by, client);
+    if (allowed) await allowed;
     const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
     deps.audit.record(account, client, 'token', by);
     return tokenBody(tok, Date.now());
