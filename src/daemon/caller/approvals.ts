@@ -16,7 +16,7 @@ import type { ApprovalDecision, ApprovalView } from '../../protocol/api.js';
 import type { AccessRule } from '../../protocol/access.js';
 import type { Caller, RecordedCaller } from '../../protocol/caller.js';
 import type { AuditSink } from '../audit.js';
-import { E, TokendError } from '../errors.js';
+import { E, type TokendError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { ruleFor } from './access.js';
@@ -127,7 +127,7 @@ export class Approvals implements ApprovalGate {
 
   private open(key: string, req: ApprovalRequest): Pending {
     if (this.pending.size >= MAX_PENDING) {
-      throw new TokendError('caller_not_allowed', `${MAX_PENDING} approvals are already waiting; decide them (tokend approvals) and try again`, {
+      throw E.callerNotAllowed(`${MAX_PENDING} approvals are already waiting; decide them (tokend approvals) and try again`, {
         account: req.account,
       });
     }
@@ -217,8 +217,7 @@ export class Approvals implements ApprovalGate {
 
 function timedOutError(view: ApprovalView, timeoutMs: number): TokendError {
   const who = view.caller.script ?? view.caller.exe ?? (view.caller.key === undefined ? 'the caller' : `app key ${view.caller.key}`);
-  return new TokendError(
-    'caller_not_allowed',
+  return E.callerNotAllowed(
     `${who} (pid ${view.caller.pid ?? '-'}) timed out waiting for approval to use account "${view.account}" ` +
       `(${Math.round(timeoutMs / 1000)} s; approve with \`tokend approvals allow ID\` while it waits)`,
     { account: view.account },
