@@ -47,7 +47,7 @@ export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
   saveKeyKind: (kind: KeyStore) => Promise<void>;
   /** After a key move: the disk watch follows the key. */
   keyMoved: () => void;
-  /** The approvals of `ask` accounts (caller/approvals.ts); without them there are no approval routes. */
+  /** The approvals of `ask` accounts (caller/approvals.ts); without them (tests) nothing waits. */
   approvals?: Approvals;
 }
 
@@ -70,7 +70,7 @@ export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: Resolv
         audit: deps.audit,
       }),
       mountAudit({ audit: deps.audit, store: deps.store }),
-      ...(deps.approvals ? [mountApprovals({ approvals: deps.approvals })] : []),
+      mountApprovals({ approvals: deps.approvals }),
     ],
   });
   return { app, resolveTarget: helpers.resolveTarget };
