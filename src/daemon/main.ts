@@ -7,6 +7,7 @@ import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
 import { AccessControl } from './caller/access.js';
+import { accountsNeedingCallers } from './caller/access-writes.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
 import { Approvals } from './caller/approvals.js';
 import { connectionOf, guardConnections } from './caller/connection.js';
@@ -198,6 +199,19 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     await releaseLock!();
     fail(err instanceof ConfigError ? err.message : `cannot read ${paths.configFile}: ${(err as Error).message}`);
+  }
+  // Without the addon no caller can be told apart: an account only some callers may use is
+  // never served as open (issue 23: no silent downgrade), and the daemon does not start.
+  const closed = 'missing' in peers ? accountsNeedingCallers(config!.listAccounts()) : [];
+  if (closed.length > 0) {
+    await releaseLock!();
+    fail(
+      `cannot start without the caller addon (${(peers as { missing: string }).missing}): ` +
+        `${closed.length === 1 ? 'account' : 'accounts'} ${closed.join(', ')} allow only some callers, and without the addon ` +
+        'the daemon cannot tell callers apart. Install a C compiler (cc) and run `npm rebuild tokend` (or ' +
+        '`node scripts/build-native.mjs` in its folder), or open those accounts to every caller by removing their "access" ' +
+        `from ${paths.configFile}`,
+    );
   }
   // The loopback TCP listener: refused at start unless it is a loopback address.
   const listenSpec = args.values.listen ?? config!.settings.listen;

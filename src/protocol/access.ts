@@ -5,15 +5,10 @@
  * (`ask_timeout_s`), else it is refused as under `callers`.
  */
 import { z } from 'zod';
+import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
+import { ACCESS_MODES, ACCESS_RULES_MAX, ASK_TIMEOUT_MAX_S } from './access-rules.js';
 
-export const ACCESS_MODES = ['open', 'callers', 'ask'] as const;
-export type AccessMode = (typeof ACCESS_MODES)[number];
-
-/** How long an `ask` waits for the user by default, and at most. */
-export const ASK_TIMEOUT_DEFAULT_S = 30;
-export const ASK_TIMEOUT_MAX_S = 3600;
-/** Rules one account may carry. */
-export const ACCESS_RULES_MAX = 64;
+export { ACCESS_MODES, ASK_TIMEOUT_DEFAULT_S, type AccessMode } from './access-rules.js';
 
 const absolutePath = (what: string) =>
   z
@@ -36,7 +31,7 @@ export const AccessRule = z.union([
   z.object({ exe: absolutePath('exe') }).strict(),
   z.object({ unit: z.string().min(1).max(256).regex(/^[^/\s]+$/, 'a unit is a name like app.service, without / or spaces') }).strict(),
   z.object({ ancestor: absolutePath('ancestor') }).strict(),
-  z.object({ key: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'a key is an app name: letters, digits, . _ -') }).strict(),
+  z.object({ key: z.string().regex(ACCOUNT_NAME_RE, { message: `a key is an app name: ${ACCOUNT_NAME_RULE}` }) }).strict(),
   z.object({ tty: z.literal(true) }).strict(),
 ]);
 export type AccessRule = z.infer<typeof AccessRule>;
@@ -61,12 +56,4 @@ export type Access = z.infer<typeof Access>;
 export const AccountOwner = z.enum(['self']);
 export type AccountOwner = z.infer<typeof AccountOwner>;
 
-/** One rule as the CLI's flags say it (`--exe /usr/bin/git`, `--script /x.js --exe /usr/bin/node`). */
-export function ruleFlags(rule: AccessRule): string {
-  if ('script' in rule) return `--script ${rule.script}${rule.exe ? ` --exe ${rule.exe}` : ''}`;
-  if ('exe' in rule) return `--exe ${rule.exe}`;
-  if ('unit' in rule) return `--unit ${rule.unit}`;
-  if ('ancestor' in rule) return `--ancestor ${rule.ancestor}`;
-  if ('key' in rule) return `--key ${rule.key}`;
-  return '--tty';
-}
+export { ruleFlags } from './access-rules.js';

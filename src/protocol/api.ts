@@ -4,7 +4,7 @@ import { LABEL_COUNT_RULE, labelKeyProblem, labelValueProblem, MAX_LABELS } from
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { NEEDS_LOGIN_STATUSES } from './rules.js';
 import { Caller, RecordedCaller } from './caller.js';
-import { Access } from './access.js';
+import { Access, AccountOwner } from './access.js';
 
 export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
 export type AccountName = z.infer<typeof AccountName>;
@@ -138,6 +138,8 @@ export const PutAccountRequest = AccountConfig.extend({
   client_secret: z.string().min(1).max(4096).optional(),
   /** The user's password where the grant is obtained with one (the password flow, AMP): encrypted, never in config.json. */
   password: z.string().min(1).max(4096).optional(),
+  /** `self`: the account's access becomes `callers` with the writing caller as its one rule (docs/security.md). */
+  owner: AccountOwner.optional(),
 }).strict();
 export type PutAccountRequest = z.input<typeof PutAccountRequest>;
 
@@ -399,6 +401,8 @@ export const AccountView = z.object({
   api_base: z.string().optional(),
   /** The account's labels; `{}` when it has none. */
   labels: z.record(z.string(), z.string()).optional(),
+  /** Who may take the account's token; absent when it is `open` (any process of the user). */
+  access: Access.optional(),
   last_error: z.string().nullable(),
   /** While refreshes back off after a failure (`refresh_failing`, or `active` on a token still valid): when the next attempt is allowed (ISO time). */
   retry_at: z.string().nullable().optional(),

@@ -96,6 +96,11 @@ export class AccessControl {
   private readonly evented = new Map<string, number>();
   constructor(private readonly deps: AccessDeps) {}
 
+  /** The caller addon is loaded (access-writes.ts refuses rules without it). */
+  get verified(): boolean {
+    return this.deps.verified;
+  }
+
   /**
    * Resolve when `who` may take `account`'s token, else throw `caller_not_allowed` (403), audited
    * (`denied`) and sent as an `access.denied` event. Returns undefined (no promise to await)

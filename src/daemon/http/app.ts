@@ -8,6 +8,7 @@ import {
   RejectRequest,
   type Health,
 } from '../../protocol/api.js';
+import type { Access, AccountOwner } from '../../protocol/access.js';
 import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { recordedCaller } from '../../protocol/caller.js';
@@ -15,6 +16,7 @@ import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import { audited, type AuditLog } from '../audit.js';
 import { AccessControl } from '../caller/access.js';
+import { checkManage, resolveAccessWrite } from '../caller/access-writes.js';
 import { denyingGate } from '../caller/approval-gate.js';
 import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
@@ -113,9 +115,30 @@ export function createApp(given: AppDeps): Hono {
     return c.json({ accounts: await Promise.all(chosen.map(([name]) => viewAccount(deps, name))) });
   });
   app.get(ROUTE_PATTERNS.account, async (c) => c.json(await viewAccount(deps, accountParam(c))));
+  /** An account write's access (access-writes.ts): who may write it, and `owner: "self"` resolved to the writer's rule. */
+  const writtenAccess = <B extends { access?: Access | null; owner?: AccountOwner }>(c: Context, name: string, body: B): Omit<B, 'owner'> => {
+    const before = deps.config.getAccount(name);
+    const who = callerOfContext(c);
+    if (before) checkManage(name, before, who);
+    const { owner, access: given, ...rest } = body;
+    const access = resolveAccessWrite({ name, before, access: given, owner, who, verified: deps.access.verified });
+    return (access === undefined ? rest : { ...rest, access }) as Omit<B, 'owner'>;
+  };
+  /** A request that manages an existing account: not another app's (access-writes.ts). */
+  const manage = (c: Context): string => {
+    const name = accountParam(c);
+    checkManage(name, deps.config.getAccount(name), callerOfContext(c));
+    return name;
+  };
+
   app.put(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
-    const body = await readJson(c, PutAccountRequest);
+    // A PUT replaces the account's config but not its access unless it gives one (`access` or
+    // `owner`): re-adding an account never opens it (`tokend access NAME open` does).
+    const kept = deps.config.getAccount(name)?.access;
+    const { access, ...fields } = writtenAccess(c, name, await readJson(c, PutAccountRequest));
+    const held = access === undefined ? kept : access;
+    const body = held ? { ...fields, access: held } : fields;
     const existed = deps.config.getAccount(name) !== undefined;
     const row = { account: name, action: existed ? 'account_changed' : 'account_added', ...who(c) };
     const view = await audited(deps.audit, { ...row, detail: { fields: Object.keys(body).sort() } }, () =>
@@ -129,7 +152,7 @@ export function createApp(given: AppDeps): Hono {
   });
   app.patch(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
-    const body = await readJson(c, PatchAccountRequest);
+    const body = writtenAccess(c, name, await readJson(c, PatchAccountRequest));
     // Field names only: which fields changed, never a value (a client secret's name is no secret).
     const row = {
       account: name,
@@ -143,7 +166,7 @@ export function createApp(given: AppDeps): Hono {
     return c.json(view);
   });
   app.delete(ROUTE_PATTERNS.account, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     const row = { account: name, action: 'account_removed', ...who(c) };
     const res = await audited(deps.audit, row, () => removeAccount(deps, name));
     deps.log.info('account removed', { account: name, revoked: res.revoked });
@@ -151,7 +174,7 @@ export function createApp(given: AppDeps): Hono {
     return c.json({ ok: true, ...res });
   });
   app.post(ROUTE_PATTERNS.accountImport, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
     const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
@@ -161,13 +184,13 @@ export function createApp(given: AppDeps): Hono {
     return c.json(await viewAccount(deps, name));
   });
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     // An action, not a read: one row per request, with how it ended.
     const g = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () => deps.broker.forceRefresh(name));
     return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
   });
   app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     const res = await audited(deps.audit, { account: name, action: 'logout', ...who(c) }, () => deps.broker.logout(name));
     deps.log.info('logged out', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });
