@@ -15,20 +15,29 @@ import { useDaemon, useIdp } from './support/fixtures.js';
 
 const addonBuilt = fs.existsSync(path.join(ROOT, 'build', 'tokend-peer.node'));
 
-/** A python3 program that asks for account `work`'s token and prints `STATUS BODY` once answered. */
+/**
+ * A python3 program that asks for account `work`'s token and prints `STATUS BODY` once
+ * answered; with a third argument it then waits for a line on stdin and asks again on a new
+ * connection (the same process), printing that answer too.
+ */
 const ASKER = `import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-b = b'{"account":"work"}'
-s.sendall(b'POST /v1/token HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(b) + b)
-out = b''
-while True:
-    c = s.recv(65536)
-    if not c:
-        break
-    out += c
-head, _, body = out.partition(b'\\r\\n\\r\\n')
-print(head.split(b' ')[1].decode(), body.decode())
+def ask():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    b = b'{"account":"work"}'
+    s.sendall(b'POST /v1/token HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(b) + b)
+    out = b''
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        out += c
+    head, _, body = out.partition(b'\\r\\n\\r\\n')
+    print(head.split(b' ')[1].decode(), body.decode(), flush=True)
+ask()
+if len(sys.argv) > 2:
+    sys.stdin.readline()
+    ask()
 `;
 
 interface Asker {
@@ -157,6 +166,29 @@ describe.skipIf(!addonBuilt)('ask: approvals with real processes', () => {
     const otherPending = await waitListed(other.child.pid!);
     await d.cli(['approvals', 'deny', otherPending.id]);
     expect((await other.done).status).toBe(403);
+  });
+
+  it('allow --for: the same process asks again on a new connection and is let through without an approval', async () => {
+    await setAccess({ mode: 'ask', callers: [], ask_timeout_s: 120 });
+    const child = spawn('python3', [script('twice'), d.socket, 'again'], { env: t.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (c) => (out += c));
+    const closed = new Promise((r) => child.once('close', r));
+    try {
+      const pending = await waitListed(child.pid!);
+      const r = await d.cli(['approvals', 'allow', pending.id, '--for', '1h']);
+      expect(r.code, r.stderr).toBe(0);
+      await waitFor(() => out.split('\n').length > 1, 'the first answer');
+      child.stdin!.write('\n');
+      await closed;
+      expect(out.trim().split('\n').map((l) => l.slice(0, 3))).toEqual(['200', '200']);
+      // No second approval was opened: the audit has one decision for this process.
+      const { json } = await d.request('GET', '/v1/audit?account=work&action=approval_allowed');
+      expect(json.entries.filter((e: any) => e.caller.pid === child.pid)).toHaveLength(1);
+      expect(json.entries[0]).toMatchObject({ for_s: 3600 });
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('a program that hangs up while it waits takes its approval with it', async () => {
