@@ -56,14 +56,23 @@ describe('approvals', () => {
     expect(await b).toBe('allow');
     expect(approvals.list()).toHaveLength(2);
     const decided = seen.find((e) => e.type === 'approval.decided');
-    expect(decided).toMatchObject({ account: 'gh', decision: 'allow', via: 'api', decided_by: { pid: 7, user_agent: 'tokend-cli/approvals' } });
+    expect(decided).toMatchObject({
+      account: 'gh',
+      decision: 'allow',
+      via: 'api',
+      decided_by: { pid: 7, user_agent: 'tokend-cli/approvals' },
+    });
     expect(rows).toEqual([
       expect.objectContaining({
         account: 'gh',
         action: 'approval_allowed',
         by: me.caller,
         outcome: 'ok',
-        detail: expect.objectContaining({ approval_id: mine.id, via: 'api', decided_by: expect.objectContaining({ pid: 7, user_agent: 'tokend-cli/approvals' }) }),
+        detail: expect.objectContaining({
+          approval_id: mine.id,
+          via: 'api',
+          decided_by: expect.objectContaining({ pid: 7, user_agent: 'tokend-cli/approvals' }),
+        }),
       }),
     ]);
     approvals.close();
@@ -91,7 +100,11 @@ describe('approvals', () => {
   it('unanswered: caller_not_allowed, saying it timed out waiting for approval; the row says timeout', async () => {
     const { approvals, rows, seen } = setup();
     const p = approvals.request({ account: 'gh', caller: identity(10, 5, { script: '/home/u/steal.py' }), timeoutMs: 20 });
-    await expect(p).rejects.toMatchObject({ code: 'caller_not_allowed', status: 403, message: expect.stringMatching(/steal\.py.*timed out waiting for approval/) });
+    await expect(p).rejects.toMatchObject({
+      code: 'caller_not_allowed',
+      status: 403,
+      message: expect.stringMatching(/steal\.py.*timed out waiting for approval/),
+    });
     expect(approvals.list()).toEqual([]);
     expect(rows[0]).toMatchObject({ action: 'approval_denied', code: 'timeout', detail: expect.objectContaining({ via: 'timeout' }) });
     expect(seen.find((e) => e.type === 'approval.decided')).toMatchObject({ decision: 'deny', via: 'timeout' });
@@ -169,7 +182,8 @@ describe('approvals', () => {
 
   it(`past ${MAX_PENDING} waiting approvals a new one is refused at once`, async () => {
     const { approvals } = setup();
-    for (let i = 0; i < MAX_PENDING; i++) void approvals.request({ account: 'gh', caller: identity(1000 + i, 1), timeoutMs: 30_000 }).catch(() => undefined);
+    for (let i = 0; i < MAX_PENDING; i++)
+      void approvals.request({ account: 'gh', caller: identity(1000 + i, 1), timeoutMs: 30_000 }).catch(() => undefined);
     await expect(approvals.request({ account: 'gh', caller: identity(99, 1), timeoutMs: 30_000 })).rejects.toMatchObject({
       code: 'caller_not_allowed',
       message: expect.stringMatching(/already waiting/),

@@ -67,7 +67,7 @@ describe.skipIf(!addonBuilt)('ask: approvals with real processes', () => {
 
   const setAccess = async (access: Record<string, unknown>) => {
     const r = await d.request('PATCH', '/v1/accounts/work', { access });
-    expect(r.status, r.body).toBe(200);
+    expect(r.status, r.text).toBe(200);
   };
   /** The pending approvals as `tokend approvals --json` (a second process) lists them. */
   const listed = async () => {
@@ -105,7 +105,12 @@ describe.skipIf(!addonBuilt)('ask: approvals with real processes', () => {
       const pend = await waitFor(() => tap.events.find((e) => e.type === 'approval.pending'), 'approval.pending');
       expect(pend).toMatchObject({ account: 'work', approval_id: pending.id, caller: { pid: a.child.pid, script: file } });
       const decided = await waitFor(() => tap.events.find((e) => e.type === 'approval.decided'), 'approval.decided');
-      expect(decided).toMatchObject({ approval_id: pending.id, decision: 'allow', via: 'api', decided_by: { user_agent: 'tokend-cli/approvals' } });
+      expect(decided).toMatchObject({
+        approval_id: pending.id,
+        decision: 'allow',
+        via: 'api',
+        decided_by: { user_agent: 'tokend-cli/approvals' },
+      });
       const { json } = await d.request('GET', '/v1/audit?account=work&action=approval_allowed');
       expect(json.entries[0]).toMatchObject({
         action: 'approval_allowed',
@@ -181,7 +186,12 @@ describe.skipIf(!addonBuilt)('ask: approvals with real processes', () => {
       await waitFor(() => out.split('\n').length > 1, 'the first answer');
       child.stdin!.write('\n');
       await closed;
-      expect(out.trim().split('\n').map((l) => l.slice(0, 3))).toEqual(['200', '200']);
+      expect(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => l.slice(0, 3)),
+      ).toEqual(['200', '200']);
       // No second approval was opened: the audit has one decision for this process.
       const { json } = await d.request('GET', '/v1/audit?account=work&action=approval_allowed');
       expect(json.entries.filter((e: any) => e.caller.pid === child.pid)).toHaveLength(1);

@@ -149,7 +149,8 @@ describe.skipIf(!canRun)('desktop notifications on a real session bus', () => {
     try {
       const asked = approvals.request({ account: 'gh', caller: identity(2001), timeoutMs: 60_000 });
       const waitLog = async () => {
-        for (let i = 0; i < 200 && !logLines.some((l) => l.includes('no desktop notification')); i++) await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < 200 && !logLines.some((l) => l.includes('no desktop notification')); i++)
+          await new Promise((r) => setTimeout(r, 50));
       };
       await waitLog();
       expect(logLines.filter((l) => l.includes('no desktop notification'))).toHaveLength(1);

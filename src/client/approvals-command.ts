@@ -54,8 +54,10 @@ export const approvalsCommand: Command = async (args, io, client) => {
     return list(await client().json<ApprovalList>('GET', ROUTES.approvals), Boolean(values.json), io);
   }
   if (action !== 'allow' && action !== 'deny') throw new UsageError(`"${action.slice(0, 40)}": say allow ID or deny ID`, 'approvals');
-  if (id === undefined || !/^[0-9a-z]{1,64}$/.test(id)) throw new UsageError(`${action} needs the approval's ID (tokend approvals lists them)`, 'approvals');
-  if (action === 'deny' && (values.for !== undefined || values.always)) throw new UsageError('--for and --always go with allow', 'approvals');
+  if (id === undefined || !/^[0-9a-z]{1,64}$/.test(id))
+    throw new UsageError(`${action} needs the approval's ID (tokend approvals lists them)`, 'approvals');
+  if (action === 'deny' && (values.for !== undefined || values.always))
+    throw new UsageError('--for and --always go with allow', 'approvals');
   if (values.for !== undefined && values.always) throw new UsageError('give --for or --always, not both', 'approvals');
   const body: ApprovalDecision = { decision: action };
   if (values.for !== undefined) body.for_s = durationOption(values.for, '--for', 'approvals');

@@ -139,7 +139,12 @@ export class Approvals implements ApprovalGate {
       tty: req.caller.tty,
       expires_at: new Date(this.now() + req.timeoutMs).toISOString(),
     };
-    const p: Pending = { view, identity: req.caller, waiters: new Set(), timer: setTimeout(() => this.end(p, 'deny', 'timeout'), req.timeoutMs) };
+    const p: Pending = {
+      view,
+      identity: req.caller,
+      waiters: new Set(),
+      timer: setTimeout(() => this.end(p, 'deny', 'timeout'), req.timeoutMs),
+    };
     p.timer.unref();
     this.pending.set(id, p);
     this.byProcess.set(key, id);
@@ -148,7 +153,12 @@ export class Approvals implements ApprovalGate {
       caller: req.caller.caller,
       expires_at: view.expires_at,
     });
-    this.deps.log.info('a caller waits for approval', { account: req.account, approval: id, exe: req.caller.caller.exe, pid: req.caller.caller.pid });
+    this.deps.log.info('a caller waits for approval', {
+      account: req.account,
+      approval: id,
+      exe: req.caller.caller.exe,
+      pid: req.caller.caller.pid,
+    });
     this.deps.notifier?.shown(view, (decision) => void this.decide(id, { decision }, {}, 'notification').catch(() => undefined));
     return p;
   }
@@ -180,14 +190,22 @@ export class Approvals implements ApprovalGate {
   }
 
   /** Decide `p` for every request waiting on it, and say so: an event, an audit row, the notification closed. */
-  private end(p: Pending, decision: 'allow' | 'deny', via: DecidedVia, by: { caller?: string; by?: Caller } = {}, d?: ApprovalDecision): void {
+  private end(
+    p: Pending,
+    decision: 'allow' | 'deny',
+    via: DecidedVia,
+    by: { caller?: string; by?: Caller } = {},
+    d?: ApprovalDecision,
+  ): void {
     const { id, account, caller } = p.view;
     if (this.pending.get(id) !== p) return;
     this.pending.delete(id);
     for (const [k, v] of this.byProcess) if (v === id) this.byProcess.delete(k);
     clearTimeout(p.timer);
     const decidedBy: RecordedCaller | undefined =
-      by.caller === undefined && by.by === undefined ? undefined : { ...by.by, ...(by.caller === undefined ? {} : { user_agent: by.caller }) };
+      by.caller === undefined && by.by === undefined
+        ? undefined
+        : { ...by.by, ...(by.caller === undefined ? {} : { user_agent: by.caller }) };
     const extra = { ...(d?.for_s !== undefined ? { for_s: d.for_s } : {}), ...(d?.always ? { always: true } : {}) };
     this.deps.events.emit('approval.decided', account, {
       approval_id: id,

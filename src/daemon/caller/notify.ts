@@ -26,7 +26,6 @@ const MONITOR_READY_MS = 3000;
 
 /** A string in GVariant text form (GLib's GVariant Text Format): quoted, `\` and `'` escaped, control characters as \uXXXX. */
 export function gvariantString(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is escaped here
   return `'${s.replace(/[\\']/g, (c) => `\\${c}`).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}'`;
 }
 
@@ -83,7 +82,10 @@ export class DesktopNotifier implements ApprovalNotifier {
   }
 
   shown(a: ApprovalView, decide: (decision: 'allow' | 'deny') => void): void {
-    if (!sessionBus(this.env)) return this.skip('no session bus (DBUS_SESSION_BUS_ADDRESS)');
+    if (!sessionBus(this.env)) {
+      this.skip('no session bus (DBUS_SESSION_BUS_ADDRESS)');
+      return;
+    }
     void this.show(a, decide).catch((err) => this.skip((err as Error).message));
   }
 
@@ -138,7 +140,19 @@ export class DesktopNotifier implements ApprovalNotifier {
   }
 
   private call(method: string, args: string[]): Promise<string> {
-    const argv = ['call', '--session', '--dest', DEST, '--object-path', OBJECT, '--timeout', String(CALL_TIMEOUT_S), '--method', `${DEST}.${method}`, ...args];
+    const argv = [
+      'call',
+      '--session',
+      '--dest',
+      DEST,
+      '--object-path',
+      OBJECT,
+      '--timeout',
+      String(CALL_TIMEOUT_S),
+      '--method',
+      `${DEST}.${method}`,
+      ...args,
+    ];
     return new Promise((resolve, reject) => {
       execFile(this.gdbus, argv, { env: this.env, timeout: (CALL_TIMEOUT_S + 2) * 1000 }, (err, stdout, stderr) => {
         if (err) reject(new Error(`gdbus ${method}: ${(stderr || err.message).trim().slice(0, 200)}`));

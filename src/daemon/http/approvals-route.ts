@@ -14,7 +14,10 @@ import { who } from './raw-request.js';
  */
 export function mountApprovals(deps: { approvals: Pick<Approvals, 'list' | 'decide'> | undefined }): (app: Hono) => void {
   // Without approvals (an app built for a test) nothing ever waits.
-  const approvals = deps.approvals ?? { list: () => [], decide: async (id: string) => Promise.reject(E.notFound(`no approval ${id} is waiting`)) };
+  const approvals = deps.approvals ?? {
+    list: () => [],
+    decide: async (id: string) => Promise.reject(E.notFound(`no approval ${id} is waiting`)),
+  };
   return function approvalRoutes(app) {
     app.get(ROUTE_PATTERNS.approvals, (c) => {
       const body: ApprovalList = { approvals: approvals.list() };
