@@ -103,7 +103,9 @@ describe('the access schema', () => {
 describe('the refusal names the caller and the command that allows it', () => {
   it('names exe, pid, script, unit and parents, and the rule for it', () => {
     const w = who({ pid: 42, exe: NODE, script: '/tmp/x.js', unit: 'session-3.scope', parents: ['/usr/bin/bash', '/usr/sbin/sshd'] });
-    expect(describeCaller(w)).toBe('/usr/bin/node (pid 42) running /tmp/x.js in unit session-3.scope, parents /usr/bin/bash ← /usr/sbin/sshd');
+    expect(describeCaller(w)).toBe(
+      '/usr/bin/node (pid 42) running /tmp/x.js in unit session-3.scope, parents /usr/bin/bash ← /usr/sbin/sshd',
+    );
     expect(ruleFor(w)).toEqual({ script: '/tmp/x.js', exe: NODE });
     expect(ruleFor(who({ exe: '/usr/bin/curl' }))).toEqual({ exe: '/usr/bin/curl' });
     expect(ruleFor(who({ key: 'app' }))).toEqual({ key: 'app' });
@@ -125,7 +127,10 @@ function control(gate: ApprovalGate = denyingGate): { ac: AccessControl; fake: F
         fake.accounts.set(n, cfg);
       },
     },
-    audit: { record: ((account: string, _client: string, action: string, caller?: CallerIdentity) => fake.rows.push({ account, action, caller })) as never },
+    audit: {
+      record: ((account: string, _client: string, action: string, caller?: CallerIdentity) =>
+        fake.rows.push({ account, action, caller })) as never,
+    },
     events: { emit: ((type: string, account: string, fields: unknown) => fake.events.push({ type, account, fields })) as never },
     gate,
     verified: true,
@@ -155,7 +160,9 @@ describe('AccessControl.check', () => {
     expect(err.status).toBe(403);
     expect(err.message).toContain('/usr/bin/curl (pid 9)');
     expect(err.message).toContain('tokend access gh callers --add --exe /usr/bin/curl');
-    expect(fake.rows).toEqual([{ account: 'gh', action: 'denied', caller: expect.objectContaining({ caller: expect.objectContaining({ exe: '/usr/bin/curl' }) }) }]);
+    expect(fake.rows).toEqual([
+      { account: 'gh', action: 'denied', caller: expect.objectContaining({ caller: expect.objectContaining({ exe: '/usr/bin/curl' }) }) },
+    ]);
     expect(fake.events).toEqual([{ type: 'access.denied', account: 'gh', fields: expect.objectContaining({ mode: 'callers' }) }]);
     // A caller in a loop: a row a time (the audit log folds them a minute), one event a minute.
     refusedWith(() => ac.check('gh', who({ pid: 9, exe: '/usr/bin/curl' }), 'curl/8'));
@@ -261,7 +268,14 @@ describe('a unit rule against a caller read from a cgroup fixture', () => {
 });
 
 describe('who may write access', () => {
-  const base = { name: 'gh', before: undefined, access: undefined, owner: undefined, who: who({ exe: NODE, script: '/opt/app.js' }), verified: true };
+  const base = {
+    name: 'gh',
+    before: undefined,
+    access: undefined,
+    owner: undefined,
+    who: who({ exe: NODE, script: '/opt/app.js' }),
+    verified: true,
+  };
   it('owner self is the writer: its script with its interpreter, its service, or its app key', () => {
     expect(resolveAccessWrite({ ...base, owner: 'self' })).toEqual({ mode: 'callers', callers: [{ script: '/opt/app.js', exe: NODE }] });
     expect(ownerRule(who({ exe: '/usr/bin/x', unit: 'app.service' }))).toEqual({ unit: 'app.service' });
@@ -284,9 +298,16 @@ describe('who may write access', () => {
   });
   it('without the caller addon, rules are refused and open is written as no access', () => {
     const off = { ...base, verified: false };
-    expect(() => resolveAccessWrite({ ...off, access: access({ mode: 'callers', callers: [{ exe: GIT }] }) })).toThrow(/without its caller addon/);
+    expect(() => resolveAccessWrite({ ...off, access: access({ mode: 'callers', callers: [{ exe: GIT }] }) })).toThrow(
+      /without its caller addon/,
+    );
     expect(() => resolveAccessWrite({ ...off, owner: 'self' })).toThrow(/without its caller addon/);
     expect(resolveAccessWrite({ ...off, access: access({ mode: 'open' }) })).toBeNull();
-    expect(accountsNeedingCallers([['a', account()], ['b', account({ mode: 'ask', callers: [] })]])).toEqual(['b']);
+    expect(
+      accountsNeedingCallers([
+        ['a', account()],
+        ['b', account({ mode: 'ask', callers: [] })],
+      ]),
+    ).toEqual(['b']);
   });
 });

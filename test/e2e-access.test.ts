@@ -54,7 +54,18 @@ req.end(JSON.stringify({ account }));
 async function curlToken(socket: string, env: NodeJS.ProcessEnv, account = 'work') {
   const r = await runProcess(
     'curl',
-    ['-sS', '--unix-socket', socket, '-w', '\\n%{http_code}', '-H', 'content-type: application/json', '-d', `{"account":"${account}"}`, 'http://tokend/v1/token'],
+    [
+      '-sS',
+      '--unix-socket',
+      socket,
+      '-w',
+      '\\n%{http_code}',
+      '-H',
+      'content-type: application/json',
+      '-d',
+      `{"account":"${account}"}`,
+      'http://tokend/v1/token',
+    ],
     { env },
   );
   const [body, status] = [r.stdout.slice(0, r.stdout.lastIndexOf('\n')), r.stdout.slice(r.stdout.lastIndexOf('\n') + 1)];
@@ -225,7 +236,10 @@ try {
     const claimed = await runProcess(process.execPath, [other, d.socket, 'add', idp.issuer], { env: t.env });
     expect(claimed.stdout).toMatch(/^error caller_not_allowed .*cannot claim it/);
     // A plain `tokend add` over it keeps the access (re-adding never opens it).
-    const readd = await d.cli(['add', 'mine', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--scope', 'openid offline_access api'], 'conf-secret\n');
+    const readd = await d.cli(
+      ['add', 'mine', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--scope', 'openid offline_access api'],
+      'conf-secret\n',
+    );
     expect(readd.code, readd.stderr).toBe(0);
     expect((await curlToken(d.socket, t.env, 'mine')).status).toBe(403);
     // Removing it stays open to the CLI.
@@ -298,10 +312,14 @@ describe('access without the caller addon', () => {
   it('the daemon refuses to start with an account that is not open, naming it and the fix', async () => {
     const h = tempHome();
     try {
-      writeSettings(h.home, {}, {
-        gh: { issuer: idp.issuer, client_id: 'conf', access: { mode: 'callers', callers: [{ exe: '/usr/bin/git' }] } },
-        open1: { issuer: idp.issuer, client_id: 'conf' },
-      });
+      writeSettings(
+        h.home,
+        {},
+        {
+          gh: { issuer: idp.issuer, client_id: 'conf', access: { mode: 'callers', callers: [{ exe: '/usr/bin/git' }] } },
+          open1: { issuer: idp.issuer, client_id: 'conf' },
+        },
+      );
       const r = await runProcess(process.execPath, [TOKEND_BIN, 'daemon'], { env: { ...h.env, TOKEND_TEST_NO_PEER_ADDON: '1' } });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('cannot start without the caller addon');

@@ -344,7 +344,12 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGHUP', () => reload(config!, broker, logins, log, Boolean(store!.fleet)));
+  process.on('SIGHUP', () => {
+    reload(config!, broker, logins, log, Boolean(store!.fleet));
+    // Never served as open: without the addon such an account refuses every caller until fixed.
+    const unverifiable = 'missing' in peers ? accountsNeedingCallers(config!.listAccounts()) : [];
+    if (unverifiable.length) log.error('without the caller addon these accounts refuse every caller', { accounts: unverifiable });
+  });
 }
 
 /**

@@ -4,7 +4,13 @@
  */
 
 /** A rule's shape (access.ts's `AccessRule` schema checks it on the wire). */
-type RuleShape = { script: string; exe?: string } | { exe: string } | { unit: string } | { ancestor: string } | { key: string } | { tty: true };
+type RuleShape =
+  | { script: string; exe?: string }
+  | { exe: string }
+  | { unit: string }
+  | { ancestor: string }
+  | { key: string }
+  | { tty: true };
 
 export const ACCESS_MODES = ['open', 'callers', 'ask'] as const;
 export type AccessMode = (typeof ACCESS_MODES)[number];

@@ -29,7 +29,15 @@ const absolutePath = (what: string) =>
 export const AccessRule = z.union([
   z.object({ script: absolutePath('script'), exe: absolutePath('exe').optional() }).strict(),
   z.object({ exe: absolutePath('exe') }).strict(),
-  z.object({ unit: z.string().min(1).max(256).regex(/^[^/\s]+$/, 'a unit is a name like app.service, without / or spaces') }).strict(),
+  z
+    .object({
+      unit: z
+        .string()
+        .min(1)
+        .max(256)
+        .regex(/^[^/\s]+$/, 'a unit is a name like app.service, without / or spaces'),
+    })
+    .strict(),
   z.object({ ancestor: absolutePath('ancestor') }).strict(),
   z.object({ key: z.string().regex(ACCOUNT_NAME_RE, { message: `a key is an app name: ${ACCOUNT_NAME_RULE}` }) }).strict(),
   z.object({ tty: z.literal(true) }).strict(),

@@ -53,7 +53,8 @@ export function ruleFor(who: CallerIdentity): AccessRule | undefined {
 
 /** The caller as a refusal names it: `/usr/bin/curl (pid 42) ← /usr/bin/bash ← /usr/lib/systemd/systemd`, script and unit beside. */
 export function describeCaller(who: CallerIdentity | undefined): string {
-  if (!who) return 'a caller the daemon could not verify (it is gone, or the daemon runs without its caller addon)';
+  if (!who)
+    return "a caller the daemon could not verify (it is gone, it showed the loopback listener's daemon key, which names no app, or the daemon runs without its caller addon)";
   const c = who.caller;
   if (c.key !== undefined) return `the loopback listener's app key "${c.key}"`;
   const parts = [`${c.exe ?? '?'}${c.pid ? ` (pid ${c.pid})` : ''}`];

@@ -82,7 +82,9 @@ function labelSelector(words: string[]): Record<string, string> {
 
 /** The deps' access check, or one that checks the same rules with no approvals and no verified callers (tests). */
 export function accessOf(deps: Pick<AppDeps, 'access' | 'config' | 'audit' | 'events'>): AccessControl {
-  return deps.access ?? new AccessControl({ config: deps.config, audit: deps.audit, events: deps.events, gate: denyingGate, verified: false });
+  return (
+    deps.access ?? new AccessControl({ config: deps.config, audit: deps.audit, events: deps.events, gate: denyingGate, verified: false })
+  );
 }
 
 /** The socket API (docs/api.md) as a Hono app; `app.request()` tests it without a socket. */
@@ -116,7 +118,11 @@ export function createApp(given: AppDeps): Hono {
   });
   app.get(ROUTE_PATTERNS.account, async (c) => c.json(await viewAccount(deps, accountParam(c))));
   /** An account write's access (access-writes.ts): who may write it, and `owner: "self"` resolved to the writer's rule. */
-  const writtenAccess = <B extends { access?: Access | null; owner?: AccountOwner }>(c: Context, name: string, body: B): Omit<B, 'owner'> => {
+  const writtenAccess = <B extends { access?: Access | null; owner?: AccountOwner }>(
+    c: Context,
+    name: string,
+    body: B,
+  ): Omit<B, 'owner'> => {
     const before = deps.config.getAccount(name);
     const who = callerOfContext(c);
     if (before) checkManage(name, before, who);
