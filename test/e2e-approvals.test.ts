@@ -9,9 +9,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from './support/daemon.js';
+import { addConfAccount, importConfGrant, ROOT, startTestDaemon } from './support/daemon.js';
 import { tapEvents, waitFor } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
+import { canNotify, startNotificationServer } from './support/notification-server.js';
+import { startSecretService } from './support/secret-service.js';
 
 const addonBuilt = fs.existsSync(path.join(ROOT, 'build', 'tokend-peer.node'));
 
@@ -218,5 +220,39 @@ describe.skipIf(!addonBuilt)('ask: approvals with real processes', () => {
     const r = await d.request('POST', '/v1/approvals/abc', { decision: 'deny', always: true });
     expect(r.status).toBe(400);
     expect(r.json.error.message).toMatch(/go with decision "allow" only/);
+  });
+});
+
+describe.skipIf(!addonBuilt || !canNotify)('ask: the desktop notification of a real daemon', () => {
+  const idp = useIdp();
+
+  it('the daemon shows the waiting program on the session bus; Allow on the notification lets it through', async () => {
+    const bus = await startSecretService({ keyring: false });
+    const server = startNotificationServer(bus.env);
+    const own = await startTestDaemon(undefined, bus.env);
+    try {
+      await addConfAccount(own.d, idp.issuer, 'work');
+      await importConfGrant(own.d, idp, 'work');
+      const r = await own.d.request('PATCH', '/v1/accounts/work', { access: { mode: 'ask', callers: [], ask_timeout_s: 120 } });
+      expect(r.status, r.text).toBe(200);
+      await server.next((l) => l.ready, 'ready line');
+      const file = path.join(own.home, 'notified.py');
+      fs.writeFileSync(file, ASKER);
+      const a = ask(file, own.d.socket, own.env);
+      const shown = await server.next((l) => l.notify !== undefined, 'Notify');
+      expect(shown.summary).toBe('tokend: allow notified.py to use "work"?');
+      expect(shown.body).toContain(`${file} (pid ${a.child.pid})`);
+      expect(shown.actions).toEqual(['allow', 'Allow', 'deny', 'Deny']);
+      server.invoke(shown.notify, 'allow');
+      const got = await a.done;
+      expect(got.status).toBe(200);
+      expect(got.body.access_token).toBeTruthy();
+      const { json } = await own.d.request('GET', '/v1/audit?account=work&action=approval_allowed');
+      expect(json.entries[0]).toMatchObject({ via: 'notification', caller: { pid: a.child.pid } });
+    } finally {
+      server.child.kill();
+      await own.cleanup();
+      await bus.close();
+    }
   });
 });

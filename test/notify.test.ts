@@ -5,9 +5,6 @@
  * server's ActionInvoked decides, a decision elsewhere closes the notification. Without a bus
  * or a server nothing is shown and the request still waits.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../src/daemon/audit.js';
 import { Approvals } from '../src/daemon/caller/approvals.js';
@@ -16,53 +13,12 @@ import { programKey, type CallerIdentity } from '../src/daemon/caller/proc.js';
 import { EventBus } from '../src/daemon/events.js';
 import { createLogger } from '../src/daemon/log.js';
 import type { Caller } from '../src/protocol/caller.js';
+import { canNotify, startNotificationServer } from './support/notification-server.js';
 import { startSecretService, type SecretService } from './support/secret-service.js';
-
-const SERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'notification-server.py');
-/** The system's python3 (dbus-python and PyGObject are Debian packages; a pyenv python3 lacks them). */
-const PYTHON = ['/usr/bin/python3', 'python3'].find(
-  (p) => spawnSync(p, ['-c', 'import dbus, gi.repository.GLib'], { stdio: 'ignore' }).status === 0,
-);
-const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
-const canRun = PYTHON !== undefined && has('gdbus') && has('dbus-daemon');
 
 function identity(pid: number, over: Partial<Caller> = {}): CallerIdentity {
   const caller: Caller = { pid, exe: '/usr/bin/python3.11', script: '/tmp/a<b>.py', parents: ['/usr/bin/bash'], ...over };
   return { caller, start: 1, tty: false, program: programKey(caller) };
-}
-
-type Line = Record<string, any>;
-
-/** The notification server, its lines as they come, and a way to wait for one. */
-function startServer(env: NodeJS.ProcessEnv) {
-  const child: ChildProcess = spawn(PYTHON!, [SERVER], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: Line[] = [];
-  let err = '';
-  let buf = '';
-  const waiters: Array<() => void> = [];
-  child.stderr!.on('data', (c) => (err += c));
-  child.stdout!.on('data', (c) => {
-    buf += c;
-    const parts = buf.split('\n');
-    buf = parts.pop()!;
-    for (const p of parts) lines.push(JSON.parse(p));
-    for (const w of waiters.splice(0)) w();
-  });
-  const next = async (pred: (l: Line) => boolean, what: string): Promise<Line> => {
-    for (;;) {
-      const found = lines.find(pred);
-      if (found) return found;
-      if (child.exitCode !== null) throw new Error(`the notification server exited: ${err}`);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no ${what} from the notification server; stderr: ${err}`)), 20_000);
-        waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  };
-  return { child, lines, next, invoke: (nid: number, action: string) => child.stdin!.write(`${nid} ${action}\n`) };
 }
 
 function gate(env: NodeJS.ProcessEnv, logLines: string[] = []) {
@@ -89,7 +45,7 @@ describe('notification text', () => {
   });
 });
 
-describe.skipIf(!canRun)('desktop notifications on a real session bus', () => {
+describe.skipIf(!canNotify)('desktop notifications on a real session bus', () => {
   let bus: SecretService;
   beforeAll(async () => {
     bus = await startSecretService({ keyring: false });
@@ -99,7 +55,7 @@ describe.skipIf(!canRun)('desktop notifications on a real session bus', () => {
   });
 
   it('shows a pending approval with Allow and Deny; Allow on the notification lets the request through', async () => {
-    const server = startServer(bus.env);
+    const server = startNotificationServer(bus.env);
     const { approvals, notifier, rows } = gate(bus.env);
     try {
       await server.next((l) => l.ready, 'ready line');
@@ -122,7 +78,7 @@ describe.skipIf(!canRun)('desktop notifications on a real session bus', () => {
   }, 60_000);
 
   it('Deny on the notification refuses; a decision made elsewhere closes the notification', async () => {
-    const server = startServer(bus.env);
+    const server = startNotificationServer(bus.env);
     const { approvals, notifier } = gate(bus.env);
     try {
       await server.next((l) => l.ready, 'ready line');
