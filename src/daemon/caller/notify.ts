@@ -69,8 +69,9 @@ export class DesktopNotifier implements ApprovalNotifier {
   private readonly byApproval = new Map<string, number>();
   /** Actions on notifications whose Notify call had not returned yet (the signal can overtake gdbus's answer). */
   private readonly early = new Map<number, 'allow' | 'deny'>();
-  /** Approvals that ended before their notification was shown. */
-  private readonly ended_ = new Set<string>();
+  /** Approvals whose Notify call is under way; those that ended meanwhile are closed once it returns. */
+  private readonly showing = new Set<string>();
+  private readonly endedEarly = new Set<string>();
   /** One debug line for a missing bus or server, until a notification is shown again. */
   private quiet = false;
   private readonly env: NodeJS.ProcessEnv;
@@ -86,13 +87,19 @@ export class DesktopNotifier implements ApprovalNotifier {
       this.skip('no session bus (DBUS_SESSION_BUS_ADDRESS)');
       return;
     }
-    void this.show(a, decide).catch((err) => this.skip((err as Error).message));
+    this.showing.add(a.id);
+    void this.show(a, decide)
+      .catch((err) => this.skip((err as Error).message))
+      .finally(() => {
+        this.showing.delete(a.id);
+        this.endedEarly.delete(a.id);
+      });
   }
 
   ended(id: string): void {
     const nid = this.byApproval.get(id);
     if (nid === undefined) {
-      if (this.byApproval.size + this.ended_.size < 1000) this.ended_.add(id);
+      if (this.showing.has(id)) this.endedEarly.add(id);
       return;
     }
     this.byApproval.delete(id);
@@ -122,7 +129,7 @@ export class DesktopNotifier implements ApprovalNotifier {
     const nid = Number(/\(uint32 (\d+),\)/.exec(out)?.[1]);
     if (!Number.isSafeInteger(nid)) return this.skip(`unexpected answer to Notify: ${out.slice(0, 80)}`);
     this.quiet = false;
-    if (this.ended_.delete(a.id)) {
+    if (this.endedEarly.has(a.id)) {
       void this.call('CloseNotification', [`uint32 ${nid}`]).catch(() => undefined);
       return;
     }
