@@ -181,6 +181,23 @@ describe.skipIf(!addonBuilt)('access: callers', () => {
     }
   });
 
+  it('the API proxy refuses the caller too; ask keeps the rules and its timeout, callers drops the timeout', async () => {
+    const set = await d.cli(['access', 'work', 'ask', '--exe', '/usr/bin/true', '--ask-timeout', '5', '--json']);
+    expect(set.code, set.stderr).toBe(0);
+    expect(JSON.parse(set.stdout).access).toEqual({ mode: 'ask', callers: [{ exe: fs.realpathSync('/usr/bin/true') }], ask_timeout_s: 5 });
+    try {
+      // Without approvals, ask refuses at once. The proxy checks before anything else (this account has no api_base).
+      const r = await runProcess('curl', ['-sS', '-i', '--unix-socket', d.socket, 'http://tokend/v1/proxy/work/anything'], { env: t.env });
+      expect(r.stdout).toMatch(/^HTTP\/1.1 403/);
+      expect(r.stdout).toMatch(/x-tokend-error: caller_not_allowed/i);
+      expect(r.stdout).toContain('tokend access work ask --add --exe');
+      const callers = JSON.parse((await d.cli(['access', 'work', 'callers', '--json'])).stdout).access;
+      expect(callers).toEqual({ mode: 'callers', callers: [{ exe: fs.realpathSync('/usr/bin/true') }] });
+    } finally {
+      await d.cli(['access', 'work', 'open']);
+    }
+  });
+
   it('refuses a bad access with a 400 naming the field, and an unknown mode at the CLI', async () => {
     const bad = await d.request('PATCH', '/v1/accounts/work', { access: { mode: 'callers', callers: [{ exe: 'curl' }] } });
     expect(bad.status).toBe(400);
