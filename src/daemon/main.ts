@@ -9,8 +9,9 @@ import { AuditLog, auditRefreshEpisodes } from './audit.js';
 import { AccessControl } from './caller/access.js';
 import { accountsNeedingCallers } from './caller/access-writes.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
-import { type ApprovalGate, denyingGate } from './caller/approval-gate.js';
-import { guardConnections } from './caller/connection.js';
+import { Approvals } from './caller/approvals.js';
+import { connectionOf, guardConnections } from './caller/connection.js';
+import { DesktopNotifier } from './caller/notify.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
@@ -262,12 +263,20 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(`cannot read the store: ${(err as Error).message}`);
   }
+  const notifier = new DesktopNotifier({ log });
+  const approvals: Approvals = new Approvals({
+    events,
+    audit,
+    log,
+    notifier,
+    // `--always`: through the access check's own function (declared below; called only later).
+    addRule: (account, rule) => access.addRule(account, rule),
+    connectionOf,
+  });
   const shutdownController = new AbortController();
   const version = packageVersion();
-  // `ask` accounts put a caller no rule allows to the user through this gate; without
-  // approvals it refuses at once, as `callers` does.
-  const approvals: ApprovalGate = denyingGate;
-  const access = new AccessControl({ config: config!, audit, events, gate: approvals, verified: 'addon' in peers });
+  // `ask` accounts put a caller no rule allows to the user through the approvals.
+  const access: AccessControl = new AccessControl({ config: config!, audit, events, gate: approvals, verified: 'addon' in peers });
   const entry = createEntry({
     config: config!,
     store: store!,
@@ -286,6 +295,7 @@ export async function main(argv: string[]): Promise<void> {
     paths,
     saveKeyKind: (kind) => config!.setKeyStore(kind),
     keyMoved: () => disk.keyMoved(),
+    approvals,
   });
   let listening: Listening;
   try {
@@ -319,6 +329,8 @@ export async function main(argv: string[]): Promise<void> {
     broker.stopTimers(); // no new proactive refreshes
     disk.stop();
     logins.close();
+    approvals.close();
+    notifier.close();
     // Requests in flight (a refresh a client waits for) get up to 3 s to finish, and only
     // then are provider requests aborted and connections cut.
     await closeServers([server, tcp], SHUTDOWN_GRACE_MS);

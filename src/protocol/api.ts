@@ -3,7 +3,7 @@ import { ERROR_STATUS, type ErrorCode as ErrorCodeName } from './errors.js';
 import { LABEL_COUNT_RULE, labelKeyProblem, labelValueProblem, MAX_LABELS } from './labels.js';
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { NEEDS_LOGIN_STATUSES } from './rules.js';
-import { RecordedCaller } from './caller.js';
+import { Caller, RecordedCaller } from './caller.js';
 import { Access, AccountOwner } from './access.js';
 
 export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
@@ -320,11 +320,59 @@ export const AuditEntry = z.object({
   flow: z.string().optional(),
   /** Where a moved master key went. */
   to: z.string().optional(),
+  /** An approval's decision: which approval, how it was decided, by whom, for how long or for good. */
+  approval_id: z.string().optional(),
+  via: z.enum(['api', 'notification', 'timeout', 'disconnected']).optional(),
+  decided_by: RecordedCaller.optional(),
+  for_s: z.number().optional(),
+  always: z.boolean().optional(),
 });
 export type AuditEntry = z.infer<typeof AuditEntry>;
 /** Newest first; `next` (when more rows match) is the `cursor` of the following page. */
 export const AuditList = z.object({ entries: z.array(AuditEntry), next: z.string().optional() });
 export type AuditList = z.infer<typeof AuditList>;
+
+/** Longest `allow --for`: 30 days. */
+export const APPROVAL_FOR_MAX_S = 30 * 86_400;
+
+/** A request of an `ask` account that waits for the user (`GET /v1/approvals`). */
+export const ApprovalView = z.object({
+  id: z.string(),
+  account: AccountName,
+  /** The program that asks, as the daemon verified it. */
+  caller: Caller,
+  /** Whether it runs on a terminal. */
+  tty: z.boolean(),
+  /** When it is denied unless someone decides first (the account's `ask_timeout_s`). */
+  expires_at: z.string(),
+});
+export type ApprovalView = z.infer<typeof ApprovalView>;
+export const ApprovalList = z.object({ approvals: z.array(ApprovalView) });
+export type ApprovalList = z.infer<typeof ApprovalList>;
+
+/**
+ * `POST /v1/approvals/:id`: allow (this request; `for_s`: this process, by pid and start
+ * time, for that long; `always`: add a rule for its program to the account's access) or deny.
+ */
+export const ApprovalDecision = z
+  .object({
+    decision: z.enum(['allow', 'deny']),
+    for_s: z.number().int().min(1).max(APPROVAL_FOR_MAX_S).optional().describe('allow this process for this many seconds'),
+    always: z.boolean().optional().describe("allow this program from now on: adds a rule to the account's access"),
+  })
+  .strict()
+  .refine((d) => d.decision === 'allow' || (d.for_s === undefined && !d.always), {
+    message: 'for_s and always go with decision "allow" only',
+  })
+  .refine((d) => d.for_s === undefined || !d.always, { message: 'give for_s or always, not both' });
+export type ApprovalDecision = z.infer<typeof ApprovalDecision>;
+/** The answer to a decision: the approval, and what was decided. */
+export const ApprovalDecided = ApprovalView.extend({
+  decision: z.enum(['allow', 'deny']),
+  for_s: z.number().int().optional(),
+  always: z.boolean().optional(),
+});
+export type ApprovalDecided = z.infer<typeof ApprovalDecided>;
 
 /** The last login of an account that did not succeed, or the last one at all: what `status` shows. */
 export const LastLogin = LoginView.pick({ id: true, flow: true, status: true, updated_at: true, error: true });

@@ -9,6 +9,9 @@ import { z } from 'zod';
 import {
   AccountList,
   AccountView,
+  ApprovalDecided,
+  ApprovalDecision,
+  ApprovalList,
   AuditList,
   AuditQuery,
   ErrorBody,
@@ -178,6 +181,19 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'The audit log, newest first: who did what to which account, and how it ended (never a secret)',
     query: AuditQuery,
     answer: AuditList,
+  },
+  {
+    route: 'approvals',
+    method: 'get',
+    summary: 'Requests of `ask` accounts waiting for the user to allow or deny them, with the verified caller',
+    answer: ApprovalList,
+  },
+  {
+    route: 'approval',
+    method: 'post',
+    summary: 'Allow (once, for_s seconds for this process, or always: a rule) or deny a waiting request',
+    body: ApprovalDecision,
+    answer: ApprovalDecided,
   },
   { route: 'proxy', method: 'all', summary: "A request to the account's api_base with its token added; streams both ways", answer: 'any' },
 ];

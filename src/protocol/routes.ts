@@ -37,6 +37,9 @@ export const ROUTE_PATTERNS = {
   keyMove: '/v1/key/move',
   /** Who did what to which account, newest first (the audit log). */
   audit: '/v1/audit',
+  /** Requests of `ask` accounts waiting for the user, and the user's decision on one. */
+  approvals: '/v1/approvals',
+  approval: '/v1/approvals/:id',
 } as const;
 
 type Patterns = typeof ROUTE_PATTERNS;

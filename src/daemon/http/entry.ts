@@ -22,6 +22,8 @@ import type { KeyStore } from '../../protocol/api.js';
 import type { Driver } from '../drivers/driver.js';
 import type { MasterKey } from '../store/master-key.js';
 import { accessOf, createApp, type AppDeps } from './app.js';
+import type { Approvals } from '../caller/approvals.js';
+import { mountApprovals } from './approvals-route.js';
 import { mountAudit } from './audit-route.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
@@ -45,6 +47,8 @@ export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
   saveKeyKind: (kind: KeyStore) => Promise<void>;
   /** After a key move: the disk watch follows the key. */
   keyMoved: () => void;
+  /** The approvals of `ask` accounts (caller/approvals.ts); without them (tests) nothing waits. */
+  approvals?: Approvals;
 }
 
 /** The Hono app with every route group the daemon serves; the tests list its routes from here too. */
@@ -66,6 +70,7 @@ export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: Resolv
         audit: deps.audit,
       }),
       mountAudit({ audit: deps.audit, store: deps.store }),
+      mountApprovals({ approvals: deps.approvals }),
     ],
   });
   return { app, resolveTarget: helpers.resolveTarget };

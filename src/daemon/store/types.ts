@@ -83,7 +83,7 @@ export interface TokenUpdate {
 /** A whole grant as a login or an import writes it (Store.replaceGrant): a refresh token, maybe an access token, and who issued it. */
 export type GrantWrite = { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>;
 
-import type { Caller } from '../../protocol/caller.js';
+import type { Caller, RecordedCaller } from '../../protocol/caller.js';
 
 export interface AuditEntry {
   at: number;
@@ -111,6 +111,12 @@ export interface AuditDetail {
   flow?: string;
   /** Where a moved key went (`file` or `keyring`). */
   to?: string;
+  /** An approval's decision (caller/approvals.ts). */
+  approval_id?: string;
+  via?: 'api' | 'notification' | 'timeout' | 'disconnected';
+  decided_by?: RecordedCaller;
+  for_s?: number;
+  always?: boolean;
   /** Who asked, as the daemon verified it (src/protocol/caller.ts); kept here so every store holds it with no new column. */
   caller?: Caller;
 }
