@@ -186,10 +186,13 @@ describe.skipIf(!addonBuilt)('access: callers', () => {
     expect(set.code, set.stderr).toBe(0);
     expect(JSON.parse(set.stdout).access).toEqual({ mode: 'ask', callers: [{ exe: fs.realpathSync('/usr/bin/true') }], ask_timeout_s: 5 });
     try {
-      // Without approvals, ask refuses at once. The proxy checks before anything else (this account has no api_base).
+      // Nobody approves: ask refuses when its timeout (5 s) passes, naming both ways to allow it.
+      // The proxy checks before anything else (this account has no api_base).
       const r = await runProcess('curl', ['-sS', '-i', '--unix-socket', d.socket, 'http://tokend/v1/proxy/work/anything'], { env: t.env });
       expect(r.stdout).toMatch(/^HTTP\/1.1 403/);
       expect(r.stdout).toMatch(/x-tokend-error: caller_not_allowed/i);
+      expect(r.stdout).toContain('timed out waiting for approval');
+      expect(r.stdout).toMatch(/tokend approvals allow \S+/);
       expect(r.stdout).toContain('tokend access work ask --add --exe');
       const callers = JSON.parse((await d.cli(['access', 'work', 'callers', '--json'])).stdout).access;
       expect(callers).toEqual({ mode: 'callers', callers: [{ exe: fs.realpathSync('/usr/bin/true') }] });

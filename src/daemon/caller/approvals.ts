@@ -19,6 +19,7 @@ import type { AuditSink } from '../audit.js';
 import { E, type TokendError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
+import { ruleFlags } from '../../protocol/access-rules.js';
 import { ruleFor } from './access.js';
 import type { ApprovalGate, ApprovalRequest } from './approval-gate.js';
 import type { CallerIdentity } from './proc.js';
@@ -112,7 +113,7 @@ export class Approvals implements ApprovalGate {
     return new Promise((resolve, reject) => {
       const waiter = (decision: 'allow' | 'deny', timedOut: boolean) => {
         conn?.off('close', gone);
-        if (timedOut) reject(timedOutError(p.view, req.timeoutMs));
+        if (timedOut) reject(timedOutError(p.view, p.identity, req.timeoutMs));
         else resolve(decision);
       };
       const gone = () => {
@@ -233,11 +234,14 @@ export class Approvals implements ApprovalGate {
   }
 }
 
-function timedOutError(view: ApprovalView, timeoutMs: number): TokendError {
+function timedOutError(view: ApprovalView, identity: CallerIdentity, timeoutMs: number): TokendError {
   const who = view.caller.script ?? view.caller.exe ?? (view.caller.key === undefined ? 'the caller' : `app key ${view.caller.key}`);
+  // The way to stop being asked, as the refusal of a `callers` account names it (access.ts).
+  const rule = ruleFor(identity);
+  const always = rule ? `, or for good: tokend access ${view.account} ask --add ${ruleFlags(rule)}` : '';
   return E.callerNotAllowed(
     `${who} (pid ${view.caller.pid ?? '-'}) timed out waiting for approval to use account "${view.account}" ` +
-      `(${Math.round(timeoutMs / 1000)} s; approve with \`tokend approvals allow ID\` while it waits)`,
+      `(${Math.round(timeoutMs / 1000)} s; approve it while it waits: tokend approvals allow ${view.id}${always})`,
     { account: view.account },
   );
 }
