@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { daemonCommand } from '../src/protocol/autostart.js';
 import { resolvePaths } from '../src/protocol/paths.js';
 import { ROOT, TOKEND_BIN, socketRequest, tokendEnv } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
@@ -174,5 +175,27 @@ describe('@tokend/client from its packed tarball, installed alone', { timeout: 1
     const wrong = await consumer(['health'], { TOKEND_BIN: notThere });
     expect(wrong.said.error.code).toBe('daemon_not_found');
     expect(wrong.said.error.message).toContain(`TOKEND_BIN is ${notThere}, which is not an executable file`);
+  });
+});
+
+describe("autostart's daemon command (src/protocol/autostart.ts)", () => {
+  it("TOKEND_BIN first, then the tokend package's own bin/tokend, then `tokend` on PATH; a folder or a missing file is no command", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-bin-'));
+    try {
+      const other = path.join(dir, 'tokend');
+      fs.writeFileSync(other, '#!/bin/sh\n', { mode: 0o755 });
+      expect(daemonCommand({ TOKEND_BIN: other, PATH: '' })).toEqual([other]);
+      // Run from this checkout, the tokend package: its own daemon, whatever PATH holds.
+      expect(daemonCommand({ PATH: dir })).toEqual([process.execPath, TOKEND_BIN]);
+      for (const wrong of [dir, path.join(dir, 'missing')]) {
+        expect(daemonCommand({ TOKEND_BIN: wrong, PATH: dir })).toBe(
+          `TOKEND_BIN is ${wrong}, which is not an executable file; set it to the tokend command (\`command -v tokend\` where tokend is installed)`,
+        );
+      }
+      fs.chmodSync(other, 0o644);
+      expect(daemonCommand({ TOKEND_BIN: other })).toMatch(/^TOKEND_BIN is .* not an executable file/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
