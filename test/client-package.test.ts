@@ -171,6 +171,12 @@ describe('@tokend/client from its packed tarball, installed alone', { timeout: 1
     expect(said.error.message).toContain('npm install -g tokend');
     expect(fs.readdirSync(home)).toEqual([]);
 
+    // A relative PATH entry means the app's own folder: never a daemon from there.
+    fs.mkdirSync(path.join(project, 'bin'), { recursive: true });
+    fs.symlinkSync(TOKEND_BIN, path.join(project, 'bin', 'tokend'));
+    const relative = await consumer(['health'], { binDir: 'bin' });
+    expect(relative.said.error.code).toBe('daemon_not_found');
+
     const notThere = path.join(work, 'no-such-tokend');
     const wrong = await consumer(['health'], { TOKEND_BIN: notThere });
     expect(wrong.said.error.code).toBe('daemon_not_found');

@@ -70,7 +70,8 @@ export function isNotListening(err: unknown): boolean {
 /**
  * The command that starts the daemon, as argv (`daemon` to be added): `TOKEND_BIN`; else
  * this package's own bin/tokend, run by this node; else the first executable `tokend` on
- * `PATH` (empty entries, the current folder, skipped). A string: why there is none.
+ * `PATH` (only its absolute folders: an empty or relative entry would mean whatever folder
+ * the app runs in). A string: why there is none.
  */
 export function daemonCommand(env: Readonly<Record<string, string | undefined>>): string[] | string {
   const chosen = env.TOKEND_BIN;
@@ -82,7 +83,7 @@ export function daemonCommand(env: Readonly<Record<string, string | undefined>>)
   const own = path.join(PACKAGE_ROOT, 'bin', 'tokend');
   if (fs.existsSync(own)) return [process.execPath, own];
   for (const dir of (env.PATH ?? '').split(path.delimiter)) {
-    if (dir && isExecutableFile(path.join(dir, 'tokend'))) return [path.join(dir, 'tokend')];
+    if (path.isAbsolute(dir) && isExecutableFile(path.join(dir, 'tokend'))) return [path.join(dir, 'tokend')];
   }
   return 'TOKEND_BIN is not set and no `tokend` is on PATH. Install tokend (`npm install -g tokend`; see its README) or set TOKEND_BIN to its command';
 }
