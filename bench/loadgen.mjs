@@ -132,6 +132,7 @@ async function duration() {
   const statuses = {};
   let errors = 0;
   let next = 0;
+  let total = 0; // every answer, the warm-up's too: what a server's CPU time is divided by
   let active = n;
   const t0 = performance.now();
   const from = t0 + warmupMs;
@@ -141,6 +142,7 @@ async function duration() {
   const conns = socks.map((sock) => {
     const c = new Conn(sock, (status, _body, startedAt) => {
       const now = performance.now();
+      total++;
       if (now >= from && now <= to) {
         lat.push(now - startedAt);
         statuses[status] = (statuses[status] ?? 0) + 1;
@@ -165,6 +167,7 @@ async function duration() {
     connections: n,
     durationMs,
     requests: lat.length,
+    total,
     ok,
     errors,
     statuses,

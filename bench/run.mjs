@@ -74,6 +74,7 @@ const ROUNDS = opts.quick
       coldRuns: 5,
       commitRuns: 100,
       streamMb: 256,
+      streamRounds: 2,
     }
   : {
       loadRounds: 5,
@@ -87,6 +88,7 @@ const ROUNDS = opts.quick
       coldRuns: 10,
       commitRuns: 300,
       streamMb: 1024,
+      streamRounds: 3,
     };
 
 installSignalHandlers();

@@ -6,9 +6,18 @@
  */
 import { describe, expect, it } from 'vitest';
 import { sleep, startDaemon, tapEvents, waitFor } from './support/fake-as.js';
-import { CAL_CLIENT_ID, CAL_CLIENT_SECRET, CAL_USER_ID, calError, startFakeCalCom, type CalTokens } from './support/fake-calcom.js';
+import {
+  CAL_CLIENT_ID,
+  CAL_CLIENT_SECRET,
+  CAL_USER_ID,
+  addCalArgs,
+  calError,
+  startFakeCalCom,
+  type CalTokens,
+} from './support/fake-calcom.js';
 import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
+import { atRest } from './support/views.js';
 
 const cal = useServer(startFakeCalCom, { each: true, what: 'the fake Cal.com' });
 // Each test starts tokend when its fake is set up, with its own settings.
@@ -16,18 +25,7 @@ const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon, settin
 const startTokend = (settings: Record<string, unknown> = {}) => start({ settings });
 
 function addCal(opts: { secret?: string; user?: number } = {}) {
-  const args = [
-    'add',
-    'cal',
-    '--preset',
-    'cal-com',
-    '--base-url',
-    cal.url,
-    '--client-id',
-    CAL_CLIENT_ID,
-    '--managed-user-id',
-    String(opts.user ?? CAL_USER_ID),
-  ];
+  const args = addCalArgs(cal.url, opts.user);
   return opts.secret === '' ? t.d.cli(args) : t.d.cli([...args, '--client-secret-stdin'], opts.secret ?? CAL_CLIENT_SECRET);
 }
 
@@ -132,7 +130,7 @@ describe('Cal.com managed users', () => {
     expect((await addCal()).code).toBe(0);
     const platform = cal.createUserTokens();
     await importTokens(platform);
-    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const before = atRest((await t.d.request('GET', '/v1/accounts/cal')).json);
     const tap = await tapEvents(t.d.socket);
     const stale = { accessToken: 'cal-stale-at', refreshToken: 'cal-bogus-rt', accessTokenExpiresAt: Date.now() - 60_000 };
     const r = await t.d.cli(['import', 'cal', '--tokens-stdin'], JSON.stringify(stale));
@@ -141,7 +139,7 @@ describe('Cal.com managed users', () => {
     expect(r.stderr).not.toContain('cal-bogus-rt');
     // The refresh was tried on the side; the recover step (which would end the platform's tokens) never ran.
     expect(cal.stats).toMatchObject({ refreshRefused: 1, forceRefreshes: 0 });
-    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(atRest((await t.d.request('GET', '/v1/accounts/cal')).json)).toEqual(before);
     expect(await tokenOf()).toBe(platform.accessToken);
     expect(cal.isLive(platform.accessToken)).toBe(true);
     await sleep(100);
@@ -154,7 +152,7 @@ describe('Cal.com managed users', () => {
     expect((await addCal()).code).toBe(0);
     const platform = cal.createUserTokens();
     await importTokens(platform);
-    const before = (await t.d.request('GET', '/v1/accounts/cal')).json;
+    const before = atRest((await t.d.request('GET', '/v1/accounts/cal')).json);
     const inAnHour = Date.now() + 3_600_000;
 
     const unknown = await t.d.cli(
@@ -170,7 +168,7 @@ describe('Cal.com managed users', () => {
     );
     expect(stranger.code).toBe(1);
     expect(stranger.stderr).toContain(`managed user ${CAL_USER_ID + 1}'s, not ${CAL_USER_ID}'s`);
-    expect((await t.d.request('GET', '/v1/accounts/cal')).json).toEqual(before);
+    expect(atRest((await t.d.request('GET', '/v1/accounts/cal')).json)).toEqual(before);
     expect(await tokenOf()).toBe(platform.accessToken);
     expect(cal.stats).toMatchObject({ me: 3, tokenCalls: 0 }); // each import checked, nothing spent
 

@@ -82,6 +82,21 @@ describe('API proxy', () => {
     expect(last.headers.authorization).not.toContain('caller-should-not-pass');
   });
 
+  it("passes the API's answer headers in their order and case, without hop-by-hop ones, those its Connection names, or x-tokend-*", async () => {
+    const raw = await new Promise<string[]>((resolve, reject) => {
+      const req = http.request({ socketPath: d.socket, path: '/v1/proxy/w/headers', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.rawHeaders));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const names = raw.filter((_, i) => i % 2 === 0);
+    const ours = names.filter((n) => /^(X-|Set-Cookie|Content-Type)/i.test(n));
+    expect(ours).toEqual(['X-First', 'Set-Cookie', 'Set-Cookie', 'X-Last', 'Content-Type']);
+    expect(raw.filter((_, i) => i % 2 === 1 && names[(i - 1) / 2] === 'Set-Cookie')).toEqual(['a=1', 'b=2']);
+  });
+
   it('streams 256 MiB down and 256 MiB up without holding them in memory', async () => {
     const size = 256 * 1024 * 1024;
     const down = await rssGrowthDuring(async () => {

@@ -8,6 +8,7 @@ import { settled, sleep, spawnCli, startDaemon, startLogin, tapEvents, waitFor }
 import { RD_DEVICE_GRANT, RD_OPEN_SOURCE_CLIENT, rdError, startFakeRealDebrid } from './support/fake-real-debrid.js';
 import { useDaemon, useServer } from './support/fixtures.js';
 import { leaks } from './support/leaks.js';
+import { atRest } from './support/views.js';
 
 const rd = useServer(startFakeRealDebrid, { each: true, what: 'the fake Real-Debrid' });
 // Each test starts tokend when its fake is set up, with its own settings.
@@ -175,7 +176,7 @@ describe('Real-Debrid', () => {
   it('imports what an app holds from its own device login ({client_id, client_secret, refresh_token}), proven and refreshed with that client; refused ones change nothing', async () => {
     await addRd();
     await loggedIn();
-    const before = (await t.d.request('GET', '/v1/accounts/rd')).json;
+    const before = atRest((await t.d.request('GET', '/v1/accounts/rd')).json);
     const served = (await t.d.cli(['token', 'rd'])).stdout.trim();
     const launcher = await deviceLoginAsAnApp();
 
@@ -183,7 +184,7 @@ describe('Real-Debrid', () => {
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain('refused the tokens imported for "rd"');
     expect(wrong.stderr).not.toContain(launcher.refresh_token);
-    expect((await t.d.request('GET', '/v1/accounts/rd')).json).toEqual(before);
+    expect(atRest((await t.d.request('GET', '/v1/accounts/rd')).json)).toEqual(before);
     expect((await t.d.cli(['token', 'rd'])).stdout.trim()).toBe(served);
 
     // An access token alone is proven with GET /rest/1.0/user, which spends nothing.
@@ -194,7 +195,7 @@ describe('Real-Debrid', () => {
     expect(stale.code).toBe(1);
     expect(stale.stderr).toContain('refused the tokens imported for "rd" (invalid_token');
     expect(rd.stats.authorizations.at(-1)).toBe('Bearer rdat-nobody-issued');
-    expect((await t.d.request('GET', '/v1/accounts/rd')).json).toEqual(before);
+    expect(atRest((await t.d.request('GET', '/v1/accounts/rd')).json)).toEqual(before);
 
     const ok = await t.d.cli(['import', 'rd', '--tokens-stdin'], JSON.stringify(launcher));
     expect(ok.code, ok.stderr).toBe(0);

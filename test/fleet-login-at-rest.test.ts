@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLEET_SCHEMA_VERSION } from '../src/protocol/fleet.js';
 import { settled } from './support/fake-as.js';
 import { useFleet } from './support/fleet.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { sharedPostgres, type TestPostgres } from './support/postgres.js';
 
 describe("a fleet daemon's browser login at rest", () => {
   let pg: TestPostgres;
   beforeAll(async () => {
-    pg = await startPostgres();
+    pg = await sharedPostgres();
   });
   afterAll(async () => {
     await pg?.close();
@@ -48,7 +48,8 @@ describe("a fleet daemon's browser login at rest", () => {
     await d!.stop('SIGTERM');
     await pg.sql(`
       DROP TABLE tokend.login_secrets;
-      -- Back to schema 2 (before sealed logins), undoing the later steps too (state hashes, audit outcomes).
+      -- Back to schema 2 (before sealed logins), undoing the later steps too (state hashes, audit outcomes, grant times).
+      ALTER TABLE tokend.grants DROP COLUMN granted_at, DROP COLUMN refreshed_at;
       ALTER TABLE tokend.logins DROP COLUMN state_hash;
       DROP INDEX tokend.audit_at;
       ALTER TABLE tokend.audit DROP COLUMN outcome, DROP COLUMN code, DROP COLUMN task, DROP COLUMN detail;

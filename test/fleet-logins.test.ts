@@ -9,12 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settled, tapEvents, waitFor } from './support/fake-as.js';
 import { useFleet } from './support/fleet.js';
 import { TEST_APP_REDIRECT_URI } from './support/idp.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { sharedPostgres, type TestPostgres } from './support/postgres.js';
 
 describe('logins in a fleet of two daemons', () => {
   let pg: TestPostgres;
   beforeAll(async () => {
-    pg = await startPostgres();
+    pg = await sharedPostgres();
   });
   afterAll(async () => {
     await pg?.close();

@@ -19,7 +19,7 @@ import { openPostgresStore } from '../src/daemon/store/postgres-store.js';
 import { openStore } from '../src/daemon/store/sqlite-store.js';
 import type { GrantRecord, LoginRecord, Store, TokenUpdate } from '../src/daemon/store/types.js';
 import { MemoryStore } from './support/memory-store.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { sharedPostgres, type TestPostgres } from './support/postgres.js';
 
 let clock = 1_700_000_000_000;
 const now = () => clock;
@@ -35,7 +35,7 @@ let ready: string[] = [];
  */
 async function newDatabase(): Promise<string> {
   if (ready.length === 0) {
-    const names = Array.from({ length: 12 }, () => `contract_${++databases}`);
+    const names = Array.from({ length: 12 }, () => `${pg!.database}_contract_${++databases}`);
     await pg!.sql(names.map((n) => `CREATE DATABASE ${n} OWNER fleet;`).join('\n'), 'postgres');
     ready = names;
   }
@@ -111,7 +111,7 @@ const KINDS: Kind[] = [
 ];
 
 beforeAll(async () => {
-  pg = await startPostgres();
+  pg = await sharedPostgres();
 });
 afterAll(async () => {
   await pg?.close();
@@ -181,6 +181,8 @@ describe.each(KINDS)('the $name store', (kind) => {
         updated_at: clock,
         bound_to: boundTo,
         refresh_expires_at: clock + 9_000_000,
+        granted_at: clock,
+        refreshed_at: null,
       };
       expect(written).toStrictEqual(expected);
       expect(await s.getGrant('work')).toStrictEqual(expected);
@@ -207,6 +209,25 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect((await s.replaceGrant('work', { refresh_token: 'rt-login', bound_to: 'id' })).generation).toBe(4);
       expect(await rejection(s.commitRefresh('work', 3, tokens({ refresh_token: 'rt-late' })))).toBeInstanceOf(GenerationMismatchError);
       expect((await s.getGrant('work'))!.refresh_token).toBe('rt-login');
+    });
+
+    it('records when a grant was obtained (written whole) and last refreshed: refreshes keep the first, a new grant resets both', async () => {
+      const start = clock;
+      expect(await s.replaceGrant('work', { refresh_token: 'rt-1', bound_to: 'id', ...tokens() })).toMatchObject({
+        granted_at: start,
+        refreshed_at: null,
+      });
+      clock += 1000;
+      expect(await s.commitRefresh('work', 1, tokens({ refresh_token: 'rt-2' }))).toMatchObject({ granted_at: start, refreshed_at: clock });
+      clock += 1000;
+      await s.commitRefresh('work', 2, tokens({ refresh_token: 'rt-3' }));
+      expect(await (await reopen()).getGrant('work')).toMatchObject({ granted_at: start, refreshed_at: clock });
+      expect((await s.listGrants())[0]).toMatchObject({ granted_at: start, refreshed_at: clock });
+      clock += 1000;
+      expect(await s.replaceGrant('work', { refresh_token: 'rt-login', bound_to: 'id' })).toMatchObject({
+        granted_at: clock,
+        refreshed_at: null,
+      });
     });
 
     it('replaces a grant and the secrets that came with it in one commit, and ends any in-flight mark', async () => {

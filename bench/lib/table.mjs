@@ -12,7 +12,8 @@ const fmtMb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} MB` : '–');
 export const fmtRatio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
 const fmtMbps = (v) => (Number.isFinite(v) ? `${v.toFixed(0)} MB/s` : '–');
 const fmtKb = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} KB` : '–');
-const FMT = { ms: fmtMs, rps: fmtRps, mb: fmtMb, kb: fmtKb, mbps: fmtMbps, count: (v) => String(v) };
+const fmtUs = (v) => (Number.isFinite(v) ? `${v < 10 ? v.toFixed(1) : Math.round(v)} µs` : '–');
+const FMT = { us: fmtUs, ms: fmtMs, rps: fmtRps, mb: fmtMb, kb: fmtKb, mbps: fmtMbps, count: (v) => String(v) };
 
 const signed = (fmt, d) => `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`;
 

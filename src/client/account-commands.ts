@@ -1,5 +1,6 @@
-/** The commands that manage accounts: add, set, import, list, status, refresh, logout, remove. */
-import type { AccountList, AccountView, Health, RefreshResponse } from '../protocol/api.js';
+/** The commands that manage accounts: add, set, import, list, status, refresh, recover, logout, remove. */
+import type { AccountList, AccountView, Health, RecoverResponse, RefreshResponse } from '../protocol/api.js';
+import { importBody } from '../protocol/import-tokens.js';
 import { ACCOUNT_LABEL_QUERY } from '../protocol/labels.js';
 import { ROUTES } from '../protocol/routes.js';
 import { needsLogin } from '../protocol/rules.js';
@@ -86,6 +87,18 @@ does), instead of when the daemon's timer would.
 
 Exit status: 0 ok, 1 error (the provider unreachable or refusing the client), 2 bad
 usage, 3 the provider refused the grant: the account needs a login.
+`,
+  recover: `usage: tokend recover NAME [--json]
+
+Runs account NAME's recover step now: a new grant without the refresh token and
+without a login (Cal.com's force-refresh, which also ends every token the platform
+held for the managed user; AMP's obtain_token with the stored password; client
+credentials; the password grant). It replaces the account's grant.
+
+  --json   print {account, expires_at, generation} on stdout
+
+Exit status: 0 ok, 1 error (the account has no recover step, the provider refused
+or is unreachable), 2 bad usage.
 `,
   logout: `usage: tokend logout NAME [--json]
 
@@ -177,15 +190,7 @@ function tokensFromJson(text: string): Record<string, unknown> {
     throw new UsageError('--tokens-stdin: stdin is not JSON', 'import');
   }
   if (!o || typeof o !== 'object' || Array.isArray(o)) throw new UsageError('--tokens-stdin: expected a JSON object', 'import');
-  const pick = (...keys: string[]) => keys.map((k) => o[k]).find((v) => v !== undefined && v !== null);
-  const body: Record<string, unknown> = {
-    refresh_token: pick('refresh_token', 'refreshToken'),
-    access_token: pick('access_token', 'accessToken'),
-    expires_at: pick('expires_at', 'accessTokenExpiresAt'),
-    client_id: pick('client_id', 'clientId'),
-    client_secret: pick('client_secret', 'clientSecret'),
-  };
-  for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+  const body: Record<string, unknown> = importBody(o);
   if (!body.refresh_token && !body.access_token)
     throw new UsageError('--tokens-stdin: no refresh token and no access token in it', 'import');
   return body;
@@ -242,15 +247,21 @@ const status: Command = async (args, io, client) => {
   return EXIT.ok;
 };
 
-const refresh: Command = async (args, io, client) => {
-  const { values, positionals } = parseOptions('refresh', args, { json: { type: 'boolean' } });
-  if (values.help) return help(io, 'refresh');
-  const name = requireName(positionals[0], 'refresh');
-  const res = await client().json<RefreshResponse>('POST', ROUTES.accountRefresh(name));
-  if (values.json) printJson(io, res);
-  else io.stderr(`tokend: refreshed "${name}"; expires ${stamp(res.expires_at, Date.now())}\n`);
-  return EXIT.ok;
-};
+/** refresh and recover: one POST on the account, answered with the new token's expiry. */
+function renewing(command: 'refresh' | 'recover', route: (name: string) => string, done: string): Command {
+  return async (args, io, client) => {
+    const { values, positionals } = parseOptions(command, args, { json: { type: 'boolean' } });
+    if (values.help) return help(io, command);
+    const name = requireName(positionals[0], command);
+    const res = await client().json<RefreshResponse | RecoverResponse>('POST', route(name));
+    if (values.json) printJson(io, res);
+    else io.stderr(`tokend: ${done} "${name}"; expires ${stamp(res.expires_at, Date.now())}\n`);
+    return EXIT.ok;
+  };
+}
+
+const refresh = renewing('refresh', ROUTES.accountRefresh, 'refreshed');
+const recover = renewing('recover', ROUTES.accountRecover, 'recovered');
 
 /** logout and remove: revoke the grant, then forget it (logout) or the whole account (remove). */
 function revoking(command: 'logout' | 'remove', method: string, route: (name: string) => string, done: string): Command {
@@ -268,4 +279,14 @@ function revoking(command: 'logout' | 'remove', method: string, route: (name: st
 const logout = revoking('logout', 'POST', ROUTES.accountLogout, 'logged out of');
 const remove = revoking('remove', 'DELETE', ROUTES.account, 'removed');
 
-export const ACCOUNT_COMMANDS: Record<string, Command> = { add, set, import: importCommand, list, status, refresh, logout, remove };
+export const ACCOUNT_COMMANDS: Record<string, Command> = {
+  add,
+  set,
+  import: importCommand,
+  list,
+  status,
+  refresh,
+  recover,
+  logout,
+  remove,
+};

@@ -3,6 +3,7 @@
  * (the code and URL to finish it) and how the last login ended.
  */
 import type { AccountView, LastLogin, LoginView } from '../protocol/api.js';
+import { ruleFlags } from '../protocol/access-rules.js';
 import { importHint, needsLogin } from '../protocol/rules.js';
 import { relative, stamp } from './when.js';
 
@@ -29,6 +30,7 @@ export function accountLines(a: AccountView, now = Date.now()): string {
             .join(' '),
         )
       : undefined,
+    row('access', accessSummary(a)),
     a.last_error ? row('error', a.last_error) : undefined,
     a.retry_at ? row('retry at', stamp(a.retry_at, now)) : undefined,
     a.login ? row('login', pendingLogin(a.login, now)) : undefined,
@@ -36,6 +38,12 @@ export function accountLines(a: AccountView, now = Date.now()): string {
   ]
     .filter((l) => l !== undefined)
     .join('\n');
+}
+
+/** Who may take its token: `open`, or the mode and its rules as `tokend access` takes them. */
+function accessSummary(a: AccountView): string {
+  if (!a.access || a.access.mode === 'open') return 'open (any program of yours)';
+  return `${a.access.mode}: ${a.access.callers.map(ruleFlags).join(', ') || 'no rule'}`;
 }
 
 /** A login in progress: what to do to finish it, and until when. */

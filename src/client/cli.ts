@@ -29,9 +29,13 @@ accounts:
   list                        accounts with status and expiry
   status [NAME]               the daemon, or one account (exit 3: it needs a login)
   refresh NAME                refresh an account's token now
+  recover NAME                a new grant without a login (Cal.com force-refresh, AMP)
   logout NAME                 revoke and forget its grant, keep the account
   remove NAME                 revoke, then delete the account
   audit [NAME] [--since 1h]   who did what to which account, and how it ended
+  approvals [allow|deny ID]   requests of "ask" accounts waiting for you; decide one
+  access NAME [open|callers|ask] [--exe P]…
+                              which programs may take its token
 
 tokens:
   token NAME                  print a valid access token (token --url URL: by URL)
@@ -99,6 +103,8 @@ const commands: Record<string, Command> = {
   'listen-key': lazy(async () => (await import('./listen-key.js')).listenKeyCommand),
   key: lazy(async () => (await import('./key-command.js')).keyCommand),
   audit: lazy(async () => (await import('./audit-command.js')).auditCommand),
+  approvals: lazy(async () => (await import('./approvals-command.js')).approvalsCommand),
+  access: lazy(async () => (await import('./access-command.js')).accessCommand),
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);

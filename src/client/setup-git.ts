@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AccountList } from '../protocol/api.js';
+import type { AccountList, AccountView } from '../protocol/api.js';
+import { resolveExecutable } from './access-command.js';
 import { parseHostPattern } from '../protocol/host-pattern.js';
 import { gitConfigUrls } from '../protocol/helpers/git.js';
 import { ROUTES } from '../protocol/routes.js';
@@ -43,6 +44,10 @@ you already have after it, for the hosts no tokend account serves. For an accoun
 whose --host pattern has a path (git.example.com/org), it also sets
 credential.<url>.useHttpPath=true for that URL: git sends no path otherwise, and such
 a pattern would never match. Running it again changes nothing.
+
+An account whose access is not open (\`tokend access NAME\`) and that serves hosts gets
+the rule \`--ancestor GIT\` (git as found in PATH, symlinks resolved), so git's helper
+keeps getting its token; it says so.
 
 Without --global it writes the repository's .git/config, and must run inside a
 repository. git asks globally configured helpers before a repository's, so the
@@ -186,6 +191,7 @@ export const setupGit: Command = async (args, io, client) => {
       });
     else if (commands.length) io.stdout(commands.map(shellLine).join('\n') + '\n');
     if ('error' in scoped) accountsNote(io, scoped.error);
+    if (!values.json) await allowGit(client, io, true);
     return EXIT.ok;
   }
   for (const c of commands) {
@@ -207,8 +213,39 @@ export const setupGit: Command = async (args, io, client) => {
   else io.stderr(`tokend: git now asks ${helper} first (${where})${others.length ? `, then ${others.join(', ')}` : ''}\n`);
   if (httpPathNew.length) io.stderr(`tokend: git now sends the repository path to helpers for ${httpPathNew.join(', ')} (useHttpPath)\n`);
   if ('error' in scoped) accountsNote(io, scoped.error);
+  await allowGit(client, io, false);
   return EXIT.ok;
 };
+
+/**
+ * Accounts whose access is not open and that serve hosts: add the rule that lets git's helper
+ * through (`{ancestor: GIT}`: the helper runs under git), and say so. An account that has it
+ * already is left alone. Returns the accounts changed (or, with `dryRun`, to change).
+ */
+async function allowGit(client: () => TokendClient, io: Io, dryRun: boolean): Promise<string[]> {
+  let accounts: AccountView[];
+  try {
+    accounts = (await client().json<AccountList>('GET', ROUTES.accounts)).accounts;
+  } catch {
+    return []; // already said by accountsNote
+  }
+  const closed = accounts.filter((a) => a.access && a.access.mode !== 'open' && a.hosts.length > 0);
+  if (closed.length === 0) return [];
+  const git = resolveExecutable('git', io.env, 'git', 'setup git');
+  const changed: string[] = [];
+  for (const a of closed) {
+    const access = a.access!;
+    if (access.callers.some((r) => 'ancestor' in r && r.ancestor === git)) continue;
+    changed.push(a.name);
+    if (dryRun) {
+      io.stdout(`tokend access ${a.name} ${access.mode} --add --ancestor ${git}\n`);
+      continue;
+    }
+    await client().json('PATCH', ROUTES.account(a.name), { access: { ...access, callers: [...access.callers, { ancestor: git }] } });
+    io.stderr(`tokend: account "${a.name}" (access ${access.mode}) now also serves git's helper: added --ancestor ${git}\n`);
+  }
+  return changed;
+}
 
 function printJson(io: Io, value: unknown): void {
   io.stdout(JSON.stringify(value, null, 2) + '\n');

@@ -127,12 +127,13 @@ function mergeLabels(before: Labels | undefined, patch: Record<string, string | 
   return Object.keys(out).length ? out : null;
 }
 
-/** True when `a` and `b` differ in their labels and in nothing else (an identical write still checks, as before). */
+/** True when `a` and `b` differ in their labels or access and in nothing else (an identical write still checks, as before). */
 function onlyLabelsDiffer(a: AccountConfig, b: AccountConfig): boolean {
   const same = (k: string) => JSON.stringify(a[k as keyof AccountConfig]) === JSON.stringify(b[k as keyof AccountConfig]);
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   keys.delete('labels');
-  return !same('labels') && [...keys].every(same);
+  keys.delete('access');
+  return !(same('labels') && same('access')) && [...keys].every(same);
 }
 
 /** The secrets an account write may carry; each goes to the encrypted store, never to config.json. */
@@ -159,7 +160,7 @@ async function writeAccount(
 
   const before = deps.config.getAccount(name);
   if (before && !flags.replaceGrant && given.client_secret === undefined && given.password === undefined && onlyLabelsDiffer(before, cfg)) {
-    // Labels are the app's own notes: the provider sees none of them, so nothing is checked
+    // Labels are the app's own notes, access the daemon's own rule: the provider sees none of them, so nothing is checked
     // there and the grant and its cached token stay as they are (no refresh for a relabel).
     await deps.config.putAccount(name, cfg);
     return viewAccount(deps, name);
@@ -344,13 +345,19 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     username: cfg.username,
     api_base: cfg.api_base,
     labels: cfg.labels ?? {},
+    ...(cfg.access ? { access: cfg.access } : {}),
     last_error: lastError,
     retry_at: retryAt === null ? null : new Date(retryAt).toISOString(),
     generation: grant?.generation ?? 0,
+    expires_in: expiresAt ? Math.max(0, Math.floor((expiresAt - now) / 1000)) : null,
+    obtained_at: iso(grant?.granted_at),
+    refreshed_at: iso(grant?.refreshed_at),
     login: pending ?? null,
     last_login: last ? { id: last.id, flow: last.flow, status: last.status, updated_at: last.updated_at, error: last.error } : null,
   };
 }
+
+const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
 
 /**
  * What a view reads from the store, or `fallback` while a fleet's database is down: the view

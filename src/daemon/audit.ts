@@ -66,7 +66,7 @@ export class AuditLog {
   private readonly epoch = Date.now();
   /** The last client and action seen, and their key in the windows (built once, not per request). */
   private last = { who: '', action: '', program: '', by: '' };
-  /** A flush is due on the next turn of the event loop (a new token-read row is written at once). */
+  /** A token-read row was written in this turn of the event loop; others of the turn wait for the next (recordRead). */
   private flushSoon = false;
   private readonly timer: NodeJS.Timeout;
   /** A fleet's database is down: batches wait (bounded) and the outage is logged once. */
@@ -143,16 +143,18 @@ export class AuditLog {
     if (!inner) this.recent.set(by, (inner = new Map()));
     inner.set(account, second);
     this.buffer.push({ at: now, account, client: who, action, ...(caller ? { detail: { caller: caller.caller } } : {}) });
-    // Never written from here (this runs on the token's hot path), but on the next turn: a
-    // program's first read of an account in a minute is on disk (and in a fleet's database)
-    // at once, whatever happens to the daemon next.
-    if (!this.flushSoon && !this.waiting) {
-      this.flushSoon = true;
-      setImmediate(() => {
-        this.flushSoon = false;
-        void this.flush();
-      });
-    }
+    // The first such row of this turn of the event loop is written now, before the answer
+    // leaves (SQLite writes synchronously: the row is on disk even if the daemon is killed
+    // the moment the caller has its token; a fleet's database gets it as soon as it answers).
+    // Any others of the same turn (a burst of new programs or accounts) go with the next
+    // turn's write, so a burst costs one transaction per turn, not one per row.
+    if (this.flushSoon || this.waiting) return;
+    this.flushSoon = true;
+    void this.flush();
+    setImmediate(() => {
+      this.flushSoon = false;
+      if (this.buffer.length > 0) void this.flush();
+    });
   }
   /** Write what is buffered; never rejects (a failed batch is logged and dropped). One flush at a time. */
   flush(): Promise<void> {

@@ -1,4 +1,4 @@
-import { cacheKey, satisfies, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
+import { cacheKey, sameToken, satisfies, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { TokenSet } from './drivers/driver.js';
 import { importedSecrets, importInterruptedReason, type ImportAttempt, type ImportedTokens } from './imports.js';
 import { E, ApiError, unknownAccount } from './errors.js';
@@ -17,7 +17,7 @@ import {
 } from './broker/grant-memory.js';
 import { checkImport, proveImport } from './broker/import-proof.js';
 import { recoverable, RefreshAttempt, type RefreshParts } from './broker/refresh-attempt.js';
-import { mismatchMessage, reauthError, storeDownError } from './broker/refusals.js';
+import { mismatchMessage, noRecoverStep, reauthError, storeDownError } from './broker/refusals.js';
 import { Revocation } from './broker/revocation.js';
 import { Scheduler } from './broker/schedule.js';
 
@@ -57,6 +57,8 @@ export interface GrantState {
 export class Broker {
   private readonly m: GrantMemory;
   private readonly flights = new Map<string, Promise<CachedToken>>();
+  /** The recover steps asked for by name (Broker.recover), one per account at a time. */
+  private readonly recoveries = new Map<string, Promise<CachedToken>>();
   /** One upstream call per account at a time: two keys refreshing with one refresh token would be a replay. */
   private readonly accountQueues = new Map<string, Promise<unknown>>();
   private readonly scheduler: Scheduler;
@@ -178,11 +180,61 @@ export class Broker {
     }
   }
 
-  /** Force a refresh of the account's base token now (`tokend refresh`). */
-  async forceRefresh(account: string): Promise<GrantSummary> {
+  /**
+   * Force a refresh of the account's base token now (`tokend refresh`). With `ifToken` (the
+   * token the caller saw refused), coalesced: a refresh in flight is joined, and when the
+   * daemon then holds another valid token than that one, it is the answer and nobody is
+   * called; so a storm of callers refused the same token costs one refresh, and stragglers
+   * none (rule 3; the attempt budget of rule 6 is kept for real refreshes).
+   */
+  async forceRefresh(
+    account: string,
+    opts: { ifToken?: string } = {},
+  ): Promise<{ grant: GrantSummary; token?: CachedToken; refreshed: boolean }> {
     if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
-    await this.flight({ key: cacheKey(account), account, notBefore: this.m.now() + 1 });
+    const key = cacheKey(account);
+    const forced = () => this.flight({ key, account, notBefore: this.m.now() + 1 });
+    if (opts.ifToken === undefined) {
+      await forced();
+      return { grant: this.m.grants.get(account)!, refreshed: true };
+    }
+    const running = this.flights.get(key);
+    let token = running ? await running : await this.heldToken(account);
+    const refreshed = !token || !this.isFresh(token) || sameToken(token.access_token, opts.ifToken);
+    if (refreshed) token = await forced();
+    return { grant: this.m.grants.get(account)!, token, refreshed: refreshed || running !== undefined };
+  }
+
+  /**
+   * The driver's recover step now, on demand (Cal.com's force-refresh, AMP's obtain_token, the
+   * client-credentials or password grant): a new grant without the refresh token, replacing
+   * the stored one. Queued like a refresh and within the same attempt budget; concurrent
+   * calls join one. 409 `conflict` where the account has no recover step.
+   */
+  async recover(account: string): Promise<GrantSummary> {
+    const cfg = this.m.accountOrThrow(account);
+    const driver = this.m.driverOrThrow(account, cfg);
+    if (!(await recoverable(this.m, account, cfg, driver))) throw noRecoverStep(account, cfg.driver);
+    let p = this.recoveries.get(account);
+    if (!p) {
+      const req: RefreshRequest = { key: cacheKey(account), account, notBefore: this.m.now() + 1, recover: true };
+      p = this.queue(account, () => new RefreshAttempt(this.parts, req).run()).finally(() => this.recoveries.delete(account));
+      this.recoveries.set(account, p);
+    }
+    await p;
     return this.m.grants.get(account)!;
+  }
+
+  /** The account's base token as memory holds it, read from the store on its first use since start-up. */
+  private async heldToken(account: string): Promise<CachedToken | undefined> {
+    const hit = this.m.cache.get(account);
+    if (hit || !this.m.storedTokens.has(account)) return hit;
+    return this.m.readStoredToken(account);
+  }
+
+  /** Still valid for a second at least: worth handing to a caller instead of refreshing. */
+  private isFresh(tok: CachedToken): boolean {
+    return tok.expires_at === null || tok.expires_at - this.m.now() > 1000;
   }
 
   /** A tool says a token we served was refused (git `erase`): stop serving it. */

@@ -2,6 +2,7 @@
  * Access tokens as the broker holds them in memory (rule 2, docs/architecture.md), their cache keys,
  * and the rule that says whether one still serves a request.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { TokenSet } from './drivers/driver.js';
 import { jwtClaims } from './drivers/jwt-lifetime.js';
 import type { StoredAccessToken, TokenUpdate } from './store/types.js';
@@ -15,6 +16,15 @@ export interface CachedToken {
   expires_at: number | null;
   obtained_at: number;
   scope: string | null;
+}
+
+/**
+ * Is `a` the token `b`? Compared by their SHA-256 digests with timingSafeEqual, so how long
+ * the answer takes says nothing of how much of a token a caller guessed.
+ */
+export function sameToken(a: string, b: string): boolean {
+  const digest = (t: string) => createHash('sha256').update(t, 'utf8').digest();
+  return timingSafeEqual(digest(a), digest(b));
 }
 
 /** The cache key of (account, scope, audience); the account name alone for the base token. */

@@ -31,6 +31,7 @@ export const E = {
   importRefused: factory('import_refused'),
   unauthorized: factory('unauthorized'),
   forbidden: factory('forbidden'),
+  callerNotAllowed: factory('caller_not_allowed'),
   notFound: factory('not_found'),
   reauthRequired: factory('reauth_required'),
   loginPending: factory('login_pending'),

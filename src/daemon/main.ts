@@ -6,8 +6,12 @@ import { NO_CALLER_ADDON_WARNING } from '../protocol/local-trust.js';
 import { resolvePaths, type TokendPaths } from '../protocol/paths.js';
 import { describeMistake } from '../protocol/usage.js';
 import { AuditLog, auditRefreshEpisodes } from './audit.js';
+import { AccessControl } from './caller/access.js';
+import { accountsNeedingCallers } from './caller/access-writes.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
-import { guardConnections } from './caller/connection.js';
+import { Approvals } from './caller/approvals.js';
+import { connectionOf, guardConnections } from './caller/connection.js';
+import { DesktopNotifier } from './caller/notify.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
 import { ConfigError, ConfigStore } from './config.js';
@@ -196,6 +200,19 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(err instanceof ConfigError ? err.message : `cannot read ${paths.configFile}: ${(err as Error).message}`);
   }
+  // Without the addon no caller can be told apart: an account only some callers may use is
+  // never served as open (issue 23: no silent downgrade), and the daemon does not start.
+  const closed = 'missing' in peers ? accountsNeedingCallers(config!.listAccounts()) : [];
+  if (closed.length > 0) {
+    await releaseLock!();
+    fail(
+      `cannot start without the caller addon (${(peers as { missing: string }).missing}): ` +
+        `${closed.length === 1 ? 'account' : 'accounts'} ${closed.join(', ')} allow only some callers, and without the addon ` +
+        'the daemon cannot tell callers apart. Install a C compiler (cc) and run `npm rebuild tokend` (or ' +
+        '`node scripts/build-native.mjs` in its folder), or open those accounts to every caller by removing their "access" ' +
+        `from ${paths.configFile}`,
+    );
+  }
   // The loopback TCP listener: refused at start unless it is a loopback address.
   const listenSpec = args.values.listen ?? config!.settings.listen;
   let listenAt: ListenAddress | undefined;
@@ -246,8 +263,20 @@ export async function main(argv: string[]): Promise<void> {
     await releaseLock!();
     fail(`cannot read the store: ${(err as Error).message}`);
   }
+  const notifier = new DesktopNotifier({ log });
+  const approvals: Approvals = new Approvals({
+    events,
+    audit,
+    log,
+    notifier,
+    // `--always`: through the access check's own function (declared below; called only later).
+    addRule: (account, rule) => access.addRule(account, rule),
+    connectionOf,
+  });
   const shutdownController = new AbortController();
   const version = packageVersion();
+  // `ask` accounts put a caller no rule allows to the user through the approvals.
+  const access: AccessControl = new AccessControl({ config: config!, audit, events, gate: approvals, verified: 'addon' in peers });
   const entry = createEntry({
     config: config!,
     store: store!,
@@ -255,6 +284,7 @@ export async function main(argv: string[]): Promise<void> {
     getDriver,
     events,
     audit,
+    access,
     log,
     logins,
     version,
@@ -265,6 +295,7 @@ export async function main(argv: string[]): Promise<void> {
     paths,
     saveKeyKind: (kind) => config!.setKeyStore(kind),
     keyMoved: () => disk.keyMoved(),
+    approvals,
   });
   let listening: Listening;
   try {
@@ -298,6 +329,8 @@ export async function main(argv: string[]): Promise<void> {
     broker.stopTimers(); // no new proactive refreshes
     disk.stop();
     logins.close();
+    approvals.close();
+    notifier.close();
     // Requests in flight (a refresh a client waits for) get up to 3 s to finish, and only
     // then are provider requests aborted and connections cut.
     await closeServers([server, tcp], SHUTDOWN_GRACE_MS);
@@ -311,7 +344,12 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void shutdown(0));
   process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGHUP', () => reload(config!, broker, logins, log, Boolean(store!.fleet)));
+  process.on('SIGHUP', () => {
+    reload(config!, broker, logins, log, Boolean(store!.fleet));
+    // Never served as open: without the addon such an account refuses every caller until fixed.
+    const unverifiable = 'missing' in peers ? accountsNeedingCallers(config!.listAccounts()) : [];
+    if (unverifiable.length) log.error('without the caller addon these accounts refuse every caller', { accounts: unverifiable });
+  });
 }
 
 /**

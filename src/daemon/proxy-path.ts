@@ -50,7 +50,7 @@ const STRUCTURAL_ESCAPE = /^%(2f|5c|[01][0-9a-f]|7f)$/i;
  * and anything a URL parser would rewrite. The query passes through as sent, minus CR/LF.
  */
 export function resolveProxyUrl(apiBase: string, rest: string, query: string): URL {
-  const base = new URL(apiBase);
+  const base = parseBase(apiBase);
   if (base.search || base.hash) throw new ProxyPathError('the account api_base has a query or fragment');
   const segments = rest === '' ? [] : rest.split('/');
   for (let i = 0; i < segments.length; i++) {
@@ -81,6 +81,21 @@ export function resolveProxyUrl(apiBase: string, rest: string, query: string): U
   return target;
 }
 
+/** Each api_base parsed once: read for every proxied request, it changes only with an account's config. */
+const bases = new Map<string, URL>();
+
+/** The parsed api_base (shared: read it, never change it). */
+function parseBase(apiBase: string): URL {
+  let base = bases.get(apiBase);
+  if (!base) {
+    base = new URL(apiBase);
+    if (bases.size >= MAX_BASES) bases.clear();
+    bases.set(apiBase, base);
+  }
+  return base;
+}
+const MAX_BASES = 1000;
+
 function describeEscape(esc: string): string {
   switch (esc.toLowerCase()) {
     case '%2f':
@@ -104,7 +119,7 @@ export function rewriteLocation(location: string, upstreamUrl: URL, apiBase: str
   } catch {
     return location;
   }
-  const base = new URL(apiBase);
+  const base = parseBase(apiBase);
   const basePath = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
   if (resolved.origin !== base.origin || !resolved.pathname.startsWith(basePath)) return resolved.href;
   return `${PROXY_PREFIX}${encodeURIComponent(account)}/${resolved.pathname.slice(basePath.length)}${resolved.search}`;

@@ -3,7 +3,8 @@ import { ERROR_STATUS, type ErrorCode as ErrorCodeName } from './errors.js';
 import { LABEL_COUNT_RULE, labelKeyProblem, labelValueProblem, MAX_LABELS } from './labels.js';
 import { ACCOUNT_NAME_RE, ACCOUNT_NAME_RULE } from './names.js';
 import { NEEDS_LOGIN_STATUSES } from './rules.js';
-import { RecordedCaller } from './caller.js';
+import { Caller, RecordedCaller } from './caller.js';
+import { Access, AccountOwner } from './access.js';
 
 export const AccountName = z.string().regex(ACCOUNT_NAME_RE, { message: ACCOUNT_NAME_RULE });
 export type AccountName = z.infer<typeof AccountName>;
@@ -116,6 +117,8 @@ const AccountFields = z.object({
   refresh_with_token: z.boolean().optional(),
   /** What the account is for, as the app says (`{"user": "123", "task": "t-1"}`): `GET /v1/accounts?label=user=123` finds it. Not part of the grant's identity. */
   labels: Labels.optional(),
+  /** Who may take the account's token (docs/security.md); absent is `open`, any process of the user. */
+  access: Access.optional(),
 });
 
 /**
@@ -135,6 +138,8 @@ export const PutAccountRequest = AccountConfig.extend({
   client_secret: z.string().min(1).max(4096).optional(),
   /** The user's password where the grant is obtained with one (the password flow, AMP): encrypted, never in config.json. */
   password: z.string().min(1).max(4096).optional(),
+  /** `self`: the account's access becomes `callers` with the writing caller as its one rule (docs/security.md). */
+  owner: AccountOwner.optional(),
 }).strict();
 export type PutAccountRequest = z.input<typeof PutAccountRequest>;
 
@@ -315,11 +320,59 @@ export const AuditEntry = z.object({
   flow: z.string().optional(),
   /** Where a moved master key went. */
   to: z.string().optional(),
+  /** An approval's decision: which approval, how it was decided, by whom, for how long or for good. */
+  approval_id: z.string().optional(),
+  via: z.enum(['api', 'notification', 'timeout', 'disconnected']).optional(),
+  decided_by: RecordedCaller.optional(),
+  for_s: z.number().optional(),
+  always: z.boolean().optional(),
 });
 export type AuditEntry = z.infer<typeof AuditEntry>;
 /** Newest first; `next` (when more rows match) is the `cursor` of the following page. */
 export const AuditList = z.object({ entries: z.array(AuditEntry), next: z.string().optional() });
 export type AuditList = z.infer<typeof AuditList>;
+
+/** Longest `allow --for`: 30 days. */
+export const APPROVAL_FOR_MAX_S = 30 * 86_400;
+
+/** A request of an `ask` account that waits for the user (`GET /v1/approvals`). */
+export const ApprovalView = z.object({
+  id: z.string(),
+  account: AccountName,
+  /** The program that asks, as the daemon verified it. */
+  caller: Caller,
+  /** Whether it runs on a terminal. */
+  tty: z.boolean(),
+  /** When it is denied unless someone decides first (the account's `ask_timeout_s`). */
+  expires_at: z.string(),
+});
+export type ApprovalView = z.infer<typeof ApprovalView>;
+export const ApprovalList = z.object({ approvals: z.array(ApprovalView) });
+export type ApprovalList = z.infer<typeof ApprovalList>;
+
+/**
+ * `POST /v1/approvals/:id`: allow (this request; `for_s`: this process, by pid and start
+ * time, for that long; `always`: add a rule for its program to the account's access) or deny.
+ */
+export const ApprovalDecision = z
+  .object({
+    decision: z.enum(['allow', 'deny']),
+    for_s: z.number().int().min(1).max(APPROVAL_FOR_MAX_S).optional().describe('allow this process for this many seconds'),
+    always: z.boolean().optional().describe("allow this program from now on: adds a rule to the account's access"),
+  })
+  .strict()
+  .refine((d) => d.decision === 'allow' || (d.for_s === undefined && !d.always), {
+    message: 'for_s and always go with decision "allow" only',
+  })
+  .refine((d) => d.for_s === undefined || !d.always, { message: 'give for_s or always, not both' });
+export type ApprovalDecision = z.infer<typeof ApprovalDecision>;
+/** The answer to a decision: the approval, and what was decided. */
+export const ApprovalDecided = ApprovalView.extend({
+  decision: z.enum(['allow', 'deny']),
+  for_s: z.number().int().optional(),
+  always: z.boolean().optional(),
+});
+export type ApprovalDecided = z.infer<typeof ApprovalDecided>;
 
 /** The last login of an account that did not succeed, or the last one at all: what `status` shows. */
 export const LastLogin = LoginView.pick({ id: true, flow: true, status: true, updated_at: true, error: true });
@@ -348,10 +401,18 @@ export const AccountView = z.object({
   api_base: z.string().optional(),
   /** The account's labels; `{}` when it has none. */
   labels: z.record(z.string(), z.string()).optional(),
+  /** Who may take the account's token; absent when it is `open` (any process of the user). */
+  access: Access.optional(),
   last_error: z.string().nullable(),
   /** While refreshes back off after a failure (`refresh_failing`, or `active` on a token still valid): when the next attempt is allowed (ISO time). */
   retry_at: z.string().nullable().optional(),
   generation: z.number().int(),
+  /** Seconds the current access token stays valid (0 once expired); null when there is none, or its provider gave no expiry. */
+  expires_in: z.number().int().nullable().optional(),
+  /** When the current grant was first obtained (a login, an import, the recover step; ISO time); refreshes keep it. */
+  obtained_at: z.string().nullable().optional(),
+  /** When the grant was last refreshed successfully (ISO time); null until its first refresh. */
+  refreshed_at: z.string().nullable().optional(),
   /** The pending login, if one is running: its code and URL. */
   login: LoginView.nullable().optional(),
   /** The account's most recent finished login (succeeded, denied, expired, failed, cancelled). */
@@ -437,12 +498,31 @@ export type RevokeResponse = z.infer<typeof RevokeResponse>;
 export const RejectResponse = z.object({ ok: z.literal(true), dropped: z.number().int() });
 export type RejectResponse = z.infer<typeof RejectResponse>;
 
+/**
+ * `POST /v1/accounts/:name/refresh`: no body refreshes now. `if_token` (the token the caller
+ * saw refused; in the body, never in a URL) makes it coalesced: when the daemon already holds
+ * another valid token it answers with that one and calls nobody, and a refresh in flight is joined.
+ */
+export const RefreshRequest = z.object({ if_token: z.string().min(1).max(16384).optional() }).strict();
+export type RefreshRequest = z.infer<typeof RefreshRequest>;
+
 export const RefreshResponse = z.object({
   account: AccountName,
   expires_at: z.string().nullable(),
   generation: z.number().int(),
+  /** Only with `if_token`: the token to use now (the one already held, or the new one), as `POST /v1/token` answers it. */
+  access_token: z.string().optional(),
+  token_type: z.string().optional(),
+  expires_in: z.number().int().nullable().optional(),
+  scope: z.string().nullable().optional(),
+  /** Only with `if_token`: false when the daemon already held another token and called nobody. */
+  refreshed: z.boolean().optional(),
 });
 export type RefreshResponse = z.infer<typeof RefreshResponse>;
+
+/** `POST /v1/accounts/:name/recover`: the grant obtained anew by the driver's recover step. */
+export const RecoverResponse = RefreshResponse.pick({ account: true, expires_at: true, generation: true });
+export type RecoverResponse = z.infer<typeof RecoverResponse>;
 
 /** Where the master key lives: the 0600 key file, or the OS keyring (macOS Keychain, Linux Secret Service). */
 export const KeyStore = z.enum(['file', 'keyring']);

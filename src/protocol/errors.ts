@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   import_refused: 400,
   unauthorized: 401,
   forbidden: 403,
+  caller_not_allowed: 403,
   not_found: 404,
   login_not_found: 404,
   reauth_required: 409,

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { AccountName, LoginFlow, LoginStatus } from './api.js';
-import { RecordedCaller } from './caller.js';
+import { Caller, RecordedCaller } from './caller.js';
 
 /** How far back a reconnecting client is caught up: the last 1000 events, at most 10 minutes old. */
 export const EVENT_WINDOW = { events: 1000, ms: 10 * 60_000 } as const;
@@ -84,6 +84,32 @@ export const AccountRemovedEvent = accountEvent('account.removed', {
   /** Whether the provider took the grant back. */
   revoked: z.boolean(),
 });
+/** A caller the account's `access` does not allow was refused its token (at most once a minute per account and program). */
+export const AccessDeniedEvent = accountEvent('access.denied', {
+  ...causedBy,
+  mode: z.enum(['callers', 'ask', 'open']),
+});
+
+/** A request of an `ask` account waits for the user's decision (`tokend approvals`, `POST /v1/approvals/:id`). */
+export const ApprovalPendingEvent = accountEvent('approval.pending', {
+  approval_id: z.string(),
+  /** The program that asks, as the daemon verified it. */
+  caller: Caller,
+  /** When it is denied unless someone decides first. */
+  expires_at: z.string(),
+});
+/** An approval ended: allowed or denied by the user, denied when it timed out or its caller went away. */
+export const ApprovalDecidedEvent = accountEvent('approval.decided', {
+  approval_id: z.string(),
+  caller: Caller,
+  decision: z.enum(['allow', 'deny']),
+  /** `api` (tokend approvals, an app), `notification` (the desktop's Allow/Deny), `timeout`, `disconnected`. */
+  via: z.enum(['api', 'notification', 'timeout', 'disconnected']),
+  for_s: z.number().int().optional(),
+  always: z.boolean().optional(),
+  /** Who decided through the API, as verified, with its declared User-Agent. */
+  decided_by: RecordedCaller.optional(),
+});
 
 /**
  * Sent to a client that reconnected with a `Last-Event-ID` the daemon cannot catch up from:
@@ -114,6 +140,9 @@ export const EMITTED_EVENTS = {
   'account.added': AccountAddedEvent,
   'account.changed': AccountChangedEvent,
   'account.removed': AccountRemovedEvent,
+  'access.denied': AccessDeniedEvent,
+  'approval.pending': ApprovalPendingEvent,
+  'approval.decided': ApprovalDecidedEvent,
 } as const;
 
 /** Every event of the stream but `ready`. */
@@ -129,6 +158,9 @@ export const DaemonEvent = z.discriminatedUnion('type', [
   AccountAddedEvent,
   AccountChangedEvent,
   AccountRemovedEvent,
+  AccessDeniedEvent,
+  ApprovalPendingEvent,
+  ApprovalDecidedEvent,
   ResyncEvent,
 ]);
 export type DaemonEvent = z.infer<typeof DaemonEvent>;

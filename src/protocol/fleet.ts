@@ -12,7 +12,7 @@ export const DATABASE_URL_ENV = 'TOKEND_DATABASE_URL';
 export const FLEET_SCHEMA = 'tokend';
 
 /** The version of the fleet schema this tokend writes (the number of its migrations). */
-export const FLEET_SCHEMA_VERSION = 5;
+export const FLEET_SCHEMA_VERSION = 6;
 
 /**
  * The channel each commit is announced on: `NOTIFY tokend_grants, '<account>:<generation>'`.

@@ -9,6 +9,9 @@ import { z } from 'zod';
 import {
   AccountList,
   AccountView,
+  ApprovalDecided,
+  ApprovalDecision,
+  ApprovalList,
   AuditList,
   AuditQuery,
   ErrorBody,
@@ -23,6 +26,8 @@ import {
   LoginView,
   PatchAccountRequest,
   PutAccountRequest,
+  RecoverResponse,
+  RefreshRequest,
   RefreshResponse,
   RejectRequest,
   RejectResponse,
@@ -45,6 +50,8 @@ export interface Operation {
   method: Method | 'all';
   summary: string;
   body?: z.ZodType;
+  /** The body may be left out (an empty body is `{}`). */
+  bodyOptional?: boolean;
   query?: z.ZodObject;
   /** The answer's schema; `events` (a stream of server-sent events), `bytes` (a helper's stdout), `any` (the proxied API's own). */
   answer: z.ZodType | 'events' | 'bytes' | 'any';
@@ -99,7 +106,20 @@ export const OPERATIONS: readonly Operation[] = [
     body: ImportRequest,
     answer: AccountView,
   },
-  { route: 'accountRefresh', method: 'post', summary: 'Refresh the account now', answer: RefreshResponse },
+  {
+    route: 'accountRefresh',
+    method: 'post',
+    summary: 'Refresh the account now; with if_token, coalesced: the token already held when it is another one',
+    body: RefreshRequest,
+    bodyOptional: true,
+    answer: RefreshResponse,
+  },
+  {
+    route: 'accountRecover',
+    method: 'post',
+    summary: "The driver's recover step now (Cal.com force-refresh, AMP obtain_token); 409 where there is none",
+    answer: RecoverResponse,
+  },
   { route: 'accountLogout', method: 'post', summary: 'Revoke and forget the grant, keep the account', answer: RevokeResponse },
   {
     route: 'accountLogin',
@@ -162,6 +182,19 @@ export const OPERATIONS: readonly Operation[] = [
     query: AuditQuery,
     answer: AuditList,
   },
+  {
+    route: 'approvals',
+    method: 'get',
+    summary: 'Requests of `ask` accounts waiting for the user to allow or deny them, with the verified caller',
+    answer: ApprovalList,
+  },
+  {
+    route: 'approval',
+    method: 'post',
+    summary: 'Allow (once, for_s seconds for this process, or always: a rule) or deny a waiting request',
+    body: ApprovalDecision,
+    answer: ApprovalDecided,
+  },
   { route: 'proxy', method: 'all', summary: "A request to the account's api_base with its token added; streams both ways", answer: 'any' },
 ];
 
@@ -221,7 +254,9 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       operationId: `${op.route}${op.method === 'all' ? '' : op.method[0].toUpperCase() + op.method.slice(1)}`,
       summary: op.summary,
       ...(pathParams.length || queryParams.length ? { parameters: [...pathParams, ...queryParams] } : {}),
-      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: schema(op.body, 'input') } } } } : {}),
+      ...(op.body
+        ? { requestBody: { required: !op.bodyOptional, content: { 'application/json': { schema: schema(op.body, 'input') } } } }
+        : {}),
       ...(op.answer === 'bytes'
         ? { requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } }
         : {}),

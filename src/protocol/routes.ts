@@ -16,6 +16,8 @@ export const ROUTE_PATTERNS = {
   account: '/v1/accounts/:name',
   accountImport: '/v1/accounts/:name/import',
   accountRefresh: '/v1/accounts/:name/refresh',
+  /** The driver's recover step on demand (Cal.com's force-refresh, AMP's obtain_token). */
+  accountRecover: '/v1/accounts/:name/recover',
   accountLogout: '/v1/accounts/:name/logout',
   accountLogin: '/v1/accounts/:name/login',
   login: '/v1/logins/:id',
@@ -35,6 +37,9 @@ export const ROUTE_PATTERNS = {
   keyMove: '/v1/key/move',
   /** Who did what to which account, newest first (the audit log). */
   audit: '/v1/audit',
+  /** Requests of `ask` accounts waiting for the user, and the user's decision on one. */
+  approvals: '/v1/approvals',
+  approval: '/v1/approvals/:id',
 } as const;
 
 type Patterns = typeof ROUTE_PATTERNS;

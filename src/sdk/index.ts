@@ -10,6 +10,7 @@ export type {
   AuditOptions,
   LoginOptions,
   LoginQuery,
+  RefreshOptions,
   RemovedAccount,
   RevokeResult,
   TokendOptions,
@@ -35,9 +36,12 @@ export type {
   LoginView,
   PatchAccountRequest,
   PutAccountRequest,
+  RecoverResponse,
   RefreshResponse,
+  RejectResponse,
   TokenResponse,
 } from '../protocol/api.js';
+export type { ImportTokens, TokenObject } from '../protocol/import-tokens.js';
 export type {
   DaemonEvent,
   EventType,

@@ -3,7 +3,6 @@ import type {
   AccountView,
   AuditList,
   Health,
-  ImportRequest,
   Labels,
   LoginFlow,
   LoginList,
@@ -11,9 +10,12 @@ import type {
   LoginView,
   PatchAccountRequest,
   PutAccountRequest,
+  RecoverResponse,
   RefreshResponse,
+  RejectResponse,
   TokenResponse,
 } from '../protocol/api.js';
+import { importBody, type ImportTokens } from '../protocol/import-tokens.js';
 import { resolvePaths } from '../protocol/paths.js';
 import { ACCOUNT_LABEL_QUERY, matchesLabels } from '../protocol/labels.js';
 import { ACCOUNT_WRITE_FLAGS, ROUTES } from '../protocol/routes.js';
@@ -42,6 +44,11 @@ export interface TokenOptions {
   /** A resource / audience (RFC 8707), cached apart. */
   audience?: string;
   signal?: AbortSignal;
+}
+
+export interface RefreshOptions {
+  /** The token your call was refused with: refresh only if the daemon still holds that one (coalesced). */
+  ifToken?: string;
 }
 
 export interface AccountWriteOptions {
@@ -177,9 +184,36 @@ export class Tokend {
     return removed;
   }
 
-  /** Refresh now, whatever the cached token's expiry. */
-  refresh(account: string): Promise<RefreshResponse> {
-    return this.transport.json('POST', ROUTES.accountRefresh(account));
+  /**
+   * Refresh now, whatever the cached token's expiry. With `ifToken` (the token your API call
+   * was refused with), coalesced: when the daemon already holds another valid token it
+   * answers with that one and calls nobody, and a refresh in flight is joined, so a burst of
+   * refused calls costs one refresh; the answer then carries the token to use
+   * (`access_token`, `expires_in`, …). The token goes in the request body, never a URL.
+   */
+  refresh(account: string, opts: RefreshOptions = {}): Promise<RefreshResponse> {
+    const body = opts.ifToken === undefined ? undefined : { if_token: opts.ifToken };
+    return this.transport.json('POST', ROUTES.accountRefresh(account), body);
+  }
+
+  /**
+   * The account's recover step now: a new grant without the refresh token (Cal.com's
+   * force-refresh, AMP's obtain_token with the stored password, client credentials). It
+   * replaces the grant (Cal.com's force-refresh also ends every token the platform held for
+   * the user). Rejects with `conflict` where the account has no recover step.
+   */
+  recover(account: string): Promise<RecoverResponse> {
+    return this.transport.json('POST', ROUTES.accountRecover(account));
+  }
+
+  /**
+   * Your API call was refused with `token` (401, Cal.com's 498): the daemon stops serving it,
+   * and the next `token()` gets a new one, one refresh for every caller that reports the same
+   * token (`POST /v1/credential/reject`). Resolves with how many cached tokens were dropped
+   * (0 when the daemon already serves another).
+   */
+  reject(account: string, token: string): Promise<RejectResponse> {
+    return this.transport.json('POST', ROUTES.credentialReject, { account, access_token: token });
   }
 
   /**
@@ -189,8 +223,8 @@ export class Tokend {
    * with `import_refused`, an unreachable provider with `upstream_unavailable`, and the
    * account stays exactly as it was.
    */
-  importTokens(account: string, tokens: ImportRequest): Promise<AccountView> {
-    return this.transport.json('POST', ROUTES.accountImport(account), tokens);
+  importTokens(account: string, tokens: ImportTokens): Promise<AccountView> {
+    return this.transport.json('POST', ROUTES.accountImport(account), importBody(tokens));
   }
 
   /** Revoke the grant at the provider and forget it; the account's config stays. */

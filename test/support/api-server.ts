@@ -7,7 +7,9 @@
  * - `GET /api/download?bytes=N`: N bytes, streamed with backpressure;
  * - `POST|PUT /api/upload`: counts the bytes it is sent, `{bytes}`;
  * - `GET /api/events`: three server-sent events 300 ms apart;
- * - `GET /api/redirect?to=URL`: 302 to URL; `GET /api/slow`: never answers.
+ * - `GET /api/redirect?to=URL`: 302 to URL; `GET /api/slow`: never answers;
+ * - `GET /api/headers`: an answer whose headers a proxy must pass in their order and case,
+ *   but for the hop-by-hop ones, those its Connection names, and a forged `x-tokend-error`.
  */
 import http from 'node:http';
 import { Readable } from 'node:stream';
@@ -132,6 +134,18 @@ export async function startApi(idp: TestIdp, opts: { rememberActive?: boolean } 
         await new Promise((r) => setTimeout(r, 300));
       }
       res.end();
+    } else if (path === '/api/headers') {
+      res.writeHead(200, [
+        ['X-First', '1'],
+        ['Connection', 'keep-alive, X-Hop-Answer'],
+        ['X-Hop-Answer', 'dropped'],
+        ['X-Tokend-Error', 'forged'],
+        ['Set-Cookie', 'a=1'],
+        ['Set-Cookie', 'b=2'],
+        ['X-Last', 'z'],
+        ['Content-Type', 'text/plain'],
+      ]);
+      res.end('ok');
     } else if (path === '/api/redirect') {
       res.writeHead(302, { location: url.searchParams.get('to') ?? '/' });
       res.end();

@@ -22,6 +22,11 @@ export const CAL_CLIENT_ID = 'clxyz0fakeclient';
 export const CAL_CLIENT_SECRET = 'cal-client-secret-0123456789';
 export const CAL_USER_ID = 417;
 
+/** `tokend add` of a managed user's account `cal` at the fake (the client secret, when given, on stdin). */
+export function addCalArgs(baseUrl: string, user = CAL_USER_ID): string[] {
+  return ['add', 'cal', '--preset', 'cal-com', '--base-url', baseUrl, '--client-id', CAL_CLIENT_ID, '--managed-user-id', String(user)];
+}
+
 export type CalEndpoint = 'refresh' | 'force-refresh' | 'user' | 'me';
 
 /** Cal.com's error body (HttpExceptionFilter). */

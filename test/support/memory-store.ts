@@ -116,6 +116,8 @@ export class MemoryStore implements Store {
       updated_at: this.now(),
       bound_to: t.bound_to,
       refresh_expires_at: t.refresh_expires_at ?? null,
+      granted_at: this.now(),
+      refreshed_at: null,
       ...(this.fleet ? { in_flight_by: null } : {}),
     };
     this.grants.set(account, g);
@@ -149,6 +151,7 @@ export class MemoryStore implements Store {
       ...(this.fleet ? { in_flight_by: null } : {}),
       last_error: null,
       updated_at: this.now(),
+      refreshed_at: this.now(),
     });
     this.journal.push({ op: 'commitRefresh', account, refresh_token: t.refresh_token, access_token: t.access_token });
     return { ...g };

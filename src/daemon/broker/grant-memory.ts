@@ -53,6 +53,8 @@ export interface RefreshRequest {
    * wants a token obtained after it was asked for.
    */
   minTtlMs?: number;
+  /** Go straight to the driver's recover step (`POST /v1/accounts/:name/recover`), not a refresh. */
+  recover?: boolean;
 }
 
 /**

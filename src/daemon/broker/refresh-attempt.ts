@@ -16,7 +16,7 @@ import { isStoreUnavailable } from '../store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary, type TokenUpdate } from '../store/types.js';
 import type { FleetSync } from './fleet-sync.js';
 import { withoutMark, type AccountLanes, type GrantMemory, type InFlightMark, type RefreshRequest } from './grant-memory.js';
-import { mismatchMessage, noGrantError, reauthError } from './refusals.js';
+import { mismatchMessage, noGrantError, noRecoverStep, reauthError } from './refusals.js';
 import type { Revocation } from './revocation.js';
 import type { Scheduler } from './schedule.js';
 
@@ -76,6 +76,12 @@ export class RefreshAttempt {
         const secrets = (this.secrets = await m.secretsOf(account));
         const recoverable = recoverableWith(m, account, cfg, driver, secrets);
         const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
+        if (this.req.recover) {
+          // Asked for by name (Broker.recover): the recover step, within the same budget as a refresh.
+          if (!recoverable) throw noRecoverStep(account, cfg.driver);
+          admit(m.healthOf(account), account, m.now(), m.deps.config.settings);
+          return this.recover(null);
+        }
         if (!refreshToken) {
           // No refresh token (none yet, or the provider refused it): only the recover step can help.
           if (!recoverable) {

@@ -1,5 +1,5 @@
 /**
- * The answers a refresh gives when it cannot give a token (each a ApiError with its wire
+ * The answers a refresh gives when it cannot give a token (each an ApiError with its wire
  * code): a login is needed or pending, the fleet's grant is another identity's, the store is
  * down. Said the same way by every part of the broker.
  */
@@ -63,4 +63,13 @@ export function storeDownError(log: Logger, account: string, err: Error, retryAf
     account,
     retryAfter,
   });
+}
+
+/** 409 for `recover` on an account whose driver has no recover step, or cannot use it as the account is set up. */
+export function noRecoverStep(account: string, driver: string): ApiError {
+  return E.conflict(
+    `account "${account}" (driver ${driver}) has no recover step: it gets a new grant only from its refresh token or a login. ` +
+      `Use \`tokend refresh ${account}\`, or \`tokend login ${account}\``,
+    { account },
+  );
 }

@@ -64,12 +64,28 @@ export function setKeyCaller(req: IncomingMessage, app: string): void {
   (req as KeyedRequest)[KEY_CALLER] = id;
 }
 
+/** The connection each peer identity was read for (one identity per Unix-socket connection). */
+const connections = new WeakMap<CallerIdentity, Socket>();
+
 /** The verified caller of `req`: its app key on the listener, else its connection's peer; undefined without the addon, or when it could not be verified. */
 export function callerOf(req: IncomingMessage | undefined): CallerIdentity | undefined {
   const keyed = (req as KeyedRequest | undefined)?.[KEY_CALLER];
   if (keyed) return keyed;
-  const peer = (req?.socket as PeerSocket | undefined)?.[PEER];
+  const socket = req?.socket as PeerSocket | undefined;
+  const peer = socket?.[PEER];
   if (!peer) return undefined;
-  if (peer.identity === undefined) peer.identity = identify(peer.pid, peer.at) ?? null;
+  if (peer.identity === undefined) {
+    peer.identity = identify(peer.pid, peer.at) ?? null;
+    if (peer.identity) connections.set(peer.identity, socket!);
+  }
   return peer.identity ?? undefined;
+}
+
+/**
+ * The Unix-socket connection a peer identity came on, so a wait on its behalf (an approval,
+ * caller/approvals.ts) ends when the caller hangs up; undefined for a listener app key
+ * (shared by every connection of that app).
+ */
+export function connectionOf(who: CallerIdentity): Socket | undefined {
+  return connections.get(who);
 }

@@ -5,28 +5,37 @@ import {
   ImportRequest,
   PatchAccountRequest,
   PutAccountRequest,
+  RefreshRequest,
   RejectRequest,
   type Health,
+  type RecoverResponse,
+  type RefreshResponse,
 } from '../../protocol/api.js';
+import type { Access, AccountOwner } from '../../protocol/access.js';
 import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
 import { ACCOUNT_NAME_RULE, isAccountName } from '../../protocol/names.js';
 import { recordedCaller } from '../../protocol/caller.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import { audited, type AuditLog } from '../audit.js';
+import { AccessControl } from '../caller/access.js';
+import { checkManage, resolveAccessWrite } from '../caller/access-writes.js';
+import { denyingGate } from '../caller/approval-gate.js';
 import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { serveEvents } from './events-route.js';
 import { callerOfContext, header, readBody, who } from './raw-request.js';
-import { createTokenHandler } from './token-route.js';
+import { createTokenHandler, tokenBody } from './token-route.js';
 import { errorResponse, parseJsonBody } from './wire.js';
 
 export interface AppDeps extends AccountDeps {
   broker: Broker;
   events: EventBus;
   audit: AuditLog;
+  /** Who may take each account's token (caller/access.ts), with the approval gate of `ask` accounts (main.ts's; tests get `accessOf`'s). */
+  access?: AccessControl;
   log: Logger;
   version: string;
   startedAt: number;
@@ -39,6 +48,8 @@ export interface AppDeps extends AccountDeps {
   /** Extra route groups (helper protocols, logins), each mounting its routes on the app. */
   extend?: Array<(app: Hono) => void>;
 }
+
+const isoOrNull = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
 /** Read and validate a JSON body against a protocol schema: 400 with the field named, never a raw ZodError. */
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
@@ -74,8 +85,16 @@ function labelSelector(words: string[]): Record<string, string> {
   }
 }
 
+/** The deps' access check, or one that checks the same rules with no approvals and no verified callers (tests). */
+export function accessOf(deps: Pick<AppDeps, 'access' | 'config' | 'audit' | 'events'>): AccessControl {
+  return (
+    deps.access ?? new AccessControl({ config: deps.config, audit: deps.audit, events: deps.events, gate: denyingGate, verified: false })
+  );
+}
+
 /** The socket API (docs/api.md) as a Hono app; `app.request()` tests it without a socket. */
-export function createApp(deps: AppDeps): Hono {
+export function createApp(given: AppDeps): Hono {
+  const deps = { ...given, access: accessOf(given) };
   const app = new Hono();
 
   app.get(ROUTE_PATTERNS.health, (c) => {
@@ -103,9 +122,34 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ accounts: await Promise.all(chosen.map(([name]) => viewAccount(deps, name))) });
   });
   app.get(ROUTE_PATTERNS.account, async (c) => c.json(await viewAccount(deps, accountParam(c))));
+  /** An account write's access (access-writes.ts): who may write it, and `owner: "self"` resolved to the writer's rule. */
+  const writtenAccess = <B extends { access?: Access | null; owner?: AccountOwner }>(
+    c: Context,
+    name: string,
+    body: B,
+  ): Omit<B, 'owner'> => {
+    const before = deps.config.getAccount(name);
+    const who = callerOfContext(c);
+    if (before) checkManage(name, before, who);
+    const { owner, access: given, ...rest } = body;
+    const access = resolveAccessWrite({ name, before, access: given, owner, who, verified: deps.access.verified });
+    return (access === undefined ? rest : { ...rest, access }) as Omit<B, 'owner'>;
+  };
+  /** A request that manages an existing account: not another app's (access-writes.ts). */
+  const manage = (c: Context): string => {
+    const name = accountParam(c);
+    checkManage(name, deps.config.getAccount(name), callerOfContext(c));
+    return name;
+  };
+
   app.put(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
-    const body = await readJson(c, PutAccountRequest);
+    // A PUT replaces the account's config but not its access unless it gives one (`access` or
+    // `owner`): re-adding an account never opens it (`tokend access NAME open` does).
+    const kept = deps.config.getAccount(name)?.access;
+    const { access, ...fields } = writtenAccess(c, name, await readJson(c, PutAccountRequest));
+    const held = access === undefined ? kept : access;
+    const body = held ? { ...fields, access: held } : fields;
     const existed = deps.config.getAccount(name) !== undefined;
     const row = { account: name, action: existed ? 'account_changed' : 'account_added', ...who(c) };
     const view = await audited(deps.audit, { ...row, detail: { fields: Object.keys(body).sort() } }, () =>
@@ -119,7 +163,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.patch(ROUTE_PATTERNS.account, async (c) => {
     const name = accountParam(c);
-    const body = await readJson(c, PatchAccountRequest);
+    const body = writtenAccess(c, name, await readJson(c, PatchAccountRequest));
     // Field names only: which fields changed, never a value (a client secret's name is no secret).
     const row = {
       account: name,
@@ -133,7 +177,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(view);
   });
   app.delete(ROUTE_PATTERNS.account, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     const row = { account: name, action: 'account_removed', ...who(c) };
     const res = await audited(deps.audit, row, () => removeAccount(deps, name));
     deps.log.info('account removed', { account: name, revoked: res.revoked });
@@ -141,7 +185,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ ok: true, ...res });
   });
   app.post(ROUTE_PATTERNS.accountImport, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     const body = await readJson(c, ImportRequest);
     if (!deps.config.getAccount(name)) throw unknownAccount(name);
     const expiresAt = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : body.expires_at;
@@ -151,13 +195,29 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(await viewAccount(deps, name));
   });
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
+    // `if_token` comes in the body, never the URL: it is a token (logs and proxies keep URLs).
+    const { if_token: ifToken } = await readJson(c, RefreshRequest);
+    // A coalesced refresh answers with the token: the account's access decides, as for POST /v1/token.
+    if (ifToken !== undefined) {
+      const allowed = deps.access.check(name, callerOfContext(c), header(c, CLIENT_HEADER));
+      if (allowed) await allowed;
+    }
     // An action, not a read: one row per request, with how it ended.
-    const g = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () => deps.broker.forceRefresh(name));
-    return c.json({ account: name, expires_at: g.expires_at ? new Date(g.expires_at).toISOString() : null, generation: g.generation });
+    const r = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () => deps.broker.forceRefresh(name, { ifToken }));
+    const body: RefreshResponse = { account: name, expires_at: isoOrNull(r.grant.expires_at), generation: r.grant.generation };
+    // The token goes back only to a caller that showed one of the account's (a coalesced refresh).
+    if (ifToken !== undefined && r.token) Object.assign(body, tokenBody(r.token, Date.now()), { refreshed: r.refreshed });
+    return c.json(body);
+  });
+  app.post(ROUTE_PATTERNS.accountRecover, async (c) => {
+    const name = manage(c);
+    const g = await audited(deps.audit, { account: name, action: 'recover', ...who(c) }, () => deps.broker.recover(name));
+    const body: RecoverResponse = { account: name, expires_at: isoOrNull(g.expires_at), generation: g.generation };
+    return c.json(body);
   });
   app.post(ROUTE_PATTERNS.accountLogout, async (c) => {
-    const name = accountParam(c);
+    const name = manage(c);
     const res = await audited(deps.audit, { account: name, action: 'logout', ...who(c) }, () => deps.broker.logout(name));
     deps.log.info('logged out', { account: name, revoked: res.revoked });
     return c.json({ ok: true, ...res });

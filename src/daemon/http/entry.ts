@@ -21,7 +21,9 @@ import type { TokendPaths } from '../../protocol/paths.js';
 import type { KeyStore } from '../../protocol/api.js';
 import type { Driver } from '../drivers/driver.js';
 import type { MasterKey } from '../store/master-key.js';
-import { createApp, type AppDeps } from './app.js';
+import { accessOf, createApp, type AppDeps } from './app.js';
+import type { Approvals } from '../caller/approvals.js';
+import { mountApprovals } from './approvals-route.js';
 import { mountAudit } from './audit-route.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
@@ -45,10 +47,13 @@ export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
   saveKeyKind: (kind: KeyStore) => Promise<void>;
   /** After a key move: the disk watch follows the key. */
   keyMoved: () => void;
+  /** The approvals of `ask` accounts (caller/approvals.ts); without them (tests) nothing waits. */
+  approvals?: Approvals;
 }
 
 /** The Hono app with every route group the daemon serves; the tests list its routes from here too. */
-export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: ResolveTarget } {
+export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: ResolveTarget } {
+  const deps = { ...given, access: accessOf(given) };
   const helpers = mountHelpers(deps);
   const app = createApp({
     ...deps,
@@ -65,16 +70,18 @@ export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: Resolve
         audit: deps.audit,
       }),
       mountAudit({ audit: deps.audit, store: deps.store }),
+      mountApprovals({ approvals: deps.approvals }),
     ],
   });
   return { app, resolveTarget: helpers.resolveTarget };
 }
 
 /** Compose the lanes and the app into the one request handler. */
-export function createEntry(deps: EntryDeps): Handler {
+export function createEntry(given: EntryDeps): Handler {
+  const deps = { ...given, access: accessOf(given) };
   const { app, resolveTarget } = composeApp(deps);
   const router = getRequestListener(app.fetch);
-  const token = tokenLane(createTokenHandler({ broker: deps.broker, audit: deps.audit, resolveTarget }), deps.log);
+  const token = tokenLane(createTokenHandler({ broker: deps.broker, audit: deps.audit, access: deps.access, resolveTarget }), deps.log);
   const proxy = proxyLane(deps);
 
   return function entry(req, res) {

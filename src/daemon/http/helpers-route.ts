@@ -18,7 +18,7 @@ import { matchAccount, resolveTarget, type TargetRequest } from '../match.js';
 import type { AppDeps } from './app.js';
 import { callerOfContext, header, readBody } from './raw-request.js';
 
-type Deps = Omit<AppDeps, 'resolveTarget' | 'extend'>;
+type Deps = Omit<AppDeps, 'resolveTarget' | 'extend'> & Required<Pick<AppDeps, 'access'>>;
 
 /**
  * The helper protocols spoken by the daemon (docs/helpers.md) and the url/host → account
@@ -34,6 +34,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
     async getToken(account, minTtl) {
       const cfg = deps.config.getAccount(account);
       if (!cfg) throw E.notFound(`no account named "${account}"`);
+      const allowed = deps.access.check(account, by, client);
+      if (allowed) await allowed;
       const tok = await deps.broker.getToken({ account, min_ttl: minTtl });
       deps.audit.record(account, client, 'token', by);
       // A preset's username (docs/helpers.md) is in cfg.username already (presets.ts).
@@ -65,6 +67,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
     if (!isAccountName(name))
       return { exitCode: EXIT.usage, stdout: Buffer.alloc(0), stderr: `tokend: "${name.slice(0, 80)}" is not a valid account name` };
     try {
+      const allowed = deps.access.check(name, by, client);
+      if (allowed) await allowed;
       const tok = await deps.broker.getToken({ account: name });
       deps.audit.record(name, client, 'token', by);
       return { exitCode: 0, stdout: Buffer.from(`${tok.access_token}\n`) };

@@ -15,13 +15,14 @@
  *   path; any other passes as it is, and the token never follows it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
 import { authScheme } from '../../protocol/helpers/auth-scheme.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
+import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
 import type { Broker, CachedToken } from '../broker.js';
 import type { ConfigStore } from '../config.js';
@@ -38,6 +39,7 @@ export interface ProxyDeps {
   broker: Pick<Broker, 'getToken' | 'reject'>;
   getDriver: (name: string) => Driver | undefined;
   audit: Pick<AuditLog, 'record'>;
+  access: Pick<AccessControl, 'check'>;
   log: Logger;
 }
 
@@ -68,8 +70,6 @@ export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerRe
   };
 }
 
-/** The upstream's answer: its status and headers, and the body still streaming. */
-type Upstream = Dispatcher.ResponseData;
 type Body = { kept: Buffer | undefined; head: Buffer[]; streamRest: boolean };
 
 async function proxy(
@@ -82,6 +82,8 @@ async function proxy(
   if (!isAccountName(name)) throw E.invalidRequest(`the proxy path must start with an account name: ${PROXY_PREFIX}NAME/PATH`);
   const cfg = deps.config.getAccount(name);
   if (!cfg) throw unknownAccount(name);
+  const allowed = deps.access.check(name, callerOf(req), req.headers['user-agent']);
+  if (allowed) await allowed;
   if (!cfg.api_base) {
     throw E.invalidRequest(`account "${name}" has no api_base to proxy to; set it with \`tokend set ${name} --api-base URL\``, {
       account: name,
@@ -103,24 +105,24 @@ async function proxy(
     throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
 
   const body = await readBody(req);
-  const driver = deps.getDriver(cfg.driver);
-  const stale = new Set([401, ...(driver?.staleStatuses ?? [])]);
+  const staleStatuses = deps.getDriver(cfg.driver)?.staleStatuses;
   deps.audit.record(name, req.headers['user-agent'], 'proxy', callerOf(req));
 
   let token = await deps.broker.getToken({ account: name });
   const dispatcher = dispatcherFor(cfg);
-  let upstream = await send(deps, dispatcher, req, res, url, token, body);
-  if (stale.has(upstream.statusCode)) {
-    // The token was refused: whoever asks next gets a fresh one (rule 6, like git's erase).
-    deps.broker.reject(name, token.access_token);
-    if (body.kept !== undefined) {
-      await upstream.body.dump(); // this answer is not the caller's: discard it, keep the connection
-      token = await deps.broker.getToken({ account: name });
-      upstream = await send(deps, dispatcher, req, res, url, token, body);
-      if (stale.has(upstream.statusCode)) deps.broker.reject(name, token.access_token);
-    }
+  const route: Route = { url, apiBase: cfg.api_base, account: name };
+  // A status that says the token is stale: whoever asks next gets a fresh one (rule 6, like
+  // git's erase); with the body kept, this caller's answer is the retry's.
+  const refused = (tok: CachedToken, retry: boolean) => (status: number) => {
+    if (status !== 401 && !staleStatuses?.includes(status)) return false;
+    deps.broker.reject(name, tok.access_token);
+    return retry;
+  };
+  if ((await forward(deps, dispatcher, req, res, route, token, body, refused(token, body.kept !== undefined))) === 'retry') {
+    // The refused answer was discarded (its connection kept): one refresh, shared with every other caller, and one retry.
+    token = await deps.broker.getToken({ account: name });
+    await forward(deps, dispatcher, req, res, route, token, body, refused(token, false));
   }
-  respond(res, upstream, url, cfg.api_base, name);
 }
 
 /**
@@ -161,82 +163,229 @@ function readBody(req: IncomingMessage): Promise<Body> {
   });
 }
 
+/** Where one proxied request goes, and what a Location under it becomes. */
+interface Route {
+  url: URL;
+  apiBase: string;
+  account: string;
+}
+
+/**
+ * What goes upstream: the caller's end-to-end headers in their order and case, without its
+ * Authorization and Cookie, then the account's token. Built for every request sent (a
+ * retry's too).
+ */
+function upstreamHeaders(req: IncomingMessage, token: CachedToken, body: Body): string[] {
+  const raw = req.rawHeaders;
+  const named = req.headers.connection === undefined ? undefined : connectionNames(req.headers.connection);
+  const headers: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toLowerCase();
+    if (HOP_BY_HOP.has(lower) || NEVER_UPSTREAM.has(lower) || named?.includes(lower) || lower.startsWith('x-tokend-')) continue;
+    if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
+    headers.push(raw[i], raw[i + 1]);
+  }
+  headers.push('Authorization', `${authScheme(token.token_type)} ${token.access_token}`);
+  if (body.kept !== undefined && body.kept.length > 0) headers.push('Content-Length', String(body.kept.length));
+  return headers;
+}
+
+const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;
+
+/** The fields a Connection header names (RFC 9110 §7.6.1): hop-by-hop too. */
+function connectionNames(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/**
+ * The upstream answer's end-to-end headers, for the caller, in their order and case; a
+ * Location under `api_base` rewritten to the proxy path.
+ */
+function answerHeaders(raw: Buffer[], route: Route): string[] {
+  const headers: string[] = [];
+  let named: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i].toString('latin1');
+    const lower = k.toLowerCase();
+    // Values as undici's own parser reads them.
+    const v = raw[i + 1].toString('utf8');
+    // `Connection: keep-alive` (nearly every answer) names no field of its own.
+    if (lower === 'connection' && !PLAIN_CONNECTION.test(v)) named = [...(named ?? []), ...connectionNames(v)];
+    // x-tokend-* belong to the daemon: an upstream must not be able to fake a daemon error.
+    if (HOP_BY_HOP.has(lower) || lower.startsWith('x-tokend-')) continue;
+    headers.push(k, lower === 'location' ? rewriteLocation(v, route.url, route.apiBase, route.account) : v);
+  }
+  if (!named) return headers;
+  const kept: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!named.includes(headers[i].toLowerCase())) kept.push(headers[i], headers[i + 1]);
+  return kept;
+}
+
 /**
  * One upstream request, through the account's dispatcher (outbound.ts: the environment's
- * proxy, the account's CA); resolves once the answer's headers are in, rejects as a wire error.
+ * proxy, the account's CA). Resolves 'retry' when `retryOn` said the status calls for a
+ * retry (its answer is discarded), else 'answered' once the answer has started to go to the
+ * caller; rejects, as a wire error, when no answer came.
  */
-async function send(
+function forward(
   deps: ProxyDeps,
   dispatcher: Dispatcher,
   req: IncomingMessage,
   res: ServerResponse,
-  url: URL,
+  route: Route,
   token: CachedToken,
   body: Body,
-): Promise<Upstream> {
-  const headers: string[] = [];
-  const connectionNamed = new Set(
-    String(req.headers.connection ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const k = req.rawHeaders[i];
-    const lower = k.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || NEVER_UPSTREAM.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
-    if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
-    headers.push(k, req.rawHeaders[i + 1]);
-  }
-  headers.push('Authorization', `${authScheme(token.token_type)} ${token.access_token}`);
-  if (body.kept !== undefined && body.kept.length > 0) headers.push('Content-Length', String(body.kept.length));
-
-  // Once the request is sent the upstream has http_timeout_ms to start answering; an
-  // upload takes as long as it takes before that, and so does the answer's body after
-  // it (a download, a stream of server-sent events).
-  const timeoutMs = deps.config.settings.http_timeout_ms;
-  const abort = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const sent = () => (timer = setTimeout(() => abort.abort(new UpstreamTimeout()), timeoutMs));
-  // The caller went away before the answer came: stop the upstream request too.
-  const callerGone = () => abort.abort(new Error('the caller went away'));
-  res.once('close', callerGone);
-  let upload: Buffer | Readable | undefined;
-  if (body.kept !== undefined) {
-    upload = body.kept.length > 0 ? body.kept : undefined;
-    sent();
-  } else {
-    const pass = new PassThrough();
-    for (const chunk of body.head) pass.write(chunk);
-    req.pipe(pass);
-    req.resume();
-    pass.once('end', sent);
-    // The caller's answer is over (the API answered before reading it all): stop the upload.
-    res.once('close', () => {
-      if (!pass.readableEnded) pass.destroy();
-    });
-    upload = pass;
-  }
-  try {
-    return await dispatcher.request({
-      origin: url.origin,
-      path: `${url.pathname}${url.search}`,
-      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers,
-      body: upload,
-      signal: abort.signal,
-      headersTimeout: 0, // ours, from the end of the upload (above)
-      bodyTimeout: 0, // a stream may be quiet for a long time
-    });
-  } catch (err) {
-    if (abort.signal.reason instanceof UpstreamTimeout) {
-      throw E.upstreamTimeout(`the API of "${accountOf(req)}" at ${url.origin} did not answer within ${timeoutMs} ms`);
+  retryOn: (status: number) => boolean,
+): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const exchange = new Exchange(res, route, retryOn, deps.config.settings.http_timeout_ms, resolve, reject);
+    let upload: Buffer | PassThrough | undefined;
+    if (body.kept !== undefined) {
+      upload = body.kept.length > 0 ? body.kept : undefined;
+      exchange.startClock(); // the request is as good as sent: the upstream has http_timeout_ms from now
+    } else {
+      upload = streamedUpload(req, res, body.head);
     }
-    throw E.upstreamFailed(`could not reach the API of "${accountOf(req)}" at ${url.origin}: ${networkCodeOf(err) ?? 'connection failed'}`);
-  } finally {
-    clearTimeout(timer);
-    res.off('close', callerGone);
+    dispatcher.dispatch(
+      {
+        origin: route.url.origin,
+        path: `${route.url.pathname}${route.url.search}`,
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers: upstreamHeaders(req, token, body),
+        body: upload,
+        headersTimeout: 0, // ours (Exchange), from the end of the upload
+        bodyTimeout: 0, // a stream may be quiet for a long time
+      },
+      exchange,
+    );
+  });
+}
+
+/** The caller's body past what was read ahead, streamed to the upstream with backpressure. */
+function streamedUpload(req: IncomingMessage, res: ServerResponse, head: Buffer[]): PassThrough {
+  // Node's default high-water mark (16 KiB) is a quarter of one socket read: the caller's
+  // socket would stop and start for every chunk.
+  const pass = new PassThrough({ highWaterMark: UPLOAD_BUFFER });
+  for (const chunk of head) pass.write(chunk);
+  req.pipe(pass);
+  req.resume();
+  // The caller's answer is over (the API answered before reading it all): stop the upload.
+  res.once('close', () => {
+    if (!pass.readableEnded) pass.destroy();
+  });
+  return pass;
+}
+
+const UPLOAD_BUFFER = 256 * 1024;
+
+type Outcome = 'answered' | 'retry';
+
+/**
+ * undici's handler for one upstream request, writing the answer straight into the caller's
+ * response: no Readable per body, no AbortController, no header object. undici's legacy
+ * handler methods are the ones it calls itself (a handler of the newer shape is wrapped per
+ * request, and its headers parsed into an object).
+ *
+ * The timeout: once the request is sent the upstream has http_timeout_ms to start
+ * answering; an upload takes as long as it takes before that, and so does the answer's
+ * body after it (a download, a stream of server-sent events).
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private state: 'waiting' | 'forwarding' | 'discarding' | 'done' = 'waiting';
+  private abortUpstream: ((err?: Error) => void) | undefined;
+  /** Why the exchange was stopped (the timeout, the caller gone), kept until undici lets us abort. */
+  private reason: Error | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly route: Route,
+    private readonly retryOn: (status: number) => boolean,
+    private readonly timeoutMs: number,
+    private readonly resolve: (outcome: Outcome) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    // The caller went away: stop the upstream request too (before or during the answer).
+    // (Every answer closes its response: the error is made only when it is still needed.)
+    res.on('close', this.callerGone);
   }
+
+  private readonly callerGone = () => {
+    if (this.state !== 'done') this.stop(new Error('the caller went away'));
+  };
+  private readonly timedOut = () => this.stop(new UpstreamTimeout());
+
+  startClock(): void {
+    if (this.state === 'waiting' && this.timer === undefined) this.timer = setTimeout(this.timedOut, this.timeoutMs);
+  }
+
+  private stop(reason: Error): void {
+    if (this.state === 'done') return;
+    this.reason ??= reason;
+    this.abortUpstream?.(reason);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.reason) abort(this.reason);
+  }
+
+  /** The upload is all sent (undici calls it; not in its types): the clock starts for a streamed one. */
+  onRequestSent(): void {
+    this.startClock();
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    clearTimeout(this.timer);
+    if (this.retryOn(statusCode)) {
+      this.state = 'discarding'; // this answer is not the caller's; read to its end, the connection is kept
+      return true;
+    }
+    const res = this.res;
+    res.writeHead(statusCode, answerHeaders(rawHeaders, this.route));
+    this.state = 'forwarding';
+    // The head, and the body when it came in the same read (a small JSON answer), leave in
+    // one write; server-sent events and other streams go out as they arrive all the same.
+    res.cork();
+    res.flushHeaders();
+    process.nextTick(uncork, res);
+    res.on('drain', resume);
+    this.resolve('answered');
+    return true;
+  }
+
+  /** false pauses undici's parser (and so the upstream socket) until the caller has taken what is written. */
+  onData(chunk: Buffer): boolean {
+    return this.state === 'forwarding' ? this.res.write(chunk) : true;
+  }
+
+  onComplete(): void {
+    const was = this.state;
+    this.state = 'done';
+    if (was === 'discarding') this.resolve('retry');
+    else this.res.end();
+  }
+
+  onError(err: Error): void {
+    clearTimeout(this.timer);
+    const was = this.state;
+    this.state = 'done';
+    // The answer had started: cut it, as the upstream's own failure would.
+    if (was === 'forwarding') return void this.res.destroy();
+    const { account, url } = this.route;
+    this.reject(
+      this.reason instanceof UpstreamTimeout
+        ? E.upstreamTimeout(`the API of "${account}" at ${url.origin} did not answer within ${this.timeoutMs} ms`)
+        : E.upstreamFailed(`could not reach the API of "${account}" at ${url.origin}: ${networkCodeOf(err) ?? 'connection failed'}`),
+    );
+  }
+}
+
+function uncork(res: ServerResponse): void {
+  res.uncork();
 }
 
 /** The system's name for a network failure (ECONNREFUSED, a TLS code, undici's own), never its text. */
@@ -250,36 +399,6 @@ function networkCodeOf(err: unknown): string | undefined {
 }
 
 class UpstreamTimeout extends Error {}
-
-function accountOf(req: IncomingMessage): string {
-  return splitProxyTarget(req.url ?? '')?.name ?? '?';
-}
-
-/** Copy the upstream answer to the caller: status, end-to-end headers, and the body as it streams. */
-function respond(res: ServerResponse, up: Upstream, url: URL, apiBase: string, account: string): void {
-  const connectionNamed = new Set(
-    String(up.headers.connection ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase()),
-  );
-  const headers: string[] = [];
-  for (const [k, value] of Object.entries(up.headers)) {
-    if (value === undefined) continue;
-    const lower = k.toLowerCase();
-    // x-tokend-* belong to the daemon: an upstream must not be able to fake a daemon error.
-    if (HOP_BY_HOP.has(lower) || connectionNamed.has(lower) || lower.startsWith('x-tokend-')) continue;
-    for (const v of Array.isArray(value) ? value : [value])
-      headers.push(k, lower === 'location' ? rewriteLocation(v, url, apiBase, account) : v);
-  }
-  res.writeHead(up.statusCode, headers);
-  // Server-sent events and other streams: every chunk goes out as it arrives.
-  res.flushHeaders();
-  up.body.pipe(res);
-  up.body.on('error', () => res.destroy());
-  res.on('close', () => {
-    if (!up.body.readableEnded) up.body.destroy();
-  });
-}
 
 /**
  * Any failure before the answer started: the wire error shape. A body not read yet is read

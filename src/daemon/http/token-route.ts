@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
 import { ROUTES } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
+import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
 import type { CallerIdentity } from '../caller/proc.js';
 import type { Broker, CachedToken } from '../broker.js';
@@ -9,7 +10,7 @@ import { E } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TargetRequest } from '../match.js';
 import { readIncoming } from './raw-request.js';
-import { errorResponse, parseJsonBody, sendJson } from './wire.js';
+import { errorResponse, parseJsonBody, sendJson, sendJsonText } from './wire.js';
 
 export function tokenBody(tok: CachedToken, now: number): TokenResponse {
   return {
@@ -17,9 +18,13 @@ export function tokenBody(tok: CachedToken, now: number): TokenResponse {
     access_token: tok.access_token,
     token_type: tok.token_type,
     expires_at: tok.expires_at === null ? null : new Date(tok.expires_at).toISOString(),
-    expires_in: tok.expires_at === null ? null : Math.max(0, Math.floor((tok.expires_at - now) / 1000)),
+    expires_in: expiresIn(tok, now),
     scope: tok.scope,
   };
+}
+
+function expiresIn(tok: CachedToken, now: number): number | null {
+  return tok.expires_at === null ? null : Math.max(0, Math.floor((tok.expires_at - now) / 1000));
 }
 
 export type TokenHandler = (body: Buffer, client: string | undefined, by?: CallerIdentity) => Promise<TokenResponse>;
@@ -28,12 +33,15 @@ export type TokenHandler = (body: Buffer, client: string | undefined, by?: Calle
 export interface TokenRouteDeps {
   broker: Broker;
   audit: AuditLog;
+  /** Who may take each account's token (caller/access.ts). */
+  access: Pick<AccessControl, 'check'>;
   /** Resolve a url/host to an account name; undefined when none matches. */
   resolveTarget?: (req: TargetRequest) => string | undefined;
 }
 
 /** `POST /v1/token` (rules 1–2, docs/architecture.md): parse, look up memory, answer. No network, no log line, and no disk once the token is in memory. */
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
+  const answers = lastAnswer();
   return async (body, client, by) => {
     const req = parseJsonBody(body, TokenRequest);
     let account = req.account;
@@ -41,9 +49,31 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
       account = deps.resolveTarget?.({ url: req.url, host: req.host, username: req.username });
       if (!account) throw E.notFound(`no account serves ${req.url ?? req.host}`);
     }
+    const allowed = deps.access.check(account, by, client);
+    if (allowed) await allowed;
     const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
     deps.audit.record(account, client, 'token', by);
-    return tokenBody(tok, Date.now());
+    return answers.of(tok, Date.now());
+  };
+}
+
+/**
+ * The last answer made, given again while it is exact: the same token (the same object,
+ * so nothing was refreshed) and the same whole seconds left. The waiters of one refresh all
+ * get it (one body, serialised once by the lane below), and so does a script asking in a
+ * loop. The answer is shared: nobody changes it.
+ */
+function lastAnswer() {
+  let tok: CachedToken | undefined;
+  let body: TokenResponse | undefined;
+  return {
+    of(t: CachedToken, now: number): TokenResponse {
+      if (t !== tok || body === undefined || body.expires_in !== expiresIn(t, now)) {
+        tok = t;
+        body = tokenBody(t, now);
+      }
+      return body;
+    },
   };
 }
 
@@ -53,6 +83,8 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
  * false for any other request.
  */
 export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMessage, res: ServerResponse) => boolean {
+  let sent: TokenResponse | undefined;
+  let json = '';
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== ROUTES.token) return false;
     const ua = req.headers['user-agent'];
@@ -60,7 +92,11 @@ export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMes
       // The caller is read once per connection (caller/connection.ts), here while the client waits.
       .then((body) => handler(body, ua, callerOf(req)))
       .then(
-        (body) => sendJson(res, 200, body),
+        (body) => {
+          // Serialised once for every caller it goes to (lastAnswer): a storm's 1000 waiters.
+          if (body !== sent) json = JSON.stringify((sent = body));
+          sendJsonText(res, 200, json);
+        },
         (err) => {
           const r = errorResponse(err, log, ROUTES.token);
           sendJson(res, r.status, r.body, r.headers);

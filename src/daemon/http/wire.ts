@@ -52,7 +52,11 @@ export function errorResponse(err: unknown, log: Logger, route: string): WireErr
 
 /** Write a JSON answer from a raw lane: content type and length first, then `headers` in their order. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string | number>): void {
-  const json = JSON.stringify(body);
+  sendJsonText(res, status, JSON.stringify(body), headers);
+}
+
+/** The same, for a body already serialised. */
+export function sendJsonText(res: ServerResponse, status: number, json: string, headers?: Record<string, string | number>): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
   res.end(json);
 }

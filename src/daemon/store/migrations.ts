@@ -120,6 +120,16 @@ export const MIGRATIONS: readonly Migration[] = [
     `);
   },
   sayHowEachAuditedActionEnded,
+
+  function recordWhenGrantsWereObtainedAndRefreshed(db) {
+    // What an app's `info` reports (GET /v1/accounts/:name): when the grant was obtained (a
+    // login, an import, the recover step) and when it was last refreshed. Unknown (NULL) for
+    // the grants already stored.
+    db.exec(`
+      ALTER TABLE grants ADD COLUMN granted_at INTEGER;
+      ALTER TABLE grants ADD COLUMN refreshed_at INTEGER;
+    `);
+  },
 ];
 
 /** The schema version from which logins keep their secrets sealed (the step keepLoginSecretsSealed). */

@@ -87,6 +87,11 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE ${S}.audit ADD COLUMN detail text;
   CREATE INDEX audit_at ON ${S}.audit (at);
   `,
+  // When each grant was obtained and last refreshed (an app's `info`); unknown for those already stored.
+  `
+  ALTER TABLE ${S}.grants ADD COLUMN granted_at bigint;
+  ALTER TABLE ${S}.grants ADD COLUMN refreshed_at bigint;
+  `,
 ];
 
 if (MIGRATIONS.length !== FLEET_SCHEMA_VERSION) {

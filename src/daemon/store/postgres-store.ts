@@ -233,15 +233,15 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       // One statement: the grant and the secrets that came with it commit together.
       const [row] = await q(
         `WITH g AS (
-           INSERT INTO ${S}.grants AS o (${GRANT_COLUMNS})
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 'active', NULL, NULL, NULL, $8, $9, $10, NULL)
+           INSERT INTO ${S}.grants AS o (${GRANT_COLUMNS}, granted_at, refreshed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 'active', NULL, NULL, NULL, $8, $9, $10, NULL, $8, NULL)
            ON CONFLICT (account) DO UPDATE SET
              refresh_token = excluded.refresh_token, access_token = excluded.access_token,
              token_type = excluded.token_type, expires_at = excluded.expires_at,
              obtained_at = excluded.obtained_at, scope = excluded.scope,
              generation = o.generation + 1, status = 'active', in_flight_since = NULL, in_flight_by = NULL,
              in_flight_for = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
-             refresh_expires_at = excluded.refresh_expires_at
+             refresh_expires_at = excluded.refresh_expires_at, granted_at = excluded.granted_at, refreshed_at = NULL
            RETURNING *),
          s AS (
            INSERT INTO ${S}.secrets (account, name, value, updated_at)
@@ -284,7 +284,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
              refresh_expires_at = CASE WHEN $3::bytea IS NULL THEN coalesce($9, refresh_expires_at) ELSE $9 END,
              token_type = $5, expires_at = $6, obtained_at = $7, scope = $8,
              generation = generation + 1, status = 'active', in_flight_since = NULL, in_flight_by = NULL,
-             in_flight_for = NULL, last_error = NULL, updated_at = $10
+             in_flight_for = NULL, last_error = NULL, updated_at = $10, refreshed_at = $10
            WHERE account = $1 AND generation = $2
            RETURNING *)
          SELECT g.*, ${NOTIFY} FROM g`,

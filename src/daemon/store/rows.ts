@@ -196,6 +196,8 @@ const SUMMARY_COLUMNS = [
   'updated_at',
   'bound_to',
   'refresh_expires_at',
+  'granted_at',
+  'refreshed_at',
   'has_refresh_token',
   'has_access_token',
 ] as const;
@@ -238,6 +240,8 @@ function decodeGrantFields(row: Row, file: string): GrantSummary {
     updated_at: int(row, 'updated_at', bad),
     bound_to: textOrNull(row, 'bound_to', bad),
     refresh_expires_at: intOrNull(row, 'refresh_expires_at', bad),
+    granted_at: intOrNull(row, 'granted_at', bad),
+    refreshed_at: intOrNull(row, 'refreshed_at', bad),
     has_refresh_token: present(row, 'refresh_token', bad),
     has_access_token: present(row, 'access_token', bad),
   };

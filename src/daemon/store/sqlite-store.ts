@@ -3,6 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
+import { isNativeModuleError, nativeModuleError } from './sqlite-native.js';
 import {
   AUDIT_SELECT,
   GRANT_SUMMARY_COLUMNS,
@@ -63,6 +64,7 @@ export function openStore({ file, key, now = Date.now }: StoreOptions): Store {
     return buildStore(db, file, key, now);
   } catch (err) {
     db?.close();
+    if (isNativeModuleError(err)) throw nativeModuleError(err);
     return storeError(err, file);
   }
 }
@@ -144,16 +146,17 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     ),
     upsertGrant: db.prepare<Record<string, unknown>, Row>(`
       INSERT INTO grants (account, refresh_token, access_token, token_type, expires_at, obtained_at, scope,
-                          generation, status, in_flight_since, last_error, updated_at, bound_to, refresh_expires_at)
+                          generation, status, in_flight_since, last_error, updated_at, bound_to, refresh_expires_at,
+                          granted_at, refreshed_at)
       VALUES (@account, @refresh_token, @access_token, @token_type, @expires_at, @obtained_at, @scope,
-              1, 'active', NULL, NULL, @updated_at, @bound_to, @refresh_expires_at)
+              1, 'active', NULL, NULL, @updated_at, @bound_to, @refresh_expires_at, @updated_at, NULL)
       ON CONFLICT (account) DO UPDATE SET
         refresh_token = excluded.refresh_token, access_token = excluded.access_token,
         token_type = excluded.token_type, expires_at = excluded.expires_at,
         obtained_at = excluded.obtained_at, scope = excluded.scope,
         generation = grants.generation + 1, status = 'active',
         in_flight_since = NULL, in_flight_for = NULL, last_error = NULL, updated_at = excluded.updated_at, bound_to = excluded.bound_to,
-        refresh_expires_at = excluded.refresh_expires_at
+        refresh_expires_at = excluded.refresh_expires_at, granted_at = excluded.granted_at, refreshed_at = NULL
       RETURNING *`),
     setBinding: db.prepare<[string, number, string]>('UPDATE grants SET bound_to = ?, updated_at = ? WHERE account = ?'),
     // A NULL @refresh_token keeps the stored one (rows.ts, commitColumns).
@@ -163,7 +166,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
         refresh_expires_at = CASE WHEN @refresh_token IS NULL THEN coalesce(@refresh_expires_at, refresh_expires_at) ELSE @refresh_expires_at END,
         token_type = @token_type, expires_at = @expires_at, obtained_at = @obtained_at, scope = @scope,
         generation = generation + 1, status = 'active', in_flight_since = NULL, in_flight_for = NULL, last_error = NULL,
-        updated_at = @updated_at
+        updated_at = @updated_at, refreshed_at = @updated_at
       WHERE account = @account AND generation = @expected
       RETURNING *`),
     generationOf: db.prepare<[string], number>('SELECT generation FROM grants WHERE account = ?').pluck(),

@@ -35,6 +35,14 @@ export interface GrantRecord {
   bound_to: string | null;
   /** When the refresh token itself stops working (epoch ms), where the provider said; else null. */
   refresh_expires_at: number | null;
+  /**
+   * When this grant was obtained (epoch ms): the login, import or recover step that wrote it
+   * whole (Store.replaceGrant); refreshes keep it. Null for a grant stored before tokend
+   * recorded it; absent where a store predates it (unit tests' hand-made records).
+   */
+  granted_at?: number | null;
+  /** When the grant was last refreshed (Store.commitRefresh; epoch ms); null until its first refresh. */
+  refreshed_at?: number | null;
 }
 
 /**
@@ -75,7 +83,7 @@ export interface TokenUpdate {
 /** A whole grant as a login or an import writes it (Store.replaceGrant): a refresh token, maybe an access token, and who issued it. */
 export type GrantWrite = { refresh_token: string | null; bound_to: string } & Partial<Omit<TokenUpdate, 'refresh_token'>>;
 
-import type { Caller } from '../../protocol/caller.js';
+import type { Caller, RecordedCaller } from '../../protocol/caller.js';
 
 export interface AuditEntry {
   at: number;
@@ -103,6 +111,12 @@ export interface AuditDetail {
   flow?: string;
   /** Where a moved key went (`file` or `keyring`). */
   to?: string;
+  /** An approval's decision (caller/approvals.ts). */
+  approval_id?: string;
+  via?: 'api' | 'notification' | 'timeout' | 'disconnected';
+  decided_by?: RecordedCaller;
+  for_s?: number;
+  always?: boolean;
   /** Who asked, as the daemon verified it (src/protocol/caller.ts); kept here so every store holds it with no new column. */
   caller?: Caller;
 }
