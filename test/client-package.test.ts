@@ -17,11 +17,11 @@ import { daemonCommand } from '../src/protocol/autostart.js';
 import { resolvePaths } from '../src/protocol/paths.js';
 import { ROOT, TOKEND_BIN, socketRequest, tokendEnv } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
+import { typecheckApp } from './support/app-tsc.js';
 import { importGraph } from './support/sdk-graph.js';
 
 const run = promisify(execFile);
 const PACKAGE = path.join(ROOT, 'packages', 'client');
-const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'client-consumer', 'consumer.ts');
 const npm = (args: string[], cwd: string) => run('npm', [...args, '--no-audit', '--no-fund'], { cwd, maxBuffer: 16 << 20 });
 
@@ -93,29 +93,15 @@ describe('@tokend/client from its packed tarball, installed alone', { timeout: 1
 
   it('type-checks a strict app (nodenext, skipLibCheck off) against the shipped declarations', async () => {
     fs.copyFileSync(FIXTURE, path.join(project, 'consumer.ts'));
-    fs.writeFileSync(
-      path.join(project, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          noUncheckedIndexedAccess: true,
-          exactOptionalPropertyTypes: true,
-          noEmitOnError: true,
-          // Every declaration file checked, the package's too: one that names a missing package fails here.
-          skipLibCheck: false,
-          outDir: 'out',
-          // The app's own @types/node (this checkout's stands in for it).
-          typeRoots: [path.join(ROOT, 'node_modules', '@types')],
-          types: ['node'],
-        },
-        files: ['consumer.ts'],
-      }),
-    );
-    const tsc = await run(process.execPath, [TSC, '-p', project], { cwd: project }).catch((err: { stdout: string; stderr: string }) => err);
-    expect(`${tsc.stdout}${tsc.stderr}`).toBe('');
+    const output = await typecheckApp(project, ['consumer.ts'], {
+      noUncheckedIndexedAccess: true,
+      exactOptionalPropertyTypes: true,
+      noEmitOnError: true,
+      // Every declaration file checked, the package's too: one that names a missing package fails here.
+      skipLibCheck: false,
+      outDir: 'out',
+    });
+    expect(output).toBe('');
     expect(fs.existsSync(path.join(project, 'out', 'consumer.js'))).toBe(true);
   });
 
