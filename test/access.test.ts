@@ -16,7 +16,7 @@ import type { ApprovalGate, ApprovalRequest } from '../src/daemon/caller/approva
 import { denyingGate } from '../src/daemon/caller/approval-gate.js';
 import { type CallerIdentity, identify, programKey } from '../src/daemon/caller/proc.js';
 import type { Caller } from '../src/protocol/caller.js';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 
 const GIT = '/usr/bin/git';
 const NODE = '/usr/bin/node';
@@ -142,7 +142,7 @@ const refusedWith = (fn: () => unknown) => {
   try {
     fn();
   } catch (err) {
-    return err as TokendError;
+    return err as ApiError;
   }
   throw new Error('not refused');
 };
@@ -155,7 +155,7 @@ describe('AccessControl.check', () => {
     expect(ac.check('open', who({ exe: '/usr/bin/curl' }), 'curl/8')).toBeUndefined();
     expect(ac.check('gh', who({ exe: GIT }), 'git')).toBeUndefined();
     const err = refusedWith(() => ac.check('gh', who({ pid: 9, exe: '/usr/bin/curl' }), 'curl/8'));
-    expect(err).toBeInstanceOf(TokendError);
+    expect(err).toBeInstanceOf(ApiError);
     expect(err.code).toBe('caller_not_allowed');
     expect(err.status).toBe(403);
     expect(err.message).toContain('/usr/bin/curl (pid 9)');

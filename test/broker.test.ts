@@ -8,7 +8,7 @@ import type { AccountConfig } from '../src/protocol/api.js';
 import { Broker } from '../src/daemon/broker.js';
 import { Settings } from '../src/protocol/config-file.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../src/daemon/drivers/driver.js';
-import type { TokendError } from '../src/daemon/errors.js';
+import type { ApiError } from '../src/daemon/errors.js';
 import { StoreError } from '../src/daemon/store/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import type { Logger } from '../src/daemon/log.js';
@@ -238,16 +238,16 @@ describe('Broker', () => {
     await broker.start();
     const fail = () => Promise.reject(new DriverError('transient', 'HTTP 503', { status: 503 }));
     driver.answers.push(fail, fail, () => Promise.reject(new DriverError('transient', 'HTTP 429', { status: 429, retryAfterMs: 30_000 })));
-    const err1 = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
+    const err1 = (await broker.getToken({ account: 'w' }).catch((e: ApiError) => e)) as ApiError;
     expect(err1.retryAfter).toBe(1); // 1 s (jitter 0.5 → ×1.0)
-    const early = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
+    const early = (await broker.getToken({ account: 'w' }).catch((e: ApiError) => e)) as ApiError;
     expect(early.code).toBe('upstream_unavailable');
     expect(driver.calls).toHaveLength(1); // refused before any call while backing off
     clock.t += 1000;
-    const err2 = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
+    const err2 = (await broker.getToken({ account: 'w' }).catch((e: ApiError) => e)) as ApiError;
     expect(err2.retryAfter).toBe(2);
     clock.t += 2000;
-    const err3 = (await broker.getToken({ account: 'w' }).catch((e: TokendError) => e)) as TokendError;
+    const err3 = (await broker.getToken({ account: 'w' }).catch((e: ApiError) => e)) as ApiError;
     expect(err3.retryAfter).toBe(30); // Retry-After beats the 4 s backoff
     clock.t += 29_000;
     await broker.getToken({ account: 'w' }).catch(() => undefined);
@@ -266,8 +266,8 @@ describe('Broker', () => {
     const codes = new Set<string>();
     for (let i = 0; i < 100; i++) {
       clock.t += 100;
-      const e = await broker.forceRefresh('w').catch((err: TokendError) => err);
-      codes.add((e as TokendError).code);
+      const e = await broker.forceRefresh('w').catch((err: ApiError) => err);
+      codes.add((e as ApiError).code);
     }
     // 10 s of hammering: within one minute, five calls and no more.
     expect(driver.calls).toHaveLength(5);
@@ -449,9 +449,9 @@ describe('Broker in a fleet', () => {
     expect(driver.calls).toHaveLength(0);
     store.fleet!.alive.clear(); // it died: its connection is gone
     driver.answers.push(() => Promise.reject(new DriverError('invalid_grant', 'refused', { oauthError: 'invalid_grant', status: 400 })));
-    const err = await broker.forceRefresh('w').catch((e: TokendError) => e);
+    const err = await broker.forceRefresh('w').catch((e: ApiError) => e);
     expect(err).toMatchObject({ code: 'reauth_required' });
-    expect((err as TokendError).message).toMatch(
+    expect((err as ApiError).message).toMatch(
       /a refresh by another daemon of the fleet \(host-b#2:200:bbbb\) interrupted at 1970-01-01T00:16:39.000Z/,
     );
     // Its request left 1 s before: the token went again once that request's 10 s were over.

@@ -1,6 +1,6 @@
 /**
  * The code in docs/sdk.md compiles, under `strict`, against the SDK's built declarations
- * (dist/sdk, what `tokend/client` ships): an app that copies an example gets no type error,
+ * (packages/client/dist/sdk, what `@tokend/client` ships; dist/sdk for `tokend/client`): an app that copies an example gets no type error,
  * and an example cannot drift from the SDK it documents. Each ```ts block becomes one module
  * of a temporary project; what an example leaves to the app (its UI, its task runner, the
  * ids it works on) is declared once beside them, nothing of tokend's.
@@ -18,7 +18,7 @@ const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const DOC = path.join(ROOT, 'docs', 'sdk.md');
 
 /** What the examples take from the app around them. */
-const APP = `import type { TokenResponse } from 'tokend/client';
+const APP = `import type { TokenResponse } from '@tokend/client';
 declare global {
   const ui: { show(text: string): void; open(url: string): void };
   const shell: { openExternal(url: string): Promise<void> };
@@ -39,7 +39,7 @@ function tsBlocks(markdown: string): string[] {
 /** A block as a module: the SDK imported and a client declared where the block does not do it itself. */
 function asModule(block: string): string {
   const head = [
-    /from 'tokend\/client'/.test(block) ? '' : "import { Tokend, TokendError } from 'tokend/client';",
+    /from '(@tokend|tokend)\/client'/.test(block) ? '' : "import { Tokend, TokendError } from '@tokend/client';",
     /\bconst tokend\b/.test(block) ? '' : 'declare const tokend: Tokend;',
   ];
   return `${head.filter(Boolean).join('\n')}\n${block}\nexport {};\n`;
@@ -48,7 +48,8 @@ function asModule(block: string): string {
 describe('docs/sdk.md', () => {
   let project: string;
   beforeAll(() => {
-    if (!fs.existsSync(path.join(ROOT, 'dist', 'sdk', 'index.d.ts'))) throw new Error('dist/sdk is not built: run `npm run build`');
+    for (const built of ['dist', path.join('packages', 'client', 'dist')])
+      if (!fs.existsSync(path.join(ROOT, built, 'sdk', 'index.d.ts'))) throw new Error(`${built} is not built: run \`npm run build\``);
     project = fs.mkdtempSync(path.join(os.tmpdir(), 'tkd-docs-'));
   });
   afterAll(() => {
@@ -85,8 +86,11 @@ describe('docs/sdk.md', () => {
           strict: true,
           noEmit: true,
           skipLibCheck: true,
-          // `tokend/client` as the package exports it: the built declarations.
-          paths: { 'tokend/client': [path.join(ROOT, 'dist', 'sdk', 'index.d.ts')] },
+          // Both packages' SDK as they export it: the built declarations.
+          paths: {
+            '@tokend/client': [path.join(ROOT, 'packages', 'client', 'dist', 'sdk', 'index.d.ts')],
+            'tokend/client': [path.join(ROOT, 'dist', 'sdk', 'index.d.ts')],
+          },
           typeRoots: [path.join(ROOT, 'node_modules', '@types')],
           types: ['node'],
         },

@@ -1,6 +1,6 @@
 /** A fleet's grants as one daemon keeps up with them (src/daemon/broker/fleet-sync.ts, rules 3, 5, 8). */
 import { describe, expect, it, vi } from 'vitest';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import { StoreError } from '../src/daemon/store/errors.js';
 import { ACCOUNT, brokerParts } from './support/broker-parts.js';
@@ -91,8 +91,8 @@ describe('FleetSync', () => {
     const other = identityKey({ ...ACCOUNT, issuer: 'https://b.example' });
     await store.replaceGrant('w', { refresh_token: 'rt-b', bound_to: other });
     const err = await fleet.refuseForeignGrant('w', identityKey(ACCOUNT)).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(TokendError);
-    expect((err as TokendError).code).toBe('conflict');
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).code).toBe('conflict');
     await expect(fleet.refuseForeignGrant('w', other)).resolves.toBeUndefined();
     const alone = brokerParts();
     await alone.store.replaceGrant('w', { refresh_token: 'rt-b', bound_to: other });

@@ -18,7 +18,7 @@ import { AuditLog } from '../src/daemon/audit.js';
 import { Broker } from '../src/daemon/broker.js';
 import { ConfigStore } from '../src/daemon/config.js';
 import type { Driver } from '../src/daemon/drivers/driver.js';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 import { EventBus } from '../src/daemon/events.js';
 import { handleHelper, type HelperDeps } from '../src/daemon/helper-handlers.js';
 import { createApp } from '../src/daemon/http/app.js';
@@ -369,8 +369,8 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
           try {
             await logins.completeCallback(loginId, u);
           } catch (err) {
-            expect(err).toBeInstanceOf(TokendError);
-            expect((err as TokendError).status).toBeLessThan(500);
+            expect(err).toBeInstanceOf(ApiError);
+            expect((err as ApiError).status).toBeLessThan(500);
           }
           expect((await logins.get(loginId)).status).toBe('pending');
         }),

@@ -1,7 +1,7 @@
 /** The memory every part of the broker reads (src/daemon/broker/grant-memory.ts). */
 import { describe, expect, it } from 'vitest';
 import { StoreError } from '../src/daemon/store/errors.js';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 import { storedTimes, withoutMark } from '../src/daemon/broker/grant-memory.js';
 import { brokerParts } from './support/broker-parts.js';
 
@@ -60,8 +60,8 @@ describe('GrantMemory', () => {
     const { m, store } = brokerParts();
     store.down = true;
     const err = await m.secretsOf('w').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(TokendError);
-    expect((err as TokendError).code).toBe('upstream_unavailable');
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).code).toBe('upstream_unavailable');
   });
 
   it('reads a stored access token on first use, unless the grant moved on since start-up', async () => {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkImport, proveImport } from '../src/daemon/broker/import-proof.js';
 import { DriverError } from '../src/daemon/drivers/driver.js';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import type { ImportAttempt, ImportedTokens } from '../src/daemon/imports.js';
 import { ACCOUNT, brokerParts } from './support/broker-parts.js';
@@ -34,9 +34,9 @@ describe('import proof', () => {
       throw new DriverError('invalid_grant', 'unknown token', { oauthError: 'invalid_grant' });
     });
     const err = await proveImport(p.m, attempt(p, { refresh_token: 'rt-imported' })).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(TokendError);
-    expect((err as TokendError).code).toBe('import_refused');
-    expect((err as TokendError).message).not.toContain('rt-imported');
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).code).toBe('import_refused');
+    expect((err as ApiError).message).not.toContain('rt-imported');
     expect(p.store.grants.get('w')).toMatchObject({
       refresh_token: 'rt-own',
       in_flight_since: null,
@@ -49,7 +49,7 @@ describe('import proof', () => {
   it('an expired access token without a refresh token is refused before any call', async () => {
     const p = brokerParts();
     const err = await proveImport(p.m, attempt(p, { access_token: 'at-old' })).catch((e: unknown) => e);
-    expect((err as TokendError).code).toBe('import_refused');
+    expect((err as ApiError).code).toBe('import_refused');
     expect(p.driver.calls).toEqual([]);
   });
 

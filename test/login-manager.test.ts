@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Settings } from '../src/protocol/config-file.js';
 import type { DevicePoll, Driver } from '../src/daemon/drivers/driver.js';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 import { EventBus } from '../src/daemon/events.js';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import { LoginManager, type LoginManagerDeps } from '../src/daemon/logins.js';
@@ -176,7 +176,7 @@ describe('login manager', () => {
     expect(await m.get('removed')).toMatchObject({ status: 'failed', error: { code: 'account_removed' } });
     expect(await m.get('older-tokend')).toMatchObject({ status: 'expired', error: { code: 'daemon_stopped' } });
     for (const id of ['timed-out', 'removed', 'older-tokend']) expect((await store.getLogin(id))!.secrets).toBeUndefined();
-    await expect(m.get('old-done')).rejects.toThrow(TokendError);
+    await expect(m.get('old-done')).rejects.toThrow(ApiError);
     expect((await m.get('recent-done')).status).toBe('failed');
     m.close();
   });
@@ -330,7 +330,7 @@ describe('login manager', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(polls).toBe(seen);
     expect(await m.lastFinished('work')).toMatchObject({ id: login.id, status: 'failed' });
-    await expect(m.cancel('nope')).rejects.toThrow(TokendError);
+    await expect(m.cancel('nope')).rejects.toThrow(ApiError);
     m.close();
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { RefreshAttempt } from '../src/daemon/broker/refresh-attempt.js';
 import { cacheKey } from '../src/daemon/cached-token.js';
 import { DriverError } from '../src/daemon/drivers/driver.js';
-import { TokendError } from '../src/daemon/errors.js';
+import { ApiError } from '../src/daemon/errors.js';
 import { brokerParts } from './support/broker-parts.js';
 
 const request = (now: number) => ({ key: cacheKey('w'), account: 'w', notBefore: now });
@@ -16,8 +16,8 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(TokendError);
-  return (err as TokendError).code;
+  expect(err).toBeInstanceOf(ApiError);
+  return (err as ApiError).code;
 }
 
 describe('RefreshAttempt', () => {
@@ -107,9 +107,9 @@ describe('RefreshAttempt', () => {
   it('says how to get a first grant when the account has none and no recover step', async () => {
     const { parts, clock, driver } = brokerParts();
     const err = await new RefreshAttempt(parts, request(clock.t)).run().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(TokendError);
-    expect((err as TokendError).code).toBe('reauth_required');
-    expect((err as TokendError).message).toContain('has no grant yet: run `tokend login w`');
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).code).toBe('reauth_required');
+    expect((err as ApiError).message).toContain('has no grant yet: run `tokend login w`');
     expect(driver.calls).toHaveLength(0);
   });
 });

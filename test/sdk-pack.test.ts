@@ -14,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './support/daemon.js';
 import { startDaemon, type TestDaemon } from './support/fake-as.js';
 import { startIdp, type TestIdp } from './support/idp.js';
+import { typecheckApp } from './support/app-tsc.js';
 import { importGraph, SDK_PENDING_PACKAGES } from './support/sdk-graph.js';
 
 const run = promisify(execFile);
-const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'sdk-consumer', 'consumer.ts');
 
 describe('tokend/client from the packed tarball', () => {
@@ -53,28 +53,14 @@ describe('tokend/client from the packed tarball', () => {
 
   it('type-checks an app against the shipped declarations, including what they must refuse', async () => {
     fs.copyFileSync(FIXTURE, path.join(project, 'consumer.ts'));
-    fs.writeFileSync(
-      path.join(project, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          noEmitOnError: true,
-          // As most apps have it (tsc --init); typings that fail to resolve still show, as the
-          // consumer's @ts-expect-error lines go unused.
-          skipLibCheck: true,
-          outDir: 'out',
-          // The app's own @types/node (this checkout's stands in for it).
-          typeRoots: [path.join(ROOT, 'node_modules', '@types')],
-          types: ['node'],
-        },
-        files: ['consumer.ts'],
-      }),
-    );
-    const tsc = await run(process.execPath, [TSC, '-p', project], { cwd: project }).catch((err: { stdout: string; stderr: string }) => err);
-    expect(`${tsc.stdout}${tsc.stderr}`).toBe('');
+    const output = await typecheckApp(project, ['consumer.ts'], {
+      noEmitOnError: true,
+      // As most apps have it (tsc --init); typings that fail to resolve still show, as the
+      // consumer's @ts-expect-error lines go unused.
+      skipLibCheck: true,
+      outDir: 'out',
+    });
+    expect(output).toBe('');
     expect(fs.existsSync(path.join(project, 'out', 'consumer.js'))).toBe(true);
   });
 

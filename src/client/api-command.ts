@@ -4,12 +4,13 @@
  * The answer's body streams to stdout as it arrives (a large download never sits in memory).
  */
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import { Readable } from 'node:stream';
 import { PROXY_ERROR_HEADER, ROUTES } from '../protocol/routes.js';
+import { errorFromAnswer } from '../sdk/errors.js';
+import { header } from '../sdk/socket-transport.js';
 import { parseOptions, requireName } from './args.js';
 import { EXIT, UsageError, type Command } from './io.js';
-import { ApiError } from './socket-client.js';
 
 export const API_HELP = `usage: tokend api NAME PATH [-X METHOD] [-H 'Name: value']... [-d DATA | -d @FILE | -d @-] [--json]
 
@@ -58,24 +59,12 @@ export const apiCommand: Command = async (args, io, client) => {
   const method = (values.method ?? (body ? 'POST' : 'GET')).toUpperCase();
   if (!/^[A-Z]{1,16}$/.test(method)) throw new UsageError(`--method: "${method.slice(0, 20)}" is not an HTTP method`, 'api');
 
-  // A first small request starts the daemon when nothing listens (like every command).
-  const c = client();
-  await c.json('GET', ROUTES.health);
-  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request(
-      { socketPath: c.paths.socket, method, path: ROUTES.proxy(name, path), headers: { host: 'tokend', ...headers } },
-      resolve,
-    );
-    req.on('error', reject);
-    if (body) body.pipe(req);
-    else req.end();
-  });
+  // The transport starts the daemon when nothing listens (like every command's), before sending.
+  const res = await client().stream(method, ROUTES.proxy(name, path), headers, body);
   const status = res.statusCode ?? 0;
-  const daemonError = res.headers[PROXY_ERROR_HEADER];
-  if (daemonError !== undefined) {
+  if (res.headers[PROXY_ERROR_HEADER] !== undefined) {
     // The daemon's own answer (no token, no such account): reported as every command's (cli.ts).
-    const body = parseJson(await readAll(res));
-    throw new ApiError(status, String(daemonError), safeMessage(body) ?? `the daemon answered ${status}`, body);
+    throw errorFromAnswer(status, await readAll(res), header(res, 'retry-after'));
   }
   const isJson = /\bjson\b/i.test(String(res.headers['content-type'] ?? ''));
   if (values.json && isJson) {
@@ -109,17 +98,4 @@ async function readAll(res: http.IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function safeMessage(body: unknown): string | undefined {
-  const m = (body as { error?: { message?: unknown } } | undefined)?.error?.message;
-  return typeof m === 'string' ? m : undefined;
 }

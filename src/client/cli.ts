@@ -9,7 +9,8 @@ import { ACCOUNT_COMMANDS } from './account-commands.js';
 import { clip, parseOptions } from './args.js';
 import { CommandError, EXIT, UsageError, asksJson, printJsonError, reportUsage, type Command, type Io } from './io.js';
 import { processIo } from './process-io.js';
-import { ApiError, DaemonUnreachableError, TokendClient } from './socket-client.js';
+import { TokendError } from '../sdk/errors.js';
+import { TokendClient } from './socket-client.js';
 import { tokenCommand } from './token-command.js';
 import { packageVersion } from './version.js';
 
@@ -157,9 +158,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
  */
 function report(err: unknown, cmd: string, io: Io, json: boolean): number {
   if (err instanceof UsageError) return reportUsage(io, err.command ?? cmd, err.message, json);
-  if (err instanceof ApiError) {
+  // The daemon's answer, or none (daemon_unreachable, daemon_not_found): the SDK's one error.
+  if (err instanceof TokendError) {
     io.stderr(`tokend: ${err.message}\n`);
-    if (json) printJsonError(io, daemonError(err));
+    if (json) printJsonError(io, wireError(err));
     if (err.code === 'conflict' && !err.message.includes('--replace-grant')) {
       io.stderr('(to make this change anyway, and drop the grant with it, repeat the command with --replace-grant)\n');
     }
@@ -167,21 +169,17 @@ function report(err: unknown, cmd: string, io: Io, json: boolean): number {
     return err.code === 'reauth_required' || err.code === 'login_pending' ? EXIT.reauth : EXIT.error;
   }
   const [code, message] =
-    err instanceof DaemonUnreachableError
-      ? ['daemon_unreachable', err.message]
-      : err instanceof CommandError
-        ? [err.code, err.command ? `${err.command}: ${err.message}` : err.message]
-        : ['internal', (err as Error)?.message ?? String(err)];
+    err instanceof CommandError
+      ? [err.code, err.command ? `${err.command}: ${err.message}` : err.message]
+      : ['internal', (err as Error)?.message ?? String(err)];
   io.stderr(`tokend: ${message}\n`);
   if (json) printJsonError(io, { code, message });
   return EXIT.error;
 }
 
-/** The daemon's error body as it sent it (`account`, `retry_after`, `login` included), or its code and message. */
-function daemonError(err: ApiError): { code: string; message: string } {
-  const sent = (err.body as { error?: unknown } | undefined)?.error;
-  const e = typeof sent === 'object' && sent !== null ? (sent as Record<string, unknown>) : {};
-  return { ...e, code: err.code, message: err.message };
+/** The error as the daemon's wire body spells it (`account`, `retry_after`, `login` when it gave them). */
+function wireError(err: TokendError): { code: string; message: string; [field: string]: unknown } {
+  return { code: err.code, message: err.message, account: err.account, retry_after: err.retryAfter, login: err.login };
 }
 
 /** Entry point of bin/tokend for every command but `daemon`. */

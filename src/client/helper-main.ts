@@ -13,7 +13,8 @@ import {
   type HelperEnv,
 } from '../protocol/helper-http.js';
 import { ROUTES } from '../protocol/routes.js';
-import { DaemonUnreachableError, TokendClient } from './socket-client.js';
+import { errorFromAnswer, TokendError } from '../sdk/errors.js';
+import { TokendClient } from './socket-client.js';
 
 /**
  * The node side of every credential helper: a byte pipe to the daemon's
@@ -91,18 +92,12 @@ export async function runHelper(tool: string, args: string[], io: HelperIo, forw
     const headers = forwardEnv ? { [HELPER_ENV_HEADER]: JSON.stringify(forwardEnv) } : undefined;
     res = await client.raw('POST', ROUTES.helper(tool, action), stdin, 'application/octet-stream', headers);
   } catch (err) {
-    const msg = err instanceof DaemonUnreachableError ? err.message : `cannot reach tokend: ${(err as Error).message}`;
+    const msg = err instanceof TokendError ? err.message : `cannot reach tokend: ${(err as Error).message}`;
     return unreachable(tool, msg, io);
   }
   const exit = helperExitStatus(res.status, res.headers[HELPER_EXIT_HEADER]);
   if (exit === undefined) {
-    let msg = `the daemon answered ${res.status}`;
-    try {
-      msg = (JSON.parse(res.body.toString('utf8')) as { error: { message: string } }).error.message;
-    } catch {
-      /* keep the status */
-    }
-    return unreachable(tool, msg, io);
+    return unreachable(tool, errorFromAnswer(res.status, res.body.toString('utf8')).message, io);
   }
   io.stdout(res.body);
   const line = res.headers[HELPER_STDERR_HEADER];

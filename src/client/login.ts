@@ -10,7 +10,8 @@ import { defaultLoginFlow } from '../protocol/rules.js';
 import { parseOptions, requireName } from './args.js';
 import { canOpenBrowser, openBrowser } from './browser.js';
 import { EXIT, UsageError, type Command, type Io } from './io.js';
-import { ApiError, type TokendClient } from './socket-client.js';
+import { TokendError } from '../sdk/errors.js';
+import type { TokendClient } from './socket-client.js';
 import { durationOption, relative } from './when.js';
 
 export const LOGIN_HELP = `usage: tokend login NAME [--flow device|browser] [--ttl T] [--no-browser] [--no-wait] [--json]
@@ -197,7 +198,7 @@ async function cancelLogin(name: string, io: Io, c: TokendClient): Promise<numbe
     ended = await c.json<LoginView>('POST', ROUTES.loginCancel(pending.id));
   } catch (err) {
     // 404: it ended (succeeded, failed, expired) between our two requests.
-    if (err instanceof ApiError && err.status === 404) {
+    if (err instanceof TokendError && err.status === 404) {
       io.stderr(`tokend: the login to "${name}" ended before it could be cancelled; see \`tokend status ${name}\`\n`);
       return EXIT.ok;
     }

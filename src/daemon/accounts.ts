@@ -15,7 +15,7 @@ import { describeIssues } from '../protocol/issues.js';
 import { asDriverError } from './driver-errors.js';
 import { driverContext } from './driver-context.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
-import { E, TokendError, unknownAccount } from './errors.js';
+import { E, ApiError, unknownAccount } from './errors.js';
 import { describeIdentity, identityChanges, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset, withoutDerived } from './presets.js';
@@ -267,7 +267,7 @@ async function checkWithProvider(
     // beyond this account (Cal.com's force-refresh).
     if (driver.recover && driver.recoverOnAdd !== false && driver.canRecover?.(ctx())) return await driver.recover(ctx(), {});
   } catch (err) {
-    if (err instanceof TokendError) throw err;
+    if (err instanceof ApiError) throw err;
     const de = asDriverError(err);
     const offline = 'or save it without checking with --no-check';
     if (de.kind === 'transient') {

@@ -1,6 +1,6 @@
 import type { Caller } from '../protocol/caller.js';
 import type { CallerIdentity } from './caller/proc.js';
-import { TokendError } from './errors.js';
+import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
 import type { Logger } from './log.js';
 import { isStoreUnavailable } from './store/errors.js';
@@ -199,7 +199,7 @@ export class AuditLog {
 
 /** How a refused or failed action shows in its row: 4xx is refused, anything else failed, with our code. */
 export function outcomeOf(err: unknown): Pick<AuditRecord, 'outcome' | 'code'> {
-  if (err instanceof TokendError) return { outcome: err.status < 500 ? 'refused' : 'failed', code: err.code };
+  if (err instanceof ApiError) return { outcome: err.status < 500 ? 'refused' : 'failed', code: err.code };
   return { outcome: 'failed', code: isStoreUnavailable(err) ? 'upstream_unavailable' : 'internal' };
 }
 

@@ -1,7 +1,7 @@
 import { cacheKey, sameToken, satisfies, tokenFromGrant, updateFromSet, type CachedToken } from './cached-token.js';
 import type { TokenSet } from './drivers/driver.js';
 import { importedSecrets, importInterruptedReason, type ImportAttempt, type ImportedTokens } from './imports.js';
-import { E, TokendError, unknownAccount } from './errors.js';
+import { E, ApiError, unknownAccount } from './errors.js';
 import { describeIdentity, identityKey, isBoundTo, parseIdentity } from './grant-identity.js';
 import { backOff } from './refresh-health.js';
 import { isStoreUnavailable } from './store/errors.js';
@@ -173,7 +173,7 @@ export class Broker {
       // Rule 6: while the provider is down, a cached token that is still valid is
       // better than an error, even if it is shorter-lived than the caller wanted.
       const stillValid = hit && (hit.expires_at === null || hit.expires_at - this.m.now() > 1000);
-      if (hit && stillValid && err instanceof TokendError && (err.code === 'upstream_unavailable' || err.code === 'rate_limited')) {
+      if (hit && stillValid && err instanceof ApiError && (err.code === 'upstream_unavailable' || err.code === 'rate_limited')) {
         return hit;
       }
       throw err;
@@ -514,7 +514,7 @@ export class Broker {
   }
 
   /** 503 for a store that cannot answer now; the cached token keeps being served while valid (getToken). */
-  private storeDown(account: string, err: Error, opts: { backOff?: boolean }): TokendError {
+  private storeDown(account: string, err: Error, opts: { backOff?: boolean }): ApiError {
     let retryAfter = 5;
     if (opts.backOff) {
       const h = this.m.healthOf(account);

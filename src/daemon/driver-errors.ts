@@ -4,7 +4,7 @@
  * Anything that is not a DriverError is a bug in tokend: `internal`, with no detail.
  */
 import { DriverError } from './drivers/driver.js';
-import { E, TokendError } from './errors.js';
+import { E, ApiError } from './errors.js';
 
 export interface FailureContext {
   account: string;
@@ -31,8 +31,8 @@ export function asDriverError(err: unknown): DriverError {
  * - `config` with an answer from the provider (`invalid_client`, a 404 endpoint): 502
  *   `provider_rejected`; without one (a missing endpoint or secret): 400 `invalid_request`.
  */
-export function wireErrorOf(err: unknown, ctx: FailureContext): TokendError {
-  if (err instanceof TokendError) return err;
+export function wireErrorOf(err: unknown, ctx: FailureContext): ApiError {
+  if (err instanceof ApiError) return err;
   if (!(err instanceof DriverError))
     return E.internal(`could not ${ctx.doing} for "${ctx.account}" (see the daemon log)`, { account: ctx.account });
   const { account } = ctx;

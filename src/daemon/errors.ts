@@ -1,7 +1,7 @@
 import { ERROR_STATUS, type ErrorCode } from '../protocol/errors.js';
 
 /** The daemon's one error class: a wire code from the closed set, a message safe to show. */
-export class TokendError extends Error {
+export class ApiError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly account?: string;
@@ -10,7 +10,7 @@ export class TokendError extends Error {
   readonly login?: Record<string, unknown>;
   constructor(code: ErrorCode, message: string, extra: { account?: string; retryAfter?: number; login?: Record<string, unknown> } = {}) {
     super(message);
-    this.name = 'TokendError';
+    this.name = 'ApiError';
     this.code = code;
     this.status = ERROR_STATUS[code];
     this.account = extra.account;
@@ -19,11 +19,11 @@ export class TokendError extends Error {
   }
 }
 
-type Extra = ConstructorParameters<typeof TokendError>[2];
+type Extra = ConstructorParameters<typeof ApiError>[2];
 const factory =
   (code: ErrorCode) =>
-  (message: string, extra?: Extra): TokendError =>
-    new TokendError(code, message, extra);
+  (message: string, extra?: Extra): ApiError =>
+    new ApiError(code, message, extra);
 
 /** Factories, one per wire code (in the style of oidc-provider's `E('slow_down', …)`). */
 export const E = {
@@ -45,7 +45,7 @@ export const E = {
   internal: factory('internal'),
 };
 
-export function unknownAccount(name: string): TokendError {
+export function unknownAccount(name: string): ApiError {
   return E.notFound(`no account named "${name}" (see \`tokend list\`, or add it with \`tokend add ${name} …\`)`, {
     account: name,
   });

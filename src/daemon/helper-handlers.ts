@@ -41,7 +41,7 @@ export interface HelperDeps {
   findAccount(target: MatchTarget): MatchResult<{ name: string }> | Promise<MatchResult<{ name: string }>>;
   /**
    * A token valid for at least `minTtlSeconds` (the broker clamps that to the token's
-   * lifetime). Throws `{ code, message }` (a TokendError) when it cannot, e.g.
+   * lifetime). Throws `{ code, message }` (an ApiError) when it cannot, e.g.
    * `reauth_required`; the message must be safe to show and hold no secret.
    */
   getToken(account: string, minTtlSeconds: number): Promise<HelperToken>;

@@ -4,7 +4,7 @@
  * (`POST /v1/logins/:id/callback`, `POST /v1/logins/callback`: the checks and the errors).
  */
 import type { LoginView } from '../protocol/api.js';
-import { E, type TokendError } from './errors.js';
+import { E, type ApiError } from './errors.js';
 import { page, type CallbackAnswer } from './login-browser.js';
 
 /** What became of one callback request. */
@@ -54,7 +54,7 @@ export function answerOf(o: CallbackOutcome, account: string): LoginView | undef
 }
 
 /** A callback for a login that is no longer waiting for one: 409, naming how it ended. */
-export function notWaiting(done: LoginView): TokendError {
+export function notWaiting(done: LoginView): ApiError {
   return E.conflict(`login "${done.id}" is ${done.status}, not waiting for a callback`, { account: done.account });
 }
 

@@ -5,7 +5,7 @@
 import type { AccountConfig, LoginFlow } from '../protocol/api.js';
 import { defaultLoginFlow, importHint } from '../protocol/rules.js';
 import type { Driver } from './drivers/driver.js';
-import { E, type TokendError } from './errors.js';
+import { E, type ApiError } from './errors.js';
 
 /** `requested`, else the account's flow, else the daemon's guess from its environment. */
 export function chooseFlow(
@@ -40,7 +40,7 @@ export function loginTtlMs(account: string, cfg: AccountConfig, ttlS: number | u
 }
 
 /** The driver cannot do this login flow: the other flow when it can, else its own way to a grant (Cal.com: an import). */
-export function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): TokendError {
+export function noSuchLogin(driver: Driver, account: string, flow: LoginFlow): ApiError {
   const other: LoginFlow = flow === 'device' ? 'browser' : 'device';
   const canOther = other === 'device' ? driver.startDeviceLogin && driver.pollDeviceLogin : driver.authorizationUrl && driver.exchangeCode;
   if (canOther) return E.invalidRequest(`the ${driver.name} driver cannot do ${flow} logins; try --flow ${other}`, { account });

@@ -6,7 +6,7 @@ import type { AccountConfig, LoginFlow } from '../protocol/api.js';
 import type { Caller } from '../protocol/caller.js';
 import { wireErrorOf } from './driver-errors.js';
 import { DriverError, type Driver } from './drivers/driver.js';
-import { TokendError } from './errors.js';
+import { ApiError } from './errors.js';
 import type { Logger } from './log.js';
 import type { LoginState } from './login-view.js';
 import type { LoginLease } from './store/types.js';
@@ -60,10 +60,10 @@ export interface Session {
 }
 
 /** A login that could not even start is the request's error; no login object is recorded. */
-export function startErrorOf(log: Logger, account: string, flow: LoginFlow, err: unknown): TokendError {
+export function startErrorOf(log: Logger, account: string, flow: LoginFlow, err: unknown): ApiError {
   if (err instanceof DriverError) {
     log.warn('could not start a login', { account, flow, kind: err.kind, status: err.status, error: err.message });
-  } else if (!(err instanceof TokendError)) {
+  } else if (!(err instanceof ApiError)) {
     log.error('starting a login crashed', { account, flow, error: err as Error });
   }
   return wireErrorOf(err, { account, doing: `start a ${flow} login` });

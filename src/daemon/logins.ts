@@ -20,7 +20,7 @@ import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
 import { driverContext } from './driver-context.js';
 import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
-import { E, TokendError, unknownAccount } from './errors.js';
+import { E, ApiError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
 import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, stateMatches, type Loopback } from './login-browser.js';
@@ -631,7 +631,7 @@ export class LoginManager {
     const url = parseCallbackUrl(callbackUrl);
     const rec = await this.deps.store.findLoginByState(stateOfCallback(url));
     if (!rec) {
-      throw new TokendError(
+      throw new ApiError(
         'login_not_found',
         'url: no login of this tokend (or of its fleet) has the state in this URL (a stale or foreign callback?)',
       );
@@ -711,7 +711,7 @@ export class LoginManager {
     try {
       await this.deps.broker.installLogin(account, tokens, s.target.identity);
     } catch (err) {
-      if (err instanceof TokendError && err.code === 'conflict') {
+      if (err instanceof ApiError && err.code === 'conflict') {
         // The account moved to another provider or client during the login: these tokens
         // belong to the one the login talked to; give them back there (best effort).
         this.finish(s, 'failed', { code: 'account_changed', message: err.message });

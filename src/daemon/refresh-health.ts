@@ -5,7 +5,7 @@
  * random source are the caller's.
  */
 import type { ErrorCode } from '../protocol/errors.js';
-import { E, TokendError } from './errors.js';
+import { E, ApiError } from './errors.js';
 
 export interface HealthSettings {
   max_refreshes_per_minute: number;
@@ -37,7 +37,7 @@ export function freshHealth(): AccountHealth {
 export function waitOut(h: AccountHealth, account: string, now: number): void {
   if (h.nextAttemptAt > now) {
     const wait = Math.ceil((h.nextAttemptAt - now) / 1000);
-    throw new TokendError(
+    throw new ApiError(
       h.lastCode ?? 'upstream_unavailable',
       // The last failure says whose: the provider's, or the store's (a full disk, a fleet's database).
       `account "${account}" cannot be refreshed now (last attempt: ${h.lastError ?? 'unknown error'}); next attempt in ${wait} s`,

@@ -1,8 +1,10 @@
 /**
- * How every client reaches a daemon that is not running yet (the CLI's socket client and
- * the SDK alike): when nothing listens on the socket, spawn `bin/tokend daemon` detached,
- * its stderr appended to the log file, and wait for it. Zod-free and node built-ins only,
- * like the rest of what clients import from here.
+ * How every client reaches a daemon that is not running yet (the CLI and the SDK alike):
+ * when nothing listens on the socket, spawn `tokend daemon` detached, its stderr appended
+ * to the log file, and wait for it. Which `tokend`: `TOKEND_BIN` when set, else the tokend
+ * package's own bin/tokend (the CLI, `tokend/client`), else `tokend` on PATH (the
+ * `@tokend/client` package, which holds no daemon). Zod-free and node built-ins only, like
+ * the rest of what clients import from here.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,8 +17,12 @@ import { ROUTES } from './routes.js';
 /** How long a client waits for an autostarted daemon to answer. */
 export const AUTOSTART_WAIT_MS = 5000;
 
-// dist/protocol/autostart.js → the package root, where bin/tokend lives.
+// dist/protocol/autostart.js → the package root, where the tokend package keeps bin/tokend
+// (@tokend/client has none).
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Why a client cannot talk to the daemon: none answers (`daemon_unreachable`), or none can be started, for want of its command (`daemon_not_found`). */
+export type UnreachableCode = 'daemon_unreachable' | 'daemon_not_found';
 
 export interface AutostartOptions {
   /** The socket, the data dir (made if missing) and the log file the daemon's stderr goes to. */
@@ -24,8 +30,8 @@ export interface AutostartOptions {
   env: Readonly<Record<string, string | undefined>>;
   /** False: never start the daemon, say how to. */
   autostart: boolean;
-  /** The caller's error for "the daemon cannot be reached". */
-  unreachable: (message: string) => Error;
+  /** The caller's error for "the daemon cannot be reached" (or started). */
+  unreachable: (message: string, code: UnreachableCode) => Error;
 }
 
 /**
@@ -38,10 +44,12 @@ export async function withAutostart<T>(attempt: () => Promise<T>, o: AutostartOp
   try {
     return await attempt();
   } catch (err) {
-    if (!isNotListening(err)) throw o.unreachable(`cannot talk to tokend at ${o.paths.socket}: ${(err as Error).message}`);
+    if (!isNotListening(err))
+      throw o.unreachable(`cannot talk to tokend at ${o.paths.socket}: ${(err as Error).message}`, 'daemon_unreachable');
     if (!o.autostart) {
       throw o.unreachable(
         `tokend is not running (nothing listens on ${o.paths.socket}); start it with \`tokend daemon\` or unset TOKEND_NO_AUTOSTART`,
+        'daemon_unreachable',
       );
     }
   }
@@ -49,7 +57,7 @@ export async function withAutostart<T>(attempt: () => Promise<T>, o: AutostartOp
   try {
     return await attempt();
   } catch (err) {
-    throw o.unreachable(`cannot talk to tokend at ${o.paths.socket}: ${(err as Error).message}`);
+    throw o.unreachable(`cannot talk to tokend at ${o.paths.socket}: ${(err as Error).message}`, 'daemon_unreachable');
   }
 }
 
@@ -59,20 +67,54 @@ export function isNotListening(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTDIR';
 }
 
+/**
+ * The command that starts the daemon, as argv (`daemon` to be added): `TOKEND_BIN`; else
+ * this package's own bin/tokend, run by this node; else the first executable `tokend` on
+ * `PATH` (only its absolute folders: an empty or relative entry would mean whatever folder
+ * the app runs in). A string: why there is none.
+ */
+export function daemonCommand(env: Readonly<Record<string, string | undefined>>): string[] | string {
+  const chosen = env.TOKEND_BIN;
+  if (chosen) {
+    return isExecutableFile(chosen)
+      ? [path.resolve(chosen)]
+      : `TOKEND_BIN is ${chosen}, which is not an executable file; set it to the tokend command (\`command -v tokend\` where tokend is installed)`;
+  }
+  const own = path.join(PACKAGE_ROOT, 'bin', 'tokend');
+  if (fs.existsSync(own)) return [process.execPath, own];
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (path.isAbsolute(dir) && isExecutableFile(path.join(dir, 'tokend'))) return [path.join(dir, 'tokend')];
+  }
+  return 'TOKEND_BIN is not set and no `tokend` is on PATH. Install tokend (`npm install -g tokend`; see its README) or set TOKEND_BIN to its command';
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** Start `tokend daemon` detached, its stderr appended to the log file, and wait until it answers. */
 async function startDaemon(o: AutostartOptions): Promise<void> {
   const { paths } = o;
+  const command = daemonCommand(o.env);
+  if (typeof command === 'string') {
+    throw o.unreachable(`tokend is not running (nothing listens on ${paths.socket}) and cannot be started: ${command}`, 'daemon_not_found');
+  }
   // The daemon would refuse these places (StrictModes): say why now, and make nothing there.
   for (const dir of [paths.dataDir, path.dirname(paths.logFile), path.dirname(paths.socket)]) {
     const unsafe = unsafeFolderOnTheWay(dir);
-    if (unsafe) throw o.unreachable(`tokend cannot start: ${unsafe.message}. Fix: ${unsafe.fix}`);
+    if (unsafe) throw o.unreachable(`tokend cannot start: ${unsafe.message}. Fix: ${unsafe.fix}`, 'daemon_unreachable');
   }
   fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(path.dirname(paths.logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(paths.logFile, 'a', 0o600);
   // Under a core size limit of 0: a core file of the daemon would hold every token and the
   // master key, and node cannot lower its own limit (no setrlimit). exec keeps the pid.
-  const argv = [process.execPath, path.join(PACKAGE_ROOT, 'bin', 'tokend'), 'daemon'];
+  const argv = [...command, 'daemon'];
   const [cmd, ...args] = process.platform === 'win32' ? argv : ['/bin/sh', '-c', 'ulimit -c 0; exec "$@"', 'sh', ...argv];
   const child = spawn(cmd, args, {
     detached: true,
@@ -101,6 +143,7 @@ async function startDaemon(o: AutostartOptions): Promise<void> {
   const why = lastError instanceof Error ? ` (last: ${(lastError as NodeJS.ErrnoException).code ?? lastError.message})` : '';
   throw o.unreachable(
     `tokend did not start within ${AUTOSTART_WAIT_MS / 1000} s${why}; see ${paths.logFile}, or run \`tokend daemon\` to see why`,
+    'daemon_unreachable',
   );
 }
 

@@ -8,10 +8,12 @@ import type { ErrorCode } from '../protocol/errors.js';
  * - `daemon_unreachable`: nothing answered on the socket and the daemon could not be started,
  *   or the connection to it broke before its answer was read (a restart): never a raw
  *   socket error (`ECONNRESET`, `EPIPE`);
+ * - `daemon_not_found`: nothing answered on the socket, and there is no `tokend` command to
+ *   start (neither `TOKEND_BIN` nor `tokend` on `PATH`): install tokend, or start it;
  * - a failed login's own code (`access_denied`, `expired_token`, `cancelled`, …) from
  *   `waitForLogin`.
  */
-export type TokendErrorCode = ErrorCode | 'daemon_unreachable' | (string & {});
+export type TokendErrorCode = ErrorCode | 'daemon_unreachable' | 'daemon_not_found' | (string & {});
 
 export interface TokendErrorFields {
   /** The HTTP status of the daemon's answer; 0 when there was none. */
@@ -60,9 +62,9 @@ export class TokendError extends Error {
   }
 }
 
-/** The daemon could not be reached, nor started. */
-export function daemonUnreachable(message: string): TokendError {
-  return new TokendError('daemon_unreachable', message);
+/** The daemon could not be reached, nor started (`daemon_not_found`: for want of its command). */
+export function daemonUnreachable(message: string, code: 'daemon_unreachable' | 'daemon_not_found' = 'daemon_unreachable'): TokendError {
+  return new TokendError(code, message);
 }
 
 /**

@@ -124,10 +124,15 @@ export class SocketTransport {
     return e;
   }
 
-  /** A whole (small) answer body as UTF-8 (readText); a connection that breaks meanwhile is a TokendError. */
+  /** A whole (small) answer body as UTF-8; a connection that breaks meanwhile is a TokendError. */
   async text(res: http.IncomingMessage, limit: number, signal?: AbortSignal): Promise<string> {
+    return (await this.bytes(res, limit, signal)).toString('utf8');
+  }
+
+  /** A whole (small) answer body, its first `limit` bytes (readBytes); a connection that breaks meanwhile is a TokendError. */
+  async bytes(res: http.IncomingMessage, limit: number, signal?: AbortSignal): Promise<Buffer> {
     try {
-      return await readText(res, limit);
+      return await readBytes(res, limit);
     } catch (err) {
       throw this.broken(err, signal);
     }
@@ -159,15 +164,15 @@ export function header(res: http.IncomingMessage, name: string): string | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Read a whole (small) body as UTF-8; past `limit` bytes the rest is dropped. */
-export async function readText(res: http.IncomingMessage, limit: number): Promise<string> {
+/** Read a whole (small) body; past `limit` bytes the rest is dropped. */
+async function readBytes(res: http.IncomingMessage, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of res as AsyncIterable<Buffer>) {
     if (size < limit) chunks.push(chunk);
     size += chunk.length;
   }
-  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+  return Buffer.concat(chunks).subarray(0, limit);
 }
 
 function connect(socketPath: string): Promise<net.Socket> {

@@ -16,7 +16,7 @@ export const TOKEND_BIN = path.join(ROOT, 'bin', 'tokend');
  */
 export function tokendEnv(home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, TOKEND_HOME: home, TOKEND_NO_AUTOSTART: '1', TOKEND_LOG_LEVEL: 'debug', ...extra };
-  for (const k of ['TOKEND_SOCKET', 'TOKEND_CONFIG_DIR', 'TOKEND_DATA_DIR', 'TOKEND_KEY_FILE']) delete env[k];
+  for (const k of ['TOKEND_SOCKET', 'TOKEND_CONFIG_DIR', 'TOKEND_DATA_DIR', 'TOKEND_KEY_FILE', 'TOKEND_BIN']) delete env[k];
   return env;
 }
 

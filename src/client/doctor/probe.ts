@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AccountList, AccountView, Health } from '../../protocol/api.js';
 import { ROUTES } from '../../protocol/routes.js';
-import { ApiError, type TokendClient } from '../socket-client.js';
+import { TokendError } from '../../sdk/errors.js';
+import type { TokendClient } from '../socket-client.js';
 
 // What the doctor asks the daemon, each with a deadline: it never starts the daemon
 // (autostart off; with systemd socket activation the probe is a first client like any other).
@@ -81,6 +82,6 @@ export async function daemonAccounts(client: TokendClient): Promise<{ list?: Acc
   try {
     return { list: (await withTimeout(client.json<AccountList>('GET', ROUTES.accounts), DAEMON_TIMEOUT_MS, 'GET /v1/accounts')).accounts };
   } catch (err) {
-    return { error: err instanceof ApiError ? `${err.message} (${err.code})` : (err as Error).message };
+    return { error: err instanceof TokendError ? `${err.message} (${err.code})` : (err as Error).message };
   }
 }

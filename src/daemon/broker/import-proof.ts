@@ -7,7 +7,7 @@
 import { updateFromSet } from '../cached-token.js';
 import { asDriverError, wireErrorOf } from '../driver-errors.js';
 import type { DriverError, TokenSet } from '../drivers/driver.js';
-import { E, type TokendError } from '../errors.js';
+import { E, type ApiError } from '../errors.js';
 import { importInterruptedReason, type ImportAttempt } from '../imports.js';
 import { admit } from '../refresh-health.js';
 import type { TokenUpdate } from '../store/types.js';
@@ -90,7 +90,7 @@ function importBudget(m: GrantMemory, account: string): void {
 }
 
 /** An import not proven: the provider's answer as the wire error (its error named, never a token); the account is unchanged. */
-function importFailure(m: GrantMemory, account: string, de: DriverError): TokendError {
+function importFailure(m: GrantMemory, account: string, de: DriverError): ApiError {
   m.deps.log.warn('an import was not proven; the account is unchanged', { account, kind: de.kind, error: de.message });
   if (de.kind === 'invalid_grant') {
     return E.importRefused(

@@ -9,7 +9,7 @@ import type { AccountConfig } from '../../protocol/api.js';
 import { cacheKey, satisfies, updateFromSet, type CachedToken } from '../cached-token.js';
 import { asDriverError, wireErrorOf } from '../driver-errors.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../drivers/driver.js';
-import { E, TokendError } from '../errors.js';
+import { E, ApiError } from '../errors.js';
 import { identityKey } from '../grant-identity.js';
 import { admit, backOff, healthy, waitOut } from '../refresh-health.js';
 import { isStoreUnavailable } from '../store/errors.js';
@@ -369,8 +369,8 @@ export class RefreshAttempt {
   }
 
   /** After a failed provider call: status, in-flight mark, backoff and events; returns the wire error. */
-  private async failed(err: unknown, grant?: GrantRecord | GrantSummary): Promise<TokendError> {
-    if (err instanceof TokendError) return err;
+  private async failed(err: unknown, grant?: GrantRecord | GrantSummary): Promise<ApiError> {
+    if (err instanceof ApiError) return err;
     const { m, scheduler } = this.parts;
     const { account } = this;
     const de = asDriverError(err);

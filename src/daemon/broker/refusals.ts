@@ -1,12 +1,12 @@
 /**
- * The answers a refresh gives when it cannot give a token (each a TokendError with its wire
+ * The answers a refresh gives when it cannot give a token (each an ApiError with its wire
  * code): a login is needed or pending, the fleet's grant is another identity's, the store is
  * down. Said the same way by every part of the broker.
  */
 import type { AccountConfig, LoginView } from '../../protocol/api.js';
 import { importHint } from '../../protocol/rules.js';
 import type { Driver } from '../drivers/driver.js';
-import { E, type TokendError } from '../errors.js';
+import { E, type ApiError } from '../errors.js';
 import { describeIdentity, identityOf, parseIdentity } from '../grant-identity.js';
 import type { Logger } from '../log.js';
 import type { GrantRecord } from '../store/types.js';
@@ -19,7 +19,7 @@ export interface RefusalDeps {
 }
 
 /** 401 reauth_required (or 409 login_pending while a login waits), with the way back. */
-export function reauthError(deps: RefusalDeps, account: string, reason: string | null): TokendError {
+export function reauthError(deps: RefusalDeps, account: string, reason: string | null): ApiError {
   const login = deps.pendingLogin?.(account);
   if (login) return loginPendingError(account, login);
   // Where the driver has another way back than a login (AMP: the password; Cal.com: an import), it says so.
@@ -29,7 +29,7 @@ export function reauthError(deps: RefusalDeps, account: string, reason: string |
 }
 
 /** An account that never had a grant: 409 login_pending while a login waits, else 401 with how to get one. */
-export function noGrantError(deps: RefusalDeps, account: string, cfg: AccountConfig, driver: Driver): TokendError {
+export function noGrantError(deps: RefusalDeps, account: string, cfg: AccountConfig, driver: Driver): ApiError {
   const login = deps.pendingLogin?.(account);
   if (login) return loginPendingError(account, login);
   const imports = importHint(cfg.driver, account);
@@ -38,7 +38,7 @@ export function noGrantError(deps: RefusalDeps, account: string, cfg: AccountCon
 }
 
 /** 409 login_pending: say where to finish the login; `error.login` carries the whole login object. */
-export function loginPendingError(account: string, login: LoginView): TokendError {
+export function loginPendingError(account: string, login: LoginView): ApiError {
   const where =
     login.flow === 'device'
       ? `enter the code ${login.user_code} at ${login.verification_uri}`
@@ -57,7 +57,7 @@ export function mismatchMessage(account: string, g: Pick<GrantRecord, 'bound_to'
 }
 
 /** 503 for a store that cannot answer now; the cached token keeps being served while valid (getToken). */
-export function storeDownError(log: Logger, account: string, err: Error, retryAfter: number): TokendError {
+export function storeDownError(log: Logger, account: string, err: Error, retryAfter: number): ApiError {
   log.warn('the database is unavailable; the account cannot be refreshed now', { account, error: err.message, retry_after_s: retryAfter });
   return E.upstreamUnavailable(`account "${account}" cannot be refreshed now: ${err.message}; try again in ${retryAfter} s`, {
     account,
@@ -66,7 +66,7 @@ export function storeDownError(log: Logger, account: string, err: Error, retryAf
 }
 
 /** 409 for `recover` on an account whose driver has no recover step, or cannot use it as the account is set up. */
-export function noRecoverStep(account: string, driver: string): TokendError {
+export function noRecoverStep(account: string, driver: string): ApiError {
   return E.conflict(
     `account "${account}" (driver ${driver}) has no recover step: it gets a new grant only from its refresh token or a login. ` +
       `Use \`tokend refresh ${account}\`, or \`tokend login ${account}\``,

@@ -7,7 +7,7 @@
 import type { AccountConfig } from '../../protocol/api.js';
 import { accountOfKey, cacheKey, splitKey, type CachedToken } from '../cached-token.js';
 import { DueQueue } from '../due-queue.js';
-import { TokendError } from '../errors.js';
+import { ApiError } from '../errors.js';
 import type { GrantSummary } from '../store/types.js';
 import { storedTimes, type GrantMemory, type RefreshRequest, type TokenTimes } from './grant-memory.js';
 
@@ -181,7 +181,7 @@ export class Scheduler {
       });
     } catch (err) {
       // failed() already logged, backed off and rescheduled; nothing to add here.
-      if (!(err instanceof TokendError)) m.deps.log.error('proactive refresh crashed', { account, error: err as Error });
+      if (!(err instanceof ApiError)) m.deps.log.error('proactive refresh crashed', { account, error: err as Error });
     }
   }
 }

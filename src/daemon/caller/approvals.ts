@@ -16,7 +16,7 @@ import type { ApprovalDecision, ApprovalView } from '../../protocol/api.js';
 import type { AccessRule } from '../../protocol/access.js';
 import type { Caller, RecordedCaller } from '../../protocol/caller.js';
 import type { AuditSink } from '../audit.js';
-import { E, type TokendError } from '../errors.js';
+import { E, type ApiError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { ruleFlags } from '../../protocol/access-rules.js';
@@ -234,7 +234,7 @@ export class Approvals implements ApprovalGate {
   }
 }
 
-function timedOutError(view: ApprovalView, identity: CallerIdentity, timeoutMs: number): TokendError {
+function timedOutError(view: ApprovalView, identity: CallerIdentity, timeoutMs: number): ApiError {
   const who = view.caller.script ?? view.caller.exe ?? (view.caller.key === undefined ? 'the caller' : `app key ${view.caller.key}`);
   // The way to stop being asked, as the refusal of a `callers` account names it (access.ts).
   const rule = ruleFor(identity);

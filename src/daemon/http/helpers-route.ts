@@ -12,7 +12,7 @@ import { EXIT } from '../../protocol/errors.js';
 import { isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import type { CallerIdentity } from '../caller/proc.js';
-import { E, TokendError } from '../errors.js';
+import { E, ApiError } from '../errors.js';
 import { DEFAULT_GIT_USERNAME, handleHelper, type HelperDeps } from '../helper-handlers.js';
 import { matchAccount, resolveTarget, type TargetRequest } from '../match.js';
 import type { AppDeps } from './app.js';
@@ -73,7 +73,7 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       deps.audit.record(name, client, 'token', by);
       return { exitCode: 0, stdout: Buffer.from(`${tok.access_token}\n`) };
     } catch (err) {
-      if (!(err instanceof TokendError)) throw err;
+      if (!(err instanceof ApiError)) throw err;
       const needsLogin = err.code === 'reauth_required' || err.code === 'login_pending';
       return { exitCode: needsLogin ? EXIT.reauth : EXIT.error, stdout: Buffer.alloc(0), stderr: `tokend: ${err.message}` };
     }

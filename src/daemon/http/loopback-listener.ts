@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setKeyCaller } from '../caller/connection.js';
-import { E, type TokendError } from '../errors.js';
+import { E, type ApiError } from '../errors.js';
 import { errorBody, sendJson } from './wire.js';
 
 export interface ListenAddress {
@@ -125,7 +125,7 @@ export function listenerGuard(opts: {
   const appOf = opts.appKeysFile ? appKeyReader(opts.appKeysFile) : () => undefined;
   const allowedHosts = new Set(LOOPBACK_NAMES.map((h) => `${h}:${opts.port}`));
   return (req, res) => {
-    let refusal: TokendError | undefined;
+    let refusal: ApiError | undefined;
     if (req.headers.origin !== undefined) {
       refusal = E.forbidden('requests from web pages (with an Origin header) are not served on the loopback listener');
     } else if (!allowedHosts.has(String(req.headers.host ?? '').toLowerCase())) {

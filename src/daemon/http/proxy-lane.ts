@@ -27,7 +27,7 @@ import { callerOf } from '../caller/connection.js';
 import type { Broker, CachedToken } from '../broker.js';
 import type { ConfigStore } from '../config.js';
 import type { Driver } from '../drivers/driver.js';
-import { E, TokendError, unknownAccount } from '../errors.js';
+import { E, ApiError, unknownAccount } from '../errors.js';
 import type { Logger } from '../log.js';
 import { dispatcherFor } from '../outbound.js';
 import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
@@ -419,7 +419,7 @@ function failRequest(log: Logger, req: IncomingMessage, res: ServerResponse, err
 
 function answerFailure(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const r = errorResponse(err, log, ROUTE_PATTERNS.proxy);
-  if (!(err instanceof TokendError)) log.error('proxy failed', { error: (err as Error)?.message });
+  if (!(err instanceof ApiError)) log.error('proxy failed', { error: (err as Error)?.message });
   if (res.headersSent) {
     res.destroy();
     return;

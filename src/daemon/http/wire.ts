@@ -8,7 +8,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ZodError } from 'zod';
 import type { ErrorBody } from '../../protocol/api.js';
 import { describeIssues } from '../../protocol/issues.js';
-import { E, TokendError } from '../errors.js';
+import { E, ApiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { isStoreUnavailable } from '../store/errors.js';
 
@@ -22,7 +22,7 @@ export interface WireError {
 const STORE_RETRY_AFTER_S = 5;
 
 /** The wire body of one of our errors. */
-export function errorBody(err: TokendError): ErrorBody {
+export function errorBody(err: ApiError): ErrorBody {
   const body: ErrorBody['error'] = { code: err.code, message: err.message };
   if (err.account) body.account = err.account;
   if (err.login) body.login = err.login;
@@ -39,7 +39,7 @@ export function errorResponse(err: unknown, log: Logger, route: string): WireErr
   // A fleet's database that cannot answer now is an outage, not a bug: 503, try again later.
   if (isStoreUnavailable(err))
     err = E.upstreamUnavailable(`${err.message}; try again in a few seconds`, { retryAfter: STORE_RETRY_AFTER_S });
-  if (err instanceof TokendError) {
+  if (err instanceof ApiError) {
     const headers = err.retryAfter === undefined ? undefined : { 'retry-after': String(err.retryAfter) };
     return { status: err.status, body: errorBody(err), headers };
   }
