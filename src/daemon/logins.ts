@@ -22,6 +22,7 @@ import { driverContext } from './driver-context.js';
 import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, TokendError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
+import { withDpopKey } from './dpop/provision.js';
 import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, stateMatches, type Loopback } from './login-browser.js';
 import { answerOf, checkRedirect, notWaiting, pageFor, parseCallbackUrl, stateOfCallback, type CallbackOutcome } from './login-callback.js';
@@ -254,7 +255,7 @@ export class LoginManager {
     const opening = (async () => {
       // Rule 8 in a fleet: no login (and no stored secret) for an identity the fleet's grant does not belong to.
       await this.deps.broker.checkLoginTarget?.(account, identityKey(cfg));
-      const secrets = await this.deps.store.getSecrets(account);
+      const secrets = await withDpopKey(this.deps.store, account, cfg, await this.deps.store.getSecrets(account));
       const target: LoginTarget = {
         account,
         cfg,

@@ -1,0 +1,175 @@
+/**
+ * DPoP-bound grants (RFC 9449) against the real oidc-provider with `features.dPoP`: the
+ * daemon holds one key per account, every token request carries a proof, the provider binds
+ * the tokens to that key (`cnf.jkt`), and a refresh token taken out of the database is
+ * useless without the daemon.
+ */
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { resolvePaths } from '../src/protocol/paths.js';
+import { loadKey, open as unseal } from '../src/daemon/store/crypto.js';
+import { settled, startDaemon, startLogin } from './support/fake-as.js';
+import { useDaemon, useIdp } from './support/fixtures.js';
+import type { TestDaemon } from './support/daemon.js';
+
+/** A stored grant's refresh token, read out of the SQLite file and decrypted with the master key, as a thief with both would. */
+function stolenRefreshToken(t: TestDaemon, account: string): string {
+  const paths = resolvePaths(t.env);
+  const db = new Database(path.join(paths.dataDir, 'tokend.db'), { readonly: true, fileMustExist: true });
+  try {
+    const blob = db.prepare<[string], Buffer>('SELECT refresh_token FROM grants WHERE account = ?').pluck().get(account)!;
+    return unseal(loadKey(paths.keyFile), blob, `grant:${account}:refresh_token`);
+  } finally {
+    db.close();
+  }
+}
+
+/** Every column of every table, as text: the DPoP key's private part must be in none. */
+function databaseText(t: TestDaemon): string {
+  const db = new Database(path.join(resolvePaths(t.env).dataDir, 'tokend.db'), { readonly: true, fileMustExist: true });
+  try {
+    const tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+    return tables
+      .map((n) => JSON.stringify(db.prepare(`SELECT * FROM "${n}"`).all(), (_k, v) => (Buffer.isBuffer(v) ? v.toString('latin1') : v)))
+      .join('\n');
+  } finally {
+    db.close();
+  }
+}
+
+/** A DPoP account of client `conf` (confidential), or with `public` of client `cli`: RFC 9449 §5 binds a public client's refresh tokens to the key too. */
+async function addDpopAccount(
+  t: TestDaemon,
+  issuer: string,
+  name: string,
+  extra: string[],
+  client: 'conf' | 'public' = 'conf',
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const base = ['add', name, '--issuer', issuer, '--scope', 'openid offline_access api', '--dpop', '--json', ...extra];
+  if (client === 'public') return t.d.cli([...base, '--client-id', 'cli']);
+  return t.d.cli([...base, '--client-id', 'conf', '--client-secret-stdin'], 'conf-secret\n');
+}
+
+async function tokenOf(t: TestDaemon, account: string): Promise<any> {
+  const r = await t.d.request('POST', '/v1/token', { account });
+  expect(r.status, r.body).toBe(200);
+  return r.json;
+}
+
+describe('DPoP-bound grants at the token endpoint', () => {
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon });
+
+  it('tokend add says when the provider advertises DPoP, and an account is Bearer unless --dpop', async () => {
+    await start();
+    const r = await t.d.cli(
+      ['add', 'plain', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--flow', 'client-credentials'],
+      'conf-secret\n',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/supports DPoP-bound tokens \(.*ES256.*\): --dpop turns them on/);
+    const tok = await tokenOf(t, 'plain');
+    expect(tok.token_type).toBe('Bearer');
+    expect((await idp.introspect(tok.access_token)).cnf).toBeUndefined();
+  });
+
+  it('a client-credentials token is bound to the account key: cnf.jkt is the thumbprint the account shows', async () => {
+    await start();
+    const r = await addDpopAccount(t, idp.issuer, 'svc', ['--flow', 'client-credentials']);
+    expect(r.code, r.stderr).toBe(0);
+    const jkt = JSON.parse(r.stdout).dpop.jkt;
+    expect(jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const tok = await tokenOf(t, 'svc');
+    expect(tok.token_type).toBe('DPoP');
+    const seen = await idp.introspect(tok.access_token);
+    expect(seen.active).toBe(true);
+    expect(seen.cnf).toEqual({ jkt });
+    // The private key is sealed: its `d` is nowhere in the database in clear, nor in the view.
+    expect(databaseText(t)).not.toMatch(/"d":"/);
+    expect(JSON.stringify((await t.d.request('GET', '/v1/accounts/svc')).json)).not.toMatch(/"d"|"x"|"y"/);
+  });
+
+  it('a device login, its refreshes and a restart keep one key; the stored refresh token is useless without it', async () => {
+    await start();
+    expect((await addDpopAccount(t, idp.issuer, 'work', ['--flow', 'device'], 'public')).code).toBe(0);
+    const jkt = (await t.d.request('GET', '/v1/accounts/work')).json.dpop.jkt;
+    const login = await startLogin(t.d, 'work', 'device');
+    await idp.approveDevice(login.user_code);
+    expect((await settled(t.d, login.id)).status).toBe('active');
+    const first = await tokenOf(t, 'work');
+    expect(first.token_type).toBe('DPoP');
+    expect((await idp.introspect(first.access_token)).cnf).toEqual({ jkt });
+
+    // A refresh (RFC 6749 §6 with a proof, RFC 9449 §5): the new token is bound to the same key.
+    const refreshed = await t.d.request('POST', '/v1/accounts/work/refresh');
+    expect(refreshed.status, refreshed.body).toBe(200);
+    // A restart reads the sealed key back: the next refresh still proves possession.
+    await t.d.stop('SIGKILL');
+    await t.d.start();
+    expect((await t.d.request('GET', '/v1/accounts/work')).json.dpop.jkt).toBe(jkt);
+    expect((await t.d.request('POST', '/v1/accounts/work/refresh')).status).toBe(200);
+    const after = await tokenOf(t, 'work');
+    expect(after.access_token).not.toBe(first.access_token);
+    expect((await idp.introspect(after.access_token)).cnf).toEqual({ jkt });
+
+    // A thief with the database and the master key, but not the daemon: the IdP refuses the
+    // refresh token without a proof by its key (RFC 9449 §5: a public client's refresh token is bound to it).
+    const stolen = stolenRefreshToken(t, 'work');
+    const res = await fetch(`${idp.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: stolen, client_id: 'cli' }),
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error).toBe('invalid_grant');
+    // …and the daemon's own grant still works afterwards.
+    expect((await t.d.request('POST', '/v1/accounts/work/refresh')).status).toBe(200);
+  });
+});
+
+describe('turning DPoP on or off changes the grant identity (rule 8)', () => {
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const { t } = useDaemon({ lifetime: 'test', launch: startDaemon, account: { idp, grant: true } });
+
+  it('is refused with 409 while the account holds a grant, and done with --replace-grant (a new key, the old grant revoked)', async () => {
+    const before = await tokenOf(t, 'work');
+    expect(before.token_type).toBe('Bearer');
+    const refused = await t.d.request('PATCH', '/v1/accounts/work', { dpop: true });
+    expect(refused.status).toBe(409);
+    expect(refused.json.error.message).toMatch(/\(dpop\)/);
+    const cli = await t.d.cli(['set', 'work', '--dpop']);
+    expect(cli.code).toBe(1);
+    const done = await t.d.cli(['set', 'work', '--dpop', '--replace-grant', '--json']);
+    expect(done.code, done.stderr).toBe(0);
+    const view = JSON.parse(done.stdout);
+    expect(view.dpop.jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(view.has_refresh_token).toBe(false);
+    expect((await idp.introspect(before.access_token)).active).toBe(false);
+    // And off again: the key goes with the grant.
+    expect((await t.d.cli(['set', 'work', '--no-dpop', '--json'])).code).toBe(0);
+    expect((await t.d.request('GET', '/v1/accounts/work')).json.dpop).toBeUndefined();
+  });
+});
+
+describe('a token endpoint that requires a DPoP nonce (RFC 9449 §8)', () => {
+  const idp = useIdp({ accessTokenTtl: 60, dpop: { requireNonce: true } });
+  const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon });
+
+  it('answers use_dpop_nonce once; the daemon retries with the nonce and remembers it for the next request', async () => {
+    await start();
+    idp.resetStats();
+    const r = await addDpopAccount(t, idp.issuer, 'svc', ['--flow', 'client-credentials']);
+    expect(r.code, r.stderr).toBe(0);
+    // The add's check obtained the first token: refused for want of a nonce, then sent again with it.
+    expect(idp.stats.tokenRequests).toBe(2);
+    idp.resetStats();
+    const tok = await tokenOf(t, 'svc');
+    expect(tok.token_type).toBe('DPoP');
+    expect((await idp.introspect(tok.access_token)).cnf).toEqual({ jkt: JSON.parse(r.stdout).dpop.jkt });
+    // The add's check got the first token (nonce challenge, retry); this refresh reuses the remembered nonce: one request.
+    const again = await t.d.request('POST', '/v1/accounts/svc/refresh');
+    expect(again.status, again.body).toBe(200);
+    expect(idp.stats.tokenRequests).toBe(1);
+  });
+});
