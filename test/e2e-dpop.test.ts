@@ -11,7 +11,7 @@ import { resolvePaths } from '../src/protocol/paths.js';
 import { loadKey, open as unseal } from '../src/daemon/store/crypto.js';
 import { settled, startDaemon, startLogin } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
-import type { TestDaemon } from './support/daemon.js';
+import type { CliResult, TestDaemon } from './support/daemon.js';
 
 /** A stored grant's refresh token, read out of the SQLite file and decrypted with the master key, as a thief with both would. */
 function stolenRefreshToken(t: TestDaemon, account: string): string {
@@ -45,7 +45,7 @@ async function addDpopAccount(
   name: string,
   extra: string[],
   client: 'conf' | 'public' = 'conf',
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<CliResult> {
   const base = ['add', name, '--issuer', issuer, '--scope', 'openid offline_access api', '--dpop', '--json', ...extra];
   if (client === 'public') return t.d.cli([...base, '--client-id', 'cli']);
   return t.d.cli([...base, '--client-id', 'conf', '--client-secret-stdin'], 'conf-secret\n');
@@ -53,7 +53,7 @@ async function addDpopAccount(
 
 async function tokenOf(t: TestDaemon, account: string): Promise<any> {
   const r = await t.d.request('POST', '/v1/token', { account });
-  expect(r.status, r.body).toBe(200);
+  expect(r.status, r.text).toBe(200);
   return r.json;
 }
 
@@ -103,7 +103,7 @@ describe('DPoP-bound grants at the token endpoint', () => {
 
     // A refresh (RFC 6749 §6 with a proof, RFC 9449 §5): the new token is bound to the same key.
     const refreshed = await t.d.request('POST', '/v1/accounts/work/refresh');
-    expect(refreshed.status, refreshed.body).toBe(200);
+    expect(refreshed.status, refreshed.text).toBe(200);
     // A restart reads the sealed key back: the next refresh still proves possession.
     await t.d.stop('SIGKILL');
     await t.d.start();
@@ -169,7 +169,7 @@ describe('a token endpoint that requires a DPoP nonce (RFC 9449 §8)', () => {
     expect((await idp.introspect(tok.access_token)).cnf).toEqual({ jkt: JSON.parse(r.stdout).dpop.jkt });
     // The add's check got the first token (nonce challenge, retry); this refresh reuses the remembered nonce: one request.
     const again = await t.d.request('POST', '/v1/accounts/svc/refresh');
-    expect(again.status, again.body).toBe(200);
+    expect(again.status, again.text).toBe(200);
     expect(idp.stats.tokenRequests).toBe(1);
   });
 });
