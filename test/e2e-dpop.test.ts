@@ -11,7 +11,8 @@ import { resolvePaths } from '../src/protocol/paths.js';
 import { loadKey, open as unseal } from '../src/daemon/store/crypto.js';
 import { settled, startDaemon, startLogin } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
-import type { CliResult, TestDaemon } from './support/daemon.js';
+import { ROOT, runCli, type CliResult, type TestDaemon } from './support/daemon.js';
+import { run } from './support/run.js';
 
 /** A stored grant's refresh token, read out of the SQLite file and decrypted with the master key, as a thief with both would. */
 function stolenRefreshToken(t: TestDaemon, account: string): string {
@@ -171,5 +172,38 @@ describe('a token endpoint that requires a DPoP nonce (RFC 9449 §8)', () => {
     const again = await t.d.request('POST', '/v1/accounts/svc/refresh');
     expect(again.status, again.text).toBe(200);
     expect(idp.stats.tokenRequests).toBe(1);
+  });
+});
+
+describe('credential helpers and a DPoP account', () => {
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon });
+
+  it('git, docker, kubectl and Bazel refuse it with one line naming DPoP, and serve no token', async () => {
+    await start();
+    expect((await addDpopAccount(t, idp.issuer, 'svc', ['--flow', 'client-credentials', '--host', '127.0.0.1'])).code).toBe(0);
+    const token = (await tokenOf(t, 'svc')).access_token;
+    const git = await run(path.join(ROOT, 'bin', 'git-credential-tokend'), ['get'], {
+      env: t.env,
+      stdin: 'protocol=https\nhost=127.0.0.1\n\n',
+    });
+    expect(git.code).toBe(0); // git tries its next helper
+    expect(git.stdout).toBe('');
+    expect(git.stderr.trim().split('\n')).toHaveLength(1);
+    expect(git.stderr).toMatch(/account "svc" uses DPoP: its tokens need a proof/);
+    const docker = await run(path.join(ROOT, 'bin', 'docker-credential-tokend'), ['get'], { env: t.env, stdin: 'https://127.0.0.1\n' });
+    expect(docker.code).toBe(1);
+    expect(docker.stdout).toMatch(/uses DPoP/);
+    const info = JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false } });
+    const kube = await runCli(['kubectl-credential', 'svc'], { env: { ...t.env, KUBERNETES_EXEC_INFO: info } });
+    expect(kube.code).not.toBe(0);
+    expect(kube.stderr).toMatch(/uses DPoP/);
+    const bazel = await run(path.join(ROOT, 'bin', 'bazel-credential-tokend'), ['get'], {
+      env: t.env,
+      stdin: '{"uri":"https://127.0.0.1/x"}',
+    });
+    expect(bazel.code).not.toBe(0);
+    expect(bazel.stderr).toMatch(/uses DPoP/);
+    for (const r of [git, docker, kube, bazel]) expect(r.stdout + r.stderr).not.toContain(token);
   });
 });
