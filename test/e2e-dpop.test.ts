@@ -6,11 +6,13 @@
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { resolvePaths } from '../src/protocol/paths.js';
 import { loadKey, open as unseal } from '../src/daemon/store/crypto.js';
 import { settled, startDaemon, startLogin } from './support/fake-as.js';
-import { useDaemon, useIdp } from './support/fixtures.js';
+import { useDaemon, useIdp, useServer } from './support/fixtures.js';
+import { startDpopApi } from './support/dpop-api.js';
+import { Tokend } from '../src/sdk/index.js';
 import { ROOT, runCli, type CliResult, type TestDaemon } from './support/daemon.js';
 import { run } from './support/run.js';
 
@@ -205,5 +207,97 @@ describe('credential helpers and a DPoP account', () => {
     expect(bazel.code).not.toBe(0);
     expect(bazel.stderr).toMatch(/uses DPoP/);
     for (const r of [git, docker, kube, bazel]) expect(r.stdout + r.stderr).not.toContain(token);
+  });
+});
+
+describe('proofs where the token is used: the proxy and the oracle, checked by a resource server', () => {
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const api = useServer(() => startDpopApi(idp), { what: 'the DPoP API' });
+  const { t } = useDaemon({ launch: startDaemon });
+
+  beforeAll(async () => {
+    const r = await addDpopAccount(t, idp.issuer, 'svc', ['--flow', 'client-credentials', '--api-base', api.url]);
+    expect(r.code, r.stderr).toBe(0);
+  });
+  beforeEach(() => {
+    api.refused.length = 0;
+    api.accepted = 0;
+    api.requireNonce = false;
+  });
+
+  it('the proxy sends Authorization: DPoP and a fresh proof per request (htu without the query)', async () => {
+    for (const p of ['/v1/things?page=2#x', '/v1/things', '/other']) {
+      const r = await t.d.request('GET', `/v1/proxy/svc${p.replace(/#.*/, '')}`);
+      expect(r.status, `${p}: ${r.text} ${api.refused.join(', ')}`).toBe(200);
+    }
+    const post = await t.d.request('POST', '/v1/proxy/svc/v1/things', { a: 1 }, { dpop: 'caller-proof', authorization: 'Bearer caller' });
+    expect(post.status, api.refused.join(', ')).toBe(200);
+    expect(api.accepted).toBe(4);
+    expect(api.refused).toEqual([]);
+  });
+
+  it('an API that asks for a nonce (401 use_dpop_nonce) gets the request once more with it, and the nonce is kept for the host', async () => {
+    api.requireNonce = true;
+    api.nonce = `n-${Date.now()}`;
+    const first = await t.d.request('POST', '/v1/proxy/svc/v1/things', { keep: 'this body' });
+    expect(first.status).toBe(200);
+    expect(api.refused).toEqual(['use_dpop_nonce']);
+    expect((await t.d.request('GET', '/v1/proxy/svc/v1/things')).status).toBe(200);
+    expect(api.refused).toEqual(['use_dpop_nonce']); // the second request carried the remembered nonce
+    expect(api.accepted).toBe(2);
+  });
+
+  it('the oracle (API, CLI, SDK) gives a proof bound to the token; the API takes it once and refuses it replayed', async () => {
+    const url = `${api.url}/v1/things?x=1`;
+    const oracle = await t.d.request('POST', '/v1/dpop/proof', { account: 'svc', htm: 'GET', htu: url });
+    expect(oracle.status, oracle.text).toBe(200);
+    expect(oracle.json).toMatchObject({ account: 'svc', token_type: 'DPoP', proof: expect.any(String), expires_at: expect.any(String) });
+    const headers = { authorization: `DPoP ${oracle.json.access_token}`, dpop: oracle.json.proof };
+    expect((await fetch(url, { headers })).status).toBe(200);
+    expect((await fetch(url, { headers })).status).toBe(401);
+    expect(api.refused).toEqual(['jti replayed']);
+
+    const cli = await t.d.cli(['token', 'svc', '--dpop-for', 'post', `${api.url}/v1/things`]);
+    expect(cli.code, cli.stderr).toBe(0);
+    const lines = cli.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    const cliHeaders = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]));
+    expect(Object.keys(cliHeaders)).toEqual(['Authorization', 'DPoP']);
+    expect((await fetch(`${api.url}/v1/things`, { method: 'POST', headers: cliHeaders })).status).toBe(200);
+
+    const sdk = new Tokend({ env: t.env, userAgent: 'dpop-test' });
+    const viaSdk = await sdk.dpopProof('svc', { method: 'delete', url: `${api.url}/v1/things/1` });
+    const sdkHeaders = { authorization: `DPoP ${viaSdk.access_token}`, dpop: viaSdk.proof };
+    expect((await fetch(`${api.url}/v1/things/1`, { method: 'DELETE', headers: sdkHeaders })).status).toBe(200);
+    // A proof is for its own method and URL.
+    expect(
+      (
+        await fetch(`${api.url}/v1/other`, {
+          method: 'DELETE',
+          headers: { ...sdkHeaders, dpop: (await sdk.dpopProof('svc', { method: 'DELETE', url: `${api.url}/v1/things/1` })).proof },
+        })
+      ).status,
+    ).toBe(401);
+    expect(api.refused.at(-1)).toMatch(/^htu/);
+    // The key never leaves the daemon: no private part in any answer.
+    for (const text of [oracle.text, cli.stdout, JSON.stringify(viaSdk)]) expect(text).not.toMatch(/"d"\s*:/);
+  });
+
+  it('the oracle refuses an account without DPoP, an unknown account and a bad request with clear errors', async () => {
+    expect(
+      (
+        await t.d.cli(
+          ['add', 'plain', '--issuer', idp.issuer, '--client-id', 'conf', '--client-secret-stdin', '--flow', 'client-credentials'],
+          'conf-secret\n',
+        )
+      ).code,
+    ).toBe(0);
+    const plain = await t.d.request('POST', '/v1/dpop/proof', { account: 'plain', htm: 'GET', htu: api.url });
+    expect(plain.status).toBe(400);
+    expect(plain.json.error.message).toMatch(/does not use DPoP/);
+    expect((await t.d.request('POST', '/v1/dpop/proof', { account: 'nobody', htm: 'GET', htu: api.url })).status).toBe(404);
+    const bad = await t.d.request('POST', '/v1/dpop/proof', { account: 'svc', htm: 'GET', htu: 'not a url' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/htu/);
   });
 });

@@ -23,6 +23,8 @@ import type { Driver } from '../drivers/driver.js';
 import type { MasterKey } from '../store/master-key.js';
 import { createApp, type AppDeps } from './app.js';
 import { mountAudit } from './audit-route.js';
+import { mountDpop } from './dpop-route.js';
+import { DpopProofs } from '../dpop/proofs.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
 import { mountKey } from './key-route.js';
@@ -48,8 +50,9 @@ export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
 }
 
 /** The Hono app with every route group the daemon serves; the tests list its routes from here too. */
-export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: ResolveTarget } {
+export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: ResolveTarget; dpop: DpopProofs } {
   const helpers = mountHelpers(deps);
+  const dpop = new DpopProofs({ store: deps.store, config: deps.config, events: deps.events });
   const app = createApp({
     ...deps,
     resolveTarget: helpers.resolveTarget,
@@ -65,17 +68,18 @@ export function composeApp(deps: EntryDeps): { app: Hono; resolveTarget: Resolve
         audit: deps.audit,
       }),
       mountAudit({ audit: deps.audit, store: deps.store }),
+      mountDpop({ broker: deps.broker, audit: deps.audit, dpop, config: deps.config }),
     ],
   });
-  return { app, resolveTarget: helpers.resolveTarget };
+  return { app, resolveTarget: helpers.resolveTarget, dpop };
 }
 
 /** Compose the lanes and the app into the one request handler. */
 export function createEntry(deps: EntryDeps): Handler {
-  const { app, resolveTarget } = composeApp(deps);
+  const { app, resolveTarget, dpop } = composeApp(deps);
   const router = getRequestListener(app.fetch);
   const token = tokenLane(createTokenHandler({ broker: deps.broker, audit: deps.audit, resolveTarget }), deps.log);
-  const proxy = proxyLane(deps);
+  const proxy = proxyLane({ ...deps, dpop });
 
   return function entry(req, res) {
     if (arrivedAfterClose(req)) return; // 1

@@ -18,7 +18,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
-import { authScheme } from '../../protocol/helpers/auth-scheme.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
@@ -29,6 +28,8 @@ import type { Driver } from '../drivers/driver.js';
 import { E, TokendError, unknownAccount } from '../errors.js';
 import type { Logger } from '../log.js';
 import { dispatcherFor } from '../outbound.js';
+import type { DpopProofs } from '../dpop/proofs.js';
+import { nonceChallenge, upstreamAuthorization } from '../dpop/proxy-proof.js';
 import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
 import { hasBody, readIncoming } from './raw-request.js';
 import { errorResponse, sendJson } from './wire.js';
@@ -39,6 +40,8 @@ export interface ProxyDeps {
   getDriver: (name: string) => Driver | undefined;
   audit: Pick<AuditLog, 'record'>;
   log: Logger;
+  /** DPoP accounts' proofs (RFC 9449 §7); without it every token goes as its token_type says. */
+  dpop?: DpopProofs;
 }
 
 /** A request body up to this size is kept, so a request refused for a stale token can be sent again. */
@@ -56,7 +59,7 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
-const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect']);
+const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect', 'dpop']);
 
 /** The proxy as a node:http handler; returns false for any request that is not for it. */
 export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
@@ -110,6 +113,11 @@ async function proxy(
   let token = await deps.broker.getToken({ account: name });
   const dispatcher = dispatcherFor(cfg);
   let upstream = await send(deps, dispatcher, req, res, url, token, body);
+  if (nonceChallenge(deps.dpop, name, url, upstream) && body.kept !== undefined) {
+    await upstream.body.dump(); // RFC 9449 §9: the same token again, with the nonce the API gave
+    upstream = await send(deps, dispatcher, req, res, url, token, body);
+    nonceChallenge(deps.dpop, name, url, upstream);
+  }
   if (stale.has(upstream.statusCode)) {
     // The token was refused: whoever asks next gets a fresh one (rule 6, like git's erase).
     deps.broker.reject(name, token.access_token);
@@ -188,7 +196,7 @@ async function send(
     if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
     headers.push(k, req.rawHeaders[i + 1]);
   }
-  headers.push('Authorization', `${authScheme(token.token_type)} ${token.access_token}`);
+  headers.push(...(await upstreamAuthorization(deps.dpop, accountOf(req), req.method ?? 'GET', url, token)));
   if (body.kept !== undefined && body.kept.length > 0) headers.push('Content-Length', String(body.kept.length));
 
   // Once the request is sent the upstream has http_timeout_ms to start answering; an
