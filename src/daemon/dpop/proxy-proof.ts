@@ -38,5 +38,5 @@ export function nonceChallenge(dpop: DpopProofs | undefined, account: string, ur
   dpop.rememberNonce(url.host, nonce);
   const challenge = up.headers['www-authenticate'];
   const challenges = Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '');
-  return up.statusCode === 401 && /\bDPoP\b[^]*\berror="?use_dpop_nonce"?/i.test(challenges);
+  return up.statusCode === 401 && /\bDPoP\b[\s\S]*\berror="?use_dpop_nonce"?/i.test(challenges);
 }
