@@ -301,3 +301,53 @@ describe('proofs where the token is used: the proxy and the oracle, checked by a
     expect(bad.json.error.message).toMatch(/htu/);
   });
 });
+
+describe('logout and import of a DPoP account', () => {
+  const idp = useIdp({ accessTokenTtl: 60 });
+  const { t, start } = useDaemon({ lifetime: 'manual', launch: startDaemon });
+
+  /** A public-client DPoP account with a grant from a device login; its key's thumbprint. */
+  async function loggedIn(name: string): Promise<string> {
+    expect((await addDpopAccount(t, idp.issuer, name, ['--flow', 'device'], 'public')).code).toBe(0);
+    const login = await startLogin(t.d, name, 'device');
+    await idp.approveDevice(login.user_code);
+    expect((await settled(t.d, login.id)).status).toBe('active');
+    return (await t.d.request('GET', `/v1/accounts/${name}`)).json.dpop.jkt;
+  }
+
+  it('logout revokes the bound tokens at the provider and keeps the key for the next login', async () => {
+    await start();
+    const jkt = await loggedIn('work');
+    const tok = await tokenOf(t, 'work');
+    const refresh = stolenRefreshToken(t, 'work');
+    expect((await t.d.cli(['logout', 'work'])).code).toBe(0);
+    expect((await idp.introspect(tok.access_token)).active).toBe(false);
+    expect((await idp.introspect(refresh)).active).toBe(false);
+    expect((await t.d.request('GET', '/v1/accounts/work')).json.dpop.jkt).toBe(jkt);
+  });
+
+  it('an import of a refresh token is refused without its key, and proven and kept with it', async () => {
+    await start();
+    await loggedIn('a');
+    // The grant of account a, with its key, moved by hand to account b (as from another machine).
+    const refresh = stolenRefreshToken(t, 'a');
+    const paths = resolvePaths(t.env);
+    const db = new Database(path.join(paths.dataDir, 'tokend.db'), { readonly: true, fileMustExist: true });
+    const sealedKey = db.prepare<[string], Buffer>("SELECT value FROM secrets WHERE account = ? AND name = 'dpop_key'").pluck().get('a')!;
+    db.close();
+    const jwk = JSON.parse(unseal(loadKey(paths.keyFile), sealedKey, 'secret:a:dpop_key')).jwk;
+    expect((await addDpopAccount(t, idp.issuer, 'b', ['--flow', 'device', '--no-check'], 'public')).code).toBe(0);
+
+    const refused = await t.d.request('POST', '/v1/accounts/b/import', { refresh_token: refresh });
+    expect(refused.status).toBe(400);
+    expect(refused.json.error.code).toBe('import_refused');
+    expect(refused.json.error.message).toMatch(/uses DPoP: an imported refresh token is bound to the key it was issued with/);
+    expect(refused.text).not.toContain(refresh);
+
+    const taken = await t.d.request('POST', '/v1/accounts/b/import', { refresh_token: refresh, dpop_jwk: jwk });
+    expect(taken.status, taken.text).toBe(200);
+    expect(taken.json.dpop.jkt).toBe((await t.d.request('GET', '/v1/accounts/a')).json.dpop.jkt);
+    const tok = await tokenOf(t, 'b');
+    expect((await idp.introspect(tok.access_token)).cnf).toEqual({ jkt: taken.json.dpop.jkt });
+  });
+});

@@ -383,6 +383,20 @@ export const ImportRequest = z
     /** The client the refresh token was issued to, where the driver takes one (Real-Debrid's per-user client). */
     client_id: z.string().min(1).max(1024).optional(),
     client_secret: z.string().min(1).max(4096).optional(),
+    /**
+     * A DPoP account's key the imported tokens are bound to (RFC 9449), as a private EC P-256
+     * JWK: it becomes the account's key, sealed like every secret. Without it a DPoP account
+     * refuses a refresh token, which would be useless without its key.
+     */
+    dpop_jwk: z
+      .object({
+        kty: z.literal('EC'),
+        crv: z.literal('P-256'),
+        x: z.string().min(1).max(64),
+        y: z.string().min(1).max(64),
+        d: z.string().min(1).max(64),
+      })
+      .optional(),
   })
   .strict()
   .refine((r) => (r.client_id === undefined) === (r.client_secret === undefined), {

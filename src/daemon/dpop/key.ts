@@ -40,6 +40,12 @@ export async function generateDpopKey(): Promise<string> {
   return JSON.stringify({ alg: DPOP_ALG, jwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, d: jwk.d } });
 }
 
+/** An imported private JWK as the stored value; throws when it is not a usable P-256 key (node checks the point). */
+export function dpopKeyFromJwk(jwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string; d: string }): string {
+  createPrivateKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, d: jwk.d }, format: 'jwk' });
+  return JSON.stringify({ alg: DPOP_ALG, jwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, d: jwk.d } });
+}
+
 /** The stored value back as a usable key; throws on anything that is not one of ours. */
 export async function loadDpopKey(secret: string): Promise<DpopKey> {
   const parsed = JSON.parse(secret) as { alg?: unknown; jwk?: { kty?: unknown; crv?: unknown; x?: unknown; y?: unknown; d?: unknown } };

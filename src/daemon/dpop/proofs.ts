@@ -22,7 +22,8 @@ export class DpopProofs {
 
   constructor(private readonly deps: DpopProofsDeps) {
     deps.events?.subscribe((ev) => {
-      if (ev.type === 'account.changed' || ev.type === 'account.removed') this.keys.delete(ev.account);
+      // An import may bring the key its tokens are bound to: the next proof reads it again.
+      if (ev.type === 'account.changed' || ev.type === 'account.removed' || ev.type === 'token.refreshed') this.keys.delete(ev.account);
     });
   }
 
