@@ -26,6 +26,7 @@ export type {
   AuditEntry,
   AuditList,
   AuditOutcome,
+  DpopProofResponse,
   Flow,
   Health,
   Labels,
