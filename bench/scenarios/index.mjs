@@ -18,6 +18,7 @@ const NAMES = [
   'durable-refresh', // 9
   'proxy', // 10
   'fleet', // 11
+  'dpop', // 14
   'soak', // 12, only with --soak MINUTES
 ];
 
