@@ -344,8 +344,10 @@ describe('logout and import of a DPoP account', () => {
     expect(refused.json.error.message).toMatch(/uses DPoP: an imported refresh token is bound to the key it was issued with/);
     expect(refused.text).not.toContain(refresh);
 
-    const taken = await t.d.request('POST', '/v1/accounts/b/import', { refresh_token: refresh, dpop_jwk: jwk });
-    expect(taken.status, taken.text).toBe(200);
+    // `tokend import --tokens-stdin` carries the key in the same JSON (never in argv).
+    const imported = await t.d.cli(['import', 'b', '--tokens-stdin', '--json'], JSON.stringify({ refresh_token: refresh, dpop_jwk: jwk }));
+    expect(imported.code, imported.stderr).toBe(0);
+    const taken = { json: JSON.parse(imported.stdout) };
     expect(taken.json.dpop.jkt).toBe((await t.d.request('GET', '/v1/accounts/a')).json.dpop.jkt);
     const tok = await tokenOf(t, 'b');
     expect((await idp.introspect(tok.access_token)).cnf).toEqual({ jkt: taken.json.dpop.jkt });

@@ -196,7 +196,8 @@ async function send(
     if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
     headers.push(k, req.rawHeaders[i + 1]);
   }
-  headers.push(...(await upstreamAuthorization(deps.dpop, accountOf(req), req.method ?? 'GET', url, token)));
+  const auth = upstreamAuthorization(deps.dpop, accountOf(req), req.method ?? 'GET', url, token);
+  headers.push(...(Array.isArray(auth) ? auth : await auth));
   if (body.kept !== undefined && body.kept.length > 0) headers.push('Content-Length', String(body.kept.length));
 
   // Once the request is sent the upstream has http_timeout_ms to start answering; an
