@@ -72,6 +72,10 @@ describe('DPoP-bound grants at the token endpoint', () => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toMatch(/supports DPoP-bound tokens \(.*ES256.*\): --dpop turns them on/);
+    // Said when the account is added, not at every later change.
+    const changed = await t.d.cli(['set', 'plain', '--scope', 'openid api']);
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(changed.stdout + changed.stderr).not.toMatch(/DPoP/);
     const tok = await tokenOf(t, 'plain');
     expect(tok.token_type).toBe('Bearer');
     expect((await idp.introspect(tok.access_token)).cnf).toBeUndefined();

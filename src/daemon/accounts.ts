@@ -196,7 +196,7 @@ async function writeAccount(
   const notices: string[] = [];
   const secretsForCheck = (n: string) =>
     n === DPOP_KEY_SECRET ? dpopKey : n === 'client_secret' || n === 'password' ? secretOf(n) : undefined;
-  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secretsForCheck, notices);
+  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secretsForCheck, notices, !before);
 
   const retired = await deps.broker.reconfigure(
     name,
@@ -256,6 +256,7 @@ async function checkWithProvider(
   cfg: AccountConfig,
   secretOf: (n: string) => string | undefined,
   notices: string[],
+  adding = false,
 ): Promise<TokenSet | undefined> {
   const driver = deps.getDriver(cfg.driver)!;
   const timeout = deps.config.settings.http_timeout_ms;
@@ -267,7 +268,7 @@ async function checkWithProvider(
       signal: AbortSignal.timeout(timeout),
     });
   try {
-    if (driver.check) notices.push(...(await driver.check(ctx())));
+    if (driver.check) notices.push(...(await driver.check(ctx(), { adding })));
     // An account that needs no user (client credentials, a stored password): its first
     // grant proves the secrets, and is kept; unless the driver's recover step reaches
     // beyond this account (Cal.com's force-refresh).

@@ -202,7 +202,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       return undefined;
     },
 
-    async check(ctx) {
+    async check(ctx, opts) {
       const as = await metadata(ctx);
       endpointOf(as, 'token_endpoint', ctx.name);
       const flow = ctx.config.flow;
@@ -211,10 +211,11 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       const notes: string[] = [];
       const dpopAlgs = as.dpop_signing_alg_values_supported;
       if (Array.isArray(dpopAlgs) && dpopAlgs.length) {
-        // RFC 9449 §5.1: the server advertises DPoP; say so, and whether our ES256 keys fit.
-        if (!ctx.config.dpop)
-          notes.push(`the provider supports DPoP-bound tokens (${dpopAlgs.join(', ')}): --dpop turns them on for this account`);
-        else if (!dpopAlgs.includes('ES256'))
+        // RFC 9449 §5.1: the server advertises DPoP; say so when an account is added, and whether our ES256 keys fit.
+        if (!ctx.config.dpop) {
+          if (opts?.adding)
+            notes.push(`the provider supports DPoP-bound tokens (${dpopAlgs.join(', ')}): --dpop turns them on for this account`);
+        } else if (!dpopAlgs.includes('ES256'))
           notes.push(`the provider advertises DPoP with ${dpopAlgs.join(', ')}, not ES256, the algorithm of tokend's keys`);
       } else if (ctx.config.dpop) {
         notes.push("the provider's metadata does not advertise DPoP (dpop_signing_alg_values_supported); its tokens may not be bound");
