@@ -16,7 +16,10 @@ const item = JSON.stringify({ id: 1, name: 'x'.repeat(980) });
 http
   .createServer((req, res) => {
     // '*': any bearer token (the soak refreshes the account's token as it runs).
-    if (token === '*' ? !req.headers.authorization?.startsWith('Bearer ') : req.headers.authorization !== `Bearer ${token}`) {
+    // '*' also takes a DPoP token with its proof (the DPoP rows: the proof's cost is the daemon's, not checked here).
+    const anyToken =
+      req.headers.authorization?.startsWith('Bearer ') || (req.headers.authorization?.startsWith('DPoP ') && req.headers.dpop);
+    if (token === '*' ? !anyToken : req.headers.authorization !== `Bearer ${token}`) {
       res.writeHead(401).end();
       return;
     }

@@ -184,7 +184,10 @@ describe('recover() against the fake Cal.com and AMP', () => {
     expect((await tokend.token('cal')).access_token).toBe(platform.accessToken);
     const before = (await tokend.info('cal')).generation;
 
+    // The platform takes its time, so the second call surely arrives while the first is in flight.
+    cal.forceRefreshDelayMs = 1500;
     const [a, b] = await Promise.all([tokend.recover('cal'), tokend.recover('cal')]);
+    cal.forceRefreshDelayMs = 0;
     expect(cal.stats.forceRefreshes).toBe(1); // the two calls joined one
     expect(a).toEqual(b);
     expect(a).toMatchObject({ account: 'cal', generation: before + 1, expires_at: expect.any(String) });

@@ -19,6 +19,7 @@ const NAMES = [
   'proxy', // 10
   'fleet', // 11
   'access', // 14
+  'dpop', // 15
   'soak', // 12, only with --soak MINUTES
 ];
 

@@ -48,7 +48,9 @@ provider that does not answer, leave the account exactly as it was.
                           expiry in ms) or {"access_token","refresh_token","expires_at"};
                           either token may be missing, not both. Real-Debrid's comes with
                           the client it was issued to: {"client_id","client_secret",
-                          "refresh_token"}, as an app keeps them after its device login
+                          "refresh_token"}, as an app keeps them after its device login.
+                          A DPoP account's tokens come with their key: "dpop_jwk" (the
+                          private EC P-256 JWK), without which a refresh token is refused
   --json                  print the account as JSON on stdout
 
 Exit status: 0 imported, 1 error (the provider refused the tokens: nothing was

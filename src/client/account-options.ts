@@ -36,6 +36,8 @@ export const ACCOUNT_OPTIONS = {
   'refresh-idle-days': { type: 'string' },
   'refresh-with-token': { type: 'boolean' },
   'git-auth': { type: 'string' },
+  dpop: { type: 'boolean' },
+  'no-dpop': { type: 'boolean' },
   'ca-file': { type: 'string' },
   label: { type: 'string', multiple: true },
   unlabel: { type: 'string', multiple: true },
@@ -79,6 +81,11 @@ export const ACCOUNT_OPTIONS_HELP = `  --preset P                   provider def
   --refresh-idle-days N        the provider forgets an unused refresh token after N days
                                (Keycloak offline sessions: 30): refresh before that
   --refresh-with-token         AMP: refresh by presenting the current token first
+  --dpop                       DPoP-bound grants (RFC 9449): the daemon holds the account's
+                               key and signs a proof for every token request; the proxy
+                               and \`tokend token --dpop-for\` give proofs for API calls.
+                               Bearer-only tools (git, docker) cannot use such an account
+  --no-dpop                    \`set\` only: turn DPoP off again
   --ca-file FILE               PEM CA certificates to trust for this account's provider
                                and API, besides the system's (a private CA)
   --git-auth bearer|basic      how git 2.46+ gets the token: a Bearer credential (default)
@@ -132,6 +139,7 @@ export async function accountBody(values: AccountValues, io: Io, command: string
     refresh_idle_days: wholeNumber(values['refresh-idle-days'], '--refresh-idle-days', command),
     refresh_with_token: values['refresh-with-token'],
     git_auth: values['git-auth'],
+    dpop: dpopOption(values, command),
     // The daemon may run elsewhere (a service): it gets the file's absolute path.
     ca_file: values['ca-file'] ? path.resolve(values['ca-file']) : values['ca-file'],
     labels: labelChanges(values, command),
@@ -177,6 +185,13 @@ function labelChanges(values: AccountValues, command: string): Record<string, st
     out[k] = null;
   }
   return out;
+}
+
+/** `--dpop` on, `--no-dpop` off (`set`: null, the default), neither: unchanged. */
+function dpopOption(values: AccountValues, command: string): boolean | '' | undefined {
+  if (values.dpop && values['no-dpop']) throw new UsageError('--dpop and --no-dpop contradict each other', command);
+  if (values['no-dpop']) return '';
+  return values.dpop ? true : undefined;
 }
 
 function wholeNumber(v: string | undefined, option: string, command: string): number | '' | undefined {

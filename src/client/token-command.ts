@@ -2,13 +2,14 @@
  * `tokend token`: the command scripts call most (`$(tokend token work)`). Its sh fast
  * path is in bin/tokend; this is the full one, with options.
  */
-import type { TokenRequest, TokenResponse } from '../protocol/api.js';
+import type { DpopProofRequest, DpopProofResponse, TokenRequest, TokenResponse } from '../protocol/api.js';
 import { ROUTES } from '../protocol/routes.js';
 import { parseOptions, requireName, wholeSeconds } from './args.js';
-import { EXIT, type Command } from './io.js';
+import { EXIT, UsageError, type Command } from './io.js';
 
 export const TOKEN_HELP = `usage: tokend token NAME [--min-ttl S] [--scope S] [--audience A] [--json]
        tokend token --url URL [--min-ttl S] [--scope S] [--audience A] [--json]
+       tokend token NAME --dpop-for METHOD URL [--nonce N] [--json]
 
 Prints a valid access token of account NAME (or of the account whose --host patterns
 match URL) on stdout, and nothing else, so \`$(tokend token NAME)\` works. The daemon
@@ -21,6 +22,12 @@ serves it from memory, or refreshes once for every caller that waits.
   --audience A   a token for another resource (RFC 8707), cached apart
   --url URL      pick the account by URL instead of NAME
   --json         print {account, access_token, token_type, expires_at, expires_in, scope}
+  --dpop-for METHOD URL
+                 a DPoP account (tokend add --dpop): print the two headers of one
+                 request to URL, \`Authorization: DPoP TOKEN\` and \`DPoP: PROOF\`; the
+                 proof is signed by the daemon, which keeps the key. With --json:
+                 {account, access_token, token_type, proof, expires_at}
+  --nonce N      with --dpop-for: the nonce the API gave in DPoP-Nonce (RFC 9449 §9)
 
 Exit status: 0 ok, 1 error (no such account, the provider unreachable), 2 bad usage,
 3 the account needs a login (\`tokend login NAME\`).
@@ -60,15 +67,25 @@ export function clampNote(tok: TokenResponse, minTtl: number | undefined): strin
 }
 
 export const tokenCommand: Command = async (args, io, client) => {
-  const { values, positionals } = parseOptions('token', args, {
-    ...TOKEN_REQUEST_OPTIONS,
-    url: { type: 'string' },
-    json: { type: 'boolean' },
-  });
+  const { values, positionals } = parseOptions(
+    'token',
+    args,
+    {
+      ...TOKEN_REQUEST_OPTIONS,
+      url: { type: 'string' },
+      json: { type: 'boolean' },
+      'dpop-for': { type: 'string' },
+      nonce: { type: 'string' },
+    },
+    2,
+  );
   if (values.help) {
     io.stdout(TOKEN_HELP);
     return EXIT.ok;
   }
+  if (values['dpop-for'] !== undefined) return dpopFor(values, positionals, io, client);
+  if (positionals.length > 1) throw new UsageError(`too many arguments (at most 1, got ${positionals.length})`, 'token');
+  if (values.nonce !== undefined) throw new UsageError('--nonce goes with --dpop-for', 'token');
   const target = values.url ? { url: values.url } : { account: requireName(positionals[0], 'token') };
   const body = tokenRequest(target, values, 'token');
   const tok = await client().json<TokenResponse>('POST', ROUTES.token, body);
@@ -77,3 +94,26 @@ export const tokenCommand: Command = async (args, io, client) => {
   if (note) io.stderr(note);
   return EXIT.ok;
 };
+
+/** `tokend token NAME --dpop-for METHOD URL`: the token and a proof for that one request (POST /v1/dpop/proof). */
+async function dpopFor(
+  values: { 'dpop-for'?: string; nonce?: string; json?: boolean; url?: string },
+  positionals: string[],
+  io: Parameters<Command>[1],
+  client: Parameters<Command>[2],
+): Promise<number> {
+  if (values.url) throw new UsageError('--dpop-for names the account: tokend token NAME --dpop-for METHOD URL', 'token');
+  const account = requireName(positionals[0], 'token');
+  const url = positionals[1];
+  if (!url)
+    throw new UsageError('--dpop-for takes a method and a URL: tokend token NAME --dpop-for GET https://api.example.com/x', 'token');
+  const body: DpopProofRequest = {
+    account,
+    htm: values['dpop-for']!.toUpperCase(),
+    htu: url,
+    ...(values.nonce ? { nonce: values.nonce } : {}),
+  };
+  const r = await client().json<DpopProofResponse>('POST', ROUTES.dpopProof, body);
+  io.stdout(values.json ? JSON.stringify(r, null, 2) + '\n' : `Authorization: DPoP ${r.access_token}\nDPoP: ${r.proof}\n`);
+  return EXIT.ok;
+}

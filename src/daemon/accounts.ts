@@ -19,6 +19,7 @@ import { E, ApiError, unknownAccount } from './errors.js';
 import { describeIdentity, identityChanges, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset, withoutDerived } from './presets.js';
+import { DPOP_KEY_SECRET, generateDpopKey, loadDpopKey } from './dpop/key.js';
 import { isStoreUnavailable } from './store/errors.js';
 import type { Store } from './store/types.js';
 
@@ -190,8 +191,13 @@ async function writeAccount(
       { account: name },
     );
   }
+  // RFC 9449: a DPoP account's key, made now so the check's first grant is bound to it; a
+  // move drops the old one with the other secrets (turning dpop on again makes a new key).
+  const dpopKey = cfg.dpop ? ((moved ? undefined : stored.get(DPOP_KEY_SECRET)) ?? (await generateDpopKey())) : undefined;
   const notices: string[] = [];
-  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secretOf, notices);
+  const secretsForCheck = (n: string) =>
+    n === DPOP_KEY_SECRET ? dpopKey : n === 'client_secret' || n === 'password' ? secretOf(n) : undefined;
+  const obtained = flags.check === false ? undefined : await checkWithProvider(deps, name, cfg, secretsForCheck, notices, !before);
 
   const retired = await deps.broker.reconfigure(
     name,
@@ -210,6 +216,7 @@ async function writeAccount(
         await deps.store.deleteSecrets(name);
       }
       for (const [k, v] of Object.entries(given)) if (v !== undefined) await deps.store.putSecret(name, k, v);
+      if (dpopKey && (moved || stored.get(DPOP_KEY_SECRET) !== dpopKey)) await deps.store.putSecret(name, DPOP_KEY_SECRET, dpopKey);
       await deps.config.putAccount(name, cfg);
     },
   );
@@ -248,8 +255,9 @@ async function checkWithProvider(
   deps: AccountDeps,
   name: string,
   cfg: AccountConfig,
-  secretOf: (n: keyof GivenSecrets) => string | undefined,
+  secretOf: (n: string) => string | undefined,
   notices: string[],
+  adding = false,
 ): Promise<TokenSet | undefined> {
   const driver = deps.getDriver(cfg.driver)!;
   const timeout = deps.config.settings.http_timeout_ms;
@@ -257,11 +265,11 @@ async function checkWithProvider(
     driverContext({
       account: name,
       config: cfg,
-      secrets: (n) => (n === 'client_secret' || n === 'password' ? secretOf(n) : undefined),
+      secrets: secretOf,
       signal: AbortSignal.timeout(timeout),
     });
   try {
-    if (driver.check) notices.push(...(await driver.check(ctx())));
+    if (driver.check) notices.push(...(await driver.check(ctx(), { adding })));
     // An account that needs no user (client credentials, a stored password): its first
     // grant proves the secrets, and is kept; unless the driver's recover step reaches
     // beyond this account (Cal.com's force-refresh).
@@ -344,6 +352,7 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     audience: cfg.audience,
     username: cfg.username,
     api_base: cfg.api_base,
+    ...(cfg.dpop ? { dpop: { jkt: await dpopThumbprint(secrets.get(DPOP_KEY_SECRET)) } } : {}),
     labels: cfg.labels ?? {},
     ...(cfg.access ? { access: cfg.access } : {}),
     last_error: lastError,
@@ -369,5 +378,15 @@ async function unlessDown<T>(read: Promise<T>, fallback: T): Promise<T> {
   } catch (err) {
     if (isStoreUnavailable(err)) return fallback;
     throw err;
+  }
+}
+
+/** The thumbprint of a stored DPoP key (RFC 7638), what `cnf.jkt` of its tokens says; null without a usable key. */
+async function dpopThumbprint(secret: string | undefined): Promise<string | null> {
+  if (!secret) return null;
+  try {
+    return (await loadDpopKey(secret)).jkt;
+  } catch {
+    return null;
   }
 }

@@ -268,7 +268,7 @@ export class Broker {
         const driver = this.m.driverOrThrow(account, cfg);
         const boundTo = identityKey(cfg);
         await this.fleet.refuseForeignGrant(account, boundTo);
-        const secrets = importedSecrets(driver, account, t);
+        const secrets = importedSecrets(driver, account, t, cfg);
         const now = this.m.now();
         const usable = t.access_token && (t.expires_at === undefined || t.expires_at > now + 60_000);
         // The tokens are proven for this account as it is configured now.

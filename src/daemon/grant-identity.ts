@@ -7,7 +7,7 @@
 import { GRANT_IDENTITY_FIELDS, type AccountConfig } from '../protocol/api.js';
 
 /** The identity fields of an account, in a fixed order; absent fields are left out. */
-export type GrantIdentity = Partial<Record<(typeof GRANT_IDENTITY_FIELDS)[number] | 'username', string>>;
+export type GrantIdentity = Partial<Record<(typeof GRANT_IDENTITY_FIELDS)[number] | 'username' | 'dpop', string>>;
 
 /**
  * The identity of the grants an account's config would obtain. `username` belongs to it
@@ -23,6 +23,10 @@ export function identityOf(cfg: AccountConfig): GrantIdentity {
     else if (typeof v === 'number') id[field] = String(v);
   }
   if (cfg.flow === 'password' && cfg.username) id.username = cfg.username;
+  // RFC 9449 §1: a DPoP-bound grant is only of use with the key it is bound to, which is
+  // the account's (dropped with its other secrets when the identity moves): on or off is
+  // another grant.
+  if (cfg.dpop) id.dpop = 'on';
   return id;
 }
 

@@ -18,7 +18,7 @@ import { recordedCaller } from '../protocol/caller.js';
 import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
-import { driverContext } from './driver-context.js';
+import { driverContext, withDpopKey } from './driver-context.js';
 import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, ApiError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
@@ -254,7 +254,7 @@ export class LoginManager {
     const opening = (async () => {
       // Rule 8 in a fleet: no login (and no stored secret) for an identity the fleet's grant does not belong to.
       await this.deps.broker.checkLoginTarget?.(account, identityKey(cfg));
-      const secrets = await this.deps.store.getSecrets(account);
+      const secrets = await withDpopKey(this.deps.store, account, cfg, await this.deps.store.getSecrets(account));
       const target: LoginTarget = {
         account,
         cfg,

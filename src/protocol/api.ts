@@ -115,6 +115,12 @@ const AccountFields = z.object({
   git_auth: z.enum(['bearer', 'basic']).optional(),
   /** AMP: refresh by presenting the current token (`/user/refresh_token`) before obtaining a new one. */
   refresh_with_token: z.boolean().optional(),
+  /**
+   * DPoP (RFC 9449): the daemon holds a key pair for the account and every token request
+   * carries a proof, so the provider binds the tokens to that key. Off by default: a bound
+   * token is useless to tools that only send Bearer (git, docker). Part of the grant's identity.
+   */
+  dpop: z.boolean().optional(),
   /** What the account is for, as the app says (`{"user": "123", "task": "t-1"}`): `GET /v1/accounts?label=user=123` finds it. Not part of the grant's identity. */
   labels: Labels.optional(),
   /** Who may take the account's token (docs/security.md); absent is `open`, any process of the user. */
@@ -399,6 +405,8 @@ export const AccountView = z.object({
   audience: z.string().optional(),
   username: z.string().optional(),
   api_base: z.string().optional(),
+  /** DPoP-bound grants (RFC 9449): the JWK thumbprint (RFC 7638) of the account's key, never the key. */
+  dpop: z.object({ jkt: z.string().nullable() }).optional(),
   /** The account's labels; `{}` when it has none. */
   labels: z.record(z.string(), z.string()).optional(),
   /** Who may take the account's token; absent when it is `open` (any process of the user). */
@@ -436,6 +444,20 @@ export const ImportRequest = z
     /** The client the refresh token was issued to, where the driver takes one (Real-Debrid's per-user client). */
     client_id: z.string().min(1).max(1024).optional(),
     client_secret: z.string().min(1).max(4096).optional(),
+    /**
+     * A DPoP account's key the imported tokens are bound to (RFC 9449), as a private EC P-256
+     * JWK: it becomes the account's key, sealed like every secret. Without it a DPoP account
+     * refuses a refresh token, which would be useless without its key.
+     */
+    dpop_jwk: z
+      .object({
+        kty: z.literal('EC'),
+        crv: z.literal('P-256'),
+        x: z.string().min(1).max(64),
+        y: z.string().min(1).max(64),
+        d: z.string().min(1).max(64),
+      })
+      .optional(),
   })
   .strict()
   .refine((r) => (r.client_id === undefined) === (r.client_secret === undefined), {
@@ -480,6 +502,34 @@ export const TokenResponse = z.object({
   scope: z.string().nullable(),
 });
 export type TokenResponse = z.infer<typeof TokenResponse>;
+
+/** `POST /v1/dpop/proof` (RFC 9449 §4): a proof for one request of a DPoP account, signed by the daemon's key. */
+export const DpopProofRequest = z
+  .object({
+    account: AccountName,
+    /** The request's method (RFC 9449 §4.2 `htm`). */
+    htm: z
+      .string()
+      .min(1)
+      .max(32)
+      .regex(/^[A-Za-z]+$/, 'an HTTP method'),
+    /** The request's URL; query and fragment are left out of the proof (§4.2 `htu`). */
+    htu: z.url({ message: 'must be a URL' }).max(4096),
+    /** A nonce the resource server gave in `DPoP-Nonce` (§9). */
+    nonce: z.string().min(1).max(1024).optional(),
+  })
+  .strict();
+export type DpopProofRequest = z.infer<typeof DpopProofRequest>;
+
+/** The access token and a proof bound to it (`ath`, §4.2): send `Authorization: DPoP <access_token>` and `DPoP: <proof>`. */
+export const DpopProofResponse = z.object({
+  account: AccountName,
+  access_token: z.string(),
+  token_type: z.literal('DPoP'),
+  proof: z.string(),
+  expires_at: z.string().nullable(),
+});
+export type DpopProofResponse = z.infer<typeof DpopProofResponse>;
 
 /** `POST /v1/credential/reject`: a tool reports a served token was refused. */
 export const RejectRequest = z

@@ -26,6 +26,9 @@ export interface TokenObject {
   clientId?: string;
   client_secret?: string;
   clientSecret?: string;
+  /** A DPoP account's key: the private EC P-256 JWK the tokens are bound to (docs/dpop.md). */
+  dpop_jwk?: Record<string, unknown>;
+  dpopJwk?: Record<string, unknown>;
 }
 
 /** What `importTokens` takes: the fields themselves, and/or `tokens`, a whole token object (the fields given beside it win). */
@@ -56,6 +59,8 @@ export function importBody(t: ImportTokens, now = Date.now()): ImportRequest {
         : (expiresAt ?? (typeof expiresIn === 'number' ? now + Math.floor(expiresIn * 1000) : undefined)),
     client_id: pick(from, 'client_id', 'clientId'),
     client_secret: pick(from, 'client_secret', 'clientSecret'),
+    // A DPoP account's key, the private JWK its tokens are bound to (RFC 9449; docs/dpop.md).
+    dpop_jwk: pick(from, 'dpop_jwk', 'dpopJwk'),
   };
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
   return body as ImportRequest;

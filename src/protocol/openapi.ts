@@ -14,6 +14,8 @@ import {
   ApprovalList,
   AuditList,
   AuditQuery,
+  DpopProofRequest,
+  DpopProofResponse,
   ErrorBody,
   Health,
   ImportRequest,
@@ -152,6 +154,13 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'A valid access token for an account, a URL or a host',
     body: TokenRequest,
     answer: TokenResponse,
+  },
+  {
+    route: 'dpopProof',
+    method: 'post',
+    summary: "A DPoP proof for one request of a DPoP account, signed by the daemon's key, with the token it is bound to",
+    body: DpopProofRequest,
+    answer: DpopProofResponse,
   },
   {
     route: 'credentialReject',

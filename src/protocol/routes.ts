@@ -29,6 +29,8 @@ export const ROUTE_PATTERNS = {
   proxy: `${PROXY_PREFIX}:name/*`,
   openapi: '/v1/openapi.json',
   token: '/v1/token',
+  /** A DPoP proof for one request of a DPoP account, with its token (RFC 9449). */
+  dpopProof: '/v1/dpop/proof',
   credentialReject: '/v1/credential/reject',
   events: '/v1/events',
   helper: '/v1/helpers/:tool/:action',

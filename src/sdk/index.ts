@@ -27,6 +27,7 @@ export type {
   AuditEntry,
   AuditList,
   AuditOutcome,
+  DpopProofResponse,
   Flow,
   Health,
   Labels,

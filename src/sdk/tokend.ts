@@ -1,4 +1,6 @@
 import type {
+  DpopProofRequest,
+  DpopProofResponse,
   AccountList,
   AccountView,
   AuditList,
@@ -327,6 +329,26 @@ export class Tokend {
   async fetch(account: string, pathOrUrl: string | URL, init?: TokendFetchInit): Promise<Response> {
     const apiBase = isAbsoluteUrl(pathOrUrl) ? (await this.info(account)).api_base : undefined;
     return proxyFetch(this.transport, account, pathUnderApiBase(account, pathOrUrl, apiBase), init);
+  }
+
+  /**
+   * A DPoP proof (RFC 9449) for one request of a DPoP account, signed by the key only the
+   * daemon holds, with the access token it is bound to: send `Authorization: DPoP
+   * ${access_token}` and `DPoP: ${proof}`. A proof is for one request: ask again for the next
+   * (and with the `nonce` the API answered in `DPoP-Nonce`, when it asks for one).
+   */
+  dpopProof(
+    account: string,
+    req: { method: string; url: string | URL; nonce?: string },
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<DpopProofResponse> {
+    const body: DpopProofRequest = {
+      account,
+      htm: req.method.toUpperCase(),
+      htu: String(req.url),
+      ...(req.nonce ? { nonce: req.nonce } : {}),
+    };
+    return this.transport.json('POST', ROUTES.dpopProof, body, { signal: opts.signal });
   }
 }
 

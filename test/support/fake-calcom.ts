@@ -48,6 +48,8 @@ export interface FakeCalCom {
   url: string;
   /** How long access tokens live, in ms (60 minutes at Cal.com). */
   accessTtlMs: number;
+  /** How long a force-refresh takes to answer (a test that needs calls to overlap). */
+  forceRefreshDelayMs: number;
   faults: Faults;
   stats: {
     userLookups: number;
@@ -84,6 +86,7 @@ export async function startFakeCalCom(): Promise<FakeCalCom> {
   const cal: FakeCalCom = {
     url: '',
     accessTtlMs: 60 * 60_000,
+    forceRefreshDelayMs: 0,
     faults: new Faults(),
     stats: { userLookups: 0, refreshes: 0, refreshRefused: 0, replays: 0, forceRefreshes: 0, me: 0, me498: 0, tokenCalls: 0 },
     issued,
@@ -189,8 +192,12 @@ export async function startFakeCalCom(): Promise<FakeCalCom> {
         }
         if (req.method !== 'POST') break;
         cal.stats.forceRefreshes++;
-        cal.dropUserTokens(userId);
-        return answer(res, success(createTokens(userId)));
+        const forceRefresh = () => {
+          cal.dropUserTokens(userId);
+          answer(res, success(createTokens(userId)));
+        };
+        if (cal.forceRefreshDelayMs > 0) return void setTimeout(forceRefresh, cal.forceRefreshDelayMs);
+        return forceRefresh();
       }
       case 'me': {
         cal.stats.me++;

@@ -197,6 +197,12 @@ export interface IdpOptions {
    * `https://localhost:PORT`, and the fixture's own requests trust `ca`.
    */
   tls?: { key: string; cert: string; ca: string };
+  /**
+   * DPoP (RFC 9449; oidc-provider's `features.dPoP`, on by default for requests that carry a
+   * proof): `requireNonce` makes the token endpoint answer `use_dpop_nonce` with a
+   * `DPoP-Nonce` to a proof without its current nonce (§8).
+   */
+  dpop?: { requireNonce?: boolean };
 }
 
 const Provider = ProviderModule as unknown as new (issuer: string, config: object) => OidcProvider;
@@ -267,6 +273,10 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
     ],
     features: {
       devInteractions: { enabled: false }, // the middleware below approves instead
+      dPoP: {
+        enabled: true,
+        ...(opts.dpop?.requireNonce ? { nonceSecret: randomBytes(32), requireNonce: () => true } : {}),
+      },
       deviceFlow: { enabled: true },
       clientCredentials: { enabled: true },
       // The default policies, spelled out so oidc-provider does not print a notice about them:

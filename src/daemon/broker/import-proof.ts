@@ -27,7 +27,7 @@ export async function checkImport(m: GrantMemory, a: ImportAttempt): Promise<Pro
   const tokens = {
     refresh_token: t.refresh_token ?? null,
     access_token: t.access_token!,
-    token_type: 'Bearer',
+    token_type: cfg.dpop ? 'DPoP' : 'Bearer',
     obtained_at: m.now(),
     expires_at: t.expires_at ?? null,
     scope: null,

@@ -11,6 +11,7 @@ import { asDriverError, wireErrorOf } from '../driver-errors.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../drivers/driver.js';
 import { E, ApiError } from '../errors.js';
 import { identityKey } from '../grant-identity.js';
+import { withDpopKey } from '../dpop/provision.js';
 import { admit, backOff, healthy, waitOut } from '../refresh-health.js';
 import { isStoreUnavailable } from '../store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary, type TokenUpdate } from '../store/types.js';
@@ -73,7 +74,7 @@ export class RefreshAttempt {
         const adopted = await this.readGrant();
         if (adopted) return adopted;
         const grant = this.grant;
-        const secrets = (this.secrets = await m.secretsOf(account));
+        const secrets = (this.secrets = await withDpopKey(m.deps.store, account, cfg, await m.secretsOf(account)));
         const recoverable = recoverableWith(m, account, cfg, driver, secrets);
         const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
         if (this.req.recover) {

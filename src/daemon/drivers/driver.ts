@@ -149,7 +149,7 @@ export interface Driver {
    * the endpoints its flow needs. Throws a DriverError for what cannot work; returns notes
    * for what may not (e.g. no interactive login is possible).
    */
-  check?(ctx: DriverContext): Promise<string[]>;
+  check?(ctx: DriverContext, opts?: { adding?: boolean }): Promise<string[]>;
   /**
    * The secrets an import's client credentials become (`tokend import --tokens-stdin` with
    * `client_id` and `client_secret`): Real-Debrid's per-user client, which alone refreshes

@@ -17,6 +17,7 @@ import {
 } from './driver.js';
 import { checkTransport, isRetryableStatus, placeOf, retryableFailure, scrub, transportFailure } from './http-failure.js';
 import { outboundFetch, type OutboundConfig } from '../outbound.js';
+import { DPOP_KEY_SECRET, loadDpopKey, type DpopKey } from '../dpop/key.js';
 
 // Moved to http-failure.ts (every driver parses Retry-After); still importable from here.
 export { parseRetryAfter } from './http-failure.js';
@@ -73,6 +74,33 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
   const customFetch = opts.fetch;
   /** issuer → discovered metadata. Only successes are stored, so a failed discovery is retried next time. */
   const discovered = new Map<string, { as: oauth.AuthorizationServer; until: number }>();
+  /**
+   * The stored key → its loaded form and oauth4webapi's handle, which remembers each server's
+   * last DPoP-Nonce (RFC 9449 §8) for the next request. Bounded: a daemon of many DPoP
+   * accounts keeps the recently used ones.
+   */
+  const dpopHandles = new Map<string, { key: DpopKey; handle: oauth.DPoPHandle }>();
+
+  /** The account's DPoP handle when the account is a DPoP one (RFC 9449 §5), else undefined. */
+  async function dpopOf(ctx: DriverContext): Promise<{ key: DpopKey; handle: oauth.DPoPHandle } | undefined> {
+    if (!ctx.config.dpop) return undefined;
+    const secret = ctx.secret(DPOP_KEY_SECRET);
+    if (!secret)
+      throw new DriverError('config', `account "${ctx.name}" uses DPoP but holds no DPoP key (turn --dpop off and on again for a new one)`);
+    let hit = dpopHandles.get(secret);
+    if (!hit) {
+      let key: DpopKey;
+      try {
+        key = await loadDpopKey(secret);
+      } catch (err) {
+        throw new DriverError('config', `account "${ctx.name}": ${(err as Error).message}`);
+      }
+      hit = { key, handle: oauth.DPoP({}, key.pair) };
+      if (dpopHandles.size >= 1000) dpopHandles.delete(dpopHandles.keys().next().value!);
+      dpopHandles.set(secret, hit);
+    }
+    return hit;
+  }
 
   /** The transport of one request: its signal, plain http only to loopback, and the account's way out (proxy, CA). */
   function httpOptions(url: string, signal: AbortSignal, cfg: OutboundConfig) {
@@ -141,11 +169,23 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     const client = clientOf(ctx);
     const auth = clientAuthFor(ctx, as);
     const step: StepInfo = { endpoint: 'token', url, secrets: [...secrets, ctx.clientSecret], signal: ctx.signal };
-    const body = await exchange(
-      step,
-      () => send(as, client, auth, httpOptions(url, ctx.signal, ctx.config)),
-      (res) => processTokenResponse(as, client, res, process),
-    );
+    const dpop = await dpopOf(ctx);
+    const attempt = () =>
+      exchange(
+        step,
+        () => send(as, client, auth, { ...httpOptions(url, ctx.signal, ctx.config), ...(dpop ? { DPoP: dpop.handle } : {}) }),
+        (res) => processTokenResponse(as, client, res, process),
+      );
+    let body: oauth.TokenEndpointResponse;
+    try {
+      body = await attempt();
+    } catch (err) {
+      // RFC 9449 §8: `use_dpop_nonce` with a DPoP-Nonce header, which the handle remembered
+      // for this server: one retry with it. The refused request spent nothing (§8: the
+      // server rejects it before looking at the grant).
+      if (!(dpop && err instanceof DriverError && err.oauthError === 'use_dpop_nonce')) throw err;
+      body = await attempt();
+    }
     return toTokenSet(body);
   }
 
@@ -162,13 +202,24 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       return undefined;
     },
 
-    async check(ctx) {
+    async check(ctx, opts) {
       const as = await metadata(ctx);
       endpointOf(as, 'token_endpoint', ctx.name);
       const flow = ctx.config.flow;
       if (flow === 'device') endpointOf(as, 'device_authorization_endpoint', ctx.name);
       if (flow === 'browser') endpointOf(as, 'authorization_endpoint', ctx.name);
       const notes: string[] = [];
+      const dpopAlgs = as.dpop_signing_alg_values_supported;
+      if (Array.isArray(dpopAlgs) && dpopAlgs.length) {
+        // RFC 9449 §5.1: the server advertises DPoP; say so when an account is added, and whether our ES256 keys fit.
+        if (!ctx.config.dpop) {
+          if (opts?.adding)
+            notes.push(`the provider supports DPoP-bound tokens (${dpopAlgs.join(', ')}): --dpop turns them on for this account`);
+        } else if (!dpopAlgs.includes('ES256'))
+          notes.push(`the provider advertises DPoP with ${dpopAlgs.join(', ')}, not ES256, the algorithm of tokend's keys`);
+      } else if (ctx.config.dpop) {
+        notes.push("the provider's metadata does not advertise DPoP (dpop_signing_alg_values_supported); its tokens may not be bound");
+      }
       if (!flow && !as.device_authorization_endpoint && !as.authorization_endpoint) {
         notes.push(
           'the provider names neither a device authorization nor an authorization endpoint: no interactive login is possible (import a refresh token, or set --device-endpoint / --authorization-endpoint)',
@@ -296,6 +347,9 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
       q.set('code_challenge', p.code_challenge);
       q.set('code_challenge_method', 'S256');
       if (ctx.config.audience) q.set('resource', ctx.config.audience); // RFC 8707 §2.1
+      // RFC 9449 §10: binds the code to the account's key, so only its holder can redeem it.
+      const dpop = await dpopOf(ctx);
+      if (dpop) q.set('dpop_jkt', dpop.key.jkt);
       // OIDC Core §11: offline_access is ignored unless prompt=consent (oidc-provider drops it,
       // OIDC Core §11); Keycloak issues its offline token either way.
       if (scope?.split(' ').includes('offline_access')) q.set('prompt', 'consent');

@@ -25,6 +25,8 @@ import { accessOf, createApp, type AppDeps } from './app.js';
 import type { Approvals } from '../caller/approvals.js';
 import { mountApprovals } from './approvals-route.js';
 import { mountAudit } from './audit-route.js';
+import { mountDpop } from './dpop-route.js';
+import { DpopProofs } from '../dpop/proofs.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
 import { mountKey } from './key-route.js';
@@ -52,9 +54,10 @@ export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
 }
 
 /** The Hono app with every route group the daemon serves; the tests list its routes from here too. */
-export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: ResolveTarget } {
+export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: ResolveTarget; dpop: DpopProofs } {
   const deps = { ...given, access: accessOf(given) };
   const helpers = mountHelpers(deps);
+  const dpop = new DpopProofs({ store: deps.store, config: deps.config, events: deps.events });
   const app = createApp({
     ...deps,
     resolveTarget: helpers.resolveTarget,
@@ -71,18 +74,19 @@ export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: Resolv
       }),
       mountAudit({ audit: deps.audit, store: deps.store }),
       mountApprovals({ approvals: deps.approvals }),
+      mountDpop({ broker: deps.broker, audit: deps.audit, dpop, config: deps.config, access: deps.access }),
     ],
   });
-  return { app, resolveTarget: helpers.resolveTarget };
+  return { app, resolveTarget: helpers.resolveTarget, dpop };
 }
 
 /** Compose the lanes and the app into the one request handler. */
 export function createEntry(given: EntryDeps): Handler {
   const deps = { ...given, access: accessOf(given) };
-  const { app, resolveTarget } = composeApp(deps);
+  const { app, resolveTarget, dpop } = composeApp(deps);
   const router = getRequestListener(app.fetch);
   const token = tokenLane(createTokenHandler({ broker: deps.broker, audit: deps.audit, access: deps.access, resolveTarget }), deps.log);
-  const proxy = proxyLane(deps);
+  const proxy = proxyLane({ ...deps, dpop });
 
   return function entry(req, res) {
     if (arrivedAfterClose(req)) return; // 1

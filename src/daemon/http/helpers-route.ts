@@ -36,6 +36,14 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       if (!cfg) throw E.notFound(`no account named "${account}"`);
       const allowed = deps.access.check(account, by, client);
       if (allowed) await allowed;
+      // RFC 9449 §7: a DPoP-bound token is refused without a proof per request, which git,
+      // docker, kubectl and Bazel cannot send: serve them nothing rather than a useless token.
+      if (cfg.dpop) {
+        throw E.invalidRequest(
+          `account "${account}" uses DPoP: its tokens need a proof signed by the daemon with every request, which a credential helper's tool cannot send (use the proxy, or turn DPoP off with tokend set ${account} --no-dpop --replace-grant)`,
+          { account },
+        );
+      }
       const tok = await deps.broker.getToken({ account, min_ttl: minTtl });
       deps.audit.record(account, client, 'token', by);
       // A preset's username (docs/helpers.md) is in cfg.username already (presets.ts).

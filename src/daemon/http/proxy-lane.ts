@@ -18,18 +18,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
-import { authScheme } from '../../protocol/helpers/auth-scheme.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
 import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
-import type { Broker, CachedToken } from '../broker.js';
+import type { Broker } from '../broker.js';
 import type { ConfigStore } from '../config.js';
 import type { Driver } from '../drivers/driver.js';
 import { E, ApiError, unknownAccount } from '../errors.js';
 import type { Logger } from '../log.js';
 import { dispatcherFor } from '../outbound.js';
+import type { DpopProofs } from '../dpop/proofs.js';
+import { nonceChallenge, upstreamAuthorization } from '../dpop/proxy-proof.js';
 import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
 import { hasBody, readIncoming } from './raw-request.js';
 import { errorResponse, sendJson } from './wire.js';
@@ -41,6 +42,8 @@ export interface ProxyDeps {
   audit: Pick<AuditLog, 'record'>;
   access: Pick<AccessControl, 'check'>;
   log: Logger;
+  /** DPoP accounts' proofs (RFC 9449 §7); without it every token goes as its token_type says. */
+  dpop?: DpopProofs;
 }
 
 /** A request body up to this size is kept, so a request refused for a stale token can be sent again. */
@@ -58,7 +61,7 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
-const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect']);
+const NEVER_UPSTREAM = new Set(['authorization', 'cookie', 'host', 'expect', 'dpop']);
 
 /** The proxy as a node:http handler; returns false for any request that is not for it. */
 export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
@@ -111,17 +114,35 @@ async function proxy(
   let token = await deps.broker.getToken({ account: name });
   const dispatcher = dispatcherFor(cfg);
   const route: Route = { url, apiBase: cfg.api_base, account: name };
-  // A status that says the token is stale: whoever asks next gets a fresh one (rule 6, like
-  // git's erase); with the body kept, this caller's answer is the retry's.
-  const refused = (tok: CachedToken, retry: boolean) => (status: number) => {
-    if (status !== 401 && !staleStatuses?.includes(status)) return false;
-    deps.broker.reject(name, tok.access_token);
-    return retry;
-  };
-  if ((await forward(deps, dispatcher, req, res, route, token, body, refused(token, body.kept !== undefined))) === 'retry') {
-    // The refused answer was discarded (its connection kept): one refresh, shared with every other caller, and one retry.
-    token = await deps.broker.getToken({ account: name });
-    await forward(deps, dispatcher, req, res, route, token, body, refused(token, false));
+  // Two reasons to send a kept body again, once each: an API that asks for a DPoP nonce
+  // (RFC 9449 §9: the same token, a proof with the nonce), and a status that says the token
+  // is stale (whoever asks next gets a fresh one, rule 6, like git's erase; this caller's
+  // answer is the retry's).
+  let nonceSent = false;
+  let refreshed = false;
+  for (;;) {
+    const tok = token;
+    let why: 'nonce' | 'stale' | undefined;
+    const retryOn = (status: number, raw: Buffer[]) => {
+      if (!nonceSent && nonceChallenge(deps.dpop, name, url, status, raw)) {
+        why = 'nonce';
+        return body.kept !== undefined;
+      }
+      if (status !== 401 && !staleStatuses?.includes(status)) return false;
+      deps.broker.reject(name, tok.access_token);
+      why = 'stale';
+      return body.kept !== undefined && !refreshed;
+    };
+    const auth = upstreamAuthorization(deps.dpop, name, req.method ?? 'GET', url, tok);
+    const pairs = Array.isArray(auth) ? auth : await auth;
+    // The refused answer is discarded (its connection kept) on 'retry'.
+    if ((await forward(deps, dispatcher, req, res, route, pairs, body, retryOn)) !== 'retry') return;
+    if (why === 'nonce') nonceSent = true;
+    else {
+      // One refresh, shared with every other caller, and one retry.
+      refreshed = true;
+      token = await deps.broker.getToken({ account: name });
+    }
   }
 }
 
@@ -175,7 +196,7 @@ interface Route {
  * Authorization and Cookie, then the account's token. Built for every request sent (a
  * retry's too).
  */
-function upstreamHeaders(req: IncomingMessage, token: CachedToken, body: Body): string[] {
+function upstreamHeaders(req: IncomingMessage, auth: string[], body: Body): string[] {
   const raw = req.rawHeaders;
   const named = req.headers.connection === undefined ? undefined : connectionNames(req.headers.connection);
   const headers: string[] = [];
@@ -185,7 +206,7 @@ function upstreamHeaders(req: IncomingMessage, token: CachedToken, body: Body): 
     if (lower === 'content-length' && body.kept !== undefined) continue; // set below, exactly
     headers.push(raw[i], raw[i + 1]);
   }
-  headers.push('Authorization', `${authScheme(token.token_type)} ${token.access_token}`);
+  headers.push(...auth); // the token (and a DPoP account's proof): upstreamAuthorization
   if (body.kept !== undefined && body.kept.length > 0) headers.push('Content-Length', String(body.kept.length));
   return headers;
 }
@@ -236,9 +257,9 @@ function forward(
   req: IncomingMessage,
   res: ServerResponse,
   route: Route,
-  token: CachedToken,
+  auth: string[],
   body: Body,
-  retryOn: (status: number) => boolean,
+  retryOn: (status: number, rawHeaders: Buffer[]) => boolean,
 ): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     const exchange = new Exchange(res, route, retryOn, deps.config.settings.http_timeout_ms, resolve, reject);
@@ -254,7 +275,7 @@ function forward(
         origin: route.url.origin,
         path: `${route.url.pathname}${route.url.search}`,
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        headers: upstreamHeaders(req, token, body),
+        headers: upstreamHeaders(req, auth, body),
         body: upload,
         headersTimeout: 0, // ours (Exchange), from the end of the upload
         bodyTimeout: 0, // a stream may be quiet for a long time
@@ -303,7 +324,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   constructor(
     private readonly res: ServerResponse,
     private readonly route: Route,
-    private readonly retryOn: (status: number) => boolean,
+    private readonly retryOn: (status: number, rawHeaders: Buffer[]) => boolean,
     private readonly timeoutMs: number,
     private readonly resolve: (outcome: Outcome) => void,
     private readonly reject: (err: Error) => void,
@@ -340,7 +361,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     clearTimeout(this.timer);
-    if (this.retryOn(statusCode)) {
+    if (this.retryOn(statusCode, rawHeaders)) {
       this.state = 'discarding'; // this answer is not the caller's; read to its end, the connection is kept
       return true;
     }

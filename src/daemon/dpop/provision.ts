@@ -1,0 +1,22 @@
+/** An account's DPoP key made where it is first needed: an account written with `dpop`, a login, a provider call. */
+import type { AccountConfig } from '../../protocol/api.js';
+import type { Store } from '../store/types.js';
+import { DPOP_KEY_SECRET, generateDpopKey } from './key.js';
+
+/**
+ * The account's secrets with its DPoP key: one is generated and stored (sealed, like every
+ * secret) when a DPoP account has none yet (config.json edited by hand, a key dropped with
+ * a move). `secrets` is the map read once for the attempt; it gets the new key too.
+ */
+export async function withDpopKey(
+  store: Pick<Store, 'putSecret'>,
+  account: string,
+  cfg: AccountConfig,
+  secrets: Map<string, string>,
+): Promise<Map<string, string>> {
+  if (!cfg.dpop || secrets.has(DPOP_KEY_SECRET)) return secrets;
+  const key = await generateDpopKey();
+  await store.putSecret(account, DPOP_KEY_SECRET, key);
+  secrets.set(DPOP_KEY_SECRET, key);
+  return secrets;
+}
