@@ -23,10 +23,12 @@ export function mountDpop(deps: DpopRouteDeps): (app: Hono) => void {
   return (app) => {
     app.post(ROUTE_PATTERNS.dpopProof, async (c) => {
       const req = await readJson(c, DpopProofRequest);
-      const started = performance.now();
       if (!deps.config.getAccount(req.account)) throw unknownAccount(req.account);
+      // Who asks is read once per connection (/proc, caller/connection.ts), and an `ask`
+      // account may wait for the user: both before the clock that times the proof itself.
       const allowed = deps.access.check(req.account, callerOfContext(c), header(c, 'user-agent'));
       if (allowed) await allowed;
+      const started = performance.now();
       if (!deps.dpop.uses(req.account)) {
         throw E.invalidRequest(`account "${req.account}" does not use DPoP (turn it on with tokend set ${req.account} --dpop)`, {
           account: req.account,
