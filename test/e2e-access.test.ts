@@ -181,6 +181,33 @@ describe.skipIf(!addonBuilt)('access: callers', () => {
     }
   });
 
+  it('the routes that answer with a token besides /v1/token refuse too: the coalesced refresh and the DPoP proof oracle', async () => {
+    const set = await d.cli(['access', 'work', 'callers', '--exe', '/usr/bin/true']);
+    expect(set.code, set.stderr).toBe(0);
+    try {
+      const curl = (route: string, body: string) =>
+        runProcess(
+          'curl',
+          ['-sS', '--unix-socket', d.socket, '-H', 'content-type: application/json', '-d', body, `http://tokend${route}`],
+          {
+            env: t.env,
+          },
+        );
+      // With if_token the answer carries the account's token: the access decides.
+      const coalesced = JSON.parse((await curl('/v1/accounts/work/refresh', '{"if_token":"seen-refused"}')).stdout);
+      expect(coalesced.error?.code).toBe('caller_not_allowed');
+      expect(coalesced.access_token).toBeUndefined();
+      // Without it, a refresh is account management (no token in the answer), open to the user's programs.
+      const plain = JSON.parse((await curl('/v1/accounts/work/refresh', '{}')).stdout);
+      expect(plain).toMatchObject({ account: 'work' });
+      expect(plain.access_token).toBeUndefined();
+      const proof = JSON.parse((await curl('/v1/dpop/proof', '{"account":"work","htm":"GET","htu":"https://api.example.test/x"}')).stdout);
+      expect(proof.error?.code).toBe('caller_not_allowed');
+    } finally {
+      await d.cli(['access', 'work', 'open']);
+    }
+  });
+
   it('the API proxy refuses the caller too; ask keeps the rules and its timeout, callers drops the timeout', async () => {
     const set = await d.cli(['access', 'work', 'ask', '--exe', '/usr/bin/true', '--ask-timeout', '5', '--json']);
     expect(set.code, set.stderr).toBe(0);
