@@ -105,9 +105,9 @@ async function aimAt(daemon, port) {
 const PROXIED = { method: 'GET', path: '/v1/proxy/work/item' };
 
 /** The reference proxy (bench/proxy-floor.mjs) in front of `api`: {socket, child}. */
-async function startFloor(api, token) {
+async function startFloor(api, token, nodeArgs = []) {
   const socket = path.join(tempDir('tkb-floor-'), 's.sock');
-  const child = spawnTracked(process.execPath, [path.join(BENCH, 'proxy-floor.mjs'), socket, String(api.port)], {
+  const child = spawnTracked(process.execPath, [...nodeArgs, path.join(BENCH, 'proxy-floor.mjs'), socket, String(api.port)], {
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
     env: { ...process.env, BENCH_PROXY_TOKEN: token },
   });
@@ -277,16 +277,19 @@ export default {
     const upstream = await startApi(port, token.access_token);
     try {
       const auth = { Authorization: `Bearer ${token.access_token}` };
-      const get = await proxiedGet(ctx, daemon, upstream, auth, token.access_token);
+      // BENCH_PROXY_PART=get (or =streams) runs one half of the row: the streams take minutes.
+      const part = process.env.BENCH_PROXY_PART;
+      const get = part === 'streams' ? undefined : await proxiedGet(ctx, daemon, upstream, auth, token.access_token);
+      if (part === 'get') return { rows: get.rows, references: [get.reference], raw: { proxy: get.runs } };
       const streamed = await streams(ctx, daemon, upstream, auth);
       const curl = await curlRows(ctx, daemon, upstream, token.access_token);
       const perMb = (v) => `${v.toFixed(2)} ms`;
       const references = [
-        get.reference,
+        ...(get ? [get.reference] : []),
         `Proxy, daemon CPU time (user + system) per MiB streamed, medians: download ${perMb(streamed.cpu.down)}, upload ${perMb(streamed.cpu.up)}` +
           (curl.cpuMsPerMb === undefined ? '.' : `, download read by curl ${perMb(curl.cpuMsPerMb)}.`),
       ];
-      return { rows: [...get.rows, ...streamed.rows, ...curl.rows], references, raw: { proxy: get.runs } };
+      return { rows: [...(get?.rows ?? []), ...streamed.rows, ...curl.rows], references, raw: { proxy: get?.runs } };
     } finally {
       await stopChild(upstream.child);
     }
@@ -305,6 +308,21 @@ export default {
       } finally {
         await stopChild(api.child);
         await d.stop();
+      }
+    });
+    // The reference proxy under the same load: what node and undici alone spend, frame by frame.
+    await profiler.run('proxy-floor', 'reference proxy (bench/proxy-floor.mjs) under the same load', async (cpuArgs) => {
+      const d = await ctx.startDaemon(main.home);
+      const port = await freePort();
+      const token = (await aimAt(d, port)).access_token;
+      await d.stop();
+      const api = await startApi(port, token);
+      const floor = await startFloor(api, token, cpuArgs(200));
+      try {
+        await ctx.runLoad({ socket: floor.socket, ...PROXIED, mode: 'duration', connections: 16, warmupMs: 300, durationMs: 3000 });
+      } finally {
+        await stopChild(floor.child);
+        await stopChild(api.child);
       }
     });
   },

@@ -149,6 +149,16 @@ export class Broker {
   }
 
   /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
+  /**
+   * What `getToken({account})` answers at once when the account's token is in memory and
+   * satisfies the default min_ttl (the proxy's hot path, which then awaits nothing);
+   * undefined when getToken has something to do.
+   */
+  cachedToken(account: string): CachedToken | undefined {
+    const hit = this.m.cache.get(cacheKey(account));
+    return hit && satisfies(hit, this.deps.config.settings.default_min_ttl * 1000, this.m.now()) ? hit : undefined;
+  }
+
   async getToken(q: TokenQuery): Promise<CachedToken> {
     const key = cacheKey(q.account, q.scope, q.audience);
     let hit = this.m.cache.get(key);

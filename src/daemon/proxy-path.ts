@@ -50,6 +50,39 @@ const STRUCTURAL_ESCAPE = /^%(2f|5c|[01][0-9a-f]|7f)$/i;
  * and anything a URL parser would rewrite. The query passes through as sent, minus CR/LF.
  */
 export function resolveProxyUrl(apiBase: string, rest: string, query: string): URL {
+  return resolveProxyTarget(apiBase, rest, query).url;
+}
+
+/** A checked proxy target, with what an upstream request needs of it read off once. */
+export interface ProxyTarget {
+  readonly url: URL;
+  /** `url.origin` and `url.pathname + url.search`: URL's getters build a new string on every read. */
+  readonly origin: string;
+  readonly path: string;
+}
+
+/** `resolveProxyUrl`, with an app's few paths checked and parsed once each (shared: never change one). */
+export function resolveProxyTarget(apiBase: string, rest: string, query: string): ProxyTarget {
+  let under = resolved.get(apiBase);
+  const key = `${rest}${query}`;
+  let target = under?.get(key);
+  if (!target) {
+    const url = checkAndResolve(apiBase, rest, query);
+    target = { url, origin: url.origin, path: `${url.pathname}${url.search}` };
+    if (!under || under.size >= MAX_RESOLVED) {
+      if (resolved.size >= MAX_BASES) resolved.clear();
+      resolved.set(apiBase, (under = new Map()));
+    }
+    under.set(key, target);
+  }
+  return target;
+}
+
+/** Targets that passed the checks, by api_base; refusals are not kept. Bounded: a caller walking many paths only clears them. */
+const resolved = new Map<string, Map<string, ProxyTarget>>();
+const MAX_RESOLVED = 1000;
+
+function checkAndResolve(apiBase: string, rest: string, query: string): URL {
   const base = parseBase(apiBase);
   if (base.search || base.hash) throw new ProxyPathError('the account api_base has a query or fragment');
   const segments = rest === '' ? [] : rest.split('/');

@@ -31,13 +31,13 @@ import type { Logger } from '../log.js';
 import { dispatcherFor } from '../outbound.js';
 import type { DpopProofs } from '../dpop/proofs.js';
 import { nonceChallenge, upstreamAuthorization } from '../dpop/proxy-proof.js';
-import { ProxyPathError, resolveProxyUrl, rewriteLocation, splitProxyTarget } from '../proxy-path.js';
+import { ProxyPathError, resolveProxyTarget, rewriteLocation, splitProxyTarget, type ProxyTarget } from '../proxy-path.js';
 import { hasBody, readIncoming } from './raw-request.js';
 import { errorResponse, sendJson } from './wire.js';
 
 export interface ProxyDeps {
   config: Pick<ConfigStore, 'getAccount' | 'settings'>;
-  broker: Pick<Broker, 'getToken' | 'reject'>;
+  broker: Pick<Broker, 'getToken' | 'cachedToken' | 'reject'>;
   getDriver: (name: string) => Driver | undefined;
   audit: Pick<AuditLog, 'record'>;
   access: Pick<AccessControl, 'check'>;
@@ -74,6 +74,8 @@ export function proxyLane(deps: ProxyDeps): (req: IncomingMessage, res: ServerRe
 }
 
 type Body = { kept: Buffer | undefined; head: Buffer[]; streamRest: boolean };
+/** A request without a body (shared: never changed). */
+const NO_BODY: Body = Object.freeze({ kept: Buffer.alloc(0), head: [], streamRest: false });
 
 async function proxy(
   deps: ProxyDeps,
@@ -92,13 +94,14 @@ async function proxy(
       account: name,
     });
   }
-  let url: URL;
+  let resolved: ProxyTarget;
   try {
-    url = resolveProxyUrl(cfg.api_base, target.rest, target.query);
+    resolved = resolveProxyTarget(cfg.api_base, target.rest, target.query);
   } catch (err) {
     if (err instanceof ProxyPathError) throw E.invalidRequest(`refused: ${err.message}`, { account: name });
     throw err;
   }
+  const { url } = resolved;
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     throw E.invalidRequest(`account "${name}": plain http is allowed only to loopback hosts; the api_base must be https`, {
       account: name,
@@ -107,13 +110,14 @@ async function proxy(
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
 
-  const body = await readBody(req);
+  // A GET with no body and a hot token awaits nothing: it goes upstream in the turn it came.
+  const body = hasBody(req) ? await readBody(req) : NO_BODY;
   const staleStatuses = deps.getDriver(cfg.driver)?.staleStatuses;
   deps.audit.record(name, req.headers['user-agent'], 'proxy', callerOf(req));
 
-  let token = await deps.broker.getToken({ account: name });
+  let token = deps.broker.cachedToken(name) ?? (await deps.broker.getToken({ account: name }));
   const dispatcher = dispatcherFor(cfg);
-  const route: Route = { url, apiBase: cfg.api_base, account: name };
+  const route: Route = { ...resolved, apiBase: cfg.api_base, account: name };
   // Two reasons to send a kept body again, once each: an API that asks for a DPoP nonce
   // (RFC 9449 §9: the same token, a proof with the nonce), and a status that says the token
   // is stale (whoever asks next gets a fresh one, rule 6, like git's erase; this caller's
@@ -151,7 +155,6 @@ async function proxy(
  * send it again); a longer one is streamed to the first upstream request only.
  */
 function readBody(req: IncomingMessage): Promise<Body> {
-  if (!hasBody(req)) return Promise.resolve({ kept: Buffer.alloc(0), head: [], streamRest: false });
   if (Number(req.headers['content-length']) > RETRY_BODY_LIMIT) return Promise.resolve({ kept: undefined, head: [], streamRest: true });
   return new Promise((resolve, reject) => {
     const head: Buffer[] = [];
@@ -185,8 +188,7 @@ function readBody(req: IncomingMessage): Promise<Body> {
 }
 
 /** Where one proxied request goes, and what a Location under it becomes. */
-interface Route {
-  url: URL;
+interface Route extends ProxyTarget {
   apiBase: string;
   account: string;
 }
@@ -272,8 +274,8 @@ function forward(
     }
     dispatcher.dispatch(
       {
-        origin: route.url.origin,
-        path: `${route.url.pathname}${route.url.search}`,
+        origin: route.origin,
+        path: route.path,
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
         headers: upstreamHeaders(req, auth, body),
         body: upload,
@@ -396,11 +398,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.state = 'done';
     // The answer had started: cut it, as the upstream's own failure would.
     if (was === 'forwarding') return void this.res.destroy();
-    const { account, url } = this.route;
+    const { account, origin } = this.route;
     this.reject(
       this.reason instanceof UpstreamTimeout
-        ? E.upstreamTimeout(`the API of "${account}" at ${url.origin} did not answer within ${this.timeoutMs} ms`)
-        : E.upstreamFailed(`could not reach the API of "${account}" at ${url.origin}: ${networkCodeOf(err) ?? 'connection failed'}`),
+        ? E.upstreamTimeout(`the API of "${account}" at ${origin} did not answer within ${this.timeoutMs} ms`)
+        : E.upstreamFailed(`could not reach the API of "${account}" at ${origin}: ${networkCodeOf(err) ?? 'connection failed'}`),
     );
   }
 }
