@@ -140,8 +140,21 @@ export function memoryOf(pid) {
  * what one request costs that process, far steadier on a busy machine than wall time.
  */
 export function cpuMsOf(pid) {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * The same for the process's main thread alone (its event loop): without V8's and libuv's
+ * helper threads (collector, compiler, thread pool), which on a crowded machine can spend as
+ * much again per request while they wait for a core.
+ */
+export function mainThreadCpuMsOf(pid) {
+  return statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuMs(file) {
   try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const fields = fs.readFileSync(file, 'utf8').split(') ')[1].split(' ');
     return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
   } catch {
     return NaN;

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BENCH, cpuMsOf, freePort, memoryOf, spawnTracked, stopChild, tempDir } from '../lib/processes.mjs';
+import { BENCH, cpuMsOf, freePort, mainThreadCpuMsOf, memoryOf, spawnTracked, stopChild, tempDir } from '../lib/processes.mjs';
 import { median, nowMs } from '../lib/stats.mjs';
 import { row, textRow } from '../lib/table.mjs';
 
@@ -135,15 +135,18 @@ async function proxiedGet(ctx, daemon, api, auth, token) {
             : { socket: who === 'tokend' ? daemon.socket : floor.socket, ...PROXIED };
         const proxyPid = who === 'floor' ? floor.child.pid : daemon.pid;
         const api0 = cpuMsOf(api.child.pid);
+        const [main0, apiMain0] = [mainThreadCpuMsOf(proxyPid), mainThreadCpuMsOf(api.child.pid)];
         const [out, proxyMs] = await withCpu(proxyPid, () =>
           ctx.runLoad({ ...spec, mode: 'duration', connections: 16, warmupMs, durationMs }),
         );
+        const perAnswer = (ms) => (ms * 1000) / out.total;
+        const mainUs = { proxyMainUs: perAnswer(mainThreadCpuMsOf(proxyPid) - main0), apiMainUs: perAnswer(mainThreadCpuMsOf(api.child.pid) - apiMain0) };
         if (out.ok !== out.requests || out.errors)
           throw new Error(
             `${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
           );
         // Per answer, the warm-up's included: the CPU time covers them too.
-        runs[who].push({ ...out, proxyUs: (proxyMs * 1000) / out.total, apiUs: ((cpuMsOf(api.child.pid) - api0) * 1000) / out.total });
+        runs[who].push({ ...out, proxyUs: perAnswer(proxyMs), apiUs: perAnswer(cpuMsOf(api.child.pid) - api0), ...mainUs });
       }
     }
   } finally {
@@ -175,7 +178,8 @@ async function proxiedGet(ctx, daemon, api, auth, token) {
   const reference =
     `Proxied GET, 16 conn, through the reference proxy (bench/proxy-floor.mjs: node:http + undici dispatch, nothing of tokend): ` +
     `${Math.round(m('floor', 'rps')).toLocaleString('en-US')} req/s (${(m('floor', 'rps') / m('direct', 'rps')).toFixed(2)}× direct; tokend ${(m('tokend', 'rps') / m('floor', 'rps')).toFixed(2)}× it), ` +
-    `p99 ${m('floor', 'p99').toFixed(2)} ms, CPU time ${Math.round(m('floor', 'proxyUs'))} µs a request (tokend's daemon ${Math.round(m('tokend', 'proxyUs'))} µs).`;
+    `p99 ${m('floor', 'p99').toFixed(2)} ms, CPU time ${Math.round(m('floor', 'proxyUs'))} µs a request (tokend's daemon ${Math.round(m('tokend', 'proxyUs'))} µs); ` +
+    `main thread only: reference ${Math.round(m('floor', 'proxyMainUs'))} µs, tokend ${Math.round(m('tokend', 'proxyMainUs'))} µs, the API direct ${Math.round(m('direct', 'apiMainUs'))} µs.`;
   return { rows, reference, runs };
 }
 
