@@ -32,6 +32,7 @@ import { dispatcherFor } from '../outbound.js';
 import type { DpopProofs } from '../dpop/proofs.js';
 import { nonceChallenge, upstreamAuthorization } from '../dpop/proxy-proof.js';
 import { ProxyPathError, resolveProxyTarget, rewriteLocation, splitProxyTarget, type ProxyTarget } from '../proxy-path.js';
+import { Deadlines } from './deadlines.js';
 import { hasBody, readIncoming } from './raw-request.js';
 import { errorResponse, sendJson } from './wire.js';
 
@@ -321,7 +322,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   /** Why the exchange was stopped (the timeout, the caller gone), kept until undici lets us abort. */
   private reason: Error | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private clockStarted = false;
 
   constructor(
     private readonly res: ServerResponse,
@@ -342,7 +343,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   private readonly timedOut = () => this.stop(new UpstreamTimeout());
 
   startClock(): void {
-    if (this.state === 'waiting' && this.timer === undefined) this.timer = setTimeout(this.timedOut, this.timeoutMs);
+    if (this.state !== 'waiting' || this.clockStarted) return;
+    this.clockStarted = true;
+    upstreamWaits.add(this, this.timeoutMs, this.timedOut);
   }
 
   private stop(reason: Error): void {
@@ -362,7 +365,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    clearTimeout(this.timer);
+    upstreamWaits.cancel(this);
     if (this.retryOn(statusCode, rawHeaders)) {
       this.state = 'discarding'; // this answer is not the caller's; read to its end, the connection is kept
       return true;
@@ -393,7 +396,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    clearTimeout(this.timer);
+    upstreamWaits.cancel(this);
     const was = this.state;
     this.state = 'done';
     // The answer had started: cut it, as the upstream's own failure would.
@@ -406,6 +409,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     );
   }
 }
+
+/** Every exchange's wait for its answer to start, on one timer. */
+const upstreamWaits = new Deadlines();
 
 function uncork(res: ServerResponse): void {
   res.uncork();
