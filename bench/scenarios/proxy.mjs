@@ -140,7 +140,10 @@ async function proxiedGet(ctx, daemon, api, auth, token) {
           ctx.runLoad({ ...spec, mode: 'duration', connections: 16, warmupMs, durationMs }),
         );
         const perAnswer = (ms) => (ms * 1000) / out.total;
-        const mainUs = { proxyMainUs: perAnswer(mainThreadCpuMsOf(proxyPid) - main0), apiMainUs: perAnswer(mainThreadCpuMsOf(api.child.pid) - apiMain0) };
+        const mainUs = {
+          proxyMainUs: perAnswer(mainThreadCpuMsOf(proxyPid) - main0),
+          apiMainUs: perAnswer(mainThreadCpuMsOf(api.child.pid) - apiMain0),
+        };
         if (out.ok !== out.requests || out.errors)
           throw new Error(
             `${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
