@@ -174,6 +174,35 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
     expect((await idp.introspect(t.stdout.trim())).active).toBe(true);
   });
 
+  it("tokend setup cli: npm's tokend link points at build/tokend (one process per token), --undo back; a client that cannot run here is never linked", async () => {
+    const link = path.join(prefix, 'bin', 'tokend');
+    const token = (await tokend(['token', 'work'])).stdout;
+    const set = await tokend(['setup', 'cli']);
+    expect(set.code, set.stderr).toBe(0);
+    // npm's own relative form, so npm still sees the link as the package's (uninstall removes it).
+    expect(fs.readlinkSync(link)).toBe('../lib/node_modules/tokend/build/tokend');
+    expect(fs.realpathSync(link)).toBe(path.join(pkg, 'build', 'tokend-fast'));
+    expect(await tokend(['token', 'work'])).toEqual({ code: 0, stdout: token, stderr: '' });
+    expect((await tokend(['version'])).code).toBe(0);
+    const undo = await tokend(['setup', 'cli', '--undo']);
+    expect(undo.code, undo.stderr).toBe(0);
+    expect(fs.readlinkSync(link)).toBe('../lib/node_modules/tokend/bin/tokend');
+
+    // The tree copied from another architecture: nothing is linked, the sh script stays.
+    const fast = path.join(pkg, 'build', 'tokend-fast');
+    const good = `${fast}.good`;
+    fs.copyFileSync(fast, good);
+    try {
+      foreignElf(good, fast);
+      const refused = await tokend(['setup', 'cli']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('does not run on this machine');
+      expect(fs.readlinkSync(link)).toBe('../lib/node_modules/tokend/bin/tokend');
+    } finally {
+      fs.renameSync(good, fast);
+    }
+  });
+
   it('the git helper through real git: tokend setup git --global, then a clone', async () => {
     const setup = await tokend(['setup', 'git', '--global']);
     expect(setup.code, setup.stderr).toBe(0);

@@ -29,7 +29,8 @@ daemon that does not answer, still goes through bin/tokend and node.
 It links only a binary that runs here. After copying the install to another
 architecture (or a home shared by two), run \`tokend setup cli --undo\` there (or
 \`npm rebuild -g tokend\`, then setup cli again): a link to a binary that cannot run
-has no fallback. \`npm uninstall -g tokend\` removes the link either way.
+has no fallback. \`npm uninstall -g tokend\` removes the link either way; an upgrade
+(\`npm install -g\` again) puts npm's link to bin/tokend back: run setup cli again.
 
   --undo      point the command back at bin/tokend, the sh script
   --dry-run   print the ln command instead of running it
