@@ -1,6 +1,8 @@
-// The hot-token baseline: a plain node:http server on a Unix socket that answers
-// POST /v1/token {"account"} with the same JSON as tokend, from a Map. No framework, no
-// validation beyond JSON.parse, no audit. Run as its own process, like the daemon.
+// The hot-token baseline, the lean floor: a plain node:http server on a Unix socket that
+// answers POST /v1/token {"account"} with the same JSON as tokend, from a Map: it reads the
+// body, JSON.parse, one lookup, and writes the JSON (serialised once per account and second,
+// as tokend does) with a content-type and a content-length and nothing else. No framework,
+// no validation, no audit, no caller check. Run as its own process, like the daemon.
 //
 // usage: node bench/baseline-server.mjs SOCKET   (tokens as JSON in env BENCH_TOKENS:
 //        [{account, access_token, token_type, expires_at (epoch ms), scope}])
@@ -9,6 +11,17 @@ import { listenOnSocket, tokenAnswer, tokensFromEnv } from './lib/side-server.mj
 
 const socket = process.argv[2];
 const tokens = tokensFromEnv();
+/** account → [second, JSON]: expires_in changes once a second. */
+const answers = new Map();
+const answerOf = (t) => {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  const hit = answers.get(t.account);
+  if (hit && hit[0] === second) return hit[1];
+  const json = JSON.stringify(tokenAnswer(t, now));
+  answers.set(t.account, [second, json]);
+  return json;
+};
 
 const server = http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/v1/health') {
@@ -31,7 +44,7 @@ const server = http.createServer((req, res) => {
       res.end('{"error":{"code":"not_found","message":"no such account"}}');
       return;
     }
-    const body = JSON.stringify(tokenAnswer(t));
+    const body = answerOf(t);
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });

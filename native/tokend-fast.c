@@ -43,6 +43,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <mach-o/dyld.h> /* _NSGetExecutablePath */
+#endif
 
 #define UNREACHABLE 111
 #define BROKEN 112
@@ -423,6 +426,103 @@ static int helper_main(const char *tool, int argc, char **argv) {
   return run_shim(tool, argv); /* not reachable: stdin is untouched */
 }
 
+/* ---- As the `tokend` command: build/tokend (a symlink to this file) ----
+ *
+ * `tokend setup cli` points the `tokend` on PATH here, so `tokend token NAME` (and
+ * `kubectl-credential NAME`) start one process instead of sh and then this. It takes
+ * exactly the calls bin/tokend's sh part takes (two arguments, a plain account name,
+ * the socket as tokend_resolve_socket finds it) and answers them the same way: the
+ * answer's status 0-3, exit 1 when another user may be listening (113). Everything else
+ * runs bin/tokend in its place, and a daemon that does not answer (111, 112) goes to
+ * `node bin/tokend` as the sh part does: node explains and autostarts. A change to the
+ * sh part's rules changes these too (test/cli-fast-native.test.ts runs both).
+ */
+
+/* The install root: <root>/build/tokend-fast, this executable, symlinks resolved; 0 when unknown. */
+static int install_root(const char *argv0, char *out, size_t cap) {
+  ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+  if (n > 0) {
+    out[n] = 0;
+  } else {
+    /* No /proc (macOS): the path the kernel ran, else argv[0] when it has a folder. */
+    char tmp[4096];
+    const char *p = strchr(argv0, '/') ? argv0 : NULL;
+#ifdef __APPLE__
+    char exe[4096];
+    uint32_t size = sizeof exe;
+    if (_NSGetExecutablePath(exe, &size) == 0) p = exe;
+#endif
+    if (!p || !realpath(p, tmp) || strlen(tmp) >= cap) return 0;
+    strcpy(out, tmp);
+  }
+  for (int i = 0; i < 2; i++) {
+    char *slash = strrchr(out, '/');
+    if (!slash) return 0;
+    *slash = 0;
+  }
+  return 1;
+}
+
+/* A plain account name (src/protocol/names.ts), as bin/tokend's `case` lets through. */
+static int plain_name(const char *s) {
+  if (!*s || *s == '-') return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+      return 0;
+  return 1;
+}
+
+/* Run `node <root>/bin/tokend ARGS` (with_node) or the sh script itself in our place. */
+static int run_cli(const char *root, char **argv, int with_node) {
+  char script[4200];
+  snprintf(script, sizeof script, "%s/bin/tokend", root);
+  if (with_node) {
+    /* bin/tokend's last line, `exec node "$0" "$@"`: argv[0] "node", then the script. */
+    int argc = 0;
+    while (argv[argc]) argc++;
+    char **nargv = malloc(sizeof(char *) * (size_t)(argc + 2));
+    if (nargv) {
+      nargv[0] = "node";
+      nargv[1] = script;
+      for (int i = 1; i <= argc; i++) nargv[i + 1] = argv[i];
+      execvp("node", nargv);
+    }
+  }
+  argv[0] = script;
+  execv(script, argv);
+  fprintf(stderr, "tokend: cannot run %s (%s); is the install complete?\n", script, strerror(errno));
+  return 1;
+}
+
+static int cli_main(int argc, char **argv) {
+  char root[4096];
+  if (!install_root(argv[0], root, sizeof root)) {
+    fputs("tokend: cannot tell which folder this program is in; run bin/tokend by its full path\n", stderr);
+    return 1;
+  }
+  int token = argc == 3 && strcmp(argv[1], "token") == 0;
+  int kube = argc == 3 && strcmp(argv[1], "kubectl-credential") == 0;
+  char sock[4096];
+  struct stat st;
+  if (!(token || kube) || !plain_name(argv[2]) || !resolve_socket(NULL, sock, sizeof sock) || stat(sock, &st) != 0 ||
+      !S_ISSOCK(st.st_mode))
+    return run_cli(root, argv, 0);
+  int rc;
+  if (token) {
+    rc = pipe_request(sock, "/v1/helpers/cli/token", argv[2]);
+  } else {
+    /* Its input is $KUBERNETES_EXEC_INFO (client-go's exec credential plugins), sent as the body. */
+    char url[160];
+    snprintf(url, sizeof url, "/v1/helpers/kubectl/get?account=%s", argv[2]);
+    const char *info = getenv("KUBERNETES_EXEC_INFO");
+    rc = pipe_request(sock, url, info ? info : "");
+  }
+  if (rc >= 0 && rc <= 3) return rc;
+  /* Another user may be listening there; pipe_request said why. Never node instead. */
+  if (rc == UNTRUSTED) return 1;
+  return run_cli(root, argv, 1); /* not reachable, or no usable answer: node explains */
+}
+
 #ifdef TOKEND_SOCKET_PROBE
 /* Built only by test/socket-paths.test.ts: prints the socket a helper call with these
    arguments would use, or exits 7 when it would leave the answer to the shim. */
@@ -437,6 +537,7 @@ int main(int argc, char **argv) {
 int main(int argc, char **argv) {
   const char *me = strrchr(argv[0], '/');
   me = me ? me + 1 : argv[0];
+  if (strcmp(me, "tokend") == 0) return cli_main(argc, argv);
   if (ends_with(me, "-credential-tokend")) {
     size_t n = strlen(me) - strlen("-credential-tokend");
     if (n == 3 && strncmp(me, "git", 3) == 0) return helper_main("git", argc, argv);

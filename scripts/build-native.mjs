@@ -19,7 +19,8 @@ const tmp = `${out}.${process.pid}.tmp`;
 // The same binary under the helpers' names (a multi-call binary: it looks at its argv[0]).
 // `tokend setup git --native` names build/git-credential-tokend, so git starts one process per call
 // instead of the sh shim and then this; anything it cannot answer goes to the shim in bin/.
-const HELPER_LINKS = ['git-credential-tokend', 'docker-credential-tokend', 'bazel-credential-tokend'].map((n) =>
+// build/tokend is the `tokend` command's fast path: `tokend setup cli` points the `tokend` on PATH at it.
+const HELPER_LINKS = ['tokend', 'git-credential-tokend', 'docker-credential-tokend', 'bazel-credential-tokend'].map((n) =>
   path.join(root, 'build', n),
 );
 

@@ -26,11 +26,14 @@ const texts = new Map();
 for (let i = 0; i < listed.length; i += 4) {
   await Promise.all(listed.slice(i, i + 4).map(async (c) => texts.set(c.name, await help([c.name]))));
 }
-// `setup` has one subcommand, with its own options: completion offers them after `setup git`.
+// `setup` has subcommands, with their own options: completion offers them after `setup git` / `setup cli`.
 const setupGit = texts.has('setup') ? await help(['setup', 'git']) : '';
+const setupCli = texts.has('setup') ? await help(['setup', 'cli']) : '';
 
 const spec = {
-  commands: listed.map((c) => commandSpec(c.name, c.name === 'setup' ? `${texts.get(c.name)}\n${setupGit}` : texts.get(c.name), c.summary)),
+  commands: listed.map((c) =>
+    commandSpec(c.name, c.name === 'setup' ? `${texts.get(c.name)}\n${setupGit}\n${setupCli}` : texts.get(c.name), c.summary),
+  ),
 };
 fs.writeFileSync(path.join(root, 'dist', 'client', 'cli-spec.json'), JSON.stringify(spec, null, 2) + '\n');
 
@@ -81,7 +84,7 @@ const sections = [
   ...listed.flatMap((c) => [
     `.SS "tokend ${roff(c.name)}"`,
     verbatim(texts.get(c.name)),
-    ...(c.name === 'setup' ? ['.SS "tokend setup git"', verbatim(setupGit)] : []),
+    ...(c.name === 'setup' ? ['.SS "tokend setup git"', verbatim(setupGit), '.SS "tokend setup cli"', verbatim(setupCli)] : []),
   ]),
   '.SH "EXIT STATUS"',
   "0 ok, 1 error, 2 bad usage (one line naming the mistake and the command's \\fB\\-\\-help\\fR),",

@@ -173,7 +173,7 @@ describe('mistakes on the command line', () => {
       [['token'], 'tokend token: needs an account NAME (see `tokend token --help`)\n'],
       [['token', 'work', '--min-ttl', 'soon'], 'tokend token: --min-ttl takes whole seconds (see `tokend token --help`)\n'],
       [['status', 'a', 'b'], 'tokend status: too many arguments (at most 1, got 2) (see `tokend status --help`)\n'],
-      [['setup'], 'tokend setup: say what to set up: git (see `tokend setup --help`)\n'],
+      [['setup'], 'tokend setup: say what to set up: git or cli (see `tokend setup --help`)\n'],
       [['set', 'work'], 'tokend set: name at least one setting to change (see `tokend set --help`)\n'],
       [
         ['login', 'work', '--cancel', '--no-wait'],

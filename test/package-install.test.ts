@@ -146,6 +146,42 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
     expect((await tokend(['version'])).stdout).toBe(`${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version}\n`);
   });
 
+  it("tokend setup cli: npm's tokend link points at build/tokend, --undo back; a client that cannot run here is never linked", async () => {
+    // Before any account and with autostart off, so the tests after it find the tree as they expect.
+    const quiet = { ...env, TOKEND_NO_AUTOSTART: '1' };
+    const tk = (args: string[]) => run(path.join(prefix, 'bin', 'tokend'), args, { env: quiet });
+    const link = path.join(prefix, 'bin', 'tokend');
+    const viaSh = await tk(['token', 'work']);
+    const set = await tk(['setup', 'cli']);
+    expect(set.code, set.stderr).toBe(0);
+    // npm's own relative form, so npm still sees the link as the package's (uninstall removes it).
+    expect(fs.readlinkSync(link)).toBe('../lib/node_modules/tokend/build/tokend');
+    expect(fs.realpathSync(link)).toBe(path.join(pkg, 'build', 'tokend-fast'));
+    // No daemon: build/tokend hands the call to node, which says so as it did through sh.
+    expect(viaSh.code).toBe(1);
+    expect(await tk(['token', 'work'])).toEqual(viaSh);
+    expect((await tk(['version'])).stdout).toBe(
+      (await run(process.execPath, [path.join(pkg, 'bin', 'tokend'), 'version'], { env: quiet })).stdout,
+    );
+    const undo = await tk(['setup', 'cli', '--undo']);
+    expect(undo.code, undo.stderr).toBe(0);
+    expect(fs.readlinkSync(link)).toBe('../lib/node_modules/tokend/bin/tokend');
+
+    // The tree copied from another architecture: nothing is linked, the sh script stays.
+    const fast = path.join(pkg, 'build', 'tokend-fast');
+    const good = `${fast}.good`;
+    fs.copyFileSync(fast, good);
+    try {
+      foreignElf(good, fast);
+      const refused = await tk(['setup', 'cli']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('does not run on this machine');
+      expect(fs.readlinkSync(link)).toBe('../lib/node_modules/tokend/bin/tokend');
+    } finally {
+      fs.renameSync(good, fast);
+    }
+  });
+
   it('tokend token against a real IdP grant, the daemon autostarted from the installed tree', async () => {
     const add = await tokend(
       [

@@ -39,4 +39,43 @@ describe('the token answer', () => {
     served = { ...served, access_token: 'at-2' } as CachedToken; // a refresh: another object
     expect(await ask()).toMatchObject({ access_token: 'at-2', expires_in: 599 });
   });
+
+  it('reads {"account":"NAME"} alone without the schema, and every other body as the schema says: same query, same errors', async () => {
+    const asked: unknown[] = [];
+    const broker = {
+      getToken: async (q: unknown) => {
+        asked.push(q);
+        return { account: 'w', access_token: 'at', token_type: 'Bearer', expires_at: null, scope: null } as CachedToken;
+      },
+    } as unknown as Broker;
+    const handler = createTokenHandler({
+      broker,
+      audit: { record() {} } as unknown as AuditLog,
+      access: { check: () => undefined } as unknown as AccessControl,
+      resolveTarget: ({ host }) => (host === 'h.example' ? 'w' : undefined),
+    });
+    const ask = (body: string) => handler(Buffer.from(body), 'test', undefined);
+    await ask('{"account":"w"}');
+    await ask('{"account":"w","min_ttl":30,"scope":"api"}');
+    await ask('{"host":"h.example"}');
+    expect(asked).toEqual([
+      { account: 'w', min_ttl: undefined, scope: undefined, audience: undefined },
+      { account: 'w', min_ttl: 30, scope: 'api', audience: undefined },
+      { account: 'w', min_ttl: undefined, scope: undefined, audience: undefined },
+    ]);
+    const refused = async (body: string) => {
+      const err = await ask(body).then(
+        () => undefined,
+        (e: { code?: string; message?: string }) => e,
+      );
+      return [err?.code, err?.message];
+    };
+    expect(await refused('{"account":".hidden"}')).toEqual(['invalid_request', expect.stringContaining('account names are 1-64')]);
+    expect(await refused('{"account":"w","extra":1}')).toEqual(['invalid_request', expect.stringContaining('extra')]);
+    expect(await refused('{"account":"w","__proto__":{"min_ttl":1}}')).toEqual(['invalid_request', expect.any(String)]);
+    for (const body of ['', '{}', '[]', 'null', '"w"', '{"account":7}', '{"account":"w"']) {
+      expect((await refused(body))[0], body).toBe('invalid_request');
+    }
+    expect(asked).toHaveLength(3);
+  });
 });

@@ -18,6 +18,8 @@ export const GIT_HELPER_BIN = fs.existsSync(path.join(ROOT, 'build', 'git-creden
   ? path.join(ROOT, 'build', 'git-credential-tokend')
   : GIT_SHIM_BIN;
 export const NATIVE_BIN = path.join(ROOT, 'build', 'tokend-fast');
+/** What `tokend setup cli` links the `tokend` command to: the native client run as `tokend`, when it was built here, else bin/tokend. */
+export const TOKEND_CLI_BIN = fs.existsSync(path.join(ROOT, 'build', 'tokend')) ? path.join(ROOT, 'build', 'tokend') : TOKEND_BIN;
 
 const children = new Set();
 const tempDirs = new Set();

@@ -1,9 +1,12 @@
 // 2. `tokend token NAME`: one process run as users run it (spawn → exit, stdout checked),
-// against `git credential-cache get` (a C helper on a Unix socket) and `node -e 0`.
+// as `tokend setup cli` links the command (build/tokend, the native client under the
+// command's name, when it was built; else bin/tokend), against `git credential-cache get`
+// (a C helper on a Unix socket) and `node -e 0`. The references time bin/tokend too: the
+// sh script npm links by default, which a copied tree or an install without `setup cli` runs.
 import { spawnSync } from 'node:child_process';
-import { TOKEND_BIN, timeSync } from '../lib/processes.mjs';
+import { TOKEND_BIN, TOKEND_CLI_BIN, timeSync } from '../lib/processes.mjs';
 import { interleave, median } from '../lib/stats.mjs';
-import { row } from '../lib/table.mjs';
+import { fmtMs, row } from '../lib/table.mjs';
 import { benchEnv } from '../context.mjs';
 
 export default {
@@ -14,10 +17,12 @@ export default {
     const { get } = await ctx.credentialCache();
     const env = benchEnv(home);
     const runs = ctx.rounds.cliRuns;
+    const check = (o) => o === `${token.access_token}\n`;
     const t = await interleave(runs, {
-      tokend: () => timeSync(TOKEND_BIN, ['token', 'work'], { env, check: (o) => o === `${token.access_token}\n` }),
+      tokend: () => timeSync(TOKEND_CLI_BIN, ['token', 'work'], { env, check }),
       cc: get,
       node: () => timeSync(process.execPath, ['-e', '0']),
+      ...(TOKEND_CLI_BIN !== TOKEND_BIN && { sh: () => timeSync(TOKEND_BIN, ['token', 'work'], { env, check }) }),
     });
     const scenario = '2. `tokend token NAME`';
     return {
@@ -40,6 +45,13 @@ export default {
           unit: 'ms',
           baselineLabel: 'node -e 0',
         }),
+      ],
+      references: [
+        `\`tokend token work\` run as ${TOKEND_CLI_BIN === TOKEND_BIN ? 'bin/tokend (the native client is not built)' : 'build/tokend (what `tokend setup cli` links)'}: ${fmtMs(median(t.tokend))}` +
+          (t.sh
+            ? `; as bin/tokend, the sh script (npm's default link; a copied tree): ${fmtMs(median(t.sh))} (${(median(t.sh) / median(t.cc)).toFixed(2)}× git credential-cache get)`
+            : '') +
+          '.',
       ],
       raw: { cli: t },
     };

@@ -3,7 +3,7 @@
 // tokend's HTTP stack (Hono on @hono/node-server) without tokend tell framework cost from
 // tokend's own.
 import { median } from '../lib/stats.mjs';
-import { memoryOf, stopChild } from '../lib/processes.mjs';
+import { cpuMsOf, memoryOf, stopChild } from '../lib/processes.mjs';
 import { fmtMs, fmtRatio, fmtRps, row } from '../lib/table.mjs';
 
 export default {
@@ -13,7 +13,7 @@ export default {
     const { daemon, token } = await ctx.main();
     const { loadRounds, warmupMs, durationMs } = ctx.rounds;
     const servers = {
-      tokend: { socket: daemon.socket },
+      tokend: { socket: daemon.socket, pid: daemon.pid },
       baseline: await ctx.startSideServer('baseline-server.mjs', [], [token]),
       'hono, c.req.text()': await ctx.startSideServer('hono-server.mjs', ['text'], [token]),
       'hono, body from c.env.incoming': await ctx.startSideServer('hono-server.mjs', ['incoming'], [token]),
@@ -29,6 +29,8 @@ export default {
         for (let r = 0; r < loadRounds; r++) {
           for (let j = 0; j < names.length; j++) {
             const who = names[(r + j) % names.length]; // rotate who goes first
+            const pid = servers[who].pid ?? servers[who].child?.pid;
+            const cpu0 = cpuMsOf(pid);
             const out = await ctx.runLoad({
               socket: servers[who].socket,
               path: '/v1/token',
@@ -42,7 +44,8 @@ export default {
               throw new Error(
                 `${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
               );
-            res[who].push(out);
+            // CPU per answer (warm-up included in both): far steadier than req/s on a busy machine.
+            res[who].push({ ...out, cpuUs: ((cpuMsOf(pid) - cpu0) * 1000) / out.total });
           }
         }
         raw.hot[conns] = res;
@@ -65,6 +68,9 @@ export default {
           .filter((n) => n.startsWith('hono'))
           .map((n) => `${n}: ${fmtRps(m(n, 'rps'))} (${fmtRatio(m(n, 'rps') / m('baseline', 'rps'))}), p99 ${fmtMs(m(n, 'p99'))}`);
         references.push(`Hot token, ${conns} conn, Hono on @hono/node-server alone (no tokend code, same Map answer): ${refs.join('; ')}.`);
+        references.push(
+          `Hot token, ${conns} conn, server CPU per answer (user + system from /proc, medians): tokend ${m('tokend', 'cpuUs').toFixed(1)} µs, baseline ${m('baseline', 'cpuUs').toFixed(1)} µs (baseline/tokend ${fmtRatio(m('baseline', 'cpuUs') / m('tokend', 'cpuUs'))}: the throughput ratio CPU alone would give).`,
+        );
       }
     } finally {
       for (const n of names) if (servers[n].child) await stopChild(servers[n].child);

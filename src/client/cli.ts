@@ -48,6 +48,7 @@ tools:
   kubectl-credential [NAME]   a kubectl exec credential plugin (ExecCredential v1)
   bazel-credential get        a Bazel credential helper (also bazel-credential-tokend)
   setup git [--global]        make git ask tokend first
+  setup cli [--undo]          link the tokend command to the C client built here
 
 running:
   daemon                      run the daemon in the foreground
@@ -74,8 +75,10 @@ Exit status: 0, 2 bad usage.
 `;
 
 const SETUP_HELP = `usage: tokend setup git [--global] [--dry-run] [--json]
+       tokend setup cli [--undo] [--dry-run] [--json]
 
-Sets a tool up to use tokend; git is the one it knows (\`tokend setup git --help\`).
+Sets a tool up to use tokend: git (\`tokend setup git --help\`), or the \`tokend\`
+command itself, linked to the C client built at install (\`tokend setup cli --help\`).
 Exit status: 0 done, 1 error, 2 bad usage.
 `;
 
@@ -108,11 +111,15 @@ const commands: Record<string, Command> = {
   async setup(args, io, client) {
     const [what, ...rest] = args;
     if (what === 'git') return (await import('./setup-git.js')).setupGit(rest, io, client);
+    if (what === 'cli') return (await import('./setup-cli.js')).setupCli(rest, io, client);
     if (what === '--help' || what === '-h') {
       io.stdout(SETUP_HELP);
       return EXIT.ok;
     }
-    throw new UsageError(what === undefined ? 'say what to set up: git' : `cannot set up "${clip(what, 40)}"; only git`, 'setup');
+    throw new UsageError(
+      what === undefined ? 'say what to set up: git or cli' : `cannot set up "${clip(what, 40)}"; only git or cli`,
+      'setup',
+    );
   },
   login: lazy(async () => (await import('./login.js')).runLogin),
   service: lazy(async () => (await import('./service.js')).runService),

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TokenRequest, type TokenResponse } from '../../protocol/api.js';
+import { isAccountName } from '../../protocol/names.js';
 import { ROUTES } from '../../protocol/routes.js';
 import type { AuditLog } from '../audit.js';
 import type { AccessControl } from '../caller/access.js';
@@ -10,7 +11,7 @@ import { E } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TargetRequest } from '../match.js';
 import { readIncoming } from './raw-request.js';
-import { errorResponse, parseJsonBody, sendJson, sendJsonText } from './wire.js';
+import { errorResponse, parseJsonBody, sendJson } from './wire.js';
 
 export function tokenBody(tok: CachedToken, now: number): TokenResponse {
   return {
@@ -43,7 +44,7 @@ export interface TokenRouteDeps {
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
   const answers = lastAnswer();
   return async (body, client, by) => {
-    const req = parseJsonBody(body, TokenRequest);
+    const req = plainAccountRequest(body) ?? parseJsonBody(body, TokenRequest);
     let account = req.account;
     if (!account) {
       account = deps.resolveTarget?.({ url: req.url, host: req.host, username: req.username });
@@ -55,6 +56,25 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
     deps.audit.record(account, client, 'token', by);
     return answers.of(tok, Date.now());
   };
+}
+
+/**
+ * `{"account":"NAME"}` and nothing else, the request scripts and helpers send: its one field
+ * checked as TokenRequest checks it (AccountName is ACCOUNT_NAME_RE), so the value is the
+ * one the schema would give, without zod's walk. Anything else (and a body that is not JSON)
+ * is undefined: the schema then parses it and says what is wrong.
+ */
+function plainAccountRequest(body: Buffer): TokenRequest | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  for (const key in raw) if (key !== 'account') return undefined;
+  const account = (raw as { account?: unknown }).account;
+  return typeof account === 'string' && isAccountName(account) ? { account } : undefined;
 }
 
 /**
@@ -85,6 +105,7 @@ function lastAnswer() {
 export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMessage, res: ServerResponse) => boolean {
   let sent: TokenResponse | undefined;
   let json = '';
+  let length = 0;
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== ROUTES.token) return false;
     const ua = req.headers['user-agent'];
@@ -94,8 +115,12 @@ export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMes
       .then(
         (body) => {
           // Serialised once for every caller it goes to (lastAnswer): a storm's 1000 waiters.
-          if (body !== sent) json = JSON.stringify((sent = body));
-          sendJsonText(res, 200, json);
+          if (body !== sent) {
+            json = JSON.stringify((sent = body));
+            length = Buffer.byteLength(json);
+          }
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': length });
+          res.end(json);
         },
         (err) => {
           const r = errorResponse(err, log, ROUTES.token);
