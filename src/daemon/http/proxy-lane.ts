@@ -378,9 +378,16 @@ class Exchange implements Dispatcher.DispatchHandler {
     return true;
   }
 
-  /** false pauses undici's parser (and so the upstream socket) until the caller has taken what is written. */
+  /**
+   * false pauses undici's parser (and so the upstream socket) until the caller has taken
+   * what is written ('drain'). Not at the socket's 16 KiB mark, which every 64 KiB read
+   * passes: the upstream would stop and start for every chunk, each time waiting for the
+   * caller's process to be scheduled; up to STREAM_BUFFER waits for the caller per stream.
+   */
   onData(chunk: Buffer): boolean {
-    return this.state === 'forwarding' ? this.res.write(chunk) : true;
+    if (this.state !== 'forwarding') return true;
+    this.res.write(chunk);
+    return this.res.writableLength < STREAM_BUFFER;
   }
 
   onComplete(): void {
@@ -404,6 +411,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     );
   }
 }
+
+/** What an answer may hold for a slow caller before the upstream is paused: the bound on a stream's memory. */
+export const STREAM_BUFFER = 1024 * 1024;
 
 function uncork(res: ServerResponse): void {
   res.uncork();
