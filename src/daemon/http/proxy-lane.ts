@@ -313,8 +313,10 @@ type Outcome = 'answered' | 'retry';
  * The timeout: once the request is sent the upstream has http_timeout_ms to start
  * answering; an upload takes as long as it takes before that, and so does the answer's
  * body after it (a download, a stream of server-sent events).
+ *
+ * Exported for test/proxy-streams.test.ts, which drives it over a real socket.
  */
-class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler {
   private state: 'waiting' | 'forwarding' | 'discarding' | 'done' = 'waiting';
   private abortUpstream: ((err?: Error) => void) | undefined;
   /** Why the exchange was stopped (the timeout, the caller gone), kept until undici lets us abort. */
