@@ -54,14 +54,23 @@ export function dispatcherFor(cfg: OutboundConfig, env: NodeJS.ProcessEnv = proc
   if (hit && hit.mtimeMs === mtimeMs) return hit.dispatcher;
   const ca = caBundle(cfg.ca_file);
   const tlsOptions = { ...(ca ? { ca } : {}), lookup: pinnedLookup };
+  // undici's highWaterMark (64 KiB, both ways) would win over these: unset, and its 64 KiB kept for reads.
+  const connect = { ...tlsOptions, highWaterMark: undefined, readableHighWaterMark: 64 * 1024, writableHighWaterMark: UPLOAD_WRITE_BUFFER };
   const dispatcher: Dispatcher = PROXY_VARS.some((v) => env[v])
     ? // Direct connections (NO_PROXY) and tunnels to the target both check the target's certificate against `ca`.
-      new (undici().EnvHttpProxyAgent)({ connect: tlsOptions, requestTls: tlsOptions })
-    : new (undici().Agent)({ connect: tlsOptions, keepAliveTimeout: 30_000 });
+      new (undici().EnvHttpProxyAgent)({ connect, requestTls: tlsOptions })
+    : new (undici().Agent)({ connect, keepAliveTimeout: 30_000 });
   if (hit) void hit.dispatcher.close().catch(() => undefined);
   dispatchers.set(key, { dispatcher, mtimeMs });
   return dispatcher;
 }
+
+/**
+ * What an outbound socket takes before a write says "wait for drain" (undici's is 64 KiB,
+ * its read size): a proxied upload is written upstream in the caller's 64 KiB chunks, and
+ * at 64 KiB every write paused the caller's body and resumed it on 'drain'.
+ */
+const UPLOAD_WRITE_BUFFER = 1024 * 1024;
 
 function statMtime(file: string): number {
   try {

@@ -316,8 +316,10 @@ type Outcome = 'answered' | 'retry';
  * The timeout: once the request is sent the upstream has http_timeout_ms to start
  * answering; an upload takes as long as it takes before that, and so does the answer's
  * body after it (a download, a stream of server-sent events).
+ *
+ * Exported for test/proxy-streams.test.ts, which drives it over a real socket.
  */
-class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler {
   private state: 'waiting' | 'forwarding' | 'discarding' | 'done' = 'waiting';
   private abortUpstream: ((err?: Error) => void) | undefined;
   /** Why the exchange was stopped (the timeout, the caller gone), kept until undici lets us abort. */
@@ -383,9 +385,16 @@ class Exchange implements Dispatcher.DispatchHandler {
     return true;
   }
 
-  /** false pauses undici's parser (and so the upstream socket) until the caller has taken what is written. */
+  /**
+   * false pauses undici's parser (and so the upstream socket) until the caller has taken
+   * what is written ('drain'). Not at the socket's 16 KiB mark, which every 64 KiB read
+   * passes: the upstream would stop and start for every chunk, each time waiting for the
+   * caller's process to be scheduled; up to STREAM_BUFFER waits for the caller per stream.
+   */
   onData(chunk: Buffer): boolean {
-    return this.state === 'forwarding' ? this.res.write(chunk) : true;
+    if (this.state !== 'forwarding') return true;
+    this.res.write(chunk);
+    return this.res.writableLength < STREAM_BUFFER;
   }
 
   onComplete(): void {
@@ -412,6 +421,9 @@ class Exchange implements Dispatcher.DispatchHandler {
 
 /** Every exchange's wait for its answer to start, on one timer. */
 const upstreamWaits = new Deadlines();
+
+/** What an answer may hold for a slow caller before the upstream is paused: the bound on a stream's memory. */
+export const STREAM_BUFFER = 1024 * 1024;
 
 function uncork(res: ServerResponse): void {
   res.uncork();
