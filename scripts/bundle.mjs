@@ -5,8 +5,10 @@
 // too: a fleet's store imports it when it opens, so a daemon of its own never loads it; and
 // @napi-rs/keyring (a native addon per platform), loaded only with settings.key_store "keyring";
 // and undici, which src/daemon/outbound.ts loads on the first outbound request.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,17 +31,43 @@ const zodEnglishOnly = {
   },
 };
 
-await build({
+const common = {
   entryPoints: [path.join(root, 'dist', 'daemon', 'main.js')],
-  outfile: path.join(root, 'dist', 'daemon', 'main.bundle.js'),
   bundle: true,
   platform: 'node',
-  format: 'esm',
   target: 'node20',
   external: ['better-sqlite3', 'pg', '@napi-rs/keyring', 'undici'],
-  // CommonJS dependencies (proper-lockfile) call require(): give the ES module one.
-  banner: { js: "import { createRequire as __tokendRequire } from 'node:module'; const require = __tokendRequire(import.meta.url);" },
   plugins: [zodEnglishOnly],
   sourcemap: 'linked',
   logLevel: 'warning',
+};
+
+await build({
+  ...common,
+  outfile: path.join(root, 'dist', 'daemon', 'main.bundle.js'),
+  format: 'esm',
+  // CommonJS dependencies (proper-lockfile) call require(): give the ES module one.
+  banner: { js: "import { createRequire as __tokendRequire } from 'node:module'; const require = __tokendRequire(import.meta.url);" },
 });
+
+// The same as CommonJS, which bin/code-cache.mjs compiles with V8's code cache (Node 20 has no
+// compile cache for ES modules): bin/tokend starts this one when it is there. import() becomes
+// require() (vm.Script has no loader for import()); import.meta.url the file's own URL.
+const cjs = path.join(root, 'dist', 'daemon', 'main.bundle.cjs');
+await build({
+  ...common,
+  outfile: cjs,
+  format: 'cjs',
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__tokendModuleUrl' },
+  banner: { js: "const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+});
+
+// The cache is made in a process of its own: it runs the bundle's top level (its imports).
+const cacheFile = path.join(root, 'dist', 'daemon', 'main.bundle.cache');
+fs.rmSync(cacheFile, { force: true });
+execFileSync(
+  process.execPath,
+  ['--input-type=module', '-e', `import { writeCache } from ${JSON.stringify(pathToFileURL(path.join(root, 'bin', 'code-cache.mjs')).href)}; writeCache(${JSON.stringify(cjs)}, ${JSON.stringify(cacheFile)});`],
+  { stdio: 'inherit' },
+);
