@@ -5,6 +5,8 @@
 // too: a fleet's store imports it when it opens, so a daemon of its own never loads it; and
 // @napi-rs/keyring (a native addon per platform), loaded only with settings.key_store "keyring";
 // and undici, which src/daemon/outbound.ts loads on the first outbound request.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -29,17 +31,67 @@ const zodEnglishOnly = {
   },
 };
 
-await build({
+const common = {
   entryPoints: [path.join(root, 'dist', 'daemon', 'main.js')],
-  outfile: path.join(root, 'dist', 'daemon', 'main.bundle.js'),
   bundle: true,
   platform: 'node',
-  format: 'esm',
   target: 'node20',
   external: ['better-sqlite3', 'pg', '@napi-rs/keyring', 'undici'],
-  // CommonJS dependencies (proper-lockfile) call require(): give the ES module one.
-  banner: { js: "import { createRequire as __tokendRequire } from 'node:module'; const require = __tokendRequire(import.meta.url);" },
   plugins: [zodEnglishOnly],
   sourcemap: 'linked',
   logLevel: 'warning',
+};
+
+await build({
+  ...common,
+  outfile: path.join(root, 'dist', 'daemon', 'main.bundle.js'),
+  format: 'esm',
+  // CommonJS dependencies (proper-lockfile) call require(): give the ES module one.
+  banner: { js: "import { createRequire as __tokendRequire } from 'node:module'; const require = __tokendRequire(import.meta.url);" },
 });
+
+// The same as CommonJS, which bin/code-cache.cjs compiles with V8's code cache (Node 20 has no
+// compile cache for ES modules): bin/tokend starts this one when it is there. import() becomes
+// require() (vm.Script has no loader for import()); import.meta.url the file's own URL.
+const daemon = path.join(root, 'dist', 'daemon', 'main.bundle.cjs');
+await build({
+  ...common,
+  outfile: daemon,
+  format: 'cjs',
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__tokendModuleUrl' },
+  banner: { js: "const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+});
+
+// The CLI as one CommonJS file too (dist/client/cli.bundle.cjs), which bin/tokend requires when
+// it is there: node's ES module loader pays per module (`tokend version` loaded some 30). No
+// code cache for it: it compiles lazily in less time than V8 takes to read a cache back. The
+// rare commands it imports when used are in the same file, run only when used; packages stay
+// outside (zod, loaded only for config.json: test/client-imports.test.ts). Same folder as
+// tsc's files, so the `new URL('../../…', import.meta.url)` paths in src/client still hold.
+const cli = path.join(root, 'dist', 'client', 'cli.bundle.cjs');
+await build({
+  entryPoints: [path.join(root, 'dist', 'client', 'cli.js')],
+  outfile: cli,
+  bundle: true,
+  packages: 'external',
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__tokendModuleUrl' },
+  banner: { js: "const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  logLevel: 'warning',
+});
+
+// The daemon's cache is made in a process of its own: it runs the bundle's top level.
+const daemonCache = path.join(root, 'dist', 'daemon', 'main.bundle.cache');
+fs.rmSync(daemonCache, { force: true });
+execFileSync(
+  process.execPath,
+  [
+    '-e',
+    `require(${JSON.stringify(path.join(root, 'bin', 'code-cache.cjs'))}).writeCache(${JSON.stringify(daemon)}, ${JSON.stringify(daemonCache)});`,
+  ],
+  { stdio: 'inherit' },
+);

@@ -8,13 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { ROOT } from './support/daemon.js';
 import { useDaemon } from './support/fixtures.js';
 
-const BUNDLE = path.join(ROOT, 'dist', 'daemon', 'main.bundle.js');
+// The ES module bundle and the CommonJS one bin/tokend starts through the code cache.
+const BUNDLES = ['main.bundle.js', 'main.bundle.cjs'].map((f) => path.join(ROOT, 'dist', 'daemon', f));
 
 describe('the daemon bundle', () => {
   const { d } = useDaemon();
 
-  it("carries zod's English messages only, not its other locales", () => {
-    const text = fs.readFileSync(BUNDLE, 'utf8');
+  it.each(BUNDLES)("%s carries zod's English messages only, not its other locales", (bundle) => {
+    const text = fs.readFileSync(bundle, 'utf8');
     // index.js is the stand-in that re-exports en.js (named in a comment of the bundle).
     const locales = [...new Set(text.match(/zod\/v4\/locales\/[\w-]+\.js/g) ?? [])].filter((l) => !l.endsWith('/index.js'));
     expect(locales).toEqual(['zod/v4/locales/en.js']);

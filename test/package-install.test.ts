@@ -120,6 +120,8 @@ describe('the package, installed from its tarball into an empty prefix', { timeo
       'scripts/build-native.mjs',
       'bin/tokend',
       'bin/tokend-sh-lib',
+      'bin/code-cache.cjs',
+      'dist/daemon/main.bundle.cache',
     ]) {
       expect(packed).toContain(f);
     }
