@@ -15,7 +15,7 @@ import type { FleetSync } from './fleet-sync.js';
 import { storedTimes, type GrantMemory } from './grant-memory.js';
 import type { Scheduler } from './schedule.js';
 
-/** Grants checked in one turn of the event loop while the whole list is taken in. */
+/** Grants read and checked in one turn of the event loop while the whole list is taken in. */
 const GRANTS_PER_TURN = 1000;
 
 export interface GrantLoadParts {
@@ -88,18 +88,22 @@ export class GrantLoad {
   private async loadAll(): Promise<void> {
     const { m, scheduler, fleet } = this.p;
     try {
-      const grants = await m.deps.store.listGrants();
       const left: Leftovers = { unbound: [], interruptedImports: [] };
-      for (let i = 0; i < grants.length; i++) {
-        const g = grants[i]!;
-        const cfg = m.deps.config.getAccount(g.account);
-        // Read on its own meanwhile: what the store held then, and what was done since, is in memory already.
-        if (cfg && !this.early.has(g.account)) {
+      let after: string | undefined;
+      for (;;) {
+        // A page a turn, the event loop free between them (10 000 rows at once held it for
+        // ~100 ms); an account not taken in yet meanwhile is read on its own (account()).
+        const page = await m.deps.store.listGrants({ after, limit: GRANTS_PER_TURN });
+        for (const g of page) {
+          const cfg = m.deps.config.getAccount(g.account);
+          // Read on its own meanwhile: what the store held then, and what was done since, is in memory already.
+          if (!cfg || this.early.has(g.account)) continue;
           this.early.set(g.account, Promise.resolve());
           this.take(g, cfg, left);
         }
-        // The event loop answers requests between turns; an account not taken in yet is read on its own (account()).
-        if ((i + 1) % GRANTS_PER_TURN === 0) await new Promise((r) => setImmediate(r));
+        if (page.length < GRANTS_PER_TURN) break;
+        after = page.at(-1)!.account;
+        await new Promise((r) => setImmediate(r));
       }
       this.done = true;
       this.early.clear();
