@@ -172,7 +172,7 @@ describe('Broker', () => {
     const stored = (account: string, boundTo: string | undefined) =>
       store.replaceGrant(account, {
         refresh_token: `rt-${account}`,
-        ...(boundTo ? { bound_to: boundTo } : {}),
+        bound_to: boundTo as string, // none: a grant from before bindings were recorded
         access_token: `at-${account}`,
         token_type: 'Bearer',
         obtained_at: clock.t,

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityKey } from '../src/daemon/grant-identity.js';
 import { loadOrCreateKey } from '../src/daemon/store/crypto.js';
@@ -35,17 +36,21 @@ describe('a daemon with thousands of accounts', () => {
     const scratch = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'tkd-many-'));
     const store = openStore({ file: path.join(scratch, 'tokend.db'), key });
     const expiresAt = Date.now() + 86_400_000;
-    for (const [i, account] of [...names, 'moved'].entries()) {
+    for (const account of [...names, 'moved']) {
       await store.replaceGrant(account, {
         refresh_token: `rt-${account}`,
         access_token: `at-${account}`,
         token_type: 'Bearer',
         expires_at: expiresAt,
         obtained_at: Date.now(),
-        ...(unbound(i) ? {} : { bound_to: identityKey(A) }),
+        bound_to: identityKey(A),
       });
     }
     await store.close();
+    const db = new Database(path.join(scratch, 'tokend.db'));
+    const unbind = db.prepare('UPDATE grants SET bound_to = NULL WHERE account = ?');
+    for (const [i, account] of names.entries()) if (unbound(i)) unbind.run(account);
+    db.close();
     fs.mkdirSync(path.join(h.home, 'data'), { recursive: true, mode: 0o700 });
     fs.copyFileSync(path.join(scratch, 'tokend.db'), path.join(h.home, 'data', 'tokend.db'));
     fs.chmodSync(path.join(h.home, 'data', 'tokend.db'), 0o600);
