@@ -181,6 +181,41 @@ describe('Broker', () => {
     expect(driver.calls).toHaveLength(0);
   });
 
+  it('answers before the grants are read: an account asked for first is read on its own, with rule 8 checked; the whole read leaves it as it is', async () => {
+    const { broker, driver, store, accounts, clock } = setup();
+    const stored = (account: string, boundTo: string | undefined) =>
+      store.replaceGrant(account, {
+        refresh_token: `rt-${account}`,
+        bound_to: boundTo as string, // none: a grant from before bindings were recorded
+        access_token: `at-${account}`,
+        token_type: 'Bearer',
+        obtained_at: clock.t,
+        expires_at: clock.t + 3_600_000,
+      });
+    await stored('w', identityKey(A));
+    await stored('unbound', undefined); // from before bindings: takes the account's identity
+    accounts.set('unbound', A);
+    const moved: AccountConfig = { ...A, issuer: 'https://b.example' };
+    await stored('moved', identityKey(A)); // issued by a.example; the account names b.example now
+    accounts.set('moved', moved);
+    // No start(): the daemon answers before it reads the grants (Broker.readStoredTokens after).
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-w');
+    expect((await broker.getToken({ account: 'unbound' })).access_token).toBe('at-unbound');
+    expect((await store.getGrant('unbound'))?.bound_to).toBe(identityKey(A));
+    await expect(broker.getToken({ account: 'moved' })).rejects.toMatchObject({ status: expect.any(Number) });
+    expect(driver.calls.filter((c) => c.kind === 'refresh')).toHaveLength(0);
+    // Rule 8: revoked where it came from (a.example), never sent to b.example, and dropped.
+    await new Promise((r) => setTimeout(r, 10));
+    expect(driver.calls.map((c) => [c.kind, c.config.issuer])).toEqual([['revoke', 'https://a.example']]);
+    expect(await store.getGrant('moved')).toBeUndefined();
+    // A refresh of an account read on its own, then the whole read: the refreshed token stays.
+    await broker.forceRefresh('w');
+    await broker.readStoredTokens();
+    expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
+    expect((await broker.grantState('w')).grant?.generation).toBe(2);
+    expect(driver.calls.filter((c) => c.kind === 'refresh')).toHaveLength(1);
+  });
+
   it('never serves a first read of a stored token that a refresh made stale meanwhile', async () => {
     const { broker, driver, grant, store, clock } = setup();
     await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });

@@ -294,6 +294,23 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(pages).toEqual([['a=at-a', 'b=at-b'], ['d=at-d', 'e=at-e'], ['g=at-g']]);
     });
 
+    it('pages through every grant in account order, whatever its status, nothing decrypted', async () => {
+      for (const a of ['d', 'b', 'a', 'c', 'e'])
+        await s.replaceGrant(a, { refresh_token: `rt-${a}`, bound_to: 'id', ...tokens({ access_token: `at-${a}` }) });
+      await s.setStatus('c', 'reauth_required', 'refused');
+      const pages: string[][] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await s.listGrants({ after, limit: 2 });
+        if (page.length === 0) break;
+        expect(JSON.stringify(page)).not.toMatch(/[ar]t-/);
+        pages.push(page.map((g) => `${g.account}:${g.status}`));
+        after = page.at(-1)!.account;
+      }
+      expect(pages).toEqual([['a:active', 'b:active'], ['c:reauth_required', 'd:active'], ['e:active']]);
+      expect((await s.listGrants()).map((g) => g.account)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    });
+
     it('records which provider and client issued grants, many in one call, and creates none', async () => {
       await s.replaceGrant('a', { refresh_token: 'rt-a', bound_to: 'old' });
       await s.replaceGrant('b', { refresh_token: 'rt-b', bound_to: 'old' });

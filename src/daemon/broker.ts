@@ -7,6 +7,7 @@ import { backOff } from './refresh-health.js';
 import { isStoreUnavailable } from './store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary } from './store/types.js';
 import { FleetSync } from './broker/fleet-sync.js';
+import { GrantLoad } from './broker/grant-load.js';
 import {
   GrantMemory,
   storedTimes,
@@ -66,6 +67,8 @@ export class Broker {
   private readonly revocation: Revocation;
   /** What a refresh attempt works with: made once, shared by every attempt. */
   private readonly parts: RefreshParts;
+  /** The grants read from the store after start-up; an account asked for before is read on its own (ready). */
+  private readonly load: GrantLoad;
 
   constructor(private readonly deps: BrokerDeps) {
     this.m = new GrantMemory(deps);
@@ -78,56 +81,22 @@ export class Broker {
     this.fleet = new FleetSync(this.m, this.scheduler, lanes);
     this.revocation = new Revocation(this.m, this.fleet, lanes);
     this.parts = { m: this.m, scheduler: this.scheduler, fleet: this.fleet, revocation: this.revocation, lanes };
+    this.load = new GrantLoad({
+      m: this.m,
+      scheduler: this.scheduler,
+      fleet: this.fleet,
+      retire: (account, why) => this.retire(account, why),
+      importInterrupted: (g) => this.importInterrupted(g),
+    });
   }
 
   /**
-   * Fill memory from the store and arm proactive refresh; called once at start-up. In a fleet,
-   * then listen for the grants other daemons commit.
+   * Fill memory from the store and arm proactive refresh, all of it now (tests; the daemon
+   * answers first and reads them with readStoredTokens). In a fleet, then listen for the
+   * grants other daemons commit.
    */
   async start(): Promise<void> {
-    // Grants from before bindings were recorded take the account's identity, all in one commit.
-    const unbound: Array<{ account: string; boundTo: string }> = [];
-    const interruptedImports: GrantSummary[] = [];
-    for (const g of await this.deps.store.listGrants()) {
-      const cfg = this.deps.config.getAccount(g.account);
-      if (!cfg) continue;
-      this.m.seen.set(g.account, g.generation);
-      const id = identityKey(cfg);
-      // So do grants bound before the authorization and device endpoints joined the identity,
-      // matched on the fields they were bound with (grant-identity.ts); a fleet's stay as they
-      // are, for its daemons not yet upgraded.
-      if (g.bound_to === null || (g.bound_to !== id && !this.deps.store.fleet && isBoundTo(g.bound_to, cfg))) {
-        g.bound_to = id;
-        unbound.push({ account: g.account, boundTo: id });
-      }
-      // Rule 8: a grant whose provider or client is not the account's any more is never
-      // served or refreshed; it is revoked where it came from and dropped. A fleet's grant
-      // is left alone: it is the other daemons' too, and this host's config is the odd one.
-      if (!isBoundTo(g.bound_to, cfg)) {
-        if (this.deps.store.fleet) this.fleet.logMismatch(g.account, g, cfg);
-        else void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
-        continue;
-      }
-      g.bound_to = id; // one string for all the grants of an identity, not a copy per row
-      this.m.grants.set(g.account, g);
-      if (g.in_flight_since && g.in_flight_for === 'import' && !g.in_flight_by) {
-        interruptedImports.push(g);
-      } else if (g.in_flight_since && g.status === 'active' && !g.in_flight_by) {
-        this.deps.log.warn('a refresh was interrupted when the daemon stopped; its refresh token may be spent', {
-          account: g.account,
-          since: new Date(g.in_flight_since).toISOString(),
-        });
-      }
-      if (g.has_access_token && g.status === 'active') {
-        this.m.storedTokens.add(g.account);
-        this.scheduler.schedule(g.account, cacheKey(g.account), storedTimes(g));
-      }
-      if (g.status === 'active') this.scheduler.watchGrant(g.account, cfg, g);
-    }
-    if (unbound.length > 0) await this.deps.store.setBindings(unbound);
-    for (const g of interruptedImports) await this.importInterrupted(g);
-    this.scheduler.watchClock();
-    this.fleet.listen();
+    await this.load.all();
   }
 
   /**
@@ -160,6 +129,9 @@ export class Broker {
   }
 
   async getToken(q: TokenQuery): Promise<CachedToken> {
+    // No await once every grant is in (the hot path).
+    const early = this.load.account(q.account);
+    if (early) await early;
     const key = cacheKey(q.account, q.scope, q.audience);
     let hit = this.m.cache.get(key);
     if (!hit && key === q.account && this.m.storedTokens.has(key)) hit = await this.m.readStoredToken(key);
@@ -201,6 +173,7 @@ export class Broker {
     account: string,
     opts: { ifToken?: string } = {},
   ): Promise<{ grant: GrantSummary; token?: CachedToken; refreshed: boolean }> {
+    await this.ready(account);
     if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
     const key = cacheKey(account);
     const forced = () => this.flight({ key, account, notBefore: this.m.now() + 1 });
@@ -222,6 +195,7 @@ export class Broker {
    * calls join one. 409 `conflict` where the account has no recover step.
    */
   async recover(account: string): Promise<GrantSummary> {
+    await this.ready(account);
     const cfg = this.m.accountOrThrow(account);
     const driver = this.m.driverOrThrow(account, cfg);
     if (!(await recoverable(this.m, account, cfg, driver))) throw noRecoverStep(account, cfg.driver);
@@ -270,6 +244,7 @@ export class Broker {
    * (503) leaves the account exactly as it was.
    */
   async importTokens(account: string, t: ImportedTokens): Promise<GrantSummary> {
+    await this.ready(account);
     let proven = false;
     const g = await this.queue(account, () =>
       this.locked(account, async () => {
@@ -311,6 +286,7 @@ export class Broker {
    * `conflict`), so tokens of one provider never serve an account that names another.
    */
   async installLogin(account: string, set: TokenSet, issuedBy: string): Promise<GrantRecord> {
+    await this.ready(account);
     return this.queue(account, () =>
       this.locked(account, async () => {
         const cfg = this.m.accountOrThrow(account);
@@ -342,12 +318,14 @@ export class Broker {
    * stored secrets nor a new grant go anywhere the fleet's grant does not come from.
    */
   async checkLoginTarget(account: string, identity: string): Promise<void> {
+    await this.ready(account);
     if (!this.deps.store.fleet) return;
     await this.fleet.refuseForeignGrant(account, identity);
   }
 
   /** Revoke at the provider where possible, then forget the grant (`logout`); config stays. */
   async logout(account: string): Promise<{ revoked: boolean }> {
+    await this.ready(account);
     if (!this.deps.config.getAccount(account)) throw unknownAccount(account);
     return this.queue(account, () => this.locked(account, () => this.revocation.revokeAndDrop(account, 'logout')));
   }
@@ -358,6 +336,7 @@ export class Broker {
    * and every cached or narrowed token of it. Queued behind any refresh in flight.
    */
   async retire(account: string, why: string): Promise<{ revoked: boolean; hadGrant: boolean }> {
+    await this.ready(account);
     this.forget(account);
     return this.queue(account, () =>
       this.locked(account, async () => {
@@ -377,6 +356,7 @@ export class Broker {
    * `--replace-grant`.
    */
   async identityChanged(account: string, why: string): Promise<void> {
+    await this.ready(account);
     if (!this.deps.store.fleet) {
       await this.retire(account, why);
       return;
@@ -400,6 +380,7 @@ export class Broker {
     opts: { retire: boolean; why: string },
     apply: () => Promise<void>,
   ): Promise<{ revoked: boolean; hadGrant: boolean }> {
+    await this.ready(account);
     this.forget(account);
     return this.queue(account, async () => {
       let result = { revoked: false, hadGrant: false };
@@ -427,6 +408,7 @@ export class Broker {
    * is not this daemon's to show as usable: none, and the reason as the last error.
    */
   async grantState(account: string): Promise<GrantState> {
+    await this.ready(account);
     let grant = this.m.grants.get(account);
     if (!grant) {
       try {
@@ -471,11 +453,27 @@ export class Broker {
   }
 
   /**
-   * Read the stored access tokens into memory after start-up, a turn at a time with the event
-   * loop free between them (GrantMemory.readStoredTokens).
+   * After start-up: the grants into memory (GrantLoad), then their stored access tokens, a
+   * turn at a time with the event loop free between them (GrantMemory.readStoredTokens).
+   * Never rejects: a store that cannot be read now is logged, and each account is read on
+   * its first use.
    */
-  readStoredTokens(): Promise<void> {
+  async readStoredTokens(): Promise<void> {
+    try {
+      await this.load.all();
+    } catch (err) {
+      this.deps.log.error('could not read the grants after start-up; each account is read on its first use', {
+        error: (err as Error).message,
+      });
+      return;
+    }
     return this.m.readStoredTokens();
+  }
+
+  /** An account's grant in memory before anything is done with it (GrantLoad.account). */
+  private async ready(account: string): Promise<void> {
+    const early = this.load.account(account);
+    if (early) await early;
   }
 
   // ---- the refresh: getToken → flight → RefreshAttempt.run → driver.refresh ----

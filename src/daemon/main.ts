@@ -256,7 +256,8 @@ export async function main(argv: string[]): Promise<void> {
   });
   const logins: LoginManager = new LoginManager({ store: store!, config: config!, broker, events, log, getDriver, audit });
   try {
-    await broker.start();
+    // The grants are read after the daemon answers (readStoredTokens below); an account asked
+    // for before that is read on its own first (Broker, GrantLoad).
     await logins.resumeStored();
   } catch (err) {
     await store!.close().catch(() => undefined);
@@ -316,7 +317,7 @@ export async function main(argv: string[]): Promise<void> {
     ...(listenAt ? { listen: listenSpec } : {}),
     accounts: config!.accountCount(),
   });
-  // The stored access tokens are read after the daemon answers; then what start-up left behind is collected.
+  // The grants and their stored access tokens are read after the daemon answers; then what start-up left behind is collected.
   const accounts = config!.accountCount();
   void broker.readStoredTokens().finally(() => loadingDone({ accounts }));
 

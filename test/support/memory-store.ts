@@ -18,6 +18,7 @@ import {
   type AuditQuery,
   type AuditRow,
   type FleetLink,
+  type GrantPage,
   type GrantRecord,
   type GrantSummary,
   type GrantWrite,
@@ -74,9 +75,11 @@ export class MemoryStore implements Store {
     const g = this.grants.get(account);
     return g && { ...g };
   }
-  async listGrants(): Promise<GrantSummary[]> {
+  async listGrants(page?: GrantPage): Promise<GrantSummary[]> {
     this.reachable();
-    return [...this.grants.values()].sort((a, b) => compare(a.account, b.account)).map((g) => summarize(g));
+    const all = [...this.grants.values()].sort((a, b) => compare(a.account, b.account));
+    const listed = page ? all.filter((g) => g.account > (page.after ?? '')).slice(0, page.limit) : all;
+    return listed.map((g) => summarize(g));
   }
   async listAccessTokens(after: string | undefined, limit: number): Promise<StoredAccessToken[]> {
     this.reachable();

@@ -205,13 +205,17 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return row ? toGrant(row) : undefined;
     },
 
-    async listGrants() {
+    async listGrants(page) {
       const shared = new Map<string, string>();
       // in_flight_by too: a starting daemon must tell another daemon's live mark from its own
-      // interrupted one (Broker.start), as getGrant does.
-      return (await q(`SELECT ${GRANT_SUMMARY_COLUMNS}, in_flight_by FROM ${S}.grants ORDER BY account`)).map((row) =>
-        decodeGrantSummary(row, where, shared),
-      );
+      // interrupted one (GrantLoad), as getGrant does.
+      const rows = page
+        ? await q(`SELECT ${GRANT_SUMMARY_COLUMNS}, in_flight_by FROM ${S}.grants WHERE account > $1 ORDER BY account LIMIT $2`, [
+            page.after ?? '',
+            page.limit,
+          ])
+        : await q(`SELECT ${GRANT_SUMMARY_COLUMNS}, in_flight_by FROM ${S}.grants ORDER BY account`);
+      return rows.map((row) => decodeGrantSummary(row, where, shared));
     },
 
     async listAccessTokens(after, limit) {

@@ -31,6 +31,7 @@ import {
   soleLease,
   type AuditEntry,
   type AuditQuery,
+  type GrantPage,
   type GrantRecord,
   type GrantWrite,
   type LoginRecord,
@@ -141,6 +142,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
   const sql = {
     getGrant: db.prepare<[string], Row>('SELECT * FROM grants WHERE account = ?'),
     listGrants: db.prepare<[], unknown[]>(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM grants ORDER BY account`).raw(),
+    listGrantsPage: db
+      .prepare<[string, number], unknown[]>(`SELECT ${GRANT_SUMMARY_COLUMNS} FROM grants WHERE account > ? ORDER BY account LIMIT ?`)
+      .raw(),
     listAccessTokens: db.prepare<[string, number], Row>(
       `SELECT ${GRANT_SUMMARY_COLUMNS}, access_token FROM grants WHERE account > ? AND access_token IS NOT NULL AND status = 'active' ORDER BY account LIMIT ?`,
     ),
@@ -314,9 +318,10 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     ),
 
     listGrants: guard(
-      () => {
+      (page?: GrantPage) => {
         const shared = new Map<string, string>();
-        return sql.listGrants.all().map((values) => decodeGrantSummary(summaryRow(values), file, shared));
+        const rows = page ? sql.listGrantsPage.all(page.after ?? '', page.limit) : sql.listGrants.all();
+        return rows.map((values) => decodeGrantSummary(summaryRow(values), file, shared));
       },
       { writes: false },
     ),

@@ -61,6 +61,12 @@ export type GrantSummary = Omit<GrantRecord, 'refresh_token' | 'access_token'> &
 export type StoredAccessToken = Omit<GrantRecord, 'refresh_token'>;
 
 /** What memory keeps of a grant read whole. */
+/** A page of listGrants: the grants after `after` (in account order), at most `limit`. */
+export interface GrantPage {
+  after?: string;
+  limit: number;
+}
+
 export function summarize(g: GrantRecord | GrantSummary): GrantSummary {
   if (!('refresh_token' in g)) return g;
   const { refresh_token, access_token, ...rest } = g;
@@ -177,8 +183,12 @@ export type LoginSecrets = Record<string, string>;
 export interface Store {
   /** One grant, decrypted, or undefined. */
   getGrant(account: string): Promise<GrantRecord | undefined>;
-  /** Every grant, nothing decrypted (start-up; see GrantSummary). */
-  listGrants(): Promise<GrantSummary[]>;
+  /**
+   * Every grant, nothing decrypted (start-up; see GrantSummary), in account order; with `page`,
+   * those after `page.after` (all when absent), at most `page.limit`: the broker reads them in
+   * turns after start-up.
+   */
+  listGrants(page?: GrantPage): Promise<GrantSummary[]>;
   /** One grant's access token, decrypted, without its refresh token (a stored token's first use). */
   getAccessToken(account: string): Promise<StoredAccessToken | undefined>;
   /**
