@@ -117,7 +117,6 @@ export class Broker {
     this.m.grants.set(g.account, { ...g, in_flight_since: null, in_flight_for: null, last_error: why });
   }
 
-  /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
   /**
    * What `getToken({account})` answers at once when the account's token is in memory and
    * satisfies the default min_ttl (the proxy's hot path, which then awaits nothing);
@@ -128,6 +127,7 @@ export class Broker {
     return hit && satisfies(hit, this.deps.config.settings.default_min_ttl * 1000, this.m.now()) ? hit : undefined;
   }
 
+  /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
   async getToken(q: TokenQuery): Promise<CachedToken> {
     // No await once every grant is in (the hot path).
     const early = this.load.account(q.account);
