@@ -27,6 +27,11 @@ describe('exchangeFetch', () => {
           return;
         }
         if (req.url === '/hang') return; // never answers
+        if (req.url === '/slow') {
+          // Past the agent's 4 s idle timeout: it closes idle connections, never one awaiting its answer.
+          setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"late":true}'), 4500);
+          return;
+        }
         res.setHeader('content-type', 'application/json');
         res.setHeader('dpop-nonce', 'n-1');
         res.setHeader('set-cookie', ['a=1', 'b=2']);
@@ -75,6 +80,12 @@ describe('exchangeFetch', () => {
       length: String(form.length),
     });
   });
+
+  it('waits for an answer slower than the idle timeout of its kept-alive connections', async () => {
+    const late = await post('/slow', AbortSignal.timeout(20_000));
+    expect(late.status).toBe(200);
+    expect(await late.json()).toEqual({ late: true });
+  }, 30_000);
 
   it("fails like fetch: a refused connection is TypeError('fetch failed') with its code, a timeout the signal's reason", async () => {
     const closed = http.createServer();
