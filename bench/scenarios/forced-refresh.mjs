@@ -92,6 +92,7 @@ export default {
       references: [
         `Forced refresh: the IdP itself spent ${fmtMs(median(t.idpTokend))} (median, server side) on tokend's refresh requests and ${fmtMs(median(t.idpBare))} on the bare ones; ` +
           `so tokend adds ${fmtMs(median(t.tokend) - median(t.idpTokend))} around the IdP call, a bare fetch ${fmtMs(median(t.bare) - median(t.idpBare))}. ` +
+          `tokend sends its token request with node:http on a kept-alive agent (exchangeFetch, src/daemon/outbound.ts); the bare refresh keeps node's fetch, as a hand-written app would. ` +
           `The two writes of a refresh (markInFlight under synchronous=NORMAL, commitRefresh under FULL) took ${fmtMs(median(t.durablePair))} (median; p90 ${fmtMs(quantile(t.durablePair, 0.9))}) on a scratch store on the same disk; asking the daemon for a cached token with the same client (new connection each time) took ${fmtMs(median(t.socketRoundTrip))}.`,
       ],
       raw: { refresh: t },

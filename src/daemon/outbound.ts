@@ -7,6 +7,8 @@
  */
 import dns from 'node:dns';
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import tls from 'node:tls';
 import type { Dispatcher } from 'undici';
@@ -91,6 +93,70 @@ export function outboundFetch(cfg: OutboundConfig): typeof fetch {
   }
   const dispatcher = dispatcherFor(cfg);
   return ((input: string | URL | Request, init?: RequestInit) => viaDispatcher(input, init, dispatcher)) as typeof fetch;
+}
+
+/** Kept-alive connections for `exchangeFetch`, one pool per scheme (node's Agent pools per host). */
+const exchangeAgents = {
+  // Idle connections close after 4 s, or a second before the server's `Keep-Alive: timeout`
+  // (node's Agent reads it), so a request is never sent on one the server is closing.
+  'http:': new http.Agent({ keepAlive: true, timeout: 4000 }),
+  'https:': new https.Agent({ keepAlive: true, timeout: 4000 }),
+};
+
+/**
+ * A fetch for a provider's small form-POST exchanges (the token endpoint's, through
+ * oauth4webapi's `customFetch`): node:http on a kept-alive agent, the answer read whole and
+ * handed back as a `Response`. Node's fetch builds WHATWG streams, a Request and a Headers
+ * per call and writes the body as a stream (~0.3 ms of CPU a refresh on this machine, in the
+ * one provider call a caller waits on), and undici's own client would be loaded first (~1 s on
+ * a loaded machine, inside the first request's timeout). A network failure is fetch's
+ * `TypeError('fetch failed', { cause })` and an abort the signal's reason, so every driver
+ * error reads the same (drivers/http-failure.ts). A proxy from the environment or an
+ * account's CA, another redirect mode than `manual` (what oauth4webapi asks for) or a body
+ * that is not text go through `outboundFetch`.
+ */
+export function exchangeFetch(cfg: OutboundConfig): typeof fetch {
+  if (cfg.ca_file || PROXY_VARS.some((v) => process.env[v])) return outboundFetch(cfg);
+  return ((input: string | URL | Request, init?: RequestInit) => {
+    const body = init?.body;
+    const textual = body === undefined || body === null || typeof body === 'string' || body instanceof URLSearchParams;
+    const url = typeof input === 'string' ? new URL(input) : undefined;
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || init?.redirect !== 'manual' || !textual)
+      return outboundFetch(cfg)(input, init);
+    return exchange(url, init, body === undefined || body === null ? undefined : String(body));
+  }) as typeof fetch;
+}
+
+function exchange(url: URL, init: RequestInit, payload: string | undefined): Promise<Response> {
+  const signal = init.signal ?? undefined;
+  const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
+  if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
+  return new Promise((resolve, reject) => {
+    const fail = (err: unknown) => reject(signal?.aborted ? (signal.reason ?? err) : new TypeError('fetch failed', { cause: err }));
+    const options = { method: init.method ?? 'GET', headers, signal, lookup: pinnedLookup as never };
+    const req = (url.protocol === 'https:' ? https : http).request(
+      url,
+      { ...options, agent: exchangeAgents[url.protocol as 'http:'] },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', fail);
+        res.on('end', () => {
+          const answer = new Headers();
+          const raw = res.rawHeaders;
+          for (let i = 0; i + 1 < raw.length; i += 2) answer.append(raw[i]!, raw[i + 1]!);
+          const status = res.statusCode ?? 0;
+          try {
+            resolve(new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), { status, headers: answer }));
+          } catch (err) {
+            fail(err);
+          }
+        });
+      },
+    );
+    req.on('error', fail);
+    req.end(payload);
+  });
 }
 
 function hostnameOf(input: string | URL | Request): string {

@@ -64,12 +64,17 @@ export function setKeyCaller(req: IncomingMessage, app: string): void {
   (req as KeyedRequest)[KEY_CALLER] = id;
 }
 
+/** The app key a request showed on the loopback listener, as its caller; undefined on the Unix socket (nothing is read). */
+export function keyCallerOf(req: IncomingMessage): CallerIdentity | undefined {
+  return (req as KeyedRequest)[KEY_CALLER];
+}
+
 /** The connection each peer identity was read for (one identity per Unix-socket connection). */
 const connections = new WeakMap<CallerIdentity, Socket>();
 
 /** The verified caller of `req`: its app key on the listener, else its connection's peer; undefined without the addon, or when it could not be verified. */
 export function callerOf(req: IncomingMessage | undefined): CallerIdentity | undefined {
-  const keyed = (req as KeyedRequest | undefined)?.[KEY_CALLER];
+  const keyed = req && keyCallerOf(req);
   if (keyed) return keyed;
   const socket = req?.socket as PeerSocket | undefined;
   const peer = socket?.[PEER];

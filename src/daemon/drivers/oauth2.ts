@@ -16,7 +16,7 @@ import {
   type TokenSet,
 } from './driver.js';
 import { checkTransport, isRetryableStatus, placeOf, retryableFailure, scrub, transportFailure } from './http-failure.js';
-import { outboundFetch, type OutboundConfig } from '../outbound.js';
+import { exchangeFetch, outboundFetch, type OutboundConfig } from '../outbound.js';
 import { DPOP_KEY_SECRET, loadDpopKey, type DpopKey } from '../dpop/key.js';
 
 // Moved to http-failure.ts (every driver parses Retry-After); still importable from here.
@@ -102,9 +102,12 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     return hit;
   }
 
-  /** The transport of one request: its signal, plain http only to loopback, and the account's way out (proxy, CA). */
-  function httpOptions(url: string, signal: AbortSignal, cfg: OutboundConfig) {
-    return transportOptions(url, signal, customFetch ?? outboundFetch(cfg));
+  /**
+   * The transport of one request: its signal, plain http only to loopback, and the account's
+   * way out (proxy, CA); the token endpoint's exchanges through the lighter `exchangeFetch`.
+   */
+  function httpOptions(url: string, signal: AbortSignal, cfg: OutboundConfig, exchange = false) {
+    return transportOptions(url, signal, customFetch ?? (exchange ? exchangeFetch(cfg) : outboundFetch(cfg)));
   }
 
   /** OIDC Discovery 1.0 §4, then RFC 8414 §3; either way the answer's `issuer` must equal ours (RFC 8414 §3.3). */
@@ -173,7 +176,7 @@ export function createOAuth2Driver(opts: OAuth2DriverOptions = {}): OAuth2Driver
     const attempt = () =>
       exchange(
         step,
-        () => send(as, client, auth, { ...httpOptions(url, ctx.signal, ctx.config), ...(dpop ? { DPoP: dpop.handle } : {}) }),
+        () => send(as, client, auth, { ...httpOptions(url, ctx.signal, ctx.config, true), ...(dpop ? { DPoP: dpop.handle } : {}) }),
         (res) => processTokenResponse(as, client, res, process),
       );
     let body: oauth.TokenEndpointResponse;

@@ -5,11 +5,9 @@ import {
   ImportRequest,
   PatchAccountRequest,
   PutAccountRequest,
-  RefreshRequest,
   RejectRequest,
   type Health,
   type RecoverResponse,
-  type RefreshResponse,
 } from '../../protocol/api.js';
 import type { Access, AccountOwner } from '../../protocol/access.js';
 import { ACCOUNT_LABEL_QUERY, matchesLabels, parseLabelSelector } from '../../protocol/labels.js';
@@ -27,7 +25,8 @@ import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { serveEvents } from './events-route.js';
 import { callerOfContext, header, readBody, who } from './raw-request.js';
-import { createTokenHandler, tokenBody } from './token-route.js';
+import { createRefreshHandler, isoOrNull } from './refresh-route.js';
+import { createTokenHandler } from './token-route.js';
 import { errorResponse, parseJsonBody } from './wire.js';
 
 export interface AppDeps extends AccountDeps {
@@ -48,8 +47,6 @@ export interface AppDeps extends AccountDeps {
   /** Extra route groups (helper protocols, logins), each mounting its routes on the app. */
   extend?: Array<(app: Hono) => void>;
 }
-
-const isoOrNull = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
 /** Read and validate a JSON body against a protocol schema: 400 with the field named, never a raw ZodError. */
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
@@ -194,21 +191,12 @@ export function createApp(given: AppDeps): Hono {
     );
     return c.json(await viewAccount(deps, name));
   });
+  // http/entry.ts serves it in front of Hono (refresh-route.ts) with the same handler.
+  const refresh = createRefreshHandler(deps);
   app.post(ROUTE_PATTERNS.accountRefresh, async (c) => {
-    const name = manage(c);
-    // `if_token` comes in the body, never the URL: it is a token (logs and proxies keep URLs).
-    const { if_token: ifToken } = await readJson(c, RefreshRequest);
-    // A coalesced refresh answers with the token: the account's access decides, as for POST /v1/token.
-    if (ifToken !== undefined) {
-      const allowed = deps.access.check(name, callerOfContext(c), header(c, CLIENT_HEADER));
-      if (allowed) await allowed;
-    }
-    // An action, not a read: one row per request, with how it ended.
-    const r = await audited(deps.audit, { account: name, action: 'refresh', ...who(c) }, () => deps.broker.forceRefresh(name, { ifToken }));
-    const body: RefreshResponse = { account: name, expires_at: isoOrNull(r.grant.expires_at), generation: r.grant.generation };
-    // The token goes back only to a caller that showed one of the account's (a coalesced refresh).
-    if (ifToken !== undefined && r.token) Object.assign(body, tokenBody(r.token, Date.now()), { refreshed: r.refreshed });
-    return c.json(body);
+    const by = callerOfContext(c);
+    const call = { name: accountParam(c), body: () => readBody(c), client: header(c, CLIENT_HEADER), keyed: by, caller: () => by };
+    return c.json(await refresh(call));
   });
   app.post(ROUTE_PATTERNS.accountRecover, async (c) => {
     const name = manage(c);

@@ -8,7 +8,9 @@
  * 2. `POST /v1/token`, the request every script and helper makes: the token lane
  *    (token-route.ts), a plain node:http handler with no router and no web Request.
  * 3. `/v1/proxy/NAME/…`: the proxy lane (proxy-lane.ts), streaming both ways.
- * 4. Everything else: its body read first (raw-request.ts), then the Hono app (app.ts)
+ * 4. `POST /v1/accounts/NAME/refresh`, the forced refresh: a lane of its own (refresh-route.ts),
+ *    like the token's.
+ * 5. Everything else: its body read first (raw-request.ts), then the Hono app (app.ts)
  *    with its route groups (helpers, logins, key) and its one `onError`.
  *
  * Every answer, from any of them, follows the keep-alive rule through the servers'
@@ -33,6 +35,7 @@ import { mountKey } from './key-route.js';
 import { mountLogins } from './logins-route.js';
 import { proxyLane } from './proxy-lane.js';
 import { readBeforeRouting } from './raw-request.js';
+import { createRefreshHandler, refreshLane } from './refresh-route.js';
 import { createTokenHandler, tokenLane } from './token-route.js';
 import type { LoginManager } from '../logins.js';
 
@@ -87,12 +90,13 @@ export function createEntry(given: EntryDeps): Handler {
   const router = getRequestListener(app.fetch);
   const token = tokenLane(createTokenHandler({ broker: deps.broker, audit: deps.audit, access: deps.access, resolveTarget }), deps.log);
   const proxy = proxyLane({ ...deps, dpop });
+  const refresh = refreshLane(createRefreshHandler(deps), deps.log);
 
   return function entry(req, res) {
     if (arrivedAfterClose(req)) return; // 1
-    if (token(req, res) || proxy(req, res)) return; // 2, 3: each says whether the request was its own
+    if (token(req, res) || proxy(req, res) || refresh(req, res)) return; // 2, 3, 4: each says whether the request was its own
     void readBeforeRouting(req).then(() => {
-      // 4
+      // 5
       if (!req.socket.destroyed) void router(req, res);
     });
   };
