@@ -6,7 +6,6 @@
  * audit row needs, is read from /proc while the provider answers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { RefreshRequest, type RefreshResponse } from '../../protocol/api.js';
 import { isAccountName } from '../../protocol/names.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
@@ -57,13 +56,14 @@ export function createRefreshHandler(deps: RefreshRouteDeps): RefreshHandler {
       const allowed = deps.access.check(name, caller(), client);
       if (allowed) await allowed;
     }
-    const refreshing = deps.broker.forceRefresh(name, { ifToken });
-    refreshing.catch(() => undefined); // audited() below reports it
-    // The refresh is on its way (its local steps are done within this turn); the caller for
-    // the audit row is read now, while the provider answers, not before the request leaves.
-    await nextTurn();
+    // Who asked is read before the provider is called, not after: a caller gone by then (its
+    // process exited) would leave a forced refresh with nobody named in the audit. The read is
+    // once per connection (caller/connection.ts).
+    const by = caller()?.caller;
     // An action, not a read: one row per request, with how it ended.
-    const r = await audited(deps.audit, { account: name, action: 'refresh', caller: client, by: caller()?.caller }, () => refreshing);
+    const r = await audited(deps.audit, { account: name, action: 'refresh', caller: client, by }, () =>
+      deps.broker.forceRefresh(name, { ifToken }),
+    );
     const answer: RefreshResponse = { account: name, expires_at: isoOrNull(r.grant.expires_at), generation: r.grant.generation };
     // The token goes back only to a caller that showed one of the account's (a coalesced refresh).
     if (ifToken !== undefined && r.token) Object.assign(answer, tokenBody(r.token, Date.now()), { refreshed: r.refreshed });
