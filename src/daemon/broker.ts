@@ -2,7 +2,8 @@ import { cacheKey, sameToken, satisfies, tokenFromGrant, updateFromSet, type Cac
 import type { TokenSet } from './drivers/driver.js';
 import { importedSecrets, importInterruptedReason, type ImportAttempt, type ImportedTokens } from './imports.js';
 import { E, ApiError, unknownAccount } from './errors.js';
-import { describeIdentity, identityKey, isBoundTo, parseIdentity } from './grant-identity.js';
+import { bindingKey, boundJkt, describeIdentity, identityKey, isBoundTo, parseIdentity } from './grant-identity.js';
+import { DPOP_KEY_SECRET, storedJkt } from './dpop/key.js';
 import { backOff } from './refresh-health.js';
 import { isStoreUnavailable } from './store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary } from './store/types.js';
@@ -96,7 +97,7 @@ export class Broker {
       // So do grants bound before the authorization and device endpoints joined the identity,
       // matched on the fields they were bound with (grant-identity.ts); a fleet's stay as they
       // are, for its daemons not yet upgraded.
-      if (g.bound_to === null || (g.bound_to !== id && !this.deps.store.fleet && isBoundTo(g.bound_to, cfg))) {
+      if (g.bound_to === null || (g.bound_to !== id && !boundJkt(g.bound_to) && !this.deps.store.fleet && isBoundTo(g.bound_to, cfg))) {
         g.bound_to = id;
         unbound.push({ account: g.account, boundTo: id });
       }
@@ -108,7 +109,8 @@ export class Broker {
         else void this.retire(g.account, 'the account names another provider or client than the one that issued its grant');
         continue;
       }
-      g.bound_to = id; // one string for all the grants of an identity, not a copy per row
+      // One string for all the grants of an identity, not a copy per row; a DPoP grant's names its key.
+      if (!boundJkt(g.bound_to)) g.bound_to = id;
       this.m.grants.set(g.account, g);
       if (g.in_flight_since && g.in_flight_for === 'import' && !g.in_flight_by) {
         interruptedImports.push(g);
@@ -266,9 +268,10 @@ export class Broker {
         this.m.importing.add(account);
         const cfg = this.m.accountOrThrow(account);
         const driver = this.m.driverOrThrow(account, cfg);
-        const boundTo = identityKey(cfg);
-        await this.fleet.refuseForeignGrant(account, boundTo);
         const secrets = importedSecrets(driver, account, t, cfg);
+        // An imported DPoP key (dpop_jwk) is the one the grant is bound to (RFC 9449 §6).
+        const boundTo = bindingKey(cfg, storedJkt(secrets[DPOP_KEY_SECRET]));
+        await this.fleet.refuseForeignGrant(account, boundTo);
         const now = this.m.now();
         const usable = t.access_token && (t.expires_at === undefined || t.expires_at > now + 60_000);
         // The tokens are proven for this account as it is configured now.
@@ -439,6 +442,11 @@ export class Broker {
       failing: Boolean(h?.lastError),
       retryAt: h && h.nextAttemptAt > this.m.now() ? h.nextAttemptAt : null,
     };
+  }
+
+  /** The binding of the account's grant as held in memory (its `bound_to`), for the DPoP key check of proofs. */
+  grantBinding(account: string): string | null | undefined {
+    return this.m.grants.get(account)?.bound_to;
   }
 
   /** Start no more proactive refreshes (first step of shutdown). */

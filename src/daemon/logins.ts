@@ -21,7 +21,8 @@ import type { ConfigStore } from './config.js';
 import { driverContext, withDpopKey } from './driver-context.js';
 import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, ApiError, unknownAccount } from './errors.js';
-import { identityKey } from './grant-identity.js';
+import { bindingKey, identityKey } from './grant-identity.js';
+import { DPOP_KEY_SECRET, storedJkt } from './dpop/key.js';
 import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, stateMatches, type Loopback } from './login-browser.js';
 import { answerOf, checkRedirect, notWaiting, pageFor, parseCallbackUrl, stateOfCallback, type CallbackOutcome } from './login-callback.js';
@@ -259,7 +260,8 @@ export class LoginManager {
         account,
         cfg,
         secrets,
-        identity: identityKey(cfg),
+        // A DPoP login's grant is bound to the key its proofs are signed with (RFC 9449 §6).
+        identity: bindingKey(cfg, storedJkt(secrets.get(DPOP_KEY_SECRET))),
         ...(opts.task ? { task: opts.task } : {}),
         caller: opts.caller,
         by: opts.by,

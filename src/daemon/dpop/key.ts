@@ -72,6 +72,21 @@ export async function loadDpopKey(secret: string): Promise<DpopKey> {
   return { alg: DPOP_ALG, jkt: thumbprint(publicJwk), publicJwk, pair, privateKey, encodedHeader: b64u(JSON.stringify(header)) };
 }
 
+/**
+ * The thumbprint of a stored key without loading it (what a grant's binding names);
+ * undefined for no key or one that is not ours.
+ */
+export function storedJkt(secret: string | undefined): string | undefined {
+  if (secret === undefined) return undefined;
+  try {
+    const { jwk } = JSON.parse(secret) as { jwk?: Partial<PublicJwk> };
+    if (jwk?.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return undefined;
+    return thumbprint({ kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y });
+  } catch {
+    return undefined;
+  }
+}
+
 /** RFC 7638 §3.2: the required members in lexicographic order, no whitespace, SHA-256. */
 export function thumbprint(jwk: PublicJwk): string {
   return b64u(

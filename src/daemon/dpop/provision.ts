@@ -6,17 +6,18 @@ import { DPOP_KEY_SECRET, generateDpopKey } from './key.js';
 /**
  * The account's secrets with its DPoP key: one is generated and stored (sealed, like every
  * secret) when a DPoP account has none yet (config.json edited by hand, a key dropped with
- * a move). `secrets` is the map read once for the attempt; it gets the new key too.
+ * a move). `secrets` is the map read once for the attempt; it gets the key too. Stored only
+ * where none is yet, and the stored one used: two daemons of a fleet making a key for the
+ * same account at once end with one key, which the grant then names.
  */
 export async function withDpopKey(
-  store: Pick<Store, 'putSecret'>,
+  store: Pick<Store, 'putSecretIfAbsent'>,
   account: string,
   cfg: AccountConfig,
   secrets: Map<string, string>,
 ): Promise<Map<string, string>> {
   if (!cfg.dpop || secrets.has(DPOP_KEY_SECRET)) return secrets;
-  const key = await generateDpopKey();
-  await store.putSecret(account, DPOP_KEY_SECRET, key);
+  const key = await store.putSecretIfAbsent(account, DPOP_KEY_SECRET, await generateDpopKey());
   secrets.set(DPOP_KEY_SECRET, key);
   return secrets;
 }

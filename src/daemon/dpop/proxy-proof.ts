@@ -22,9 +22,12 @@ export function upstreamAuthorization(
   // A Bearer account's pair at once: the proxy's hot path awaits nothing for it.
   if (!dpop?.uses(account) || token.token_type !== 'DPoP')
     return ['Authorization', `${authScheme(token.token_type)} ${token.access_token}`];
-  return dpop
-    .proof(account, { htm: method, htu: url.href, accessToken: token.access_token, nonce: dpop.nonceFor(url.host) })
-    .then((proof) => ['Authorization', `DPoP ${token.access_token}`, 'DPoP', proof]);
+  const proof = dpop.proof(account, { htm: method, htu: url.href, accessToken: token.access_token, nonce: dpop.nonceFor(url.host) });
+  return typeof proof === 'string' ? dpopPairs(token, proof) : proof.then((p) => dpopPairs(token, p));
+}
+
+function dpopPairs(token: CachedToken, proof: string): string[] {
+  return ['Authorization', `DPoP ${token.access_token}`, 'DPoP', proof];
 }
 
 /**
