@@ -7,7 +7,7 @@ import type { AccountConfig } from '../../protocol/api.js';
 import type { EventBus } from '../events.js';
 import type { Store } from '../store/types.js';
 import { dpopKeyMismatch } from './binding.js';
-import { DPOP_KEY_SECRET, loadDpopKey, signProof, type DpopKey, type ProofClaims } from './key.js';
+import { DPOP_KEY_SECRET, loadDpopKey, signProof, signProofFor, type DpopKey, type ProofClaims } from './key.js';
 
 export interface DpopProofsDeps {
   store: Pick<Store, 'getSecret'>;
@@ -65,18 +65,30 @@ export class DpopProofs {
    * is bound to another key (dpop/binding.ts): its token never goes out with this one.
    */
   proof(account: string, claims: ProofClaims): string | Promise<string> {
+    return this.withKey(account, (key) => signProof(key, claims));
+  }
+
+  /**
+   * The proxy's proof for a request to `url` (already parsed: `htu` is its origin and path,
+   * §4.2) with the host's last nonce (§9); as `proof`, synchronous once the key is in memory.
+   */
+  proofForUrl(account: string, htm: string, url: URL, accessToken: string): string | Promise<string> {
+    return this.withKey(account, (key) => signProofFor(key, htm, url.origin + url.pathname, accessToken, this.nonces.get(url.host)));
+  }
+
+  private withKey(account: string, signWith: (key: DpopKey) => string): string | Promise<string> {
     const key = this.loaded.get(account);
-    if (key) return this.signWith(account, key, claims);
+    if (key) return this.checked(account, key, signWith);
     return this.keyOf(account).then((k) => {
       if (!k) throw new Error(`account "${account}" holds no DPoP key yet`);
-      return this.signWith(account, k, claims);
+      return this.checked(account, k, signWith);
     });
   }
 
-  private signWith(account: string, key: DpopKey, claims: ProofClaims): string {
+  private checked(account: string, key: DpopKey, signWith: (key: DpopKey) => string): string {
     const wrongKey = dpopKeyMismatch(account, this.deps.grantBinding?.(account), key.jkt);
     if (wrongKey) throw wrongKey;
-    return signProof(key, claims);
+    return signWith(key);
   }
 
   /** The nonce a resource server last gave for `host` (RFC 9449 §9), for the proxy's next proof there. */
