@@ -545,7 +545,10 @@ describe.each(KINDS)('the $name store', (kind) => {
     });
 
     it('putSecretIfAbsent stores only the first value and answers the one stored (two makers, one key)', async () => {
-      const [a, b] = await Promise.all([s.putSecretIfAbsent('work', 'dpop_key', 'key-a'), s.putSecretIfAbsent('work', 'dpop_key', 'key-b')]);
+      const [a, b] = await Promise.all([
+        s.putSecretIfAbsent('work', 'dpop_key', 'key-a'),
+        s.putSecretIfAbsent('work', 'dpop_key', 'key-b'),
+      ]);
       expect(a).toBe(b);
       expect(['key-a', 'key-b']).toContain(a);
       expect(await s.putSecretIfAbsent('work', 'dpop_key', 'key-c')).toBe(a);

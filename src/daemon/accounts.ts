@@ -16,7 +16,16 @@ import { asDriverError } from './driver-errors.js';
 import { driverContext } from './driver-context.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, ApiError, unknownAccount } from './errors.js';
-import { bindingKey, boundJkt, describeIdentity, identityChanges, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
+import {
+  bindingKey,
+  boundJkt,
+  describeIdentity,
+  identityChanges,
+  identityKey,
+  identityOf,
+  isBoundTo,
+  parseIdentity,
+} from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset, withoutDerived } from './presets.js';
 import { DPOP_KEY_SECRET, generateDpopKey, loadDpopKey, storedJkt } from './dpop/key.js';

@@ -18,11 +18,10 @@ import { recordedCaller } from '../protocol/caller.js';
 import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
-import { driverContext, withDpopKey } from './driver-context.js';
+import { driverContext, grantBinding, withDpopKey } from './driver-context.js';
 import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, ApiError, unknownAccount } from './errors.js';
-import { bindingKey, identityKey } from './grant-identity.js';
-import { DPOP_KEY_SECRET, storedJkt } from './dpop/key.js';
+import { identityKey } from './grant-identity.js';
 import type { EventBus } from './events.js';
 import { browserSecrets, openLoopback, stateMatches, type Loopback } from './login-browser.js';
 import { answerOf, checkRedirect, notWaiting, pageFor, parseCallbackUrl, stateOfCallback, type CallbackOutcome } from './login-callback.js';
@@ -260,8 +259,7 @@ export class LoginManager {
         account,
         cfg,
         secrets,
-        // A DPoP login's grant is bound to the key its proofs are signed with (RFC 9449 §6).
-        identity: bindingKey(cfg, storedJkt(secrets.get(DPOP_KEY_SECRET))),
+        identity: grantBinding(cfg, secrets),
         ...(opts.task ? { task: opts.task } : {}),
         caller: opts.caller,
         by: opts.by,

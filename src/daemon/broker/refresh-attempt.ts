@@ -10,10 +10,9 @@ import { cacheKey, satisfies, updateFromSet, type CachedToken } from '../cached-
 import { asDriverError, wireErrorOf } from '../driver-errors.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../drivers/driver.js';
 import { E, ApiError } from '../errors.js';
-import { bindingKey } from '../grant-identity.js';
 import { dpopKeyMismatch } from '../dpop/binding.js';
 import { DPOP_KEY_SECRET, storedJkt } from '../dpop/key.js';
-import { withDpopKey } from '../dpop/provision.js';
+import { grantBinding, withDpopKey } from '../dpop/provision.js';
 import { admit, backOff, healthy, waitOut } from '../refresh-health.js';
 import { isStoreUnavailable } from '../store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary, type TokenUpdate } from '../store/types.js';
@@ -336,7 +335,7 @@ export class RefreshAttempt {
         const g = await m.deps.store.replaceGrant(account, {
           ...update,
           refresh_token: set.refresh_token ?? null,
-          bound_to: bindingKey(cfg, storedJkt(this.secrets.get(DPOP_KEY_SECRET))),
+          bound_to: grantBinding(cfg, this.secrets),
         });
         m.remember(account, g);
         return g;

@@ -1,7 +1,8 @@
 /** An account's DPoP key made where it is first needed: an account written with `dpop`, a login, a provider call. */
 import type { AccountConfig } from '../../protocol/api.js';
 import type { Store } from '../store/types.js';
-import { DPOP_KEY_SECRET, generateDpopKey } from './key.js';
+import { bindingKey } from '../grant-identity.js';
+import { DPOP_KEY_SECRET, generateDpopKey, storedJkt } from './key.js';
 
 /**
  * The account's secrets with its DPoP key: one is generated and stored (sealed, like every
@@ -20,4 +21,9 @@ export async function withDpopKey(
   const key = await store.putSecretIfAbsent(account, DPOP_KEY_SECRET, await generateDpopKey());
   secrets.set(DPOP_KEY_SECRET, key);
   return secrets;
+}
+
+/** The binding of a grant obtained with `secrets`: a DPoP account's names the key its proofs were signed with (RFC 9449 §6). */
+export function grantBinding(cfg: AccountConfig, secrets: Map<string, string>): string {
+  return bindingKey(cfg, storedJkt(secrets.get(DPOP_KEY_SECRET)));
 }
