@@ -355,5 +355,11 @@ describe('logout and import of a DPoP account', () => {
     expect(taken.json.dpop.jkt).toBe((await t.d.request('GET', '/v1/accounts/a')).json.dpop.jkt);
     const tok = await tokenOf(t, 'b');
     expect((await idp.introspect(tok.access_token)).cnf).toEqual({ jkt: taken.json.dpop.jkt });
+    // The grant's binding names the imported key (RFC 9449 §6).
+    const bound = new Database(path.join(paths.dataDir, 'tokend.db'), { readonly: true, fileMustExist: true });
+    expect(JSON.parse(bound.prepare<[string], string>('SELECT bound_to FROM grants WHERE account = ?').pluck().get('b')!).jkt).toBe(
+      taken.json.dpop.jkt,
+    );
+    bound.close();
   });
 });

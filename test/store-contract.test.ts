@@ -561,6 +561,18 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(await s.getSecret('home', 'client_secret')).toBe('cs-home');
     });
 
+    it('putSecretIfAbsent stores only the first value and answers the one stored (two makers, one key)', async () => {
+      const [a, b] = await Promise.all([
+        s.putSecretIfAbsent('work', 'dpop_key', 'key-a'),
+        s.putSecretIfAbsent('work', 'dpop_key', 'key-b'),
+      ]);
+      expect(a).toBe(b);
+      expect(['key-a', 'key-b']).toContain(a);
+      expect(await s.putSecretIfAbsent('work', 'dpop_key', 'key-c')).toBe(a);
+      expect(await (await reopen()).getSecret('work', 'dpop_key')).toBe(a);
+      expect(await s.putSecretIfAbsent('home', 'dpop_key', 'key-h')).toBe('key-h');
+    });
+
     it('round-trip non-ASCII and empty values', async () => {
       await s.putSecret('work', 'password', 'pässwörd 🔑');
       await s.putSecret('work', 'empty', '');

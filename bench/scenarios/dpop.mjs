@@ -3,7 +3,7 @@
 // for a Bearer account, in the same run against the same API; and a proof from the oracle
 // (POST /v1/dpop/proof), timed inside the daemon (its Server-Timing header).
 import path from 'node:path';
-import { BENCH, freePort, spawnTracked, stopChild } from '../lib/processes.mjs';
+import { BENCH, cpuMsOf, freePort, spawnTracked, stopChild } from '../lib/processes.mjs';
 import { median } from '../lib/stats.mjs';
 import { row } from '../lib/table.mjs';
 import { accountConfig, CLIENT_SECRET } from '../context.mjs';
@@ -38,6 +38,7 @@ export default {
       for (let r = 0; r < loadRounds; r++) {
         for (const who of r % 2 ? ['bearer', 'dpop'] : ['dpop', 'bearer']) {
           const account = who === 'dpop' ? 'dpop-cc' : 'plain-cc';
+          const cpu0 = cpuMsOf(daemon.pid);
           const out = await ctx.runLoad({
             socket: daemon.socket,
             method: 'GET',
@@ -51,7 +52,9 @@ export default {
             throw new Error(
               `${who}: ${out.requests - out.ok} non-200 answers, ${out.errors} socket errors (${JSON.stringify(out.statuses)})`,
             );
-          runs[who].push(out);
+          // The daemon's CPU time per request over the whole round (warm-up included): steadier
+          // than throughput on a loaded machine.
+          runs[who].push({ ...out, daemonUs: ((cpuMsOf(daemon.pid) - cpu0) * 1000) / out.total });
         }
       }
       const m = (who, k) => median(runs[who].map((o) => o[k]));
@@ -76,6 +79,7 @@ export default {
         }),
         row({ scenario, measure: 'p50 latency', t: m('dpop', 'p50'), b: m('bearer', 'p50'), unit: 'ms', kind: 'max', limit: 1.15 }),
         row({ scenario, measure: 'p99 latency', t: m('dpop', 'p99'), b: m('bearer', 'p99'), unit: 'ms' }),
+        row({ scenario, measure: 'daemon CPU a request', t: m('dpop', 'daemonUs'), b: m('bearer', 'daemonUs'), unit: 'us' }),
         row({
           scenario: '15. a DPoP proof from the oracle, inside the daemon',
           measure: 'median',

@@ -31,6 +31,7 @@ export function accountLines(a: AccountView, now = Date.now()): string {
         )
       : undefined,
     row('access', accessSummary(a)),
+    a.dpop ? row('dpop', dpopSummary(a.dpop)) : undefined,
     a.last_error ? row('error', a.last_error) : undefined,
     a.retry_at ? row('retry at', stamp(a.retry_at, now)) : undefined,
     a.login ? row('login', pendingLogin(a.login, now)) : undefined,
@@ -38,6 +39,12 @@ export function accountLines(a: AccountView, now = Date.now()): string {
   ]
     .filter((l) => l !== undefined)
     .join('\n');
+}
+
+/** The account's DPoP key, and the other key its grant is bound to when they differ. */
+function dpopSummary(d: NonNullable<AccountView['dpop']>): string {
+  const key = d.jkt ? `key ${d.jkt}` : 'no key yet';
+  return d.grant_jkt ? `${key}; the grant is bound to another key (${d.grant_jkt}): not used, log in again` : key;
 }
 
 /** Who may take its token: `open`, or the mode and its rules as `tokend access` takes them. */

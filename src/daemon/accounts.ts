@@ -16,10 +16,20 @@ import { asDriverError } from './driver-errors.js';
 import { driverContext } from './driver-context.js';
 import type { Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, ApiError, unknownAccount } from './errors.js';
-import { describeIdentity, identityChanges, identityKey, identityOf, isBoundTo, parseIdentity } from './grant-identity.js';
+import {
+  bindingKey,
+  boundJkt,
+  describeIdentity,
+  identityChanges,
+  identityKey,
+  identityOf,
+  isBoundTo,
+  parseIdentity,
+} from './grant-identity.js';
 import { parseHostPattern } from './match.js';
 import { applyPreset, withoutDerived } from './presets.js';
-import { DPOP_KEY_SECRET, generateDpopKey, loadDpopKey } from './dpop/key.js';
+import { DPOP_KEY_SECRET, generateDpopKey, loadDpopKey, storedJkt } from './dpop/key.js';
+import { dpopKeyMismatch } from './dpop/binding.js';
 import { isStoreUnavailable } from './store/errors.js';
 import type { Store } from './store/types.js';
 
@@ -225,7 +235,7 @@ async function writeAccount(
       `the grant issued by ${describeIdentity(holder)} was ${retired.revoked ? 'revoked there and ' : ''}dropped${retired.revoked ? '' : ' (the provider could not revoke it)'}; log in again`,
     );
   }
-  if (obtained) await deps.broker.installLogin(name, obtained, identityKey(cfg));
+  if (obtained) await deps.broker.installLogin(name, obtained, bindingKey(cfg, storedJkt(dpopKey)));
   return { ...(await viewAccount(deps, name)), ...(notices.length ? { notices } : {}) };
 }
 
@@ -331,6 +341,10 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
   // `active` promises a token now, or one to be had without anyone: not while every attempt
   // to get one fails (a refused password, a provider down, a refused client secret).
   if (status === 'active' && !validNow && failing) status = 'refresh_failing';
+  // A DPoP grant bound to another key than the account's is not used (dpop/binding.ts): say so.
+  const keyJkt = cfg.dpop ? await dpopThumbprint(secrets.get(DPOP_KEY_SECRET)) : null;
+  const wrongKey = cfg.dpop ? dpopKeyMismatch(name, grant?.bound_to, keyJkt ?? undefined) : undefined;
+  if (wrongKey && !recoverable) status = 'reauth_required';
   if (status !== 'active' && pending) status = 'login_pending';
   const expiresAt = token?.expires_at ?? grant?.expires_at ?? null;
   const last = deps.logins && (await unlessDown(deps.logins.lastFinished(name), undefined));
@@ -352,10 +366,10 @@ export async function viewAccount(deps: AccountDeps, name: string): Promise<Acco
     audience: cfg.audience,
     username: cfg.username,
     api_base: cfg.api_base,
-    ...(cfg.dpop ? { dpop: { jkt: await dpopThumbprint(secrets.get(DPOP_KEY_SECRET)) } } : {}),
+    ...(cfg.dpop ? { dpop: { jkt: keyJkt, ...(wrongKey ? { grant_jkt: boundJkt(grant?.bound_to) } : {}) } } : {}),
     labels: cfg.labels ?? {},
     ...(cfg.access ? { access: cfg.access } : {}),
-    last_error: lastError,
+    last_error: lastError ?? wrongKey?.message ?? null,
     retry_at: retryAt === null ? null : new Date(retryAt).toISOString(),
     generation: grant?.generation ?? 0,
     expires_in: expiresAt ? Math.max(0, Math.floor((expiresAt - now) / 1000)) : null,

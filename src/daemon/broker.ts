@@ -2,7 +2,8 @@ import { cacheKey, sameToken, satisfies, tokenFromGrant, updateFromSet, type Cac
 import type { TokenSet } from './drivers/driver.js';
 import { importedSecrets, importInterruptedReason, type ImportAttempt, type ImportedTokens } from './imports.js';
 import { E, ApiError, unknownAccount } from './errors.js';
-import { describeIdentity, identityKey, isBoundTo, parseIdentity } from './grant-identity.js';
+import { bindingKey, describeIdentity, identityKey, isBoundTo, parseIdentity } from './grant-identity.js';
+import { DPOP_KEY_SECRET, storedJkt } from './dpop/key.js';
 import { backOff } from './refresh-health.js';
 import { isStoreUnavailable } from './store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary } from './store/types.js';
@@ -251,9 +252,10 @@ export class Broker {
         this.m.importing.add(account);
         const cfg = this.m.accountOrThrow(account);
         const driver = this.m.driverOrThrow(account, cfg);
-        const boundTo = identityKey(cfg);
-        await this.fleet.refuseForeignGrant(account, boundTo);
         const secrets = importedSecrets(driver, account, t, cfg);
+        // An imported DPoP key (dpop_jwk) is the one the grant is bound to (RFC 9449 §6).
+        const boundTo = bindingKey(cfg, storedJkt(secrets[DPOP_KEY_SECRET]));
+        await this.fleet.refuseForeignGrant(account, boundTo);
         const now = this.m.now();
         const usable = t.access_token && (t.expires_at === undefined || t.expires_at > now + 60_000);
         // The tokens are proven for this account as it is configured now.
@@ -431,6 +433,11 @@ export class Broker {
       failing: Boolean(h?.lastError),
       retryAt: h && h.nextAttemptAt > this.m.now() ? h.nextAttemptAt : null,
     };
+  }
+
+  /** The binding of the account's grant as held in memory (its `bound_to`), for the DPoP key check of proofs. */
+  grantBinding(account: string): string | null | undefined {
+    return this.m.grants.get(account)?.bound_to;
   }
 
   /** Start no more proactive refreshes (first step of shutdown). */

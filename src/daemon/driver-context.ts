@@ -1,8 +1,8 @@
 import type { AccountConfig } from '../protocol/api.js';
 import type { DriverContext } from './drivers/driver.js';
 
-// A DPoP account's key, made where a driver step first needs it (a login, a refresh).
-export { withDpopKey } from './dpop/provision.js';
+// A DPoP account's key, made where a driver step first needs it (a login, a refresh), and the binding it gives a grant.
+export { grantBinding, withDpopKey } from './dpop/provision.js';
 
 /** What a driver step is given, whoever calls it (a refresh, a login, an account being added). */
 export interface DriverContextOptions {

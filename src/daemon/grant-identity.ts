@@ -7,7 +7,7 @@
 import { GRANT_IDENTITY_FIELDS, type AccountConfig } from '../protocol/api.js';
 
 /** The identity fields of an account, in a fixed order; absent fields are left out. */
-export type GrantIdentity = Partial<Record<(typeof GRANT_IDENTITY_FIELDS)[number] | 'username' | 'dpop', string>>;
+export type GrantIdentity = Partial<Record<(typeof GRANT_IDENTITY_FIELDS)[number] | 'username' | 'dpop' | 'jkt', string>>;
 
 /**
  * The identity of the grants an account's config would obtain. `username` belongs to it
@@ -60,13 +60,37 @@ const frozenKeys = new WeakMap<AccountConfig, string>();
 const keyOf = (cfg: AccountConfig) => JSON.stringify({ v: BINDING_VERSION, ...identityOf(cfg) });
 
 /**
+ * The binding of a grant obtained with a DPoP key (RFC 9449 §6: its tokens carry `cnf.jkt`):
+ * the account's identity and, last, the key's thumbprint `jkt`. A grant is only of use with
+ * the key it names; any other account's binding is its identity alone.
+ */
+export function bindingKey(cfg: AccountConfig, jkt: string | undefined): string {
+  if (!cfg.dpop || !jkt) return identityKey(cfg);
+  return JSON.stringify({ v: BINDING_VERSION, ...identityOf(cfg), jkt });
+}
+
+/**
+ * The DPoP key thumbprint a binding names; undefined for one that names none: not DPoP, or
+ * `"dpop":"on"` as written before keys were named (bound to the account's current key).
+ * Read without parsing, per proxied request: `jkt` is a base64url string, written last.
+ */
+export function boundJkt(bound: string | null | undefined): string | undefined {
+  if (!bound?.endsWith('"}')) return undefined;
+  const at = bound.lastIndexOf(',"jkt":"');
+  return at < 0 ? undefined : bound.slice(at + 8, -2);
+}
+
+/**
  * Does `bound` (a grant's `bound_to`, a login's identity) name the identity of `cfg`? A
  * binding written before the endpoints joined the identity is matched on the fields it was
  * bound with: upgrading drops no grant (the github, microsoft and bitbucket presets wrote
- * those endpoints into config.json long before).
+ * those endpoints into config.json long before). The key a binding names is not part of the
+ * account's identity: whether it is the account's key is checked where the grant is used.
  */
 export function isBoundTo(bound: string, cfg: AccountConfig): boolean {
   if (bound === identityKey(cfg)) return true;
+  const jkt = boundJkt(bound);
+  if (jkt !== undefined) return bound === bindingKey(cfg, jkt);
   const legacy = legacyIdentity(bound);
   if (!legacy) return false;
   const now = identityOf(cfg);
@@ -95,7 +119,8 @@ export function parseIdentity(key: string): GrantIdentity | undefined {
 /** The identity fields that differ between two identities, for messages. */
 export function identityChanges(before: GrantIdentity, after: GrantIdentity): string[] {
   const keys = new Set([...Object.keys(before), ...Object.keys(after)] as Array<keyof GrantIdentity>);
-  return [...keys].filter((k) => before[k] !== after[k]);
+  // The key a grant names is not a field of the config (the account's key is checked apart).
+  return [...keys].filter((k) => k !== 'jkt' && before[k] !== after[k]);
 }
 
 /** "issuer https://a.example, client cli": who issued a grant, for messages (never a secret). */

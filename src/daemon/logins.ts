@@ -18,7 +18,7 @@ import { recordedCaller } from '../protocol/caller.js';
 import { loginEnded, loginStarted, type AuditSink } from './audit.js';
 import type { Broker } from './broker.js';
 import type { ConfigStore } from './config.js';
-import { driverContext, withDpopKey } from './driver-context.js';
+import { driverContext, grantBinding, withDpopKey } from './driver-context.js';
 import type { DeviceAuthorization, Driver, DriverContext, TokenSet } from './drivers/driver.js';
 import { E, ApiError, unknownAccount } from './errors.js';
 import { identityKey } from './grant-identity.js';
@@ -259,7 +259,7 @@ export class LoginManager {
         account,
         cfg,
         secrets,
-        identity: identityKey(cfg),
+        identity: grantBinding(cfg, secrets),
         ...(opts.task ? { task: opts.task } : {}),
         caller: opts.caller,
         by: opts.by,

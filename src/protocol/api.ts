@@ -405,8 +405,11 @@ export const AccountView = z.object({
   audience: z.string().optional(),
   username: z.string().optional(),
   api_base: z.string().optional(),
-  /** DPoP-bound grants (RFC 9449): the JWK thumbprint (RFC 7638) of the account's key, never the key. */
-  dpop: z.object({ jkt: z.string().nullable() }).optional(),
+  /**
+   * DPoP-bound grants (RFC 9449): the JWK thumbprint (RFC 7638) of the account's key, never the key;
+   * `grant_jkt` only when the grant is bound to another key (not used: log in again).
+   */
+  dpop: z.object({ jkt: z.string().nullable(), grant_jkt: z.string().optional() }).optional(),
   /** The account's labels; `{}` when it has none. */
   labels: z.record(z.string(), z.string()).optional(),
   /** Who may take the account's token; absent when it is `open` (any process of the user). */

@@ -233,6 +233,12 @@ export class MemoryStore implements Store {
     this.reachable();
     this.secrets.set(`${account}/${name}`, value);
   }
+  async putSecretIfAbsent(account: string, name: string, value: string): Promise<string> {
+    this.reachable();
+    const k = `${account}/${name}`;
+    if (!this.secrets.has(k)) this.secrets.set(k, value);
+    return this.secrets.get(k)!;
+  }
   async deleteSecrets(account: string): Promise<void> {
     this.reachable();
     for (const k of [...this.secrets.keys()]) if (k.startsWith(`${account}/`)) this.secrets.delete(k);

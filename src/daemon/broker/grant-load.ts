@@ -8,7 +8,7 @@
  */
 import type { AccountConfig } from '../../protocol/api.js';
 import { cacheKey } from '../cached-token.js';
-import { identityKey, isBoundTo } from '../grant-identity.js';
+import { boundJkt, identityKey, isBoundTo } from '../grant-identity.js';
 import { isStoreUnavailable } from '../store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary } from '../store/types.js';
 import type { FleetSync } from './fleet-sync.js';
@@ -123,7 +123,7 @@ export class GrantLoad {
     // So do grants bound before the authorization and device endpoints joined the identity,
     // matched on the fields they were bound with (grant-identity.ts); a fleet's stay as they
     // are, for its daemons not yet upgraded.
-    if (!g.bound_to || (g.bound_to !== id && !m.deps.store.fleet && isBoundTo(g.bound_to, cfg))) {
+    if (!g.bound_to || (g.bound_to !== id && !boundJkt(g.bound_to) && !m.deps.store.fleet && isBoundTo(g.bound_to, cfg))) {
       g.bound_to = id;
       left.unbound.push({ account: g.account, boundTo: id });
     }
@@ -135,7 +135,8 @@ export class GrantLoad {
       else void this.p.retire(g.account, 'the account names another provider or client than the one that issued its grant');
       return;
     }
-    g.bound_to = id; // one string for all the grants of an identity, not a copy per row
+    // One string for all the grants of an identity, not a copy per row; a DPoP grant's names its key.
+    if (!boundJkt(g.bound_to)) g.bound_to = id;
     m.grants.set(g.account, g);
     if (g.in_flight_since && g.in_flight_for === 'import' && !g.in_flight_by) {
       left.interruptedImports.push(g);

@@ -10,8 +10,9 @@ import { cacheKey, satisfies, updateFromSet, type CachedToken } from '../cached-
 import { asDriverError, wireErrorOf } from '../driver-errors.js';
 import { DriverError, type Driver, type DriverContext, type TokenSet } from '../drivers/driver.js';
 import { E, ApiError } from '../errors.js';
-import { identityKey } from '../grant-identity.js';
-import { withDpopKey } from '../dpop/provision.js';
+import { dpopKeyMismatch } from '../dpop/binding.js';
+import { DPOP_KEY_SECRET, storedJkt } from '../dpop/key.js';
+import { grantBinding, withDpopKey } from '../dpop/provision.js';
 import { admit, backOff, healthy, waitOut } from '../refresh-health.js';
 import { isStoreUnavailable } from '../store/errors.js';
 import { summarize, type GrantRecord, type GrantSummary, type TokenUpdate } from '../store/types.js';
@@ -76,7 +77,10 @@ export class RefreshAttempt {
         const grant = this.grant;
         const secrets = (this.secrets = await withDpopKey(m.deps.store, account, cfg, await m.secretsOf(account)));
         const recoverable = recoverableWith(m, account, cfg, driver, secrets);
-        const refreshToken = grant?.status === 'active' ? grant.refresh_token : null;
+        // RFC 9449 §6: a grant bound to another key than the account's is never sent with this
+        // one; the recover step (a grant obtained anew, with this key) may replace it.
+        const wrongKey = cfg.dpop ? dpopKeyMismatch(account, grant?.bound_to, storedJkt(secrets.get(DPOP_KEY_SECRET))) : undefined;
+        const refreshToken = grant?.status === 'active' && !wrongKey ? grant.refresh_token : null;
         if (this.req.recover) {
           // Asked for by name (Broker.recover): the recover step, within the same budget as a refresh.
           if (!recoverable) throw noRecoverStep(account, cfg.driver);
@@ -86,6 +90,7 @@ export class RefreshAttempt {
         if (!refreshToken) {
           // No refresh token (none yet, or the provider refused it): only the recover step can help.
           if (!recoverable) {
+            if (wrongKey) throw wrongKey;
             if (grant?.status === 'reauth_required') throw reauthError(m.deps, account, grant.last_error);
             throw noGrantError(m.deps, account, cfg, driver);
           }
@@ -330,7 +335,7 @@ export class RefreshAttempt {
         const g = await m.deps.store.replaceGrant(account, {
           ...update,
           refresh_token: set.refresh_token ?? null,
-          bound_to: identityKey(cfg),
+          bound_to: grantBinding(cfg, this.secrets),
         });
         m.remember(account, g);
         return g;

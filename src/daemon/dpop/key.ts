@@ -3,7 +3,7 @@
  * the account's other secrets (secret `dpop_key`), imported once into memory. The private
  * key never leaves the daemon: what goes out is proofs and the public JWK in their header.
  */
-import { createHash, createPrivateKey, randomBytes, sign, webcrypto, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, randomFillSync, sign, webcrypto, type KeyObject } from 'node:crypto';
 
 /** The secret under which an account's key is stored (sealed like every secret). */
 export const DPOP_KEY_SECRET = 'dpop_key';
@@ -72,6 +72,21 @@ export async function loadDpopKey(secret: string): Promise<DpopKey> {
   return { alg: DPOP_ALG, jkt: thumbprint(publicJwk), publicJwk, pair, privateKey, encodedHeader: b64u(JSON.stringify(header)) };
 }
 
+/**
+ * The thumbprint of a stored key without loading it (what a grant's binding names);
+ * undefined for no key or one that is not ours.
+ */
+export function storedJkt(secret: string | undefined): string | undefined {
+  if (secret === undefined) return undefined;
+  try {
+    const { jwk } = JSON.parse(secret) as { jwk?: Partial<PublicJwk> };
+    if (jwk?.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return undefined;
+    return thumbprint({ kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y });
+  } catch {
+    return undefined;
+  }
+}
+
 /** RFC 7638 §3.2: the required members in lexicographic order, no whitespace, SHA-256. */
 export function thumbprint(jwk: PublicJwk): string {
   return b64u(
@@ -94,19 +109,54 @@ export interface ProofClaims {
 /** A DPoP proof JWT (RFC 9449 §4.2): `typ`, `alg`, `jwk`; `jti`, `htm`, `htu`, `iat`, and `ath`/`nonce` when given. */
 export function signProof(key: DpopKey, claims: ProofClaims, now: number = Date.now()): string {
   const u = new URL(claims.htu);
-  const payload: Record<string, string | number> = {
-    jti: randomBytes(16).toString('base64url'),
-    htm: claims.htm.toUpperCase(),
-    htu: `${u.origin}${u.pathname}`,
-    iat: Math.floor(now / 1000),
-  };
-  if (claims.accessToken !== undefined) payload.ath = createHash('sha256').update(claims.accessToken).digest('base64url');
-  if (claims.nonce !== undefined) payload.nonce = claims.nonce;
-  const input = `${key.encodedHeader}.${b64u(JSON.stringify(payload))}`;
+  return signProofFor(key, claims.htm.toUpperCase(), `${u.origin}${u.pathname}`, claims.accessToken, claims.nonce, now);
+}
+
+/**
+ * The proof for `htu` already without query and fragment (the proxy's parsed URL): what a
+ * proof costs past its one ECDSA signature is kept small, per request (the payload written as
+ * a string, `ath` hashed once per token, `jti` cut from a pool of random bytes).
+ */
+export function signProofFor(
+  key: DpopKey,
+  htm: string,
+  htu: string,
+  accessToken: string | undefined,
+  nonce: string | undefined,
+  now: number = Date.now(),
+): string {
+  // The members as JSON.stringify writes them: jti and ath are base64url, iat a number.
+  let payload = `{"jti":"${nextJti()}","htm":${JSON.stringify(htm)},"htu":${JSON.stringify(htu)},"iat":${Math.floor(now / 1000)}`;
+  if (accessToken !== undefined) payload += `,"ath":"${athOf(accessToken)}"`;
+  if (nonce !== undefined) payload += `,"nonce":${JSON.stringify(nonce)}`;
+  const input = `${key.encodedHeader}.${Buffer.from(`${payload}}`).toString('base64url')}`;
   // RFC 7518 §3.4: ES256 signatures are R || S, not DER.
   const signature = sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
   return `${input}.${signature.toString('base64url')}`;
 }
+
+/** §4.2 `ath`: base64url SHA-256 of the access token; a token is used for many requests, hashed once. */
+function athOf(token: string): string {
+  let ath = aths.get(token);
+  if (ath === undefined) {
+    if (aths.size >= 64) aths.clear();
+    aths.set(token, (ath = createHash('sha256').update(token).digest('base64url')));
+  }
+  return ath;
+}
+const aths = new Map<string, string>();
+
+/** §4.2 `jti`: 128 random bits, 16 bytes of a pool refilled 256 proofs at a time (one call to the CSPRNG, not one per proof). */
+function nextJti(): string {
+  if (jtiAt >= jtiPool.length) {
+    randomFillSync(jtiPool);
+    jtiAt = 0;
+  }
+  jtiAt += 16;
+  return jtiPool.toString('base64url', jtiAt - 16, jtiAt);
+}
+const jtiPool = Buffer.alloc(16 * 256);
+let jtiAt = jtiPool.length;
 
 function b64u(data: string | Buffer): string {
   return Buffer.from(data).toString('base64url');

@@ -22,9 +22,12 @@ export function upstreamAuthorization(
   // A Bearer account's pair at once: the proxy's hot path awaits nothing for it.
   if (!dpop?.uses(account) || token.token_type !== 'DPoP')
     return ['Authorization', `${authScheme(token.token_type)} ${token.access_token}`];
-  return dpop
-    .proof(account, { htm: method, htu: url.href, accessToken: token.access_token, nonce: dpop.nonceFor(url.host) })
-    .then((proof) => ['Authorization', `DPoP ${token.access_token}`, 'DPoP', proof]);
+  const proof = dpop.proofForUrl(account, method, url, token.access_token);
+  return typeof proof === 'string' ? dpopPairs(token, proof) : proof.then((p) => dpopPairs(token, p));
+}
+
+function dpopPairs(token: CachedToken, proof: string): string[] {
+  return ['Authorization', `DPoP ${token.access_token}`, 'DPoP', proof];
 }
 
 /**
@@ -37,6 +40,9 @@ export function nonceChallenge(dpop: DpopProofs | undefined, account: string, ur
   let nonce = '';
   let challenges = '';
   for (let i = 0; i < rawHeaders.length; i += 2) {
+    // Per answer: only names of the two lengths are read as strings.
+    const length = rawHeaders[i].length;
+    if (length !== 10 && length !== 16) continue;
     const name = rawHeaders[i].toString('latin1').toLowerCase();
     if (name === 'dpop-nonce') nonce = rawHeaders[i + 1].toString('latin1');
     else if (name === 'www-authenticate') challenges += `${challenges ? ', ' : ''}${rawHeaders[i + 1].toString('latin1')}`;

@@ -60,7 +60,12 @@ export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
 export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: ResolveTarget; dpop: DpopProofs } {
   const deps = { ...given, access: accessOf(given) };
   const helpers = mountHelpers(deps);
-  const dpop = new DpopProofs({ store: deps.store, config: deps.config, events: deps.events });
+  const dpop = new DpopProofs({
+    store: deps.store,
+    config: deps.config,
+    events: deps.events,
+    grantBinding: (account) => deps.broker.grantBinding(account),
+  });
   const app = createApp({
     ...deps,
     resolveTarget: helpers.resolveTarget,

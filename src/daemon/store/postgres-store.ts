@@ -389,6 +389,18 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       );
     },
 
+    async putSecretIfAbsent(account, name, value) {
+      // Whoever inserts first wins; the others read the winner's (one round trip either way).
+      const [row] = await q(
+        `WITH ins AS (
+           INSERT INTO ${S}.secrets (account, name, value, updated_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (account, name) DO NOTHING RETURNING value)
+         SELECT value FROM ins UNION ALL SELECT value FROM ${S}.secrets WHERE account = $1 AND name = $2 LIMIT 1`,
+        [account, name, sealSecret(key, account, name, value), now()],
+      );
+      return row ? openSecret(key, account, name, row.value, where) : value;
+    },
+
     async deleteSecrets(account) {
       await q(`DELETE FROM ${S}.secrets WHERE account = $1`, [account]);
     },

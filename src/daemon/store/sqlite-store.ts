@@ -200,6 +200,9 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     putSecret: db.prepare<[string, string, Buffer, number]>(`
       INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+    putSecretIfAbsent: db.prepare<[string, string, Buffer, number]>(
+      'INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (account, name) DO NOTHING',
+    ),
     deleteSecrets: db.prepare<[string]>('DELETE FROM secrets WHERE account = ?'),
     insertAudit: db.prepare<ReturnType<typeof auditColumns>>(
       'INSERT INTO audit (at, account, client, action, outcome, code, task, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -412,6 +415,12 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
 
     putSecret: guard((account: string, name: string, value: string) => {
       sql.putSecret.run(account, name, sealSecret(key, account, name, value), now());
+    }),
+
+    putSecretIfAbsent: guard((account: string, name: string, value: string) => {
+      sql.putSecretIfAbsent.run(account, name, sealSecret(key, account, name, value), now());
+      const stored = sql.getSecret.get(account, name);
+      return stored === undefined ? value : openSecret(key, account, name, stored, file);
     }),
 
     deleteSecrets: guard((account: string) => {

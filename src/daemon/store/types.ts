@@ -241,6 +241,12 @@ export interface Store {
   /** Every secret of an account, by name (what a provider call may ask for, read once). */
   getSecrets(account: string): Promise<Map<string, string>>;
   putSecret(account: string, name: string, value: string): Promise<void>;
+  /**
+   * Store `value` only when the account holds no secret of that name, in one statement;
+   * answers the secret stored after it (the one given, or the one already there). Two
+   * daemons of a fleet making the same secret at once end with one (a DPoP key).
+   */
+  putSecretIfAbsent(account: string, name: string, value: string): Promise<string>;
   deleteSecrets(account: string): Promise<void>;
   /**
    * Insert or replace a login (by id); writes to one login land in the order they were made.
