@@ -312,6 +312,32 @@ export async function addConfAccount(d: DaemonProcess, issuer: string, name = 'w
 }
 
 /**
+ * What addConfAccount does, through the socket API in this process (`PUT /v1/accounts/NAME`,
+ * the body `tokend add` sends for those options) instead of a CLI process: for fixtures that
+ * only need the account there. Tests of `tokend add` itself run the CLI.
+ */
+export async function putConfAccount(d: DaemonProcess, issuer: string, name = 'work'): Promise<void> {
+  const body = { issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'] };
+  const r = await d.request('PUT', `/v1/accounts/${encodeURIComponent(name)}`, body);
+  if (r.status !== 201 && r.status !== 200) throw new Error(`PUT /v1/accounts/${name} failed (${r.status}): ${r.text}`);
+}
+
+/**
+ * What importConfGrant does, through `POST /v1/accounts/NAME/import` in this process instead
+ * of `tokend import`: for fixtures. Returns what the IdP issued.
+ */
+export async function postConfGrant<T extends { refresh_token: string }>(
+  d: DaemonProcess,
+  idp: { issueRefreshToken(clientId: 'conf'): Promise<T> },
+  name = 'work',
+): Promise<T> {
+  const issued = await idp.issueRefreshToken('conf');
+  const r = await d.request('POST', `/v1/accounts/${encodeURIComponent(name)}/import`, { refresh_token: issued.refresh_token });
+  if (r.status !== 200) throw new Error(`POST /v1/accounts/${name}/import failed (${r.status}): ${r.json?.error?.message ?? r.status}`);
+  return issued;
+}
+
+/**
  * Give account NAME (added with addConfAccount) a real grant: a refresh token from the
  * IdP for client `conf`, imported through the real CLI. Returns what the IdP issued.
  */
