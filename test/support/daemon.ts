@@ -241,7 +241,13 @@ export class DaemonProcess {
       }),
     );
     exited.catch(() => undefined); // an exit after start-up is not an error here
-    const ready = waitForHealth(this.socket, { pid: child.pid, timeoutMs: opts.timeoutMs, pollMs: opts.pollMs, exited: () => hasExited, nudge });
+    const ready = waitForHealth(this.socket, {
+      pid: child.pid,
+      timeoutMs: opts.timeoutMs,
+      pollMs: opts.pollMs,
+      exited: () => hasExited,
+      nudge,
+    });
     try {
       await Promise.race([ready.catch(() => Promise.reject(new Error(`daemon did not become ready:\n${logText()}`))), exited]);
     } catch (err) {

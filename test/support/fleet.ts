@@ -17,16 +17,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import {
-  DaemonProcess,
-  postConfGrant,
-  putConfAccount,
-  sleep,
-  socketRequest,
-  tempHome,
-  writeSettings,
-  type HttpResult,
-} from './daemon.js';
+import { DaemonProcess, postConfGrant, putConfAccount, sleep, socketRequest, tempHome, writeSettings, type HttpResult } from './daemon.js';
 import { startIdp, type IdpOptions, type TestIdp } from './idp.js';
 import type { TestPostgres } from './postgres.js';
 
