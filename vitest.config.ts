@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import SlowFirstSequencer from './test/support/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -16,5 +17,8 @@ export default defineConfig({
     // importing them again for each file cost about a fifth of the suite's CPU. No test
     // mocks a module or changes process-wide state it does not restore.
     isolate: false,
+    // The slowest files first even on a fresh clone, where vitest has no durations cached
+    // (test/support/sequencer.ts): a long file started last sets the run's tail.
+    sequence: { sequencer: SlowFirstSequencer },
   },
 });

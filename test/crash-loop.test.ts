@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, importConfGrant, sleep, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, postConfGrant, putConfAccount, sleep, tempHome, writeSettings } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 const KILLS = 30;
@@ -62,7 +62,7 @@ describe('crash loop', () => {
       await giveGrant(name);
     };
     const giveGrant = async (name: string) => {
-      const issued = await importConfGrant(d, idp, name);
+      const issued = await postConfGrant(d, idp, name);
       const grant = idp.grantOf(issued.refresh_token);
       if (!grant) throw new Error(`the IdP does not know the grant it issued for ${name}`);
       grantOf.set(name, grant);
@@ -70,7 +70,7 @@ describe('crash loop', () => {
     try {
       await d.start();
       for (const name of ACCOUNTS) {
-        await addConfAccount(d, idp.issuer, name);
+        await putConfAccount(d, idp.issuer, name);
         await giveGrant(name);
       }
       idp.resetStats();

@@ -401,7 +401,8 @@ describe('tokend doctor', () => {
     await once(mute, 'listening');
     try {
       const started = Date.now();
-      const { code, report } = await doctor(env);
+      // The daemon's 5 s limit, shortened: what is tested is that it ends, not how long it waits.
+      const { code, report } = await doctor({ ...env, TOKEND_TEST_DOCTOR_TIMEOUT_MS: '1000' });
       expect(code).toBe(1);
       expect(Date.now() - started).toBeLessThan(15_000);
       expect(check(report, 'daemon')).toMatchObject({ status: 'fail', message: expect.stringContaining('does not answer') });

@@ -121,11 +121,14 @@ export interface HealthWaitOptions {
   pollMs?: number;
   /** Stop waiting, with an error, once this says the process has exited. */
   exited?: () => boolean;
+  /** Ask again at once when this resolves (the daemon logged that it listens), not after the poll's sleep. */
+  nudge?: Promise<unknown>;
 }
 
 /** Poll `GET /v1/health` on `socket` until it answers 200; resolves the health body. */
 export async function waitForHealth(socket: string, opts: HealthWaitOptions = {}): Promise<any> {
   const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  let nudged = false;
   for (;;) {
     if (opts.exited?.()) throw new Error(`the process exited before ${socket} answered /v1/health`);
     try {
@@ -135,7 +138,16 @@ export async function waitForHealth(socket: string, opts: HealthWaitOptions = {}
       /* not listening yet */
     }
     if (Date.now() > deadline) throw new Error(`nothing answered /v1/health on ${socket} within ${opts.timeoutMs ?? 15_000} ms`);
-    await new Promise((r) => setTimeout(r, opts.pollMs ?? 50));
+    const nudge = nudged ? undefined : opts.nudge;
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, opts.pollMs ?? 50);
+      // Once only: after it the poll sleeps again (a daemon that logged and does not answer yet).
+      void nudge?.then(() => {
+        nudged = true;
+        clearTimeout(timer);
+        r();
+      });
+    });
   }
 }
 
@@ -210,8 +222,16 @@ export class DaemonProcess {
     });
     if (logFd !== undefined) fs.closeSync(logFd);
     this.child = child;
-    child.stdout?.on('data', (c) => (this.logs += c));
-    child.stderr?.on('data', (c) => (this.logs += c));
+    // "tokend started" is logged once it listens: ask /v1/health then rather than up to a poll later.
+    let listening: () => void = () => undefined;
+    const nudge = new Promise<void>((r) => (listening = r));
+    const logsBefore = this.logs.length;
+    const onLog = (c: Buffer) => {
+      this.logs += c;
+      if (this.logs.includes('"msg":"tokend started"', logsBefore)) listening();
+    };
+    child.stdout?.on('data', onLog);
+    child.stderr?.on('data', onLog);
     const logText = () => (opts.logFile === undefined ? this.logs : fs.readFileSync(opts.logFile, 'utf8').slice(-3000));
     let hasExited = false;
     const exited = new Promise<never>((_, reject) =>
@@ -221,7 +241,13 @@ export class DaemonProcess {
       }),
     );
     exited.catch(() => undefined); // an exit after start-up is not an error here
-    const ready = waitForHealth(this.socket, { pid: child.pid, timeoutMs: opts.timeoutMs, pollMs: opts.pollMs, exited: () => hasExited });
+    const ready = waitForHealth(this.socket, {
+      pid: child.pid,
+      timeoutMs: opts.timeoutMs,
+      pollMs: opts.pollMs,
+      exited: () => hasExited,
+      nudge,
+    });
     try {
       await Promise.race([ready.catch(() => Promise.reject(new Error(`daemon did not become ready:\n${logText()}`))), exited]);
     } catch (err) {
@@ -309,6 +335,32 @@ export async function addConfAccount(d: DaemonProcess, issuer: string, name = 'w
     'conf-secret\n',
   );
   if (r.code !== 0) throw new Error(`tokend add failed (${r.code}): ${r.stderr}`);
+}
+
+/**
+ * What addConfAccount does, through the socket API in this process (`PUT /v1/accounts/NAME`,
+ * the body `tokend add` sends for those options) instead of a CLI process: for fixtures that
+ * only need the account there. Tests of `tokend add` itself run the CLI.
+ */
+export async function putConfAccount(d: DaemonProcess, issuer: string, name = 'work'): Promise<void> {
+  const body = { issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'] };
+  const r = await d.request('PUT', `/v1/accounts/${encodeURIComponent(name)}`, body);
+  if (r.status !== 201 && r.status !== 200) throw new Error(`PUT /v1/accounts/${name} failed (${r.status}): ${r.text}`);
+}
+
+/**
+ * What importConfGrant does, through `POST /v1/accounts/NAME/import` in this process instead
+ * of `tokend import`: for fixtures. Returns what the IdP issued.
+ */
+export async function postConfGrant<T extends { refresh_token: string }>(
+  d: DaemonProcess,
+  idp: { issueRefreshToken(clientId: 'conf'): Promise<T> },
+  name = 'work',
+): Promise<T> {
+  const issued = await idp.issueRefreshToken('conf');
+  const r = await d.request('POST', `/v1/accounts/${encodeURIComponent(name)}/import`, { refresh_token: issued.refresh_token });
+  if (r.status !== 200) throw new Error(`POST /v1/accounts/${name}/import failed (${r.status}): ${r.json?.error?.message ?? r.status}`);
+  return issued;
 }
 
 /**

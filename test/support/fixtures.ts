@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
-import { addConfAccount, importConfGrant, startTestDaemon, type DaemonProcess, type TestDaemon } from './daemon.js';
+import { addConfAccount, postConfGrant, putConfAccount, startTestDaemon, type DaemonProcess, type TestDaemon } from './daemon.js';
 import { startIdp, type IdpOptions, type TestIdp } from './idp.js';
 
 export interface ProcessResult {
@@ -156,8 +156,11 @@ export function useDaemon(opts: DaemonFixtureOptions = {}): DaemonFixture {
     const account = opts.account;
     if (account) {
       const name = account.name ?? 'work';
-      await addConfAccount(t.d, account.idp.issuer, name, typeof account.args === 'function' ? account.args() : account.args);
-      if (account.grant) await importConfGrant(t.d, account.idp, name);
+      // Through the socket API: a test's setup, not a test of `tokend add`/`import` (two CLI
+      // processes less per daemon; tests that pass `args` keep the CLI's option parsing).
+      if (account.args === undefined) await putConfAccount(t.d, account.idp.issuer, name);
+      else await addConfAccount(t.d, account.idp.issuer, name, typeof account.args === 'function' ? account.args() : account.args);
+      if (account.grant) await postConfGrant(t.d, account.idp, name);
     }
     return t;
   }

@@ -6,7 +6,7 @@
  * ```ts
  * const pg = await startPostgres();
  * const fleet = await startFleet(pg, 3, { proactive_refresh: false });
- * await fleet.addAccount(idp.issuer);              // `tokend add work …` on every daemon
+ * await fleet.addAccount(idp.issuer);              // account `work` on every daemon (PUT /v1/accounts/work)
  * await importConfGrant(fleet.daemons[0], idp);     // one grant, for all of them
  * await fleet.tokensAgree();                        // every daemon serves the same token
  * await fleet.cleanup();
@@ -17,16 +17,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import {
-  addConfAccount,
-  DaemonProcess,
-  importConfGrant,
-  sleep,
-  socketRequest,
-  tempHome,
-  writeSettings,
-  type HttpResult,
-} from './daemon.js';
+import { DaemonProcess, postConfGrant, putConfAccount, sleep, socketRequest, tempHome, writeSettings, type HttpResult } from './daemon.js';
 import { startIdp, type IdpOptions, type TestIdp } from './idp.js';
 import type { TestPostgres } from './postgres.js';
 
@@ -36,7 +27,7 @@ export interface TestFleet {
   keyFile: string;
   /** The environment of daemon `i` (for a restart, or a CLI run against it). */
   env(i: number): NodeJS.ProcessEnv;
-  /** `tokend add work --issuer … --client-id conf …` on every daemon (each host's own config.json). */
+  /** Account `work` for the IdP's client `conf` on every daemon (each host's own config.json), as `tokend add` writes it, through the socket API. */
   addAccount(issuer: string, name?: string): Promise<void>;
   /** Each daemon's current token for `account`, from `POST /v1/token`. */
   tokens(account?: string): Promise<string[]>;
@@ -85,7 +76,8 @@ export async function startFleet(
     keyFile,
     env: (i) => homes[i]!.env,
     async addAccount(issuer, name = 'work') {
-      for (const d of daemons) await addConfAccount(d, issuer, name);
+      // One after the other: each writes the client secret to the shared database.
+      for (const d of daemons) await putConfAccount(d, issuer, name);
     },
     tokens,
     async tokensAgree(account = 'work', timeoutMs = 5_000) {
@@ -121,7 +113,7 @@ export function useFleet(opts: {
     const url = opts.database ? await db.createDatabase(opts.database) : undefined;
     ctx.fleet = await startFleet(db, opts.n, { proactive_refresh: false, max_refreshes_per_minute: 1000, ...opts.settings }, { url });
     await ctx.fleet.addAccount(ctx.idp.issuer);
-    await importConfGrant(ctx.fleet.daemons[0]!, ctx.idp);
+    await postConfGrant(ctx.fleet.daemons[0]!, ctx.idp);
     await ctx.fleet.tokensAgree();
   });
   afterAll(async () => {

@@ -7,8 +7,8 @@ import type { TokendClient } from '../socket-client.js';
 // What the doctor asks the daemon, each with a deadline: it never starts the daemon
 // (autostart off; with systemd socket activation the probe is a first client like any other).
 
-/** How long the daemon gets to answer one request. */
-export const DAEMON_TIMEOUT_MS = 5000;
+/** How long the daemon gets to answer one request (TOKEND_TEST_DOCTOR_TIMEOUT_MS: shorter, for tests only). */
+export const DAEMON_TIMEOUT_MS = Number(process.env.TOKEND_TEST_DOCTOR_TIMEOUT_MS) || 5000;
 
 export type Probe = { up: true; health: Health } | { up: false; reason: 'no_socket' | 'refused' | 'timeout' | 'error'; detail: string };
 
