@@ -57,7 +57,7 @@ describe('tokend completion', () => {
     const env = shellEnv(h);
     expect((await bashComplete('tokend lo', env)).words).toEqual(['login', 'logout']);
     expect((await bashComplete('tokend com', env)).words).toEqual(['completion']);
-    expect((await bashComplete('tokend setup ', env)).words).toEqual(['git']);
+    expect((await bashComplete('tokend setup ', env)).words).toEqual(['git', 'cli']);
     expect((await bashComplete('tokend setup git --', env)).words).toEqual(['--dry-run', '--global', '--help', '--json', '--native']);
     expect((await bashComplete('tokend service ', env)).words).toEqual(['install', 'uninstall', 'status']);
     expect((await bashComplete('tokend completion ', env)).words).toEqual(['bash', 'zsh', 'fish']);
