@@ -58,7 +58,14 @@ describe('tokend completion', () => {
     expect((await bashComplete('tokend lo', env)).words).toEqual(['login', 'logout']);
     expect((await bashComplete('tokend com', env)).words).toEqual(['completion']);
     expect((await bashComplete('tokend setup ', env)).words).toEqual(['git', 'cli']);
-    expect((await bashComplete('tokend setup git --', env)).words).toEqual(['--dry-run', '--global', '--help', '--json', '--native']);
+    expect((await bashComplete('tokend setup git --', env)).words).toEqual([
+      '--dry-run',
+      '--global',
+      '--help',
+      '--json',
+      '--native',
+      '--undo',
+    ]);
     expect((await bashComplete('tokend service ', env)).words).toEqual(['install', 'uninstall', 'status']);
     expect((await bashComplete('tokend completion ', env)).words).toEqual(['bash', 'zsh', 'fish']);
     expect((await bashComplete('tokend git-credential ', env)).words).toEqual(['get', 'store', 'erase']);
