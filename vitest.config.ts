@@ -8,10 +8,11 @@ export default defineConfig({
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Integration tests start real daemons and IdPs; two cores are shared, so
-    // run files in a few forks rather than one per core-hungry worker.
+    // Integration tests start real daemons and IdPs. On two cores, three forks keep both
+    // busy while a file waits on a process or a clock (2026-12-07, quiet, whole suite: 2
+    // forks 418 s, 3 forks 371 s, 4 forks 393 s with more CPU spent: docs/reliability.md).
     pool: 'forks',
-    maxWorkers: 2,
+    maxWorkers: 3,
     fileParallelism: true,
     // Test files share their worker's module cache (oidc-provider, the daemon's own modules):
     // importing them again for each file cost about a fifth of the suite's CPU. No test
