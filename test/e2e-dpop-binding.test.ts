@@ -11,9 +11,10 @@ import { resolvePaths } from '../src/protocol/paths.js';
 import { loadKey } from '../src/daemon/store/crypto.js';
 import { openStore } from '../src/daemon/store/sqlite-store.js';
 import { generateDpopKey } from '../src/daemon/dpop/key.js';
-import { settled, startDaemon, startLogin } from './support/fake-as.js';
+import { startDaemon } from './support/fake-as.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { startDpopApi } from './support/dpop-api.js';
+import { deviceLogin, putDpopAccount } from './support/dpop-login.js';
 import type { TestDaemon } from './support/daemon.js';
 
 const dbFile = (t: TestDaemon) => path.join(resolvePaths(t.env).dataDir, 'tokend.db');
@@ -45,27 +46,8 @@ describe('a DPoP grant names its key, and is used with no other', () => {
 
   /** A public-client DPoP account (RFC 9449 §5: its refresh tokens are bound too) with a grant from a device login. */
   async function loggedIn(name: string): Promise<string> {
-    const add = [
-      'add',
-      name,
-      '--issuer',
-      idp.issuer,
-      '--client-id',
-      'cli',
-      '--scope',
-      'openid offline_access api',
-      '--dpop',
-      '--flow',
-      'device',
-      '--api-base',
-      api.url,
-    ];
-    const r = await t.d.cli(add);
-    expect(r.code, r.stderr).toBe(0);
-    const login = await startLogin(t.d, name, 'device');
-    await idp.approveDevice(login.user_code);
-    expect((await settled(t.d, login.id)).status).toBe('active');
-    return (await t.d.request('GET', `/v1/accounts/${name}`)).json.dpop.jkt;
+    await putDpopAccount(t.d, idp.issuer, name, { api_base: api.url });
+    return deviceLogin(t.d, idp, name);
   }
 
   it('the binding names the key the tokens are bound to (cnf.jkt)', async () => {
@@ -122,9 +104,7 @@ describe('a DPoP grant names its key, and is used with no other', () => {
     for (const r of [refresh.text, proxied.text, oracle.text, cli.stderr]) expect(r).not.toMatch(/"d"|eyJ/);
 
     // A login replaces the grant with one bound to the account's key now.
-    const login = await startLogin(t.d, 'work', 'device');
-    await idp.approveDevice(login.user_code);
-    expect((await settled(t.d, login.id)).status).toBe('active');
+    await deviceLogin(t.d, idp, 'work');
     expect(binding(t, 'work').jkt).toBe(now.dpop.jkt);
     expect((await t.d.request('POST', '/v1/accounts/work/refresh')).status).toBe(200);
     expect((await t.d.request('GET', '/v1/proxy/work/v1/things')).status).toBe(200);

@@ -6,8 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settled, startLogin } from './support/fake-as.js';
+import { settled } from './support/fake-as.js';
 import { writeSettings } from './support/daemon.js';
+import { deviceLogin, dpopAccount, putDpopAccount } from './support/dpop-login.js';
 import { startFleet, type TestFleet } from './support/fleet.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
@@ -29,27 +30,12 @@ describe('a DPoP account shared by two daemons', () => {
 
   it('the second daemon refreshes the first one’s bound grant with the same key', async () => {
     const [a, b] = fleet.daemons as [TestFleet['daemons'][0], TestFleet['daemons'][0]];
-    const add = [
-      'add',
-      'work',
-      '--issuer',
-      idp.issuer,
-      '--client-id',
-      'cli',
-      '--scope',
-      'openid offline_access api',
-      '--dpop',
-      '--flow',
-      'device',
-    ];
-    expect((await a.cli(add)).code).toBe(0);
-    expect((await b.cli(add)).code).toBe(0);
+    await putDpopAccount(a, idp.issuer, 'work');
+    await putDpopAccount(b, idp.issuer, 'work');
     const jkt = (await a.request('GET', '/v1/accounts/work')).json.dpop.jkt;
     expect((await b.request('GET', '/v1/accounts/work')).json.dpop.jkt).toBe(jkt);
 
-    const login = await startLogin(a, 'work', 'device');
-    await idp.approveDevice(login.user_code);
-    expect((await settled(a, login.id)).status).toBe('active');
+    await deviceLogin(a, idp, 'work');
     idp.resetStats();
     const r = await b.request('POST', '/v1/accounts/work/refresh');
     expect(r.status, r.text).toBe(200);
@@ -66,7 +52,7 @@ describe('a DPoP account shared by two daemons', () => {
     for (const d of [a, b]) {
       const file = path.join(d.home, 'config', 'config.json');
       const settings = JSON.parse(fs.readFileSync(file, 'utf8')).settings;
-      const account = { issuer: idp.issuer, client_id: 'cli', scopes: ['openid', 'offline_access', 'api'], flow: 'device', dpop: true };
+      const account = dpopAccount(idp.issuer);
       writeSettings(d.home, settings, Object.fromEntries(names.map((n) => [n, account])));
     }
     await Promise.all([a, b].map((d) => d.start()));

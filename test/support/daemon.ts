@@ -352,28 +352,32 @@ export async function putConfAccount(d: DaemonProcess, issuer: string, name = 'w
  * What importConfGrant does, through `POST /v1/accounts/NAME/import` in this process instead
  * of `tokend import`: for fixtures. Returns what the IdP issued.
  */
-export async function postConfGrant<T extends { refresh_token: string }>(
+export function postConfGrant<T extends { refresh_token: string }>(
   d: DaemonProcess,
   idp: { issueRefreshToken(clientId: 'conf'): Promise<T> },
   name = 'work',
 ): Promise<T> {
-  const issued = await idp.issueRefreshToken('conf');
-  const r = await d.request('POST', `/v1/accounts/${encodeURIComponent(name)}/import`, { refresh_token: issued.refresh_token });
-  if (r.status !== 200) throw new Error(`POST /v1/accounts/${name}/import failed (${r.status}): ${r.json?.error?.message ?? r.status}`);
-  return issued;
+  return importConfGrant(d, idp, name, 'api');
 }
 
 /**
  * Give account NAME (added with addConfAccount) a real grant: a refresh token from the
- * IdP for client `conf`, imported through the real CLI. Returns what the IdP issued.
+ * IdP for client `conf`, imported through the real CLI (or with `via: 'api'`, postConfGrant).
+ * Returns what the IdP issued.
  */
 export async function importConfGrant<T extends { refresh_token: string }>(
   d: DaemonProcess,
   idp: { issueRefreshToken(clientId: 'conf'): Promise<T> },
   name = 'work',
+  via: 'cli' | 'api' = 'cli',
 ): Promise<T> {
   const issued = await idp.issueRefreshToken('conf');
-  const r = await d.cli(['import', name, '--refresh-token-stdin'], issued.refresh_token);
-  if (r.code !== 0) throw new Error(`tokend import failed (${r.code}): ${r.stderr}`);
+  if (via === 'api') {
+    const r = await d.request('POST', `/v1/accounts/${encodeURIComponent(name)}/import`, { refresh_token: issued.refresh_token });
+    if (r.status !== 200) throw new Error(`POST /v1/accounts/${name}/import failed (${r.status}): ${r.json?.error?.message ?? r.status}`);
+  } else {
+    const r = await d.cli(['import', name, '--refresh-token-stdin'], issued.refresh_token);
+    if (r.code !== 0) throw new Error(`tokend import failed (${r.code}): ${r.stderr}`);
+  }
   return issued;
 }
