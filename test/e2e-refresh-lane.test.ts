@@ -2,12 +2,24 @@
  * The forced refresh (`POST /v1/accounts/NAME/refresh`) served by its own lane in front of
  * Hono (src/daemon/http/refresh-route.ts), against the real daemon and oidc-provider: the
  * same answers and errors as the Hono route, a target it does not read plainly still served
- * by Hono, and the audit row naming the verified caller, which the lane reads while the
- * provider answers.
+ * by Hono, and the audit row naming the verified caller, which the lane reads before the
+ * provider is called.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Tokend } from '../src/sdk/index.js';
+import { waitFor } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
+
+/** A caller that asks for a forced refresh of `work` on the socket (argv[1]) and waits, not reading the answer, until it is killed. */
+const LEAVER = `
+const req = require('node:http').request({ socketPath: process.argv[1], method: 'POST', path: '/v1/accounts/work/refresh',
+  headers: { 'user-agent': 'leaver/1.0', 'content-type': 'application/json' } });
+req.on('error', () => {});
+req.end('{}');
+setInterval(() => {}, 60000);
+`;
 
 describe('the forced refresh lane', () => {
   const idp = useIdp();
@@ -28,6 +40,34 @@ describe('the forced refresh lane', () => {
 
     const [row] = (await app.audit({ account: 'work', action: 'refresh', limit: 1 })).entries;
     expect(row).toMatchObject({ outcome: 'ok', caller: { user_agent: 'refresher/2.0', pid: process.pid, exe: process.execPath } });
+  });
+
+  it('names a caller that was gone before the provider answered in the audit row of its forced refresh', async () => {
+    // The provider holds the refresh until the caller has exited and been reaped (/proc/PID is
+    // gone): the row can name it only if its identity was read before the provider was called.
+    let answer: () => void = () => undefined;
+    idp.setFault({ kind: 'hold', until: new Promise<void>((r) => (answer = r)), times: 1 });
+    const asked = idp.stats.tokenRequests;
+    const refreshes = idp.stats.refreshes;
+    const leaver = spawn(process.execPath, ['-e', LEAVER, daemon.t.d.socket], { stdio: 'ignore' });
+    const exited = once(leaver, 'exit');
+    try {
+      await waitFor(() => idp.stats.tokenRequests > asked, 'the forced refresh at the provider');
+    } finally {
+      leaver.kill('SIGKILL');
+      await exited;
+      answer();
+    }
+    const app = new Tokend({ env: daemon.t.env });
+    // The row of its request (the User-Agent it declared), once the refresh is done.
+    const row = await waitFor(async () => {
+      const { entries } = await app.audit({ account: 'work', action: 'refresh', limit: 10 });
+      return entries.find((e) => e.caller?.user_agent === 'leaver/1.0');
+    }, 'the audit row of the forced refresh');
+    expect(idp.stats.refreshes).toBe(refreshes + 1);
+    expect(row).toMatchObject({ outcome: 'ok', caller: { user_agent: 'leaver/1.0', pid: leaver.pid, exe: process.execPath } });
+    // Its parents were read then too: this test's node started it.
+    expect(row.caller?.parents?.[0]).toBe(process.execPath);
   });
 
   it('answers a coalesced refresh with the token, and a failed refresh with its error and a row of it', async () => {

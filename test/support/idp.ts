@@ -76,7 +76,9 @@ export type TokenFault =
   | { kind: 'garbage'; times?: number }
   | { kind: 'invalid_grant'; times?: number }
   /** The provider answers for real, `ms` later (a slow provider). */
-  | { kind: 'delay'; ms: number; times?: number };
+  | { kind: 'delay'; ms: number; times?: number }
+  /** The provider answers for real once `until` settles: the test decides when (what happens meanwhile, say). */
+  | { kind: 'hold'; until: Promise<unknown>; times?: number };
 
 export interface IdpStats {
   /** Every POST to the token endpoint from outside the fixture, faulted or not. */
@@ -422,6 +424,11 @@ export async function startIdp(opts: IdpOptions = {}): Promise<TestIdp> {
       setTimeout(() => handle(req, res), f.ms);
       return;
     }
+    if (f.kind === 'hold') {
+      const answer = () => handle(req, res);
+      f.until.then(answer, answer);
+      return;
+    }
     // Read and discard the body, then answer as the fault says.
     req.resume();
     req.on('end', () => answerFault(f, req, res));
@@ -650,6 +657,7 @@ function answerFault(f: TokenFault, req: http.IncomingMessage, res: http.ServerR
       res.end('{"error":"invalid_grant","error_description":"test says no"}');
       return;
     case 'delay':
+    case 'hold':
       return; // handled before the body is read
   }
 }
