@@ -7,6 +7,7 @@
 // and undici, which src/daemon/outbound.ts loads on the first outbound request.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -30,6 +31,25 @@ const zodEnglishOnly = {
     }));
   },
 };
+
+// esbuild turns every `import fs from 'node:fs'` of a CommonJS bundle into a
+// `__toESM(require("node:fs"), 1)` of its own: a new object with a getter for each of the
+// module's exports (~100 for node:fs), made again in each module that imports it (19 for
+// node:fs in the daemon). ~5 ms of CPU at every start, in code V8 has not optimised yet. One
+// such object per built-in serves them all: the same getters of the same module, never written
+// to. The function is in the banner (inside the module wrapper: its `require`, esbuild's
+// `__toESM`, both there by the time a module's top level calls it).
+const SHARED_BUILTINS =
+  'function __tokendBuiltin(id) { const made = (__tokendBuiltin.made ??= new Map()); let m = made.get(id); if (!m) made.set(id, (m = __toESM(require(id), 1))); return m; }';
+
+/** Each `__toESM(require("<built-in>"), 1)` of `file` as the one shared object (above). */
+function shareBuiltins(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  fs.writeFileSync(
+    file,
+    text.replace(/__toESM\(require\("([^"]+)"\), 1\)/g, (call, id) => (isBuiltin(id) ? `__tokendBuiltin(${JSON.stringify(id)})` : call)),
+  );
+}
 
 const common = {
   entryPoints: [path.join(root, 'dist', 'daemon', 'main.js')],
@@ -60,8 +80,9 @@ await build({
   format: 'cjs',
   supported: { 'dynamic-import': false },
   define: { 'import.meta.url': '__tokendModuleUrl' },
-  banner: { js: "const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  banner: { js: `const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;\n${SHARED_BUILTINS}` },
 });
+shareBuiltins(daemon);
 
 // The CLI as one CommonJS file too (dist/client/cli.bundle.cjs), which bin/tokend requires when
 // it is there: node's ES module loader pays per module (`tokend version` loaded some 30). No
@@ -80,9 +101,10 @@ await build({
   target: 'node20',
   supported: { 'dynamic-import': false },
   define: { 'import.meta.url': '__tokendModuleUrl' },
-  banner: { js: "const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  banner: { js: `const __tokendModuleUrl = require('node:url').pathToFileURL(__filename).href;\n${SHARED_BUILTINS}` },
   logLevel: 'warning',
 });
+shareBuiltins(cli);
 
 // The daemon's cache is made in a process of its own: it runs the bundle's top level.
 const daemonCache = path.join(root, 'dist', 'daemon', 'main.bundle.cache');

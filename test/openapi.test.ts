@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { composeApp } from '../src/daemon/http/entry.js';
+import { composeApp } from '../src/daemon/http/compose.js';
 import { OPERATIONS, openApiPath } from '../src/protocol/openapi.js';
 import { ROUTE_PATTERNS } from '../src/protocol/routes.js';
 import { ROOT } from './support/daemon.js';

@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { composeApp } from '../src/daemon/http/entry.js';
+import { composeApp } from '../src/daemon/http/compose.js';
 import { splitProxyTarget } from '../src/daemon/proxy-path.js';
 import { PROXY_PREFIX, ROUTE_PATTERNS, ROUTES, routePath } from '../src/protocol/routes.js';
 import { daemonForSuite } from './support/fixtures.js';

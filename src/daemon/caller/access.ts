@@ -14,7 +14,7 @@ import type { AuditLog } from '../audit.js';
 import type { ConfigStore } from '../config.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
-import type { ApprovalGate } from './approval-gate.js';
+import { type ApprovalGate, denyingGate } from './approval-gate.js';
 import type { CallerIdentity } from './proc.js';
 
 export type Decision = 'allow' | 'deny' | 'ask';
@@ -158,4 +158,11 @@ export class AccessControl {
     await this.deps.config.putAccount(account, { ...cfg, access: next } satisfies AccountConfig);
     return next;
   }
+}
+
+/** The deps' access check, or one that checks the same rules with no approvals and no verified callers (tests). */
+export function accessOf(deps: { access?: AccessControl } & Pick<AccessDeps, 'config' | 'audit' | 'events'>): AccessControl {
+  return (
+    deps.access ?? new AccessControl({ config: deps.config, audit: deps.audit, events: deps.events, gate: denyingGate, verified: false })
+  );
 }

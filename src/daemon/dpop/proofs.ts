@@ -18,6 +18,18 @@ export interface DpopProofsDeps {
   grantBinding?: (account: string) => string | null | undefined;
 }
 
+/** The daemon's one instance (entry.ts; compose.ts makes its own for the tests), the grants' bindings read from the broker. */
+export function dpopProofsOf(
+  deps: Omit<DpopProofsDeps, 'grantBinding'> & { broker: { grantBinding(account: string): string | null | undefined } },
+): DpopProofs {
+  return new DpopProofs({
+    store: deps.store,
+    config: deps.config,
+    events: deps.events,
+    grantBinding: (account) => deps.broker.grantBinding(account),
+  });
+}
+
 /** The daemon's DPoP keys in memory, and the nonces resource servers gave (RFC 9449 §9), per host. */
 export class DpopProofs {
   private readonly keys = new Map<string, Promise<DpopKey | undefined>>();

@@ -6,7 +6,6 @@ import {
   PatchAccountRequest,
   PutAccountRequest,
   RejectRequest,
-  type Health,
   type RecoverResponse,
 } from '../../protocol/api.js';
 import type { Access, AccountOwner } from '../../protocol/access.js';
@@ -16,14 +15,14 @@ import { recordedCaller } from '../../protocol/caller.js';
 import { CLIENT_HEADER, ROUTE_PATTERNS } from '../../protocol/routes.js';
 import { patchAccount, putAccount, removeAccount, viewAccount, type AccountDeps, type WriteFlags } from '../accounts.js';
 import { audited, type AuditLog } from '../audit.js';
-import { AccessControl } from '../caller/access.js';
+import { accessOf, type AccessControl } from '../caller/access.js';
 import { checkManage, resolveAccessWrite } from '../caller/access-writes.js';
-import { denyingGate } from '../caller/approval-gate.js';
 import type { Broker } from '../broker.js';
 import { E, unknownAccount } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { serveEvents } from './events-route.js';
+import { healthBody } from './health-route.js';
 import { callerOfContext, header, readBody, who } from './raw-request.js';
 import { createRefreshHandler, isoOrNull } from './refresh-route.js';
 import { createTokenHandler } from './token-route.js';
@@ -82,29 +81,13 @@ function labelSelector(words: string[]): Record<string, string> {
   }
 }
 
-/** The deps' access check, or one that checks the same rules with no approvals and no verified callers (tests). */
-export function accessOf(deps: Pick<AppDeps, 'access' | 'config' | 'audit' | 'events'>): AccessControl {
-  return (
-    deps.access ?? new AccessControl({ config: deps.config, audit: deps.audit, events: deps.events, gate: denyingGate, verified: false })
-  );
-}
-
 /** The socket API (docs/api.md) as a Hono app; `app.request()` tests it without a socket. */
 export function createApp(given: AppDeps): Hono {
   const deps = { ...given, access: accessOf(given) };
   const app = new Hono();
 
-  app.get(ROUTE_PATTERNS.health, (c) => {
-    const body: Health = {
-      status: 'ok',
-      version: deps.version,
-      pid: process.pid,
-      uptime_s: Math.round((Date.now() - deps.startedAt) / 1000),
-      accounts: deps.config.accountCount(),
-      ...(deps.warnings ? { warnings: deps.warnings() } : {}),
-    };
-    return c.json(body);
-  });
+  // The daemon answers it on its own lane (health-route.ts); the same body here.
+  app.get(ROUTE_PATTERNS.health, (c) => c.json(healthBody(deps)));
 
   // Generated from the protocol's schemas on first use (as `npm run build` writes dist/openapi.json).
   let openapi: Record<string, unknown> | undefined;

@@ -5,105 +5,68 @@
  *
  * 1. A request pipelined behind a body the daemon is discarding is never served
  *    (keep-alive.ts: its client was told `Connection: close` and sends it again).
- * 2. `POST /v1/token`, the request every script and helper makes: the token lane
- *    (token-route.ts), a plain node:http handler with no router and no web Request.
+ * 2. `GET /v1/health`, what every autostart waits for (health-route.ts), and `POST /v1/token`,
+ *    the request every script and helper makes: the token lane (token-route.ts), plain node:http
+ *    handlers with no router and no web Request.
  * 3. `/v1/proxy/NAME/…`: the proxy lane (proxy-lane.ts), streaming both ways.
  * 4. `POST /v1/accounts/NAME/refresh`, the forced refresh: a lane of its own (refresh-route.ts),
  *    like the token's.
  * 5. Everything else: its body read first (raw-request.ts), then the Hono app (app.ts)
- *    with its route groups (helpers, logins, key) and its one `onError`.
+ *    with its route groups (helpers, logins, key) and its one `onError`, loaded on the first
+ *    such request (compose.ts).
  *
  * Every answer, from any of them, follows the keep-alive rule through the servers'
  * `ServerResponse` (keep-alive.ts); every error body is the protocol's `ErrorBody` (wire.ts).
  */
 import http from 'node:http';
-import { getRequestListener } from '@hono/node-server';
-import type { Hono } from 'hono';
-import type { TokendPaths } from '../../protocol/paths.js';
-import type { KeyStore } from '../../protocol/api.js';
-import type { Driver } from '../drivers/driver.js';
-import type { MasterKey } from '../store/master-key.js';
-import { accessOf, createApp, type AppDeps } from './app.js';
-import type { Approvals } from '../caller/approvals.js';
-import { mountApprovals } from './approvals-route.js';
-import { mountAudit } from './audit-route.js';
-import { mountDpop } from './dpop-route.js';
-import { DpopProofs } from '../dpop/proofs.js';
+import { accessOf } from '../caller/access.js';
+import { dpopProofsOf } from '../dpop/proofs.js';
+import type { EntryDeps, Shared } from './compose.js';
+import { healthLane } from './health-route.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
-import { mountKey } from './key-route.js';
-import { mountLogins } from './logins-route.js';
 import { proxyLane } from './proxy-lane.js';
 import { readBeforeRouting } from './raw-request.js';
 import { createRefreshHandler, refreshLane } from './refresh-route.js';
 import { createTokenHandler, tokenLane } from './token-route.js';
-import type { LoginManager } from '../logins.js';
+import { errorResponse, sendJson } from './wire.js';
+
+export type { EntryDeps } from './compose.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
-type ResolveTarget = NonNullable<AppDeps['resolveTarget']>;
-
-export interface EntryDeps extends Omit<AppDeps, 'resolveTarget' | 'extend'> {
-  getDriver: (name: string) => Driver | undefined;
-  logins: LoginManager;
-  /** The master key this daemon holds; undefined for a fleet's (key-route.ts). */
-  masterKey: MasterKey | undefined;
-  paths: Pick<TokendPaths, 'dataDir' | 'keyFile'>;
-  /** Record where the master key now lives (config.json). */
-  saveKeyKind: (kind: KeyStore) => Promise<void>;
-  /** After a key move: the disk watch follows the key. */
-  keyMoved: () => void;
-  /** The approvals of `ask` accounts (caller/approvals.ts); without them (tests) nothing waits. */
-  approvals?: Approvals;
-}
-
-/** The Hono app with every route group the daemon serves; the tests list its routes from here too. */
-export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: ResolveTarget; dpop: DpopProofs } {
-  const deps = { ...given, access: accessOf(given) };
-  const helpers = mountHelpers(deps);
-  const dpop = new DpopProofs({
-    store: deps.store,
-    config: deps.config,
-    events: deps.events,
-    grantBinding: (account) => deps.broker.grantBinding(account),
-  });
-  const app = createApp({
-    ...deps,
-    resolveTarget: helpers.resolveTarget,
-    extend: [
-      helpers.extend,
-      mountLogins({ logins: deps.logins }),
-      mountKey({
-        masterKey: deps.masterKey,
-        paths: deps.paths,
-        saveKind: deps.saveKeyKind,
-        moved: deps.keyMoved,
-        log: deps.log,
-        audit: deps.audit,
-      }),
-      mountAudit({ audit: deps.audit, store: deps.store }),
-      mountApprovals({ approvals: deps.approvals }),
-      mountDpop({ broker: deps.broker, audit: deps.audit, dpop, config: deps.config, access: deps.access }),
-    ],
-  });
-  return { app, resolveTarget: helpers.resolveTarget, dpop };
-}
 
 /** Compose the lanes and the app into the one request handler. */
 export function createEntry(given: EntryDeps): Handler {
   const deps = { ...given, access: accessOf(given) };
-  const { app, resolveTarget, dpop } = composeApp(deps);
-  const router = getRequestListener(app.fetch);
-  const token = tokenLane(createTokenHandler({ broker: deps.broker, audit: deps.audit, access: deps.access, resolveTarget }), deps.log);
-  const proxy = proxyLane({ ...deps, dpop });
+  // Made now, not with the app: the token lane resolves urls and hosts, the proxy signs proofs,
+  // and the proofs follow the account events from the start.
+  const shared: Shared = { helpers: mountHelpers(deps), dpop: dpopProofsOf(deps) };
+  const health = healthLane(deps);
+  const token = tokenLane(
+    createTokenHandler({ broker: deps.broker, audit: deps.audit, access: deps.access, resolveTarget: shared.helpers.resolveTarget }),
+    deps.log,
+  );
+  const proxy = proxyLane({ ...deps, dpop: shared.dpop });
   const refresh = refreshLane(createRefreshHandler(deps), deps.log);
+  // The Hono app (compose.ts) is loaded by the first request that needs it, once.
+  let app: Promise<Handler> | undefined;
+  const loadApp = () => (app ??= import('./compose.js').then((m) => m.appListener(deps, shared) as Handler));
 
   return function entry(req, res) {
     if (arrivedAfterClose(req)) return; // 1
-    if (token(req, res) || proxy(req, res) || refresh(req, res)) return; // 2, 3, 4: each says whether the request was its own
-    void readBeforeRouting(req).then(() => {
-      // 5
-      if (!req.socket.destroyed) void router(req, res);
-    });
+    if (health(req, res) || token(req, res) || proxy(req, res) || refresh(req, res)) return; // 2, 3, 4: each says whether the request was its own
+    void readBeforeRouting(req)
+      .then(loadApp)
+      .then(
+        (router) => {
+          // 5
+          if (!req.socket.destroyed) router(req, res);
+        },
+        (err) => {
+          const r = errorResponse(err, deps.log, req.url ?? '');
+          sendJson(res, r.status, r.body, r.headers);
+        },
+      );
   };
 }
 
