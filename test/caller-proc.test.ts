@@ -207,6 +207,24 @@ describe.skipIf(!linux)('CallerCache: the connections of one process share its f
     }
   });
 
+  it('keeps at most its limit of processes, the least recently used going first', async () => {
+    const kids = [0, 1, 2].map(() => spawn('sleep', ['30']));
+    try {
+      for (const k of kids) await until(() => exeOfPid(k.pid!)?.endsWith('sleep') ?? false, 'sleep to run');
+      const cache = new CallerCache('/proc', 2);
+      const [a, b, c] = kids.map((k) => k.pid!);
+      for (const pid of [a, b, a, c]) cache.identify(pid!, Number.POSITIVE_INFINITY);
+      expect(cache.counts).toEqual({ hits: 1, reads: 3 });
+      // c pushed b out (a was used after it): a is kept, b is read again.
+      cache.identify(a!, Number.POSITIVE_INFINITY);
+      cache.identify(b!, Number.POSITIVE_INFINITY);
+      expect(cache.counts).toEqual({ hits: 2, reads: 4 });
+    } finally {
+      for (const k of kids) k.kill();
+      await Promise.all(kids.map((k) => once(k, 'exit')));
+    }
+  });
+
   it('trusts nothing of a pid whose process started after the connection, even when kept', async () => {
     const child = spawn('sleep', ['30']);
     try {
