@@ -14,6 +14,7 @@ import { AccessControl, decide, describeCaller, ruleFor } from '../src/daemon/ca
 import { accountsNeedingCallers, checkManage, ownerRule, resolveAccessWrite } from '../src/daemon/caller/access-writes.js';
 import type { ApprovalGate, ApprovalRequest } from '../src/daemon/caller/approval-gate.js';
 import { denyingGate } from '../src/daemon/caller/approval-gate.js';
+import { CallerCache } from '../src/daemon/caller/identity-cache.js';
 import { type CallerIdentity, identify, programKey } from '../src/daemon/caller/proc.js';
 import type { Caller } from '../src/protocol/caller.js';
 import { ApiError } from '../src/daemon/errors.js';
@@ -264,6 +265,29 @@ describe('a unit rule against a caller read from a cgroup fixture', () => {
     const elsewhere = identify(300, 1000, fakeProc('0::/user.slice/user-1000.slice/session-3.scope\n'));
     expect(elsewhere?.caller.unit).toBe('session-3.scope');
     expect(decide(a, elsewhere)).toBe('deny');
+  });
+
+  it('decides on the fresh caller when a kept process moves to another unit, execs, or its pid is reused', () => {
+    const a = access({ mode: 'callers', callers: [{ unit: 'backup.service' }] });
+    const proc = fakeProc('0::/user.slice/user-1000.slice/user@1000.service/app.slice/backup.service\n');
+    const cache = new CallerCache(proc);
+    expect(decide(a, cache.identify(300, 1000))).toBe('allow');
+    expect(decide(a, cache.identify(300, 1000))).toBe('allow');
+    expect(cache.counts).toEqual({ hits: 1, reads: 1 });
+    // Moved out of the unit (a write to another cgroup's cgroup.procs): the same pid and start time.
+    fs.writeFileSync(path.join(proc, '300', 'cgroup'), '0::/user.slice/user-1000.slice/session-3.scope\n');
+    expect(cache.identify(300, 1000)?.caller.unit).toBe('session-3.scope');
+    expect(decide(a, cache.identify(300, 1000))).toBe('deny');
+    // Back in the unit, then an exec of another program: still that unit, another executable.
+    fs.writeFileSync(path.join(proc, '300', 'cgroup'), '0::/user.slice/user-1000.slice/user@1000.service/app.slice/backup.service\n');
+    fs.rmSync(path.join(proc, '300', 'exe'));
+    fs.symlinkSync('/usr/bin/curl', path.join(proc, '300', 'exe'));
+    expect(cache.identify(300, 1000)?.caller).toMatchObject({ exe: '/usr/bin/curl', unit: 'backup.service' });
+    // The pid reused by a process that started at tick 900: refused for a connection of tick 800, read as new after.
+    const stat = fs.readFileSync(path.join(proc, '300', 'stat'), 'latin1');
+    fs.writeFileSync(path.join(proc, '300', 'stat'), stat.replace(' 500 0 0', ' 900 0 0'));
+    expect(cache.identify(300, 800)).toBeUndefined();
+    expect(cache.identify(300, 1000)?.start).toBe(900);
   });
 });
 

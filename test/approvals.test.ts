@@ -127,7 +127,7 @@ describe('approvals', () => {
     await expect(approvals.decide('anything', { decision: 'allow' }, {})).rejects.toMatchObject({ code: 'not_found' });
   });
 
-  it('allow --for trusts that process (pid and start time) until then; a reused pid, or after the time, asks again', async () => {
+  it('allow --for trusts that process (pid and start time) running that program until then; a reused pid, an exec, or after the time, asks again', async () => {
     let now = 1_000_000;
     const { approvals } = setup({ now: () => now });
     const me = identity(777, 1234);
@@ -145,10 +145,14 @@ describe('approvals', () => {
     // Another account of the same process: asked.
     void approvals.request({ account: 'other', caller: me, timeoutMs: 30_000 }).catch(() => undefined);
     expect(approvals.list()).toHaveLength(2);
+    // The same process after an exec of another program (same pid and start time): asked.
+    const execd = identity(777, 1234, { exe: '/usr/bin/curl' });
+    void approvals.request({ account: 'gh', caller: execd, timeoutMs: 30_000 }).catch(() => undefined);
+    expect(approvals.list()).toHaveLength(3);
     // An hour later the trust has run out.
     now += 3600_000 + 1;
     void approvals.request({ account: 'gh', caller: me, timeoutMs: 30_000 }).catch(() => undefined);
-    expect(approvals.list()).toHaveLength(3);
+    expect(approvals.list()).toHaveLength(4);
     approvals.close();
   });
 

@@ -2,7 +2,8 @@
  * Each account says who may take its token (docs/security.md, access): real programs over the
  * real socket against a real daemon. An allowed executable gets its token; curl, a python3
  * one-liner and a node one-liner are refused with caller_not_allowed, naming themselves and
- * the command that would allow them; a script rule tells two scripts of one node apart; git's
+ * the command that would allow them; a script rule tells two scripts of one node apart, and
+ * one process apart from what it execs under the same pid; git's
  * helper passes through `tokend setup git`'s ancestor rule; a tty rule lets a pty through;
  * an app creates its own account with `owner: "self"`; listener app keys; and a daemon
  * without the caller addon refuses both to start with such an account and to write one.
@@ -139,6 +140,49 @@ describe.skipIf(!addonBuilt)('access: callers', () => {
     const shown = JSON.parse((await d.cli(['access', 'work', '--json'])).stdout);
     expect(shown.access.callers).toHaveLength(2);
     await d.cli(['access', 'work', 'open']);
+  });
+
+  it('one process, one pid and start time: after an exec into another script, then into curl, it is refused', async () => {
+    // Each step asks over a new connection, says its pid and the status, and execs the next:
+    // allowed.py (twice: the second connection is the kept read), then other.py, then curl.
+    const py = (next: string) => `import os, socket, sys
+def ask():
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); b = b'{"account":"work"}'
+    s.sendall(b'POST /v1/token HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(b) + b)
+    out = b''
+    while True:
+        c = s.recv(65536)
+        if not c: return out.decode().split(' ')[1]
+        out += c
+print(os.getpid(), ask(), ask(), flush=True)
+${next}
+`;
+    const allowed = path.join(scripts, 'allowed.py');
+    const other = path.join(scripts, 'other.py');
+    fs.writeFileSync(allowed, py(`os.execv(sys.executable, [sys.executable, ${JSON.stringify(other)}, sys.argv[1]])`));
+    fs.writeFileSync(
+      other,
+      py(
+        `os.execvp('curl', ['curl', '-sS', '-o', '/dev/null', '-w', str(os.getpid()) + ' %{http_code}\\n', '--unix-socket', sys.argv[1], '-H', 'content-type: application/json', '-d', '{"account":"work"}', 'http://tokend/v1/token'])`,
+      ),
+    );
+    const r = await d.request('PATCH', '/v1/accounts/work', { access: { mode: 'callers', callers: [{ script: allowed }] } });
+    expect(r.status, r.text).toBe(200);
+    try {
+      const run = await runProcess('python3', [allowed, d.socket], { env: t.env });
+      const lines = run.stdout.trim().split('\n');
+      expect(lines, run.stderr).toHaveLength(3);
+      const pid = lines[0]!.split(' ')[0];
+      expect(lines).toEqual([`${pid} 200 200`, `${pid} 403 403`, `${pid} 403`]);
+      // The refusal's audit row names the script it execs into (rows of one program in a minute are one row).
+      const row = await waitFor(async () => {
+        const { json } = await d.request('GET', '/v1/audit?account=work&action=denied&limit=50');
+        return json.entries.find((e: any) => e.caller?.script === other);
+      }, 'the audit row of other.py');
+      expect(String(row.caller.pid)).toBe(pid);
+    } finally {
+      await d.cli(['access', 'work', 'open']);
+    }
   });
 
   it("git's helper through real git: refused until `tokend setup git` adds git as an ancestor rule", async () => {

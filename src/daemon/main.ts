@@ -11,6 +11,7 @@ import { accountsNeedingCallers } from './caller/access-writes.js';
 import { addonWarning, loadAddon } from './caller/addon.js';
 import { Approvals } from './caller/approvals.js';
 import { connectionOf, guardConnections } from './caller/connection.js';
+import { CallerCache } from './caller/identity-cache.js';
 import { DesktopNotifier } from './caller/notify.js';
 import { coreLimitWarning, readCoreLimit } from './core-limit.js';
 import { Broker } from './broker.js';
@@ -303,7 +304,9 @@ export async function main(argv: string[]): Promise<void> {
     const loopback = listenAt
       ? { address: listenAt, spec: listenSpec!, keyFile: paths.listenKeyFile, appKeysFile: paths.listenAppKeysFile }
       : undefined;
-    const guard = 'addon' in peers ? (s: NetServer) => guardConnections(s, peers.addon, log) : undefined;
+    // One cache of callers for every socket the daemon listens on: a process is one caller wherever it connects.
+    const callers = new CallerCache();
+    const guard = 'addon' in peers ? (s: NetServer) => guardConnections(s, peers.addon, log, callers) : undefined;
     listening = await listenAll(entry, { fd: activatedFd, socket: paths.socket, loopback }, guard);
   } catch (err) {
     await releaseLock!();

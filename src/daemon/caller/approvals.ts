@@ -4,10 +4,11 @@
  * an app's own UI through `approval.pending`); unanswered, it is denied when the account's
  * `ask_timeout_s` runs out.
  *
- * Keying: a pending approval and an `allow --for` belong to one process, named by its pid
- * and its start time (caller/proc.ts). Concurrent requests of that process for the same
- * account share one pending approval; a later process that gets the same pid has another
- * start time, so it never inherits a decision. `--for` is deliberately not widened to the
+ * Keying: a pending approval and an `allow --for` belong to one process running one program,
+ * named by its pid, its start time, its executable and script (caller/proc.ts). Concurrent requests of
+ * that process for the same account share one pending approval; a later process that gets
+ * the same pid has another start time, and a program it execs is another program, so neither
+ * inherits a decision. `--for` is deliberately not widened to the
  * program: trusting a program is a rule (`--always`, shown by `tokend access`), not an
  * invisible timer.
  */
@@ -65,9 +66,15 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** One process, by pid and start time (a listener app key has no pid: its key names it). */
+/**
+ * One process running one program: its pid, start time, executable and script (a listener app
+ * key has no pid: its key names it). The executable and script too because a process can exec
+ * another program (or script) under the same pid and start time: that one is asked, not
+ * trusted. Its parents and unit are left out: a parent exiting does not make it another program.
+ */
 export function processKey(account: string, id: CallerIdentity): string {
-  return `${account}\0${id.caller.pid ?? ''}\0${id.start}\0${id.caller.pid === undefined ? id.program : ''}`;
+  const c = id.caller;
+  return `${account}\0${c.pid ?? ''}\0${id.start}\0${c.pid === undefined ? id.program : `${c.exe ?? ''}\0${c.script ?? ''}`}`;
 }
 
 /** The rule `--always` adds: the caller's script with its interpreter, its executable, its unit, or its listener key (access.ts). */

@@ -3,18 +3,22 @@
  * node reads a byte of it, the kernel names its peer (SO_PEERCRED): a peer of another uid is
  * cut there, whatever the socket file's mode. The rest (executable, script, unit, parents) is
  * read from /proc only when a route first asks for it, and kept for the connection: a
- * keep-alive client pays for it once, and a connection no route asks about not at all.
+ * keep-alive client pays for it once, and a connection no route asks about not at all. The
+ * connections of one process share the first read of it, checked again for each
+ * (identity-cache.ts).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import type { PeerAddon } from './addon.js';
-import { identify, programKey, type CallerIdentity } from './proc.js';
+import { CallerCache } from './identity-cache.js';
+import { programKey, type CallerIdentity } from './proc.js';
 
 const PEER = Symbol('tokend.peer');
 interface Peer {
   pid: number;
   at: number;
+  callers: CallerCache;
   /** Read on first use; null when the peer could not be verified (gone, its pid reused). */
   identity?: CallerIdentity | null;
 }
@@ -27,13 +31,19 @@ const REFUSAL_LOG_MS = 60_000;
  * Check every connection `server` accepts: registered ahead of node's HTTP parser, so a peer
  * of another uid (or one the kernel cannot name) is destroyed before anything is read.
  */
-export function guardConnections(server: Server, addon: PeerAddon, log: Logger, uid = process.getuid?.()): void {
+export function guardConnections(
+  server: Server,
+  addon: PeerAddon,
+  log: Logger,
+  callers = new CallerCache(),
+  uid = process.getuid?.(),
+): void {
   let lastLogged = 0;
   server.prependListener('connection', function checkPeer(socket: PeerSocket) {
     const fd = (socket as Socket & { _handle?: { fd?: number } })._handle?.fd;
     const cred = fd === undefined || fd < 0 ? null : addon.peer(fd);
     if (cred && (uid === undefined || cred.uid === uid)) {
-      socket[PEER] = { pid: cred.pid, at: cred.at };
+      socket[PEER] = { pid: cred.pid, at: cred.at, callers };
       return;
     }
     socket.destroy();
@@ -80,7 +90,7 @@ export function callerOf(req: IncomingMessage | undefined): CallerIdentity | und
   const peer = socket?.[PEER];
   if (!peer) return undefined;
   if (peer.identity === undefined) {
-    peer.identity = identify(peer.pid, peer.at) ?? null;
+    peer.identity = peer.callers.identify(peer.pid, peer.at) ?? null;
     if (peer.identity) connections.set(peer.identity, socket!);
   }
   return peer.identity ?? undefined;

@@ -22,42 +22,71 @@ export interface ProcStat {
 const buffer = Buffer.alloc(64 * 1024);
 
 /**
- * A /proc file's text (at most 64 KiB: a longer command line is cut), or undefined when it
- * cannot be read (the process is gone). open, one read, close: readFileSync stats the file
- * first and /proc reports size 0, which made it several times slower here.
+ * Read a /proc file into the shared buffer (at most 64 KiB: a longer command line is cut):
+ * its length, or -1 when it cannot be read (the process is gone). open, one read, close:
+ * readFileSync stats the file first and /proc reports size 0, which made it several times
+ * slower here. The bytes stay there until the next read.
  */
-function readProc(file: string, encoding: 'latin1' | 'utf8'): string | undefined {
+export function readRaw(file: string): number {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
   } catch {
-    return undefined;
+    return -1;
   }
   try {
-    return buffer.toString(encoding, 0, fs.readSync(fd, buffer, 0, buffer.length, 0));
+    return fs.readSync(fd, buffer, 0, buffer.length, 0);
   } catch {
-    return undefined;
+    return -1;
   } finally {
     fs.closeSync(fd);
   }
 }
 
+/** A copy of the `n` bytes the last `readRaw` left; undefined for a failed read. */
+const rawCopy = (n: number): Buffer | undefined => (n < 0 ? undefined : Buffer.from(buffer.subarray(0, n)));
+
+/** Are the `n` bytes the last `readRaw` left the same as `kept` (both failed reads count as different)? */
+export function rawEquals(n: number, kept: Buffer | undefined): boolean {
+  return kept !== undefined && n === kept.length && buffer.compare(kept, 0, n, 0, n) === 0;
+}
+
 /** /proc/PID/stat; undefined when the process is gone. */
 export function readStat(pid: number, proc = '/proc'): ProcStat | undefined {
-  const text = readProc(`${proc}/${pid}/stat`, 'latin1');
-  if (text === undefined) return undefined;
+  const n = readRaw(`${proc}/${pid}/stat`);
+  if (n < 0) return undefined;
   // "PID (COMM) STATE PPID …": comm may hold spaces and parentheses, so it ends at the last ')'.
-  const close = text.lastIndexOf(')');
-  const fields = text.slice(close + 2).split(' ');
-  // fields[0] is field 3 (state): field N is fields[N - 3].
-  const start = Number(fields[19]);
-  if (close < 0 || !Number.isSafeInteger(start)) return undefined;
-  return { comm: text.slice(text.indexOf('(') + 1, close), ppid: Number(fields[1]), tty: Number(fields[4]) !== 0, start };
+  // The numbers are read from the bytes: a chain of four parents is six stats a connection.
+  const open = buffer.indexOf(0x28);
+  const close = buffer.lastIndexOf(0x29, n - 1);
+  if (open < 0 || close < open) return undefined;
+  let ppid = 0;
+  let tty = 0;
+  let start = -1;
+  // Field 3 (the state) starts two bytes after ')'; each space starts the next field.
+  let field = 3;
+  let value = 0;
+  for (let i = close + 2; i <= n && field <= 22; i++) {
+    const c = i < n ? buffer[i]! : 0x20;
+    if (c !== 0x20) {
+      // A digit, or tty_nr's and other fields' signs and the state letter (their value is unused).
+      value = c >= 0x30 && c <= 0x39 ? value * 10 + (c - 0x30) : value;
+      continue;
+    }
+    if (field === 4) ppid = value;
+    else if (field === 7) tty = value;
+    else if (field === 22) start = value;
+    field++;
+    value = 0;
+  }
+  if (start < 0 || !Number.isSafeInteger(start)) return undefined;
+  return { comm: buffer.toString('latin1', open + 1, close), ppid, tty: tty !== 0, start };
 }
 
 const cut = (s: string) => (s.length > CALLER_TEXT_MAX ? `…${s.slice(-(CALLER_TEXT_MAX - 1))}` : s);
 
-function readLink(p: string): string | undefined {
+/** A /proc link's target (exe, cwd), or undefined when it cannot be read (gone, or a non-dumpable process). */
+export function readLink(p: string): string | undefined {
   try {
     return fs.readlinkSync(p);
   } catch {
@@ -90,17 +119,22 @@ const TAKES_VALUE = new Set([
  * value), resolved against the process's working folder; undefined for inline code.
  */
 export function scriptOf(exe: string, argv: string[], cwd: string | undefined): string | undefined {
+  return resolveScript(scriptArg(exe, argv), cwd);
+}
+
+/** The script argument as given (maybe relative to the working folder), or undefined. */
+function scriptArg(exe: string, argv: string[]): string | undefined {
   if (!INTERPRETER.test(path.basename(exe))) return undefined;
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--') return resolveScript(argv[i + 1], cwd);
+    if (a === '--') return argv[i + 1];
     if (INLINE.has(a) || (/^-[a-zA-Z]*c$/.test(a) && !a.startsWith('--'))) return undefined; // `sh -ec '…'`
     if (TAKES_VALUE.has(a)) {
       i++;
       continue;
     }
     if (a.startsWith('-') || a.startsWith('+')) continue;
-    return resolveScript(a, cwd);
+    return a;
   }
   return undefined;
 }
@@ -122,23 +156,34 @@ export function unitOf(cgroup: string): string | undefined {
   return undefined;
 }
 
-/** One process's executable, or its command name in brackets (as ps shows it) when the link cannot be read. */
-function exeOf(pid: number, stat: ProcStat, proc: string): string {
-  const exe = readLink(`${proc}/${pid}/exe`);
-  return cut(exe ?? `[${stat.comm}]`);
+/** What was read of one parent: enough to check later that it is still the same process running the same program. */
+export interface ParentRead {
+  pid: number;
+  start: number;
+  ppid: number;
+  comm: string;
+  /** The exe link as read (undefined: unreadable, the name is `[comm]`). */
+  exe: string | undefined;
 }
 
-/** The executables of `stat`'s parents, nearest first; a parent that started after its child is a reused pid: the chain stops. */
-function parentsOf(stat: ProcStat, proc: string): string[] {
-  const out: string[] = [];
+/** A process's executable as a caller names it: the exe link, or its command name in brackets (as ps shows it). */
+const exeName = (exe: string | undefined, comm: string) => cut(exe ?? `[${comm}]`);
+
+/**
+ * The parents of `stat`, nearest first; a parent that started after its child is a reused pid:
+ * the chain stops. `complete` when it stopped where it would stop again: at the limit, or at a
+ * process without a parent (init, or one whose parent is outside this pid namespace).
+ */
+function parentsOf(stat: ProcStat, proc: string): { links: ParentRead[]; complete: boolean } {
+  const links: ParentRead[] = [];
   let child = stat;
-  while (out.length < CALLER_PARENTS_MAX && child.ppid > 0) {
+  while (links.length < CALLER_PARENTS_MAX && child.ppid > 0) {
     const parent = readStat(child.ppid, proc);
-    if (!parent || parent.start > child.start) break;
-    out.push(exeOf(child.ppid, parent, proc));
+    if (!parent || parent.start > child.start) return { links, complete: false };
+    links.push({ pid: child.ppid, start: parent.start, ppid: parent.ppid, comm: parent.comm, exe: readLink(`${proc}/${child.ppid}/exe`) });
     child = parent;
   }
-  return out;
+  return { links, complete: true };
 }
 
 /** A verified caller and what part 3's rules need besides it (the terminal, the start time that pins the pid). */
@@ -151,26 +196,59 @@ export interface CallerIdentity {
 }
 
 /**
+ * Everything a first read of a process saw, as read (not as named): a later connection of the
+ * same process (identity-cache.ts) reads the files again and compares, rather than parsing.
+ */
+export interface ProcRead {
+  identity: CallerIdentity;
+  pid: number;
+  start: number;
+  ppid: number;
+  comm: string;
+  exe: string | undefined;
+  /** /proc/PID/cmdline's bytes (undefined: unreadable). */
+  cmdline: Buffer | undefined;
+  /** The working folder, read only when the script was named relative to it. */
+  cwd: { link: string | undefined } | undefined;
+  cgroup: Buffer | undefined;
+  parents: ParentRead[];
+  /** The chain ended where it would end again (see parentsOf): it can be checked link by link. */
+  complete: boolean;
+}
+
+/** Did the process start after the kernel named its pid as the peer (at boot-time tick `at`; -1: unknown)? A reused pid. */
+export const startedAfter = (start: number, at: number) => at >= 0 && start > Math.ceil(at);
+
+/**
  * Read the process `pid` the kernel named as a peer at boot-time tick `at`. Its start time is
  * read before and after everything else and must be the same, and not after `at`: otherwise
  * the peer is gone and its pid was reused, and nothing about it is trusted (undefined).
  */
-export function identify(pid: number, at: number, proc = '/proc'): CallerIdentity | undefined {
+export function readCaller(pid: number, at: number, proc = '/proc'): ProcRead | undefined {
   const before = readStat(pid, proc);
-  if (!before || (at >= 0 && before.start > Math.ceil(at))) return undefined;
-  const exe = readLink(`${proc}/${pid}/exe`);
+  if (!before || startedAfter(before.start, at)) return undefined;
+  const dir = `${proc}/${pid}`;
+  const exe = readLink(`${dir}/exe`);
   // Gone meanwhile: the second stat below says so.
-  const argv = readProc(`${proc}/${pid}/cmdline`, 'utf8')?.split('\0').slice(0, -1) ?? [];
-  const cgroup = readProc(`${proc}/${pid}/cgroup`, 'utf8');
-  const unit = cgroup === undefined ? undefined : unitOf(cgroup);
-  const script = exe === undefined ? undefined : scriptOf(exe, argv, readLink(`${proc}/${pid}/cwd`));
-  const parents = parentsOf(before, proc);
+  const cmdline = rawCopy(readRaw(`${dir}/cmdline`));
+  const cgroup = rawCopy(readRaw(`${dir}/cgroup`));
+  const unit = cgroup === undefined ? undefined : unitOf(cgroup.toString('utf8'));
+  const arg = exe === undefined || cmdline === undefined ? undefined : scriptArg(exe, cmdline.toString('utf8').split('\0').slice(0, -1));
+  const cwd = arg !== undefined && arg !== '' && !path.isAbsolute(arg) ? { link: readLink(`${dir}/cwd`) } : undefined;
+  const script = resolveScript(arg, cwd?.link);
+  const { links, complete } = parentsOf(before, proc);
   const after = readStat(pid, proc);
   if (!after || after.start !== before.start) return undefined;
-  const caller: Caller = { pid, exe: cut(exe ?? `[${before.comm}]`), parents };
+  const caller: Caller = { pid, exe: exeName(exe, before.comm), parents: links.map((p) => exeName(p.exe, p.comm)) };
   if (script !== undefined) caller.script = cut(script);
   if (unit !== undefined) caller.unit = cut(unit);
-  return { caller, start: before.start, tty: before.tty, program: programKey(caller) };
+  const identity = { caller, start: before.start, tty: before.tty, program: programKey(caller) };
+  return { identity, pid, start: before.start, ppid: before.ppid, comm: before.comm, exe, cmdline, cwd, cgroup, parents: links, complete };
+}
+
+/** The caller `pid` as read now (readCaller), without keeping anything for later. */
+export function identify(pid: number, at: number, proc = '/proc'): CallerIdentity | undefined {
+  return readCaller(pid, at, proc)?.identity;
 }
 
 /** Everything that names a caller's program (not its pid), one string: rows of one program in one minute are one row. */
