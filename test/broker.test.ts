@@ -122,18 +122,21 @@ describe('Broker', () => {
     expect(driver.calls).toHaveLength(1);
   });
 
-  it('answers cachedToken (the proxy’s hot path) only with what getToken would serve at once, never a token short of min_ttl', async () => {
+  it('answers cachedToken (the token lane’s and the proxy’s hot path) only with what getToken would serve at once, never a token short of min_ttl', async () => {
     const { broker, driver, grant, clock } = setup();
     await grant('rt-0', { access_token: 'at-0', expires_at: clock.t + 3_600_000 });
     await broker.start();
     await broker.getToken({ account: 'w' }); // in memory now
-    expect(broker.cachedToken('w')?.access_token).toBe('at-0');
-    expect(broker.cachedToken('other')).toBeUndefined();
+    expect(broker.cachedToken({ account: 'w' })?.access_token).toBe('at-0');
+    expect(broker.cachedToken({ account: 'other' })).toBeUndefined();
+    expect(broker.cachedToken({ account: 'w', scope: 'narrow' })).toBeUndefined(); // another key: a narrowed token is not the base one
+    expect(broker.cachedToken({ account: 'w', min_ttl: 3_000 })?.access_token).toBe('at-0'); // min_ttl is held to half the lifetime (rule 1)
     clock.t += 3_600_000 - 10_000; // 10 s left: less than the default min_ttl (30 s)
-    expect(broker.cachedToken('w')).toBeUndefined();
+    expect(broker.cachedToken({ account: 'w' })).toBeUndefined();
+    expect(broker.cachedToken({ account: 'w', min_ttl: 5 })?.access_token).toBe('at-0');
     expect(driver.calls).toHaveLength(0); // cachedToken never refreshes: getToken does
     expect((await broker.getToken({ account: 'w' })).access_token).toBe('at-1');
-    expect(broker.cachedToken('w')?.access_token).toBe('at-1');
+    expect(broker.cachedToken({ account: 'w' })?.access_token).toBe('at-1');
   });
 
   it('reads a stored access token on its first use, not at start-up, and serves it from memory after', async () => {

@@ -23,14 +23,16 @@ describe('the token answer', () => {
       expires_at: t0 + 600_500,
       scope: 'api',
     } as CachedToken;
-    const broker = { getToken: async () => served } as unknown as Broker;
+    // In memory: the handler answers at once, no promise (the token lane's hot path).
+    const broker = { cachedToken: () => served, getToken: async () => served } as unknown as Broker;
     const audit = { record() {} } as unknown as AuditLog;
     // Every account open: the check answers at once (caller/access.ts).
     const access = { check: () => undefined } as unknown as AccessControl;
     const handler = createTokenHandler({ broker, audit, access });
     const ask = () => handler(Buffer.from('{"account":"w"}'), 'test', undefined);
 
-    const first = await ask();
+    const first = ask();
+    expect(first).not.toBeInstanceOf(Promise);
     expect(first).toMatchObject({ access_token: 'at-1', expires_in: 600 });
     vi.setSystemTime(t0 + 400); // 600.1 s left: still 600 whole seconds
     expect(await ask()).toBe(first);
@@ -43,6 +45,7 @@ describe('the token answer', () => {
   it('reads {"account":"NAME"} alone without the schema, and every other body as the schema says: same query, same errors', async () => {
     const asked: unknown[] = [];
     const broker = {
+      cachedToken: () => undefined, // not in memory: every query goes to getToken
       getToken: async (q: unknown) => {
         asked.push(q);
         return { account: 'w', access_token: 'at', token_type: 'Bearer', expires_at: null, scope: null } as CachedToken;
@@ -54,7 +57,8 @@ describe('the token answer', () => {
       access: { check: () => undefined } as unknown as AccessControl,
       resolveTarget: ({ host }) => (host === 'h.example' ? 'w' : undefined),
     });
-    const ask = (body: string) => handler(Buffer.from(body), 'test', undefined);
+    // Refusals are thrown at once (no promise to wait for): made a rejection here.
+    const ask = async (body: string) => handler(Buffer.from(body), 'test', undefined);
     await ask('{"account":"w"}');
     await ask('{"account":"w","min_ttl":30,"scope":"api"}');
     await ask('{"host":"h.example"}');

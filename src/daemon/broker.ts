@@ -119,18 +119,21 @@ export class Broker {
   }
 
   /**
-   * What `getToken({account})` answers at once when the account's token is in memory and
-   * satisfies the default min_ttl (the proxy's hot path, which then awaits nothing);
-   * undefined when getToken has something to do.
+   * What `getToken(q)` answers at once when the token is in memory and satisfies the query's
+   * min_ttl (rule 2; the token lane's and the proxy's hot path, which then await nothing);
+   * undefined when getToken has something to do (a grant or a stored token to read, a refresh).
    */
-  cachedToken(account: string): CachedToken | undefined {
-    const hit = this.m.cache.get(cacheKey(account));
-    return hit && satisfies(hit, this.deps.config.settings.default_min_ttl * 1000, this.m.now()) ? hit : undefined;
+  cachedToken(q: TokenQuery): CachedToken | undefined {
+    if (this.load.account(q.account)) return undefined; // getToken waits for the same read
+    const key = cacheKey(q.account, q.scope, q.audience);
+    const hit = this.m.cache.get(key);
+    if (!hit || !satisfies(hit, (q.min_ttl ?? this.deps.config.settings.default_min_ttl) * 1000, this.m.now())) return undefined;
+    if (key !== q.account) this.m.usedKeys.add(key);
+    return hit;
   }
 
   /** rules 1–3, docs/architecture.md: memory first, else one refresh shared by every waiting caller. */
   async getToken(q: TokenQuery): Promise<CachedToken> {
-    // No await once every grant is in (the hot path).
     const early = this.load.account(q.account);
     if (early) await early;
     const key = cacheKey(q.account, q.scope, q.audience);

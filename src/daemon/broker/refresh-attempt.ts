@@ -428,7 +428,14 @@ export async function recoverable(m: GrantMemory, account: string, cfg: AccountC
   return recoverableWith(m, account, cfg, driver, await m.secretsOf(account));
 }
 
+/**
+ * The signal of a context that calls nobody (canRecover reads the config and the secrets):
+ * aborted, so a request made with it would fail at once. One for all: an aborted signal made
+ * per refresh cost a DOMException with its stack each time.
+ */
+const NO_CALLS = AbortSignal.abort();
+
 function recoverableWith(m: GrantMemory, account: string, cfg: AccountConfig, driver: Driver, secrets: Map<string, string>): boolean {
   if (!driver.recover || !driver.canRecover) return false;
-  return driver.canRecover(m.context({ account, config: cfg, signal: AbortSignal.abort(), secrets }));
+  return driver.canRecover(m.context({ account, config: cfg, signal: NO_CALLS, secrets }));
 }

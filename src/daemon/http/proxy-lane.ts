@@ -116,7 +116,7 @@ async function proxy(
   const staleStatuses = deps.getDriver(cfg.driver)?.staleStatuses;
   deps.audit.record(name, req.headers['user-agent'], 'proxy', callerOf(req));
 
-  let token = deps.broker.cachedToken(name) ?? (await deps.broker.getToken({ account: name }));
+  let token = deps.broker.cachedToken({ account: name }) ?? (await deps.broker.getToken({ account: name }));
   const dispatcher = dispatcherFor(cfg);
   const route: Route = { ...resolved, apiBase: cfg.api_base, account: name };
   // Two reasons to send a kept body again, once each: an API that asks for a DPoP nonce

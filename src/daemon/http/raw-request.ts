@@ -57,25 +57,54 @@ export function readBeforeRouting(req: IncomingMessage): Promise<void> {
 export function readIncoming(req: IncomingMessage): Promise<Buffer> {
   const ahead = (req as IncomingMessage & { [READ_AHEAD]?: ReadAhead })[READ_AHEAD];
   if (ahead) return ahead;
+  return new Promise((resolve, reject) => readIncomingThen(req, resolve, reject));
+}
+
+/**
+ * `readIncoming` without a promise: `done` with the body, or `fail` (once, whichever comes
+ * first), called from the request's own events. The token lane answers from there without a
+ * promise hop (rule 2's hot path).
+ */
+export function readIncomingThen(req: IncomingMessage, done: (body: Buffer) => void, fail: (err: unknown) => void): void {
+  const ahead = (req as IncomingMessage & { [READ_AHEAD]?: ReadAhead })[READ_AHEAD];
+  if (ahead) {
+    ahead.then(done, fail);
+    return;
+  }
   const declared = Number(req.headers['content-length']);
-  if (declared > DRAIN_LIMIT) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooBig = declared > MAX_BODY_BYTES;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) tooBig = true;
-      if (!tooBig) {
-        chunks.push(chunk);
-        return;
-      }
-      chunks.length = 0;
-      if (size > DRAIN_LIMIT) reject(tooLarge()); // the answer goes now; the rest is discarded
-    });
-    req.on('end', () => (tooBig ? reject(tooLarge()) : resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))));
-    req.on('error', reject);
+  if (declared > DRAIN_LIMIT) {
+    fail(tooLarge());
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let tooBig = declared > MAX_BODY_BYTES;
+  let settled = false;
+  const refuse = (err: unknown) => {
+    if (settled) return;
+    settled = true;
+    fail(err);
+  };
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) tooBig = true;
+    if (!tooBig) {
+      chunks.push(chunk);
+      return;
+    }
+    chunks.length = 0;
+    if (size > DRAIN_LIMIT) refuse(tooLarge()); // the answer goes now; the rest is discarded
   });
+  req.on('end', () => {
+    if (tooBig) {
+      refuse(tooLarge());
+      return;
+    }
+    if (settled) return;
+    settled = true;
+    done(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+  });
+  req.on('error', refuse);
 }
 
 /** The request body, at most MAX_BODY_BYTES. */

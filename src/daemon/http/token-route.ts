@@ -6,11 +6,11 @@ import type { AuditLog } from '../audit.js';
 import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
 import type { CallerIdentity } from '../caller/proc.js';
-import type { Broker, CachedToken } from '../broker.js';
+import type { Broker, CachedToken, TokenQuery } from '../broker.js';
 import { E } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TargetRequest } from '../match.js';
-import { readIncoming } from './raw-request.js';
+import { readIncomingThen } from './raw-request.js';
 import { errorResponse, parseJsonBody, sendJson } from './wire.js';
 
 export function tokenBody(tok: CachedToken, now: number): TokenResponse {
@@ -28,7 +28,12 @@ function expiresIn(tok: CachedToken, now: number): number | null {
   return tok.expires_at === null ? null : Math.max(0, Math.floor((tok.expires_at - now) / 1000));
 }
 
-export type TokenHandler = (body: Buffer, client: string | undefined, by?: CallerIdentity) => Promise<TokenResponse>;
+/**
+ * The token route's handler: the answer itself when memory holds the token (rule 2: nothing
+ * to wait for, so no promise either), else a promise of it. Throws, or rejects, with the
+ * wire error.
+ */
+export type TokenHandler = (body: Buffer, client: string | undefined, by?: CallerIdentity) => TokenResponse | Promise<TokenResponse>;
 
 /** What the token route needs; app.ts's AppDeps has it (declared here so the two modules do not import each other). */
 export interface TokenRouteDeps {
@@ -43,18 +48,24 @@ export interface TokenRouteDeps {
 /** `POST /v1/token` (rules 1–2, docs/architecture.md): parse, look up memory, answer. No network, no log line, and no disk once the token is in memory. */
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
   const answers = lastAnswer();
-  return async (body, client, by) => {
+  const served = (q: TokenQuery, tok: CachedToken, client: string | undefined, by: CallerIdentity | undefined) => {
+    deps.audit.record(q.account, client, 'token', by);
+    return answers.of(tok, Date.now());
+  };
+  const serve = (q: TokenQuery, client: string | undefined, by: CallerIdentity | undefined) => {
+    const hit = deps.broker.cachedToken(q);
+    return hit ? served(q, hit, client, by) : deps.broker.getToken(q).then((tok) => served(q, tok, client, by));
+  };
+  return (body, client, by) => {
     const req = plainAccountRequest(body) ?? parseJsonBody(body, TokenRequest);
     let account = req.account;
     if (!account) {
       account = deps.resolveTarget?.({ url: req.url, host: req.host, username: req.username });
       if (!account) throw E.notFound(`no account serves ${req.url ?? req.host}`);
     }
+    const q: TokenQuery = { account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience };
     const allowed = deps.access.check(account, by, client);
-    if (allowed) await allowed;
-    const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
-    deps.audit.record(account, client, 'token', by);
-    return answers.of(tok, Date.now());
+    return allowed ? allowed.then(() => serve(q, client, by)) : serve(q, client, by);
   };
 }
 
@@ -99,8 +110,9 @@ function lastAnswer() {
 
 /**
  * The token route as a plain node:http handler, in front of Hono: the request scripts and
- * helpers make most goes through no router and no web Request (the hot-token bench). Returns
- * false for any other request.
+ * helpers make most goes through no router and no web Request (the hot-token bench), and a
+ * token in memory is written from the request's 'end' event, with no promise in between.
+ * Returns false for any other request.
  */
 export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMessage, res: ServerResponse) => boolean {
   let sent: TokenResponse | undefined;
@@ -109,24 +121,35 @@ export function tokenLane(handler: TokenHandler, log: Logger): (req: IncomingMes
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== ROUTES.token) return false;
     const ua = req.headers['user-agent'];
-    readIncoming(req)
-      // The caller is read once per connection (caller/connection.ts), here while the client waits.
-      .then((body) => handler(body, ua, callerOf(req)))
-      .then(
-        (body) => {
-          // Serialised once for every caller it goes to (lastAnswer): a storm's 1000 waiters.
-          if (body !== sent) {
-            json = JSON.stringify((sent = body));
-            length = Buffer.byteLength(json);
-          }
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': length });
-          res.end(json);
-        },
-        (err) => {
-          const r = errorResponse(err, log, ROUTES.token);
-          sendJson(res, r.status, r.body, r.headers);
-        },
-      );
+    const refuse = (err: unknown) => {
+      const r = errorResponse(err, log, ROUTES.token);
+      sendJson(res, r.status, r.body, r.headers);
+    };
+    const answer = (body: TokenResponse) => {
+      // Serialised once for every caller it goes to (lastAnswer): a storm's 1000 waiters.
+      if (body !== sent) {
+        json = JSON.stringify((sent = body));
+        length = Buffer.byteLength(json);
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': length });
+      res.end(json);
+    };
+    readIncomingThen(
+      req,
+      (body) => {
+        let out: TokenResponse | Promise<TokenResponse>;
+        try {
+          // The caller is read once per connection (caller/connection.ts), here while the client waits.
+          out = handler(body, ua, callerOf(req));
+        } catch (err) {
+          refuse(err);
+          return;
+        }
+        if (out instanceof Promise) out.then(answer, refuse);
+        else answer(out);
+      },
+      refuse,
+    );
     return true;
   };
 }
