@@ -2,8 +2,9 @@
  * `POST /v1/accounts/NAME/refresh`, the forced refresh (rules 3 and 5, docs/architecture.md).
  * Served like the token route: a plain node:http lane in front of Hono (no router, no web
  * Request) that shares its handler with the Hono route (`app.request()` tests). What it
- * needs before the refresh leaves is checked first; the caller's identity, which only the
- * audit row needs, is read from /proc while the provider answers.
+ * needs before the refresh leaves is checked first, the caller's identity included: it is
+ * read from /proc before the provider call, so a caller that exits while the provider answers
+ * is still named in the audit row (test/e2e-refresh-lane.test.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RefreshRequest, type RefreshResponse } from '../../protocol/api.js';
