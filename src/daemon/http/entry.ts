@@ -28,6 +28,7 @@ import type { Approvals } from '../caller/approvals.js';
 import { mountApprovals } from './approvals-route.js';
 import { mountAudit } from './audit-route.js';
 import { mountDpop } from './dpop-route.js';
+import { ProofPool } from '../dpop/proof-pool.js';
 import { DpopProofs } from '../dpop/proofs.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
@@ -65,6 +66,7 @@ export function composeApp(given: EntryDeps): { app: Hono; resolveTarget: Resolv
     config: deps.config,
     events: deps.events,
     grantBinding: (account) => deps.broker.grantBinding(account),
+    pool: new ProofPool(),
   });
   const app = createApp({
     ...deps,
