@@ -15,9 +15,10 @@ import { Worker } from 'node:worker_threads';
 
 /** A proof older than this is not handed out (RFC 9449 §11.1: resource servers accept a few seconds). */
 export const POOL_MAX_AGE_MS = 2000;
-/** The most proofs signed ahead for one target, and the most targets kept. */
-const MAX_BATCH = 64;
-const MAX_TARGETS = 64;
+/** The fewest and the most proofs signed ahead at once for one target, and the most targets kept. */
+const MIN_BATCH = 16;
+const MAX_BATCH = 256;
+const MAX_TARGETS = 32;
 
 /** What the pool needs of a loaded key (dpop/key.ts's DpopKey). */
 export interface PoolKey {
@@ -51,7 +52,7 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { sign, randomFillSync } = require('node:crypto');
 const keys = new Map();
-const jtis = Buffer.alloc(16 * 64);
+const jtis = Buffer.alloc(16 * ${MAX_BATCH});
 parentPort.on('message', (m) => {
   if (m.type === 'key') return void keys.set(m.keyId, m);
   if (m.type === 'drop') return void keys.delete(m.keyId);
@@ -143,7 +144,9 @@ export class ProofPool {
       worker.postMessage({ type: 'key', keyId: key.jkt, privateKey: key.privateKey, encodedHeader: key.encodedHeader });
     }
     users.add(account);
-    const count = Math.min(MAX_BATCH, Math.max(2, t.demand));
+    // Twice the demand seen since the last batch, and never a handful: each batch costs this
+    // thread a message each way, and proofs left to grow old cost only the worker's time.
+    const count = Math.min(MAX_BATCH, Math.max(MIN_BATCH, 2 * t.demand));
     t.demand = 0;
     t.pending = true;
     t.askedAt = this.now();
