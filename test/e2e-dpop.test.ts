@@ -240,6 +240,20 @@ describe('proofs where the token is used: the proxy and the oracle, checked by a
     expect(api.refused).toEqual([]);
   });
 
+  it('many concurrent requests to one URL (proofs signed ahead on the worker thread): the API takes every proof once', async () => {
+    const seen = api.seenJti.size;
+    for (let round = 0; round < 10; round++) {
+      const answers = await Promise.all(Array.from({ length: 16 }, () => t.d.request('GET', '/v1/proxy/svc/v1/hot')));
+      expect(
+        answers.map((r) => r.status),
+        api.refused.join(', '),
+      ).toEqual(Array(16).fill(200));
+    }
+    expect(api.refused).toEqual([]);
+    expect(api.accepted).toBe(160);
+    expect(api.seenJti.size - seen).toBe(160);
+  });
+
   it('an API that asks for a nonce (401 use_dpop_nonce) gets the request once more with it, and the nonce is kept for the host', async () => {
     api.requireNonce = true;
     api.nonce = `n-${Date.now()}`;

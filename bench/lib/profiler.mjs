@@ -23,7 +23,9 @@ export function createProfiler(outDir, log) {
       await fn((intervalUs = 1000) => ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', String(intervalUs)]);
       const written = fs.readdirSync(dir).filter((n) => n.endsWith('.cpuprofile') && !before.has(n));
       if (!written.length) return log(`profile ${label}: no .cpuprofile written`);
-      profiles.push({ label, title, summary: summarizeProfile(path.join(dir, written.sort().at(-1)), 12) });
+      // CPU.DATE.TIME.PID.TID.SEQ.cpuprofile: the main thread's (TID 0), not a worker thread's.
+      const main = written.filter((n) => /\.\d+\.0\.\d+\.cpuprofile$/.test(n)).sort();
+      profiles.push({ label, title, summary: summarizeProfile(path.join(dir, (main.length ? main : written.sort()).at(-1)), 12) });
     },
     section(text) {
       sections.push(text);

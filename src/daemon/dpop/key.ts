@@ -136,7 +136,7 @@ export function signProofFor(
 }
 
 /** §4.2 `ath`: base64url SHA-256 of the access token; a token is used for many requests, hashed once. */
-function athOf(token: string): string {
+export function athOf(token: string): string {
   let ath = aths.get(token);
   if (ath === undefined) {
     if (aths.size >= 64) aths.clear();

@@ -7,7 +7,8 @@ import type { AccountConfig } from '../../protocol/api.js';
 import type { EventBus } from '../events.js';
 import type { Store } from '../store/types.js';
 import { dpopKeyMismatch } from './binding.js';
-import { DPOP_KEY_SECRET, loadDpopKey, signProof, signProofFor, type DpopKey, type ProofClaims } from './key.js';
+import { athOf, DPOP_KEY_SECRET, loadDpopKey, signProof, signProofFor, type DpopKey, type ProofClaims } from './key.js';
+import { ProofPool } from './proof-pool.js';
 
 export interface DpopProofsDeps {
   store: Pick<Store, 'getSecret'>;
@@ -16,6 +17,8 @@ export interface DpopProofsDeps {
   events?: Pick<EventBus, 'subscribe'>;
   /** The binding of the account's grant as held in memory (its `bound_to`): the key it names. */
   grantBinding?: (account: string) => string | null | undefined;
+  /** The proxy's proofs signed ahead on a worker thread (proof-pool.ts); without it, each is signed inline. */
+  pool?: ProofPool;
 }
 
 /** The daemon's one instance (entry.ts; compose.ts makes its own for the tests), the grants' bindings read from the broker. */
@@ -27,6 +30,7 @@ export function dpopProofsOf(
     config: deps.config,
     events: deps.events,
     grantBinding: (account) => deps.broker.grantBinding(account),
+    pool: new ProofPool(),
   });
 }
 
@@ -43,6 +47,7 @@ export class DpopProofs {
       if (ev.type === 'account.changed' || ev.type === 'account.removed' || ev.type === 'token.refreshed') {
         this.keys.delete(ev.account);
         this.loaded.delete(ev.account);
+        deps.pool?.dropAccount(ev.account);
       }
     });
   }
@@ -85,7 +90,13 @@ export class DpopProofs {
    * §4.2) with the host's last nonce (§9); as `proof`, synchronous once the key is in memory.
    */
   proofForUrl(account: string, htm: string, url: URL, accessToken: string): string | Promise<string> {
-    return this.withKey(account, (key) => signProofFor(key, htm, url.origin + url.pathname, accessToken, this.nonces.get(url.host)));
+    return this.withKey(account, (key) => {
+      const htu = url.origin + url.pathname;
+      const nonce = this.nonces.get(url.host);
+      // A nonce is the server's of the moment (§9): such proofs are never signed ahead.
+      const ready = nonce === undefined ? this.deps.pool?.take(account, key, htm, htu, athOf(accessToken)) : undefined;
+      return ready ?? signProofFor(key, htm, htu, accessToken, nonce);
+    });
   }
 
   private withKey(account: string, signWith: (key: DpopKey) => string): string | Promise<string> {
