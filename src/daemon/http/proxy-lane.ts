@@ -32,7 +32,7 @@ import { dispatcherFor } from '../outbound.js';
 import type { DpopProofs } from '../dpop/proofs.js';
 import { nonceChallenge, upstreamAuthorization } from '../dpop/proxy-proof.js';
 import { ProxyPathError, resolveProxyTarget, rewriteLocation, splitProxyTarget, type ProxyTarget } from '../proxy-path.js';
-import { Deadlines } from './deadlines.js';
+import { Deadlines, type Wait } from './deadlines.js';
 import { hasBody, readIncoming } from './raw-request.js';
 import { errorResponse, sendJson } from './wire.js';
 
@@ -324,7 +324,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   /** Why the exchange was stopped (the timeout, the caller gone), kept until undici lets us abort. */
   private reason: Error | undefined;
-  private clockStarted = false;
+  /** The wait for the answer to start, once the clock has started. */
+  private wait: Wait | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -345,9 +346,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private readonly timedOut = () => this.stop(new UpstreamTimeout());
 
   startClock(): void {
-    if (this.state !== 'waiting' || this.clockStarted) return;
-    this.clockStarted = true;
-    upstreamWaits.add(this, this.timeoutMs, this.timedOut);
+    if (this.state !== 'waiting' || this.wait) return;
+    this.wait = upstreamWaits.add(this.timeoutMs, this.timedOut);
   }
 
   private stop(reason: Error): void {
@@ -367,7 +367,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    upstreamWaits.cancel(this);
+    if (this.wait) upstreamWaits.cancel(this.wait);
     if (this.retryOn(statusCode, rawHeaders)) {
       this.state = 'discarding'; // this answer is not the caller's; read to its end, the connection is kept
       return true;
@@ -405,7 +405,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    upstreamWaits.cancel(this);
+    if (this.wait) upstreamWaits.cancel(this.wait);
     const was = this.state;
     this.state = 'done';
     // The answer had started: cut it, as the upstream's own failure would.
