@@ -19,7 +19,6 @@ import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
-import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
 import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
@@ -102,14 +101,13 @@ async function proxy(
     if (err instanceof ProxyPathError) throw E.invalidRequest(`refused: ${err.message}`, { account: name });
     throw err;
   }
-  const { url } = resolved;
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+  const { url, protocol } = resolved;
+  if (protocol === 'http:' && !resolved.loopback) {
     throw E.invalidRequest(`account "${name}": plain http is allowed only to loopback hosts; the api_base must be https`, {
       account: name,
     });
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
+  if (protocol !== 'http:' && protocol !== 'https:') throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
 
   // A GET with no body and a hot token awaits nothing: it goes upstream in the turn it came.
   const body = hasBody(req) ? await readBody(req) : NO_BODY;
