@@ -12,7 +12,7 @@
  * every request's objects, its exchange and through it the request and response, survive
  * the young generation's collections (`--trace-gc`: ~2 MB promoted per scavenge, scavenges
  * 4–6 times longer, old space growing until a mark-compact); with the list nothing a
- * request allocated outlives it (docs/performance.md, row 10). A cancelled entry lets go of
+ * request allocated outlives it (docs/performance.md, the API proxy). A cancelled entry lets go of
  * its `fire` and its neighbours at once.
  */
 
