@@ -12,11 +12,10 @@ describe('Deadlines: many waits on one timer (the proxy’s upstream timeout)', 
   it('fires a wait once it is due, never one cancelled, and stops its timer when nothing waits', () => {
     const d = new Deadlines();
     const fired: string[] = [];
-    const a = {};
-    const b = {};
-    d.add(a, 1000, () => fired.push('a'));
-    d.add(b, 1000, () => fired.push('b'));
+    d.add(1000, () => fired.push('a'));
+    const b = d.add(1000, () => fired.push('b'));
     d.cancel(b);
+    d.cancel(b); // twice: nothing more
     vi.advanceTimersByTime(999);
     expect(fired).toEqual([]);
     vi.advanceTimersByTime(300);
@@ -30,8 +29,8 @@ describe('Deadlines: many waits on one timer (the proxy’s upstream timeout)', 
   it('a short wait added while long ones wait fires near its own deadline, not the long ones’ pace', () => {
     const d = new Deadlines();
     const fired: string[] = [];
-    d.add({}, 60_000, () => fired.push('long'));
-    d.add({}, 100, () => fired.push('short'));
+    d.add(60_000, () => fired.push('long'));
+    d.add(100, () => fired.push('short'));
     vi.advanceTimersByTime(120);
     expect(fired).toEqual(['short']);
     vi.advanceTimersByTime(60_000);
@@ -39,13 +38,29 @@ describe('Deadlines: many waits on one timer (the proxy’s upstream timeout)', 
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('a wait cancelled by another that fires in the same sweep does not fire', () => {
+    const d = new Deadlines();
+    const fired: string[] = [];
+    let b: ReturnType<Deadlines['add']> | undefined;
+    d.add(100, () => {
+      fired.push('a');
+      if (b) d.cancel(b);
+    });
+    b = d.add(100, () => fired.push('b'));
+    d.add(100, () => fired.push('c'));
+    vi.advanceTimersByTime(200);
+    expect(fired).toEqual(['a', 'c']);
+    expect(d.size).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('starts its timer again for a wait added after it stopped', () => {
     const d = new Deadlines();
     const fired: number[] = [];
-    d.add({}, 100, () => fired.push(1));
+    d.add(100, () => fired.push(1));
     vi.advanceTimersByTime(200);
     expect(vi.getTimerCount()).toBe(0);
-    d.add({}, 100, () => fired.push(2));
+    d.add(100, () => fired.push(2));
     vi.advanceTimersByTime(200);
     expect(fired).toEqual([1, 2]);
   });

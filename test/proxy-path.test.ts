@@ -4,7 +4,16 @@ import { ProxyPathError, resolveProxyTarget, resolveProxyUrl } from '../src/daem
 describe('the proxy target, checked and parsed once per api_base and path', () => {
   it('hands the same checked target to every request for a path, with its origin and path read off', () => {
     const first = resolveProxyTarget('https://api.example.test/rest/1.0', 'item/7', '?full=1');
-    expect(first).toEqual({ url: first.url, origin: 'https://api.example.test', path: '/rest/1.0/item/7?full=1' });
+    expect(first).toEqual({
+      url: first.url,
+      origin: 'https://api.example.test',
+      path: '/rest/1.0/item/7?full=1',
+      protocol: 'https:',
+      loopback: false,
+    });
+    expect(resolveProxyTarget('http://127.0.0.1:8080/api', 'item', '')).toMatchObject({ protocol: 'http:', loopback: true });
+    expect(resolveProxyTarget('http://localhost./api', 'item', '')).toMatchObject({ protocol: 'http:', loopback: true });
+    expect(resolveProxyTarget('http://api.example.test/api', 'item', '')).toMatchObject({ protocol: 'http:', loopback: false });
     expect(first.url.href).toBe('https://api.example.test/rest/1.0/item/7?full=1');
     expect(resolveProxyTarget('https://api.example.test/rest/1.0', 'item/7', '?full=1')).toBe(first);
     expect(resolveProxyUrl('https://api.example.test/rest/1.0', 'item/7', '?full=1')).toBe(first.url);

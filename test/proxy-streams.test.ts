@@ -45,7 +45,15 @@ describe('proxy streams', () => {
     let callerSocket: net.Socket | undefined;
     const res = await response;
     const url = new URL('http://127.0.0.1:1/api/download');
-    const route = { url, origin: url.origin, path: url.pathname, apiBase: 'http://127.0.0.1:1/api', account: 'a' };
+    const route = {
+      url,
+      origin: url.origin,
+      path: url.pathname,
+      protocol: url.protocol,
+      loopback: true,
+      apiBase: 'http://127.0.0.1:1/api',
+      account: 'a',
+    };
     const exchange = new Exchange(
       res,
       route,

@@ -1,4 +1,5 @@
 import { PROXY_PREFIX } from '../protocol/routes.js';
+import { isLoopbackHost } from '../protocol/rules.js';
 
 /**
  * Where a proxied request goes: the account's `api_base` plus the caller's path and query,
@@ -59,6 +60,9 @@ export interface ProxyTarget {
   /** `url.origin` and `url.pathname + url.search`: URL's getters build a new string on every read. */
   readonly origin: string;
   readonly path: string;
+  /** `url.protocol`, and whether `url.hostname` is a loopback host (where plain http may go): checked per request. */
+  readonly protocol: string;
+  readonly loopback: boolean;
 }
 
 /** `resolveProxyUrl`, with an app's few paths checked and parsed once each (shared: never change one). */
@@ -68,7 +72,13 @@ export function resolveProxyTarget(apiBase: string, rest: string, query: string)
   let target = under?.get(key);
   if (!target) {
     const url = checkAndResolve(apiBase, rest, query);
-    target = { url, origin: url.origin, path: `${url.pathname}${url.search}` };
+    target = {
+      url,
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      protocol: url.protocol,
+      loopback: isLoopbackHost(url.hostname),
+    };
     if (!under || under.size >= MAX_RESOLVED) {
       if (resolved.size >= MAX_BASES) resolved.clear();
       resolved.set(apiBase, (under = new Map()));

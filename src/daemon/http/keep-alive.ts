@@ -15,7 +15,7 @@
  * the answer is written, reads and discards what the client still sends until the body
  * ends, and only then closes; at most LINGER_MS, or LINGER_IDLE_MS without a byte.
  */
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { hasBody } from './raw-request.js';
 
@@ -34,7 +34,9 @@ export const LINGER_IDLE_MS = 5_000;
  * Node's implicit headers (`res.end()` without `writeHead`) come through here too.
  */
 export class ClosingResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
-  override writeHead(...args: [statusCode: number, ...rest: unknown[]]): this {
+  // Named parameters, not a rest parameter spread into super's: an array per answer otherwise.
+  // Node's own writeHead reads a missing `reason` or `headers` as undefined the same way.
+  override writeHead(statusCode: number, reason?: unknown, headers?: unknown): this {
     const req = this.req;
     if (!req.complete && !this.headersSent && hasBody(req)) {
       this.setHeader('connection', 'close');
@@ -43,7 +45,7 @@ export class ClosingResponse<Request extends IncomingMessage = IncomingMessage> 
         lingerOnClose(req, this.socket);
       }
     }
-    return super.writeHead(...(args as Parameters<ServerResponse['writeHead']>));
+    return super.writeHead(statusCode, reason as string, headers as OutgoingHttpHeaders);
   }
 }
 

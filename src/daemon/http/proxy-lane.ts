@@ -19,7 +19,6 @@ import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isAccountName } from '../../protocol/names.js';
 import { PROXY_ERROR_HEADER, PROXY_PREFIX, ROUTE_PATTERNS } from '../../protocol/routes.js';
-import { isLoopbackHost } from '../../protocol/rules.js';
 import type { AuditLog } from '../audit.js';
 import type { AccessControl } from '../caller/access.js';
 import { callerOf } from '../caller/connection.js';
@@ -32,7 +31,7 @@ import { dispatcherFor } from '../outbound.js';
 import type { DpopProofs } from '../dpop/proofs.js';
 import { nonceChallenge, upstreamAuthorization } from '../dpop/proxy-proof.js';
 import { ProxyPathError, resolveProxyTarget, rewriteLocation, splitProxyTarget, type ProxyTarget } from '../proxy-path.js';
-import { Deadlines } from './deadlines.js';
+import { Deadlines, type Wait } from './deadlines.js';
 import { hasBody, readIncoming } from './raw-request.js';
 import { errorResponse, sendJson } from './wire.js';
 
@@ -102,14 +101,13 @@ async function proxy(
     if (err instanceof ProxyPathError) throw E.invalidRequest(`refused: ${err.message}`, { account: name });
     throw err;
   }
-  const { url } = resolved;
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+  const { url, protocol } = resolved;
+  if (protocol === 'http:' && !resolved.loopback) {
     throw E.invalidRequest(`account "${name}": plain http is allowed only to loopback hosts; the api_base must be https`, {
       account: name,
     });
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
+  if (protocol !== 'http:' && protocol !== 'https:') throw E.invalidRequest(`account "${name}": the api_base must be an http(s) URL`);
 
   // A GET with no body and a hot token awaits nothing: it goes upstream in the turn it came.
   const body = hasBody(req) ? await readBody(req) : NO_BODY;
@@ -324,7 +322,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   /** Why the exchange was stopped (the timeout, the caller gone), kept until undici lets us abort. */
   private reason: Error | undefined;
-  private clockStarted = false;
+  /** The wait for the answer to start, once the clock has started. */
+  private wait: Wait | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -345,9 +344,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private readonly timedOut = () => this.stop(new UpstreamTimeout());
 
   startClock(): void {
-    if (this.state !== 'waiting' || this.clockStarted) return;
-    this.clockStarted = true;
-    upstreamWaits.add(this, this.timeoutMs, this.timedOut);
+    if (this.state !== 'waiting' || this.wait) return;
+    this.wait = upstreamWaits.add(this.timeoutMs, this.timedOut);
   }
 
   private stop(reason: Error): void {
@@ -367,7 +365,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    upstreamWaits.cancel(this);
+    if (this.wait) upstreamWaits.cancel(this.wait);
     if (this.retryOn(statusCode, rawHeaders)) {
       this.state = 'discarding'; // this answer is not the caller's; read to its end, the connection is kept
       return true;
@@ -405,7 +403,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    upstreamWaits.cancel(this);
+    if (this.wait) upstreamWaits.cancel(this.wait);
     const was = this.state;
     this.state = 'done';
     // The answer had started: cut it, as the upstream's own failure would.
