@@ -15,7 +15,7 @@ import { identityKey } from '../src/daemon/grant-identity.js';
 import type { Logger } from '../src/daemon/log.js';
 import type { AccountConfig } from '../src/protocol/api.js';
 import { Settings } from '../src/protocol/config-file.js';
-import { DaemonProcess, addConfAccount, importConfGrant, sleep, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, sleep, tempHome, writeSettings, putConfAccount, postConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 import { MemoryStore } from './support/memory-store.js';
 
@@ -144,8 +144,8 @@ describe.runIf(LIBFAKETIME)('clock faults (the real daemon under libfaketime)', 
     const d = new DaemonProcess(h.home, env);
     try {
       await d.start();
-      await addConfAccount(d, idp.issuer, 'w');
-      await importConfGrant(d, idp, 'w');
+      await putConfAccount(d, idp.issuer, 'w');
+      await postConfGrant(d, idp, 'w');
       idp.resetStats();
       fs.writeFileSync(stamp, '+2h\n'); // the tokens (1 h) are expired by the daemon's wall clock
       for (let i = 0; i < 100 && idp.stats.refreshes === 0; i++) await sleep(50);

@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AccountView } from '../src/protocol/api.js';
 import { accountCheck } from '../src/client/doctor/accounts.js';
 import { lastErrorLine } from '../src/client/doctor/log.js';
-import { DaemonProcess, ROOT, TOKEND_BIN, addConfAccount, runCli, sleep, importConfGrant } from './support/daemon.js';
+import { DaemonProcess, ROOT, TOKEND_BIN, runCli, sleep, putConfAccount, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 import type { TestIdp } from './support/idp.js';
 
@@ -106,7 +106,7 @@ describe('tokend doctor', () => {
   });
 
   it('a healthy daemon with an active account: exit 0, every check ok or info', async () => {
-    await addConfAccount(d, idp.issuer);
+    await putConfAccount(d, idp.issuer);
     await importFor(d, idp);
     const { code, report } = await doctor(env);
     expect(problems(report)).toEqual([]);
@@ -139,7 +139,7 @@ describe('tokend doctor', () => {
   });
 
   it('a stopped daemon: exit 1, says so and names the command that starts it', async () => {
-    await addConfAccount(d, idp.issuer);
+    await putConfAccount(d, idp.issuer);
     await d.stop('SIGTERM');
     const { code, report } = await doctor(env);
     expect(code).toBe(1);
@@ -198,11 +198,11 @@ describe('tokend doctor', () => {
   });
 
   it('an account needing a login: exit 1 with `tokend login NAME`; one never logged in: login or import', async () => {
-    await addConfAccount(d, idp.issuer);
+    await putConfAccount(d, idp.issuer);
     await importFor(d, idp);
     idp.setFault({ kind: 'invalid_grant', times: 1 });
     expect((await d.cli(['refresh', 'work'])).code).toBe(3);
-    await addConfAccount(d, idp.issuer, 'fresh');
+    await putConfAccount(d, idp.issuer, 'fresh');
 
     const { code, report } = await doctor(env);
     expect(code).toBe(1);
@@ -268,7 +268,7 @@ describe('tokend doctor', () => {
   });
 
   it('a loosened permission while the daemon runs: exit 1, each path named with its chmod', async () => {
-    await addConfAccount(d, idp.issuer);
+    await putConfAccount(d, idp.issuer);
     const cfg = path.join(home.home, 'config', 'config.json');
     const dataDir = path.join(home.home, 'data');
     fs.chmodSync(cfg, 0o644);
@@ -459,8 +459,8 @@ describe('daemon logs', () => {
 
   it('one JSON object per line with time, level, msg: start, refresh, failure, login, reauth, stop; never a secret', async () => {
     await start({ settings: { device_poll_unit_ms: 10 } }); // TOKEND_LOG_LEVEL=debug
-    await addConfAccount(d, idp.issuer);
-    const issued = await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer);
+    const issued = await postConfGrant(d, idp);
     const served = new Set<string>();
     served.add((await d.cli(['token', 'work'])).stdout.trim());
     expect((await d.cli(['refresh', 'work'])).code).toBe(0);
@@ -518,8 +518,8 @@ describe('daemon logs', () => {
 
   it('TOKEND_LOG_LEVEL=warn keeps warnings and errors and drops info lines', async () => {
     await start({ env: { TOKEND_LOG_LEVEL: 'warn' } });
-    await addConfAccount(d, idp.issuer);
-    await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer);
+    await postConfGrant(d, idp);
     expect((await d.cli(['refresh', 'work'])).code).toBe(0);
     idp.setFault({ kind: '500', times: 1 });
     expect((await d.cli(['refresh', 'work'])).code).toBe(1);

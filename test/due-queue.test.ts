@@ -1,7 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DueQueue } from '../src/daemon/due-queue.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// vitest's fake clock (timers and Date.now): the order and the times a test checks are then
+// the queue's, not a loaded machine's (with real timers, 45 ms waits came out wrong at load 20).
+const sleep = (ms: number) => vi.advanceTimersByTimeAsync(ms);
 
 function queue(now = () => Date.now()) {
   const fired: Array<[string, number]> = [];
@@ -10,6 +12,13 @@ function queue(now = () => Date.now()) {
 }
 
 describe("DueQueue (the broker's timers as one)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  // Test files share their worker (isolate: false): the next file gets the real clock back.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
   it('calls each key once, when due, earliest first, whatever order they were set in', async () => {
     const { q, keys } = queue();
     const t = Date.now();

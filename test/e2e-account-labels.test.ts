@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Tokend, TokendError } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { addConfAccount, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 import { startStandInDaemon } from './support/stand-in-daemon.js';
 
@@ -64,7 +64,7 @@ describe('account labels', () => {
 
   it('PATCH merges labels (a key set to null goes, labels: null clears them) and keeps the grant: the same token is served, no new login', async () => {
     await addConfAccount(d, idp.issuer, 'w', ['--label', 'user=123', '--label', 'task=t-1']);
-    await importConfGrant(d, idp, 'w');
+    await postConfGrant(d, idp, 'w');
     const first = await d.request('POST', '/v1/token', { account: 'w' });
     expect(first.status).toBe(200);
     const before = (await d.request('GET', '/v1/accounts/w')).json;
@@ -94,7 +94,7 @@ describe('account labels', () => {
 
   it('removeAccounts removes exactly the accounts carrying every label given, and refuses an empty selector', async () => {
     await addConfAccount(d, idp.issuer, 'u123-t1', ['--label', 'user=123', '--label', 'task=t-1']);
-    await importConfGrant(d, idp, 'u123-t1');
+    await postConfGrant(d, idp, 'u123-t1');
     await addLabelled('u123-t2', { user: '123', task: 't-2' });
     await addLabelled('u456-t1', { user: '456', task: 't-1' });
     await addLabelled('other', {});

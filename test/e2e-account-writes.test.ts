@@ -6,7 +6,7 @@
 import http from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Tokend } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { addConfAccount, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { listenOnLoopback } from './support/loopback.js';
 
@@ -63,7 +63,7 @@ describe('account writes', () => {
   it('PATCH changes only the given fields and keeps the grant and the secret', async () => {
     await daemon();
     await addConfAccount(d, idp.issuer, 'w', ['--host', 'git.example.test']);
-    await importConfGrant(d, idp, 'w');
+    await postConfGrant(d, idp, 'w');
     const r = await d.request('PATCH', '/v1/accounts/w', { hosts: ['git.example.test', 'api.example.test'], client_secret: 'conf-secret' });
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({

@@ -6,7 +6,7 @@
  * `on_reauth: "login"` starting the login by itself when a grant is refused.
  */
 import { describe, expect, it } from 'vitest';
-import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { putConfAccount, postConfGrant } from './support/daemon.js';
 import { startDaemon, tapEvents, waitFor } from './support/fake-as.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 import { TEST_APP_REDIRECT_URI } from './support/idp.js';
@@ -71,9 +71,9 @@ describe('logins an app drives', () => {
   });
 
   it('with on_reauth "login", starts the login itself when the grant is refused', async () => {
-    await addConfAccount(t.d, idp.issuer, 'app');
+    await putConfAccount(t.d, idp.issuer, 'app');
     expect((await t.d.request('PATCH', '/v1/accounts/app', { flow: 'device', on_reauth: 'login' })).status).toBe(200);
-    await importConfGrant(t.d, idp, 'app');
+    await postConfGrant(t.d, idp, 'app');
     const tap = await tapEvents(t.d.socket);
     idp.setFault({ kind: 'invalid_grant', times: 1 });
     expect((await t.d.cli(['refresh', 'app'])).code).toBe(3);

@@ -4,7 +4,7 @@
  * with --replace-grant, --no-check, and `tokend api` through the proxy.
  */
 import { describe, expect, it } from 'vitest';
-import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { putConfAccount, postConfGrant } from './support/daemon.js';
 import { startApi } from './support/api-server.js';
 import { settled, startDaemon } from './support/fake-as.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
@@ -15,7 +15,7 @@ const { t } = useDaemon({ lifetime: 'test', launch: startDaemon });
 
 describe('CLI of logins', () => {
   it('login --cancel stops a real pending login; approving it later changes nothing; status says cancelled', async () => {
-    await addConfAccount(t.d, idp.issuer, 'w');
+    await putConfAccount(t.d, idp.issuer, 'w');
     const started = await t.d.cli(['login', 'w', '--flow', 'device', '--no-wait', '--json']);
     const login = JSON.parse(started.stdout);
     const cancel = await t.d.cli(['login', 'w', '--cancel']);
@@ -29,7 +29,7 @@ describe('CLI of logins', () => {
   });
 
   it('status shows a denied device login with its reason, and exits 3', async () => {
-    await addConfAccount(t.d, idp.issuer, 'w');
+    await putConfAccount(t.d, idp.issuer, 'w');
     const login = JSON.parse((await t.d.cli(['login', 'w', '--flow', 'device', '--no-wait', '--json'])).stdout);
     await idp.denyDevice(login.user_code);
     await settled(t.d, login.id);
@@ -41,8 +41,8 @@ describe('CLI of logins', () => {
 
 describe('CLI of account changes', () => {
   it('set --client-secret-stdin changes only the secret; the grant stays', async () => {
-    await addConfAccount(t.d, idp.issuer, 'w', ['--host', 'git.example.test']);
-    await importConfGrant(t.d, idp, 'w');
+    await putConfAccount(t.d, idp.issuer, 'w', { hosts: ['git.example.test'] });
+    await postConfGrant(t.d, idp, 'w');
     const set = await t.d.cli(['set', 'w', '--client-secret-stdin'], 'conf-secret\n');
     expect(set.code, set.stderr).toBe(0);
     const view = JSON.parse((await t.d.cli(['status', 'w', '--json'])).stdout);
@@ -51,8 +51,8 @@ describe('CLI of account changes', () => {
   });
 
   it('a change of client is refused (exit 1) until --replace-grant, which revokes the grant at the IdP', async () => {
-    await addConfAccount(t.d, idp.issuer, 'w');
-    await importConfGrant(t.d, idp, 'w');
+    await putConfAccount(t.d, idp.issuer, 'w');
+    await postConfGrant(t.d, idp, 'w');
     const rt = idp.issuedRefreshTokens().at(-1)!;
     const refused = await t.d.cli(['set', 'w', '--client-id', 'conf-post']);
     expect(refused.code).toBe(1);
@@ -76,8 +76,8 @@ describe('CLI of account changes', () => {
 
 describe('tokend api', () => {
   it('calls the account API through the proxy: body on stdout, exit 0; a 404 exits 1 with the status; no token in argv or output', async () => {
-    await addConfAccount(t.d, idp.issuer, 'w', ['--api-base', api.base]);
-    await importConfGrant(t.d, idp, 'w');
+    await putConfAccount(t.d, idp.issuer, 'w', { api_base: api.base });
+    await postConfGrant(t.d, idp, 'w');
     const get = await t.d.cli(['api', 'w', '/echo/me?x=1', '--json']);
     expect(get.code, get.stderr).toBe(0);
     expect(JSON.parse(get.stdout)).toMatchObject({ method: 'GET', path: '/api/echo/me', query: { x: '1' } });
@@ -95,7 +95,7 @@ describe('tokend api', () => {
   });
 
   it('exits 3 when the account needs a login', async () => {
-    await addConfAccount(t.d, idp.issuer, 'w', ['--api-base', api.base]);
+    await putConfAccount(t.d, idp.issuer, 'w', { api_base: api.base });
     const r = await t.d.cli(['api', 'w', '/echo']);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('tokend login w');

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { addConfAccount, sleep, socketRequest, importConfGrant } from './support/daemon.js';
+import { sleep, socketRequest, putConfAccount, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 
 describe('tokend against a real OpenID Provider', () => {
@@ -8,7 +8,7 @@ describe('tokend against a real OpenID Provider', () => {
   const { d } = useDaemon({ lifetime: 'test', settings: { max_refreshes_per_minute: 1000 } });
 
   it('serves an imported grant through the CLI and the socket, and a new token after the TTL with exactly one refresh', async () => {
-    await addConfAccount(d, idp.issuer);
+    await putConfAccount(d, idp.issuer);
     const issued = await idp.issueRefreshToken('conf');
     idp.resetStats();
 
@@ -45,8 +45,8 @@ describe('tokend against a real OpenID Provider', () => {
   });
 
   it('rotates through many refreshes without ever replaying a refresh token, and survives SIGTERM and SIGKILL', async () => {
-    await addConfAccount(d, idp.issuer);
-    await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer);
+    await postConfGrant(d, idp);
     idp.resetStats();
 
     const seen = new Set<string>();
@@ -82,8 +82,8 @@ describe('tokend against a real OpenID Provider', () => {
   });
 
   it('narrows scope through the refresh grant and caches the narrowed token apart', async () => {
-    await addConfAccount(d, idp.issuer);
-    await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer);
+    await postConfGrant(d, idp);
     const base = await d.request('POST', '/v1/token', { account: 'work' });
     const narrow = await d.request('POST', '/v1/token', { account: 'work', scope: 'openid' });
     expect(narrow.status).toBe(200);

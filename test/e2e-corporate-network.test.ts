@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, importConfGrant, tempHome } from './support/daemon.js';
+import { DaemonProcess, tempHome, postConfGrant } from './support/daemon.js';
 import { startForwardProxy, type ForwardProxy } from './support/forward-proxy.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 import { makeTestCa, type TestCa } from './support/tls.js';
@@ -53,7 +53,7 @@ describe('corporate networks', () => {
       proxy.seen.length = 0;
       const r = await add(d, 'corp');
       expect(r.code, r.stderr).toBe(0);
-      await importConfGrant(d, idp, 'corp');
+      await postConfGrant(d, idp, 'corp');
       const tok = await d.cli(['token', 'corp']);
       expect(tok.code, tok.stderr).toBe(0);
       expect((await idp.introspect(tok.stdout.trim())).active).toBe(true);
@@ -73,7 +73,7 @@ describe('corporate networks', () => {
       expect(bad.stderr).toContain('--no-check');
       const good = await add(d, 'trusted', ['--ca-file', ca.caFile]);
       expect(good.code, good.stderr).toBe(0);
-      await importConfGrant(d, idp, 'trusted');
+      await postConfGrant(d, idp, 'trusted');
       expect((await d.cli(['token', 'trusted'])).code).toBe(0);
       const missing = await add(d, 'typo', ['--ca-file', '/nonexistent/ca.pem']);
       expect(missing.code).toBe(1); // refused by the daemon
@@ -101,7 +101,7 @@ describe('corporate networks', () => {
     const { d, cleanup } = await daemonWith({ HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NODE_EXTRA_CA_CERTS: ca.caFile });
     try {
       expect((await add(d, 'apis', ['--api-base', `http://127.0.0.1:${port}/api`])).code).toBe(0);
-      await importConfGrant(d, idp, 'apis');
+      await postConfGrant(d, idp, 'apis');
       proxy.seen.length = 0;
       const r = await d.cli(['api', 'apis', '/me', '--json']);
       expect(r.code, r.stderr).toBe(0);

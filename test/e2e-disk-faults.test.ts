@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addConfAccount, DaemonProcess, importConfGrant, sleep, tempHome } from './support/daemon.js';
+import { DaemonProcess, sleep, tempHome, putConfAccount, postConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
 let idp: TestIdp;
@@ -24,8 +24,8 @@ async function daemonWithGrant(env: NodeJS.ProcessEnv = {}) {
   const h = tempHome();
   const d = new DaemonProcess(h.home, { ...h.env, ...env });
   await d.start();
-  await addConfAccount(d, idp.issuer, 'w');
-  await importConfGrant(d, idp, 'w');
+  await putConfAccount(d, idp.issuer, 'w');
+  await postConfGrant(d, idp, 'w');
   const first = await d.request('POST', '/v1/token', { account: 'w' });
   expect(first.status).toBe(200);
   return { h, d, token: first.json.access_token as string };

@@ -15,7 +15,7 @@ import http from 'node:http';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { addConfAccount, importConfGrant, type DaemonProcess } from './support/daemon.js';
+import { type DaemonProcess, postConfGrant, putConfAccount } from './support/daemon.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { listenOnLoopback } from './support/loopback.js';
 
@@ -108,8 +108,8 @@ describe('a changed endpoint never receives a secret the change did not carry', 
       const { d } = await start();
       const url = `${rec.url}${at}`;
       for (const name of ['w', 'v']) {
-        await addConfAccount(d, idp.issuer, name);
-        await importConfGrant(d, idp, name);
+        await putConfAccount(d, idp.issuer, name);
+        await postConfGrant(d, idp, name);
       }
       const seenBefore = rec.seen.length;
 

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { addConfAccount, importConfGrant, sleep, type DaemonProcess } from './support/daemon.js';
+import { sleep, type DaemonProcess, putConfAccount, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { listenOnLoopback } from './support/loopback.js';
 
@@ -63,9 +63,9 @@ let issuedBefore = 0;
 async function daemonWithGrantAtA(): Promise<{ d: DaemonProcess; home: string }> {
   issuedBefore = idp.issuedRefreshTokens().length;
   const { d, home } = await start();
-  await addConfAccount(d, idp.issuer, 'w', ['--host', 'git.a.test']);
-  await importConfGrant(d, idp, 'w');
-  expect((await d.cli(['token', 'w'])).code).toBe(0);
+  await putConfAccount(d, idp.issuer, 'w', { hosts: ['git.a.test'] });
+  await postConfGrant(d, idp, 'w');
+  expect((await d.request('POST', '/v1/token', { account: 'w' })).status).toBe(200);
   return { d, home };
 }
 
@@ -183,7 +183,7 @@ describe('a grant stays with the provider that issued it', () => {
 
   it('cancels a pending login when the account moves, so it cannot install A\u2019s tokens under B', async () => {
     const { d } = await start();
-    await addConfAccount(d, idp.issuer, 'w');
+    await putConfAccount(d, idp.issuer, 'w');
     const login = await d.request('POST', '/v1/accounts/w/login', { flow: 'device' });
     expect(login.status).toBe(202);
     // No grant yet, and the change gives B's own client secret: no conflict.

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, addConfAccount, importConfGrant, runCli } from './support/daemon.js';
+import { ROOT, runCli, postConfGrant, putConfAccount } from './support/daemon.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
@@ -101,8 +101,8 @@ describe('git and docker helpers, the modern way', () => {
     const env = gitEnv(home);
     const scopedUrl = `${server.url}/scoped.git`;
     // Only `scoped` may serve /scoped.git: `work` serves the other paths of this origin.
-    await addConfAccount(d, idp.issuer, 'scoped', ['--host', `127.0.0.1:${port}/scoped.git`]);
-    await importConfGrant(d, idp, 'scoped');
+    await putConfAccount(d, idp.issuer, 'scoped', { hosts: [`127.0.0.1:${port}/scoped.git`] });
+    await postConfGrant(d, idp, 'scoped');
     try {
       const scopedToken = (await d.cli(['token', 'scoped'])).stdout.trim();
       // Set by hand, without useHttpPath: git sends no path, so `work` (no path) answers, not `scoped`.

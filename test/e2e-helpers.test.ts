@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, runCli, importConfGrant } from './support/daemon.js';
+import { ROOT, runCli, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp, useServer } from './support/fixtures.js';
 import { startGitServer } from './support/git-server.js';
 import { run } from './support/run.js';
@@ -219,7 +219,7 @@ describe('tokend token fast path', () => {
     expect(unknown.stderr).toContain('no account named "nobody"');
     expect(unknown.stdout).toBe('');
 
-    await importConfGrant(d, idp);
+    await postConfGrant(d, idp);
     const fast = await direct(['token', 'work']);
     expect(fast.code).toBe(0);
     const slow = await viaNode(['token', 'work']);

@@ -10,8 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   DaemonProcess,
   TOKEND_BIN,
-  addConfAccount,
-  importConfGrant,
+  putConfAccount,
+  postConfGrant,
   processAlive,
   runCli,
   sleep,
@@ -78,7 +78,7 @@ describe('daemon lifecycle', () => {
 
   it('reloads config.json on SIGHUP, and keeps the old config when the new one is invalid', async () => {
     await start();
-    await addConfAccount(d, idp.issuer, 'work');
+    await putConfAccount(d, idp.issuer, 'work');
     const file = path.join(t.home, 'config', 'config.json');
     const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
     cfg.accounts.other = { ...cfg.accounts.work, hosts: ['other.example.com'] };
@@ -115,8 +115,8 @@ describe('daemon lifecycle', () => {
 
   it('on SIGTERM finishes a refresh a client is waiting for, commits it, then exits 0', async () => {
     await start();
-    await addConfAccount(d, idp.issuer, 'work');
-    await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer, 'work');
+    await postConfGrant(d, idp);
     idp.resetStats();
     idp.setFault({ kind: 'delay', ms: 1000, times: 1 });
     const pending = d.request('POST', '/v1/accounts/work/refresh');
@@ -134,8 +134,8 @@ describe('daemon lifecycle', () => {
 
   it('logout revokes the grant at the IdP and keeps the account; remove deletes it', async () => {
     await start();
-    await addConfAccount(d, idp.issuer, 'work');
-    await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer, 'work');
+    await postConfGrant(d, idp);
     const token = (await d.cli(['token', 'work'])).stdout.trim();
     expect((await idp.introspect(token)).active).toBe(true);
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, TOKEND_BIN, addConfAccount, importConfGrant, tempHome } from './support/daemon.js';
+import { DaemonProcess, TOKEND_BIN, tempHome, putConfAccount, postConfGrant } from './support/daemon.js';
 import { byteSource } from './support/api-server.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 
@@ -54,8 +54,8 @@ beforeAll(async () => {
   port = await freePort();
   d = new DaemonProcess(h.home, h.env);
   await d.start(['--listen', `127.0.0.1:${port}`]);
-  await addConfAccount(d, idp.issuer, 'w');
-  await importConfGrant(d, idp, 'w');
+  await putConfAccount(d, idp.issuer, 'w');
+  await postConfGrant(d, idp, 'w');
   key = fs.readFileSync(path.join(home, 'config', 'listen.key'), 'utf8').trim();
 });
 afterAll(async () => {

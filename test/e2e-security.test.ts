@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, importConfGrant } from './support/daemon.js';
+import { DaemonProcess, putConfAccount, postConfGrant } from './support/daemon.js';
 import { useDaemon, useIdp } from './support/fixtures.js';
 
 function mode(p: string): string {
@@ -20,8 +20,8 @@ describe('security', () => {
   const { d, t: home } = useDaemon({ lifetime: 'test' });
 
   it('makes every folder 0700 and every file 0600, the socket included', async () => {
-    await addConfAccount(d, idp.issuer);
-    await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer);
+    await postConfGrant(d, idp);
     for (const dir of ['config', 'data', 'run']) expect(mode(path.join(home.home, dir))).toBe('700');
     const files = allFiles(home.home);
     expect(files.map((f) => path.relative(home.home, f)).sort()).toEqual(
@@ -33,8 +33,8 @@ describe('security', () => {
   });
 
   it('keeps tokens and secrets out of the database, config and logs', async () => {
-    await addConfAccount(d, idp.issuer);
-    const issued = await importConfGrant(d, idp);
+    await putConfAccount(d, idp.issuer);
+    const issued = await postConfGrant(d, idp);
     const served = new Set<string>();
     for (let i = 0; i < 3; i++) {
       served.add((await d.cli(['token', 'work'])).stdout.trim());

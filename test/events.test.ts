@@ -13,7 +13,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { EventBus } from '../src/daemon/events.js';
 import { type DaemonEvent, EMITTED_EVENTS, EVENT_TYPES, EVENT_WINDOW, parseEventId } from '../src/protocol/events.js';
 import { SseParser, type SseMessage } from '../src/sdk/sse.js';
-import { addConfAccount, DaemonProcess, importConfGrant, ROOT, tempHome, writeSettings } from './support/daemon.js';
+import { putConfAccount, DaemonProcess, postConfGrant, ROOT, tempHome, writeSettings } from './support/daemon.js';
 import { useIdp } from './support/fixtures.js';
 import { checkedEvent, waitFor } from './support/fake-as.js';
 import { useStack } from './support/stack.js';
@@ -141,13 +141,13 @@ describe('GET /v1/events on a real daemon', () => {
 
   it('sends ids, and replays what a client missed when it comes back with Last-Event-ID', async () => {
     const { d } = stack.t;
-    await addConfAccount(d, stack.idp.issuer);
+    await putConfAccount(d, stack.idp.issuer);
     const first = await openStream(d.socket);
     const ready = await first.until((m) => m.event === 'ready', 'ready');
     first.close();
     expect(ready.id).toBe(JSON.parse(ready.data).id);
 
-    await importConfGrant(d, stack.idp);
+    await postConfGrant(d, stack.idp);
     expect((await d.request('POST', '/v1/accounts/work/refresh')).status).toBe(200);
 
     const back = await openStream(d.socket, ready.id);
@@ -175,7 +175,7 @@ describe('GET /v1/events on a real daemon', () => {
     const { d } = stack.t;
     const s = await openStream(d.socket);
     await s.until((m) => m.event === 'ready', 'ready');
-    await addConfAccount(d, stack.idp.issuer);
+    await putConfAccount(d, stack.idp.issuer);
     expect((await d.request('PATCH', '/v1/accounts/work', { hosts: ['api.example.com'] })).status).toBe(200);
     expect((await d.request('DELETE', '/v1/accounts/work')).status).toBe(200);
     await s.until((m) => m.event === 'account.removed', 'account.removed');
@@ -203,8 +203,8 @@ describe('GET /v1/events on a real daemon', () => {
       delete d.env.TOKEND_TEST_EVENT_WINDOW;
     });
     await d.start();
-    await addConfAccount(d, stack.idp.issuer);
-    await importConfGrant(d, stack.idp);
+    await putConfAccount(d, stack.idp.issuer);
+    await postConfGrant(d, stack.idp);
     const s = await openStream(d.socket);
     const ready = await s.until((m) => m.event === 'ready', 'ready');
     s.close();
@@ -245,7 +245,7 @@ describe('a reader that stops reading', () => {
     const d = new DaemonProcess(h.home, { ...h.env, TOKEND_TEST_EVENT_QUEUE_MAX: '20' });
     try {
       await d.start();
-      await addConfAccount(d, idp.issuer);
+      await putConfAccount(d, idp.issuer);
       const sock = net.connect(d.socket);
       await once(sock, 'connect');
       let got = '';

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, importConfGrant, sleep, tempHome, type HttpResult } from './support/daemon.js';
+import { DaemonProcess, sleep, tempHome, type HttpResult, postConfGrant } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
 import { startFleet, useFleet } from './support/fleet.js';
 import { startIdp, type TestIdp } from './support/idp.js';
@@ -97,7 +97,7 @@ describe('the daemon holding the lock is killed mid-refresh', () => {
     expect(ctx.idp.stats.replays).toBe(1);
     // A new grant heals the whole ctx.fleet.
     await d0.start();
-    await importConfGrant(d1, ctx.idp);
+    await postConfGrant(d1, ctx.idp);
     await ctx.fleet.tokensAgree();
   });
 });
@@ -202,7 +202,7 @@ describe('three daemons starting at once on a new database, with proactive refre
     try {
       expect(await db.sql('SELECT schema_version, key_check IS NOT NULL FROM tokend.meta', 'timers')).toBe(`${FLEET_SCHEMA_VERSION}|t\n`);
       await fleet.addAccount(idp.issuer);
-      await importConfGrant(fleet.daemons[0]!, idp);
+      await postConfGrant(fleet.daemons[0]!, idp);
       await fleet.tokensAgree();
       idp.resetStats();
       // Each daemon's timer fires 3 s into every 4 s token (the lead is ¼ of its lifetime).

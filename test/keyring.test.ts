@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, addConfAccount, importConfGrant, tempHome, writeSettings } from './support/daemon.js';
+import { DaemonProcess, tempHome, writeSettings, putConfAccount, postConfGrant } from './support/daemon.js';
 import { startIdp, type TestIdp } from './support/idp.js';
 import { startSecretService, type SecretService } from './support/secret-service.js';
 
@@ -59,8 +59,8 @@ describe('master key in the OS keyring', () => {
       });
 
       // A client secret and a refresh token, sealed with the keyring's key.
-      await addConfAccount(t.d, idp.issuer);
-      await importConfGrant(t.d, idp);
+      await putConfAccount(t.d, idp.issuer);
+      await postConfGrant(t.d, idp);
       await t.d.stop();
       await t.d.start();
       const refreshed = await t.d.cli(['refresh', 'work']);
@@ -156,7 +156,7 @@ describe('master key in the OS keyring', () => {
     const t = daemonWith({}, ss.env);
     try {
       await t.d.start();
-      await addConfAccount(t.d, idp.issuer);
+      await putConfAccount(t.d, idp.issuer);
       await t.d.stop();
       writeSettings(t.h.home, { key_store: 'keyring' }, t.config().accounts);
       const failed = await t.d.start().then(

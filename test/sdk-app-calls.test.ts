@@ -7,7 +7,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { importBody } from '../src/protocol/import-tokens.js';
 import { Tokend, TokendError } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { putConfAccount, postConfGrant } from './support/daemon.js';
 import { AMP_PASSWORD, AMP_USER, startFakeAmp } from './support/fake-amp.js';
 import { startDaemon } from './support/fake-as.js';
 import { addCalArgs, CAL_CLIENT_SECRET, startFakeCalCom } from './support/fake-calcom.js';
@@ -24,8 +24,8 @@ describe('refresh({ ifToken }) and reject() against the real IdP', () => {
   const sdk = () => new Tokend({ env: t.env, userAgent: 'sdk-app-calls' });
 
   async function grantedAccount(): Promise<{ tokend: Tokend; old: string }> {
-    await addConfAccount(t.d, idp.issuer);
-    await importConfGrant(t.d, idp);
+    await putConfAccount(t.d, idp.issuer);
+    await postConfGrant(t.d, idp);
     const tokend = sdk();
     const old = (await tokend.token('work')).access_token;
     idp.resetStats();
@@ -94,7 +94,7 @@ describe('refresh({ ifToken }) and reject() against the real IdP', () => {
   });
 
   it('refuses an if_token that is not a string, and an unknown account, with the wire codes', async () => {
-    await addConfAccount(t.d, idp.issuer);
+    await putConfAccount(t.d, idp.issuer);
     const tokend = sdk();
     expect(await rejectionOf(tokend.refresh('nobody', { ifToken: 'x' }), TokendError)).toMatchObject({ code: 'not_found', status: 404 });
     const bad = await t.d.request('POST', '/v1/accounts/work/refresh', { if_token: 42 });
@@ -104,8 +104,8 @@ describe('refresh({ ifToken }) and reject() against the real IdP', () => {
   });
 
   it('importTokens takes camelCase fields and a whole token object; info says when the grant was obtained and refreshed', async () => {
-    await addConfAccount(t.d, idp.issuer);
-    await addConfAccount(t.d, idp.issuer, 'other');
+    await putConfAccount(t.d, idp.issuer);
+    await putConfAccount(t.d, idp.issuer, 'other');
     const tokend = sdk();
     // Access tokens that outlive an import's proving margin (a minute): kept as they came, not refreshed.
     idp.setAccessTokenTtl(600);
@@ -222,8 +222,8 @@ describe('recover() against the fake Cal.com and AMP', () => {
   });
 
   it('says conflict (409) for an account without a recover step, and the CLI exits 1 with the way out', async () => {
-    await addConfAccount(t.d, idp.issuer);
-    await importConfGrant(t.d, idp);
+    await putConfAccount(t.d, idp.issuer);
+    await postConfGrant(t.d, idp);
     idp.resetStats();
     const err = await rejectionOf(sdk().recover('work'), TokendError);
     expect(err).toMatchObject({ code: 'conflict', status: 409, account: 'work' });

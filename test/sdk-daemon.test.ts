@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Tokend, TokendError, type EventSubscription, type TokendEvent } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant, processAlive, socketRequest } from './support/daemon.js';
+import { putConfAccount, postConfGrant, processAlive, socketRequest } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
 import { rejectionOf } from './support/rejection.js';
 import { useStack } from './support/stack.js';
@@ -57,7 +57,7 @@ describe('the SDK against a real daemon and IdP', () => {
     });
     expect((await tokend.accounts()).map((a) => a.name).sort()).toEqual(['offline', 'work']);
 
-    await importConfGrant(stack.t.d, stack.idp);
+    await postConfGrant(stack.t.d, stack.idp);
     const narrowed = await tokend.updateAccount('work', { scopes: ['openid', 'offline_access'] });
     expect(narrowed).toMatchObject({ scopes: ['openid', 'offline_access'], status: 'active', client_id: 'conf' });
 
@@ -73,8 +73,8 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it('serves tokens, refreshes, logs out, and then says reauth_required', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
-    await importConfGrant(stack.t.d, stack.idp);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
+    await postConfGrant(stack.t.d, stack.idp);
 
     const first = await tokend.token('work', { minTtl: 10 });
     expect(first).toMatchObject({ account: 'work', token_type: 'Bearer', scope: expect.stringContaining('api') });
@@ -99,7 +99,7 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it('runs a device login: login_pending while it waits, waitForLogin resolves from the event stream, the iterator sees it', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
     const stop = new AbortController();
     const events = tokend.events({ signal: stop.signal });
     await events.ready;
@@ -135,7 +135,7 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it("rejects waitForLogin with the login's own error: access_denied when denied, cancelled by cancelLogin", async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
     const denied = await tokend.login('work', { flow: 'device' });
     const waiting = tokendError(tokend.waitForLogin(denied.id));
     await stack.idp.denyDevice(denied.user_code!);
@@ -152,7 +152,7 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it('keeps waiting across a daemon restart by polling (nobody answering for a while is no end); the login goes on and ends active', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
     const login = await tokend.login('work', { flow: 'device' });
     const waiting = tokend.waitForLogin(login.id, { pollMs: 100 });
     await new Promise((r) => setTimeout(r, 300));
@@ -164,7 +164,7 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it('stops waiting at the abort signal; the login goes on', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
     const login = await tokend.login('work', { flow: 'device' });
     const stop = new AbortController();
     const waiting = tokend.waitForLogin(login.id, { signal: stop.signal });
@@ -174,8 +174,8 @@ describe('the SDK against a real daemon and IdP', () => {
   });
 
   it('events: reconnects after a daemon restart and goes on delivering; without reconnect the iteration ends', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
-    await importConfGrant(stack.t.d, stack.idp);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
+    await postConfGrant(stack.t.d, stack.idp);
     const stop = new AbortController();
     const lasting = tokend.events({ signal: stop.signal });
     const once = tokend.events({ reconnect: false });

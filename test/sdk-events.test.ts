@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseEventId } from '../src/protocol/events.js';
 import { Tokend, type EventSubscription, type TokendEvent } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant } from './support/daemon.js';
+import { putConfAccount, postConfGrant } from './support/daemon.js';
 import { waitFor } from './support/fake-as.js';
 import { useStack } from './support/stack.js';
 
@@ -75,8 +75,8 @@ describe('events() of the SDK across a broken stream', () => {
 
   it('after its connection was cut, says reconnected, then gives the events it missed, in order', async () => {
     const { d } = stack.t;
-    await addConfAccount(d, stack.idp.issuer);
-    await importConfGrant(d, stack.idp);
+    await putConfAccount(d, stack.idp.issuer);
+    await postConfGrant(d, stack.idp);
     relay = new Relay(d.socket);
     await relay.listen();
     const tokend = new Tokend({ env: stack.t.env, socket: relay.socket, autostart: false });
@@ -105,8 +105,8 @@ describe('events() of the SDK across a broken stream', () => {
 
   it('after a daemon restart (SIGTERM, then SIGKILL), says reconnected and resync, then goes on delivering', async () => {
     const { d } = stack.t;
-    await addConfAccount(d, stack.idp.issuer);
-    await importConfGrant(d, stack.idp);
+    await putConfAccount(d, stack.idp.issuer);
+    await postConfGrant(d, stack.idp);
     const tokend = new Tokend({ env: stack.t.env });
     const stop = new AbortController();
     const events = tokend.events({ signal: stop.signal });

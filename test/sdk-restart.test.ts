@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Tokend, TokendError } from '../src/sdk/index.js';
-import { addConfAccount, importConfGrant, processAlive } from './support/daemon.js';
+import { putConfAccount, postConfGrant, processAlive } from './support/daemon.js';
 import { sleep, waitFor } from './support/fake-as.js';
 import { useStack } from './support/stack.js';
 
@@ -61,8 +61,8 @@ describe('the SDK across daemon restarts', () => {
   const stack = useStack();
 
   it('rejects only with TokendError daemon_unreachable (retryable) while a busy app lives through SIGTERM and SIGKILL restarts', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
-    await importConfGrant(stack.t.d, stack.idp);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
+    await postConfGrant(stack.t.d, stack.idp);
     const tokend = new Tokend({ env: stack.t.env, userAgent: 'sdk-restart' }); // no autostart (the test env)
     const busy = busyApp([
       () => tokend.token('work'),
@@ -95,8 +95,8 @@ describe('the SDK across daemon restarts', () => {
   });
 
   it('keeps serving idempotent calls in flight when the daemon is killed: they reconnect once and autostart it', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
-    await importConfGrant(stack.t.d, stack.idp);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
+    await postConfGrant(stack.t.d, stack.idp);
     const env = { ...stack.t.env };
     delete env.TOKEND_NO_AUTOSTART;
     const tokend = new Tokend({ env, userAgent: 'sdk-restart' });
@@ -122,7 +122,7 @@ describe('the SDK across daemon restarts', () => {
   });
 
   it('waitForLogin waits a restart out (SIGTERM or SIGKILL, polling fast): the login goes on in the new daemon and the wait reports it active, never a socket error', async () => {
-    await addConfAccount(stack.t.d, stack.idp.issuer);
+    await putConfAccount(stack.t.d, stack.idp.issuer);
     const tokend = new Tokend({ env: stack.t.env });
     // How many answers the wait has had: it waits a restart out once it knows the login's expiry.
     let shown = 0;

@@ -340,10 +340,12 @@ export async function addConfAccount(d: DaemonProcess, issuer: string, name = 'w
 /**
  * What addConfAccount does, through the socket API in this process (`PUT /v1/accounts/NAME`,
  * the body `tokend add` sends for those options) instead of a CLI process: for fixtures that
- * only need the account there. Tests of `tokend add` itself run the CLI.
+ * only need the account there. Tests of `tokend add` itself run the CLI. `more`: the body's
+ * fields for `tokend add`'s other options (`--host H` is `{ hosts: [H] }`, `--api-base U`
+ * is `{ api_base: U }`: src/client/account-options.ts `accountBody`).
  */
-export async function putConfAccount(d: DaemonProcess, issuer: string, name = 'work'): Promise<void> {
-  const body = { issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'] };
+export async function putConfAccount(d: DaemonProcess, issuer: string, name = 'work', more: Record<string, unknown> = {}): Promise<void> {
+  const body = { issuer, client_id: 'conf', client_secret: 'conf-secret', scopes: ['openid', 'offline_access', 'api'], ...more };
   const r = await d.request('PUT', `/v1/accounts/${encodeURIComponent(name)}`, body);
   if (r.status !== 201 && r.status !== 200) throw new Error(`PUT /v1/accounts/${name} failed (${r.status}): ${r.text}`);
 }
