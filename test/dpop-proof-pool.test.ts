@@ -81,6 +81,24 @@ describe('proofs signed ahead (proof pool)', () => {
     expect(pool.ready(key, 'GET', HTU, athOf(TOKEN))).toBe(0);
   });
 
+  it('keeps no batch asked before a drop, even when the same target is asked for again', async () => {
+    let now = Date.now();
+    const key = await loadDpopKey(await generateDpopKey());
+    const pool = poolAt(() => now);
+    pool.take('svc', key, 'GET', HTU, athOf(TOKEN)); // a batch asked at `now`
+    pool.dropAccount('svc');
+    now += POOL_MAX_AGE_MS - 500;
+    await filled(pool, 'svc', key); // the same target again: a second batch, asked later
+    // The worker answers in order: once a third target's batch is back, the first two are too.
+    await filled(pool, 'svc', key, `${HTU}/3`);
+    // Only the second batch was kept (the first, stamped with the later ask, would be handed
+    // out past the window)...
+    expect(pool.ready(key, 'GET', HTU, athOf(TOKEN))).toBe(pool.ready(key, 'GET', `${HTU}/3`, athOf(TOKEN)));
+    // ...and its proofs are still young at the end of its window.
+    now += 400;
+    expect(pool.take('svc', key, 'GET', HTU, athOf(TOKEN))).toBeDefined();
+  });
+
   it("drops the account's pooled proofs when the account changes (a new key, a new token)", async () => {
     const events = new EventBus();
     const pool = poolAt();

@@ -38,11 +38,12 @@ interface Target {
   askedAt: number;
   /** Proofs asked for since the last batch was requested: the next batch's size. */
   demand: number;
-  pending: boolean;
+  /** The batch asked for and not yet back (its number), or 0: a batch that comes back for another is not kept. */
+  pending: number;
 }
 
-type Job = { type: 'sign'; target: string; keyId: string; htm: string; htu: string; ath: string; count: number };
-type Done = { target: string; proofs: string[] } | { error: string };
+type Job = { type: 'sign'; target: string; batch: number; keyId: string; htm: string; htu: string; ath: string; count: number };
+type Done = { target: string; batch: number; proofs: string[] } | { error: string };
 
 /**
  * The worker's code: the payload as dpop/key.ts's signProofFor writes it (less the nonce),
@@ -57,7 +58,7 @@ parentPort.on('message', (m) => {
   if (m.type === 'key') return void keys.set(m.keyId, m);
   if (m.type === 'drop') return void keys.delete(m.keyId);
   const key = keys.get(m.keyId);
-  if (!key) return parentPort.postMessage({ target: m.target, proofs: [] });
+  if (!key) return parentPort.postMessage({ target: m.target, batch: m.batch, proofs: [] });
   try {
     const now = Date.now();
     const tail = ',"htm":' + JSON.stringify(m.htm) + ',"htu":' + JSON.stringify(m.htu) + ',"iat":' + Math.floor(now / 1000) + ',"ath":"' + m.ath + '"}';
@@ -68,7 +69,7 @@ parentPort.on('message', (m) => {
       const input = key.encodedHeader + '.' + Buffer.from(payload).toString('base64url');
       proofs.push(input + '.' + sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url'));
     }
-    parentPort.postMessage({ target: m.target, proofs });
+    parentPort.postMessage({ target: m.target, batch: m.batch, proofs });
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message) });
   }
@@ -82,6 +83,7 @@ export class ProofPool {
   private readonly targets = new Map<string, Target>();
   /** The keys the worker holds, by thumbprint, and the accounts that use each. */
   private readonly keysSent = new Map<string, Set<string>>();
+  private batches = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -95,7 +97,7 @@ export class ProofPool {
     let t = this.targets.get(id);
     if (!t) {
       if (this.targets.size >= MAX_TARGETS) this.targets.delete(this.targets.keys().next().value!);
-      t = { account, proofs: [], signedAt: [], askedAt: 0, demand: 0, pending: false };
+      t = { account, proofs: [], signedAt: [], askedAt: 0, demand: 0, pending: 0 };
       this.targets.set(id, t);
     }
     t.demand++;
@@ -107,7 +109,7 @@ export class ProofPool {
     }
     const proof = t.proofs.shift();
     if (proof !== undefined) t.signedAt.shift();
-    if (!t.pending && t.proofs.length <= t.demand) this.refill(id, t, account, key, htm, htu, ath);
+    if (t.pending === 0 && t.proofs.length <= t.demand) this.refill(id, t, account, key, htm, htu, ath);
     return proof;
   }
 
@@ -148,9 +150,9 @@ export class ProofPool {
     // thread a message each way, and proofs left to grow old cost only the worker's time.
     const count = Math.min(MAX_BATCH, Math.max(MIN_BATCH, 2 * t.demand));
     t.demand = 0;
-    t.pending = true;
+    t.pending = ++this.batches;
     t.askedAt = this.now();
-    const job: Job = { type: 'sign', target: id, keyId: key.jkt, htm, htu, ath, count };
+    const job: Job = { type: 'sign', target: id, batch: t.pending, keyId: key.jkt, htm, htu, ath, count };
     worker.postMessage(job);
   }
 
@@ -175,8 +177,10 @@ export class ProofPool {
       return;
     }
     const t = this.targets.get(m.target);
-    if (!t) return; // dropped meanwhile (a key or token change): the proofs go with it
-    t.pending = false;
+    // Dropped meanwhile (a key or token change), or dropped and asked again: a batch asked
+    // before the drop is not this target's, and its age would be counted from the later ask.
+    if (!t || t.pending !== m.batch) return;
+    t.pending = 0;
     for (const p of m.proofs) {
       t.proofs.push(p);
       t.signedAt.push(t.askedAt);
