@@ -53,7 +53,9 @@ export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
     const allowed = deps.access.check(account, by, client);
     if (allowed) await allowed;
     const tok = await deps.broker.getToken({ account, min_ttl: req.min_ttl, scope: req.scope, audience: req.audience });
-    deps.audit.record(account, client, 'token', by);
+    // A row held for the end of this turn's write: the answer leaves after it (audit.ts).
+    const written = deps.audit.record(account, client, 'token', by);
+    if (written) await written;
     return answers.of(tok, Date.now());
   };
 }
