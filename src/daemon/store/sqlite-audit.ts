@@ -78,7 +78,7 @@ export function sqliteAudit(
 
   /** Rows written since the last catch-up (at open, the tail left unindexed). */
   let unindexed = sql.tailLength.get(sql.upto.get()!)!;
-  let due: NodeJS.Immediate | undefined;
+  let due: NodeJS.Timeout | undefined;
   const catchUp = () => {
     due = undefined;
     if (!db.open) return;
@@ -90,15 +90,16 @@ export function sqliteAudit(
       // INDEX_AFTER more rows) starts from the same place.
       unindexed = 0;
     }
-    if (unindexed >= INDEX_AFTER) (due = setImmediate(catchUp)).unref();
+    if (unindexed >= INDEX_AFTER) (due = setTimeout(catchUp, 0)).unref();
   };
 
   return {
     append(entries) {
       appendTx.immediate(entries);
       unindexed += entries.length;
-      // After the answers of this turn: never in the commit one of them waits for.
-      if (unindexed >= INDEX_AFTER && !due) (due = setImmediate(catchUp)).unref();
+      // On the next turn, after this one's answers and the write some of them wait for at
+      // its end (AuditLog.recordRead's setImmediate): never before an answer.
+      if (unindexed >= INDEX_AFTER && !due) (due = setTimeout(catchUp, 0)).unref();
     },
 
     list(query) {
@@ -134,7 +135,7 @@ export function sqliteAudit(
     prune: (before, keep) => pruneTx.immediate(before, keep),
 
     close() {
-      if (due) clearImmediate(due);
+      if (due) clearTimeout(due);
       due = undefined;
     },
   };
