@@ -76,6 +76,25 @@ describe('audit log', () => {
     return openStore({ file: path.join(dir, 'tokend.db'), key: loadOrCreateKey(path.join(dir, 'key')) });
   }
 
+  it('a burst of first token reads in one turn: each is in the store once what record() gave for its answer has settled', async () => {
+    const store = sqlite();
+    const audit = new AuditLog(store, quiet, 60_000);
+    // One turn of the event loop: 40 programs' first reads, as 40 requests of one turn.
+    const held = Array.from({ length: 40 }, (_, i) => audit.record(`acct${i}`, 'loadgen', 'token'));
+    expect(held[0]).toBeUndefined(); // the first of the turn is written at once
+    for (let i = 0; i < held.length; i++) {
+      await held[i];
+      // What the token route does before it answers: the row is on disk by now.
+      const rows = await store.listAudit({ account: `acct${i}` });
+      expect(
+        rows.map((r) => r.client),
+        `acct${i}`,
+      ).toEqual(['loadgen']);
+    }
+    await audit.close();
+    await store.close();
+  });
+
   it('records every lifecycle row (never folded into the once-a-minute rows of token reads), in the order recorded', async () => {
     const store = sqlite();
     const audit = new AuditLog(store, quiet, 60_000);

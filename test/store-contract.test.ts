@@ -824,6 +824,62 @@ describe.each(KINDS)('the $name store', (kind) => {
       expect(new Set(seen).size).toBe(at.length);
     });
 
+    it("find an account's rows among many accounts' (a burst of first reads, in small batches), by time, action and page, before and after the store has turns to spare, a prune and a reopen", async () => {
+      const accounts = Array.from({ length: 300 }, (_, i) => `acct${i}`);
+      let written = 0;
+      /** `n` rows, 16 a batch as the audit log writes a burst, the accounts in a scrambled order, three rows a millisecond. */
+      const burst = async (n: number) => {
+        for (let i = 0; i < n; i += 16) {
+          const batch = [];
+          for (let k = i; k < Math.min(n, i + 16); k++, written++) {
+            batch.push({
+              at: 1_000 + Math.floor(written / 3),
+              account: accounts[(written * 7919) % accounts.length]!,
+              client: 'loadgen',
+              action: written % 13 === 0 ? 'refresh' : 'token',
+            });
+          }
+          await s.appendAudit(batch);
+        }
+      };
+      const spare = () => new Promise((r) => setTimeout(r, 20));
+      /** Every way of asking for an account's rows answers what the listing of all rows says of it. */
+      const agrees = async (store: Store) => {
+        const all = await store.listAudit({ limit: 100_000 });
+        for (const account of ['acct0', 'acct17', 'acct299']) {
+          const mine = all.filter((r) => r.account === account);
+          expect(mine.length).toBeGreaterThan(0);
+          expect((await store.listAudit({ account, limit: 100_000 })).map((r) => r.id)).toEqual(mine.map((r) => r.id));
+          const some = mine.filter((r) => r.action === 'refresh' && r.at >= 1_500 && r.at < 3_000).map((r) => r.id);
+          const asked = await store.listAudit({ account, action: 'refresh', since: 1_500, until: 3_000, limit: 100_000 });
+          expect(asked.map((r) => r.id)).toEqual(some);
+          const paged: number[] = [];
+          let after: { at: number; id: number } | undefined;
+          for (;;) {
+            const rows = await store.listAudit({ account, limit: 7, after });
+            if (rows.length === 0) break;
+            paged.push(...rows.map((r) => r.id));
+            after = { at: rows.at(-1)!.at, id: rows.at(-1)!.id };
+          }
+          expect(paged).toEqual(mine.map((r) => r.id));
+        }
+      };
+      await burst(6_000);
+      await agrees(s);
+      await spare();
+      await burst(3_000);
+      await agrees(s);
+      await spare();
+      await agrees(s);
+      expect(await s.pruneAudit({ before: 2_000, keep: 1_000_000 })).toBe(3_000);
+      await agrees(s);
+      // Everything pruned, then new rows: numbered again from where the store now stands.
+      expect(await s.pruneAudit({ before: 1_000_000, keep: 1_000_000 })).toBe(6_000);
+      await burst(1_000);
+      await agrees(s);
+      await agrees(await reopen());
+    });
+
     it('prune rows older than the retention, then the oldest written past the bound, and say how many went', async () => {
       await s.appendAudit([10, 20, 30, 40, 50].map((t) => ({ at: t, account: 'work', client: 'c', action: 'token' })));
       expect(await s.pruneAudit({ before: 25, keep: 1000 })).toBe(2);

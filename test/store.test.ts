@@ -4,7 +4,13 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadOrCreateKey, open, seal } from '../src/daemon/store/crypto.js';
-import { AUDIT_OUTCOME_VERSION, LOGIN_SECRETS_VERSION, MIGRATIONS, SCHEMA_VERSION } from '../src/daemon/store/migrations.js';
+import {
+  AUDIT_BY_ACCOUNT_VERSION,
+  AUDIT_OUTCOME_VERSION,
+  LOGIN_SECRETS_VERSION,
+  MIGRATIONS,
+  SCHEMA_VERSION,
+} from '../src/daemon/store/migrations.js';
 import { StoreError, openStore } from '../src/daemon/store/sqlite-store.js';
 import type { LoginRecord, Store, TokenUpdate } from '../src/daemon/store/types.js';
 
@@ -232,7 +238,7 @@ describe('database file', () => {
       expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
       const tables = raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
-      expect(tables).toEqual(['audit', 'grants', 'login_secrets', 'logins', 'secrets']);
+      expect(tables).toEqual(['audit', 'audit_by_account', 'audit_indexed', 'grants', 'login_secrets', 'logins', 'secrets']);
     } finally {
       raw.close();
     }
@@ -254,6 +260,46 @@ describe('database file', () => {
       { id: 1, at: 5, account: 'work', client: 'git/2.39', action: 'token', outcome: 'ok', code: null, task: null, detail: null },
     ]);
     await s.close();
+  });
+
+  it("indexes an older database's audit rows by account when upgraded, and finds them and the rows written after", async () => {
+    // The file as the tokend before this step left it: its (account, at) index, rows of many accounts.
+    fs.mkdirSync(path.dirname(dbFile), { recursive: true, mode: 0o700 });
+    const raw = new Database(dbFile);
+    raw.pragma('journal_mode = WAL');
+    const before = AUDIT_BY_ACCOUNT_VERSION - 1;
+    for (const m of MIGRATIONS.slice(0, before)) m(raw);
+    raw.pragma(`user_version = ${before}`);
+    const insert = raw.prepare('INSERT INTO audit (at, account, client, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)');
+    raw.transaction(() => {
+      for (let i = 0; i < 5000; i++) insert.run(1000 + i, `acct${i % 50}`, 'git/2.39', 'token', 'ok', '{"caller":{"exe":"/usr/bin/git"}}');
+    })();
+    expect(raw.prepare("SELECT name FROM sqlite_master WHERE name = 'audit_account_at'").pluck().get()).toBe('audit_account_at');
+    raw.close();
+
+    const s = store();
+    const mine = await s.listAudit({ account: 'acct7', limit: 10_000 });
+    expect(mine.map((r) => r.at)).toEqual(Array.from({ length: 100 }, (_, k) => 1000 + 4957 - 50 * k));
+    expect(mine[0]).toMatchObject({ account: 'acct7', client: 'git/2.39', detail: { caller: { exe: '/usr/bin/git' } } });
+    // Rows written after the upgrade are found too, before and after they are indexed.
+    await s.appendAudit([{ at: 9000, account: 'acct7', client: 'curl', action: 'token' }]);
+    expect((await s.listAudit({ account: 'acct7', limit: 2 })).map((r) => r.at)).toEqual([9000, 5957]);
+    await s.appendAudit(Array.from({ length: 5000 }, (_, i) => ({ at: 9001 + i, account: `acct${i % 50}`, client: 'c', action: 'token' })));
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await s.listAudit({ account: 'acct7', limit: 1000 })).length).toBe(201);
+    await s.close();
+
+    const after = new Database(dbFile, { readonly: true });
+    try {
+      expect(after.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      // No index left that a token read's commit would put on a random page.
+      const indexes = after.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'").pluck().all();
+      expect(indexes).toEqual(['audit_at']);
+      expect(after.prepare('SELECT count(*) FROM audit_by_account').pluck().get()).toBe(10_001);
+      expect(after.prepare('SELECT upto FROM audit_indexed').pluck().get()).toBe(10_001);
+    } finally {
+      after.close();
+    }
   });
 
   it('refuses a database written by a newer tokend', async () => {

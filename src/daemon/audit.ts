@@ -68,6 +68,8 @@ export class AuditLog {
   private last = { who: '', action: '', program: '', by: '' };
   /** A token-read row was written in this turn of the event loop; others of the turn wait for the next (recordRead). */
   private flushSoon = false;
+  /** Settles once the rows held back in this turn are written (recordRead). */
+  private turnWritten?: Promise<void>;
   private readonly timer: NodeJS.Timeout;
   /** A fleet's database is down: batches wait (bounded) and the outage is logged once. */
   private waiting = false;
@@ -90,18 +92,19 @@ export class AuditLog {
   /**
    * A lifecycle row (`record({account, action, ...})`), written with the next flush; or a
    * token read (`record(account, client, action, caller)`), at most once a minute per account,
-   * client, verified program and action, written at once.
+   * client, verified program and action, written at once. For a token read, a promise when
+   * its row waits for the end of this turn's write: the answer waits for it too.
    */
   record(entry: AuditRecord): void;
-  record(account: string, client: string | undefined, action: string, caller?: CallerIdentity): void;
-  record(account: string | AuditRecord, client?: string, action?: string, caller?: CallerIdentity): void {
+  record(account: string, client: string | undefined, action: string, caller?: CallerIdentity): Promise<void> | undefined;
+  record(account: string | AuditRecord, client?: string, action?: string, caller?: CallerIdentity): Promise<void> | undefined {
     if (typeof account !== 'string') {
       const { caller: declared, by, ...row } = account;
       const detail = by ? { ...row.detail, caller: by } : row.detail;
       this.buffer.push({ at: Date.now(), client: declared ?? '', ...row, ...(detail ? { detail } : {}) });
       return;
     }
-    this.recordRead(account, client, action!, caller);
+    return this.recordRead(account, client, action!, caller);
   }
   /**
    * Forget rows past the retention (days) and the bound (rows); never rejects (a failure is
@@ -120,7 +123,12 @@ export class AuditLog {
       return 0;
     }
   }
-  private recordRead(account: string, client: string | undefined, action: string, caller: CallerIdentity | undefined): void {
+  private recordRead(
+    account: string,
+    client: string | undefined,
+    action: string,
+    caller: CallerIdentity | undefined,
+  ): Promise<void> | undefined {
     const now = Date.now();
     if (now - this.windowStart >= ONCE_PER_MS) {
       this.previous = this.recent;
@@ -138,7 +146,7 @@ export class AuditLog {
     const by = this.last.by;
     const second = Math.floor((now - this.epoch) / 1000);
     const last = this.recent.get(by)?.get(account) ?? this.previous.get(by)?.get(account);
-    if (last !== undefined && second - last < ONCE_PER_MS / 1000) return;
+    if (last !== undefined && second - last < ONCE_PER_MS / 1000) return undefined;
     let inner = this.recent.get(by);
     if (!inner) this.recent.set(by, (inner = new Map()));
     inner.set(account, second);
@@ -146,15 +154,22 @@ export class AuditLog {
     // The first such row of this turn of the event loop is written now, before the answer
     // leaves (SQLite writes synchronously: the row is on disk even if the daemon is killed
     // the moment the caller has its token; a fleet's database gets it as soon as it answers).
-    // Any others of the same turn (a burst of new programs or accounts) go with the next
-    // turn's write, so a burst costs one transaction per turn, not one per row.
-    if (this.flushSoon || this.waiting) return;
+    // Any others of the same turn (a burst of new programs or accounts) are written together
+    // at the end of the turn, and their answers wait for that write (the promise): a burst
+    // costs one transaction per turn, not one per row, and no answer leaves before its row.
+    // A fleet's database that is down holds nobody's answer.
+    if (this.waiting) return undefined;
+    if (this.flushSoon) return this.turnWritten;
     this.flushSoon = true;
     void this.flush();
-    setImmediate(() => {
-      this.flushSoon = false;
-      if (this.buffer.length > 0) void this.flush();
-    });
+    this.turnWritten = new Promise((resolve) =>
+      setImmediate(() => {
+        this.flushSoon = false;
+        if (this.buffer.length > 0) void this.flush().then(resolve);
+        else resolve();
+      }),
+    );
+    return undefined;
   }
   /** Write what is buffered; never rejects (a failed batch is logged and dropped). One flush at a time. */
   flush(): Promise<void> {

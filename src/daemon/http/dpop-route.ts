@@ -45,7 +45,9 @@ export function mountDpop(deps: DpopRouteDeps): (app: Hono) => void {
       // The daemon's own time from the token to the signed proof (W3C Server-Timing, which the
       // bench reads; no secret in it). The caller's identity is read once per connection, apart.
       c.header('server-timing', `proof;dur=${(performance.now() - started).toFixed(3)}`);
-      deps.audit.record(req.account, header(c, 'user-agent'), 'dpop_proof', callerOfContext(c));
+      // The proof carries the token: its row is written before the answer leaves, as the token route's (audit.ts).
+      const written = deps.audit.record(req.account, header(c, 'user-agent'), 'dpop_proof', callerOfContext(c));
+      if (written) await written;
       const body: DpopProofResponse = {
         account: req.account,
         access_token: tok.access_token,

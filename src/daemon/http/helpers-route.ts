@@ -45,7 +45,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
         );
       }
       const tok = await deps.broker.getToken({ account, min_ttl: minTtl });
-      deps.audit.record(account, client, 'token', by);
+      const written = deps.audit.record(account, client, 'token', by);
+      if (written) await written; // its row first (audit.ts)
       // A preset's username (docs/helpers.md) is in cfg.username already (presets.ts).
       const username = cfg.username;
       return {
@@ -78,7 +79,8 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
       const allowed = deps.access.check(name, by, client);
       if (allowed) await allowed;
       const tok = await deps.broker.getToken({ account: name });
-      deps.audit.record(name, client, 'token', by);
+      const written = deps.audit.record(name, client, 'token', by);
+      if (written) await written; // its row first (audit.ts)
       return { exitCode: 0, stdout: Buffer.from(`${tok.access_token}\n`) };
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;

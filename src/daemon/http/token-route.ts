@@ -49,8 +49,9 @@ export interface TokenRouteDeps {
 export function createTokenHandler(deps: TokenRouteDeps): TokenHandler {
   const answers = lastAnswer();
   const served = (q: TokenQuery, tok: CachedToken, client: string | undefined, by: CallerIdentity | undefined) => {
-    deps.audit.record(q.account, client, 'token', by);
-    return answers.of(tok, Date.now());
+    // A row held for the end of this turn's write: the answer leaves after it (audit.ts).
+    const written = deps.audit.record(q.account, client, 'token', by);
+    return written ? written.then(() => answers.of(tok, Date.now())) : answers.of(tok, Date.now());
   };
   const serve = (q: TokenQuery, client: string | undefined, by: CallerIdentity | undefined) => {
     const hit = deps.broker.cachedToken(q);

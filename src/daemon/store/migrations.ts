@@ -37,6 +37,37 @@ function sayHowEachAuditedActionEnded(db: Database.Database): void {
 }
 
 /**
+ * The step that takes an account's audit rows out of the commit before a token's answer
+ * (AUDIT_BY_ACCOUNT_VERSION): `audit` keeps only indexes its writes append to (its rowid and
+ * `at`), and an account's rows are found through `audit_by_account`, filled off the answer
+ * path in large batches (sqlite-audit.ts). The (account, at) index put every new row on a
+ * random leaf: a program reading many accounts a minute dirtied one page per row in the
+ * commit that precedes each answer.
+ */
+function findAccountsAuditRowsOffTheAnswerPath(db: Database.Database): void {
+  db.exec(`
+    DROP INDEX audit_account_at;
+    CREATE TABLE audit_by_account (
+      account TEXT NOT NULL,
+      at      INTEGER NOT NULL,
+      id      INTEGER NOT NULL,
+      PRIMARY KEY (account, at, id)
+    ) STRICT, WITHOUT ROWID;
+    -- Rows up to upto (by id) are in audit_by_account; newer ones are found by a scan of the tail.
+    CREATE TABLE audit_indexed (
+      one  INTEGER PRIMARY KEY CHECK (one = 1),
+      upto INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO audit_by_account (account, at, id) SELECT account, at, id FROM audit ORDER BY account, at, id;
+    INSERT INTO audit_indexed (one, upto) SELECT 1, coalesce(max(id), 0) FROM audit;
+    -- A pruned row leaves the index with it, whatever deletes it.
+    CREATE TRIGGER audit_unindex AFTER DELETE ON audit BEGIN
+      DELETE FROM audit_by_account WHERE account = old.account AND at = old.at AND id = old.id;
+    END;
+  `);
+}
+
+/**
  * The schema, one step per release that changed it. Append only: a shipped migration is
  * never edited, because databases in the field have already run it. `PRAGMA user_version`
  * holds how many have run.
@@ -130,6 +161,7 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE grants ADD COLUMN refreshed_at INTEGER;
     `);
   },
+  findAccountsAuditRowsOffTheAnswerPath,
 ];
 
 /** The schema version from which logins keep their secrets sealed (the step keepLoginSecretsSealed). */
@@ -137,6 +169,9 @@ export const LOGIN_SECRETS_VERSION = MIGRATIONS.indexOf(keepLoginSecretsSealed) 
 
 /** The schema version from which audit rows say how their action ended (the step sayHowEachAuditedActionEnded). */
 export const AUDIT_OUTCOME_VERSION = MIGRATIONS.indexOf(sayHowEachAuditedActionEnded) + 1;
+
+/** The schema version from which an account's audit rows are indexed off the answer path (findAccountsAuditRowsOffTheAnswerPath). */
+export const AUDIT_BY_ACCOUNT_VERSION = MIGRATIONS.indexOf(findAccountsAuditRowsOffTheAnswerPath) + 1;
 
 /** The schema version this code writes: the number of migrations. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -342,22 +342,40 @@ export function auditColumns(e: AuditEntry): [number, string, string, string, st
 
 export const AUDIT_SELECT = 'SELECT id, at, account, client, action, outcome, code, task, detail FROM';
 
+/** Which limit a listing asks for (AUDIT_DEFAULT_LIMIT when absent); a RangeError for one that is not a positive integer. */
+export function auditLimit(query: AuditQuery): number {
+  const limit = query.limit ?? AUDIT_DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+  return limit;
+}
+
+/**
+ * The conditions of an audit listing, with `p(value)` writing a placeholder for a value
+ * (in the order they appear) and `col` naming a column (a table's alias in a join).
+ */
+export function auditConditions(query: AuditQuery, p: (v: unknown) => string, col: (c: string) => string = (c) => c): string[] {
+  const where: string[] = [];
+  if (query.account !== undefined) where.push(`${col('account')} = ${p(query.account)}`);
+  if (query.action !== undefined) where.push(`${col('action')} = ${p(query.action)}`);
+  if (query.since !== undefined) where.push(`${col('at')} >= ${p(query.since)}`);
+  if (query.until !== undefined) where.push(`${col('at')} < ${p(query.until)}`);
+  if (query.after) {
+    const [at, id] = [col('at'), col('id')];
+    where.push(`(${at} < ${p(query.after.at)} OR (${at} = ${p(query.after.at)} AND ${id} < ${p(query.after.id)}))`);
+  }
+  return where;
+}
+
 /**
  * The WHERE, ORDER and LIMIT of an audit listing, with `param(n)` writing the n-th (1-based)
  * placeholder (`?` for SQLite, `$n` for PostgreSQL); the values in order. Newest first, ties
  * by write order, so a page ends at a row (`after`) the next page starts below.
  */
 export function auditListing(query: AuditQuery, param: (n: number) => string): { sql: string; values: unknown[] } {
-  const limit = query.limit ?? AUDIT_DEFAULT_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listAudit: limit must be a positive integer, got ${limit}`);
+  const limit = auditLimit(query);
   const values: unknown[] = [];
   const p = (v: unknown) => (values.push(v), param(values.length));
-  const where: string[] = [];
-  if (query.account !== undefined) where.push(`account = ${p(query.account)}`);
-  if (query.action !== undefined) where.push(`action = ${p(query.action)}`);
-  if (query.since !== undefined) where.push(`at >= ${p(query.since)}`);
-  if (query.until !== undefined) where.push(`at < ${p(query.until)}`);
-  if (query.after) where.push(`(at < ${p(query.after.at)} OR (at = ${p(query.after.at)} AND id < ${p(query.after.id)}))`);
+  const where = auditConditions(query, p);
   const sql = `${where.length > 0 ? `WHERE ${where.join(' AND ')} ` : ''}ORDER BY at DESC, id DESC LIMIT ${p(limit)}`;
   return { sql, values };
 }

@@ -3,17 +3,14 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, GenerationMismatchError, type StoreErrorCode } from './errors.js';
 import { LOGIN_SECRETS_VERSION, migrate, userVersion } from './migrations.js';
+import { sqliteAudit } from './sqlite-audit.js';
 import { isNativeModuleError, nativeModuleError } from './sqlite-native.js';
 import {
-  AUDIT_SELECT,
   GRANT_SUMMARY_COLUMNS,
   LOGIN_WITH_SECRETS,
-  auditColumns,
-  auditListing,
   checkAuditPrune,
   commitColumns,
   decodeAccessToken,
-  decodeAudit,
   decodeGrant,
   decodeGrantSummary,
   decodeLogin,
@@ -204,12 +201,6 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       'INSERT INTO secrets (account, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (account, name) DO NOTHING',
     ),
     deleteSecrets: db.prepare<[string]>('DELETE FROM secrets WHERE account = ?'),
-    insertAudit: db.prepare<ReturnType<typeof auditColumns>>(
-      'INSERT INTO audit (at, account, client, action, outcome, code, task, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-    ),
-    pruneAuditBefore: db.prepare<[number]>('DELETE FROM audit WHERE at < ?'),
-    // Rows are numbered as written: past the newest `keep`, the oldest written go.
-    pruneAuditBeyond: db.prepare<[number]>('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)'),
     putLogin: db.prepare<Record<string, unknown>>(`
       INSERT INTO logins (id, account, flow, status, data, created_at, updated_at, state_hash)
       VALUES (@id, @account, @flow, @status, @data, @created_at, @updated_at, @state_hash)
@@ -262,12 +253,6 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     sql.dropImportPlaceholder.run(account);
     sql.clearImportMark.run(account);
   });
-  const appendAuditTx = db.transaction((entries: AuditEntry[]) => {
-    for (const e of entries) sql.insertAudit.run(...auditColumns(e));
-  });
-  const pruneAuditTx = db.transaction((before: number, keep: number) => {
-    return sql.pruneAuditBefore.run(before).changes + sql.pruneAuditBeyond.run(keep).changes;
-  });
 
   const toGrant = (row: Row): GrantRecord => decodeGrant(row, key, file);
   /** Run `fn` with synchronous=NORMAL, then back to FULL (the store's own), whatever happens. */
@@ -300,6 +285,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       );
     }
   };
+  const audit = sqliteAudit(db, file, { syncNormal: underSyncNormal, writable: stillOurs });
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => R, opts: { writes?: boolean } = { writes: true }) =>
     async (...args: A): Promise<R> => {
@@ -471,22 +457,14 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
       // synchronous=NORMAL, as for the in-flight mark: the rows are in the WAL when this
       // returns and survive the daemon's death; a power cut may lose the last second of
       // them. An fsync a second under load is not worth that second of a record.
-      underSyncNormal(() => appendAuditTx.immediate(entries));
+      underSyncNormal(() => audit.append(entries));
     }),
 
-    listAudit: guard(
-      (query: AuditQuery = {}) => {
-        const { sql: tail, values } = auditListing(query, () => '?');
-        // A query of the caller's choosing: prepared per listing (an operator's read, not a hot path).
-        const rows = db.prepare<unknown[], Row>(`${AUDIT_SELECT} audit ${tail}`).all(...values);
-        return rows.map((row) => decodeAudit(row, file));
-      },
-      { writes: false },
-    ),
+    listAudit: guard((query: AuditQuery = {}) => audit.list(query), { writes: false }),
 
     pruneAudit: guard((opts: { before: number; keep: number }) => {
       checkAuditPrune(opts);
-      return pruneAuditTx.immediate(opts.before, opts.keep);
+      return audit.prune(opts.before, opts.keep);
     }),
 
     // One daemon per data folder (lock.ts): no one else can refresh this file's grants.
@@ -494,6 +472,7 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
 
     close: guard(
       () => {
+        audit.close();
         if (db.open) db.close();
       },
       { writes: false },
