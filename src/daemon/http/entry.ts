@@ -5,15 +5,17 @@
  *
  * 1. A request pipelined behind a body the daemon is discarding is never served
  *    (keep-alive.ts: its client was told `Connection: close` and sends it again).
- * 2. `GET /v1/health`, what every autostart waits for (health-route.ts), and `POST /v1/token`,
- *    the request every script and helper makes: the token lane (token-route.ts), plain node:http
- *    handlers with no router and no web Request.
+ * 2. `GET /v1/health`, what every autostart waits for (health-route.ts), `POST /v1/token`,
+ *    the request every script and SDK makes: the token lane (token-route.ts), and
+ *    `POST /v1/helpers/TOOL/ACTION`, what `tokend token NAME` and the credential helpers'
+ *    native client send (helper-lane.ts): plain node:http handlers with no router and no web
+ *    Request.
  * 3. `/v1/proxy/NAME/…`: the proxy lane (proxy-lane.ts), streaming both ways.
  * 4. `POST /v1/accounts/NAME/refresh`, the forced refresh: a lane of its own (refresh-route.ts),
  *    like the token's.
  * 5. Everything else: its body read first (raw-request.ts), then the Hono app (app.ts)
- *    with its route groups (helpers, logins, key) and its one `onError`, loaded on the first
- *    such request (compose.ts).
+ *    with its route groups (helpers, for a target the lane does not read plainly; logins;
+ *    key) and its one `onError`, loaded on the first such request (compose.ts).
  *
  * Every answer, from any of them, follows the keep-alive rule through the servers'
  * `ServerResponse` (keep-alive.ts); every error body is the protocol's `ErrorBody` (wire.ts).
@@ -23,6 +25,7 @@ import { accessOf } from '../caller/access.js';
 import { dpopProofsOf } from '../dpop/proofs.js';
 import type { EntryDeps, Shared } from './compose.js';
 import { healthLane } from './health-route.js';
+import { helperLane } from './helper-lane.js';
 import { mountHelpers } from './helpers-route.js';
 import { arrivedAfterClose, ClosingResponse } from './keep-alive.js';
 import { proxyLane } from './proxy-lane.js';
@@ -46,6 +49,7 @@ export function createEntry(given: EntryDeps): Handler {
     createTokenHandler({ broker: deps.broker, audit: deps.audit, access: deps.access, resolveTarget: shared.helpers.resolveTarget }),
     deps.log,
   );
+  const helper = helperLane(shared.helpers.handle, deps.log);
   const proxy = proxyLane({ ...deps, dpop: shared.dpop });
   const refresh = refreshLane(createRefreshHandler(deps), deps.log);
   // The Hono app (compose.ts) is loaded by the first request that needs it, once.
@@ -54,7 +58,7 @@ export function createEntry(given: EntryDeps): Handler {
 
   return function entry(req, res) {
     if (arrivedAfterClose(req)) return; // 1
-    if (health(req, res) || token(req, res) || proxy(req, res) || refresh(req, res)) return; // 2, 3, 4: each says whether the request was its own
+    if (health(req, res) || token(req, res) || helper(req, res) || proxy(req, res) || refresh(req, res)) return; // 2, 3, 4: each says whether the request was its own
     void readBeforeRouting(req)
       .then(loadApp)
       .then(

@@ -20,11 +20,34 @@ import { callerOfContext, header, readBody } from './raw-request.js';
 
 type Deps = Omit<AppDeps, 'resolveTarget' | 'extend'> & Required<Pick<AppDeps, 'access'>>;
 
+/** One `POST /v1/helpers/TOOL/ACTION`, as the Hono route and the lane (helper-lane.ts) read it. */
+export interface HelperCall {
+  tool: string;
+  action: string;
+  /** The tool's stdin: the request body. */
+  stdin: Buffer;
+  /** The User-Agent the caller declared. */
+  client: string | undefined;
+  /** The verified caller (caller/connection.ts). */
+  by: CallerIdentity | undefined;
+  /** The helper's forwarded environment, as its header came (HELPER_ENV_HEADER). */
+  envHeader: string | undefined;
+  /** `?account=NAME`, as a byte pipe names the account. */
+  account: string | undefined;
+}
+
+/** What the helper asks for (stdout, stderr, exit status); rejects with the wire error (an unknown tool). */
+export type HelperHandler = (call: HelperCall) => Promise<HelperResult>;
+
 /**
  * The helper protocols spoken by the daemon (docs/helpers.md) and the url/host → account
  * mapping over the configured accounts that `POST /v1/token` and `credential/reject` share.
  */
-export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['resolveTarget']>; extend: (app: Hono) => void } {
+export function mountHelpers(deps: Deps): {
+  resolveTarget: NonNullable<AppDeps['resolveTarget']>;
+  extend: (app: Hono) => void;
+  handle: HelperHandler;
+} {
   const accounts = () => deps.config.listAccounts().map(([name, cfg]) => ({ name, hosts: cfg.hosts, username: cfg.username }));
 
   const resolve = (req: TargetRequest) => resolveTarget(accounts(), req);
@@ -89,28 +112,34 @@ export function mountHelpers(deps: Deps): { resolveTarget: NonNullable<AppDeps['
     }
   }
 
+  /** The route's one handler, for the Hono route below and the lane in front of it (entry.ts). */
+  const handle: HelperHandler = async ({ tool, action, stdin, client, by, envHeader, account }) => {
+    if (tool === CLI_TOKEN.tool && action === CLI_TOKEN.action) return cliToken(stdin.toString('utf8'), client, by);
+    if (!isHelperTool(tool)) throw E.notFound(`no helper protocol "${tool.slice(0, 40)}"`);
+    const env = parseHelperEnv(envHeader);
+    if (account !== undefined && isAccountName(account)) env.TOKEND_ACCOUNT = account;
+    return handleHelper(tool, action, { stdin, env }, helperDeps(client, by));
+  };
+
   const extend = (app: Hono) => {
     app.post(ROUTE_PATTERNS.helper, async (c) => {
-      const tool = c.req.param('tool');
-      const action = c.req.param('action');
       const client = header(c, CLIENT_HEADER);
       const by = callerOfContext(c);
       const stdin = await readBody(c);
-      let result: HelperResult;
-      if (tool === CLI_TOKEN.tool && action === CLI_TOKEN.action) {
-        result = await cliToken(stdin.toString('utf8'), client, by);
-      } else if (isHelperTool(tool)) {
-        const env = parseHelperEnv(header(c, HELPER_ENV_HEADER));
-        const account = c.req.query(HELPER_ACCOUNT_QUERY);
-        if (account !== undefined && isAccountName(account)) env.TOKEND_ACCOUNT = account;
-        result = await handleHelper(tool, action, { stdin, env }, helperDeps(client, by));
-      } else {
-        throw E.notFound(`no helper protocol "${tool.slice(0, 40)}"`);
-      }
-      const res = helperHttpResponse(result);
+      const res = helperHttpResponse(
+        await handle({
+          tool: c.req.param('tool'),
+          action: c.req.param('action'),
+          stdin,
+          client,
+          by,
+          envHeader: header(c, HELPER_ENV_HEADER),
+          account: c.req.query(HELPER_ACCOUNT_QUERY),
+        }),
+      );
       return c.body(new Uint8Array(res.body), res.status as 200, res.headers);
     });
   };
 
-  return { resolveTarget: resolve, extend };
+  return { resolveTarget: resolve, extend, handle };
 }

@@ -76,3 +76,22 @@ export function parseJsonBody<T>(
   if (!parsed.success) throw E.invalidRequest(describeIssues(parsed.error));
   return parsed.data;
 }
+
+/**
+ * Write an answer with the header lines the Hono app gives the same answer through
+ * @hono/node-server: one header as it was named; more than one through a web `Headers`
+ * (names lower-cased, sorted); then node-server's `Content-Length`. A lane that shares its
+ * handler with an app route (helper-lane.ts) then answers byte for byte as the route does.
+ */
+export function sendAsApp(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  const names = Object.keys(headers);
+  const out: Record<string, string | number> = {};
+  if (names.length === 1) out[names[0]] = headers[names[0]];
+  else {
+    const lower = new Map(names.map((n) => [n.toLowerCase(), headers[n]]));
+    for (const n of [...lower.keys()].sort()) out[n] = lower.get(n) as string;
+  }
+  out['Content-Length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  res.writeHead(status, out);
+  res.end(body);
+}
