@@ -28,7 +28,7 @@ const CASES: Array<{ status: number; headers: Record<string, string>; body: stri
 
 const app = new Hono();
 // Copies: @hono/node-server writes its Content-Length into the header record it is given.
-CASES.forEach((c, i) => app.get(`/${i}`, (ctx) => ctx.body(c.body, c.status as 200, { ...c.headers })));
+for (const [i, c] of CASES.entries()) app.get(`/${i}`, (ctx) => ctx.body(c.body, c.status as 200, { ...c.headers }));
 const hono = getRequestListener(app.fetch);
 const lane = (req: http.IncomingMessage, res: http.ServerResponse) => {
   const c = CASES[Number(req.url?.slice(1))]!;
