@@ -113,15 +113,7 @@ function configure(db: Database.Database, file: string): void {
   // sealed secrets, an old sealed token, leave no copy in the file once removed. The WAL
   // keeps old page images until a checkpoint; removeFromWal() empties it where it matters.
   db.pragma('secure_delete = ON');
-  // No checkpoint inside a commit: SQLite's automatic one (every 1000 WAL pages) runs in the
-  // commit that crosses the mark, and copies pages and fsyncs twice while the token answer
-  // waiting on that commit (an audit row, audit.ts) waits too: at 100 000 accounts' first
-  // reads that was every few hundred rows. buildStore checkpoints a second after writes instead.
-  db.pragma('wal_autocheckpoint = 0');
 }
-
-/** How long after a write the WAL is copied into the database (configure: never in a commit). */
-const CHECKPOINT_AFTER_MS = 1000;
 
 /**
  * Copy the WAL into the database and truncate it to zero bytes, so page images from before
@@ -294,27 +286,11 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     }
   };
   const audit = sqliteAudit(db, file, { syncNormal: underSyncNormal, writable: stillOurs });
-  // One PASSIVE checkpoint a second at most while writes come, none when idle: the WAL stays
-  // about a second of writes long, and a burst of commits pays two fsyncs a second, not two
-  // per 1000 pages. PASSIVE never waits for a reader; what it cannot copy, the next one does.
-  // A daemon killed before it leaves the frames in the WAL, which the next open reads.
-  let checkpointDue: NodeJS.Timeout | undefined;
-  const checkpoint = () => {
-    checkpointDue = undefined;
-    try {
-      if (db.open) db.pragma('wal_checkpoint(PASSIVE)');
-    } catch {
-      // Busy or failing: the frames stay in the WAL (still the database's); the next write tries again.
-    }
-  };
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => R, opts: { writes?: boolean } = { writes: true }) =>
     async (...args: A): Promise<R> => {
       try {
-        if (opts.writes) {
-          stillOurs();
-          if (!checkpointDue) (checkpointDue = setTimeout(checkpoint, CHECKPOINT_AFTER_MS)).unref();
-        }
+        if (opts.writes) stillOurs();
         return fn(...args);
       } catch (err) {
         return storeError(err, file);
@@ -497,9 +473,6 @@ function buildStore(db: Database.Database, file: string, key: Buffer, now: () =>
     close: guard(
       () => {
         audit.close();
-        if (checkpointDue) clearTimeout(checkpointDue);
-        checkpointDue = undefined;
-        // Closing the last connection checkpoints what is left and removes the WAL.
         if (db.open) db.close();
       },
       { writes: false },
