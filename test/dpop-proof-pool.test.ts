@@ -3,6 +3,7 @@
  * handed out once, only while young, and never for another key or token than it was signed for.
  */
 import { createHash, createPublicKey, verify } from 'node:crypto';
+import type { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { athOf, DPOP_KEY_SECRET, generateDpopKey, loadDpopKey, type DpopKey } from '../src/daemon/dpop/key.js';
 import { POOL_MAX_AGE_MS, ProofPool } from '../src/daemon/dpop/proof-pool.js';
@@ -123,5 +124,29 @@ describe('proofs signed ahead (proof pool)', () => {
       const proof = await proofs.proofForUrl('svc', 'GET', url, TOKEN);
       checked(proof, second); // signed by the new key, never one pooled for the old
     }
+  });
+
+  it('a worker that dies is not restarted: nothing pooled is handed out, every proof is signed inline', async () => {
+    const pool = poolAt();
+    const secret = await generateDpopKey();
+    const key = await loadDpopKey(secret);
+    const proofs = new DpopProofs({
+      store: { getSecret: async (_account: string, name: string) => (name === DPOP_KEY_SECRET ? secret : undefined) },
+      config: { getAccount: () => ({ dpop: true }) as never },
+      pool,
+    });
+    const url = new URL(HTU);
+    await proofs.proofForUrl('svc', 'GET', url, TOKEN);
+    await filled(pool, 'svc', key);
+    // The worker killed under the pool, as a crash of its thread would end it.
+    const worker = (pool as unknown as { worker: Worker }).worker;
+    await worker.terminate();
+    await new Promise((r) => setImmediate(r)); // its 'exit' event
+    expect(pool.ready(key, 'GET', HTU, athOf(TOKEN))).toBe(0);
+    expect(pool.take('svc', key, 'GET', HTU, athOf(TOKEN))).toBeUndefined();
+    const jtis = new Set<string>();
+    for (let i = 0; i < 20; i++) jtis.add(checked(await proofs.proofForUrl('svc', 'GET', url, TOKEN), key).jti as string);
+    expect(jtis.size).toBe(20);
+    expect((pool as unknown as { worker: Worker | undefined }).worker).toBeUndefined();
   });
 });
